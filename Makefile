@@ -1,0 +1,66 @@
+# llm.h: build the examples, tests and benchmarks. Every program is one .c file that
+# includes llm.h; there is no library to build.
+#
+#   make           examples into build/
+#   make test      all tests (plain, then the fast ones again under ASan+UBSan)
+#   make bench     benchmarks (speed is measured here, never in tests)
+#   make demo      train a small GPT-2 on Tiny Shakespeare, then generate
+#   make data      fetch the data files into data/ (or copy them from ../shared/data)
+#   make cuda      the CUDA companion, examples and tests built with nvcc
+
+CC      ?= cc
+CXX     ?= c++
+PY      ?= /usr/bin/python3
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g -std=c99 -Wall -Wextra -pthread
+LDLIBS  ?= -lm -pthread
+SAN     := -DLLM_TEST_SAN=1 -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+B       := build
+
+EXAMPLES := $(patsubst examples/%.c,$(B)/%,$(wildcard examples/*.c))
+TESTS    := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
+# Tests fast enough to repeat under the sanitizers (the model tests use small shapes).
+SANTESTS := $(patsubst tests/%.c,$(B)/san/%,$(wildcard tests/test_*.c))
+BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_*.c))
+
+.PHONY: all test test-plain test-san bench demo data clean cuda fixtures
+all: $(EXAMPLES)
+
+$(B)/%: examples/%.c llm.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I. $< -o $@ $(LDLIBS)
+
+$(B)/tests/%: tests/%.c llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I. $< -o $@ $(LDLIBS)
+
+$(B)/tests/test_cpp: tests/test_cpp.cpp llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(OPT) -g -Wall -Wextra -pthread -I. $< -o $@ $(LDLIBS)
+
+$(B)/san/%: tests/%.c llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 -Wall -Wextra -pthread $(SAN) -I. $< -o $@ $(LDLIBS)
+
+$(B)/bench/%: bench/%.c llm.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -O3 -I. $< -o $@ $(LDLIBS) $(BENCH_LIBS)
+
+# Reference files from PyTorch (Debian python3-torch). Without torch the tests that
+# need them print SKIP.
+fixtures:
+	@mkdir -p $(B)/fixtures
+	@if $(PY) -c 'import torch' 2>/dev/null; then \
+	  for s in tests/ref_*.py; do [ -f "$$s" ] || continue; \
+	    echo "== $$s"; $(PY) $$s $(B)/fixtures || exit 1; done; \
+	else echo "SKIP fixtures: $(PY) has no torch (apt-get install python3-torch)"; fi
+
+test: all fixtures $(TESTS) $(B)/tests/test_cpp $(SANTESTS)
+	@LLM_FIXTURES=$(B)/fixtures tests/run.sh $(TESTS) $(B)/tests/test_cpp \
+	  $(foreach t,$(SANTESTS),$(t))
+
+bench: $(BENCHES) all
+	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
+
+clean:
+	rm -rf $(B)
