@@ -358,7 +358,8 @@ LLMDEF void llm_rng_seed(llm_rng *r, uint64_t seed);
 LLMDEF uint64_t llm_rng_u64(llm_rng *r);
 LLMDEF float llm_rng_normal(llm_rng *r);   /* N(0,1), Box-Muller */
 
-//@@TOKENIZER_API@@
+#include "wip/tokenizer_api.h"  /* @@WIP: inlined before release */
+#include "wip/generate_api.h"   /* @@WIP */
 
 #ifdef __cplusplus
 }
@@ -918,9 +919,10 @@ static int llm__json_int(const llm__json *d, int node, int64_t *out) {
     return 1;
 }
 
-//@@TOKENIZER_IMPL@@
-
-//@@REST_IMPL@@
+#include "wip/tokenizer_impl.h" /* @@WIP */
+#include "wip/simd_impl.h"      /* @@WIP */
+#include "wip/core_impl.h"      /* @@WIP */
+#include "wip/generate_impl.h"  /* @@WIP */
 
 #endif /* LLM_IMPLEMENTATION_DONE */
 #endif /* LLM_IMPLEMENTATION */

@@ -1,0 +1,1 @@
+/* wip/generate_api.h: work in progress, inlined into llm.h when done. */

@@ -1,0 +1,1 @@
+/* wip/generate_impl.h: work in progress, inlined into llm.h when done. */

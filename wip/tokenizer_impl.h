@@ -1,0 +1,1 @@
+/* wip/tokenizer_impl.h: work in progress, inlined into llm.h when done. */
