@@ -102,6 +102,13 @@ LLMDEF const char *llm_status_string(llm_status s);
 /* The message of the last failure on this thread: what failed, and where. Valid
  * until the next failing call on this thread. Never NULL ("" when none). */
 LLMDEF const char *llm_last_error(void);
+/* Record a failure message (printf-style) for llm_last_error() and return s. For
+ * backends and extensions that live outside this file (llm_cuda.cu). */
+LLMDEF llm_status llm_set_error(llm_status s, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 
 /* ---- thread pool ----------------------------------------------------------------- */
 /* A fixed set of worker threads, created once and reused by every op. A task
@@ -456,7 +463,8 @@ LLMDEF const char *llm_last_error(void) { return llm__errmsg; }
 
 /* Record why a call failed and return the status, so failures read
  * `return llm__err(LLM_ERR_FORMAT, "%s: bad magic %d", path, magic);` */
-static LLM__PRINTF(2, 3) llm_status llm__err(llm_status s, const char *fmt, ...) {
+#define llm__err llm_set_error
+LLMDEF llm_status llm_set_error(llm_status s, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(llm__errmsg, sizeof llm__errmsg, fmt, ap);
