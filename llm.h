@@ -436,11 +436,8 @@ LLMDEF float llm_rng_normal(llm_rng *r);   /* N(0,1), Box-Muller */
 #define LLM__PRINTF(a, b)
 #endif
 
-#ifdef __cplusplus
-#define LLM__CAST(T, x) static_cast<T>(x)
-#else
+/* Casts that C++ requires and C allows (void* from malloc, pointer reinterpretation). */
 #define LLM__CAST(T, x) ((T)(x))
-#endif
 
 //==== ERRORS ===========================================================================
 static LLM__TLS char llm__errmsg[512];

@@ -1,1 +1,1637 @@
-/* wip/core_impl.h: work in progress, inlined into llm.h when done. */
+//==== KERNELS ==========================================================================
+/* Reference kernels: plain loops, one op each, forward beside backward, in the order
+ * the model calls them. They are the executable definition of each op; the CPU
+ * backend runs them (or a SIMD version tested against them) on slices in parallel.
+ * Backward kernels ADD into every gradient output (+=), as autograd accumulates. */
+
+/* Token + position embedding. out[b,t,:] = wte[tok[b,t],:] + wpe[t,:].
+ * PyTorch: wte(tok) + wpe(arange(T)). */
+static void llm__encoder_fwd_ref(float *out, const int *tok, const float *wte, const float *wpe,
+                                 int B, int T, int C) {
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            float *o = out + (LLM__CAST(size_t, b) * T + t) * C;
+            const float *we = wte + LLM__CAST(size_t, tok[b * T + t]) * C, *pe = wpe + LLM__CAST(size_t, t) * C;
+            for (int c = 0; c < C; c++) o[c] = we[c] + pe[c];
+        }
+}
+/* dwte[tok[b,t],:] += dout[b,t,:], dwpe[t,:] += dout[b,t,:]. */
+static void llm__encoder_bwd_ref(float *dwte, float *dwpe, const float *dout, const int *tok,
+                                 int B, int T, int C) {
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            const float *d = dout + (LLM__CAST(size_t, b) * T + t) * C;
+            float *dwe = dwte + LLM__CAST(size_t, tok[b * T + t]) * C, *dpe = dwpe + LLM__CAST(size_t, t) * C;
+            for (int c = 0; c < C; c++) { dwe[c] += d[c]; dpe[c] += d[c]; }
+        }
+}
+
+/* LayerNorm over the last dimension, eps 1e-5 (GPT-2), biased variance:
+ *   mean = Σx/C, var = Σ(x-mean)²/C, rstd = 1/sqrt(var+eps),
+ *   out = (x - mean) * rstd * w + b.   PyTorch: F.layer_norm(x, (C,), w, b, 1e-5). */
+#define LLM__LN_EPS 1e-5f
+static void llm__layernorm_fwd_ref(float *out, float *mean, float *rstd, const float *inp,
+                                   const float *w, const float *b, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + LLM__CAST(size_t, n) * C;
+        float *o = out + LLM__CAST(size_t, n) * C;
+        float m = 0, v = 0;
+        for (int c = 0; c < C; c++) m += x[c];
+        m /= C;
+        for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+        v /= C;
+        float s = 1.0f / sqrtf(v + LLM__LN_EPS);
+        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * w[c] + b[c];
+        mean[n] = m; rstd[n] = s;
+    }
+}
+/* With xhat = (x-mean)*rstd and g = dout*w (the gradient at xhat):
+ *   db += dout, dw += dout*xhat,
+ *   dx += rstd * (g - mean(g) - xhat * mean(g*xhat))
+ * (the two means remove the parts of g that the normalisation cancels). */
+static void llm__layernorm_bwd_ref(float *dinp, float *dw, float *db, const float *dout,
+                                   const float *inp, const float *w, const float *mean,
+                                   const float *rstd, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;
+        float *dx = dinp + LLM__CAST(size_t, n) * C;
+        float m = mean[n], s = rstd[n], gmean = 0, gxmean = 0;
+        for (int c = 0; c < C; c++) {
+            float xhat = (x[c] - m) * s, g = d[c] * w[c];
+            gmean += g; gxmean += g * xhat;
+        }
+        gmean /= C; gxmean /= C;
+        for (int c = 0; c < C; c++) {
+            float xhat = (x[c] - m) * s, g = d[c] * w[c];
+            db[c] += d[c];
+            dw[c] += d[c] * xhat;
+            dx[c] += s * (g - gmean - xhat * gxmean);
+        }
+    }
+}
+
+/* Fully connected layer: out (N,OC) = inp (N,C) @ w(OC,C)^T + bias(OC).
+ * PyTorch: F.linear(inp, w, bias). */
+static void llm__matmul_fwd_ref(float *out, const float *inp, const float *w, const float *bias,
+                                int N, int C, int OC) {
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            const float *x = inp + LLM__CAST(size_t, n) * C, *wr = w + LLM__CAST(size_t, o) * C;
+            float acc = bias ? bias[o] : 0.0f;
+            for (int c = 0; c < C; c++) acc += x[c] * wr[c];
+            out[LLM__CAST(size_t, n) * OC + o] = acc;
+        }
+}
+/* dinp += dout @ w, dw += dout^T @ inp, dbias += Σ_n dout. */
+static void llm__matmul_bwd_ref(float *dinp, float *dw, float *dbias, const float *dout,
+                                const float *inp, const float *w, int N, int C, int OC) {
+    for (int n = 0; n < N; n++) {
+        const float *d = dout + LLM__CAST(size_t, n) * OC, *x = inp + LLM__CAST(size_t, n) * C;
+        float *dx = dinp + LLM__CAST(size_t, n) * C;
+        for (int o = 0; o < OC; o++) {
+            const float *wr = w + LLM__CAST(size_t, o) * C;
+            float *dwr = dw + LLM__CAST(size_t, o) * C;
+            for (int c = 0; c < C; c++) { dx[c] += d[o] * wr[c]; dwr[c] += d[o] * x[c]; }
+            if (dbias) dbias[o] += d[o];
+        }
+    }
+}
+
+/* Causal self-attention for one (batch b, head h). qkv rows hold [q | k | v], each C
+ * wide, head h at columns h*HS..h*HS+HS-1. For query t over keys t2 <= t:
+ *   s(t2) = q_t·k_t2 / sqrt(HS),  p = softmax(s) (max subtracted), out_t = Σ p(t2) v_t2,
+ * and lse_t = log Σ exp(s) is saved so that backward can recompute p without ever
+ * storing the (T,T) matrix. PyTorch: F.scaled_dot_product_attention(q,k,v,is_causal=True). */
+static void llm__attention_fwd_head(float *out, float *lse, const float *qkv, int b, int h,
+                                    int T, int C, int NH) {
+    int HS = C / NH;
+    float scale = 1.0f / sqrtf(LLM__CAST(float, HS));
+    size_t row = 3 * LLM__CAST(size_t, C);
+    const float *base = qkv + LLM__CAST(size_t, b) * T * row + LLM__CAST(size_t, h) * HS;
+    for (int t = 0; t < T; t++) {
+        const float *q = base + t * row;
+        float *o = out + (LLM__CAST(size_t, b) * T + t) * C + LLM__CAST(size_t, h) * HS;
+        float mx = -FLT_MAX, sum = 0;
+        for (int t2 = 0; t2 <= t; t2++) {            /* pass 1: the max, for stability */
+            const float *k = base + t2 * row + C;
+            float s = 0;
+            for (int i = 0; i < HS; i++) s += q[i] * k[i];
+            s *= scale;
+            if (s > mx) mx = s;
+        }
+        for (int i = 0; i < HS; i++) o[i] = 0;
+        for (int t2 = 0; t2 <= t; t2++) {            /* pass 2: weights and values */
+            const float *k = base + t2 * row + C, *v = base + t2 * row + 2 * C;
+            float s = 0;
+            for (int i = 0; i < HS; i++) s += q[i] * k[i];
+            float e = expf(s * scale - mx);
+            sum += e;
+            for (int i = 0; i < HS; i++) o[i] += e * v[i];
+        }
+        for (int i = 0; i < HS; i++) o[i] /= sum;
+        lse[(LLM__CAST(size_t, b) * NH + h) * T + t] = mx + logf(sum);
+    }
+}
+/* Backward for one (b, h), recomputing p = exp(s - lse). With D_t = dout_t·out_t:
+ *   dv_t2 += p dout_t,  dp = dout_t·v_t2,  ds = p (dp - D_t)   (softmax backward),
+ *   dq_t += ds k_t2 / sqrt(HS),  dk_t2 += ds q_t / sqrt(HS). */
+static void llm__attention_bwd_head(float *dqkv, const float *dout, const float *qkv,
+                                    const float *out, const float *lse, int b, int h,
+                                    int T, int C, int NH) {
+    int HS = C / NH;
+    float scale = 1.0f / sqrtf(LLM__CAST(float, HS));
+    size_t row = 3 * LLM__CAST(size_t, C), off = LLM__CAST(size_t, b) * T * row + LLM__CAST(size_t, h) * HS;
+    const float *base = qkv + off;
+    float *dbase = dqkv + off;
+    for (int t = 0; t < T; t++) {
+        size_t ot = (LLM__CAST(size_t, b) * T + t) * C + LLM__CAST(size_t, h) * HS;
+        const float *q = base + t * row, *d = dout + ot, *o = out + ot;
+        float *dq = dbase + t * row;
+        float L = lse[(LLM__CAST(size_t, b) * NH + h) * T + t], D = 0;
+        for (int i = 0; i < HS; i++) D += d[i] * o[i];
+        for (int t2 = 0; t2 <= t; t2++) {
+            const float *k = base + t2 * row + C, *v = base + t2 * row + 2 * C;
+            float *dk = dbase + t2 * row + C, *dv = dbase + t2 * row + 2 * C;
+            float s = 0, dp = 0;
+            for (int i = 0; i < HS; i++) { s += q[i] * k[i]; dp += d[i] * v[i]; }
+            float p = expf(s * scale - L), ds = p * (dp - D) * scale;
+            for (int i = 0; i < HS; i++) {
+                dv[i] += p * d[i];
+                dq[i] += ds * k[i];
+                dk[i] += ds * q[i];
+            }
+        }
+    }
+}
+static void llm__attention_fwd_ref(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) llm__attention_fwd_head(out, lse, qkv, b, h, T, C, NH);
+}
+static void llm__attention_bwd_ref(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                   const float *lse, int B, int T, int C, int NH) {
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) llm__attention_bwd_head(dqkv, dout, qkv, out, lse, b, h, T, C, NH);
+}
+
+/* GELU, tanh approximation (GPT-2; PyTorch F.gelu(x, approximate="tanh")):
+ *   y = x/2 · (1 + tanh(u)),  u = sqrt(2/π) (x + 0.044715 x³)
+ *   dy/dx = (1 + tanh u)/2 + x/2 · (1 - tanh² u) · sqrt(2/π) (1 + 3·0.044715 x²) */
+#define LLM__GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+static void llm__gelu_fwd_ref(float *out, const float *inp, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + tanhf(LLM__GELU_K * (x + 0.044715f * x * x * x)));
+    }
+}
+static void llm__gelu_bwd_ref(float *dinp, const float *inp, const float *dout, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i], th = tanhf(LLM__GELU_K * (x + 0.044715f * x * x * x));
+        float du = LLM__GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] += dout[i] * (0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du);
+    }
+}
+
+/* Residual connection: out = a + b; both inputs receive the gradient unchanged. */
+static void llm__residual_fwd_ref(float *out, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+static void llm__residual_bwd_ref(float *da, float *db, const float *dout, size_t n) {
+    for (size_t i = 0; i < n; i++) { da[i] += dout[i]; db[i] += dout[i]; }
+}
+
+/* Fused softmax + cross-entropy over V logits per row, without materialising the
+ * probabilities: lse = m + log Σ exp(x - m) (m = max x), loss = lse - x[target].
+ * Rows whose target is negative (PyTorch's ignore_index) get loss 0.
+ * PyTorch: F.cross_entropy(logits, targets, reduction="none"). */
+static void llm__crossentropy_fwd_ref(float *losses, float *lse, const float *logits,
+                                      const int *targets, int N, int V) {
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + LLM__CAST(size_t, n) * V;
+        float m = -FLT_MAX, s = 0;
+        for (int i = 0; i < V; i++) if (x[i] > m) m = x[i];
+        for (int i = 0; i < V; i++) s += expf(x[i] - m);
+        lse[n] = m + logf(s);
+        losses[n] = targets[n] < 0 ? 0.0f : lse[n] - x[targets[n]];
+    }
+}
+/* dlogits = (softmax(x) - onehot(target)) · dloss, written over the logits. */
+static void llm__crossentropy_bwd_ref(float *logits, const float *lse, const int *targets,
+                                      float dloss, int N, int V) {
+    for (int n = 0; n < N; n++) {
+        float *x = logits + LLM__CAST(size_t, n) * V;
+        int y = targets[n];
+        for (int i = 0; i < V; i++)
+            x[i] = y < 0 ? 0.0f : (expf(x[i] - lse[n]) - (i == y ? 1.0f : 0.0f)) * dloss;
+    }
+}
+
+/* Σ x², accumulated in double: the squared global gradient norm. */
+static double llm__sumsq_ref(const float *x, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += LLM__CAST(double, x[i]) * x[i];
+    return s;
+}
+
+/* AdamW (Loshchilov & Hutter), in torch.optim.AdamW's order: decay, then Adam.
+ *   g = grad·grad_scale;  m = β1 m + (1-β1) g;  v = β2 v + (1-β2) g²
+ *   p -= lr·wd·p;  p -= lr · (m/(1-β1^t)) / (sqrt(v/(1-β2^t)) + eps) */
+static void llm__adamw_ref(float *p, const float *grad, float *m, float *v, size_t n, float lr,
+                           float beta1, float beta2, float eps, float wd, float grad_scale, int t) {
+    float bc1 = 1.0f - powf(beta1, LLM__CAST(float, t)), bc2 = 1.0f - powf(beta2, LLM__CAST(float, t));
+    for (size_t i = 0; i < n; i++) {
+        float g = grad[i] * grad_scale;
+        m[i] = beta1 * m[i] + (1.0f - beta1) * g;
+        v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
+        p[i] -= lr * wd * p[i];
+        p[i] -= lr * (m[i] / bc1) / (sqrtf(v[i] / bc2) + eps);
+    }
+}
+
+//==== CPU ==============================================================================
+/* The CPU backend: each op splits its work over the pool's threads so that no two
+ * threads write the same float (rows for row-wise ops, columns for the parameter
+ * gradients that sum over rows). The split depends only on the thread count, so the
+ * results are bit-identical run to run. */
+typedef struct llm__cpu { llm_pool *pool; } llm__cpu;
+#define LLM__POOL(st) (LLM__CAST(llm__cpu *, st)->pool)
+
+/* One argument block serves every op: the task functions read the fields they need. */
+typedef struct llm__op {
+    float *out, *out2, *out3;
+    const float *in, *in2, *in3, *in4, *in5;
+    const int *idx;
+    int B, T, C, OC, NH, N;
+    size_t n;
+    float f[8];
+    int t;
+    double partial[256];
+} llm__op;
+
+static llm_status llm__cpu_create(void **st, int n_threads) {
+    llm__cpu *c = LLM__CAST(llm__cpu *, llm__calloc(1, sizeof *c));
+    if (!c) return llm__err(LLM_ERR_NOMEM, "cpu backend: out of memory");
+    c->pool = llm_pool_create(n_threads);
+    if (!c->pool) { LLM_FREE(c); return LLM_ERR_NOMEM; }
+    *st = c;
+    return LLM_OK;
+}
+static void llm__cpu_destroy(void *st) {
+    if (!st) return;
+    llm_pool_free(LLM__POOL(st));
+    LLM_FREE(st);
+}
+static void *llm__cpu_alloc(void *st, size_t bytes) {
+    (void)st;
+    void *p = llm__alloc_aligned(bytes);
+    if (!p) llm__err(LLM_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
+    return p;
+}
+static void llm__cpu_release(void *st, void *p) { (void)st; llm__free_aligned(p); }
+static llm_status llm__cpu_copy(void *st, void *dst, const void *src, size_t bytes) {
+    (void)st;
+    if (bytes) memcpy(dst, src, bytes);
+    return LLM_OK;
+}
+static void llm__cpu_zero(void *st, void *p, size_t bytes) { (void)st; if (bytes) memset(p, 0, bytes); }
+
+/* encoder: forward by rows; backward by channel slices (a token may repeat, so rows
+ * would collide in dwte, but channels never do). */
+static void llm__t_encoder_fwd(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi;
+    llm__split(LLM__CAST(size_t, o->B) * o->T, ith, nth, &lo, &hi);
+    for (size_t r = lo; r < hi; r++) {
+        int t = LLM__CAST(int, r % LLM__CAST(size_t, o->T));
+        llm__encoder_fwd_ref(o->out + r * o->C, o->idx + r, o->in, o->in2 + LLM__CAST(size_t, t) * o->C, 1, 1, o->C);
+    }
+}
+static void llm__cpu_encoder_fwd(void *st, float *out, const int *tok, const float *wte,
+                                 const float *wpe, int B, int T, int C) {
+    llm__op o; memset(&o, 0, sizeof o);
+    o.out = out; o.idx = tok; o.in = wte; o.in2 = wpe; o.B = B; o.T = T; o.C = C;
+    llm_pool_run(LLM__POOL(st), llm__t_encoder_fwd, &o);
+}
+static void llm__t_encoder_bwd(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi;
+    llm__split(LLM__CAST(size_t, o->C), ith, nth, &lo, &hi);
+    for (int b = 0; b < o->B; b++)
+        for (int t = 0; t < o->T; t++) {
+            const float *d = o->in + (LLM__CAST(size_t, b) * o->T + t) * o->C;
+            float *dwe = o->out + LLM__CAST(size_t, o->idx[b * o->T + t]) * o->C;
+            float *dpe = o->out2 + LLM__CAST(size_t, t) * o->C;
+            for (size_t c = lo; c < hi; c++) { dwe[c] += d[c]; dpe[c] += d[c]; }
+        }
+}
+static void llm__cpu_encoder_bwd(void *st, float *dwte, float *dwpe, const float *dout,
+                                 const int *tok, int B, int T, int C) {
+    llm__op o; memset(&o, 0, sizeof o);
+    o.out = dwte; o.out2 = dwpe; o.in = dout; o.idx = tok; o.B = B; o.T = T; o.C = C;
+    llm_pool_run(LLM__POOL(st), llm__t_encoder_bwd, &o);
+}
+
+/* layernorm: forward by rows. Backward: dinp by rows, then dw/db by channel slices. */
+static void llm__t_layernorm_fwd(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi, C = LLM__CAST(size_t, o->C);
+    llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
+    llm__layernorm_fwd_ref(o->out + lo * C, o->out2 + lo, o->out3 + lo, o->in + lo * C, o->in2, o->in3,
+                           LLM__CAST(int, hi - lo), o->C);
+}
+static void llm__cpu_layernorm_fwd(void *st, float *out, float *mean, float *rstd, const float *inp,
+                                   const float *w, const float *b, int N, int C) {
+    llm__op o; memset(&o, 0, sizeof o);
+    o.out = out; o.out2 = mean; o.out3 = rstd; o.in = inp; o.in2 = w; o.in3 = b; o.N = N; o.C = C;
+    llm_pool_run(LLM__POOL(st), llm__t_layernorm_fwd, &o);
+}
+static void llm__t_layernorm_bwd_dx(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi, C = LLM__CAST(size_t, o->C);
+    llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
+    for (size_t n = lo; n < hi; n++) {  /* the reference formula for dx, one row at a time */
+        const float *x = o->in2 + n * C, *d = o->in + n * C, *w = o->in3;
+        float *dx = o->out + n * C;
+        float m = o->in4[n], s = o->in5[n], gmean = 0, gxmean = 0;
+        for (size_t c = 0; c < C; c++) { float xh = (x[c] - m) * s, g = d[c] * w[c]; gmean += g; gxmean += g * xh; }
+        gmean /= o->C; gxmean /= o->C;
+        for (size_t c = 0; c < C; c++) { float xh = (x[c] - m) * s; dx[c] += s * (d[c] * w[c] - gmean - xh * gxmean); }
+    }
+}
+static void llm__t_layernorm_bwd_dw(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi, C = LLM__CAST(size_t, o->C);
+    llm__split(C, ith, nth, &lo, &hi);
+    for (size_t n = 0; n < LLM__CAST(size_t, o->N); n++) {
+        const float *x = o->in2 + n * C, *d = o->in + n * C;
+        float m = o->in4[n], s = o->in5[n];
+        for (size_t c = lo; c < hi; c++) { o->out3[c] += d[c]; o->out2[c] += d[c] * (x[c] - m) * s; }
+    }
+}
+static void llm__cpu_layernorm_bwd(void *st, float *dinp, float *dw, float *db, const float *dout,
+                                   const float *inp, const float *w, const float *mean,
+                                   const float *rstd, int N, int C) {
+    llm__op o; memset(&o, 0, sizeof o);
+    o.out = dinp; o.out2 = dw; o.out3 = db; o.in = dout; o.in2 = inp; o.in3 = w; o.in4 = mean;
+    o.in5 = rstd; o.N = N; o.C = C;
+    llm_pool_run(LLM__POOL(st), llm__t_layernorm_bwd_dx, &o);
+    llm_pool_run(LLM__POOL(st), llm__t_layernorm_bwd_dw, &o);
+}
+
+/* Interim GEMM until the SIMD one lands: C = op(A)·op(B) + beta·C, rows of C split
+ * over threads. */
+typedef struct { int ta, tb, M, N, K, lda, ldb, ldc; const float *A, *B; float beta; float *C; } llm__gemm_args;
+static void llm__t_gemm_interim(void *a, int ith, int nth) {
+    llm__gemm_args *g = LLM__CAST(llm__gemm_args *, a);
+    size_t lo, hi;
+    llm__split(LLM__CAST(size_t, g->M), ith, nth, &lo, &hi);
+    for (size_t i = lo; i < hi; i++) {
+        float *c = g->C + i * g->ldc;
+        for (int j = 0; j < g->N; j++) c[j] = g->beta == 0.0f ? 0.0f : g->beta * c[j];
+        for (int k = 0; k < g->K; k++) {
+            float av = g->ta ? g->A[LLM__CAST(size_t, k) * g->lda + i] : g->A[i * g->lda + k];
+            if (g->tb) for (int j = 0; j < g->N; j++) c[j] += av * g->B[LLM__CAST(size_t, j) * g->ldb + k];
+            else { const float *br = g->B + LLM__CAST(size_t, k) * g->ldb; for (int j = 0; j < g->N; j++) c[j] += av * br[j]; }
+        }
+    }
+}
+static void llm__gemm_interim(llm_pool *pool, int ta, int tb, int M, int N, int K, const float *A, int lda,
+                              const float *B, int ldb, float beta, float *C, int ldc) {
+    llm__gemm_args g;
+    g.ta = ta; g.tb = tb; g.M = M; g.N = N; g.K = K; g.lda = lda; g.ldb = ldb; g.ldc = ldc;
+    g.A = A; g.B = B; g.beta = beta; g.C = C;
+    llm_pool_run(pool, llm__t_gemm_interim, &g);
+}
+#define LLM__GEMM llm__gemm_interim
+
+/* matmul: all three products go through the GEMM. out = bias, then out += inp·w^T. */
+static void llm__t_bias_bcast(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi, OC = LLM__CAST(size_t, o->OC);
+    llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
+    for (size_t n = lo; n < hi; n++) memcpy(o->out + n * OC, o->in, OC * sizeof(float));
+}
+static void llm__t_bias_grad(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi, OC = LLM__CAST(size_t, o->OC);
+    llm__split(OC, ith, nth, &lo, &hi);
+    for (size_t n = 0; n < LLM__CAST(size_t, o->N); n++)
+        for (size_t j = lo; j < hi; j++) o->out[j] += o->in[n * OC + j];
+}
+static void llm__cpu_matmul_fwd(void *st, float *out, const float *inp, const float *w,
+                                const float *bias, int N, int C, int OC) {
+    llm_pool *pool = LLM__POOL(st);
+    if (bias) {
+        llm__op o; memset(&o, 0, sizeof o);
+        o.out = out; o.in = bias; o.N = N; o.OC = OC;
+        llm_pool_run(pool, llm__t_bias_bcast, &o);
+    }
+    LLM__GEMM(pool, 0, 1, N, OC, C, inp, C, w, C, bias ? 1.0f : 0.0f, out, OC);
+}
+static void llm__cpu_matmul_bwd(void *st, float *dinp, float *dw, float *dbias, const float *dout,
+                                const float *inp, const float *w, int N, int C, int OC) {
+    llm_pool *pool = LLM__POOL(st);
+    LLM__GEMM(pool, 0, 0, N, C, OC, dout, OC, w, C, 1.0f, dinp, C);   /* dinp += dout·w */
+    LLM__GEMM(pool, 1, 0, OC, C, N, dout, OC, inp, C, 1.0f, dw, C);   /* dw += doutᵀ·inp */
+    if (dbias) {
+        llm__op o; memset(&o, 0, sizeof o);
+        o.out = dbias; o.in = dout; o.N = N; o.OC = OC;
+        llm_pool_run(pool, llm__t_bias_grad, &o);
+    }
+}
+
+/* attention: the (b, h) pairs are independent, forward and backward. */
+static void llm__t_attention_fwd(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi;
+    llm__split(LLM__CAST(size_t, o->B) * o->NH, ith, nth, &lo, &hi);
+    for (size_t i = lo; i < hi; i++)
+        llm__attention_fwd_head(o->out, o->out2, o->in, LLM__CAST(int, i / LLM__CAST(size_t, o->NH)),
+                                LLM__CAST(int, i % LLM__CAST(size_t, o->NH)), o->T, o->C, o->NH);
+}
+static void llm__cpu_attention_fwd(void *st, float *out, float *lse, const float *qkv, int B, int T,
+                                   int C, int NH) {
+    llm__op o; memset(&o, 0, sizeof o);
+    o.out = out; o.out2 = lse; o.in = qkv; o.B = B; o.T = T; o.C = C; o.NH = NH;
+    llm_pool_run(LLM__POOL(st), llm__t_attention_fwd, &o);
+}
+static void llm__t_attention_bwd(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi;
+    llm__split(LLM__CAST(size_t, o->B) * o->NH, ith, nth, &lo, &hi);
+    for (size_t i = lo; i < hi; i++)
+        llm__attention_bwd_head(o->out, o->in, o->in2, o->in3, o->in4, LLM__CAST(int, i / LLM__CAST(size_t, o->NH)),
+                                LLM__CAST(int, i % LLM__CAST(size_t, o->NH)), o->T, o->C, o->NH);
+}
+static void llm__cpu_attention_bwd(void *st, float *dqkv, const float *dout, const float *qkv,
+                                   const float *out, const float *lse, int B, int T, int C, int NH) {
+    llm__op o; memset(&o, 0, sizeof o);
+    o.out = dqkv; o.in = dout; o.in2 = qkv; o.in3 = out; o.in4 = lse; o.B = B; o.T = T; o.C = C; o.NH = NH;
+    llm_pool_run(LLM__POOL(st), llm__t_attention_bwd, &o);
+}
+
+/* element-wise ops: contiguous slices. */
+enum { LLM__EW_GELU_FWD, LLM__EW_GELU_BWD, LLM__EW_RES_FWD, LLM__EW_RES_BWD };
+static void llm__t_elementwise(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi;
+    llm__split(o->n, ith, nth, &lo, &hi);
+    switch (o->t) {
+    case LLM__EW_GELU_FWD: llm__gelu_fwd_ref(o->out + lo, o->in + lo, hi - lo); break;
+    case LLM__EW_GELU_BWD: llm__gelu_bwd_ref(o->out + lo, o->in + lo, o->in2 + lo, hi - lo); break;
+    case LLM__EW_RES_FWD: llm__residual_fwd_ref(o->out + lo, o->in + lo, o->in2 + lo, hi - lo); break;
+    case LLM__EW_RES_BWD: llm__residual_bwd_ref(o->out + lo, o->out2 + lo, o->in + lo, hi - lo); break;
+    }
+}
+static void llm__cpu_ew(void *st, int kind, float *out, float *out2, const float *in, const float *in2, size_t n) {
+    llm__op o; memset(&o, 0, sizeof o);
+    o.t = kind; o.out = out; o.out2 = out2; o.in = in; o.in2 = in2; o.n = n;
+    llm_pool_run(LLM__POOL(st), llm__t_elementwise, &o);
+}
+static void llm__cpu_gelu_fwd(void *st, float *out, const float *inp, size_t n) { llm__cpu_ew(st, LLM__EW_GELU_FWD, out, NULL, inp, NULL, n); }
+static void llm__cpu_gelu_bwd(void *st, float *dinp, const float *inp, const float *dout, size_t n) { llm__cpu_ew(st, LLM__EW_GELU_BWD, dinp, NULL, inp, dout, n); }
+static void llm__cpu_residual_fwd(void *st, float *out, const float *a, const float *b, size_t n) { llm__cpu_ew(st, LLM__EW_RES_FWD, out, NULL, a, b, n); }
+static void llm__cpu_residual_bwd(void *st, float *da, float *db, const float *dout, size_t n) { llm__cpu_ew(st, LLM__EW_RES_BWD, da, db, dout, NULL, n); }
+
+/* cross-entropy: rows are independent. */
+static void llm__t_ce_fwd(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi, V = LLM__CAST(size_t, o->OC);
+    llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
+    llm__crossentropy_fwd_ref(o->out + lo, o->out2 + lo, o->in + lo * V, o->idx + lo, LLM__CAST(int, hi - lo), o->OC);
+}
+static void llm__cpu_crossentropy_fwd(void *st, float *losses, float *lse, const float *logits,
+                                      const int *targets, int N, int V) {
+    llm__op o; memset(&o, 0, sizeof o);
+    o.out = losses; o.out2 = lse; o.in = logits; o.idx = targets; o.N = N; o.OC = V;
+    llm_pool_run(LLM__POOL(st), llm__t_ce_fwd, &o);
+}
+static void llm__t_ce_bwd(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi, V = LLM__CAST(size_t, o->OC);
+    llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
+    llm__crossentropy_bwd_ref(o->out + lo * V, o->in + lo, o->idx + lo, o->f[0], LLM__CAST(int, hi - lo), o->OC);
+}
+static void llm__cpu_crossentropy_bwd(void *st, float *logits, const float *lse, const int *targets,
+                                      float dloss, int N, int V) {
+    llm__op o; memset(&o, 0, sizeof o);
+    o.out = logits; o.in = lse; o.idx = targets; o.f[0] = dloss; o.N = N; o.OC = V;
+    llm_pool_run(LLM__POOL(st), llm__t_ce_bwd, &o);
+}
+
+/* sum of squares: one partial per thread, added in thread order (deterministic). */
+static void llm__t_sumsq(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi;
+    llm__split(o->n, ith, nth, &lo, &hi);
+    o->partial[ith] = llm__sumsq_ref(o->in + lo, hi - lo);
+}
+static double llm__cpu_sumsq(void *st, const float *x, size_t n) {
+    llm__op o; memset(&o, 0, sizeof o);
+    o.in = x; o.n = n;
+    llm_pool *pool = LLM__POOL(st);
+    int nth = llm_pool_size(pool);
+    if (nth > 256) { return llm__sumsq_ref(x, n); }
+    llm_pool_run(pool, llm__t_sumsq, &o);
+    double s = 0;
+    for (int i = 0; i < nth; i++) s += o.partial[i];
+    return s;
+}
+
+static void llm__t_adamw(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi;
+    llm__split(o->n, ith, nth, &lo, &hi);
+    llm__adamw_ref(o->out + lo, o->in + lo, o->out2 + lo, o->out3 + lo, hi - lo, o->f[0], o->f[1], o->f[2],
+                   o->f[3], o->f[4], o->f[5], o->t);
+}
+static void llm__cpu_adamw(void *st, float *param, const float *grad, float *m, float *v, size_t n,
+                           float lr, float beta1, float beta2, float eps, float weight_decay,
+                           float grad_scale, int t) {
+    llm__op o; memset(&o, 0, sizeof o);
+    o.out = param; o.in = grad; o.out2 = m; o.out3 = v; o.n = n; o.t = t;
+    o.f[0] = lr; o.f[1] = beta1; o.f[2] = beta2; o.f[3] = eps; o.f[4] = weight_decay; o.f[5] = grad_scale;
+    llm_pool_run(LLM__POOL(st), llm__t_adamw, &o);
+}
+
+static const llm_backend llm__cpu_backend_table = {
+    "cpu", llm__cpu_create, llm__cpu_destroy, llm__cpu_alloc, llm__cpu_release, llm__cpu_copy,
+    llm__cpu_copy, llm__cpu_zero, llm__cpu_encoder_fwd, llm__cpu_encoder_bwd, llm__cpu_layernorm_fwd,
+    llm__cpu_layernorm_bwd, llm__cpu_matmul_fwd, llm__cpu_matmul_bwd, llm__cpu_attention_fwd,
+    llm__cpu_attention_bwd, llm__cpu_gelu_fwd, llm__cpu_gelu_bwd, llm__cpu_residual_fwd,
+    llm__cpu_residual_bwd, llm__cpu_crossentropy_fwd, llm__cpu_crossentropy_bwd, llm__cpu_sumsq,
+    llm__cpu_adamw
+};
+LLMDEF const llm_backend *llm_cpu_backend(void) { return &llm__cpu_backend_table; }
+
+//==== GPT2 =============================================================================
+/* Activations of one forward pass, all views into one buffer sized for (B, T). Only
+ * what backward reads is kept per layer; the projections before each residual add
+ * (attproj, fcproj) go through one scratch tensor. */
+typedef struct llm__gpt2_acts {
+    float *encoded;    /* (B, T, C) */
+    float *ln1;        /* (L, B, T, C) */
+    float *ln1_mean;   /* (L, B, T) */
+    float *ln1_rstd;   /* (L, B, T) */
+    float *qkv;        /* (L, B, T, 3C) */
+    float *atty;       /* (L, B, T, C) */
+    float *att_lse;    /* (L, B, NH, T) log-sum-exp of each attention row */
+    float *residual2;  /* (L, B, T, C) */
+    float *ln2;        /* (L, B, T, C) */
+    float *ln2_mean;   /* (L, B, T) */
+    float *ln2_rstd;   /* (L, B, T) */
+    float *fch;        /* (L, B, T, 4C) */
+    float *fch_gelu;   /* (L, B, T, 4C) */
+    float *residual3;  /* (L, B, T, C) */
+    float *lnf;        /* (B, T, C) */
+    float *lnf_mean;   /* (B, T) */
+    float *lnf_rstd;   /* (B, T) */
+    float *logits;     /* (B, T, V); holds dlogits after backward */
+    float *lse;        /* (B, T) */
+    float *losses;     /* (B, T) */
+    float *proj;       /* (B, T, C) scratch: attproj / fcproj before the residual add */
+    /* gradient scratch for one layer at a time (backward) */
+    float *dres;       /* (B, T, C) gradient of the residual stream */
+    float *dC;         /* (B, T, C) */
+    float *dqkv;       /* (B, T, 3C) */
+    float *d4a, *d4b;  /* (B, T, 4C) */
+} llm__gpt2_acts;
+#define LLM__GPT2_NACTS 26
+
+struct llm_gpt2 {
+    llm_gpt2_config cfg;
+    const llm_backend *be;
+    void *st;                          /* backend state */
+    size_t off[LLM_GPT2_NTENSORS], size[LLM_GPT2_NTENSORS], n_params;
+    float *params_mem, *grads_mem;     /* (n_params) device */
+    float *m_mem, *v_mem;              /* (n_params) AdamW moments, on first step */
+    llm_gpt2_params p, g;              /* views into params_mem / grads_mem */
+    int t;                             /* optimizer steps taken */
+    /* activations */
+    size_t cap_BT;                     /* reserved B*T */
+    int cap_T;
+    float *acts_mem;
+    llm__gpt2_acts a;
+    int *tokens, *targets;             /* (B, T) device */
+    float *host_losses;                /* (B, T) host */
+    int B, T;                          /* of the last forward */
+    int have_targets, n_valid, logits_state;   /* logits_state: 0 none, 1 logits, 2 dlogits */
+};
+
+static const char *const llm__gpt2_names[LLM_GPT2_NTENSORS] = {
+    "wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
+    "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"};
+LLMDEF const char *llm_gpt2_tensor_name(int i) {
+    return i >= 0 && i < LLM_GPT2_NTENSORS ? llm__gpt2_names[i] : "?";
+}
+
+LLMDEF llm_gpt2_config llm_gpt2_config_default(void) {
+    llm_gpt2_config c;
+    c.max_seq_len = 1024; c.vocab_size = 50257; c.n_layer = 12; c.n_head = 12; c.n_embd = 768;
+    return c;
+}
+
+LLMDEF void llm_gpt2_tensor_layout(const llm_gpt2_config *cfg, size_t off[LLM_GPT2_NTENSORS],
+                                   size_t size[LLM_GPT2_NTENSORS]) {
+    size_t C = LLM__CAST(size_t, cfg->n_embd), L = LLM__CAST(size_t, cfg->n_layer);
+    size_t V = LLM__CAST(size_t, cfg->vocab_size), T = LLM__CAST(size_t, cfg->max_seq_len);
+    size_t s[LLM_GPT2_NTENSORS];
+    s[0] = V * C; s[1] = T * C; s[2] = L * C; s[3] = L * C;
+    s[4] = L * 3 * C * C; s[5] = L * 3 * C; s[6] = L * C * C; s[7] = L * C;
+    s[8] = L * C; s[9] = L * C; s[10] = L * 4 * C * C; s[11] = L * 4 * C;
+    s[12] = L * C * 4 * C; s[13] = L * C; s[14] = C; s[15] = C;
+    size_t o = 0;
+    for (int i = 0; i < LLM_GPT2_NTENSORS; i++) { off[i] = o; size[i] = s[i]; o += s[i]; }
+}
+
+static void llm__gpt2_views(llm_gpt2_params *v, float *mem, const size_t off[LLM_GPT2_NTENSORS]) {
+    float **f[LLM_GPT2_NTENSORS] = {&v->wte, &v->wpe, &v->ln1w, &v->ln1b, &v->qkvw, &v->qkvb,
+        &v->attprojw, &v->attprojb, &v->ln2w, &v->ln2b, &v->fcw, &v->fcb, &v->fcprojw, &v->fcprojb,
+        &v->lnfw, &v->lnfb};
+    for (int i = 0; i < LLM_GPT2_NTENSORS; i++) *f[i] = mem ? mem + off[i] : NULL;
+}
+
+static llm_status llm__gpt2_check_config(const llm_gpt2_config *c) {
+    if (c->n_layer <= 0 || c->n_head <= 0 || c->n_embd <= 0 || c->vocab_size <= 0 || c->max_seq_len <= 0)
+        return llm__err(LLM_ERR_ARG, "GPT-2 config: every size must be positive (L=%d NH=%d C=%d V=%d maxT=%d)",
+                        c->n_layer, c->n_head, c->n_embd, c->vocab_size, c->max_seq_len);
+    if (c->n_embd % c->n_head != 0)
+        return llm__err(LLM_ERR_ARG, "GPT-2 config: n_head %d does not divide n_embd %d", c->n_head, c->n_embd);
+    /* keep every index computation well inside size_t and int */
+    if (c->n_layer > 4096 || c->n_embd > 65536 || c->vocab_size > (1 << 24) || c->max_seq_len > (1 << 20))
+        return llm__err(LLM_ERR_ARG, "GPT-2 config: sizes out of range (L=%d C=%d V=%d maxT=%d)",
+                        c->n_layer, c->n_embd, c->vocab_size, c->max_seq_len);
+    return LLM_OK;
+}
+
+/* A model with zeroed parameters and no activations: the common part of create/load. */
+static llm_status llm__gpt2_new(llm_gpt2 **out, const llm_gpt2_config *cfg, const llm_options *opt) {
+    *out = NULL;
+    llm_status s = llm__gpt2_check_config(cfg);
+    if (s != LLM_OK) return s;
+    llm_gpt2 *m = LLM__CAST(llm_gpt2 *, llm__calloc(1, sizeof *m));
+    if (!m) return llm__err(LLM_ERR_NOMEM, "GPT-2: out of memory");
+    m->cfg = *cfg;
+    m->be = opt && opt->backend ? opt->backend : llm_cpu_backend();
+    if ((s = m->be->create(&m->st, opt ? opt->n_threads : 0)) != LLM_OK) { LLM_FREE(m); return s; }
+    llm_gpt2_tensor_layout(cfg, m->off, m->size);
+    m->n_params = m->off[LLM_GPT2_NTENSORS - 1] + m->size[LLM_GPT2_NTENSORS - 1];
+    m->params_mem = LLM__CAST(float *, m->be->alloc(m->st, m->n_params * sizeof(float)));
+    if (!m->params_mem) { llm_gpt2_free(m); return LLM_ERR_NOMEM; }
+    m->be->zero(m->st, m->params_mem, m->n_params * sizeof(float));
+    llm__gpt2_views(&m->p, m->params_mem, m->off);
+    *out = m;
+    return LLM_OK;
+}
+
+LLMDEF llm_status llm_gpt2_create(llm_gpt2 **out, const llm_gpt2_config *cfg, const llm_options *opt,
+                                  uint64_t seed) {
+    if (!out || !cfg) return llm__err(LLM_ERR_ARG, "llm_gpt2_create: NULL argument");
+    llm_gpt2 *m;
+    llm_status s = llm__gpt2_new(&m, cfg, opt);
+    if (s != LLM_OK) { *out = NULL; return s; }
+    float *h = LLM__CAST(float *, LLM_MALLOC(m->n_params * sizeof(float)));
+    if (!h) { llm_gpt2_free(m); *out = NULL; return llm__err(LLM_ERR_NOMEM, "GPT-2: out of memory for init"); }
+    /* GPT-2 init: N(0, 0.02) for weights, the two projections that write into the
+     * residual stream scaled by 1/sqrt(2L) so that its variance does not grow with
+     * depth; biases 0; layernorm gains 1. */
+    llm_rng r;
+    llm_rng_seed(&r, seed);
+    float proj_std = 0.02f / sqrtf(2.0f * LLM__CAST(float, cfg->n_layer));
+    for (int i = 0; i < LLM_GPT2_NTENSORS; i++) {
+        float *t = h + m->off[i];
+        int is_weight = i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12;
+        int is_gain = i == 2 || i == 8 || i == 14;
+        float std = (i == 6 || i == 12) ? proj_std : 0.02f;
+        for (size_t j = 0; j < m->size[i]; j++)
+            t[j] = is_weight ? std * llm_rng_normal(&r) : is_gain ? 1.0f : 0.0f;
+    }
+    s = m->be->upload(m->st, m->params_mem, h, m->n_params * sizeof(float));
+    LLM_FREE(h);
+    if (s != LLM_OK) { llm_gpt2_free(m); *out = NULL; return s; }
+    *out = m;
+    return LLM_OK;
+}
+
+LLMDEF void llm_gpt2_free(llm_gpt2 *m) {
+    if (!m) return;
+    if (m->st) {
+        m->be->release(m->st, m->params_mem);
+        m->be->release(m->st, m->grads_mem);
+        m->be->release(m->st, m->m_mem);
+        m->be->release(m->st, m->v_mem);
+        m->be->release(m->st, m->acts_mem);
+        m->be->release(m->st, m->tokens);
+        m->be->release(m->st, m->targets);
+        m->be->destroy(m->st);
+    }
+    LLM_FREE(m->host_losses);
+    LLM_FREE(m);
+}
+
+LLMDEF llm_gpt2_config llm_gpt2_get_config(const llm_gpt2 *m) { return m->cfg; }
+LLMDEF size_t llm_gpt2_num_params(const llm_gpt2 *m) { return m->n_params; }
+LLMDEF int llm_gpt2_step_count(const llm_gpt2 *m) { return m->t; }
+
+LLMDEF llm_status llm_gpt2_get_params(const llm_gpt2 *m, float *dst) {
+    return m->be->download(m->st, dst, m->params_mem, m->n_params * sizeof(float));
+}
+LLMDEF llm_status llm_gpt2_set_params(llm_gpt2 *m, const float *src) {
+    return m->be->upload(m->st, m->params_mem, src, m->n_params * sizeof(float));
+}
+LLMDEF llm_status llm_gpt2_get_grads(const llm_gpt2 *m, float *dst) {
+    if (!m->grads_mem) return llm__err(LLM_ERR_STATE, "llm_gpt2_get_grads: no gradients yet (run backward)");
+    return m->be->download(m->st, dst, m->grads_mem, m->n_params * sizeof(float));
+}
+
+/* Lay the activation views out for (B, T) inside acts_mem; returns the floats needed
+ * (mem may be NULL to only count). Each tensor starts on a 16-float boundary. */
+static size_t llm__gpt2_act_views(llm__gpt2_acts *a, float *mem, const llm_gpt2_config *c, size_t B, size_t T) {
+    size_t L = LLM__CAST(size_t, c->n_layer), C = LLM__CAST(size_t, c->n_embd);
+    size_t NH = LLM__CAST(size_t, c->n_head), V = LLM__CAST(size_t, c->vocab_size), BT = B * T;
+    size_t n[LLM__GPT2_NACTS] = {
+        BT * C, L * BT * C, L * BT, L * BT, L * BT * 3 * C, L * BT * C, L * B * NH * T, L * BT * C,
+        L * BT * C, L * BT, L * BT, L * BT * 4 * C, L * BT * 4 * C, L * BT * C, BT * C, BT, BT,
+        BT * V, BT, BT, BT * C, BT * C, BT * C, BT * 3 * C, BT * 4 * C, BT * 4 * C};
+    float **views[LLM__GPT2_NACTS] = {&a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv,
+        &a->atty, &a->att_lse, &a->residual2, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch,
+        &a->fch_gelu, &a->residual3, &a->lnf, &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->lse,
+        &a->losses, &a->proj, &a->dres, &a->dC, &a->dqkv, &a->d4a, &a->d4b};
+    size_t o = 0;
+    for (int i = 0; i < LLM__GPT2_NACTS; i++) {
+        *views[i] = mem ? mem + o : NULL;
+        o += (n[i] + 15) & ~LLM__CAST(size_t, 15);
+    }
+    return o;
+}
+
+LLMDEF llm_status llm_gpt2_reserve(llm_gpt2 *m, int B, int T) {
+    if (B <= 0 || T <= 0) return llm__err(LLM_ERR_ARG, "reserve: B=%d and T=%d must be positive", B, T);
+    if (T > m->cfg.max_seq_len)
+        return llm__err(LLM_ERR_ARG, "reserve: T=%d exceeds the model's context of %d", T, m->cfg.max_seq_len);
+    size_t BT = LLM__CAST(size_t, B) * LLM__CAST(size_t, T);
+    if (BT <= m->cap_BT && T <= m->cap_T) return LLM_OK;
+    if (BT > (SIZE_MAX / 64) / (LLM__CAST(size_t, m->cfg.vocab_size) + 64 * LLM__CAST(size_t, m->cfg.n_embd) * m->cfg.n_layer))
+        return llm__err(LLM_ERR_NOMEM, "reserve: B=%d T=%d is too large", B, T);
+    llm__gpt2_acts a;
+    size_t need = llm__gpt2_act_views(&a, NULL, &m->cfg, LLM__CAST(size_t, B), LLM__CAST(size_t, T));
+    m->be->release(m->st, m->acts_mem); m->acts_mem = NULL;
+    m->be->release(m->st, m->tokens); m->tokens = NULL;
+    m->be->release(m->st, m->targets); m->targets = NULL;
+    LLM_FREE(m->host_losses); m->host_losses = NULL;
+    m->cap_BT = 0; m->cap_T = 0; m->logits_state = 0;
+    m->acts_mem = LLM__CAST(float *, m->be->alloc(m->st, need * sizeof(float)));
+    m->tokens = LLM__CAST(int *, m->be->alloc(m->st, BT * sizeof(int)));
+    m->targets = LLM__CAST(int *, m->be->alloc(m->st, BT * sizeof(int)));
+    m->host_losses = LLM__CAST(float *, LLM_MALLOC(BT * sizeof(float)));
+    if (!m->acts_mem || !m->tokens || !m->targets || !m->host_losses)
+        return llm__err(LLM_ERR_NOMEM, "reserve: out of memory for activations of B=%d T=%d (%zu MB)",
+                        B, T, need * sizeof(float) >> 20);
+    m->cap_BT = BT; m->cap_T = T;
+    return LLM_OK;
+}
+
+static llm_status llm__check_tokens(const int *tok, size_t n, int V, const char *what) {
+    for (size_t i = 0; i < n; i++)
+        if (tok[i] < 0 || tok[i] >= V)
+            return llm__err(LLM_ERR_ARG, "%s[%zu] = %d is out of range [0, %d)", what, i, tok[i], V);
+    return LLM_OK;
+}
+
+LLMDEF llm_status llm_gpt2_forward(llm_gpt2 *m, const int *tokens, const int *targets, int B, int T,
+                                   float *loss) {
+    if (!m || !tokens) return llm__err(LLM_ERR_ARG, "forward: NULL argument");
+    llm_status s = llm_gpt2_reserve(m, B, T);
+    if (s != LLM_OK) return s;
+    const llm_gpt2_config *c = &m->cfg;
+    int L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab_size, BT = B * T;
+    if ((s = llm__check_tokens(tokens, LLM__CAST(size_t, BT), V, "tokens")) != LLM_OK) return s;
+    if (targets)
+        for (int i = 0; i < BT; i++)
+            if (targets[i] >= V) return llm__err(LLM_ERR_ARG, "targets[%d] = %d is out of range [0, %d)", i, targets[i], V);
+    const llm_backend *be = m->be;
+    void *st = m->st;
+    llm__gpt2_acts *a = &m->a;
+    llm__gpt2_act_views(a, m->acts_mem, c, LLM__CAST(size_t, B), LLM__CAST(size_t, T));
+    if ((s = be->upload(st, m->tokens, tokens, LLM__CAST(size_t, BT) * sizeof(int))) != LLM_OK) return s;
+    m->B = B; m->T = T; m->have_targets = 0; m->logits_state = 0;
+
+    be->encoder_fwd(st, a->encoded, m->tokens, m->p.wte, m->p.wpe, B, T, C);
+    size_t btc = LLM__CAST(size_t, BT) * C;
+    for (int l = 0; l < L; l++) {
+        size_t lc = LLM__CAST(size_t, l) * C;
+        const float *res = l == 0 ? a->encoded : a->residual3 + (l - 1) * btc;
+        float *ln1 = a->ln1 + l * btc, *qkv = a->qkv + l * 3 * btc, *atty = a->atty + l * btc;
+        float *res2 = a->residual2 + l * btc, *ln2 = a->ln2 + l * btc, *res3 = a->residual3 + l * btc;
+        float *fch = a->fch + l * 4 * btc, *fchg = a->fch_gelu + l * 4 * btc;
+        float *ln1m = a->ln1_mean + l * BT, *ln1r = a->ln1_rstd + l * BT;
+        float *ln2m = a->ln2_mean + l * BT, *ln2r = a->ln2_rstd + l * BT;
+        float *lse = a->att_lse + LLM__CAST(size_t, l) * B * NH * T;
+        be->layernorm_fwd(st, ln1, ln1m, ln1r, res, m->p.ln1w + lc, m->p.ln1b + lc, BT, C);
+        be->matmul_fwd(st, qkv, ln1, m->p.qkvw + 3 * lc * C, m->p.qkvb + 3 * lc, BT, C, 3 * C);
+        be->attention_fwd(st, atty, lse, qkv, B, T, C, NH);
+        be->matmul_fwd(st, a->proj, atty, m->p.attprojw + lc * C, m->p.attprojb + lc, BT, C, C);
+        be->residual_fwd(st, res2, res, a->proj, btc);
+        be->layernorm_fwd(st, ln2, ln2m, ln2r, res2, m->p.ln2w + lc, m->p.ln2b + lc, BT, C);
+        be->matmul_fwd(st, fch, ln2, m->p.fcw + 4 * lc * C, m->p.fcb + 4 * lc, BT, C, 4 * C);
+        be->gelu_fwd(st, fchg, fch, 4 * btc);
+        be->matmul_fwd(st, a->proj, fchg, m->p.fcprojw + 4 * lc * C, m->p.fcprojb + lc, BT, 4 * C, C);
+        be->residual_fwd(st, res3, res2, a->proj, btc);
+    }
+    be->layernorm_fwd(st, a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (L - 1) * btc, m->p.lnfw, m->p.lnfb, BT, C);
+    be->matmul_fwd(st, a->logits, a->lnf, m->p.wte, NULL, BT, C, V);   /* tied LM head */
+    m->logits_state = 1;
+
+    if (targets) {
+        if ((s = be->upload(st, m->targets, targets, LLM__CAST(size_t, BT) * sizeof(int))) != LLM_OK) return s;
+        be->crossentropy_fwd(st, a->losses, a->lse, a->logits, m->targets, BT, V);
+        if ((s = be->download(st, m->host_losses, a->losses, LLM__CAST(size_t, BT) * sizeof(float))) != LLM_OK) return s;
+        double sum = 0;
+        int n = 0;
+        for (int i = 0; i < BT; i++) if (targets[i] >= 0) { sum += m->host_losses[i]; n++; }
+        m->have_targets = 1;
+        m->n_valid = n;
+        if (loss) *loss = n ? LLM__CAST(float, sum / n) : 0.0f;
+    } else if (loss) {
+        *loss = 0.0f;
+    }
+    return LLM_OK;
+}
+
+LLMDEF llm_status llm_gpt2_get_logits(llm_gpt2 *m, float *dst) {
+    if (m->logits_state != 1) return llm__err(LLM_ERR_STATE, "get_logits: no logits (run forward; backward overwrites them)");
+    return m->be->download(m->st, dst, m->a.logits, LLM__CAST(size_t, m->B) * m->T * m->cfg.vocab_size * sizeof(float));
+}
+LLMDEF llm_status llm_gpt2_get_losses(llm_gpt2 *m, float *dst) {
+    if (!m->have_targets) return llm__err(LLM_ERR_STATE, "get_losses: the last forward had no targets");
+    memcpy(dst, m->host_losses, LLM__CAST(size_t, m->B) * m->T * sizeof(float));
+    return LLM_OK;
+}
+
+static llm_status llm__gpt2_alloc_grads(llm_gpt2 *m) {
+    if (m->grads_mem) return LLM_OK;
+    m->grads_mem = LLM__CAST(float *, m->be->alloc(m->st, m->n_params * sizeof(float)));
+    if (!m->grads_mem) return LLM_ERR_NOMEM;
+    m->be->zero(m->st, m->grads_mem, m->n_params * sizeof(float));
+    llm__gpt2_views(&m->g, m->grads_mem, m->off);
+    return LLM_OK;
+}
+
+LLMDEF llm_status llm_gpt2_zero_grad(llm_gpt2 *m) {
+    llm_status s = llm__gpt2_alloc_grads(m);
+    if (s != LLM_OK) return s;
+    m->be->zero(m->st, m->grads_mem, m->n_params * sizeof(float));
+    return LLM_OK;
+}
+
+/* Backward, the forward in reverse. `dres` carries the gradient of the residual
+ * stream: a residual add passes its gradient to both inputs unchanged, so instead of
+ * copying it (residual_bwd) the layer's branches simply add into dres in place. */
+LLMDEF llm_status llm_gpt2_backward(llm_gpt2 *m, float loss_scale) {
+    if (!m->have_targets || m->logits_state != 1)
+        return llm__err(LLM_ERR_STATE, "backward: needs a forward with targets first (and only one backward per forward)");
+    llm_status s = llm__gpt2_alloc_grads(m);
+    if (s != LLM_OK) return s;
+    const llm_gpt2_config *c = &m->cfg;
+    int B = m->B, T = m->T, L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab_size, BT = B * T;
+    const llm_backend *be = m->be;
+    void *st = m->st;
+    llm__gpt2_acts *a = &m->a;
+    llm_gpt2_params *p = &m->p, *g = &m->g;
+    size_t btc = LLM__CAST(size_t, BT) * C;
+    float dloss = m->n_valid ? loss_scale / LLM__CAST(float, m->n_valid) : 0.0f;
+
+    be->crossentropy_bwd(st, a->logits, a->lse, m->targets, dloss, BT, V);
+    m->logits_state = 2;
+    be->zero(st, a->dC, btc * sizeof(float));
+    be->zero(st, a->dres, btc * sizeof(float));
+    be->matmul_bwd(st, a->dC, g->wte, NULL, a->logits, a->lnf, p->wte, BT, C, V);
+    be->layernorm_bwd(st, a->dres, g->lnfw, g->lnfb, a->dC, a->residual3 + (L - 1) * btc, p->lnfw,
+                      a->lnf_mean, a->lnf_rstd, BT, C);
+    for (int l = L - 1; l >= 0; l--) {
+        size_t lc = LLM__CAST(size_t, l) * C;
+        const float *res = l == 0 ? a->encoded : a->residual3 + (l - 1) * btc;
+        const float *ln1 = a->ln1 + l * btc, *qkv = a->qkv + l * 3 * btc, *atty = a->atty + l * btc;
+        const float *res2 = a->residual2 + l * btc, *ln2 = a->ln2 + l * btc;
+        const float *fch = a->fch + l * 4 * btc, *fchg = a->fch_gelu + l * 4 * btc;
+        const float *lse = a->att_lse + LLM__CAST(size_t, l) * B * NH * T;
+        /* MLP branch: res3 = res2 + fcproj(gelu(fc(ln2(res2)))) */
+        be->zero(st, a->d4a, 4 * btc * sizeof(float));
+        be->zero(st, a->d4b, 4 * btc * sizeof(float));
+        be->zero(st, a->dC, btc * sizeof(float));
+        be->matmul_bwd(st, a->d4a, g->fcprojw + 4 * lc * C, g->fcprojb + lc, a->dres, fchg, p->fcprojw + 4 * lc * C, BT, 4 * C, C);
+        be->gelu_bwd(st, a->d4b, fch, a->d4a, 4 * btc);
+        be->matmul_bwd(st, a->dC, g->fcw + 4 * lc * C, g->fcb + 4 * lc, a->d4b, ln2, p->fcw + 4 * lc * C, BT, C, 4 * C);
+        be->layernorm_bwd(st, a->dres, g->ln2w + lc, g->ln2b + lc, a->dC, res2, p->ln2w + lc,
+                          a->ln2_mean + l * BT, a->ln2_rstd + l * BT, BT, C);
+        /* attention branch: res2 = res + attproj(attention(qkv(ln1(res)))) */
+        be->zero(st, a->dC, btc * sizeof(float));
+        be->zero(st, a->dqkv, 3 * btc * sizeof(float));
+        be->matmul_bwd(st, a->dC, g->attprojw + lc * C, g->attprojb + lc, a->dres, atty, p->attprojw + lc * C, BT, C, C);
+        be->attention_bwd(st, a->dqkv, a->dC, qkv, atty, lse, B, T, C, NH);
+        be->zero(st, a->dC, btc * sizeof(float));
+        be->matmul_bwd(st, a->dC, g->qkvw + 3 * lc * C, g->qkvb + 3 * lc, a->dqkv, ln1, p->qkvw + 3 * lc * C, BT, C, 3 * C);
+        be->layernorm_bwd(st, a->dres, g->ln1w + lc, g->ln1b + lc, a->dC, res, p->ln1w + lc,
+                          a->ln1_mean + l * BT, a->ln1_rstd + l * BT, BT, C);
+    }
+    be->encoder_bwd(st, g->wte, g->wpe, a->dres, m->tokens, B, T, C);
+    return LLM_OK;
+}
+
+//==== ADAMW ============================================================================
+LLMDEF llm_adamw_config llm_adamw_config_default(void) {
+    llm_adamw_config c;
+    c.beta1 = 0.9f; c.beta2 = 0.95f; c.eps = 1e-8f; c.weight_decay = 0.1f; c.decay_all = 0; c.grad_clip = 1.0f;
+    return c;
+}
+
+/* Matmul weights and embeddings are the 2-D tensors nanoGPT decays. */
+static int llm__gpt2_is_2d(int i) { return i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12; }
+
+LLMDEF llm_status llm_gpt2_step(llm_gpt2 *m, const llm_adamw_config *cfg, float lr, float *grad_norm) {
+    if (!m->grads_mem) return llm__err(LLM_ERR_STATE, "step: no gradients (run backward first)");
+    llm_adamw_config def = llm_adamw_config_default();
+    if (!cfg) cfg = &def;
+    if (!m->m_mem) {
+        m->m_mem = LLM__CAST(float *, m->be->alloc(m->st, m->n_params * sizeof(float)));
+        m->v_mem = LLM__CAST(float *, m->be->alloc(m->st, m->n_params * sizeof(float)));
+        if (!m->m_mem || !m->v_mem) return LLM_ERR_NOMEM;
+        m->be->zero(m->st, m->m_mem, m->n_params * sizeof(float));
+        m->be->zero(m->st, m->v_mem, m->n_params * sizeof(float));
+    }
+    /* global L2 norm, then the clip factor as torch.nn.utils.clip_grad_norm_ */
+    double norm = sqrt(m->be->sumsq(m->st, m->grads_mem, m->n_params));
+    float scale = 1.0f;
+    if (cfg->grad_clip > 0.0f) {
+        double coef = cfg->grad_clip / (norm + 1e-6);
+        if (coef < 1.0) scale = LLM__CAST(float, coef);
+    }
+    if (grad_norm) *grad_norm = LLM__CAST(float, norm);
+    if (!(norm == norm) || norm > DBL_MAX)
+        return llm__err(LLM_ERR_ARG, "step: the gradient norm is not finite (%g); parameters unchanged", norm);
+    m->t++;
+    for (int i = 0; i < LLM_GPT2_NTENSORS; i++) {
+        float wd = (cfg->decay_all || llm__gpt2_is_2d(i)) ? cfg->weight_decay : 0.0f;
+        m->be->adamw(m->st, m->params_mem + m->off[i], m->grads_mem + m->off[i], m->m_mem + m->off[i],
+                     m->v_mem + m->off[i], m->size[i], lr, cfg->beta1, cfg->beta2, cfg->eps, wd, scale, m->t);
+    }
+    return LLM_OK;
+}
+
+LLMDEF float llm_lr_at(const llm_lr_schedule *s, int step) {
+    if (step < s->warmup) return s->lr * LLM__CAST(float, step + 1) / LLM__CAST(float, s->warmup);
+    if (s->kind == LLM_LR_CONST) return s->lr;
+    if (step >= s->total) return s->min_lr;
+    double ratio = LLM__CAST(double, step - s->warmup) / LLM__CAST(double, s->total - s->warmup);
+    double coeff = 0.5 * (1.0 + cos(3.14159265358979323846 * ratio));   /* 1 -> 0 */
+    return LLM__CAST(float, s->min_lr + coeff * (s->lr - s->min_lr));
+}
+
+/* xorshift128+ (Vigna): two 64-bit words of state, seeded through splitmix64 so that
+ * any seed, 0 included, gives a well-mixed state. */
+static uint64_t llm__splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+LLMDEF void llm_rng_seed(llm_rng *r, uint64_t seed) {
+    r->s[0] = llm__splitmix64(&seed);
+    r->s[1] = llm__splitmix64(&seed);
+}
+LLMDEF uint64_t llm_rng_u64(llm_rng *r) {
+    uint64_t a = r->s[0], b = r->s[1];
+    r->s[0] = b;
+    a ^= a << 23;
+    r->s[1] = a ^ b ^ (a >> 17) ^ (b >> 26);
+    return r->s[1] + b;
+}
+/* Box-Muller: two uniforms in (0,1] give one normal (the second is discarded to keep
+ * the stream position simple). */
+LLMDEF float llm_rng_normal(llm_rng *r) {
+    double u1 = (LLM__CAST(double, llm_rng_u64(r) >> 11) + 1.0) / 9007199254740992.0;
+    double u2 = LLM__CAST(double, llm_rng_u64(r) >> 11) / 9007199254740992.0;
+    return LLM__CAST(float, sqrt(-2.0 * log(u1)) * cos(2.0 * 3.14159265358979323846 * u2));
+}
+
+//==== FORMATS ==========================================================================
+/* A read-only view of a whole file: memory-mapped where the platform has mmap (weights
+ * and token files are then paged in on demand and shared), else read into memory. */
+typedef struct llm__map { const unsigned char *data; size_t len; void *heap; } llm__map;
+
+static llm_status llm__map_open(llm__map *mp, const char *path) {
+    memset(mp, 0, sizeof *mp);
+#ifdef LLM__HAVE_MMAP
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return llm__err(LLM_ERR_IO, "%s: cannot open", path);
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) { close(fd); return llm__err(LLM_ERR_IO, "%s: not a regular file", path); }
+    mp->len = LLM__CAST(size_t, sb.st_size);
+    if (mp->len == 0) { close(fd); mp->data = LLM__CAST(const unsigned char *, ""); return LLM_OK; }
+    void *p = mmap(NULL, mp->len, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return llm__err(LLM_ERR_IO, "%s: mmap failed", path);
+    mp->data = LLM__CAST(const unsigned char *, p);
+    return LLM_OK;
+#else
+    char *buf; size_t n;
+    llm_status s = llm__read_file(path, &buf, &n);
+    if (s != LLM_OK) return s;
+    mp->heap = buf; mp->data = LLM__CAST(const unsigned char *, buf); mp->len = n;
+    return LLM_OK;
+#endif
+}
+static void llm__map_close(llm__map *mp) {
+    if (mp->heap) LLM_FREE(mp->heap);
+#ifdef LLM__HAVE_MMAP
+    else if (mp->data && mp->len) munmap(LLM__CAST(void *, LLM__CAST(uintptr_t, mp->data)), mp->len);
+#endif
+    memset(mp, 0, sizeof *mp);
+}
+
+static uint32_t llm__rd32(const unsigned char *p) {
+    return LLM__CAST(uint32_t, p[0]) | LLM__CAST(uint32_t, p[1]) << 8 | LLM__CAST(uint32_t, p[2]) << 16 | LLM__CAST(uint32_t, p[3]) << 24;
+}
+static uint64_t llm__rd64(const unsigned char *p) { return llm__rd32(p) | LLM__CAST(uint64_t, llm__rd32(p + 4)) << 32; }
+static float llm__bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+/* IEEE half -> float: rebias the exponent (15 -> 127); subnormal halves are
+ * normalised by shifting the mantissa up; inf/NaN keep their payload. */
+static float llm__f16_to_f32(uint16_t h) {
+    uint32_t sign = LLM__CAST(uint32_t, h & 0x8000) << 16, e = (h >> 10) & 0x1f, man = h & 0x3ff;
+    if (e == 0) {
+        if (man == 0) return llm__bits_f32(sign);
+        e = 127 - 14;
+        while (!(man & 0x400)) { man <<= 1; e--; }
+        return llm__bits_f32(sign | e << 23 | (man & 0x3ff) << 13);
+    }
+    if (e == 31) return llm__bits_f32(sign | 0x7f800000u | man << 13);
+    return llm__bits_f32(sign | (e + 127 - 15) << 23 | man << 13);
+}
+/* bfloat16 is the top half of a float32. */
+static float llm__bf16_to_f32(uint16_t h) { return llm__bits_f32(LLM__CAST(uint32_t, h) << 16); }
+
+enum { LLM__DT_F32, LLM__DT_F16, LLM__DT_BF16 };
+static float llm__load_elem(const unsigned char *p, int dtype, size_t i) {
+    if (dtype == LLM__DT_F32) return llm__bits_f32(llm__rd32(p + 4 * i));
+    uint16_t h = LLM__CAST(uint16_t, p[2 * i] | p[2 * i + 1] << 8);
+    return dtype == LLM__DT_F16 ? llm__f16_to_f32(h) : llm__bf16_to_f32(h);
+}
+/* Convert a (rows, cols) tensor into floats; with transpose, dst is (cols, rows):
+ * HF's Conv1D stores weights (in, out), the transpose of our (out, in). */
+static void llm__convert(float *dst, const unsigned char *src, int dtype, size_t rows, size_t cols, int transpose) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) {
+            float v = llm__load_elem(src, dtype, r * cols + c);
+            if (transpose) dst[c * rows + r] = v; else dst[r * cols + c] = v;
+        }
+}
+
+/* ---- safetensors: u64 header length N, N bytes of JSON, then the data ---------------- */
+typedef struct llm__st { llm__map map; llm__json j; const unsigned char *data; size_t data_len; } llm__st;
+typedef struct llm__st_tensor { int dtype, ndim; int64_t shape[8]; const unsigned char *data; } llm__st_tensor;
+
+typedef struct { size_t b, e; } llm__range;
+static int llm__range_cmp(const void *x, const void *y) {
+    const llm__range *a = LLM__CAST(const llm__range *, x), *b = LLM__CAST(const llm__range *, y);
+    return a->b < b->b ? -1 : a->b > b->b ? 1 : 0;
+}
+
+/* Open and validate the whole header: every tensor's dtype, shape and offsets must be
+ * consistent with each other and with the file, and no two tensors may overlap. */
+static llm_status llm__st_open(llm__st *f, const char *path) {
+    memset(f, 0, sizeof *f);
+    llm_status s = llm__map_open(&f->map, path);
+    if (s != LLM_OK) return s;
+    const unsigned char *d = f->map.data;
+    size_t len = f->map.len;
+    if (len < 8) { llm__map_close(&f->map); return llm__err(LLM_ERR_FORMAT, "%s: %zu bytes is too short for safetensors", path, len); }
+    uint64_t n = llm__rd64(d);
+    if (n < 2 || n > len - 8 || n > (100u << 20)) {
+        llm__map_close(&f->map);
+        return llm__err(LLM_ERR_FORMAT, "%s: safetensors header length %llu does not fit the file (%zu bytes)", path,
+                        LLM__CAST(unsigned long long, n), len);
+    }
+    if ((s = llm__json_parse(&f->j, LLM__CAST(const char *, d + 8), LLM__CAST(size_t, n))) != LLM_OK) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s", llm_last_error());
+        llm__map_close(&f->map);
+        return llm__err(s, "%s: safetensors header: %s", path, msg);
+    }
+    f->data = d + 8 + n;
+    f->data_len = len - 8 - LLM__CAST(size_t, n);
+    const llm__json *j = &f->j;
+    if (j->nodes[0].type != LLM__J_OBJ) { s = llm__err(LLM_ERR_FORMAT, "%s: safetensors header is not a JSON object", path); goto fail; }
+    {
+        llm__range *rg = LLM__CAST(llm__range *, llm__calloc(LLM__CAST(size_t, j->nodes[0].count) + 1, sizeof *rg));
+        int nr = 0;
+        if (!rg) { s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", path); goto fail; }
+        for (int c = j->nodes[0].child; c >= 0; c = j->nodes[c].next) {
+            const char *name = llm__jstr(j, j->nodes[c].key);
+            if (strcmp(name, "__metadata__") == 0) continue;
+            int dt = llm__json_get(j, c, "dtype"), sh = llm__json_get(j, c, "shape"), of = llm__json_get(j, c, "data_offsets");
+            int64_t b, e, numel = 1, esz;
+            if (dt < 0 || sh < 0 || of < 0 || j->nodes[dt].type != LLM__J_STR || j->nodes[sh].type != LLM__J_ARR ||
+                j->nodes[of].type != LLM__J_ARR || j->nodes[of].count != 2 ||
+                !llm__json_int(j, j->nodes[of].child, &b) || !llm__json_int(j, j->nodes[j->nodes[of].child].next, &e)) {
+                LLM_FREE(rg); s = llm__err(LLM_ERR_FORMAT, "%s: tensor '%s' lacks dtype, shape or data_offsets", path, name); goto fail;
+            }
+            const char *dts = llm__jstr(j, j->nodes[dt].str);
+            esz = !strcmp(dts, "F64") || !strcmp(dts, "I64") || !strcmp(dts, "U64") ? 8 :
+                  !strcmp(dts, "F32") || !strcmp(dts, "I32") || !strcmp(dts, "U32") ? 4 :
+                  !strcmp(dts, "F16") || !strcmp(dts, "BF16") || !strcmp(dts, "I16") || !strcmp(dts, "U16") ? 2 :
+                  !strcmp(dts, "I8") || !strcmp(dts, "U8") || !strcmp(dts, "BOOL") || !strcmp(dts, "F8_E4M3") ||
+                  !strcmp(dts, "F8_E5M2") ? 1 : 0;
+            if (!esz) { LLM_FREE(rg); s = llm__err(LLM_ERR_FORMAT, "%s: tensor '%s' has unknown dtype '%s'", path, name, dts); goto fail; }
+            for (int k = j->nodes[sh].child; k >= 0; k = j->nodes[k].next) {
+                int64_t dim;
+                if (!llm__json_int(j, k, &dim) || dim < 0 || (dim && numel > (INT64_C(1) << 50) / dim)) {
+                    LLM_FREE(rg); s = llm__err(LLM_ERR_FORMAT, "%s: tensor '%s' has a bad shape", path, name); goto fail;
+                }
+                numel *= dim;
+            }
+            if (b < 0 || e < b || LLM__CAST(uint64_t, e) > f->data_len || e - b != numel * esz) {
+                LLM_FREE(rg);
+                s = llm__err(LLM_ERR_FORMAT, "%s: tensor '%s': data_offsets [%lld, %lld] disagree with its shape/dtype (%lld bytes) or the data size (%zu)",
+                             path, name, LLM__CAST(long long, b), LLM__CAST(long long, e), LLM__CAST(long long, numel * esz), f->data_len);
+                goto fail;
+            }
+            rg[nr].b = LLM__CAST(size_t, b); rg[nr].e = LLM__CAST(size_t, e); nr++;
+        }
+        qsort(rg, LLM__CAST(size_t, nr), sizeof *rg, llm__range_cmp);
+        for (int i = 1; i < nr; i++)
+            if (rg[i].b < rg[i - 1].e) {
+                s = llm__err(LLM_ERR_FORMAT, "%s: two tensors overlap at data offset %zu", path, rg[i].b);
+                LLM_FREE(rg); goto fail;
+            }
+        LLM_FREE(rg);
+    }
+    return LLM_OK;
+fail:
+    llm__json_free(&f->j);
+    llm__map_close(&f->map);
+    return s;
+}
+static void llm__st_close(llm__st *f) { llm__json_free(&f->j); llm__map_close(&f->map); }
+
+/* Find tensor `name` (already validated by llm__st_open); 0 if absent. */
+static int llm__st_get(const llm__st *f, const char *name, llm__st_tensor *t) {
+    int c = llm__json_get(&f->j, 0, name);
+    if (c < 0) return 0;
+    const llm__json *j = &f->j;
+    const char *dts = llm__jstr(j, j->nodes[llm__json_get(j, c, "dtype")].str);
+    int sh = llm__json_get(j, c, "shape"), of = llm__json_get(j, c, "data_offsets");
+    int64_t b = 0;
+    llm__json_int(j, j->nodes[of].child, &b);
+    t->dtype = !strcmp(dts, "F32") ? LLM__DT_F32 : !strcmp(dts, "F16") ? LLM__DT_F16 : !strcmp(dts, "BF16") ? LLM__DT_BF16 : -1;
+    t->ndim = 0;
+    for (int k = j->nodes[sh].child; k >= 0 && t->ndim < 8; k = j->nodes[k].next) llm__json_int(j, k, &t->shape[t->ndim++]);
+    t->data = f->data + b;
+    return 1;
+}
+
+/* Fetch a float tensor of the expected shape (d0[, d1]) or fail with a message. */
+static llm_status llm__st_need(const llm__st *f, const char *path, const char *name, int64_t d0, int64_t d1,
+                               llm__st_tensor *t) {
+    if (!llm__st_get(f, name, t)) return llm__err(LLM_ERR_FORMAT, "%s: missing tensor '%s'", path, name);
+    if (t->dtype < 0) return llm__err(LLM_ERR_UNSUPPORTED, "%s: tensor '%s' must be F32, F16 or BF16", path, name);
+    int want = d1 ? 2 : 1;
+    if (t->ndim != want || t->shape[0] != d0 || (d1 && t->shape[1] != d1))
+        return llm__err(LLM_ERR_FORMAT, "%s: tensor '%s' has shape [%lld%s%lld], expected [%lld%s%lld]", path, name,
+                        LLM__CAST(long long, t->ndim ? t->shape[0] : -1), t->ndim > 1 ? ", " : "",
+                        LLM__CAST(long long, t->ndim > 1 ? t->shape[1] : 0), LLM__CAST(long long, d0), d1 ? ", " : "",
+                        LLM__CAST(long long, d1));
+    return LLM_OK;
+}
+
+/* config.json next to the weights: n_layer, n_head, n_embd, vocab_size, n_positions. */
+static llm_status llm__hf_config(const char *path, llm_gpt2_config *c, int *found) {
+    char cfgpath[1024];
+    const char *slash = strrchr(path, '/');
+    size_t dirlen = slash ? LLM__CAST(size_t, slash - path + 1) : 0;
+    *found = 0;
+    if (dirlen + 12 >= sizeof cfgpath) return LLM_OK;
+    memcpy(cfgpath, path, dirlen);
+    strcpy(cfgpath + dirlen, "config.json");
+    char *text; size_t len;
+    FILE *probe = fopen(cfgpath, "rb");
+    if (!probe) return LLM_OK;
+    fclose(probe);
+    llm_status s = llm__read_file(cfgpath, &text, &len);
+    if (s != LLM_OK) return s;
+    llm__json j;
+    s = llm__json_parse(&j, text, len);
+    LLM_FREE(text);
+    if (s != LLM_OK) { char msg[400]; snprintf(msg, sizeof msg, "%s", llm_last_error()); return llm__err(s, "%s: %s", cfgpath, msg); }
+    const char *keys[5] = {"n_layer", "n_head", "n_embd", "vocab_size", "n_positions"};
+    int *dst[5] = {&c->n_layer, &c->n_head, &c->n_embd, &c->vocab_size, &c->max_seq_len};
+    for (int i = 0; i < 5; i++) {
+        int64_t v;
+        int node = llm__json_get(&j, 0, keys[i]);
+        if (node < 0 && i == 4) node = llm__json_get(&j, 0, "n_ctx");
+        if (!llm__json_int(&j, node, &v) || v <= 0 || v > INT_MAX) {
+            llm__json_free(&j);
+            return llm__err(LLM_ERR_FORMAT, "%s: missing or bad '%s'", cfgpath, keys[i]);
+        }
+        *dst[i] = LLM__CAST(int, v);
+    }
+    llm__json_free(&j);
+    *found = 1;
+    return LLM_OK;
+}
+
+static llm_status llm__load_safetensors(llm_gpt2 **out, const char *path, const llm_options *opt) {
+    llm__st f;
+    llm_status s = llm__st_open(&f, path);
+    if (s != LLM_OK) return s;
+    llm__st_tensor t;
+    const char *pre = llm__st_get(&f, "wte.weight", &t) ? "" : llm__st_get(&f, "transformer.wte.weight", &t) ? "transformer." : NULL;
+    char name[256];
+    llm_gpt2_config c;
+    int found;
+    float *h = NULL;
+    llm_gpt2 *m = NULL;
+    if (!pre) { s = llm__err(LLM_ERR_FORMAT, "%s: no 'wte.weight' tensor: not a GPT-2 checkpoint", path); goto done; }
+    if ((s = llm__hf_config(path, &c, &found)) != LLM_OK) goto done;
+    if (!found) {   /* infer the shape from the tensors */
+        llm__st_tensor wpe;
+        snprintf(name, sizeof name, "%swpe.weight", pre);
+        if (t.ndim != 2 || !llm__st_get(&f, name, &wpe) || wpe.ndim != 2) {
+            s = llm__err(LLM_ERR_FORMAT, "%s: cannot infer the shape: wte/wpe must be 2-D", path); goto done;
+        }
+        c.vocab_size = LLM__CAST(int, t.shape[0]); c.n_embd = LLM__CAST(int, t.shape[1]);
+        c.max_seq_len = LLM__CAST(int, wpe.shape[0]);
+        c.n_layer = 0;
+        for (;;) {
+            snprintf(name, sizeof name, "%sh.%d.ln_1.weight", pre, c.n_layer);
+            if (c.n_layer >= 4096 || !llm__st_get(&f, name, &wpe)) break;
+            c.n_layer++;
+        }
+        /* The head count is not visible in the tensors; every GPT-2 uses head size 64. */
+        if (c.n_embd % 64) { s = llm__err(LLM_ERR_FORMAT, "%s: no config.json and n_embd %d is not a multiple of 64: cannot infer n_head", path, c.n_embd); goto done; }
+        c.n_head = c.n_embd / 64;
+    }
+    if ((s = llm__gpt2_new(&m, &c, opt)) != LLM_OK) goto done;
+    h = LLM__CAST(float *, LLM_MALLOC(m->n_params * sizeof(float)));
+    if (!h) { s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", path); goto done; }
+    {
+        int64_t C = c.n_embd, V = c.vocab_size, T = c.max_seq_len;
+        llm_gpt2_params v;
+        llm__gpt2_views(&v, h, m->off);
+        struct { const char *suffix; float *dst; int64_t rows, cols; int transpose; size_t stride; } per[12] = {
+            {"ln_1.weight", v.ln1w, C, 0, 0, LLM__CAST(size_t, C)}, {"ln_1.bias", v.ln1b, C, 0, 0, LLM__CAST(size_t, C)},
+            {"attn.c_attn.weight", v.qkvw, C, 3 * C, 1, LLM__CAST(size_t, 3 * C * C)},
+            {"attn.c_attn.bias", v.qkvb, 3 * C, 0, 0, LLM__CAST(size_t, 3 * C)},
+            {"attn.c_proj.weight", v.attprojw, C, C, 1, LLM__CAST(size_t, C * C)},
+            {"attn.c_proj.bias", v.attprojb, C, 0, 0, LLM__CAST(size_t, C)},
+            {"ln_2.weight", v.ln2w, C, 0, 0, LLM__CAST(size_t, C)}, {"ln_2.bias", v.ln2b, C, 0, 0, LLM__CAST(size_t, C)},
+            {"mlp.c_fc.weight", v.fcw, C, 4 * C, 1, LLM__CAST(size_t, 4 * C * C)},
+            {"mlp.c_fc.bias", v.fcb, 4 * C, 0, 0, LLM__CAST(size_t, 4 * C)},
+            {"mlp.c_proj.weight", v.fcprojw, 4 * C, C, 1, LLM__CAST(size_t, 4 * C * C)},
+            {"mlp.c_proj.bias", v.fcprojb, C, 0, 0, LLM__CAST(size_t, C)}};
+        snprintf(name, sizeof name, "%swte.weight", pre);
+        if ((s = llm__st_need(&f, path, name, V, C, &t)) != LLM_OK) goto done;
+        llm__convert(v.wte, t.data, t.dtype, LLM__CAST(size_t, V), LLM__CAST(size_t, C), 0);
+        snprintf(name, sizeof name, "%swpe.weight", pre);
+        if ((s = llm__st_need(&f, path, name, T, C, &t)) != LLM_OK) goto done;
+        llm__convert(v.wpe, t.data, t.dtype, LLM__CAST(size_t, T), LLM__CAST(size_t, C), 0);
+        for (int l = 0; l < c.n_layer; l++)
+            for (int i = 0; i < 12; i++) {
+                snprintf(name, sizeof name, "%sh.%d.%s", pre, l, per[i].suffix);
+                if ((s = llm__st_need(&f, path, name, per[i].rows, per[i].cols, &t)) != LLM_OK) goto done;
+                llm__convert(per[i].dst + LLM__CAST(size_t, l) * per[i].stride, t.data, t.dtype, LLM__CAST(size_t, per[i].rows),
+                             per[i].cols ? LLM__CAST(size_t, per[i].cols) : 1, per[i].transpose);
+            }
+        snprintf(name, sizeof name, "%sln_f.weight", pre);
+        if ((s = llm__st_need(&f, path, name, C, 0, &t)) != LLM_OK) goto done;
+        llm__convert(v.lnfw, t.data, t.dtype, LLM__CAST(size_t, C), 1, 0);
+        snprintf(name, sizeof name, "%sln_f.bias", pre);
+        if ((s = llm__st_need(&f, path, name, C, 0, &t)) != LLM_OK) goto done;
+        llm__convert(v.lnfb, t.data, t.dtype, LLM__CAST(size_t, C), 1, 0);
+        /* The LM head is tied to wte; a file may repeat it, but it must be the same. */
+        if (llm__st_get(&f, "lm_head.weight", &t)) {
+            if ((s = llm__st_need(&f, path, "lm_head.weight", V, C, &t)) != LLM_OK) goto done;
+            for (size_t i = 0; i < LLM__CAST(size_t, V * C); i++)
+                if (llm__load_elem(t.data, t.dtype, i) != v.wte[i]) {
+                    s = llm__err(LLM_ERR_UNSUPPORTED, "%s: lm_head.weight differs from wte.weight; untied heads are not supported", path);
+                    goto done;
+                }
+        }
+    }
+    s = m->be->upload(m->st, m->params_mem, h, m->n_params * sizeof(float));
+done:
+    LLM_FREE(h);
+    llm__st_close(&f);
+    if (s != LLM_OK) { llm_gpt2_free(m); m = NULL; }
+    *out = m;
+    return s;
+}
+
+/* ---- llm.c's gpt2_124M.bin: 256 int32 header, then every tensor in our order, wte
+ * padded to Vp rows (fp32 for version 3, bf16 for version 5) ------------------------- */
+#define LLM__LLMC_MAGIC 20240326
+static llm_status llm__load_llmc(llm_gpt2 **out, const char *path, const llm_options *opt) {
+    llm__map mp;
+    llm_status s = llm__map_open(&mp, path);
+    if (s != LLM_OK) return s;
+    llm_gpt2 *m = NULL;
+    float *h = NULL;
+    int32_t hd[8];
+    if (mp.len < 1024) { s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes is too short for an llm.c checkpoint header", path, mp.len); goto done; }
+    for (int i = 0; i < 8; i++) hd[i] = LLM__CAST(int32_t, llm__rd32(mp.data + 4 * i));
+    if (hd[0] != LLM__LLMC_MAGIC) { s = llm__err(LLM_ERR_FORMAT, "%s: bad magic %d (llm.c checkpoints have %d)", path, hd[0], LLM__LLMC_MAGIC); goto done; }
+    if (hd[1] != 3 && hd[1] != 5) { s = llm__err(LLM_ERR_UNSUPPORTED, "%s: llm.c checkpoint version %d (3 = fp32 and 5 = bf16 are supported)", path, hd[1]); goto done; }
+    {
+        llm_gpt2_config c;
+        c.max_seq_len = hd[2]; c.vocab_size = hd[3]; c.n_layer = hd[4]; c.n_head = hd[5]; c.n_embd = hd[6];
+        int Vp = hd[7];
+        if ((s = llm__gpt2_check_config(&c)) != LLM_OK) goto done;
+        if (Vp < c.vocab_size) { s = llm__err(LLM_ERR_FORMAT, "%s: padded vocab %d < vocab %d", path, Vp, c.vocab_size); goto done; }
+        if ((s = llm__gpt2_new(&m, &c, opt)) != LLM_OK) goto done;
+        int dtype = hd[1] == 3 ? LLM__DT_F32 : LLM__DT_BF16;
+        size_t esz = dtype == LLM__DT_F32 ? 4 : 2, C = LLM__CAST(size_t, c.n_embd);
+        size_t pad = (LLM__CAST(size_t, Vp) - LLM__CAST(size_t, c.vocab_size)) * C;
+        size_t want = 1024 + (m->n_params + pad) * esz;
+        if (mp.len != want) { s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes, expected %zu for this shape (truncated?)", path, mp.len, want); goto done; }
+        h = LLM__CAST(float *, LLM_MALLOC(m->n_params * sizeof(float)));
+        if (!h) { s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", path); goto done; }
+        size_t vc = LLM__CAST(size_t, c.vocab_size) * C;
+        llm__convert(h, mp.data + 1024, dtype, 1, vc, 0);                    /* wte, real rows */
+        llm__convert(h + vc, mp.data + 1024 + (vc + pad) * esz, dtype, 1, m->n_params - vc, 0);
+        s = m->be->upload(m->st, m->params_mem, h, m->n_params * sizeof(float));
+    }
+done:
+    LLM_FREE(h);
+    llm__map_close(&mp);
+    if (s != LLM_OK) { llm_gpt2_free(m); m = NULL; }
+    *out = m;
+    return s;
+}
+
+/* ---- our checkpoint: a 256-byte header, the parameters, optionally m and v ----------
+ *   0 "LLMHGPT2" | 8 u32 version 1 | 12 u32 flags (1: optimizer state follows)
+ *   16 i32 maxT, V, L, NH, C | 36 u32 0 | 40 u64 n_params | 48 u64 adam step
+ *   56 u64 train step, rng[0], rng[1], cursor, epoch | 96..255 zero
+ *   256: f32 params[n_params] (+ f32 m[n_params], f32 v[n_params])        little-endian */
+#define LLM__CKPT_MAGIC "LLMHGPT2"
+static void llm__wr32(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = LLM__CAST(unsigned char, v >> (8 * i)); }
+static void llm__wr64(unsigned char *p, uint64_t v) { llm__wr32(p, LLM__CAST(uint32_t, v)); llm__wr32(p + 4, LLM__CAST(uint32_t, v >> 32)); }
+
+static llm_status llm__write_dev(llm__wfile *w, const llm_gpt2 *m, const float *dev, float *host) {
+    llm_status s = m->be->download(m->st, host, dev, m->n_params * sizeof(float));
+    if (s == LLM_OK) llm__wbytes(w, host, m->n_params * sizeof(float));
+    return s;
+}
+
+LLMDEF llm_status llm_gpt2_save(const llm_gpt2 *m, const char *path, int with_optimizer, const llm_train_state *ts) {
+    if (!m || !path) return llm__err(LLM_ERR_ARG, "save: NULL argument");
+    unsigned char hdr[256];
+    memset(hdr, 0, sizeof hdr);
+    int opt = with_optimizer && m->m_mem;
+    memcpy(hdr, LLM__CKPT_MAGIC, 8);
+    llm__wr32(hdr + 8, 1);
+    llm__wr32(hdr + 12, opt ? 1u : 0u);
+    const int *cf[5] = {&m->cfg.max_seq_len, &m->cfg.vocab_size, &m->cfg.n_layer, &m->cfg.n_head, &m->cfg.n_embd};
+    for (int i = 0; i < 5; i++) llm__wr32(hdr + 16 + 4 * i, LLM__CAST(uint32_t, *cf[i]));
+    llm__wr64(hdr + 40, m->n_params);
+    llm__wr64(hdr + 48, LLM__CAST(uint64_t, m->t));
+    if (ts) {
+        const uint64_t v[5] = {ts->step, ts->rng[0], ts->rng[1], ts->cursor, ts->epoch};
+        for (int i = 0; i < 5; i++) llm__wr64(hdr + 56 + 8 * i, v[i]);
+    }
+    float *host = LLM__CAST(float *, LLM_MALLOC(m->n_params * sizeof(float)));
+    if (!host) return llm__err(LLM_ERR_NOMEM, "save: out of memory");
+    llm__wfile w;
+    llm_status s = llm__wopen(&w, path);
+    if (s != LLM_OK) { LLM_FREE(host); return s; }
+    llm__wbytes(&w, hdr, sizeof hdr);
+    s = llm__write_dev(&w, m, m->params_mem, host);
+    if (s == LLM_OK && opt) s = llm__write_dev(&w, m, m->m_mem, host);
+    if (s == LLM_OK && opt) s = llm__write_dev(&w, m, m->v_mem, host);
+    LLM_FREE(host);
+    if (s != LLM_OK) { w.failed = 1; llm__wclose(&w); return s; }
+    return llm__wclose(&w);
+}
+
+/* Validate our header against the file; fills the config and says whether the
+ * optimizer state is present. */
+static llm_status llm__ckpt_header(const llm__map *mp, const char *path, llm_gpt2_config *c, int *has_opt) {
+    if (mp->len < 256 || memcmp(mp->data, LLM__CKPT_MAGIC, 8) != 0)
+        return llm__err(LLM_ERR_FORMAT, "%s: not an llm.h checkpoint (bad magic or too short)", path);
+    if (llm__rd32(mp->data + 8) != 1) return llm__err(LLM_ERR_UNSUPPORTED, "%s: checkpoint version %u", path, llm__rd32(mp->data + 8));
+    *has_opt = llm__rd32(mp->data + 12) & 1;
+    int *cf[5] = {&c->max_seq_len, &c->vocab_size, &c->n_layer, &c->n_head, &c->n_embd};
+    for (int i = 0; i < 5; i++) *cf[i] = LLM__CAST(int32_t, llm__rd32(mp->data + 16 + 4 * i));
+    llm_status s = llm__gpt2_check_config(c);
+    if (s != LLM_OK) return s;
+    size_t off[LLM_GPT2_NTENSORS], size[LLM_GPT2_NTENSORS];
+    llm_gpt2_tensor_layout(c, off, size);
+    uint64_t np = off[LLM_GPT2_NTENSORS - 1] + size[LLM_GPT2_NTENSORS - 1];
+    if (llm__rd64(mp->data + 40) != np) return llm__err(LLM_ERR_FORMAT, "%s: parameter count disagrees with the shape", path);
+    uint64_t want = 256 + np * 4 * (*has_opt ? 3 : 1);
+    if (mp->len != want)
+        return llm__err(LLM_ERR_FORMAT, "%s: %zu bytes, expected %llu (truncated?)", path, mp->len, LLM__CAST(unsigned long long, want));
+    return LLM_OK;
+}
+
+static llm_status llm__load_ckpt(llm_gpt2 **out, const char *path, const llm_options *opt) {
+    llm__map mp;
+    llm_status s = llm__map_open(&mp, path);
+    if (s != LLM_OK) return s;
+    llm_gpt2_config c;
+    int has_opt;
+    llm_gpt2 *m = NULL;
+    if ((s = llm__ckpt_header(&mp, path, &c, &has_opt)) == LLM_OK && (s = llm__gpt2_new(&m, &c, opt)) == LLM_OK)
+        s = m->be->upload(m->st, m->params_mem, mp.data + 256, m->n_params * sizeof(float));
+    llm__map_close(&mp);
+    if (s != LLM_OK) { llm_gpt2_free(m); m = NULL; }
+    *out = m;
+    return s;
+}
+
+LLMDEF llm_status llm_gpt2_load_train_state(llm_gpt2 *m, const char *path, llm_train_state *ts) {
+    llm__map mp;
+    llm_status s = llm__map_open(&mp, path);
+    if (s != LLM_OK) return s;
+    llm_gpt2_config c;
+    int has_opt;
+    if ((s = llm__ckpt_header(&mp, path, &c, &has_opt)) != LLM_OK) goto done;
+    if (!has_opt) { s = llm__err(LLM_ERR_FORMAT, "%s: saved without optimizer state", path); goto done; }
+    if (memcmp(&c, &m->cfg, sizeof c) != 0) { s = llm__err(LLM_ERR_ARG, "%s: the checkpoint's shape differs from the model's", path); goto done; }
+    if (!m->m_mem) {
+        m->m_mem = LLM__CAST(float *, m->be->alloc(m->st, m->n_params * sizeof(float)));
+        m->v_mem = LLM__CAST(float *, m->be->alloc(m->st, m->n_params * sizeof(float)));
+        if (!m->m_mem || !m->v_mem) { s = LLM_ERR_NOMEM; goto done; }
+    }
+    if ((s = m->be->upload(m->st, m->m_mem, mp.data + 256 + m->n_params * 4, m->n_params * 4)) != LLM_OK) goto done;
+    if ((s = m->be->upload(m->st, m->v_mem, mp.data + 256 + m->n_params * 8, m->n_params * 4)) != LLM_OK) goto done;
+    m->t = LLM__CAST(int, llm__rd64(mp.data + 48));
+    if (ts) {
+        uint64_t *v[5] = {&ts->step, &ts->rng[0], &ts->rng[1], &ts->cursor, &ts->epoch};
+        for (int i = 0; i < 5; i++) *v[i] = llm__rd64(mp.data + 56 + 8 * i);
+    }
+done:
+    llm__map_close(&mp);
+    return s;
+}
+
+LLMDEF llm_status llm_gpt2_load(llm_gpt2 **out, const char *path, const llm_options *opt) {
+    if (!out || !path) return llm__err(LLM_ERR_ARG, "llm_gpt2_load: NULL argument");
+    *out = NULL;
+    char buf[1024];
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {   /* a HF model folder */
+        snprintf(buf, sizeof buf, "%s/model.safetensors", path);
+        path = buf;
+    }
+    unsigned char head[9];
+    FILE *f = fopen(path, "rb");
+    if (!f) return llm__err(LLM_ERR_IO, "%s: cannot open", path);
+    size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    if (n >= 8 && memcmp(head, LLM__CKPT_MAGIC, 8) == 0) return llm__load_ckpt(out, path, opt);
+    if (n >= 4 && llm__rd32(head) == LLM__LLMC_MAGIC) return llm__load_llmc(out, path, opt);
+    if (n >= 9 && head[8] == '{') return llm__load_safetensors(out, path, opt);
+    return llm__err(LLM_ERR_FORMAT, "%s: unknown model format (expected safetensors, llm.c .bin or an llm.h checkpoint)", path);
+}
+
+//==== DATA =============================================================================
+#define LLM__DATA_MAGIC 20240520
+struct llm_dataset { llm__map map; const uint16_t *tokens; size_t n; };
+
+LLMDEF llm_status llm_dataset_open(llm_dataset **out, const char *path) {
+    *out = NULL;
+    llm_dataset *d = LLM__CAST(llm_dataset *, llm__calloc(1, sizeof *d));
+    if (!d) return llm__err(LLM_ERR_NOMEM, "dataset: out of memory");
+    llm_status s = llm__map_open(&d->map, path);
+    if (s != LLM_OK) { LLM_FREE(d); return s; }
+    const unsigned char *p = d->map.data;
+    if (d->map.len < 1024) s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes is too short for a token file header", path, d->map.len);
+    else if (llm__rd32(p) != LLM__DATA_MAGIC) s = llm__err(LLM_ERR_FORMAT, "%s: bad magic %u (token files have %d)", path, llm__rd32(p), LLM__DATA_MAGIC);
+    else if (llm__rd32(p + 4) != 1) s = llm__err(LLM_ERR_UNSUPPORTED, "%s: token file version %u (1 is supported)", path, llm__rd32(p + 4));
+    else {
+        uint64_t n = llm__rd32(p + 8);
+        if (n > (d->map.len - 1024) / 2)
+            s = llm__err(LLM_ERR_FORMAT, "%s: header says %llu tokens but the file holds %zu (truncated?)", path,
+                         LLM__CAST(unsigned long long, n), (d->map.len - 1024) / 2);
+        d->n = LLM__CAST(size_t, n);
+        d->tokens = LLM__CAST(const uint16_t *, LLM__CAST(const void *, p + 1024));   /* 1024 keeps it aligned */
+    }
+    if (s != LLM_OK) { llm_dataset_close(d); return s; }
+    *out = d;
+    return LLM_OK;
+}
+LLMDEF void llm_dataset_close(llm_dataset *d) {
+    if (!d) return;
+    llm__map_close(&d->map);
+    LLM_FREE(d);
+}
+LLMDEF size_t llm_dataset_len(const llm_dataset *d) { return d->n; }
+LLMDEF const uint16_t *llm_dataset_tokens(const llm_dataset *d) { return d->tokens; }
+
+LLMDEF llm_status llm_dataset_write(const char *path, const int *tokens, size_t n) {
+    if (n > 0xFFFFFFFFu) return llm__err(LLM_ERR_ARG, "dataset_write: %zu tokens do not fit the header's 32-bit count", n);
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] > 65535) return llm__err(LLM_ERR_ARG, "dataset_write: token %zu = %d does not fit uint16", i, tokens[i]);
+    unsigned char hdr[1024];
+    memset(hdr, 0, sizeof hdr);
+    llm__wr32(hdr, LLM__DATA_MAGIC); llm__wr32(hdr + 4, 1); llm__wr32(hdr + 8, LLM__CAST(uint32_t, n));
+    llm__wfile w;
+    llm_status s = llm__wopen(&w, path);
+    if (s != LLM_OK) return s;
+    llm__wbytes(&w, hdr, sizeof hdr);
+    unsigned char buf[8192];
+    for (size_t i = 0; i < n;) {
+        size_t k = 0;
+        for (; k < sizeof buf / 2 && i < n; k++, i++) { buf[2 * k] = LLM__CAST(unsigned char, tokens[i]); buf[2 * k + 1] = LLM__CAST(unsigned char, tokens[i] >> 8); }
+        llm__wbytes(&w, buf, 2 * k);
+    }
+    return llm__wclose(&w);
+}
+
+/* Fisher-Yates over the windows, from the loader's RNG. */
+static void llm__loader_shuffle(llm_loader *l) {
+    llm_rng r;
+    r.s[0] = l->rng[0]; r.s[1] = l->rng[1];
+    for (size_t i = 0; i < l->n_windows; i++) l->perm[i] = LLM__CAST(uint32_t, i);
+    if (!l->shuffle) return;
+    for (size_t i = l->n_windows; i > 1; i--) {
+        size_t j = LLM__CAST(size_t, llm_rng_u64(&r) % i);
+        uint32_t tmp = l->perm[i - 1]; l->perm[i - 1] = l->perm[j]; l->perm[j] = tmp;
+    }
+}
+
+LLMDEF llm_status llm_loader_init(llm_loader *l, const llm_dataset *d, size_t begin, size_t end, int B, int T,
+                                  int shuffle, uint64_t seed) {
+    memset(l, 0, sizeof *l);
+    if (!d || B <= 0 || T <= 0) return llm__err(LLM_ERR_ARG, "loader: needs a dataset and positive B, T");
+    if (end == 0) end = d->n;
+    if (begin >= end || end > d->n) return llm__err(LLM_ERR_ARG, "loader: range [%zu, %zu) is not inside the %zu tokens", begin, end, d->n);
+    l->data = d; l->begin = begin; l->end = end; l->B = B; l->T = T; l->shuffle = shuffle;
+    l->n_windows = (end - begin - 1) / LLM__CAST(size_t, T);
+    l->n_batches = l->n_windows / LLM__CAST(size_t, B);
+    if (l->n_batches == 0)
+        return llm__err(LLM_ERR_ARG, "loader: %zu tokens are too few for one batch of B=%d T=%d", end - begin, B, T);
+    if (l->n_windows > 0xFFFFFFFFu) return llm__err(LLM_ERR_ARG, "loader: too many windows");
+    l->perm = LLM__CAST(uint32_t *, LLM_MALLOC(l->n_windows * sizeof(uint32_t)));
+    if (!l->perm) return llm__err(LLM_ERR_NOMEM, "loader: out of memory");
+    llm_rng r;
+    llm_rng_seed(&r, seed);
+    l->rng[0] = r.s[0]; l->rng[1] = r.s[1];
+    llm__loader_shuffle(l);
+    return LLM_OK;
+}
+LLMDEF void llm_loader_free(llm_loader *l) { if (l) { LLM_FREE(l->perm); l->perm = NULL; } }
+LLMDEF void llm_loader_reset(llm_loader *l) { l->cursor = 0; }
+
+LLMDEF llm_status llm_loader_next(llm_loader *l, int *inputs, int *targets) {
+    if (!l->perm) return llm__err(LLM_ERR_STATE, "loader: not initialised");
+    if (l->cursor >= l->n_batches) {   /* new epoch: the next permutation continues the stream */
+        llm_rng r;
+        r.s[0] = l->rng[0]; r.s[1] = l->rng[1];
+        for (size_t i = l->n_windows; i > 1; i--) (void)llm_rng_u64(&r);
+        l->rng[0] = r.s[0]; l->rng[1] = r.s[1];
+        l->epoch++;
+        l->cursor = 0;
+        llm__loader_shuffle(l);
+    }
+    const uint16_t *tok = l->data->tokens + l->begin;
+    size_t T = LLM__CAST(size_t, l->T);
+    for (int b = 0; b < l->B; b++) {
+        const uint16_t *w = tok + LLM__CAST(size_t, l->perm[l->cursor * LLM__CAST(size_t, l->B) + b]) * T;
+        for (size_t t = 0; t < T; t++) {
+            inputs[b * T + t] = w[t];
+            if (targets) targets[b * T + t] = w[t + 1];
+        }
+    }
+    l->cursor++;
+    return LLM_OK;
+}
+LLMDEF void llm_loader_get_state(const llm_loader *l, llm_train_state *ts) {
+    ts->rng[0] = l->rng[0]; ts->rng[1] = l->rng[1];
+    ts->cursor = l->cursor; ts->epoch = l->epoch;
+}
+LLMDEF llm_status llm_loader_set_state(llm_loader *l, const llm_train_state *ts) {
+    if (!l->perm) return llm__err(LLM_ERR_STATE, "loader: not initialised");
+    if (ts->cursor > l->n_batches) return llm__err(LLM_ERR_ARG, "loader: saved position %llu is past the %zu batches of an epoch",
+                                                   LLM__CAST(unsigned long long, ts->cursor), l->n_batches);
+    l->rng[0] = ts->rng[0]; l->rng[1] = ts->rng[1];
+    l->cursor = LLM__CAST(size_t, ts->cursor); l->epoch = ts->epoch;
+    llm__loader_shuffle(l);
+    return LLM_OK;
+}
+
+LLMDEF llm_status llm_gpt2_eval(llm_gpt2 *m, llm_loader *l, int n_batches, float *loss) {
+    size_t BT = LLM__CAST(size_t, l->B) * LLM__CAST(size_t, l->T);
+    int *buf = LLM__CAST(int *, LLM_MALLOC(2 * BT * sizeof(int)));
+    if (!buf) return llm__err(LLM_ERR_NOMEM, "eval: out of memory");
+    double sum = 0;
+    llm_status s = LLM_OK;
+    for (int i = 0; i < n_batches && s == LLM_OK; i++) {
+        float li = 0;
+        if ((s = llm_loader_next(l, buf, buf + BT)) == LLM_OK && (s = llm_gpt2_forward(m, buf, buf + BT, l->B, l->T, &li)) == LLM_OK)
+            sum += li;
+    }
+    LLM_FREE(buf);
+    if (loss) *loss = n_batches > 0 ? LLM__CAST(float, sum / n_batches) : 0.0f;
+    return s;
+}

@@ -1,1 +1,611 @@
-/* wip/simd_impl.h: work in progress, inlined into llm.h when done. */
+//==== SIMD =============================================================================
+/* CPU feature detection, the run-time SIMD level, and SGEMM.
+ *
+ * One binary runs on any x86-64: nothing here is compiled with -march. Each SIMD
+ * function carries its own __attribute__((target(...))) and is called only after
+ * CPUID (and XGETBV: the OS must save the YMM/ZMM registers) said the CPU has it.
+ * On ARM64, NEON is part of the base ISA and is always on.
+ *
+ * The level is one int, detected lazily on first use. Two threads racing on the
+ * first use both compute the same value, so the race is harmless in practice;
+ * llm_simd_force() should be called before other threads compute. */
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LLM__X86 1
+#include <cpuid.h>
+#include <immintrin.h>
+#define LLM__T_AVX2 __attribute__((target("avx2,fma")))
+#define LLM__T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
+#endif
+#if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+#define LLM__NEON 1
+#include <arm_neon.h>
+#endif
+
+/* ---- feature detection ------------------------------------------------------------ */
+enum {
+    LLM__CPU_AVX2 = 1, LLM__CPU_FMA = 2, LLM__CPU_AVX512F = 4, LLM__CPU_AVX512BW = 8,
+    LLM__CPU_AVX512VL = 16, LLM__CPU_AVX512DQ = 32, LLM__CPU_AVX512BF16 = 64,
+    LLM__CPU_AVX512VNNI = 128, LLM__CPU_NEON = 256
+};
+static int llm__cpu_flags = -1;     /* LLM__CPU_* bits; -1 until detected */
+static int llm__simd_level = 0;     /* active llm_simd; 0 until first use */
+
+static int llm__cpu_detect(void) {
+    int f = 0;
+#ifdef LLM__X86
+    unsigned a, b, c, d, xlo = 0, xhi = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1;
+    if (!osxsave || !avx) return 0;
+    /* XCR0: bit 1 SSE, bit 2 AVX (YMM upper halves), bits 5-7 opmask/ZMM state. */
+    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+    (void)xhi;
+    if ((xlo & 0x6) != 0x6) return 0;
+    if (__get_cpuid_max(0, NULL) < 7) return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    if ((b >> 5) & 1) f |= LLM__CPU_AVX2;
+    if (fma) f |= LLM__CPU_FMA;
+    if ((xlo & 0xE0) == 0xE0) {
+        if ((b >> 16) & 1) f |= LLM__CPU_AVX512F;
+        if ((b >> 17) & 1) f |= LLM__CPU_AVX512DQ;
+        if ((b >> 30) & 1) f |= LLM__CPU_AVX512BW;
+        if ((b >> 31) & 1) f |= LLM__CPU_AVX512VL;
+        if ((c >> 11) & 1) f |= LLM__CPU_AVX512VNNI;
+        unsigned a1, b1, c1, d1;
+        __cpuid_count(7, 1, a1, b1, c1, d1);
+        (void)b1; (void)c1; (void)d1;
+        if ((a1 >> 5) & 1) f |= LLM__CPU_AVX512BF16;
+    }
+#elif defined(LLM__NEON)
+    f |= LLM__CPU_NEON;
+#endif
+    return f;
+}
+static int llm__cpu_get(void) {
+    if (llm__cpu_flags < 0) llm__cpu_flags = llm__cpu_detect();
+    return llm__cpu_flags;
+}
+
+/* Space-separated names of the features found, for logs and benchmarks. */
+static const char *llm__cpu_features(void) {
+    static const char *names[] = { "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq",
+                                   "avx512_bf16", "avx512_vnni", "neon" };
+    static char buf[128];
+    int f = llm__cpu_get();
+    buf[0] = 0;
+    for (int i = 0; i < 9; i++)
+        if (f & (1 << i)) { if (buf[0]) strcat(buf, " "); strcat(buf, names[i]); }
+    if (!buf[0]) strcpy(buf, "none");
+    return buf;
+}
+
+LLMDEF int llm_simd_supported(llm_simd level) {
+    int f = llm__cpu_get();
+    const int avx512 = LLM__CPU_AVX512F | LLM__CPU_AVX512BW | LLM__CPU_AVX512VL | LLM__CPU_AVX512DQ |
+                       LLM__CPU_FMA | LLM__CPU_AVX2;
+    switch (level) {
+    case LLM_SIMD_AUTO: case LLM_SIMD_SCALAR: return 1;
+    case LLM_SIMD_AVX2: return (f & (LLM__CPU_AVX2 | LLM__CPU_FMA)) == (LLM__CPU_AVX2 | LLM__CPU_FMA);
+    case LLM_SIMD_AVX512: return (f & avx512) == avx512;
+    case LLM_SIMD_NEON: return (f & LLM__CPU_NEON) != 0;
+    }
+    return 0;
+}
+
+/* The best level the CPU has, capped by LLM_SIMD in the environment (an unknown
+ * value is ignored; a level the CPU lacks falls to the best one below it). */
+static llm_simd llm__simd_best(void) {
+    llm_simd best = llm_simd_supported(LLM_SIMD_NEON) ? LLM_SIMD_NEON
+                  : llm_simd_supported(LLM_SIMD_AVX512) ? LLM_SIMD_AVX512
+                  : llm_simd_supported(LLM_SIMD_AVX2) ? LLM_SIMD_AVX2 : LLM_SIMD_SCALAR;
+    const char *e = getenv("LLM_SIMD");
+    if (!e || !*e) return best;
+    if (strcmp(e, "scalar") == 0) return LLM_SIMD_SCALAR;
+    if (strcmp(e, "neon") == 0) return best == LLM_SIMD_NEON ? best : LLM_SIMD_SCALAR;
+    if (strcmp(e, "avx2") == 0) return best == LLM_SIMD_AVX512 ? LLM_SIMD_AVX2 : best == LLM_SIMD_AVX2 ? best : LLM_SIMD_SCALAR;
+    if (strcmp(e, "avx512") == 0) return best == LLM_SIMD_NEON ? LLM_SIMD_SCALAR : best;
+    return best;
+}
+
+LLMDEF llm_simd llm_simd_active(void) {
+    if (llm__simd_level == 0) llm__simd_level = llm__simd_best();
+    return LLM__CAST(llm_simd, llm__simd_level);
+}
+
+LLMDEF llm_status llm_simd_force(llm_simd level) {
+    if (level == LLM_SIMD_AUTO) { llm__simd_level = llm__simd_best(); return LLM_OK; }
+    if (level < LLM_SIMD_SCALAR || level > LLM_SIMD_NEON)
+        return llm__err(LLM_ERR_ARG, "llm_simd_force: unknown level %d", LLM__CAST(int, level));
+    if (!llm_simd_supported(level))
+        return llm__err(LLM_ERR_UNSUPPORTED, "llm_simd_force: this CPU has no %s (it has: %s)",
+                        llm_simd_name(level), llm__cpu_features());
+    llm__simd_level = level;
+    return LLM_OK;
+}
+
+LLMDEF const char *llm_simd_name(llm_simd level) {
+    switch (level) {
+    case LLM_SIMD_AUTO: return "auto";
+    case LLM_SIMD_SCALAR: return "scalar";
+    case LLM_SIMD_AVX2: return "avx2";
+    case LLM_SIMD_AVX512: return "avx512";
+    case LLM_SIMD_NEON: return "neon";
+    }
+    return "unknown";
+}
+
+/* ---- SGEMM: the reference ------------------------------------------------------------ */
+/* C (M,N) = op(A) (M,K) . op(B) (K,N) + beta * C, all row-major.
+ *   op(A)[i][k] = transA ? A[k*lda + i] : A[i*lda + k]    (A stored (K,M) when transposed)
+ *   op(B)[k][j] = transB ? B[j*ldb + k] : B[k*ldb + j]    (B stored (N,K) when transposed)
+ * beta == 0 ignores C's old contents (even NaN), as BLAS does. The three matmuls of
+ * training: forward out = inp . W^T (transB), dX += dout . W (beta 1), dW += dout^T . inp
+ * (transA, beta 1). The sum runs over k in order, in float, as a textbook would. */
+static void llm__sgemm_ref(int transA, int transB, int M, int N, int K, const float *A, int lda,
+                           const float *B, int ldb, float beta, float *C, int ldc) {
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            float s = 0.0f;
+            for (int k = 0; k < K; k++) {
+                float a = transA ? A[LLM__CAST(size_t, k) * lda + i] : A[LLM__CAST(size_t, i) * lda + k];
+                float b = transB ? B[LLM__CAST(size_t, j) * ldb + k] : B[LLM__CAST(size_t, k) * ldb + j];
+                s += a * b;
+            }
+            float *c = &C[LLM__CAST(size_t, i) * ldc + j];
+            *c = beta == 0.0f ? s : s + beta * *c;
+        }
+    }
+}
+
+/* ---- SGEMM: the fast path -------------------------------------------------------------
+ * GotoBLAS/BLIS structure. For each block of NC columns and KC of the K sum, a panel
+ * of op(B) (KC x NC) is packed into slivers NR wide; for each block of MC rows, a
+ * block of op(A) (MC x KC) into slivers MR tall. The micro-kernel then computes an
+ * MR x NR tile of C from one A sliver and one B sliver: for each k, NR/16 vector
+ * loads of B, MR broadcasts of A, MR*NR/16 FMAs into registers that never leave the
+ * core until the tile is done. Packing absorbs the transposes and the ragged edges
+ * (padded with zeros), so the kernel always runs full tiles on contiguous memory.
+ *
+ * Loops, outermost first, with where each operand lives:
+ *   jc (NC cols):  pack B panel (KC x NC)              -> L2/L3
+ *   pc (KC of K):
+ *   ic (MC rows):  pack A block (MC x KC)              -> L2
+ *   jr (NR cols):  B sliver (KC x NR)                  -> L1
+ *   ir (MR rows):  kernel, A sliver streamed from L2
+ *
+ * Threads own rectangles of C (a tm x tn grid), each packing what it reads. The K sum
+ * is never split, and every element of C is computed by the same operations in the
+ * same order whichever tile or thread holds it, so the result is bit-identical for
+ * any thread count (for a given SIMD level). */
+typedef void (*llm__gemm_kern)(int kc, const float *A, const float *B, float *C, size_t ldc,
+                               float beta);
+/* dst[k*w + r] = rows[r][k] for r < nrows, zero for nrows <= r < w: packs w rows
+ * that are contiguous along k (a transpose). */
+typedef void (*llm__gemm_pack_t)(float *dst, int w, const float *src, size_t ld, int nrows, int kc);
+
+typedef struct llm__gemm_impl {
+    int mr, nr, kc, mc, nc;
+    llm__gemm_kern kern;
+    llm__gemm_pack_t pack_t;
+} llm__gemm_impl;
+
+/* dst[k*w + c] = src[k*ld + c] for c < ncols, else 0: packs columns (already k-major). */
+static void llm__gemm_pack_n(float *dst, int w, const float *src, size_t ld, int ncols, int kc) {
+    for (int k = 0; k < kc; k++) {
+        const float *s = src + LLM__CAST(size_t, k) * ld;
+        float *d = dst + LLM__CAST(size_t, k) * w;
+        int c = 0;
+        for (; c < ncols; c++) d[c] = s[c];
+        for (; c < w; c++) d[c] = 0.0f;
+    }
+}
+static void llm__gemm_pack_t_ref(float *dst, int w, const float *src, size_t ld, int nrows, int kc) {
+    for (int r = 0; r < w; r++) {
+        const float *s = src + LLM__CAST(size_t, r) * ld;
+        if (r < nrows) for (int k = 0; k < kc; k++) dst[LLM__CAST(size_t, k) * w + r] = s[k];
+        else for (int k = 0; k < kc; k++) dst[LLM__CAST(size_t, k) * w + r] = 0.0f;
+    }
+}
+
+/* Store an MR x NR tile held in acc (row stride nr) into C: C = acc + beta*C. */
+static void llm__gemm_store_tile(const float *acc, int nr, float *C, size_t ldc, int m, int n,
+                                 float beta) {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float *c = &C[LLM__CAST(size_t, i) * ldc + j];
+            *c = beta == 0.0f ? acc[i * nr + j] : acc[i * nr + j] + beta * *c;
+        }
+}
+
+/* Scalar micro-kernel, 4 x 16: plain loops the compiler may vectorise. */
+#define LLM__SCALAR_MR 4
+#define LLM__SCALAR_NR 16
+static void llm__gemm_kern_scalar(int kc, const float *A, const float *B, float *C, size_t ldc,
+                                  float beta) {
+    float acc[LLM__SCALAR_MR][LLM__SCALAR_NR];
+    memset(acc, 0, sizeof acc);
+    for (int k = 0; k < kc; k++) {
+        for (int i = 0; i < LLM__SCALAR_MR; i++) {
+            float a = A[i];
+            for (int j = 0; j < LLM__SCALAR_NR; j++) acc[i][j] += a * B[j];
+        }
+        A += LLM__SCALAR_MR; B += LLM__SCALAR_NR;
+    }
+    llm__gemm_store_tile(&acc[0][0], LLM__SCALAR_NR, C, ldc, LLM__SCALAR_MR, LLM__SCALAR_NR, beta);
+}
+
+#ifdef LLM__X86
+/* 8x8 transpose of rows r[0..7] (8 floats each) into columns, in registers. */
+#define LLM__TRANSPOSE8(r0, r1, r2, r3, r4, r5, r6, r7) do { \
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1); \
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3); \
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5); \
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7); \
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE); \
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE); \
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE); \
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE); \
+    r0 = _mm256_permute2f128_ps(s0, s4, 0x20); r1 = _mm256_permute2f128_ps(s1, s5, 0x20); \
+    r2 = _mm256_permute2f128_ps(s2, s6, 0x20); r3 = _mm256_permute2f128_ps(s3, s7, 0x20); \
+    r4 = _mm256_permute2f128_ps(s0, s4, 0x31); r5 = _mm256_permute2f128_ps(s1, s5, 0x31); \
+    r6 = _mm256_permute2f128_ps(s2, s6, 0x31); r7 = _mm256_permute2f128_ps(s3, s7, 0x31); \
+} while (0)
+
+/* The transposing pack with 8x8 register transposes; groups of 8 full rows go
+ * through registers, the rest (ragged rows, the k tail) through the scalar loop. */
+LLM__T_AVX2 static void llm__gemm_pack_t_avx2(float *dst, int w, const float *src, size_t ld,
+                                              int nrows, int kc) {
+    int r = 0;
+    for (; r + 8 <= w && r + 8 <= nrows; r += 8) {
+        const float *s = src + LLM__CAST(size_t, r) * ld;
+        int k = 0;
+        for (; k + 8 <= kc; k += 8) {
+            __m256 x0 = _mm256_loadu_ps(s + k), x1 = _mm256_loadu_ps(s + ld + k);
+            __m256 x2 = _mm256_loadu_ps(s + 2 * ld + k), x3 = _mm256_loadu_ps(s + 3 * ld + k);
+            __m256 x4 = _mm256_loadu_ps(s + 4 * ld + k), x5 = _mm256_loadu_ps(s + 5 * ld + k);
+            __m256 x6 = _mm256_loadu_ps(s + 6 * ld + k), x7 = _mm256_loadu_ps(s + 7 * ld + k);
+            LLM__TRANSPOSE8(x0, x1, x2, x3, x4, x5, x6, x7);
+            float *d = dst + LLM__CAST(size_t, k) * w + r;
+            _mm256_storeu_ps(d, x0); _mm256_storeu_ps(d + w, x1);
+            _mm256_storeu_ps(d + 2 * w, x2); _mm256_storeu_ps(d + 3 * w, x3);
+            _mm256_storeu_ps(d + 4 * w, x4); _mm256_storeu_ps(d + 5 * w, x5);
+            _mm256_storeu_ps(d + 6 * w, x6); _mm256_storeu_ps(d + 7 * w, x7);
+        }
+        for (; k < kc; k++)
+            for (int i = 0; i < 8; i++) dst[LLM__CAST(size_t, k) * w + r + i] = s[LLM__CAST(size_t, i) * ld + k];
+    }
+    for (; r < w; r++) {
+        const float *s = src + LLM__CAST(size_t, r) * ld;
+        if (r < nrows) for (int k = 0; k < kc; k++) dst[LLM__CAST(size_t, k) * w + r] = s[k];
+        else for (int k = 0; k < kc; k++) dst[LLM__CAST(size_t, k) * w + r] = 0.0f;
+    }
+}
+
+/* AVX2+FMA micro-kernel, 6 x 16: 12 ymm accumulators, 2 for B, 1 broadcast (of 16). */
+#define LLM__AVX2_MR 6
+#define LLM__AVX2_NR 16
+LLM__T_AVX2 static void llm__gemm_kern_avx2(int kc, const float *A, const float *B, float *C,
+                                            size_t ldc, float beta) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_load_ps(B), b1 = _mm256_load_ps(B + 8), a;
+#define LLM__ROW(i) a = _mm256_broadcast_ss(A + i); \
+        c##i##0 = _mm256_fmadd_ps(a, b0, c##i##0); c##i##1 = _mm256_fmadd_ps(a, b1, c##i##1);
+        LLM__ROW(0) LLM__ROW(1) LLM__ROW(2) LLM__ROW(3) LLM__ROW(4) LLM__ROW(5)
+#undef LLM__ROW
+        A += LLM__AVX2_MR; B += LLM__AVX2_NR;
+    }
+    __m256 vb = _mm256_set1_ps(beta);
+#define LLM__ROW(i) { float *c = C + i * ldc; \
+        if (beta == 0.0f) { _mm256_storeu_ps(c, c##i##0); _mm256_storeu_ps(c + 8, c##i##1); } \
+        else { _mm256_storeu_ps(c, _mm256_fmadd_ps(vb, _mm256_loadu_ps(c), c##i##0)); \
+               _mm256_storeu_ps(c + 8, _mm256_fmadd_ps(vb, _mm256_loadu_ps(c + 8), c##i##1)); } }
+    LLM__ROW(0) LLM__ROW(1) LLM__ROW(2) LLM__ROW(3) LLM__ROW(4) LLM__ROW(5)
+#undef LLM__ROW
+}
+
+/* AVX-512 micro-kernel, 12 x 32: 24 zmm accumulators, 2 for B, 1 broadcast (of 32). */
+#define LLM__AVX512_MR 12
+#define LLM__AVX512_NR 32
+LLM__T_AVX512 static void llm__gemm_kern_avx512(int kc, const float *A, const float *B, float *C,
+                                                size_t ldc, float beta) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;
+    __m512 c90 = c00, c91 = c00, cA0 = c00, cA1 = c00, cB0 = c00, cB1 = c00;
+    for (int k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16), a;
+#define LLM__ROW(i, n) a = _mm512_set1_ps(A[n]); \
+        c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0); c##i##1 = _mm512_fmadd_ps(a, b1, c##i##1);
+        LLM__ROW(0, 0) LLM__ROW(1, 1) LLM__ROW(2, 2) LLM__ROW(3, 3) LLM__ROW(4, 4) LLM__ROW(5, 5)
+        LLM__ROW(6, 6) LLM__ROW(7, 7) LLM__ROW(8, 8) LLM__ROW(9, 9) LLM__ROW(A, 10) LLM__ROW(B, 11)
+#undef LLM__ROW
+        A += LLM__AVX512_MR; B += LLM__AVX512_NR;
+    }
+    __m512 vb = _mm512_set1_ps(beta);
+#define LLM__ROW(i, n) { float *c = C + n * ldc; \
+        if (beta == 0.0f) { _mm512_storeu_ps(c, c##i##0); _mm512_storeu_ps(c + 16, c##i##1); } \
+        else { _mm512_storeu_ps(c, _mm512_fmadd_ps(vb, _mm512_loadu_ps(c), c##i##0)); \
+               _mm512_storeu_ps(c + 16, _mm512_fmadd_ps(vb, _mm512_loadu_ps(c + 16), c##i##1)); } }
+    LLM__ROW(0, 0) LLM__ROW(1, 1) LLM__ROW(2, 2) LLM__ROW(3, 3) LLM__ROW(4, 4) LLM__ROW(5, 5)
+    LLM__ROW(6, 6) LLM__ROW(7, 7) LLM__ROW(8, 8) LLM__ROW(9, 9) LLM__ROW(A, 10) LLM__ROW(B, 11)
+#undef LLM__ROW
+}
+#endif /* LLM__X86 */
+
+static llm__gemm_impl llm__gemm_pick(llm_simd level) {
+    llm__gemm_impl g;
+    g.mr = LLM__SCALAR_MR; g.nr = LLM__SCALAR_NR; g.kc = 256; g.mc = 64; g.nc = 1024;
+    g.kern = llm__gemm_kern_scalar; g.pack_t = llm__gemm_pack_t_ref;
+#ifdef LLM__X86
+    if (level == LLM_SIMD_AVX2) {
+        g.mr = LLM__AVX2_MR; g.nr = LLM__AVX2_NR; g.kc = 256; g.mc = 120; g.nc = 2048;
+        g.kern = llm__gemm_kern_avx2; g.pack_t = llm__gemm_pack_t_avx2;
+    } else if (level == LLM_SIMD_AVX512) {
+        g.mr = LLM__AVX512_MR; g.nr = LLM__AVX512_NR; g.kc = 256; g.mc = 144; g.nc = 2048;
+        g.kern = llm__gemm_kern_avx512; g.pack_t = llm__gemm_pack_t_avx2;
+    }
+#else
+    (void)level;
+#endif
+    { const char *e; /* TUNING HACK */
+      if ((e = getenv("GKC"))) g.kc = atoi(e);
+      if ((e = getenv("GMC"))) g.mc = atoi(e);
+      if ((e = getenv("GNC"))) g.nc = atoi(e); }
+    return g;
+}
+
+/* One call's shared state; each thread works on its rectangle of C. */
+typedef struct llm__gemm_job {
+    llm__gemm_impl g;
+    int transA, transB, M, N, K, lda, ldb, ldc;
+    const float *A, *B;
+    float *C, beta;
+    int tm, tn;               /* thread grid: tm row groups x tn column groups */
+    float *buf;               /* per thread: A block (mc*kc), then B panel (kc*nc) */
+    size_t a_floats;          /* the A block's share, rounded up to 64 bytes */
+    size_t per_thread;        /* floats of buf per thread */
+} llm__gemm_job;
+
+/* The rectangle [*m0,*m1) x [*n0,*n1) of C owned by thread ith (whole tiles, so no
+ * tile is split). */
+static void llm__gemm_rect(const llm__gemm_job *J, int ith, int *m0, int *m1, int *n0, int *n1) {
+    size_t lo, hi;
+    size_t tiles_m = LLM__CAST(size_t, (J->M + J->g.mr - 1) / J->g.mr);
+    size_t tiles_n = LLM__CAST(size_t, (J->N + J->g.nr - 1) / J->g.nr);
+    llm__split(tiles_m, ith / J->tn, J->tm, &lo, &hi);
+    *m0 = LLM__CAST(int, lo) * J->g.mr; *m1 = LLM__CAST(int, hi) * J->g.mr;
+    if (*m1 > J->M) *m1 = J->M;
+    llm__split(tiles_n, ith % J->tn, J->tn, &lo, &hi);
+    *n0 = LLM__CAST(int, lo) * J->g.nr; *n1 = LLM__CAST(int, hi) * J->g.nr;
+    if (*n1 > J->N) *n1 = J->N;
+}
+
+static void llm__gemm_task(void *arg, int ith, int nth) {
+    const llm__gemm_job *J = LLM__CAST(const llm__gemm_job *, arg);
+    const llm__gemm_impl *g = &J->g;
+    const int MR = g->mr, NR = g->nr;
+    int m0, m1, n0, n1;
+    (void)nth;
+    if (ith >= J->tm * J->tn) return;
+    llm__gemm_rect(J, ith, &m0, &m1, &n0, &n1);
+    if (m0 >= m1 || n0 >= n1) return;
+    float *Ap = J->buf + LLM__CAST(size_t, ith) * J->per_thread;
+    float *Bp = Ap + J->a_floats;   /* 64-byte aligned: the kernels' B loads need it */
+    float edge[16 * 64];   /* one tile, for ragged edges: mr*nr <= 16*64 */
+    for (int jc = n0; jc < n1; jc += g->nc) {
+        int nc = n1 - jc < g->nc ? n1 - jc : g->nc;
+        for (int pc = 0; pc < J->K; pc += g->kc) {
+            int kc = J->K - pc < g->kc ? J->K - pc : g->kc;
+            float beta = pc == 0 ? J->beta : 1.0f;
+            /* pack op(B)[pc:pc+kc, jc:jc+nc] into slivers of NR columns */
+            for (int jr = 0; jr < nc; jr += NR) {
+                int w = nc - jr < NR ? nc - jr : NR;
+                float *d = Bp + LLM__CAST(size_t, jr) * kc;
+                if (J->transB) g->pack_t(d, NR, J->B + LLM__CAST(size_t, jc + jr) * J->ldb + pc, LLM__CAST(size_t, J->ldb), w, kc);
+                else llm__gemm_pack_n(d, NR, J->B + LLM__CAST(size_t, pc) * J->ldb + jc + jr, LLM__CAST(size_t, J->ldb), w, kc);
+            }
+            for (int ic = m0; ic < m1; ic += g->mc) {
+                int mc = m1 - ic < g->mc ? m1 - ic : g->mc;
+                /* pack op(A)[ic:ic+mc, pc:pc+kc] into slivers of MR rows */
+                for (int ir = 0; ir < mc; ir += MR) {
+                    int h = mc - ir < MR ? mc - ir : MR;
+                    float *d = Ap + LLM__CAST(size_t, ir) * kc;
+                    if (J->transA) llm__gemm_pack_n(d, MR, J->A + LLM__CAST(size_t, pc) * J->lda + ic + ir, LLM__CAST(size_t, J->lda), h, kc);
+                    else g->pack_t(d, MR, J->A + LLM__CAST(size_t, ic + ir) * J->lda + pc, LLM__CAST(size_t, J->lda), h, kc);
+                }
+                for (int jr = 0; jr < nc; jr += NR) {
+                    int w = nc - jr < NR ? nc - jr : NR;
+                    const float *bs = Bp + LLM__CAST(size_t, jr) * kc;
+                    for (int ir = 0; ir < mc; ir += MR) {
+                        int h = mc - ir < MR ? mc - ir : MR;
+                        const float *as = Ap + LLM__CAST(size_t, ir) * kc;
+                        float *c = J->C + LLM__CAST(size_t, ic + ir) * J->ldc + jc + jr;
+                        if (h == MR && w == NR) {
+                            g->kern(kc, as, bs, c, LLM__CAST(size_t, J->ldc), beta);
+                        } else {   /* ragged tile: compute in full, store the valid part */
+                            g->kern(kc, as, bs, edge, LLM__CAST(size_t, NR), 0.0f);
+                            llm__gemm_store_tile(edge, NR, c, LLM__CAST(size_t, J->ldc), h, w, beta);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---- matrix-vector (M == 1): the decode shape, bound by memory bandwidth -------------
+ * transB: y[j] = x . B[j,:] (one dot product per row of B, rows split over threads).
+ * !transB: y[j] = sum_k x[k] B[k,j] (columns split over threads in chunks; each chunk
+ * accumulates over all k). Each y[j] is computed the same way for any thread count. */
+typedef struct llm__gemv_job {
+    int transB, N, K, ldb, level;
+    const float *x, *B;
+    float *y, beta;
+} llm__gemv_job;
+
+static float llm__dot_ref(const float *a, const float *b, int n) {
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+#ifdef LLM__X86
+LLM__T_AVX2 static float llm__hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+/* Four dot products x . b_r at once: x is loaded once for four rows. */
+LLM__T_AVX2 static void llm__dot4_avx2(const float *x, const float *b, size_t ld, int n, float out[4]) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        s0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(b + ld + i), s1);
+        s2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(b + 2 * ld + i), s2);
+        s3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(b + 3 * ld + i), s3);
+    }
+    out[0] = llm__hsum256(s0); out[1] = llm__hsum256(s1);
+    out[2] = llm__hsum256(s2); out[3] = llm__hsum256(s3);
+    for (; i < n; i++) {
+        out[0] += x[i] * b[i]; out[1] += x[i] * b[ld + i];
+        out[2] += x[i] * b[2 * ld + i]; out[3] += x[i] * b[3 * ld + i];
+    }
+}
+/* One row, with exactly the operations dot4 does per row (so results match). */
+LLM__T_AVX2 static float llm__dot1_avx2(const float *x, const float *b, int n) {
+    __m256 s0 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(b + i), s0);
+    float out = llm__hsum256(s0);
+    for (; i < n; i++) out += x[i] * b[i];
+    return out;
+}
+/* y[0..n) (+)= sum_k x[k] B[k, 0..n), n a multiple of 32 */
+LLM__T_AVX2 static void llm__axpy_cols_avx2(const float *x, const float *b, size_t ld, int K, int n,
+                                            float *y, float beta) {
+    for (int j = 0; j < n; j += 32) {
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        const float *p = b + j;
+        for (int k = 0; k < K; k++, p += ld) {
+            __m256 a = _mm256_broadcast_ss(x + k);
+            s0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(p), s0);
+            s1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(p + 8), s1);
+            s2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(p + 16), s2);
+            s3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(p + 24), s3);
+        }
+        float t[32];
+        _mm256_storeu_ps(t, s0); _mm256_storeu_ps(t + 8, s1);
+        _mm256_storeu_ps(t + 16, s2); _mm256_storeu_ps(t + 24, s3);
+        for (int i = 0; i < 32; i++) y[j + i] = beta == 0.0f ? t[i] : t[i] + beta * y[j + i];
+    }
+}
+#endif
+
+static void llm__gemv_task(void *arg, int ith, int nth) {
+    const llm__gemv_job *J = LLM__CAST(const llm__gemv_job *, arg);
+    size_t lo, hi;
+    const size_t ldb = LLM__CAST(size_t, J->ldb);
+    if (J->transB) {
+        /* groups of 4 rows; every row is computed the same way in any group */
+        llm__split(LLM__CAST(size_t, (J->N + 3) / 4), ith, nth, &lo, &hi);
+        size_t j0 = lo * 4, j1 = hi * 4 < LLM__CAST(size_t, J->N) ? hi * 4 : LLM__CAST(size_t, J->N);
+        for (size_t j = j0; j < j1; j += 4) {
+            float d[4];
+            int n = j1 - j < 4 ? LLM__CAST(int, j1 - j) : 4;
+#ifdef LLM__X86
+            if (J->level >= LLM_SIMD_AVX2 && n == 4) llm__dot4_avx2(J->x, J->B + j * ldb, ldb, J->K, d);
+            else if (J->level >= LLM_SIMD_AVX2)
+                for (int r = 0; r < n; r++) d[r] = llm__dot1_avx2(J->x, J->B + (j + r) * ldb, J->K);
+            else
+#endif
+            for (int r = 0; r < n; r++) d[r] = llm__dot_ref(J->x, J->B + (j + r) * ldb, J->K);
+            for (int r = 0; r < n; r++)
+                J->y[j + r] = J->beta == 0.0f ? d[r] : d[r] + J->beta * J->y[j + r];
+        }
+    } else {
+        /* chunks of 32 columns; the last chunk is ragged */
+        size_t chunks = LLM__CAST(size_t, (J->N + 31) / 32);
+        llm__split(chunks, ith, nth, &lo, &hi);
+        int j0 = LLM__CAST(int, lo) * 32, j1 = LLM__CAST(int, hi) * 32;
+        if (j1 > J->N) j1 = J->N;
+        int j = j0;
+#ifdef LLM__X86
+        if (J->level >= LLM_SIMD_AVX2) {
+            int n = (j1 - j0) / 32 * 32;
+            llm__axpy_cols_avx2(J->x, J->B + j0, ldb, J->K, n, J->y + j0, J->beta);
+            j += n;
+        }
+#endif
+        for (; j < j1; j++) {
+            float s = 0.0f;
+            for (int k = 0; k < J->K; k++) s += J->x[k] * J->B[LLM__CAST(size_t, k) * ldb + j];
+            J->y[j] = J->beta == 0.0f ? s : s + J->beta * J->y[j];
+        }
+    }
+}
+
+/* Choose the thread grid tm x tn (tm*tn <= nth) that minimises the estimated time of
+ * the slowest thread: its multiply-adds plus the cost of packing what it reads. */
+static void llm__gemm_grid(const llm__gemm_impl *g, int M, int N, int K, int nth, int *tm, int *tn) {
+    double best = 0;
+    int tiles_m = (M + g->mr - 1) / g->mr, tiles_n = (N + g->nr - 1) / g->nr;
+    *tm = 1; *tn = 1;
+    for (int a = 1; a <= nth; a++) {
+        int b = nth / a;
+        if (a > tiles_m || b > tiles_n || a * b != nth) continue;
+        double rows = LLM__CAST(double, (tiles_m + a - 1) / a) * g->mr;
+        double cols = LLM__CAST(double, (tiles_n + b - 1) / b) * g->nr;
+        double a_packs = 1.0 + LLM__CAST(int, cols) / g->nc;   /* A is repacked per NC block */
+        double t = rows * cols * K / 16.0 + 2.0 * K * (rows * a_packs + cols);
+        if (best == 0 || t < best) { best = t; *tm = a; *tn = b; }
+    }
+}
+
+static void llm__sgemm(llm_pool *pool, int transA, int transB, int M, int N, int K,
+                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                       int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {   /* empty sum: C = beta*C */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                float *c = &C[LLM__CAST(size_t, i) * ldc + j];
+                *c = beta == 0.0f ? 0.0f : beta * *c;
+            }
+        return;
+    }
+    llm_simd level = llm_simd_active();
+    int nth = llm_pool_size(pool);
+    double flops = 2.0 * M * N * K;
+    if (M == 1 && (!transA || lda == 1)) {
+        llm__gemv_job v;
+        v.transB = transB; v.N = N; v.K = K; v.ldb = ldb; v.level = level;
+        v.x = A; v.B = B; v.y = C; v.beta = beta;
+        if (flops < 2e5 || nth == 1) llm__gemv_task(&v, 0, 1);
+        else llm_pool_run(pool, llm__gemv_task, &v);
+        return;
+    }
+    llm__gemm_job J;
+    J.g = llm__gemm_pick(level);
+    J.transA = transA; J.transB = transB; J.M = M; J.N = N; J.K = K;
+    J.lda = lda; J.ldb = ldb; J.ldc = ldc; J.A = A; J.B = B; J.C = C; J.beta = beta;
+    if (flops < 1e6) nth = 1;   /* too small to be worth waking threads */
+    llm__gemm_grid(&J.g, M, N, K, nth, &J.tm, &J.tn);
+    /* per thread: an A block and a B panel, each rounded to 16 floats (64 bytes) */
+    int ncp = N < J.g.nc ? (N + J.g.nr - 1) / J.g.nr * J.g.nr : J.g.nc;
+    size_t kc = LLM__CAST(size_t, K < J.g.kc ? K : J.g.kc);
+    J.a_floats = (LLM__CAST(size_t, J.g.mc) * kc + 15) / 16 * 16;
+    J.per_thread = J.a_floats + (LLM__CAST(size_t, ncp) * kc + 15) / 16 * 16;
+    J.buf = LLM__CAST(float *, llm__alloc_aligned(J.per_thread * sizeof(float) * LLM__CAST(size_t, J.tm * J.tn)));
+    if (!J.buf) {   /* no memory for packing: the reference loop needs none */
+        llm__sgemm_ref(transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    if (J.tm * J.tn == 1) llm__gemm_task(&J, 0, 1);
+    else llm_pool_run(pool, llm__gemm_task, &J);
+    llm__free_aligned(J.buf);
+}

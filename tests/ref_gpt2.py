@@ -1,0 +1,461 @@
+#!/usr/bin/python3
+"""tests/ref_gpt2.py OUT_DIR: PyTorch reference files for tests/test_gpt2_torch.c.
+
+GPT-2 is written here directly in torch (no `transformers`), in HuggingFace's layout:
+Conv1D weights stored (in, out), GELU with the tanh approximation, layernorm eps 1e-5,
+causal attention, LM head tied to wte. safetensors files are written by hand (8-byte
+little-endian header length N, N bytes of JSON, then the raw little-endian data).
+
+The references are computed in float64 from the float32 weights (the "truth"); the
+float32 torch result is also computed, and its error against float64 is stored in
+meta.json so that the C test's tolerance can be compared with torch's own noise.
+
+Files (all arrays raw little-endian, .f32 = float32, .i32 = int32, row-major):
+
+  gpt2_small/              L=2 NH=4 C=64 V=503 maxT=64, random weights and biases
+    model.safetensors      HF names (wte.weight, h.{i}.attn.c_attn.weight [C,3C], ...,
+                           h.{i}.attn.bias causal-mask buffer [1,1,maxT,maxT]), F32
+    config.json            n_layer, n_head, n_embd, vocab_size, n_positions
+    tokens.i32             (B,T) = (4,32)
+    targets.i32            (B,T) next tokens; a few are -100 (ignored)
+    logits.f32             (B,T,V)
+    loss.f32               (1) mean cross-entropy over the non-ignored targets
+    params.f32             every parameter in the library's layout (see below)
+    grads.f32              d loss / d params, same layout
+    adamw_losses.f32       (10) loss before each of 10 AdamW steps on the same batch
+    adamw_norms.f32        (10) global gradient L2 norm before clipping, each step
+    params_after.f32       parameters after the 10 steps, library layout
+    meta.json              shapes, optimizer settings, torch float32-vs-float64 errors
+  gpt2_small_prefix/       same weights, names "transformer.*", an lm_head.weight equal
+                           to wte, attn.masked_bias scalars, tensors in another order;
+                           config.json. References: those of gpt2_small.
+  gpt2_small_f16/          weights rounded to F16: model.safetensors (F16), config.json,
+                           logits.f32, loss.f32 (computed from the rounded weights)
+  gpt2_small_bf16/         the same for BF16
+  gpt2_small_noconfig/     same weights, F32, no config.json: the loader must infer the
+                           shape; n_head cannot be seen in the tensors, and every GPT-2
+                           size has head size 64, so the reference uses n_head = C/64 = 1:
+                           logits.f32, loss.f32
+  gpt2_124m/               L=12 NH=12 C=768 V=50257 maxT=1024, GPT-2 init, F32
+    model.safetensors, config.json, tokens.i32, targets.i32 (B,T) = (2,64),
+    logits.f32, loss.f32, meta.json
+
+The library layout (llm_gpt2_params in llm.h) is 16 tensors, concatenated in this order,
+each stacked over layers, matmul weights as (out, in) = the transpose of HF Conv1D:
+  wte (V,C) wpe (maxT,C) ln1w (L,C) ln1b (L,C) qkvw (L,3C,C) qkvb (L,3C)
+  attprojw (L,C,C) attprojb (L,C) ln2w (L,C) ln2b (L,C) fcw (L,4C,C) fcb (L,4C)
+  fcprojw (L,C,4C) fcprojb (L,C) lnfw (C) lnfb (C)
+
+A fixture whose directory holds a .stamp with this script's hash is not regenerated.
+"""
+import hashlib
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+torch.set_num_threads(2)
+
+SCRIPT_HASH = hashlib.sha256(open(__file__, "rb").read()).hexdigest()
+
+# The 10-step AdamW reference (llm_adamw_config with decay_all = 0).
+ADAM = dict(lr=1e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, grad_clip=1.0, steps=10)
+
+
+# ---- files ------------------------------------------------------------------------------
+def write_bytes(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def write_f32(path, x):
+    write_bytes(path, np.ascontiguousarray(np.asarray(x, dtype="<f4")).tobytes())
+
+
+def write_i32(path, x):
+    write_bytes(path, np.ascontiguousarray(np.asarray(x, dtype="<i4")).tobytes())
+
+
+def write_json(path, obj):
+    write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
+
+
+def tensor_bytes(t, dtype):
+    """Raw little-endian bytes of float tensor t stored as dtype F32, F16 or BF16."""
+    t = t.detach().to(torch.float32).contiguous()
+    if dtype == "F32":
+        return t.numpy().astype("<f4").tobytes()
+    if dtype == "F16":
+        return t.numpy().astype("<f2").tobytes()
+    if dtype == "BF16":
+        # torch rounds to nearest even; the bf16 value is the top half of its float32.
+        bits = t.to(torch.bfloat16).to(torch.float32).numpy().view(np.uint32)
+        return (bits >> 16).astype("<u2").tobytes()
+    raise ValueError(dtype)
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """tensors: list of (name, torch tensor, dtype); data in list order."""
+    header, chunks, off = {}, [], 0
+    for name, t, dtype in tensors:
+        b = tensor_bytes(t, dtype)
+        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        chunks.append(b)
+        off += len(b)
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)  # pad so the data starts 8-aligned, as the safetensors library does
+    write_bytes(path, len(h).to_bytes(8, "little") + h + b"".join(chunks))
+
+
+def read_safetensors(path):
+    """Read back (a check of the writer): name -> float32 numpy array."""
+    raw = open(path, "rb").read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    data = raw[8 + n:]
+    out = {}
+    for name, d in header.items():
+        if name == "__metadata__":
+            continue
+        b, e = d["data_offsets"]
+        buf = data[b:e]
+        if d["dtype"] == "F32":
+            a = np.frombuffer(buf, "<f4")
+        elif d["dtype"] == "F16":
+            a = np.frombuffer(buf, "<f2").astype(np.float32)
+        else:
+            a = (np.frombuffer(buf, "<u2").astype(np.uint32) << 16).view(np.float32)
+        out[name] = a.reshape(d["shape"])
+    return out
+
+
+# ---- the model ----------------------------------------------------------------------------
+def init_params(cfg, gen, random_affine):
+    """HF-layout parameters. GPT-2 init: N(0, 0.02), residual projections N(0, 0.02/sqrt(2L)).
+    With random_affine, biases and layernorm weights/biases are random too, so that a
+    loader that drops or transposes any tensor changes the result."""
+    L, C, V, P = cfg["n_layer"], cfg["n_embd"], cfg["vocab_size"], cfg["n_positions"]
+
+    def normal(shape, std):
+        return torch.randn(*shape, generator=gen, dtype=torch.float32) * std
+
+    def bias(n, std):
+        return normal([n], std) if random_affine else torch.zeros(n)
+
+    def lnw(n):
+        return 1.0 + normal([n], 0.1) if random_affine else torch.ones(n)
+
+    proj_std = 0.02 / math.sqrt(2 * L)
+    p = {"wte.weight": normal([V, C], 0.02), "wpe.weight": normal([P, C], 0.02)}
+    for i in range(L):
+        h = "h.%d." % i
+        p[h + "ln_1.weight"] = lnw(C)
+        p[h + "ln_1.bias"] = bias(C, 0.1)
+        p[h + "attn.c_attn.weight"] = normal([C, 3 * C], 0.02)
+        p[h + "attn.c_attn.bias"] = bias(3 * C, 0.05)
+        p[h + "attn.c_proj.weight"] = normal([C, C], proj_std)
+        p[h + "attn.c_proj.bias"] = bias(C, 0.05)
+        p[h + "ln_2.weight"] = lnw(C)
+        p[h + "ln_2.bias"] = bias(C, 0.1)
+        p[h + "mlp.c_fc.weight"] = normal([C, 4 * C], 0.02)
+        p[h + "mlp.c_fc.bias"] = bias(4 * C, 0.05)
+        p[h + "mlp.c_proj.weight"] = normal([4 * C, C], proj_std)
+        p[h + "mlp.c_proj.bias"] = bias(C, 0.05)
+    p["ln_f.weight"] = lnw(C)
+    p["ln_f.bias"] = bias(C, 0.1)
+    return p
+
+
+def gelu_tanh(x):
+    # GPT-2's GELU: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def forward(p, cfg, n_head, tokens):
+    """logits (B,T,V) of GPT-2 with HF-layout parameters p (any float dtype)."""
+    L, C = cfg["n_layer"], cfg["n_embd"]
+    B, T = tokens.shape
+    HS = C // n_head
+    x = p["wte.weight"][tokens] + p["wpe.weight"][:T]
+    mask = torch.ones(T, T, dtype=torch.bool).tril()
+    for i in range(L):
+        h = "h.%d." % i
+        a = F.layer_norm(x, (C,), p[h + "ln_1.weight"], p[h + "ln_1.bias"], eps=1e-5)
+        qkv = a @ p[h + "attn.c_attn.weight"] + p[h + "attn.c_attn.bias"]   # Conv1D: x W + b
+        q, k, v = qkv.split(C, dim=2)
+        q, k, v = [t.view(B, T, n_head, HS).transpose(1, 2) for t in (q, k, v)]  # (B,NH,T,HS)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(HS)
+        att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(B, T, C)
+        x = x + y @ p[h + "attn.c_proj.weight"] + p[h + "attn.c_proj.bias"]
+        a = F.layer_norm(x, (C,), p[h + "ln_2.weight"], p[h + "ln_2.bias"], eps=1e-5)
+        a = gelu_tanh(a @ p[h + "mlp.c_fc.weight"] + p[h + "mlp.c_fc.bias"])
+        x = x + a @ p[h + "mlp.c_proj.weight"] + p[h + "mlp.c_proj.bias"]
+    x = F.layer_norm(x, (C,), p["ln_f.weight"], p["ln_f.bias"], eps=1e-5)
+    return x @ p["wte.weight"].t()   # tied LM head
+
+
+def mean_loss(logits, targets):
+    V = logits.shape[-1]
+    return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index=-100)
+
+
+# HF name pattern -> library tensor, in llm_gpt2_params order. Conv1D weights are (in, out);
+# the library keeps (out, in), so those are transposed.
+LIB_TENSORS = [
+    ("wte", "wte.weight", False), ("wpe", "wpe.weight", False),
+    ("ln1w", "h.%d.ln_1.weight", False), ("ln1b", "h.%d.ln_1.bias", False),
+    ("qkvw", "h.%d.attn.c_attn.weight", True), ("qkvb", "h.%d.attn.c_attn.bias", False),
+    ("attprojw", "h.%d.attn.c_proj.weight", True), ("attprojb", "h.%d.attn.c_proj.bias", False),
+    ("ln2w", "h.%d.ln_2.weight", False), ("ln2b", "h.%d.ln_2.bias", False),
+    ("fcw", "h.%d.mlp.c_fc.weight", True), ("fcb", "h.%d.mlp.c_fc.bias", False),
+    ("fcprojw", "h.%d.mlp.c_proj.weight", True), ("fcprojb", "h.%d.mlp.c_proj.bias", False),
+    ("lnfw", "ln_f.weight", False), ("lnfb", "ln_f.bias", False),
+]
+
+
+def to_library_layout(d, cfg):
+    """Flatten a dict of HF-layout tensors (params or grads) into the library's buffer."""
+    parts = []
+    for _, pattern, transpose in LIB_TENSORS:
+        names = [pattern % i for i in range(cfg["n_layer"])] if "%d" in pattern else [pattern]
+        for n in names:
+            t = d[n].detach()
+            parts.append((t.t() if transpose else t).contiguous().reshape(-1))
+    return torch.cat(parts).to(torch.float32).numpy()
+
+
+def is_decayed(name):
+    # nanoGPT's rule: 2-D tensors (embeddings and matmul weights) decay, the rest do not.
+    return name.endswith(".weight") and ("wte" in name or "wpe" in name or "attn.c_" in name or "mlp.c_" in name)
+
+
+def hf_tensor_list(p, cfg, dtype, prefix="", with_mask=True, masked_bias=False):
+    """(name, tensor, dtype) in the alphabetical order HF files use, plus the mask buffers."""
+    items = [(prefix + n, t, dtype) for n, t in p.items()]
+    if with_mask:
+        P = cfg["n_positions"]
+        mask = torch.ones(P, P).tril().view(1, 1, P, P)
+        for i in range(cfg["n_layer"]):
+            items.append((prefix + "h.%d.attn.bias" % i, mask, dtype))
+            if masked_bias:
+                items.append((prefix + "h.%d.attn.masked_bias" % i, torch.tensor(-1e4), dtype))
+    items.sort(key=lambda x: x[0])
+    return items
+
+
+def rel_err(a, ref, floor_frac):
+    """max |a-ref| / max(|ref|, floor_frac * max|ref|), the C test's measure."""
+    a, ref = np.asarray(a, np.float64), np.asarray(ref, np.float64)
+    fl = floor_frac * np.abs(ref).max()
+    return float((np.abs(a - ref) / np.maximum(np.abs(ref), fl)).max())
+
+
+# ---- fixtures -----------------------------------------------------------------------------
+def fresh(d):
+    """True when directory d must be (re)generated; creates it."""
+    os.makedirs(d, exist_ok=True)
+    st = os.path.join(d, ".stamp")
+    if os.path.exists(st) and open(st).read().strip() == SCRIPT_HASH:
+        print("  %s: up to date" % d)
+        return False
+    if os.path.exists(st):
+        os.remove(st)
+    return True
+
+
+def stamp(d):
+    write_bytes(os.path.join(d, ".stamp"), (SCRIPT_HASH + "\n").encode())
+
+
+def config_json(cfg):
+    return {"model_type": "gpt2", "n_layer": cfg["n_layer"], "n_head": cfg["n_head"],
+            "n_embd": cfg["n_embd"], "vocab_size": cfg["vocab_size"],
+            "n_positions": cfg["n_positions"], "n_ctx": cfg["n_positions"],
+            "layer_norm_epsilon": 1e-5, "activation_function": "gelu_new"}
+
+
+def make_batch(gen, V, B, T, n_ignored):
+    seq = torch.randint(0, V, (B, T + 1), generator=gen)
+    seq[0, 3] = V - 1  # the largest id appears at least once
+    seq[1, 0] = 0
+    tokens, targets = seq[:, :T].clone(), seq[:, 1:].clone()
+    flat = targets.view(-1)
+    idx = torch.randperm(B * T, generator=gen)[:n_ignored]
+    flat[idx] = -100
+    return tokens, targets
+
+
+def reference(p32, cfg, n_head, tokens, targets, with_grads):
+    """float64 logits, loss (and grads) from float32 weights; plus the float32 errors."""
+    p64 = {n: t.double().requires_grad_(with_grads) for n, t in p32.items()}
+    logits = forward(p64, cfg, n_head, tokens)
+    loss = mean_loss(logits, targets)
+    out = {"logits": logits.detach().float().numpy(), "loss": float(loss)}
+    if with_grads:
+        loss.backward()
+        out["grads"] = to_library_layout({n: t.grad for n, t in p64.items()}, cfg)
+    # torch's own float32 result, to show how much float32 noise there is.
+    q = {n: t.clone().requires_grad_(with_grads) for n, t in p32.items()}
+    with torch.set_grad_enabled(with_grads):
+        l32 = forward(q, cfg, n_head, tokens)
+        ls32 = mean_loss(l32, targets)
+    out["torch_f32_logits_err"] = rel_err(l32.detach().numpy(), out["logits"], 0.05)
+    out["torch_f32_loss_err"] = abs(float(ls32) - out["loss"])
+    if with_grads:
+        ls32.backward()
+        g32 = to_library_layout({n: t.grad for n, t in q.items()}, cfg)
+        out["torch_f32_grads_err"] = tensor_errs(g32, out["grads"], cfg)
+    return out
+
+
+def tensor_errs(g, ref, cfg):
+    """Per-tensor rel_err (floor 5% of each tensor's max), as the C test measures."""
+    errs, off = {}, 0
+    for (name, _, _), n in zip(LIB_TENSORS, tensor_sizes(cfg)):
+        errs[name] = rel_err(g[off:off + n], ref[off:off + n], 0.05)
+        off += n
+    return errs
+
+
+def tensor_sizes(cfg):
+    L, C, V, P = cfg["n_layer"], cfg["n_embd"], cfg["vocab_size"], cfg["n_positions"]
+    return [V * C, P * C, L * C, L * C, L * 3 * C * C, L * 3 * C, L * C * C, L * C,
+            L * C, L * C, L * 4 * C * C, L * 4 * C, L * 4 * C * C, L * C, C, C]
+
+
+def adamw_reference(p32, cfg, tokens, targets):
+    """10 steps of torch.optim.AdamW (float64) with clipping, on one batch."""
+    p64 = {n: t.double().requires_grad_(True) for n, t in p32.items()}
+    groups = [{"params": [t for n, t in p64.items() if is_decayed(n)], "weight_decay": ADAM["weight_decay"]},
+              {"params": [t for n, t in p64.items() if not is_decayed(n)], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=ADAM["lr"], betas=(ADAM["beta1"], ADAM["beta2"]), eps=ADAM["eps"])
+    losses, norms = [], []
+    for _ in range(ADAM["steps"]):
+        opt.zero_grad()
+        loss = mean_loss(forward(p64, cfg, cfg["n_head"], tokens), targets)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(list(p64.values()), ADAM["grad_clip"])
+        losses.append(float(loss))
+        norms.append(float(norm))
+        opt.step()
+    return losses, norms, to_library_layout(p64, cfg)
+
+
+def gen_small(out):
+    cfg = {"n_layer": 2, "n_head": 4, "n_embd": 64, "vocab_size": 503, "n_positions": 64}
+    B, T = 4, 32
+    dirs = {k: os.path.join(out, "gpt2_small" + k) for k in ("", "_prefix", "_f16", "_bf16", "_noconfig")}
+    if not any([fresh(d) for d in dirs.values()]):  # a list: every directory is made
+        return
+    gen = torch.Generator().manual_seed(1234)
+    p = init_params(cfg, gen, random_affine=True)
+    tokens, targets = make_batch(gen, cfg["vocab_size"], B, T, n_ignored=5)
+
+    # gpt2_small: the full reference.
+    d = dirs[""]
+    write_safetensors(os.path.join(d, "model.safetensors"), hf_tensor_list(p, cfg, "F32"), {"format": "pt"})
+    back = read_safetensors(os.path.join(d, "model.safetensors"))
+    assert all(np.array_equal(back[n], t.numpy()) for n, t in p.items())
+    write_json(os.path.join(d, "config.json"), config_json(cfg))
+    write_i32(os.path.join(d, "tokens.i32"), tokens)
+    write_i32(os.path.join(d, "targets.i32"), targets)
+    ref = reference(p, cfg, cfg["n_head"], tokens, targets, with_grads=True)
+    write_f32(os.path.join(d, "logits.f32"), ref["logits"])
+    write_f32(os.path.join(d, "loss.f32"), [ref["loss"]])
+    write_f32(os.path.join(d, "params.f32"), to_library_layout(p, cfg))
+    write_f32(os.path.join(d, "grads.f32"), ref["grads"])
+    losses, norms, after = adamw_reference(p, cfg, tokens, targets)
+    write_f32(os.path.join(d, "adamw_losses.f32"), losses)
+    write_f32(os.path.join(d, "adamw_norms.f32"), norms)
+    write_f32(os.path.join(d, "params_after.f32"), after)
+    meta = dict(cfg, B=B, T=T, loss=ref["loss"], n_params=int(sum(tensor_sizes(cfg))),
+                n_ignored=int((targets < 0).sum()), adamw=ADAM, adamw_losses=losses, adamw_norms=norms,
+                torch_f32_logits_err=ref["torch_f32_logits_err"], torch_f32_loss_err=ref["torch_f32_loss_err"],
+                torch_f32_grads_err=ref["torch_f32_grads_err"])
+    write_json(os.path.join(d, "meta.json"), meta)
+    print("  gpt2_small: loss %.6f; AdamW losses %s" % (ref["loss"], " ".join("%.4f" % x for x in losses)))
+    print("  grad norms (clip %.2f): %s" % (ADAM["grad_clip"], " ".join("%.3f" % x for x in norms)))
+    print("  torch float32 vs float64: logits %.2e, loss %.2e, grads (worst tensor) %.2e" % (
+        ref["torch_f32_logits_err"], ref["torch_f32_loss_err"], max(ref["torch_f32_grads_err"].values())))
+    stamp(d)
+
+    # gpt2_small_prefix: "transformer." names, lm_head.weight, masked_bias, reverse order.
+    d = dirs["_prefix"]
+    items = hf_tensor_list(p, cfg, "F32", prefix="transformer.", masked_bias=True)
+    items.append(("lm_head.weight", p["wte.weight"], "F32"))
+    items.reverse()
+    write_safetensors(os.path.join(d, "model.safetensors"), items, {"format": "pt"})
+    write_json(os.path.join(d, "config.json"), config_json(cfg))
+    stamp(d)
+
+    # gpt2_small_f16 / _bf16: references from the rounded weights.
+    for key, dtype, tdt in (("_f16", "F16", torch.float16), ("_bf16", "BF16", torch.bfloat16)):
+        d = dirs[key]
+        pr = {n: t.to(tdt).to(torch.float32) for n, t in p.items()}
+        write_safetensors(os.path.join(d, "model.safetensors"), hf_tensor_list(p, cfg, dtype), {"format": "pt"})
+        back = read_safetensors(os.path.join(d, "model.safetensors"))
+        assert all(np.array_equal(back[n], t.numpy()) for n, t in pr.items())
+        write_json(os.path.join(d, "config.json"), config_json(cfg))
+        r = reference(pr, cfg, cfg["n_head"], tokens, targets, with_grads=False)
+        write_f32(os.path.join(d, "logits.f32"), r["logits"])
+        write_f32(os.path.join(d, "loss.f32"), [r["loss"]])
+        print("  gpt2_small%s: loss %.6f" % (key, r["loss"]))
+        stamp(d)
+
+    # gpt2_small_noconfig: no config.json; n_head = C/64 (GPT-2's head size).
+    d = dirs["_noconfig"]
+    write_safetensors(os.path.join(d, "model.safetensors"), hf_tensor_list(p, cfg, "F32"))
+    cj = os.path.join(d, "config.json")
+    if os.path.exists(cj):
+        os.remove(cj)
+    r = reference(p, cfg, cfg["n_embd"] // 64, tokens, targets, with_grads=False)
+    write_f32(os.path.join(d, "logits.f32"), r["logits"])
+    write_f32(os.path.join(d, "loss.f32"), [r["loss"]])
+    print("  gpt2_small_noconfig (n_head %d): loss %.6f" % (cfg["n_embd"] // 64, r["loss"]))
+    stamp(d)
+
+
+def gen_124m(out):
+    cfg = {"n_layer": 12, "n_head": 12, "n_embd": 768, "vocab_size": 50257, "n_positions": 1024}
+    B, T = 2, 64
+    d = os.path.join(out, "gpt2_124m")
+    if not fresh(d):
+        return
+    gen = torch.Generator().manual_seed(124)
+    p = init_params(cfg, gen, random_affine=False)
+    tokens, targets = make_batch(gen, cfg["vocab_size"], B, T, n_ignored=3)
+    write_safetensors(os.path.join(d, "model.safetensors"), hf_tensor_list(p, cfg, "F32"), {"format": "pt"})
+    write_json(os.path.join(d, "config.json"), config_json(cfg))
+    write_i32(os.path.join(d, "tokens.i32"), tokens)
+    write_i32(os.path.join(d, "targets.i32"), targets)
+    with torch.no_grad():
+        r = reference(p, cfg, cfg["n_head"], tokens, targets, with_grads=False)
+    write_f32(os.path.join(d, "logits.f32"), r["logits"])
+    write_f32(os.path.join(d, "loss.f32"), [r["loss"]])
+    write_json(os.path.join(d, "meta.json"), dict(cfg, B=B, T=T, loss=r["loss"],
+               torch_f32_logits_err=r["torch_f32_logits_err"], torch_f32_loss_err=r["torch_f32_loss_err"]))
+    print("  gpt2_124m: loss %.6f; torch float32 vs float64: logits %.2e" % (r["loss"], r["torch_f32_logits_err"]))
+    stamp(d)
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: %s OUT_DIR" % sys.argv[0])
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(0)
+    gen_small(out)
+    gen_124m(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+/* tests/test_gpt2_torch.c: GPT-2 end to end against PyTorch.
+ *
+ * tests/ref_gpt2.py (run by `make fixtures`) writes GPT-2 models as HuggingFace
+ * model.safetensors files and PyTorch's answers for them; see the file list at the top
+ * of that script. Here every model goes through the public loader (llm_gpt2_load on the
+ * model.safetensors path) and must agree with PyTorch:
+ *   - parameters: bit-exact after the (transposing) load of F32 tensors;
+ *   - logits and every gradient within 1e-4 relative (absolute floor, see CLOSE below);
+ *   - the loss, and each of 10 AdamW steps' losses, within 1e-4; grad norms within 1e-4
+ *     relative;
+ *   - the variants: "transformer." names + lm_head.weight, F16, BF16, no config.json;
+ *   - GPT-2 124M's shape: forward logits and loss (not in the sanitizer build: too slow).
+ * The fixture directory is $LLM_FIXTURES, default build/fixtures. Without it (no torch)
+ * every case is skipped with the reason. */
+#include "test.h"
+#define LLM_IMPLEMENTATION
+#include "llm.h"
+
+#if defined(LLM_TEST_SAN) && LLM_TEST_SAN
+#define SAN_BUILD 1
+#else
+#define SAN_BUILD 0
+#endif
+
+/* The PyTorch references are computed in float64 and the library computes in float32.
+ * A float32 sum of n terms errs by about n*eps*(largest term), whatever its own size, so a
+ * value much smaller than its tensor's largest (a cancellation) can only be compared
+ * absolutely. CLOSE: |a - ref| <= 1e-4 * max(|ref|, 5% of max|ref| over the tensor).
+ * torch's own float32 result meets this by a factor of about 10 (it errs by <= 1e-5 on
+ * logits and gradients; meta.json records the numbers). */
+#define REL_TOL 1e-4
+#define FLOOR_FRAC 0.05
+#define LOSS_TOL 1e-4
+
+static const char *fixtures;
+
+/* The whole file dir/name into a malloc'd buffer of *bytes bytes, or NULL. */
+static void *slurp(const char *dir, const char *name, size_t *bytes) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s/%s", fixtures, dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *p = malloc(n > 0 ? (size_t)n : 1);
+    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) { free(p); p = NULL; }
+    fclose(f);
+    if (p && bytes) *bytes = (size_t)n;
+    return p;
+}
+
+/* An array of exactly n 4-byte values, or NULL (with a failed check). */
+static void *load_array(const char *dir, const char *name, size_t n) {
+    size_t bytes = 0;
+    void *p = slurp(dir, name, &bytes);
+    CHECK(p && bytes == n * 4, "%s/%s: expected %zu values, file has %zu bytes", dir, name, n, bytes);
+    if (p && bytes != n * 4) { free(p); p = NULL; }
+    return p;
+}
+
+static double max_abs(const float *x, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) if (fabs((double)x[i]) > m) m = fabs((double)x[i]);
+    return m;
+}
+
+/* The CLOSE measure of a against ref: the worst |a-ref| / max(|ref|, floor). */
+static double close_err(const float *a, const float *ref, size_t n) {
+    return test_max_rel_err(a, ref, n, FLOOR_FRAC * max_abs(ref, n));
+}
+
+static llm_gpt2 *load_model(const char *dir) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s/model.safetensors", fixtures, dir);
+    llm_gpt2 *m = NULL;
+    llm_status s = llm_gpt2_load(&m, path, NULL);
+    CHECK(s == LLM_OK && m, "load %s: %s (%s)", path, llm_status_string(s), llm_last_error());
+    if (s != LLM_OK) { llm_gpt2_free(m); return NULL; }
+    return m;
+}
+
+/* Loss and logits of model m on tokens/targets against the references in refdir. */
+static void check_forward(llm_gpt2 *m, const char *name, const char *refdir, const int *tok,
+                          const int *tgt, int B, int T) {
+    llm_gpt2_config c = llm_gpt2_get_config(m);
+    size_t nl = (size_t)B * T * c.vocab_size;
+    float *ref = (float *)load_array(refdir, "logits.f32", nl);
+    float *ref_loss = (float *)load_array(refdir, "loss.f32", 1);
+    float *logits = (float *)malloc(nl * sizeof(float));
+    float loss = -1;
+    llm_status s = llm_gpt2_forward(m, tok, tgt, B, T, &loss);
+    CHECK(s == LLM_OK, "%s: forward: %s", name, llm_last_error());
+    if (ref && ref_loss && logits && s == LLM_OK) {
+        CHECK(llm_gpt2_get_logits(m, logits) == LLM_OK, "%s: get_logits: %s", name, llm_last_error());
+        double e = close_err(logits, ref, nl);
+        CHECK(e <= REL_TOL, "%s: logits differ from PyTorch: %.3g > %.0e", name, e, REL_TOL);
+        CHECK(fabs(loss - ref_loss[0]) <= LOSS_TOL, "%s: loss %.7f, PyTorch %.7f", name, loss, ref_loss[0]);
+        printf("%s: logits err %.2e, loss %.6f (PyTorch %.6f)\n", name, e, loss, ref_loss[0]);
+    }
+    free(ref); free(ref_loss); free(logits);
+}
+
+/* gpt2_small: shape, parameters, logits, loss, per-token losses, every gradient. */
+static void test_small(const int *tok, const int *tgt, int B, int T) {
+    llm_gpt2 *m = load_model("gpt2_small");
+    if (!m) return;
+    llm_gpt2_config c = llm_gpt2_get_config(m);
+    CHECK(c.n_layer == 2 && c.n_head == 4 && c.n_embd == 64 && c.vocab_size == 503 && c.max_seq_len == 64,
+          "gpt2_small: config L%d NH%d C%d V%d maxT%d, want L2 NH4 C64 V503 maxT64",
+          c.n_layer, c.n_head, c.n_embd, c.vocab_size, c.max_seq_len);
+    size_t np = llm_gpt2_num_params(m);
+    CHECK(np == 136384, "gpt2_small: %zu parameters, want 136384", np);
+    float *ref_p = (float *)load_array("gpt2_small", "params.f32", 136384);
+    float *ref_g = (float *)load_array("gpt2_small", "grads.f32", 136384);
+    float *buf = (float *)malloc(136384 * sizeof(float));
+    if (np != 136384 || !ref_p || !ref_g || !buf) goto done;
+
+    /* F32 tensors, only transposed and stacked: the load must be exact. */
+    CHECK(llm_gpt2_get_params(m, buf) == LLM_OK, "get_params: %s", llm_last_error());
+    size_t off[LLM_GPT2_NTENSORS], size[LLM_GPT2_NTENSORS];
+    llm_gpt2_tensor_layout(&c, off, size);
+    for (int i = 0; i < LLM_GPT2_NTENSORS; i++)
+        CHECK(memcmp(buf + off[i], ref_p + off[i], size[i] * sizeof(float)) == 0,
+              "gpt2_small: parameter %s differs from the safetensors file", llm_gpt2_tensor_name(i));
+
+    check_forward(m, "gpt2_small", "gpt2_small", tok, tgt, B, T);
+
+    /* Per-token losses: 0 where ignored, and their mean over the rest is the loss. */
+    float *losses = (float *)malloc((size_t)B * T * sizeof(float));
+    float *ref_loss = (float *)load_array("gpt2_small", "loss.f32", 1);
+    if (losses && ref_loss && llm_gpt2_get_losses(m, losses) == LLM_OK) {
+        double sum = 0; int n = 0, zero_ignored = 1;
+        for (int i = 0; i < B * T; i++) {
+            if (tgt[i] < 0) { if (losses[i] != 0.0f) zero_ignored = 0; }
+            else { sum += losses[i]; n++; }
+        }
+        CHECK(zero_ignored, "gpt2_small: ignored targets have a non-zero per-token loss");
+        CHECK(n > 0 && fabs(sum / n - ref_loss[0]) <= LOSS_TOL,
+              "gpt2_small: mean of per-token losses %.7f, PyTorch %.7f", n ? sum / n : 0.0, ref_loss[0]);
+    } else {
+        CHECK(0, "gpt2_small: get_losses: %s", llm_last_error());
+    }
+    free(losses); free(ref_loss);
+
+    /* Gradients, tensor by tensor (after a zero_grad: backward accumulates). */
+    CHECK(llm_gpt2_zero_grad(m) == LLM_OK, "zero_grad: %s", llm_last_error());
+    CHECK(llm_gpt2_backward(m, 1.0f) == LLM_OK, "backward: %s", llm_last_error());
+    CHECK(llm_gpt2_get_grads(m, buf) == LLM_OK, "get_grads: %s", llm_last_error());
+    double worst = 0;
+    for (int i = 0; i < LLM_GPT2_NTENSORS; i++) {
+        double e = close_err(buf + off[i], ref_g + off[i], size[i]);
+        CHECK(e <= REL_TOL, "gpt2_small: gradient of %s differs from PyTorch: %.3g > %.0e",
+              llm_gpt2_tensor_name(i), e, REL_TOL);
+        if (e > worst) worst = e;
+    }
+    printf("gpt2_small: gradients of all 16 tensors, worst err %.2e\n", worst);
+
+    /* Backward twice accumulates: the gradient doubles. */
+    CHECK(llm_gpt2_forward(m, tok, tgt, B, T, NULL) == LLM_OK, "forward: %s", llm_last_error());
+    CHECK(llm_gpt2_backward(m, 1.0f) == LLM_OK, "backward: %s", llm_last_error());
+    CHECK(llm_gpt2_get_grads(m, buf) == LLM_OK, "get_grads: %s", llm_last_error());
+    for (size_t i = 0; i < np; i++) buf[i] *= 0.5f;
+    double e2 = close_err(buf, ref_g, np);
+    CHECK(e2 <= REL_TOL, "gpt2_small: two backward calls do not accumulate: err %.3g", e2);
+done:
+    free(ref_p); free(ref_g); free(buf);
+    llm_gpt2_free(m);
+}
+
+/* 10 AdamW steps on the same batch, as torch.optim.AdamW + clip_grad_norm_. */
+static void test_adamw(const int *tok, const int *tgt, int B, int T) {
+    llm_gpt2 *m = load_model("gpt2_small");
+    float *ref_l = (float *)load_array("gpt2_small", "adamw_losses.f32", 10);
+    float *ref_n = (float *)load_array("gpt2_small", "adamw_norms.f32", 10);
+    float *ref_p = (float *)load_array("gpt2_small", "params_after.f32", 136384);
+    float *buf = (float *)malloc(136384 * sizeof(float));
+    if (!m || !ref_l || !ref_n || !ref_p || !buf) goto done;
+    llm_adamw_config oc = llm_adamw_config_default();
+    oc.beta1 = 0.9f; oc.beta2 = 0.95f; oc.eps = 1e-8f;
+    oc.weight_decay = 0.1f; oc.decay_all = 0; oc.grad_clip = 1.0f;  /* as ref_gpt2.py's ADAM */
+    int clipped = 0;
+    for (int k = 0; k < 10; k++) {
+        float loss = -1, norm = -1;
+        CHECK(llm_gpt2_forward(m, tok, tgt, B, T, &loss) == LLM_OK, "forward: %s", llm_last_error());
+        CHECK(llm_gpt2_zero_grad(m) == LLM_OK, "zero_grad: %s", llm_last_error());
+        CHECK(llm_gpt2_backward(m, 1.0f) == LLM_OK, "backward: %s", llm_last_error());
+        CHECK(llm_gpt2_step(m, &oc, 1e-3f, &norm) == LLM_OK, "step: %s", llm_last_error());
+        CHECK(fabs(loss - ref_l[k]) <= LOSS_TOL, "AdamW step %d: loss %.7f, PyTorch %.7f", k, loss, ref_l[k]);
+        CHECK(fabs(norm - ref_n[k]) <= REL_TOL * ref_n[k], "AdamW step %d: grad norm %.7f, PyTorch %.7f",
+              k, norm, ref_n[k]);
+        if (ref_n[k] > oc.grad_clip) clipped++;
+        printf("AdamW step %d: loss %.6f (PyTorch %.6f) norm %.6f (PyTorch %.6f)\n", k, loss, ref_l[k],
+               norm, ref_n[k]);
+    }
+    CHECK(clipped > 0 && clipped < 10, "the reference should clip in some steps, not all (%d)", clipped);
+    CHECK(llm_gpt2_step_count(m) == 10, "step count %d, want 10", llm_gpt2_step_count(m));
+    /* Parameters after 10 steps. Adam divides m by sqrt(v), which is ill-conditioned
+     * for gradients that are mostly rounding noise, so compare absolutely against the
+     * step size: 10 steps of lr 1e-3 move a parameter by up to ~1e-2. torch's own
+     * float32 run ends 6e-6 from its float64 run; allow 5e-5 (0.5% of the movement). */
+    CHECK(llm_gpt2_get_params(m, buf) == LLM_OK, "get_params: %s", llm_last_error());
+    double worst = 0;
+    for (size_t i = 0; i < 136384; i++) {
+        double d = fabs((double)buf[i] - ref_p[i]);
+        if (!(d <= worst)) worst = d;
+    }
+    CHECK(worst <= 5e-5, "parameters after 10 AdamW steps differ from PyTorch by %.3g", worst);
+    printf("AdamW: parameters after 10 steps, max |diff| %.2e\n", worst);
+done:
+    free(ref_l); free(ref_n); free(ref_p); free(buf);
+    llm_gpt2_free(m);
+}
+
+/* "transformer." names, lm_head.weight and masked_bias: the same model as gpt2_small. */
+static void test_prefix(const int *tok, const int *tgt, int B, int T) {
+    llm_gpt2 *m = load_model("gpt2_small_prefix");
+    if (!m) return;
+    float *ref_p = (float *)load_array("gpt2_small", "params.f32", 136384);
+    float *buf = (float *)malloc(136384 * sizeof(float));
+    if (ref_p && buf && llm_gpt2_num_params(m) == 136384) {
+        CHECK(llm_gpt2_get_params(m, buf) == LLM_OK, "get_params: %s", llm_last_error());
+        CHECK(memcmp(buf, ref_p, 136384 * sizeof(float)) == 0, "gpt2_small_prefix: parameters differ");
+    } else {
+        CHECK(0, "gpt2_small_prefix: %zu parameters, want 136384", llm_gpt2_num_params(m));
+    }
+    check_forward(m, "gpt2_small_prefix", "gpt2_small", tok, tgt, B, T);
+    free(ref_p); free(buf);
+    llm_gpt2_free(m);
+}
+
+static void test_variant(const char *dir, const int *tok, const int *tgt, int B, int T) {
+    llm_gpt2 *m = load_model(dir);
+    if (!m) return;
+    llm_gpt2_config c = llm_gpt2_get_config(m);
+    CHECK(c.n_layer == 2 && c.n_embd == 64 && c.vocab_size == 503 && c.max_seq_len == 64,
+          "%s: config L%d C%d V%d maxT%d, want L2 C64 V503 maxT64", dir, c.n_layer, c.n_embd,
+          c.vocab_size, c.max_seq_len);
+    if (strstr(dir, "noconfig"))  /* head size 64, as every GPT-2 (ref_gpt2.py says why) */
+        CHECK(c.n_head == 1, "%s: inferred n_head %d, want C/64 = 1", dir, c.n_head);
+    else
+        CHECK(c.n_head == 4, "%s: n_head %d, want 4", dir, c.n_head);
+    check_forward(m, dir, dir, tok, tgt, B, T);
+    llm_gpt2_free(m);
+}
+
+static void test_124m(void) {
+#if SAN_BUILD
+    TEST_SKIP("gpt2_124m: too slow for the sanitizer build");
+#else
+    int B = 2, T = 64;
+    int *tok = (int *)load_array("gpt2_124m", "tokens.i32", (size_t)B * T);
+    int *tgt = (int *)load_array("gpt2_124m", "targets.i32", (size_t)B * T);
+    llm_gpt2 *m = tok && tgt ? load_model("gpt2_124m") : NULL;
+    if (m) {
+        llm_gpt2_config c = llm_gpt2_get_config(m);
+        CHECK(c.n_layer == 12 && c.n_head == 12 && c.n_embd == 768 && c.vocab_size == 50257 &&
+              c.max_seq_len == 1024, "gpt2_124m: config L%d NH%d C%d V%d maxT%d", c.n_layer, c.n_head,
+              c.n_embd, c.vocab_size, c.max_seq_len);
+        CHECK(llm_gpt2_num_params(m) == 124439808, "gpt2_124m: %zu parameters, want 124439808",
+              llm_gpt2_num_params(m));
+        check_forward(m, "gpt2_124m", "gpt2_124m", tok, tgt, B, T);
+    }
+    llm_gpt2_free(m);
+    free(tok); free(tgt);
+#endif
+}
+
+int main(void) {
+    fixtures = getenv("LLM_FIXTURES");
+    if (!fixtures || !*fixtures) fixtures = "build/fixtures";
+    char probe[1024];
+    snprintf(probe, sizeof probe, "%s/gpt2_small/.stamp", fixtures);
+    FILE *f = fopen(probe, "rb");
+    if (!f) {
+        TEST_SKIP("PyTorch comparison: no fixtures in %s (is python3-torch installed? `make fixtures`)",
+                  fixtures);
+        return TEST_END("test_gpt2_torch");
+    }
+    fclose(f);
+
+    int B = 4, T = 32;
+    int *tok = (int *)load_array("gpt2_small", "tokens.i32", (size_t)B * T);
+    int *tgt = (int *)load_array("gpt2_small", "targets.i32", (size_t)B * T);
+    if (tok && tgt) {
+        test_small(tok, tgt, B, T);
+        test_adamw(tok, tgt, B, T);
+        test_prefix(tok, tgt, B, T);
+        test_variant("gpt2_small_f16", tok, tgt, B, T);
+        test_variant("gpt2_small_bf16", tok, tgt, B, T);
+        test_variant("gpt2_small_noconfig", tok, tgt, B, T);
+    }
+    free(tok); free(tgt);
+    test_124m();
+    return TEST_END("test_gpt2_torch");
+}
