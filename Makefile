@@ -59,6 +59,12 @@ test: all fixtures $(TESTS) $(B)/tests/test_cpp $(SANTESTS)
 	@LLM_FIXTURES=$(B)/fixtures tests/run.sh $(TESTS) $(B)/tests/test_cpp \
 	  $(foreach t,$(SANTESTS),$(t))
 
+# OpenBLAS is used by the SGEMM benchmark only, as the yardstick (never by llm.h).
+OPENBLAS_INC := $(wildcard /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h)
+ifneq ($(OPENBLAS_INC),)
+$(B)/bench/bench_gemm: BENCH_LIBS = -DLLM_BENCH_OPENBLAS -I/usr/include/x86_64-linux-gnu/openblas-pthread -lopenblas
+endif
+
 bench: $(BENCHES) all
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
 

@@ -605,7 +605,9 @@ LLMDEF llm_pool *llm_pool_create(int n_threads) {
     p->threads = LLM__CAST(pthread_t *, llm__calloc(LLM__CAST(size_t, n_threads), sizeof(pthread_t)));
     if (!p->threads) { llm_pool_free(p); llm__err(LLM_ERR_NOMEM, "thread pool: out of memory"); return NULL; }
     for (int i = 1; i < n_threads; i++) {
+        /* the worker owns (and frees) its argument block from its first instruction */
         llm__worker_arg *wa = LLM__CAST(llm__worker_arg *, LLM_MALLOC(sizeof *wa));
+        if (wa) { wa->pool = p; wa->ith = i; }
         if (!wa || pthread_create(&p->threads[i], NULL, llm__worker, wa) != 0) {
             LLM_FREE(wa);
             p->n = i;  /* join the ones that started */
@@ -613,7 +615,6 @@ LLMDEF llm_pool *llm_pool_create(int n_threads) {
             llm__err(LLM_ERR_NOMEM, "thread pool: cannot start thread %d of %d", i, n_threads);
             return NULL;
         }
-        wa->pool = p; wa->ith = i;  /* safe: the worker waits on mu before reading */
     }
 #endif
     return p;
@@ -878,7 +879,7 @@ static llm_status llm__jvalue(llm__jparser *ps, const char *start, int *out) {
         s = llm__jstring(ps, start, &off, &len);
         d->nodes[self].str = off; d->nodes[self].str_len = len;
     } else if (type == LLM__J_NUM) {
-        double v;
+        double v = 0;
         s = llm__jnumber(ps, start, &v);
         d->nodes[self].num = v;
     } else {

@@ -4,7 +4,7 @@
  * of training (forward out = inp . W^T; dX += dout . W; dW += dout^T . inp), then
  * (1024,1024,1024) and the decode matrix-vector (1,2304,768) in the forward layout.
  * Each figure is the median of 7 runs after a warm-up; a run repeats the call for at
- * least 20 ms. llm.h and OpenBLAS alternate run by run, at 1 thread and at all cores.
+ * least 20 ms. llm.h's runs come first, then OpenBLAS's, at 1 thread and at all cores.
  * The matrix-vector cycles through copies of W larger than the L3, so it reads DRAM.
  *
  *   ./build/bench/bench_gemm [results.jsonl]     (default bench/results.jsonl)
@@ -26,6 +26,14 @@ static double now_s(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+
+#ifdef LLM_BENCH_OPENBLAS
+static void pause_s(double s) {
+    struct timespec ts;
+    ts.tv_sec = (time_t)s; ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+    nanosleep(&ts, NULL);
+}
+#endif
 
 typedef struct { const char *layout; int ta, tb, M, N, K; float beta; } bshape;
 
@@ -120,18 +128,16 @@ int main(int argc, char **argv) {
             for (size_t i = 0; i < na; i++) c.A[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
             for (size_t i = 0; i < nb * c.ncopies; i++) c.B[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
             for (size_t i = 0; i < ncc; i++) c.C[i] = 0.0f;
+            /* llm.h's runs, then OpenBLAS's, then a pause: OpenBLAS's workers spin for a
+             * while after each call and would steal the cores from the next llm.h run. */
             double tl[7], tb[7];
             time_run(pool, &c, 0);   /* warm-up */
+            for (int r = 0; r < 7; r++) { tl[r] = time_run(pool, &c, 0); tb[r] = 0; }
 #ifdef LLM_BENCH_OPENBLAS
             time_run(pool, &c, 1);
+            for (int r = 0; r < 7; r++) tb[r] = time_run(pool, &c, 1);
+            pause_s(0.3);
 #endif
-            for (int r = 0; r < 7; r++) {
-                tl[r] = time_run(pool, &c, 0);
-                tb[r] = 0;
-#ifdef LLM_BENCH_OPENBLAS
-                tb[r] = time_run(pool, &c, 1);
-#endif
-            }
             qsort(tl, 7, sizeof(double), cmp_d);
             qsort(tb, 7, sizeof(double), cmp_d);
             double flops = 2.0 * s->M * s->N * s->K;

@@ -26,7 +26,7 @@ static int test__passed, test__failed, test__skipped;
 
 /* Largest |a-b| / max(|b|, floor) over n values: relative error, with an absolute
  * floor so that values near zero are compared absolutely. */
-static double test_max_rel_err(const float *a, const float *b, size_t n, double floor_) {
+static inline double test_max_rel_err(const float *a, const float *b, size_t n, double floor_) {
     double worst = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - (double)b[i]);
@@ -37,7 +37,7 @@ static double test_max_rel_err(const float *a, const float *b, size_t n, double 
 }
 
 /* Where the shared test data lives: $LLM_DATA, else ../shared/data, else data. */
-static const char *test_data_dir(void) {
+static inline const char *test_data_dir(void) {
     const char *e = getenv("LLM_DATA");
     if (e && *e) return e;
     FILE *f = fopen("../shared/data/README.md", "rb");

@@ -59,6 +59,21 @@ static void *load_array(const char *dir, const char *name, size_t n) {
     return p;
 }
 
+/* A number from the fixture's meta.json: the first `"key": value`; 0 if absent. */
+static double meta_num(const char *dir, const char *key) {
+    size_t n = 0;
+    char *text = (char *)slurp(dir, "meta.json", &n), pat[64];
+    double v = 0;
+    if (!text) return 0;
+    text = (char *)realloc(text, n + 1);
+    text[n] = 0;
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(text, pat);
+    if (p) v = strtod(p + strlen(pat), NULL);
+    free(text);
+    return v;
+}
+
 static double max_abs(const float *x, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) if (fabs((double)x[i]) > m) m = fabs((double)x[i]);
@@ -178,7 +193,9 @@ static void test_adamw(const int *tok, const int *tgt, int B, int T) {
     if (!m || !ref_l || !ref_n || !ref_p || !buf) goto done;
     llm_adamw_config oc = llm_adamw_config_default();
     oc.beta1 = 0.9f; oc.beta2 = 0.95f; oc.eps = 1e-8f;
-    oc.weight_decay = 0.1f; oc.decay_all = 0; oc.grad_clip = 1.0f;  /* as ref_gpt2.py's ADAM */
+    oc.weight_decay = 0.1f; oc.decay_all = 0;  /* as ref_gpt2.py's ADAM */
+    oc.grad_clip = (float)meta_num("gpt2_small", "grad_clip");
+    CHECK(oc.grad_clip > 0, "meta.json: no grad_clip");
     int clipped = 0;
     for (int k = 0; k < 10; k++) {
         float loss = -1, norm = -1;
@@ -195,18 +212,27 @@ static void test_adamw(const int *tok, const int *tgt, int B, int T) {
     }
     CHECK(clipped > 0 && clipped < 10, "the reference should clip in some steps, not all (%d)", clipped);
     CHECK(llm_gpt2_step_count(m) == 10, "step count %d, want 10", llm_gpt2_step_count(m));
-    /* Parameters after 10 steps. Adam divides m by sqrt(v), which is ill-conditioned
-     * for gradients that are mostly rounding noise, so compare absolutely against the
-     * step size: 10 steps of lr 1e-3 move a parameter by up to ~1e-2. torch's own
-     * float32 run ends 6e-6 from its float64 run; allow 5e-5 (0.5% of the movement). */
+    /* Parameters after 10 steps, absolutely (10 steps of lr 1e-3 move one by up to ~1e-2).
+     * Except the key biases: adding b to every key adds q.b to a whole softmax row, which
+     * softmax ignores, so their true gradient is 0 and both sides hold rounding noise
+     * that Adam's m/(sqrt(v)+eps) turns into steps of up to lr. Elsewhere small, noisy
+     * gradients are ill-conditioned the same way, only less: torch's own float32 run ends
+     * 1e-5 from float64 (in fcprojw); allow 1e-4, 1% of the largest movement. Decaying
+     * the biases or a wrong bias correction moves parameters by 1e-3 or more. */
     CHECK(llm_gpt2_get_params(m, buf) == LLM_OK, "get_params: %s", llm_last_error());
-    double worst = 0;
+    llm_gpt2_config c = llm_gpt2_get_config(m);
+    size_t off[LLM_GPT2_NTENSORS], size[LLM_GPT2_NTENSORS];
+    llm_gpt2_tensor_layout(&c, off, size);
+    double worst = 0, worst_kb = 0;
     for (size_t i = 0; i < 136384; i++) {
         double d = fabs((double)buf[i] - ref_p[i]);
-        if (!(d <= worst)) worst = d;
+        int key_bias = i >= off[5] && i < off[5] + size[5] && (i - off[5]) % (3 * 64) / 64 == 1;
+        if (key_bias) { if (!(d <= worst_kb)) worst_kb = d; }
+        else if (!(d <= worst)) worst = d;
     }
-    CHECK(worst <= 5e-5, "parameters after 10 AdamW steps differ from PyTorch by %.3g", worst);
-    printf("AdamW: parameters after 10 steps, max |diff| %.2e\n", worst);
+    CHECK(worst <= 1e-4, "parameters after 10 AdamW steps differ from PyTorch by %.3g", worst);
+    printf("AdamW: parameters after 10 steps, max |diff| %.2e (key biases, not compared: %.2e)\n", worst,
+           worst_kb);
 done:
     free(ref_l); free(ref_n); free(ref_p); free(buf);
     llm_gpt2_free(m);
@@ -248,7 +274,7 @@ static void test_124m(void) {
 #if SAN_BUILD
     TEST_SKIP("gpt2_124m: too slow for the sanitizer build");
 #else
-    int B = 2, T = 64;
+    int B = 1, T = 64;
     int *tok = (int *)load_array("gpt2_124m", "tokens.i32", (size_t)B * T);
     int *tgt = (int *)load_array("gpt2_124m", "targets.i32", (size_t)B * T);
     llm_gpt2 *m = tok && tgt ? load_model("gpt2_124m") : NULL;
@@ -267,6 +293,7 @@ static void test_124m(void) {
 }
 
 int main(void) {
+    (void)test_data_dir;
     fixtures = getenv("LLM_FIXTURES");
     if (!fixtures || !*fixtures) fixtures = "build/fixtures";
     char probe[1024];
@@ -283,7 +310,17 @@ int main(void) {
     int *tok = (int *)load_array("gpt2_small", "tokens.i32", (size_t)B * T);
     int *tgt = (int *)load_array("gpt2_small", "targets.i32", (size_t)B * T);
     if (tok && tgt) {
-        test_small(tok, tgt, B, T);
+        /* Every kernel level this CPU has, from scalar up; then the best for the rest. */
+        llm_simd levels[] = {LLM_SIMD_SCALAR, LLM_SIMD_AVX2, LLM_SIMD_AVX512, LLM_SIMD_NEON};
+        for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
+            if (!llm_simd_supported(levels[i])) continue;
+            CHECK(llm_simd_force(levels[i]) == LLM_OK, "simd_force(%s): %s", llm_simd_name(levels[i]),
+                  llm_last_error());
+            printf("-- kernels: %s\n", llm_simd_name(llm_simd_active()));
+            test_small(tok, tgt, B, T);
+        }
+        llm_simd_force(LLM_SIMD_AUTO);
+        printf("-- kernels: %s\n", llm_simd_name(llm_simd_active()));
         test_adamw(tok, tgt, B, T);
         test_prefix(tok, tgt, B, T);
         test_variant("gpt2_small_f16", tok, tgt, B, T);

@@ -303,13 +303,14 @@ static void test_bad_files(void) {
     }
     CHECK(pos == n && count == 512, "walk of tok512.bin");
     int bad = 0;
-    for (size_t cut = 0; cut < n; cut += (cut < 64 ? 1 : 5)) {
+    /* every cut in the first records, then a sample (writing files is slow here) */
+    for (size_t cut = 0; cut < n; cut += (cut < 48 ? 1 : 53)) {
         llm_llama_tokenizer *u = NULL;
         llm_status s = load_bytes(d, cut, 512, &u);
         if (s != LLM_ERR_FORMAT || u) bad++;
         llm_llama_tokenizer_free(u);
         u = NULL;
-        s = load_bytes(d, cut, 0, &u);
+        s = llm_llama_tokenizer_load(&u, g_tmp, 0);   /* the same file, read to its end */
         int tokens = 0;
         for (size_t i = 0; i <= cut && i < sizeof boundary; i++) tokens += boundary[i];
         int want_ok = cut >= 4 && boundary[cut] && tokens >= 3;
@@ -339,9 +340,9 @@ static void test_bad_files(void) {
     llm_rng rng;
     llm_rng_seed(&rng, 7);
 #if LLM_TEST_SAN
-    int rounds = 100;
+    int rounds = 50;
 #else
-    int rounds = 400;
+    int rounds = 150;
 #endif
     int loaded = 0, refused = 0;
     for (int r = 0; r < rounds; r++) {

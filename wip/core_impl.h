@@ -6,7 +6,7 @@
 
 /* Token + position embedding. out[b,t,:] = wte[tok[b,t],:] + wpe[t,:].
  * PyTorch: wte(tok) + wpe(arange(T)). */
-static void llm__encoder_fwd_ref(float *out, const int *tok, const float *wte, const float *wpe,
+static LLM__UNUSED void llm__encoder_fwd_ref(float *out, const int *tok, const float *wte, const float *wpe,
                                  int B, int T, int C) {
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
@@ -16,7 +16,7 @@ static void llm__encoder_fwd_ref(float *out, const int *tok, const float *wte, c
         }
 }
 /* dwte[tok[b,t],:] += dout[b,t,:], dwpe[t,:] += dout[b,t,:]. */
-static void llm__encoder_bwd_ref(float *dwte, float *dwpe, const float *dout, const int *tok,
+static LLM__UNUSED void llm__encoder_bwd_ref(float *dwte, float *dwpe, const float *dout, const int *tok,
                                  int B, int T, int C) {
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
@@ -30,7 +30,7 @@ static void llm__encoder_bwd_ref(float *dwte, float *dwpe, const float *dout, co
  *   mean = Σx/C, var = Σ(x-mean)²/C, rstd = 1/sqrt(var+eps),
  *   out = (x - mean) * rstd * w + b.   PyTorch: F.layer_norm(x, (C,), w, b, 1e-5). */
 #define LLM__LN_EPS 1e-5f
-static void llm__layernorm_fwd_ref(float *out, float *mean, float *rstd, const float *inp,
+static LLM__UNUSED void llm__layernorm_fwd_ref(float *out, float *mean, float *rstd, const float *inp,
                                    const float *w, const float *b, int N, int C) {
     for (int n = 0; n < N; n++) {
         const float *x = inp + LLM__CAST(size_t, n) * C;
@@ -49,7 +49,7 @@ static void llm__layernorm_fwd_ref(float *out, float *mean, float *rstd, const f
  *   db += dout, dw += dout*xhat,
  *   dx += rstd * (g - mean(g) - xhat * mean(g*xhat))
  * (the two means remove the parts of g that the normalisation cancels). */
-static void llm__layernorm_bwd_ref(float *dinp, float *dw, float *db, const float *dout,
+static LLM__UNUSED void llm__layernorm_bwd_ref(float *dinp, float *dw, float *db, const float *dout,
                                    const float *inp, const float *w, const float *mean,
                                    const float *rstd, int N, int C) {
     for (int n = 0; n < N; n++) {
@@ -72,7 +72,7 @@ static void llm__layernorm_bwd_ref(float *dinp, float *dw, float *db, const floa
 
 /* Fully connected layer: out (N,OC) = inp (N,C) @ w(OC,C)^T + bias(OC).
  * PyTorch: F.linear(inp, w, bias). */
-static void llm__matmul_fwd_ref(float *out, const float *inp, const float *w, const float *bias,
+static LLM__UNUSED void llm__matmul_fwd_ref(float *out, const float *inp, const float *w, const float *bias,
                                 int N, int C, int OC) {
     for (int n = 0; n < N; n++)
         for (int o = 0; o < OC; o++) {
@@ -83,7 +83,7 @@ static void llm__matmul_fwd_ref(float *out, const float *inp, const float *w, co
         }
 }
 /* dinp += dout @ w, dw += dout^T @ inp, dbias += Σ_n dout. */
-static void llm__matmul_bwd_ref(float *dinp, float *dw, float *dbias, const float *dout,
+static LLM__UNUSED void llm__matmul_bwd_ref(float *dinp, float *dw, float *dbias, const float *dout,
                                 const float *inp, const float *w, int N, int C, int OC) {
     for (int n = 0; n < N; n++) {
         const float *d = dout + LLM__CAST(size_t, n) * OC, *x = inp + LLM__CAST(size_t, n) * C;
@@ -163,11 +163,11 @@ static void llm__attention_bwd_head(float *dqkv, const float *dout, const float 
         }
     }
 }
-static void llm__attention_fwd_ref(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
+static LLM__UNUSED void llm__attention_fwd_ref(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) llm__attention_fwd_head(out, lse, qkv, b, h, T, C, NH);
 }
-static void llm__attention_bwd_ref(float *dqkv, const float *dout, const float *qkv, const float *out,
+static LLM__UNUSED void llm__attention_bwd_ref(float *dqkv, const float *dout, const float *qkv, const float *out,
                                    const float *lse, int B, int T, int C, int NH) {
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) llm__attention_bwd_head(dqkv, dout, qkv, out, lse, b, h, T, C, NH);
@@ -177,13 +177,13 @@ static void llm__attention_bwd_ref(float *dqkv, const float *dout, const float *
  *   y = x/2 · (1 + tanh(u)),  u = sqrt(2/π) (x + 0.044715 x³)
  *   dy/dx = (1 + tanh u)/2 + x/2 · (1 - tanh² u) · sqrt(2/π) (1 + 3·0.044715 x²) */
 #define LLM__GELU_K 0.7978845608028654f /* sqrt(2/pi) */
-static void llm__gelu_fwd_ref(float *out, const float *inp, size_t n) {
+static LLM__UNUSED void llm__gelu_fwd_ref(float *out, const float *inp, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         out[i] = 0.5f * x * (1.0f + tanhf(LLM__GELU_K * (x + 0.044715f * x * x * x)));
     }
 }
-static void llm__gelu_bwd_ref(float *dinp, const float *inp, const float *dout, size_t n) {
+static LLM__UNUSED void llm__gelu_bwd_ref(float *dinp, const float *inp, const float *dout, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float x = inp[i], th = tanhf(LLM__GELU_K * (x + 0.044715f * x * x * x));
         float du = LLM__GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
@@ -192,10 +192,10 @@ static void llm__gelu_bwd_ref(float *dinp, const float *inp, const float *dout, 
 }
 
 /* Residual connection: out = a + b; both inputs receive the gradient unchanged. */
-static void llm__residual_fwd_ref(float *out, const float *a, const float *b, size_t n) {
+static LLM__UNUSED void llm__residual_fwd_ref(float *out, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
-static void llm__residual_bwd_ref(float *da, float *db, const float *dout, size_t n) {
+static LLM__UNUSED void llm__residual_bwd_ref(float *da, float *db, const float *dout, size_t n) {
     for (size_t i = 0; i < n; i++) { da[i] += dout[i]; db[i] += dout[i]; }
 }
 
@@ -203,7 +203,7 @@ static void llm__residual_bwd_ref(float *da, float *db, const float *dout, size_
  * probabilities: lse = m + log Σ exp(x - m) (m = max x), loss = lse - x[target].
  * Rows whose target is negative (PyTorch's ignore_index) get loss 0.
  * PyTorch: F.cross_entropy(logits, targets, reduction="none"). */
-static void llm__crossentropy_fwd_ref(float *losses, float *lse, const float *logits,
+static LLM__UNUSED void llm__crossentropy_fwd_ref(float *losses, float *lse, const float *logits,
                                       const int *targets, int N, int V) {
     for (int n = 0; n < N; n++) {
         const float *x = logits + LLM__CAST(size_t, n) * V;
@@ -215,7 +215,7 @@ static void llm__crossentropy_fwd_ref(float *losses, float *lse, const float *lo
     }
 }
 /* dlogits = (softmax(x) - onehot(target)) · dloss, written over the logits. */
-static void llm__crossentropy_bwd_ref(float *logits, const float *lse, const int *targets,
+static LLM__UNUSED void llm__crossentropy_bwd_ref(float *logits, const float *lse, const int *targets,
                                       float dloss, int N, int V) {
     for (int n = 0; n < N; n++) {
         float *x = logits + LLM__CAST(size_t, n) * V;
@@ -226,7 +226,7 @@ static void llm__crossentropy_bwd_ref(float *logits, const float *lse, const int
 }
 
 /* Σ x², accumulated in double: the squared global gradient norm. */
-static double llm__sumsq_ref(const float *x, size_t n) {
+static LLM__UNUSED double llm__sumsq_ref(const float *x, size_t n) {
     double s = 0;
     for (size_t i = 0; i < n; i++) s += LLM__CAST(double, x[i]) * x[i];
     return s;
@@ -235,7 +235,7 @@ static double llm__sumsq_ref(const float *x, size_t n) {
 /* AdamW (Loshchilov & Hutter), in torch.optim.AdamW's order: decay, then Adam.
  *   g = grad·grad_scale;  m = β1 m + (1-β1) g;  v = β2 v + (1-β2) g²
  *   p -= lr·wd·p;  p -= lr · (m/(1-β1^t)) / (sqrt(v/(1-β2^t)) + eps) */
-static void llm__adamw_ref(float *p, const float *grad, float *m, float *v, size_t n, float lr,
+static LLM__UNUSED void llm__adamw_ref(float *p, const float *grad, float *m, float *v, size_t n, float lr,
                            float beta1, float beta2, float eps, float wd, float grad_scale, int t) {
     float bc1 = 1.0f - powf(beta1, LLM__CAST(float, t)), bc2 = 1.0f - powf(beta2, LLM__CAST(float, t));
     for (size_t i = 0; i < n; i++) {
@@ -377,32 +377,6 @@ static void llm__cpu_layernorm_bwd(void *st, float *dinp, float *dw, float *db, 
     llm_pool_run(LLM__POOL(st), llm__t_layernorm_bwd_dw, &o);
 }
 
-/* Interim GEMM until the SIMD one lands: C = op(A)·op(B) + beta·C, rows of C split
- * over threads. */
-typedef struct { int ta, tb, M, N, K, lda, ldb, ldc; const float *A, *B; float beta; float *C; } llm__gemm_args;
-static void llm__t_gemm_interim(void *a, int ith, int nth) {
-    llm__gemm_args *g = LLM__CAST(llm__gemm_args *, a);
-    size_t lo, hi;
-    llm__split(LLM__CAST(size_t, g->M), ith, nth, &lo, &hi);
-    for (size_t i = lo; i < hi; i++) {
-        float *c = g->C + i * g->ldc;
-        for (int j = 0; j < g->N; j++) c[j] = g->beta == 0.0f ? 0.0f : g->beta * c[j];
-        for (int k = 0; k < g->K; k++) {
-            float av = g->ta ? g->A[LLM__CAST(size_t, k) * g->lda + i] : g->A[i * g->lda + k];
-            if (g->tb) for (int j = 0; j < g->N; j++) c[j] += av * g->B[LLM__CAST(size_t, j) * g->ldb + k];
-            else { const float *br = g->B + LLM__CAST(size_t, k) * g->ldb; for (int j = 0; j < g->N; j++) c[j] += av * br[j]; }
-        }
-    }
-}
-static void llm__gemm_interim(llm_pool *pool, int ta, int tb, int M, int N, int K, const float *A, int lda,
-                              const float *B, int ldb, float beta, float *C, int ldc) {
-    llm__gemm_args g;
-    g.ta = ta; g.tb = tb; g.M = M; g.N = N; g.K = K; g.lda = lda; g.ldb = ldb; g.ldc = ldc;
-    g.A = A; g.B = B; g.beta = beta; g.C = C;
-    llm_pool_run(pool, llm__t_gemm_interim, &g);
-}
-#define LLM__GEMM llm__gemm_interim
-
 /* matmul: all three products go through the GEMM. out = bias, then out += inp·w^T. */
 static void llm__t_bias_bcast(void *a, int ith, int nth) {
     llm__op *o = LLM__CAST(llm__op *, a);
@@ -425,13 +399,13 @@ static void llm__cpu_matmul_fwd(void *st, float *out, const float *inp, const fl
         o.out = out; o.in = bias; o.N = N; o.OC = OC;
         llm_pool_run(pool, llm__t_bias_bcast, &o);
     }
-    LLM__GEMM(pool, 0, 1, N, OC, C, inp, C, w, C, bias ? 1.0f : 0.0f, out, OC);
+    llm__sgemm(pool, 0, 1, N, OC, C, inp, C, w, C, bias ? 1.0f : 0.0f, out, OC);
 }
 static void llm__cpu_matmul_bwd(void *st, float *dinp, float *dw, float *dbias, const float *dout,
                                 const float *inp, const float *w, int N, int C, int OC) {
     llm_pool *pool = LLM__POOL(st);
-    LLM__GEMM(pool, 0, 0, N, C, OC, dout, OC, w, C, 1.0f, dinp, C);   /* dinp += dout·w */
-    LLM__GEMM(pool, 1, 0, OC, C, N, dout, OC, inp, C, 1.0f, dw, C);   /* dw += doutᵀ·inp */
+    llm__sgemm(pool, 0, 0, N, C, OC, dout, OC, w, C, 1.0f, dinp, C);   /* dinp += dout·w */
+    llm__sgemm(pool, 1, 0, OC, C, N, dout, OC, inp, C, 1.0f, dw, C);   /* dw += doutᵀ·inp */
     if (dbias) {
         llm__op o; memset(&o, 0, sizeof o);
         o.out = dbias; o.in = dout; o.N = N; o.OC = OC;
@@ -1086,6 +1060,15 @@ static void llm__convert(float *dst, const unsigned char *src, int dtype, size_t
         }
 }
 
+/* A shape read from a file: an impossible one means the file is malformed. */
+static llm_status llm__file_config(const char *path, const llm_gpt2_config *c) {
+    if (llm__gpt2_check_config(c) == LLM_OK) return LLM_OK;
+    char msg[sizeof llm__errmsg];
+    memcpy(msg, llm__errmsg, sizeof msg);
+    msg[sizeof msg - 1 - 128] = 0;   /* leave room for the path */
+    return llm__err(LLM_ERR_FORMAT, "%.120s: %s", path, msg);
+}
+
 /* ---- safetensors: u64 header length N, N bytes of JSON, then the data ---------------- */
 typedef struct llm__st { llm__map map; llm__json j; const unsigned char *data; size_t data_len; } llm__st;
 typedef struct llm__st_tensor { int dtype, ndim; int64_t shape[8]; const unsigned char *data; } llm__st_tensor;
@@ -1112,7 +1095,7 @@ static llm_status llm__st_open(llm__st *f, const char *path) {
                         LLM__CAST(unsigned long long, n), len);
     }
     if ((s = llm__json_parse(&f->j, LLM__CAST(const char *, d + 8), LLM__CAST(size_t, n))) != LLM_OK) {
-        char msg[400];
+        char msg[sizeof llm__errmsg];
         snprintf(msg, sizeof msg, "%s", llm_last_error());
         llm__map_close(&f->map);
         return llm__err(s, "%s: safetensors header: %s", path, msg);
@@ -1195,11 +1178,16 @@ static llm_status llm__st_need(const llm__st *f, const char *path, const char *n
     if (!llm__st_get(f, name, t)) return llm__err(LLM_ERR_FORMAT, "%s: missing tensor '%s'", path, name);
     if (t->dtype < 0) return llm__err(LLM_ERR_UNSUPPORTED, "%s: tensor '%s' must be F32, F16 or BF16", path, name);
     int want = d1 ? 2 : 1;
-    if (t->ndim != want || t->shape[0] != d0 || (d1 && t->shape[1] != d1))
-        return llm__err(LLM_ERR_FORMAT, "%s: tensor '%s' has shape [%lld%s%lld], expected [%lld%s%lld]", path, name,
-                        LLM__CAST(long long, t->ndim ? t->shape[0] : -1), t->ndim > 1 ? ", " : "",
-                        LLM__CAST(long long, t->ndim > 1 ? t->shape[1] : 0), LLM__CAST(long long, d0), d1 ? ", " : "",
-                        LLM__CAST(long long, d1));
+    if (t->ndim != want || t->shape[0] != d0 || (d1 && t->shape[1] != d1)) {
+        char got[160] = "", tmp[32];
+        for (int i = 0; i < t->ndim; i++) {
+            snprintf(tmp, sizeof tmp, "%s%lld", i ? ", " : "", LLM__CAST(long long, t->shape[i]));
+            strncat(got, tmp, sizeof got - strlen(got) - 1);
+        }
+        if (d1) snprintf(tmp, sizeof tmp, "%lld, %lld", LLM__CAST(long long, d0), LLM__CAST(long long, d1));
+        else snprintf(tmp, sizeof tmp, "%lld", LLM__CAST(long long, d0));
+        return llm__err(LLM_ERR_FORMAT, "%s: tensor '%s' has shape [%s], expected [%s]", path, name, got, tmp);
+    }
     return LLM_OK;
 }
 
@@ -1221,7 +1209,7 @@ static llm_status llm__hf_config(const char *path, llm_gpt2_config *c, int *foun
     llm__json j;
     s = llm__json_parse(&j, text, len);
     LLM_FREE(text);
-    if (s != LLM_OK) { char msg[400]; snprintf(msg, sizeof msg, "%s", llm_last_error()); return llm__err(s, "%s: %s", cfgpath, msg); }
+    if (s != LLM_OK) { char msg[sizeof llm__errmsg]; snprintf(msg, sizeof msg, "%s", llm_last_error()); return llm__err(s, "%s: %s", cfgpath, msg); }
     const char *keys[5] = {"n_layer", "n_head", "n_embd", "vocab_size", "n_positions"};
     int *dst[5] = {&c->n_layer, &c->n_head, &c->n_embd, &c->vocab_size, &c->max_seq_len};
     for (int i = 0; i < 5; i++) {
@@ -1270,7 +1258,7 @@ static llm_status llm__load_safetensors(llm_gpt2 **out, const char *path, const 
         if (c.n_embd % 64) { s = llm__err(LLM_ERR_FORMAT, "%s: no config.json and n_embd %d is not a multiple of 64: cannot infer n_head", path, c.n_embd); goto done; }
         c.n_head = c.n_embd / 64;
     }
-    if ((s = llm__gpt2_new(&m, &c, opt)) != LLM_OK) goto done;
+    if ((s = llm__file_config(path, &c)) != LLM_OK || (s = llm__gpt2_new(&m, &c, opt)) != LLM_OK) goto done;
     h = LLM__CAST(float *, LLM_MALLOC(m->n_params * sizeof(float)));
     if (!h) { s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", path); goto done; }
     {
@@ -1344,7 +1332,7 @@ static llm_status llm__load_llmc(llm_gpt2 **out, const char *path, const llm_opt
         llm_gpt2_config c;
         c.max_seq_len = hd[2]; c.vocab_size = hd[3]; c.n_layer = hd[4]; c.n_head = hd[5]; c.n_embd = hd[6];
         int Vp = hd[7];
-        if ((s = llm__gpt2_check_config(&c)) != LLM_OK) goto done;
+        if ((s = llm__file_config(path, &c)) != LLM_OK) goto done;
         if (Vp < c.vocab_size) { s = llm__err(LLM_ERR_FORMAT, "%s: padded vocab %d < vocab %d", path, Vp, c.vocab_size); goto done; }
         if ((s = llm__gpt2_new(&m, &c, opt)) != LLM_OK) goto done;
         int dtype = hd[1] == 3 ? LLM__DT_F32 : LLM__DT_BF16;
@@ -1421,7 +1409,7 @@ static llm_status llm__ckpt_header(const llm__map *mp, const char *path, llm_gpt
     *has_opt = llm__rd32(mp->data + 12) & 1;
     int *cf[5] = {&c->max_seq_len, &c->vocab_size, &c->n_layer, &c->n_head, &c->n_embd};
     for (int i = 0; i < 5; i++) *cf[i] = LLM__CAST(int32_t, llm__rd32(mp->data + 16 + 4 * i));
-    llm_status s = llm__gpt2_check_config(c);
+    llm_status s = llm__file_config(path, c);
     if (s != LLM_OK) return s;
     size_t off[LLM_GPT2_NTENSORS], size[LLM_GPT2_NTENSORS];
     llm_gpt2_tensor_layout(c, off, size);
@@ -1510,7 +1498,9 @@ LLMDEF llm_status llm_dataset_open(llm_dataset **out, const char *path) {
     else if (llm__rd32(p + 4) != 1) s = llm__err(LLM_ERR_UNSUPPORTED, "%s: token file version %u (1 is supported)", path, llm__rd32(p + 4));
     else {
         uint64_t n = llm__rd32(p + 8);
-        if (n > (d->map.len - 1024) / 2)
+        if (LLM__CAST(int32_t, llm__rd32(p + 8)) < 0)
+            s = llm__err(LLM_ERR_FORMAT, "%s: negative token count %d in the header", path, LLM__CAST(int32_t, llm__rd32(p + 8)));
+        else if (n > (d->map.len - 1024) / 2)
             s = llm__err(LLM_ERR_FORMAT, "%s: header says %llu tokens but the file holds %zu (truncated?)", path,
                          LLM__CAST(unsigned long long, n), (d->map.len - 1024) / 2);
         d->n = LLM__CAST(size_t, n);

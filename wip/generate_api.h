@@ -57,7 +57,8 @@ LLMDEF const char *llm_llama_tokenizer_decode(const llm_llama_tokenizer *t, int 
  * With top_k off this is llama2.c's run.c sample() exactly (same float operations, the
  * same xorshift RNG, the same (1 - top_p)/(V - 1) pre-filter of the nucleus), so a seed
  * reproduces run.c's text; candidates are sorted with an explicit tie-break on the id
- * (run.c's qsort leaves ties to the C library), which makes results platform-independent. */
+ * (run.c's qsort leaves ties to the C library), which makes results platform-independent.
+ * (It departs from run.c only where run.c fails: see the SAMPLE section.) */
 typedef struct llm_sampler_config {
     float temperature;         /* 0: greedy. Must be >= 0 */
     int top_k;                 /* <= 0 or >= V: off */
@@ -69,7 +70,8 @@ typedef struct llm_sampler_config {
 LLMDEF llm_sampler_config llm_sampler_config_default(void);  /* all zero: greedy */
 
 /* One sampler per generated sequence: it owns the RNG state and V-sized scratch, so
- * sampling never allocates. */
+ * sampling never allocates. Not to be used by two threads at once; separate samplers
+ * are independent. */
 typedef struct llm_sampler llm_sampler;
 /* cfg NULL means greedy. LLM_ERR_ARG for V < 1 or an invalid config (negative or NaN
  * temperature, negative penalty, NaN top_p). *out is NULL on failure. */

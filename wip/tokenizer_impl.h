@@ -105,8 +105,8 @@ static size_t llm__pretok_next(const unsigned char *s, size_t i, size_t n) {
     size_t j = i;
     cls = llm__class_at(s, i, n, &clen);
     if (c0 == ' ' && i + 1 < n) {               /* " ?X+": the space joins a following run */
-        int c2 = llm__class_at(s, i + 1, n, &clen);
-        if (c2 != LLM__U_SPACE) { cls = c2; j = i + 1; }
+        int len2, c2 = llm__class_at(s, i + 1, n, &len2);
+        if (c2 != LLM__U_SPACE) { cls = c2; j = i + 1; clen = len2; }
     }
     if (cls != LLM__U_SPACE) {                  /* maximal run of one class */
         j += LLM__CAST(size_t, clen);
@@ -533,7 +533,8 @@ static llm_status llm__tok_from_doc(llm_tokenizer **out, const llm__json *d, con
         if (s == LLM_OK) s = llm__ml_from_text(&ml, merges, mlen, mname);
     } else {
         int model = llm__json_get(d, 0, "model"), type = llm__json_get(d, model, "type");
-        if (model < 0) s = llm__err(LLM_ERR_FORMAT, "%s: no \"model\" object (not a tokenizer.json?)", vname);
+        if (model < 0 || d->nodes[model].type != LLM__J_OBJ)
+            s = llm__err(LLM_ERR_FORMAT, "%s: no \"model\" object (not a tokenizer.json?)", vname);
         else if (type >= 0 && (d->nodes[type].type != LLM__J_STR || strcmp(llm__jstr(d, d->nodes[type].str), "BPE") != 0))
             s = llm__err(LLM_ERR_UNSUPPORTED, "%s: model.type is not \"BPE\"", vname);
         else s = llm__vb_from_json(&vb, d, llm__json_get(d, model, "vocab"), u2b);
@@ -550,8 +551,9 @@ static llm_status llm__tok_from_doc(llm_tokenizer **out, const llm__json *d, con
 static llm_status llm__tok_parse(llm__json *d, const char *text, size_t len, const char *what) {
     llm_status s = llm__json_parse(d, text, len);
     if (s != LLM_OK) {
-        char msg[400];
-        snprintf(msg, sizeof msg, "%s", llm_last_error());
+        char msg[512];
+        memcpy(msg, llm_last_error(), sizeof msg);   /* the message is at most 511 chars + NUL */
+        msg[sizeof msg - 1] = 0;
         return llm__err(s, "%s: %s", what, msg);
     }
     return LLM_OK;
@@ -596,7 +598,8 @@ static llm_status llm__tok_load_files(llm_tokenizer **out, const char *vpath, co
     s = llm__tok_parse(&d, vt, vl, vpath);
     LLM_FREE(vt);
     if (s != LLM_OK) return s;
-    if (!mpath && llm__json_get(&d, 0, "model") < 0) {   /* a bare vocabulary: find its merges */
+    int model = llm__json_get(&d, 0, "model");  /* (GPT-2's vocabulary has a token "model") */
+    if (!mpath && (model < 0 || d.nodes[model].type != LLM__J_OBJ)) {   /* a bare vocabulary: find its merges */
         const char *slash = strrchr(vpath, '/');
         size_t n = slash ? LLM__CAST(size_t, slash - vpath) : 1;
         dir = LLM__CAST(char *, LLM_MALLOC(n + 1));
