@@ -926,8 +926,10 @@ static int llm__json_int(const llm__json *d, int node, int64_t *out) {
 }
 
 #include "wip/tokenizer_impl.h" /* @@WIP */
+#include "wip/kernels_impl.h"   /* @@WIP */
 #include "wip/simd_impl.h"      /* @@WIP */
-#include "wip/core_impl.h"      /* @@WIP */
+#include "wip/cpu_impl.h"       /* @@WIP */
+#include "wip/model_impl.h"     /* @@WIP */
 #include "wip/generate_impl.h"  /* @@WIP */
 
 #endif /* LLM_IMPLEMENTATION_DONE */
