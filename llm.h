@@ -173,11 +173,14 @@ typedef struct llm_backend {
                        const float *bias, int N, int C, int OC);
     void (*matmul_bwd)(void *st, float *dinp, float *dw, float *dbias, const float *dout,
                        const float *inp, const float *w, int N, int C, int OC);
-    /* causal self-attention; qkv (B,T,3C) -> out (B,T,C); lse (B,NH,T) saved */
+    /* causal self-attention with grouped-query heads (GPT-2: NKV = NH):
+     * qkv (B,T,(NH+2NKV)*HS) rows [q | k | v] -> out (B,T,NH*HS); lse (B,NH,T) saved.
+     * Query head h reads key/value head h / (NH/NKV). */
     void (*attention_fwd)(void *st, float *out, float *lse, const float *qkv, int B, int T,
-                          int C, int NH);
+                          int NH, int NKV, int HS);
     void (*attention_bwd)(void *st, float *dqkv, const float *dout, const float *qkv,
-                          const float *out, const float *lse, int B, int T, int C, int NH);
+                          const float *out, const float *lse, int B, int T, int NH, int NKV,
+                          int HS);
     void (*gelu_fwd)(void *st, float *out, const float *inp, size_t n);
     void (*gelu_bwd)(void *st, float *dinp, const float *inp, const float *dout, size_t n);
     void (*residual_fwd)(void *st, float *out, const float *a, const float *b, size_t n);

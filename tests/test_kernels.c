@@ -104,49 +104,51 @@ static void test_matmul(int N, int C, int OC, int with_bias) {
 }
 
 /* ---- attention ------------------------------------------------------------------- */
-typedef struct { int B, T, C, NH; float *qkv, *g, *out, *lse; } at_ctx;
+typedef struct { int B, T, C, NH, NKV; float *qkv, *g, *out, *lse; } at_ctx;
 static double at_loss(void *p) {
     at_ctx *c = (at_ctx *)p;
-    llm__attention_fwd_ref(c->out, c->lse, c->qkv, c->B, c->T, c->C, c->NH);
+    llm__attention_fwd_ref(c->out, c->lse, c->qkv, c->B, c->T, c->NH, c->NKV, c->C / c->NH);
     return dot(c->out, c->g, (size_t)c->B * c->T * c->C);
 }
-/* The attention of one row written out the naive way, with the full softmax. */
-static void naive_attention(float *out, const float *qkv, int B, int T, int C, int NH) {
-    int HS = C / NH;
-    float *s = (float *)malloc((size_t)T * sizeof(float));
+/* Attention written out the naive way, in double, with the full softmax. */
+static void naive_attention(float *out, const float *qkv, int B, int T, int C, int NH, int NKV) {
+    int HS = C / NH, W = (NH + 2 * NKV) * HS;
+    double *s = (double *)malloc((size_t)T * sizeof(double));
     for (int b = 0; b < B; b++) for (int h = 0; h < NH; h++) for (int t = 0; t < T; t++) {
-        const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * HS;
+        int kv = h / (NH / NKV);
+        const float *q = qkv + ((size_t)b * T + t) * W + h * HS;
         double mx = -1e30, sum = 0;
         for (int t2 = 0; t2 <= t; t2++) {
-            const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * HS;
+            const float *k = qkv + ((size_t)b * T + t2) * W + C + kv * HS;
             double d = 0;
             for (int i = 0; i < HS; i++) d += (double)q[i] * k[i];
-            s[t2] = (float)(d / sqrt((double)HS));
+            s[t2] = d / sqrt((double)HS);
             if (s[t2] > mx) mx = s[t2];
         }
         for (int t2 = 0; t2 <= t; t2++) sum += exp(s[t2] - mx);
         for (int i = 0; i < HS; i++) {
             double acc = 0;
-            for (int t2 = 0; t2 <= t; t2++) acc += exp(s[t2] - mx) / sum * qkv[((size_t)b * T + t2) * 3 * C + 2 * C + h * HS + i];
+            for (int t2 = 0; t2 <= t; t2++) acc += exp(s[t2] - mx) / sum * qkv[((size_t)b * T + t2) * W + C + NKV * HS + kv * HS + i];
             out[((size_t)b * T + t) * C + h * HS + i] = (float)acc;
         }
     }
     free(s);
 }
-static void test_attention(int B, int T, int C, int NH) {
-    size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, nl = (size_t)B * NH * T;
-    at_ctx c = {B, T, C, NH, rnd(nq, 1.5f), rnd(no, 1), rnd(no, 0), rnd(nl, 0)};
+static void test_attention(int B, int T, int C, int NH, int NKV) {
+    int HS = C / NH;
+    size_t nq = (size_t)B * T * (NH + 2 * NKV) * HS, no = (size_t)B * T * C, nl = (size_t)B * NH * T;
+    at_ctx c = {B, T, C, NH, NKV, rnd(nq, 1.5f), rnd(no, 1), rnd(no, 0), rnd(nl, 0)};
     float *o2 = rnd(no, 0), *l2 = rnd(nl, 0), *on = rnd(no, 0);
     at_loss(&c);
-    naive_attention(on, c.qkv, B, T, C, NH);
-    CHECK(test_max_rel_err(c.out, on, no, 1e-3) < 1e-4, "attention ref vs naive softmax B=%d T=%d C=%d NH=%d", B, T, C, NH);
-    be->attention_fwd(cpu_st, o2, l2, c.qkv, B, T, C, NH);
+    naive_attention(on, c.qkv, B, T, C, NH, NKV);
+    CHECK(test_max_rel_err(c.out, on, no, 1e-3) < 1e-4, "attention ref vs naive softmax B=%d T=%d C=%d NH=%d NKV=%d", B, T, C, NH, NKV);
+    be->attention_fwd(cpu_st, o2, l2, c.qkv, B, T, NH, NKV, HS);
     CHECK(test_max_rel_err(o2, c.out, no, 1e-3) < 1e-5 && test_max_rel_err(l2, c.lse, nl, 1e-3) < 1e-5,
-          "attention fwd cpu vs ref B=%d T=%d C=%d NH=%d", B, T, C, NH);
+          "attention fwd cpu vs ref B=%d T=%d C=%d NH=%d NKV=%d", B, T, C, NH, NKV);
     float *d = rnd(nq, 1), *d0 = fdup(d, nq), *dr = fdup(d, nq);
-    llm__attention_bwd_ref(dr, c.g, c.qkv, c.out, c.lse, B, T, C, NH);
-    be->attention_bwd(cpu_st, d, c.g, c.qkv, c.out, c.lse, B, T, C, NH);
-    CHECK(test_max_rel_err(d, dr, nq, 1e-3) < 1e-4, "attention bwd cpu vs ref");
+    llm__attention_bwd_ref(dr, c.g, c.qkv, c.out, c.lse, B, T, NH, NKV, HS);
+    be->attention_bwd(cpu_st, d, c.g, c.qkv, c.out, c.lse, B, T, NH, NKV, HS);
+    CHECK(test_max_rel_err(d, dr, nq, 1e-3) < 1e-4, "attention bwd cpu vs ref NKV=%d", NKV);
     for (size_t i = 0; i < nq; i++) dr[i] -= d0[i];
     fd_check("attention dqkv", at_loss, &c, c.qkv, nq, dr, 60);
     free(c.qkv); free(c.g); free(c.out); free(c.lse); free(o2); free(l2); free(on); free(d); free(d0); free(dr);
@@ -306,9 +308,11 @@ int main(void) {
     test_matmul(5, 7, 11, 1);
     test_matmul(37, 19, 23, 0);
     test_matmul(17, 67, 45, 1);
-    test_attention(2, 7, 12, 3);
-    test_attention(1, 19, 20, 4);
-    test_attention(3, 33, 24, 2);
+    test_attention(2, 7, 12, 3, 3);
+    test_attention(1, 19, 20, 4, 4);
+    test_attention(3, 33, 24, 2, 2);
+    test_attention(2, 13, 40, 4, 2);   /* grouped-query: 2 query heads per kv head */
+    test_attention(1, 17, 24, 6, 1);   /* multi-query */
     test_gelu(1001);
     test_residual(1003);
     test_encoder(2, 9, 13, 31);

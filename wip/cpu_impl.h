@@ -164,33 +164,34 @@ static void llm__cpu_matmul_bwd(void *st, float *dinp, float *dw, float *dbias, 
     }
 }
 
-/* attention: the (b, h) pairs are independent, forward and backward. */
+/* attention: forward by (b, h); backward by (b, key/value head), since the query heads
+ * of a group all add into that group's dk, dv. */
 static void llm__t_attention_fwd(void *a, int ith, int nth) {
     llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi;
-    llm__split(LLM__CAST(size_t, o->B) * o->NH, ith, nth, &lo, &hi);
+    size_t lo, hi, NH = LLM__CAST(size_t, o->NH);
+    llm__split(LLM__CAST(size_t, o->B) * NH, ith, nth, &lo, &hi);
     for (size_t i = lo; i < hi; i++)
-        llm__attention_fwd_head(o->out, o->out2, o->in, LLM__CAST(int, i / LLM__CAST(size_t, o->NH)),
-                                LLM__CAST(int, i % LLM__CAST(size_t, o->NH)), o->T, o->C, o->NH);
+        llm__attention_fwd_head(o->out, o->out2, o->in, LLM__CAST(int, i / NH), LLM__CAST(int, i % NH), o->T, o->NH, o->OC, o->C);
 }
 static void llm__cpu_attention_fwd(void *st, float *out, float *lse, const float *qkv, int B, int T,
-                                   int C, int NH) {
+                                   int NH, int NKV, int HS) {
     llm__op o; memset(&o, 0, sizeof o);
-    o.out = out; o.out2 = lse; o.in = qkv; o.B = B; o.T = T; o.C = C; o.NH = NH;
+    o.out = out; o.out2 = lse; o.in = qkv; o.B = B; o.T = T; o.NH = NH; o.OC = NKV; o.C = HS;
     llm_pool_run(LLM__POOL(st), llm__t_attention_fwd, &o);
 }
 static void llm__t_attention_bwd(void *a, int ith, int nth) {
     llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi;
-    llm__split(LLM__CAST(size_t, o->B) * o->NH, ith, nth, &lo, &hi);
+    size_t lo, hi, NKV = LLM__CAST(size_t, o->OC);
+    int group = o->NH / o->OC;
+    llm__split(LLM__CAST(size_t, o->B) * NKV, ith, nth, &lo, &hi);
     for (size_t i = lo; i < hi; i++)
-        llm__attention_bwd_head(o->out, o->in, o->in2, o->in3, o->in4, LLM__CAST(int, i / LLM__CAST(size_t, o->NH)),
-                                LLM__CAST(int, i % LLM__CAST(size_t, o->NH)), o->T, o->C, o->NH);
+        for (int h = LLM__CAST(int, i % NKV) * group, e = h + group; h < e; h++)
+            llm__attention_bwd_head(o->out, o->in, o->in2, o->in3, o->in4, LLM__CAST(int, i / NKV), h, o->T, o->NH, o->OC, o->C);
 }
 static void llm__cpu_attention_bwd(void *st, float *dqkv, const float *dout, const float *qkv,
-                                   const float *out, const float *lse, int B, int T, int C, int NH) {
+                                   const float *out, const float *lse, int B, int T, int NH, int NKV, int HS) {
     llm__op o; memset(&o, 0, sizeof o);
-    o.out = dqkv; o.in = dout; o.in2 = qkv; o.in3 = out; o.in4 = lse; o.B = B; o.T = T; o.C = C; o.NH = NH;
+    o.out = dqkv; o.in = dout; o.in2 = qkv; o.in3 = out; o.in4 = lse; o.B = B; o.T = T; o.NH = NH; o.OC = NKV; o.C = HS;
     llm_pool_run(LLM__POOL(st), llm__t_attention_bwd, &o);
 }
 

@@ -97,23 +97,24 @@ static LLM__UNUSED void llm__matmul_bwd_ref(float *dinp, float *dw, float *dbias
     }
 }
 
-/* Causal self-attention for one (batch b, head h). qkv rows hold [q | k | v], each C
- * wide, head h at columns h*HS..h*HS+HS-1. For query t over keys t2 <= t:
+/* Causal self-attention for one (batch b, query head h), with grouped-query
+ * attention: qkv rows hold [q (NH*HS) | k (NKV*HS) | v (NKV*HS)] and query head h
+ * reads key/value head h / (NH/NKV) (GPT-2: NKV = NH). For query t over keys t2 <= t:
  *   s(t2) = q_t·k_t2 / sqrt(HS),  p = softmax(s) (max subtracted), out_t = Σ p(t2) v_t2,
  * and lse_t = log Σ exp(s) is saved so that backward can recompute p without ever
  * storing the (T,T) matrix. PyTorch: F.scaled_dot_product_attention(q,k,v,is_causal=True). */
 static void llm__attention_fwd_head(float *out, float *lse, const float *qkv, int b, int h,
-                                    int T, int C, int NH) {
-    int HS = C / NH;
+                                    int T, int NH, int NKV, int HS) {
     float scale = 1.0f / sqrtf(LLM__CAST(float, HS));
-    size_t row = 3 * LLM__CAST(size_t, C);
-    const float *base = qkv + LLM__CAST(size_t, b) * T * row + LLM__CAST(size_t, h) * HS;
+    size_t row = LLM__CAST(size_t, NH + 2 * NKV) * HS, C = LLM__CAST(size_t, NH) * HS;
+    size_t koff = C + LLM__CAST(size_t, h / (NH / NKV)) * HS, voff = koff + LLM__CAST(size_t, NKV) * HS;
+    const float *base = qkv + LLM__CAST(size_t, b) * T * row;
     for (int t = 0; t < T; t++) {
-        const float *q = base + t * row;
+        const float *q = base + t * row + LLM__CAST(size_t, h) * HS;
         float *o = out + (LLM__CAST(size_t, b) * T + t) * C + LLM__CAST(size_t, h) * HS;
         float mx = -FLT_MAX, sum = 0;
         for (int t2 = 0; t2 <= t; t2++) {            /* pass 1: the max, for stability */
-            const float *k = base + t2 * row + C;
+            const float *k = base + t2 * row + koff;
             float s = 0;
             for (int i = 0; i < HS; i++) s += q[i] * k[i];
             s *= scale;
@@ -121,7 +122,7 @@ static void llm__attention_fwd_head(float *out, float *lse, const float *qkv, in
         }
         for (int i = 0; i < HS; i++) o[i] = 0;
         for (int t2 = 0; t2 <= t; t2++) {            /* pass 2: weights and values */
-            const float *k = base + t2 * row + C, *v = base + t2 * row + 2 * C;
+            const float *k = base + t2 * row + koff, *v = base + t2 * row + voff;
             float s = 0;
             for (int i = 0; i < HS; i++) s += q[i] * k[i];
             float e = expf(s * scale - mx);
@@ -134,24 +135,26 @@ static void llm__attention_fwd_head(float *out, float *lse, const float *qkv, in
 }
 /* Backward for one (b, h), recomputing p = exp(s - lse). With D_t = dout_t·out_t:
  *   dv_t2 += p dout_t,  dp = dout_t·v_t2,  ds = p (dp - D_t)   (softmax backward),
- *   dq_t += ds k_t2 / sqrt(HS),  dk_t2 += ds q_t / sqrt(HS). */
+ *   dq_t += ds k_t2 / sqrt(HS),  dk_t2 += ds q_t / sqrt(HS).
+ * Query heads that share a key/value head all add into its dk, dv. */
 static void llm__attention_bwd_head(float *dqkv, const float *dout, const float *qkv,
                                     const float *out, const float *lse, int b, int h,
-                                    int T, int C, int NH) {
-    int HS = C / NH;
+                                    int T, int NH, int NKV, int HS) {
     float scale = 1.0f / sqrtf(LLM__CAST(float, HS));
-    size_t row = 3 * LLM__CAST(size_t, C), off = LLM__CAST(size_t, b) * T * row + LLM__CAST(size_t, h) * HS;
+    size_t row = LLM__CAST(size_t, NH + 2 * NKV) * HS, C = LLM__CAST(size_t, NH) * HS;
+    size_t koff = C + LLM__CAST(size_t, h / (NH / NKV)) * HS, voff = koff + LLM__CAST(size_t, NKV) * HS;
+    size_t off = LLM__CAST(size_t, b) * T * row;
     const float *base = qkv + off;
     float *dbase = dqkv + off;
     for (int t = 0; t < T; t++) {
         size_t ot = (LLM__CAST(size_t, b) * T + t) * C + LLM__CAST(size_t, h) * HS;
-        const float *q = base + t * row, *d = dout + ot, *o = out + ot;
-        float *dq = dbase + t * row;
+        const float *q = base + t * row + LLM__CAST(size_t, h) * HS, *d = dout + ot, *o = out + ot;
+        float *dq = dbase + t * row + LLM__CAST(size_t, h) * HS;
         float L = lse[(LLM__CAST(size_t, b) * NH + h) * T + t], D = 0;
         for (int i = 0; i < HS; i++) D += d[i] * o[i];
         for (int t2 = 0; t2 <= t; t2++) {
-            const float *k = base + t2 * row + C, *v = base + t2 * row + 2 * C;
-            float *dk = dbase + t2 * row + C, *dv = dbase + t2 * row + 2 * C;
+            const float *k = base + t2 * row + koff, *v = base + t2 * row + voff;
+            float *dk = dbase + t2 * row + koff, *dv = dbase + t2 * row + voff;
             float s = 0, dp = 0;
             for (int i = 0; i < HS; i++) { s += q[i] * k[i]; dp += d[i] * v[i]; }
             float p = expf(s * scale - L), ds = p * (dp - D) * scale;
@@ -163,14 +166,15 @@ static void llm__attention_bwd_head(float *dqkv, const float *dout, const float 
         }
     }
 }
-static LLM__UNUSED void llm__attention_fwd_ref(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
+static LLM__UNUSED void llm__attention_fwd_ref(float *out, float *lse, const float *qkv, int B, int T,
+                                               int NH, int NKV, int HS) {
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) llm__attention_fwd_head(out, lse, qkv, b, h, T, C, NH);
+        for (int h = 0; h < NH; h++) llm__attention_fwd_head(out, lse, qkv, b, h, T, NH, NKV, HS);
 }
 static LLM__UNUSED void llm__attention_bwd_ref(float *dqkv, const float *dout, const float *qkv, const float *out,
-                                   const float *lse, int B, int T, int C, int NH) {
+                                               const float *lse, int B, int T, int NH, int NKV, int HS) {
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) llm__attention_bwd_head(dqkv, dout, qkv, out, lse, b, h, T, C, NH);
+        for (int h = 0; h < NH; h++) llm__attention_bwd_head(dqkv, dout, qkv, out, lse, b, h, T, NH, NKV, HS);
 }
 
 /* GELU, tanh approximation (GPT-2; PyTorch F.gelu(x, approximate="tanh")):

@@ -263,7 +263,7 @@ LLMDEF llm_status llm_gpt2_forward(llm_gpt2 *m, const int *tokens, const int *ta
         float *lse = a->att_lse + LLM__CAST(size_t, l) * B * NH * T;
         be->layernorm_fwd(st, ln1, ln1m, ln1r, res, m->p.ln1w + lc, m->p.ln1b + lc, BT, C);
         be->matmul_fwd(st, qkv, ln1, m->p.qkvw + 3 * lc * C, m->p.qkvb + 3 * lc, BT, C, 3 * C);
-        be->attention_fwd(st, atty, lse, qkv, B, T, C, NH);
+        be->attention_fwd(st, atty, lse, qkv, B, T, NH, NH, C / NH);
         be->matmul_fwd(st, a->proj, atty, m->p.attprojw + lc * C, m->p.attprojb + lc, BT, C, C);
         be->residual_fwd(st, res2, res, a->proj, btc);
         be->layernorm_fwd(st, ln2, ln2m, ln2r, res2, m->p.ln2w + lc, m->p.ln2b + lc, BT, C);
@@ -362,7 +362,7 @@ LLMDEF llm_status llm_gpt2_backward(llm_gpt2 *m, float loss_scale) {
         be->zero(st, a->dC, btc * sizeof(float));
         be->zero(st, a->dqkv, 3 * btc * sizeof(float));
         be->matmul_bwd(st, a->dC, g->attprojw + lc * C, g->attprojb + lc, a->dres, atty, p->attprojw + lc * C, BT, C, C);
-        be->attention_bwd(st, a->dqkv, a->dC, qkv, atty, lse, B, T, C, NH);
+        be->attention_bwd(st, a->dqkv, a->dC, qkv, atty, lse, B, T, NH, NH, C / NH);
         be->zero(st, a->dC, btc * sizeof(float));
         be->matmul_bwd(st, a->dC, g->qkvw + 3 * lc * C, g->qkvb + 3 * lc, a->dqkv, ln1, p->qkvw + 3 * lc * C, BT, C, 3 * C);
         be->layernorm_bwd(st, a->dres, g->ln1w + lc, g->ln1b + lc, a->dC, res, p->ln1w + lc,
