@@ -26,11 +26,11 @@ BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_*.c))
 .PHONY: all test test-plain test-san bench demo data clean cuda fixtures
 all: $(EXAMPLES)
 
-$(B)/%: examples/%.c llm.h
+$(B)/%: examples/%.c llm.h $(wildcard wip/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $< -o $@ $(LDLIBS)
 
-$(B)/tests/%: tests/%.c llm.h tests/test.h
+$(B)/tests/%: tests/%.c llm.h tests/test.h $(wildcard wip/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $< -o $@ $(LDLIBS)
 
@@ -38,7 +38,7 @@ $(B)/tests/test_cpp: tests/test_cpp.cpp llm.h tests/test.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(OPT) -g -Wall -Wextra -pthread -I. $< -o $@ $(LDLIBS)
 
-$(B)/san/%: tests/%.c llm.h tests/test.h
+$(B)/san/%: tests/%.c llm.h tests/test.h $(wildcard wip/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 -Wall -Wextra -pthread $(SAN) -I. $< -o $@ $(LDLIBS)
 
@@ -70,3 +70,29 @@ bench: $(BENCHES) all
 
 clean:
 	rm -rf $(B)
+
+# ---- CUDA: `make cuda` builds llm_cuda.cu with nvcc, then the CUDA test and the
+# examples linked with it (compiled with -DLLM_CUDA=1, which enables `--device cuda`),
+# and runs the test (it prints SKIP where there is no GPU).
+NVCC      ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_ARCH ?= -gencode arch=compute_75,code=sm_75 -gencode arch=compute_80,code=sm_80 \
+             -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+NVCCFLAGS ?= -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -Wall,-Wextra
+CUDA_LIBS ?= -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcublasLt -lcudart -lstdc++
+CUDA_EXAMPLES := $(patsubst examples/%.c,$(B)/cuda/%,$(wildcard examples/*.c))
+
+$(B)/cuda/llm_cuda.o: llm_cuda.cu llm.h $(wildcard wip/*.h)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -I. -c $< -o $@
+
+$(B)/cuda/tests/test_cuda: tests/test_cuda.c $(B)/cuda/llm_cuda.o llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(CUDA_LIBS) $(LDLIBS)
+
+$(B)/cuda/%: examples/%.c $(B)/cuda/llm_cuda.o llm.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(CUDA_LIBS) $(LDLIBS)
+
+cuda: $(B)/cuda/llm_cuda.o $(B)/cuda/tests/test_cuda $(CUDA_EXAMPLES)
+	@tests/run.sh $(B)/cuda/tests/test_cuda

@@ -13,16 +13,16 @@
  *       #define LLM_IMPLEMENTATION
  *       #include "llm.h"
  *
- *       llm_gpt2 *m = NULL;
- *       if (llm_gpt2_load(&m, "model.safetensors", NULL) != LLM_OK) {
+ *       llm_model *m = NULL;
+ *       if (llm_model_load(&m, "model.safetensors", NULL) != LLM_OK) {
  *           fprintf(stderr, "%s\n", llm_last_error()); return 1;
  *       }
  *       float loss;
- *       llm_gpt2_forward(m, inputs, targets, B, T, &loss);  // (B,T) int tokens
- *       llm_gpt2_zero_grad(m);
- *       llm_gpt2_backward(m, 1.0f);
- *       llm_gpt2_step(m, &opt, lr, &grad_norm);
- *       llm_gpt2_free(m);
+ *       llm_model_forward(m, inputs, targets, B, T, &loss);  // (B,T) int tokens
+ *       llm_model_zero_grad(m);
+ *       llm_model_backward(m, 1.0f);
+ *       llm_model_step(m, &opt, lr, &grad_norm);
+ *       llm_model_free(m);
  *
  * OPTIONS (define before including the implementation)
  *   LLM_STATIC            make every function static (private copy per .c file)
@@ -138,6 +138,13 @@ LLMDEF llm_simd llm_simd_active(void);
 LLMDEF const char *llm_simd_name(llm_simd level);
 LLMDEF int llm_simd_supported(llm_simd level);
 
+/* How to run a model; zero-initialised means the defaults. */
+typedef struct llm_options {
+    const struct llm_backend *backend;  /* NULL: llm_cpu_backend() */
+    int n_threads;                      /* CPU threads; <= 0: llm_cpu_count() */
+    int device;                         /* GPU index, for a GPU backend */
+} llm_options;
+
 /* ---- backend interface -------------------------------------------------------------- */
 /* The seam between the model and the hardware. The model code never touches tensor
  * memory directly: it calls these functions with pointers that the backend allocated.
@@ -148,8 +155,8 @@ LLMDEF int llm_simd_supported(llm_simd level);
  * `st` is the backend's own state (for the CPU: the thread pool). */
 typedef struct llm_backend {
     const char *name;
-    /* state: create for a given thread count (CPU) / device index (GPU) */
-    llm_status (*create)(void **st, int n_threads);
+    /* state: create for the options' thread count (CPU) or device index (GPU) */
+    llm_status (*create)(void **st, const llm_options *opt);
     void (*destroy)(void *st);
     /* memory, in bytes; alloc returns NULL (with llm_last_error set) on failure */
     void *(*alloc)(void *st, size_t bytes);
@@ -157,22 +164,36 @@ typedef struct llm_backend {
     llm_status (*upload)(void *st, void *dst_dev, const void *src_host, size_t bytes);
     llm_status (*download)(void *st, void *dst_host, const void *src_dev, size_t bytes);
     void (*zero)(void *st, void *p, size_t bytes);
-    /* token + position embedding: out[b,t,:] = wte[tok[b,t],:] + wpe[t,:] */
+    void (*copy)(void *st, void *dst_dev, const void *src_dev, size_t bytes);
+    /* wait for queued work; report the first error of an op since the last sync */
+    llm_status (*sync)(void *st);
+    /* token + position embedding: out[b,t,:] = wte[tok[b,t],:] + wpe[t,:] (wpe may be NULL) */
     void (*encoder_fwd)(void *st, float *out, const int *tok, const float *wte,
                         const float *wpe, int B, int T, int C);
     void (*encoder_bwd)(void *st, float *dwte, float *dwpe, const float *dout,
                         const int *tok, int B, int T, int C);
-    /* layernorm over C for N rows; mean, rstd (N) saved for backward */
+    /* layernorm over C for N rows (eps 1e-5); mean, rstd (N) saved for backward */
     void (*layernorm_fwd)(void *st, float *out, float *mean, float *rstd, const float *inp,
                           const float *w, const float *b, int N, int C);
     void (*layernorm_bwd)(void *st, float *dinp, float *dw, float *db, const float *dout,
                           const float *inp, const float *w, const float *mean,
                           const float *rstd, int N, int C);
+    /* RMSNorm over C for N rows: out = x / sqrt(mean(x^2) + eps) * w; rstd (N) saved */
+    void (*rmsnorm_fwd)(void *st, float *out, float *rstd, const float *inp, const float *w,
+                        int N, int C, float eps);
+    void (*rmsnorm_bwd)(void *st, float *dinp, float *dw, const float *dout, const float *inp,
+                        const float *w, const float *rstd, int N, int C);
     /* out (N,OC) = inp (N,C) @ w(OC,C)^T + bias(OC); bias may be NULL */
     void (*matmul_fwd)(void *st, float *out, const float *inp, const float *w,
                        const float *bias, int N, int C, int OC);
     void (*matmul_bwd)(void *st, float *dinp, float *dw, float *dbias, const float *dout,
                        const float *inp, const float *w, int N, int C, int OC);
+    /* rotary embedding IN PLACE on the q and k parts of qkv (B,T,(NH+2NKV)*HS); pos (B,T)
+     * device positions, or NULL for pos = t. bwd rotates the gradient back, in place. */
+    void (*rope_fwd)(void *st, float *qkv, const int *pos, int B, int T, int NH, int NKV,
+                     int HS, float theta);
+    void (*rope_bwd)(void *st, float *dqkv, const int *pos, int B, int T, int NH, int NKV,
+                     int HS, float theta);
     /* causal self-attention with grouped-query heads (GPT-2: NKV = NH):
      * qkv (B,T,(NH+2NKV)*HS) rows [q | k | v] -> out (B,T,NH*HS); lse (B,NH,T) saved.
      * Query head h reads key/value head h / (NH/NKV). */
@@ -181,8 +202,16 @@ typedef struct llm_backend {
     void (*attention_bwd)(void *st, float *dqkv, const float *dout, const float *qkv,
                           const float *out, const float *lse, int B, int T, int NH, int NKV,
                           int HS);
+    /* inference: row i (N rows of qkv) is token pos[i] of sequence seq[i]; its k, v are
+     * stored in the caches (S, maxT, NKV*HS) first, then it attends to positions
+     * 0..pos[i] of its sequence. out (N, NH*HS). seq, pos are device arrays. */
+    void (*attention_kv)(void *st, float *out, const float *qkv, float *kcache, float *vcache,
+                         const int *seq, const int *pos, int N, int NH, int NKV, int HS, int maxT);
     void (*gelu_fwd)(void *st, float *out, const float *inp, size_t n);
     void (*gelu_bwd)(void *st, float *dinp, const float *inp, const float *dout, size_t n);
+    /* SwiGLU: inp (N,2H) rows [gate | up] -> out (N,H) = silu(gate) * up */
+    void (*swiglu_fwd)(void *st, float *out, const float *inp, int N, int H);
+    void (*swiglu_bwd)(void *st, float *dinp, const float *inp, const float *dout, int N, int H);
     void (*residual_fwd)(void *st, float *out, const float *a, const float *b, size_t n);
     void (*residual_bwd)(void *st, float *da, float *db, const float *dout, size_t n);
     /* fused softmax + cross-entropy over V for N rows; targets < 0 are ignored.
@@ -201,89 +230,106 @@ typedef struct llm_backend {
 } llm_backend;
 
 LLMDEF const llm_backend *llm_cpu_backend(void);
-/* Defined in llm_cuda.cu; link it to use it. */
+/* Defined in llm_cuda.cu; link it to use them. llm_cuda_device_count() is 0 without a
+ * driver or GPU. */
 LLMDEF const llm_backend *llm_cuda_backend(void);
+LLMDEF int llm_cuda_device_count(void);
 
-/* ---- GPT-2 ---------------------------------------------------------------------------- */
-typedef struct llm_gpt2_config {
-    int max_seq_len;   /* maxT: positions, 1024 for GPT-2 */
+/* ---- models: GPT-2 and Llama ------------------------------------------------------- */
+/* One Transformer with two families' choices of parts:
+ *   GPT-2: learned position embedding, LayerNorm with bias, biased matmuls, GELU MLP
+ *          (4C hidden), tied LM head.
+ *   Llama: RoPE, RMSNorm, no biases, SwiGLU MLP (hidden_dim), grouped-query attention
+ *          (n_kv_head < n_head), tied or separate classifier. */
+typedef enum llm_arch { LLM_ARCH_GPT2 = 0, LLM_ARCH_LLAMA = 1 } llm_arch;
+
+/* Zero in an optional field means its default (given after the field). */
+typedef struct llm_config {
+    llm_arch arch;
+    int max_seq_len;   /* maxT: 1024 for GPT-2 */
     int vocab_size;    /* V: 50257 for GPT-2 */
     int n_layer;       /* L */
     int n_head;        /* NH; must divide n_embd */
     int n_embd;        /* C */
-} llm_gpt2_config;
+    int n_kv_head;     /* NKV (Llama): 0 = n_head; must divide n_head */
+    int hidden_dim;    /* H, the MLP width: 0 = 4C for GPT-2; required for Llama */
+    float norm_eps;    /* RMSNorm eps (Llama): 0 = 1e-5. GPT-2's LayerNorm uses 1e-5 */
+    float rope_theta;  /* RoPE base (Llama): 0 = 10000 */
+    int untied_head;   /* Llama: 1 = a separate classifier wcls; GPT-2 is always tied */
+} llm_config;
 
-/* How to run a model; zero-initialised means the defaults. */
-typedef struct llm_options {
-    const llm_backend *backend;  /* NULL: llm_cpu_backend() */
-    int n_threads;               /* <= 0: llm_cpu_count() */
-} llm_options;
-
-/* Views into the one contiguous parameter buffer, in this order (llm.c's order, so
- * llm.c checkpoints load as one read). Matmul weights are (out, in), as nn.Linear. */
-#define LLM_GPT2_NTENSORS 16
-typedef struct llm_gpt2_params {
-    float *wte;       /* (V, C)      token embedding, tied with the LM head */
-    float *wpe;       /* (maxT, C)   position embedding */
-    float *ln1w;      /* (L, C) */
-    float *ln1b;      /* (L, C) */
-    float *qkvw;      /* (L, 3C, C)  rows: q then k then v */
-    float *qkvb;      /* (L, 3C) */
+/* Views into the one contiguous parameter buffer, in this order (for GPT-2, llm.c's
+ * order, so llm.c checkpoints load as one read). Matmul weights are (out, in), as
+ * nn.Linear. Tensors a family lacks have size 0 and a NULL view. */
+#define LLM_NTENSORS 17
+typedef struct llm_params {
+    float *wte;       /* (V, C)      token embedding (the LM head too, when tied) */
+    float *wpe;       /* (maxT, C)   position embedding (GPT-2) */
+    float *ln1w;      /* (L, C)      pre-attention norm gain */
+    float *ln1b;      /* (L, C)      (GPT-2) */
+    float *qkvw;      /* (L, (NH+2NKV)*HS, C)  rows: q then k then v */
+    float *qkvb;      /* (L, (NH+2NKV)*HS)     (GPT-2) */
     float *attprojw;  /* (L, C, C) */
-    float *attprojb;  /* (L, C) */
-    float *ln2w;      /* (L, C) */
-    float *ln2b;      /* (L, C) */
-    float *fcw;       /* (L, 4C, C) */
-    float *fcb;       /* (L, 4C) */
-    float *fcprojw;   /* (L, C, 4C) */
-    float *fcprojb;   /* (L, C) */
-    float *lnfw;      /* (C) */
-    float *lnfb;      /* (C) */
-} llm_gpt2_params;
+    float *attprojb;  /* (L, C)      (GPT-2) */
+    float *ln2w;      /* (L, C)      pre-MLP norm gain */
+    float *ln2b;      /* (L, C)      (GPT-2) */
+    float *fcw;       /* (L, F, C)   F = 4C (GPT-2) or 2H: rows [w1 (gate) ; w3 (up)] (Llama) */
+    float *fcb;       /* (L, F)      (GPT-2) */
+    float *fcprojw;   /* (L, C, H)   H = 4C (GPT-2); Llama's w2 */
+    float *fcprojb;   /* (L, C)      (GPT-2) */
+    float *lnfw;      /* (C)         final norm gain */
+    float *lnfb;      /* (C)         (GPT-2) */
+    float *wcls;      /* (V, C)      separate classifier (Llama, untied_head) */
+} llm_params;
 
-typedef struct llm_gpt2 llm_gpt2;
+typedef struct llm_model llm_model;
 
 /* GPT-2 small (124M): maxT 1024, V 50257, L 12, NH 12, C 768. */
-LLMDEF llm_gpt2_config llm_gpt2_config_default(void);
+LLMDEF llm_config llm_config_gpt2(void);
+/* A Llama shape with the given sizes (maxT 1024 unless changed after). */
+LLMDEF llm_config llm_config_llama(int vocab_size, int n_layer, int n_head, int n_kv_head,
+                                   int n_embd, int hidden_dim);
 /* A model with GPT-2's initialisation: weights N(0, 0.02), the residual output
- * projections (attprojw, fcprojw) N(0, 0.02/sqrt(2L)), biases 0, layernorm 1 and 0.
+ * projections (attprojw, fcprojw) N(0, 0.02/sqrt(2L)), biases 0, norm gains 1.
  * opt may be NULL. *out is NULL on failure. */
-LLMDEF llm_status llm_gpt2_create(llm_gpt2 **out, const llm_gpt2_config *cfg,
-                                  const llm_options *opt, uint64_t seed);
-/* Load weights, detecting the format from the file's content: HuggingFace
- * model.safetensors (config.json beside it is read when present), llm.c's
- * gpt2_*.bin (versions 3 fp32 and 5 bf16), or our checkpoint (llm_gpt2_save). */
-LLMDEF llm_status llm_gpt2_load(llm_gpt2 **out, const char *path, const llm_options *opt);
-LLMDEF void llm_gpt2_free(llm_gpt2 *m);
-LLMDEF llm_gpt2_config llm_gpt2_get_config(const llm_gpt2 *m);
-LLMDEF size_t llm_gpt2_num_params(const llm_gpt2 *m);
-/* Host copies of the parameters / gradients (n = llm_gpt2_num_params floats, in the
- * order of llm_gpt2_params), and the reverse for parameters. */
-LLMDEF llm_status llm_gpt2_get_params(const llm_gpt2 *m, float *dst);
-LLMDEF llm_status llm_gpt2_set_params(llm_gpt2 *m, const float *src);
-LLMDEF llm_status llm_gpt2_get_grads(const llm_gpt2 *m, float *dst);
-/* Offsets (in floats) and sizes of the 16 tensors inside the parameter buffer. */
-LLMDEF void llm_gpt2_tensor_layout(const llm_gpt2_config *cfg, size_t offset[LLM_GPT2_NTENSORS],
-                                   size_t size[LLM_GPT2_NTENSORS]);
-LLMDEF const char *llm_gpt2_tensor_name(int i);  /* "wte", "wpe", "ln1w", ... */
+LLMDEF llm_status llm_model_create(llm_model **out, const llm_config *cfg,
+                                   const llm_options *opt, uint64_t seed);
+/* Load weights, detecting the format from the file's content: HuggingFace GPT-2
+ * model.safetensors (or a folder holding it; config.json beside it is read when
+ * present), llm.c's gpt2_*.bin (versions 3 fp32 and 5 bf16), llama2.c's model .bin,
+ * or our checkpoint (llm_model_save). */
+LLMDEF llm_status llm_model_load(llm_model **out, const char *path, const llm_options *opt);
+LLMDEF void llm_model_free(llm_model *m);
+LLMDEF llm_config llm_model_config(const llm_model *m);   /* defaults filled in */
+LLMDEF size_t llm_model_num_params(const llm_model *m);
+/* Host copies of the parameters / gradients (llm_model_num_params floats, in the order
+ * of llm_params), and the reverse for parameters. */
+LLMDEF llm_status llm_model_get_params(const llm_model *m, float *dst);
+LLMDEF llm_status llm_model_set_params(llm_model *m, const float *src);
+LLMDEF llm_status llm_model_get_grads(const llm_model *m, float *dst);
+/* Offsets (in floats) and sizes of the tensors inside the parameter buffer. */
+LLMDEF void llm_tensor_layout(const llm_config *cfg, size_t offset[LLM_NTENSORS],
+                              size_t size[LLM_NTENSORS]);
+LLMDEF const char *llm_tensor_name(int i);  /* "wte", "wpe", "ln1w", ... */
 
 /* Reserve activations for up to B x T tokens (forward calls it when needed; calling
  * it up front keeps every later call free of allocation). */
-LLMDEF llm_status llm_gpt2_reserve(llm_gpt2 *m, int B, int T);
+LLMDEF llm_status llm_model_reserve(llm_model *m, int B, int T);
 /* Forward pass on tokens (B,T). With targets (B,T) (entries < 0 are ignored, as
  * PyTorch's ignore_index) it also computes the mean cross-entropy loss into *loss
- * (loss may be NULL). Token ids must be in [0, V); T <= maxT. */
-LLMDEF llm_status llm_gpt2_forward(llm_gpt2 *m, const int *tokens, const int *targets,
-                                   int B, int T, float *loss);
+ * (loss may be NULL; with no valid target the loss is 0). Token ids must be in
+ * [0, V); T <= maxT. */
+LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *targets,
+                                    int B, int T, float *loss);
 /* Copy the logits (B,T,V) of the last forward to dst. Call before backward, which
  * reuses their memory for the gradient. */
-LLMDEF llm_status llm_gpt2_get_logits(llm_gpt2 *m, float *dst);
+LLMDEF llm_status llm_model_get_logits(llm_model *m, float *dst);
 /* Per-token losses (B,T) of the last forward with targets (0 where ignored). */
-LLMDEF llm_status llm_gpt2_get_losses(llm_gpt2 *m, float *dst);
-LLMDEF llm_status llm_gpt2_zero_grad(llm_gpt2 *m);
+LLMDEF llm_status llm_model_get_losses(llm_model *m, float *dst);
+LLMDEF llm_status llm_model_zero_grad(llm_model *m);
 /* Backward of (loss_scale * mean loss) of the last forward; ADDS into the gradients.
  * For gradient accumulation over k micro-batches pass loss_scale = 1/k. */
-LLMDEF llm_status llm_gpt2_backward(llm_gpt2 *m, float loss_scale);
+LLMDEF llm_status llm_model_backward(llm_model *m, float loss_scale);
 
 /* ---- AdamW ---------------------------------------------------------------------------- */
 typedef struct llm_adamw_config {
@@ -295,9 +341,9 @@ typedef struct llm_adamw_config {
 LLMDEF llm_adamw_config llm_adamw_config_default(void);
 /* One optimizer step at learning rate lr. *grad_norm (may be NULL) receives the global
  * gradient L2 norm before clipping. Optimizer moments are allocated on first use. */
-LLMDEF llm_status llm_gpt2_step(llm_gpt2 *m, const llm_adamw_config *cfg, float lr,
-                                float *grad_norm);
-LLMDEF int llm_gpt2_step_count(const llm_gpt2 *m);
+LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, float lr,
+                                 float *grad_norm);
+LLMDEF int llm_model_step_count(const llm_model *m);
 
 /* Learning-rate schedule: linear warmup from lr/warmup to lr over `warmup` steps,
  * then constant or cosine decay to min_lr at step `total`. step counts from 0. */
@@ -317,12 +363,12 @@ typedef struct llm_train_state {
 } llm_train_state;
 /* Save weights (and, when with_optimizer, the AdamW moments and step count, plus ts
  * if not NULL). Written to path.tmp, then renamed: a crash never leaves a half file. */
-LLMDEF llm_status llm_gpt2_save(const llm_gpt2 *m, const char *path, int with_optimizer,
-                                const llm_train_state *ts);
-/* Restore the optimizer and train state saved by llm_gpt2_save into a model loaded
+LLMDEF llm_status llm_model_save(const llm_model *m, const char *path, int with_optimizer,
+                                 const llm_train_state *ts);
+/* Restore the optimizer and train state saved by llm_model_save into a model loaded
  * from the same file. LLM_ERR_FORMAT if the file has none. ts may be NULL. */
-LLMDEF llm_status llm_gpt2_load_train_state(llm_gpt2 *m, const char *path,
-                                            llm_train_state *ts);
+LLMDEF llm_status llm_model_load_train_state(llm_model *m, const char *path,
+                                             llm_train_state *ts);
 
 /* ---- token datasets ---------------------------------------------------------------------- */
 /* llm.c's token file: 256 int32 header (magic 20240520, version 1, count), then count
@@ -359,7 +405,7 @@ LLMDEF void llm_loader_reset(llm_loader *l);
 LLMDEF void llm_loader_get_state(const llm_loader *l, llm_train_state *ts);
 LLMDEF llm_status llm_loader_set_state(llm_loader *l, const llm_train_state *ts);
 /* Mean loss over n_batches batches of the loader (from its current position). */
-LLMDEF llm_status llm_gpt2_eval(llm_gpt2 *m, llm_loader *l, int n_batches, float *loss);
+LLMDEF llm_status llm_model_eval(llm_model *m, llm_loader *l, int n_batches, float *loss);
 
 /* ---- random numbers --------------------------------------------------------------------- */
 /* xoshiro128-style generator used for init and shuffling; same seed, same stream. */
@@ -370,6 +416,7 @@ LLMDEF float llm_rng_normal(llm_rng *r);   /* N(0,1), Box-Muller */
 
 #include "wip/tokenizer_api.h"  /* @@WIP: inlined before release */
 #include "wip/generate_api.h"   /* @@WIP */
+#include "wip/infer_api.h"      /* @@WIP */
 
 #ifdef __cplusplus
 }
@@ -931,9 +978,11 @@ static int llm__json_int(const llm__json *d, int node, int64_t *out) {
 #include "wip/tokenizer_impl.h" /* @@WIP */
 #include "wip/kernels_impl.h"   /* @@WIP */
 #include "wip/simd_impl.h"      /* @@WIP */
+#include "wip/simd_kernels.h"   /* @@WIP */
 #include "wip/cpu_impl.h"       /* @@WIP */
 #include "wip/model_impl.h"     /* @@WIP */
 #include "wip/generate_impl.h"  /* @@WIP */
+#include "wip/infer_impl.h"     /* @@WIP */
 
 #endif /* LLM_IMPLEMENTATION_DONE */
 #endif /* LLM_IMPLEMENTATION */

@@ -5,7 +5,7 @@
  * Built by `make cuda` with -DLLM_CUDA=1 and linked with llm_cuda.o; the plain build
  * (`make test`, no CUDA) only prints SKIP. Without a GPU it checks what the host side
  * can: the table is complete, create fails cleanly with a message, and so does
- * llm_gpt2_create with the CUDA backend; the GPU comparisons print SKIP.
+ * llm_model_create with the CUDA backend; the GPU comparisons print SKIP.
  *
  * Tolerances. fp32 everywhere, relative error 1e-4 with an absolute floor of 0.1 x the
  * tensor's RMS (test_max_rel_err): the two backends add the same terms in different
@@ -312,7 +312,7 @@ static void t_errors(const llm_backend *cu) {
 
 /* ---- the whole model --------------------------------------------------------------- */
 static void t_gpt2(const llm_backend *cu) {
-    llm_gpt2_config cfg;
+    llm_config cfg = llm_config_gpt2();
     cfg.max_seq_len = 48; cfg.vocab_size = 101; cfg.n_layer = 2; cfg.n_head = 3; cfg.n_embd = 48;
     enum { B = 3, T = 37 };
     int tok[B * T], tgt[B * T];
@@ -320,36 +320,36 @@ static void t_gpt2(const llm_backend *cu) {
         tok[i] = (int)((unsigned)(i * 31 + 7) % (unsigned)cfg.vocab_size);
         tgt[i] = (i % 11 == 5) ? -1 : (int)((unsigned)(i * 17 + 3) % (unsigned)cfg.vocab_size);
     }
-    llm_gpt2 *m[2] = {NULL, NULL};
+    llm_model *m[2] = {NULL, NULL};
     llm_options opt[2];
     memset(opt, 0, sizeof opt);
     opt[0].backend = llm_cpu_backend(); opt[0].n_threads = 2;
     opt[1].backend = cu;
     for (int k = 0; k < 2; k++)
-        CHECK(llm_gpt2_create(&m[k], &cfg, &opt[k], 1234) == LLM_OK, "gpt2 create (%s): %s",
+        CHECK(llm_model_create(&m[k], &cfg, &opt[k], 1234) == LLM_OK, "gpt2 create (%s): %s",
               opt[k].backend->name, llm_last_error());
-    if (!m[0] || !m[1]) { llm_gpt2_free(m[0]); llm_gpt2_free(m[1]); return; }
-    size_t np = llm_gpt2_num_params(m[0]), nl = (size_t)B * T * cfg.vocab_size;
+    if (!m[0] || !m[1]) { llm_model_free(m[0]); llm_model_free(m[1]); return; }
+    size_t np = llm_model_num_params(m[0]), nl = (size_t)B * T * cfg.vocab_size;
     float *par[2], *grad[2], *logit[2], loss[2], norm[2], loss3[2];
     const float lr = 1e-3f;
     llm_adamw_config ac = llm_adamw_config_default();
     for (int k = 0; k < 2; k++) {
         par[k] = hnew(np); grad[k] = hnew(np); logit[k] = hnew(nl);
-        CHECK(llm_gpt2_get_params(m[k], par[k]) == LLM_OK, "get_params");
-        CHECK(llm_gpt2_forward(m[k], tok, tgt, B, T, &loss[k]) == LLM_OK, "forward: %s", llm_last_error());
-        CHECK(llm_gpt2_get_logits(m[k], logit[k]) == LLM_OK, "get_logits: %s", llm_last_error());
-        CHECK(llm_gpt2_zero_grad(m[k]) == LLM_OK, "zero_grad");
-        CHECK(llm_gpt2_backward(m[k], 1.0f) == LLM_OK, "backward: %s", llm_last_error());
-        CHECK(llm_gpt2_get_grads(m[k], grad[k]) == LLM_OK, "get_grads: %s", llm_last_error());
+        CHECK(llm_model_get_params(m[k], par[k]) == LLM_OK, "get_params");
+        CHECK(llm_model_forward(m[k], tok, tgt, B, T, &loss[k]) == LLM_OK, "forward: %s", llm_last_error());
+        CHECK(llm_model_get_logits(m[k], logit[k]) == LLM_OK, "get_logits: %s", llm_last_error());
+        CHECK(llm_model_zero_grad(m[k]) == LLM_OK, "zero_grad");
+        CHECK(llm_model_backward(m[k], 1.0f) == LLM_OK, "backward: %s", llm_last_error());
+        CHECK(llm_model_get_grads(m[k], grad[k]) == LLM_OK, "get_grads: %s", llm_last_error());
         for (int s = 0; s < 3; s++) {
             if (s > 0) {
-                llm_gpt2_forward(m[k], tok, tgt, B, T, NULL);
-                llm_gpt2_zero_grad(m[k]);
-                llm_gpt2_backward(m[k], 1.0f);
+                llm_model_forward(m[k], tok, tgt, B, T, NULL);
+                llm_model_zero_grad(m[k]);
+                llm_model_backward(m[k], 1.0f);
             }
-            CHECK(llm_gpt2_step(m[k], &ac, lr, &norm[k]) == LLM_OK, "step: %s", llm_last_error());
+            CHECK(llm_model_step(m[k], &ac, lr, &norm[k]) == LLM_OK, "step: %s", llm_last_error());
         }
-        CHECK(llm_gpt2_forward(m[k], tok, tgt, B, T, &loss3[k]) == LLM_OK, "forward after steps");
+        CHECK(llm_model_forward(m[k], tok, tgt, B, T, &loss3[k]) == LLM_OK, "forward after steps");
     }
     cmp("gpt2 initial params (same seed)", par[1], par[0], np, 0.0);
     printf("  gpt2 loss cpu %.7f cuda %.7f; after 3 steps %.7f %.7f\n", loss[0], loss[1], loss3[0], loss3[1]);
@@ -358,8 +358,8 @@ static void t_gpt2(const llm_backend *cu) {
     cmp("gpt2 grads (see tolerances)", grad[1], grad[0], np, 1e-3);
     CHECK(fabsf(norm[1] - norm[0]) <= 1e-4f * norm[0], "last grad norm %.7g vs %.7g", norm[1], norm[0]);
     CHECK(fabsf(loss3[1] - loss3[0]) <= 1e-4f * fabsf(loss3[0]), "loss after 3 steps %.8f vs %.8f", loss3[1], loss3[0]);
-    llm_gpt2_get_params(m[0], par[0]);
-    llm_gpt2_get_params(m[1], par[1]);
+    llm_model_get_params(m[0], par[0]);
+    llm_model_get_params(m[1], par[1]);
     double worst = 0;
     for (size_t i = 0; i < np; i++) {
         double d = fabs((double)par[1][i] - par[0][i]);
@@ -367,8 +367,8 @@ static void t_gpt2(const llm_backend *cu) {
     }
     CHECK(worst <= 3 * 2 * lr, "params after 3 steps: max |diff| %.3g > 2 lr per step", worst);
     printf("  %-44s n=%-8zu max abs diff %.2e (bound %.1e)\n", "gpt2 params after 3 steps", np, worst, 6.0 * lr);
-    llm_gpt2_free(m[0]);
-    llm_gpt2_free(m[1]);
+    llm_model_free(m[0]);
+    llm_model_free(m[1]);
 }
 
 /* What can be checked without a GPU. */
@@ -386,13 +386,13 @@ static void t_no_device(const llm_backend *cu) {
     void *st = (void *)1;
     CHECK(cu->create(&st, 0) == LLM_ERR_UNSUPPORTED && st == NULL, "create without a GPU fails cleanly");
     CHECK(strstr(llm_last_error(), "GPU") != NULL, "message: %s", llm_last_error());
-    llm_gpt2 *m = (llm_gpt2 *)1;
-    llm_gpt2_config cfg = llm_gpt2_config_default();
+    llm_model *m = (llm_model *)1;
+    llm_config cfg = llm_config_gpt2();
     llm_options opt;
     memset(&opt, 0, sizeof opt);
     opt.backend = cu;
-    CHECK(llm_gpt2_create(&m, &cfg, &opt, 1) == LLM_ERR_UNSUPPORTED && m == NULL,
-          "llm_gpt2_create on the CUDA backend without a GPU: %s", llm_last_error());
+    CHECK(llm_model_create(&m, &cfg, &opt, 1) == LLM_ERR_UNSUPPORTED && m == NULL,
+          "llm_model_create on the CUDA backend without a GPU: %s", llm_last_error());
 }
 #endif /* LLM_CUDA */
 

@@ -11,10 +11,10 @@
  *   - llm.c .bin (versions 3 fp32 and 5 bf16): valid (and giving bit-identical logits
  *     to the same weights from safetensors), wrong magic, wrong version, truncated,
  *     header fields that are impossible;
- *   - our checkpoint (llm_gpt2_save): round trip, truncated, corrupted header bytes;
+ *   - our checkpoint (llm_model_save): round trip, truncated, corrupted header bytes;
  *   - token files (llm_dataset_open): valid, truncated, wrong magic/version, a count
  *     larger than the file;
- *   - llm_gpt2_forward: token ids >= V or < 0, targets >= V, T > maxT, B or T <= 0. */
+ *   - llm_model_forward: token ids >= V or < 0, targets >= V, T > maxT, B or T <= 0. */
 #define _POSIX_C_SOURCE 200809L  /* mkdtemp */
 #include "test.h"
 #define LLM_IMPLEMENTATION
@@ -69,8 +69,8 @@ static unsigned char *read_whole(const char *path, size_t *n) {
 
 /* A failed load: an error status of the allowed kind, a message, and no model. */
 static void expect_load_fails(const char *what, const char *path, int want_format) {
-    llm_gpt2 *m = (llm_gpt2 *)(void *)&m;  /* not NULL: the loader must set it */
-    llm_status s = llm_gpt2_load(&m, path, NULL);
+    llm_model *m = (llm_model *)(void *)&m;  /* not NULL: the loader must set it */
+    llm_status s = llm_model_load(&m, path, NULL);
     const char *e = llm_last_error();
     if (want_format)
         CHECK(s == LLM_ERR_FORMAT || s == LLM_ERR_UNSUPPORTED,
@@ -81,13 +81,13 @@ static void expect_load_fails(const char *what, const char *path, int want_forma
     if (s != LLM_OK) {
         CHECK(m == NULL, "%s: *out not NULL after a failure", what);
         printf("  %-44s -> %s\n", what, e);
-    } else if (m != (llm_gpt2 *)(void *)&m) {
-        llm_gpt2_free(m);
+    } else if (m != (llm_model *)(void *)&m) {
+        llm_model_free(m);
     }
 }
 
-static llm_gpt2_config tiny_cfg(void) {
-    llm_gpt2_config c;
+static llm_config tiny_cfg(void) {
+    llm_config c = llm_config_gpt2();
     c.max_seq_len = TMAXT; c.vocab_size = TV; c.n_layer = TL; c.n_head = TNH; c.n_embd = TC;
     return c;
 }
@@ -143,9 +143,9 @@ static void st_add(st_file *f, const char *name, const float *src, int d0, int d
 
 /* The HF tensors of the tiny model whose library-layout parameters are p. */
 static void st_build(st_file *f, const float *p, int bf16) {
-    llm_gpt2_config c = tiny_cfg();
-    size_t off[LLM_GPT2_NTENSORS], sz[LLM_GPT2_NTENSORS];
-    llm_gpt2_tensor_layout(&c, off, sz);
+    llm_config c = tiny_cfg();
+    size_t off[LLM_NTENSORS], sz[LLM_NTENSORS];
+    llm_tensor_layout(&c, off, sz);
     memset(f, 0, sizeof *f);
     f->bf16 = bf16;
     int C = TC;
@@ -244,23 +244,23 @@ static void tiny_batch(int *tok, int *tgt, int B, int T) {
 }
 
 /* Logits (B,T,V) of model m on the tiny batch; returns 0 on failure. */
-static int logits_of(llm_gpt2 *m, float *out, float *loss) {
+static int logits_of(llm_model *m, float *out, float *loss) {
     int tok[2 * 5], tgt[2 * 5];
     tiny_batch(tok, tgt, 2, 5);
-    llm_status s = llm_gpt2_forward(m, tok, tgt, 2, 5, loss);
+    llm_status s = llm_model_forward(m, tok, tgt, 2, 5, loss);
     CHECK(s == LLM_OK, "forward: %s", llm_last_error());
     if (s != LLM_OK) return 0;
-    CHECK(llm_gpt2_get_logits(m, out) == LLM_OK, "get_logits: %s", llm_last_error());
+    CHECK(llm_model_get_logits(m, out) == LLM_OK, "get_logits: %s", llm_last_error());
     return 1;
 }
 
 /* Loads path; its logits must equal ref bit for bit (same float weights, same kernels). */
 static void expect_same_logits(const char *what, const char *path, const float *ref, float ref_loss) {
-    llm_gpt2 *m = NULL;
-    llm_status s = llm_gpt2_load(&m, path, NULL);
+    llm_model *m = NULL;
+    llm_status s = llm_model_load(&m, path, NULL);
     CHECK(s == LLM_OK, "%s: load failed: %s", what, llm_last_error());
     if (s != LLM_OK) return;
-    llm_gpt2_config c = llm_gpt2_get_config(m);
+    llm_config c = llm_model_config(m);
     CHECK(c.n_layer == TL && c.n_head == TNH && c.n_embd == TC && c.vocab_size == TV && c.max_seq_len == TMAXT,
           "%s: config L%d NH%d C%d V%d maxT%d", what, c.n_layer, c.n_head, c.n_embd, c.vocab_size, c.max_seq_len);
     float lg[2 * 5 * TV], loss = -1;
@@ -269,7 +269,7 @@ static void expect_same_logits(const char *what, const char *path, const float *
               what, test_max_rel_err(lg, ref, 2 * 5 * TV, 1e-3));
         CHECK(loss == ref_loss, "%s: loss %.9g, in-memory %.9g", what, loss, ref_loss);
     }
-    llm_gpt2_free(m);
+    llm_model_free(m);
 }
 
 /* ---- the cases ------------------------------------------------------------------------------- */
@@ -278,9 +278,9 @@ static float PB[100000];       /* the same rounded to bf16 */
 static size_t NP;
 
 static void make_params(void) {
-    llm_gpt2_config c = tiny_cfg();
-    size_t off[LLM_GPT2_NTENSORS], sz[LLM_GPT2_NTENSORS];
-    llm_gpt2_tensor_layout(&c, off, sz);
+    llm_config c = tiny_cfg();
+    size_t off[LLM_NTENSORS], sz[LLM_NTENSORS];
+    llm_tensor_layout(&c, off, sz);
     NP = off[15] + sz[15];
     llm_rng r;
     llm_rng_seed(&r, 99);
@@ -291,17 +291,17 @@ static void make_params(void) {
     for (size_t i = 0; i < NP; i++) PB[i] = bf16_to_f32(f32_to_bf16(P[i]));
 }
 
-/* Reference logits from a model built in memory with llm_gpt2_set_params. */
+/* Reference logits from a model built in memory with llm_model_set_params. */
 static int ref_logits(const float *params, float *lg, float *loss) {
-    llm_gpt2_config c = tiny_cfg();
-    llm_gpt2 *m = NULL;
-    llm_status s = llm_gpt2_create(&m, &c, NULL, 1);
+    llm_config c = tiny_cfg();
+    llm_model *m = NULL;
+    llm_status s = llm_model_create(&m, &c, NULL, 1);
     CHECK(s == LLM_OK, "create: %s", llm_last_error());
     if (s != LLM_OK) return 0;
-    CHECK(llm_gpt2_num_params(m) == NP, "num_params %zu, layout says %zu", llm_gpt2_num_params(m), NP);
-    CHECK(llm_gpt2_set_params(m, params) == LLM_OK, "set_params: %s", llm_last_error());
+    CHECK(llm_model_num_params(m) == NP, "num_params %zu, layout says %zu", llm_model_num_params(m), NP);
+    CHECK(llm_model_set_params(m, params) == LLM_OK, "set_params: %s", llm_last_error());
     int ok = logits_of(m, lg, loss);
-    llm_gpt2_free(m);
+    llm_model_free(m);
     return ok;
 }
 
@@ -411,11 +411,11 @@ static void test_safetensors(void) {
     g.n++;
     st_write(&g, tpath("bad.safetensors"), NULL, 0);
     {
-        llm_gpt2 *m = NULL;
-        llm_status s = llm_gpt2_load(&m, tpath("bad.safetensors"), NULL);
+        llm_model *m = NULL;
+        llm_status s = llm_model_load(&m, tpath("bad.safetensors"), NULL);
         CHECK(s == LLM_OK || llm_last_error()[0], "duplicate tensor: failed without a message");
         printf("  %-44s -> %s\n", "safetensors wte.weight twice", s == LLM_OK ? "accepted" : llm_last_error());
-        llm_gpt2_free(m);
+        llm_model_free(m);
     }
 
     /* config.json that cannot be: n_head does not divide n_embd, or is not JSON. */
@@ -496,50 +496,50 @@ static void test_llmc(void) {
 static void test_checkpoint(void) {
     float ref[2 * 5 * TV], loss;
     if (!ref_logits(P, ref, &loss)) return;
-    llm_gpt2_config c = tiny_cfg();
-    llm_gpt2 *m = NULL;
-    if (llm_gpt2_create(&m, &c, NULL, 5) != LLM_OK) { CHECK(0, "create: %s", llm_last_error()); return; }
-    llm_gpt2_set_params(m, P);
+    llm_config c = tiny_cfg();
+    llm_model *m = NULL;
+    if (llm_model_create(&m, &c, NULL, 5) != LLM_OK) { CHECK(0, "create: %s", llm_last_error()); return; }
+    llm_model_set_params(m, P);
     const char *plain = tpath("plain.ckpt"), *full = tpath("full.ckpt");
-    CHECK(llm_gpt2_save(m, plain, 0, NULL) == LLM_OK, "save: %s", llm_last_error());
+    CHECK(llm_model_save(m, plain, 0, NULL) == LLM_OK, "save: %s", llm_last_error());
     expect_same_logits("checkpoint, weights only", plain, ref, loss);
     {   /* no optimizer state in it */
-        llm_gpt2 *m2 = NULL;
-        if (llm_gpt2_load(&m2, plain, NULL) == LLM_OK) {
+        llm_model *m2 = NULL;
+        if (llm_model_load(&m2, plain, NULL) == LLM_OK) {
             llm_train_state ts;
-            llm_status s = llm_gpt2_load_train_state(m2, plain, &ts);
+            llm_status s = llm_model_load_train_state(m2, plain, &ts);
             CHECK(s == LLM_ERR_FORMAT && llm_last_error()[0],
                   "load_train_state on a weights-only checkpoint: %d, want LLM_ERR_FORMAT", (int)s);
         }
-        llm_gpt2_free(m2);
+        llm_model_free(m2);
     }
     /* One step so that there are AdamW moments, then a full checkpoint. */
     int tok[10], tgt[10];
     tiny_batch(tok, tgt, 2, 5);
     llm_adamw_config oc = llm_adamw_config_default();
-    CHECK(llm_gpt2_forward(m, tok, tgt, 2, 5, NULL) == LLM_OK, "forward: %s", llm_last_error());
-    CHECK(llm_gpt2_zero_grad(m) == LLM_OK && llm_gpt2_backward(m, 1.0f) == LLM_OK, "backward: %s",
+    CHECK(llm_model_forward(m, tok, tgt, 2, 5, NULL) == LLM_OK, "forward: %s", llm_last_error());
+    CHECK(llm_model_zero_grad(m) == LLM_OK && llm_model_backward(m, 1.0f) == LLM_OK, "backward: %s",
           llm_last_error());
-    CHECK(llm_gpt2_step(m, &oc, 1e-2f, NULL) == LLM_OK, "step: %s", llm_last_error());
+    CHECK(llm_model_step(m, &oc, 1e-2f, NULL) == LLM_OK, "step: %s", llm_last_error());
     llm_train_state ts;
     memset(&ts, 0, sizeof ts);
     ts.step = 1; ts.rng[0] = 0x1234; ts.rng[1] = 0x5678; ts.cursor = 3; ts.epoch = 2;
-    CHECK(llm_gpt2_save(m, full, 1, &ts) == LLM_OK, "save with optimizer: %s", llm_last_error());
+    CHECK(llm_model_save(m, full, 1, &ts) == LLM_OK, "save with optimizer: %s", llm_last_error());
     float after[2 * 5 * TV], loss_after;
     logits_of(m, after, &loss_after);
-    llm_gpt2_free(m);
+    llm_model_free(m);
     expect_same_logits("checkpoint with optimizer", full, after, loss_after);
     {
-        llm_gpt2 *m2 = NULL;
+        llm_model *m2 = NULL;
         llm_train_state ts2;
         memset(&ts2, 0xAB, sizeof ts2);
-        CHECK(llm_gpt2_load(&m2, full, NULL) == LLM_OK, "load: %s", llm_last_error());
+        CHECK(llm_model_load(&m2, full, NULL) == LLM_OK, "load: %s", llm_last_error());
         if (m2) {
-            CHECK(llm_gpt2_load_train_state(m2, full, &ts2) == LLM_OK, "load_train_state: %s", llm_last_error());
+            CHECK(llm_model_load_train_state(m2, full, &ts2) == LLM_OK, "load_train_state: %s", llm_last_error());
             CHECK(memcmp(&ts, &ts2, sizeof ts) == 0, "train state differs after the round trip");
-            CHECK(llm_gpt2_step_count(m2) == 1, "step count %d after load, want 1", llm_gpt2_step_count(m2));
+            CHECK(llm_model_step_count(m2) == 1, "step count %d after load, want 1", llm_model_step_count(m2));
         }
-        llm_gpt2_free(m2);
+        llm_model_free(m2);
     }
 
     /* Truncated: every cut must fail to load, or (a cut in the optimizer part) load the
@@ -554,13 +554,13 @@ static void test_checkpoint(void) {
         char what[64];
         snprintf(what, sizeof what, "checkpoint cut at %zu of %zu", cuts[i], n);
         write_file(tpath("cut.ckpt"), b, cuts[i]);
-        llm_gpt2 *m2 = NULL;
-        llm_status s = llm_gpt2_load(&m2, tpath("cut.ckpt"), NULL);
+        llm_model *m2 = NULL;
+        llm_status s = llm_model_load(&m2, tpath("cut.ckpt"), NULL);
         if (s == LLM_OK) {
             llm_train_state t2;
-            s = llm_gpt2_load_train_state(m2, tpath("cut.ckpt"), &t2);
+            s = llm_model_load_train_state(m2, tpath("cut.ckpt"), &t2);
             CHECK(s != LLM_OK, "%s: loaded the weights and the train state", what);
-            llm_gpt2_free(m2);
+            llm_model_free(m2);
         } else {
             CHECK(m2 == NULL, "%s: *out not NULL after a failure", what);
         }
@@ -580,20 +580,20 @@ static void test_checkpoint(void) {
         memcpy(cb, b, n);
         cb[i] ^= 0x80;
         write_file(tpath("bad.ckpt"), cb, n);
-        llm_gpt2 *m2 = NULL;
-        llm_status s = llm_gpt2_load(&m2, tpath("bad.ckpt"), NULL);
+        llm_model *m2 = NULL;
+        llm_status s = llm_model_load(&m2, tpath("bad.ckpt"), NULL);
         if (s == LLM_OK) {
             llm_train_state t2;
             float lg[2 * 5 * TV];
             loaded++;
-            (void)llm_gpt2_load_train_state(m2, tpath("bad.ckpt"), &t2);
-            llm_gpt2_config lc = llm_gpt2_get_config(m2);
+            (void)llm_model_load_train_state(m2, tpath("bad.ckpt"), &t2);
+            llm_config lc = llm_model_config(m2);
             if (memcmp(&lc, &c, sizeof c) == 0) (void)logits_of(m2, lg, NULL);  /* lg fits */
         } else {
             refused++;
             CHECK(m2 == NULL && llm_last_error()[0], "flipped byte %zu: no message or *out set", i);
         }
-        llm_gpt2_free(m2);
+        llm_model_free(m2);
     }
     CHECK(refused > 0, "no flipped header byte was detected");
     printf("  checkpoint, one header byte flipped: %d refused, %d loaded (64 tries)\n", refused, loaded);
@@ -687,22 +687,22 @@ static void test_dataset(void) {
     llm_dataset_close(d2);
 }
 
-static void expect_forward_fails(llm_gpt2 *m, const char *what, const int *tok, const int *tgt, int B, int T) {
+static void expect_forward_fails(llm_model *m, const char *what, const int *tok, const int *tgt, int B, int T) {
     float loss = 0;
-    llm_status s = llm_gpt2_forward(m, tok, tgt, B, T, &loss);
+    llm_status s = llm_model_forward(m, tok, tgt, B, T, &loss);
     CHECK(s == LLM_ERR_ARG, "%s: status %d (%s), want LLM_ERR_ARG", what, (int)s, llm_status_string(s));
     CHECK(llm_last_error()[0], "%s: no message", what);
     printf("  %-44s -> %s\n", what, llm_last_error());
 }
 
 static void test_forward_args(void) {
-    llm_gpt2_config c = tiny_cfg();
-    llm_gpt2 *m = NULL;
-    if (llm_gpt2_create(&m, &c, NULL, 3) != LLM_OK) { CHECK(0, "create: %s", llm_last_error()); return; }
+    llm_config c = tiny_cfg();
+    llm_model *m = NULL;
+    if (llm_model_create(&m, &c, NULL, 3) != LLM_OK) { CHECK(0, "create: %s", llm_last_error()); return; }
     int tok[2 * (TMAXT + 1)], tgt[2 * (TMAXT + 1)];
     for (int i = 0; i < 2 * (TMAXT + 1); i++) { tok[i] = i % TV; tgt[i] = (i + 1) % TV; }
     float loss;
-    CHECK(llm_gpt2_forward(m, tok, tgt, 2, TMAXT, &loss) == LLM_OK, "forward at T = maxT: %s", llm_last_error());
+    CHECK(llm_model_forward(m, tok, tgt, 2, TMAXT, &loss) == LLM_OK, "forward at T = maxT: %s", llm_last_error());
     int tok5 = tok[5], tgt3 = tgt[3];
     tok[5] = TV;
     expect_forward_fails(m, "forward with token id = V", tok, tgt, 2, 4);
@@ -723,33 +723,33 @@ static void test_forward_args(void) {
     expect_forward_fails(m, "forward with NULL tokens", NULL, tgt, 2, 4);
     /* After the refusals the model still works and gives the same loss. */
     float loss2 = -1;
-    CHECK(llm_gpt2_forward(m, tok, tgt, 2, TMAXT, &loss2) == LLM_OK && loss2 == loss,
+    CHECK(llm_model_forward(m, tok, tgt, 2, TMAXT, &loss2) == LLM_OK && loss2 == loss,
           "forward after refused calls: loss %.9g, before %.9g", loss2, loss);
     /* Backward with no forward of a fresh model: a state error, not a crash. */
-    llm_gpt2 *m2 = NULL;
-    if (llm_gpt2_create(&m2, &c, NULL, 3) == LLM_OK) {
-        llm_status s = llm_gpt2_backward(m2, 1.0f);
+    llm_model *m2 = NULL;
+    if (llm_model_create(&m2, &c, NULL, 3) == LLM_OK) {
+        llm_status s = llm_model_backward(m2, 1.0f);
         CHECK(s == LLM_ERR_STATE, "backward before forward: status %d, want LLM_ERR_STATE", (int)s);
-        CHECK(llm_gpt2_forward(m2, tok, NULL, 2, 4, NULL) == LLM_OK, "forward without targets: %s",
+        CHECK(llm_model_forward(m2, tok, NULL, 2, 4, NULL) == LLM_OK, "forward without targets: %s",
               llm_last_error());
-        s = llm_gpt2_backward(m2, 1.0f);
+        s = llm_model_backward(m2, 1.0f);
         CHECK(s != LLM_OK && llm_last_error()[0], "backward after a forward without targets: accepted");
     }
-    llm_gpt2_free(m2);
-    llm_gpt2_free(m);
+    llm_model_free(m2);
+    llm_model_free(m);
     /* Impossible shapes for create. */
     int bad[][5] = {{TMAXT, TV, TL, 4, TC}, {TMAXT, TV, 0, TNH, TC}, {0, TV, TL, TNH, TC},
                     {TMAXT, 0, TL, TNH, TC}, {TMAXT, TV, TL, 0, TC}, {TMAXT, TV, TL, TNH, -6}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        llm_gpt2_config b;
+        llm_config b = llm_config_gpt2();
         b.max_seq_len = bad[i][0]; b.vocab_size = bad[i][1]; b.n_layer = bad[i][2];
         b.n_head = bad[i][3]; b.n_embd = bad[i][4];
-        llm_gpt2 *mb = (llm_gpt2 *)(void *)&mb;
-        llm_status s = llm_gpt2_create(&mb, &b, NULL, 1);
+        llm_model *mb = (llm_model *)(void *)&mb;
+        llm_status s = llm_model_create(&mb, &b, NULL, 1);
         CHECK(s == LLM_ERR_ARG && mb == NULL && llm_last_error()[0],
               "create with maxT %d V %d L %d NH %d C %d: status %d, want LLM_ERR_ARG", b.max_seq_len,
               b.vocab_size, b.n_layer, b.n_head, b.n_embd, (int)s);
-        if (s == LLM_OK) llm_gpt2_free(mb);
+        if (s == LLM_OK) llm_model_free(mb);
     }
 }
 
@@ -762,8 +762,8 @@ int main(void) {
     (void)test_data_dir;
     make_params();
     {
-        llm_gpt2 *m = (llm_gpt2 *)(void *)&m;
-        llm_status s = llm_gpt2_load(&m, tpath("does_not_exist.safetensors"), NULL);
+        llm_model *m = (llm_model *)(void *)&m;
+        llm_status s = llm_model_load(&m, tpath("does_not_exist.safetensors"), NULL);
         CHECK(s == LLM_ERR_IO && m == NULL && llm_last_error()[0], "missing file: status %d, want LLM_ERR_IO",
               (int)s);
         write_file(tpath("empty.safetensors"), "", 0);

@@ -2,7 +2,7 @@
  *
  * tests/ref_gpt2.py (run by `make fixtures`) writes GPT-2 models as HuggingFace
  * model.safetensors files and PyTorch's answers for them; see the file list at the top
- * of that script. Here every model goes through the public loader (llm_gpt2_load on the
+ * of that script. Here every model goes through the public loader (llm_model_load on the
  * model.safetensors path) and must agree with PyTorch:
  *   - parameters: bit-exact after the (transposing) load of F32 tensors;
  *   - logits and every gradient within 1e-4 relative (absolute floor, see CLOSE below);
@@ -85,29 +85,29 @@ static double close_err(const float *a, const float *ref, size_t n) {
     return test_max_rel_err(a, ref, n, FLOOR_FRAC * max_abs(ref, n));
 }
 
-static llm_gpt2 *load_model(const char *dir) {
+static llm_model *load_model(const char *dir) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s/model.safetensors", fixtures, dir);
-    llm_gpt2 *m = NULL;
-    llm_status s = llm_gpt2_load(&m, path, NULL);
+    llm_model *m = NULL;
+    llm_status s = llm_model_load(&m, path, NULL);
     CHECK(s == LLM_OK && m, "load %s: %s (%s)", path, llm_status_string(s), llm_last_error());
-    if (s != LLM_OK) { llm_gpt2_free(m); return NULL; }
+    if (s != LLM_OK) { llm_model_free(m); return NULL; }
     return m;
 }
 
 /* Loss and logits of model m on tokens/targets against the references in refdir. */
-static void check_forward(llm_gpt2 *m, const char *name, const char *refdir, const int *tok,
+static void check_forward(llm_model *m, const char *name, const char *refdir, const int *tok,
                           const int *tgt, int B, int T) {
-    llm_gpt2_config c = llm_gpt2_get_config(m);
+    llm_config c = llm_model_config(m);
     size_t nl = (size_t)B * T * c.vocab_size;
     float *ref = (float *)load_array(refdir, "logits.f32", nl);
     float *ref_loss = (float *)load_array(refdir, "loss.f32", 1);
     float *logits = (float *)malloc(nl * sizeof(float));
     float loss = -1;
-    llm_status s = llm_gpt2_forward(m, tok, tgt, B, T, &loss);
+    llm_status s = llm_model_forward(m, tok, tgt, B, T, &loss);
     CHECK(s == LLM_OK, "%s: forward: %s", name, llm_last_error());
     if (ref && ref_loss && logits && s == LLM_OK) {
-        CHECK(llm_gpt2_get_logits(m, logits) == LLM_OK, "%s: get_logits: %s", name, llm_last_error());
+        CHECK(llm_model_get_logits(m, logits) == LLM_OK, "%s: get_logits: %s", name, llm_last_error());
         double e = close_err(logits, ref, nl);
         CHECK(e <= REL_TOL, "%s: logits differ from PyTorch: %.3g > %.0e", name, e, REL_TOL);
         CHECK(fabs(loss - ref_loss[0]) <= LOSS_TOL, "%s: loss %.7f, PyTorch %.7f", name, loss, ref_loss[0]);
@@ -118,13 +118,13 @@ static void check_forward(llm_gpt2 *m, const char *name, const char *refdir, con
 
 /* gpt2_small: shape, parameters, logits, loss, per-token losses, every gradient. */
 static void test_small(const int *tok, const int *tgt, int B, int T) {
-    llm_gpt2 *m = load_model("gpt2_small");
+    llm_model *m = load_model("gpt2_small");
     if (!m) return;
-    llm_gpt2_config c = llm_gpt2_get_config(m);
+    llm_config c = llm_model_config(m);
     CHECK(c.n_layer == 2 && c.n_head == 4 && c.n_embd == 64 && c.vocab_size == 503 && c.max_seq_len == 64,
           "gpt2_small: config L%d NH%d C%d V%d maxT%d, want L2 NH4 C64 V503 maxT64",
           c.n_layer, c.n_head, c.n_embd, c.vocab_size, c.max_seq_len);
-    size_t np = llm_gpt2_num_params(m);
+    size_t np = llm_model_num_params(m);
     CHECK(np == 136384, "gpt2_small: %zu parameters, want 136384", np);
     float *ref_p = (float *)load_array("gpt2_small", "params.f32", 136384);
     float *ref_g = (float *)load_array("gpt2_small", "grads.f32", 136384);
@@ -132,19 +132,19 @@ static void test_small(const int *tok, const int *tgt, int B, int T) {
     if (np != 136384 || !ref_p || !ref_g || !buf) goto done;
 
     /* F32 tensors, only transposed and stacked: the load must be exact. */
-    CHECK(llm_gpt2_get_params(m, buf) == LLM_OK, "get_params: %s", llm_last_error());
-    size_t off[LLM_GPT2_NTENSORS], size[LLM_GPT2_NTENSORS];
-    llm_gpt2_tensor_layout(&c, off, size);
-    for (int i = 0; i < LLM_GPT2_NTENSORS; i++)
+    CHECK(llm_model_get_params(m, buf) == LLM_OK, "get_params: %s", llm_last_error());
+    size_t off[LLM_NTENSORS], size[LLM_NTENSORS];
+    llm_tensor_layout(&c, off, size);
+    for (int i = 0; i < LLM_NTENSORS; i++)
         CHECK(memcmp(buf + off[i], ref_p + off[i], size[i] * sizeof(float)) == 0,
-              "gpt2_small: parameter %s differs from the safetensors file", llm_gpt2_tensor_name(i));
+              "gpt2_small: parameter %s differs from the safetensors file", llm_tensor_name(i));
 
     check_forward(m, "gpt2_small", "gpt2_small", tok, tgt, B, T);
 
     /* Per-token losses: 0 where ignored, and their mean over the rest is the loss. */
     float *losses = (float *)malloc((size_t)B * T * sizeof(float));
     float *ref_loss = (float *)load_array("gpt2_small", "loss.f32", 1);
-    if (losses && ref_loss && llm_gpt2_get_losses(m, losses) == LLM_OK) {
+    if (losses && ref_loss && llm_model_get_losses(m, losses) == LLM_OK) {
         double sum = 0; int n = 0, zero_ignored = 1;
         for (int i = 0; i < B * T; i++) {
             if (tgt[i] < 0) { if (losses[i] != 0.0f) zero_ignored = 0; }
@@ -159,33 +159,33 @@ static void test_small(const int *tok, const int *tgt, int B, int T) {
     free(losses); free(ref_loss);
 
     /* Gradients, tensor by tensor (after a zero_grad: backward accumulates). */
-    CHECK(llm_gpt2_zero_grad(m) == LLM_OK, "zero_grad: %s", llm_last_error());
-    CHECK(llm_gpt2_backward(m, 1.0f) == LLM_OK, "backward: %s", llm_last_error());
-    CHECK(llm_gpt2_get_grads(m, buf) == LLM_OK, "get_grads: %s", llm_last_error());
+    CHECK(llm_model_zero_grad(m) == LLM_OK, "zero_grad: %s", llm_last_error());
+    CHECK(llm_model_backward(m, 1.0f) == LLM_OK, "backward: %s", llm_last_error());
+    CHECK(llm_model_get_grads(m, buf) == LLM_OK, "get_grads: %s", llm_last_error());
     double worst = 0;
-    for (int i = 0; i < LLM_GPT2_NTENSORS; i++) {
+    for (int i = 0; i < LLM_NTENSORS; i++) {
         double e = close_err(buf + off[i], ref_g + off[i], size[i]);
         CHECK(e <= REL_TOL, "gpt2_small: gradient of %s differs from PyTorch: %.3g > %.0e",
-              llm_gpt2_tensor_name(i), e, REL_TOL);
+              llm_tensor_name(i), e, REL_TOL);
         if (e > worst) worst = e;
     }
     printf("gpt2_small: gradients of all 16 tensors, worst err %.2e\n", worst);
 
     /* Backward twice accumulates: the gradient doubles. */
-    CHECK(llm_gpt2_forward(m, tok, tgt, B, T, NULL) == LLM_OK, "forward: %s", llm_last_error());
-    CHECK(llm_gpt2_backward(m, 1.0f) == LLM_OK, "backward: %s", llm_last_error());
-    CHECK(llm_gpt2_get_grads(m, buf) == LLM_OK, "get_grads: %s", llm_last_error());
+    CHECK(llm_model_forward(m, tok, tgt, B, T, NULL) == LLM_OK, "forward: %s", llm_last_error());
+    CHECK(llm_model_backward(m, 1.0f) == LLM_OK, "backward: %s", llm_last_error());
+    CHECK(llm_model_get_grads(m, buf) == LLM_OK, "get_grads: %s", llm_last_error());
     for (size_t i = 0; i < np; i++) buf[i] *= 0.5f;
     double e2 = close_err(buf, ref_g, np);
     CHECK(e2 <= REL_TOL, "gpt2_small: two backward calls do not accumulate: err %.3g", e2);
 done:
     free(ref_p); free(ref_g); free(buf);
-    llm_gpt2_free(m);
+    llm_model_free(m);
 }
 
 /* 10 AdamW steps on the same batch, as torch.optim.AdamW + clip_grad_norm_. */
 static void test_adamw(const int *tok, const int *tgt, int B, int T) {
-    llm_gpt2 *m = load_model("gpt2_small");
+    llm_model *m = load_model("gpt2_small");
     float *ref_l = (float *)load_array("gpt2_small", "adamw_losses.f32", 10);
     float *ref_n = (float *)load_array("gpt2_small", "adamw_norms.f32", 10);
     float *ref_p = (float *)load_array("gpt2_small", "params_after.f32", 136384);
@@ -199,10 +199,10 @@ static void test_adamw(const int *tok, const int *tgt, int B, int T) {
     int clipped = 0;
     for (int k = 0; k < 10; k++) {
         float loss = -1, norm = -1;
-        CHECK(llm_gpt2_forward(m, tok, tgt, B, T, &loss) == LLM_OK, "forward: %s", llm_last_error());
-        CHECK(llm_gpt2_zero_grad(m) == LLM_OK, "zero_grad: %s", llm_last_error());
-        CHECK(llm_gpt2_backward(m, 1.0f) == LLM_OK, "backward: %s", llm_last_error());
-        CHECK(llm_gpt2_step(m, &oc, 1e-3f, &norm) == LLM_OK, "step: %s", llm_last_error());
+        CHECK(llm_model_forward(m, tok, tgt, B, T, &loss) == LLM_OK, "forward: %s", llm_last_error());
+        CHECK(llm_model_zero_grad(m) == LLM_OK, "zero_grad: %s", llm_last_error());
+        CHECK(llm_model_backward(m, 1.0f) == LLM_OK, "backward: %s", llm_last_error());
+        CHECK(llm_model_step(m, &oc, 1e-3f, &norm) == LLM_OK, "step: %s", llm_last_error());
         CHECK(fabs(loss - ref_l[k]) <= LOSS_TOL, "AdamW step %d: loss %.7f, PyTorch %.7f", k, loss, ref_l[k]);
         CHECK(fabs(norm - ref_n[k]) <= REL_TOL * ref_n[k], "AdamW step %d: grad norm %.7f, PyTorch %.7f",
               k, norm, ref_n[k]);
@@ -211,7 +211,7 @@ static void test_adamw(const int *tok, const int *tgt, int B, int T) {
                norm, ref_n[k]);
     }
     CHECK(clipped > 0 && clipped < 10, "the reference should clip in some steps, not all (%d)", clipped);
-    CHECK(llm_gpt2_step_count(m) == 10, "step count %d, want 10", llm_gpt2_step_count(m));
+    CHECK(llm_model_step_count(m) == 10, "step count %d, want 10", llm_model_step_count(m));
     /* Parameters after 10 steps, absolutely (10 steps of lr 1e-3 move one by up to ~1e-2).
      * Except the key biases: adding b to every key adds q.b to a whole softmax row, which
      * softmax ignores, so their true gradient is 0 and both sides hold rounding noise
@@ -219,10 +219,10 @@ static void test_adamw(const int *tok, const int *tgt, int B, int T) {
      * gradients are ill-conditioned the same way, only less: torch's own float32 run ends
      * 1e-5 from float64 (in fcprojw); allow 1e-4, 1% of the largest movement. Decaying
      * the biases or a wrong bias correction moves parameters by 1e-3 or more. */
-    CHECK(llm_gpt2_get_params(m, buf) == LLM_OK, "get_params: %s", llm_last_error());
-    llm_gpt2_config c = llm_gpt2_get_config(m);
-    size_t off[LLM_GPT2_NTENSORS], size[LLM_GPT2_NTENSORS];
-    llm_gpt2_tensor_layout(&c, off, size);
+    CHECK(llm_model_get_params(m, buf) == LLM_OK, "get_params: %s", llm_last_error());
+    llm_config c = llm_model_config(m);
+    size_t off[LLM_NTENSORS], size[LLM_NTENSORS];
+    llm_tensor_layout(&c, off, size);
     double worst = 0, worst_kb = 0;
     for (size_t i = 0; i < 136384; i++) {
         double d = fabs((double)buf[i] - ref_p[i]);
@@ -235,30 +235,30 @@ static void test_adamw(const int *tok, const int *tgt, int B, int T) {
            worst_kb);
 done:
     free(ref_l); free(ref_n); free(ref_p); free(buf);
-    llm_gpt2_free(m);
+    llm_model_free(m);
 }
 
 /* "transformer." names, lm_head.weight and masked_bias: the same model as gpt2_small. */
 static void test_prefix(const int *tok, const int *tgt, int B, int T) {
-    llm_gpt2 *m = load_model("gpt2_small_prefix");
+    llm_model *m = load_model("gpt2_small_prefix");
     if (!m) return;
     float *ref_p = (float *)load_array("gpt2_small", "params.f32", 136384);
     float *buf = (float *)malloc(136384 * sizeof(float));
-    if (ref_p && buf && llm_gpt2_num_params(m) == 136384) {
-        CHECK(llm_gpt2_get_params(m, buf) == LLM_OK, "get_params: %s", llm_last_error());
+    if (ref_p && buf && llm_model_num_params(m) == 136384) {
+        CHECK(llm_model_get_params(m, buf) == LLM_OK, "get_params: %s", llm_last_error());
         CHECK(memcmp(buf, ref_p, 136384 * sizeof(float)) == 0, "gpt2_small_prefix: parameters differ");
     } else {
-        CHECK(0, "gpt2_small_prefix: %zu parameters, want 136384", llm_gpt2_num_params(m));
+        CHECK(0, "gpt2_small_prefix: %zu parameters, want 136384", llm_model_num_params(m));
     }
     check_forward(m, "gpt2_small_prefix", "gpt2_small", tok, tgt, B, T);
     free(ref_p); free(buf);
-    llm_gpt2_free(m);
+    llm_model_free(m);
 }
 
 static void test_variant(const char *dir, const int *tok, const int *tgt, int B, int T) {
-    llm_gpt2 *m = load_model(dir);
+    llm_model *m = load_model(dir);
     if (!m) return;
-    llm_gpt2_config c = llm_gpt2_get_config(m);
+    llm_config c = llm_model_config(m);
     CHECK(c.n_layer == 2 && c.n_embd == 64 && c.vocab_size == 503 && c.max_seq_len == 64,
           "%s: config L%d C%d V%d maxT%d, want L2 C64 V503 maxT64", dir, c.n_layer, c.n_embd,
           c.vocab_size, c.max_seq_len);
@@ -267,7 +267,7 @@ static void test_variant(const char *dir, const int *tok, const int *tgt, int B,
     else
         CHECK(c.n_head == 4, "%s: n_head %d, want 4", dir, c.n_head);
     check_forward(m, dir, dir, tok, tgt, B, T);
-    llm_gpt2_free(m);
+    llm_model_free(m);
 }
 
 static void test_124m(void) {
@@ -277,17 +277,17 @@ static void test_124m(void) {
     int B = 1, T = 64;
     int *tok = (int *)load_array("gpt2_124m", "tokens.i32", (size_t)B * T);
     int *tgt = (int *)load_array("gpt2_124m", "targets.i32", (size_t)B * T);
-    llm_gpt2 *m = tok && tgt ? load_model("gpt2_124m") : NULL;
+    llm_model *m = tok && tgt ? load_model("gpt2_124m") : NULL;
     if (m) {
-        llm_gpt2_config c = llm_gpt2_get_config(m);
+        llm_config c = llm_model_config(m);
         CHECK(c.n_layer == 12 && c.n_head == 12 && c.n_embd == 768 && c.vocab_size == 50257 &&
               c.max_seq_len == 1024, "gpt2_124m: config L%d NH%d C%d V%d maxT%d", c.n_layer, c.n_head,
               c.n_embd, c.vocab_size, c.max_seq_len);
-        CHECK(llm_gpt2_num_params(m) == 124439808, "gpt2_124m: %zu parameters, want 124439808",
-              llm_gpt2_num_params(m));
+        CHECK(llm_model_num_params(m) == 124439808, "gpt2_124m: %zu parameters, want 124439808",
+              llm_model_num_params(m));
         check_forward(m, "gpt2_124m", "gpt2_124m", tok, tgt, B, T);
     }
-    llm_gpt2_free(m);
+    llm_model_free(m);
     free(tok); free(tgt);
 #endif
 }

@@ -302,7 +302,8 @@ static void test_pool(void) {
 int main(void) {
     llm_rng_seed(&rng, 1234);
     be = llm_cpu_backend();
-    CHECK(be->create(&cpu_st, 3) == LLM_OK, "cpu backend with 3 threads");
+    llm_options opt = {NULL, 3, 0};
+    CHECK(be->create(&cpu_st, &opt) == LLM_OK, "cpu backend with 3 threads");
     test_layernorm(7, 13);
     test_layernorm(33, 67);
     test_matmul(5, 7, 11, 1);

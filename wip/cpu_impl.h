@@ -10,7 +10,7 @@ typedef struct llm__cpu { llm_pool *pool; } llm__cpu;
 typedef struct llm__op {
     float *out, *out2, *out3;
     const float *in, *in2, *in3, *in4, *in5;
-    const int *idx;
+    const int *idx, *idx2;
     int B, T, C, OC, NH, N;
     size_t n;
     float f[8];
@@ -18,7 +18,8 @@ typedef struct llm__op {
     double partial[256];
 } llm__op;
 
-static llm_status llm__cpu_create(void **st, int n_threads) {
+static llm_status llm__cpu_create(void **st, const llm_options *opt) {
+    int n_threads = opt ? opt->n_threads : 0;
     llm__cpu *c = LLM__CAST(llm__cpu *, llm__calloc(1, sizeof *c));
     if (!c) return llm__err(LLM_ERR_NOMEM, "cpu backend: out of memory");
     c->pool = llm_pool_create(n_threads);
@@ -53,7 +54,7 @@ static void llm__t_encoder_fwd(void *a, int ith, int nth) {
     llm__split(LLM__CAST(size_t, o->B) * o->T, ith, nth, &lo, &hi);
     for (size_t r = lo; r < hi; r++) {
         int t = LLM__CAST(int, r % LLM__CAST(size_t, o->T));
-        llm__encoder_fwd_ref(o->out + r * o->C, o->idx + r, o->in, o->in2 + LLM__CAST(size_t, t) * o->C, 1, 1, o->C);
+        llm__encoder_fwd_ref(o->out + r * o->C, o->idx + r, o->in, o->in2 ? o->in2 + LLM__CAST(size_t, t) * o->C : NULL, 1, 1, o->C);
     }
 }
 static void llm__cpu_encoder_fwd(void *st, float *out, const int *tok, const float *wte,
@@ -70,8 +71,8 @@ static void llm__t_encoder_bwd(void *a, int ith, int nth) {
         for (int t = 0; t < o->T; t++) {
             const float *d = o->in + (LLM__CAST(size_t, b) * o->T + t) * o->C;
             float *dwe = o->out + LLM__CAST(size_t, o->idx[b * o->T + t]) * o->C;
-            float *dpe = o->out2 + LLM__CAST(size_t, t) * o->C;
-            for (size_t c = lo; c < hi; c++) { dwe[c] += d[c]; dpe[c] += d[c]; }
+            for (size_t c = lo; c < hi; c++) dwe[c] += d[c];
+            if (o->out2) for (size_t c = lo; c < hi; c++) o->out2[LLM__CAST(size_t, t) * o->C + c] += d[c];
         }
 }
 static void llm__cpu_encoder_bwd(void *st, float *dwte, float *dwpe, const float *dout,
@@ -279,13 +280,127 @@ static void llm__cpu_adamw(void *st, float *param, const float *grad, float *m, 
     llm_pool_run(LLM__POOL(st), llm__t_adamw, &o);
 }
 
+/* rmsnorm: like layernorm, dinp by rows and dw by channel slices. */
+static void llm__t_rmsnorm_fwd(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi, C = LLM__CAST(size_t, o->C);
+    llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
+    llm__rmsnorm_fwd_ref(o->out + lo * C, o->out2 + lo, o->in + lo * C, o->in2, LLM__CAST(int, hi - lo), o->C, o->f[0]);
+}
+static void llm__cpu_rmsnorm_fwd(void *st, float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps) {
+    llm__op o; memset(&o, 0, sizeof o);
+    o.out = out; o.out2 = rstd; o.in = inp; o.in2 = w; o.N = N; o.C = C; o.f[0] = eps;
+    llm_pool_run(LLM__POOL(st), llm__t_rmsnorm_fwd, &o);
+}
+static void llm__t_rmsnorm_bwd_dx(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi, C = LLM__CAST(size_t, o->C);
+    llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
+    for (size_t n = lo; n < hi; n++) {   /* the reference formula for dx, one row at a time */
+        const float *x = o->in2 + n * C, *d = o->in + n * C, *w = o->in3;
+        float *dx = o->out + n * C, r = o->in4[n], gx = 0;
+        for (size_t c = 0; c < C; c++) gx += d[c] * w[c] * x[c];
+        gx /= o->C;
+        for (size_t c = 0; c < C; c++) dx[c] += r * (d[c] * w[c] - x[c] * r * r * gx);
+    }
+}
+static void llm__t_rmsnorm_bwd_dw(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi, C = LLM__CAST(size_t, o->C);
+    llm__split(C, ith, nth, &lo, &hi);
+    for (size_t n = 0; n < LLM__CAST(size_t, o->N); n++) {
+        const float *x = o->in2 + n * C, *d = o->in + n * C;
+        for (size_t c = lo; c < hi; c++) o->out2[c] += d[c] * x[c] * o->in4[n];
+    }
+}
+static void llm__cpu_rmsnorm_bwd(void *st, float *dinp, float *dw, const float *dout, const float *inp,
+                                 const float *w, const float *rstd, int N, int C) {
+    llm__op o; memset(&o, 0, sizeof o);
+    o.out = dinp; o.out2 = dw; o.in = dout; o.in2 = inp; o.in3 = w; o.in4 = rstd; o.N = N; o.C = C;
+    llm_pool_run(LLM__POOL(st), llm__t_rmsnorm_bwd_dx, &o);
+    llm_pool_run(LLM__POOL(st), llm__t_rmsnorm_bwd_dw, &o);
+}
+
+/* rope: rows are independent. */
+static void llm__t_rope(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi, row = LLM__CAST(size_t, o->NH + 2 * o->OC) * o->C;
+    llm__split(LLM__CAST(size_t, o->B) * o->T, ith, nth, &lo, &hi);
+    for (size_t r = lo; r < hi; r++) {
+        int p = o->idx ? o->idx[r] : LLM__CAST(int, r % LLM__CAST(size_t, o->T));
+        llm__rope_rotate(o->out + r * row, &p, 1, 1, o->NH, o->OC, o->C, o->f[0], o->f[1]);
+    }
+}
+static void llm__cpu_rope(void *st, float *qkv, const int *pos, int B, int T, int NH, int NKV, int HS, float theta, float sign) {
+    llm__op o; memset(&o, 0, sizeof o);
+    o.out = qkv; o.idx = pos; o.B = B; o.T = T; o.NH = NH; o.OC = NKV; o.C = HS; o.f[0] = theta; o.f[1] = sign;
+    llm_pool_run(LLM__POOL(st), llm__t_rope, &o);
+}
+static void llm__cpu_rope_fwd(void *st, float *qkv, const int *pos, int B, int T, int NH, int NKV, int HS, float theta) {
+    llm__cpu_rope(st, qkv, pos, B, T, NH, NKV, HS, theta, 1.0f);
+}
+static void llm__cpu_rope_bwd(void *st, float *dqkv, const int *pos, int B, int T, int NH, int NKV, int HS, float theta) {
+    llm__cpu_rope(st, dqkv, pos, B, T, NH, NKV, HS, theta, -1.0f);
+}
+
+/* swiglu: rows are independent. */
+static void llm__t_swiglu(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi, H = LLM__CAST(size_t, o->C);
+    llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
+    if (o->t == 0) llm__swiglu_fwd_ref(o->out + lo * H, o->in + lo * 2 * H, LLM__CAST(int, hi - lo), o->C);
+    else llm__swiglu_bwd_ref(o->out + lo * 2 * H, o->in + lo * 2 * H, o->in2 + lo * H, LLM__CAST(int, hi - lo), o->C);
+}
+static void llm__cpu_swiglu_fwd(void *st, float *out, const float *inp, int N, int H) {
+    llm__op o; memset(&o, 0, sizeof o);
+    o.out = out; o.in = inp; o.N = N; o.C = H; o.t = 0;
+    llm_pool_run(LLM__POOL(st), llm__t_swiglu, &o);
+}
+static void llm__cpu_swiglu_bwd(void *st, float *dinp, const float *inp, const float *dout, int N, int H) {
+    llm__op o; memset(&o, 0, sizeof o);
+    o.out = dinp; o.in = inp; o.in2 = dout; o.N = N; o.C = H; o.t = 1;
+    llm_pool_run(LLM__POOL(st), llm__t_swiglu, &o);
+}
+
+/* KV-cache attention: store every row's k, v first (rows by thread), then the
+ * (row, head) attentions in parallel. */
+static void llm__t_kv_store(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi;
+    llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
+    for (size_t i = lo; i < hi; i++)
+        llm__kv_store(o->out2, o->out3, o->in, o->idx, o->idx2, LLM__CAST(int, i), o->NH, o->OC, o->C, o->T);
+}
+static void llm__t_attention_kv(void *a, int ith, int nth) {
+    llm__op *o = LLM__CAST(llm__op *, a);
+    size_t lo, hi, NH = LLM__CAST(size_t, o->NH);
+    llm__split(LLM__CAST(size_t, o->N) * NH, ith, nth, &lo, &hi);
+    for (size_t r = lo; r < hi; r++)
+        llm__attention_kv_row(o->out, o->in, o->out2, o->out3, o->idx, o->idx2, LLM__CAST(int, r / NH), LLM__CAST(int, r % NH),
+                              o->NH, o->OC, o->C, o->T);
+}
+static void llm__cpu_attention_kv(void *st, float *out, const float *qkv, float *kcache, float *vcache, const int *seq,
+                                  const int *pos, int N, int NH, int NKV, int HS, int maxT) {
+    llm__op o; memset(&o, 0, sizeof o);
+    o.out = out; o.in = qkv; o.out2 = kcache; o.out3 = vcache; o.idx = seq; o.idx2 = pos;
+    o.N = N; o.NH = NH; o.OC = NKV; o.C = HS; o.T = maxT;
+    llm_pool_run(LLM__POOL(st), llm__t_kv_store, &o);
+    llm_pool_run(LLM__POOL(st), llm__t_attention_kv, &o);
+}
+
+static void llm__cpu_copy_dev(void *st, void *dst, const void *src, size_t bytes) { (void)st; if (bytes) memmove(dst, src, bytes); }
+static llm_status llm__cpu_sync(void *st) { (void)st; return LLM_OK; }
+
 static const llm_backend llm__cpu_backend_table = {
     "cpu", llm__cpu_create, llm__cpu_destroy, llm__cpu_alloc, llm__cpu_release, llm__cpu_copy,
-    llm__cpu_copy, llm__cpu_zero, llm__cpu_encoder_fwd, llm__cpu_encoder_bwd, llm__cpu_layernorm_fwd,
-    llm__cpu_layernorm_bwd, llm__cpu_matmul_fwd, llm__cpu_matmul_bwd, llm__cpu_attention_fwd,
-    llm__cpu_attention_bwd, llm__cpu_gelu_fwd, llm__cpu_gelu_bwd, llm__cpu_residual_fwd,
-    llm__cpu_residual_bwd, llm__cpu_crossentropy_fwd, llm__cpu_crossentropy_bwd, llm__cpu_sumsq,
-    llm__cpu_adamw
+    llm__cpu_copy, llm__cpu_zero, llm__cpu_copy_dev, llm__cpu_sync,
+    llm__cpu_encoder_fwd, llm__cpu_encoder_bwd,
+    llm__cpu_layernorm_fwd, llm__cpu_layernorm_bwd, llm__cpu_rmsnorm_fwd, llm__cpu_rmsnorm_bwd,
+    llm__cpu_matmul_fwd, llm__cpu_matmul_bwd,
+    llm__cpu_rope_fwd, llm__cpu_rope_bwd, llm__cpu_attention_fwd, llm__cpu_attention_bwd, llm__cpu_attention_kv,
+    llm__cpu_gelu_fwd, llm__cpu_gelu_bwd, llm__cpu_swiglu_fwd, llm__cpu_swiglu_bwd,
+    llm__cpu_residual_fwd, llm__cpu_residual_bwd,
+    llm__cpu_crossentropy_fwd, llm__cpu_crossentropy_bwd, llm__cpu_sumsq, llm__cpu_adamw
 };
 LLMDEF const llm_backend *llm_cpu_backend(void) { return &llm__cpu_backend_table; }
 

@@ -4,15 +4,17 @@
  * backend runs them (or a SIMD version tested against them) on slices in parallel.
  * Backward kernels ADD into every gradient output (+=), as autograd accumulates. */
 
-/* Token + position embedding. out[b,t,:] = wte[tok[b,t],:] + wpe[t,:].
+/* Token + position embedding. out[b,t,:] = wte[tok[b,t],:] + wpe[t,:] (wpe NULL: the
+ * token embedding alone, as Llama, whose positions come from RoPE).
  * PyTorch: wte(tok) + wpe(arange(T)). */
 static LLM__UNUSED void llm__encoder_fwd_ref(float *out, const int *tok, const float *wte, const float *wpe,
                                  int B, int T, int C) {
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             float *o = out + (LLM__CAST(size_t, b) * T + t) * C;
-            const float *we = wte + LLM__CAST(size_t, tok[b * T + t]) * C, *pe = wpe + LLM__CAST(size_t, t) * C;
-            for (int c = 0; c < C; c++) o[c] = we[c] + pe[c];
+            const float *we = wte + LLM__CAST(size_t, tok[b * T + t]) * C;
+            if (wpe) for (int c = 0; c < C; c++) o[c] = we[c] + wpe[LLM__CAST(size_t, t) * C + c];
+            else memcpy(o, we, LLM__CAST(size_t, C) * sizeof(float));
         }
 }
 /* dwte[tok[b,t],:] += dout[b,t,:], dwpe[t,:] += dout[b,t,:]. */
@@ -21,8 +23,9 @@ static LLM__UNUSED void llm__encoder_bwd_ref(float *dwte, float *dwpe, const flo
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             const float *d = dout + (LLM__CAST(size_t, b) * T + t) * C;
-            float *dwe = dwte + LLM__CAST(size_t, tok[b * T + t]) * C, *dpe = dwpe + LLM__CAST(size_t, t) * C;
-            for (int c = 0; c < C; c++) { dwe[c] += d[c]; dpe[c] += d[c]; }
+            float *dwe = dwte + LLM__CAST(size_t, tok[b * T + t]) * C;
+            for (int c = 0; c < C; c++) dwe[c] += d[c];
+            if (dwpe) for (int c = 0; c < C; c++) dwpe[LLM__CAST(size_t, t) * C + c] += d[c];
         }
 }
 
@@ -66,6 +69,89 @@ static LLM__UNUSED void llm__layernorm_bwd_ref(float *dinp, float *dw, float *db
             db[c] += d[c];
             dw[c] += d[c] * xhat;
             dx[c] += s * (g - gmean - xhat * gxmean);
+        }
+    }
+}
+
+/* RMSNorm (Llama): r = 1/sqrt(mean(x²) + eps), out = x · r · w.  rstd (N) saved.
+ * PyTorch: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w. */
+static LLM__UNUSED void llm__rmsnorm_fwd_ref(float *out, float *rstd, const float *inp, const float *w,
+                                             int N, int C, float eps) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + LLM__CAST(size_t, n) * C;
+        float *o = out + LLM__CAST(size_t, n) * C, ss = 0;
+        for (int c = 0; c < C; c++) ss += x[c] * x[c];
+        float r = 1.0f / sqrtf(ss / C + eps);
+        for (int c = 0; c < C; c++) o[c] = w[c] * (r * x[c]);
+        rstd[n] = r;
+    }
+}
+/* With g = dout·w:  dw += dout · x · r,  dx += r · (g - x · r² · mean(g·x)). */
+static LLM__UNUSED void llm__rmsnorm_bwd_ref(float *dinp, float *dw, const float *dout, const float *inp,
+                                             const float *w, const float *rstd, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;
+        float *dx = dinp + LLM__CAST(size_t, n) * C, r = rstd[n], gx = 0;
+        for (int c = 0; c < C; c++) gx += d[c] * w[c] * x[c];
+        gx /= C;
+        for (int c = 0; c < C; c++) {
+            dw[c] += d[c] * x[c] * r;
+            dx[c] += r * (d[c] * w[c] - x[c] * r * r * gx);
+        }
+    }
+}
+
+/* Rotary position embedding (RoPE), in place on the q and k parts of qkv rows laid out
+ * as for attention. Within each head, the pair (x[i], x[i+1]) for even i is rotated by
+ * the angle pos · theta^(-i/HS):  (x0, x1) -> (x0 cos - x1 sin, x0 sin + x1 cos).
+ * This is llama2.c's (and Meta's) interleaved convention; HF's rotate_half layout is
+ * the same after a permutation of the q/k weight rows. pos (B,T) or NULL for pos = t.
+ * The angle is computed in float exactly as llama2.c does, so logits match it. */
+static void llm__rope_rotate(float *qkv, const int *pos, int B, int T, int NH, int NKV, int HS,
+                             float theta, float sign) {
+    size_t row = LLM__CAST(size_t, NH + 2 * NKV) * HS;
+    for (int bt = 0; bt < B * T; bt++) {
+        float *x = qkv + LLM__CAST(size_t, bt) * row;
+        int p = pos ? pos[bt] : bt % T;
+        for (int i = 0; i < HS; i += 2) {
+            float freq = 1.0f / powf(theta, LLM__CAST(float, i) / LLM__CAST(float, HS));
+            float val = LLM__CAST(float, p) * freq, c = cosf(val), s = sign * sinf(val);
+            for (int h = 0; h < NH + NKV; h++) {   /* the NH query heads, then the NKV key heads */
+                float *v = x + LLM__CAST(size_t, h) * HS + i, x0 = v[0], x1 = v[1];
+                v[0] = x0 * c - x1 * s;
+                v[1] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+static LLM__UNUSED void llm__rope_fwd_ref(float *qkv, const int *pos, int B, int T, int NH, int NKV, int HS, float theta) {
+    llm__rope_rotate(qkv, pos, B, T, NH, NKV, HS, theta, 1.0f);
+}
+/* A rotation is orthogonal: its backward is the rotation by -angle, applied to the
+ * gradient in place (this op transforms dqkv rather than accumulating into it). */
+static LLM__UNUSED void llm__rope_bwd_ref(float *dqkv, const int *pos, int B, int T, int NH, int NKV, int HS, float theta) {
+    llm__rope_rotate(dqkv, pos, B, T, NH, NKV, HS, theta, -1.0f);
+}
+
+/* SwiGLU (Llama's MLP nonlinearity): inp rows (2H) hold [gate | up], the outputs of
+ * w1 and w3 fused into one matmul; out (H) = silu(gate) · up, silu(g) = g·σ(g).
+ *   d up = dout · silu(g),  d gate = dout · up · σ(g) (1 + g (1 - σ(g))).
+ * PyTorch: F.silu(x @ w1.T) * (x @ w3.T). */
+static LLM__UNUSED void llm__swiglu_fwd_ref(float *out, const float *inp, int N, int H) {
+    for (int n = 0; n < N; n++) {
+        const float *g = inp + LLM__CAST(size_t, n) * 2 * H, *u = g + H;
+        float *o = out + LLM__CAST(size_t, n) * H;
+        for (int i = 0; i < H; i++) o[i] = g[i] * (1.0f / (1.0f + expf(-g[i]))) * u[i];
+    }
+}
+static LLM__UNUSED void llm__swiglu_bwd_ref(float *dinp, const float *inp, const float *dout, int N, int H) {
+    for (int n = 0; n < N; n++) {
+        const float *g = inp + LLM__CAST(size_t, n) * 2 * H, *u = g + H, *d = dout + LLM__CAST(size_t, n) * H;
+        float *dg = dinp + LLM__CAST(size_t, n) * 2 * H, *du = dg + H;
+        for (int i = 0; i < H; i++) {
+            float sg = 1.0f / (1.0f + expf(-g[i]));
+            du[i] += d[i] * g[i] * sg;
+            dg[i] += d[i] * u[i] * sg * (1.0f + g[i] * (1.0f - sg));
         }
     }
 }
@@ -175,6 +261,51 @@ static LLM__UNUSED void llm__attention_bwd_ref(float *dqkv, const float *dout, c
                                                const float *lse, int B, int T, int NH, int NKV, int HS) {
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) llm__attention_bwd_head(dqkv, dout, qkv, out, lse, b, h, T, NH, NKV, HS);
+}
+
+/* Attention against a KV cache, for generation. Row i (of N) is the token at position
+ * pos[i] of sequence seq[i]. Its key and value (from qkv, laid out as above) are first
+ * stored in kcache/vcache (S, maxT, NKV*HS) at [seq[i], pos[i]]; then its query attends
+ * over positions 0..pos[i] of its own sequence. Storing every row before attending lets
+ * one call prefill a whole prompt (row t sees the rows before it) or advance many
+ * sequences by one token each. out (N, NH*HS). */
+static void llm__kv_store(float *kcache, float *vcache, const float *qkv, const int *seq, const int *pos,
+                          int i, int NH, int NKV, int HS, int maxT) {
+    size_t row = LLM__CAST(size_t, NH + 2 * NKV) * HS, kvw = LLM__CAST(size_t, NKV) * HS;
+    size_t dst = (LLM__CAST(size_t, seq[i]) * maxT + LLM__CAST(size_t, pos[i])) * kvw;
+    const float *src = qkv + LLM__CAST(size_t, i) * row + LLM__CAST(size_t, NH) * HS;
+    memcpy(kcache + dst, src, kvw * sizeof(float));
+    memcpy(vcache + dst, src + kvw, kvw * sizeof(float));
+}
+static void llm__attention_kv_row(float *out, const float *qkv, const float *kcache, const float *vcache,
+                                  const int *seq, const int *pos, int i, int h, int NH, int NKV, int HS, int maxT) {
+    size_t row = LLM__CAST(size_t, NH + 2 * NKV) * HS, kvw = LLM__CAST(size_t, NKV) * HS;
+    const float *q = qkv + LLM__CAST(size_t, i) * row + LLM__CAST(size_t, h) * HS;
+    size_t base = LLM__CAST(size_t, seq[i]) * maxT * kvw + LLM__CAST(size_t, h / (NH / NKV)) * HS;
+    float *o = out + LLM__CAST(size_t, i) * NH * HS + LLM__CAST(size_t, h) * HS;
+    float scale = 1.0f / sqrtf(LLM__CAST(float, HS)), mx = -FLT_MAX, sum = 0;
+    for (int t2 = 0; t2 <= pos[i]; t2++) {
+        const float *k = kcache + base + LLM__CAST(size_t, t2) * kvw;
+        float s = 0;
+        for (int j = 0; j < HS; j++) s += q[j] * k[j];
+        if (s * scale > mx) mx = s * scale;
+    }
+    for (int j = 0; j < HS; j++) o[j] = 0;
+    for (int t2 = 0; t2 <= pos[i]; t2++) {
+        const float *k = kcache + base + LLM__CAST(size_t, t2) * kvw, *v = vcache + base + LLM__CAST(size_t, t2) * kvw;
+        float s = 0;
+        for (int j = 0; j < HS; j++) s += q[j] * k[j];
+        float e = expf(s * scale - mx);
+        sum += e;
+        for (int j = 0; j < HS; j++) o[j] += e * v[j];
+    }
+    for (int j = 0; j < HS; j++) o[j] /= sum;
+}
+static LLM__UNUSED void llm__attention_kv_ref(float *out, const float *qkv, float *kcache, float *vcache,
+                                              const int *seq, const int *pos, int N, int NH, int NKV, int HS, int maxT) {
+    for (int i = 0; i < N; i++) llm__kv_store(kcache, vcache, qkv, seq, pos, i, NH, NKV, HS, maxT);
+    for (int i = 0; i < N; i++)
+        for (int h = 0; h < NH; h++) llm__attention_kv_row(out, qkv, kcache, vcache, seq, pos, i, h, NH, NKV, HS, maxT);
 }
 
 /* GELU, tanh approximation (GPT-2; PyTorch F.gelu(x, approximate="tanh")):

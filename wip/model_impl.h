@@ -1,21 +1,22 @@
-//==== GPT2 =============================================================================
+//==== MODEL ============================================================================
 /* Activations of one forward pass, all views into one buffer sized for (B, T). Only
- * what backward reads is kept per layer; the projections before each residual add
- * (attproj, fcproj) go through one scratch tensor. */
-typedef struct llm__gpt2_acts {
+ * what backward reads is kept per layer; the projections before each residual add go
+ * through one scratch tensor. QKV = (NH+2NKV)*HS, F = fc width (4C or 2H), H = MLP
+ * hidden (4C or H). */
+typedef struct llm__acts {
     float *encoded;    /* (B, T, C) */
     float *ln1;        /* (L, B, T, C) */
-    float *ln1_mean;   /* (L, B, T) */
+    float *ln1_mean;   /* (L, B, T)   (LayerNorm only) */
     float *ln1_rstd;   /* (L, B, T) */
-    float *qkv;        /* (L, B, T, 3C) */
+    float *qkv;        /* (L, B, T, QKV)  after RoPE for Llama */
     float *atty;       /* (L, B, T, C) */
-    float *att_lse;    /* (L, B, NH, T) log-sum-exp of each attention row */
+    float *att_lse;    /* (L, B, NH, T)   log-sum-exp of each attention row */
     float *residual2;  /* (L, B, T, C) */
     float *ln2;        /* (L, B, T, C) */
     float *ln2_mean;   /* (L, B, T) */
     float *ln2_rstd;   /* (L, B, T) */
-    float *fch;        /* (L, B, T, 4C) */
-    float *fch_gelu;   /* (L, B, T, 4C) */
+    float *fch;        /* (L, B, T, F) */
+    float *fch_act;    /* (L, B, T, H)    gelu(fch) or swiglu(fch) */
     float *residual3;  /* (L, B, T, C) */
     float *lnf;        /* (B, T, C) */
     float *lnf_mean;   /* (B, T) */
@@ -23,197 +24,234 @@ typedef struct llm__gpt2_acts {
     float *logits;     /* (B, T, V); holds dlogits after backward */
     float *lse;        /* (B, T) */
     float *losses;     /* (B, T) */
-    float *proj;       /* (B, T, C) scratch: attproj / fcproj before the residual add */
+    float *proj;       /* (B, T, C) scratch: attention / MLP output before the residual add */
     /* gradient scratch for one layer at a time (backward) */
     float *dres;       /* (B, T, C) gradient of the residual stream */
     float *dC;         /* (B, T, C) */
-    float *dqkv;       /* (B, T, 3C) */
-    float *d4a, *d4b;  /* (B, T, 4C) */
-} llm__gpt2_acts;
-#define LLM__GPT2_NACTS 26
+    float *dqkv;       /* (B, T, QKV) */
+    float *dH;         /* (B, T, H) */
+    float *dF;         /* (B, T, F) */
+} llm__acts;
+#define LLM__NACTS 26
 
-struct llm_gpt2 {
-    llm_gpt2_config cfg;
+struct llm_model {
+    llm_config cfg;                    /* defaults filled in */
+    int QKV, F, H;                     /* widths derived from cfg (see llm__acts) */
     const llm_backend *be;
     void *st;                          /* backend state */
-    size_t off[LLM_GPT2_NTENSORS], size[LLM_GPT2_NTENSORS], n_params;
+    size_t off[LLM_NTENSORS], size[LLM_NTENSORS], n_params;
     float *params_mem, *grads_mem;     /* (n_params) device */
     float *m_mem, *v_mem;              /* (n_params) AdamW moments, on first step */
-    llm_gpt2_params p, g;              /* views into params_mem / grads_mem */
+    llm_params p, g;                   /* views into params_mem / grads_mem */
     int t;                             /* optimizer steps taken */
     /* activations */
     size_t cap_BT;                     /* reserved B*T */
     int cap_T;
     float *acts_mem;
-    llm__gpt2_acts a;
+    llm__acts a;
     int *tokens, *targets;             /* (B, T) device */
     float *host_losses;                /* (B, T) host */
     int B, T;                          /* of the last forward */
     int have_targets, n_valid, logits_state;   /* logits_state: 0 none, 1 logits, 2 dlogits */
 };
 
-static const char *const llm__gpt2_names[LLM_GPT2_NTENSORS] = {
+static const char *const llm__tensor_names[LLM_NTENSORS] = {
     "wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
-    "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"};
-LLMDEF const char *llm_gpt2_tensor_name(int i) {
-    return i >= 0 && i < LLM_GPT2_NTENSORS ? llm__gpt2_names[i] : "?";
-}
+    "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb", "wcls"};
+LLMDEF const char *llm_tensor_name(int i) { return i >= 0 && i < LLM_NTENSORS ? llm__tensor_names[i] : "?"; }
 
-LLMDEF llm_gpt2_config llm_gpt2_config_default(void) {
-    llm_gpt2_config c;
+LLMDEF llm_config llm_config_gpt2(void) {
+    llm_config c;
+    memset(&c, 0, sizeof c);
+    c.arch = LLM_ARCH_GPT2;
     c.max_seq_len = 1024; c.vocab_size = 50257; c.n_layer = 12; c.n_head = 12; c.n_embd = 768;
     return c;
 }
-
-LLMDEF void llm_gpt2_tensor_layout(const llm_gpt2_config *cfg, size_t off[LLM_GPT2_NTENSORS],
-                                   size_t size[LLM_GPT2_NTENSORS]) {
-    size_t C = LLM__CAST(size_t, cfg->n_embd), L = LLM__CAST(size_t, cfg->n_layer);
-    size_t V = LLM__CAST(size_t, cfg->vocab_size), T = LLM__CAST(size_t, cfg->max_seq_len);
-    size_t s[LLM_GPT2_NTENSORS];
-    s[0] = V * C; s[1] = T * C; s[2] = L * C; s[3] = L * C;
-    s[4] = L * 3 * C * C; s[5] = L * 3 * C; s[6] = L * C * C; s[7] = L * C;
-    s[8] = L * C; s[9] = L * C; s[10] = L * 4 * C * C; s[11] = L * 4 * C;
-    s[12] = L * C * 4 * C; s[13] = L * C; s[14] = C; s[15] = C;
-    size_t o = 0;
-    for (int i = 0; i < LLM_GPT2_NTENSORS; i++) { off[i] = o; size[i] = s[i]; o += s[i]; }
+LLMDEF llm_config llm_config_llama(int vocab_size, int n_layer, int n_head, int n_kv_head, int n_embd, int hidden_dim) {
+    llm_config c;
+    memset(&c, 0, sizeof c);
+    c.arch = LLM_ARCH_LLAMA;
+    c.max_seq_len = 1024; c.vocab_size = vocab_size; c.n_layer = n_layer; c.n_head = n_head;
+    c.n_kv_head = n_kv_head; c.n_embd = n_embd; c.hidden_dim = hidden_dim;
+    return c;
 }
 
-static void llm__gpt2_views(llm_gpt2_params *v, float *mem, const size_t off[LLM_GPT2_NTENSORS]) {
-    float **f[LLM_GPT2_NTENSORS] = {&v->wte, &v->wpe, &v->ln1w, &v->ln1b, &v->qkvw, &v->qkvb,
-        &v->attprojw, &v->attprojb, &v->ln2w, &v->ln2b, &v->fcw, &v->fcb, &v->fcprojw, &v->fcprojb,
-        &v->lnfw, &v->lnfb};
-    for (int i = 0; i < LLM_GPT2_NTENSORS; i++) *f[i] = mem ? mem + off[i] : NULL;
-}
-
-static llm_status llm__gpt2_check_config(const llm_gpt2_config *c) {
-    if (c->n_layer <= 0 || c->n_head <= 0 || c->n_embd <= 0 || c->vocab_size <= 0 || c->max_seq_len <= 0)
-        return llm__err(LLM_ERR_ARG, "GPT-2 config: every size must be positive (L=%d NH=%d C=%d V=%d maxT=%d)",
-                        c->n_layer, c->n_head, c->n_embd, c->vocab_size, c->max_seq_len);
+/* Fill the defaults in and check that the shape is possible. */
+static llm_status llm__config_resolve(llm_config *c) {
+    if (c->arch != LLM_ARCH_GPT2 && c->arch != LLM_ARCH_LLAMA) return llm__err(LLM_ERR_ARG, "config: unknown arch %d", LLM__CAST(int, c->arch));
+    int gpt2 = c->arch == LLM_ARCH_GPT2;
+    if (c->n_kv_head == 0 || gpt2) c->n_kv_head = c->n_head;
+    if (c->hidden_dim == 0 && gpt2) c->hidden_dim = 4 * c->n_embd;
+    if (c->norm_eps == 0.0f) c->norm_eps = 1e-5f;
+    if (c->rope_theta == 0.0f) c->rope_theta = 10000.0f;
+    if (gpt2) c->untied_head = 0;
+    c->untied_head = c->untied_head != 0;
+    if (c->n_layer <= 0 || c->n_head <= 0 || c->n_embd <= 0 || c->vocab_size <= 0 || c->max_seq_len <= 0 ||
+        c->hidden_dim <= 0 || c->n_kv_head <= 0)
+        return llm__err(LLM_ERR_ARG, "config: every size must be positive (L=%d NH=%d NKV=%d C=%d H=%d V=%d maxT=%d)",
+                        c->n_layer, c->n_head, c->n_kv_head, c->n_embd, c->hidden_dim, c->vocab_size, c->max_seq_len);
     if (c->n_embd % c->n_head != 0)
-        return llm__err(LLM_ERR_ARG, "GPT-2 config: n_head %d does not divide n_embd %d", c->n_head, c->n_embd);
+        return llm__err(LLM_ERR_ARG, "config: n_head %d does not divide n_embd %d", c->n_head, c->n_embd);
+    if (c->n_head % c->n_kv_head != 0)
+        return llm__err(LLM_ERR_ARG, "config: n_kv_head %d does not divide n_head %d", c->n_kv_head, c->n_head);
+    if (!gpt2 && (c->n_embd / c->n_head) % 2)
+        return llm__err(LLM_ERR_ARG, "config: RoPE needs an even head size, got %d", c->n_embd / c->n_head);
     /* keep every index computation well inside size_t and int */
-    if (c->n_layer > 4096 || c->n_embd > 65536 || c->vocab_size > (1 << 24) || c->max_seq_len > (1 << 20))
-        return llm__err(LLM_ERR_ARG, "GPT-2 config: sizes out of range (L=%d C=%d V=%d maxT=%d)",
-                        c->n_layer, c->n_embd, c->vocab_size, c->max_seq_len);
+    if (c->n_layer > 4096 || c->n_embd > 65536 || c->hidden_dim > (1 << 20) || c->vocab_size > (1 << 24) || c->max_seq_len > (1 << 20))
+        return llm__err(LLM_ERR_ARG, "config: sizes out of range (L=%d C=%d H=%d V=%d maxT=%d)",
+                        c->n_layer, c->n_embd, c->hidden_dim, c->vocab_size, c->max_seq_len);
+    if (!(c->norm_eps > 0.0f) || !(c->rope_theta > 0.0f)) return llm__err(LLM_ERR_ARG, "config: norm_eps and rope_theta must be positive");
     return LLM_OK;
+}
+
+LLMDEF void llm_tensor_layout(const llm_config *cfg, size_t off[LLM_NTENSORS], size_t size[LLM_NTENSORS]) {
+    llm_config c = *cfg;
+    llm__config_resolve(&c);
+    size_t C = LLM__CAST(size_t, c.n_embd), L = LLM__CAST(size_t, c.n_layer), V = LLM__CAST(size_t, c.vocab_size);
+    size_t T = LLM__CAST(size_t, c.max_seq_len), HS = C / LLM__CAST(size_t, c.n_head);
+    size_t QKV = LLM__CAST(size_t, c.n_head + 2 * c.n_kv_head) * HS, H = LLM__CAST(size_t, c.hidden_dim);
+    int gpt2 = c.arch == LLM_ARCH_GPT2;
+    size_t F = gpt2 ? H : 2 * H, bias = gpt2 ? 1 : 0;   /* GPT-2 has biases, Llama none */
+    size_t s[LLM_NTENSORS];
+    s[0] = V * C; s[1] = gpt2 ? T * C : 0; s[2] = L * C; s[3] = bias * L * C;
+    s[4] = L * QKV * C; s[5] = bias * L * QKV; s[6] = L * C * C; s[7] = bias * L * C;
+    s[8] = L * C; s[9] = bias * L * C; s[10] = L * F * C; s[11] = bias * L * F;
+    s[12] = L * C * H; s[13] = bias * L * C; s[14] = C; s[15] = bias * C;
+    s[16] = c.untied_head ? V * C : 0;
+    size_t o = 0;
+    for (int i = 0; i < LLM_NTENSORS; i++) { off[i] = o; size[i] = s[i]; o += s[i]; }
+}
+
+static void llm__param_views(llm_params *v, float *mem, const size_t off[LLM_NTENSORS], const size_t size[LLM_NTENSORS]) {
+    float **f[LLM_NTENSORS] = {&v->wte, &v->wpe, &v->ln1w, &v->ln1b, &v->qkvw, &v->qkvb,
+        &v->attprojw, &v->attprojb, &v->ln2w, &v->ln2b, &v->fcw, &v->fcb, &v->fcprojw, &v->fcprojb,
+        &v->lnfw, &v->lnfb, &v->wcls};
+    for (int i = 0; i < LLM_NTENSORS; i++) *f[i] = mem && size[i] ? mem + off[i] : NULL;
 }
 
 /* A model with zeroed parameters and no activations: the common part of create/load. */
-static llm_status llm__gpt2_new(llm_gpt2 **out, const llm_gpt2_config *cfg, const llm_options *opt) {
+static llm_status llm__model_new(llm_model **out, const llm_config *cfg, const llm_options *opt) {
     *out = NULL;
-    llm_status s = llm__gpt2_check_config(cfg);
+    llm_config c = *cfg;
+    llm_status s = llm__config_resolve(&c);
     if (s != LLM_OK) return s;
-    llm_gpt2 *m = LLM__CAST(llm_gpt2 *, llm__calloc(1, sizeof *m));
-    if (!m) return llm__err(LLM_ERR_NOMEM, "GPT-2: out of memory");
-    m->cfg = *cfg;
+    llm_model *m = LLM__CAST(llm_model *, llm__calloc(1, sizeof *m));
+    if (!m) return llm__err(LLM_ERR_NOMEM, "model: out of memory");
+    m->cfg = c;
+    int HS = c.n_embd / c.n_head;
+    m->QKV = (c.n_head + 2 * c.n_kv_head) * HS;
+    m->H = c.hidden_dim;
+    m->F = c.arch == LLM_ARCH_GPT2 ? m->H : 2 * m->H;
     m->be = opt && opt->backend ? opt->backend : llm_cpu_backend();
-    if ((s = m->be->create(&m->st, opt ? opt->n_threads : 0)) != LLM_OK) { LLM_FREE(m); return s; }
-    llm_gpt2_tensor_layout(cfg, m->off, m->size);
-    m->n_params = m->off[LLM_GPT2_NTENSORS - 1] + m->size[LLM_GPT2_NTENSORS - 1];
+    if ((s = m->be->create(&m->st, opt)) != LLM_OK) { LLM_FREE(m); return s; }
+    llm_tensor_layout(&c, m->off, m->size);
+    m->n_params = m->off[LLM_NTENSORS - 1] + m->size[LLM_NTENSORS - 1];
     m->params_mem = LLM__CAST(float *, m->be->alloc(m->st, m->n_params * sizeof(float)));
-    if (!m->params_mem) { llm_gpt2_free(m); return LLM_ERR_NOMEM; }
+    if (!m->params_mem) { llm_model_free(m); return LLM_ERR_NOMEM; }
     m->be->zero(m->st, m->params_mem, m->n_params * sizeof(float));
-    llm__gpt2_views(&m->p, m->params_mem, m->off);
+    llm__param_views(&m->p, m->params_mem, m->off, m->size);
     *out = m;
     return LLM_OK;
 }
 
-LLMDEF llm_status llm_gpt2_create(llm_gpt2 **out, const llm_gpt2_config *cfg, const llm_options *opt,
-                                  uint64_t seed) {
-    if (!out || !cfg) return llm__err(LLM_ERR_ARG, "llm_gpt2_create: NULL argument");
-    llm_gpt2 *m;
-    llm_status s = llm__gpt2_new(&m, cfg, opt);
+/* Which tensors are matmul weights or embeddings (initialised N(0, 0.02), decayed by
+ * AdamW as nanoGPT does), which are norm gains (1), and which project into the
+ * residual stream (scaled by 1/sqrt(2L)). */
+static int llm__is_2d(int i) { return i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12 || i == 16; }
+static int llm__is_gain(int i) { return i == 2 || i == 8 || i == 14; }
+
+LLMDEF llm_status llm_model_create(llm_model **out, const llm_config *cfg, const llm_options *opt, uint64_t seed) {
+    if (!out || !cfg) return llm__err(LLM_ERR_ARG, "llm_model_create: NULL argument");
+    llm_model *m;
+    llm_status s = llm__model_new(&m, cfg, opt);
     if (s != LLM_OK) { *out = NULL; return s; }
     float *h = LLM__CAST(float *, LLM_MALLOC(m->n_params * sizeof(float)));
-    if (!h) { llm_gpt2_free(m); *out = NULL; return llm__err(LLM_ERR_NOMEM, "GPT-2: out of memory for init"); }
-    /* GPT-2 init: N(0, 0.02) for weights, the two projections that write into the
+    if (!h) { llm_model_free(m); *out = NULL; return llm__err(LLM_ERR_NOMEM, "model: out of memory for init"); }
+    /* GPT-2's init: N(0, 0.02) for weights, the two projections that write into the
      * residual stream scaled by 1/sqrt(2L) so that its variance does not grow with
-     * depth; biases 0; layernorm gains 1. */
+     * depth; biases 0; norm gains 1. */
     llm_rng r;
     llm_rng_seed(&r, seed);
-    float proj_std = 0.02f / sqrtf(2.0f * LLM__CAST(float, cfg->n_layer));
-    for (int i = 0; i < LLM_GPT2_NTENSORS; i++) {
+    float proj_std = 0.02f / sqrtf(2.0f * LLM__CAST(float, m->cfg.n_layer));
+    for (int i = 0; i < LLM_NTENSORS; i++) {
         float *t = h + m->off[i];
-        int is_weight = i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12;
-        int is_gain = i == 2 || i == 8 || i == 14;
         float std = (i == 6 || i == 12) ? proj_std : 0.02f;
         for (size_t j = 0; j < m->size[i]; j++)
-            t[j] = is_weight ? std * llm_rng_normal(&r) : is_gain ? 1.0f : 0.0f;
+            t[j] = llm__is_2d(i) ? std * llm_rng_normal(&r) : llm__is_gain(i) ? 1.0f : 0.0f;
     }
     s = m->be->upload(m->st, m->params_mem, h, m->n_params * sizeof(float));
     LLM_FREE(h);
-    if (s != LLM_OK) { llm_gpt2_free(m); *out = NULL; return s; }
+    if (s != LLM_OK) { llm_model_free(m); *out = NULL; return s; }
     *out = m;
     return LLM_OK;
 }
 
-LLMDEF void llm_gpt2_free(llm_gpt2 *m) {
+LLMDEF void llm_model_free(llm_model *m) {
     if (!m) return;
     if (m->st) {
-        m->be->release(m->st, m->params_mem);
-        m->be->release(m->st, m->grads_mem);
-        m->be->release(m->st, m->m_mem);
-        m->be->release(m->st, m->v_mem);
-        m->be->release(m->st, m->acts_mem);
-        m->be->release(m->st, m->tokens);
-        m->be->release(m->st, m->targets);
+        void *bufs[7] = {m->params_mem, m->grads_mem, m->m_mem, m->v_mem, m->acts_mem, m->tokens, m->targets};
+        for (int i = 0; i < 7; i++) if (bufs[i]) m->be->release(m->st, bufs[i]);
         m->be->destroy(m->st);
     }
     LLM_FREE(m->host_losses);
     LLM_FREE(m);
 }
 
-LLMDEF llm_gpt2_config llm_gpt2_get_config(const llm_gpt2 *m) { return m->cfg; }
-LLMDEF size_t llm_gpt2_num_params(const llm_gpt2 *m) { return m->n_params; }
-LLMDEF int llm_gpt2_step_count(const llm_gpt2 *m) { return m->t; }
+LLMDEF llm_config llm_model_config(const llm_model *m) { return m->cfg; }
+LLMDEF size_t llm_model_num_params(const llm_model *m) { return m->n_params; }
+LLMDEF int llm_model_step_count(const llm_model *m) { return m->t; }
 
-LLMDEF llm_status llm_gpt2_get_params(const llm_gpt2 *m, float *dst) {
+LLMDEF llm_status llm_model_get_params(const llm_model *m, float *dst) {
     return m->be->download(m->st, dst, m->params_mem, m->n_params * sizeof(float));
 }
-LLMDEF llm_status llm_gpt2_set_params(llm_gpt2 *m, const float *src) {
+LLMDEF llm_status llm_model_set_params(llm_model *m, const float *src) {
     return m->be->upload(m->st, m->params_mem, src, m->n_params * sizeof(float));
 }
-LLMDEF llm_status llm_gpt2_get_grads(const llm_gpt2 *m, float *dst) {
-    if (!m->grads_mem) return llm__err(LLM_ERR_STATE, "llm_gpt2_get_grads: no gradients yet (run backward)");
+LLMDEF llm_status llm_model_get_grads(const llm_model *m, float *dst) {
+    if (!m->grads_mem) return llm__err(LLM_ERR_STATE, "get_grads: no gradients yet (run backward)");
     return m->be->download(m->st, dst, m->grads_mem, m->n_params * sizeof(float));
 }
 
 /* Lay the activation views out for (B, T) inside acts_mem; returns the floats needed
  * (mem may be NULL to only count). Each tensor starts on a 16-float boundary. */
-static size_t llm__gpt2_act_views(llm__gpt2_acts *a, float *mem, const llm_gpt2_config *c, size_t B, size_t T) {
-    size_t L = LLM__CAST(size_t, c->n_layer), C = LLM__CAST(size_t, c->n_embd);
-    size_t NH = LLM__CAST(size_t, c->n_head), V = LLM__CAST(size_t, c->vocab_size), BT = B * T;
-    size_t n[LLM__GPT2_NACTS] = {
-        BT * C, L * BT * C, L * BT, L * BT, L * BT * 3 * C, L * BT * C, L * B * NH * T, L * BT * C,
-        L * BT * C, L * BT, L * BT, L * BT * 4 * C, L * BT * 4 * C, L * BT * C, BT * C, BT, BT,
-        BT * V, BT, BT, BT * C, BT * C, BT * C, BT * 3 * C, BT * 4 * C, BT * 4 * C};
-    float **views[LLM__GPT2_NACTS] = {&a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv,
+static size_t llm__act_views(llm__acts *a, float *mem, const llm_model *m, size_t B, size_t T) {
+    const llm_config *c = &m->cfg;
+    size_t L = LLM__CAST(size_t, c->n_layer), C = LLM__CAST(size_t, c->n_embd), NH = LLM__CAST(size_t, c->n_head);
+    size_t V = LLM__CAST(size_t, c->vocab_size), BT = B * T;
+    size_t QKV = LLM__CAST(size_t, m->QKV), F = LLM__CAST(size_t, m->F), H = LLM__CAST(size_t, m->H);
+    size_t n[LLM__NACTS] = {
+        BT * C, L * BT * C, L * BT, L * BT, L * BT * QKV, L * BT * C, L * B * NH * T, L * BT * C,
+        L * BT * C, L * BT, L * BT, L * BT * F, L * BT * H, L * BT * C, BT * C, BT, BT,
+        BT * V, BT, BT, BT * C, BT * C, BT * C, BT * QKV, BT * H, BT * F};
+    float **views[LLM__NACTS] = {&a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv,
         &a->atty, &a->att_lse, &a->residual2, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch,
-        &a->fch_gelu, &a->residual3, &a->lnf, &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->lse,
-        &a->losses, &a->proj, &a->dres, &a->dC, &a->dqkv, &a->d4a, &a->d4b};
+        &a->fch_act, &a->residual3, &a->lnf, &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->lse,
+        &a->losses, &a->proj, &a->dres, &a->dC, &a->dqkv, &a->dH, &a->dF};
     size_t o = 0;
-    for (int i = 0; i < LLM__GPT2_NACTS; i++) {
+    for (int i = 0; i < LLM__NACTS; i++) {
         *views[i] = mem ? mem + o : NULL;
         o += (n[i] + 15) & ~LLM__CAST(size_t, 15);
     }
     return o;
 }
 
-LLMDEF llm_status llm_gpt2_reserve(llm_gpt2 *m, int B, int T) {
+LLMDEF llm_status llm_model_reserve(llm_model *m, int B, int T) {
     if (B <= 0 || T <= 0) return llm__err(LLM_ERR_ARG, "reserve: B=%d and T=%d must be positive", B, T);
     if (T > m->cfg.max_seq_len)
         return llm__err(LLM_ERR_ARG, "reserve: T=%d exceeds the model's context of %d", T, m->cfg.max_seq_len);
     size_t BT = LLM__CAST(size_t, B) * LLM__CAST(size_t, T);
     if (BT <= m->cap_BT && T <= m->cap_T) return LLM_OK;
-    if (BT > (SIZE_MAX / 64) / (LLM__CAST(size_t, m->cfg.vocab_size) + 64 * LLM__CAST(size_t, m->cfg.n_embd) * m->cfg.n_layer))
-        return llm__err(LLM_ERR_NOMEM, "reserve: B=%d T=%d is too large", B, T);
-    llm__gpt2_acts a;
-    size_t need = llm__gpt2_act_views(&a, NULL, &m->cfg, LLM__CAST(size_t, B), LLM__CAST(size_t, T));
-    m->be->release(m->st, m->acts_mem); m->acts_mem = NULL;
-    m->be->release(m->st, m->tokens); m->tokens = NULL;
-    m->be->release(m->st, m->targets); m->targets = NULL;
-    LLM_FREE(m->host_losses); m->host_losses = NULL;
-    m->cap_BT = 0; m->cap_T = 0; m->logits_state = 0;
+    size_t per_token = LLM__CAST(size_t, m->cfg.vocab_size) + LLM__CAST(size_t, m->cfg.n_layer) * 
+                       (8 * LLM__CAST(size_t, m->cfg.n_embd) + LLM__CAST(size_t, m->QKV + m->F + m->H)) + 64;
+    if (BT > (SIZE_MAX / 64) / per_token) return llm__err(LLM_ERR_NOMEM, "reserve: B=%d T=%d is too large", B, T);
+    llm__acts a;
+    size_t need = llm__act_views(&a, NULL, m, LLM__CAST(size_t, B), LLM__CAST(size_t, T));
+    if (m->acts_mem) m->be->release(m->st, m->acts_mem);
+    if (m->tokens) m->be->release(m->st, m->tokens);
+    if (m->targets) m->be->release(m->st, m->targets);
+    LLM_FREE(m->host_losses);
+    m->acts_mem = NULL; m->tokens = m->targets = NULL; m->host_losses = NULL;
+    m->cap_BT = 0; m->cap_T = 0; m->logits_state = 0; m->have_targets = 0;
     m->acts_mem = LLM__CAST(float *, m->be->alloc(m->st, need * sizeof(float)));
     m->tokens = LLM__CAST(int *, m->be->alloc(m->st, BT * sizeof(int)));
     m->targets = LLM__CAST(int *, m->be->alloc(m->st, BT * sizeof(int)));
@@ -232,54 +270,71 @@ static llm_status llm__check_tokens(const int *tok, size_t n, int V, const char 
     return LLM_OK;
 }
 
-LLMDEF llm_status llm_gpt2_forward(llm_gpt2 *m, const int *tokens, const int *targets, int B, int T,
-                                   float *loss) {
+/* One norm, whichever the family uses: LayerNorm (with mean) or RMSNorm. */
+static void llm__norm_fwd(const llm_model *m, float *out, float *mean, float *rstd, const float *inp,
+                          const float *w, const float *b, int N) {
+    if (m->cfg.arch == LLM_ARCH_GPT2) m->be->layernorm_fwd(m->st, out, mean, rstd, inp, w, b, N, m->cfg.n_embd);
+    else m->be->rmsnorm_fwd(m->st, out, rstd, inp, w, N, m->cfg.n_embd, m->cfg.norm_eps);
+}
+static void llm__norm_bwd(const llm_model *m, float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                          const float *w, const float *mean, const float *rstd, int N) {
+    if (m->cfg.arch == LLM_ARCH_GPT2) m->be->layernorm_bwd(m->st, dinp, dw, db, dout, inp, w, mean, rstd, N, m->cfg.n_embd);
+    else m->be->rmsnorm_bwd(m->st, dinp, dw, dout, inp, w, rstd, N, m->cfg.n_embd);
+}
+/* A view of layer l inside a stacked (L, ...) tensor; NULL stays NULL (absent biases). */
+static float *llm__at(float *base, int l, size_t per_layer) { return base ? base + LLM__CAST(size_t, l) * per_layer : NULL; }
+
+LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *targets, int B, int T, float *loss) {
     if (!m || !tokens) return llm__err(LLM_ERR_ARG, "forward: NULL argument");
-    llm_status s = llm_gpt2_reserve(m, B, T);
+    llm_status s = llm_model_reserve(m, B, T);
     if (s != LLM_OK) return s;
-    const llm_gpt2_config *c = &m->cfg;
-    int L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab_size, BT = B * T;
+    const llm_config *c = &m->cfg;
+    int L = c->n_layer, C = c->n_embd, NH = c->n_head, NKV = c->n_kv_head, HS = C / NH, V = c->vocab_size, BT = B * T;
+    int llama = c->arch == LLM_ARCH_LLAMA;
+    size_t QKV = LLM__CAST(size_t, m->QKV), F = LLM__CAST(size_t, m->F), H = LLM__CAST(size_t, m->H), uC = LLM__CAST(size_t, C);
     if ((s = llm__check_tokens(tokens, LLM__CAST(size_t, BT), V, "tokens")) != LLM_OK) return s;
     if (targets)
         for (int i = 0; i < BT; i++)
             if (targets[i] >= V) return llm__err(LLM_ERR_ARG, "targets[%d] = %d is out of range [0, %d)", i, targets[i], V);
     const llm_backend *be = m->be;
     void *st = m->st;
-    llm__gpt2_acts *a = &m->a;
-    llm__gpt2_act_views(a, m->acts_mem, c, LLM__CAST(size_t, B), LLM__CAST(size_t, T));
+    llm__acts *a = &m->a;
+    llm_params *p = &m->p;
+    llm__act_views(a, m->acts_mem, m, LLM__CAST(size_t, B), LLM__CAST(size_t, T));
     if ((s = be->upload(st, m->tokens, tokens, LLM__CAST(size_t, BT) * sizeof(int))) != LLM_OK) return s;
     m->B = B; m->T = T; m->have_targets = 0; m->logits_state = 0;
 
-    be->encoder_fwd(st, a->encoded, m->tokens, m->p.wte, m->p.wpe, B, T, C);
-    size_t btc = LLM__CAST(size_t, BT) * C;
+    be->encoder_fwd(st, a->encoded, m->tokens, p->wte, p->wpe, B, T, C);
+    size_t btc = LLM__CAST(size_t, BT) * uC, bt = LLM__CAST(size_t, BT);
     for (int l = 0; l < L; l++) {
-        size_t lc = LLM__CAST(size_t, l) * C;
         const float *res = l == 0 ? a->encoded : a->residual3 + (l - 1) * btc;
-        float *ln1 = a->ln1 + l * btc, *qkv = a->qkv + l * 3 * btc, *atty = a->atty + l * btc;
+        float *ln1 = a->ln1 + l * btc, *qkv = a->qkv + l * bt * QKV, *atty = a->atty + l * btc;
         float *res2 = a->residual2 + l * btc, *ln2 = a->ln2 + l * btc, *res3 = a->residual3 + l * btc;
-        float *fch = a->fch + l * 4 * btc, *fchg = a->fch_gelu + l * 4 * btc;
-        float *ln1m = a->ln1_mean + l * BT, *ln1r = a->ln1_rstd + l * BT;
-        float *ln2m = a->ln2_mean + l * BT, *ln2r = a->ln2_rstd + l * BT;
+        float *fch = a->fch + l * bt * F, *fcha = a->fch_act + l * bt * H;
         float *lse = a->att_lse + LLM__CAST(size_t, l) * B * NH * T;
-        be->layernorm_fwd(st, ln1, ln1m, ln1r, res, m->p.ln1w + lc, m->p.ln1b + lc, BT, C);
-        be->matmul_fwd(st, qkv, ln1, m->p.qkvw + 3 * lc * C, m->p.qkvb + 3 * lc, BT, C, 3 * C);
-        be->attention_fwd(st, atty, lse, qkv, B, T, NH, NH, C / NH);
-        be->matmul_fwd(st, a->proj, atty, m->p.attprojw + lc * C, m->p.attprojb + lc, BT, C, C);
+        /* attention block: res2 = res + attproj(attention(rope(qkv(norm1(res))))) */
+        llm__norm_fwd(m, ln1, a->ln1_mean + l * bt, a->ln1_rstd + l * bt, res, llm__at(p->ln1w, l, uC), llm__at(p->ln1b, l, uC), BT);
+        be->matmul_fwd(st, qkv, ln1, llm__at(p->qkvw, l, QKV * uC), llm__at(p->qkvb, l, QKV), BT, C, m->QKV);
+        if (llama) be->rope_fwd(st, qkv, NULL, B, T, NH, NKV, HS, c->rope_theta);
+        be->attention_fwd(st, atty, lse, qkv, B, T, NH, NKV, HS);
+        be->matmul_fwd(st, a->proj, atty, llm__at(p->attprojw, l, uC * uC), llm__at(p->attprojb, l, uC), BT, C, C);
         be->residual_fwd(st, res2, res, a->proj, btc);
-        be->layernorm_fwd(st, ln2, ln2m, ln2r, res2, m->p.ln2w + lc, m->p.ln2b + lc, BT, C);
-        be->matmul_fwd(st, fch, ln2, m->p.fcw + 4 * lc * C, m->p.fcb + 4 * lc, BT, C, 4 * C);
-        be->gelu_fwd(st, fchg, fch, 4 * btc);
-        be->matmul_fwd(st, a->proj, fchg, m->p.fcprojw + 4 * lc * C, m->p.fcprojb + lc, BT, 4 * C, C);
+        /* MLP block: res3 = res2 + fcproj(act(fc(norm2(res2)))) */
+        llm__norm_fwd(m, ln2, a->ln2_mean + l * bt, a->ln2_rstd + l * bt, res2, llm__at(p->ln2w, l, uC), llm__at(p->ln2b, l, uC), BT);
+        be->matmul_fwd(st, fch, ln2, llm__at(p->fcw, l, F * uC), llm__at(p->fcb, l, F), BT, C, m->F);
+        if (llama) be->swiglu_fwd(st, fcha, fch, BT, m->H);
+        else be->gelu_fwd(st, fcha, fch, bt * H);
+        be->matmul_fwd(st, a->proj, fcha, llm__at(p->fcprojw, l, uC * H), llm__at(p->fcprojb, l, uC), BT, m->H, C);
         be->residual_fwd(st, res3, res2, a->proj, btc);
     }
-    be->layernorm_fwd(st, a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (L - 1) * btc, m->p.lnfw, m->p.lnfb, BT, C);
-    be->matmul_fwd(st, a->logits, a->lnf, m->p.wte, NULL, BT, C, V);   /* tied LM head */
+    llm__norm_fwd(m, a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (L - 1) * btc, p->lnfw, p->lnfb, BT);
+    be->matmul_fwd(st, a->logits, a->lnf, p->wcls ? p->wcls : p->wte, NULL, BT, C, V);
     m->logits_state = 1;
 
     if (targets) {
-        if ((s = be->upload(st, m->targets, targets, LLM__CAST(size_t, BT) * sizeof(int))) != LLM_OK) return s;
+        if ((s = be->upload(st, m->targets, targets, bt * sizeof(int))) != LLM_OK) return s;
         be->crossentropy_fwd(st, a->losses, a->lse, a->logits, m->targets, BT, V);
-        if ((s = be->download(st, m->host_losses, a->losses, LLM__CAST(size_t, BT) * sizeof(float))) != LLM_OK) return s;
+        if ((s = be->download(st, m->host_losses, a->losses, bt * sizeof(float))) != LLM_OK) return s;
         double sum = 0;
         int n = 0;
         for (int i = 0; i < BT; i++) if (targets[i] >= 0) { sum += m->host_losses[i]; n++; }
@@ -289,30 +344,30 @@ LLMDEF llm_status llm_gpt2_forward(llm_gpt2 *m, const int *tokens, const int *ta
     } else if (loss) {
         *loss = 0.0f;
     }
-    return LLM_OK;
+    return be->sync(st);
 }
 
-LLMDEF llm_status llm_gpt2_get_logits(llm_gpt2 *m, float *dst) {
+LLMDEF llm_status llm_model_get_logits(llm_model *m, float *dst) {
     if (m->logits_state != 1) return llm__err(LLM_ERR_STATE, "get_logits: no logits (run forward; backward overwrites them)");
     return m->be->download(m->st, dst, m->a.logits, LLM__CAST(size_t, m->B) * m->T * m->cfg.vocab_size * sizeof(float));
 }
-LLMDEF llm_status llm_gpt2_get_losses(llm_gpt2 *m, float *dst) {
+LLMDEF llm_status llm_model_get_losses(llm_model *m, float *dst) {
     if (!m->have_targets) return llm__err(LLM_ERR_STATE, "get_losses: the last forward had no targets");
     memcpy(dst, m->host_losses, LLM__CAST(size_t, m->B) * m->T * sizeof(float));
     return LLM_OK;
 }
 
-static llm_status llm__gpt2_alloc_grads(llm_gpt2 *m) {
+static llm_status llm__alloc_grads(llm_model *m) {
     if (m->grads_mem) return LLM_OK;
     m->grads_mem = LLM__CAST(float *, m->be->alloc(m->st, m->n_params * sizeof(float)));
     if (!m->grads_mem) return LLM_ERR_NOMEM;
     m->be->zero(m->st, m->grads_mem, m->n_params * sizeof(float));
-    llm__gpt2_views(&m->g, m->grads_mem, m->off);
+    llm__param_views(&m->g, m->grads_mem, m->off, m->size);
     return LLM_OK;
 }
 
-LLMDEF llm_status llm_gpt2_zero_grad(llm_gpt2 *m) {
-    llm_status s = llm__gpt2_alloc_grads(m);
+LLMDEF llm_status llm_model_zero_grad(llm_model *m) {
+    llm_status s = llm__alloc_grads(m);
     if (s != LLM_OK) return s;
     m->be->zero(m->st, m->grads_mem, m->n_params * sizeof(float));
     return LLM_OK;
@@ -320,56 +375,61 @@ LLMDEF llm_status llm_gpt2_zero_grad(llm_gpt2 *m) {
 
 /* Backward, the forward in reverse. `dres` carries the gradient of the residual
  * stream: a residual add passes its gradient to both inputs unchanged, so instead of
- * copying it (residual_bwd) the layer's branches simply add into dres in place. */
-LLMDEF llm_status llm_gpt2_backward(llm_gpt2 *m, float loss_scale) {
+ * copying it (residual_bwd) each block's branch simply adds into dres in place. */
+LLMDEF llm_status llm_model_backward(llm_model *m, float loss_scale) {
     if (!m->have_targets || m->logits_state != 1)
-        return llm__err(LLM_ERR_STATE, "backward: needs a forward with targets first (and only one backward per forward)");
-    llm_status s = llm__gpt2_alloc_grads(m);
+        return llm__err(LLM_ERR_STATE, "backward: needs a forward with targets first (and one backward per forward)");
+    llm_status s = llm__alloc_grads(m);
     if (s != LLM_OK) return s;
-    const llm_gpt2_config *c = &m->cfg;
-    int B = m->B, T = m->T, L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab_size, BT = B * T;
+    const llm_config *c = &m->cfg;
+    int B = m->B, T = m->T, L = c->n_layer, C = c->n_embd, NH = c->n_head, NKV = c->n_kv_head, HS = C / NH;
+    int V = c->vocab_size, BT = B * T, llama = c->arch == LLM_ARCH_LLAMA;
+    size_t QKV = LLM__CAST(size_t, m->QKV), F = LLM__CAST(size_t, m->F), H = LLM__CAST(size_t, m->H), uC = LLM__CAST(size_t, C);
     const llm_backend *be = m->be;
     void *st = m->st;
-    llm__gpt2_acts *a = &m->a;
-    llm_gpt2_params *p = &m->p, *g = &m->g;
-    size_t btc = LLM__CAST(size_t, BT) * C;
+    llm__acts *a = &m->a;
+    llm_params *p = &m->p, *g = &m->g;
+    size_t btc = LLM__CAST(size_t, BT) * uC, bt = LLM__CAST(size_t, BT);
     float dloss = m->n_valid ? loss_scale / LLM__CAST(float, m->n_valid) : 0.0f;
 
     be->crossentropy_bwd(st, a->logits, a->lse, m->targets, dloss, BT, V);
     m->logits_state = 2;
     be->zero(st, a->dC, btc * sizeof(float));
     be->zero(st, a->dres, btc * sizeof(float));
-    be->matmul_bwd(st, a->dC, g->wte, NULL, a->logits, a->lnf, p->wte, BT, C, V);
-    be->layernorm_bwd(st, a->dres, g->lnfw, g->lnfb, a->dC, a->residual3 + (L - 1) * btc, p->lnfw,
-                      a->lnf_mean, a->lnf_rstd, BT, C);
+    be->matmul_bwd(st, a->dC, g->wcls ? g->wcls : g->wte, NULL, a->logits, a->lnf, p->wcls ? p->wcls : p->wte, BT, C, V);
+    llm__norm_bwd(m, a->dres, g->lnfw, g->lnfb, a->dC, a->residual3 + (L - 1) * btc, p->lnfw, a->lnf_mean, a->lnf_rstd, BT);
     for (int l = L - 1; l >= 0; l--) {
-        size_t lc = LLM__CAST(size_t, l) * C;
         const float *res = l == 0 ? a->encoded : a->residual3 + (l - 1) * btc;
-        const float *ln1 = a->ln1 + l * btc, *qkv = a->qkv + l * 3 * btc, *atty = a->atty + l * btc;
+        const float *ln1 = a->ln1 + l * btc, *qkv = a->qkv + l * bt * QKV, *atty = a->atty + l * btc;
         const float *res2 = a->residual2 + l * btc, *ln2 = a->ln2 + l * btc;
-        const float *fch = a->fch + l * 4 * btc, *fchg = a->fch_gelu + l * 4 * btc;
+        const float *fch = a->fch + l * bt * F, *fcha = a->fch_act + l * bt * H;
         const float *lse = a->att_lse + LLM__CAST(size_t, l) * B * NH * T;
-        /* MLP branch: res3 = res2 + fcproj(gelu(fc(ln2(res2)))) */
-        be->zero(st, a->d4a, 4 * btc * sizeof(float));
-        be->zero(st, a->d4b, 4 * btc * sizeof(float));
+        /* MLP block */
+        be->zero(st, a->dH, bt * H * sizeof(float));
+        be->zero(st, a->dF, bt * F * sizeof(float));
         be->zero(st, a->dC, btc * sizeof(float));
-        be->matmul_bwd(st, a->d4a, g->fcprojw + 4 * lc * C, g->fcprojb + lc, a->dres, fchg, p->fcprojw + 4 * lc * C, BT, 4 * C, C);
-        be->gelu_bwd(st, a->d4b, fch, a->d4a, 4 * btc);
-        be->matmul_bwd(st, a->dC, g->fcw + 4 * lc * C, g->fcb + 4 * lc, a->d4b, ln2, p->fcw + 4 * lc * C, BT, C, 4 * C);
-        be->layernorm_bwd(st, a->dres, g->ln2w + lc, g->ln2b + lc, a->dC, res2, p->ln2w + lc,
-                          a->ln2_mean + l * BT, a->ln2_rstd + l * BT, BT, C);
-        /* attention branch: res2 = res + attproj(attention(qkv(ln1(res)))) */
+        be->matmul_bwd(st, a->dH, llm__at(g->fcprojw, l, uC * H), llm__at(g->fcprojb, l, uC), a->dres, fcha,
+                       llm__at(p->fcprojw, l, uC * H), BT, m->H, C);
+        if (llama) be->swiglu_bwd(st, a->dF, fch, a->dH, BT, m->H);
+        else be->gelu_bwd(st, a->dF, fch, a->dH, bt * H);
+        be->matmul_bwd(st, a->dC, llm__at(g->fcw, l, F * uC), llm__at(g->fcb, l, F), a->dF, ln2, llm__at(p->fcw, l, F * uC), BT, C, m->F);
+        llm__norm_bwd(m, a->dres, llm__at(g->ln2w, l, uC), llm__at(g->ln2b, l, uC), a->dC, res2, llm__at(p->ln2w, l, uC),
+                      a->ln2_mean + l * bt, a->ln2_rstd + l * bt, BT);
+        /* attention block */
         be->zero(st, a->dC, btc * sizeof(float));
-        be->zero(st, a->dqkv, 3 * btc * sizeof(float));
-        be->matmul_bwd(st, a->dC, g->attprojw + lc * C, g->attprojb + lc, a->dres, atty, p->attprojw + lc * C, BT, C, C);
-        be->attention_bwd(st, a->dqkv, a->dC, qkv, atty, lse, B, T, NH, NH, C / NH);
+        be->zero(st, a->dqkv, bt * QKV * sizeof(float));
+        be->matmul_bwd(st, a->dC, llm__at(g->attprojw, l, uC * uC), llm__at(g->attprojb, l, uC), a->dres, atty,
+                       llm__at(p->attprojw, l, uC * uC), BT, C, C);
+        be->attention_bwd(st, a->dqkv, a->dC, qkv, atty, lse, B, T, NH, NKV, HS);
+        if (llama) be->rope_bwd(st, a->dqkv, NULL, B, T, NH, NKV, HS, c->rope_theta);
         be->zero(st, a->dC, btc * sizeof(float));
-        be->matmul_bwd(st, a->dC, g->qkvw + 3 * lc * C, g->qkvb + 3 * lc, a->dqkv, ln1, p->qkvw + 3 * lc * C, BT, C, 3 * C);
-        be->layernorm_bwd(st, a->dres, g->ln1w + lc, g->ln1b + lc, a->dC, res, p->ln1w + lc,
-                          a->ln1_mean + l * BT, a->ln1_rstd + l * BT, BT, C);
+        be->matmul_bwd(st, a->dC, llm__at(g->qkvw, l, QKV * uC), llm__at(g->qkvb, l, QKV), a->dqkv, ln1,
+                       llm__at(p->qkvw, l, QKV * uC), BT, C, m->QKV);
+        llm__norm_bwd(m, a->dres, llm__at(g->ln1w, l, uC), llm__at(g->ln1b, l, uC), a->dC, res, llm__at(p->ln1w, l, uC),
+                      a->ln1_mean + l * bt, a->ln1_rstd + l * bt, BT);
     }
     be->encoder_bwd(st, g->wte, g->wpe, a->dres, m->tokens, B, T, C);
-    return LLM_OK;
+    return be->sync(st);
 }
 
 //==== ADAMW ============================================================================
@@ -379,10 +439,8 @@ LLMDEF llm_adamw_config llm_adamw_config_default(void) {
     return c;
 }
 
-/* Matmul weights and embeddings are the 2-D tensors nanoGPT decays. */
-static int llm__gpt2_is_2d(int i) { return i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12; }
 
-LLMDEF llm_status llm_gpt2_step(llm_gpt2 *m, const llm_adamw_config *cfg, float lr, float *grad_norm) {
+LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, float lr, float *grad_norm) {
     if (!m->grads_mem) return llm__err(LLM_ERR_STATE, "step: no gradients (run backward first)");
     llm_adamw_config def = llm_adamw_config_default();
     if (!cfg) cfg = &def;
@@ -404,8 +462,9 @@ LLMDEF llm_status llm_gpt2_step(llm_gpt2 *m, const llm_adamw_config *cfg, float 
     if (!(norm == norm) || norm > DBL_MAX)
         return llm__err(LLM_ERR_ARG, "step: the gradient norm is not finite (%g); parameters unchanged", norm);
     m->t++;
-    for (int i = 0; i < LLM_GPT2_NTENSORS; i++) {
-        float wd = (cfg->decay_all || llm__gpt2_is_2d(i)) ? cfg->weight_decay : 0.0f;
+    for (int i = 0; i < LLM_NTENSORS; i++) {
+        if (!m->size[i]) continue;
+        float wd = (cfg->decay_all || llm__is_2d(i)) ? cfg->weight_decay : 0.0f;
         m->be->adamw(m->st, m->params_mem + m->off[i], m->grads_mem + m->off[i], m->m_mem + m->off[i],
                      m->v_mem + m->off[i], m->size[i], lr, cfg->beta1, cfg->beta2, cfg->eps, wd, scale, m->t);
     }
@@ -522,8 +581,9 @@ static void llm__convert(float *dst, const unsigned char *src, int dtype, size_t
 }
 
 /* A shape read from a file: an impossible one means the file is malformed. */
-static llm_status llm__file_config(const char *path, const llm_gpt2_config *c) {
-    if (llm__gpt2_check_config(c) == LLM_OK) return LLM_OK;
+static llm_status llm__file_config(const char *path, const llm_config *cfg) {
+    llm_config c = *cfg;
+    if (llm__config_resolve(&c) == LLM_OK) return LLM_OK;
     char msg[sizeof llm__errmsg];
     memcpy(msg, llm__errmsg, sizeof msg);
     msg[sizeof msg - 1 - 128] = 0;   /* leave room for the path */
@@ -653,7 +713,7 @@ static llm_status llm__st_need(const llm__st *f, const char *path, const char *n
 }
 
 /* config.json next to the weights: n_layer, n_head, n_embd, vocab_size, n_positions. */
-static llm_status llm__hf_config(const char *path, llm_gpt2_config *c, int *found) {
+static llm_status llm__hf_config(const char *path, llm_config *c, int *found) {
     char cfgpath[1024];
     const char *slash = strrchr(path, '/');
     size_t dirlen = slash ? LLM__CAST(size_t, slash - path + 1) : 0;
@@ -662,6 +722,8 @@ static llm_status llm__hf_config(const char *path, llm_gpt2_config *c, int *foun
     memcpy(cfgpath, path, dirlen);
     strcpy(cfgpath + dirlen, "config.json");
     char *text; size_t len;
+    memset(c, 0, sizeof *c);
+    c->arch = LLM_ARCH_GPT2;
     FILE *probe = fopen(cfgpath, "rb");
     if (!probe) return LLM_OK;
     fclose(probe);
@@ -688,20 +750,22 @@ static llm_status llm__hf_config(const char *path, llm_gpt2_config *c, int *foun
     return LLM_OK;
 }
 
-static llm_status llm__load_safetensors(llm_gpt2 **out, const char *path, const llm_options *opt) {
+static llm_status llm__load_safetensors(llm_model **out, const char *path, const llm_options *opt) {
     llm__st f;
     llm_status s = llm__st_open(&f, path);
     if (s != LLM_OK) return s;
     llm__st_tensor t;
     const char *pre = llm__st_get(&f, "wte.weight", &t) ? "" : llm__st_get(&f, "transformer.wte.weight", &t) ? "transformer." : NULL;
     char name[256];
-    llm_gpt2_config c;
+    llm_config c;
     int found;
     float *h = NULL;
-    llm_gpt2 *m = NULL;
+    llm_model *m = NULL;
     if (!pre) { s = llm__err(LLM_ERR_FORMAT, "%s: no 'wte.weight' tensor: not a GPT-2 checkpoint", path); goto done; }
     if ((s = llm__hf_config(path, &c, &found)) != LLM_OK) goto done;
     if (!found) {   /* infer the shape from the tensors */
+        memset(&c, 0, sizeof c);
+        c.arch = LLM_ARCH_GPT2;
         llm__st_tensor wpe;
         snprintf(name, sizeof name, "%swpe.weight", pre);
         if (t.ndim != 2 || !llm__st_get(&f, name, &wpe) || wpe.ndim != 2) {
@@ -719,13 +783,13 @@ static llm_status llm__load_safetensors(llm_gpt2 **out, const char *path, const 
         if (c.n_embd % 64) { s = llm__err(LLM_ERR_FORMAT, "%s: no config.json and n_embd %d is not a multiple of 64: cannot infer n_head", path, c.n_embd); goto done; }
         c.n_head = c.n_embd / 64;
     }
-    if ((s = llm__file_config(path, &c)) != LLM_OK || (s = llm__gpt2_new(&m, &c, opt)) != LLM_OK) goto done;
+    if ((s = llm__file_config(path, &c)) != LLM_OK || (s = llm__model_new(&m, &c, opt)) != LLM_OK) goto done;
     h = LLM__CAST(float *, LLM_MALLOC(m->n_params * sizeof(float)));
     if (!h) { s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", path); goto done; }
     {
         int64_t C = c.n_embd, V = c.vocab_size, T = c.max_seq_len;
-        llm_gpt2_params v;
-        llm__gpt2_views(&v, h, m->off);
+        llm_params v;
+        llm__param_views(&v, h, m->off, m->size);
         struct { const char *suffix; float *dst; int64_t rows, cols; int transpose; size_t stride; } per[12] = {
             {"ln_1.weight", v.ln1w, C, 0, 0, LLM__CAST(size_t, C)}, {"ln_1.bias", v.ln1b, C, 0, 0, LLM__CAST(size_t, C)},
             {"attn.c_attn.weight", v.qkvw, C, 3 * C, 1, LLM__CAST(size_t, 3 * C * C)},
@@ -770,7 +834,7 @@ static llm_status llm__load_safetensors(llm_gpt2 **out, const char *path, const 
 done:
     LLM_FREE(h);
     llm__st_close(&f);
-    if (s != LLM_OK) { llm_gpt2_free(m); m = NULL; }
+    if (s != LLM_OK) { llm_model_free(m); m = NULL; }
     *out = m;
     return s;
 }
@@ -778,11 +842,11 @@ done:
 /* ---- llm.c's gpt2_124M.bin: 256 int32 header, then every tensor in our order, wte
  * padded to Vp rows (fp32 for version 3, bf16 for version 5) ------------------------- */
 #define LLM__LLMC_MAGIC 20240326
-static llm_status llm__load_llmc(llm_gpt2 **out, const char *path, const llm_options *opt) {
+static llm_status llm__load_llmc(llm_model **out, const char *path, const llm_options *opt) {
     llm__map mp;
     llm_status s = llm__map_open(&mp, path);
     if (s != LLM_OK) return s;
-    llm_gpt2 *m = NULL;
+    llm_model *m = NULL;
     float *h = NULL;
     int32_t hd[8];
     if (mp.len < 1024) { s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes is too short for an llm.c checkpoint header", path, mp.len); goto done; }
@@ -790,12 +854,14 @@ static llm_status llm__load_llmc(llm_gpt2 **out, const char *path, const llm_opt
     if (hd[0] != LLM__LLMC_MAGIC) { s = llm__err(LLM_ERR_FORMAT, "%s: bad magic %d (llm.c checkpoints have %d)", path, hd[0], LLM__LLMC_MAGIC); goto done; }
     if (hd[1] != 3 && hd[1] != 5) { s = llm__err(LLM_ERR_UNSUPPORTED, "%s: llm.c checkpoint version %d (3 = fp32 and 5 = bf16 are supported)", path, hd[1]); goto done; }
     {
-        llm_gpt2_config c;
+        llm_config c;
+        memset(&c, 0, sizeof c);
+        c.arch = LLM_ARCH_GPT2;
         c.max_seq_len = hd[2]; c.vocab_size = hd[3]; c.n_layer = hd[4]; c.n_head = hd[5]; c.n_embd = hd[6];
         int Vp = hd[7];
         if ((s = llm__file_config(path, &c)) != LLM_OK) goto done;
         if (Vp < c.vocab_size) { s = llm__err(LLM_ERR_FORMAT, "%s: padded vocab %d < vocab %d", path, Vp, c.vocab_size); goto done; }
-        if ((s = llm__gpt2_new(&m, &c, opt)) != LLM_OK) goto done;
+        if ((s = llm__model_new(&m, &c, opt)) != LLM_OK) goto done;
         int dtype = hd[1] == 3 ? LLM__DT_F32 : LLM__DT_BF16;
         size_t esz = dtype == LLM__DT_F32 ? 4 : 2, C = LLM__CAST(size_t, c.n_embd);
         size_t pad = (LLM__CAST(size_t, Vp) - LLM__CAST(size_t, c.vocab_size)) * C;
@@ -811,27 +877,107 @@ static llm_status llm__load_llmc(llm_gpt2 **out, const char *path, const llm_opt
 done:
     LLM_FREE(h);
     llm__map_close(&mp);
-    if (s != LLM_OK) { llm_gpt2_free(m); m = NULL; }
+    if (s != LLM_OK) { llm_model_free(m); m = NULL; }
+    *out = m;
+    return s;
+}
+
+/* ---- llama2.c's model .bin (the original, "version 0" export): seven int32
+ *   dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size (negative: a separate
+ *   classifier follows), seq_len
+ * then fp32 tensors: token embedding (V,C), rms_att (L,C), wq (L,C,C), wk (L,KV,C),
+ * wv (L,KV,C), wo (L,C,C), rms_ffn (L,C), w1 (L,H,C), w2 (L,C,H), w3 (L,H,C),
+ * rms_final (C), two unused RoPE tables (maxT*HS/2 each), [wcls (V,C)]. Weights are
+ * (out, in) like ours; q, k, v are stacked into qkvw and w1, w3 into fcw. There is no
+ * magic number, so the file is recognised by its size matching its header. */
+static int llm__llama2c_config(const unsigned char *d, size_t len, llm_config *c, size_t *want) {
+    if (len < 28) return 0;
+    int32_t h[7];
+    for (int i = 0; i < 7; i++) h[i] = LLM__CAST(int32_t, llm__rd32(d + 4 * i));
+    memset(c, 0, sizeof *c);
+    c->arch = LLM_ARCH_LLAMA;
+    c->n_embd = h[0]; c->hidden_dim = h[1]; c->n_layer = h[2]; c->n_head = h[3]; c->n_kv_head = h[4];
+    c->vocab_size = h[5] < 0 ? -h[5] : h[5]; c->untied_head = h[5] < 0; c->max_seq_len = h[6];
+    if (h[5] == INT32_MIN) return 0;
+    llm_config r = *c;
+    if (llm__config_resolve(&r) != LLM_OK) return 0;
+    size_t off[LLM_NTENSORS], size[LLM_NTENSORS];
+    llm_tensor_layout(&r, off, size);
+    size_t np = off[LLM_NTENSORS - 1] + size[LLM_NTENSORS - 1];
+    size_t rope = LLM__CAST(size_t, r.max_seq_len) * LLM__CAST(size_t, r.n_embd / r.n_head);   /* two tables of maxT*HS/2 */
+    *want = 28 + 4 * (np + rope);
+    return 1;
+}
+
+static llm_status llm__load_llama2c(llm_model **out, const char *path, const llm_options *opt) {
+    llm__map mp;
+    llm_status s = llm__map_open(&mp, path);
+    if (s != LLM_OK) return s;
+    llm_config c;
+    size_t want = 0;
+    llm_model *m = NULL;
+    float *h = NULL;
+    if (!llm__llama2c_config(mp.data, mp.len, &c, &want)) { s = llm__err(LLM_ERR_FORMAT, "%s: not a llama2.c checkpoint (impossible header)", path); goto done; }
+    if (mp.len != want) { s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes, but its llama2.c header implies %zu (truncated?)", path, mp.len, want); goto done; }
+    if ((s = llm__model_new(&m, &c, opt)) != LLM_OK) goto done;
+    h = LLM__CAST(float *, LLM_MALLOC(m->n_params * sizeof(float)));
+    if (!h) { s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", path); goto done; }
+    {
+        const llm_config *r = &m->cfg;
+        size_t C = LLM__CAST(size_t, r->n_embd), L = LLM__CAST(size_t, r->n_layer), H = LLM__CAST(size_t, r->hidden_dim);
+        size_t V = LLM__CAST(size_t, r->vocab_size), KV = LLM__CAST(size_t, r->n_kv_head) * (C / LLM__CAST(size_t, r->n_head));
+        size_t QKV = C + 2 * KV;
+        const unsigned char *src = mp.data + 28;
+        llm_params v;
+        llm__param_views(&v, h, m->off, m->size);
+        /* read `rows` rows of C' floats of every layer into rows [row0, row0+rows) of a
+         * stacked (L, per, cols) tensor */
+#define LLM__L2C_READ(dst, per, row0, rows, cols) \
+        for (size_t l = 0; l < L; l++) { \
+            llm__convert((dst) + (l * (per) + (row0)) * (cols), src, LLM__DT_F32, 1, (rows) * (cols), 0); \
+            src += 4 * (rows) * (cols); }
+        llm__convert(v.wte, src, LLM__DT_F32, 1, V * C, 0); src += 4 * V * C;
+        LLM__L2C_READ(v.ln1w, 1, 0, 1, C);
+        LLM__L2C_READ(v.qkvw, QKV, 0, C, C);          /* wq */
+        LLM__L2C_READ(v.qkvw, QKV, C, KV, C);         /* wk */
+        LLM__L2C_READ(v.qkvw, QKV, C + KV, KV, C);    /* wv */
+        LLM__L2C_READ(v.attprojw, C, 0, C, C);        /* wo */
+        LLM__L2C_READ(v.ln2w, 1, 0, 1, C);
+        LLM__L2C_READ(v.fcw, 2 * H, 0, H, C);         /* w1: the gate */
+        LLM__L2C_READ(v.fcprojw, C, 0, C, H);         /* w2 */
+        LLM__L2C_READ(v.fcw, 2 * H, H, H, C);         /* w3: the up projection */
+#undef LLM__L2C_READ
+        llm__convert(v.lnfw, src, LLM__DT_F32, 1, C, 0); src += 4 * C;
+        src += 4 * LLM__CAST(size_t, r->max_seq_len) * (C / LLM__CAST(size_t, r->n_head));   /* RoPE tables */
+        if (v.wcls) llm__convert(v.wcls, src, LLM__DT_F32, 1, V * C, 0);
+    }
+    s = m->be->upload(m->st, m->params_mem, h, m->n_params * sizeof(float));
+done:
+    LLM_FREE(h);
+    llm__map_close(&mp);
+    if (s != LLM_OK) { llm_model_free(m); m = NULL; }
     *out = m;
     return s;
 }
 
 /* ---- our checkpoint: a 256-byte header, the parameters, optionally m and v ----------
- *   0 "LLMHGPT2" | 8 u32 version 1 | 12 u32 flags (1: optimizer state follows)
- *   16 i32 maxT, V, L, NH, C | 36 u32 0 | 40 u64 n_params | 48 u64 adam step
- *   56 u64 train step, rng[0], rng[1], cursor, epoch | 96..255 zero
+ *   0 "LLMHCKPT" | 8 u32 version 1 | 12 u32 flags (1: optimizer state follows)
+ *   16 i32 arch, maxT, V, L, NH, C, NKV, hidden, untied | 52 f32 norm_eps, rope_theta
+ *   60 u32 0 | 64 u64 n_params | 72 u64 adam step
+ *   80 u64 train step, rng[0], rng[1], cursor, epoch | 120..255 zero
  *   256: f32 params[n_params] (+ f32 m[n_params], f32 v[n_params])        little-endian */
-#define LLM__CKPT_MAGIC "LLMHGPT2"
+#define LLM__CKPT_MAGIC "LLMHCKPT"
+#define LLM__CKPT_NCFG 9
 static void llm__wr32(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = LLM__CAST(unsigned char, v >> (8 * i)); }
 static void llm__wr64(unsigned char *p, uint64_t v) { llm__wr32(p, LLM__CAST(uint32_t, v)); llm__wr32(p + 4, LLM__CAST(uint32_t, v >> 32)); }
 
-static llm_status llm__write_dev(llm__wfile *w, const llm_gpt2 *m, const float *dev, float *host) {
+static llm_status llm__write_dev(llm__wfile *w, const llm_model *m, const float *dev, float *host) {
     llm_status s = m->be->download(m->st, host, dev, m->n_params * sizeof(float));
     if (s == LLM_OK) llm__wbytes(w, host, m->n_params * sizeof(float));
     return s;
 }
 
-LLMDEF llm_status llm_gpt2_save(const llm_gpt2 *m, const char *path, int with_optimizer, const llm_train_state *ts) {
+LLMDEF llm_status llm_model_save(const llm_model *m, const char *path, int with_optimizer, const llm_train_state *ts) {
     if (!m || !path) return llm__err(LLM_ERR_ARG, "save: NULL argument");
     unsigned char hdr[256];
     memset(hdr, 0, sizeof hdr);
@@ -839,13 +985,17 @@ LLMDEF llm_status llm_gpt2_save(const llm_gpt2 *m, const char *path, int with_op
     memcpy(hdr, LLM__CKPT_MAGIC, 8);
     llm__wr32(hdr + 8, 1);
     llm__wr32(hdr + 12, opt ? 1u : 0u);
-    const int *cf[5] = {&m->cfg.max_seq_len, &m->cfg.vocab_size, &m->cfg.n_layer, &m->cfg.n_head, &m->cfg.n_embd};
-    for (int i = 0; i < 5; i++) llm__wr32(hdr + 16 + 4 * i, LLM__CAST(uint32_t, *cf[i]));
-    llm__wr64(hdr + 40, m->n_params);
-    llm__wr64(hdr + 48, LLM__CAST(uint64_t, m->t));
+    const llm_config *c = &m->cfg;
+    const int cf[LLM__CKPT_NCFG] = {LLM__CAST(int, c->arch), c->max_seq_len, c->vocab_size, c->n_layer, c->n_head,
+                                    c->n_embd, c->n_kv_head, c->hidden_dim, c->untied_head};
+    for (int i = 0; i < LLM__CKPT_NCFG; i++) llm__wr32(hdr + 16 + 4 * i, LLM__CAST(uint32_t, cf[i]));
+    memcpy(hdr + 52, &c->norm_eps, 4);
+    memcpy(hdr + 56, &c->rope_theta, 4);
+    llm__wr64(hdr + 64, m->n_params);
+    llm__wr64(hdr + 72, LLM__CAST(uint64_t, m->t));
     if (ts) {
         const uint64_t v[5] = {ts->step, ts->rng[0], ts->rng[1], ts->cursor, ts->epoch};
-        for (int i = 0; i < 5; i++) llm__wr64(hdr + 56 + 8 * i, v[i]);
+        for (int i = 0; i < 5; i++) llm__wr64(hdr + 80 + 8 * i, v[i]);
     }
     float *host = LLM__CAST(float *, LLM_MALLOC(m->n_params * sizeof(float)));
     if (!host) return llm__err(LLM_ERR_NOMEM, "save: out of memory");
@@ -863,45 +1013,52 @@ LLMDEF llm_status llm_gpt2_save(const llm_gpt2 *m, const char *path, int with_op
 
 /* Validate our header against the file; fills the config and says whether the
  * optimizer state is present. */
-static llm_status llm__ckpt_header(const llm__map *mp, const char *path, llm_gpt2_config *c, int *has_opt) {
+static llm_status llm__ckpt_header(const llm__map *mp, const char *path, llm_config *c, int *has_opt) {
     if (mp->len < 256 || memcmp(mp->data, LLM__CKPT_MAGIC, 8) != 0)
         return llm__err(LLM_ERR_FORMAT, "%s: not an llm.h checkpoint (bad magic or too short)", path);
     if (llm__rd32(mp->data + 8) != 1) return llm__err(LLM_ERR_UNSUPPORTED, "%s: checkpoint version %u", path, llm__rd32(mp->data + 8));
     *has_opt = llm__rd32(mp->data + 12) & 1;
-    int *cf[5] = {&c->max_seq_len, &c->vocab_size, &c->n_layer, &c->n_head, &c->n_embd};
-    for (int i = 0; i < 5; i++) *cf[i] = LLM__CAST(int32_t, llm__rd32(mp->data + 16 + 4 * i));
+    int arch = LLM__CAST(int32_t, llm__rd32(mp->data + 16));
+    int *cf[LLM__CKPT_NCFG] = {&arch, &c->max_seq_len, &c->vocab_size, &c->n_layer, &c->n_head, &c->n_embd,
+                               &c->n_kv_head, &c->hidden_dim, &c->untied_head};
+    for (int i = 0; i < LLM__CKPT_NCFG; i++) *cf[i] = LLM__CAST(int32_t, llm__rd32(mp->data + 16 + 4 * i));
+    c->arch = arch == 1 ? LLM_ARCH_LLAMA : LLM_ARCH_GPT2;
+    if (arch != 0 && arch != 1) return llm__err(LLM_ERR_FORMAT, "%s: unknown architecture %d", path, arch);
+    memcpy(&c->norm_eps, mp->data + 52, 4);
+    memcpy(&c->rope_theta, mp->data + 56, 4);
     llm_status s = llm__file_config(path, c);
+    if (s == LLM_OK) s = llm__config_resolve(c);
     if (s != LLM_OK) return s;
-    size_t off[LLM_GPT2_NTENSORS], size[LLM_GPT2_NTENSORS];
-    llm_gpt2_tensor_layout(c, off, size);
-    uint64_t np = off[LLM_GPT2_NTENSORS - 1] + size[LLM_GPT2_NTENSORS - 1];
-    if (llm__rd64(mp->data + 40) != np) return llm__err(LLM_ERR_FORMAT, "%s: parameter count disagrees with the shape", path);
+    size_t off[LLM_NTENSORS], size[LLM_NTENSORS];
+    llm_tensor_layout(c, off, size);
+    uint64_t np = off[LLM_NTENSORS - 1] + size[LLM_NTENSORS - 1];
+    if (llm__rd64(mp->data + 64) != np) return llm__err(LLM_ERR_FORMAT, "%s: parameter count disagrees with the shape", path);
     uint64_t want = 256 + np * 4 * (*has_opt ? 3 : 1);
     if (mp->len != want)
         return llm__err(LLM_ERR_FORMAT, "%s: %zu bytes, expected %llu (truncated?)", path, mp->len, LLM__CAST(unsigned long long, want));
     return LLM_OK;
 }
 
-static llm_status llm__load_ckpt(llm_gpt2 **out, const char *path, const llm_options *opt) {
+static llm_status llm__load_ckpt(llm_model **out, const char *path, const llm_options *opt) {
     llm__map mp;
     llm_status s = llm__map_open(&mp, path);
     if (s != LLM_OK) return s;
-    llm_gpt2_config c;
+    llm_config c;
     int has_opt;
-    llm_gpt2 *m = NULL;
-    if ((s = llm__ckpt_header(&mp, path, &c, &has_opt)) == LLM_OK && (s = llm__gpt2_new(&m, &c, opt)) == LLM_OK)
+    llm_model *m = NULL;
+    if ((s = llm__ckpt_header(&mp, path, &c, &has_opt)) == LLM_OK && (s = llm__model_new(&m, &c, opt)) == LLM_OK)
         s = m->be->upload(m->st, m->params_mem, mp.data + 256, m->n_params * sizeof(float));
     llm__map_close(&mp);
-    if (s != LLM_OK) { llm_gpt2_free(m); m = NULL; }
+    if (s != LLM_OK) { llm_model_free(m); m = NULL; }
     *out = m;
     return s;
 }
 
-LLMDEF llm_status llm_gpt2_load_train_state(llm_gpt2 *m, const char *path, llm_train_state *ts) {
+LLMDEF llm_status llm_model_load_train_state(llm_model *m, const char *path, llm_train_state *ts) {
     llm__map mp;
     llm_status s = llm__map_open(&mp, path);
     if (s != LLM_OK) return s;
-    llm_gpt2_config c;
+    llm_config c;
     int has_opt;
     if ((s = llm__ckpt_header(&mp, path, &c, &has_opt)) != LLM_OK) goto done;
     if (!has_opt) { s = llm__err(LLM_ERR_FORMAT, "%s: saved without optimizer state", path); goto done; }
@@ -913,18 +1070,18 @@ LLMDEF llm_status llm_gpt2_load_train_state(llm_gpt2 *m, const char *path, llm_t
     }
     if ((s = m->be->upload(m->st, m->m_mem, mp.data + 256 + m->n_params * 4, m->n_params * 4)) != LLM_OK) goto done;
     if ((s = m->be->upload(m->st, m->v_mem, mp.data + 256 + m->n_params * 8, m->n_params * 4)) != LLM_OK) goto done;
-    m->t = LLM__CAST(int, llm__rd64(mp.data + 48));
+    m->t = LLM__CAST(int, llm__rd64(mp.data + 72));
     if (ts) {
         uint64_t *v[5] = {&ts->step, &ts->rng[0], &ts->rng[1], &ts->cursor, &ts->epoch};
-        for (int i = 0; i < 5; i++) *v[i] = llm__rd64(mp.data + 56 + 8 * i);
+        for (int i = 0; i < 5; i++) *v[i] = llm__rd64(mp.data + 80 + 8 * i);
     }
 done:
     llm__map_close(&mp);
     return s;
 }
 
-LLMDEF llm_status llm_gpt2_load(llm_gpt2 **out, const char *path, const llm_options *opt) {
-    if (!out || !path) return llm__err(LLM_ERR_ARG, "llm_gpt2_load: NULL argument");
+LLMDEF llm_status llm_model_load(llm_model **out, const char *path, const llm_options *opt) {
+    if (!out || !path) return llm__err(LLM_ERR_ARG, "llm_model_load: NULL argument");
     *out = NULL;
     char buf[1024];
     struct stat sb;
@@ -940,7 +1097,18 @@ LLMDEF llm_status llm_gpt2_load(llm_gpt2 **out, const char *path, const llm_opti
     if (n >= 8 && memcmp(head, LLM__CKPT_MAGIC, 8) == 0) return llm__load_ckpt(out, path, opt);
     if (n >= 4 && llm__rd32(head) == LLM__LLMC_MAGIC) return llm__load_llmc(out, path, opt);
     if (n >= 9 && head[8] == '{') return llm__load_safetensors(out, path, opt);
-    return llm__err(LLM_ERR_FORMAT, "%s: unknown model format (expected safetensors, llm.c .bin or an llm.h checkpoint)", path);
+    {   /* llama2.c has no magic: its header must predict the file size exactly */
+        llm__map mp;
+        llm_config c;
+        size_t want = 0;
+        int is_l2c = 0;
+        if (llm__map_open(&mp, path) == LLM_OK) {
+            is_l2c = llm__llama2c_config(mp.data, mp.len, &c, &want) && want == mp.len;
+            llm__map_close(&mp);
+        }
+        if (is_l2c) return llm__load_llama2c(out, path, opt);
+    }
+    return llm__err(LLM_ERR_FORMAT, "%s: unknown model format (expected HF safetensors, llm.c .bin, llama2.c .bin or an llm.h checkpoint)", path);
 }
 
 //==== DATA =============================================================================
@@ -1071,7 +1239,7 @@ LLMDEF llm_status llm_loader_set_state(llm_loader *l, const llm_train_state *ts)
     return LLM_OK;
 }
 
-LLMDEF llm_status llm_gpt2_eval(llm_gpt2 *m, llm_loader *l, int n_batches, float *loss) {
+LLMDEF llm_status llm_model_eval(llm_model *m, llm_loader *l, int n_batches, float *loss) {
     size_t BT = LLM__CAST(size_t, l->B) * LLM__CAST(size_t, l->T);
     int *buf = LLM__CAST(int *, LLM_MALLOC(2 * BT * sizeof(int)));
     if (!buf) return llm__err(LLM_ERR_NOMEM, "eval: out of memory");
@@ -1079,7 +1247,7 @@ LLMDEF llm_status llm_gpt2_eval(llm_gpt2 *m, llm_loader *l, int n_batches, float
     llm_status s = LLM_OK;
     for (int i = 0; i < n_batches && s == LLM_OK; i++) {
         float li = 0;
-        if ((s = llm_loader_next(l, buf, buf + BT)) == LLM_OK && (s = llm_gpt2_forward(m, buf, buf + BT, l->B, l->T, &li)) == LLM_OK)
+        if ((s = llm_loader_next(l, buf, buf + BT)) == LLM_OK && (s = llm_model_forward(m, buf, buf + BT, l->B, l->T, &li)) == LLM_OK)
             sum += li;
     }
     LLM_FREE(buf);

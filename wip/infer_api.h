@@ -1,0 +1,1 @@
+/* wip/infer_api.h: work in progress */

@@ -1,0 +1,1 @@
+/* wip/infer_impl.h: work in progress */

@@ -1,0 +1,1 @@
+/* wip/simd_kernels.h: work in progress */
