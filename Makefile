@@ -55,8 +55,15 @@ fixtures:
 	    echo "== $$s"; $(PY) $$s $(B)/fixtures || exit 1; done; \
 	else echo "SKIP fixtures: $(PY) has no torch (apt-get install python3-torch)"; fi
 
-test: all fixtures $(TESTS) $(B)/tests/test_cpp $(SANTESTS)
-	@LLM_FIXTURES=$(B)/fixtures tests/run.sh $(TESTS) $(B)/tests/test_cpp \
+# llm.h as C11 with clang too (when clang is installed).
+CLANG := $(shell command -v clang 2>/dev/null)
+C11TEST := $(if $(CLANG),$(B)/tests/test_options_c11)
+$(B)/tests/test_options_c11: tests/test_options.c llm.h tests/test.h $(wildcard wip/*.h)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(OPT) -g -std=c11 -Wall -Wextra -pthread -I. $< -o $@ $(LDLIBS)
+
+test: all fixtures $(TESTS) $(B)/tests/test_cpp $(C11TEST) $(SANTESTS)
+	@LLM_FIXTURES=$(B)/fixtures tests/run.sh $(TESTS) $(B)/tests/test_cpp $(C11TEST) \
 	  $(foreach t,$(SANTESTS),$(t))
 
 # OpenBLAS is used by the SGEMM benchmark only, as the yardstick (never by llm.h).

@@ -75,7 +75,11 @@
 
 #ifndef LLMDEF
 #ifdef LLM_STATIC
+#if defined(__GNUC__) || defined(__clang__)
+#define LLMDEF static __attribute__((unused))
+#else
 #define LLMDEF static
+#endif
 #else
 #define LLMDEF extern
 #endif
@@ -143,6 +147,10 @@ typedef struct llm_options {
     const struct llm_backend *backend;  /* NULL: llm_cpu_backend() */
     int n_threads;                      /* CPU threads; <= 0: llm_cpu_count() */
     int device;                         /* GPU index, for a GPU backend */
+    int bf16;                           /* 1: matmuls with bfloat16 operands and fp32
+                                         * accumulation (master weights, optimizer and
+                                         * every other op stay fp32). CPU: needs
+                                         * AVX512-BF16, else fp32 is used. */
 } llm_options;
 
 /* ---- backend interface -------------------------------------------------------------- */
@@ -232,8 +240,8 @@ typedef struct llm_backend {
 LLMDEF const llm_backend *llm_cpu_backend(void);
 /* Defined in llm_cuda.cu; link it to use them. llm_cuda_device_count() is 0 without a
  * driver or GPU. */
-LLMDEF const llm_backend *llm_cuda_backend(void);
-LLMDEF int llm_cuda_device_count(void);
+extern const llm_backend *llm_cuda_backend(void);   /* extern even with LLM_STATIC */
+extern int llm_cuda_device_count(void);
 
 /* ---- models: GPT-2 and Llama ------------------------------------------------------- */
 /* One Transformer with two families' choices of parts:

@@ -3,7 +3,7 @@
  * threads write the same float (rows for row-wise ops, columns for the parameter
  * gradients that sum over rows). The split depends only on the thread count, so the
  * results are bit-identical run to run. */
-typedef struct llm__cpu { llm_pool *pool; } llm__cpu;
+typedef struct llm__cpu { llm_pool *pool; int bf16; } llm__cpu;
 #define LLM__POOL(st) (LLM__CAST(llm__cpu *, st)->pool)
 
 /* One argument block serves every op: the task functions read the fields they need. */
@@ -23,6 +23,7 @@ static llm_status llm__cpu_create(void **st, const llm_options *opt) {
     llm__cpu *c = LLM__CAST(llm__cpu *, llm__calloc(1, sizeof *c));
     if (!c) return llm__err(LLM_ERR_NOMEM, "cpu backend: out of memory");
     c->pool = llm_pool_create(n_threads);
+    c->bf16 = opt ? opt->bf16 : 0;
     if (!c->pool) { LLM_FREE(c); return LLM_ERR_NOMEM; }
     *st = c;
     return LLM_OK;

@@ -1,0 +1,230 @@
+/* tests/test_simd_kernels.c: every llm__<op>_fast dispatcher against its reference
+ * kernel, at every SIMD level this CPU has (scalar, AVX2, AVX-512), on odd shapes
+ * (lengths not multiples of 8 or 16; HS 16, 40, 64, 128; fewer key/value heads than
+ * query heads), plus special values: very negative logits, ignored targets (-100),
+ * large |x| for GELU, and the vector exp against exp() in double over its whole range.
+ * Each result must be deterministic (the same inputs twice give the same bits).
+ *
+ * Tolerances (relative, with an absolute floor where values can be near 0):
+ *   - exp: <= 2 ulp of the correctly rounded value (measured: see the printout).
+ *   - sums reordered in fp32 (layernorm, attention, cross-entropy): 1e-5 relative with
+ *     a floor of 1e-4·scale of the quantity: a reordered sum of n terms of size a
+ *     differs by ~sqrt(n)·6e-8·a, which the floor covers for results that cancel to ~0.
+ *   - GELU: |fast - ref| <= 2e-6·max(1, |ref|): the reference's 0.5·(1 + tanh u) has an
+ *     absolute error of ~6e-8 where it cancels (x << 0), the vector path does not.
+ *   - residual and AdamW: exact (same operations); sumsq: 1e-12 relative (double). */
+#include "tests/test.h"
+#define LLM_IMPLEMENTATION
+#include "llm.h"
+
+static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
+static float frand(void) {   /* uniform in [-1, 1) */
+    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+static float *rnd(size_t n, float scale) {
+    float *p = (float *)malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++) p[i] = frand() * scale;
+    return p;
+}
+static float *dup(const float *a, size_t n) {
+    float *p = (float *)malloc((n ? n : 1) * sizeof(float));
+    memcpy(p, a, n * sizeof(float));
+    return p;
+}
+/* max |a-b| / max(|b|, floor) */
+#define ERR(a, b, n, fl) test_max_rel_err((a), (b), (n), (fl))
+
+static const char *lvl_name;
+
+static void test_exp(llm_simd lvl) {
+#ifdef LLM__X86
+    /* Sweep [-104, 89] plus the special values; compare with exp() in double. */
+    enum { M = 16 * 4096 };
+    static float x[M], y[M];
+    for (int i = 0; i < M; i++) x[i] = -104.0f + 193.0f * (float)i / (float)M;
+    x[0] = -INFINITY; x[1] = INFINITY; x[2] = -1e30f; x[3] = 1e30f; x[4] = 0.0f; x[5] = -0.0f;
+    x[6] = 88.72f; x[7] = 88.73f; x[8] = -87.0f; x[9] = -103.0f; x[10] = NAN; x[11] = 1e-10f;
+    for (int i = 0; i < M; i += 16) {
+        if (lvl == LLM_SIMD_AVX512) _mm512_storeu_ps(y + i, llm__exp_avx512(_mm512_loadu_ps(x + i)));
+        else {
+            _mm256_storeu_ps(y + i, llm__exp_avx2(_mm256_loadu_ps(x + i)));
+            _mm256_storeu_ps(y + i + 8, llm__exp_avx2(_mm256_loadu_ps(x + i + 8)));
+        }
+    }
+    double worst = 0; int bad = 0;
+    for (int i = 0; i < M; i++) {
+        if (i == 10) { CHECK(y[i] != y[i], "%s exp(NaN) is NaN", lvl_name); continue; }
+        double e = exp((double)x[i]);
+        if (e > FLT_MAX) { if (!(y[i] == INFINITY)) bad++; continue; }
+        if (e < FLT_MIN) { if (fabs(y[i] - e) > 1.5e-45) bad++; continue; }   /* denormal: 1 ulp there */
+        float ef = (float)e;
+        double ulp = nextafterf(ef, INFINITY) - ef;
+        double u = fabs(y[i] - e) / ulp;
+        if (u > worst) worst = u;
+    }
+    CHECK(bad == 0, "%s exp: %d special values wrong", lvl_name, bad);
+    CHECK(worst <= 2.0, "%s exp: %.2f ulp", lvl_name, worst);
+    CHECK(y[0] == 0.0f && y[2] == 0.0f && y[1] == INFINITY && y[3] == INFINITY && y[4] == 1.0f && y[5] == 1.0f,
+          "%s exp special: %g %g %g %g %g", lvl_name, y[0], y[2], y[1], y[3], y[4]);
+    printf("  %s exp: max %.2f ulp over [-104, 89]\n", lvl_name, worst);
+#else
+    (void)lvl;
+#endif
+}
+
+static void test_layernorm(int N, int C) {
+    size_t n = (size_t)N * C;
+    float *x = rnd(n, 2.0f), *w = rnd((size_t)C, 1.0f), *b = rnd((size_t)C, 1.0f), *dout = rnd(n, 1.0f);
+    for (size_t i = 0; i < n; i++) x[i] += 3.0f;   /* a mean far from 0 */
+    float *o1 = rnd(n, 1), *o2 = rnd(n, 1), *m1 = rnd((size_t)N, 1), *m2 = rnd((size_t)N, 1);
+    float *r1 = rnd((size_t)N, 1), *r2 = rnd((size_t)N, 1);
+    llm__layernorm_fwd_ref(o1, m1, r1, x, w, b, N, C);
+    llm__layernorm_fwd_fast(o2, m2, r2, x, w, b, N, C);
+    CHECK(ERR(o2, o1, n, 1e-3) < 1e-5, "%s ln fwd N=%d C=%d: out err %g", lvl_name, N, C, ERR(o2, o1, n, 1e-3));
+    CHECK(ERR(m2, m1, (size_t)N, 1e-3) < 1e-5 && ERR(r2, r1, (size_t)N, 1e-3) < 1e-5, "%s ln fwd mean/rstd", lvl_name);
+    /* backward: the reference's fused kernel against dx_fast + dwdb_fast over two channel ranges */
+    float *dx1 = rnd(n, 1), *dw1 = rnd((size_t)C, 1), *db1 = rnd((size_t)C, 1);
+    float *dx2 = dup(dx1, n), *dw2 = dup(dw1, (size_t)C), *db2 = dup(db1, (size_t)C);
+    llm__layernorm_bwd_ref(dx1, dw1, db1, dout, x, w, m1, r1, N, C);
+    llm__layernorm_bwd_dx_fast(dx2, dout, x, w, m1, r1, N, C);
+    int cm = C / 3;   /* an odd split point */
+    llm__layernorm_bwd_dwdb_fast(dw2, db2, dout, x, m1, r1, N, C, 0, cm);
+    llm__layernorm_bwd_dwdb_fast(dw2, db2, dout, x, m1, r1, N, C, cm, C);
+    CHECK(ERR(dx2, dx1, n, 1e-2) < 1e-5, "%s ln bwd N=%d C=%d: dx err %g", lvl_name, N, C, ERR(dx2, dx1, n, 1e-2));
+    CHECK(ERR(dw2, dw1, (size_t)C, 1e-2) < 1e-5, "%s ln bwd dw err %g", lvl_name, ERR(dw2, dw1, (size_t)C, 1e-2));
+    CHECK(ERR(db2, db1, (size_t)C, 1e-2) < 1e-5, "%s ln bwd db err %g", lvl_name, ERR(db2, db1, (size_t)C, 1e-2));
+    free(x); free(w); free(b); free(dout); free(o1); free(o2); free(m1); free(m2); free(r1); free(r2);
+    free(dx1); free(dw1); free(db1); free(dx2); free(dw2); free(db2);
+}
+
+static void test_gelu(size_t n) {
+    float *x = rnd(n, 10.0f), *d = rnd(n, 1.0f);
+    if (n > 8) { x[0] = 0.0f; x[1] = -50.0f; x[2] = 50.0f; x[3] = -1e4f; x[4] = 1e4f; x[5] = 1e-20f; x[6] = -9.99f; }
+    float *y1 = rnd(n, 1), *y2 = rnd(n, 1);
+    llm__gelu_fwd_ref(y1, x, n);
+    llm__gelu_fwd_fast(y2, x, n);
+    CHECK(ERR(y2, y1, n, 1.0) < 2e-6, "%s gelu fwd n=%zu err %g", lvl_name, n, ERR(y2, y1, n, 1.0));
+    float *g1 = rnd(n, 1), *g2 = dup(g1, n);
+    llm__gelu_bwd_ref(g1, x, d, n);
+    llm__gelu_bwd_fast(g2, x, d, n);
+    CHECK(ERR(g2, g1, n, 1.0) < 2e-6, "%s gelu bwd n=%zu err %g", lvl_name, n, ERR(g2, g1, n, 1.0));
+    free(x); free(d); free(y1); free(y2); free(g1); free(g2);
+}
+
+static void test_residual_adamw_sumsq(size_t n) {
+    float *a = rnd(n, 1), *b = rnd(n, 1), *o1 = rnd(n, 1), *o2 = rnd(n, 1);
+    llm__residual_fwd_ref(o1, a, b, n);
+    llm__residual_fwd_fast(o2, a, b, n);
+    CHECK(n == 0 || memcmp(o1, o2, n * sizeof(float)) == 0, "%s residual fwd n=%zu", lvl_name, n);
+    float *da1 = rnd(n, 1), *db1 = rnd(n, 1), *da2 = dup(da1, n), *db2 = dup(db1, n);
+    llm__residual_bwd_ref(da1, db1, a, n);
+    llm__residual_bwd_fast(da2, db2, a, n);
+    CHECK(n == 0 || (memcmp(da1, da2, n * 4) == 0 && memcmp(db1, db2, n * 4) == 0), "%s residual bwd n=%zu", lvl_name, n);
+    /* AdamW: three steps */
+    float *p1 = rnd(n, 1), *m1 = rnd(n, 0.1f), *v1 = rnd(n, 0.0f), *p2 = dup(p1, n), *m2 = dup(m1, n), *v2 = dup(v1, n);
+    for (int t = 1; t <= 3; t++) {
+        llm__adamw_ref(p1, a, m1, v1, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, t);
+        llm__adamw_fast(p2, a, m2, v2, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, t);
+    }
+    double e = ERR(p2, p1, n, 1e-3);
+    if (ERR(m2, m1, n, 1e-3) > e) e = ERR(m2, m1, n, 1e-3);
+    if (ERR(v2, v1, n, 1e-6) > e) e = ERR(v2, v1, n, 1e-6);
+    CHECK(e < 1e-6, "%s adamw n=%zu err %g", lvl_name, n, e);
+    double s1 = llm__sumsq_ref(a, n), s2 = llm__sumsq_fast(a, n);
+    CHECK(fabs(s1 - s2) <= 1e-12 * s1, "%s sumsq n=%zu: %.17g vs %.17g", lvl_name, n, s2, s1);
+    free(a); free(b); free(o1); free(o2); free(da1); free(db1); free(da2); free(db2);
+    free(p1); free(m1); free(v1); free(p2); free(m2); free(v2);
+}
+
+static void test_crossentropy(int N, int V) {
+    size_t n = (size_t)N * V;
+    float *x = rnd(n, 4.0f);
+    int *tg = (int *)malloc((size_t)N * sizeof(int));
+    for (int i = 0; i < N; i++) tg[i] = (int)((unsigned)(i * 7919) % (unsigned)V);
+    tg[0] = -100;                                    /* ignored */
+    if (N > 2) {                                     /* very negative logits, one large */
+        for (int i = 0; i < V; i++) x[(size_t)2 * V + i] = -1e30f;
+        x[(size_t)2 * V + V / 2] = 30.0f;
+        tg[2] = V / 2;
+    }
+    if (N > 3) x[(size_t)3 * V + tg[3]] = -80.0f;    /* target with a tiny probability */
+    float *l1 = rnd((size_t)N, 1), *l2 = rnd((size_t)N, 1), *s1 = rnd((size_t)N, 1), *s2 = rnd((size_t)N, 1);
+    llm__crossentropy_fwd_ref(l1, s1, x, tg, N, V);
+    llm__crossentropy_fwd_fast(l2, s2, x, tg, N, V);
+    CHECK(ERR(l2, l1, (size_t)N, 1e-3) < 1e-5, "%s ce fwd N=%d V=%d loss err %g", lvl_name, N, V, ERR(l2, l1, (size_t)N, 1e-3));
+    CHECK(ERR(s2, s1, (size_t)N, 1e-3) < 1e-5, "%s ce fwd lse err %g", lvl_name, ERR(s2, s1, (size_t)N, 1e-3));
+    CHECK(l2[0] == 0.0f, "%s ce ignored target has loss 0", lvl_name);
+    float *g1 = dup(x, n), *g2 = dup(x, n);
+    llm__crossentropy_bwd_ref(g1, s1, tg, 0.25f, N, V);
+    llm__crossentropy_bwd_fast(g2, s1, tg, 0.25f, N, V);
+    /* probabilities: absolute error ~1e-7·dloss is the floor (they sum to dloss per row) */
+    CHECK(ERR(g2, g1, n, 1e-4) < 1e-5, "%s ce bwd err %g", lvl_name, ERR(g2, g1, n, 1e-4));
+    int zero = 1;
+    for (int i = 0; i < V; i++) zero &= g2[i] == 0.0f;
+    CHECK(zero, "%s ce bwd: ignored row is zero", lvl_name);
+    free(x); free(tg); free(l1); free(l2); free(s1); free(s2); free(g1); free(g2);
+}
+
+static void test_attention(int B, int T, int NH, int NKV, int HS) {
+    size_t row = (size_t)(NH + 2 * NKV) * HS, C = (size_t)NH * HS;
+    size_t nqkv = (size_t)B * T * row, nout = (size_t)B * T * C, nl = (size_t)B * NH * T;
+    float *qkv = rnd(nqkv, 1.5f), *dout = rnd(nout, 1.0f);
+    float *o1 = rnd(nout, 1), *o2 = rnd(nout, 1), *L1 = rnd(nl, 1), *L2 = rnd(nl, 1);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            llm__attention_fwd_head(o1, L1, qkv, b, h, T, NH, NKV, HS);
+            llm__attention_fwd_fast(o2, L2, qkv, b, h, T, NH, NKV, HS);
+        }
+    CHECK(ERR(o2, o1, nout, 1e-3) < 1e-5, "%s attn fwd B=%d T=%d NH=%d NKV=%d HS=%d: out err %g", lvl_name,
+          B, T, NH, NKV, HS, ERR(o2, o1, nout, 1e-3));
+    CHECK(ERR(L2, L1, nl, 1e-2) < 1e-5, "%s attn fwd lse err %g", lvl_name, ERR(L2, L1, nl, 1e-2));
+    /* backward from the same (reference) forward state; dqkv starts non-zero (+=) */
+    float *d1 = rnd(nqkv, 0.5f), *d2 = dup(d1, nqkv), *d3 = dup(d1, nqkv);
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) llm__attention_bwd_head(d1, dout, qkv, o1, L1, b, h, T, NH, NKV, HS);
+        for (int g = 0; g < NKV; g++) llm__attention_bwd_group_fast(d2, dout, qkv, o1, L1, b, g, T, NH, NKV, HS);
+    }
+    CHECK(ERR(d2, d1, nqkv, 1e-2) < 1e-5, "%s attn bwd B=%d T=%d NH=%d NKV=%d HS=%d: dqkv err %g", lvl_name,
+          B, T, NH, NKV, HS, ERR(d2, d1, nqkv, 1e-2));
+    /* deterministic: the same call again gives the same bits */
+    for (int b = 0; b < B; b++)
+        for (int g = 0; g < NKV; g++) llm__attention_bwd_group_fast(d3, dout, qkv, o1, L1, b, g, T, NH, NKV, HS);
+    CHECK(memcmp(d2, d3, nqkv * sizeof(float)) == 0, "%s attn bwd deterministic", lvl_name);
+    free(qkv); free(dout); free(o1); free(o2); free(L1); free(L2); free(d1); free(d2); free(d3);
+}
+
+int main(void) {
+    llm_simd levels[3] = {LLM_SIMD_SCALAR, LLM_SIMD_AVX2, LLM_SIMD_AVX512};
+    for (int li = 0; li < 3; li++) {
+        if (!llm_simd_supported(levels[li])) {
+            TEST_SKIP("SIMD level %s: not on this CPU", llm_simd_name(levels[li]));
+            continue;
+        }
+        CHECK(llm_simd_force(levels[li]) == LLM_OK, "force %s", llm_simd_name(levels[li]));
+        lvl_name = llm_simd_name(levels[li]);
+        printf("level %s\n", lvl_name);
+        if (levels[li] != LLM_SIMD_SCALAR) test_exp(levels[li]);
+        test_layernorm(1, 1); test_layernorm(3, 17); test_layernorm(5, 100); test_layernorm(7, 768);
+        test_layernorm(2, 63);
+        test_gelu(1); test_gelu(13); test_gelu(1000); test_gelu(4099);
+        test_residual_adamw_sumsq(0); test_residual_adamw_sumsq(1); test_residual_adamw_sumsq(31);
+        test_residual_adamw_sumsq(1237);
+        test_crossentropy(1, 7); test_crossentropy(5, 100); test_crossentropy(4, 1001);
+#if !LLM_TEST_SAN
+        test_crossentropy(3, 50257);
+#endif
+        test_attention(1, 1, 1, 1, 16);
+        test_attention(2, 19, 3, 3, 16);
+        test_attention(1, 37, 4, 2, 40);
+        test_attention(1, 33, 2, 1, 64);
+        test_attention(1, 21, 2, 2, 100);
+#if !LLM_TEST_SAN
+        test_attention(2, 70, 4, 1, 128);
+        test_attention(1, 130, 2, 2, 64);
+        test_attention(1, 9, 1, 1, 300);   /* past LLM__ATT_HSMAX: the reference runs */
+#endif
+    }
+    llm_simd_force(LLM_SIMD_AUTO);
+    return TEST_END("test_simd_kernels");
+}
