@@ -75,6 +75,14 @@ endif
 bench: $(BENCHES) all
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
 
+# The README's first command: train a small GPT-2 on Tiny Shakespeare, then generate.
+demo: all
+	@scripts/demo.sh
+
+# Data files into data/ (downloaded and checked, or copied from ../shared/data offline).
+data:
+	@scripts/data.sh
+
 clean:
 	rm -rf $(B)
 

@@ -4,43 +4,57 @@
  *   Fills llm.h's `llm_backend` table with GPU kernels. Compiled with nvcc into an object
  *   that is linked beside a program using llm.h (whose implementation lives in that
  *   program's .c file); the program chooses it with one line:
- *       llm_options opt = {0};  opt.backend = llm_cuda_backend();
- *   Tensor memory (parameters, gradients, optimizer moments, activations) then lives on
- *   the GPU; the model code is the same.
+ *       llm_options opt = {0};  opt.backend = llm_cuda_backend();  opt.device = 0;
+ *   Tensor memory (parameters, gradients, optimizer moments, activations, KV caches) then
+ *   lives on the GPU; the model code is the same.
  *
  * BUILD
  *   nvcc -O3 -std=c++17 -I. -c llm_cuda.cu -o llm_cuda.o
  *   cc -O2 prog.c llm_cuda.o -lcublas -lcudart -lstdc++ -lm -pthread
  *
  * DESIGN
- *   - One device, one stream. Every op is queued on that stream and returns at once;
- *     upload, download and sumsq wait for the stream (they are synchronous).
- *   - Matmuls go to cuBLAS (cublasSgemm, FP32 math: TF32 stays off, so results match
- *     the CPU to ~1e-6 relative). Everything else is a kernel in this file, each with
- *     the math in a comment, forward beside backward, in model order.
- *   - Ops return void (the table's contract), so a failure inside an op is remembered
- *     (sticky) in the backend state: the first message is kept, later ops are skipped,
- *     and the next call that returns a status (alloc, upload, download, sumsq -> NaN)
- *     reports it. CUDA's own asynchronous errors surface the same way, at the next
- *     synchronising call. Set LLM_CUDA_SYNC=1 to synchronise after every kernel, so an
- *     error names the kernel that caused it.
- *   - Determinism: every reduction has a fixed order (warp butterflies, fixed block
- *     counts, per-column partials summed in split order), so a run repeats bit for bit,
- *     except the token-embedding gradient, which uses float atomicAdd (see encoder_bwd).
+ *   - One device (opt->device), one stream. Every op is queued on that stream and returns
+ *     at once; upload, download, sumsq and sync wait for the stream.
+ *   - Matmuls go to cuBLAS (cublasSgemm, FP32 math: TF32 stays off, so results match the
+ *     CPU to ~1e-6 relative). Everything else is a kernel in this file, each with the math
+ *     in a comment, forward beside backward, in model order: encoder, layernorm, rmsnorm,
+ *     matmul, rope, attention, attention_kv, gelu, swiglu, residual, cross-entropy,
+ *     sumsq, adamw.
+ *   - Ops return void (the table's contract), so a failure inside an op is recorded in the
+ *     backend state: the first message is kept, later ops are skipped, and sync reports it
+ *     (then clears it: "the first error since the last sync"). upload, download and alloc
+ *     report a pending failure too (without clearing it); sumsq returns NaN. CUDA's own
+ *     asynchronous errors surface at the next synchronising call. Set LLM_CUDA_SYNC=1 to
+ *     synchronise after every kernel, so an error names the kernel that caused it.
+ *   - Bad indices that only the GPU sees (attention_kv's seq/pos arrays live on the
+ *     device) set a flag in device memory instead of being read out of bounds; sync
+ *     reads the flag and reports them.
+ *   - Determinism: every reduction has a fixed order (warp butterflies, fixed block counts,
+ *     per-column partials summed in split order, one owner per gradient element in the
+ *     attention backward), so a run repeats bit for bit, except the token-embedding
+ *     gradient, which uses float atomicAdd (see encoder_bwd).
  *   - Attention is flash-attention style: the (T,T) score matrix never exists in global
- *     memory. Forward keeps a running max and sum per query row (online softmax) and
- *     saves lse = log(sum_j exp(s_ij)); backward recomputes P_ij = exp(s_ij - lse_i).
- *     Head size up to 128.
+ *     memory. Forward keeps a running max and sum per query row (online softmax) and saves
+ *     lse = log(sum_j exp(s_ij)); backward recomputes P_ij = exp(s_ij - lse_i). Grouped-query
+ *     heads (NKV < NH) read their group's K/V directly, nothing is copied. Head size <= 128.
  *
- * BF16 MIXED PRECISION (planned, not in this file yet)
- *   fp32 master weights, gradients and AdamW moments stay as they are; the backend keeps
- *   a bf16 copy of each matmul weight (refreshed by the AdamW kernel, which writes both)
- *   and bf16 activations for the matmul inputs; matmuls run in cublasLt with bf16 A/B,
- *   fp32 accumulation (CUBLAS_COMPUTE_32F) and the bias / GELU epilogues; layernorm,
- *   softmax, cross-entropy and attention statistics accumulate in fp32.
+ * STATUS: written without a GPU at hand. It compiles and links warning-free; the host-side
+ *   logic is tested; no kernel in this file has run on a GPU yet (tests/test_cuda does the
+ *   GPU-vs-CPU comparison wherever a device is present).
+ *
+ * PRECISION
+ *   llm_cuda_backend(): fp32 everywhere, the exact mode (matches the CPU to ~1e-5).
+ *   llm_cuda_backend_bf16(): the same, except that every matmul rounds its two operands to
+ *   bf16 and runs on tensor cores with fp32 accumulation and fp32 output (needs sm_80+).
+ *   Weights, gradients and AdamW moments stay fp32 (they are the master copies); norms,
+ *   softmax, attention and cross-entropy stay fp32. Not declared in llm.h yet: declare
+ *       const llm_backend *llm_cuda_backend_bf16(void);
+ *   to use it. Still to do for issue 6's fast mode: bf16 activation storage, a persistent
+ *   bf16 weight copy written by AdamW, cublasLt bias/GELU epilogues, bf16 attention.
  */
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,11 +67,13 @@
 //==== STATE ============================================================================
 #define LLM__CU_THREADS 256                 /* threads per block of the elementwise kernels */
 #define LLM__CU_SUMSQ_BLOCKS 1024           /* fixed grid of sumsq's first pass */
-#define LLM__CU_SCRATCH_FLOATS (1u << 21)   /* column-sum partials: 8 MiB */
+#define LLM__CU_SCRATCH_FLOATS (1u << 21)   /* column-sum partials, overlapping copies: 8 MiB */
 #define LLM__CU_COLSUM_SPLITS 32            /* row splits of a column sum */
 #define LLM__CU_HS_MAX 128                  /* largest attention head size */
 #define LLM__CU_ATT_WARPS 8                 /* query (or key) rows per attention block */
+#define LLM__CU_ROPE_PAIRS 128              /* largest RoPE head size / 2 */
 #define LLM__CU_FULL 0xffffffffu            /* all lanes of a warp */
+#define LLM__CU_FLAG_KV_INDEX 1             /* flags bit: attention_kv met a bad seq/pos */
 
 typedef struct llm__cu {
     int dev;                  /* device index */
@@ -65,8 +81,13 @@ typedef struct llm__cu {
     cublasHandle_t blas;
     double *sumsq_part;       /* (LLM__CU_SUMSQ_BLOCKS + 1) device: partials, then the total */
     float *scratch;           /* (LLM__CU_SCRATCH_FLOATS) device: column-sum partials */
+    int *flags;               /* (1) device: LLM__CU_FLAG_* bits set by kernels */
+    int flags_armed;          /* a kernel that may set flags ran since the last sync */
     int sync_each;            /* LLM_CUDA_SYNC=1: synchronise after every kernel */
-    llm_status status;        /* first failure (sticky), LLM_OK if none */
+    int bf16;                 /* matmuls in bf16 (llm_cuda_backend_bf16) */
+    __nv_bfloat16 *half[3];   /* bf16 mode: operand copies (activation, weight, gradient) */
+    size_t half_cap[3];       /* their capacities, in elements */
+    llm_status status;        /* first failure since the last sync, LLM_OK if none */
     char msg[512];            /* its message */
 } llm__cu;
 
@@ -91,7 +112,7 @@ static void llm__cu_callname(char *dst, size_t cap, const char *call) {
     dst[n] = 0;
 }
 
-/* Check a CUDA runtime result. `what` says what the call was doing, with its sizes. */
+/* Check a CUDA runtime result. `fmt` says what the call was doing, with its sizes. */
 static bool llm__cu_ok(llm__cu *st, cudaError_t e, const char *call, const char *fmt, ...) {
     if (e == cudaSuccess) return true;
     (void)cudaGetLastError();  /* clear a non-sticky error so the next check is clean */
@@ -192,15 +213,18 @@ static __device__ float llm__cu_block_max(float v, float *sh) {
 }
 
 /* Column sums, for the weight and bias gradients (reductions over the N rows):
- *   acc0[c] = sum_n dout[n,c]                          (layernorm db, matmul dbias)
- *   acc1[c] = sum_n dout[n,c] * (inp[n,c]-mean[n])*rstd[n]   (layernorm dw; LN only)
+ *   BIAS:  sum0[c] = sum_n dout[n,c]                                  (matmul dbias)
+ *   LN:    sum0[c] = sum_n dout[n,c],
+ *          sum1[c] = sum_n dout[n,c] * (inp[n,c] - mean[n]) * rstd[n] (layernorm db, dw)
+ *   RMS:   sum1[c] = sum_n dout[n,c] * inp[n,c] * rstd[n]             (rmsnorm dw)
  * Block (32 columns x 8 rows); grid.y = S splits of the rows. With S == 1 the block adds
- * its sums into dst directly; otherwise it writes partials part[s][c] (and, for LN,
- * part[S+s][c]) that llm__cu_colsum_finish adds up in split order: deterministic. */
-template <bool LN>
+ * its sums into dst directly; otherwise it writes partials part[s][c] (sum0) and
+ * part[S+s][c] (sum1) that llm__cu_colsum_finish adds up in split order: deterministic. */
+enum { LLM__CU_COL_BIAS = 0, LLM__CU_COL_LN = 1, LLM__CU_COL_RMS = 2 };
+template <int MODE>
 static __global__ void llm__cu_colsum(float *dst0, float *dst1, float *part, const float *dout,
-                               const float *inp, const float *mean, const float *rstd,
-                               int N, int C) {
+                                      const float *inp, const float *mean, const float *rstd,
+                                      int N, int C) {
     __shared__ float sh0[8][33], sh1[8][33];
     int tx = threadIdx.x, ty = threadIdx.y;
     int c = blockIdx.x * 32 + tx, S = gridDim.y, s = blockIdx.y;
@@ -209,8 +233,9 @@ static __global__ void llm__cu_colsum(float *dst0, float *dst1, float *part, con
     if (c < C) {
         for (int n = n0 + ty; n < n1; n += 8) {
             float d = dout[(size_t)n * C + c];
-            a0 += d;
-            if (LN) a1 += d * (inp[(size_t)n * C + c] - mean[n]) * rstd[n];
+            if (MODE != LLM__CU_COL_RMS) a0 += d;
+            if (MODE == LLM__CU_COL_LN) a1 += d * (inp[(size_t)n * C + c] - mean[n]) * rstd[n];
+            if (MODE == LLM__CU_COL_RMS) a1 += d * inp[(size_t)n * C + c] * rstd[n];
         }
     }
     sh0[ty][tx] = a0;
@@ -220,11 +245,11 @@ static __global__ void llm__cu_colsum(float *dst0, float *dst1, float *part, con
     a0 = 0.0f; a1 = 0.0f;
     for (int y = 0; y < 8; y++) { a0 += sh0[y][tx]; a1 += sh1[y][tx]; }
     if (S == 1) {
-        dst0[c] += a0;
-        if (LN) dst1[c] += a1;
+        if (dst0) dst0[c] += a0;
+        if (dst1) dst1[c] += a1;
     } else {
         part[(size_t)s * C + c] = a0;
-        if (LN) part[(size_t)(S + s) * C + c] = a1;
+        part[(size_t)(S + s) * C + c] = a1;
     }
 }
 static __global__ void llm__cu_colsum_finish(float *dst0, float *dst1, const float *part, int S, int C) {
@@ -232,34 +257,34 @@ static __global__ void llm__cu_colsum_finish(float *dst0, float *dst1, const flo
         float a0 = 0.0f, a1 = 0.0f;
         for (int s = 0; s < S; s++) {
             a0 += part[(size_t)s * C + c];
-            if (dst1) a1 += part[(size_t)(S + s) * C + c];
+            a1 += part[(size_t)(S + s) * C + c];
         }
-        dst0[c] += a0;
+        if (dst0) dst0[c] += a0;
         if (dst1) dst1[c] += a1;
     }
 }
-/* Launch the column sum: dst0 += sum_n dout; if ln, dst1 += sum_n dout * xhat. */
-static void llm__cu_colsums(llm__cu *st, float *dst0, float *dst1, const float *dout,
-                            const float *inp, const float *mean, const float *rstd, int N, int C,
-                            bool ln) {
-    if (N <= 0 || C <= 0) return;
-    size_t per_split = (size_t)C * (ln ? 2 : 1);
+/* Launch a column sum: dst0 += sum0, dst1 += sum1 (either may be NULL: not wanted). */
+static void llm__cu_colsums(llm__cu *st, int mode, float *dst0, float *dst1, const float *dout,
+                            const float *inp, const float *mean, const float *rstd, int N, int C) {
+    if (N <= 0 || C <= 0 || (!dst0 && !dst1)) return;
     int S = N / 256 + 1;                         /* >= 256 rows per split */
     if (S > LLM__CU_COLSUM_SPLITS) S = LLM__CU_COLSUM_SPLITS;
-    if ((size_t)S * per_split > LLM__CU_SCRATCH_FLOATS)
-        S = (int)(LLM__CU_SCRATCH_FLOATS / per_split);
+    if ((size_t)S * 2 * C > LLM__CU_SCRATCH_FLOATS) S = (int)(LLM__CU_SCRATCH_FLOATS / (2 * (size_t)C));
     if (S < 1) S = 1;
     dim3 grid((unsigned)((C + 31) / 32), (unsigned)S), block(32, 8);
-    if (ln)
-        llm__cu_colsum<true><<<grid, block, 0, st->stream>>>(dst0, dst1, st->scratch, dout, inp,
-                                                              mean, rstd, N, C);
+    if (mode == LLM__CU_COL_LN)
+        llm__cu_colsum<LLM__CU_COL_LN><<<grid, block, 0, st->stream>>>(dst0, dst1, st->scratch, dout,
+                                                                        inp, mean, rstd, N, C);
+    else if (mode == LLM__CU_COL_RMS)
+        llm__cu_colsum<LLM__CU_COL_RMS><<<grid, block, 0, st->stream>>>(NULL, dst1, st->scratch, dout,
+                                                                         inp, NULL, rstd, N, C);
     else
-        llm__cu_colsum<false><<<grid, block, 0, st->stream>>>(dst0, NULL, st->scratch, dout,
-                                                               NULL, NULL, NULL, N, C);
+        llm__cu_colsum<LLM__CU_COL_BIAS><<<grid, block, 0, st->stream>>>(dst0, NULL, st->scratch, dout,
+                                                                          NULL, NULL, NULL, N, C);
     llm__cu_launched(st, "colsum", "N=%d C=%d splits=%d", N, C, S);
     if (S > 1) {
         llm__cu_colsum_finish<<<llm__cu_blocks((size_t)C), LLM__CU_THREADS, 0, st->stream>>>(
-            dst0, ln ? dst1 : NULL, st->scratch, S, C);
+            dst0, dst1, st->scratch, S, C);
         llm__cu_launched(st, "colsum_finish", "C=%d splits=%d", C, S);
     }
 }
@@ -281,31 +306,46 @@ static void llm__cu_destroy(void *p) {
     if (st->stream) cudaStreamSynchronize(st->stream);
     cudaFree(st->sumsq_part);
     cudaFree(st->scratch);
+    cudaFree(st->flags);
+    for (int i = 0; i < 3; i++) cudaFree(st->half[i]);
     if (st->blas) cublasDestroy(st->blas);
     if (st->stream) cudaStreamDestroy(st->stream);
     (void)cudaGetLastError();
     free(st);
 }
 
-/* n_threads is read as the device index: <= 0 means device 0. */
-static llm_status llm__cu_create(void **out, int n_threads) {
+/* opt->device picks the GPU (opt NULL: device 0); opt->n_threads is not used. bf16 asks
+ * for the bf16 matmul mode, which needs bf16 tensor cores (compute capability 8.0+). */
+static llm_status llm__cu_create_mode(void **out, const llm_options *opt, int bf16) {
     *out = NULL;
-    int count = 0;
+    int count = 0, dev = opt ? opt->device : 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {
         (void)cudaGetLastError();
         return llm_set_error(LLM_ERR_UNSUPPORTED, "CUDA backend: no usable GPU (%s)",
                              e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
     }
-    int dev = n_threads > 0 ? n_threads : 0;
-    if (dev >= count)
-        return llm_set_error(LLM_ERR_ARG, "CUDA backend: device %d requested, %d present",
-                             dev, count);
+    if (dev < 0 || dev >= count)
+        return llm_set_error(LLM_ERR_ARG, "CUDA backend: device %d requested, devices 0..%d present",
+                             dev, count - 1);
+    if (bf16) {
+        cudaDeviceProp prop;
+        if (cudaGetDeviceProperties(&prop, dev) != cudaSuccess) {
+            (void)cudaGetLastError();
+            return llm_set_error(LLM_ERR_BACKEND, "CUDA backend: cannot read the properties of device %d", dev);
+        }
+        if (prop.major < 8)
+            return llm_set_error(LLM_ERR_UNSUPPORTED, "CUDA bf16 backend: device %d (%s) is sm_%d%d; bf16 "
+                                 "matmuls need sm_80 or newer (use llm_cuda_backend, fp32)",
+                                 dev, prop.name, prop.major, prop.minor);
+    }
     llm__cu *st = (llm__cu *)calloc(1, sizeof *st);
     if (!st) return llm_set_error(LLM_ERR_NOMEM, "CUDA backend: out of host memory");
     st->dev = dev;
+    st->bf16 = bf16;
     const char *sync = getenv("LLM_CUDA_SYNC");
     st->sync_each = sync && sync[0] == '1';
+    size_t nsum = (LLM__CU_SUMSQ_BLOCKS + 1) * sizeof(double), nscr = LLM__CU_SCRATCH_FLOATS * sizeof(float);
     bool ok = LLM__CUDA(st, cudaSetDevice(dev), "device %d", dev) &&
               LLM__CUDA(st, cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking),
                         "device %d", dev) &&
@@ -313,11 +353,10 @@ static llm_status llm__cu_create(void **out, int n_threads) {
               LLM__BLAS(st, cublasSetStream(st->blas, st->stream), "device %d", dev) &&
               /* plain FP32 math: no TF32 tensor cores (10-bit mantissa) in the exact mode */
               LLM__BLAS(st, cublasSetMathMode(st->blas, CUBLAS_DEFAULT_MATH), "device %d", dev) &&
-              LLM__CUDA(st, cudaMalloc((void **)&st->sumsq_part,
-                                       (LLM__CU_SUMSQ_BLOCKS + 1) * sizeof(double)),
-                        "%zu bytes of sumsq scratch", (LLM__CU_SUMSQ_BLOCKS + 1) * sizeof(double)) &&
-              LLM__CUDA(st, cudaMalloc((void **)&st->scratch, LLM__CU_SCRATCH_FLOATS * sizeof(float)),
-                        "%zu bytes of column-sum scratch", LLM__CU_SCRATCH_FLOATS * sizeof(float));
+              LLM__CUDA(st, cudaMalloc((void **)&st->sumsq_part, nsum), "%zu bytes of sumsq scratch", nsum) &&
+              LLM__CUDA(st, cudaMalloc((void **)&st->scratch, nscr), "%zu bytes of column-sum scratch", nscr) &&
+              LLM__CUDA(st, cudaMalloc((void **)&st->flags, sizeof(int)), "4 bytes of flags") &&
+              LLM__CUDA(st, cudaMemsetAsync(st->flags, 0, sizeof(int), st->stream), "flags");
     if (!ok) {
         llm_status s = st->status;
         char msg[512];
@@ -328,15 +367,17 @@ static llm_status llm__cu_create(void **out, int n_threads) {
     *out = st;
     return LLM_OK;
 }
+static llm_status llm__cu_create(void **out, const llm_options *opt) { return llm__cu_create_mode(out, opt, 0); }
+static llm_status llm__cu_create_bf16(void **out, const llm_options *opt) { return llm__cu_create_mode(out, opt, 1); }
 
-/* A failure recorded by an earlier (void) op, reported again by a call with a status. */
-static llm_status llm__cu_sticky(llm__cu *st) {
+/* A failure recorded by an earlier (void) op, reported by a call with a status. */
+static llm_status llm__cu_pending(llm__cu *st) {
     return llm_set_error(st->status, "%s (an earlier GPU op failed)", st->msg);
 }
 
 static void *llm__cu_alloc(void *p, size_t bytes) {
     llm__cu *st = (llm__cu *)p;
-    if (st->status != LLM_OK) { llm__cu_sticky(st); return NULL; }
+    if (st->status != LLM_OK) { llm__cu_pending(st); return NULL; }
     if (!llm__cu_enter(st)) return NULL;
     void *d = NULL;
     cudaError_t e = cudaMalloc(&d, bytes ? bytes : 256);
@@ -345,7 +386,7 @@ static void *llm__cu_alloc(void *p, size_t bytes) {
         size_t free_b = 0, total_b = 0;
         cudaMemGetInfo(&free_b, &total_b);
         (void)cudaGetLastError();
-        /* out of memory is the caller's to handle, not a broken backend: not sticky */
+        /* out of memory is the caller's to handle, not a broken backend: not recorded */
         llm_set_error(e == cudaErrorMemoryAllocation ? LLM_ERR_NOMEM : LLM_ERR_BACKEND,
                       "CUDA: cudaMalloc of %zu bytes (%.1f MiB) failed: %s; device %d has "
                       "%.1f MiB free of %.1f MiB", bytes, bytes / 1048576.0,
@@ -364,7 +405,7 @@ static void llm__cu_release(void *p, void *ptr) {
 
 static llm_status llm__cu_upload(void *p, void *dst, const void *src, size_t bytes) {
     llm__cu *st = (llm__cu *)p;
-    if (st->status != LLM_OK) return llm__cu_sticky(st);
+    if (st->status != LLM_OK) return llm__cu_pending(st);
     if (!llm__cu_enter(st)) return st->status;
     if (bytes == 0) return LLM_OK;
     if (!LLM__CUDA(st, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st->stream),
@@ -376,7 +417,7 @@ static llm_status llm__cu_upload(void *p, void *dst, const void *src, size_t byt
 
 static llm_status llm__cu_download(void *p, void *dst, const void *src, size_t bytes) {
     llm__cu *st = (llm__cu *)p;
-    if (st->status != LLM_OK) return llm__cu_sticky(st);
+    if (st->status != LLM_OK) return llm__cu_pending(st);
     if (!llm__cu_enter(st)) return st->status;
     if (bytes == 0) return LLM_OK;
     if (!LLM__CUDA(st, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, st->stream),
@@ -392,14 +433,65 @@ static void llm__cu_zero(void *p, void *ptr, size_t bytes) {
     LLM__CUDA(st, cudaMemsetAsync(ptr, 0, bytes, st->stream), "zero %zu bytes", bytes);
 }
 
+/* Device-to-device copy with memmove's meaning. cudaMemcpy leaves overlapping ranges
+ * undefined, so those go through the scratch buffer in chunks, walking away from the
+ * overlap (forward when dst < src, backward otherwise), each chunk read before written. */
+static void llm__cu_copy(void *p, void *dst, const void *src, size_t bytes) {
+    llm__cu *st = (llm__cu *)p;
+    if (!llm__cu_enter(st) || bytes == 0 || dst == src) return;
+    char *d = (char *)dst;
+    const char *s = (const char *)src;
+    if (d + bytes <= s || s + bytes <= d) {
+        LLM__CUDA(st, cudaMemcpyAsync(d, s, bytes, cudaMemcpyDeviceToDevice, st->stream),
+                  "copy %zu bytes", bytes);
+        return;
+    }
+    size_t chunk = LLM__CU_SCRATCH_FLOATS * sizeof(float);
+    for (size_t done = 0; done < bytes;) {
+        size_t n = bytes - done < chunk ? bytes - done : chunk;
+        size_t off = d < s ? done : bytes - done - n;
+        if (!LLM__CUDA(st, cudaMemcpyAsync(st->scratch, s + off, n, cudaMemcpyDeviceToDevice, st->stream),
+                       "copy (overlapping) %zu bytes", bytes) ||
+            !LLM__CUDA(st, cudaMemcpyAsync(d + off, st->scratch, n, cudaMemcpyDeviceToDevice, st->stream),
+                       "copy (overlapping) %zu bytes", bytes))
+            return;
+        done += n;
+    }
+}
+
+/* Wait for the stream; report (and clear) the first failure since the last sync,
+ * including the index flags that kernels raise. */
+static llm_status llm__cu_sync(void *p) {
+    llm__cu *st = (llm__cu *)p;
+    if (LLM__CUDA(st, cudaSetDevice(st->dev), "device %d", st->dev))
+        LLM__CUDA(st, cudaStreamSynchronize(st->stream), "sync");
+    if (st->flags_armed && st->status == LLM_OK) {
+        int flags = 0;
+        if (LLM__CUDA(st, cudaMemcpy(&flags, st->flags, sizeof flags, cudaMemcpyDeviceToHost), "sync: flags") &&
+            LLM__CUDA(st, cudaMemsetAsync(st->flags, 0, sizeof(int), st->stream), "sync: flags") && flags)
+            llm__cu_fail(st, LLM_ERR_ARG, "CUDA attention_kv: a row's seq < 0 or pos outside [0, maxT); "
+                         "its k, v were not stored and its output is 0");
+        st->flags_armed = 0;
+    }
+    llm_status s = st->status;
+    if (s != LLM_OK) {
+        llm_set_error(s, "%s", st->msg);
+        st->status = LLM_OK;
+        st->msg[0] = 0;
+    }
+    return s;
+}
+
 //==== ENCODER ==========================================================================
-/* out[b,t,c] = wte[tok[b,t], c] + wpe[t, c]      (nn.Embedding twice, summed) */
+/* out[b,t,c] = wte[tok[b,t], c] + wpe[t, c]   (wpe NULL: the token embedding alone)
+ * PyTorch: wte(tok) + wpe(arange(T)). */
 static __global__ void llm__cu_encoder_fwd_k(float *out, const int *tok, const float *wte,
-                                      const float *wpe, size_t BT, int T, int C) {
+                                             const float *wpe, size_t BT, int T, int C) {
     LLM__CU_FOR(i, BT * C) {
         size_t bt = i / C;
         int c = (int)(i % C), t = (int)(bt % T);
-        out[i] = wte[(size_t)tok[bt] * C + c] + wpe[(size_t)t * C + c];
+        float x = wte[(size_t)tok[bt] * C + c];
+        out[i] = wpe ? x + wpe[(size_t)t * C + c] : x;
     }
 }
 /* dwpe[t,c] += sum_b dout[b,t,c]: one thread owns (t,c), so no races, fixed order. */
@@ -415,7 +507,7 @@ static __global__ void llm__cu_encoder_bwd_wpe_k(float *dwpe, const float *dout,
  * last bits of dwte) can change run to run. A deterministic version would sort the
  * positions by token first (needs (B*T) ints of scratch). */
 static __global__ void llm__cu_encoder_bwd_wte_k(float *dwte, const float *dout, const int *tok,
-                                          size_t BT, int C) {
+                                                 size_t BT, int C) {
     LLM__CU_FOR(i, BT * C) {
         size_t bt = i / C;
         int c = (int)(i % C);
@@ -427,7 +519,7 @@ static void llm__cu_encoder_fwd(void *p, float *out, const int *tok, const float
                                 const float *wpe, int B, int T, int C) {
     llm__cu *st = (llm__cu *)p;
     size_t n = (size_t)B * T * C;
-    if (!llm__cu_enter(st) || n == 0) return;
+    if (!llm__cu_enter(st) || B <= 0 || T <= 0 || C <= 0) return;
     llm__cu_encoder_fwd_k<<<llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream>>>(
         out, tok, wte, wpe, (size_t)B * T, T, C);
     llm__cu_launched(st, "encoder_fwd", "B=%d T=%d C=%d", B, T, C);
@@ -437,7 +529,7 @@ static void llm__cu_encoder_bwd(void *p, float *dwte, float *dwpe, const float *
                                 const int *tok, int B, int T, int C) {
     llm__cu *st = (llm__cu *)p;
     size_t n = (size_t)B * T * C;
-    if (!llm__cu_enter(st) || n == 0) return;
+    if (!llm__cu_enter(st) || B <= 0 || T <= 0 || C <= 0) return;
     if (dwpe) {
         llm__cu_encoder_bwd_wpe_k<<<llm__cu_blocks((size_t)T * C), LLM__CU_THREADS, 0,
                                     st->stream>>>(dwpe, dout, B, T, C);
@@ -455,7 +547,7 @@ static void llm__cu_encoder_bwd(void *p, float *dwte, float *dwpe, const float *
  *   rstd = 1/sqrt(var + 1e-5),  out = (x - mean) * rstd * w + b.
  * The row is read three times; after the first it comes from L1/L2. */
 static __global__ void llm__cu_layernorm_fwd_k(float *out, float *mean, float *rstd, const float *inp,
-                                        const float *w, const float *b, int N, int C) {
+                                               const float *w, const float *b, int N, int C) {
     int lane = threadIdx.x % 32;
     int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (n >= N) return;
@@ -477,8 +569,8 @@ static __global__ void llm__cu_layernorm_fwd_k(float *out, float *mean, float *r
  *   dinp += rstd * (g - mean(g) - xhat * mean(g * xhat))          one warp per row
  *   dw += sum_n dout * xhat,   db += sum_n dout                    column sums */
 static __global__ void llm__cu_layernorm_bwd_k(float *dinp, const float *dout, const float *inp,
-                                        const float *w, const float *mean, const float *rstd,
-                                        int N, int C) {
+                                               const float *w, const float *mean, const float *rstd,
+                                               int N, int C) {
     int lane = threadIdx.x % 32;
     int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (n >= N) return;
@@ -499,12 +591,15 @@ static __global__ void llm__cu_layernorm_bwd_k(float *dinp, const float *dout, c
     }
 }
 
+/* Rows per block of the warp-per-row kernels, and their grid. */
+#define LLM__CU_ROWS (LLM__CU_THREADS / 32)
+static unsigned llm__cu_row_blocks(int N) { return (unsigned)((N + LLM__CU_ROWS - 1) / LLM__CU_ROWS); }
+
 static void llm__cu_layernorm_fwd(void *p, float *out, float *mean, float *rstd, const float *inp,
                                   const float *w, const float *b, int N, int C) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || C <= 0) return;
-    int rows = LLM__CU_THREADS / 32;
-    llm__cu_layernorm_fwd_k<<<(unsigned)((N + rows - 1) / rows), LLM__CU_THREADS, 0, st->stream>>>(
+    llm__cu_layernorm_fwd_k<<<llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream>>>(
         out, mean, rstd, inp, w, b, N, C);
     llm__cu_launched(st, "layernorm_fwd", "N=%d C=%d", N, C);
 }
@@ -515,12 +610,65 @@ static void llm__cu_layernorm_bwd(void *p, float *dinp, float *dw, float *db, co
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || C <= 0) return;
     if (dinp) {
-        int rows = LLM__CU_THREADS / 32;
-        llm__cu_layernorm_bwd_k<<<(unsigned)((N + rows - 1) / rows), LLM__CU_THREADS, 0,
-                                  st->stream>>>(dinp, dout, inp, w, mean, rstd, N, C);
+        llm__cu_layernorm_bwd_k<<<llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream>>>(
+            dinp, dout, inp, w, mean, rstd, N, C);
         llm__cu_launched(st, "layernorm_bwd", "N=%d C=%d", N, C);
     }
-    if (db && dw) llm__cu_colsums(st, db, dw, dout, inp, mean, rstd, N, C, true);
+    llm__cu_colsums(st, LLM__CU_COL_LN, db, dw, dout, inp, mean, rstd, N, C);
+}
+
+//==== RMSNORM ==========================================================================
+/* RMSNorm (Llama), one warp per row x (C):
+ *   r = 1/sqrt(mean(x^2) + eps),   out = w * (r * x);   rstd[n] = r saved for backward.
+ * PyTorch: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w. */
+static __global__ void llm__cu_rmsnorm_fwd_k(float *out, float *rstd, const float *inp, const float *w,
+                                             int N, int C, float eps) {
+    int lane = threadIdx.x % 32;
+    int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (n >= N) return;
+    const float *x = inp + (size_t)n * C;
+    float ss = 0.0f;
+    for (int c = lane; c < C; c += 32) ss += x[c] * x[c];
+    float r = 1.0f / sqrtf(llm__cu_warp_sum(ss) / C + eps);
+    float *o = out + (size_t)n * C;
+    for (int c = lane; c < C; c += 32) o[c] = w[c] * (r * x[c]);
+    if (lane == 0 && rstd) rstd[n] = r;
+}
+/* With g = dout * w (the gradient w.r.t. x*r):
+ *   dinp += r * (g - x * r^2 * mean(g * x))      one warp per row
+ *   dw += sum_n dout * x * r                     column sums */
+static __global__ void llm__cu_rmsnorm_bwd_k(float *dinp, const float *dout, const float *inp,
+                                             const float *w, const float *rstd, int N, int C) {
+    int lane = threadIdx.x % 32;
+    int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (n >= N) return;
+    const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+    float r = rstd[n], gx = 0.0f;
+    for (int c = lane; c < C; c += 32) gx += dy[c] * w[c] * x[c];
+    gx = llm__cu_warp_sum(gx) / C;
+    float *dx = dinp + (size_t)n * C;
+    for (int c = lane; c < C; c += 32) dx[c] += r * (dy[c] * w[c] - x[c] * r * r * gx);
+}
+
+static void llm__cu_rmsnorm_fwd(void *p, float *out, float *rstd, const float *inp, const float *w,
+                                int N, int C, float eps) {
+    llm__cu *st = (llm__cu *)p;
+    if (!llm__cu_enter(st) || N <= 0 || C <= 0) return;
+    llm__cu_rmsnorm_fwd_k<<<llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream>>>(
+        out, rstd, inp, w, N, C, eps);
+    llm__cu_launched(st, "rmsnorm_fwd", "N=%d C=%d", N, C);
+}
+
+static void llm__cu_rmsnorm_bwd(void *p, float *dinp, float *dw, const float *dout, const float *inp,
+                                const float *w, const float *rstd, int N, int C) {
+    llm__cu *st = (llm__cu *)p;
+    if (!llm__cu_enter(st) || N <= 0 || C <= 0) return;
+    if (dinp) {
+        llm__cu_rmsnorm_bwd_k<<<llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream>>>(
+            dinp, dout, inp, w, rstd, N, C);
+        llm__cu_launched(st, "rmsnorm_bwd", "N=%d C=%d", N, C);
+    }
+    llm__cu_colsums(st, LLM__CU_COL_RMS, NULL, dw, dout, inp, NULL, rstd, N, C);
 }
 
 //==== MATMUL ===========================================================================
@@ -531,6 +679,49 @@ static void llm__cu_layernorm_bwd(void *p, float *dinp, float *dw, float *db, co
  *   dw += dout^T @ inp     (OC,C)   <=>  dw^T   = inp^T . dout : gemm(N, T, C, OC, N)
  * where a column-major operand named by its row-major name means that buffer as is. */
 
+/* bf16 mode (llm_cuda_backend_bf16): the fp32 operands are rounded to bf16 (round to
+ * nearest even: 8 significant bits, fp32's exponent range) into the backend's operand
+ * buffers, and cuBLAS multiplies those on tensor cores, accumulating and writing in fp32
+ * (CUBLAS_COMPUTE_32F). Weights, gradients, optimizer state and every other op stay fp32.
+ * Each call rounds its weight afresh; a bf16 weight copy kept by AdamW would save that. */
+static __global__ void llm__cu_to_bf16_k(__nv_bfloat16 *dst, const float *src, size_t n) {
+    LLM__CU_FOR(i, n) dst[i] = __float2bfloat16(src[i]);
+}
+enum { LLM__CU_ACT = 0, LLM__CU_WEIGHT = 1, LLM__CU_GRAD = 2 };   /* operand buffers */
+/* The bf16 copy of n floats of src, in operand buffer `slot`. A buffer grows on first
+ * need; cudaFree of the old one waits for queued work that may still read it. */
+static const __nv_bfloat16 *llm__cu_bf16(llm__cu *st, int slot, const float *src, size_t n) {
+    if (n > st->half_cap[slot]) {
+        (void)cudaFree(st->half[slot]);
+        st->half[slot] = NULL;
+        st->half_cap[slot] = 0;
+        if (!LLM__CUDA(st, cudaMalloc((void **)&st->half[slot], n * sizeof(__nv_bfloat16)),
+                       "bf16 operand buffer of %zu bytes", n * sizeof(__nv_bfloat16)))
+            return NULL;
+        st->half_cap[slot] = n;
+    }
+    llm__cu_to_bf16_k<<<llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream>>>(st->half[slot], src, n);
+    llm__cu_launched(st, "to_bf16", "n=%zu", n);
+    return st->status == LLM_OK ? st->half[slot] : NULL;
+}
+/* Column-major C(m,n) = op(A) op(B) + beta C (alpha 1), fp32 in and out. A has a_n
+ * elements and goes to operand buffer a_slot in bf16 mode, B likewise. Returns false
+ * after recording a failure. */
+static bool llm__cu_gemm(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                         const float *A, int lda, int a_slot, size_t a_n, const float *B, int ldb,
+                         int b_slot, size_t b_n, float beta, float *Cm, int ldc, const char *what) {
+    const float one = 1.0f;
+    if (!st->bf16)
+        return LLM__BLAS(st, cublasSgemm(st->blas, ta, tb, m, n, k, &one, A, lda, B, ldb, &beta, Cm, ldc),
+                         "%s", what);
+    const __nv_bfloat16 *a = llm__cu_bf16(st, a_slot, A, a_n);
+    const __nv_bfloat16 *b = a ? llm__cu_bf16(st, b_slot, B, b_n) : NULL;
+    if (!b) return false;
+    return LLM__BLAS(st, cublasGemmEx(st->blas, ta, tb, m, n, k, &one, a, CUDA_R_16BF, lda, b, CUDA_R_16BF,
+                                      ldb, &beta, Cm, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                     "%s (bf16)", what);
+}
+
 /* out[n, oc] += bias[oc] */
 static __global__ void llm__cu_add_bias_k(float *out, const float *bias, size_t N, int OC) {
     LLM__CU_FOR(i, N * OC) out[i] += bias[i % OC];
@@ -540,13 +731,12 @@ static void llm__cu_matmul_fwd(void *p, float *out, const float *inp, const floa
                                const float *bias, int N, int C, int OC) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || OC <= 0) return;
-    const float one = 1.0f, zero = 0.0f;
+    char what[128];
+    snprintf(what, sizeof what, "matmul_fwd out(%d,%d) = inp(%d,%d) @ w(%d,%d)^T", N, OC, N, C, OC, C);
     if (C <= 0) {  /* empty sum: out = bias (or 0) */
-        LLM__CUDA(st, cudaMemsetAsync(out, 0, (size_t)N * OC * sizeof(float), st->stream),
-                  "matmul_fwd N=%d C=%d OC=%d", N, C, OC);
-    } else if (!LLM__BLAS(st, cublasSgemm(st->blas, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, &one, w, C,
-                                          inp, C, &zero, out, OC),
-                          "matmul_fwd out(%d,%d) = inp(%d,%d) @ w(%d,%d)^T", N, OC, N, C, OC, C)) {
+        LLM__CUDA(st, cudaMemsetAsync(out, 0, (size_t)N * OC * sizeof(float), st->stream), "%s", what);
+    } else if (!llm__cu_gemm(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w, C, LLM__CU_WEIGHT, (size_t)OC * C,
+                             inp, C, LLM__CU_ACT, (size_t)N * C, 0.0f, out, OC, what)) {
         return;
     }
     if (bias) {
@@ -561,23 +751,79 @@ static void llm__cu_matmul_bwd(void *p, float *dinp, float *dw, float *dbias, co
                                const float *inp, const float *w, int N, int C, int OC) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || C <= 0 || OC <= 0) return;
-    const float one = 1.0f;
-    if (dinp && !LLM__BLAS(st, cublasSgemm(st->blas, CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, &one, w, C,
-                                           dout, OC, &one, dinp, C),
-                           "matmul_bwd dinp(%d,%d) += dout(%d,%d) @ w(%d,%d)", N, C, N, OC, OC, C))
+    char what[128];
+    size_t nd = (size_t)N * OC;
+    snprintf(what, sizeof what, "matmul_bwd dinp(%d,%d) += dout(%d,%d) @ w(%d,%d)", N, C, N, OC, OC, C);
+    if (dinp && !llm__cu_gemm(st, CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, w, C, LLM__CU_WEIGHT, (size_t)OC * C,
+                              dout, OC, LLM__CU_GRAD, nd, 1.0f, dinp, C, what))
         return;
-    if (dw && !LLM__BLAS(st, cublasSgemm(st->blas, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, &one, inp, C,
-                                         dout, OC, &one, dw, C),
-                         "matmul_bwd dw(%d,%d) += dout(%d,%d)^T @ inp(%d,%d)", OC, C, N, OC, N, C))
+    snprintf(what, sizeof what, "matmul_bwd dw(%d,%d) += dout(%d,%d)^T @ inp(%d,%d)", OC, C, N, OC, N, C);
+    if (dw && !llm__cu_gemm(st, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, LLM__CU_ACT, (size_t)N * C,
+                            dout, OC, LLM__CU_GRAD, nd, 1.0f, dw, C, what))
         return;
-    if (dbias) llm__cu_colsums(st, dbias, NULL, dout, NULL, NULL, NULL, N, OC, false);
+    llm__cu_colsums(st, LLM__CU_COL_BIAS, dbias, NULL, dout, NULL, NULL, NULL, N, OC);
+}
+
+//==== ROPE =============================================================================
+/* Rotary position embedding, in place on the q and k heads of each qkv row
+ * ((NH+2NKV)*HS: the NH query heads, then the NKV key heads, then values, untouched).
+ * Within a head the pair (x[2i], x[2i+1]) turns by the angle pos * freq_i,
+ *   freq_i = 1 / theta^(2i/HS),  (x0, x1) -> (x0 cos - x1 sin, x0 sin + x1 cos);
+ * backward turns the gradient by -angle (a rotation's transpose is its inverse).
+ * llama2.c's interleaved-pair convention. The frequencies are computed on the host with
+ * the same powf expression as the CPU backend and passed by value, so they are the same
+ * floats; the angle p * freq_i is one float multiply on both sides. One thread per pair. */
+typedef struct { float f[LLM__CU_ROPE_PAIRS]; } llm__cu_freqs;
+
+static __global__ void llm__cu_rope_k(float *qkv, const int *pos, llm__cu_freqs fr, size_t BT,
+                                      int T, int NH, int NKV, int HS, float sign) {
+    int half = HS / 2;
+    size_t per_row = (size_t)(NH + NKV) * half, row = (size_t)(NH + 2 * NKV) * HS;
+    LLM__CU_FOR(e, BT * per_row) {
+        size_t bt = e / per_row;
+        int r = (int)(e % per_row), head = r / half, i = r % half;
+        int p = pos ? pos[bt] : (int)(bt % T);
+        float val = (float)p * fr.f[i];
+        float c = cosf(val), s = sign * sinf(val);
+        float *v = qkv + bt * row + (size_t)head * HS + 2 * i;
+        float x0 = v[0], x1 = v[1];
+        v[0] = x0 * c - x1 * s;
+        v[1] = x0 * s + x1 * c;
+    }
+}
+
+static void llm__cu_rope(llm__cu *st, const char *op, float *qkv, const int *pos, int B, int T,
+                         int NH, int NKV, int HS, float theta, float sign) {
+    if (!llm__cu_enter(st) || B <= 0 || T <= 0) return;
+    if (HS <= 0 || HS % 2 != 0 || HS / 2 > LLM__CU_ROPE_PAIRS || NH <= 0 || NKV <= 0) {
+        llm__cu_fail(st, LLM_ERR_UNSUPPORTED, "CUDA %s: head size %d must be even and <= %d (NH=%d NKV=%d)",
+                     op, HS, 2 * LLM__CU_ROPE_PAIRS, NH, NKV);
+        return;
+    }
+    llm__cu_freqs fr;
+    memset(&fr, 0, sizeof fr);
+    for (int i = 0; i < HS; i += 2) fr.f[i / 2] = 1.0f / powf(theta, (float)i / (float)HS);
+    size_t n = (size_t)B * T * (NH + NKV) * (HS / 2);
+    llm__cu_rope_k<<<llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream>>>(
+        qkv, pos, fr, (size_t)B * T, T, NH, NKV, HS, sign);
+    llm__cu_launched(st, op, "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
+}
+static void llm__cu_rope_fwd(void *p, float *qkv, const int *pos, int B, int T, int NH, int NKV,
+                             int HS, float theta) {
+    llm__cu_rope((llm__cu *)p, "rope_fwd", qkv, pos, B, T, NH, NKV, HS, theta, 1.0f);
+}
+static void llm__cu_rope_bwd(void *p, float *dqkv, const int *pos, int B, int T, int NH, int NKV,
+                             int HS, float theta) {
+    llm__cu_rope((llm__cu *)p, "rope_bwd", dqkv, pos, B, T, NH, NKV, HS, theta, -1.0f);
 }
 
 //==== ATTENTION ========================================================================
-/* Causal self-attention, one head h of one sequence b. With q_i, k_j, v_j the head's
- * slices (HS) of qkv[b,i,0:C], qkv[b,j,C:2C], qkv[b,j,2C:3C] and scale = 1/sqrt(HS):
+/* Causal self-attention with grouped-query heads. A qkv row ((NH+2NKV)*HS) holds
+ * [q (NH*HS) | k (NKV*HS) | v (NKV*HS)]; query head h reads key/value head g = h/(NH/NKV)
+ * (GPT-2: NKV = NH, g = h). With q_i, k_j, v_j those heads' slices of rows i, j of one
+ * sequence b and scale = 1/sqrt(HS):
  *   s_ij = scale * q_i . k_j   (j <= i),   P_ij = exp(s_ij - lse_i),
- *   lse_i = log sum_{j<=i} exp(s_ij),      out_i = sum_j P_ij v_j.
+ *   lse_i = log sum_{j<=i} exp(s_ij),      out_i = sum_j P_ij v_j     (out row: NH*HS).
  * Forward (flash-attention): a block takes LLM__CU_ATT_WARPS query rows, one warp each,
  * and walks the keys in tiles of 32 staged in shared memory (shared by the warps). Lane l
  * scores key j0+l; the warp keeps the running max m, the running sum l = sum exp(s - m)
@@ -587,20 +833,37 @@ static void llm__cu_matmul_bwd(void *p, float *dinp, float *dw, float *dbias, co
  * conflicts) and the warps' q rows (WARPS, HS). */
 #define LLM__CU_R (LLM__CU_HS_MAX / 32)   /* head dims per lane */
 
-static __global__ void llm__cu_attention_fwd_k(float *out, float *lse, const float *qkv, int T, int C,
-                                        int NH, float scale) {
+/* Where head h of a sequence b starts, for the qkv layout above. */
+struct llm__cu_att {
+    int T, NH, NKV, HS;
+    size_t row;   /* (NH+2NKV)*HS: qkv row stride */
+    size_t Cq;    /* NH*HS: out / dout row stride, and the offset of k in a qkv row */
+    __device__ const float *q(const float *qkv, int b, int h) const { return qkv + (size_t)b * T * row + (size_t)h * HS; }
+    __device__ const float *k(const float *qkv, int b, int g) const { return qkv + (size_t)b * T * row + Cq + (size_t)g * HS; }
+    __device__ const float *v(const float *qkv, int b, int g) const { return k(qkv, b, g) + (size_t)NKV * HS; }
+    __device__ size_t o(int b, int h) const { return (size_t)b * T * Cq + (size_t)h * HS; }  /* in out/dout */
+};
+static llm__cu_att llm__cu_att_make(int T, int NH, int NKV, int HS) {
+    llm__cu_att a;
+    a.T = T; a.NH = NH; a.NKV = NKV; a.HS = HS;
+    a.row = (size_t)(NH + 2 * NKV) * HS;
+    a.Cq = (size_t)NH * HS;
+    return a;
+}
+
+static __global__ void llm__cu_attention_fwd_k(float *out, float *lse, const float *qkv,
+                                               llm__cu_att A, float scale) {
     extern __shared__ float sm[];
-    int HS = C / NH, ld = HS + 1;
+    int HS = A.HS, T = A.T, ld = HS + 1;
     float *Ks = sm, *Vs = Ks + 32 * ld, *Qs = Vs + 32 * ld;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    int b = blockIdx.y / NH, h = blockIdx.y % NH;
+    int b = blockIdx.y / A.NH, h = blockIdx.y % A.NH, g = h / (A.NH / A.NKV);
     int q0 = blockIdx.x * LLM__CU_ATT_WARPS, i = q0 + warp;
-    size_t ld3 = 3 * (size_t)C;
-    const float *base = qkv + (size_t)b * T * ld3 + (size_t)h * HS;  /* q of (b, t=0, h) */
+    const float *qb = A.q(qkv, b, h), *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
     bool active = i < T;
     float *q = Qs + warp * HS;
     if (active)
-        for (int d = lane; d < HS; d += 32) q[d] = base[i * ld3 + d];
+        for (int d = lane; d < HS; d += 32) q[d] = qb[i * A.row + d];
     float o[LLM__CU_R];
     for (int r = 0; r < LLM__CU_R; r++) o[r] = 0.0f;
     float m = -INFINITY, l = 0.0f;
@@ -609,8 +872,8 @@ static __global__ void llm__cu_attention_fwd_k(float *out, float *lse, const flo
         __syncthreads();  /* the previous tile is consumed; q is visible */
         for (int e = threadIdx.x; e < 32 * HS; e += blockDim.x) {
             int r = e / HS, d = e % HS, j = j0 + r;
-            Ks[r * ld + d] = j <= last ? base[j * ld3 + C + d] : 0.0f;
-            Vs[r * ld + d] = j <= last ? base[j * ld3 + 2 * C + d] : 0.0f;
+            Ks[r * ld + d] = j <= last ? kb[j * A.row + d] : 0.0f;
+            Vs[r * ld + d] = j <= last ? vb[j * A.row + d] : 0.0f;
         }
         __syncthreads();
         if (!active || j0 > i) continue;  /* this row sees none of these keys */
@@ -636,42 +899,43 @@ static __global__ void llm__cu_attention_fwd_k(float *out, float *lse, const flo
         m = mnew;
     }
     if (!active) return;
-    float *y = out + ((size_t)b * T + i) * C + (size_t)h * HS;
+    float *y = out + A.o(b, h) + (size_t)i * A.Cq;
     for (int r = 0; r < LLM__CU_R; r++) {
         int d = lane + 32 * r;
         if (d < HS) y[d] = o[r] / l;
     }
-    if (lane == 0) lse[((size_t)b * NH + h) * T + i] = m + logf(l);
+    if (lane == 0) lse[((size_t)b * A.NH + h) * T + i] = m + logf(l);
 }
 
-/* Backward, with dO_i = dout[b,i,h] and D_i = dO_i . out_i (= sum_j P_ij dP_ij):
+/* Backward, with dO_i = dout row i of head h and D_i = dO_i . out_i (= sum_j P_ij dP_ij):
  *   dP_ij = dO_i . v_j,   dS_ij = P_ij (dP_ij - D_i)            (softmax backward)
- *   dq_i += scale sum_j dS_ij k_j,   dk_j += scale sum_i dS_ij q_i,   dv_j += sum_i P_ij dO_i
+ *   dq_i += scale sum_j dS_ij k_j,   dk_j += scale sum_{h in group, i} dS_ij q_i,
+ *   dv_j += sum_{h in group, i} P_ij dO_i
  * Two kernels, so that every gradient element has one owner (no atomics, deterministic):
- * dq walks keys for each query row (like the forward), dk/dv walk queries for each key. */
+ * dq walks keys for each query row (like the forward, one block per (b, h)), dk/dv walk
+ * the queries of every head of the group for each key (one block per (b, g)). */
 static __global__ void llm__cu_attention_bwd_dq_k(float *dqkv, const float *dout, const float *qkv,
-                                           const float *out, const float *lse, int T, int C,
-                                           int NH, float scale) {
+                                                  const float *out, const float *lse,
+                                                  llm__cu_att A, float scale) {
     extern __shared__ float sm[];
-    int HS = C / NH, ld = HS + 1;
+    int HS = A.HS, T = A.T, ld = HS + 1;
     float *Ks = sm, *Vs = Ks + 32 * ld, *Qs = Vs + 32 * ld, *dOs = Qs + LLM__CU_ATT_WARPS * HS;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    int b = blockIdx.y / NH, h = blockIdx.y % NH;
+    int b = blockIdx.y / A.NH, h = blockIdx.y % A.NH, g = h / (A.NH / A.NKV);
     int q0 = blockIdx.x * LLM__CU_ATT_WARPS, i = q0 + warp;
-    size_t ld3 = 3 * (size_t)C;
-    const float *base = qkv + (size_t)b * T * ld3 + (size_t)h * HS;
-    size_t orow = ((size_t)b * T + i) * C + (size_t)h * HS;  /* (b,i,h) in out/dout/dq */
+    const float *qb = A.q(qkv, b, h), *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
+    size_t orow = A.o(b, h) + (size_t)i * A.Cq;  /* row i of head h in out/dout */
     bool active = i < T;
     float *q = Qs + warp * HS, *dO = dOs + warp * HS;
     float D = 0.0f, L = 0.0f;
     if (active) {
         for (int d = lane; d < HS; d += 32) {
-            q[d] = base[i * ld3 + d];
+            q[d] = qb[i * A.row + d];
             dO[d] = dout[orow + d];
             D += dO[d] * out[orow + d];
         }
         D = llm__cu_warp_sum(D);
-        L = lse[((size_t)b * NH + h) * T + i];
+        L = lse[((size_t)b * A.NH + h) * T + i];
     }
     float dq[LLM__CU_R];
     for (int r = 0; r < LLM__CU_R; r++) dq[r] = 0.0f;
@@ -680,8 +944,8 @@ static __global__ void llm__cu_attention_bwd_dq_k(float *dqkv, const float *dout
         __syncthreads();
         for (int e = threadIdx.x; e < 32 * HS; e += blockDim.x) {
             int r = e / HS, d = e % HS, j = j0 + r;
-            Ks[r * ld + d] = j <= last ? base[j * ld3 + C + d] : 0.0f;
-            Vs[r * ld + d] = j <= last ? base[j * ld3 + 2 * C + d] : 0.0f;
+            Ks[r * ld + d] = j <= last ? kb[j * A.row + d] : 0.0f;
+            Vs[r * ld + d] = j <= last ? vb[j * A.row + d] : 0.0f;
         }
         __syncthreads();
         if (!active || j0 > i) continue;
@@ -705,134 +969,238 @@ static __global__ void llm__cu_attention_bwd_dq_k(float *dqkv, const float *dout
         }
     }
     if (!active) return;
-    float *g = dqkv + ((size_t)b * T + i) * ld3 + (size_t)h * HS;
+    float *gq = dqkv + ((size_t)b * T + i) * A.row + (size_t)h * HS;
     for (int r = 0; r < LLM__CU_R; r++) {
         int d = lane + 32 * r;
-        if (d < HS) g[d] += scale * dq[r];
+        if (d < HS) gq[d] += scale * dq[r];
     }
 }
 
-/* dk, dv: a block takes LLM__CU_ATT_WARPS key rows (one warp each) and walks the query
- * tiles i0 = k0, k0+32, ... (queries before the block's first key k0 never see it),
- * staging q_i, dO_i, lse_i and D_i of 32 queries in shared memory; lane l takes query
- * i0+l. Shared: Q and dO tiles (32, HS+1), the warps' k and v rows (WARPS, HS), lse and
- * D (32 each). */
+/* dk, dv: a block takes LLM__CU_ATT_WARPS key rows j of kv head g (one warp each); for each
+ * query head h of the group it walks the query tiles i0 = k0, k0+32, ... (queries before
+ * the block's first key k0 never see it), staging q_i, dO_i, lse_i and D_i of 32 queries
+ * in shared memory; lane l takes query i0+l. The sums over the group's heads stay in
+ * registers, so each dk, dv element is written once. Shared: Q and dO tiles (32, HS+1),
+ * the warps' k and v rows (WARPS, HS), lse and D (32 each). */
 static __global__ void llm__cu_attention_bwd_dkv_k(float *dqkv, const float *dout, const float *qkv,
-                                            const float *out, const float *lse, int T, int C,
-                                            int NH, float scale) {
+                                                   const float *out, const float *lse,
+                                                   llm__cu_att A, float scale) {
     extern __shared__ float sm[];
-    int HS = C / NH, ld = HS + 1;
+    int HS = A.HS, T = A.T, ld = HS + 1, G = A.NH / A.NKV;
     float *Qs = sm, *dOs = Qs + 32 * ld, *Kw = dOs + 32 * ld, *Vw = Kw + LLM__CU_ATT_WARPS * HS;
     float *Ls = Vw + LLM__CU_ATT_WARPS * HS, *Ds = Ls + 32;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    int b = blockIdx.y / NH, h = blockIdx.y % NH;
+    int b = blockIdx.y / A.NKV, g = blockIdx.y % A.NKV;
     int k0 = blockIdx.x * LLM__CU_ATT_WARPS, j = k0 + warp;
-    size_t ld3 = 3 * (size_t)C;
-    const float *base = qkv + (size_t)b * T * ld3 + (size_t)h * HS;
-    const float *dob = dout + (size_t)b * T * C + (size_t)h * HS;  /* dout of (b, t=0, h) */
-    const float *ob = out + (size_t)b * T * C + (size_t)h * HS;
-    const float *lseb = lse + ((size_t)b * NH + h) * T;
+    const float *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
     bool active = j < T;
     float *k = Kw + warp * HS, *v = Vw + warp * HS;
     if (active)
         for (int d = lane; d < HS; d += 32) {
-            k[d] = base[j * ld3 + C + d];
-            v[d] = base[j * ld3 + 2 * C + d];
+            k[d] = kb[j * A.row + d];
+            v[d] = vb[j * A.row + d];
         }
     float dk[LLM__CU_R], dv[LLM__CU_R];
     for (int r = 0; r < LLM__CU_R; r++) { dk[r] = 0.0f; dv[r] = 0.0f; }
-    for (int i0 = k0; i0 < T; i0 += 32) {
-        __syncthreads();
-        for (int e = threadIdx.x; e < 32 * HS; e += blockDim.x) {
-            int r = e / HS, d = e % HS, i = i0 + r;
-            Qs[r * ld + d] = i < T ? base[i * ld3 + d] : 0.0f;
-            dOs[r * ld + d] = i < T ? dob[(size_t)i * C + d] : 0.0f;
-        }
-        __syncthreads();
-        if (threadIdx.x < 32) {  /* D_i = dO_i . out_i for the tile's 32 queries */
-            int r = threadIdx.x, i = i0 + r;
-            float D = 0.0f;
-            if (i < T)
-                for (int d = 0; d < HS; d++) D += dOs[r * ld + d] * ob[(size_t)i * C + d];
-            Ds[r] = D;
-            Ls[r] = i < T ? lseb[i] : 0.0f;
-        }
-        __syncthreads();
-        if (!active || i0 + 31 < j) continue;  /* every query of the tile is before key j */
-        int i = i0 + lane;
-        float pij = 0.0f, ds = 0.0f;
-        if (i >= j && i < T) {
-            float s = 0.0f, dp = 0.0f;
-            for (int d = 0; d < HS; d++) {
-                s += Qs[lane * ld + d] * k[d];
-                dp += dOs[lane * ld + d] * v[d];
+    for (int h = g * G; h < (g + 1) * G; h++) {
+        const float *qb = A.q(qkv, b, h), *dob = dout + A.o(b, h), *ob = out + A.o(b, h);
+        const float *lseb = lse + ((size_t)b * A.NH + h) * T;
+        for (int i0 = k0; i0 < T; i0 += 32) {
+            __syncthreads();  /* the previous tile is consumed; k, v are visible */
+            for (int e = threadIdx.x; e < 32 * HS; e += blockDim.x) {
+                int r = e / HS, d = e % HS, i = i0 + r;
+                Qs[r * ld + d] = i < T ? qb[i * A.row + d] : 0.0f;
+                dOs[r * ld + d] = i < T ? dob[(size_t)i * A.Cq + d] : 0.0f;
             }
-            pij = expf(s * scale - Ls[lane]);
-            ds = pij * (dp - Ds[lane]);
-        }
-        for (int kk = 0; kk < 32; kk++) {
-            float pk = __shfl_sync(LLM__CU_FULL, pij, kk);
-            float dsk = __shfl_sync(LLM__CU_FULL, ds, kk);
-            for (int r = 0; r < LLM__CU_R; r++) {
-                int d = lane + 32 * r;
-                if (d < HS) {
-                    dv[r] += pk * dOs[kk * ld + d];
-                    dk[r] += dsk * Qs[kk * ld + d];
+            __syncthreads();
+            if (threadIdx.x < 32) {  /* D_i = dO_i . out_i for the tile's 32 queries */
+                int r = threadIdx.x, i = i0 + r;
+                float D = 0.0f;
+                if (i < T)
+                    for (int d = 0; d < HS; d++) D += dOs[r * ld + d] * ob[(size_t)i * A.Cq + d];
+                Ds[r] = D;
+                Ls[r] = i < T ? lseb[i] : 0.0f;
+            }
+            __syncthreads();
+            if (!active || i0 + 31 < j) continue;  /* every query of the tile is before key j */
+            int i = i0 + lane;
+            float pij = 0.0f, ds = 0.0f;
+            if (i >= j && i < T) {
+                float s = 0.0f, dp = 0.0f;
+                for (int d = 0; d < HS; d++) {
+                    s += Qs[lane * ld + d] * k[d];
+                    dp += dOs[lane * ld + d] * v[d];
+                }
+                pij = expf(s * scale - Ls[lane]);
+                ds = pij * (dp - Ds[lane]);
+            }
+            for (int kk = 0; kk < 32; kk++) {
+                float pk = __shfl_sync(LLM__CU_FULL, pij, kk);
+                float dsk = __shfl_sync(LLM__CU_FULL, ds, kk);
+                for (int r = 0; r < LLM__CU_R; r++) {
+                    int d = lane + 32 * r;
+                    if (d < HS) {
+                        dv[r] += pk * dOs[kk * ld + d];
+                        dk[r] += dsk * Qs[kk * ld + d];
+                    }
                 }
             }
         }
     }
     if (!active) return;
-    float *g = dqkv + ((size_t)b * T + j) * ld3 + (size_t)h * HS;
+    float *gk = dqkv + ((size_t)b * T + j) * A.row + A.Cq + (size_t)g * HS;
+    float *gv = gk + (size_t)A.NKV * HS;
     for (int r = 0; r < LLM__CU_R; r++) {
         int d = lane + 32 * r;
         if (d < HS) {
-            g[C + d] += scale * dk[r];
-            g[2 * C + d] += dv[r];
+            gk[d] += scale * dk[r];
+            gv[d] += dv[r];
         }
     }
 }
 
 /* Shapes the attention kernels accept; records an error otherwise. */
-static bool llm__cu_att_shape(llm__cu *st, const char *op, int B, int C, int NH) {
-    if (NH <= 0 || C % NH != 0 || C / NH > LLM__CU_HS_MAX || (long long)B * NH > 65535) {
+static bool llm__cu_att_shape(llm__cu *st, const char *op, int B, int NH, int NKV, int HS) {
+    if (NH <= 0 || NKV <= 0 || NH % NKV != 0 || HS <= 0 || HS > LLM__CU_HS_MAX ||
+        (long long)B * NH > 65535) {
         llm__cu_fail(st, LLM_ERR_UNSUPPORTED,
-                     "CUDA %s: B=%d C=%d NH=%d: need NH | C, head size <= %d, B*NH <= 65535",
-                     op, B, C, NH, LLM__CU_HS_MAX);
+                     "CUDA %s: B=%d NH=%d NKV=%d HS=%d: need NKV | NH, head size <= %d, B*NH <= 65535",
+                     op, B, NH, NKV, HS, LLM__CU_HS_MAX);
         return false;
     }
     return true;
 }
 
 static void llm__cu_attention_fwd(void *p, float *out, float *lse, const float *qkv, int B, int T,
-                                  int C, int NH) {
+                                  int NH, int NKV, int HS) {
     llm__cu *st = (llm__cu *)p;
-    if (!llm__cu_enter(st) || B <= 0 || T <= 0 || C <= 0) return;
-    if (!llm__cu_att_shape(st, "attention_fwd", B, C, NH)) return;
-    int HS = C / NH;
+    if (!llm__cu_enter(st) || B <= 0 || T <= 0) return;
+    if (!llm__cu_att_shape(st, "attention_fwd", B, NH, NKV, HS)) return;
     size_t shmem = (2 * 32 * (size_t)(HS + 1) + LLM__CU_ATT_WARPS * (size_t)HS) * sizeof(float);
     dim3 grid((unsigned)((T + LLM__CU_ATT_WARPS - 1) / LLM__CU_ATT_WARPS), (unsigned)(B * NH));
     llm__cu_attention_fwd_k<<<grid, 32 * LLM__CU_ATT_WARPS, shmem, st->stream>>>(
-        out, lse, qkv, T, C, NH, 1.0f / sqrtf((float)HS));
-    llm__cu_launched(st, "attention_fwd", "B=%d T=%d C=%d NH=%d", B, T, C, NH);
+        out, lse, qkv, llm__cu_att_make(T, NH, NKV, HS), 1.0f / sqrtf((float)HS));
+    llm__cu_launched(st, "attention_fwd", "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
 }
 
 static void llm__cu_attention_bwd(void *p, float *dqkv, const float *dout, const float *qkv,
-                                  const float *out, const float *lse, int B, int T, int C, int NH) {
+                                  const float *out, const float *lse, int B, int T, int NH, int NKV,
+                                  int HS) {
     llm__cu *st = (llm__cu *)p;
-    if (!llm__cu_enter(st) || B <= 0 || T <= 0 || C <= 0) return;
-    if (!llm__cu_att_shape(st, "attention_bwd", B, C, NH)) return;
-    int HS = C / NH;
+    if (!llm__cu_enter(st) || B <= 0 || T <= 0) return;
+    if (!llm__cu_att_shape(st, "attention_bwd", B, NH, NKV, HS)) return;
     float scale = 1.0f / sqrtf((float)HS);
-    dim3 grid((unsigned)((T + LLM__CU_ATT_WARPS - 1) / LLM__CU_ATT_WARPS), (unsigned)(B * NH));
+    llm__cu_att A = llm__cu_att_make(T, NH, NKV, HS);
+    unsigned tiles = (unsigned)((T + LLM__CU_ATT_WARPS - 1) / LLM__CU_ATT_WARPS);
     size_t shmem = (2 * 32 * (size_t)(HS + 1) + 2 * LLM__CU_ATT_WARPS * (size_t)HS) * sizeof(float);
-    llm__cu_attention_bwd_dq_k<<<grid, 32 * LLM__CU_ATT_WARPS, shmem, st->stream>>>(
-        dqkv, dout, qkv, out, lse, T, C, NH, scale);
-    llm__cu_launched(st, "attention_bwd (dq)", "B=%d T=%d C=%d NH=%d", B, T, C, NH);
+    llm__cu_attention_bwd_dq_k<<<dim3(tiles, (unsigned)(B * NH)), 32 * LLM__CU_ATT_WARPS, shmem,
+                                 st->stream>>>(dqkv, dout, qkv, out, lse, A, scale);
+    llm__cu_launched(st, "attention_bwd (dq)", "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
     shmem += 64 * sizeof(float);
-    llm__cu_attention_bwd_dkv_k<<<grid, 32 * LLM__CU_ATT_WARPS, shmem, st->stream>>>(
-        dqkv, dout, qkv, out, lse, T, C, NH, scale);
-    llm__cu_launched(st, "attention_bwd (dk, dv)", "B=%d T=%d C=%d NH=%d", B, T, C, NH);
+    llm__cu_attention_bwd_dkv_k<<<dim3(tiles, (unsigned)(B * NKV)), 32 * LLM__CU_ATT_WARPS, shmem,
+                                  st->stream>>>(dqkv, dout, qkv, out, lse, A, scale);
+    llm__cu_launched(st, "attention_bwd (dk, dv)", "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
+}
+
+//==== ATTENTION WITH A KV CACHE ========================================================
+/* Generation. Row i (of N) of qkv is the token at position pos[i] of sequence seq[i]:
+ *   1. store its k, v (NKV*HS each) into kcache, vcache (S, maxT, NKV*HS) at [seq[i], pos[i]];
+ *   2. then, for every query head h (kv head g = h/(NH/NKV)), attend over the cached
+ *      positions 0..pos[i] of that sequence:  out_i = softmax(scale q_i . K^T) V.
+ * Two kernels on one stream: every row's store finishes before any row attends, so one
+ * call can prefill a prompt (row t sees rows < t) or step many sequences by one token.
+ * A row with seq < 0 or pos outside [0, maxT) is skipped (output 0) and raises a flag
+ * that sync reports; S is not known here, so seq's upper bound is the caller's to keep. */
+static __global__ void llm__cu_kv_store_k(float *kcache, float *vcache, const float *qkv, const int *seq,
+                                          const int *pos, int N, int NH, int NKV, int HS, int maxT,
+                                          int *flags) {
+    size_t kvw = (size_t)NKV * HS, row = (size_t)(NH + 2 * NKV) * HS;
+    LLM__CU_FOR(e, (size_t)N * kvw) {
+        size_t i = e / kvw, c = e % kvw;
+        int sq = seq[i], p = pos[i];
+        if (sq < 0 || p < 0 || p >= maxT) {
+            if (c == 0) atomicOr(flags, LLM__CU_FLAG_KV_INDEX);
+            continue;
+        }
+        const float *src = qkv + i * row + (size_t)NH * HS;   /* k, then v */
+        size_t dst = ((size_t)sq * maxT + p) * kvw + c;
+        kcache[dst] = src[c];
+        vcache[dst] = src[kvw + c];
+    }
+}
+/* One warp per (row i, query head h), LLM__CU_ATT_WARPS per block: the online softmax of
+ * the forward kernel over the keys 0..pos[i] in chunks of 32 (lane l scores key j0+l;
+ * lane l owns output dims l, l+32, ...). The warp's q row sits in shared memory. */
+static __global__ void llm__cu_attention_kv_k(float *out, const float *qkv, const float *kcache,
+                                              const float *vcache, const int *seq, const int *pos,
+                                              int N, int NH, int NKV, int HS, int maxT, float scale) {
+    extern __shared__ float sm[];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    size_t w = (size_t)blockIdx.x * LLM__CU_ATT_WARPS + warp;   /* (i, h) */
+    if (w >= (size_t)N * NH) return;                             /* no block-wide sync below */
+    int i = (int)(w / NH), h = (int)(w % NH), g = h / (NH / NKV);
+    size_t kvw = (size_t)NKV * HS, row = (size_t)(NH + 2 * NKV) * HS;
+    float *o = out + (size_t)i * NH * HS + (size_t)h * HS;
+    int sq = seq[i], P = pos[i];
+    if (sq < 0 || P < 0 || P >= maxT) {                          /* flagged by the store */
+        for (int d = lane; d < HS; d += 32) o[d] = 0.0f;
+        return;
+    }
+    float *q = sm + warp * HS;
+    for (int d = lane; d < HS; d += 32) q[d] = qkv[(size_t)i * row + (size_t)h * HS + d];
+    __syncwarp();
+    const float *kb = kcache + (size_t)sq * maxT * kvw + (size_t)g * HS;
+    const float *vb = vcache + (size_t)sq * maxT * kvw + (size_t)g * HS;
+    float acc[LLM__CU_R];
+    for (int r = 0; r < LLM__CU_R; r++) acc[r] = 0.0f;
+    float m = -INFINITY, l = 0.0f;
+    for (int j0 = 0; j0 <= P; j0 += 32) {
+        int j = j0 + lane;
+        float s = -INFINITY;
+        if (j <= P) {
+            const float *k = kb + (size_t)j * kvw;
+            float dot = 0.0f;
+            for (int d = 0; d < HS; d++) dot += q[d] * k[d];
+            s = dot * scale;
+        }
+        float mnew = fmaxf(m, llm__cu_warp_max(s));
+        float pj = j <= P ? expf(s - mnew) : 0.0f;
+        float corr = expf(m - mnew);
+        l = l * corr + llm__cu_warp_sum(pj);
+        for (int r = 0; r < LLM__CU_R; r++) acc[r] *= corr;
+        for (int k = 0; k < 32 && j0 + k <= P; k++) {   /* the bound is the same on every lane */
+            float pk = __shfl_sync(LLM__CU_FULL, pj, k);
+            const float *v = vb + (size_t)(j0 + k) * kvw;
+            for (int r = 0; r < LLM__CU_R; r++) {
+                int d = lane + 32 * r;
+                if (d < HS) acc[r] += pk * v[d];
+            }
+        }
+        m = mnew;
+    }
+    for (int r = 0; r < LLM__CU_R; r++) {
+        int d = lane + 32 * r;
+        if (d < HS) o[d] = acc[r] / l;
+    }
+}
+
+static void llm__cu_attention_kv(void *p, float *out, const float *qkv, float *kcache, float *vcache,
+                                 const int *seq, const int *pos, int N, int NH, int NKV, int HS, int maxT) {
+    llm__cu *st = (llm__cu *)p;
+    if (!llm__cu_enter(st) || N <= 0) return;
+    if (!llm__cu_att_shape(st, "attention_kv", 1, NH, NKV, HS)) return;
+    if (maxT <= 0) { llm__cu_fail(st, LLM_ERR_ARG, "CUDA attention_kv: maxT=%d", maxT); return; }
+    st->flags_armed = 1;
+    size_t n = (size_t)N * NKV * HS;
+    llm__cu_kv_store_k<<<llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream>>>(
+        kcache, vcache, qkv, seq, pos, N, NH, NKV, HS, maxT, st->flags);
+    llm__cu_launched(st, "attention_kv (store)", "N=%d NKV=%d HS=%d maxT=%d", N, NKV, HS, maxT);
+    size_t warps = (size_t)N * NH;
+    unsigned blocks = (unsigned)((warps + LLM__CU_ATT_WARPS - 1) / LLM__CU_ATT_WARPS);
+    llm__cu_attention_kv_k<<<blocks, 32 * LLM__CU_ATT_WARPS, LLM__CU_ATT_WARPS * (size_t)HS * sizeof(float),
+                             st->stream>>>(out, qkv, kcache, vcache, seq, pos, N, NH, NKV, HS, maxT,
+                                           1.0f / sqrtf((float)HS));
+    llm__cu_launched(st, "attention_kv", "N=%d NH=%d NKV=%d HS=%d maxT=%d", N, NH, NKV, HS, maxT);
 }
 
 //==== GELU =============================================================================
@@ -869,6 +1237,44 @@ static void llm__cu_gelu_bwd(void *p, float *dinp, const float *inp, const float
     llm__cu_launched(st, "gelu_bwd", "n=%zu", n);
 }
 
+//==== SWIGLU ===========================================================================
+/* SwiGLU (Llama's MLP): inp rows (2H) hold [gate g | up u]; with sig(g) = 1/(1+exp(-g)),
+ *   out = silu(g) * u = g sig(g) u,
+ *   du += dout * g sig(g),   dg += dout * u * sig(g) (1 + g (1 - sig(g))).
+ * PyTorch: F.silu(x @ w1.T) * (x @ w3.T). One thread per output element. */
+static __global__ void llm__cu_swiglu_fwd_k(float *out, const float *inp, size_t N, int H) {
+    LLM__CU_FOR(e, N * H) {
+        size_t n = e / H;
+        int i = (int)(e % H);
+        float g = inp[n * 2 * H + i], u = inp[n * 2 * H + H + i];
+        out[e] = g * (1.0f / (1.0f + expf(-g))) * u;
+    }
+}
+static __global__ void llm__cu_swiglu_bwd_k(float *dinp, const float *inp, const float *dout, size_t N, int H) {
+    LLM__CU_FOR(e, N * H) {
+        size_t n = e / H;
+        int i = (int)(e % H);
+        float g = inp[n * 2 * H + i], u = inp[n * 2 * H + H + i], d = dout[e];
+        float sg = 1.0f / (1.0f + expf(-g));
+        dinp[n * 2 * H + H + i] += d * g * sg;
+        dinp[n * 2 * H + i] += d * u * sg * (1.0f + g * (1.0f - sg));
+    }
+}
+static void llm__cu_swiglu_fwd(void *p, float *out, const float *inp, int N, int H) {
+    llm__cu *st = (llm__cu *)p;
+    if (!llm__cu_enter(st) || N <= 0 || H <= 0) return;
+    llm__cu_swiglu_fwd_k<<<llm__cu_blocks((size_t)N * H), LLM__CU_THREADS, 0, st->stream>>>(
+        out, inp, (size_t)N, H);
+    llm__cu_launched(st, "swiglu_fwd", "N=%d H=%d", N, H);
+}
+static void llm__cu_swiglu_bwd(void *p, float *dinp, const float *inp, const float *dout, int N, int H) {
+    llm__cu *st = (llm__cu *)p;
+    if (!llm__cu_enter(st) || N <= 0 || H <= 0) return;
+    llm__cu_swiglu_bwd_k<<<llm__cu_blocks((size_t)N * H), LLM__CU_THREADS, 0, st->stream>>>(
+        dinp, inp, dout, (size_t)N, H);
+    llm__cu_launched(st, "swiglu_bwd", "N=%d H=%d", N, H);
+}
+
 //==== RESIDUAL =========================================================================
 /* out = a + b;   da += dout, db += dout. dout is read once into a register first, so the
  * backward is also right when da or db is the same buffer as dout. */
@@ -900,7 +1306,7 @@ static void llm__cu_residual_bwd(void *p, float *da, float *db, const float *dou
  *   lse = max(x) + log sum_v exp(x_v - max(x)),   loss = lse - x_t   (0 if t < 0)
  * backward (overwrites x):  dx_v = (exp(x_v - lse) - [v == t]) * dloss  (0 if t < 0) */
 static __global__ void llm__cu_crossentropy_fwd_k(float *losses, float *lse, const float *logits,
-                                           const int *targets, int V) {
+                                                  const int *targets, int V) {
     __shared__ float sh[32];
     size_t row = blockIdx.x;
     const float *x = logits + row * V;
@@ -918,7 +1324,7 @@ static __global__ void llm__cu_crossentropy_fwd_k(float *losses, float *lse, con
     }
 }
 static __global__ void llm__cu_crossentropy_bwd_k(float *x_to_dx, const float *lse, const int *targets,
-                                           float dloss, int V) {
+                                                  float dloss, int V) {
     size_t row = blockIdx.x;
     float *x = x_to_dx + row * V;
     int t = targets[row];
@@ -977,7 +1383,7 @@ static __global__ void llm__cu_sumsq_finish_k(double *part, int nblocks) {
 }
 static double llm__cu_sumsq(void *p, const float *x, size_t n) {
     llm__cu *st = (llm__cu *)p;
-    if (st->status != LLM_OK) { llm__cu_sticky(st); return NAN; }
+    if (st->status != LLM_OK) { llm__cu_pending(st); return NAN; }
     if (!llm__cu_enter(st)) return NAN;
     if (n == 0) return 0.0;
     unsigned nb = llm__cu_blocks(n);
@@ -1000,8 +1406,8 @@ static double llm__cu_sumsq(void *p, const float *x, size_t n) {
  *   param -= lr wd param;   param -= lr mhat / (sqrt(vhat) + eps)     (torch's order)
  * The bias corrections 1-b^t are computed once on the host, in float as the CPU does. */
 static __global__ void llm__cu_adamw_k(float *param, const float *grad, float *m, float *v, size_t n,
-                                float lr, float b1, float b2, float eps, float wd, float gscale,
-                                float bc1, float bc2) {
+                                       float lr, float b1, float b2, float eps, float wd, float gscale,
+                                       float bc1, float bc2) {
     LLM__CU_FOR(i, n) {
         float g = grad[i] * gscale;
         float mi = b1 * m[i] + (1.0f - b1) * g;
@@ -1038,16 +1444,25 @@ static llm_backend llm__cu_table(void) {
     b.upload = llm__cu_upload;
     b.download = llm__cu_download;
     b.zero = llm__cu_zero;
+    b.copy = llm__cu_copy;
+    b.sync = llm__cu_sync;
     b.encoder_fwd = llm__cu_encoder_fwd;
     b.encoder_bwd = llm__cu_encoder_bwd;
     b.layernorm_fwd = llm__cu_layernorm_fwd;
     b.layernorm_bwd = llm__cu_layernorm_bwd;
+    b.rmsnorm_fwd = llm__cu_rmsnorm_fwd;
+    b.rmsnorm_bwd = llm__cu_rmsnorm_bwd;
     b.matmul_fwd = llm__cu_matmul_fwd;
     b.matmul_bwd = llm__cu_matmul_bwd;
+    b.rope_fwd = llm__cu_rope_fwd;
+    b.rope_bwd = llm__cu_rope_bwd;
     b.attention_fwd = llm__cu_attention_fwd;
     b.attention_bwd = llm__cu_attention_bwd;
+    b.attention_kv = llm__cu_attention_kv;
     b.gelu_fwd = llm__cu_gelu_fwd;
     b.gelu_bwd = llm__cu_gelu_bwd;
+    b.swiglu_fwd = llm__cu_swiglu_fwd;
+    b.swiglu_bwd = llm__cu_swiglu_bwd;
     b.residual_fwd = llm__cu_residual_fwd;
     b.residual_bwd = llm__cu_residual_bwd;
     b.crossentropy_fwd = llm__cu_crossentropy_fwd;
@@ -1059,5 +1474,17 @@ static llm_backend llm__cu_table(void) {
 
 extern "C" const llm_backend *llm_cuda_backend(void) {
     static const llm_backend table = llm__cu_table();
+    return &table;
+}
+
+/* The same backend with bf16 tensor-core matmuls (see MATMUL): the fast mode. */
+static llm_backend llm__cu_table_bf16(void) {
+    llm_backend b = llm__cu_table();
+    b.name = "cuda-bf16";
+    b.create = llm__cu_create_bf16;
+    return b;
+}
+extern "C" const llm_backend *llm_cuda_backend_bf16(void) {
+    static const llm_backend table = llm__cu_table_bf16();
     return &table;
 }

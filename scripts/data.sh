@@ -49,18 +49,29 @@ MIRRORS=""
 MIRRORS="$MIRRORS ../shared/data"
 
 failed=0
+PLACED=""
 for entry in $FILES; do
   rel=${entry%%|*}; rest=${entry#*|}; url=${rest%|*}; want=${rest##*|}
   out="$DEST/$rel"
   mkdir -p "$(dirname "$out")"
   if [ -f "$out" ] && [ "$(sha256 "$out")" = "$want" ]; then
-    echo "ok      $out"; continue
+    echo "ok      $out"; PLACED="$PLACED $out|$want"; continue
   fi
   tmp="$out.tmp"
   how=""
   if download "$url" "$tmp" 2>/dev/null; then
-    if [ "$(sha256 "$tmp")" = "$want" ]; then how="downloaded"
+    if [ "$(sha256 "$tmp")" = "$want" ]; then how="downloaded $url"
     else echo "warning: $url does not have the expected SHA-256; trying a local copy" >&2; fi
+  elif [ "${LLM_OFFLINE:-0}" != 1 ]; then
+    # one failed download: assume we are offline and stop waiting on the network
+    echo "cannot download $url: using local copies from here on" >&2
+    LLM_OFFLINE=1
+  fi
+  if [ -z "$how" ]; then
+    # a file already placed with the same content (vocab.json is encoder.json)
+    for have in $PLACED; do
+      if [ "${have##*|}" = "$want" ]; then cp "${have%|*}" "$tmp" && how="copied from ${have%|*}" && break; fi
+    done
   fi
   if [ -z "$how" ]; then
     for dir in $MIRRORS; do
@@ -68,12 +79,13 @@ for entry in $FILES; do
       src="$dir/$rel"
       [ -f "$src" ] || src=$(find "$dir" -name "$(basename "$rel")" -type f 2>/dev/null | head -1)
       if [ -n "$src" ] && [ -f "$src" ] && [ "$(sha256 "$src")" = "$want" ]; then
-        cp "$src" "$tmp" && how="copied from $src" && break
+        cp "$src" "$tmp" && chmod u+w "$tmp" && how="copied from $src" && break
       fi
     done
   fi
   if [ -n "$how" ]; then
     mv "$tmp" "$out"; echo "$how -> $out"
+    PLACED="$PLACED $out|$want"
   else
     rm -f "$tmp"; echo "MISSING $out (no network and no copy in \$LLM_DATA or ../shared/data)" >&2
     failed=1

@@ -328,7 +328,7 @@ def reference(p32, cfg, tokens, targets):
 
 def adamw_reference(p32, cfg, tokens, targets, clip, dtype):
     """8 steps of torch.optim.AdamW with clip_grad_norm_, on one batch."""
-    pt = {n: t.to(dtype).requires_grad_(True) for n, t in p32.items()}
+    pt = {n: t.detach().clone().to(dtype).requires_grad_(True) for n, t in p32.items()}  # never p32 itself
     groups = [{"params": [t for n, t in pt.items() if is_decayed(n)], "weight_decay": ADAM["weight_decay"]},
               {"params": [t for n, t in pt.items() if not is_decayed(n)], "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=ADAM["lr"], betas=(ADAM["beta1"], ADAM["beta2"]), eps=ADAM["eps"])
@@ -357,13 +357,17 @@ def pick_clip(p32, cfg, tokens, targets):
 
 
 def greedy(p32, cfg, prompt, n):
-    """A greedy continuation: argmax of a full float64 forward each step."""
+    """A greedy continuation: argmax of a full float64 forward each step. Every step's
+    best logit leads the runner-up by more than float32 noise, so a float32
+    implementation must pick the same tokens."""
     p64 = {k: v.double() for k, v in p32.items()}
     seq = list(prompt)
     with torch.no_grad():
         for _ in range(n):
-            logits = forward(p64, cfg, torch.tensor([seq]))
-            seq.append(int(logits[0, -1].argmax()))
+            last = forward(p64, cfg, torch.tensor([seq]))[0, -1]
+            top = torch.topk(last, 2).values
+            assert float(top[0] - top[1]) > 1e-4, "greedy: a near tie; pick another seed"
+            seq.append(int(last.argmax()))
     return seq[len(prompt):]
 
 

@@ -1,29 +1,50 @@
 /* tests/test_cuda.c: the CUDA backend (llm_cuda.cu) against the CPU backend, op by op,
  * forward and backward, on the same random inputs and odd shapes (not multiples of 32,
- * tiles that end mid-warp), then a whole GPT-2 forward / backward / AdamW step.
+ * tiles that end mid-warp, grouped-query heads), then whole models: a small GPT-2 and a
+ * small Llama (RMSNorm, RoPE, GQA, SwiGLU, untied head): forward logits and loss, every
+ * gradient tensor, and 3 AdamW steps.
  *
  * Built by `make cuda` with -DLLM_CUDA=1 and linked with llm_cuda.o; the plain build
  * (`make test`, no CUDA) only prints SKIP. Without a GPU it checks what the host side
- * can: the table is complete, create fails cleanly with a message, and so does
- * llm_model_create with the CUDA backend; the GPU comparisons print SKIP.
+ * can: the table is complete, create fails cleanly with a message (for a NULL options
+ * pointer too), and so does llm_model_create with the CUDA backend; the GPU comparisons
+ * print SKIP.
  *
- * Tolerances. fp32 everywhere, relative error 1e-4 with an absolute floor of 0.1 x the
- * tensor's RMS (test_max_rel_err): the two backends add the same terms in different
- * orders (cuBLAS tiles, warp trees, online softmax), which moves results by a few ulp x
- * sqrt(terms), ~1e-6 relative, except where a value is a near-cancellation of much
- * larger terms, hence the floor. Looser, and why:
+ * Tolerances. fp32 everywhere: relative error 1e-4 with an absolute floor of 0.1 x the
+ * tensor's RMS (test_max_rel_err). The two backends add the same terms in different
+ * orders (cuBLAS tiles, warp butterflies, online softmax, FMA contraction on the GPU),
+ * which moves a result by a few ulp x sqrt(terms), ~1e-6 relative; a value that is a
+ * near-cancellation of much larger terms (a dx of a norm, a rotated pair, a gradient
+ * summed over rows of both signs) keeps that absolute error while itself being small,
+ * hence the floor: 0.1 RMS means "relative to the tensor's typical size, 1e-5". Looser,
+ * and why:
  *   - sumsq: 1e-10 (both sum squares in double, only the order differs);
- *   - the whole-model gradients: 1e-3, the rounding of ~10 ops per layer compounds
- *     through the backward chain;
+ *   - whole-model gradients: 1e-3 per tensor, the rounding of ~10 ops per layer
+ *     compounds through the backward chain (the CPU's own SIMD-vs-scalar spread at these
+ *     shapes is ~1e-5, so 1e-3 still catches any wrong index or missing term, which
+ *     shows as O(1));
  *   - parameters after AdamW steps: at step 1 Adam moves each weight by ~lr*sign(g),
  *     whatever |g| is, so a gradient that is rounding noise around 0 may move the
- *     weight either way: compared absolutely, within 2*lr per step. */
+ *     weight either way: compared absolutely, within 2*lr per step.
+ * bf16 matmul mode (llm_cuda_backend_bf16, sm_80+), against the fp32 CPU: rounding an
+ * operand to bf16 (8 significant bits, unit roundoff u = 2^-8) errs by up to u relative,
+ * standard deviation ~u/sqrt(3); a product of two rounded operands by ~sqrt(2) u/sqrt(3)
+ * ~ 3.2e-3, and a sum of K such terms of random signs by ~3.2e-3 of its RMS, the largest
+ * of ~1e4 outputs by ~4 sigma ~ 1.3e-2 RMS: matmul outputs are compared with the floor at
+ * 1 x RMS and tolerance 3e-2. Through a whole model the errors
+ * of ~6 matmuls per layer add up: logits and every gradient tensor 0.1 (floor 1 x RMS),
+ * the loss 1e-2 relative. These catch a wrong operand or transpose (errors O(1)), not a
+ * subtle rounding bug; the exact mode is what pins the kernels down. */
 #include "tests/test.h"
 #define LLM_IMPLEMENTATION
 #include "llm.h"
 
 #ifdef LLM_CUDA
-int llm_cuda_device_count(void);  /* llm_cuda.cu */
+/* llm_cuda.cu's bf16-matmul table (not declared in llm.h yet) */
+#ifdef __cplusplus
+extern "C"
+#endif
+const llm_backend *llm_cuda_backend_bf16(void);
 
 /* ---- host helpers ------------------------------------------------------------------ */
 static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
@@ -31,14 +52,15 @@ static float frand(void) {   /* uniform in [-1, 1) */
     rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
     return (float)((rng_state >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
 }
+static int irand(int n) { frand(); return (int)((rng_state >> 33) % (unsigned long long)n); }
 
-#define MAX_HOST 256
+#define MAX_HOST 512
 static void *host_ptrs[MAX_HOST];
 static int n_host;
 static float *hnew(size_t n) {   /* zeroed host floats, freed by host_free_all */
     float *p = (float *)calloc(n ? n : 1, sizeof(float));
-    if (!p) { fprintf(stderr, "test_cuda: out of host memory\n"); exit(1); }
-    if (n_host < MAX_HOST) host_ptrs[n_host++] = p;
+    if (!p || n_host == MAX_HOST) { fprintf(stderr, "test_cuda: out of host memory\n"); exit(1); }
+    host_ptrs[n_host++] = p;
     return p;
 }
 static float *hrand(size_t n, float scale) {
@@ -59,24 +81,18 @@ typedef struct {
     int nbufs;
 } bk;
 
+static void *put_bytes(bk *k, const void *h, size_t bytes) {
+    void *d = k->be->alloc(k->st, bytes + 4);
+    CHECK(d != NULL, "%s alloc %zu bytes: %s", k->be->name, bytes, llm_last_error());
+    if (!d || k->nbufs == 64) { fprintf(stderr, "test_cuda: cannot continue\n"); exit(1); }
+    k->bufs[k->nbufs++] = d;
+    if (h) CHECK(k->be->upload(k->st, d, h, bytes) == LLM_OK, "%s upload: %s", k->be->name, llm_last_error());
+    else k->be->zero(k->st, d, bytes);
+    return d;
+}
 /* Device copy of n floats of h (h NULL: zeroed). */
-static float *put(bk *k, const float *h, size_t n) {
-    float *d = (float *)k->be->alloc(k->st, n * sizeof(float) + 4);
-    CHECK(d != NULL, "%s alloc %zu floats: %s", k->be->name, n, llm_last_error());
-    if (!d) { fprintf(stderr, "test_cuda: cannot continue\n"); exit(1); }
-    if (k->nbufs < 64) k->bufs[k->nbufs++] = d;
-    if (h) CHECK(k->be->upload(k->st, d, h, n * sizeof(float)) == LLM_OK, "%s upload: %s", k->be->name, llm_last_error());
-    else k->be->zero(k->st, d, n * sizeof(float));
-    return d;
-}
-static int *put_int(bk *k, const int *h, size_t n) {
-    int *d = (int *)k->be->alloc(k->st, n * sizeof(int) + 4);
-    CHECK(d != NULL, "%s alloc %zu ints: %s", k->be->name, n, llm_last_error());
-    if (!d) { fprintf(stderr, "test_cuda: cannot continue\n"); exit(1); }
-    if (k->nbufs < 64) k->bufs[k->nbufs++] = d;
-    CHECK(k->be->upload(k->st, d, h, n * sizeof(int)) == LLM_OK, "%s upload: %s", k->be->name, llm_last_error());
-    return d;
-}
+static float *put(bk *k, const float *h, size_t n) { return (float *)put_bytes(k, h, n * sizeof(float)); }
+static int *put_int(bk *k, const int *h, size_t n) { return (int *)put_bytes(k, h, n * sizeof(int)); }
 /* Host copy of n floats of device buffer d. */
 static float *get(bk *k, const float *d, size_t n) {
     float *h = hnew(n);
@@ -84,32 +100,38 @@ static float *get(bk *k, const float *d, size_t n) {
     CHECK(s == LLM_OK, "%s download: %s", k->be->name, llm_last_error());
     return h;
 }
-static void release_all(bk *k) {
+/* End of a case: every queued op succeeded (sync), and the buffers go back. */
+static void finish(bk *k, const char *what) {
+    llm_status s = k->be->sync(k->st);
+    CHECK(s == LLM_OK, "%s (%s): sync: %s", what, k->be->name, llm_last_error());
     for (int i = 0; i < k->nbufs; i++) k->be->release(k->st, k->bufs[i]);
     k->nbufs = 0;
 }
 
-/* got vs want: relative error with a floor of 0.1 x RMS(want); prints the number. */
-static void cmp(const char *what, const float *got, const float *want, size_t n, double tol) {
+/* got vs want: relative error with a floor of frac x RMS(want); prints the number. */
+static void cmp_floor(const char *what, const float *got, const float *want, size_t n, double tol, double frac) {
     double ss = 0;
     for (size_t i = 0; i < n; i++) ss += (double)want[i] * want[i];
-    double floor_ = n ? 0.1 * sqrt(ss / (double)n) : 0.0;
+    double floor_ = n ? frac * sqrt(ss / (double)n) : 0.0;
     if (floor_ < 1e-30) floor_ = 1e-30;
     double e = test_max_rel_err(got, want, n, floor_);
     CHECK(e <= tol, "%s: max rel err %.3g > %.3g (n=%zu)", what, e, tol, n);
-    printf("  %-44s n=%-8zu max rel err %.2e\n", what, n, e);
+    printf("  %-48s n=%-8zu max rel err %.2e\n", what, n, e);
+}
+static void cmp(const char *what, const float *got, const float *want, size_t n, double tol) {
+    cmp_floor(what, got, want, n, tol, 0.1);
 }
 static void cmp_bits(const char *what, const float *a, const float *b, size_t n) {
     CHECK(memcmp(a, b, n * sizeof(float)) == 0, "%s: two runs differ", what);
 }
 
-/* ---- op by op ------------------------------------------------------------------------ */
+/* ---- op by op, in model order -------------------------------------------------------- */
 #define TOL 1e-4
 
-static void t_encoder(bk *ks, int B, int T, int C, int V) {
+static void t_encoder(bk *ks, int B, int T, int C, int V, int with_wpe) {
     size_t BT = (size_t)B * T, n = BT * C;
     int *tok = (int *)hnew(BT);
-    for (size_t i = 0; i < BT; i++) tok[i] = (int)(rng_state % (unsigned)V), frand();
+    for (size_t i = 0; i < BT; i++) tok[i] = irand(V);
     tok[0] = tok[BT - 1] = tok[BT / 2];  /* make sure some token repeats */
     float *wte = hrand((size_t)V * C, 1), *wpe = hrand((size_t)T * C, 1), *dout = hrand(n, 1);
     float *dwte0 = hrand((size_t)V * C, 1), *dwpe0 = hrand((size_t)T * C, 1);
@@ -119,16 +141,16 @@ static void t_encoder(bk *ks, int B, int T, int C, int V) {
         int *dtok = put_int(K, tok, BT);
         float *o = put(K, NULL, n), *we = put(K, wte, (size_t)V * C), *pe = put(K, wpe, (size_t)T * C);
         float *d = put(K, dout, n), *gwe = put(K, dwte0, (size_t)V * C), *gpe = put(K, dwpe0, (size_t)T * C);
-        K->be->encoder_fwd(K->st, o, dtok, we, pe, B, T, C);
-        K->be->encoder_bwd(K->st, gwe, gpe, d, dtok, B, T, C);
+        K->be->encoder_fwd(K->st, o, dtok, we, with_wpe ? pe : NULL, B, T, C);
+        K->be->encoder_bwd(K->st, gwe, with_wpe ? gpe : NULL, d, dtok, B, T, C);
         out[k] = get(K, o, n); dwte[k] = get(K, gwe, (size_t)V * C); dwpe[k] = get(K, gpe, (size_t)T * C);
-        release_all(K);
+        finish(K, "encoder");
     }
     char name[96];
-    snprintf(name, sizeof name, "encoder B=%d T=%d C=%d V=%d: out", B, T, C, V);
+    snprintf(name, sizeof name, "encoder B=%d T=%d C=%d V=%d%s: out", B, T, C, V, with_wpe ? "" : " (no wpe)");
     cmp(name, out[1], out[0], n, TOL);
     cmp("  dwte (atomics)", dwte[1], dwte[0], (size_t)V * C, TOL);
-    cmp("  dwpe", dwpe[1], dwpe[0], (size_t)T * C, TOL);
+    cmp(with_wpe ? "  dwpe" : "  dwpe (untouched)", dwpe[1], dwpe[0], (size_t)T * C, TOL);
 }
 
 static void t_layernorm(bk *ks, int N, int C) {
@@ -151,7 +173,7 @@ static void t_layernorm(bk *ks, int N, int C) {
             K->be->layernorm_bwd(K->st, DX, DW, DB, D, X, W, M, R, N, C);
             dw_again = get(K, DW, C);
         }
-        release_all(K);
+        finish(K, "layernorm");
     }
     char name[96];
     snprintf(name, sizeof name, "layernorm N=%d C=%d: out", N, C);
@@ -164,7 +186,34 @@ static void t_layernorm(bk *ks, int N, int C) {
     cmp_bits("layernorm dw", dw_again, dw[1], C);
 }
 
-static void t_matmul(bk *ks, int N, int C, int OC, int with_bias) {
+static void t_rmsnorm(bk *ks, int N, int C) {
+    size_t n = (size_t)N * C;
+    float *x = hrand(n, 2), *w = hrand(C, 1), *dout = hrand(n, 1), *dx0 = hrand(n, 1), *dw0 = hrand(C, 1);
+    float *out[2], *rstd[2], *dx[2], *dw[2], *dw_again = NULL;
+    for (int k = 0; k < 2; k++) {
+        bk *K = &ks[k];
+        float *X = put(K, x, n), *W = put(K, w, C), *O = put(K, NULL, n), *R = put(K, NULL, N);
+        float *D = put(K, dout, n), *DX = put(K, dx0, n), *DW = put(K, dw0, C);
+        K->be->rmsnorm_fwd(K->st, O, R, X, W, N, C, 1e-5f);
+        K->be->rmsnorm_bwd(K->st, DX, DW, D, X, W, R, N, C);
+        out[k] = get(K, O, n); rstd[k] = get(K, R, N); dx[k] = get(K, DX, n); dw[k] = get(K, DW, C);
+        if (k == 1) {
+            K->be->upload(K->st, DW, dw0, C * sizeof(float));
+            K->be->rmsnorm_bwd(K->st, DX, DW, D, X, W, R, N, C);
+            dw_again = get(K, DW, C);
+        }
+        finish(K, "rmsnorm");
+    }
+    char name[96];
+    snprintf(name, sizeof name, "rmsnorm N=%d C=%d: out", N, C);
+    cmp(name, out[1], out[0], n, TOL);
+    cmp("  rstd", rstd[1], rstd[0], N, TOL);
+    cmp("  dinp", dx[1], dx[0], n, TOL);
+    cmp("  dw", dw[1], dw[0], C, TOL);
+    cmp_bits("rmsnorm dw", dw_again, dw[1], C);
+}
+
+static void t_matmul_tol(bk *ks, int N, int C, int OC, int with_bias, double tol, double frac) {
     size_t ni = (size_t)N * C, no = (size_t)N * OC, nw = (size_t)OC * C;
     float *x = hrand(ni, 1), *w = hrand(nw, 1), *bias = hrand(OC, 1), *dout = hrand(no, 1);
     float *dx0 = hrand(ni, 1), *dw0 = hrand(nw, 1), *db0 = hrand(OC, 1);
@@ -176,63 +225,133 @@ static void t_matmul(bk *ks, int N, int C, int OC, int with_bias) {
         K->be->matmul_fwd(K->st, O, X, W, with_bias ? Bi : NULL, N, C, OC);
         K->be->matmul_bwd(K->st, DX, DW, with_bias ? DB : NULL, D, X, W, N, C, OC);
         out[k] = get(K, O, no); dx[k] = get(K, DX, ni); dw[k] = get(K, DW, nw); db[k] = get(K, DB, OC);
-        release_all(K);
+        finish(K, "matmul");
     }
     char name[96];
-    snprintf(name, sizeof name, "matmul N=%d C=%d OC=%d%s: out", N, C, OC, with_bias ? " +bias" : "");
-    cmp(name, out[1], out[0], no, TOL);
-    cmp("  dinp", dx[1], dx[0], ni, TOL);
-    cmp("  dw", dw[1], dw[0], nw, TOL);
-    cmp("  dbias", db[1], db[0], OC, TOL);  /* without bias: both must leave it as it was */
+    snprintf(name, sizeof name, "%s N=%d C=%d OC=%d%s: out", ks[1].be->name, N, C, OC, with_bias ? " +bias" : "");
+    /* the gradients start from random values of RMS ~0.6, the products have RMS ~sqrt(K/9) */
+    cmp_floor(name, out[1], out[0], no, tol, frac);
+    cmp_floor("  dinp", dx[1], dx[0], ni, tol, frac);
+    cmp_floor("  dw", dw[1], dw[0], nw, tol, frac);
+    cmp("  dbias (fp32 in both modes)", db[1], db[0], OC, TOL);  /* without bias: both leave it */
+}
+static void t_matmul(bk *ks, int N, int C, int OC, int with_bias) { t_matmul_tol(ks, N, C, OC, with_bias, TOL, 0.1); }
+
+/* RoPE in place, forward then backward on another buffer; pos NULL (t) or an array with
+ * large positions (the range reduction of sin/cos). Backward after forward on the same
+ * buffer must give back the input (a rotation and its inverse). */
+static void t_rope(bk *ks, int B, int T, int NH, int NKV, int HS, int with_pos) {
+    size_t row = (size_t)(NH + 2 * NKV) * HS, n = (size_t)B * T * row;
+    float *x = hrand(n, 1), *d = hrand(n, 1);
+    int *pos = (int *)hnew((size_t)B * T);
+    for (int i = 0; i < B * T; i++) pos[i] = irand(1000);
+    float *y[2], *dy[2], *back = NULL;
+    for (int k = 0; k < 2; k++) {
+        bk *K = &ks[k];
+        float *X = put(K, x, n), *D = put(K, d, n);
+        int *P = put_int(K, pos, (size_t)B * T);
+        K->be->rope_fwd(K->st, X, with_pos ? P : NULL, B, T, NH, NKV, HS, 10000.0f);
+        K->be->rope_bwd(K->st, D, with_pos ? P : NULL, B, T, NH, NKV, HS, 10000.0f);
+        y[k] = get(K, X, n); dy[k] = get(K, D, n);
+        if (k == 1) {
+            K->be->rope_bwd(K->st, X, with_pos ? P : NULL, B, T, NH, NKV, HS, 10000.0f);
+            back = get(K, X, n);
+        }
+        finish(K, "rope");
+    }
+    char name[96];
+    snprintf(name, sizeof name, "rope B=%d T=%d NH=%d NKV=%d HS=%d%s: out", B, T, NH, NKV, HS, with_pos ? " pos[]" : "");
+    cmp(name, y[1], y[0], n, TOL);
+    cmp("  dqkv (rotated back)", dy[1], dy[0], n, TOL);
+    cmp("  bwd(fwd(x)) == x", back, x, n, TOL);
 }
 
-static void t_attention(bk *ks, int B, int T, int C, int NH) {
-    size_t n3 = (size_t)B * T * 3 * C, n = (size_t)B * T * C, nl = (size_t)B * NH * T;
+static void t_attention(bk *ks, int B, int T, int NH, int NKV, int HS) {
+    size_t row = (size_t)(NH + 2 * NKV) * HS;
+    size_t n3 = (size_t)B * T * row, n = (size_t)B * T * NH * HS, nl = (size_t)B * NH * T;
     float *qkv = hrand(n3, 1), *dout = hrand(n, 1), *dqkv0 = hrand(n3, 1);
     float *out[2], *lse[2], *dqkv[2], *again = NULL;
     for (int k = 0; k < 2; k++) {
         bk *K = &ks[k];
         float *Q = put(K, qkv, n3), *O = put(K, NULL, n), *L = put(K, NULL, nl);
         float *D = put(K, dout, n), *DQ = put(K, dqkv0, n3);
-        K->be->attention_fwd(K->st, O, L, Q, B, T, C, NH);
-        K->be->attention_bwd(K->st, DQ, D, Q, O, L, B, T, C, NH);
+        K->be->attention_fwd(K->st, O, L, Q, B, T, NH, NKV, HS);
+        K->be->attention_bwd(K->st, DQ, D, Q, O, L, B, T, NH, NKV, HS);
         out[k] = get(K, O, n); lse[k] = get(K, L, nl); dqkv[k] = get(K, DQ, n3);
         if (k == 1) {
             K->be->upload(K->st, DQ, dqkv0, n3 * sizeof(float));
-            K->be->attention_bwd(K->st, DQ, D, Q, O, L, B, T, C, NH);
+            K->be->attention_bwd(K->st, DQ, D, Q, O, L, B, T, NH, NKV, HS);
             again = get(K, DQ, n3);
         }
-        release_all(K);
+        finish(K, "attention");
     }
     char name[96];
-    snprintf(name, sizeof name, "attention B=%d T=%d C=%d NH=%d (HS %d): out", B, T, C, NH, C / NH);
+    snprintf(name, sizeof name, "attention B=%d T=%d NH=%d NKV=%d HS=%d: out", B, T, NH, NKV, HS);
     cmp(name, out[1], out[0], n, TOL);
     cmp("  lse", lse[1], lse[0], nl, TOL);
     cmp("  dqkv", dqkv[1], dqkv[0], n3, TOL);
     cmp_bits("attention dqkv", again, dqkv[1], n3);
 }
 
-static void t_elementwise(bk *ks, size_t n) {
-    float *x = hrand(n, 4), *a = hrand(n, 1), *b = hrand(n, 1), *dout = hrand(n, 1);
-    float *dx0 = hrand(n, 1), *da0 = hrand(n, 1), *db0 = hrand(n, 1);
-    float *g[2], *dg[2], *r[2], *da[2], *db[2];
+/* KV cache: S sequences with random old cache contents; one call prefills P tokens of
+ * sequence 0 and adds one token to sequences 1 (at position 0) and 2 (at position maxT-7),
+ * then a decode step advances sequences 0 and 2 by one token each. */
+static void t_attention_kv(bk *ks, int NH, int NKV, int HS) {
+    enum { S = 3, maxT = 40, P = 21 };
+    size_t row = (size_t)(NH + 2 * NKV) * HS, nc = (size_t)S * maxT * NKV * HS;
+    int seq1[P + 2], pos1[P + 2], seq2[2] = {0, 2}, pos2[2] = {P, maxT - 6};
+    for (int i = 0; i < P; i++) { seq1[i] = 0; pos1[i] = i; }
+    seq1[P] = 1; pos1[P] = 0; seq1[P + 1] = 2; pos1[P + 1] = maxT - 7;
+    const int N1 = P + 2, N2 = 2;
+    float *kc0 = hrand(nc, 1), *vc0 = hrand(nc, 1), *q1 = hrand(N1 * row, 1), *q2 = hrand(N2 * row, 1);
+    float *o1[2], *o2[2], *kc[2], *vc[2];
     for (int k = 0; k < 2; k++) {
         bk *K = &ks[k];
-        float *X = put(K, x, n), *G = put(K, NULL, n), *D = put(K, dout, n), *DX = put(K, dx0, n);
+        float *KC = put(K, kc0, nc), *VC = put(K, vc0, nc), *Q1 = put(K, q1, N1 * row), *Q2 = put(K, q2, N2 * row);
+        float *O1 = put(K, NULL, (size_t)N1 * NH * HS), *O2 = put(K, NULL, (size_t)N2 * NH * HS);
+        int *s1 = put_int(K, seq1, N1), *p1 = put_int(K, pos1, N1), *s2 = put_int(K, seq2, N2), *p2 = put_int(K, pos2, N2);
+        K->be->attention_kv(K->st, O1, Q1, KC, VC, s1, p1, N1, NH, NKV, HS, maxT);
+        K->be->attention_kv(K->st, O2, Q2, KC, VC, s2, p2, N2, NH, NKV, HS, maxT);
+        o1[k] = get(K, O1, (size_t)N1 * NH * HS); o2[k] = get(K, O2, (size_t)N2 * NH * HS);
+        kc[k] = get(K, KC, nc); vc[k] = get(K, VC, nc);
+        finish(K, "attention_kv");
+    }
+    char name[96];
+    snprintf(name, sizeof name, "attention_kv NH=%d NKV=%d HS=%d: prefill out", NH, NKV, HS);
+    cmp(name, o1[1], o1[0], (size_t)N1 * NH * HS, TOL);
+    cmp("  decode out", o2[1], o2[0], (size_t)N2 * NH * HS, TOL);
+    cmp("  kcache", kc[1], kc[0], nc, 0.0);   /* copies: exact */
+    cmp("  vcache", vc[1], vc[0], nc, 0.0);
+}
+
+static void t_elementwise(bk *ks, int N, int H) {
+    size_t n = (size_t)N * H;
+    float *x = hrand(2 * n, 4), *a = hrand(n, 1), *b = hrand(n, 1), *dout = hrand(n, 1);
+    float *dx0 = hrand(2 * n, 1), *da0 = hrand(n, 1), *db0 = hrand(n, 1);
+    float *g[2], *dg[2], *sw[2], *dsw[2], *r[2], *da[2], *db[2];
+    for (int k = 0; k < 2; k++) {
+        bk *K = &ks[k];
+        float *X = put(K, x, 2 * n), *G = put(K, NULL, n), *D = put(K, dout, n), *DX = put(K, dx0, n);
+        float *SW = put(K, NULL, n), *DSW = put(K, dx0, 2 * n);
         float *A = put(K, a, n), *Bb = put(K, b, n), *R = put(K, NULL, n);
         float *DA = put(K, da0, n), *DB = put(K, db0, n);
         K->be->gelu_fwd(K->st, G, X, n);
         K->be->gelu_bwd(K->st, DX, X, D, n);
+        K->be->swiglu_fwd(K->st, SW, X, N, H);
+        K->be->swiglu_bwd(K->st, DSW, X, D, N, H);
         K->be->residual_fwd(K->st, R, A, Bb, n);
         K->be->residual_bwd(K->st, DA, DB, D, n);
-        g[k] = get(K, G, n); dg[k] = get(K, DX, n); r[k] = get(K, R, n);
-        da[k] = get(K, DA, n); db[k] = get(K, DB, n);
-        release_all(K);
+        g[k] = get(K, G, n); dg[k] = get(K, DX, n); sw[k] = get(K, SW, n); dsw[k] = get(K, DSW, 2 * n);
+        r[k] = get(K, R, n); da[k] = get(K, DA, n); db[k] = get(K, DB, n);
+        finish(K, "elementwise");
     }
     char name[96];
     snprintf(name, sizeof name, "gelu n=%zu: out", n);
     cmp(name, g[1], g[0], n, TOL);
     cmp("  dinp", dg[1], dg[0], n, TOL);
+    snprintf(name, sizeof name, "swiglu N=%d H=%d: out", N, H);
+    cmp(name, sw[1], sw[0], n, TOL);
+    cmp("  dinp (gate | up)", dsw[1], dsw[0], 2 * n, TOL);
     cmp("residual: out", r[1], r[0], n, TOL);
     cmp("  da", da[1], da[0], n, TOL);
     cmp("  db", db[1], db[0], n, TOL);
@@ -242,7 +361,7 @@ static void t_crossentropy(bk *ks, int N, int V) {
     size_t n = (size_t)N * V;
     float *logits = hrand(n, 5);
     int *tgt = (int *)hnew(N);
-    for (int i = 0; i < N; i++) tgt[i] = (i % 5 == 3) ? -1 : (int)((unsigned)(i * 7919) % (unsigned)V);
+    for (int i = 0; i < N; i++) tgt[i] = (i % 5 == 3) ? -1 : irand(V);
     float *loss[2], *lse[2], *dl[2];
     for (int k = 0; k < 2; k++) {
         bk *K = &ks[k];
@@ -252,7 +371,7 @@ static void t_crossentropy(bk *ks, int N, int V) {
         loss[k] = get(K, Lo, N); lse[k] = get(K, Ls, N);
         K->be->crossentropy_bwd(K->st, X, Ls, Tg, 0.37f, N, V);
         dl[k] = get(K, X, n);
-        release_all(K);
+        finish(K, "crossentropy");
     }
     char name[96];
     snprintf(name, sizeof name, "crossentropy N=%d V=%d: losses", N, V);
@@ -273,52 +392,100 @@ static void t_sumsq_adamw(bk *ks, size_t n) {
         for (int t = 1; t <= 3; t++)   /* the same gradient three times: m, v build up */
             K->be->adamw(K->st, P, G, M, Vv, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, t);
         p[k] = get(K, P, n); m[k] = get(K, M, n); v[k] = get(K, Vv, n);
-        release_all(K);
+        finish(K, "sumsq/adamw");
     }
     double rel = fabs(s[1] - s[0]) / s[0];
     CHECK(rel <= 1e-10, "sumsq n=%zu: %.17g vs %.17g (rel %.3g)", n, s[1], s[0], rel);
-    printf("  %-44s n=%-8zu rel err %.2e\n", "sumsq", n, rel);
+    printf("  %-48s n=%-8zu rel err %.2e\n", "sumsq", n, rel);
     CHECK(ks[1].be->sumsq(ks[1].st, NULL, 0) == 0.0, "sumsq of nothing is 0");
     cmp("adamw (3 steps): param", p[1], p[0], n, TOL);
     cmp("  m", m[1], m[0], n, TOL);
     cmp("  v", v[1], v[0], n, TOL);
 }
 
-/* Failures are reported, not crashed on: an impossible allocation, an op the kernels
- * do not support (sticky until the next status-returning call), in a separate state. */
-static void t_errors(const llm_backend *cu) {
+/* copy has memmove's meaning: disjoint, and overlapping both ways, larger than the
+ * backend's scratch chunk (8 MiB) so the overlapping path takes several chunks. */
+static void t_copy(bk *ks) {
+    size_t n = (size_t)5 << 20, sh = 1000003;
+    float *x = hrand(n, 1);
+    float *a[2], *fwd[2], *bwd[2];
+    for (int k = 0; k < 2; k++) {
+        bk *K = &ks[k];
+        float *X = put(K, x, n), *Y = put(K, NULL, n);
+        K->be->copy(K->st, Y, X, n * sizeof(float));
+        a[k] = get(K, Y, n);
+        K->be->copy(K->st, X, X + sh, (n - sh) * sizeof(float));   /* dst before src */
+        fwd[k] = get(K, X, n);
+        K->be->copy(K->st, Y + sh, Y, (n - sh) * sizeof(float));   /* dst after src */
+        bwd[k] = get(K, Y, n);
+        finish(K, "copy");
+    }
+    cmp("copy: disjoint", a[1], x, n, 0.0);
+    cmp("  overlapping, dst < src", fwd[1], fwd[0], n, 0.0);
+    cmp("  overlapping, dst > src", bwd[1], bwd[0], n, 0.0);
+}
+
+/* Failures are reported, not crashed on: an impossible allocation; an op the kernels do
+ * not support (reported by download, then by sync, which clears it); a bad KV-cache
+ * position that only the GPU sees (flagged, reported by sync). */
+static void t_errors(const llm_backend *cu, int ndev) {
     void *st = NULL;
-    CHECK(cu->create(&st, 0) == LLM_OK, "create: %s", llm_last_error());
+    llm_options opt;
+    memset(&opt, 0, sizeof opt);
+    opt.device = ndev;
+    CHECK(cu->create(&st, &opt) == LLM_ERR_ARG && st == NULL, "device %d does not exist: %s", ndev, llm_last_error());
+    opt.device = 0;
+    CHECK(cu->create(&st, &opt) == LLM_OK, "create: %s", llm_last_error());
     if (!st) return;
     void *p = cu->alloc(st, (size_t)1 << 50);
     CHECK(p == NULL, "a 1 PiB allocation fails");
     CHECK(strstr(llm_last_error(), "cudaMalloc") && strstr(llm_last_error(), "MiB"),
           "the message names the call and the sizes: %s", llm_last_error());
+    CHECK(cu->sync(st) == LLM_OK, "out of memory is not an op failure");
     float one = 1.0f, back = 0.0f;
-    float *d = (float *)cu->alloc(st, sizeof(float));
+    float *d = (float *)cu->alloc(st, 4096 * sizeof(float));
     CHECK(d != NULL, "after an out-of-memory the backend still works: %s", llm_last_error());
     if (d) {
+        cu->zero(st, d, 4096 * sizeof(float));
         CHECK(cu->upload(st, d, &one, sizeof one) == LLM_OK && cu->download(st, &back, d, sizeof back) == LLM_OK &&
               back == 1.0f, "round trip");
-        /* head size 160 > 128: recorded, and reported by the next download */
-        cu->attention_fwd(st, d, d, d, 1, 1, 320, 2);
+        /* head size 160 > 128 */
+        cu->attention_fwd(st, d, d, d, 1, 1, 2, 2, 160);
         llm_status s = cu->download(st, &back, d, sizeof back);
-        CHECK(s == LLM_ERR_UNSUPPORTED, "unsupported head size reported (%d)", (int)s);
+        CHECK(s == LLM_ERR_UNSUPPORTED, "unsupported head size reported by download (%d)", (int)s);
+        s = cu->sync(st);
+        CHECK(s == LLM_ERR_UNSUPPORTED, "and by sync (%d)", (int)s);
         CHECK(strstr(llm_last_error(), "head size") != NULL, "message: %s", llm_last_error());
+        CHECK(cu->sync(st) == LLM_OK, "sync cleared it: %s", llm_last_error());
+        /* a position outside the cache: seq, pos live on the device */
+        int *idx = (int *)cu->alloc(st, 2 * sizeof(int));
+        int h_idx[2] = {0, 5};   /* seq 0, pos 5 >= maxT 4 */
+        if (idx && cu->upload(st, idx, h_idx, sizeof h_idx) == LLM_OK) {
+            float *q = d, *o = d + 256, *kc = d + 512, *vc = d + 1024;
+            cu->attention_kv(st, o, q, kc, vc, idx, idx + 1, 1, 2, 1, 16, 4);
+            s = cu->sync(st);
+            CHECK(s == LLM_ERR_ARG && strstr(llm_last_error(), "pos"), "bad KV position reported by sync (%d): %s",
+                  (int)s, llm_last_error());
+            CHECK(cu->sync(st) == LLM_OK, "and cleared");
+        }
+        cu->release(st, idx);
         cu->release(st, d);
     }
     cu->destroy(st);
 }
 
-/* ---- the whole model --------------------------------------------------------------- */
-static void t_gpt2(const llm_backend *cu) {
-    llm_config cfg = llm_config_gpt2();
-    cfg.max_seq_len = 48; cfg.vocab_size = 101; cfg.n_layer = 2; cfg.n_head = 3; cfg.n_embd = 48;
-    enum { B = 3, T = 37 };
-    int tok[B * T], tgt[B * T];
-    for (int i = 0; i < B * T; i++) {
-        tok[i] = (int)((unsigned)(i * 31 + 7) % (unsigned)cfg.vocab_size);
-        tgt[i] = (i % 11 == 5) ? -1 : (int)((unsigned)(i * 17 + 3) % (unsigned)cfg.vocab_size);
+/* ---- whole models ------------------------------------------------------------------- */
+/* Forward (loss, logits), backward (every tensor's gradient), 3 AdamW steps, on the CPU
+ * and the GPU from the same seed. */
+static void t_model(const llm_backend *cu, const llm_config *cfg, int B, int T, const char *label) {
+    int bf16 = strcmp(cu->name, "cuda") != 0;
+    double logit_tol = bf16 ? 0.1 : TOL, grad_tol = bf16 ? 0.1 : 1e-3, frac = bf16 ? 1.0 : 0.1;
+    float loss_tol = bf16 ? 1e-2f : 1e-5f, loss3_tol = bf16 ? 1e-2f : 1e-4f, norm_tol = bf16 ? 5e-2f : 1e-4f;
+    int BT = B * T;
+    int *tok = (int *)hnew((size_t)BT), *tgt = (int *)hnew((size_t)BT);
+    for (int i = 0; i < BT; i++) {
+        tok[i] = irand(cfg->vocab_size);
+        tgt[i] = (i % 11 == 5) ? -1 : irand(cfg->vocab_size);
     }
     llm_model *m[2] = {NULL, NULL};
     llm_options opt[2];
@@ -326,10 +493,10 @@ static void t_gpt2(const llm_backend *cu) {
     opt[0].backend = llm_cpu_backend(); opt[0].n_threads = 2;
     opt[1].backend = cu;
     for (int k = 0; k < 2; k++)
-        CHECK(llm_model_create(&m[k], &cfg, &opt[k], 1234) == LLM_OK, "gpt2 create (%s): %s",
+        CHECK(llm_model_create(&m[k], cfg, &opt[k], 1234) == LLM_OK, "%s create (%s): %s", label,
               opt[k].backend->name, llm_last_error());
     if (!m[0] || !m[1]) { llm_model_free(m[0]); llm_model_free(m[1]); return; }
-    size_t np = llm_model_num_params(m[0]), nl = (size_t)B * T * cfg.vocab_size;
+    size_t np = llm_model_num_params(m[0]), nl = (size_t)BT * cfg->vocab_size;
     float *par[2], *grad[2], *logit[2], loss[2], norm[2], loss3[2];
     const float lr = 1e-3f;
     llm_adamw_config ac = llm_adamw_config_default();
@@ -343,21 +510,31 @@ static void t_gpt2(const llm_backend *cu) {
         CHECK(llm_model_get_grads(m[k], grad[k]) == LLM_OK, "get_grads: %s", llm_last_error());
         for (int s = 0; s < 3; s++) {
             if (s > 0) {
-                llm_model_forward(m[k], tok, tgt, B, T, NULL);
-                llm_model_zero_grad(m[k]);
-                llm_model_backward(m[k], 1.0f);
+                CHECK(llm_model_forward(m[k], tok, tgt, B, T, NULL) == LLM_OK, "forward: %s", llm_last_error());
+                CHECK(llm_model_zero_grad(m[k]) == LLM_OK, "zero_grad");
+                CHECK(llm_model_backward(m[k], 1.0f) == LLM_OK, "backward: %s", llm_last_error());
             }
             CHECK(llm_model_step(m[k], &ac, lr, &norm[k]) == LLM_OK, "step: %s", llm_last_error());
         }
         CHECK(llm_model_forward(m[k], tok, tgt, B, T, &loss3[k]) == LLM_OK, "forward after steps");
     }
-    cmp("gpt2 initial params (same seed)", par[1], par[0], np, 0.0);
-    printf("  gpt2 loss cpu %.7f cuda %.7f; after 3 steps %.7f %.7f\n", loss[0], loss[1], loss3[0], loss3[1]);
-    CHECK(fabsf(loss[1] - loss[0]) <= 1e-5f * fabsf(loss[0]), "loss %.8f vs %.8f", loss[1], loss[0]);
-    cmp("gpt2 logits", logit[1], logit[0], nl, TOL);
-    cmp("gpt2 grads (see tolerances)", grad[1], grad[0], np, 1e-3);
-    CHECK(fabsf(norm[1] - norm[0]) <= 1e-4f * norm[0], "last grad norm %.7g vs %.7g", norm[1], norm[0]);
-    CHECK(fabsf(loss3[1] - loss3[0]) <= 1e-4f * fabsf(loss3[0]), "loss after 3 steps %.8f vs %.8f", loss3[1], loss3[0]);
+    char name[96];
+    snprintf(name, sizeof name, "%s initial params (same seed)", label);
+    cmp(name, par[1], par[0], np, 0.0);
+    printf("  %s loss cpu %.7f cuda %.7f; after 3 steps %.7f %.7f\n", label, loss[0], loss[1], loss3[0], loss3[1]);
+    CHECK(fabsf(loss[1] - loss[0]) <= loss_tol * fabsf(loss[0]), "%s loss %.8f vs %.8f", label, loss[1], loss[0]);
+    snprintf(name, sizeof name, "%s logits", label);
+    cmp_floor(name, logit[1], logit[0], nl, logit_tol, frac);
+    size_t off[LLM_NTENSORS], size[LLM_NTENSORS];
+    llm_tensor_layout(cfg, off, size);
+    for (int i = 0; i < LLM_NTENSORS; i++) {
+        if (!size[i]) continue;
+        snprintf(name, sizeof name, "%s grad %s", label, llm_tensor_name(i));
+        cmp_floor(name, grad[1] + off[i], grad[0] + off[i], size[i], grad_tol, frac);
+    }
+    CHECK(fabsf(norm[1] - norm[0]) <= norm_tol * norm[0], "%s last grad norm %.7g vs %.7g", label, norm[1], norm[0]);
+    CHECK(fabsf(loss3[1] - loss3[0]) <= loss3_tol * fabsf(loss3[0]), "%s loss after 3 steps %.8f vs %.8f", label,
+          loss3[1], loss3[0]);
     llm_model_get_params(m[0], par[0]);
     llm_model_get_params(m[1], par[1]);
     double worst = 0;
@@ -365,8 +542,8 @@ static void t_gpt2(const llm_backend *cu) {
         double d = fabs((double)par[1][i] - par[0][i]);
         if (!(d <= worst)) worst = d;
     }
-    CHECK(worst <= 3 * 2 * lr, "params after 3 steps: max |diff| %.3g > 2 lr per step", worst);
-    printf("  %-44s n=%-8zu max abs diff %.2e (bound %.1e)\n", "gpt2 params after 3 steps", np, worst, 6.0 * lr);
+    CHECK(worst <= 3 * 2 * lr, "%s params after 3 steps: max |diff| %.3g > 2 lr per step", label, worst);
+    printf("  %-48s n=%-8zu max abs diff %.2e (bound %.1e)\n", "params after 3 steps", np, worst, 6.0 * lr);
     llm_model_free(m[0]);
     llm_model_free(m[1]);
 }
@@ -374,23 +551,35 @@ static void t_gpt2(const llm_backend *cu) {
 /* What can be checked without a GPU. */
 static void t_host_side(const llm_backend *cu) {
     int missing = !cu->create + !cu->destroy + !cu->alloc + !cu->release + !cu->upload +
-        !cu->download + !cu->zero + !cu->encoder_fwd + !cu->encoder_bwd + !cu->layernorm_fwd +
-        !cu->layernorm_bwd + !cu->matmul_fwd + !cu->matmul_bwd + !cu->attention_fwd +
-        !cu->attention_bwd + !cu->gelu_fwd + !cu->gelu_bwd + !cu->residual_fwd +
-        !cu->residual_bwd + !cu->crossentropy_fwd + !cu->crossentropy_bwd + !cu->sumsq + !cu->adamw;
+        !cu->download + !cu->zero + !cu->copy + !cu->sync + !cu->encoder_fwd + !cu->encoder_bwd +
+        !cu->layernorm_fwd + !cu->layernorm_bwd + !cu->rmsnorm_fwd + !cu->rmsnorm_bwd +
+        !cu->matmul_fwd + !cu->matmul_bwd + !cu->rope_fwd + !cu->rope_bwd + !cu->attention_fwd +
+        !cu->attention_bwd + !cu->attention_kv + !cu->gelu_fwd + !cu->gelu_bwd + !cu->swiglu_fwd +
+        !cu->swiglu_bwd + !cu->residual_fwd + !cu->residual_bwd + !cu->crossentropy_fwd +
+        !cu->crossentropy_bwd + !cu->sumsq + !cu->adamw;
     CHECK(missing == 0, "%d backend slots are NULL", missing);
     CHECK(cu->name && strcmp(cu->name, "cuda") == 0, "name");
     CHECK(llm_cuda_backend() == cu, "one table");
+    /* the bf16 table: the same ops (the state says bf16), its own create and name */
+    const llm_backend *h = llm_cuda_backend_bf16();
+    CHECK(h && h->create != cu->create && strcmp(h->name, "cuda-bf16") == 0, "bf16 table");
+    CHECK(h && h->matmul_fwd == cu->matmul_fwd && h->attention_bwd == cu->attention_bwd &&
+          h->sync == cu->sync && h->adamw == cu->adamw, "bf16 table shares the ops");
 }
 static void t_no_device(const llm_backend *cu) {
     void *st = (void *)1;
-    CHECK(cu->create(&st, 0) == LLM_ERR_UNSUPPORTED && st == NULL, "create without a GPU fails cleanly");
+    CHECK(cu->create(&st, NULL) == LLM_ERR_UNSUPPORTED && st == NULL, "create without a GPU fails cleanly");
     CHECK(strstr(llm_last_error(), "GPU") != NULL, "message: %s", llm_last_error());
-    llm_model *m = (llm_model *)1;
-    llm_config cfg = llm_config_gpt2();
     llm_options opt;
     memset(&opt, 0, sizeof opt);
     opt.backend = cu;
+    opt.device = 1;
+    st = (void *)1;
+    CHECK(cu->create(&st, &opt) == LLM_ERR_UNSUPPORTED && st == NULL, "with options too");
+    st = (void *)1;
+    CHECK(llm_cuda_backend_bf16()->create(&st, NULL) == LLM_ERR_UNSUPPORTED && st == NULL, "bf16 too");
+    llm_model *m = (llm_model *)1;
+    llm_config cfg = llm_config_llama(64, 1, 2, 1, 16, 32);
     CHECK(llm_model_create(&m, &cfg, &opt, 1) == LLM_ERR_UNSUPPORTED && m == NULL,
           "llm_model_create on the CUDA backend without a GPU: %s", llm_last_error());
 }
@@ -410,33 +599,79 @@ int main(void) {
     }
     bk ks[2];
     memset(ks, 0, sizeof ks);
+    llm_options o[2];
+    memset(o, 0, sizeof o);
+    o[0].n_threads = 2;
     ks[0].be = llm_cpu_backend();
     ks[1].be = cu;
-    CHECK(ks[0].be->create(&ks[0].st, 2) == LLM_OK, "cpu create: %s", llm_last_error());
-    CHECK(ks[1].be->create(&ks[1].st, 0) == LLM_OK, "cuda create: %s", llm_last_error());
+    CHECK(ks[0].be->create(&ks[0].st, &o[0]) == LLM_OK, "cpu create: %s", llm_last_error());
+    CHECK(ks[1].be->create(&ks[1].st, &o[1]) == LLM_OK, "cuda create: %s", llm_last_error());
     if (!ks[0].st || !ks[1].st) return TEST_END("test_cuda");
     printf("test_cuda: %d device(s); CUDA vs CPU, fp32\n", ndev);
 
-    t_encoder(ks, 3, 7, 40, 23);
-    t_encoder(ks, 2, 33, 77, 5);           /* few tokens: many atomic collisions */
+    t_encoder(ks, 3, 7, 40, 23, 1);
+    t_encoder(ks, 2, 33, 77, 5, 1);        /* few tokens: many atomic collisions */
+    t_encoder(ks, 2, 9, 48, 31, 0);        /* Llama: no position embedding */
     t_layernorm(ks, 37, 77);
     t_layernorm(ks, 1000, 65);             /* several row splits in the column sums */
+    t_rmsnorm(ks, 37, 77);
+    t_rmsnorm(ks, 1000, 96);
     t_matmul(ks, 37, 72, 101, 1);
     t_matmul(ks, 29, 33, 17, 0);
     t_matmul(ks, 700, 48, 144, 1);
-    t_attention(ks, 2, 45, 48, 3);         /* HS 16, two key tiles, the last partial */
-    t_attention(ks, 1, 70, 128, 2);        /* HS 64 */
-    t_attention(ks, 2, 33, 120, 3);        /* HS 40: lanes past HS idle */
-    t_attention(ks, 1, 65, 256, 2);        /* HS 128, the largest */
-    t_attention(ks, 3, 1, 24, 2);          /* T = 1 */
-    t_elementwise(ks, 1031);
+    t_rope(ks, 2, 37, 4, 2, 16, 0);
+    t_rope(ks, 3, 5, 3, 1, 64, 1);         /* positions up to 999 */
+    t_rope(ks, 1, 9, 2, 2, 256, 0);        /* the largest head size */
+    t_attention(ks, 2, 45, 3, 3, 16);      /* two key tiles, the last partial */
+    t_attention(ks, 1, 70, 2, 2, 64);
+    t_attention(ks, 2, 33, 3, 3, 40);      /* HS 40: lanes past HS idle */
+    t_attention(ks, 1, 65, 2, 2, 128);     /* the largest head size */
+    t_attention(ks, 3, 1, 2, 2, 12);       /* T = 1 */
+    t_attention(ks, 2, 50, 6, 2, 16);      /* GQA: 3 query heads per kv head */
+    t_attention(ks, 1, 67, 4, 1, 32);      /* MQA: one kv head */
+    t_attention_kv(ks, 4, 4, 16);
+    t_attention_kv(ks, 6, 2, 48);          /* GQA, HS 48 */
+    t_attention_kv(ks, 2, 1, 128);
+    t_elementwise(ks, 7, 147);
     t_crossentropy(ks, 13, 1001);
     t_crossentropy(ks, 4, 50257);          /* GPT-2's vocabulary */
     t_sumsq_adamw(ks, (size_t)1000003);
-    t_errors(cu);
+    t_copy(ks);
     host_free_all();
-    t_gpt2(cu);
+    t_errors(cu, ndev);
+
+    llm_config g = llm_config_gpt2();
+    g.max_seq_len = 48; g.vocab_size = 101; g.n_layer = 2; g.n_head = 3; g.n_embd = 48;
+    t_model(cu, &g, 3, 37, "gpt2");
     host_free_all();
+    llm_config l = llm_config_llama(97, 2, 4, 2, 64, 96);  /* GQA 2:1, HS 16 */
+    l.max_seq_len = 48; l.untied_head = 1;
+    t_model(cu, &l, 2, 41, "llama");
+    host_free_all();
+
+    /* bf16 matmul mode, where the GPU has bf16 tensor cores */
+    const llm_backend *h = llm_cuda_backend_bf16();
+    bk kh[2];
+    memset(kh, 0, sizeof kh);
+    kh[0] = ks[0];
+    kh[1].be = h;
+    llm_status s = h->create(&kh[1].st, &o[1]);
+    if (s == LLM_ERR_UNSUPPORTED) {
+        TEST_SKIP("test_cuda: bf16 mode: %s", llm_last_error());
+    } else {
+        CHECK(s == LLM_OK, "cuda-bf16 create: %s", llm_last_error());
+        if (kh[1].st) {
+            printf("test_cuda: bf16 matmuls vs the fp32 CPU\n");
+            t_matmul_tol(kh, 37, 72, 101, 1, 3e-2, 1.0);
+            t_matmul_tol(kh, 700, 768, 300, 0, 3e-2, 1.0);
+            host_free_all();
+            h->destroy(kh[1].st);
+            t_model(h, &g, 3, 37, "gpt2/bf16");
+            host_free_all();
+            t_model(h, &l, 2, 41, "llama/bf16");
+            host_free_all();
+        }
+    }
     ks[0].be->destroy(ks[0].st);
     ks[1].be->destroy(ks[1].st);
 #endif

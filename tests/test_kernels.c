@@ -16,6 +16,11 @@ static float *rnd(size_t n, float scale) {
 static float *fdup(const float *x, size_t n) { float *p = (float *)malloc(n * sizeof(float)); memcpy(p, x, n * sizeof(float)); return p; }
 static double dot(const float *a, const float *g, size_t n) { double s = 0; for (size_t i = 0; i < n; i++) s += (double)a[i] * g[i]; return s; }
 
+/* The CPU backend runs the SIMD kernels (tested in depth against double-precision math
+ * in test_simd_kernels.c); they sum in another order than the references, so the two
+ * agree to float rounding of sums of O(100) terms, not bit for bit. */
+#define FAST_TOL 5e-5
+
 /* The op under test as a scalar function of its inputs: L = Σ g·forward(inputs). */
 typedef double (*loss_fn)(void *ctx);
 
@@ -53,7 +58,7 @@ static void test_layernorm(int N, int C) {
     float *o2 = rnd(n, 0), *m2 = rnd(N, 0), *r2 = rnd(N, 0);
     ln_loss(&c);
     be->layernorm_fwd(cpu_st, o2, m2, r2, c.x, c.w, c.b, N, C);
-    CHECK(test_max_rel_err(o2, c.out, n, 1e-3) < 1e-5, "layernorm fwd N=%d C=%d", N, C);
+    CHECK(test_max_rel_err(o2, c.out, n, 1e-2) < FAST_TOL, "layernorm fwd N=%d C=%d: %g", N, C, test_max_rel_err(o2, c.out, n, 1e-2));
     /* backward: start from nonzero gradients to check accumulation */
     float *dx = rnd(n, 1), *dw = rnd(C, 1), *db = rnd(C, 1);
     float *dx0 = fdup(dx, n), *dw0 = fdup(dw, C), *db0 = fdup(db, C);
@@ -143,7 +148,7 @@ static void test_attention(int B, int T, int C, int NH, int NKV) {
     naive_attention(on, c.qkv, B, T, C, NH, NKV);
     CHECK(test_max_rel_err(c.out, on, no, 1e-3) < 1e-4, "attention ref vs naive softmax B=%d T=%d C=%d NH=%d NKV=%d", B, T, C, NH, NKV);
     be->attention_fwd(cpu_st, o2, l2, c.qkv, B, T, NH, NKV, HS);
-    CHECK(test_max_rel_err(o2, c.out, no, 1e-3) < 1e-5 && test_max_rel_err(l2, c.lse, nl, 1e-3) < 1e-5,
+    CHECK(test_max_rel_err(o2, c.out, no, 1e-2) < FAST_TOL && test_max_rel_err(l2, c.lse, nl, 1e-2) < FAST_TOL,
           "attention fwd cpu vs ref B=%d T=%d C=%d NH=%d NKV=%d", B, T, C, NH, NKV);
     float *d = rnd(nq, 1), *d0 = fdup(d, nq), *dr = fdup(d, nq);
     llm__attention_bwd_ref(dr, c.g, c.qkv, c.out, c.lse, B, T, NH, NKV, HS);
@@ -162,7 +167,7 @@ static void test_gelu(size_t n) {
     float *o2 = rnd(n, 0);
     gelu_loss(&c);
     be->gelu_fwd(cpu_st, o2, c.x, n);
-    CHECK(test_max_rel_err(o2, c.out, n, 1e-3) < 1e-6, "gelu fwd");
+    CHECK(test_max_rel_err(o2, c.out, n, 1e-1) < 1e-5, "gelu fwd: %g", test_max_rel_err(o2, c.out, n, 1e-1));
     /* against the formula in double: 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3))) */
     double worst = 0;
     for (size_t i = 0; i < n; i++) {
@@ -174,7 +179,7 @@ static void test_gelu(size_t n) {
     float *d = rnd(n, 1), *d0 = fdup(d, n), *dr = fdup(d, n);
     llm__gelu_bwd_ref(dr, c.x, c.g, n);
     be->gelu_bwd(cpu_st, d, c.x, c.g, n);
-    CHECK(test_max_rel_err(d, dr, n, 1e-3) < 1e-6, "gelu bwd cpu vs ref");
+    CHECK(test_max_rel_err(d, dr, n, 1e-1) < 1e-5, "gelu bwd cpu vs ref: %g", test_max_rel_err(d, dr, n, 1e-1));
     for (size_t i = 0; i < n; i++) dr[i] -= d0[i];
     fd_check("gelu dx", gelu_loss, &c, c.x, n, dr, 50);
     free(c.x); free(c.g); free(c.out); free(o2); free(d); free(d0); free(dr);
@@ -233,7 +238,7 @@ static void test_crossentropy(int N, int V) {
     float *l2 = rnd(N, 0), *s2 = rnd(N, 0);
     ce_loss(&c);
     be->crossentropy_fwd(cpu_st, l2, s2, c.x, c.y, N, V);
-    CHECK(test_max_rel_err(l2, c.loss, N, 1e-3) < 1e-6, "crossentropy fwd cpu vs ref");
+    CHECK(test_max_rel_err(l2, c.loss, N, 1e-3) < 1e-5, "crossentropy fwd cpu vs ref");
     double worst = 0;   /* against -log softmax in double */
     for (int n = 0; n < N; n++) {
         double mx = -1e30, s = 0;
@@ -302,7 +307,9 @@ static void test_pool(void) {
 int main(void) {
     llm_rng_seed(&rng, 1234);
     be = llm_cpu_backend();
-    llm_options opt = {NULL, 3, 0};
+    llm_options opt;
+    memset(&opt, 0, sizeof opt);
+    opt.n_threads = 3;
     CHECK(be->create(&cpu_st, &opt) == LLM_OK, "cpu backend with 3 threads");
     test_layernorm(7, 13);
     test_layernorm(33, 67);

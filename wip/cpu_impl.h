@@ -83,12 +83,14 @@ static void llm__cpu_encoder_bwd(void *st, float *dwte, float *dwpe, const float
     llm_pool_run(LLM__POOL(st), llm__t_encoder_bwd, &o);
 }
 
-/* layernorm: forward by rows. Backward: dinp by rows, then dw/db by channel slices. */
+/* layernorm: forward by rows. Backward: dinp by rows, then dw/db by channel slices.
+ * Each task runs the fastest kernel the CPU has (wip/simd_kernels.h), which is tested
+ * against the reference in KERNELS. */
 static void llm__t_layernorm_fwd(void *a, int ith, int nth) {
     llm__op *o = LLM__CAST(llm__op *, a);
     size_t lo, hi, C = LLM__CAST(size_t, o->C);
     llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
-    llm__layernorm_fwd_ref(o->out + lo * C, o->out2 + lo, o->out3 + lo, o->in + lo * C, o->in2, o->in3,
+    llm__layernorm_fwd_fast(o->out + lo * C, o->out2 + lo, o->out3 + lo, o->in + lo * C, o->in2, o->in3,
                            LLM__CAST(int, hi - lo), o->C);
 }
 static void llm__cpu_layernorm_fwd(void *st, float *out, float *mean, float *rstd, const float *inp,
@@ -101,24 +103,14 @@ static void llm__t_layernorm_bwd_dx(void *a, int ith, int nth) {
     llm__op *o = LLM__CAST(llm__op *, a);
     size_t lo, hi, C = LLM__CAST(size_t, o->C);
     llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
-    for (size_t n = lo; n < hi; n++) {  /* the reference formula for dx, one row at a time */
-        const float *x = o->in2 + n * C, *d = o->in + n * C, *w = o->in3;
-        float *dx = o->out + n * C;
-        float m = o->in4[n], s = o->in5[n], gmean = 0, gxmean = 0;
-        for (size_t c = 0; c < C; c++) { float xh = (x[c] - m) * s, g = d[c] * w[c]; gmean += g; gxmean += g * xh; }
-        gmean /= o->C; gxmean /= o->C;
-        for (size_t c = 0; c < C; c++) { float xh = (x[c] - m) * s; dx[c] += s * (d[c] * w[c] - gmean - xh * gxmean); }
-    }
+    llm__layernorm_bwd_dx_fast(o->out + lo * C, o->in + lo * C, o->in2 + lo * C, o->in3, o->in4 + lo, o->in5 + lo,
+                               LLM__CAST(int, hi - lo), o->C);
 }
 static void llm__t_layernorm_bwd_dw(void *a, int ith, int nth) {
     llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi, C = LLM__CAST(size_t, o->C);
-    llm__split(C, ith, nth, &lo, &hi);
-    for (size_t n = 0; n < LLM__CAST(size_t, o->N); n++) {
-        const float *x = o->in2 + n * C, *d = o->in + n * C;
-        float m = o->in4[n], s = o->in5[n];
-        for (size_t c = lo; c < hi; c++) { o->out3[c] += d[c]; o->out2[c] += d[c] * (x[c] - m) * s; }
-    }
+    size_t lo, hi;
+    llm__split(LLM__CAST(size_t, o->C), ith, nth, &lo, &hi);
+    llm__layernorm_bwd_dwdb_fast(o->out2, o->out3, o->in, o->in2, o->in4, o->in5, o->N, o->C, LLM__CAST(int, lo), LLM__CAST(int, hi));
 }
 static void llm__cpu_layernorm_bwd(void *st, float *dinp, float *dw, float *db, const float *dout,
                                    const float *inp, const float *w, const float *mean,
@@ -173,7 +165,7 @@ static void llm__t_attention_fwd(void *a, int ith, int nth) {
     size_t lo, hi, NH = LLM__CAST(size_t, o->NH);
     llm__split(LLM__CAST(size_t, o->B) * NH, ith, nth, &lo, &hi);
     for (size_t i = lo; i < hi; i++)
-        llm__attention_fwd_head(o->out, o->out2, o->in, LLM__CAST(int, i / NH), LLM__CAST(int, i % NH), o->T, o->NH, o->OC, o->C);
+        llm__attention_fwd_fast(o->out, o->out2, o->in, LLM__CAST(int, i / NH), LLM__CAST(int, i % NH), o->T, o->NH, o->OC, o->C);
 }
 static void llm__cpu_attention_fwd(void *st, float *out, float *lse, const float *qkv, int B, int T,
                                    int NH, int NKV, int HS) {
@@ -184,11 +176,10 @@ static void llm__cpu_attention_fwd(void *st, float *out, float *lse, const float
 static void llm__t_attention_bwd(void *a, int ith, int nth) {
     llm__op *o = LLM__CAST(llm__op *, a);
     size_t lo, hi, NKV = LLM__CAST(size_t, o->OC);
-    int group = o->NH / o->OC;
     llm__split(LLM__CAST(size_t, o->B) * NKV, ith, nth, &lo, &hi);
     for (size_t i = lo; i < hi; i++)
-        for (int h = LLM__CAST(int, i % NKV) * group, e = h + group; h < e; h++)
-            llm__attention_bwd_head(o->out, o->in, o->in2, o->in3, o->in4, LLM__CAST(int, i / NKV), h, o->T, o->NH, o->OC, o->C);
+        llm__attention_bwd_group_fast(o->out, o->in, o->in2, o->in3, o->in4, LLM__CAST(int, i / NKV), LLM__CAST(int, i % NKV),
+                                      o->T, o->NH, o->OC, o->C);
 }
 static void llm__cpu_attention_bwd(void *st, float *dqkv, const float *dout, const float *qkv,
                                    const float *out, const float *lse, int B, int T, int NH, int NKV, int HS) {
@@ -204,10 +195,10 @@ static void llm__t_elementwise(void *a, int ith, int nth) {
     size_t lo, hi;
     llm__split(o->n, ith, nth, &lo, &hi);
     switch (o->t) {
-    case LLM__EW_GELU_FWD: llm__gelu_fwd_ref(o->out + lo, o->in + lo, hi - lo); break;
-    case LLM__EW_GELU_BWD: llm__gelu_bwd_ref(o->out + lo, o->in + lo, o->in2 + lo, hi - lo); break;
-    case LLM__EW_RES_FWD: llm__residual_fwd_ref(o->out + lo, o->in + lo, o->in2 + lo, hi - lo); break;
-    case LLM__EW_RES_BWD: llm__residual_bwd_ref(o->out + lo, o->out2 + lo, o->in + lo, hi - lo); break;
+    case LLM__EW_GELU_FWD: llm__gelu_fwd_fast(o->out + lo, o->in + lo, hi - lo); break;
+    case LLM__EW_GELU_BWD: llm__gelu_bwd_fast(o->out + lo, o->in + lo, o->in2 + lo, hi - lo); break;
+    case LLM__EW_RES_FWD: llm__residual_fwd_fast(o->out + lo, o->in + lo, o->in2 + lo, hi - lo); break;
+    case LLM__EW_RES_BWD: llm__residual_bwd_fast(o->out + lo, o->out2 + lo, o->in + lo, hi - lo); break;
     }
 }
 static void llm__cpu_ew(void *st, int kind, float *out, float *out2, const float *in, const float *in2, size_t n) {
@@ -225,7 +216,7 @@ static void llm__t_ce_fwd(void *a, int ith, int nth) {
     llm__op *o = LLM__CAST(llm__op *, a);
     size_t lo, hi, V = LLM__CAST(size_t, o->OC);
     llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
-    llm__crossentropy_fwd_ref(o->out + lo, o->out2 + lo, o->in + lo * V, o->idx + lo, LLM__CAST(int, hi - lo), o->OC);
+    llm__crossentropy_fwd_fast(o->out + lo, o->out2 + lo, o->in + lo * V, o->idx + lo, LLM__CAST(int, hi - lo), o->OC);
 }
 static void llm__cpu_crossentropy_fwd(void *st, float *losses, float *lse, const float *logits,
                                       const int *targets, int N, int V) {
@@ -237,7 +228,7 @@ static void llm__t_ce_bwd(void *a, int ith, int nth) {
     llm__op *o = LLM__CAST(llm__op *, a);
     size_t lo, hi, V = LLM__CAST(size_t, o->OC);
     llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
-    llm__crossentropy_bwd_ref(o->out + lo * V, o->in + lo, o->idx + lo, o->f[0], LLM__CAST(int, hi - lo), o->OC);
+    llm__crossentropy_bwd_fast(o->out + lo * V, o->in + lo, o->idx + lo, o->f[0], LLM__CAST(int, hi - lo), o->OC);
 }
 static void llm__cpu_crossentropy_bwd(void *st, float *logits, const float *lse, const int *targets,
                                       float dloss, int N, int V) {
@@ -251,7 +242,7 @@ static void llm__t_sumsq(void *a, int ith, int nth) {
     llm__op *o = LLM__CAST(llm__op *, a);
     size_t lo, hi;
     llm__split(o->n, ith, nth, &lo, &hi);
-    o->partial[ith] = llm__sumsq_ref(o->in + lo, hi - lo);
+    o->partial[ith] = llm__sumsq_fast(o->in + lo, hi - lo);
 }
 static double llm__cpu_sumsq(void *st, const float *x, size_t n) {
     llm__op o; memset(&o, 0, sizeof o);
@@ -269,7 +260,7 @@ static void llm__t_adamw(void *a, int ith, int nth) {
     llm__op *o = LLM__CAST(llm__op *, a);
     size_t lo, hi;
     llm__split(o->n, ith, nth, &lo, &hi);
-    llm__adamw_ref(o->out + lo, o->in + lo, o->out2 + lo, o->out3 + lo, hi - lo, o->f[0], o->f[1], o->f[2],
+    llm__adamw_fast(o->out + lo, o->in + lo, o->out2 + lo, o->out3 + lo, hi - lo, o->f[0], o->f[1], o->f[2],
                    o->f[3], o->f[4], o->f[5], o->t);
 }
 static void llm__cpu_adamw(void *st, float *param, const float *grad, float *m, float *v, size_t n,
@@ -286,7 +277,7 @@ static void llm__t_rmsnorm_fwd(void *a, int ith, int nth) {
     llm__op *o = LLM__CAST(llm__op *, a);
     size_t lo, hi, C = LLM__CAST(size_t, o->C);
     llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
-    llm__rmsnorm_fwd_ref(o->out + lo * C, o->out2 + lo, o->in + lo * C, o->in2, LLM__CAST(int, hi - lo), o->C, o->f[0]);
+    llm__rmsnorm_fwd_fast(o->out + lo * C, o->out2 + lo, o->in + lo * C, o->in2, LLM__CAST(int, hi - lo), o->C, o->f[0]);
 }
 static void llm__cpu_rmsnorm_fwd(void *st, float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps) {
     llm__op o; memset(&o, 0, sizeof o);
@@ -297,22 +288,13 @@ static void llm__t_rmsnorm_bwd_dx(void *a, int ith, int nth) {
     llm__op *o = LLM__CAST(llm__op *, a);
     size_t lo, hi, C = LLM__CAST(size_t, o->C);
     llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
-    for (size_t n = lo; n < hi; n++) {   /* the reference formula for dx, one row at a time */
-        const float *x = o->in2 + n * C, *d = o->in + n * C, *w = o->in3;
-        float *dx = o->out + n * C, r = o->in4[n], gx = 0;
-        for (size_t c = 0; c < C; c++) gx += d[c] * w[c] * x[c];
-        gx /= o->C;
-        for (size_t c = 0; c < C; c++) dx[c] += r * (d[c] * w[c] - x[c] * r * r * gx);
-    }
+    llm__rmsnorm_bwd_dx_fast(o->out + lo * C, o->in + lo * C, o->in2 + lo * C, o->in3, o->in4 + lo, LLM__CAST(int, hi - lo), o->C);
 }
 static void llm__t_rmsnorm_bwd_dw(void *a, int ith, int nth) {
     llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi, C = LLM__CAST(size_t, o->C);
-    llm__split(C, ith, nth, &lo, &hi);
-    for (size_t n = 0; n < LLM__CAST(size_t, o->N); n++) {
-        const float *x = o->in2 + n * C, *d = o->in + n * C;
-        for (size_t c = lo; c < hi; c++) o->out2[c] += d[c] * x[c] * o->in4[n];
-    }
+    size_t lo, hi;
+    llm__split(LLM__CAST(size_t, o->C), ith, nth, &lo, &hi);
+    llm__rmsnorm_bwd_dw_fast(o->out2, o->in, o->in2, o->in4, o->N, o->C, LLM__CAST(int, lo), LLM__CAST(int, hi));
 }
 static void llm__cpu_rmsnorm_bwd(void *st, float *dinp, float *dw, const float *dout, const float *inp,
                                  const float *w, const float *rstd, int N, int C) {
@@ -349,8 +331,8 @@ static void llm__t_swiglu(void *a, int ith, int nth) {
     llm__op *o = LLM__CAST(llm__op *, a);
     size_t lo, hi, H = LLM__CAST(size_t, o->C);
     llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
-    if (o->t == 0) llm__swiglu_fwd_ref(o->out + lo * H, o->in + lo * 2 * H, LLM__CAST(int, hi - lo), o->C);
-    else llm__swiglu_bwd_ref(o->out + lo * 2 * H, o->in + lo * 2 * H, o->in2 + lo * H, LLM__CAST(int, hi - lo), o->C);
+    if (o->t == 0) llm__swiglu_fwd_fast(o->out + lo * H, o->in + lo * 2 * H, LLM__CAST(int, hi - lo), o->C);
+    else llm__swiglu_bwd_fast(o->out + lo * 2 * H, o->in + lo * 2 * H, o->in2 + lo * H, LLM__CAST(int, hi - lo), o->C);
 }
 static void llm__cpu_swiglu_fwd(void *st, float *out, const float *inp, int N, int H) {
     llm__op o; memset(&o, 0, sizeof o);

@@ -28,9 +28,9 @@ LLMDEF void llm_kv_clear(llm_kv *kv, int seq);
 LLMDEF void llm_kv_truncate(llm_kv *kv, int seq, int n);
 /* Forward n rows: row i is token tokens[i] appended to sequence seq[i] (seq may be NULL:
  * all rows go to sequence 0). Rows of one sequence must come in order; rows of different
- * sequences may interleave. want (n flags, may be NULL: every row) selects the rows whose
- * logits are returned: logits (count of wanted rows, V), in row order (logits may be NULL
- * when no row is wanted). Everything is validated before anything changes: a bad seq or
+ * sequences may interleave. want (n flags) selects the rows whose logits are returned:
+ * logits (count of wanted rows, V), in row order. want NULL: every row, or none when
+ * logits is NULL too (a prefill that only fills the cache). Everything is validated before anything changes: a bad seq or
  * token, or a sequence that would exceed max_len ("context full"), gives LLM_ERR_ARG and
  * leaves the session as it was. */
 LLMDEF llm_status llm_kv_forward(llm_kv *kv, const int *seq, const int *tokens, int n,

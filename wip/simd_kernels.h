@@ -14,6 +14,12 @@
  * contract the reference's expressions (gcc -std=c99 does not).
  * Every kernel is deterministic: one thread, a fixed order of operations.
  *
+ * Dispatchers: layernorm_fwd, layernorm_bwd_dx, layernorm_bwd_dwdb, gelu_fwd, gelu_bwd,
+ * residual_fwd, residual_bwd, crossentropy_fwd, crossentropy_bwd, sumsq, adamw,
+ * attention_fwd (one (b, h)), attention_bwd_group (one (b, kv group)), rmsnorm_fwd,
+ * rmsnorm_bwd (+ its halves rmsnorm_bwd_dx, rmsnorm_bwd_dw), swiglu_fwd, swiglu_bwd.
+ * RoPE has none yet: its cost is the libm cos/sin, kept identical to llama2.c's.
+ *
  * Tails (lengths not a multiple of the vector width) use masked loads and stores, so
  * no kernel reads or writes past its arrays. */
 
@@ -75,6 +81,15 @@ LLM__T_AVX512 static inline __mmask16 llm__mask16(int rem) {
 }
 LLM__T_AVX2 static inline __m256i llm__mask8(int rem) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+/* Masked load and store that use the plain instructions when all lanes are on: AMD
+ * runs vmaskmovps stores in microcode, far slower than a store. */
+LLM__T_AVX2 static inline __m256 llm__ld8(const float *p, __m256i k) {
+    return _mm256_movemask_ps(_mm256_castsi256_ps(k)) == 0xFF ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, k);
+}
+LLM__T_AVX2 static inline void llm__st8(float *p, __m256i k, __m256 v) {
+    if (_mm256_movemask_ps(_mm256_castsi256_ps(k)) == 0xFF) _mm256_storeu_ps(p, v);
+    else _mm256_maskstore_ps(p, k, v);
 }
 LLM__T_AVX2 static inline float llm__vsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -150,7 +165,7 @@ LLM__T_AVX2 static void llm__layernorm_fwd_avx2(float *out, float *mean, float *
             a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + c));
             a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + c + 8));
         }
-        for (; c < C; c += 8) a0 = _mm256_add_ps(a0, _mm256_maskload_ps(x + c, llm__mask8(C - c)));
+        for (; c < C; c += 8) a0 = _mm256_add_ps(a0, llm__ld8(x + c, llm__mask8(C - c)));
         float m = llm__vsum8(_mm256_add_ps(a0, a1)) / LLM__CAST(float, C);
         __m256 mv = _mm256_set1_ps(m);
         a0 = _mm256_setzero_ps(); a1 = _mm256_setzero_ps();
@@ -160,7 +175,7 @@ LLM__T_AVX2 static void llm__layernorm_fwd_avx2(float *out, float *mean, float *
         }
         for (; c < C; c += 8) {
             __m256i k = llm__mask8(C - c);
-            __m256 d0 = _mm256_and_ps(_mm256_sub_ps(_mm256_maskload_ps(x + c, k), mv), _mm256_castsi256_ps(k));
+            __m256 d0 = _mm256_and_ps(_mm256_sub_ps(llm__ld8(x + c, k), mv), _mm256_castsi256_ps(k));
             a0 = _mm256_fmadd_ps(d0, d0, a0);
         }
         float v = llm__vsum8(_mm256_add_ps(a0, a1)) / LLM__CAST(float, C);
@@ -168,8 +183,8 @@ LLM__T_AVX2 static void llm__layernorm_fwd_avx2(float *out, float *mean, float *
         __m256 sv = _mm256_set1_ps(s);
         for (c = 0; c < C; c += 8) {
             __m256i k = llm__mask8(C - c);
-            __m256 xh = _mm256_mul_ps(_mm256_sub_ps(_mm256_maskload_ps(x + c, k), mv), sv);
-            _mm256_maskstore_ps(o + c, k, _mm256_fmadd_ps(xh, _mm256_maskload_ps(w + c, k), _mm256_maskload_ps(b + c, k)));
+            __m256 xh = _mm256_mul_ps(_mm256_sub_ps(llm__ld8(x + c, k), mv), sv);
+            llm__st8(o + c, k, _mm256_fmadd_ps(xh, llm__ld8(w + c, k), llm__ld8(b + c, k)));
         }
         mean[n] = m; rstd[n] = s;
     }
@@ -250,18 +265,18 @@ LLM__T_AVX2 static void llm__layernorm_bwd_dx_avx2(float *dinp, const float *dou
         __m256 g0 = _mm256_setzero_ps(), gx0 = _mm256_setzero_ps();
         for (int c = 0; c < C; c += 8) {
             __m256i k = llm__mask8(C - c);
-            __m256 xh = _mm256_mul_ps(_mm256_sub_ps(_mm256_maskload_ps(x + c, k), mv), sv);
-            __m256 g = _mm256_mul_ps(_mm256_maskload_ps(d + c, k), _mm256_maskload_ps(w + c, k));
+            __m256 xh = _mm256_mul_ps(_mm256_sub_ps(llm__ld8(x + c, k), mv), sv);
+            __m256 g = _mm256_mul_ps(llm__ld8(d + c, k), llm__ld8(w + c, k));
             g0 = _mm256_add_ps(g0, g); gx0 = _mm256_fmadd_ps(g, xh, gx0);
         }
         __m256 gm = _mm256_set1_ps(llm__vsum8(g0) / LLM__CAST(float, C));
         __m256 gxm = _mm256_set1_ps(llm__vsum8(gx0) / LLM__CAST(float, C));
         for (int c = 0; c < C; c += 8) {
             __m256i k = llm__mask8(C - c);
-            __m256 xh = _mm256_mul_ps(_mm256_sub_ps(_mm256_maskload_ps(x + c, k), mv), sv);
-            __m256 g = _mm256_mul_ps(_mm256_maskload_ps(d + c, k), _mm256_maskload_ps(w + c, k));
+            __m256 xh = _mm256_mul_ps(_mm256_sub_ps(llm__ld8(x + c, k), mv), sv);
+            __m256 g = _mm256_mul_ps(llm__ld8(d + c, k), llm__ld8(w + c, k));
             __m256 t = _mm256_fnmadd_ps(xh, gxm, _mm256_sub_ps(g, gm));
-            _mm256_maskstore_ps(dx + c, k, _mm256_fmadd_ps(sv, t, _mm256_maskload_ps(dx + c, k)));
+            llm__st8(dx + c, k, _mm256_fmadd_ps(sv, t, llm__ld8(dx + c, k)));
         }
     }
 }
@@ -298,23 +313,23 @@ LLM__T_AVX2 static void llm__layernorm_bwd_dwdb_avx2(float *dw, float *db, const
     for (int cb = c0; cb < c1; cb += 32) {
         __m256i k0 = llm__mask8(c1 - cb), k1 = llm__mask8(c1 - cb - 8);
         __m256i k2 = llm__mask8(c1 - cb - 16), k3 = llm__mask8(c1 - cb - 24);
-        __m256 w0 = _mm256_maskload_ps(dw + cb, k0), w1 = _mm256_maskload_ps(dw + cb + 8, k1);
-        __m256 w2 = _mm256_maskload_ps(dw + cb + 16, k2), w3 = _mm256_maskload_ps(dw + cb + 24, k3);
-        __m256 b0 = _mm256_maskload_ps(db + cb, k0), b1 = _mm256_maskload_ps(db + cb + 8, k1);
-        __m256 b2 = _mm256_maskload_ps(db + cb + 16, k2), b3 = _mm256_maskload_ps(db + cb + 24, k3);
+        __m256 w0 = llm__ld8(dw + cb, k0), w1 = llm__ld8(dw + cb + 8, k1);
+        __m256 w2 = llm__ld8(dw + cb + 16, k2), w3 = llm__ld8(dw + cb + 24, k3);
+        __m256 b0 = llm__ld8(db + cb, k0), b1 = llm__ld8(db + cb + 8, k1);
+        __m256 b2 = llm__ld8(db + cb + 16, k2), b3 = llm__ld8(db + cb + 24, k3);
         for (int n = 0; n < N; n++) {
             const float *x = inp + LLM__CAST(size_t, n) * C + cb, *d = dout + LLM__CAST(size_t, n) * C + cb;
             __m256 mv = _mm256_set1_ps(mean[n]), sv = _mm256_set1_ps(rstd[n]);
-#define LLM__DWDB(i) { __m256 dd = _mm256_maskload_ps(d + 8 * i, k##i); \
-            __m256 xh = _mm256_mul_ps(_mm256_sub_ps(_mm256_maskload_ps(x + 8 * i, k##i), mv), sv); \
+#define LLM__DWDB(i) { __m256 dd = llm__ld8(d + 8 * i, k##i); \
+            __m256 xh = _mm256_mul_ps(_mm256_sub_ps(llm__ld8(x + 8 * i, k##i), mv), sv); \
             b##i = _mm256_add_ps(b##i, dd); w##i = _mm256_fmadd_ps(dd, xh, w##i); }
             LLM__DWDB(0) LLM__DWDB(1) LLM__DWDB(2) LLM__DWDB(3)
 #undef LLM__DWDB
         }
-        _mm256_maskstore_ps(dw + cb, k0, w0); _mm256_maskstore_ps(dw + cb + 8, k1, w1);
-        _mm256_maskstore_ps(dw + cb + 16, k2, w2); _mm256_maskstore_ps(dw + cb + 24, k3, w3);
-        _mm256_maskstore_ps(db + cb, k0, b0); _mm256_maskstore_ps(db + cb + 8, k1, b1);
-        _mm256_maskstore_ps(db + cb + 16, k2, b2); _mm256_maskstore_ps(db + cb + 24, k3, b3);
+        llm__st8(dw + cb, k0, w0); llm__st8(dw + cb + 8, k1, w1);
+        llm__st8(dw + cb + 16, k2, w2); llm__st8(dw + cb + 24, k3, w3);
+        llm__st8(db + cb, k0, b0); llm__st8(db + cb + 8, k1, b1);
+        llm__st8(db + cb + 16, k2, b2); llm__st8(db + cb + 24, k3, b3);
     }
 }
 #endif
@@ -379,22 +394,22 @@ LLM__T_AVX2 static inline void llm__gelu_core_avx2(__m256 x, __m256 *s, __m256 *
 LLM__T_AVX2 static void llm__gelu_fwd_avx2(float *out, const float *inp, size_t n) {
     for (size_t i = 0; i < n; i += 8) {
         __m256i k = llm__mask8(n - i < 8 ? LLM__CAST(int, n - i) : 8);
-        __m256 x = _mm256_maskload_ps(inp + i, k), s, e;
+        __m256 x = llm__ld8(inp + i, k), s, e;
         llm__gelu_core_avx2(x, &s, &e);
-        _mm256_maskstore_ps(out + i, k, _mm256_mul_ps(x, s));
+        llm__st8(out + i, k, _mm256_mul_ps(x, s));
     }
 }
 LLM__T_AVX2 static void llm__gelu_bwd_avx2(float *dinp, const float *inp, const float *dout, size_t n) {
     const __m256 c3 = _mm256_set1_ps(3.0f * 0.044715f), one = _mm256_set1_ps(1.0f), kk = _mm256_set1_ps(LLM__GELU_K);
     for (size_t i = 0; i < n; i += 8) {
         __m256i k = llm__mask8(n - i < 8 ? LLM__CAST(int, n - i) : 8);
-        __m256 x = _mm256_maskload_ps(inp + i, k), s, e;
+        __m256 x = llm__ld8(inp + i, k), s, e;
         llm__gelu_core_avx2(x, &s, &e);
         __m256 du = _mm256_mul_ps(kk, _mm256_fmadd_ps(_mm256_mul_ps(c3, x), x, one));
         __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_add_ps(x, x), s), _mm256_mul_ps(e, s));
         __m256 g = _mm256_fmadd_ps(t, du, s);
-        _mm256_maskstore_ps(dinp + i, k, _mm256_fmadd_ps(_mm256_maskload_ps(dout + i, k), g,
-                                                         _mm256_maskload_ps(dinp + i, k)));
+        llm__st8(dinp + i, k, _mm256_fmadd_ps(llm__ld8(dout + i, k), g,
+                                                         llm__ld8(dinp + i, k)));
     }
 }
 #endif
@@ -426,15 +441,15 @@ LLM__T_AVX512 static void llm__residual_bwd_avx512(float *da, float *db, const f
 LLM__T_AVX2 static void llm__residual_fwd_avx2(float *out, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i += 8) {
         __m256i k = llm__mask8(n - i < 8 ? LLM__CAST(int, n - i) : 8);
-        _mm256_maskstore_ps(out + i, k, _mm256_add_ps(_mm256_maskload_ps(a + i, k), _mm256_maskload_ps(b + i, k)));
+        llm__st8(out + i, k, _mm256_add_ps(llm__ld8(a + i, k), llm__ld8(b + i, k)));
     }
 }
 LLM__T_AVX2 static void llm__residual_bwd_avx2(float *da, float *db, const float *dout, size_t n) {
     for (size_t i = 0; i < n; i += 8) {
         __m256i k = llm__mask8(n - i < 8 ? LLM__CAST(int, n - i) : 8);
-        __m256 d = _mm256_maskload_ps(dout + i, k);
-        _mm256_maskstore_ps(da + i, k, _mm256_add_ps(_mm256_maskload_ps(da + i, k), d));
-        _mm256_maskstore_ps(db + i, k, _mm256_add_ps(_mm256_maskload_ps(db + i, k), d));
+        __m256 d = llm__ld8(dout + i, k);
+        llm__st8(da + i, k, _mm256_add_ps(llm__ld8(da + i, k), d));
+        llm__st8(db + i, k, _mm256_add_ps(llm__ld8(db + i, k), d));
     }
 }
 #endif
@@ -505,7 +520,7 @@ LLM__T_AVX2 static void llm__crossentropy_fwd_avx2(float *losses, float *lse, co
         }
         for (; i < V; i += 8) {   /* masked lanes become -inf */
             __m256i k = llm__mask8(V - i);
-            m0 = _mm256_max_ps(m0, _mm256_blendv_ps(ninf, _mm256_maskload_ps(x + i, k), _mm256_castsi256_ps(k)));
+            m0 = _mm256_max_ps(m0, _mm256_blendv_ps(ninf, llm__ld8(x + i, k), _mm256_castsi256_ps(k)));
         }
         float m = llm__vmax8(_mm256_max_ps(m0, m1));
         __m256 mv = _mm256_set1_ps(m);
@@ -515,7 +530,7 @@ LLM__T_AVX2 static void llm__crossentropy_fwd_avx2(float *losses, float *lse, co
         }
         for (; i < V; i += 8) {
             __m256i k = llm__mask8(V - i);
-            __m256 e = llm__exp_avx2(_mm256_sub_ps(_mm256_maskload_ps(x + i, k), mv));
+            __m256 e = llm__exp_avx2(_mm256_sub_ps(llm__ld8(x + i, k), mv));
             s0 = _mm256_add_ps(s0, _mm256_and_ps(e, _mm256_castsi256_ps(k)));
         }
         lse[n] = m + logf(llm__vsum8(_mm256_add_ps(s0, s1)));
@@ -533,8 +548,8 @@ LLM__T_AVX2 static void llm__crossentropy_bwd_avx2(float *logits, const float *l
         __m256 l = _mm256_set1_ps(lse[n]);
         for (int i = 0; i < V; i += 8) {
             __m256i k = llm__mask8(V - i);
-            __m256 p = llm__exp_avx2(_mm256_sub_ps(_mm256_maskload_ps(x + i, k), l));
-            _mm256_maskstore_ps(x + i, k, _mm256_mul_ps(p, dl));
+            __m256 p = llm__exp_avx2(_mm256_sub_ps(llm__ld8(x + i, k), l));
+            llm__st8(x + i, k, _mm256_mul_ps(p, dl));
         }
         x[y] = (expf(xy - lse[n]) - 1.0f) * dloss;
     }
@@ -621,14 +636,14 @@ LLM__T_AVX2 static void llm__adamw_avx2(float *p, const float *grad, float *m, f
     const __m256 gs = _mm256_set1_ps(grad_scale);
     for (size_t i = 0; i < n; i += 8) {
         __m256i k = llm__mask8(n - i < 8 ? LLM__CAST(int, n - i) : 8);
-        __m256 g = _mm256_mul_ps(_mm256_maskload_ps(grad + i, k), gs);
-        __m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_maskload_ps(m + i, k)), _mm256_mul_ps(ob1, g));
-        __m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_maskload_ps(v + i, k)), _mm256_mul_ps(_mm256_mul_ps(ob2, g), g));
-        __m256 pi = _mm256_maskload_ps(p + i, k);
+        __m256 g = _mm256_mul_ps(llm__ld8(grad + i, k), gs);
+        __m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, llm__ld8(m + i, k)), _mm256_mul_ps(ob1, g));
+        __m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, llm__ld8(v + i, k)), _mm256_mul_ps(_mm256_mul_ps(ob2, g), g));
+        __m256 pi = llm__ld8(p + i, k);
         pi = _mm256_sub_ps(pi, _mm256_mul_ps(lrwd, pi));
         __m256 den = _mm256_add_ps(_mm256_sqrt_ps(_mm256_div_ps(vi, vbc2)), veps);
         pi = _mm256_sub_ps(pi, _mm256_div_ps(_mm256_mul_ps(vlr, _mm256_div_ps(mi, vbc1)), den));
-        _mm256_maskstore_ps(m + i, k, mi); _mm256_maskstore_ps(v + i, k, vi); _mm256_maskstore_ps(p + i, k, pi);
+        llm__st8(m + i, k, mi); llm__st8(v + i, k, vi); llm__st8(p + i, k, pi);
     }
 }
 #endif
@@ -926,18 +941,18 @@ LLM__T_AVX2 static void llm__att_kv_rows_avx2(float *dk, float *dv, const float 
     for (int c = 0; c < HS; c += 32) {
         const __m256i m0 = llm__mask8(HS - c), m1 = llm__mask8(HS - c - 8);
         const __m256i m2 = llm__mask8(HS - c - 16), m3 = llm__mask8(HS - c - 24);
-#define LLM__LD(j) __m256 a##j = _mm256_maskload_ps(dv + c + 8 * j, m##j), b##j = _mm256_maskload_ps(dk + c + 8 * j, m##j);
+#define LLM__LD(j) __m256 a##j = llm__ld8(dv + c + 8 * j, m##j), b##j = llm__ld8(dk + c + 8 * j, m##j);
         LLM__REP4(LLM__LD)
 #undef LLM__LD
         for (int i = 0; i < n; i++) {
             const __m256 pi = _mm256_set1_ps(p[i]), si = _mm256_set1_ps(ds[i]);
             const float *o = dO + LLM__CAST(size_t, i) * ldo + c, *qq = q + LLM__CAST(size_t, i) * ldq + c;
-#define LLM__ACC(j) a##j = _mm256_fmadd_ps(pi, _mm256_maskload_ps(o + 8 * j, m##j), a##j); \
-                    b##j = _mm256_fmadd_ps(si, _mm256_maskload_ps(qq + 8 * j, m##j), b##j);
+#define LLM__ACC(j) a##j = _mm256_fmadd_ps(pi, llm__ld8(o + 8 * j, m##j), a##j); \
+                    b##j = _mm256_fmadd_ps(si, llm__ld8(qq + 8 * j, m##j), b##j);
             LLM__REP4(LLM__ACC)
 #undef LLM__ACC
         }
-#define LLM__ST(j) _mm256_maskstore_ps(dv + c + 8 * j, m##j, a##j); _mm256_maskstore_ps(dk + c + 8 * j, m##j, b##j);
+#define LLM__ST(j) llm__st8(dv + c + 8 * j, m##j, a##j); llm__st8(dk + c + 8 * j, m##j, b##j);
         LLM__REP4(LLM__ST)
 #undef LLM__ST
     }
@@ -1022,4 +1037,240 @@ static LLM__UNUSED void llm__attention_bwd_group_fast(float *dqkv, const float *
         LLM__DISPATCH(llm__attention_bwd_group, (dqkv, dout, qkv, out, lse, b, g, T, NH, NKV, HS));
     for (int h = g * (NH / NKV), e = h + NH / NKV; h < e; h++)
         llm__attention_bwd_head(dqkv, dout, qkv, out, lse, b, h, T, NH, NKV, HS);
+}
+
+/* ---- RMSNorm (Llama) ------------------------------------------------------------------------
+ * Forward per row: r = 1/sqrt(Σx²/C + eps), out = w·(r·x). Backward is split like
+ * layernorm's for the CPU backend: dx by rows, dw by channels [c0, c1) over all rows;
+ * llm__rmsnorm_bwd_fast (the reference's signature) runs one after the other. */
+static void llm__rmsnorm_bwd_dx_ref(float *dinp, const float *dout, const float *inp, const float *w,
+                                    const float *rstd, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;
+        float *dx = dinp + LLM__CAST(size_t, n) * C, r = rstd[n], gx = 0;
+        for (int c = 0; c < C; c++) gx += d[c] * w[c] * x[c];
+        gx /= C;
+        for (int c = 0; c < C; c++) dx[c] += r * (d[c] * w[c] - x[c] * r * r * gx);
+    }
+}
+static void llm__rmsnorm_bwd_dw_ref(float *dw, const float *dout, const float *inp, const float *rstd,
+                                    int N, int C, int c0, int c1) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;
+        for (int c = c0; c < c1; c++) dw[c] += d[c] * x[c] * rstd[n];
+    }
+}
+#ifdef LLM__X86
+LLM__T_AVX512 static void llm__rmsnorm_fwd_avx512(float *out, float *rstd, const float *inp, const float *w,
+                                                  int N, int C, float eps) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + LLM__CAST(size_t, n) * C;
+        float *o = out + LLM__CAST(size_t, n) * C;
+        __m512 a = _mm512_setzero_ps();
+        for (int c = 0; c < C; c += 16) {
+            __m512 v = _mm512_maskz_loadu_ps(llm__mask16(C - c), x + c);
+            a = _mm512_fmadd_ps(v, v, a);
+        }
+        float r = 1.0f / sqrtf(_mm512_reduce_add_ps(a) / LLM__CAST(float, C) + eps);
+        __m512 rv = _mm512_set1_ps(r);
+        for (int c = 0; c < C; c += 16) {
+            __mmask16 k = llm__mask16(C - c);
+            _mm512_mask_storeu_ps(o + c, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, w + c),
+                                                          _mm512_mul_ps(rv, _mm512_maskz_loadu_ps(k, x + c))));
+        }
+        rstd[n] = r;
+    }
+}
+LLM__T_AVX512 static void llm__rmsnorm_bwd_dx_avx512(float *dinp, const float *dout, const float *inp, const float *w,
+                                                     const float *rstd, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;
+        float *dx = dinp + LLM__CAST(size_t, n) * C, r = rstd[n];
+        __m512 a = _mm512_setzero_ps();
+        for (int c = 0; c < C; c += 16) {
+            __mmask16 k = llm__mask16(C - c);
+            a = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, d + c), _mm512_maskz_loadu_ps(k, w + c)),
+                                _mm512_maskz_loadu_ps(k, x + c), a);
+        }
+        const __m512 rv = _mm512_set1_ps(r), cx = _mm512_set1_ps(r * r * (_mm512_reduce_add_ps(a) / LLM__CAST(float, C)));
+        for (int c = 0; c < C; c += 16) {
+            __mmask16 k = llm__mask16(C - c);
+            __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, d + c), _mm512_maskz_loadu_ps(k, w + c));
+            __m512 t = _mm512_fnmadd_ps(_mm512_maskz_loadu_ps(k, x + c), cx, g);
+            _mm512_mask_storeu_ps(dx + c, k, _mm512_fmadd_ps(rv, t, _mm512_maskz_loadu_ps(k, dx + c)));
+        }
+    }
+}
+LLM__T_AVX512 static void llm__rmsnorm_bwd_dw_avx512(float *dw, const float *dout, const float *inp, const float *rstd,
+                                                     int N, int C, int c0, int c1) {
+    for (int cb = c0; cb < c1; cb += 64) {
+        const __mmask16 k0 = llm__mask16(c1 - cb), k1 = llm__mask16(c1 - cb - 16);
+        const __mmask16 k2 = llm__mask16(c1 - cb - 32), k3 = llm__mask16(c1 - cb - 48);
+#define LLM__LD(i) __m512 w##i = _mm512_maskz_loadu_ps(k##i, dw + cb + 16 * i);
+        LLM__REP4(LLM__LD)
+#undef LLM__LD
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + LLM__CAST(size_t, n) * C + cb, *d = dout + LLM__CAST(size_t, n) * C + cb;
+            const __m512 rv = _mm512_set1_ps(rstd[n]);
+#define LLM__ACC(i) w##i = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k##i, d + 16 * i), \
+                                           _mm512_maskz_loadu_ps(k##i, x + 16 * i)), rv, w##i);
+            LLM__REP4(LLM__ACC)
+#undef LLM__ACC
+        }
+#define LLM__ST(i) _mm512_mask_storeu_ps(dw + cb + 16 * i, k##i, w##i);
+        LLM__REP4(LLM__ST)
+#undef LLM__ST
+    }
+}
+LLM__T_AVX2 static void llm__rmsnorm_fwd_avx2(float *out, float *rstd, const float *inp, const float *w,
+                                              int N, int C, float eps) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + LLM__CAST(size_t, n) * C;
+        float *o = out + LLM__CAST(size_t, n) * C;
+        __m256 a = _mm256_setzero_ps();
+        for (int c = 0; c < C; c += 8) {
+            __m256 v = llm__ld8(x + c, llm__mask8(C - c));
+            a = _mm256_fmadd_ps(v, v, a);
+        }
+        float r = 1.0f / sqrtf(llm__vsum8(a) / LLM__CAST(float, C) + eps);
+        __m256 rv = _mm256_set1_ps(r);
+        for (int c = 0; c < C; c += 8) {
+            __m256i k = llm__mask8(C - c);
+            llm__st8(o + c, k, _mm256_mul_ps(llm__ld8(w + c, k), _mm256_mul_ps(rv, llm__ld8(x + c, k))));
+        }
+        rstd[n] = r;
+    }
+}
+LLM__T_AVX2 static void llm__rmsnorm_bwd_dx_avx2(float *dinp, const float *dout, const float *inp, const float *w,
+                                                 const float *rstd, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;
+        float *dx = dinp + LLM__CAST(size_t, n) * C, r = rstd[n];
+        __m256 a = _mm256_setzero_ps();
+        for (int c = 0; c < C; c += 8) {
+            __m256i k = llm__mask8(C - c);
+            a = _mm256_fmadd_ps(_mm256_mul_ps(llm__ld8(d + c, k), llm__ld8(w + c, k)),
+                                llm__ld8(x + c, k), a);
+        }
+        const __m256 rv = _mm256_set1_ps(r), cx = _mm256_set1_ps(r * r * (llm__vsum8(a) / LLM__CAST(float, C)));
+        for (int c = 0; c < C; c += 8) {
+            __m256i k = llm__mask8(C - c);
+            __m256 g = _mm256_mul_ps(llm__ld8(d + c, k), llm__ld8(w + c, k));
+            __m256 t = _mm256_fnmadd_ps(llm__ld8(x + c, k), cx, g);
+            llm__st8(dx + c, k, _mm256_fmadd_ps(rv, t, llm__ld8(dx + c, k)));
+        }
+    }
+}
+LLM__T_AVX2 static void llm__rmsnorm_bwd_dw_avx2(float *dw, const float *dout, const float *inp, const float *rstd,
+                                                 int N, int C, int c0, int c1) {
+    for (int cb = c0; cb < c1; cb += 32) {
+        const __m256i k0 = llm__mask8(c1 - cb), k1 = llm__mask8(c1 - cb - 8);
+        const __m256i k2 = llm__mask8(c1 - cb - 16), k3 = llm__mask8(c1 - cb - 24);
+#define LLM__LD(i) __m256 w##i = llm__ld8(dw + cb + 8 * i, k##i);
+        LLM__REP4(LLM__LD)
+#undef LLM__LD
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + LLM__CAST(size_t, n) * C + cb, *d = dout + LLM__CAST(size_t, n) * C + cb;
+            const __m256 rv = _mm256_set1_ps(rstd[n]);
+#define LLM__ACC(i) w##i = _mm256_fmadd_ps(_mm256_mul_ps(llm__ld8(d + 8 * i, k##i), \
+                                           llm__ld8(x + 8 * i, k##i)), rv, w##i);
+            LLM__REP4(LLM__ACC)
+#undef LLM__ACC
+        }
+#define LLM__ST(i) llm__st8(dw + cb + 8 * i, k##i, w##i);
+        LLM__REP4(LLM__ST)
+#undef LLM__ST
+    }
+}
+#endif
+static LLM__UNUSED void llm__rmsnorm_fwd_fast(float *out, float *rstd, const float *inp, const float *w,
+                                              int N, int C, float eps) {
+    LLM__DISPATCH(llm__rmsnorm_fwd, (out, rstd, inp, w, N, C, eps));
+    llm__rmsnorm_fwd_ref(out, rstd, inp, w, N, C, eps);
+}
+static LLM__UNUSED void llm__rmsnorm_bwd_dx_fast(float *dinp, const float *dout, const float *inp, const float *w,
+                                                 const float *rstd, int N, int C) {
+    LLM__DISPATCH(llm__rmsnorm_bwd_dx, (dinp, dout, inp, w, rstd, N, C));
+    llm__rmsnorm_bwd_dx_ref(dinp, dout, inp, w, rstd, N, C);
+}
+static LLM__UNUSED void llm__rmsnorm_bwd_dw_fast(float *dw, const float *dout, const float *inp, const float *rstd,
+                                                 int N, int C, int c0, int c1) {
+    LLM__DISPATCH(llm__rmsnorm_bwd_dw, (dw, dout, inp, rstd, N, C, c0, c1));
+    llm__rmsnorm_bwd_dw_ref(dw, dout, inp, rstd, N, C, c0, c1);
+}
+static LLM__UNUSED void llm__rmsnorm_bwd_fast(float *dinp, float *dw, const float *dout, const float *inp,
+                                              const float *w, const float *rstd, int N, int C) {
+    llm__rmsnorm_bwd_dx_fast(dinp, dout, inp, w, rstd, N, C);
+    llm__rmsnorm_bwd_dw_fast(dw, dout, inp, rstd, N, C, 0, C);
+}
+
+/* ---- SwiGLU ----------------------------------------------------------------------------------
+ * σ(g) = 1/(1 + exp(-g)) with the vector exp (exp(-g) = inf for g < -89 gives σ = 0). */
+#ifdef LLM__X86
+LLM__T_AVX512 static void llm__swiglu_fwd_avx512(float *out, const float *inp, int N, int H) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int n = 0; n < N; n++) {
+        const float *g = inp + LLM__CAST(size_t, n) * 2 * H, *u = g + H;
+        float *o = out + LLM__CAST(size_t, n) * H;
+        for (int i = 0; i < H; i += 16) {
+            __mmask16 k = llm__mask16(H - i);
+            __m512 gv = _mm512_maskz_loadu_ps(k, g + i);
+            __m512 sg = _mm512_div_ps(one, _mm512_add_ps(one, llm__exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
+            _mm512_mask_storeu_ps(o + i, k, _mm512_mul_ps(_mm512_mul_ps(gv, sg), _mm512_maskz_loadu_ps(k, u + i)));
+        }
+    }
+}
+LLM__T_AVX512 static void llm__swiglu_bwd_avx512(float *dinp, const float *inp, const float *dout, int N, int H) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int n = 0; n < N; n++) {
+        const float *g = inp + LLM__CAST(size_t, n) * 2 * H, *u = g + H, *d = dout + LLM__CAST(size_t, n) * H;
+        float *dg = dinp + LLM__CAST(size_t, n) * 2 * H, *du = dg + H;
+        for (int i = 0; i < H; i += 16) {
+            __mmask16 k = llm__mask16(H - i);
+            __m512 gv = _mm512_maskz_loadu_ps(k, g + i), dv = _mm512_maskz_loadu_ps(k, d + i);
+            __m512 sg = _mm512_div_ps(one, _mm512_add_ps(one, llm__exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
+            _mm512_mask_storeu_ps(du + i, k, _mm512_fmadd_ps(_mm512_mul_ps(dv, gv), sg, _mm512_maskz_loadu_ps(k, du + i)));
+            __m512 t = _mm512_fmadd_ps(gv, _mm512_sub_ps(one, sg), one);   /* 1 + g(1 - σ) */
+            __m512 a = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(dv, _mm512_maskz_loadu_ps(k, u + i)), sg), t);
+            _mm512_mask_storeu_ps(dg + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, dg + i), a));
+        }
+    }
+}
+LLM__T_AVX2 static void llm__swiglu_fwd_avx2(float *out, const float *inp, int N, int H) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (int n = 0; n < N; n++) {
+        const float *g = inp + LLM__CAST(size_t, n) * 2 * H, *u = g + H;
+        float *o = out + LLM__CAST(size_t, n) * H;
+        for (int i = 0; i < H; i += 8) {
+            __m256i k = llm__mask8(H - i);
+            __m256 gv = llm__ld8(g + i, k);
+            __m256 sg = _mm256_div_ps(one, _mm256_add_ps(one, llm__exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), gv))));
+            llm__st8(o + i, k, _mm256_mul_ps(_mm256_mul_ps(gv, sg), llm__ld8(u + i, k)));
+        }
+    }
+}
+LLM__T_AVX2 static void llm__swiglu_bwd_avx2(float *dinp, const float *inp, const float *dout, int N, int H) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (int n = 0; n < N; n++) {
+        const float *g = inp + LLM__CAST(size_t, n) * 2 * H, *u = g + H, *d = dout + LLM__CAST(size_t, n) * H;
+        float *dg = dinp + LLM__CAST(size_t, n) * 2 * H, *du = dg + H;
+        for (int i = 0; i < H; i += 8) {
+            __m256i k = llm__mask8(H - i);
+            __m256 gv = llm__ld8(g + i, k), dv = llm__ld8(d + i, k);
+            __m256 sg = _mm256_div_ps(one, _mm256_add_ps(one, llm__exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), gv))));
+            llm__st8(du + i, k, _mm256_fmadd_ps(_mm256_mul_ps(dv, gv), sg, llm__ld8(du + i, k)));
+            __m256 t = _mm256_fmadd_ps(gv, _mm256_sub_ps(one, sg), one);
+            __m256 a = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(dv, llm__ld8(u + i, k)), sg), t);
+            llm__st8(dg + i, k, _mm256_add_ps(llm__ld8(dg + i, k), a));
+        }
+    }
+}
+#endif
+static LLM__UNUSED void llm__swiglu_fwd_fast(float *out, const float *inp, int N, int H) {
+    LLM__DISPATCH(llm__swiglu_fwd, (out, inp, N, H));
+    llm__swiglu_fwd_ref(out, inp, N, H);
+}
+static LLM__UNUSED void llm__swiglu_bwd_fast(float *dinp, const float *inp, const float *dout, int N, int H) {
+    LLM__DISPATCH(llm__swiglu_bwd, (dinp, inp, dout, N, H));
+    llm__swiglu_bwd_ref(dinp, inp, dout, N, H);
 }
