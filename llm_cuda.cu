@@ -44,12 +44,11 @@
  *
  * PRECISION
  *   llm_cuda_backend(): fp32 everywhere, the exact mode (matches the CPU to ~1e-5).
- *   llm_cuda_backend_bf16(): the same, except that every matmul rounds its two operands to
- *   bf16 and runs on tensor cores with fp32 accumulation and fp32 output (needs sm_80+).
- *   Weights, gradients and AdamW moments stay fp32 (they are the master copies); norms,
- *   softmax, attention and cross-entropy stay fp32. Not declared in llm.h yet: declare
- *       const llm_backend *llm_cuda_backend_bf16(void);
- *   to use it. Still to do for issue 6's fast mode: bf16 activation storage, a persistent
+ *   llm_options.bf16 = 1 (or the table llm_cuda_backend_bf16(), which forces it): every
+ *   matmul rounds its two operands to bf16 and runs on tensor cores with fp32
+ *   accumulation and fp32 output (needs sm_80+). Weights, gradients and AdamW moments
+ *   stay fp32 (they are the master copies); norms, softmax, attention and cross-entropy
+ *   stay fp32. Still to do for issue 6's fast mode: bf16 activation storage, a persistent
  *   bf16 weight copy written by AdamW, cublasLt bias/GELU epilogues, bf16 attention.
  */
 #include <cuda_runtime.h>
@@ -367,7 +366,7 @@ static llm_status llm__cu_create_mode(void **out, const llm_options *opt, int bf
     *out = st;
     return LLM_OK;
 }
-static llm_status llm__cu_create(void **out, const llm_options *opt) { return llm__cu_create_mode(out, opt, 0); }
+static llm_status llm__cu_create(void **out, const llm_options *opt) { return llm__cu_create_mode(out, opt, opt && opt->bf16); }
 static llm_status llm__cu_create_bf16(void **out, const llm_options *opt) { return llm__cu_create_mode(out, opt, 1); }
 
 /* A failure recorded by an earlier (void) op, reported by a call with a status. */

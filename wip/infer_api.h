@@ -111,9 +111,10 @@ LLMDEF llm_status llm_generate(llm_kv *kv, int seq, const int *prompt, int n_pro
 /* The same for n items at once, sharing every forward: item i continues sequence seqs[i]
  * (distinct; NULL: item i uses sequence i) with prompts[i][0, n_prompts[i]) and writes
  * outs[i][0, caps[i]), n_outs[i]. All prompts are prefilled in one forward; then each step
- * forwards one row per item still running; an item that stops drops out. With the same
- * seed rule, each item gives what llm_generate would (up to float rounding of the batched
- * matmuls). finish (n, may be NULL). */
+ * forwards one row per item still running; an item that stops drops out (continuous
+ * batching in small). Item i samples with seed cfg->sampler.seed + i, and gives what
+ * llm_generate gives with that seed (up to the float rounding of a batched matmul, which
+ * adds in another order than a single row's). finish (n, may be NULL). */
 LLMDEF llm_status llm_generate_batch(llm_kv *kv, int n, const int *seqs,
                                      const int *const *prompts, const int *n_prompts,
                                      const llm_generate_config *cfg, int *const *outs,
