@@ -60,12 +60,14 @@ int main(int argc, char **argv) {
     if (llm_model_load(&m, model_path, &opt) != LLM_OK) { fprintf(stderr, "chat: %s\n", llm_last_error()); return 1; }
     llm_config cfg = llm_model_config(m);
     int V = cfg.vocab_size, llama = cfg.arch == LLM_ARCH_LLAMA, rc = 1;
+    llm_generate_config gc = llm_generate_config_default();
     llm_llama_tokenizer *ltok = NULL;
     llm_tokenizer *gtok = NULL;
     llm_kv *kv = NULL;
     int *ids = NULL, *out = NULL;
     char *line = NULL;
-    llm_generate_config gc = llm_generate_config_default();
+    size_t cap = 1 << 16;
+    int pending = -1;   /* the last id of the previous reply: sampled but not yet in the cache */
     gc.max_new_tokens = n_new;
     gc.sampler.temperature = temp; gc.sampler.top_k = top_k; gc.sampler.top_p = top_p; gc.sampler.seed = seed;
     gc.stops = stops; gc.n_stops = n_stops;
@@ -100,12 +102,10 @@ int main(int argc, char **argv) {
         gc.piece = llm_piece_gpt2; gc.piece_ud = gtok; gc.stop_token = llm_tokenizer_eot(gtok);
     }
     if (llm_kv_create(&kv, m, 1, 0, 0) != LLM_OK) { fprintf(stderr, "chat: %s\n", llm_last_error()); goto done; }
-    size_t cap = 1 << 16;
     line = (char *)malloc(cap);
     ids = (int *)malloc((cap + 4) * sizeof(int));
     out = (int *)malloc(((size_t)n_new + 1) * sizeof(int));
     if (!line || !ids || !out) { fprintf(stderr, "chat: out of memory\n"); goto done; }
-    int pending = -1;   /* the last id of the previous reply: sampled but not yet in the cache */
     fprintf(stderr, "chat: %s model, %d tokens of context; type a line, Ctrl-D to end\n", llama ? "Llama" : "GPT-2", llm_kv_max_len(kv));
     for (;;) {
         fputs("> ", stderr);

@@ -146,7 +146,10 @@ int main(int argc, char **argv) {
     pr.ids = ids; pr.llama = llama;
     llm_llama_tokenizer *ltok = NULL;
     llm_tokenizer *gtok = NULL;
-    int rc = 1, np = 0;
+    int rc = 1, np = 0, n_out = 0;
+    llm_generate_stats stats;
+    llm_finish why;
+    llm_generate_config gc = llm_generate_config_default();
     int *ptoks = NULL, *out = NULL;
     llm_kv *kv = NULL;
     size_t plen = prompt ? strlen(prompt) : 0;
@@ -154,7 +157,6 @@ int main(int argc, char **argv) {
     out = (int *)malloc(((size_t)steps + 1) * sizeof(int));
     if (!ptoks || !out) { fprintf(stderr, "generate: out of memory\n"); goto done; }
 
-    llm_generate_config gc = llm_generate_config_default();
     gc.sampler.temperature = temp;
     gc.sampler.top_p = top_p;
     gc.sampler.top_k = top_k;
@@ -215,9 +217,6 @@ int main(int argc, char **argv) {
     }
     if (llm_kv_create(&kv, m, 1, steps, 0) != LLM_OK) { fprintf(stderr, "generate: %s\n", llm_last_error()); goto done; }
     gc.max_new_tokens = steps - np + 1;     /* the last one is sampled, never forwarded */
-    int n_out = 0;
-    llm_generate_stats stats;
-    llm_finish why;
     if (llm_generate(kv, 0, ptoks, np, &gc, out, steps + 1, &n_out, &why, &stats) != LLM_OK) {
         fprintf(stderr, "\ngenerate: %s\n", llm_last_error()); goto done;
     }

@@ -366,7 +366,7 @@ static llm_status llm__generate(llm_kv *kv, int n, const int *seqs, const int *c
     char *piece = LLM__CAST(char *, LLM_MALLOC(LLM__PIECE_CAP));
     size_t total_pre = 0;
     for (int i = 0; i < n; i++) total_pre += LLM__CAST(size_t, n_prompts[i]);
-    if (total_pre < LLM__CAST(size_t, n) * LLM__CAST(size_t, maxT)) total_pre = LLM__CAST(size_t, n) * LLM__CAST(size_t, maxT);
+    if (total_pre < LLM__CAST(size_t, n)) total_pre = LLM__CAST(size_t, n);   /* rows: the prefill, then one per item */
     int *rseq = LLM__CAST(int *, LLM_MALLOC(total_pre * sizeof(int)));
     int *rtok = LLM__CAST(int *, LLM_MALLOC(total_pre * sizeof(int)));
     unsigned char *rwant = LLM__CAST(unsigned char *, LLM_MALLOC(total_pre));

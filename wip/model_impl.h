@@ -889,18 +889,20 @@ done:
  * wv (L,KV,C), wo (L,C,C), rms_ffn (L,C), w1 (L,H,C), w2 (L,C,H), w3 (L,H,C),
  * rms_final (C), two unused RoPE tables (maxT*HS/2 each), [wcls (V,C)]. Weights are
  * (out, in) like ours; q, k, v are stacked into qkvw and w1, w3 into fcw. There is no
- * magic number, so the file is recognised by its size matching its header. */
+ * magic number: a header of seven positive sizes is taken as one (1: a valid shape, whose
+ * file must then be `want` bytes; -1: an impossible shape; 0: not a llama2.c header). */
 static int llm__llama2c_config(const unsigned char *d, size_t len, llm_config *c, size_t *want) {
     if (len < 28) return 0;
     int32_t h[7];
     for (int i = 0; i < 7; i++) h[i] = LLM__CAST(int32_t, llm__rd32(d + 4 * i));
+    for (int i = 0; i < 7; i++)   /* every size positive; vocab_size's sign is a flag */
+        if (i == 5 ? (h[i] == 0 || h[i] == INT32_MIN) : h[i] <= 0) return 0;
     memset(c, 0, sizeof *c);
     c->arch = LLM_ARCH_LLAMA;
     c->n_embd = h[0]; c->hidden_dim = h[1]; c->n_layer = h[2]; c->n_head = h[3]; c->n_kv_head = h[4];
     c->vocab_size = h[5] < 0 ? -h[5] : h[5]; c->untied_head = h[5] < 0; c->max_seq_len = h[6];
-    if (h[5] == INT32_MIN) return 0;
     llm_config r = *c;
-    if (llm__config_resolve(&r) != LLM_OK) return 0;
+    if (llm__config_resolve(&r) != LLM_OK) return -1;   /* plausible, but an impossible shape */
     size_t off[LLM_NTENSORS], size[LLM_NTENSORS];
     llm_tensor_layout(&r, off, size);
     size_t np = off[LLM_NTENSORS - 1] + size[LLM_NTENSORS - 1];
@@ -917,7 +919,15 @@ static llm_status llm__load_llama2c(llm_model **out, const char *path, const llm
     size_t want = 0;
     llm_model *m = NULL;
     float *h = NULL;
-    if (!llm__llama2c_config(mp.data, mp.len, &c, &want)) { s = llm__err(LLM_ERR_FORMAT, "%s: not a llama2.c checkpoint (impossible header)", path); goto done; }
+    int kind = llm__llama2c_config(mp.data, mp.len, &c, &want);
+    if (kind <= 0) {
+        char msg[sizeof llm__errmsg];
+        memcpy(msg, llm__errmsg, sizeof msg);
+        msg[sizeof msg - 1 - 128] = 0;
+        s = kind == 0 ? llm__err(LLM_ERR_FORMAT, "%.120s: not a llama2.c checkpoint", path)
+                      : llm__err(LLM_ERR_FORMAT, "%.120s: impossible llama2.c header: %s", path, msg);
+        goto done;
+    }
     if (mp.len != want) { s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes, but its llama2.c header implies %zu (truncated?)", path, mp.len, want); goto done; }
     if ((s = llm__model_new(&m, &c, opt)) != LLM_OK) goto done;
     h = LLM__CAST(float *, LLM_MALLOC(m->n_params * sizeof(float)));
@@ -1097,13 +1107,15 @@ LLMDEF llm_status llm_model_load(llm_model **out, const char *path, const llm_op
     if (n >= 8 && memcmp(head, LLM__CKPT_MAGIC, 8) == 0) return llm__load_ckpt(out, path, opt);
     if (n >= 4 && llm__rd32(head) == LLM__LLMC_MAGIC) return llm__load_llmc(out, path, opt);
     if (n >= 9 && head[8] == '{') return llm__load_safetensors(out, path, opt);
-    {   /* llama2.c has no magic: its header must predict the file size exactly */
+    {   /* llama2.c has no magic: a plausible header is taken as one (and must then
+         * predict the file size exactly) */
         llm__map mp;
         llm_config c;
         size_t want = 0;
         int is_l2c = 0;
         if (llm__map_open(&mp, path) == LLM_OK) {
-            is_l2c = llm__llama2c_config(mp.data, mp.len, &c, &want) && want == mp.len;
+            /* a possible llama2.c header: its loader says what is wrong with the file */
+            is_l2c = llm__llama2c_config(mp.data, mp.len, &c, &want) != 0;
             llm__map_close(&mp);
         }
         if (is_l2c) return llm__load_llama2c(out, path, opt);

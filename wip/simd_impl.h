@@ -809,28 +809,39 @@ LLM__T_BF16 static void llm__bf16_pack_n_avx512(uint32_t *dst, int w, const floa
 
 /* 16 x 16 transpose of 32-bit words, r[i][j] -> r[j][i]: 32-bit then 64-bit unpacks
  * transpose the 4x4 blocks inside each 128-bit lane; two rounds of lane shuffles then
- * transpose the 4x4 grid of lanes. */
+ * transpose the 4x4 grid of lanes. (The maskz forms with a full mask are the plain
+ * instructions; the plain intrinsics trip g++ 12's -Wmaybe-uninitialized.) */
+#define LLM__UNPLO32(a, b) _mm512_maskz_unpacklo_epi32(0xffff, a, b)
+#define LLM__UNPHI32(a, b) _mm512_maskz_unpackhi_epi32(0xffff, a, b)
+#define LLM__UNPLO64(a, b) _mm512_maskz_unpacklo_epi64(0xff, a, b)
+#define LLM__UNPHI64(a, b) _mm512_maskz_unpackhi_epi64(0xff, a, b)
+#define LLM__SHUF128(a, b, imm) _mm512_maskz_shuffle_i32x4(0xffff, a, b, imm)
 LLM__T_BF16 static void llm__transpose16_epi32(__m512i r[16]) {
     __m512i t[16], u[16];
     for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+        t[i] = LLM__UNPLO32(r[i], r[i + 1]);
+        t[i + 1] = LLM__UNPHI32(r[i], r[i + 1]);
     }
     for (int b = 0; b < 16; b += 4) {   /* u[b+c], lane L: rows b..b+3 of column 4L+c */
-        u[b] = _mm512_unpacklo_epi64(t[b], t[b + 2]);
-        u[b + 1] = _mm512_unpackhi_epi64(t[b], t[b + 2]);
-        u[b + 2] = _mm512_unpacklo_epi64(t[b + 1], t[b + 3]);
-        u[b + 3] = _mm512_unpackhi_epi64(t[b + 1], t[b + 3]);
+        u[b] = LLM__UNPLO64(t[b], t[b + 2]);
+        u[b + 1] = LLM__UNPHI64(t[b], t[b + 2]);
+        u[b + 2] = LLM__UNPLO64(t[b + 1], t[b + 3]);
+        u[b + 3] = LLM__UNPHI64(t[b + 1], t[b + 3]);
     }
     for (int c = 0; c < 4; c++) {
-        __m512i s0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), s1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE);
-        __m512i s2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44), s3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xEE);
-        r[c] = _mm512_shuffle_i32x4(s0, s2, 0x88);
-        r[4 + c] = _mm512_shuffle_i32x4(s0, s2, 0xDD);
-        r[8 + c] = _mm512_shuffle_i32x4(s1, s3, 0x88);
-        r[12 + c] = _mm512_shuffle_i32x4(s1, s3, 0xDD);
+        __m512i s0 = LLM__SHUF128(u[c], u[4 + c], 0x44), s1 = LLM__SHUF128(u[c], u[4 + c], 0xEE);
+        __m512i s2 = LLM__SHUF128(u[8 + c], u[12 + c], 0x44), s3 = LLM__SHUF128(u[8 + c], u[12 + c], 0xEE);
+        r[c] = LLM__SHUF128(s0, s2, 0x88);
+        r[4 + c] = LLM__SHUF128(s0, s2, 0xDD);
+        r[8 + c] = LLM__SHUF128(s1, s3, 0x88);
+        r[12 + c] = LLM__SHUF128(s1, s3, 0xDD);
     }
 }
+#undef LLM__UNPLO32
+#undef LLM__UNPHI32
+#undef LLM__UNPLO64
+#undef LLM__UNPHI64
+#undef LLM__SHUF128
 
 /* pack_t: blocks of 16 rows x 32 k. Each row's 32 floats round into 16 pair words
  * (vcvtne2ps2bf16 keeps k order, so word q is pair q); a 16x16 word transpose turns
@@ -977,9 +988,12 @@ LLM__T_BF16 static void llm__gemv_bf16_rows(const llm__gemv_bf16_job *J, size_t 
             acc[r] = _mm512_dpbf16_ps(acc[r], xv, bv);
         }
     }
-    for (int r = 0; r < n; r++) {
-        float s = _mm512_reduce_add_ps(acc[r]), *y = J->y + j + LLM__CAST(size_t, r);
-        *y = J->beta == 0.0f ? s : s + J->beta * *y;
+    for (int r = 0; r < n; r++) {   /* the 16 lanes, summed pairwise in a fixed order */
+        float l[16], *y = J->y + j + LLM__CAST(size_t, r);
+        _mm512_storeu_ps(l, acc[r]);
+        for (int w = 8; w >= 1; w /= 2)
+            for (int i = 0; i < w; i++) l[i] += l[i + w];
+        *y = J->beta == 0.0f ? l[0] : l[0] + J->beta * *y;
     }
 }
 
