@@ -610,14 +610,16 @@ static llm_status llm__wclose(llm__wfile *w) {
 #define LLM__ATOMIC_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define LLM__ATOMIC_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define LLM__ATOMIC_DEC(p) __atomic_sub_fetch((p), 1, __ATOMIC_ACQ_REL)
-#define LLM__SPIN_ITERS 5000
-#if defined(__x86_64__) || defined(__i386__)
-#define LLM__CPU_RELAX() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define LLM__CPU_RELAX() __asm__ __volatile__("yield")
+#ifdef LLM_POOL_SPIN
+#define LLM__SPIN_ITERS LLM_POOL_SPIN
 #else
-#define LLM__CPU_RELAX() ((void)0)
+#define LLM__SPIN_ITERS 2000
 #endif
+/* Yield rather than pause: on a busy machine the spinner hands its core to whoever
+ * is runnable (often the very thread it waits for); on an idle one sched_yield
+ * returns at once. */
+#include <sched.h>
+#define LLM__CPU_RELAX() sched_yield()
 #else
 #define LLM__ATOMIC_LOAD(p) (*(p))
 #define LLM__ATOMIC_STORE(p, v) (*(p) = (v))
