@@ -1,12 +1,12 @@
 /* llm.h - tokenize, train and run Transformer language models in one C header.
  *
  * WHAT
- *   GPT-2 (and, in later sections, the Llama family) on the CPU: a byte-level BPE
- *   tokenizer, every tensor op with its forward and backward, AdamW, checkpoints in
- *   three formats (HuggingFace safetensors, llm.c .bin, our own), token datasets, and
- *   a persistent pthreads thread pool. Nothing beyond libc and pthreads. Compiles as
- *   C99/C11 and as C++. An optional companion, llm_cuda.cu, fills the same backend
- *   table with GPU kernels.
+ *   GPT-2 and the Llama family on the CPU: a byte-level BPE tokenizer (and llama2.c's),
+ *   every tensor op with its forward and backward, AdamW, checkpoints in four formats
+ *   (HuggingFace safetensors, llm.c .bin, llama2.c .bin, our own), token datasets,
+ *   KV-cache generation with sampling, and a persistent pthreads thread pool. Nothing
+ *   beyond libc and pthreads. Compiles as C99/C11 and as C++. An optional companion,
+ *   llm_cuda.cu, fills the same backend table with GPU kernels.
  *
  * QUICK START
  *   In exactly one .c file:
@@ -17,11 +17,12 @@
  *       if (llm_model_load(&m, "model.safetensors", NULL) != LLM_OK) {
  *           fprintf(stderr, "%s\n", llm_last_error()); return 1;
  *       }
- *       float loss;
+ *       float loss, grad_norm;
+ *       llm_adamw_config opt = llm_adamw_config_default();
  *       llm_model_forward(m, inputs, targets, B, T, &loss);  // (B,T) int tokens
  *       llm_model_zero_grad(m);
  *       llm_model_backward(m, 1.0f);
- *       llm_model_step(m, &opt, lr, &grad_norm);
+ *       llm_model_step(m, &opt, 3e-4f, &grad_norm);
  *       llm_model_free(m);
  *
  * OPTIONS (define before including the implementation)
@@ -29,12 +30,15 @@
  *   LLM_MALLOC(sz), LLM_REALLOC(p,sz), LLM_FREE(p)   allocator (define all or none)
  *   LLM_ASSERT(x)         invariant checks (default: assert); never reached by bad input
  *   LLM_NO_THREADS        no pthreads: the pool runs every task on the calling thread
+ *   LLM_POOL_SPIN         how long idle workers spin (yielding) before sleeping (2000)
+ * RUN-TIME
+ *   LLM_SIMD=scalar|avx2|avx512|neon   cap the SIMD level (see llm_simd_force)
  *
  * HOW TO READ THIS FILE
  *   The public API comes first and is documented where it is declared. Then the
  *   implementation, in the order data flows: errors and memory, the thread pool,
  *   JSON, the tokenizer, the kernels (each forward beside its backward, each SIMD
- *   version beside the scalar reference it must match), the GPT-2 model, the
+ *   version beside the scalar reference it must match), the model, the
  *   optimizer, file formats, and last the backend table that ties the kernels to the
  *   model. `grep -n '^//==== ' llm.h` prints the map.
  *
@@ -46,21 +50,29 @@
  *   a message for llm_last_error() (thread-local). The library never prints, exits
  *   or aborts on bad input.
  *
- * TABLE OF CONTENTS
- *   API        public types and functions
- *   PLATFORM   configuration macros, thread-local storage
- *   ERRORS     status strings, the error message
- *   MEMORY     aligned allocation, files
- *   POOL       the thread pool
- *   JSON       a strict, bounded JSON reader (safetensors headers, vocabularies)
- *   TOKENIZER  GPT-2 byte-level BPE
- *   KERNELS    reference kernels: forward and backward, in model order
- *   SIMD       CPU feature detection, SGEMM, vectorised kernels
- *   CPU        the CPU backend: kernels run on the pool
- *   GPT2       the model: parameters, activations, forward, backward
- *   ADAMW      optimizer, gradient clipping, learning-rate schedule
- *   FORMATS    safetensors, llm.c .bin, our checkpoint
- *   DATA       token files and batch loaders
+ * TABLE OF CONTENTS  (`grep -n '^//==== ' llm.h`)
+ *   API           public types and functions
+ *   PLATFORM      configuration macros, thread-local storage
+ *   ERRORS        status strings, the error message
+ *   MEMORY        aligned allocation, files
+ *   POOL          the thread pool
+ *   JSON          a strict, bounded JSON reader (safetensors headers, vocabularies)
+ *   TOKENIZER     GPT-2 byte-level BPE: loaders, pre-tokenizer, merges, decoding
+ *   KERNELS       scalar reference kernels: forward beside backward, in model order
+ *   SIMD          CPU feature detection, run-time dispatch, SGEMM (fp32 and bf16)
+ *   SIMD KERNELS  AVX2 / AVX-512 versions of the other kernels, each tested against
+ *                 its reference
+ *   CPU           the CPU backend: the kernels split over the pool, in the table
+ *   MODEL         GPT-2 and Llama: parameters, activations, forward, backward
+ *   ADAMW         optimizer, gradient clipping, learning-rate schedule, RNG
+ *   FORMATS       HF safetensors, llm.c .bin, llama2.c .bin, our checkpoint
+ *   DATA          token files and batch loaders
+ *   LLAMATOK      llama2.c's SentencePiece-style tokenizer
+ *   SAMPLE        temperature, top-k, top-p, repetition penalty, seeded RNG
+ *   STOP          stop strings
+ *   INFER         KV-cache inference sessions
+ *   GENERATE      generation: prefill, decode, streaming, batches
+ *   UNICODE       generated Unicode class table (tools/gen_unicode.py)
  *
  * LICENSE: MIT.
  */

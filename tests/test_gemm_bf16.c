@@ -43,6 +43,7 @@ static float frand(void) {   /* uniform in [-1, 1) */
 static float fbits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static uint32_t bitsf(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 
+#ifdef LLM__X86
 /* A float drawn to hit the edge cases of rounding: NaNs, infs, denormals, exact ties,
  * values just off a tie, the largest floats, and ordinary numbers. */
 static float fspecial(void) {
@@ -58,6 +59,7 @@ static float fspecial(void) {
     default: return frand() * 8.0f;
     }
 }
+#endif
 
 static void test_round(void) {
     static const struct { uint32_t in; uint16_t out; const char *what; } cases[] = {

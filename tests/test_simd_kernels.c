@@ -331,8 +331,122 @@ static void test_attention(int B, int T, int NH, int NKV, int HS) {
     free(to); free(td); free(d4); free(qkv); free(dout); free(o1); free(o2); free(L1); free(L2); free(d1); free(d2); free(d3);
 }
 
+
+/* ---- attention against the KV cache -----------------------------------------------------
+ * A call's rows (seq[i], pos[i]) against caches (S, maxT, NKV·HS) that already hold
+ * random keys and values at the earlier positions. The fast op and the reference each
+ * start from the same caches; both must store the same k, v, and the outputs are held
+ * to the exact attention in double (CHECK_TRUTH, floor 1e-2: outputs are averages of
+ * values ~1). The CPU backend (1, 2 and 3 threads: the cost-balanced split) must give
+ * exactly the bits of llm__attention_kv_fast run alone. */
+static llm_pool *kv_pools[3];
+static void *kv_st[3];
+static void attention_kv_double(double *out, const float *qkv, const float *kc, const float *vc, const int *seq,
+                                const int *pos, int N, int NH, int NKV, int HS, int maxT) {
+    size_t row = (size_t)(NH + 2 * NKV) * HS, kvw = (size_t)NKV * HS;
+    double *p = (double *)malloc((size_t)maxT * 8), sc = 1.0 / sqrt((double)HS);
+    for (int i = 0; i < N; i++)
+        for (int h = 0; h < NH; h++) {
+            const float *q = qkv + i * row + (size_t)h * HS;
+            size_t base = (size_t)seq[i] * maxT * kvw + (size_t)(h / (NH / NKV)) * HS;
+            double mx = -1e300, sum = 0;
+            for (int t = 0; t <= pos[i]; t++) {
+                double s = 0;
+                for (int d = 0; d < HS; d++) s += (double)q[d] * kc[base + t * kvw + d];
+                p[t] = s * sc; if (p[t] > mx) mx = p[t];
+            }
+            for (int t = 0; t <= pos[i]; t++) { p[t] = exp(p[t] - mx); sum += p[t]; }
+            for (int d = 0; d < HS; d++) {
+                double o = 0;
+                for (int t = 0; t <= pos[i]; t++) o += p[t] * vc[base + t * kvw + d];
+                out[(size_t)i * NH * HS + (size_t)h * HS + d] = o / sum;
+            }
+        }
+    free(p);
+}
+static void test_attention_kv(const char *name, const int *seq, const int *pos, int N, int S, int maxT, int NH, int NKV,
+                              int HS) {
+    size_t row = (size_t)(NH + 2 * NKV) * HS, C = (size_t)NH * HS, cache = (size_t)S * maxT * NKV * HS;
+    float *qkv = rnd((size_t)N * row, 1.5f), *kc1 = rnd(cache, 1.5f), *vc1 = rnd(cache, 1.0f);
+    float *kc2 = dupf(kc1, cache), *vc2 = dupf(vc1, cache), *kc3 = dupf(kc1, cache), *vc3 = dupf(vc1, cache);
+    float *o1 = rnd((size_t)N * C, 1), *o2 = rnd((size_t)N * C, 1), *o3 = rnd((size_t)N * C, 1);
+    double *to = (double *)malloc((size_t)N * C * 8);
+    llm__attention_kv_ref(o1, qkv, kc1, vc1, seq, pos, N, NH, NKV, HS, maxT);
+    llm__attention_kv_fast(o2, qkv, kc2, vc2, seq, pos, N, NH, NKV, HS, maxT);
+    CHECK(memcmp(kc1, kc2, cache * 4) == 0 && memcmp(vc1, vc2, cache * 4) == 0, "%s attn kv %s: caches", lvl_name, name);
+    attention_kv_double(to, qkv, kc1, vc1, seq, pos, N, NH, NKV, HS, maxT);
+    char what[128];
+    snprintf(what, sizeof what, "attn kv %s N=%d NH=%d NKV=%d HS=%d", name, N, NH, NKV, HS);
+    CHECK_TRUTH(o2, o1, to, (size_t)N * C, 1e-2, what);
+    for (int k = 0; k < 3; k++) {   /* the threaded backend: the same bits for any thread count */
+        for (size_t i = 0; i < (size_t)N * C; i++) o3[i] = NAN;
+        float *kc5 = dupf(kc3, cache), *vc5 = dupf(vc3, cache);
+        llm_cpu_backend()->attention_kv(kv_st[k], o3, qkv, kc5, vc5, seq, pos, N, NH, NKV, HS, maxT);
+        CHECK(memcmp(o3, o2, (size_t)N * C * 4) == 0 && memcmp(kc5, kc2, cache * 4) == 0 && memcmp(vc5, vc2, cache * 4) == 0,
+              "%s attn kv %s: cpu backend with %d threads differs from the kernel alone", lvl_name, name,
+              llm_pool_size(kv_pools[k]));
+        free(kc5); free(vc5);
+    }
+    free(qkv); free(kc1); free(vc1); free(kc2); free(vc2); free(kc3); free(vc3); free(o1); free(o2); free(o3); free(to);
+}
+static void test_attention_kv_all(int NH, int NKV, int HS, int big) {
+    enum { MAXN = 256 };
+    int seq[MAXN], pos[MAXN], maxT = big ? 1030 : 300, n;
+    /* prefill: one sequence from position 0 */
+    n = big ? 200 : 37;
+    for (int i = 0; i < n; i++) { seq[i] = 1; pos[i] = i; }
+    test_attention_kv("prefill", seq, pos, n, 3, maxT, NH, NKV, HS);
+    /* prefill continued from a cached prefix, across a chunk boundary (256 keys) */
+    for (int i = 0; i < 20; i++) { seq[i] = 0; pos[i] = 245 + i; }
+    test_attention_kv("prefill+prefix", seq, pos, 20, 3, maxT, NH, NKV, HS);
+    /* decode: one row, then a batch of rows of different sequences and lengths */
+    seq[0] = 2; pos[0] = maxT - 1;
+    test_attention_kv("decode", seq, pos, 1, 3, maxT, NH, NKV, HS);
+    seq[0] = 2; pos[0] = 5; seq[1] = 0; pos[1] = maxT - 1; seq[2] = 1; pos[2] = 256; seq[3] = 1; pos[3] = 257;
+    test_attention_kv("batch decode", seq, pos, 4, 3, maxT, NH, NKV, HS);
+    /* interleaved: two prompts prefilled together, rows alternating, one starting at 0 */
+    for (int i = 0; i < 30; i++) { seq[i] = i % 2; pos[i] = i % 2 ? i / 2 : 100 + i / 2; }
+    test_attention_kv("interleaved", seq, pos, 30, 2, maxT, NH, NKV, HS);
+    /* position 0 alone: one key, softmax of one score */
+    seq[0] = 0; pos[0] = 0;
+    test_attention_kv("pos 0", seq, pos, 1, 1, maxT, NH, NKV, HS);
+}
+
+/* ---- RoPE: bit-exact against the reference, through the CPU backend (1, 2, 3 threads),
+ * forward and backward, with positions from an array (up to ~1000) and implicit. */
+static void test_rope(int B, int T, int NH, int NKV, int HS, int with_pos) {
+    size_t n = (size_t)B * T * (NH + 2 * NKV) * HS;
+    float *x = rnd(n, 2.0f), *r = dupf(x, n), *f = dupf(x, n);
+    int *pos = (int *)malloc((size_t)B * T * sizeof(int));
+    for (int i = 0; i < B * T; i++) pos[i] = (int)((unsigned)(i * 7919 + 3) % 1000u);
+    const int *pp = with_pos ? pos : NULL;
+    llm__rope_rotate(r, pp, B, T, NH, NKV, HS, 10000.0f, 1.0f);   /* the single-thread dispatcher */
+    llm__rope_rotate_fast(f, pp, B, T, NH, NKV, HS, 10000.0f, 1.0f);
+    CHECK(memcmp(r, f, n * 4) == 0, "%s rope_rotate_fast B=%d T=%d NH=%d NKV=%d HS=%d: not bit-exact", lvl_name, B, T, NH,
+          NKV, HS);
+    for (int k = 0; k < 3; k++) {
+        memcpy(r, x, n * 4); memcpy(f, x, n * 4);
+        llm__rope_fwd_ref(r, pp, B, T, NH, NKV, HS, 10000.0f);
+        llm_cpu_backend()->rope_fwd(kv_st[k], f, pp, B, T, NH, NKV, HS, 10000.0f);
+        CHECK(memcmp(r, f, n * 4) == 0, "%s rope fwd B=%d T=%d NH=%d NKV=%d HS=%d pos=%d thr=%d: not bit-exact", lvl_name, B,
+              T, NH, NKV, HS, with_pos, llm_pool_size(kv_pools[k]));
+        llm__rope_bwd_ref(r, pp, B, T, NH, NKV, HS, 500000.0f);
+        llm_cpu_backend()->rope_bwd(kv_st[k], f, pp, B, T, NH, NKV, HS, 500000.0f);
+        CHECK(memcmp(r, f, n * 4) == 0, "%s rope bwd B=%d T=%d HS=%d thr=%d: not bit-exact", lvl_name, B, T, HS,
+              llm_pool_size(kv_pools[k]));
+    }
+    free(x); free(r); free(f); free(pos);
+}
+
 int main(void) {
     llm_simd levels[3] = {LLM_SIMD_SCALAR, LLM_SIMD_AVX2, LLM_SIMD_AVX512};
+    for (int k = 0; k < 3; k++) {   /* CPU backends with 1, 2 and 3 threads */
+        llm_options opt;
+        memset(&opt, 0, sizeof opt);
+        opt.n_threads = k + 1;
+        CHECK(llm_cpu_backend()->create(&kv_st[k], &opt) == LLM_OK, "cpu backend with %d threads", k + 1);
+        kv_pools[k] = ((llm__cpu *)kv_st[k])->pool;
+    }
     for (int li = 0; li < 3; li++) {
         if (!llm_simd_supported(levels[li])) {
             TEST_SKIP("SIMD level %s: not on this CPU", llm_simd_name(levels[li]));
@@ -362,8 +476,22 @@ int main(void) {
         test_attention(1, 130, 2, 2, 64);
         test_attention(1, 9, 1, 1, 300);   /* past LLM__ATT_HSMAX: the reference runs */
 #endif
+        test_attention_kv_all(2, 2, 16, 0);
+        test_attention_kv_all(4, 2, 8, 0); test_attention_kv_all(3, 3, 6, 0); test_attention_kv_all(6, 1, 4, 0);
+        test_attention_kv_all(4, 2, 40, 0);   /* GQA, HS not a multiple of 16 */
+        test_attention_kv_all(3, 1, 64, 0);
+        test_attention_kv_all(2, 2, 300, 0);  /* past LLM__ATT_HSMAX: the reference runs */
+#if !LLM_TEST_SAN
+        test_attention_kv_all(12, 12, 64, 1); /* Llama 110M's heads, positions up to 1029 */
+        test_attention_kv_all(4, 2, 128, 1);
+        test_attention_kv_all(6, 3, 100, 1);
+#endif
+        test_rope(1, 1, 1, 1, 2, 0); test_rope(2, 7, 4, 2, 6, 0); test_rope(1, 37, 3, 1, 16, 1);
+        test_rope(2, 19, 12, 12, 64, 1); test_rope(1, 9, 4, 2, 128, 1); test_rope(1, 5, 2, 2, 24, 1);
+        test_rope(1, 3, 2, 1, 1030, 1);   /* past LLM__ROPE_HSMAX: the reference runs */
     }
     printf("worst error against double math: fast %.3g, reference %.3g\n", worst_fast, worst_ref);
     llm_simd_force(LLM_SIMD_AUTO);
+    for (int k = 0; k < 3; k++) llm_cpu_backend()->destroy(kv_st[k]);
     return TEST_END("test_simd_kernels");
 }

@@ -304,19 +304,26 @@ static void llm__cpu_rmsnorm_bwd(void *st, float *dinp, float *dw, const float *
     llm_pool_run(LLM__POOL(st), llm__t_rmsnorm_bwd_dw, &o);
 }
 
-/* rope: rows are independent. */
+/* rope: rows are independent. The frequencies are computed once per call (not per row),
+ * the cos/sin once per row and position, the rotation vectorised (llm__rope_row_fast:
+ * bit-identical to llm__rope_rotate). Odd head sizes, or past LLM__ROPE_HSMAX, use the
+ * reference. */
 static void llm__t_rope(void *a, int ith, int nth) {
     llm__op *o = LLM__CAST(llm__op *, a);
     size_t lo, hi, row = LLM__CAST(size_t, o->NH + 2 * o->OC) * o->C;
+    float cs[2 * LLM__ROPE_HSMAX];
     llm__split(LLM__CAST(size_t, o->B) * o->T, ith, nth, &lo, &hi);
     for (size_t r = lo; r < hi; r++) {
         int p = o->idx ? o->idx[r] : LLM__CAST(int, r % LLM__CAST(size_t, o->T));
-        llm__rope_rotate(o->out + r * row, &p, 1, 1, o->NH, o->OC, o->C, o->f[0], o->f[1]);
+        if (o->in) llm__rope_row_fast(o->out + r * row, p, o->NH, o->OC, o->C, o->in, o->f[1], cs);
+        else llm__rope_rotate(o->out + r * row, &p, 1, 1, o->NH, o->OC, o->C, o->f[0], o->f[1]);
     }
 }
 static void llm__cpu_rope(void *st, float *qkv, const int *pos, int B, int T, int NH, int NKV, int HS, float theta, float sign) {
     llm__op o; memset(&o, 0, sizeof o);
+    float freq[LLM__ROPE_HSMAX / 2];
     o.out = qkv; o.idx = pos; o.B = B; o.T = T; o.NH = NH; o.OC = NKV; o.C = HS; o.f[0] = theta; o.f[1] = sign;
+    if (HS >= 2 && HS <= LLM__ROPE_HSMAX && HS % 2 == 0) { llm__rope_freqs(freq, HS, theta); o.in = freq; }
     llm_pool_run(LLM__POOL(st), llm__t_rope, &o);
 }
 static void llm__cpu_rope_fwd(void *st, float *qkv, const int *pos, int B, int T, int NH, int NKV, int HS, float theta) {
@@ -345,8 +352,14 @@ static void llm__cpu_swiglu_bwd(void *st, float *dinp, const float *inp, const f
     llm_pool_run(LLM__POOL(st), llm__t_swiglu, &o);
 }
 
-/* KV-cache attention: store every row's k, v first (rows by thread), then the
- * (row, head) attentions in parallel. */
+/* KV-cache attention: every row's k, v is stored first (by the caller for a few rows: a
+ * copy of 2·NKV·HS floats each is cheaper than a round trip through the pool), then the
+ * (head, row) attentions run in parallel. The cost of one is about pos + 1 keys (plus a fixed overhead), so in a
+ * prefill the late rows weigh far more than the early ones: the items, in the order
+ * (head, row), are cut into nth runs of equal total cost (each item goes to the run its
+ * start falls in). A decode row splits over heads. Every (row, head) is computed alone,
+ * so the result does not depend on the thread count. */
+#define LLM__KV_ITEM_COST 16
 static void llm__t_kv_store(void *a, int ith, int nth) {
     llm__op *o = LLM__CAST(llm__op *, a);
     size_t lo, hi;
@@ -356,18 +369,26 @@ static void llm__t_kv_store(void *a, int ith, int nth) {
 }
 static void llm__t_attention_kv(void *a, int ith, int nth) {
     llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi, NH = LLM__CAST(size_t, o->NH);
-    llm__split(LLM__CAST(size_t, o->N) * NH, ith, nth, &lo, &hi);
-    for (size_t r = lo; r < hi; r++)
-        llm__attention_kv_row(o->out, o->in, o->out2, o->out3, o->idx, o->idx2, LLM__CAST(int, r / NH), LLM__CAST(int, r % NH),
-                              o->NH, o->OC, o->C, o->T);
+    const int N = o->N, NH = o->NH;
+    const int *pos = o->idx2;
+    size_t total = 0, at = 0;
+    for (int i = 0; i < N; i++) total += LLM__CAST(size_t, pos[i]) + 1 + LLM__KV_ITEM_COST;
+    total *= LLM__CAST(size_t, NH);
+    const size_t lo = total * LLM__CAST(size_t, ith) / LLM__CAST(size_t, nth);
+    const size_t hi = total * LLM__CAST(size_t, ith + 1) / LLM__CAST(size_t, nth);
+    for (int h = 0; h < NH && at < hi; h++)
+        for (int i = 0; i < N && at < hi; i++) {
+            if (at >= lo) llm__attention_kv_head_fast(o->out, o->in, o->out2, o->out3, o->idx, pos, i, h, NH, o->OC, o->C, o->T);
+            at += LLM__CAST(size_t, pos[i]) + 1 + LLM__KV_ITEM_COST;
+        }
 }
 static void llm__cpu_attention_kv(void *st, float *out, const float *qkv, float *kcache, float *vcache, const int *seq,
                                   const int *pos, int N, int NH, int NKV, int HS, int maxT) {
     llm__op o; memset(&o, 0, sizeof o);
     o.out = out; o.in = qkv; o.out2 = kcache; o.out3 = vcache; o.idx = seq; o.idx2 = pos;
     o.N = N; o.NH = NH; o.OC = NKV; o.C = HS; o.T = maxT;
-    llm_pool_run(LLM__POOL(st), llm__t_kv_store, &o);
+    if (N <= 64) llm__t_kv_store(&o, 0, 1);
+    else llm_pool_run(LLM__POOL(st), llm__t_kv_store, &o);
     llm_pool_run(LLM__POOL(st), llm__t_attention_kv, &o);
 }
 

@@ -782,6 +782,13 @@ static inline __mmask16 llm__bf16_lanes(int n) {
     return LLM__CAST(__mmask16, n <= 0 ? 0 : n >= 16 ? 0xffff : (1u << n) - 1);
 }
 
+/* Fetch the line `bytes` past p into L1. A prefetch never faults, and the address may
+ * lie past the matrix, so it is formed as an integer rather than by pointer arithmetic
+ * (which C defines only inside the array). */
+static inline void llm__bf16_prefetch(const float *p, size_t bytes) {
+    _mm_prefetch(LLM__CAST(const char *, LLM__CAST(uintptr_t, p) + bytes), _MM_HINT_T0);
+}
+
 /* pack_n: two rows of k at a time. vcvtne2ps2bf16 rounds 16 floats of each row into
  * one vector, [row 2p (16 x bf16) | row 2p+1 (16 x bf16)]; vpermw interleaves the
  * halves into the 16 pairs. Masked loads give the zeros of ragged columns. */
@@ -800,10 +807,8 @@ LLM__T_BF16 static void llm__bf16_pack_n_avx512(uint32_t *dst, int w, const floa
                 __mmask16 m = llm__bf16_lanes(n - c0 - c);
                 /* the same columns two pairs of rows on: the jump from row to row is
                  * what the hardware prefetcher misses (this saved ~20% of dX's time) */
-                if (2 * p + 5 < kc) {
-                    _mm_prefetch(LLM__CAST(const char *, s0 + 4 * ld + c0 + c), _MM_HINT_T0);
-                    _mm_prefetch(LLM__CAST(const char *, s1 + 4 * ld + c0 + c), _MM_HINT_T0);
-                }
+                llm__bf16_prefetch(s0 + c0 + c, 4 * ld * sizeof(float));
+                llm__bf16_prefetch(s1 + c0 + c, 4 * ld * sizeof(float));
                 __m512 x0 = _mm512_maskz_loadu_ps(m, s0 + c0 + c);
                 __m512 x1 = odd ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, s1 + c0 + c);
                 __m512i v = LLM__CAST(__m512i, _mm512_cvtne2ps_pbh(x1, x0));
@@ -865,10 +870,8 @@ LLM__T_BF16 static void llm__bf16_pack_t_avx512(uint32_t *dst, int w, const floa
                 const float *s = src + LLM__CAST(size_t, r0 + i) * ld + k;
                 /* 16 rows far apart are 16 streams; fetch 512 bytes ahead in each (the
                  * hardware prefetcher alone left this pack ~25% slower) */
-                if (k + 160 <= kc) {
-                    _mm_prefetch(LLM__CAST(const char *, s + 128), _MM_HINT_T0);
-                    _mm_prefetch(LLM__CAST(const char *, s + 144), _MM_HINT_T0);
-                }
+                llm__bf16_prefetch(s, 512);
+                llm__bf16_prefetch(s, 576);
                 __m512 x0 = _mm512_maskz_loadu_ps(m0, s), x1 = _mm512_maskz_loadu_ps(m1, s + 16);
                 r[i] = LLM__CAST(__m512i, _mm512_cvtne2ps_pbh(x1, x0));
             }
@@ -888,7 +891,9 @@ LLM__T_BF16 static void llm__bf16_pack_t_avx512(uint32_t *dst, int w, const floa
  * kernel runs at ~495 on packed operands from L1/L2 (CPU time, one thread). */
 #define LLM__BF16_MR 12
 #define LLM__BF16_NR 32
-LLM__T_BF16 static void llm__gemm_kern_bf16(int kp, const uint32_t *A, const uint32_t *B, float *C,
+/* noinline: inlined into the task at -O3, gcc 12 spilled b0/b1 to the stack and
+ * reloaded them for each use, halving the speed. */
+__attribute__((noinline)) LLM__T_BF16 static void llm__gemm_kern_bf16(int kp, const uint32_t *A, const uint32_t *B, float *C,
                                             size_t ldc, float beta) {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;

@@ -17,8 +17,10 @@
  * Dispatchers: layernorm_fwd, layernorm_bwd_dx, layernorm_bwd_dwdb, gelu_fwd, gelu_bwd,
  * residual_fwd, residual_bwd, crossentropy_fwd, crossentropy_bwd, sumsq, adamw,
  * attention_fwd (one (b, h)), attention_bwd_group (one (b, kv group)), rmsnorm_fwd,
- * rmsnorm_bwd (+ its halves rmsnorm_bwd_dx, rmsnorm_bwd_dw), swiglu_fwd, swiglu_bwd.
- * RoPE has none yet: its cost is the libm cos/sin, kept identical to llama2.c's.
+ * rmsnorm_bwd (+ its halves rmsnorm_bwd_dx, rmsnorm_bwd_dw), swiglu_fwd, swiglu_bwd,
+ * attention_kv (+ attention_kv_head: one (row, head)), rope_rotate (+ rope_row: one row
+ * with the frequencies given; the angles are libm's, computed as the reference does, so
+ * the result is bit-identical to it).
  *
  * Tails (lengths not a multiple of the vector width) use masked loads and stores, so
  * no kernel reads or writes past its arrays. */
@@ -1273,4 +1275,304 @@ static LLM__UNUSED void llm__swiglu_fwd_fast(float *out, const float *inp, int N
 static LLM__UNUSED void llm__swiglu_bwd_fast(float *dinp, const float *inp, const float *dout, int N, int H) {
     LLM__DISPATCH(llm__swiglu_bwd, (dinp, inp, dout, N, H));
     llm__swiglu_bwd_ref(dinp, inp, dout, N, H);
+}
+
+/* ---- attention against the KV cache (generation) ------------------------------------------
+ * One query row i, one head h (the reference's llm__attention_kv_row): the query attends
+ * over positions 0..pos[i] of its sequence's cache. The reference sweeps the keys twice
+ * (max, then exp and sum) and computes every q·k twice; here each key is touched once,
+ * in chunks of LLM__KV_CHUNK keys with the online softmax between chunks:
+ *     s_t = (q·k_t)/sqrt(HS)              (a chunk of scores, on the stack)
+ *     m' = max(m, max_t s_t),  α = exp(m - m'),  p_t = exp(s_t - m')
+ *     l = l·α + Σ_t p_t,       acc = acc·α + Σ_t p_t v_t
+ * and out = acc / l at the end. A score is a dot product along HS, so it ends in a
+ * horizontal sum: four keys share one reduction tree (llm__hsum4_*). The p·V sum keeps
+ * 4 vectors of columns in registers and alternates two sets of accumulators between
+ * even and odd keys, so that eight FMA chains are in flight. Nothing is bounded by the
+ * context length; HS above LLM__ATT_HSMAX falls back to the reference. The result of a
+ * (row, head) depends only on its inputs, so any split over threads gives the same bits. */
+#define LLM__KV_CHUNK 256
+#ifdef LLM__X86
+/* [Σa, Σb, Σc, Σd] of four vectors */
+LLM__T_AVX2 static inline __m128 llm__hsum4_avx2(__m256 a, __m256 b, __m256 c, __m256 d) {
+    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));   /* [a b c d | a b c d] halves */
+    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+LLM__T_AVX512 static inline __m256 llm__half_avx512(__m512 a) {   /* low 8 + high 8 lanes */
+    return _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+}
+LLM__T_AVX512 static void llm__attention_kv_head_avx512(float *out, const float *qkv, const float *kcache,
+                                                        const float *vcache, const int *seq, const int *pos,
+                                                        int i, int h, int NH, int NKV, int HS, int maxT) {
+    const size_t row = LLM__CAST(size_t, NH + 2 * NKV) * HS, kvw = LLM__CAST(size_t, NKV) * HS;
+    const size_t base = LLM__CAST(size_t, seq[i]) * maxT * kvw + LLM__CAST(size_t, h / (NH / NKV)) * HS;
+    const float *q = qkv + LLM__CAST(size_t, i) * row + LLM__CAST(size_t, h) * HS;
+    const float *K = kcache + base, *V = vcache + base;
+    float *o = out + LLM__CAST(size_t, i) * NH * HS + LLM__CAST(size_t, h) * HS;
+    float sc[LLM__KV_CHUNK] __attribute__((aligned(64)));
+    float acc[LLM__ATT_HSMAX] __attribute__((aligned(64)));
+    const int n = pos[i] + 1, nv = (HS + 15) / 16;
+    const __mmask16 kt = llm__mask16(HS - 16 * (nv - 1));   /* the last vector of a head */
+    const __m128 vscale = _mm_set1_ps(1.0f / sqrtf(LLM__CAST(float, HS)));
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    float m = -INFINITY, l = 0.0f;
+    for (int d = 0; d < HS; d++) acc[d] = 0.0f;
+    for (int t0 = 0; t0 < n; t0 += LLM__KV_CHUNK) {
+        const int nc = n - t0 < LLM__KV_CHUNK ? n - t0 : LLM__KV_CHUNK;
+        const float *Kc = K + LLM__CAST(size_t, t0) * kvw, *Vc = V + LLM__CAST(size_t, t0) * kvw;
+        for (int j = 0; j < nc; j += 4) {   /* scores, four keys at a time (past nc: repeat the last) */
+            const float *k0 = Kc + LLM__CAST(size_t, j) * kvw;
+            const float *k1 = j + 1 < nc ? k0 + kvw : k0, *k2 = j + 2 < nc ? k0 + 2 * kvw : k0;
+            const float *k3 = j + 3 < nc ? k0 + 3 * kvw : k0;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int v = 0; v < nv; v++) {
+                const __mmask16 mk = v == nv - 1 ? kt : LLM__CAST(__mmask16, 0xFFFF);
+                const __m512 qv = _mm512_maskz_loadu_ps(mk, q + 16 * v);
+                a0 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(mk, k0 + 16 * v), a0);
+                a1 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(mk, k1 + 16 * v), a1);
+                a2 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(mk, k2 + 16 * v), a2);
+                a3 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(mk, k3 + 16 * v), a3);
+            }
+            __m128 s = _mm_mul_ps(llm__hsum4_avx2(llm__half_avx512(a0), llm__half_avx512(a1),
+                                                  llm__half_avx512(a2), llm__half_avx512(a3)), vscale);
+            _mm_store_ps(sc + j, s);   /* sc has room: j + 4 <= LLM__KV_CHUNK */
+        }
+        __m512 mx = ninf;
+        for (int j = 0; j < nc; j += 16) mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(ninf, llm__mask16(nc - j), sc + j));
+        const float mc = _mm512_reduce_max_ps(mx), mn = m > mc ? m : mc;
+        const float alpha = expf(m - mn);   /* first chunk: exp(-inf) = 0, acc and l are 0 */
+        m = mn;
+        __m512 ls = _mm512_setzero_ps();
+        const __m512 mv = _mm512_set1_ps(m);
+        for (int j = 0; j < nc; j += 16) {   /* p = exp(s - m); lanes past nc load -inf: p = 0 */
+            const __m512 p = llm__exp_avx512(_mm512_sub_ps(_mm512_mask_loadu_ps(ninf, llm__mask16(nc - j), sc + j), mv));
+            _mm512_store_ps(sc + j, p);
+            ls = _mm512_add_ps(ls, p);
+        }
+        l = l * alpha + _mm512_reduce_add_ps(ls);
+        const __m512 va = _mm512_set1_ps(alpha);
+        for (int c = 0; c < HS; c += 64) {   /* acc[c, c+64) = acc·α + Σ_t p_t v_t */
+            const __mmask16 m0 = llm__mask16(HS - c), m1 = llm__mask16(HS - c - 16);
+            const __mmask16 m2 = llm__mask16(HS - c - 32), m3 = llm__mask16(HS - c - 48);
+#define LLM__LD(x) __m512 o##x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m##x, acc + c + 16 * x), va), \
+                          e##x = _mm512_setzero_ps();
+            LLM__REP4(LLM__LD)
+#undef LLM__LD
+            const float *v0 = Vc + c;
+            int j = 0;
+            for (; j + 2 <= nc; j += 2, v0 += 2 * kvw) {
+                const __m512 p0 = _mm512_set1_ps(sc[j]), p1 = _mm512_set1_ps(sc[j + 1]);
+                const float *v1 = v0 + kvw;
+#define LLM__PV(x) o##x = _mm512_fmadd_ps(p0, _mm512_maskz_loadu_ps(m##x, v0 + 16 * x), o##x); \
+                   e##x = _mm512_fmadd_ps(p1, _mm512_maskz_loadu_ps(m##x, v1 + 16 * x), e##x);
+                LLM__REP4(LLM__PV)
+#undef LLM__PV
+            }
+            if (j < nc) {
+                const __m512 p0 = _mm512_set1_ps(sc[j]);
+#define LLM__PV(x) o##x = _mm512_fmadd_ps(p0, _mm512_maskz_loadu_ps(m##x, v0 + 16 * x), o##x);
+                LLM__REP4(LLM__PV)
+#undef LLM__PV
+            }
+#define LLM__ST(x) _mm512_mask_storeu_ps(acc + c + 16 * x, m##x, _mm512_add_ps(o##x, e##x));
+            LLM__REP4(LLM__ST)
+#undef LLM__ST
+        }
+    }
+    const __m512 vl = _mm512_set1_ps(l);
+    for (int d = 0; d < HS; d += 16) {
+        const __mmask16 mk = llm__mask16(HS - d);
+        _mm512_mask_storeu_ps(o + d, mk, _mm512_div_ps(_mm512_maskz_loadu_ps(mk, acc + d), vl));
+    }
+}
+LLM__T_AVX2 static void llm__attention_kv_head_avx2(float *out, const float *qkv, const float *kcache,
+                                                    const float *vcache, const int *seq, const int *pos,
+                                                    int i, int h, int NH, int NKV, int HS, int maxT) {
+    const size_t row = LLM__CAST(size_t, NH + 2 * NKV) * HS, kvw = LLM__CAST(size_t, NKV) * HS;
+    const size_t base = LLM__CAST(size_t, seq[i]) * maxT * kvw + LLM__CAST(size_t, h / (NH / NKV)) * HS;
+    const float *q = qkv + LLM__CAST(size_t, i) * row + LLM__CAST(size_t, h) * HS;
+    const float *K = kcache + base, *V = vcache + base;
+    float *o = out + LLM__CAST(size_t, i) * NH * HS + LLM__CAST(size_t, h) * HS;
+    float sc[LLM__KV_CHUNK] __attribute__((aligned(32)));
+    float acc[LLM__ATT_HSMAX] __attribute__((aligned(32)));
+    const int n = pos[i] + 1, nv = (HS + 7) / 8;
+    const __m256i kt = llm__mask8(HS - 8 * (nv - 1)), all = _mm256_set1_epi32(-1);
+    const __m128 vscale = _mm_set1_ps(1.0f / sqrtf(LLM__CAST(float, HS)));
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    float m = -INFINITY, l = 0.0f;
+    for (int d = 0; d < HS; d++) acc[d] = 0.0f;
+    for (int t0 = 0; t0 < n; t0 += LLM__KV_CHUNK) {
+        const int nc = n - t0 < LLM__KV_CHUNK ? n - t0 : LLM__KV_CHUNK;
+        const float *Kc = K + LLM__CAST(size_t, t0) * kvw, *Vc = V + LLM__CAST(size_t, t0) * kvw;
+        for (int j = 0; j < nc; j += 4) {
+            const float *k0 = Kc + LLM__CAST(size_t, j) * kvw;
+            const float *k1 = j + 1 < nc ? k0 + kvw : k0, *k2 = j + 2 < nc ? k0 + 2 * kvw : k0;
+            const float *k3 = j + 3 < nc ? k0 + 3 * kvw : k0;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int v = 0; v < nv; v++) {
+                const __m256i mk = v == nv - 1 ? kt : all;
+                const __m256 qv = llm__ld8(q + 8 * v, mk);
+                a0 = _mm256_fmadd_ps(qv, llm__ld8(k0 + 8 * v, mk), a0);
+                a1 = _mm256_fmadd_ps(qv, llm__ld8(k1 + 8 * v, mk), a1);
+                a2 = _mm256_fmadd_ps(qv, llm__ld8(k2 + 8 * v, mk), a2);
+                a3 = _mm256_fmadd_ps(qv, llm__ld8(k3 + 8 * v, mk), a3);
+            }
+            _mm_store_ps(sc + j, _mm_mul_ps(llm__hsum4_avx2(a0, a1, a2, a3), vscale));
+        }
+        __m256 mx = ninf;
+        for (int j = 0; j < nc; j += 8) {
+            const __m256i mk = llm__mask8(nc - j);
+            mx = _mm256_max_ps(mx, _mm256_blendv_ps(ninf, _mm256_load_ps(sc + j), _mm256_castsi256_ps(mk)));
+        }
+        const float mc = llm__vmax8(mx), mn = m > mc ? m : mc;
+        const float alpha = expf(m - mn);
+        m = mn;
+        __m256 ls = _mm256_setzero_ps();
+        const __m256 mv = _mm256_set1_ps(m);
+        for (int j = 0; j < nc; j += 8) {   /* lanes past nc: blend to -inf, p = 0 (sc has room: 4-aligned, 8-padded) */
+            const __m256i mk = llm__mask8(nc - j);
+            const __m256 s = _mm256_blendv_ps(ninf, _mm256_load_ps(sc + j), _mm256_castsi256_ps(mk));
+            const __m256 p = llm__exp_avx2(_mm256_sub_ps(s, mv));
+            _mm256_store_ps(sc + j, p);
+            ls = _mm256_add_ps(ls, p);
+        }
+        l = l * alpha + llm__vsum8(ls);
+        const __m256 va = _mm256_set1_ps(alpha);
+        for (int c = 0; c < HS; c += 32) {
+            const __m256i m0 = llm__mask8(HS - c), m1 = llm__mask8(HS - c - 8);
+            const __m256i m2 = llm__mask8(HS - c - 16), m3 = llm__mask8(HS - c - 24);
+#define LLM__LD(x) __m256 o##x = _mm256_mul_ps(llm__ld8(acc + c + 8 * x, m##x), va), e##x = _mm256_setzero_ps();
+            LLM__REP4(LLM__LD)
+#undef LLM__LD
+            const float *v0 = Vc + c;
+            int j = 0;
+            for (; j + 2 <= nc; j += 2, v0 += 2 * kvw) {
+                const __m256 p0 = _mm256_broadcast_ss(sc + j), p1 = _mm256_broadcast_ss(sc + j + 1);
+                const float *v1 = v0 + kvw;
+#define LLM__PV(x) o##x = _mm256_fmadd_ps(p0, llm__ld8(v0 + 8 * x, m##x), o##x); \
+                   e##x = _mm256_fmadd_ps(p1, llm__ld8(v1 + 8 * x, m##x), e##x);
+                LLM__REP4(LLM__PV)
+#undef LLM__PV
+            }
+            if (j < nc) {
+                const __m256 p0 = _mm256_broadcast_ss(sc + j);
+#define LLM__PV(x) o##x = _mm256_fmadd_ps(p0, llm__ld8(v0 + 8 * x, m##x), o##x);
+                LLM__REP4(LLM__PV)
+#undef LLM__PV
+            }
+#define LLM__ST(x) llm__st8(acc + c + 8 * x, m##x, _mm256_add_ps(o##x, e##x));
+            LLM__REP4(LLM__ST)
+#undef LLM__ST
+        }
+    }
+    const __m256 vl = _mm256_set1_ps(l);
+    for (int d = 0; d < HS; d += 8) {
+        const __m256i mk = llm__mask8(HS - d);
+        llm__st8(o + d, mk, _mm256_div_ps(llm__ld8(acc + d, mk), vl));
+    }
+}
+#endif
+/* One (row, head): the reference's llm__attention_kv_row contract (the caches already hold
+ * every row's k, v). */
+static LLM__UNUSED void llm__attention_kv_head_fast(float *out, const float *qkv, const float *kcache,
+                                                    const float *vcache, const int *seq, const int *pos,
+                                                    int i, int h, int NH, int NKV, int HS, int maxT) {
+    if (HS >= 1 && HS <= LLM__ATT_HSMAX)
+        LLM__DISPATCH(llm__attention_kv_head, (out, qkv, kcache, vcache, seq, pos, i, h, NH, NKV, HS, maxT));
+    llm__attention_kv_row(out, qkv, kcache, vcache, seq, pos, i, h, NH, NKV, HS, maxT);
+}
+/* The whole op, llm__attention_kv_ref's signature: store every row's k, v, then attend. */
+static LLM__UNUSED void llm__attention_kv_fast(float *out, const float *qkv, float *kcache, float *vcache,
+                                               const int *seq, const int *pos, int N, int NH, int NKV, int HS,
+                                               int maxT) {
+    for (int i = 0; i < N; i++) llm__kv_store(kcache, vcache, qkv, seq, pos, i, NH, NKV, HS, maxT);
+    for (int i = 0; i < N; i++)
+        for (int h = 0; h < NH; h++) llm__attention_kv_head_fast(out, qkv, kcache, vcache, seq, pos, i, h, NH, NKV, HS, maxT);
+}
+
+/* ---- RoPE -----------------------------------------------------------------------------------
+ * The angles must be llama2.c's to the bit (greedy output is compared with it byte for
+ * byte), so they stay libm's, computed as the reference does:
+ *     freq_i = 1/powf(theta, i/HS),  val = pos·freq_i,  cosf(val), sinf(val)
+ * What changes: freq_i does not depend on the position, so the caller computes it once
+ * per call (llm__rope_freqs) instead of once per row; and the rotation of the NH + NKV
+ * heads is vectorised. With c, s duplicated per pair, cv = [c c ...], sv = [-s s ...],
+ * and x' = x with each pair swapped,
+ *     out = x·cv + x'·sv  = [x0 c - x1 s,  x1 c + x0 s]
+ * which are the reference's products and sums, each rounded once, so the rows are
+ * bit-identical to it. No FMA: a fused multiply-add rounds once where the reference
+ * rounds twice, and compilers that contract a*b + c*d (gcc outside ISO C modes) would
+ * fuse the vector products too, so an empty asm hands each product over as a value. */
+#define LLM__KEEP(v) __asm__("" : "+x"(v))
+#define LLM__ROPE_HSMAX 1024   /* larger (or odd) head sizes: the reference */
+static void llm__rope_freqs(float *freq, int HS, float theta) {   /* freq (HS/2) */
+    for (int i = 0; i < HS; i += 2) freq[i / 2] = 1.0f / powf(theta, LLM__CAST(float, i) / LLM__CAST(float, HS));
+}
+/* One row x ((NH+NKV)·HS, the q and k parts of a qkv row) at position p; cs (2·HS) is
+ * scratch for the duplicated cos and signed sin. */
+static void llm__rope_row_ref(float *x, int p, int NH, int NKV, int HS, const float *freq, float sign, float *cs) {
+    (void)cs;
+    for (int i = 0; i < HS; i += 2) {
+        float val = LLM__CAST(float, p) * freq[i / 2], c = cosf(val), s = sign * sinf(val);
+        for (int h = 0; h < NH + NKV; h++) {
+            float *v = x + LLM__CAST(size_t, h) * HS + i, x0 = v[0], x1 = v[1];
+            v[0] = x0 * c - x1 * s;
+            v[1] = x0 * s + x1 * c;
+        }
+    }
+}
+static void llm__rope_table(float *cs, int p, int HS, const float *freq, float sign) {   /* cv (HS), sv (HS) */
+    for (int i = 0; i < HS; i += 2) {
+        float val = LLM__CAST(float, p) * freq[i / 2], c = cosf(val), s = sign * sinf(val);
+        cs[i] = cs[i + 1] = c;
+        cs[HS + i] = -s; cs[HS + i + 1] = s;
+    }
+}
+#ifdef LLM__X86
+LLM__T_AVX512 static void llm__rope_row_avx512(float *x, int p, int NH, int NKV, int HS, const float *freq, float sign,
+                                               float *cs) {
+    llm__rope_table(cs, p, HS, freq, sign);
+    for (int i = 0; i < HS; i += 16) {
+        const __mmask16 k = llm__mask16(HS - i);
+        const __m512 cv = _mm512_maskz_loadu_ps(k, cs + i), sv = _mm512_maskz_loadu_ps(k, cs + HS + i);
+        for (int h = 0; h < NH + NKV; h++) {
+            float *v = x + LLM__CAST(size_t, h) * HS + i;
+            const __m512 a = _mm512_maskz_loadu_ps(k, v), sw = _mm512_permute_ps(a, 0xB1);   /* pairs swapped */
+            __m512 pc = _mm512_mul_ps(a, cv), ps = _mm512_mul_ps(sw, sv);
+            LLM__KEEP(pc); LLM__KEEP(ps);
+            _mm512_mask_storeu_ps(v, k, _mm512_add_ps(pc, ps));
+        }
+    }
+}
+LLM__T_AVX2 static void llm__rope_row_avx2(float *x, int p, int NH, int NKV, int HS, const float *freq, float sign,
+                                           float *cs) {
+    llm__rope_table(cs, p, HS, freq, sign);
+    for (int i = 0; i < HS; i += 8) {
+        const __m256i k = llm__mask8(HS - i);
+        const __m256 cv = llm__ld8(cs + i, k), sv = llm__ld8(cs + HS + i, k);
+        for (int h = 0; h < NH + NKV; h++) {
+            float *v = x + LLM__CAST(size_t, h) * HS + i;
+            const __m256 a = llm__ld8(v, k), sw = _mm256_permute_ps(a, 0xB1);
+            __m256 pc = _mm256_mul_ps(a, cv), ps = _mm256_mul_ps(sw, sv);
+            LLM__KEEP(pc); LLM__KEEP(ps);
+            llm__st8(v, k, _mm256_add_ps(pc, ps));
+        }
+    }
+}
+#endif
+/* HS must be even (as for the reference: pairs). */
+static LLM__UNUSED void llm__rope_row_fast(float *x, int p, int NH, int NKV, int HS, const float *freq, float sign,
+                                           float *cs) {
+    LLM__DISPATCH(llm__rope_row, (x, p, NH, NKV, HS, freq, sign, cs));
+    llm__rope_row_ref(x, p, NH, NKV, HS, freq, sign, cs);
+}
+/* llm__rope_rotate's signature and result (sign +1: forward, -1: backward). */
+static LLM__UNUSED void llm__rope_rotate_fast(float *qkv, const int *pos, int B, int T, int NH, int NKV, int HS,
+                                              float theta, float sign) {
+    if (HS < 2 || HS > LLM__ROPE_HSMAX || HS % 2) { llm__rope_rotate(qkv, pos, B, T, NH, NKV, HS, theta, sign); return; }
+    float freq[LLM__ROPE_HSMAX / 2], cs[2 * LLM__ROPE_HSMAX];
+    const size_t row = LLM__CAST(size_t, NH + 2 * NKV) * HS;
+    llm__rope_freqs(freq, HS, theta);
+    for (int bt = 0; bt < B * T; bt++)
+        llm__rope_row_fast(qkv + LLM__CAST(size_t, bt) * row, pos ? pos[bt] : bt % T, NH, NKV, HS, freq, sign, cs);
 }
