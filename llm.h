@@ -37,10 +37,11 @@
  * HOW TO READ THIS FILE
  *   The public API comes first and is documented where it is declared. Then the
  *   implementation, in the order data flows: errors and memory, the thread pool,
- *   JSON, the tokenizer, the kernels (each forward beside its backward, each SIMD
- *   version beside the scalar reference it must match), the model, the
- *   optimizer, file formats, and last the backend table that ties the kernels to the
- *   model. `grep -n '^//==== ' llm.h` prints the map.
+ *   JSON, the GPT-2 tokenizer, the reference kernels (each forward beside its
+ *   backward), their SIMD versions, the CPU backend that puts them in the backend
+ *   table, the model (which only ever calls that table), the optimizer, file formats
+ *   and datasets, then inference: llama2.c's tokenizer, sampling, the KV cache and
+ *   generation. The generated Unicode table closes the file.
  *
  *   Shapes use the letters of the field: B batch, T time, C channels, NH heads,
  *   HS head size (C/NH), L layers, V vocabulary, OC output channels. Row-major.
