@@ -42,7 +42,7 @@ $(B)/san/%: tests/%.c llm.h tests/test.h $(wildcard wip/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 -Wall -Wextra -pthread $(SAN) -I. $< -o $@ $(LDLIBS)
 
-$(B)/bench/%: bench/%.c llm.h
+$(B)/bench/%: bench/%.c llm.h $(wildcard wip/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -O3 -I. $< -o $@ $(LDLIBS) $(BENCH_LIBS)
 

@@ -1032,8 +1032,18 @@ static int llm__json_int(const llm__json *d, int node, int64_t *out) {
 
 #include "wip/tokenizer_impl.h" /* @@WIP */
 #include "wip/kernels_impl.h"   /* @@WIP */
+/* g++ 12 reports the _mm*_undefined_* placeholders inside its own intrinsics headers
+ * as uninitialised once they are inlined into our kernels (a known false positive). */
+#if defined(__cplusplus) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include "wip/simd_impl.h"      /* @@WIP */
 #include "wip/simd_kernels.h"   /* @@WIP */
+#if defined(__cplusplus) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #include "wip/cpu_impl.h"       /* @@WIP */
 #include "wip/model_impl.h"     /* @@WIP */
 #include "wip/generate_impl.h"  /* @@WIP */

@@ -9,7 +9,8 @@ int main() {
     llm_config cfg = llm_config_gpt2();
     cfg.max_seq_len = 16; cfg.vocab_size = 37; cfg.n_layer = 2; cfg.n_head = 2; cfg.n_embd = 8;
     llm_model *m = nullptr;
-    llm_options opt = {nullptr, 2, 0};
+    llm_options opt = {};
+    opt.n_threads = 2;
     CHECK(llm_model_create(&m, &cfg, &opt, 42) == LLM_OK, "create: %s", llm_last_error());
     if (!m) return TEST_END("test_cpp");
     const int B = 2, T = 8;

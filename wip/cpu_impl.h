@@ -136,21 +136,29 @@ static void llm__t_bias_grad(void *a, int ith, int nth) {
     for (size_t n = 0; n < LLM__CAST(size_t, o->N); n++)
         for (size_t j = lo; j < hi; j++) o->out[j] += o->in[n * OC + j];
 }
+/* The GEMM of the backend's precision: fp32, or bf16 operands with fp32 accumulation
+ * (llm_options.bf16, on CPUs with AVX512-BF16; otherwise it falls back to fp32). */
+typedef void (*llm__gemm_fn)(llm_pool *, int, int, int, int, int, const float *, int, const float *, int,
+                             float, float *, int);
+static llm__gemm_fn llm__cpu_gemm(void *st) { return LLM__CAST(llm__cpu *, st)->bf16 ? llm__sgemm_bf16 : llm__sgemm; }
+
 static void llm__cpu_matmul_fwd(void *st, float *out, const float *inp, const float *w,
                                 const float *bias, int N, int C, int OC) {
     llm_pool *pool = LLM__POOL(st);
+    llm__gemm_fn gemm = llm__cpu_gemm(st);
     if (bias) {
         llm__op o; memset(&o, 0, sizeof o);
         o.out = out; o.in = bias; o.N = N; o.OC = OC;
         llm_pool_run(pool, llm__t_bias_bcast, &o);
     }
-    llm__sgemm(pool, 0, 1, N, OC, C, inp, C, w, C, bias ? 1.0f : 0.0f, out, OC);
+    gemm(pool, 0, 1, N, OC, C, inp, C, w, C, bias ? 1.0f : 0.0f, out, OC);
 }
 static void llm__cpu_matmul_bwd(void *st, float *dinp, float *dw, float *dbias, const float *dout,
                                 const float *inp, const float *w, int N, int C, int OC) {
     llm_pool *pool = LLM__POOL(st);
-    llm__sgemm(pool, 0, 0, N, C, OC, dout, OC, w, C, 1.0f, dinp, C);   /* dinp += dout·w */
-    llm__sgemm(pool, 1, 0, OC, C, N, dout, OC, inp, C, 1.0f, dw, C);   /* dw += doutᵀ·inp */
+    llm__gemm_fn gemm = llm__cpu_gemm(st);
+    gemm(pool, 0, 0, N, C, OC, dout, OC, w, C, 1.0f, dinp, C);   /* dinp += dout·w */
+    gemm(pool, 1, 0, OC, C, N, dout, OC, inp, C, 1.0f, dw, C);   /* dw += doutᵀ·inp */
     if (dbias) {
         llm__op o; memset(&o, 0, sizeof o);
         o.out = dbias; o.in = dout; o.N = N; o.OC = OC;

@@ -574,8 +574,8 @@ LLM__T_AVX512 static double llm__sumsq_avx512(const float *x, size_t n) {
     __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), a2 = _mm512_setzero_pd(), a3 = _mm512_setzero_pd();
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        __m512d v0 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i)), v1 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
-        __m512d v2 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 16)), v3 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 24));
+        __m512d v0 = _mm512_maskz_cvtps_pd(0xFF, _mm256_loadu_ps(x + i)), v1 = _mm512_maskz_cvtps_pd(0xFF, _mm256_loadu_ps(x + i + 8));
+        __m512d v2 = _mm512_maskz_cvtps_pd(0xFF, _mm256_loadu_ps(x + i + 16)), v3 = _mm512_maskz_cvtps_pd(0xFF, _mm256_loadu_ps(x + i + 24));
         a0 = _mm512_fmadd_pd(v0, v0, a0); a1 = _mm512_fmadd_pd(v1, v1, a1);
         a2 = _mm512_fmadd_pd(v2, v2, a2); a3 = _mm512_fmadd_pd(v3, v3, a3);
     }
