@@ -7,7 +7,8 @@
  * least 20 ms. llm.h's runs come first, then OpenBLAS's, at 1 thread and at all cores.
  * The matrix-vector cycles through copies of W larger than the L3, so it reads DRAM.
  *
- *   ./build/bench/bench_gemm [results.jsonl]     (default bench/results.jsonl)
+ *   ./build/bench/bench_gemm [--gemv] [results.jsonl]     (default bench/results.jsonl)
+ * --gemv runs only the matrix-vector rows (M <= 8), which also print the GB/s of W read.
  *
  * With OpenBLAS (Debian libopenblas-dev):
  *   make build/bench/bench_gemm BENCH_LIBS="-DLLM_BENCH_OPENBLAS \
@@ -34,6 +35,8 @@ static void pause_s(double s) {
     nanosleep(&ts, NULL);
 }
 #endif
+
+#define GEMV_MAX_M 8   /* rows up to this many count as matrix-vector: W comes from DRAM */
 
 typedef struct { const char *layout; int ta, tb, M, N, K; float beta; } bshape;
 
@@ -84,7 +87,12 @@ static int cmp_d(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    const char *out_path = argc > 1 ? argv[1] : "bench/results.jsonl";
+    const char *out_path = "bench/results.jsonl";
+    int gemv_only = 0;   /* --gemv: only the rows with M <= 8 */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--gemv") == 0) gemv_only = 1;
+        else out_path = argv[i];
+    }
     FILE *out = fopen(out_path, "a");
     if (!out) { fprintf(stderr, "cannot open %s\n", out_path); return 1; }
     static const bshape shapes[] = {
@@ -92,8 +100,14 @@ int main(int argc, char **argv) {
         {"fwd", 0, 1, 256, 768, 3072, 0.0f}, {"dX", 0, 0, 256, 3072, 768, 1.0f}, {"dW", 1, 0, 768, 3072, 256, 1.0f},
         {"fwd", 0, 1, 256, 3072, 768, 0.0f}, {"dX", 0, 0, 256, 768, 3072, 1.0f}, {"dW", 1, 0, 3072, 768, 256, 1.0f},
         {"fwd", 0, 1, 1024, 1024, 1024, 0.0f},
-        {"fwd", 0, 1, 1, 2304, 768, 0.0f},
-        {"gemv_nn", 0, 0, 1, 2304, 768, 0.0f},
+        /* matrix-vector (decode): the Llama 110M / GPT-2 124M weights, W streamed from DRAM */
+        {"fwd", 0, 1, 1, 2304, 768, 0.0f}, {"fwd", 0, 1, 1, 768, 768, 0.0f},
+        {"fwd", 0, 1, 1, 2048, 768, 0.0f}, {"fwd", 0, 1, 1, 4096, 768, 0.0f},
+        {"fwd", 0, 1, 1, 768, 2048, 0.0f}, {"fwd", 0, 1, 1, 32000, 768, 0.0f},
+        {"gemv_nn", 0, 0, 1, 2304, 768, 0.0f}, {"gemv_nn", 0, 0, 1, 768, 2048, 0.0f},
+        /* a few rows at once (batched decode): W streamed once for all rows */
+        {"fwd", 0, 1, 2, 2304, 768, 0.0f}, {"fwd", 0, 1, 4, 2304, 768, 0.0f},
+        {"fwd", 0, 1, 8, 2304, 768, 0.0f}, {"fwd", 0, 1, 4, 32000, 768, 0.0f},
     };
     const int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
     int ncpu = llm_cpu_count();
@@ -116,12 +130,13 @@ int main(int argc, char **argv) {
 #endif
         for (int si = 0; si < nshapes; si++) {
             const bshape *s = &shapes[si];
+            if (gemv_only && s->M > GEMV_MAX_M) continue;
             bcase c;
             memset(&c, 0, sizeof c);
             c.s = s;
             c.lda = s->ta ? s->M : s->K; c.ldb = s->tb ? s->K : s->N; c.ldc = s->N;
             size_t na = (size_t)s->M * s->K, nb = (size_t)s->K * s->N, ncc = (size_t)s->M * s->N;
-            c.ncopies = s->M == 1 ? (int)(96e6 / (nb * 4)) + 1 : 1;   /* > 96 MB: past the L3 */
+            c.ncopies = s->M <= GEMV_MAX_M ? (int)(96e6 / (nb * 4)) + 1 : 1;   /* > 96 MB: past the L3 */
             c.bstride = nb;
             c.A = (float *)malloc(na * 4); c.B = (float *)malloc(nb * c.ncopies * 4); c.C = (float *)malloc(ncc * 4);
             if (!c.A || !c.B || !c.C) { fprintf(stderr, "out of memory\n"); return 1; }
@@ -144,14 +159,15 @@ int main(int argc, char **argv) {
             double gl = flops / tl[3] * 1e-9, gb = tb[3] > 0 ? flops / tb[3] * 1e-9 : 0;
             printf("%-8s %5d %5d %5d %3d %10.1f %10.1f %7.2f", s->layout, s->M, s->N, s->K, nth, gl, gb,
                    gb > 0 ? gl / gb : 0.0);
-            if (s->M == 1) printf("   (%.1f GB/s of W)", nb * 4.0 / tl[3] * 1e-9);
+            if (s->M <= GEMV_MAX_M) printf("   (%.1f GB/s of W)", nb * 4.0 / tl[3] * 1e-9);
             printf("\n");
             fflush(stdout);
             fprintf(out, "{\"bench\":\"sgemm\",\"time\":%ld,\"simd\":\"%s\",\"layout\":\"%s\",\"M\":%d,\"N\":%d,"
                     "\"K\":%d,\"threads\":%d,\"gflops\":%.2f,\"ms\":%.4f,\"openblas_gflops\":%.2f,"
-                    "\"ratio\":%.3f,\"openblas_coretype\":\"%s\"}\n",
+                    "\"ratio\":%.3f,\"w_gb_s\":%.2f,\"openblas_coretype\":\"%s\"}\n",
                     (long)wall, llm_simd_name(llm_simd_active()), s->layout, s->M, s->N, s->K, nth, gl,
-                    tl[3] * 1e3, gb, gb > 0 ? gl / gb : 0.0, ct ? ct : "");
+                    tl[3] * 1e3, gb, gb > 0 ? gl / gb : 0.0,
+                    s->M <= GEMV_MAX_M ? nb * 4.0 / tl[3] * 1e-9 : 0.0, ct ? ct : "");
             free(c.A); free(c.B); free(c.C);
         }
         llm_pool_free(pool);

@@ -70,7 +70,7 @@ build/train_gpt2 -d "$TOKENS" --val-frac 0.1 \
 say "generating $NGEN tokens (temperature 0.8, top-k 40)"
 if [ -x build/generate ]; then
   build/generate -m "$CKPT" -z "$(dirname "$VOCAB")" -p $'\n' -n "$NGEN" --temp 0.8 --top-k 40 --seed 42 \
-    --threads "$THREADS"
+    --threads 1   # a 7M model decodes fastest on one thread
 else
   # no build/generate in this checkout: sample with the trainer (a full forward per token)
   build/train_gpt2 -d "$TOKENS" --resume "$CKPT" -s "$STEPS" -b 8 -t 128 --val-frac 0.1 --eval-batches 1 \

@@ -497,117 +497,334 @@ static void llm__gemm_task(void *arg, int ith, int nth) {
     }
 }
 
-/* ---- matrix-vector (M == 1): the decode shape, bound by memory bandwidth -------------
- * transB: y[j] = x . B[j,:] (one dot product per row of B, rows split over threads).
- * !transB: y[j] = sum_k x[k] B[k,j] (columns split over threads in chunks; each chunk
- * accumulates over all k). Each y[j] is computed the same way for any thread count. */
+/* ---- matrix-vector, and a few rows (M <= 8): the decode shapes ----------------------
+ * Decoding a token multiplies one row x by every weight matrix W: 2 flops per 4-byte
+ * weight, and each weight is read once. At ~40 GB/s that is ~20 GFLOP/s, a tenth of what
+ * one core's FMAs do, so the time is the bytes of W over the memory bandwidth, and the
+ * kernel's job is to keep the memory busy: stream W once, in address order, never pack
+ * it (a pack reads W and writes a copy: more traffic, not less).
+ *
+ * transB (the forward layout, W (N,K) row-major): Y[i][j] = X[i] . W[j], one dot
+ * product per output. Each thread owns a contiguous run of W's rows, i.e. one slab of
+ * memory. The kernel takes R = 4 rows of W with up to 4 rows of X: each W vector loaded
+ * serves every row of X from a register (so batched decode of M <= 8 sequences reads W
+ * once, where the packed GEMM would pack it), and MI*R accumulators are independent
+ * FMA chains. The 4 rows of a group are 4 short streams (K floats each), which the
+ * hardware prefetcher has to find anew at every group; so while the kernel sums a group,
+ * it prefetches the same place in the next group's rows.
+ * !transB (W (K,N)): y[j] = sum_k x[k] W[k][j]. Each thread owns a range of columns and
+ * walks down W's rows, reading its part of each row as one contiguous segment; the
+ * partial sums of a block of columns stay in L1.
+ *
+ * Every output gets the same operations wherever its row of W falls (which group, which
+ * thread) and whatever M is: one vector accumulator over k in steps of the vector width,
+ * the ragged tail masked into the same accumulator, the lanes summed in a fixed tree. So
+ * Y does not depend on the thread count, and a row of X in a batch of up to 8 gets the
+ * same bits as that row alone. */
+#define LLM__GEMV_MAX_M 8       /* M up to this streams W; above it, the packed GEMM */
+#define LLM__GEMV_R 4           /* rows of W per group */
+#define LLM__GEMV_SPLIT 16      /* rows (columns) per unit split over threads: 64 bytes of y */
+#define LLM__GEMV_COLS 1024     /* !transB: columns summed together in L1 */
+#define LLM__GEMV_MIN_BYTES (256 * 1024)   /* less W than this: one thread */
+
 typedef struct llm__gemv_job {
-    int transB, N, K, ldb, level;
-    const float *x, *B;
-    float *y, beta;
+    int transB, M, N, K, level;
+    const float *X, *W;       /* X (M, ldx); W (N, ldw) if transB, else (K, ldw) */
+    size_t ldx, ldw, ldy;
+    float *Y, beta;           /* Y (M, ldy) */
 } llm__gemv_job;
 
+static void llm__gemv_put(float *y, float v, float beta) { *y = beta == 0.0f ? v : v + beta * *y; }
+
+/* The reference: a dot product in k order, as in llm__sgemm_ref. */
 static float llm__dot_ref(const float *a, const float *b, int n) {
     float s = 0.0f;
     for (int i = 0; i < n; i++) s += a[i] * b[i];
     return s;
 }
+static void llm__gemv_t_rows_ref(const llm__gemv_job *J, size_t j0, size_t j1) {
+    for (size_t j = j0; j < j1; j++)
+        for (int i = 0; i < J->M; i++)
+            llm__gemv_put(J->Y + LLM__CAST(size_t, i) * J->ldy + j,
+                          llm__dot_ref(J->X + LLM__CAST(size_t, i) * J->ldx, J->W + j * J->ldw, J->K), J->beta);
+}
+/* !transB, M == 1, columns [c0, c1): y[j] = sum_k x[k] W[k][j], k in order. */
+static void llm__gemv_n_cols_ref(const llm__gemv_job *J, size_t c0, size_t c1) {
+    for (size_t j = c0; j < c1; j++) {
+        float s = 0.0f;
+        for (int k = 0; k < J->K; k++) s += J->X[k] * J->W[LLM__CAST(size_t, k) * J->ldw + j];
+        llm__gemv_put(J->Y + j, s, J->beta);
+    }
+}
+
 #ifdef LLM__X86
-LLM__T_AVX2 static float llm__hsum256(__m256 v) {
+/* Fetch the line `bytes` past p. A prefetch never faults and the address may lie past
+ * W, so it is formed as an integer (C defines pointer arithmetic only inside the array). */
+static inline void llm__prefetch(const float *p, size_t bytes) {
+    _mm_prefetch(LLM__CAST(const char *, LLM__CAST(uintptr_t, p) + bytes), _MM_HINT_T0);
+}
+
+LLM__T_AVX2 static float llm__hsum256(__m256 v) {   /* (0+4, 1+5, 2+6, 3+7), then pairs */
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
-/* Four dot products x . b_r at once: x is loaded once for four rows. */
-LLM__T_AVX2 static void llm__dot4_avx2(const float *x, const float *b, size_t ld, int n, float out[4]) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i);
-        s0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(b + i), s0);
-        s1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(b + ld + i), s1);
-        s2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(b + 2 * ld + i), s2);
-        s3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(b + 3 * ld + i), s3);
-    }
-    out[0] = llm__hsum256(s0); out[1] = llm__hsum256(s1);
-    out[2] = llm__hsum256(s2); out[3] = llm__hsum256(s3);
-    for (; i < n; i++) {
-        out[0] += x[i] * b[i]; out[1] += x[i] * b[ld + i];
-        out[2] += x[i] * b[2 * ld + i]; out[3] += x[i] * b[3 * ld + i];
-    }
+LLM__T_AVX512 static float llm__hsum512(__m512 v) {
+    return llm__hsum256(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)));
 }
-/* One row, with exactly the operations dot4 does per row (so results match). */
-LLM__T_AVX2 static float llm__dot1_avx2(const float *x, const float *b, int n) {
-    __m256 s0 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(b + i), s0);
-    float out = llm__hsum256(s0);
-    for (; i < n; i++) out += x[i] * b[i];
-    return out;
+/* The first n (0..8) lanes of a ymm, as maskload wants them (the top bit of each int). */
+LLM__T_AVX2 static __m256i llm__gemv_mask8(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
-/* y[0..n) (+)= sum_k x[k] B[k, 0..n), n a multiple of 32 */
-LLM__T_AVX2 static void llm__axpy_cols_avx2(const float *x, const float *b, size_t ld, int K, int n,
-                                            float *y, float beta) {
-    for (int j = 0; j < n; j += 32) {
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        const float *p = b + j;
-        for (int k = 0; k < K; k++, p += ld) {
-            __m256 a = _mm256_broadcast_ss(x + k);
-            s0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(p), s0);
-            s1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(p + 8), s1);
-            s2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(p + 16), s2);
-            s3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(p + 24), s3);
-        }
-        float t[32];
-        _mm256_storeu_ps(t, s0); _mm256_storeu_ps(t + 8, s1);
-        _mm256_storeu_ps(t + 16, s2); _mm256_storeu_ps(t + 24, s3);
-        for (int i = 0; i < 32; i++) y[j + i] = beta == 0.0f ? t[i] : t[i] + beta * y[j + i];
-    }
-}
-#endif
 
+/* out[i*R + r] = X[i] . W[r] for i < MI, r < R (MI, R constants after inlining: the
+ * accumulators live in registers). pf: bytes from W to the next group, prefetched. */
+#define LLM__AVX512_GEMV_MI 4
+__attribute__((always_inline)) LLM__T_AVX512 static inline void
+llm__gemv_tile_avx512(const int MI, const int R, const float *X, size_t ldx, const float *W,
+                      size_t ldw, int K, size_t pf, float *out) {
+    __m512 acc[LLM__AVX512_GEMV_MI][LLM__GEMV_R], w[LLM__GEMV_R];
+#pragma GCC unroll 4
+    for (int i = 0; i < MI; i++)
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) acc[i][r] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 16 <= K; k += 16) {
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            llm__prefetch(W + r * ldw + k, pf);
+            w[r] = _mm512_loadu_ps(W + r * ldw + k);
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < MI; i++) {
+            __m512 x = _mm512_loadu_ps(X + i * ldx + k);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) acc[i][r] = _mm512_fmadd_ps(x, w[r], acc[i][r]);
+        }
+    }
+    if (k < K) {   /* the tail: masked lanes load as zero and add nothing */
+        __mmask16 m = LLM__CAST(__mmask16, (1u << (K - k)) - 1);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) w[r] = _mm512_maskz_loadu_ps(m, W + r * ldw + k);
+#pragma GCC unroll 4
+        for (int i = 0; i < MI; i++) {
+            __m512 x = _mm512_maskz_loadu_ps(m, X + i * ldx + k);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) acc[i][r] = _mm512_fmadd_ps(x, w[r], acc[i][r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < MI; i++)
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) out[i * R + r] = llm__hsum512(acc[i][r]);
+}
+
+/* transB rows [j0, j1): groups of R rows of W, each against all of X, 4 rows at a time
+ * (the group is in L1 for the second pass when M > 4). */
+LLM__T_AVX512 static void llm__gemv_t_rows_avx512(const llm__gemv_job *J, size_t j0, size_t j1) {
+    const size_t ldw = J->ldw, ldx = J->ldx;
+    float out[LLM__AVX512_GEMV_MI * LLM__GEMV_R];
+    for (size_t j = j0; j < j1;) {
+        const int R = j1 - j >= LLM__GEMV_R ? LLM__GEMV_R : 1;
+        const float *W = J->W + j * ldw;
+        const size_t pf = LLM__CAST(size_t, R) * ldw * sizeof(float);
+        for (int i0 = 0; i0 < J->M; i0 += LLM__AVX512_GEMV_MI) {
+            const int mi = J->M - i0 < LLM__AVX512_GEMV_MI ? J->M - i0 : LLM__AVX512_GEMV_MI;
+            const float *X = J->X + LLM__CAST(size_t, i0) * ldx;
+            if (R == LLM__GEMV_R) switch (mi) {
+                case 1: llm__gemv_tile_avx512(1, LLM__GEMV_R, X, ldx, W, ldw, J->K, pf, out); break;
+                case 2: llm__gemv_tile_avx512(2, LLM__GEMV_R, X, ldx, W, ldw, J->K, pf, out); break;
+                case 3: llm__gemv_tile_avx512(3, LLM__GEMV_R, X, ldx, W, ldw, J->K, pf, out); break;
+                default: llm__gemv_tile_avx512(4, LLM__GEMV_R, X, ldx, W, ldw, J->K, pf, out); break;
+            } else switch (mi) {
+                case 1: llm__gemv_tile_avx512(1, 1, X, ldx, W, ldw, J->K, pf, out); break;
+                case 2: llm__gemv_tile_avx512(2, 1, X, ldx, W, ldw, J->K, pf, out); break;
+                case 3: llm__gemv_tile_avx512(3, 1, X, ldx, W, ldw, J->K, pf, out); break;
+                default: llm__gemv_tile_avx512(4, 1, X, ldx, W, ldw, J->K, pf, out); break;
+            }
+            for (int i = 0; i < mi; i++)
+                for (int r = 0; r < R; r++)
+                    llm__gemv_put(J->Y + LLM__CAST(size_t, i0 + i) * J->ldy + j + r, out[i * R + r], J->beta);
+        }
+        j += LLM__CAST(size_t, R);
+    }
+}
+
+/* The AVX2 tile: 8 lanes, at most 2 rows of X (2 x 4 accumulators + 4 of W + x: 13 of
+ * the 16 ymm registers). */
+#define LLM__AVX2_GEMV_MI 2
+__attribute__((always_inline)) LLM__T_AVX2 static inline void
+llm__gemv_tile_avx2(const int MI, const int R, const float *X, size_t ldx, const float *W,
+                    size_t ldw, int K, size_t pf, float *out) {
+    __m256 acc[LLM__AVX2_GEMV_MI][LLM__GEMV_R], w[LLM__GEMV_R];
+#pragma GCC unroll 4
+    for (int i = 0; i < MI; i++)
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) acc[i][r] = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            if ((k & 15) == 0) llm__prefetch(W + r * ldw + k, pf);   /* one per 64 bytes */
+            w[r] = _mm256_loadu_ps(W + r * ldw + k);
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < MI; i++) {
+            __m256 x = _mm256_loadu_ps(X + i * ldx + k);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) acc[i][r] = _mm256_fmadd_ps(x, w[r], acc[i][r]);
+        }
+    }
+    if (k < K) {
+        __m256i m = llm__gemv_mask8(K - k);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) w[r] = _mm256_maskload_ps(W + r * ldw + k, m);
+#pragma GCC unroll 4
+        for (int i = 0; i < MI; i++) {
+            __m256 x = _mm256_maskload_ps(X + i * ldx + k, m);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) acc[i][r] = _mm256_fmadd_ps(x, w[r], acc[i][r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < MI; i++)
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) out[i * R + r] = llm__hsum256(acc[i][r]);
+}
+
+LLM__T_AVX2 static void llm__gemv_t_rows_avx2(const llm__gemv_job *J, size_t j0, size_t j1) {
+    const size_t ldw = J->ldw, ldx = J->ldx;
+    float out[LLM__AVX2_GEMV_MI * LLM__GEMV_R];
+    for (size_t j = j0; j < j1;) {
+        const int R = j1 - j >= LLM__GEMV_R ? LLM__GEMV_R : 1;
+        const float *W = J->W + j * ldw;
+        const size_t pf = LLM__CAST(size_t, R) * ldw * sizeof(float);
+        for (int i0 = 0; i0 < J->M; i0 += LLM__AVX2_GEMV_MI) {
+            const int mi = J->M - i0 < LLM__AVX2_GEMV_MI ? J->M - i0 : LLM__AVX2_GEMV_MI;
+            const float *X = J->X + LLM__CAST(size_t, i0) * ldx;
+            if (R == LLM__GEMV_R) {
+                if (mi == 1) llm__gemv_tile_avx2(1, LLM__GEMV_R, X, ldx, W, ldw, J->K, pf, out);
+                else llm__gemv_tile_avx2(2, LLM__GEMV_R, X, ldx, W, ldw, J->K, pf, out);
+            } else {
+                if (mi == 1) llm__gemv_tile_avx2(1, 1, X, ldx, W, ldw, J->K, pf, out);
+                else llm__gemv_tile_avx2(2, 1, X, ldx, W, ldw, J->K, pf, out);
+            }
+            for (int i = 0; i < mi; i++)
+                for (int r = 0; r < R; r++)
+                    llm__gemv_put(J->Y + LLM__CAST(size_t, i0 + i) * J->ldy + j + r, out[i * R + r], J->beta);
+        }
+        j += LLM__CAST(size_t, R);
+    }
+}
+
+/* !transB, M == 1, columns [c0, c1), in blocks of LLM__GEMV_COLS: for each 4 rows of W,
+ * acc[c] = fma(x[k+3], W[k+3][c], ... fma(x[k], W[k][c], acc[c])), so each y[j] is the
+ * sum over k in order, whatever the blocks. Ragged columns through masks. */
+LLM__T_AVX512 static void llm__gemv_n_cols_avx512(const llm__gemv_job *J, size_t c0, size_t c1) {
+    float acc[LLM__GEMV_COLS];
+    const size_t ldw = J->ldw;
+    const int K = J->K;
+    for (size_t cb = c0; cb < c1; cb += LLM__GEMV_COLS) {
+        const int n = c1 - cb < LLM__GEMV_COLS ? LLM__CAST(int, c1 - cb) : LLM__GEMV_COLS;
+        const float *Wb = J->W + cb;
+        memset(acc, 0, sizeof acc);
+        int k = 0;
+        for (; k < K; k += 4) {
+            const int kn = K - k < 4 ? K - k : 4;
+            const float *w0 = Wb + LLM__CAST(size_t, k) * ldw;
+            __m512 x0 = _mm512_set1_ps(J->X[k]), x1 = _mm512_set1_ps(kn > 1 ? J->X[k + 1] : 0.0f);
+            __m512 x2 = _mm512_set1_ps(kn > 2 ? J->X[k + 2] : 0.0f), x3 = _mm512_set1_ps(kn > 3 ? J->X[k + 3] : 0.0f);
+            for (int c = 0; c < n; c += 16) {
+                __mmask16 m = n - c >= 16 ? 0xffff : LLM__CAST(__mmask16, (1u << (n - c)) - 1);
+                __m512 a = _mm512_maskz_loadu_ps(m, acc + c);
+                llm__prefetch(w0 + c, 4 * ldw * sizeof(float));
+                a = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m, w0 + c), a);
+                if (kn == 4) {   /* the common case, unmasked rows */
+                    llm__prefetch(w0 + ldw + c, 4 * ldw * sizeof(float));
+                    llm__prefetch(w0 + 2 * ldw + c, 4 * ldw * sizeof(float));
+                    llm__prefetch(w0 + 3 * ldw + c, 4 * ldw * sizeof(float));
+                    a = _mm512_fmadd_ps(x1, _mm512_maskz_loadu_ps(m, w0 + ldw + c), a);
+                    a = _mm512_fmadd_ps(x2, _mm512_maskz_loadu_ps(m, w0 + 2 * ldw + c), a);
+                    a = _mm512_fmadd_ps(x3, _mm512_maskz_loadu_ps(m, w0 + 3 * ldw + c), a);
+                } else {
+                    for (int q = 1; q < kn; q++)
+                        a = _mm512_fmadd_ps(q == 1 ? x1 : q == 2 ? x2 : x3,
+                                            _mm512_maskz_loadu_ps(m, w0 + q * ldw + c), a);
+                }
+                _mm512_mask_storeu_ps(acc + c, m, a);
+            }
+        }
+        for (int c = 0; c < n; c++) llm__gemv_put(J->Y + cb + c, acc[c], J->beta);
+    }
+}
+/* The AVX2 version; vmaskmovps is slow on AMD (a store runs in microcode), so only the
+ * ragged last 8 columns go through masks. */
+LLM__T_AVX2 static void llm__gemv_n_cols_avx2(const llm__gemv_job *J, size_t c0, size_t c1) {
+    float acc[LLM__GEMV_COLS];
+    const size_t ldw = J->ldw;
+    const int K = J->K;
+    for (size_t cb = c0; cb < c1; cb += LLM__GEMV_COLS) {
+        const int n = c1 - cb < LLM__GEMV_COLS ? LLM__CAST(int, c1 - cb) : LLM__GEMV_COLS;
+        const int nf = n / 8 * 8;
+        const __m256i m = llm__gemv_mask8(n - nf);
+        const float *Wb = J->W + cb;
+        memset(acc, 0, sizeof acc);
+        for (int k = 0; k < K; k += 4) {
+            const int kn = K - k < 4 ? K - k : 4;
+            const float *w0 = Wb + LLM__CAST(size_t, k) * ldw;
+            for (int c = 0; c < nf; c += 8) {
+                __m256 a = _mm256_loadu_ps(acc + c);
+                for (int q = 0; q < kn; q++) {
+                    if ((c & 15) == 0) llm__prefetch(w0 + q * ldw + c, 4 * ldw * sizeof(float));
+                    a = _mm256_fmadd_ps(_mm256_set1_ps(J->X[k + q]), _mm256_loadu_ps(w0 + q * ldw + c), a);
+                }
+                _mm256_storeu_ps(acc + c, a);
+            }
+            if (nf < n) {
+                __m256 a = _mm256_maskload_ps(acc + nf, m);
+                for (int q = 0; q < kn; q++)
+                    a = _mm256_fmadd_ps(_mm256_set1_ps(J->X[k + q]), _mm256_maskload_ps(w0 + q * ldw + nf, m), a);
+                _mm256_maskstore_ps(acc + nf, m, a);
+            }
+        }
+        for (int c = 0; c < n; c++) llm__gemv_put(J->Y + cb + c, acc[c], J->beta);
+    }
+}
+#endif /* LLM__X86 */
+
+/* Thread ith's share: a contiguous run of output units of LLM__GEMV_SPLIT (rows of W
+ * for transB, columns for !transB). */
 static void llm__gemv_task(void *arg, int ith, int nth) {
     const llm__gemv_job *J = LLM__CAST(const llm__gemv_job *, arg);
+    const size_t N = LLM__CAST(size_t, J->N), U = LLM__GEMV_SPLIT;
     size_t lo, hi;
-    const size_t ldb = LLM__CAST(size_t, J->ldb);
-    if (J->transB) {
-        /* groups of 4 rows; every row is computed the same way in any group */
-        llm__split(LLM__CAST(size_t, (J->N + 3) / 4), ith, nth, &lo, &hi);
-        size_t j0 = lo * 4, j1 = hi * 4 < LLM__CAST(size_t, J->N) ? hi * 4 : LLM__CAST(size_t, J->N);
-        for (size_t j = j0; j < j1; j += 4) {
-            float d[4];
-            int n = j1 - j < 4 ? LLM__CAST(int, j1 - j) : 4;
+    llm__split((N + U - 1) / U, ith, nth, &lo, &hi);
+    lo *= U; hi *= U;
+    if (hi > N) hi = N;
+    if (lo >= hi) return;
 #ifdef LLM__X86
-            if (J->level >= LLM_SIMD_AVX2 && n == 4) llm__dot4_avx2(J->x, J->B + j * ldb, ldb, J->K, d);
-            else if (J->level >= LLM_SIMD_AVX2)
-                for (int r = 0; r < n; r++) d[r] = llm__dot1_avx2(J->x, J->B + (j + r) * ldb, J->K);
-            else
-#endif
-            for (int r = 0; r < n; r++) d[r] = llm__dot_ref(J->x, J->B + (j + r) * ldb, J->K);
-            for (int r = 0; r < n; r++)
-                J->y[j + r] = J->beta == 0.0f ? d[r] : d[r] + J->beta * J->y[j + r];
-        }
-    } else {
-        /* chunks of 32 columns; the last chunk is ragged */
-        size_t chunks = LLM__CAST(size_t, (J->N + 31) / 32);
-        llm__split(chunks, ith, nth, &lo, &hi);
-        int j0 = LLM__CAST(int, lo) * 32, j1 = LLM__CAST(int, hi) * 32;
-        if (j1 > J->N) j1 = J->N;
-        int j = j0;
-#ifdef LLM__X86
-        if (J->level >= LLM_SIMD_AVX2) {
-            int n = (j1 - j0) / 32 * 32;
-            llm__axpy_cols_avx2(J->x, J->B + j0, ldb, J->K, n, J->y + j0, J->beta);
-            j += n;
-        }
-#endif
-        for (; j < j1; j++) {
-            float s = 0.0f;
-            for (int k = 0; k < J->K; k++) s += J->x[k] * J->B[LLM__CAST(size_t, k) * ldb + j];
-            J->y[j] = J->beta == 0.0f ? s : s + J->beta * J->y[j];
-        }
+    if (J->level == LLM_SIMD_AVX512) {
+        if (J->transB) llm__gemv_t_rows_avx512(J, lo, hi); else llm__gemv_n_cols_avx512(J, lo, hi);
+        return;
     }
+    if (J->level == LLM_SIMD_AVX2) {
+        if (J->transB) llm__gemv_t_rows_avx2(J, lo, hi); else llm__gemv_n_cols_avx2(J, lo, hi);
+        return;
+    }
+#endif
+    if (J->transB) llm__gemv_t_rows_ref(J, lo, hi); else llm__gemv_n_cols_ref(J, lo, hi);
+}
+
+/* Y (M,N) = X (M,K) . op(W) + beta Y for M <= LLM__GEMV_MAX_M (M == 1 when !transB):
+ * no packing, no allocation; threads only when there is enough of W to share. */
+static void llm__gemv(llm_pool *pool, int transB, int M, int N, int K, const float *X, size_t ldx,
+                      const float *W, size_t ldw, float beta, float *Y, size_t ldy) {
+    llm__gemv_job v;
+    v.transB = transB; v.M = M; v.N = N; v.K = K; v.level = llm_simd_active();
+    v.X = X; v.W = W; v.ldx = ldx; v.ldw = ldw; v.ldy = ldy; v.Y = Y; v.beta = beta;
+    if (4.0 * N * K < LLM__GEMV_MIN_BYTES || llm_pool_size(pool) == 1) llm__gemv_task(&v, 0, 1);
+    else llm_pool_run(pool, llm__gemv_task, &v);
 }
 
 /* Choose the thread grid tm x tn (tm*tn <= nth) that minimises the estimated time of
@@ -629,6 +846,9 @@ static void llm__gemm_grid(const llm__gemm_impl *g, int M, int N, int K, int nth
     }
 }
 
+static void llm__sgemm_packed(llm_pool *pool, int transA, int transB, int M, int N, int K,
+                              const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                              int ldc);
 static LLM__UNUSED void llm__sgemm(llm_pool *pool, int transA, int transB, int M, int N, int K,
                        const float *A, int lda, const float *B, int ldb, float beta, float *C,
                        int ldc) {
@@ -641,17 +861,23 @@ static LLM__UNUSED void llm__sgemm(llm_pool *pool, int transA, int transB, int M
             }
         return;
     }
+    /* one row of X (contiguous: A's row, or A's column when lda == 1), or a few rows
+     * against W^T: stream W, no packing */
+    if ((M == 1 && (!transA || lda == 1)) || (M <= LLM__GEMV_MAX_M && transB && !transA)) {
+        llm__gemv(pool, transB, M, N, K, A, LLM__CAST(size_t, lda), B, LLM__CAST(size_t, ldb), beta, C,
+                  LLM__CAST(size_t, ldc));
+        return;
+    }
+    llm__sgemm_packed(pool, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* The packed GEMM alone, for any shape (llm__sgemm sends M <= 8 elsewhere). */
+static void llm__sgemm_packed(llm_pool *pool, int transA, int transB, int M, int N, int K,
+                              const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                              int ldc) {
     llm_simd level = llm_simd_active();
     int nth = llm_pool_size(pool);
     double flops = 2.0 * M * N * K;
-    if (M == 1 && (!transA || lda == 1)) {
-        llm__gemv_job v;
-        v.transB = transB; v.N = N; v.K = K; v.ldb = ldb; v.level = level;
-        v.x = A; v.B = B; v.y = C; v.beta = beta;
-        if (flops < 2e5 || nth == 1) llm__gemv_task(&v, 0, 1);
-        else llm_pool_run(pool, llm__gemv_task, &v);
-        return;
-    }
     llm__gemm_job J;
     J.g = llm__gemm_pick(level);
     J.transA = transA; J.transB = transB; J.M = M; J.N = N; J.K = K;
