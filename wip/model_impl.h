@@ -81,7 +81,7 @@ static llm_status llm__config_resolve(llm_config *c) {
     if (c->arch != LLM_ARCH_GPT2 && c->arch != LLM_ARCH_LLAMA) return llm__err(LLM_ERR_ARG, "config: unknown arch %d", LLM__CAST(int, c->arch));
     int gpt2 = c->arch == LLM_ARCH_GPT2;
     if (c->n_kv_head == 0 || gpt2) c->n_kv_head = c->n_head;
-    if (c->hidden_dim == 0 && gpt2) c->hidden_dim = 4 * c->n_embd;
+    if (c->hidden_dim == 0 && gpt2) c->hidden_dim = c->n_embd > 0 && c->n_embd <= (1 << 20) ? 4 * c->n_embd : -1;
     if (c->norm_eps == 0.0f) c->norm_eps = 1e-5f;
     if (c->rope_theta == 0.0f) c->rope_theta = 10000.0f;
     if (gpt2) c->untied_head = 0;

@@ -559,11 +559,21 @@ static void llm__gemv_n_cols_ref(const llm__gemv_job *J, size_t c0, size_t c1) {
 
 #ifdef LLM__X86
 /* Fetch the line `bytes` past p. A prefetch never faults and the address may lie past
- * W, so it is formed as an integer (C defines pointer arithmetic only inside the array). */
-static inline void llm__prefetch(const float *p, size_t bytes) {
-    _mm_prefetch(LLM__CAST(const char *, LLM__CAST(uintptr_t, p) + bytes), _MM_HINT_T0);
-}
+ * W, so it is formed as an integer (C defines pointer arithmetic only inside the array).
+ * A macro, not a function: gcc 12 drops the prefetch of a plain inline function inlined
+ * into an AVX-512 one. */
+static size_t llm__pfg = 1;
+#ifndef PFH
+#define PFH _MM_HINT_T0
+#endif
+static int llm__pfh = 0;
+#define LLM__PREFETCH(p, bytes) do { const char *pp_ = LLM__CAST(const char *, LLM__CAST(uintptr_t, (p)) + (bytes)); \
+    switch (llm__pfh) { case 0: _mm_prefetch(pp_, _MM_HINT_T0); break; case 1: _mm_prefetch(pp_, _MM_HINT_T1); break; \
+    case 2: _mm_prefetch(pp_, _MM_HINT_T2); break; default: break; } } while (0)
 
+static size_t llm__gemv_pf(const llm__gemv_job *J) {
+    return llm__pfg == 1 ? J->ldw * sizeof(float) : llm__pfg;
+}
 LLM__T_AVX2 static float llm__hsum256(__m256 v) {   /* (0+4, 1+5, 2+6, 3+7), then pairs */
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -578,143 +588,121 @@ LLM__T_AVX2 static __m256i llm__gemv_mask8(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/* out[i*R + r] = X[i] . W[r] for i < MI, r < R (MI, R constants after inlining: the
- * accumulators live in registers). pf: bytes from W to the next group, prefetched. */
-#define LLM__AVX512_GEMV_MI 4
+/* out[i] = X[i] . w for i < MI (a constant after inlining: the accumulators live in
+ * registers). Two accumulators per output, for the even and odd blocks of 16 k (so two
+ * FMA chains hide the FMA latency even at MI == 1), added at the end; the last, ragged
+ * block is masked into the accumulator of its parity. pf: how far ahead to prefetch. */
+#define LLM__AVX512_GEMV_MI 8
 __attribute__((always_inline)) LLM__T_AVX512 static inline void
-llm__gemv_tile_avx512(const int MI, const int R, const float *X, size_t ldx, const float *W,
-                      size_t ldw, int K, size_t pf, float *out) {
-    __m512 acc[LLM__AVX512_GEMV_MI][LLM__GEMV_R], w[LLM__GEMV_R];
-#pragma GCC unroll 4
-    for (int i = 0; i < MI; i++)
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++) acc[i][r] = _mm512_setzero_ps();
+llm__gemv_tile_avx512(const int MI, const float *X, size_t ldx, const float *w, int K, size_t pf,
+                      float *out) {
+    __m512 a0[LLM__AVX512_GEMV_MI], a1[LLM__AVX512_GEMV_MI];
+#pragma GCC unroll 8
+    for (int i = 0; i < MI; i++) a0[i] = a1[i] = _mm512_setzero_ps();
     int k = 0;
-    for (; k + 16 <= K; k += 16) {
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
-            llm__prefetch(W + r * ldw + k, pf);
-            w[r] = _mm512_loadu_ps(W + r * ldw + k);
-        }
-#pragma GCC unroll 4
+    for (; k + 32 <= K; k += 32) {
+        LLM__PREFETCH(w + k, pf);
+        LLM__PREFETCH(w + k + 16, pf);
+        __m512 w0 = _mm512_loadu_ps(w + k), w1 = _mm512_loadu_ps(w + k + 16);
+#pragma GCC unroll 8
         for (int i = 0; i < MI; i++) {
-            __m512 x = _mm512_loadu_ps(X + i * ldx + k);
-#pragma GCC unroll 4
-            for (int r = 0; r < R; r++) acc[i][r] = _mm512_fmadd_ps(x, w[r], acc[i][r]);
+            a0[i] = _mm512_fmadd_ps(_mm512_loadu_ps(X + i * ldx + k), w0, a0[i]);
+            a1[i] = _mm512_fmadd_ps(_mm512_loadu_ps(X + i * ldx + k + 16), w1, a1[i]);
         }
     }
-    if (k < K) {   /* the tail: masked lanes load as zero and add nothing */
-        __mmask16 m = LLM__CAST(__mmask16, (1u << (K - k)) - 1);
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++) w[r] = _mm512_maskz_loadu_ps(m, W + r * ldw + k);
-#pragma GCC unroll 4
+    if (k < K) {   /* masked lanes load as zero and add nothing */
+        const int n = K - k;
+        const __mmask16 m0 = LLM__CAST(__mmask16, n >= 16 ? 0xffff : (1u << n) - 1);
+        const __mmask16 m1 = LLM__CAST(__mmask16, n <= 16 ? 0 : (1u << (n - 16)) - 1);
+        __m512 w0 = _mm512_maskz_loadu_ps(m0, w + k), w1 = _mm512_maskz_loadu_ps(m1, w + k + 16);
+#pragma GCC unroll 8
         for (int i = 0; i < MI; i++) {
-            __m512 x = _mm512_maskz_loadu_ps(m, X + i * ldx + k);
-#pragma GCC unroll 4
-            for (int r = 0; r < R; r++) acc[i][r] = _mm512_fmadd_ps(x, w[r], acc[i][r]);
+            a0[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, X + i * ldx + k), w0, a0[i]);
+            if (n > 16) a1[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, X + i * ldx + k + 16), w1, a1[i]);
         }
     }
-#pragma GCC unroll 4
-    for (int i = 0; i < MI; i++)
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++) out[i * R + r] = llm__hsum512(acc[i][r]);
+#pragma GCC unroll 8
+    for (int i = 0; i < MI; i++) out[i] = llm__hsum512(_mm512_add_ps(a0[i], a1[i]));
 }
 
-/* transB rows [j0, j1): groups of R rows of W, each against all of X, 4 rows at a time
- * (the group is in L1 for the second pass when M > 4). */
+/* transB rows [j0, j1), one row of W at a time against up to 8 rows of X: the slab is
+ * read in address order, one stream, which is what the hardware prefetcher follows
+ * best (measured: 4 rows side by side, 4 streams, ran ~20% slower). The row after the
+ * next is fetched ahead by software. */
 LLM__T_AVX512 static void llm__gemv_t_rows_avx512(const llm__gemv_job *J, size_t j0, size_t j1) {
-    const size_t ldw = J->ldw, ldx = J->ldx;
-    float out[LLM__AVX512_GEMV_MI * LLM__GEMV_R];
-    for (size_t j = j0; j < j1;) {
-        const int R = j1 - j >= LLM__GEMV_R ? LLM__GEMV_R : 1;
-        const float *W = J->W + j * ldw;
-        const size_t pf = LLM__CAST(size_t, R) * ldw * sizeof(float);
+    const size_t ldw = J->ldw, ldx = J->ldx, pf = llm__gemv_pf(J);
+    float out[LLM__AVX512_GEMV_MI];
+    for (size_t j = j0; j < j1; j++) {
+        const float *w = J->W + j * ldw;
         for (int i0 = 0; i0 < J->M; i0 += LLM__AVX512_GEMV_MI) {
             const int mi = J->M - i0 < LLM__AVX512_GEMV_MI ? J->M - i0 : LLM__AVX512_GEMV_MI;
             const float *X = J->X + LLM__CAST(size_t, i0) * ldx;
-            if (R == LLM__GEMV_R) switch (mi) {
-                case 1: llm__gemv_tile_avx512(1, LLM__GEMV_R, X, ldx, W, ldw, J->K, pf, out); break;
-                case 2: llm__gemv_tile_avx512(2, LLM__GEMV_R, X, ldx, W, ldw, J->K, pf, out); break;
-                case 3: llm__gemv_tile_avx512(3, LLM__GEMV_R, X, ldx, W, ldw, J->K, pf, out); break;
-                default: llm__gemv_tile_avx512(4, LLM__GEMV_R, X, ldx, W, ldw, J->K, pf, out); break;
-            } else switch (mi) {
-                case 1: llm__gemv_tile_avx512(1, 1, X, ldx, W, ldw, J->K, pf, out); break;
-                case 2: llm__gemv_tile_avx512(2, 1, X, ldx, W, ldw, J->K, pf, out); break;
-                case 3: llm__gemv_tile_avx512(3, 1, X, ldx, W, ldw, J->K, pf, out); break;
-                default: llm__gemv_tile_avx512(4, 1, X, ldx, W, ldw, J->K, pf, out); break;
+            switch (mi) {
+            case 1: llm__gemv_tile_avx512(1, X, ldx, w, J->K, pf, out); break;
+            case 2: llm__gemv_tile_avx512(2, X, ldx, w, J->K, pf, out); break;
+            case 3: llm__gemv_tile_avx512(3, X, ldx, w, J->K, pf, out); break;
+            case 4: llm__gemv_tile_avx512(4, X, ldx, w, J->K, pf, out); break;
+            case 5: llm__gemv_tile_avx512(5, X, ldx, w, J->K, pf, out); break;
+            case 6: llm__gemv_tile_avx512(6, X, ldx, w, J->K, pf, out); break;
+            case 7: llm__gemv_tile_avx512(7, X, ldx, w, J->K, pf, out); break;
+            default: llm__gemv_tile_avx512(8, X, ldx, w, J->K, pf, out); break;
             }
-            for (int i = 0; i < mi; i++)
-                for (int r = 0; r < R; r++)
-                    llm__gemv_put(J->Y + LLM__CAST(size_t, i0 + i) * J->ldy + j + r, out[i * R + r], J->beta);
+            for (int i = 0; i < mi; i++) llm__gemv_put(J->Y + LLM__CAST(size_t, i0 + i) * J->ldy + j, out[i], J->beta);
         }
-        j += LLM__CAST(size_t, R);
     }
 }
 
-/* The AVX2 tile: 8 lanes, at most 2 rows of X (2 x 4 accumulators + 4 of W + x: 13 of
- * the 16 ymm registers). */
-#define LLM__AVX2_GEMV_MI 2
+/* The AVX2 tile: 8 lanes, blocks of 8 k, at most 4 rows of X (8 accumulators, 2 of w,
+ * one x: 11 of the 16 ymm registers). */
+#define LLM__AVX2_GEMV_MI 4
 __attribute__((always_inline)) LLM__T_AVX2 static inline void
-llm__gemv_tile_avx2(const int MI, const int R, const float *X, size_t ldx, const float *W,
-                    size_t ldw, int K, size_t pf, float *out) {
-    __m256 acc[LLM__AVX2_GEMV_MI][LLM__GEMV_R], w[LLM__GEMV_R];
+llm__gemv_tile_avx2(const int MI, const float *X, size_t ldx, const float *w, int K, size_t pf,
+                    float *out) {
+    __m256 a0[LLM__AVX2_GEMV_MI], a1[LLM__AVX2_GEMV_MI];
 #pragma GCC unroll 4
-    for (int i = 0; i < MI; i++)
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++) acc[i][r] = _mm256_setzero_ps();
+    for (int i = 0; i < MI; i++) a0[i] = a1[i] = _mm256_setzero_ps();
     int k = 0;
-    for (; k + 8 <= K; k += 8) {
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
-            if ((k & 15) == 0) llm__prefetch(W + r * ldw + k, pf);   /* one per 64 bytes */
-            w[r] = _mm256_loadu_ps(W + r * ldw + k);
-        }
+    for (; k + 16 <= K; k += 16) {
+        LLM__PREFETCH(w + k, pf);
+        __m256 w0 = _mm256_loadu_ps(w + k), w1 = _mm256_loadu_ps(w + k + 8);
 #pragma GCC unroll 4
         for (int i = 0; i < MI; i++) {
-            __m256 x = _mm256_loadu_ps(X + i * ldx + k);
-#pragma GCC unroll 4
-            for (int r = 0; r < R; r++) acc[i][r] = _mm256_fmadd_ps(x, w[r], acc[i][r]);
+            a0[i] = _mm256_fmadd_ps(_mm256_loadu_ps(X + i * ldx + k), w0, a0[i]);
+            a1[i] = _mm256_fmadd_ps(_mm256_loadu_ps(X + i * ldx + k + 8), w1, a1[i]);
         }
     }
-    if (k < K) {
-        __m256i m = llm__gemv_mask8(K - k);
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++) w[r] = _mm256_maskload_ps(W + r * ldw + k, m);
+    if (k < K) {   /* a full or masked block into a0, then a masked one into a1 */
+        const int n = K - k;
+        const __m256i m0 = llm__gemv_mask8(n), m1 = llm__gemv_mask8(n - 8);
+        __m256 w0 = n >= 8 ? _mm256_loadu_ps(w + k) : _mm256_maskload_ps(w + k, m0);
+        __m256 w1 = _mm256_maskload_ps(w + k + 8, m1);
 #pragma GCC unroll 4
         for (int i = 0; i < MI; i++) {
-            __m256 x = _mm256_maskload_ps(X + i * ldx + k, m);
-#pragma GCC unroll 4
-            for (int r = 0; r < R; r++) acc[i][r] = _mm256_fmadd_ps(x, w[r], acc[i][r]);
+            const float *x = X + i * ldx + k;
+            a0[i] = _mm256_fmadd_ps(n >= 8 ? _mm256_loadu_ps(x) : _mm256_maskload_ps(x, m0), w0, a0[i]);
+            if (n > 8) a1[i] = _mm256_fmadd_ps(_mm256_maskload_ps(x + 8, m1), w1, a1[i]);
         }
     }
 #pragma GCC unroll 4
-    for (int i = 0; i < MI; i++)
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++) out[i * R + r] = llm__hsum256(acc[i][r]);
+    for (int i = 0; i < MI; i++) out[i] = llm__hsum256(_mm256_add_ps(a0[i], a1[i]));
 }
 
 LLM__T_AVX2 static void llm__gemv_t_rows_avx2(const llm__gemv_job *J, size_t j0, size_t j1) {
-    const size_t ldw = J->ldw, ldx = J->ldx;
-    float out[LLM__AVX2_GEMV_MI * LLM__GEMV_R];
-    for (size_t j = j0; j < j1;) {
-        const int R = j1 - j >= LLM__GEMV_R ? LLM__GEMV_R : 1;
-        const float *W = J->W + j * ldw;
-        const size_t pf = LLM__CAST(size_t, R) * ldw * sizeof(float);
+    const size_t ldw = J->ldw, ldx = J->ldx, pf = llm__gemv_pf(J);
+    float out[LLM__AVX2_GEMV_MI];
+    for (size_t j = j0; j < j1; j++) {
+        const float *w = J->W + j * ldw;
         for (int i0 = 0; i0 < J->M; i0 += LLM__AVX2_GEMV_MI) {
             const int mi = J->M - i0 < LLM__AVX2_GEMV_MI ? J->M - i0 : LLM__AVX2_GEMV_MI;
             const float *X = J->X + LLM__CAST(size_t, i0) * ldx;
-            if (R == LLM__GEMV_R) {
-                if (mi == 1) llm__gemv_tile_avx2(1, LLM__GEMV_R, X, ldx, W, ldw, J->K, pf, out);
-                else llm__gemv_tile_avx2(2, LLM__GEMV_R, X, ldx, W, ldw, J->K, pf, out);
-            } else {
-                if (mi == 1) llm__gemv_tile_avx2(1, 1, X, ldx, W, ldw, J->K, pf, out);
-                else llm__gemv_tile_avx2(2, 1, X, ldx, W, ldw, J->K, pf, out);
+            switch (mi) {
+            case 1: llm__gemv_tile_avx2(1, X, ldx, w, J->K, pf, out); break;
+            case 2: llm__gemv_tile_avx2(2, X, ldx, w, J->K, pf, out); break;
+            case 3: llm__gemv_tile_avx2(3, X, ldx, w, J->K, pf, out); break;
+            default: llm__gemv_tile_avx2(4, X, ldx, w, J->K, pf, out); break;
             }
-            for (int i = 0; i < mi; i++)
-                for (int r = 0; r < R; r++)
-                    llm__gemv_put(J->Y + LLM__CAST(size_t, i0 + i) * J->ldy + j + r, out[i * R + r], J->beta);
+            for (int i = 0; i < mi; i++) llm__gemv_put(J->Y + LLM__CAST(size_t, i0 + i) * J->ldy + j, out[i], J->beta);
         }
-        j += LLM__CAST(size_t, R);
     }
 }
 
@@ -738,12 +726,12 @@ LLM__T_AVX512 static void llm__gemv_n_cols_avx512(const llm__gemv_job *J, size_t
             for (int c = 0; c < n; c += 16) {
                 __mmask16 m = n - c >= 16 ? 0xffff : LLM__CAST(__mmask16, (1u << (n - c)) - 1);
                 __m512 a = _mm512_maskz_loadu_ps(m, acc + c);
-                llm__prefetch(w0 + c, 4 * ldw * sizeof(float));
+                LLM__PREFETCH(w0 + c, 4 * ldw * sizeof(float));
                 a = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m, w0 + c), a);
                 if (kn == 4) {   /* the common case, unmasked rows */
-                    llm__prefetch(w0 + ldw + c, 4 * ldw * sizeof(float));
-                    llm__prefetch(w0 + 2 * ldw + c, 4 * ldw * sizeof(float));
-                    llm__prefetch(w0 + 3 * ldw + c, 4 * ldw * sizeof(float));
+                    LLM__PREFETCH(w0 + ldw + c, 4 * ldw * sizeof(float));
+                    LLM__PREFETCH(w0 + 2 * ldw + c, 4 * ldw * sizeof(float));
+                    LLM__PREFETCH(w0 + 3 * ldw + c, 4 * ldw * sizeof(float));
                     a = _mm512_fmadd_ps(x1, _mm512_maskz_loadu_ps(m, w0 + ldw + c), a);
                     a = _mm512_fmadd_ps(x2, _mm512_maskz_loadu_ps(m, w0 + 2 * ldw + c), a);
                     a = _mm512_fmadd_ps(x3, _mm512_maskz_loadu_ps(m, w0 + 3 * ldw + c), a);
@@ -776,7 +764,7 @@ LLM__T_AVX2 static void llm__gemv_n_cols_avx2(const llm__gemv_job *J, size_t c0,
             for (int c = 0; c < nf; c += 8) {
                 __m256 a = _mm256_loadu_ps(acc + c);
                 for (int q = 0; q < kn; q++) {
-                    if ((c & 15) == 0) llm__prefetch(w0 + q * ldw + c, 4 * ldw * sizeof(float));
+                    if ((c & 15) == 0) LLM__PREFETCH(w0 + q * ldw + c, 4 * ldw * sizeof(float));
                     a = _mm256_fmadd_ps(_mm256_set1_ps(J->X[k + q]), _mm256_loadu_ps(w0 + q * ldw + c), a);
                 }
                 _mm256_storeu_ps(acc + c, a);
