@@ -15,24 +15,9 @@
  * llm_dataset_write into build/tinyshakespeare.gpt2.bin on first use. The last 10% of
  * the tokens are the validation split. On a CPU without AVX512-BF16 both runs are fp32
  * and the curves are identical (the output says so). */
-#define _POSIX_C_SOURCE 200809L
-#include <time.h>
+#include "bench/bench.h"
 #define LLM_IMPLEMENTATION
 #include "llm.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static const char *data_dir(void) {
-    const char *e = getenv("LLM_DATA");
-    if (e && *e) return e;
-    FILE *f = fopen("../shared/data/README.md", "rb");
-    if (f) { fclose(f); return "../shared/data"; }
-    return "data";
-}
 
 /* The text file of ids -> the binary dataset (once). */
 static int make_dataset(const char *txt, const char *bin) {
@@ -77,7 +62,7 @@ static int train(const llm_dataset *d, int bf16, int steps, int B, int T, run_re
     sched.kind = LLM_LR_COSINE; sched.lr = 1e-3f; sched.min_lr = 1e-4f; sched.warmup = 20; sched.total = steps;
     int *in = (int *)malloc(sizeof(int) * B * T), *tg = (int *)malloc(sizeof(int) * B * T);
     int rc = 0;
-    double t0 = now_s();
+    double t0 = bench_now();
     for (int step = 0; step < steps && !rc; step++) {
         float loss = 0;
         if (llm_loader_next(&tl, in, tg) != LLM_OK || llm_model_forward(m, in, tg, B, T, &loss) != LLM_OK ||
@@ -87,7 +72,7 @@ static int train(const llm_dataset *d, int bf16, int steps, int B, int T, run_re
         }
         r->loss[step] = loss;
     }
-    r->ms_per_step = (now_s() - t0) * 1e3 / steps;
+    r->ms_per_step = (bench_now() - t0) * 1e3 / steps;
     if (!rc && llm_model_eval(m, &vl, 20, &r->val) != LLM_OK) { fprintf(stderr, "eval: %s\n", llm_last_error()); rc = 1; }
     free(in); free(tg);
     llm_loader_free(&tl); llm_loader_free(&vl);
@@ -96,11 +81,11 @@ static int train(const llm_dataset *d, int bf16, int steps, int B, int T, run_re
 }
 
 int main(int argc, char **argv) {
-    const char *out_path = argc > 1 ? argv[1] : "bench/results.jsonl";
+    const char *out_path = argc > 1 ? argv[1] : BENCH_RESULTS;
     int steps = argc > 2 ? atoi(argv[2]) : 200, B = 8, T = 64;
     if (steps < 20) steps = 20;
     char txt[1024];
-    snprintf(txt, sizeof txt, "%s/tinyshakespeare/input.gpt2.tokens.txt", data_dir());
+    snprintf(txt, sizeof txt, "%s/tinyshakespeare/input.gpt2.tokens.txt", test_data_dir());
     const char *bin = "build/tinyshakespeare.gpt2.bin";
     if (make_dataset(txt, bin)) return 1;
     llm_dataset *d = NULL;
@@ -128,7 +113,7 @@ int main(int argc, char **argv) {
     printf("time per step: fp32 %.1f ms, bf16 %.1f ms (x%.2f)\n", r32.ms_per_step, r16.ms_per_step,
            r32.ms_per_step / r16.ms_per_step);
     if (maxd == 0) printf("note: identical curves: the bf16 option did not change the matmuls here\n");
-    FILE *out = fopen(out_path, "a");
+    FILE *out = bench_open_results(out_path);
     if (out) {
         fprintf(out, "{\"bench\":\"bf16_loss\",\"time\":%ld,\"bf16\":%d,\"steps\":%d,\"B\":%d,\"T\":%d,"
                 "\"max_abs_diff\":%.5f,\"mean_abs_diff\":%.5f,\"last20_fp32\":%.5f,\"last20_bf16\":%.5f,"
@@ -136,8 +121,6 @@ int main(int argc, char **argv) {
                 (long)time(NULL), llm__has_bf16(), steps, B, T, maxd, sumd / steps, last32, last16,
                 r32.val, r16.val, r32.ms_per_step, r16.ms_per_step);
         fclose(out);
-    } else {
-        fprintf(stderr, "cannot open %s\n", out_path);
     }
     free(r32.loss); free(r16.loss);
     llm_dataset_close(d);

@@ -11,43 +11,30 @@
  *
  * On a CPU without AVX512-BF16 the bf16 figures are fp32 ones (the fallback); the
  * output says so. */
-#define _POSIX_C_SOURCE 200809L
-#include <time.h>
+#include "bench/bench.h"
 #define LLM_IMPLEMENTATION
 #include "llm.h"
 
 #define RUNS 7
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 typedef struct { const char *layout; int ta, tb, M, N, K; float beta; } bshape;
 
 /* Seconds per call: run the call for >= 20 ms, return the mean. */
 static double time_run(llm_pool *pool, const bshape *s, const float *A, const float *B, float *C, int bf16) {
     int n = 0, lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
-    double t0 = now_s(), t;
+    double t0 = bench_now(), t;
     do {
         if (bf16) llm__sgemm_bf16(pool, s->ta, s->tb, s->M, s->N, s->K, A, lda, B, ldb, s->beta, C, s->N);
         else llm__sgemm(pool, s->ta, s->tb, s->M, s->N, s->K, A, lda, B, ldb, s->beta, C, s->N);
         n++;
-        t = now_s() - t0;
+        t = bench_now() - t0;
     } while (t < 0.02);
     return t / n;
 }
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 int main(int argc, char **argv) {
-    const char *out_path = argc > 1 ? argv[1] : "bench/results.jsonl";
-    FILE *out = fopen(out_path, "a");
-    if (!out) { fprintf(stderr, "cannot open %s\n", out_path); return 1; }
+    FILE *out = bench_open_results(argc > 1 ? argv[1] : BENCH_RESULTS);
+    if (!out) return 1;
     static const bshape shapes[] = {
         {"fwd", 0, 1, 256, 2304, 768, 0.0f}, {"dX", 0, 0, 256, 768, 2304, 1.0f}, {"dW", 1, 0, 2304, 768, 256, 1.0f},
         {"fwd", 0, 1, 256, 768, 3072, 0.0f}, {"dX", 0, 0, 256, 3072, 768, 1.0f}, {"dW", 1, 0, 768, 3072, 256, 1.0f},
@@ -80,17 +67,16 @@ int main(int argc, char **argv) {
                 tf[r] = time_run(pool, s, A, B, C, 0);
                 tb[r] = time_run(pool, s, A, B, C, 1);
             }
-            qsort(tf, RUNS, sizeof(double), cmp_d);
-            qsort(tb, RUNS, sizeof(double), cmp_d);
+            double mf = bench_median(tf, RUNS), mb = bench_median(tb, RUNS);
             double flops = 2.0 * s->M * s->N * s->K;
-            double gf = flops / tf[RUNS / 2] * 1e-9, gb = flops / tb[RUNS / 2] * 1e-9;
+            double gf = flops / mf * 1e-9, gb = flops / mb * 1e-9;
             printf("%-6s %5d %5d %5d %3d %10.1f %10.1f %7.2f\n", s->layout, s->M, s->N, s->K, nth, gf, gb, gb / gf);
             fflush(stdout);
             fprintf(out, "{\"bench\":\"sgemm_bf16\",\"time\":%ld,\"simd\":\"%s\",\"bf16\":%d,\"layout\":\"%s\","
                     "\"M\":%d,\"N\":%d,\"K\":%d,\"threads\":%d,\"fp32_gflops\":%.2f,\"bf16_gflops\":%.2f,"
                     "\"fp32_ms\":%.4f,\"bf16_ms\":%.4f,\"ratio\":%.3f}\n",
                     (long)wall, llm_simd_name(llm_simd_active()), bf16, s->layout, s->M, s->N, s->K, nth, gf, gb,
-                    tf[RUNS / 2] * 1e3, tb[RUNS / 2] * 1e3, gb / gf);
+                    mf * 1e3, mb * 1e3, gb / gf);
             free(A); free(B); free(C);
         }
         llm_pool_free(pool);

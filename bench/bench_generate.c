@@ -10,22 +10,12 @@
  * median of 5 runs each. Decode at batch 1 reads every weight once per token, so it is
  * bound by memory bandwidth: tok/s <= bandwidth / (4 bytes x parameters); the ceiling
  * with the bandwidth the M=1 matmul reaches is printed beside it. */
+#include "bench/bench.h"
 #define LLM_IMPLEMENTATION
 #include "llm.h"
-#include <time.h>
 
 enum { PREFILL = 128, DECODE = 32, RUNS = 5 };
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median(double *v, int n) { qsort(v, (size_t)n, sizeof *v, cmp_d); return v[n / 2]; }
 
 /* Returns 0 on failure. */
 static int bench(llm_model *m, double *prefill_tps, double *decode_tps) {
@@ -43,26 +33,25 @@ static int bench(llm_model *m, double *prefill_tps, double *decode_tps) {
     if (ok) ok = llm_kv_forward(kv, NULL, toks, 8, NULL, NULL) == LLM_OK;
     for (int r = 0; r < RUNS && ok; r++) {
         llm_kv_clear(kv, 0);
-        double t0 = now();
+        double t0 = bench_now();
         ok = llm_kv_forward(kv, NULL, toks, PREFILL, want, logits) == LLM_OK;
-        tp[r] = PREFILL / (now() - t0);
+        tp[r] = PREFILL / (bench_now() - t0);
         llm_kv_clear(kv, 0);
         ok = ok && llm_kv_forward(kv, NULL, toks, 8, NULL, NULL) == LLM_OK;
-        t0 = now();
+        t0 = bench_now();
         for (int i = 0; i < DECODE && ok; i++) ok = llm_kv_forward(kv, NULL, &toks[i], 1, NULL, logits) == LLM_OK;
-        td[r] = DECODE / (now() - t0);
+        td[r] = DECODE / (bench_now() - t0);
     }
     if (!ok) fprintf(stderr, "bench_generate: %s\n", llm_last_error());
-    else { *prefill_tps = median(tp, RUNS); *decode_tps = median(td, RUNS); }
+    else { *prefill_tps = bench_median(tp, RUNS); *decode_tps = bench_median(td, RUNS); }
     free(logits);
     llm_kv_free(kv);
     return ok;
 }
 
 int main(int argc, char **argv) {
-    const char *out_path = argc > 1 ? argv[1] : "bench/results.jsonl";
-    FILE *out = fopen(out_path, "a");
-    if (!out) { fprintf(stderr, "cannot open %s\n", out_path); return 1; }
+    FILE *out = bench_open_results(argc > 1 ? argv[1] : BENCH_RESULTS);
+    if (!out) return 1;
     int cores = llm_cpu_count();
     llm_config shapes[2];
     const char *names[2] = {"gpt2-124m", "llama-110m"};

@@ -9,20 +9,10 @@
  * caches, like 124M would be).
  *
  *   ./build/bench/bench_kernels [results.jsonl]      (default bench/results.jsonl) */
-#define _POSIX_C_SOURCE 200809L
-#include <time.h>
+#include "bench/bench.h"
 #define LLM_IMPLEMENTATION
 #include "llm.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 static float *alloc_rand(size_t n, float scale, unsigned seed) {
     float *p = (float *)llm__alloc_aligned(n * sizeof(float));
     if (!p) { fprintf(stderr, "out of memory (%zu floats)\n", n); exit(1); }
@@ -104,18 +94,17 @@ static double time_kernel(bstate *s, int k, int fast) {
     for (int r = -1; r < 7; r++) {
         if (k == K_CE_BWD) {   /* overwrites the logits: restore them, time one call */
             memcpy(s->logits, s->logits0, nl * sizeof(float));
-            double t0 = now_s();
+            double t0 = bench_now();
             run(s, k, fast);
-            if (r >= 0) t[r] = now_s() - t0;
+            if (r >= 0) t[r] = bench_now() - t0;
             continue;
         }
         int n = 0;
-        double t0 = now_s(), el;
-        do { run(s, k, fast); n++; el = now_s() - t0; } while (el < 0.01);
+        double t0 = bench_now(), el;
+        do { run(s, k, fast); n++; el = bench_now() - t0; } while (el < 0.01);
         if (r >= 0) t[r] = el / n;
     }
-    qsort(t, 7, sizeof(double), cmp_d);
-    return t[3];
+    return bench_median(t, 7);
 }
 
 /* Bytes moved (memory-bound kernels) or FLOPs (attention) per call. */
@@ -141,9 +130,8 @@ static double work(const bstate *s, int k, int *is_flops) {
 }
 
 int main(int argc, char **argv) {
-    const char *out_path = argc > 1 ? argv[1] : "bench/results.jsonl";
-    FILE *out = fopen(out_path, "a");
-    if (!out) { fprintf(stderr, "cannot open %s\n", out_path); return 1; }
+    FILE *out = bench_open_results(argc > 1 ? argv[1] : BENCH_RESULTS);
+    if (!out) return 1;
     time_t wall = time(NULL);
     const char *lvl = llm_simd_name(llm_simd_active());
     printf("CPU features: %s\nllm.h SIMD level: %s; one thread\n", llm__cpu_features(), lvl);

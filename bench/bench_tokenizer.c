@@ -2,33 +2,14 @@
  * Encode MB/s single thread and with all threads (llm_tokenizer_encode_pool), decode
  * MB/s (output bytes), vocabulary load ms (encoder.json + vocab.bpe). Each figure is the
  * median of 5 runs after one warm-up run. */
+#include "bench/bench.h"
 #define LLM_IMPLEMENTATION
 #include "llm.h"
-#include <time.h>
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median5(double *t) { qsort(t, 5, sizeof *t, cmp_double); return t[2]; }
-
-static const char *data_dir(void) {
-    const char *e = getenv("LLM_DATA");
-    if (e && *e) return e;
-    FILE *f = fopen("../shared/data/README.md", "rb");
-    if (f) { fclose(f); return "../shared/data"; }
-    return "data";
-}
 
 int main(void) {
     char vdir[1024], tpath[1024];
-    snprintf(vdir, sizeof vdir, "%s/gpt2", data_dir());
-    snprintf(tpath, sizeof tpath, "%s/tinyshakespeare/input.txt", data_dir());
+    snprintf(vdir, sizeof vdir, "%s/gpt2", test_data_dir());
+    snprintf(tpath, sizeof tpath, "%s/tinyshakespeare/input.txt", test_data_dir());
     FILE *f = fopen(tpath, "rb");
     if (!f) { printf("SKIP bench_tokenizer: %s not found\n", tpath); return 0; }
     fseek(f, 0, SEEK_END);
@@ -43,38 +24,38 @@ int main(void) {
     for (int r = -1; r < 5; r++) {
         llm_tokenizer_free(tok);
         tok = NULL;
-        double t0 = now();
+        double t0 = bench_now();
         if (llm_tokenizer_load(&tok, vdir) != LLM_OK) { printf("bench_tokenizer: %s\n", llm_last_error()); return 1; }
-        if (r >= 0) t[r] = now() - t0;
+        if (r >= 0) t[r] = bench_now() - t0;
     }
-    double load_ms = 1e3 * median5(t);
+    double load_ms = 1e3 * bench_median(t, 5);
 
     int *ids = (int *)malloc((size_t)len * sizeof(int));
     size_t n = 0;
     for (int r = -1; r < 5; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         llm_tokenizer_encode(tok, text, (size_t)len, 0, ids, (size_t)len, &n);
-        if (r >= 0) t[r] = now() - t0;
+        if (r >= 0) t[r] = bench_now() - t0;
     }
-    double enc1 = (double)len / 1e6 / median5(t);
+    double enc1 = (double)len / 1e6 / bench_median(t, 5);
 
     llm_pool *pool = llm_pool_create(0);
     size_t n2 = 0;
     for (int r = -1; r < 5; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         llm_tokenizer_encode_pool(tok, pool, text, (size_t)len, 0, ids, (size_t)len, &n2);
-        if (r >= 0) t[r] = now() - t0;
+        if (r >= 0) t[r] = bench_now() - t0;
     }
-    double encN = (double)len / 1e6 / median5(t);
+    double encN = (double)len / 1e6 / bench_median(t, 5);
 
     char *out = (char *)malloc((size_t)len);
     size_t bytes = 0;
     for (int r = -1; r < 5; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         llm_tokenizer_decode(tok, ids, n2, out, (size_t)len, &bytes);
-        if (r >= 0) t[r] = now() - t0;
+        if (r >= 0) t[r] = bench_now() - t0;
     }
-    double dec = (double)bytes / 1e6 / median5(t);
+    double dec = (double)bytes / 1e6 / bench_median(t, 5);
 
     printf("tokenizer: tinyshakespeare %.2f MB, %lu tokens%s\n", (double)len / 1e6, (unsigned long)n,
            n == n2 && bytes == (size_t)len && memcmp(out, text, bytes) == 0 ? "" : " (MISMATCH)");

@@ -15,25 +15,11 @@
  * Appends one JSON line per figure to results.jsonl (default bench/results.jsonl).
  * --threads N replaces "all cores" by N; --steps 3 makes a quick run (T=256 at one
  * thread takes ~10 s a step in both implementations on a laptop core). */
-#define _POSIX_C_SOURCE 200809L   /* clock_gettime, popen */
-#include <time.h>
+#include "bench/bench.h"
 #define LLM_IMPLEMENTATION
 #include "llm.h"
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+static double now_ms(void) { return bench_now() * 1e3; }
 
 typedef struct { const char *mode; int B, T; } bcase;
 
@@ -62,7 +48,7 @@ static int time_llm(llm_model *m, const bcase *c, int n, double out[4]) {
         if (i >= 0) { t[0][i] = t3 - t0; t[1][i] = t1 - t0; t[2][i] = t2 - t1; t[3][i] = t3 - t2; }
     }
     if (!ok) fprintf(stderr, "bench_train: %s\n", llm_last_error());
-    for (int k = 0; k < 4; k++) { out[k] = ok ? median(t[k], n) : 0; free(t[k]); }
+    for (int k = 0; k < 4; k++) { out[k] = ok ? bench_median(t[k], n) : 0; free(t[k]); }
     free(in);
     return ok;
 }
@@ -85,7 +71,7 @@ static double time_torch(const char *py, const bcase *c, int threads, int n) {
 }
 
 int main(int argc, char **argv) {
-    const char *out_path = "bench/results.jsonl";
+    const char *out_path = BENCH_RESULTS;
     int steps = 5, use_torch = 1, max_threads = llm_cpu_count();
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
@@ -95,8 +81,8 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "usage: %s [results.jsonl] [--steps N] [--no-torch] [--threads N]\n", argv[0]); return 2; }
     }
     if (steps < 1 || max_threads < 1) { fprintf(stderr, "bench_train: --steps and --threads must be positive\n"); return 2; }
-    FILE *out = fopen(out_path, "a");
-    if (!out) { fprintf(stderr, "bench_train: cannot open %s\n", out_path); return 1; }
+    FILE *out = bench_open_results(out_path);
+    if (!out) return 1;
     const char *py = getenv("LLM_PY") ? getenv("LLM_PY") : "/usr/bin/python3";
     char probe[512];
     snprintf(probe, sizeof probe, "%s -c 'import torch' >/dev/null 2>&1 && test -f bench/torch_step.py", py);

@@ -506,23 +506,20 @@ static void llm__gemm_task(void *arg, int ith, int nth) {
  *
  * transB (the forward layout, W (N,K) row-major): Y[i][j] = X[i] . W[j], one dot
  * product per output. Each thread owns a contiguous run of W's rows, i.e. one slab of
- * memory. The kernel takes R = 4 rows of W with up to 4 rows of X: each W vector loaded
- * serves every row of X from a register (so batched decode of M <= 8 sequences reads W
- * once, where the packed GEMM would pack it), and MI*R accumulators are independent
- * FMA chains. The 4 rows of a group are 4 short streams (K floats each), which the
- * hardware prefetcher has to find anew at every group; so while the kernel sums a group,
- * it prefetches the same place in the next group's rows.
+ * memory, and reads it row after row, in address order; each W vector loaded serves up
+ * to 4 rows of X from registers, so batched decode of M <= 8 sequences reads W once
+ * where the packed GEMM would pack it (3x faster at M = 4, 2x at M = 8).
  * !transB (W (K,N)): y[j] = sum_k x[k] W[k][j]. Each thread owns a range of columns and
  * walks down W's rows, reading its part of each row as one contiguous segment; the
  * partial sums of a block of columns stay in L1.
  *
- * Every output gets the same operations wherever its row of W falls (which group, which
- * thread) and whatever M is: one vector accumulator over k in steps of the vector width,
- * the ragged tail masked into the same accumulator, the lanes summed in a fixed tree. So
- * Y does not depend on the thread count, and a row of X in a batch of up to 8 gets the
- * same bits as that row alone. */
+ * Every output gets the same operations wherever its row of W falls (which thread) and
+ * whatever M is: two vector accumulators over alternate blocks of k, the ragged tail
+ * masked into the one of its parity, the lanes summed in a fixed tree (!transB: one FMA
+ * chain over k in order per column). So Y does not depend on the thread count, and a row
+ * of X in a batch of up to 8 gets the same bits as that row alone. */
 #define LLM__GEMV_MAX_M 8       /* M up to this streams W; above it, the packed GEMM */
-#define LLM__GEMV_R 4           /* rows of W per group */
+#define LLM__GEMV_PF_BYTES 8192 /* software prefetch distance in W (best of 1-24 KB) */
 #define LLM__GEMV_SPLIT 16      /* rows (columns) per unit split over threads: 64 bytes of y */
 #define LLM__GEMV_COLS 1024     /* !transB: columns summed together in L1 */
 #define LLM__GEMV_MIN_BYTES (256 * 1024)   /* less W than this: one thread */
@@ -562,18 +559,9 @@ static void llm__gemv_n_cols_ref(const llm__gemv_job *J, size_t c0, size_t c1) {
  * W, so it is formed as an integer (C defines pointer arithmetic only inside the array).
  * A macro, not a function: gcc 12 drops the prefetch of a plain inline function inlined
  * into an AVX-512 one. */
-static size_t llm__pfg = 1;
-#ifndef PFH
-#define PFH _MM_HINT_T0
-#endif
-static int llm__pfh = 0;
-#define LLM__PREFETCH(p, bytes) do { const char *pp_ = LLM__CAST(const char *, LLM__CAST(uintptr_t, (p)) + (bytes)); \
-    switch (llm__pfh) { case 0: _mm_prefetch(pp_, _MM_HINT_T0); break; case 1: _mm_prefetch(pp_, _MM_HINT_T1); break; \
-    case 2: _mm_prefetch(pp_, _MM_HINT_T2); break; default: break; } } while (0)
+#define LLM__PREFETCH(p, bytes) \
+    _mm_prefetch(LLM__CAST(const char *, LLM__CAST(uintptr_t, (p)) + (bytes)), _MM_HINT_T0)
 
-static size_t llm__gemv_pf(const llm__gemv_job *J) {
-    return llm__pfg == 1 ? J->ldw * sizeof(float) : llm__pfg;
-}
 LLM__T_AVX2 static float llm__hsum256(__m256 v) {   /* (0+4, 1+5, 2+6, 3+7), then pairs */
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -589,10 +577,10 @@ LLM__T_AVX2 static __m256i llm__gemv_mask8(int n) {
 }
 
 /* out[i] = X[i] . w for i < MI (a constant after inlining: the accumulators live in
- * registers). Two accumulators per output, for the even and odd blocks of 16 k (so two
+ * registers; the pragmas make gcc unroll at -O2 too). Two accumulators per output, for the even and odd blocks of 16 k (so two
  * FMA chains hide the FMA latency even at MI == 1), added at the end; the last, ragged
  * block is masked into the accumulator of its parity. pf: how far ahead to prefetch. */
-#define LLM__AVX512_GEMV_MI 8
+#define LLM__AVX512_GEMV_MI 4
 __attribute__((always_inline)) LLM__T_AVX512 static inline void
 llm__gemv_tile_avx512(const int MI, const float *X, size_t ldx, const float *w, int K, size_t pf,
                       float *out) {
@@ -625,12 +613,13 @@ llm__gemv_tile_avx512(const int MI, const float *X, size_t ldx, const float *w, 
     for (int i = 0; i < MI; i++) out[i] = llm__hsum512(_mm512_add_ps(a0[i], a1[i]));
 }
 
-/* transB rows [j0, j1), one row of W at a time against up to 8 rows of X: the slab is
- * read in address order, one stream, which is what the hardware prefetcher follows
- * best (measured: 4 rows side by side, 4 streams, ran ~20% slower). The row after the
- * next is fetched ahead by software. */
+/* transB rows [j0, j1), one row of W at a time against 4 rows of X at a time (a second
+ * pass, for M > 4, finds the row in L1): the slab is read in address order, one
+ * stream, which the hardware prefetcher follows best (4 rows side by side, 4 streams,
+ * ran ~20% slower), and software fetches 8 KB ahead of it (+10% over none; 1-24 KB
+ * tried). One pass over 8 rows of X ran slower than two over 4 (21 against 15 GB/s). */
 LLM__T_AVX512 static void llm__gemv_t_rows_avx512(const llm__gemv_job *J, size_t j0, size_t j1) {
-    const size_t ldw = J->ldw, ldx = J->ldx, pf = llm__gemv_pf(J);
+    const size_t ldw = J->ldw, ldx = J->ldx, pf = LLM__GEMV_PF_BYTES;
     float out[LLM__AVX512_GEMV_MI];
     for (size_t j = j0; j < j1; j++) {
         const float *w = J->W + j * ldw;
@@ -641,11 +630,7 @@ LLM__T_AVX512 static void llm__gemv_t_rows_avx512(const llm__gemv_job *J, size_t
             case 1: llm__gemv_tile_avx512(1, X, ldx, w, J->K, pf, out); break;
             case 2: llm__gemv_tile_avx512(2, X, ldx, w, J->K, pf, out); break;
             case 3: llm__gemv_tile_avx512(3, X, ldx, w, J->K, pf, out); break;
-            case 4: llm__gemv_tile_avx512(4, X, ldx, w, J->K, pf, out); break;
-            case 5: llm__gemv_tile_avx512(5, X, ldx, w, J->K, pf, out); break;
-            case 6: llm__gemv_tile_avx512(6, X, ldx, w, J->K, pf, out); break;
-            case 7: llm__gemv_tile_avx512(7, X, ldx, w, J->K, pf, out); break;
-            default: llm__gemv_tile_avx512(8, X, ldx, w, J->K, pf, out); break;
+            default: llm__gemv_tile_avx512(4, X, ldx, w, J->K, pf, out); break;
             }
             for (int i = 0; i < mi; i++) llm__gemv_put(J->Y + LLM__CAST(size_t, i0 + i) * J->ldy + j, out[i], J->beta);
         }
@@ -688,7 +673,7 @@ llm__gemv_tile_avx2(const int MI, const float *X, size_t ldx, const float *w, in
 }
 
 LLM__T_AVX2 static void llm__gemv_t_rows_avx2(const llm__gemv_job *J, size_t j0, size_t j1) {
-    const size_t ldw = J->ldw, ldx = J->ldx, pf = llm__gemv_pf(J);
+    const size_t ldw = J->ldw, ldx = J->ldx, pf = LLM__GEMV_PF_BYTES;
     float out[LLM__AVX2_GEMV_MI];
     for (size_t j = j0; j < j1; j++) {
         const float *w = J->W + j * ldw;
