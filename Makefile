@@ -51,7 +51,7 @@ $(B)/bench/%: bench/%.c llm.h $(wildcard wip/*.h)
 fixtures:
 	@mkdir -p $(B)/fixtures
 	@if $(PY) -c 'import torch' 2>/dev/null; then \
-	  for s in tests/ref_*.py; do [ -f "$$s" ] || continue; \
+	  for s in tests/ref_*.py; do [ -f "$$s" ] && [ "$$s" != tests/ref_common.py ] || continue; \
 	    echo "== $$s"; $(PY) $$s $(B)/fixtures || exit 1; done; \
 	else echo "SKIP fixtures: $(PY) has no torch (apt-get install python3-torch)"; fi
 

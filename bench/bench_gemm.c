@@ -2,10 +2,13 @@
  *
  * Shapes: (M,N,K) = (256,2304,768), (256,768,3072), (256,3072,768) in the three layouts
  * of training (forward out = inp . W^T; dX += dout . W; dW += dout^T . inp), then
- * (1024,1024,1024) and the decode matrix-vector (1,2304,768) in the forward layout.
+ * (1024,1024,1024); then the decode matrix-vectors, M = 1 (the Llama 110M / GPT-2 124M
+ * weight shapes; "gemv_nn" is B not transposed), and M = 2..8 rows against W^T (batched
+ * decode), beside "packed": the same shape through the packed GEMM.
  * Each figure is the median of 7 runs after a warm-up; a run repeats the call for at
  * least 20 ms. llm.h's runs come first, then OpenBLAS's, at 1 thread and at all cores.
- * The matrix-vector cycles through copies of W larger than the L3, so it reads DRAM.
+ * The matrix-vector rows cycle through copies of W larger than the L3, so they read DRAM,
+ * and print the GB/s of W read, to set against the machine's memory bandwidth.
  *
  *   ./build/bench/bench_gemm [--gemv] [results.jsonl]     (default bench/results.jsonl)
  * --gemv runs only the matrix-vector rows (M <= 8), which also print the GB/s of W read.
@@ -53,7 +56,10 @@ static void call_llm(llm_pool *pool, bcase *c) {
     const bshape *s = c->s;
     const float *B = c->B + (size_t)c->next * c->bstride;
     c->next = (c->next + 1) % c->ncopies;
-    llm__sgemm(pool, s->ta, s->tb, s->M, s->N, s->K, c->A, c->lda, B, c->ldb, s->beta, c->C, c->ldc);
+    if (strcmp(s->layout, "packed") == 0)
+        llm__sgemm_packed(pool, s->ta, s->tb, s->M, s->N, s->K, c->A, c->lda, B, c->ldb, s->beta, c->C, c->ldc);
+    else
+        llm__sgemm(pool, s->ta, s->tb, s->M, s->N, s->K, c->A, c->lda, B, c->ldb, s->beta, c->C, c->ldc);
 }
 #ifdef LLM_BENCH_OPENBLAS
 static void call_blas(bcase *c) {
@@ -105,9 +111,11 @@ int main(int argc, char **argv) {
         {"fwd", 0, 1, 1, 2048, 768, 0.0f}, {"fwd", 0, 1, 1, 4096, 768, 0.0f},
         {"fwd", 0, 1, 1, 768, 2048, 0.0f}, {"fwd", 0, 1, 1, 32000, 768, 0.0f},
         {"gemv_nn", 0, 0, 1, 2304, 768, 0.0f}, {"gemv_nn", 0, 0, 1, 768, 2048, 0.0f},
-        /* a few rows at once (batched decode): W streamed once for all rows */
+        /* a few rows at once (batched decode): W streamed once for all rows; "packed"
+         * forces the packed GEMM on the same shape, for comparison */
         {"fwd", 0, 1, 2, 2304, 768, 0.0f}, {"fwd", 0, 1, 4, 2304, 768, 0.0f},
-        {"fwd", 0, 1, 8, 2304, 768, 0.0f}, {"fwd", 0, 1, 4, 32000, 768, 0.0f},
+        {"packed", 0, 1, 4, 2304, 768, 0.0f}, {"fwd", 0, 1, 8, 2304, 768, 0.0f},
+        {"packed", 0, 1, 8, 2304, 768, 0.0f}, {"fwd", 0, 1, 4, 32000, 768, 0.0f},
     };
     const int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
     int ncpu = llm_cpu_count();

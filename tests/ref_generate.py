@@ -21,10 +21,9 @@ with its KV cache and must produce the same ids, and the same logits at every po
     meta.json    sizes and the smallest top-1/top-2 logit gap over the greedy steps
                  (how far the argmax is from a tie: float32 noise is ~1e-5)
 
-A directory whose .stamp holds this script's hash is not regenerated.
+A directory whose .stamp holds the hash of this script, tests/ref_gpt2.py (whose GPT-2
+forward it uses) and tests/ref_common.py is not regenerated.
 """
-import hashlib
-import json
 import math
 import os
 import struct
@@ -35,60 +34,34 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ref_gpt2  # noqa: E402  (its safetensors writer and file helpers)
+import ref_gpt2  # noqa: E402  (its GPT-2: forward, tensor list, config.json)
+from ref_common import Stamp, greedy, write_bytes, write_f32, write_i32, write_json, write_safetensors  # noqa: E402
 
 torch.set_num_threads(2)
-SCRIPT_HASH = hashlib.sha256(open(__file__, "rb").read()).hexdigest()
+STAMP = Stamp(__file__, ref_gpt2.__file__)   # ref_gpt2's forward makes the GPT-2 references
 N_NEW = 24
 DT = torch.float64
-
-
-def fresh(d):
-    os.makedirs(d, exist_ok=True)
-    st = os.path.join(d, ".stamp")
-    if os.path.exists(st) and open(st).read().strip() == SCRIPT_HASH:
-        print("  %s: up to date" % d)
-        return False
-    if os.path.exists(st):
-        os.remove(st)
-    return True
-
-
-def stamp(d):
-    ref_gpt2.write_bytes(os.path.join(d, ".stamp"), (SCRIPT_HASH + "\n").encode())
-
-
-def greedy(forward, prompt, n_new):
-    """The plain loop: full forward each step, argmax of the last row."""
-    seq = list(prompt)
-    gaps = []
-    for _ in range(n_new):
-        last = forward(torch.tensor([seq]))[0, -1]
-        top = torch.topk(last, 2).values
-        gaps.append(float(top[0] - top[1]))
-        seq.append(int(torch.argmax(last)))
-    return seq[len(prompt):], min(gaps)
 
 
 def finish(d, forward, prompt, cfg_meta):
     cont, gap = greedy(forward, prompt, N_NEW)
     full = prompt + cont[:-1]
     logits = forward(torch.tensor([full]))[0]
-    ref_gpt2.write_i32(os.path.join(d, "prompt.i32"), prompt)
-    ref_gpt2.write_i32(os.path.join(d, "greedy.i32"), cont)
-    ref_gpt2.write_f32(os.path.join(d, "logits.f32"), logits.to(torch.float32).numpy())
+    write_i32(os.path.join(d, "prompt.i32"), prompt)
+    write_i32(os.path.join(d, "greedy.i32"), cont)
+    write_f32(os.path.join(d, "logits.f32"), logits.to(torch.float32).numpy())
     meta = dict(cfg_meta, n_prompt=len(prompt), n_new=N_NEW, min_top2_gap=gap)
-    ref_gpt2.write_json(os.path.join(d, "meta.json"), meta)
+    write_json(os.path.join(d, "meta.json"), meta)
     print("  %s: %d + %d ids, smallest top-2 gap %.3g" % (d, len(prompt), N_NEW, gap))
     if gap < 1e-3:
         print("  WARNING: a near tie; float32 rounding could flip the argmax")
-    stamp(d)
+    STAMP.stamp(d)
 
 
 # ---- GPT-2 ------------------------------------------------------------------------------
 def gen_gpt2(out):
     d = os.path.join(out, "gen_gpt2")
-    if not fresh(d):
+    if not STAMP.fresh(d):
         return
     cfg = dict(n_layer=2, n_head=4, n_embd=64, vocab_size=503, n_positions=64)
     gen = torch.Generator().manual_seed(1234)
@@ -116,8 +89,8 @@ def gen_gpt2(out):
         p[h + "mlp.c_proj.bias"] = normal(C, std=0.05)
     p["ln_f.weight"] = 1.0 + normal(C, std=0.1)
     p["ln_f.bias"] = normal(C, std=0.1)
-    ref_gpt2.write_safetensors(os.path.join(d, "model.safetensors"), ref_gpt2.hf_tensor_list(p, cfg, "F32"))
-    ref_gpt2.write_json(os.path.join(d, "config.json"), ref_gpt2.config_json(cfg))
+    write_safetensors(os.path.join(d, "model.safetensors"), ref_gpt2.hf_tensor_list(p, cfg, "F32"))
+    write_json(os.path.join(d, "config.json"), ref_gpt2.config_json(cfg))
     p64 = {k: v.to(DT) for k, v in p.items()}
     prompt = [17, 402, 5, 5, 88, 250, 1, 499]
     finish(d, lambda toks: ref_gpt2.forward(p64, cfg, cfg["n_head"], toks), prompt, cfg)
@@ -174,7 +147,7 @@ def llama_forward(w, cfg, tokens):
 
 def gen_llama(out):
     d = os.path.join(out, "gen_llama")
-    if not fresh(d):
+    if not STAMP.fresh(d):
         return
     cfg = dict(dim=64, hidden_dim=96, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=300, seq_len=48)
     C, H, L, NH, NKV, V, T = (cfg[k] for k in ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads",
@@ -197,7 +170,7 @@ def gen_llama(out):
     hdr = struct.pack("<7i", C, H, L, NH, NKV, -V, T)      # -V: a separate classifier follows
     body = b"".join(w[k].numpy().astype("<f4").tobytes() for k in order)
     rope_tables = np.zeros(T * (C // NH), dtype="<f4").tobytes()   # unused by both sides
-    ref_gpt2.write_bytes(os.path.join(d, "model.bin"), hdr + body + rope_tables + w["wcls"].numpy().astype("<f4").tobytes())
+    write_bytes(os.path.join(d, "model.bin"), hdr + body + rope_tables + w["wcls"].numpy().astype("<f4").tobytes())
     w64 = {k: v.to(DT) for k, v in w.items()}
     prompt = [1, 45, 7, 299, 120, 3, 3, 64, 200, 11]
     finish(d, lambda toks: llama_forward(w64, cfg, toks), prompt, cfg)

@@ -3,8 +3,9 @@
 
 GPT-2 is written here directly in torch (no `transformers`), in HuggingFace's layout:
 Conv1D weights stored (in, out), GELU with the tanh approximation, layernorm eps 1e-5,
-causal attention, LM head tied to wte. safetensors files are written by hand (8-byte
-little-endian header length N, N bytes of JSON, then the raw little-endian data).
+causal attention, LM head tied to wte. safetensors files are written by hand (in
+tests/ref_common.py: 8-byte little-endian header length N, N bytes of JSON, then the
+raw little-endian data).
 
 The references are computed in float64 from the float32 weights (the "truth"); the
 float32 torch result is also computed, and its error against float64 is stored in
@@ -46,10 +47,9 @@ each stacked over layers, matmul weights as (out, in) = the transpose of HF Conv
   attprojw (L,C,C) attprojb (L,C) ln2w (L,C) ln2b (L,C) fcw (L,4C,C) fcb (L,4C)
   fcprojw (L,C,4C) fcprojb (L,C) lnfw (C) lnfb (C)
 
-A fixture whose directory holds a .stamp with this script's hash is not regenerated.
+A fixture whose directory holds a .stamp with the hash of this script and of
+tests/ref_common.py (the file writers and the reference loops) is not regenerated.
 """
-import hashlib
-import json
 import math
 import os
 import sys
@@ -58,85 +58,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ref_common import (Stamp, adamw_steps, make_batch, mean_loss, read_safetensors,  # noqa: E402
+                        reference as common_reference, write_f32, write_i32, write_json, write_safetensors)
+
 torch.set_num_threads(2)
 
-SCRIPT_HASH = hashlib.sha256(open(__file__, "rb").read()).hexdigest()
+STAMP = Stamp(__file__)
 
 # The 10-step AdamW reference (llm_adamw_config with decay_all = 0).
 ADAM = dict(lr=1e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, grad_clip=0.7, steps=10)
 # grad_clip 0.7: the global norm starts near 1.5 and falls below 0.7 by step 6, so both
 # the clipped and the unclipped paths are compared.
-
-
-# ---- files ------------------------------------------------------------------------------
-def write_bytes(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def write_f32(path, x):
-    write_bytes(path, np.ascontiguousarray(np.asarray(x, dtype="<f4")).tobytes())
-
-
-def write_i32(path, x):
-    write_bytes(path, np.ascontiguousarray(np.asarray(x, dtype="<i4")).tobytes())
-
-
-def write_json(path, obj):
-    write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
-
-
-def tensor_bytes(t, dtype):
-    """Raw little-endian bytes of float tensor t stored as dtype F32, F16 or BF16."""
-    t = t.detach().to(torch.float32).contiguous()
-    if dtype == "F32":
-        return t.numpy().astype("<f4").tobytes()
-    if dtype == "F16":
-        return t.numpy().astype("<f2").tobytes()
-    if dtype == "BF16":
-        # torch rounds to nearest even; the bf16 value is the top half of its float32.
-        bits = t.to(torch.bfloat16).to(torch.float32).numpy().view(np.uint32)
-        return (bits >> 16).astype("<u2").tobytes()
-    raise ValueError(dtype)
-
-
-def write_safetensors(path, tensors, metadata=None):
-    """tensors: list of (name, torch tensor, dtype); data in list order."""
-    header, chunks, off = {}, [], 0
-    for name, t, dtype in tensors:
-        b = tensor_bytes(t, dtype)
-        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        chunks.append(b)
-        off += len(b)
-    if metadata is not None:
-        header["__metadata__"] = metadata
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)  # pad so the data starts 8-aligned, as the safetensors library does
-    write_bytes(path, len(h).to_bytes(8, "little") + h + b"".join(chunks))
-
-
-def read_safetensors(path):
-    """Read back (a check of the writer): name -> float32 numpy array."""
-    raw = open(path, "rb").read()
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + n])
-    data = raw[8 + n:]
-    out = {}
-    for name, d in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = d["data_offsets"]
-        buf = data[b:e]
-        if d["dtype"] == "F32":
-            a = np.frombuffer(buf, "<f4")
-        elif d["dtype"] == "F16":
-            a = np.frombuffer(buf, "<f2").astype(np.float32)
-        else:
-            a = (np.frombuffer(buf, "<u2").astype(np.uint32) << 16).view(np.float32)
-        out[name] = a.reshape(d["shape"])
-    return out
 
 
 # ---- the model ----------------------------------------------------------------------------
@@ -207,11 +140,6 @@ def forward(p, cfg, n_head, tokens):
     return x @ p["wte.weight"].t()   # tied LM head
 
 
-def mean_loss(logits, targets):
-    V = logits.shape[-1]
-    return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index=-100)
-
-
 # HF name pattern -> library tensor, in llm_gpt2_params order. Conv1D weights are (in, out);
 # the library keeps (out, in), so those are transposed.
 LIB_TENSORS = [
@@ -256,30 +184,7 @@ def hf_tensor_list(p, cfg, dtype, prefix="", with_mask=True, masked_bias=False):
     return items
 
 
-def rel_err(a, ref, floor_frac):
-    """max |a-ref| / max(|ref|, floor_frac * max|ref|), the C test's measure."""
-    a, ref = np.asarray(a, np.float64), np.asarray(ref, np.float64)
-    fl = floor_frac * np.abs(ref).max()
-    return float((np.abs(a - ref) / np.maximum(np.abs(ref), fl)).max())
-
-
 # ---- fixtures -----------------------------------------------------------------------------
-def fresh(d):
-    """True when directory d must be (re)generated; creates it."""
-    os.makedirs(d, exist_ok=True)
-    st = os.path.join(d, ".stamp")
-    if os.path.exists(st) and open(st).read().strip() == SCRIPT_HASH:
-        print("  %s: up to date" % d)
-        return False
-    if os.path.exists(st):
-        os.remove(st)
-    return True
-
-
-def stamp(d):
-    write_bytes(os.path.join(d, ".stamp"), (SCRIPT_HASH + "\n").encode())
-
-
 def config_json(cfg):
     return {"model_type": "gpt2", "n_layer": cfg["n_layer"], "n_head": cfg["n_head"],
             "n_embd": cfg["n_embd"], "vocab_size": cfg["vocab_size"],
@@ -287,70 +192,26 @@ def config_json(cfg):
             "layer_norm_epsilon": 1e-5, "activation_function": "gelu_new"}
 
 
-def make_batch(gen, V, B, T, n_ignored):
-    seq = torch.randint(0, V, (B, T + 1), generator=gen)
-    seq[0, 3] = V - 1  # the largest and the smallest id appear at least once
-    seq[0, 5] = 0
-    tokens, targets = seq[:, :T].clone(), seq[:, 1:].clone()
-    flat = targets.view(-1)
-    idx = torch.randperm(B * T, generator=gen)[:n_ignored]
-    flat[idx] = -100
-    return tokens, targets
-
-
+# ---- references ---------------------------------------------------------------------------
 def reference(p32, cfg, n_head, tokens, targets, with_grads):
     """float64 logits, loss (and grads) from float32 weights; plus the float32 errors."""
-    p64 = {n: t.double().requires_grad_(with_grads) for n, t in p32.items()}
-    logits = forward(p64, cfg, n_head, tokens)
-    loss = mean_loss(logits, targets)
-    out = {"logits": logits.detach().float().numpy(), "loss": float(loss)}
-    if with_grads:
-        loss.backward()
-        out["grads"] = to_library_layout({n: t.grad for n, t in p64.items()}, cfg)
-    # torch's own float32 result, to show how much float32 noise there is.
-    q = {n: t.clone().requires_grad_(with_grads) for n, t in p32.items()}
-    with torch.set_grad_enabled(with_grads):
-        l32 = forward(q, cfg, n_head, tokens)
-        ls32 = mean_loss(l32, targets)
-    out["torch_f32_logits_err"] = rel_err(l32.detach().numpy(), out["logits"], 0.05)
-    out["torch_f32_loss_err"] = abs(float(ls32) - out["loss"])
-    if with_grads:
-        ls32.backward()
-        g32 = to_library_layout({n: t.grad for n, t in q.items()}, cfg)
-        out["torch_f32_grads_err"] = tensor_errs(g32, out["grads"], cfg)
-    return out
-
-
-def tensor_errs(g, ref, cfg):
-    """Per-tensor rel_err (floor 5% of each tensor's max), as the C test measures."""
-    errs, off = {}, 0
-    for (name, _, _), n in zip(LIB_TENSORS, tensor_sizes(cfg)):
-        errs[name] = rel_err(g[off:off + n], ref[off:off + n], 0.05)
-        off += n
-    return errs
+    return common_reference(p32, lambda p: forward(p, cfg, n_head, tokens), targets,
+                            lambda d: to_library_layout(d, cfg), tensor_sizes(cfg), with_grads)
 
 
 def tensor_sizes(cfg):
+    """(name, element count) of each library tensor, in order."""
     L, C, V, P = cfg["n_layer"], cfg["n_embd"], cfg["vocab_size"], cfg["n_positions"]
-    return [V * C, P * C, L * C, L * C, L * 3 * C * C, L * 3 * C, L * C * C, L * C,
-            L * C, L * C, L * 4 * C * C, L * 4 * C, L * 4 * C * C, L * C, C, C]
+    counts = [V * C, P * C, L * C, L * C, L * 3 * C * C, L * 3 * C, L * C * C, L * C,
+              L * C, L * C, L * 4 * C * C, L * 4 * C, L * 4 * C * C, L * C, C, C]
+    return [(name, n) for (name, _, _), n in zip(LIB_TENSORS, counts)]
 
 
 def adamw_reference(p32, cfg, tokens, targets):
     """10 steps of torch.optim.AdamW (float64) with clipping, on one batch."""
     p64 = {n: t.double().requires_grad_(True) for n, t in p32.items()}
-    groups = [{"params": [t for n, t in p64.items() if is_decayed(n)], "weight_decay": ADAM["weight_decay"]},
-              {"params": [t for n, t in p64.items() if not is_decayed(n)], "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(groups, lr=ADAM["lr"], betas=(ADAM["beta1"], ADAM["beta2"]), eps=ADAM["eps"])
-    losses, norms = [], []
-    for _ in range(ADAM["steps"]):
-        opt.zero_grad()
-        loss = mean_loss(forward(p64, cfg, cfg["n_head"], tokens), targets)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(list(p64.values()), ADAM["grad_clip"])
-        losses.append(float(loss))
-        norms.append(float(norm))
-        opt.step()
+    losses, norms = adamw_steps(p64, is_decayed, lambda p: mean_loss(forward(p, cfg, cfg["n_head"], tokens), targets),
+                                ADAM, ADAM["grad_clip"])
     return losses, norms, to_library_layout(p64, cfg)
 
 
@@ -358,11 +219,11 @@ def gen_small(out):
     cfg = {"n_layer": 2, "n_head": 4, "n_embd": 64, "vocab_size": 503, "n_positions": 64}
     B, T = 4, 32
     dirs = {k: os.path.join(out, "gpt2_small" + k) for k in ("", "_prefix", "_f16", "_bf16", "_noconfig")}
-    if not any([fresh(d) for d in dirs.values()]):  # a list: every directory is made
+    if not any([STAMP.fresh(d) for d in dirs.values()]):  # a list: every directory is made
         return
     gen = torch.Generator().manual_seed(1234)
     p = init_params(cfg, gen, random_affine=True)
-    tokens, targets = make_batch(gen, cfg["vocab_size"], B, T, n_ignored=5)
+    tokens, targets = make_batch(gen, cfg["vocab_size"], B, T, n_ignored=5, zero_at=(0, 5))
 
     # gpt2_small: the full reference.
     d = dirs[""]
@@ -381,7 +242,7 @@ def gen_small(out):
     write_f32(os.path.join(d, "adamw_losses.f32"), losses)
     write_f32(os.path.join(d, "adamw_norms.f32"), norms)
     write_f32(os.path.join(d, "params_after.f32"), after)
-    meta = dict(cfg, B=B, T=T, loss=ref["loss"], n_params=int(sum(tensor_sizes(cfg))),
+    meta = dict(cfg, B=B, T=T, loss=ref["loss"], n_params=int(sum(n for _, n in tensor_sizes(cfg))),
                 n_ignored=int((targets < 0).sum()), adamw=ADAM, adamw_losses=losses, adamw_norms=norms,
                 torch_f32_logits_err=ref["torch_f32_logits_err"], torch_f32_loss_err=ref["torch_f32_loss_err"],
                 torch_f32_grads_err=ref["torch_f32_grads_err"])
@@ -390,7 +251,7 @@ def gen_small(out):
     print("  grad norms (clip %.2f): %s" % (ADAM["grad_clip"], " ".join("%.3f" % x for x in norms)))
     print("  torch float32 vs float64: logits %.2e, loss %.2e, grads (worst tensor) %.2e" % (
         ref["torch_f32_logits_err"], ref["torch_f32_loss_err"], max(ref["torch_f32_grads_err"].values())))
-    stamp(d)
+    STAMP.stamp(d)
 
     # gpt2_small_prefix: "transformer." names, lm_head.weight, masked_bias, reverse order.
     d = dirs["_prefix"]
@@ -399,7 +260,7 @@ def gen_small(out):
     items.reverse()
     write_safetensors(os.path.join(d, "model.safetensors"), items, {"format": "pt"})
     write_json(os.path.join(d, "config.json"), config_json(cfg))
-    stamp(d)
+    STAMP.stamp(d)
 
     # gpt2_small_f16 / _bf16: references from the rounded weights.
     for key, dtype, tdt in (("_f16", "F16", torch.float16), ("_bf16", "BF16", torch.bfloat16)):
@@ -413,7 +274,7 @@ def gen_small(out):
         write_f32(os.path.join(d, "logits.f32"), r["logits"])
         write_f32(os.path.join(d, "loss.f32"), [r["loss"]])
         print("  gpt2_small%s: loss %.6f" % (key, r["loss"]))
-        stamp(d)
+        STAMP.stamp(d)
 
     # gpt2_small_noconfig: no config.json; n_head = C/64 (GPT-2's head size).
     d = dirs["_noconfig"]
@@ -425,18 +286,18 @@ def gen_small(out):
     write_f32(os.path.join(d, "logits.f32"), r["logits"])
     write_f32(os.path.join(d, "loss.f32"), [r["loss"]])
     print("  gpt2_small_noconfig (n_head %d): loss %.6f" % (cfg["n_embd"] // 64, r["loss"]))
-    stamp(d)
+    STAMP.stamp(d)
 
 
 def gen_124m(out):
     cfg = {"n_layer": 12, "n_head": 12, "n_embd": 768, "vocab_size": 50257, "n_positions": 1024}
     B, T = 1, 64  # one row: the 124M forward is the slow part of the C test
     d = os.path.join(out, "gpt2_124m")
-    if not fresh(d):
+    if not STAMP.fresh(d):
         return
     gen = torch.Generator().manual_seed(124)
     p = init_params(cfg, gen, random_affine=False)
-    tokens, targets = make_batch(gen, cfg["vocab_size"], B, T, n_ignored=3)
+    tokens, targets = make_batch(gen, cfg["vocab_size"], B, T, n_ignored=3, zero_at=(0, 5))
     write_safetensors(os.path.join(d, "model.safetensors"), hf_tensor_list(p, cfg, "F32"), {"format": "pt"})
     write_json(os.path.join(d, "config.json"), config_json(cfg))
     write_i32(os.path.join(d, "tokens.i32"), tokens)
@@ -448,7 +309,7 @@ def gen_124m(out):
     write_json(os.path.join(d, "meta.json"), dict(cfg, B=B, T=T, loss=r["loss"],
                torch_f32_logits_err=r["torch_f32_logits_err"], torch_f32_loss_err=r["torch_f32_loss_err"]))
     print("  gpt2_124m: loss %.6f; torch float32 vs float64: logits %.2e" % (r["loss"], r["torch_f32_logits_err"]))
-    stamp(d)
+    STAMP.stamp(d)
 
 
 def main():

@@ -51,10 +51,9 @@ non-empty tensors in this order, each stacked over layers, weights (out, in):
   attprojw (L,C,C) = wo  ln2w (L,C) = rms_ffn  fcw (L,2H,C) = rows [w1; w3]
   fcprojw (L,C,H) = w2  lnfw (C) = rms_final  [wcls (V,C) when untied]
 
-A fixture whose directory holds a .stamp with this script's hash is not regenerated.
+A fixture whose directory holds a .stamp with the hash of this script and of
+tests/ref_common.py (the file writers and the reference loops) is not regenerated.
 """
-import hashlib
-import json
 import math
 import os
 import sys
@@ -63,9 +62,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ref_common import (Stamp, adamw_steps, greedy as common_greedy, make_batch, mean_loss,  # noqa: E402
+                        reference as common_reference, write_bytes, write_f32, write_i32, write_json)
+
 torch.set_num_threads(2)
 
-SCRIPT_HASH = hashlib.sha256(open(__file__, "rb").read()).hexdigest()
+STAMP = Stamp(__file__)
 
 EPS = 1e-5
 THETA = 10000.0
@@ -82,26 +85,6 @@ CONFIGS = [
          grad_clip=None),
 ]
 PROMPT, GREEDY = 5, 16   # greedy.i32: 16 tokens after the first 5 of tokens[0]
-
-
-# ---- files ------------------------------------------------------------------------------
-def write_bytes(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def write_f32(path, x):
-    write_bytes(path, np.ascontiguousarray(np.asarray(x, dtype="<f4")).tobytes())
-
-
-def write_i32(path, x):
-    write_bytes(path, np.ascontiguousarray(np.asarray(x, dtype="<i4")).tobytes())
-
-
-def write_json(path, obj):
-    write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
 
 
 # ---- the model ----------------------------------------------------------------------------
@@ -195,11 +178,6 @@ def forward(p, cfg, tokens):
     return x @ (p["tok_embeddings"] if cfg["tied"] else p["wcls"]).t()
 
 
-def mean_loss(logits, targets):
-    V = logits.shape[-1]
-    return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index=-100)
-
-
 # ---- layouts ------------------------------------------------------------------------------
 LIB_NAMES = ["wte", "ln1w", "qkvw", "attprojw", "ln2w", "fcw", "fcprojw", "lnfw", "wcls"]
 
@@ -264,83 +242,17 @@ def is_decayed(name):
     return not name.startswith("rms_")
 
 
-def rel_err(a, ref, floor_frac):
-    """max |a-ref| / max(|ref|, floor_frac * max|ref|), the C test's measure."""
-    a, ref = np.asarray(a, np.float64), np.asarray(ref, np.float64)
-    fl = floor_frac * np.abs(ref).max()
-    return float((np.abs(a - ref) / np.maximum(np.abs(ref), fl)).max())
-
-
-def tensor_errs(g, ref, cfg):
-    errs, off = {}, 0
-    for name, n in library_sizes(cfg):
-        errs[name] = rel_err(g[off:off + n], ref[off:off + n], 0.05)
-        off += n
-    return errs
-
-
-# ---- fixtures -----------------------------------------------------------------------------
-def fresh(d):
-    """True when directory d must be (re)generated; creates it."""
-    os.makedirs(d, exist_ok=True)
-    st = os.path.join(d, ".stamp")
-    if os.path.exists(st) and open(st).read().strip() == SCRIPT_HASH:
-        print("  %s: up to date" % d)
-        return False
-    if os.path.exists(st):
-        os.remove(st)
-    return True
-
-
-def stamp(d):
-    write_bytes(os.path.join(d, ".stamp"), (SCRIPT_HASH + "\n").encode())
-
-
-def make_batch(gen, V, n_ignored):
-    seq = torch.randint(0, V, (B, T + 1), generator=gen)
-    seq[0, 3] = V - 1   # the largest and the smallest id appear at least once
-    seq[1, 7] = 0
-    tokens, targets = seq[:, :T].clone(), seq[:, 1:].clone()
-    flat = targets.view(-1)
-    idx = torch.randperm(B * T, generator=gen)[:n_ignored]
-    flat[idx] = -100
-    return tokens, targets
-
-
+# ---- references ---------------------------------------------------------------------------
 def reference(p32, cfg, tokens, targets):
     """float64 logits, loss, grads from float32 weights; plus torch float32's errors."""
-    p64 = {n: t.double().requires_grad_(True) for n, t in p32.items()}
-    logits = forward(p64, cfg, tokens)
-    loss = mean_loss(logits, targets)
-    loss.backward()
-    out = {"logits": logits.detach().float().numpy(), "loss": float(loss),
-           "grads": to_library_layout({n: t.grad for n, t in p64.items()}, cfg)}
-    q = {n: t.clone().requires_grad_(True) for n, t in p32.items()}
-    l32 = forward(q, cfg, tokens)
-    ls32 = mean_loss(l32, targets)
-    ls32.backward()
-    out["torch_f32_logits_err"] = rel_err(l32.detach().numpy(), out["logits"], 0.05)
-    out["torch_f32_loss_err"] = abs(float(ls32) - out["loss"])
-    out["torch_f32_grads_err"] = tensor_errs(to_library_layout({n: t.grad for n, t in q.items()}, cfg),
-                                             out["grads"], cfg)
-    return out
+    return common_reference(p32, lambda p: forward(p, cfg, tokens), targets,
+                            lambda d: to_library_layout(d, cfg), library_sizes(cfg))
 
 
 def adamw_reference(p32, cfg, tokens, targets, clip, dtype):
     """8 steps of torch.optim.AdamW with clip_grad_norm_, on one batch."""
     pt = {n: t.detach().clone().to(dtype).requires_grad_(True) for n, t in p32.items()}  # never p32 itself
-    groups = [{"params": [t for n, t in pt.items() if is_decayed(n)], "weight_decay": ADAM["weight_decay"]},
-              {"params": [t for n, t in pt.items() if not is_decayed(n)], "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(groups, lr=ADAM["lr"], betas=(ADAM["beta1"], ADAM["beta2"]), eps=ADAM["eps"])
-    losses, norms = [], []
-    for _ in range(ADAM["steps"]):
-        opt.zero_grad()
-        loss = mean_loss(forward(pt, cfg, tokens), targets)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(list(pt.values()), clip)
-        losses.append(float(loss))
-        norms.append(float(norm))
-        opt.step()
+    losses, norms = adamw_steps(pt, is_decayed, lambda p: mean_loss(forward(p, cfg, tokens), targets), ADAM, clip)
     return losses, norms, to_library_layout(pt, cfg)
 
 
@@ -361,23 +273,18 @@ def greedy(p32, cfg, prompt, n):
     best logit leads the runner-up by more than float32 noise, so a float32
     implementation must pick the same tokens."""
     p64 = {k: v.double() for k, v in p32.items()}
-    seq = list(prompt)
-    with torch.no_grad():
-        for _ in range(n):
-            last = forward(p64, cfg, torch.tensor([seq]))[0, -1]
-            top = torch.topk(last, 2).values
-            assert float(top[0] - top[1]) > 1e-4, "greedy: a near tie; pick another seed"
-            seq.append(int(last.argmax()))
-    return seq[len(prompt):]
+    cont, gap = common_greedy(lambda t: forward(p64, cfg, t), prompt, n)
+    assert gap > 1e-4, "greedy: a near tie; pick another seed"
+    return cont
 
 
 def gen(out, cfg):
     d = os.path.join(out, cfg["name"])
-    if not fresh(d):
+    if not STAMP.fresh(d):
         return
     g = torch.Generator().manual_seed(cfg["seed"])
     p = init_params(cfg, g)
-    tokens, targets = make_batch(g, cfg["V"], n_ignored=6)
+    tokens, targets = make_batch(g, cfg["V"], B, T, n_ignored=6, zero_at=(1, 7))
     raw = llama2c_bytes(p, cfg)
     back = read_llama2c(raw, cfg)
     assert all(np.array_equal(back[n], t.numpy()) for n, t in p.items())
@@ -415,7 +322,7 @@ def gen(out, cfg):
     print("  torch float32 vs float64: logits %.2e, loss %.2e, grads (worst tensor) %.2e, params after %.2e" % (
         ref["torch_f32_logits_err"], ref["torch_f32_loss_err"], max(ref["torch_f32_grads_err"].values()),
         meta["torch_f32_params_after_err"]))
-    stamp(d)
+    STAMP.stamp(d)
 
 
 def main():

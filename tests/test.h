@@ -3,7 +3,15 @@
  * Each test program counts checks; a failed CHECK prints where and why and the
  * program keeps going, so one run shows every failure. TEST_SKIP prints SKIP and
  * the reason. TEST_END prints "<prog>: N passed, N failed, N skipped" and returns
- * the exit status; tests/run.sh adds the counts of all programs together. */
+ * the exit status; tests/run.sh adds the counts of all programs together.
+ *
+ * Then what several tests share: error measures (test_max_rel_err, test_close_err), a
+ * reproducible random generator and buffers (test_seed, test_frand, test_rand_floats),
+ * the finite-difference gradient check (test_fd_check), whole-file reads
+ * (test_read_file, test_read_data under test_data_dir()), and the PyTorch fixtures that
+ * tests/ref_*.py write (test_fixtures_dir, test_has_fixture, test_fixture_array,
+ * test_meta_num). Everything is static inline: a test pays only for what it uses, and
+ * bench/bench.h includes this file for test_data_dir() without warnings. */
 #ifndef LLM_TEST_H
 #define LLM_TEST_H
 #include <stdio.h>
@@ -47,14 +55,6 @@ static inline double test_max_rel_err(const float *a, const float *b, size_t n, 
     return worst;
 }
 
-/* Where the shared test data lives: $LLM_DATA, else ../shared/data, else data. */
-static inline const char *test_data_dir(void) {
-    const char *e = getenv("LLM_DATA");
-    if (e && *e) return e;
-    FILE *f = fopen("../shared/data/README.md", "rb");
-    if (f) { fclose(f); return "../shared/data"; }
-    return "data";
-}
 /* test_max_rel_err with the floor at floor_frac x max|ref|: a float32 sum of n terms
  * errs by about n*eps*(largest term) whatever its own size, so a value much smaller than
  * its tensor's largest (a cancellation) can only be compared absolutely. */
@@ -75,16 +75,17 @@ static inline unsigned long long test_rand_u64(void) {
 static inline float test_frand(void) {
     return (float)((test_rand_u64() >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
 }
-/* n floats uniform in [-scale, scale), malloc'd (at least 1 float, so n = 0 is fine). */
+/* n floats uniform in [-scale, scale), malloc'd (calloc: at least 1 float, so n = 0 is
+ * fine, and no compiler sees uninitialized memory behind it). */
 static inline float *test_rand_floats(size_t n, float scale) {
-    float *p = (float *)malloc((n ? n : 1) * sizeof(float));
+    float *p = (float *)calloc(n ? n : 1, sizeof(float));
     if (!p) { fprintf(stderr, "test: out of memory (%zu floats)\n", n); exit(1); }
     for (size_t i = 0; i < n; i++) p[i] = test_frand() * scale;
     return p;
 }
 /* A malloc'd copy of n floats. */
 static inline float *test_dup_floats(const float *x, size_t n) {
-    float *p = (float *)malloc((n ? n : 1) * sizeof(float));
+    float *p = (float *)calloc(n ? n : 1, sizeof(float));
     if (!p) { fprintf(stderr, "test: out of memory (%zu floats)\n", n); exit(1); }
     if (n) memcpy(p, x, n * sizeof(float));
     return p;
@@ -123,6 +124,15 @@ static inline void test_fd_check(const char *what, test_loss_fn f, void *ctx, fl
     CHECK(worst < 2e-2, "%s: finite-difference mismatch, worst relative error %g", what, worst);
 }
 
+/* Where the shared test data lives: $LLM_DATA, else ../shared/data, else data. */
+static inline const char *test_data_dir(void) {
+    const char *e = getenv("LLM_DATA");
+    if (e && *e) return e;
+    FILE *f = fopen("../shared/data/README.md", "rb");
+    if (f) { fclose(f); return "../shared/data"; }
+    return "data";
+}
+
 /* ---- files ------------------------------------------------------------------------- */
 /* Every byte of stream f into a malloc'd buffer with a NUL after the last (so text reads
  * as a string); *len (if given) = the bytes read. NULL if out of memory. */
@@ -152,6 +162,12 @@ static inline char *test_read_file(const char *path, size_t *len) {
     char *b = test_read_stream(f, len);
     fclose(f);
     return b;
+}
+/* File `rel` under test_data_dir() (see test_read_file). */
+static inline char *test_read_data(const char *rel, size_t *len) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", test_data_dir(), rel);
+    return test_read_file(path, len);
 }
 static inline int test_file_exists(const char *path) {
     FILE *f = fopen(path, "rb");

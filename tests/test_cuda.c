@@ -47,12 +47,8 @@ extern "C"
 const llm_backend *llm_cuda_backend_bf16(void);
 
 /* ---- host helpers ------------------------------------------------------------------ */
-static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
-static float frand(void) {   /* uniform in [-1, 1) */
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-}
-static int irand(int n) { frand(); return (int)((rng_state >> 33) % (unsigned long long)n); }
+/* Random numbers: tests/test.h's xorshift (test_frand, uniform in [-1, 1)). */
+static int irand(int n) { return (int)((test_rand_u64() >> 33) % (unsigned long long)n); }
 
 #define MAX_HOST 512
 static void *host_ptrs[MAX_HOST];
@@ -65,7 +61,7 @@ static float *hnew(size_t n) {   /* zeroed host floats, freed by host_free_all *
 }
 static float *hrand(size_t n, float scale) {
     float *p = hnew(n);
-    for (size_t i = 0; i < n; i++) p[i] = scale * frand();
+    for (size_t i = 0; i < n; i++) p[i] = scale * test_frand();
     return p;
 }
 static void host_free_all(void) {

@@ -1,7 +1,9 @@
 /* tests/test_gemm.c: the SIMD level switch, and llm__sgemm against llm__sgemm_ref on
  * every (transA, transB), beta 0 / 1 / 0.5, odd shapes, padded leading dimensions,
  * every SIMD level this CPU has, and 1, 2, 3 threads; results must be bit-identical
- * run to run and across thread counts, and nothing outside C may be written. */
+ * run to run and across thread counts, and nothing outside C may be written. The
+ * matrix-vector path (M <= 8 with B transposed, M == 1 otherwise): every K tail, rows
+ * split over threads, and a batch's rows bit-identical to the same rows alone. */
 #include "tests/test.h"
 #define LLM_IMPLEMENTATION
 #include "llm.h"
@@ -30,13 +32,49 @@ static void test_simd_api(void) {
     printf("SIMD: best %s; CPU features: %s\n", llm_simd_name(best), llm__cpu_features());
 }
 
+/* Batched decode: each row of a batch of M <= 8 rows of X against W^T gets the same
+ * bits as that row alone (M == 1), on every level and thread count. */
+static void test_gemv_batch(llm_pool **pools) {
+    static const shape shapes[] = { {8, 37, 77}, {5, 20, 16}, {8, 3, 1}, {7, 300, 259} };
+    llm_simd levels[3] = {LLM_SIMD_SCALAR, LLM_SIMD_AVX2, LLM_SIMD_AVX512};
+    for (int s = 0; s < 4; s++) {
+        const int M = shapes[s].M, N = shapes[s].N, K = shapes[s].K, ldx = K + 3;
+        float *X = (float *)malloc((size_t)M * ldx * sizeof(float)), *W = (float *)malloc((size_t)N * K * sizeof(float));
+        float *Y = (float *)malloc((size_t)M * N * sizeof(float)), *y = (float *)malloc((size_t)N * sizeof(float));
+        for (int i = 0; i < M * ldx; i++) X[i] = frand();
+        for (int i = 0; i < N * K; i++) W[i] = frand();
+        for (int l = 0; l < 3; l++) {
+            if (!llm_simd_supported(levels[l])) continue;
+            llm_simd_force(levels[l]);
+            for (int t = 0; t < 3; t++)
+                for (int m = 1; m <= M; m++) {
+                    llm__sgemm(pools[t], 0, 1, m, N, K, X, ldx, W, K, 0.0f, Y, N);
+                    int same = 1;
+                    for (int i = 0; i < m; i++) {
+                        llm__sgemm(pools[0], 0, 1, 1, N, K, X + (size_t)i * ldx, ldx, W, K, 0.0f, y, N);
+                        if (memcmp(y, Y + (size_t)i * N, (size_t)N * sizeof(float)) != 0) same = 0;
+                    }
+                    CHECK(same, "%s %d threads: rows of a batch of %d (N %d, K %d) differ from the rows alone",
+                          llm_simd_name(levels[l]), t + 1, m, N, K);
+                }
+        }
+        free(X); free(W); free(Y); free(y);
+    }
+    llm_simd_force(LLM_SIMD_AUTO);
+}
+
 int main(void) {
     test_simd_api();
     static const shape shapes[] = {
         {1, 1, 1}, {7, 13, 5}, {33, 65, 17}, {1, 100, 37}, {64, 64, 64}, {13, 1, 40},
 #if !LLM_TEST_SAN
         {1, 2304, 768}, {127, 300, 259}, {256, 97, 1000}, {50, 700, 300}, {1, 33, 2100},
+        /* the matrix-vector path: K tails of every length, a few rows of X (M <= 8), and
+         * enough of W (>= 256 KB) to be split over threads, in ragged units */
+        {1, 300, 259}, {5, 300, 259}, {8, 301, 250}, {1, 2100, 40}, {3, 70, 1025},
 #endif
+        {1, 9, 15}, {1, 9, 16}, {1, 9, 17}, {1, 5, 31}, {1, 5, 33}, {2, 11, 7}, {3, 17, 45},
+        {4, 6, 64}, {6, 23, 19}, {7, 5, 100}, {8, 9, 48}, {9, 10, 20},
     };
     const int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
     const float betas[3] = {0.0f, 1.0f, 0.5f};
@@ -105,6 +143,7 @@ int main(void) {
     }
     llm_simd_force(LLM_SIMD_AUTO);
     printf("%d sgemm cases checked\n", cases);
+    test_gemv_batch(pools);
     for (int t = 0; t < 3; t++) llm_pool_free(pools[t]);
     return TEST_END("test_gemm");
 }

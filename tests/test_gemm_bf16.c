@@ -32,14 +32,7 @@
 #define LLM_IMPLEMENTATION
 #include "llm.h"
 
-static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
-static unsigned long long rnext(void) {
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return rng_state;
-}
-static float frand(void) {   /* uniform in [-1, 1) */
-    return (float)((rnext() >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-}
+/* Random numbers: tests/test.h's xorshift (test_rand_u64; test_frand uniform in [-1, 1)). */
 static float fbits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static uint32_t bitsf(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 
@@ -47,7 +40,7 @@ static uint32_t bitsf(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 /* A float drawn to hit the edge cases of rounding: NaNs, infs, denormals, exact ties,
  * values just off a tie, the largest floats, and ordinary numbers. */
 static float fspecial(void) {
-    unsigned long long r = rnext();
+    unsigned long long r = test_rand_u64();
     uint32_t sign = (uint32_t)(r >> 63) << 31, hi = (uint32_t)(r >> 16) & 0x7fff0000u;
     switch (r % 10) {
     case 0: return fbits(sign | 0x7f800000u | ((uint32_t)(r >> 20) & 0x7fffffu) | 1u);   /* NaN */
@@ -56,7 +49,7 @@ static float fspecial(void) {
     case 3: return fbits(sign | hi | 0x8000u);                                           /* tie */
     case 4: return fbits(sign | hi | 0x8000u | ((uint32_t)(r >> 40) & 1u ? 1u : 0xffffu)); /* next to a tie */
     case 5: return fbits(sign | 0x7f7f0000u | ((uint32_t)(r >> 20) & 0xffffu));           /* near FLT_MAX */
-    default: return frand() * 8.0f;
+    default: return test_frand() * 8.0f;
     }
 }
 #endif
@@ -89,7 +82,7 @@ static void test_round(void) {
     /* the value never moves by more than half an ulp (2^-8 relative) */
     double worst = 0;
     for (int i = 0; i < 100000; i++) {
-        float x = frand() * 1000.0f;
+        float x = test_frand() * 1000.0f;
         if (x == 0.0f) continue;
         double e = fabs((double)llm__bf16_value(x) - x) / fabs(x);
         if (e > worst) worst = e;
@@ -171,11 +164,11 @@ static void test_vs_ref(llm_pool **pools) {
             float *A = (float *)malloc(na * 4), *B = (float *)malloc(nb * 4);
             float *C0 = (float *)malloc(nc * 4), *R = (float *)malloc(nc * 4);
             float *C = (float *)malloc(nc * 4), *C1 = (float *)malloc(nc * 4);
-            for (size_t i = 0; i < na; i++) A[i] = frand();
-            for (size_t i = 0; i < nb; i++) B[i] = frand();
+            for (size_t i = 0; i < na; i++) A[i] = test_frand();
+            for (size_t i = 0; i < nb; i++) B[i] = test_frand();
             for (size_t i = 0; i < nc; i++) {   /* beta 0 ignores even NaN; padding is a sentinel */
                 int in_c = (int)(i % ldc) < N;
-                C0[i] = !in_c ? 12345.0f : beta == 0.0f ? NAN : frand();
+                C0[i] = !in_c ? 12345.0f : beta == 0.0f ? NAN : test_frand();
             }
             memcpy(R, C0, nc * 4);
             llm__sgemm_bf16_ref(ta, tb, M, N, K, A, lda, B, ldb, beta, R, ldc);
@@ -229,8 +222,8 @@ static void test_vs_fp32(llm_pool *pool) {
             int lda = ta ? M : K, ldb = tb ? K : N;
             float *A = (float *)malloc((size_t)M * K * 4), *B = (float *)malloc((size_t)K * N * 4);
             float *C = (float *)malloc((size_t)M * N * 4), *F = (float *)malloc((size_t)M * N * 4);
-            for (size_t i = 0; i < (size_t)M * K; i++) A[i] = frand();
-            for (size_t i = 0; i < (size_t)K * N; i++) B[i] = frand();
+            for (size_t i = 0; i < (size_t)M * K; i++) A[i] = test_frand();
+            for (size_t i = 0; i < (size_t)K * N; i++) B[i] = test_frand();
             llm__sgemm_bf16(pool, ta, tb, M, N, K, A, lda, B, ldb, 0.0f, C, N);
             llm__sgemm(pool, ta, tb, M, N, K, A, lda, B, ldb, 0.0f, F, N);
             double e2 = 0, d2 = 0, c2 = 0, worst_bound = 0;
@@ -264,8 +257,8 @@ static void test_vs_fp32(llm_pool *pool) {
 static void test_special(llm_pool *pool) {
     const int M = 20, N = 40, K = 33;
     float *A = (float *)malloc(M * K * 4), *B = (float *)malloc(K * N * 4), *C = (float *)malloc(M * N * 4);
-    for (int i = 0; i < M * K; i++) A[i] = frand();
-    for (int i = 0; i < K * N; i++) B[i] = frand();
+    for (int i = 0; i < M * K; i++) A[i] = test_frand();
+    for (int i = 0; i < K * N; i++) B[i] = test_frand();
     A[5 * K + 32] = NAN;   /* row 5, the last (odd) k */
     llm__sgemm_bf16(pool, 0, 0, M, N, K, A, K, B, N, 0.0f, C, N);
     int row_nan = 1, others_finite = 1;
@@ -284,8 +277,8 @@ static void test_fallback(llm_pool *pool) {
     const int M = 30, N = 50, K = 70;
     float *A = (float *)malloc(M * K * 4), *B = (float *)malloc(K * N * 4);
     float *C = (float *)malloc(M * N * 4), *F = (float *)malloc(M * N * 4);
-    for (int i = 0; i < M * K; i++) A[i] = frand();
-    for (int i = 0; i < K * N; i++) B[i] = frand();
+    for (int i = 0; i < M * K; i++) A[i] = test_frand();
+    for (int i = 0; i < K * N; i++) B[i] = test_frand();
     llm_simd_force(LLM_SIMD_AVX2);
     CHECK(!llm__has_bf16(), "no bf16 at the AVX2 level");
     llm__sgemm_bf16(pool, 0, 1, M, N, K, A, K, B, K, 0.0f, C, N);

@@ -17,39 +17,22 @@
 #include "llm.h"
 #include <ctype.h>
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *b = (char *)malloc(cap);
-    for (;;) {
-        if (n + 1024 > cap) b = (char *)realloc(b, cap *= 2);
-        size_t got = fread(b + n, 1, cap - n - 1, f);
-        if (!got) break;
-        n += got;
-    }
-    fclose(f);
-    b[n] = 0;
-    if (len) *len = n;
-    return b;
-}
+/* The whole output of a shell command, or NULL if it fails (exit status not 0). */
 static char *popen_slurp(const char *cmd) {
     FILE *f = popen(cmd, "r");
     if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *b = (char *)malloc(cap);
-    for (;;) {
-        if (n + 1024 > cap) b = (char *)realloc(b, cap *= 2);
-        size_t got = fread(b + n, 1, cap - n - 1, f);
-        if (!got) break;
-        n += got;
-    }
-    int rc = pclose(f);
-    b[n] = 0;
-    if (rc != 0) { free(b); return NULL; }
+    char *b = test_read_stream(f, NULL);
+    if (pclose(f) != 0) { free(b); return NULL; }
     return b;
 }
-static int file_exists(const char *p) { FILE *f = fopen(p, "rb"); if (f) fclose(f); return f != NULL; }
+/* Runs cmd: up to cap-1 bytes of its output into msg (NUL-terminated); its exit status
+ * (0 if it could not be started, which the callers' checks then fail on). */
+static int run_capture(const char *cmd, char *msg, size_t cap) {
+    FILE *pf = popen(cmd, "r");
+    size_t k = pf ? fread(msg, 1, cap - 1, pf) : 0;
+    msg[k] = 0;
+    return pf ? pclose(pf) : 0;
+}
 
 /* ---- text collected from the token callback, printed as run.c's safe_printf ------------ */
 typedef struct { char buf[1 << 15]; size_t n; int stop_after; int calls; int safe; } sink;
@@ -103,7 +86,7 @@ static void test_stories(void) {
     const char *dir = test_data_dir();
     snprintf(path, sizeof path, "%s/stories260K/stories260K.bin", dir);
     snprintf(path2, sizeof path2, "%s/stories260K/tok512.bin", dir);
-    if (!file_exists(path) || !file_exists(path2)) { TEST_SKIP("stories260K: no %s", path); return; }
+    if (!test_file_exists(path) || !test_file_exists(path2)) { TEST_SKIP("stories260K: no %s", path); return; }
     llm_options opt; memset(&opt, 0, sizeof opt); opt.n_threads = 2;
     llm_model *m = NULL;
     llm_llama_tokenizer *tok = NULL;
@@ -117,7 +100,7 @@ static void test_stories(void) {
     /* greedy, 200 steps: ids and text */
     CHECK(story(m, tok, "", 200, 0.0f, 0.9f, 1, &text, ids, &n) == LLM_OK, "greedy200: %s", llm_last_error());
     snprintf(f, sizeof f, "%s/stories260K/greedy200.ids.txt", dir);
-    char *want = slurp(f, NULL);
+    char *want = test_read_file(f, NULL);
     if (want) {
         int k = 0, same = 1;
         for (char *p = want; *p; k++) {
@@ -129,27 +112,27 @@ static void test_stories(void) {
         free(want);
     }
     snprintf(f, sizeof f, "%s/stories260K/greedy200.txt", dir);
-    want = slurp(f, NULL);
+    want = test_read_file(f, NULL);
     CHECK(want && strcmp(want, text.buf) == 0, "greedy200 text:\n%s\nexpected:\n%s", text.buf, want ? want : "(missing)");
     free(want);
 
     /* the prompt "Once upon a time", 64 steps (the prompt is echoed) */
     CHECK(story(m, tok, "Once upon a time", 64, 0.0f, 0.9f, 1, &text, ids, &n) == LLM_OK, "prompt: %s", llm_last_error());
     snprintf(f, sizeof f, "%s/stories260K/prompt_once_upon_a_time.greedy64.txt", dir);
-    want = slurp(f, NULL);
+    want = test_read_file(f, NULL);
     CHECK(want && strcmp(want, text.buf) == 0, "prompt64 text:\n%s\nexpected:\n%s", text.buf, want ? want : "(missing)");
     free(want);
 
     /* run.c's seeded sample: temperature 1, top-p 0.9, seed 133742, 256 steps */
     CHECK(story(m, tok, "", 256, 1.0f, 0.9f, 133742, &text, ids, &n) == LLM_OK, "sample: %s", llm_last_error());
     snprintf(f, sizeof f, "%s/stories260K/sample_t1.0_p0.9_s133742.txt", dir);
-    want = slurp(f, NULL);
+    want = test_read_file(f, NULL);
     CHECK(want && strcmp(want, text.buf) == 0, "sample text:\n%s\nexpected:\n%s", text.buf, want ? want : "(missing)");
     free(want);
 
     /* run.c's logits at positions 0..3 (inputs 1 403 407 261), from one prefill call */
     snprintf(f, sizeof f, "%s/stories260K/greedy200.logits_pos0-3.txt", dir);
-    want = slurp(f, NULL);
+    want = test_read_file(f, NULL);
     if (want) {
         static float ref[4 * 512], got[4 * 512];
         int cnt = 0;
@@ -214,7 +197,7 @@ static void test_stories(void) {
     CHECK(llm_llama_tokenizer_load(&bad, path2, 300) != LLM_OK && bad == NULL, "vocab mismatch accepted");
 
     /* the example, byte for byte */
-    if (file_exists("build/generate")) {
+    if (test_file_exists("build/generate")) {
         const char *runs[3][2] = {
             {"--temp 0 -n 200", "greedy200.txt"},
             {"--temp 0 -n 64 -p 'Once upon a time'", "prompt_once_upon_a_time.greedy64.txt"},
@@ -224,7 +207,7 @@ static void test_stories(void) {
             snprintf(cmd, sizeof cmd, "build/generate -m %s -z %s %s --threads 2 2>/dev/null", path, path2, runs[r][0]);
             char *got = popen_slurp(cmd);
             snprintf(f, sizeof f, "%s/stories260K/%s", dir, runs[r][1]);
-            want = slurp(f, NULL);
+            want = test_read_file(f, NULL);
             CHECK(got && want && strcmp(got, want) == 0, "build/generate %s differs from %s:\n%s", runs[r][0], runs[r][1],
                   got ? got : "(failed)");
             free(got); free(want);
@@ -233,16 +216,13 @@ static void test_stories(void) {
         snprintf(cmd, sizeof cmd, "build/generate -m %s -z %s --temp 0 -n 200 --ids 2>/dev/null", path, path2);
         char *got = popen_slurp(cmd);
         snprintf(f, sizeof f, "%s/stories260K/greedy200.ids.txt", dir);
-        want = slurp(f, NULL);
+        want = test_read_file(f, NULL);
         CHECK(got && want && strcmp(got, want) == 0, "build/generate --ids differs from greedy200.ids.txt");
         free(got); free(want);
         /* an unknown model file: a clear error, not a crash */
         snprintf(cmd, sizeof cmd, "build/generate -m %s/stories260K/tok512.bin 2>&1", dir);
-        FILE *pf = popen(cmd, "r");
-        char msg[512] = "";
-        size_t k = pf ? fread(msg, 1, sizeof msg - 1, pf) : 0;
-        msg[k] = 0;
-        int rc = pf ? pclose(pf) : 0;
+        char msg[512];
+        int rc = run_capture(cmd, msg, sizeof msg);
         CHECK(rc != 0 && strstr(msg, "tok512.bin"), "generate on a non-model: rc %d, '%s'", rc, msg);
     } else {
         TEST_SKIP("build/generate not built: the example's output is not compared");
@@ -424,23 +404,23 @@ static void test_generation(int llama) {
 /* ---- PyTorch greedy loops ---------------------------------------------------------------- */
 static int read_i32(const char *path, int *dst, int cap) {
     size_t n = 0;
-    char *b = slurp(path, &n);
+    char *b = test_read_file(path, &n);
     if (!b) return -1;
     int k = (int)(n / 4) < cap ? (int)(n / 4) : cap;
     memcpy(dst, b, (size_t)k * 4);
     free(b);
     return k;
 }
-static void test_torch(const char *fixtures, const char *dir, const char *model_file) {
+static void test_torch(const char *dir, const char *model_file) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s/.stamp", fixtures, dir);
-    if (!file_exists(path)) { TEST_SKIP("%s: no PyTorch fixture in %s (`make fixtures`)", dir, fixtures); return; }
+    if (!test_has_fixture(dir)) {
+        TEST_SKIP("%s: no PyTorch fixture in %s (`make fixtures`)", dir, test_fixtures_dir());
+        return;
+    }
     int prompt[64], ref[64];
-    snprintf(path, sizeof path, "%s/%s/prompt.i32", fixtures, dir);
-    int np = read_i32(path, prompt, 64);
-    snprintf(path, sizeof path, "%s/%s/greedy.i32", fixtures, dir);
-    int nr = read_i32(path, ref, 64);
-    snprintf(path, sizeof path, "%s/%s/%s", fixtures, dir, model_file);
+    int np = read_i32(test_fixture_path(path, sizeof path, dir, "prompt.i32"), prompt, 64);
+    int nr = read_i32(test_fixture_path(path, sizeof path, dir, "greedy.i32"), ref, 64);
+    test_fixture_path(path, sizeof path, dir, model_file);
     llm_options opt; memset(&opt, 0, sizeof opt); opt.n_threads = 2;
     llm_model *m = NULL;
     CHECK(np > 0 && nr > 0 && llm_model_load(&m, path, &opt) == LLM_OK, "%s: load: %s", dir, llm_last_error());
@@ -459,8 +439,7 @@ static void test_torch(const char *fixtures, const char *dir, const char *model_
     memcpy(seqt + np, ref, (size_t)(nr - 1) * sizeof(int));
     float *got = (float *)malloc((size_t)T * V * sizeof(float));
     size_t len = 0;
-    snprintf(path, sizeof path, "%s/%s/logits.f32", fixtures, dir);
-    float *want = (float *)slurp(path, &len);
+    float *want = (float *)test_read_fixture(dir, "logits.f32", &len);
     llm_kv_clear(kv, 0);
     llm_status s = llm_kv_forward(kv, NULL, seqt, np, NULL, got);
     for (int t = np; t < T && s == LLM_OK; t++) s = llm_kv_forward(kv, NULL, seqt + t, 1, NULL, got + (size_t)t * V);
@@ -484,30 +463,24 @@ static void test_bad_files(void) {
     remove(p);
     CHECK(llm_model_load(&m, "build/does/not/exist.bin", NULL) == LLM_ERR_IO, "missing model file");
     /* GPT-2: a model whose vocabulary is not the tokenizer's is refused by the example */
-    const char *fx = getenv("LLM_FIXTURES");
     char model[1024], cmd[2048];
-    snprintf(model, sizeof model, "%s/gen_gpt2/model.safetensors", fx && *fx ? fx : "build/fixtures");
-    if (file_exists("build/generate") && file_exists(model)) {
+    test_fixture_path(model, sizeof model, "gen_gpt2", "model.safetensors");
+    if (test_file_exists("build/generate") && test_file_exists(model)) {
         snprintf(cmd, sizeof cmd, "build/generate -m %s -n 4 2>&1", model);
-        FILE *pf = popen(cmd, "r");
-        char msg[1024] = "";
-        size_t k = pf ? fread(msg, 1, sizeof msg - 1, pf) : 0;
-        msg[k] = 0;
-        int rc = pf ? pclose(pf) : 0;
+        char msg[1024];
+        int rc = run_capture(cmd, msg, sizeof msg);
         CHECK(rc != 0 && strstr(msg, "503"), "GPT-2 tokenizer (50257) with a 503-token model: rc %d, '%s'", rc, msg);
     }
 }
 
 int main(void) {
-    const char *fx = getenv("LLM_FIXTURES");
-    if (!fx || !*fx) fx = "build/fixtures";
     test_stories();
     test_kv_vs_full(0);
     test_kv_vs_full(1);
     test_generation(0);
     test_generation(1);
-    test_torch(fx, "gen_gpt2", "model.safetensors");
-    test_torch(fx, "gen_llama", "model.bin");
+    test_torch("gen_gpt2", "model.safetensors");
+    test_torch("gen_llama", "model.bin");
     test_bad_files();
     return TEST_END("test_generate");
 }

@@ -16,12 +16,6 @@
 #define LLM_IMPLEMENTATION
 #include "llm.h"
 
-#if defined(LLM_TEST_SAN) && LLM_TEST_SAN
-#define SAN_BUILD 1
-#else
-#define SAN_BUILD 0
-#endif
-
 /* The PyTorch references are computed in float64 and the library computes in float32.
  * A float32 sum of n terms errs by about n*eps*(largest term), whatever its own size, so a
  * value much smaller than its tensor's largest (a cancellation) can only be compared
@@ -32,62 +26,15 @@
 #define FLOOR_FRAC 0.05
 #define LOSS_TOL 1e-4
 
-static const char *fixtures;
-
-/* The whole file dir/name into a malloc'd buffer of *bytes bytes, or NULL. */
-static void *slurp(const char *dir, const char *name, size_t *bytes) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s/%s", fixtures, dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *p = malloc(n > 0 ? (size_t)n : 1);
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) { free(p); p = NULL; }
-    fclose(f);
-    if (p && bytes) *bytes = (size_t)n;
-    return p;
-}
-
-/* An array of exactly n 4-byte values, or NULL (with a failed check). */
-static void *load_array(const char *dir, const char *name, size_t n) {
-    size_t bytes = 0;
-    void *p = slurp(dir, name, &bytes);
-    CHECK(p && bytes == n * 4, "%s/%s: expected %zu values, file has %zu bytes", dir, name, n, bytes);
-    if (p && bytes != n * 4) { free(p); p = NULL; }
-    return p;
-}
-
-/* A number from the fixture's meta.json: the first `"key": value`; 0 if absent. */
-static double meta_num(const char *dir, const char *key) {
-    size_t n = 0;
-    char *text = (char *)slurp(dir, "meta.json", &n), pat[64];
-    double v = 0;
-    if (!text) return 0;
-    text = (char *)realloc(text, n + 1);
-    text[n] = 0;
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(text, pat);
-    if (p) v = strtod(p + strlen(pat), NULL);
-    free(text);
-    return v;
-}
-
-static double max_abs(const float *x, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) if (fabs((double)x[i]) > m) m = fabs((double)x[i]);
-    return m;
-}
 
 /* The CLOSE measure of a against ref: the worst |a-ref| / max(|ref|, floor). */
 static double close_err(const float *a, const float *ref, size_t n) {
-    return test_max_rel_err(a, ref, n, FLOOR_FRAC * max_abs(ref, n));
+    return test_close_err(a, ref, n, FLOOR_FRAC);
 }
 
 static llm_model *load_model(const char *dir) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s/model.safetensors", fixtures, dir);
+    test_fixture_path(path, sizeof path, dir, "model.safetensors");
     llm_model *m = NULL;
     llm_status s = llm_model_load(&m, path, NULL);
     CHECK(s == LLM_OK && m, "load %s: %s (%s)", path, llm_status_string(s), llm_last_error());
@@ -100,8 +47,8 @@ static void check_forward(llm_model *m, const char *name, const char *refdir, co
                           const int *tgt, int B, int T) {
     llm_config c = llm_model_config(m);
     size_t nl = (size_t)B * T * c.vocab_size;
-    float *ref = (float *)load_array(refdir, "logits.f32", nl);
-    float *ref_loss = (float *)load_array(refdir, "loss.f32", 1);
+    float *ref = (float *)test_fixture_array(refdir, "logits.f32", nl);
+    float *ref_loss = (float *)test_fixture_array(refdir, "loss.f32", 1);
     float *logits = (float *)malloc(nl * sizeof(float));
     float loss = -1;
     llm_status s = llm_model_forward(m, tok, tgt, B, T, &loss);
@@ -126,8 +73,8 @@ static void test_small(const int *tok, const int *tgt, int B, int T) {
           c.n_layer, c.n_head, c.n_embd, c.vocab_size, c.max_seq_len);
     size_t np = llm_model_num_params(m);
     CHECK(np == 136384, "gpt2_small: %zu parameters, want 136384", np);
-    float *ref_p = (float *)load_array("gpt2_small", "params.f32", 136384);
-    float *ref_g = (float *)load_array("gpt2_small", "grads.f32", 136384);
+    float *ref_p = (float *)test_fixture_array("gpt2_small", "params.f32", 136384);
+    float *ref_g = (float *)test_fixture_array("gpt2_small", "grads.f32", 136384);
     float *buf = (float *)malloc(136384 * sizeof(float));
     if (np != 136384 || !ref_p || !ref_g || !buf) goto done;
 
@@ -143,7 +90,7 @@ static void test_small(const int *tok, const int *tgt, int B, int T) {
 
     /* Per-token losses: 0 where ignored, and their mean over the rest is the loss. */
     float *losses = (float *)malloc((size_t)B * T * sizeof(float));
-    float *ref_loss = (float *)load_array("gpt2_small", "loss.f32", 1);
+    float *ref_loss = (float *)test_fixture_array("gpt2_small", "loss.f32", 1);
     if (losses && ref_loss && llm_model_get_losses(m, losses) == LLM_OK) {
         double sum = 0; int n = 0, zero_ignored = 1;
         for (int i = 0; i < B * T; i++) {
@@ -186,15 +133,15 @@ done:
 /* 10 AdamW steps on the same batch, as torch.optim.AdamW + clip_grad_norm_. */
 static void test_adamw(const int *tok, const int *tgt, int B, int T) {
     llm_model *m = load_model("gpt2_small");
-    float *ref_l = (float *)load_array("gpt2_small", "adamw_losses.f32", 10);
-    float *ref_n = (float *)load_array("gpt2_small", "adamw_norms.f32", 10);
-    float *ref_p = (float *)load_array("gpt2_small", "params_after.f32", 136384);
+    float *ref_l = (float *)test_fixture_array("gpt2_small", "adamw_losses.f32", 10);
+    float *ref_n = (float *)test_fixture_array("gpt2_small", "adamw_norms.f32", 10);
+    float *ref_p = (float *)test_fixture_array("gpt2_small", "params_after.f32", 136384);
     float *buf = (float *)malloc(136384 * sizeof(float));
     if (!m || !ref_l || !ref_n || !ref_p || !buf) goto done;
     llm_adamw_config oc = llm_adamw_config_default();
     oc.beta1 = 0.9f; oc.beta2 = 0.95f; oc.eps = 1e-8f;
     oc.weight_decay = 0.1f; oc.decay_all = 0;  /* as ref_gpt2.py's ADAM */
-    oc.grad_clip = (float)meta_num("gpt2_small", "grad_clip");
+    oc.grad_clip = (float)test_meta_num("gpt2_small", "grad_clip", 0);
     CHECK(oc.grad_clip > 0, "meta.json: no grad_clip");
     int clipped = 0;
     for (int k = 0; k < 10; k++) {
@@ -242,7 +189,7 @@ done:
 static void test_prefix(const int *tok, const int *tgt, int B, int T) {
     llm_model *m = load_model("gpt2_small_prefix");
     if (!m) return;
-    float *ref_p = (float *)load_array("gpt2_small", "params.f32", 136384);
+    float *ref_p = (float *)test_fixture_array("gpt2_small", "params.f32", 136384);
     float *buf = (float *)malloc(136384 * sizeof(float));
     if (ref_p && buf && llm_model_num_params(m) == 136384) {
         CHECK(llm_model_get_params(m, buf) == LLM_OK, "get_params: %s", llm_last_error());
@@ -271,12 +218,12 @@ static void test_variant(const char *dir, const int *tok, const int *tgt, int B,
 }
 
 static void test_124m(void) {
-#if SAN_BUILD
+#if TEST_SAN
     TEST_SKIP("gpt2_124m: too slow for the sanitizer build");
 #else
     int B = 1, T = 64;
-    int *tok = (int *)load_array("gpt2_124m", "tokens.i32", (size_t)B * T);
-    int *tgt = (int *)load_array("gpt2_124m", "targets.i32", (size_t)B * T);
+    int *tok = (int *)test_fixture_array("gpt2_124m", "tokens.i32", (size_t)B * T);
+    int *tgt = (int *)test_fixture_array("gpt2_124m", "targets.i32", (size_t)B * T);
     llm_model *m = tok && tgt ? load_model("gpt2_124m") : NULL;
     if (m) {
         llm_config c = llm_model_config(m);
@@ -293,22 +240,15 @@ static void test_124m(void) {
 }
 
 int main(void) {
-    (void)test_data_dir;
-    fixtures = getenv("LLM_FIXTURES");
-    if (!fixtures || !*fixtures) fixtures = "build/fixtures";
-    char probe[1024];
-    snprintf(probe, sizeof probe, "%s/gpt2_small/.stamp", fixtures);
-    FILE *f = fopen(probe, "rb");
-    if (!f) {
+    if (!test_has_fixture("gpt2_small")) {
         TEST_SKIP("PyTorch comparison: no fixtures in %s (is python3-torch installed? `make fixtures`)",
-                  fixtures);
+                  test_fixtures_dir());
         return TEST_END("test_gpt2_torch");
     }
-    fclose(f);
 
     int B = 4, T = 32;
-    int *tok = (int *)load_array("gpt2_small", "tokens.i32", (size_t)B * T);
-    int *tgt = (int *)load_array("gpt2_small", "targets.i32", (size_t)B * T);
+    int *tok = (int *)test_fixture_array("gpt2_small", "tokens.i32", (size_t)B * T);
+    int *tgt = (int *)test_fixture_array("gpt2_small", "targets.i32", (size_t)B * T);
     if (tok && tgt) {
         /* Every kernel level this CPU has, from scalar up; then the best for the rest. */
         llm_simd levels[] = {LLM_SIMD_SCALAR, LLM_SIMD_AVX2, LLM_SIMD_AVX512, LLM_SIMD_NEON};

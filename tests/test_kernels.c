@@ -6,41 +6,13 @@
 #define LLM_IMPLEMENTATION
 #include "llm.h"
 
-static llm_rng rng;
-static float urand(void) { return (float)((llm_rng_u64(&rng) >> 40) / 16777216.0) * 2.0f - 1.0f; }
-static float *rnd(size_t n, float scale) {
-    float *p = (float *)malloc((n ? n : 1) * sizeof(float));
-    for (size_t i = 0; i < n; i++) p[i] = urand() * scale;
-    return p;
-}
-static float *fdup(const float *x, size_t n) { float *p = (float *)malloc(n * sizeof(float)); memcpy(p, x, n * sizeof(float)); return p; }
-static double dot(const float *a, const float *g, size_t n) { double s = 0; for (size_t i = 0; i < n; i++) s += (double)a[i] * g[i]; return s; }
-
+/* Random buffers from tests/test.h's generator (short names: they fill the lines below). */
+static float *rnd(size_t n, float scale) { return test_rand_floats(n, scale); }
+static float *fdup(const float *x, size_t n) { return test_dup_floats(x, n); }
 /* The CPU backend runs the SIMD kernels (tested in depth against double-precision math
  * in test_simd_kernels.c); they sum in another order than the references, so the two
  * agree to float rounding of sums of O(100) terms, not bit for bit. */
 #define FAST_TOL 5e-5
-
-/* The op under test as a scalar function of its inputs: L = Σ g·forward(inputs). */
-typedef double (*loss_fn)(void *ctx);
-
-/* Compare analytic gradient `an` of x (n values) with central differences at up to
- * `samples` coordinates. Step h relative to |x|; tolerance from float rounding. */
-static void fd_check(const char *what, loss_fn f, void *ctx, float *x, size_t n, const float *an, int samples) {
-    double worst = 0;
-    size_t step = n / (size_t)samples + 1;
-    for (size_t i = (size_t)(llm_rng_u64(&rng) % step); i < n; i += step) {
-        float x0 = x[i];
-        float h = 1e-2f * (fabsf(x0) > 1 ? fabsf(x0) : 1);
-        x[i] = x0 + h; double lp = f(ctx);
-        x[i] = x0 - h; double lm = f(ctx);
-        x[i] = x0;
-        double fd = (lp - lm) / (2.0 * ((double)(x0 + h) - (double)(x0 - h)) / 2.0);
-        double err = fabs(fd - an[i]) / (fabs(an[i]) > 1e-1 ? fabs(an[i]) : 1e-1);
-        if (err > worst) worst = err;
-    }
-    CHECK(worst < 2e-2, "%s: finite-difference mismatch, worst relative error %g", what, worst);
-}
 
 static void *cpu_st;
 static const llm_backend *be;
@@ -50,7 +22,7 @@ typedef struct { int N, C; float *x, *w, *b, *g, *out, *mean, *rstd; } ln_ctx;
 static double ln_loss(void *p) {
     ln_ctx *c = (ln_ctx *)p;
     llm__layernorm_fwd_ref(c->out, c->mean, c->rstd, c->x, c->w, c->b, c->N, c->C);
-    return dot(c->out, c->g, (size_t)c->N * c->C);
+    return test_dot(c->out, c->g, (size_t)c->N * c->C);
 }
 static void test_layernorm(int N, int C) {
     size_t n = (size_t)N * C;
@@ -69,9 +41,9 @@ static void test_layernorm(int N, int C) {
           test_max_rel_err(db, dbr, C, 1e-3) < 1e-4, "layernorm bwd cpu vs ref N=%d C=%d", N, C);
     for (size_t i = 0; i < n; i++) dxr[i] -= dx0[i];
     for (int i = 0; i < C; i++) { dwr[i] -= dw0[i]; dbr[i] -= db0[i]; }
-    fd_check("layernorm dx", ln_loss, &c, c.x, n, dxr, 40);
-    fd_check("layernorm dw", ln_loss, &c, c.w, C, dwr, 20);
-    fd_check("layernorm db", ln_loss, &c, c.b, C, dbr, 20);
+    test_fd_check("layernorm dx", ln_loss, &c, c.x, n, dxr, 40);
+    test_fd_check("layernorm dw", ln_loss, &c, c.w, C, dwr, 20);
+    test_fd_check("layernorm db", ln_loss, &c, c.b, C, dbr, 20);
     free(c.x); free(c.w); free(c.b); free(c.g); free(c.out); free(c.mean); free(c.rstd);
     free(o2); free(m2); free(r2); free(dx); free(dw); free(db); free(dx0); free(dw0); free(db0);
     free(dxr); free(dwr); free(dbr);
@@ -82,7 +54,7 @@ typedef struct { int N, C, OC; float *x, *w, *b, *g, *out; } mm_ctx;
 static double mm_loss(void *p) {
     mm_ctx *c = (mm_ctx *)p;
     llm__matmul_fwd_ref(c->out, c->x, c->w, c->b, c->N, c->C, c->OC);
-    return dot(c->out, c->g, (size_t)c->N * c->OC);
+    return test_dot(c->out, c->g, (size_t)c->N * c->OC);
 }
 static void test_matmul(int N, int C, int OC, int with_bias) {
     size_t nx = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
@@ -101,9 +73,9 @@ static void test_matmul(int N, int C, int OC, int with_bias) {
     for (size_t i = 0; i < nx; i++) dxr[i] -= dx0[i];
     for (size_t i = 0; i < nw; i++) dwr[i] -= dw0[i];
     for (int i = 0; i < OC; i++) dbr[i] -= db0[i];
-    fd_check("matmul dx", mm_loss, &c, c.x, nx, dxr, 30);
-    fd_check("matmul dw", mm_loss, &c, c.w, nw, dwr, 30);
-    if (with_bias) fd_check("matmul db", mm_loss, &c, c.b, OC, dbr, 10);
+    test_fd_check("matmul dx", mm_loss, &c, c.x, nx, dxr, 30);
+    test_fd_check("matmul dw", mm_loss, &c, c.w, nw, dwr, 30);
+    if (with_bias) test_fd_check("matmul db", mm_loss, &c, c.b, OC, dbr, 10);
     free(c.x); free(c.w); free(c.b); free(c.g); free(c.out); free(o2);
     free(dx); free(dw); free(db); free(dxr); free(dwr); free(dbr); free(dx0); free(dw0); free(db0);
 }
@@ -113,7 +85,7 @@ typedef struct { int B, T, C, NH, NKV; float *qkv, *g, *out, *lse; } at_ctx;
 static double at_loss(void *p) {
     at_ctx *c = (at_ctx *)p;
     llm__attention_fwd_ref(c->out, c->lse, c->qkv, c->B, c->T, c->NH, c->NKV, c->C / c->NH);
-    return dot(c->out, c->g, (size_t)c->B * c->T * c->C);
+    return test_dot(c->out, c->g, (size_t)c->B * c->T * c->C);
 }
 /* Attention written out the naive way, in double, with the full softmax. */
 static void naive_attention(float *out, const float *qkv, int B, int T, int C, int NH, int NKV) {
@@ -155,13 +127,13 @@ static void test_attention(int B, int T, int C, int NH, int NKV) {
     be->attention_bwd(cpu_st, d, c.g, c.qkv, c.out, c.lse, B, T, NH, NKV, HS);
     CHECK(test_max_rel_err(d, dr, nq, 1e-3) < 1e-4, "attention bwd cpu vs ref NKV=%d", NKV);
     for (size_t i = 0; i < nq; i++) dr[i] -= d0[i];
-    fd_check("attention dqkv", at_loss, &c, c.qkv, nq, dr, 60);
+    test_fd_check("attention dqkv", at_loss, &c, c.qkv, nq, dr, 60);
     free(c.qkv); free(c.g); free(c.out); free(c.lse); free(o2); free(l2); free(on); free(d); free(d0); free(dr);
 }
 
 /* ---- gelu, residual, encoder ------------------------------------------------------- */
 typedef struct { size_t n; float *x, *g, *out; } ew_ctx;
-static double gelu_loss(void *p) { ew_ctx *c = (ew_ctx *)p; llm__gelu_fwd_ref(c->out, c->x, c->n); return dot(c->out, c->g, c->n); }
+static double gelu_loss(void *p) { ew_ctx *c = (ew_ctx *)p; llm__gelu_fwd_ref(c->out, c->x, c->n); return test_dot(c->out, c->g, c->n); }
 static void test_gelu(size_t n) {
     ew_ctx c = {n, rnd(n, 4), rnd(n, 1), rnd(n, 0)};
     float *o2 = rnd(n, 0);
@@ -181,7 +153,7 @@ static void test_gelu(size_t n) {
     be->gelu_bwd(cpu_st, d, c.x, c.g, n);
     CHECK(test_max_rel_err(d, dr, n, 1e-1) < 1e-5, "gelu bwd cpu vs ref: %g", test_max_rel_err(d, dr, n, 1e-1));
     for (size_t i = 0; i < n; i++) dr[i] -= d0[i];
-    fd_check("gelu dx", gelu_loss, &c, c.x, n, dr, 50);
+    test_fd_check("gelu dx", gelu_loss, &c, c.x, n, dr, 50);
     free(c.x); free(c.g); free(c.out); free(o2); free(d); free(d0); free(dr);
 }
 static void test_residual(size_t n) {
@@ -201,12 +173,12 @@ typedef struct { int B, T, C, V; int *tok; float *wte, *wpe, *g, *out; } en_ctx;
 static double en_loss(void *p) {
     en_ctx *c = (en_ctx *)p;
     llm__encoder_fwd_ref(c->out, c->tok, c->wte, c->wpe, c->B, c->T, c->C);
-    return dot(c->out, c->g, (size_t)c->B * c->T * c->C);
+    return test_dot(c->out, c->g, (size_t)c->B * c->T * c->C);
 }
 static void test_encoder(int B, int T, int C, int V) {
     size_t n = (size_t)B * T * C;
     en_ctx c = {B, T, C, V, (int *)malloc((size_t)B * T * sizeof(int)), rnd((size_t)V * C, 1), rnd((size_t)T * C, 1), rnd(n, 1), rnd(n, 0)};
-    for (int i = 0; i < B * T; i++) c.tok[i] = (int)(llm_rng_u64(&rng) % (uint64_t)(V / 2));  /* repeats on purpose */
+    for (int i = 0; i < B * T; i++) c.tok[i] = (int)(test_rand_u64() % (uint64_t)(V / 2));  /* repeats on purpose */
     float *o2 = rnd(n, 0);
     en_loss(&c);
     be->encoder_fwd(cpu_st, o2, c.tok, c.wte, c.wpe, B, T, C);
@@ -218,8 +190,8 @@ static void test_encoder(int B, int T, int C, int V) {
     CHECK(test_max_rel_err(dwte, dwter, (size_t)V * C, 1e-3) < 1e-6 && test_max_rel_err(dwpe, dwper, (size_t)T * C, 1e-3) < 1e-6, "encoder bwd cpu vs ref");
     for (size_t i = 0; i < (size_t)V * C; i++) dwter[i] -= w0[i];
     for (size_t i = 0; i < (size_t)T * C; i++) dwper[i] -= p0[i];
-    fd_check("encoder dwte", en_loss, &c, c.wte, (size_t)V * C, dwter, 40);
-    fd_check("encoder dwpe", en_loss, &c, c.wpe, (size_t)T * C, dwper, 40);
+    test_fd_check("encoder dwte", en_loss, &c, c.wte, (size_t)V * C, dwter, 40);
+    test_fd_check("encoder dwpe", en_loss, &c, c.wpe, (size_t)T * C, dwper, 40);
     free(c.tok); free(c.wte); free(c.wpe); free(c.g); free(c.out); free(o2); free(dwte); free(dwpe); free(dwter); free(dwper); free(w0); free(p0);
 }
 
@@ -234,7 +206,7 @@ static double ce_loss(void *p) {
 }
 static void test_crossentropy(int N, int V) {
     ce_ctx c = {N, V, rnd((size_t)N * V, 5), rnd(N, 0), rnd(N, 0), (int *)malloc((size_t)N * sizeof(int))};
-    for (int i = 0; i < N; i++) c.y[i] = i % 5 == 3 ? -100 : (int)(llm_rng_u64(&rng) % (uint64_t)V);
+    for (int i = 0; i < N; i++) c.y[i] = i % 5 == 3 ? -100 : (int)(test_rand_u64() % (uint64_t)V);
     float *l2 = rnd(N, 0), *s2 = rnd(N, 0);
     ce_loss(&c);
     be->crossentropy_fwd(cpu_st, l2, s2, c.x, c.y, N, V);
@@ -253,7 +225,7 @@ static void test_crossentropy(int N, int V) {
     llm__crossentropy_bwd_ref(dl, c.lse, c.y, 0.37f, N, V);
     be->crossentropy_bwd(cpu_st, dl2, c.lse, c.y, 0.37f, N, V);
     CHECK(test_max_rel_err(dl2, dl, (size_t)N * V, 1e-4) < 1e-6, "crossentropy bwd cpu vs ref");
-    fd_check("crossentropy dlogits", ce_loss, &c, c.x, (size_t)N * V, dl, 60);
+    test_fd_check("crossentropy dlogits", ce_loss, &c, c.x, (size_t)N * V, dl, 60);
     free(c.x); free(c.loss); free(c.lse); free(c.y); free(l2); free(s2); free(dl); free(dl2);
 }
 
@@ -305,7 +277,7 @@ static void test_pool(void) {
 }
 
 int main(void) {
-    llm_rng_seed(&rng, 1234);
+    test_seed(1234);
     be = llm_cpu_backend();
     llm_options opt;
     memset(&opt, 0, sizeof opt);

@@ -18,54 +18,17 @@
 #define LLM_IMPLEMENTATION
 #include "llm.h"
 
-#if defined(LLM_TEST_SAN) && LLM_TEST_SAN
-#define SAN_BUILD 1
-#else
-#define SAN_BUILD 0
-#endif
-
-static llm_rng rng;
-static float urand(void) { return (float)((llm_rng_u64(&rng) >> 40) / 16777216.0) * 2.0f - 1.0f; }
-static float *rnd(size_t n, float scale) {
-    float *p = (float *)malloc((n ? n : 1) * sizeof(float));
-    for (size_t i = 0; i < n; i++) p[i] = urand() * scale;
-    return p;
-}
-static float *fdup(const float *x, size_t n) { float *p = (float *)malloc(n * sizeof(float)); memcpy(p, x, n * sizeof(float)); return p; }
-static double dot(const float *a, const float *g, size_t n) { double s = 0; for (size_t i = 0; i < n; i++) s += (double)a[i] * g[i]; return s; }
+/* Random buffers from tests/test.h's generator (short names: they fill the lines below). */
+static float *rnd(size_t n, float scale) { return test_rand_floats(n, scale); }
+static float *fdup(const float *x, size_t n) { return test_dup_floats(x, n); }
 
 /* |a - ref| / max(|ref|, 5% of max|ref|): relative, with an absolute floor scaled to
  * the tensor, because a SIMD kernel sums in another order (and with FMA), so a value
  * that cancels (a gradient summed over rows) differs by ~n·eps of its terms, not of
  * itself. */
-static double close_err(const float *a, const float *ref, size_t n) {
-    double mx = 0;
-    for (size_t i = 0; i < n; i++) if (fabs((double)ref[i]) > mx) mx = fabs((double)ref[i]);
-    return test_max_rel_err(a, ref, n, 0.05 * mx);
-}
+static double close_err(const float *a, const float *ref, size_t n) { return test_close_err(a, ref, n, 0.05); }
 static const char *lvl = "";   /* the SIMD level under test, for messages */
 
-typedef double (*loss_fn)(void *ctx);
-
-/* Compare the analytic gradient `an` of x (n values) with central differences at about
- * `samples` coordinates. The step is 1e-2 relative to |x| (the loss is summed in double,
- * so the float32 forward's rounding, ~1e-7 of L, is what limits the quotient). */
-static void fd_check(const char *what, loss_fn f, void *ctx, float *x, size_t n, const float *an, int samples) {
-    double worst = 0;
-    size_t step = n / (size_t)samples + 1;
-    for (size_t i = (size_t)(llm_rng_u64(&rng) % step); i < n; i += step) {
-        float x0 = x[i];
-        float h = 1e-2f * (fabsf(x0) > 1 ? fabsf(x0) : 1);
-        float xp = x0 + h, xm = x0 - h;
-        x[i] = xp; double lp = f(ctx);
-        x[i] = xm; double lm = f(ctx);
-        x[i] = x0;
-        double fd = (lp - lm) / ((double)xp - (double)xm);
-        double err = fabs(fd - an[i]) / (fabs(an[i]) > 1e-1 ? fabs(an[i]) : 1e-1);
-        if (err > worst) worst = err;
-    }
-    CHECK(worst < 2e-2, "%s: finite-difference mismatch, worst relative error %g", what, worst);
-}
 
 static void *cpu_st;
 static const llm_backend *be;
@@ -75,7 +38,7 @@ typedef struct { int N, C; float eps; float *x, *w, *g, *out, *rstd; } rn_ctx;
 static double rn_loss(void *p) {
     rn_ctx *c = (rn_ctx *)p;
     llm__rmsnorm_fwd_ref(c->out, c->rstd, c->x, c->w, c->N, c->C, c->eps);
-    return dot(c->out, c->g, (size_t)c->N * c->C);
+    return test_dot(c->out, c->g, (size_t)c->N * c->C);
 }
 static void test_rmsnorm(int N, int C, float eps, float xscale) {
     size_t n = (size_t)N * C;
@@ -109,8 +72,8 @@ static void test_rmsnorm(int N, int C, float eps, float xscale) {
           "%s rmsnorm bwd cpu vs ref N=%d C=%d: dx %g dw %g", lvl, N, C, close_err(dx, dxr, n), close_err(dw, dwr, C));
     for (size_t i = 0; i < n; i++) dxr[i] -= dx0[i];
     for (int i = 0; i < C; i++) dwr[i] -= dw0[i];
-    fd_check("rmsnorm dx", rn_loss, &c, c.x, n, dxr, 40);
-    fd_check("rmsnorm dw", rn_loss, &c, c.w, C, dwr, 20);
+    test_fd_check("rmsnorm dx", rn_loss, &c, c.x, n, dxr, 40);
+    test_fd_check("rmsnorm dw", rn_loss, &c, c.w, C, dwr, 20);
     free(c.x); free(c.w); free(c.g); free(c.out); free(c.rstd); free(o2); free(r2);
     free(dx); free(dw); free(dx0); free(dw0); free(dxr); free(dwr);
 }
@@ -121,7 +84,7 @@ static double rp_loss(void *p) {
     rp_ctx *c = (rp_ctx *)p;
     memcpy(c->work, c->x, c->n * sizeof(float));
     llm__rope_fwd_ref(c->work, c->pos, c->B, c->T, c->NH, c->NKV, c->HS, c->theta);
-    return dot(c->work, c->g, c->n);
+    return test_dot(c->work, c->g, c->n);
 }
 /* llama2.c's rotation (run.c): freq = 1/powf(theta, i/HS) and the angle pos*freq in
  * float; the rotation itself here in double. */
@@ -147,7 +110,7 @@ static void test_rope(int B, int T, int NH, int NKV, int HS, float theta, int wi
     int *pos = NULL;
     if (with_pos) {   /* any positions: repeats, gaps, out of order, large */
         pos = (int *)malloc((size_t)B * T * sizeof(int));
-        for (int i = 0; i < B * T; i++) pos[i] = (int)(llm_rng_u64(&rng) % 300);
+        for (int i = 0; i < B * T; i++) pos[i] = (int)(test_rand_u64() % 300);
         pos[0] = 0;
     }
     rp_ctx c = {B, T, NH, NKV, HS, theta, pos, rnd(n, 2), rnd(n, 1), rnd(n, 0), n};
@@ -194,7 +157,7 @@ static void test_rope(int B, int T, int NH, int NKV, int HS, float theta, int wi
     llm__rope_bwd_ref(dr, pos, B, T, NH, NKV, HS, theta);
     CHECK(close_err(d, dr, n) < 1e-6, "%s %s: bwd cpu vs ref: %g", lvl, what, close_err(d, dr, n));
     snprintf(what + strlen(what), sizeof what - strlen(what), " dx");
-    fd_check(what, rp_loss, &c, c.x, n, d, 60);
+    test_fd_check(what, rp_loss, &c, c.x, n, d, 60);
     free(pos); free(c.x); free(c.g); free(c.work); free(want); free(y); free(d); free(dr);
 }
 
@@ -203,7 +166,7 @@ typedef struct { int N, H; float *x, *g, *out; } sw_ctx;
 static double sw_loss(void *p) {
     sw_ctx *c = (sw_ctx *)p;
     llm__swiglu_fwd_ref(c->out, c->x, c->N, c->H);
-    return dot(c->out, c->g, (size_t)c->N * c->H);
+    return test_dot(c->out, c->g, (size_t)c->N * c->H);
 }
 static void test_swiglu(int N, int H) {
     size_t ni = (size_t)N * 2 * H, no = (size_t)N * H;
@@ -226,7 +189,7 @@ static void test_swiglu(int N, int H) {
     be->swiglu_bwd(cpu_st, d, c.x, c.g, N, H);
     CHECK(close_err(d, dr, ni) < 1e-5, "%s swiglu bwd cpu vs ref N=%d H=%d: %g", lvl, N, H, close_err(d, dr, ni));
     for (size_t i = 0; i < ni; i++) dr[i] -= d0[i];
-    fd_check("swiglu dx", sw_loss, &c, c.x, ni, dr, 60);
+    test_fd_check("swiglu dx", sw_loss, &c, c.x, ni, dr, 60);
     free(c.x); free(c.g); free(c.out); free(o2); free(d); free(d0); free(dr);
 }
 
@@ -346,7 +309,7 @@ static void write_file(const char *path, const unsigned char *d, size_t n) {
 static unsigned char *make_l2c(const int32_t h[7], size_t bytes) {
     unsigned char *d = (unsigned char *)calloc(bytes > 28 ? bytes : 28, 1);
     memcpy(d, h, 28);   /* little-endian host: the format's byte order */
-    for (size_t i = 28; i + 4 <= bytes; i += 4) { float v = urand() * 0.1f; memcpy(d + i, &v, 4); }
+    for (size_t i = 28; i + 4 <= bytes; i += 4) { float v = test_frand() * 0.1f; memcpy(d + i, &v, 4); }
     return d;
 }
 static int verbose;   /* print each message (for the lies, not the cut points) */
@@ -388,7 +351,7 @@ static void test_bad_files(void) {
     }
     /* truncated at many cut points, and with bytes appended */
     int cuts = 0, failed = 0;
-    size_t step = SAN_BUILD ? (size_t)n / 23 : (size_t)n / 97;
+    size_t step = TEST_SAN ? (size_t)n / 23 : (size_t)n / 97;
     for (size_t cut = 0; cut < (size_t)n; cut += (cut < 40 ? 1 : step)) {
         write_file(tmpfile_path(), d, cut);
         char what[64];
@@ -428,7 +391,7 @@ static void test_bad_files(void) {
         {"vocab_size INT32_MIN", 5, INT32_MIN}, {"n_layers INT32_MIN", 2, INT32_MIN},
         {"dim INT32_MIN", 0, INT32_MIN},
     };
-    verbose = !SAN_BUILD;
+    verbose = !TEST_SAN;
     for (size_t i = 0; i < sizeof lies / sizeof lies[0]; i++) {
         int32_t h[7];
         memcpy(h, good, sizeof h);
@@ -456,7 +419,7 @@ static void test_bad_files(void) {
 }
 
 int main(void) {
-    llm_rng_seed(&rng, 4321);
+    test_seed(4321);
     be = llm_cpu_backend();
     llm_options opt;
     memset(&opt, 0, sizeof opt);

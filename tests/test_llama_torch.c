@@ -17,12 +17,6 @@
 #define LLM_IMPLEMENTATION
 #include "llm.h"
 
-#if defined(LLM_TEST_SAN) && LLM_TEST_SAN
-#define SAN_BUILD 1
-#else
-#define SAN_BUILD 0
-#endif
-
 /* The references are float64 and the library computes in float32. A float32 sum of n
  * terms errs by about n*eps*(largest term) whatever its own size, so a value much
  * smaller than its tensor's largest (a cancellation) can only be compared absolutely.
@@ -44,57 +38,10 @@
  * parameters by 1e-3 or more. */
 #define PARAM_TOL 1e-4
 
-static const char *fixtures;
-
-/* The whole file dir/name into a malloc'd buffer of *bytes bytes, or NULL. */
-static void *slurp(const char *dir, const char *name, size_t *bytes) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s/%s", fixtures, dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *p = malloc(n > 0 ? (size_t)n : 1);
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) { free(p); p = NULL; }
-    fclose(f);
-    if (p && bytes) *bytes = (size_t)n;
-    return p;
-}
-
-/* An array of exactly n 4-byte values, or NULL (with a failed check). */
-static void *load_array(const char *dir, const char *name, size_t n) {
-    size_t bytes = 0;
-    void *p = slurp(dir, name, &bytes);
-    CHECK(p && bytes == n * 4, "%s/%s: expected %zu values, file has %zu bytes", dir, name, n, bytes);
-    if (p && bytes != n * 4) { free(p); p = NULL; }
-    return p;
-}
-
-/* A number from the fixture's meta.json: the first `"key": value`; -1 if absent. */
-static double meta_num(const char *dir, const char *key) {
-    size_t n = 0;
-    char *text = (char *)slurp(dir, "meta.json", &n), pat[64];
-    double v = -1;
-    if (!text) return v;
-    char *t2 = (char *)realloc(text, n + 1);
-    if (!t2) { free(text); return v; }
-    text = t2;
-    text[n] = 0;
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(text, pat);
-    if (p) v = strtod(p + strlen(pat), NULL);
-    free(text);
-    return v;
-}
-
-static double max_abs(const float *x, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) if (fabs((double)x[i]) > m) m = fabs((double)x[i]);
-    return m;
-}
+/* A number from the fixture's meta.json; -1 if absent. */
+static double meta_num(const char *dir, const char *key) { return test_meta_num(dir, key, -1); }
 static double close_err(const float *a, const float *ref, size_t n) {
-    return test_max_rel_err(a, ref, n, FLOOR_FRAC * max_abs(ref, n));
+    return test_close_err(a, ref, n, FLOOR_FRAC);
 }
 
 /* What a fixture says about itself (meta.json) and its batch. */
@@ -121,15 +68,15 @@ static int fixture_open(fixture *fx, const char *dir) {
     }
     fx->n_params = (size_t)meta_num(dir, "n_params");
     fx->grad_clip = meta_num(dir, "grad_clip");
-    fx->tok = (int *)load_array(dir, "tokens.i32", (size_t)fx->B * fx->T);
-    fx->tgt = (int *)load_array(dir, "targets.i32", (size_t)fx->B * fx->T);
+    fx->tok = (int *)test_fixture_array(dir, "tokens.i32", (size_t)fx->B * fx->T);
+    fx->tgt = (int *)test_fixture_array(dir, "targets.i32", (size_t)fx->B * fx->T);
     return fx->tok && fx->tgt && fx->grad_clip > 0;
 }
 static void fixture_close(fixture *fx) { free(fx->tok); free(fx->tgt); }
 
 static llm_model *load_bin(const fixture *fx) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s/model.bin", fixtures, fx->dir);
+    test_fixture_path(path, sizeof path, fx->dir, "model.bin");
     llm_model *m = NULL;
     llm_status s = llm_model_load(&m, path, NULL);
     CHECK(s == LLM_OK && m, "load %s: %s (%s)", path, llm_status_string(s), llm_last_error());
@@ -140,7 +87,7 @@ static llm_model *load_bin(const fixture *fx) {
 /* A temporary checkpoint path of our own (the plain and sanitizer builds may run at
  * the same time). */
 static void tmp_path(char *buf, size_t n, const char *dir, const char *what) {
-    snprintf(buf, n, "%s/%s/%s.%ld.ckpt", fixtures, dir, what, (long)getpid());
+    snprintf(buf, n, "%s/%s/%s.%ld.ckpt", test_fixtures_dir(), dir, what, (long)getpid());
 }
 
 static void check_config(const fixture *fx, const llm_model *m) {
@@ -160,8 +107,8 @@ static void check_config(const fixture *fx, const llm_model *m) {
 /* Logits and loss of the fixture's batch; returns the logits (malloc'd) or NULL. */
 static float *check_forward(llm_model *m, const fixture *fx, const char *what) {
     size_t nl = (size_t)fx->B * fx->T * fx->V;
-    float *ref = (float *)load_array(fx->dir, "logits.f32", nl);
-    float *ref_loss = (float *)load_array(fx->dir, "loss.f32", 1);
+    float *ref = (float *)test_fixture_array(fx->dir, "logits.f32", nl);
+    float *ref_loss = (float *)test_fixture_array(fx->dir, "loss.f32", 1);
     float *logits = (float *)malloc(nl * sizeof(float));
     float loss = -1;
     llm_status s = llm_model_forward(m, fx->tok, fx->tgt, fx->B, fx->T, &loss);
@@ -188,11 +135,11 @@ static void test_model(const fixture *fx) {
     if (!m) return;
     check_config(fx, m);
     size_t np = fx->n_params;
-    float *ref_p = (float *)load_array(fx->dir, "params.f32", np);
-    float *ref_g = (float *)load_array(fx->dir, "grads.f32", np);
+    float *ref_p = (float *)test_fixture_array(fx->dir, "params.f32", np);
+    float *ref_g = (float *)test_fixture_array(fx->dir, "grads.f32", np);
     float *buf = (float *)malloc(np * sizeof(float)), *logits = NULL, *logits2 = NULL;
     float *losses = (float *)malloc((size_t)fx->B * fx->T * sizeof(float));
-    int *ref_greedy = (int *)load_array(fx->dir, "greedy.i32", (size_t)fx->greedy_len);
+    int *ref_greedy = (int *)test_fixture_array(fx->dir, "greedy.i32", (size_t)fx->greedy_len);
     if (llm_model_num_params(m) != np || !ref_p || !ref_g || !buf || !losses || !ref_greedy) goto done;
 
     /* llama2.c's rows, restacked: exact. */
@@ -209,7 +156,7 @@ static void test_model(const fixture *fx) {
     logits = check_forward(m, fx, "forward");
 
     /* Per-token losses: 0 where ignored, and their mean over the rest is the loss. */
-    float *ref_loss = (float *)load_array(fx->dir, "loss.f32", 1);
+    float *ref_loss = (float *)test_fixture_array(fx->dir, "loss.f32", 1);
     if (ref_loss && llm_model_get_losses(m, losses) == LLM_OK) {
         double sum = 0; int n = 0, zero_ignored = 1;
         for (int i = 0; i < fx->B * fx->T; i++) {
@@ -313,9 +260,9 @@ static void test_adamw(const fixture *fx) {
     llm_model *m = load_bin(fx), *m2 = NULL;
     int K = fx->steps;
     size_t np = fx->n_params;
-    float *ref_l = (float *)load_array(fx->dir, "adamw_losses.f32", (size_t)K);
-    float *ref_n = (float *)load_array(fx->dir, "adamw_norms.f32", (size_t)K);
-    float *ref_p = (float *)load_array(fx->dir, "params_after.f32", np);
+    float *ref_l = (float *)test_fixture_array(fx->dir, "adamw_losses.f32", (size_t)K);
+    float *ref_n = (float *)test_fixture_array(fx->dir, "adamw_norms.f32", (size_t)K);
+    float *ref_p = (float *)test_fixture_array(fx->dir, "params_after.f32", np);
     float *buf = (float *)malloc(np * sizeof(float)), *buf2 = (float *)malloc(np * sizeof(float));
     if (!m || !ref_l || !ref_n || !ref_p || !buf || !buf2 || llm_model_num_params(m) != np) goto done;
     llm_adamw_config oc;
@@ -405,20 +352,14 @@ static void test_ckpt_config(void) {
 }
 
 int main(void) {
-    (void)test_data_dir;
-    fixtures = getenv("LLM_FIXTURES");
-    if (!fixtures || !*fixtures) fixtures = "build/fixtures";
     test_ckpt_config();
     const char *dirs[] = {"llama_untied", "llama_tied"};
     for (size_t d = 0; d < sizeof dirs / sizeof dirs[0]; d++) {
-        char probe[1024];
-        snprintf(probe, sizeof probe, "%s/%s/.stamp", fixtures, dirs[d]);
-        FILE *f = fopen(probe, "rb");
-        if (!f) {
-            TEST_SKIP("%s: no PyTorch fixture in %s (is python3-torch installed? `make fixtures`)", dirs[d], fixtures);
+        if (!test_has_fixture(dirs[d])) {
+            TEST_SKIP("%s: no PyTorch fixture in %s (is python3-torch installed? `make fixtures`)", dirs[d],
+                      test_fixtures_dir());
             continue;
         }
-        fclose(f);
         fixture fx;
         if (fixture_open(&fx, dirs[d])) {
             /* Every kernel level this CPU has, from scalar up; then back to the best. */
@@ -430,7 +371,7 @@ int main(void) {
                 printf("-- %s, kernels: %s\n", dirs[d], llm_simd_name(llm_simd_active()));
                 test_model(&fx);
                 /* The 8 steps are the slow part: under the sanitizers, on one level only. */
-                if (!SAN_BUILD || levels[i] == LLM_SIMD_SCALAR) test_adamw(&fx);
+                if (!TEST_SAN || levels[i] == LLM_SIMD_SCALAR) test_adamw(&fx);
             }
             llm_simd_force(LLM_SIMD_AUTO);
         }

@@ -23,21 +23,9 @@
 #define LLM_IMPLEMENTATION
 #include "llm.h"
 
-static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
-static float frand(void) {   /* uniform in [-1, 1) */
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-}
-static float *rnd(size_t n, float scale) {
-    float *p = (float *)malloc((n ? n : 1) * sizeof(float));
-    for (size_t i = 0; i < n; i++) p[i] = frand() * scale;
-    return p;
-}
-static float *dupf(const float *a, size_t n) {
-    float *p = (float *)malloc((n ? n : 1) * sizeof(float));
-    memcpy(p, a, n * sizeof(float));
-    return p;
-}
+/* Random buffers from tests/test.h's generator (short names: they fill the lines below). */
+static float *rnd(size_t n, float scale) { return test_rand_floats(n, scale); }
+static float *dupf(const float *a, size_t n) { return test_dup_floats(a, n); }
 /* max |a-b| / max(|b|, floor) */
 #define ERR(a, b, n, fl) test_max_rel_err((a), (b), (n), (fl))
 

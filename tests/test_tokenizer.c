@@ -12,16 +12,10 @@
 #include "llm.h"
 #include <pthread.h>
 
-static char *slurp(const char *path, size_t *len) {
-    char *d = NULL;
-    if (llm__read_file(path, &d, len) != LLM_OK) return NULL;
-    return d;
-}
-
-/* "id\nid\n..." -> ints */
-static int *read_ids(const char *path, size_t *n) {
+/* "id\nid\n..." -> ints, from file `rel` under the test data directory */
+static int *read_ids(const char *rel, size_t *n) {
     size_t len;
-    char *t = slurp(path, &len);
+    char *t = test_read_data(rel, &len);
     if (!t) return NULL;
     int *ids = (int *)malloc((len / 2 + 1) * sizeof(int));
     size_t k = 0;
@@ -69,13 +63,18 @@ static void put_json_string(FILE *f, const char *s, size_t n) {
     }
     fputc('"', f);
 }
-static int write_tokenizer_json(const char *out, const char *dir, int pairs) {
+/* dir/encoder.json and dir/vocab.bpe into *vocab and *merges (NULL where unreadable). */
+static void read_gpt2_files(const char *dir, char **vocab, size_t *vl, char **merges, size_t *ml) {
     char p[1024];
-    size_t vl, ml;
     snprintf(p, sizeof p, "%s/encoder.json", dir);
-    char *vocab = slurp(p, &vl);
+    *vocab = test_read_file(p, vl);
     snprintf(p, sizeof p, "%s/vocab.bpe", dir);
-    char *merges = slurp(p, &ml);
+    *merges = test_read_file(p, ml);
+}
+static int write_tokenizer_json(const char *out, const char *dir, int pairs) {
+    size_t vl, ml;
+    char *vocab, *merges;
+    read_gpt2_files(dir, &vocab, &vl, &merges, &ml);
     FILE *f = fopen(out, "wb");
     if (!vocab || !merges || !f) { free(vocab); free(merges); if (f) fclose(f); return 0; }
     fprintf(f, "{\"version\": \"1.0\", \"added_tokens\": [{\"id\": 50256, \"content\": \"<|endoftext|>\", "
@@ -110,14 +109,10 @@ static int write_tokenizer_json(const char *out, const char *dir, int pairs) {
 /* ---- reference data ---------------------------------------------------------------------- */
 static void test_reference_files(const llm_tokenizer *tok, const char *name, int full) {
     const char *dd = test_data_dir();
-    char p[1024];
     size_t tl, n1, n2, ns;
-    snprintf(p, sizeof p, "%s/tokenizer/sample.txt", dd);
-    char *text = slurp(p, &tl);
-    snprintf(p, sizeof p, "%s/tokenizer/sample.tokens.txt", dd);
-    int *plain = read_ids(p, &n1);
-    snprintf(p, sizeof p, "%s/tokenizer/sample.special.tokens.txt", dd);
-    int *special = read_ids(p, &n2);
+    char *text = test_read_data("tokenizer/sample.txt", &tl);
+    int *plain = read_ids("tokenizer/sample.tokens.txt", &n1);
+    int *special = read_ids("tokenizer/sample.special.tokens.txt", &n2);
     if (!text || !plain || !special) { TEST_SKIP("%s: tokenizer/sample files not found under %s", name, dd); }
     else {
         char what[256];
@@ -135,10 +130,8 @@ static void test_reference_files(const llm_tokenizer *tok, const char *name, int
     }
     free(text); free(plain); free(special);
 
-    snprintf(p, sizeof p, "%s/tinyshakespeare/input.txt", dd);
-    text = slurp(p, &tl);
-    snprintf(p, sizeof p, "%s/tinyshakespeare/input.gpt2.tokens.txt", dd);
-    int *ref = read_ids(p, &ns);
+    text = test_read_data("tinyshakespeare/input.txt", &tl);
+    int *ref = read_ids("tinyshakespeare/input.gpt2.tokens.txt", &ns);
     if (!text || !ref) { TEST_SKIP("%s: tinyshakespeare files not found under %s", name, dd); }
     else if (full) {
         char what[256];
@@ -164,7 +157,7 @@ static int hexval(int c) { return c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
 
 static void test_cases_file(const llm_tokenizer *tok) {
     size_t len;
-    char *t = slurp("tests/data/tokenizer_cases.txt", &len);
+    char *t = test_read_file("tests/data/tokenizer_cases.txt", &len);
     if (!t) { TEST_SKIP("tests/data/tokenizer_cases.txt not found (run from the repository root)"); return; }
     int ncases = 0, bad = 0;
     char *line = t;
@@ -202,11 +195,7 @@ static void test_cases_file(const llm_tokenizer *tok) {
 }
 
 /* ---- invariants ---------------------------------------------------------------------------- */
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint32_t rnd(void) {
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 11);
-}
+static uint32_t rnd(void) { return (uint32_t)(test_rand_u64() >> 11); }   /* tests/test.h's xorshift */
 
 /* Random byte strings: mostly bytes that make UTF-8 (valid or broken) and spaces. */
 static void random_text(char *buf, size_t n) {
@@ -309,13 +298,9 @@ static void test_special(const llm_tokenizer *tok) {
 /* Streaming: the pieces concatenate to decode(), and each piece is whole UTF-8 when the
  * text is valid UTF-8. */
 static void test_stream(const llm_tokenizer *tok) {
-    const char *dd = test_data_dir();
-    char p[1024];
     size_t n, tl;
-    snprintf(p, sizeof p, "%s/tokenizer/sample.tokens.txt", dd);
-    int *ids = read_ids(p, &n);
-    snprintf(p, sizeof p, "%s/tokenizer/sample.txt", dd);
-    char *text = slurp(p, &tl);
+    int *ids = read_ids("tokenizer/sample.tokens.txt", &n);
+    char *text = test_read_data("tokenizer/sample.txt", &tl);
     if (!ids || !text) { TEST_SKIP("stream: sample files not found"); free(ids); free(text); return; }
     llm_tokenizer_stream st;
     llm_tokenizer_stream_init(&st, tok);
@@ -364,11 +349,8 @@ static void test_stream(const llm_tokenizer *tok) {
 
 /* ---- threads ------------------------------------------------------------------------------ */
 static void test_pool(const llm_tokenizer *tok) {
-    const char *dd = test_data_dir();
-    char p[1024];
     size_t tl;
-    snprintf(p, sizeof p, "%s/tinyshakespeare/input.txt", dd);
-    char *text = slurp(p, &tl);
+    char *text = test_read_data("tinyshakespeare/input.txt", &tl);
     if (!text) { TEST_SKIP("pool: tinyshakespeare not found"); return; }
 #ifdef LLM_TEST_SAN
     tl = 200000;
@@ -410,13 +392,9 @@ static void *thread_main(void *arg) {
     return NULL;
 }
 static void test_two_threads(const char *dir) {
-    const char *dd = test_data_dir();
-    char p[1024];
     size_t tl, n;
-    snprintf(p, sizeof p, "%s/tokenizer/sample.txt", dd);
-    char *text = slurp(p, &tl);
-    snprintf(p, sizeof p, "%s/tokenizer/sample.tokens.txt", dd);
-    int *want = read_ids(p, &n);
+    char *text = test_read_data("tokenizer/sample.txt", &tl);
+    int *want = read_ids("tokenizer/sample.tokens.txt", &n);
     if (!text || !want) { TEST_SKIP("two threads: sample not found"); free(text); free(want); return; }
     thread_job j[2];
     pthread_t th[2];
@@ -503,12 +481,9 @@ static void test_malformed(const char *dir) {
         free(tj);
     }
     /* truncations of the real encoder.json are all errors, never crashes */
-    char p[1024];
     size_t vl, ml;
-    snprintf(p, sizeof p, "%s/encoder.json", dir);
-    char *ej = slurp(p, &vl);
-    snprintf(p, sizeof p, "%s/vocab.bpe", dir);
-    char *mt = slurp(p, &ml);
+    char *ej, *mt;
+    read_gpt2_files(dir, &ej, &vl, &mt, &ml);
     if (ej && mt) {
         int wrong = 0;
 #ifdef LLM_TEST_SAN

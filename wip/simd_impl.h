@@ -561,6 +561,14 @@ static void llm__gemv_n_cols_ref(const llm__gemv_job *J, size_t c0, size_t c1) {
  * into an AVX-512 one. */
 #define LLM__PREFETCH(p, bytes) \
     _mm_prefetch(LLM__CAST(const char *, LLM__CAST(uintptr_t, (p)) + (bytes)), _MM_HINT_T0)
+/* Unroll the loop that follows completely (its trip count, at most 4, is a constant
+ * after inlining), so that arrays of accumulators become registers. clang ignores an
+ * unroll count larger than a loop's trip count, hence its own spelling. */
+#if defined(__clang__)
+#define LLM__UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LLM__UNROLL _Pragma("GCC unroll 4")
+#endif
 
 LLM__T_AVX2 static float llm__hsum256(__m256 v) {   /* (0+4, 1+5, 2+6, 3+7), then pairs */
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -576,23 +584,28 @@ LLM__T_AVX2 static __m256i llm__gemv_mask8(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/* out[i] = X[i] . w for i < MI (a constant after inlining: the accumulators live in
- * registers; the pragmas make gcc unroll at -O2 too). Two accumulators per output, for the even and odd blocks of 16 k (so two
- * FMA chains hide the FMA latency even at MI == 1), added at the end; the last, ragged
- * block is masked into the accumulator of its parity. pf: how far ahead to prefetch. */
+/* out[i] = X[i] . w for i < MI (a constant after inlining; with LLM__UNROLL, at -O2
+ * too, the accumulators live in registers). Two accumulators per output, for the
+ * even and odd blocks of 16 k (two FMA chains hide the FMA latency even at MI == 1),
+ * added at the end; the ragged last block is masked into the one of its parity.
+ * pf: how many bytes ahead in w to prefetch. */
 #define LLM__AVX512_GEMV_MI 4
 __attribute__((always_inline)) LLM__T_AVX512 static inline void
 llm__gemv_tile_avx512(const int MI, const float *X, size_t ldx, const float *w, int K, size_t pf,
                       float *out) {
     __m512 a0[LLM__AVX512_GEMV_MI], a1[LLM__AVX512_GEMV_MI];
-#pragma GCC unroll 8
+LLM__UNROLL
     for (int i = 0; i < MI; i++) a0[i] = a1[i] = _mm512_setzero_ps();
     int k = 0;
     for (; k + 32 <= K; k += 32) {
         LLM__PREFETCH(w + k, pf);
         LLM__PREFETCH(w + k + 16, pf);
         __m512 w0 = _mm512_loadu_ps(w + k), w1 = _mm512_loadu_ps(w + k + 16);
-#pragma GCC unroll 8
+        /* keep w in registers: left to itself gcc folds the loads of w into each FMA,
+         * reading w MI times, and for MI = 2, 3 the DRAM stream then ran at half speed
+         * (it no longer overlapped the arithmetic) */
+        __asm__("" : "+v"(w0), "+v"(w1));
+LLM__UNROLL
         for (int i = 0; i < MI; i++) {
             a0[i] = _mm512_fmadd_ps(_mm512_loadu_ps(X + i * ldx + k), w0, a0[i]);
             a1[i] = _mm512_fmadd_ps(_mm512_loadu_ps(X + i * ldx + k + 16), w1, a1[i]);
@@ -603,13 +616,13 @@ llm__gemv_tile_avx512(const int MI, const float *X, size_t ldx, const float *w, 
         const __mmask16 m0 = LLM__CAST(__mmask16, n >= 16 ? 0xffff : (1u << n) - 1);
         const __mmask16 m1 = LLM__CAST(__mmask16, n <= 16 ? 0 : (1u << (n - 16)) - 1);
         __m512 w0 = _mm512_maskz_loadu_ps(m0, w + k), w1 = _mm512_maskz_loadu_ps(m1, w + k + 16);
-#pragma GCC unroll 8
+LLM__UNROLL
         for (int i = 0; i < MI; i++) {
             a0[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, X + i * ldx + k), w0, a0[i]);
             if (n > 16) a1[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, X + i * ldx + k + 16), w1, a1[i]);
         }
     }
-#pragma GCC unroll 8
+LLM__UNROLL
     for (int i = 0; i < MI; i++) out[i] = llm__hsum512(_mm512_add_ps(a0[i], a1[i]));
 }
 
@@ -620,11 +633,13 @@ llm__gemv_tile_avx512(const int MI, const float *X, size_t ldx, const float *w, 
  * tried). One pass over 8 rows of X ran slower than two over 4 (21 against 15 GB/s). */
 LLM__T_AVX512 static void llm__gemv_t_rows_avx512(const llm__gemv_job *J, size_t j0, size_t j1) {
     const size_t ldw = J->ldw, ldx = J->ldx, pf = LLM__GEMV_PF_BYTES;
+    /* passes of equal size: M = 5 as 3 + 2, not 4 + 1 */
+    const int passes = (J->M + LLM__AVX512_GEMV_MI - 1) / LLM__AVX512_GEMV_MI, step = (J->M + passes - 1) / passes;
     float out[LLM__AVX512_GEMV_MI];
     for (size_t j = j0; j < j1; j++) {
         const float *w = J->W + j * ldw;
-        for (int i0 = 0; i0 < J->M; i0 += LLM__AVX512_GEMV_MI) {
-            const int mi = J->M - i0 < LLM__AVX512_GEMV_MI ? J->M - i0 : LLM__AVX512_GEMV_MI;
+        for (int i0 = 0; i0 < J->M; i0 += step) {
+            const int mi = J->M - i0 < step ? J->M - i0 : step;
             const float *X = J->X + LLM__CAST(size_t, i0) * ldx;
             switch (mi) {
             case 1: llm__gemv_tile_avx512(1, X, ldx, w, J->K, pf, out); break;
@@ -644,13 +659,14 @@ __attribute__((always_inline)) LLM__T_AVX2 static inline void
 llm__gemv_tile_avx2(const int MI, const float *X, size_t ldx, const float *w, int K, size_t pf,
                     float *out) {
     __m256 a0[LLM__AVX2_GEMV_MI], a1[LLM__AVX2_GEMV_MI];
-#pragma GCC unroll 4
+LLM__UNROLL
     for (int i = 0; i < MI; i++) a0[i] = a1[i] = _mm256_setzero_ps();
     int k = 0;
     for (; k + 16 <= K; k += 16) {
         LLM__PREFETCH(w + k, pf);
         __m256 w0 = _mm256_loadu_ps(w + k), w1 = _mm256_loadu_ps(w + k + 8);
-#pragma GCC unroll 4
+        __asm__("" : "+x"(w0), "+x"(w1));   /* in registers, as in the AVX-512 tile */
+LLM__UNROLL
         for (int i = 0; i < MI; i++) {
             a0[i] = _mm256_fmadd_ps(_mm256_loadu_ps(X + i * ldx + k), w0, a0[i]);
             a1[i] = _mm256_fmadd_ps(_mm256_loadu_ps(X + i * ldx + k + 8), w1, a1[i]);
@@ -661,24 +677,26 @@ llm__gemv_tile_avx2(const int MI, const float *X, size_t ldx, const float *w, in
         const __m256i m0 = llm__gemv_mask8(n), m1 = llm__gemv_mask8(n - 8);
         __m256 w0 = n >= 8 ? _mm256_loadu_ps(w + k) : _mm256_maskload_ps(w + k, m0);
         __m256 w1 = _mm256_maskload_ps(w + k + 8, m1);
-#pragma GCC unroll 4
+LLM__UNROLL
         for (int i = 0; i < MI; i++) {
             const float *x = X + i * ldx + k;
             a0[i] = _mm256_fmadd_ps(n >= 8 ? _mm256_loadu_ps(x) : _mm256_maskload_ps(x, m0), w0, a0[i]);
             if (n > 8) a1[i] = _mm256_fmadd_ps(_mm256_maskload_ps(x + 8, m1), w1, a1[i]);
         }
     }
-#pragma GCC unroll 4
+LLM__UNROLL
     for (int i = 0; i < MI; i++) out[i] = llm__hsum256(_mm256_add_ps(a0[i], a1[i]));
 }
 
 LLM__T_AVX2 static void llm__gemv_t_rows_avx2(const llm__gemv_job *J, size_t j0, size_t j1) {
     const size_t ldw = J->ldw, ldx = J->ldx, pf = LLM__GEMV_PF_BYTES;
+    /* passes of equal size: M = 5 as 3 + 2, not 4 + 1 */
+    const int passes = (J->M + LLM__AVX2_GEMV_MI - 1) / LLM__AVX2_GEMV_MI, step = (J->M + passes - 1) / passes;
     float out[LLM__AVX2_GEMV_MI];
     for (size_t j = j0; j < j1; j++) {
         const float *w = J->W + j * ldw;
-        for (int i0 = 0; i0 < J->M; i0 += LLM__AVX2_GEMV_MI) {
-            const int mi = J->M - i0 < LLM__AVX2_GEMV_MI ? J->M - i0 : LLM__AVX2_GEMV_MI;
+        for (int i0 = 0; i0 < J->M; i0 += step) {
+            const int mi = J->M - i0 < step ? J->M - i0 : step;
             const float *X = J->X + LLM__CAST(size_t, i0) * ldx;
             switch (mi) {
             case 1: llm__gemv_tile_avx2(1, X, ldx, w, J->K, pf, out); break;
@@ -766,16 +784,7 @@ LLM__T_AVX2 static void llm__gemv_n_cols_avx2(const llm__gemv_job *J, size_t c0,
 }
 #endif /* LLM__X86 */
 
-/* Thread ith's share: a contiguous run of output units of LLM__GEMV_SPLIT (rows of W
- * for transB, columns for !transB). */
-static void llm__gemv_task(void *arg, int ith, int nth) {
-    const llm__gemv_job *J = LLM__CAST(const llm__gemv_job *, arg);
-    const size_t N = LLM__CAST(size_t, J->N), U = LLM__GEMV_SPLIT;
-    size_t lo, hi;
-    llm__split((N + U - 1) / U, ith, nth, &lo, &hi);
-    lo *= U; hi *= U;
-    if (hi > N) hi = N;
-    if (lo >= hi) return;
+static void llm__gemv_range(const llm__gemv_job *J, size_t lo, size_t hi) {
 #ifdef LLM__X86
     if (J->level == LLM_SIMD_AVX512) {
         if (J->transB) llm__gemv_t_rows_avx512(J, lo, hi); else llm__gemv_n_cols_avx512(J, lo, hi);
@@ -787,6 +796,20 @@ static void llm__gemv_task(void *arg, int ith, int nth) {
     }
 #endif
     if (J->transB) llm__gemv_t_rows_ref(J, lo, hi); else llm__gemv_n_cols_ref(J, lo, hi);
+}
+
+/* Thread ith's share: a contiguous run of output units of LLM__GEMV_SPLIT (rows of W
+ * for transB, columns for !transB). (Chunks claimed from an atomic counter, so that a
+ * thread short of a core does less, measured no faster on a busy machine: the pool
+ * waits for every thread anyway.) */
+static void llm__gemv_task(void *arg, int ith, int nth) {
+    const llm__gemv_job *J = LLM__CAST(const llm__gemv_job *, arg);
+    const size_t N = LLM__CAST(size_t, J->N), U = LLM__GEMV_SPLIT;
+    size_t lo, hi;
+    llm__split((N + U - 1) / U, ith, nth, &lo, &hi);
+    lo *= U; hi *= U;
+    if (hi > N) hi = N;
+    if (lo < hi) llm__gemv_range(J, lo, hi);
 }
 
 /* Y (M,N) = X (M,K) . op(W) + beta Y for M <= LLM__GEMV_MAX_M (M == 1 when !transB):
@@ -981,12 +1004,11 @@ static inline __mmask16 llm__bf16_lanes(int n) {
     return LLM__CAST(__mmask16, n <= 0 ? 0 : n >= 16 ? 0xffff : (1u << n) - 1);
 }
 
-/* Fetch the line `bytes` past p into L1. A prefetch never faults, and the address may
- * lie past the matrix, so it is formed as an integer rather than by pointer arithmetic
- * (which C defines only inside the array). */
-static inline void llm__bf16_prefetch(const float *p, size_t bytes) {
-    _mm_prefetch(LLM__CAST(const char *, LLM__CAST(uintptr_t, p) + bytes), _MM_HINT_T0);
-}
+/* Fetch the line `bytes` past p into L1 (LLM__PREFETCH, with the matrix-vector code).
+ * Until it was made a macro, gcc 12 dropped these prefetches (an inline function
+ * inlined into an AVX-512 one); restored, they measured +0-2% in bench_gemm_bf16 on a
+ * busy machine, short of the gains noted at the two call sites. */
+#define llm__bf16_prefetch(p, bytes) LLM__PREFETCH(p, bytes)
 
 /* pack_n: two rows of k at a time. vcvtne2ps2bf16 rounds 16 floats of each row into
  * one vector, [row 2p (16 x bf16) | row 2p+1 (16 x bf16)]; vpermw interleaves the
