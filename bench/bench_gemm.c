@@ -146,7 +146,10 @@ int main(int argc, char **argv) {
             size_t na = (size_t)s->M * s->K, nb = (size_t)s->K * s->N, ncc = (size_t)s->M * s->N;
             c.ncopies = s->M <= GEMV_MAX_M ? (int)(96e6 / (nb * 4)) + 1 : 1;   /* > 96 MB: past the L3 */
             c.bstride = nb;
-            c.A = (float *)malloc(na * 4); c.B = (float *)malloc(nb * c.ncopies * 4); c.C = (float *)malloc(ncc * 4);
+            /* 64-byte aligned, as llm.h's tensors are (from malloc, rows of X split cache
+             * lines and the matrix-vector rows with M >= 4 ran at half speed) */
+            c.A = (float *)llm__alloc_aligned(na * 4); c.B = (float *)llm__alloc_aligned(nb * c.ncopies * 4);
+            c.C = (float *)llm__alloc_aligned(ncc * 4);
             if (!c.A || !c.B || !c.C) { fprintf(stderr, "out of memory\n"); return 1; }
             for (size_t i = 0; i < na; i++) c.A[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
             for (size_t i = 0; i < nb * c.ncopies; i++) c.B[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
@@ -176,7 +179,7 @@ int main(int argc, char **argv) {
                     (long)wall, llm_simd_name(llm_simd_active()), s->layout, s->M, s->N, s->K, nth, gl,
                     tl[3] * 1e3, gb, gb > 0 ? gl / gb : 0.0,
                     s->M <= GEMV_MAX_M ? nb * 4.0 / tl[3] * 1e-9 : 0.0, ct ? ct : "");
-            free(c.A); free(c.B); free(c.C);
+            llm__free_aligned(c.A); llm__free_aligned(c.B); llm__free_aligned(c.C);
         }
         llm_pool_free(pool);
     }

@@ -84,7 +84,7 @@ static void llm__cpu_encoder_bwd(void *st, float *dwte, float *dwpe, const float
 }
 
 /* layernorm: forward by rows. Backward: dinp by rows, then dw/db by channel slices.
- * Each task runs the fastest kernel the CPU has (wip/simd_kernels.h), which is tested
+ * Each task runs the fastest kernel the CPU has (SIMD KERNELS), which is tested
  * against the reference in KERNELS. */
 static void llm__t_layernorm_fwd(void *a, int ith, int nth) {
     llm__op *o = LLM__CAST(llm__op *, a);
