@@ -26,11 +26,11 @@ BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_*.c))
 .PHONY: all test test-plain test-san bench demo data clean cuda fixtures
 all: $(EXAMPLES)
 
-$(B)/%: examples/%.c llm.h $(wildcard wip/*.h)
+$(B)/%: examples/%.c llm.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $< -o $@ $(LDLIBS)
 
-$(B)/tests/%: tests/%.c llm.h tests/test.h $(wildcard wip/*.h)
+$(B)/tests/%: tests/%.c llm.h tests/test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $< -o $@ $(LDLIBS)
 
@@ -38,11 +38,11 @@ $(B)/tests/test_cpp: tests/test_cpp.cpp llm.h tests/test.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(OPT) -g -Wall -Wextra -pthread -I. $< -o $@ $(LDLIBS)
 
-$(B)/san/%: tests/%.c llm.h tests/test.h $(wildcard wip/*.h)
+$(B)/san/%: tests/%.c llm.h tests/test.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 -Wall -Wextra -pthread $(SAN) -I. $< -o $@ $(LDLIBS)
 
-$(B)/bench/%: bench/%.c llm.h $(wildcard wip/*.h)
+$(B)/bench/%: bench/%.c llm.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -O3 -I. $< -o $@ $(LDLIBS) $(BENCH_LIBS)
 
@@ -58,7 +58,7 @@ fixtures:
 # llm.h as C11 with clang too (when clang is installed).
 CLANG := $(shell command -v clang 2>/dev/null)
 C11TEST := $(if $(CLANG),$(B)/tests/test_options_c11)
-$(B)/tests/test_options_c11: tests/test_options.c llm.h tests/test.h $(wildcard wip/*.h)
+$(B)/tests/test_options_c11: tests/test_options.c llm.h tests/test.h
 	@mkdir -p $(dir $@)
 	$(CLANG) $(OPT) -g -std=c11 -Wall -Wextra -pthread -I. $< -o $@ $(LDLIBS)
 
@@ -97,7 +97,7 @@ NVCCFLAGS ?= -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -Wall,-Wextra
 CUDA_LIBS ?= -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcublasLt -lcudart -lstdc++
 CUDA_EXAMPLES := $(patsubst examples/%.c,$(B)/cuda/%,$(wildcard examples/*.c))
 
-$(B)/cuda/llm_cuda.o: llm_cuda.cu llm.h $(wildcard wip/*.h)
+$(B)/cuda/llm_cuda.o: llm_cuda.cu llm.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -I. -c $< -o $@
 
