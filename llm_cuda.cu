@@ -402,28 +402,23 @@ static void llm__cu_release(void *p, void *ptr) {
     LLM__CUDA(st, cudaFree(ptr), "release %p", ptr);
 }
 
-static llm_status llm__cu_upload(void *p, void *dst, const void *src, size_t bytes) {
+/* A synchronous copy between host and device, in either direction. */
+static llm_status llm__cu_transfer(void *p, void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
+                                   const char *what) {
     llm__cu *st = (llm__cu *)p;
     if (st->status != LLM_OK) return llm__cu_pending(st);
     if (!llm__cu_enter(st)) return st->status;
     if (bytes == 0) return LLM_OK;
-    if (!LLM__CUDA(st, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st->stream),
-                   "upload %zu bytes", bytes) ||
-        !LLM__CUDA(st, cudaStreamSynchronize(st->stream), "upload %zu bytes", bytes))
+    if (!LLM__CUDA(st, cudaMemcpyAsync(dst, src, bytes, kind, st->stream), "%s %zu bytes", what, bytes) ||
+        !LLM__CUDA(st, cudaStreamSynchronize(st->stream), "%s %zu bytes", what, bytes))
         return st->status;
     return LLM_OK;
 }
-
+static llm_status llm__cu_upload(void *p, void *dst, const void *src, size_t bytes) {
+    return llm__cu_transfer(p, dst, src, bytes, cudaMemcpyHostToDevice, "upload");
+}
 static llm_status llm__cu_download(void *p, void *dst, const void *src, size_t bytes) {
-    llm__cu *st = (llm__cu *)p;
-    if (st->status != LLM_OK) return llm__cu_pending(st);
-    if (!llm__cu_enter(st)) return st->status;
-    if (bytes == 0) return LLM_OK;
-    if (!LLM__CUDA(st, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, st->stream),
-                   "download %zu bytes", bytes) ||
-        !LLM__CUDA(st, cudaStreamSynchronize(st->stream), "download %zu bytes", bytes))
-        return st->status;
-    return LLM_OK;
+    return llm__cu_transfer(p, dst, src, bytes, cudaMemcpyDeviceToHost, "download");
 }
 
 static void llm__cu_zero(void *p, void *ptr, size_t bytes) {
