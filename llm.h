@@ -164,6 +164,13 @@ typedef struct llm_options {
                                          * accumulation (master weights, optimizer and
                                          * every other op stay fp32). CPU: needs
                                          * AVX512-BF16, else fp32 is used. */
+    /* Data parallel across processes, one GPU each (a backend with allreduce_mean, i.e.
+     * llm_cuda.cu built with NCCL). dist_world >= 1 turns it on: llm_model_step averages
+     * the gradients over the dist_world ranks before clipping, as PyTorch's DDP does.
+     * Rank 0 creates the NCCL id and writes it to dist_id_file (atomically); the other
+     * ranks wait for that file. dist_world 1 needs no file. 0: one process, no NCCL. */
+    int dist_rank, dist_world;
+    const char *dist_id_file;
 } llm_options;
 
 /* ---- backend interface -------------------------------------------------------------- */
@@ -248,6 +255,14 @@ typedef struct llm_backend {
     void (*adamw)(void *st, float *param, const float *grad, float *m, float *v, size_t n,
                   float lr, float beta1, float beta2, float eps, float weight_decay,
                   float grad_scale, int t);
+    /* ---- optional ops: NULL where a backend has none (the model then does without) ---- */
+    /* data parallel: buf (n floats, device) := the mean of buf over all ranks; LLM_OK at
+     * once when the backend was created without dist_world */
+    llm_status (*allreduce_mean)(void *st, float *buf, size_t n);
+    /* fused MLP up-projection: pre = inp @ w^T + bias, out = gelu(pre) (tanh form), the
+     * same as matmul_fwd then gelu_fwd; NULL: the model makes those two calls */
+    void (*matmul_gelu_fwd)(void *st, float *pre, float *out, const float *inp, const float *w,
+                            const float *bias, int N, int C, int OC);
 } llm_backend;
 
 LLMDEF const llm_backend *llm_cpu_backend(void);
@@ -6396,9 +6411,13 @@ LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *
         be->residual_fwd(st, res2, res, a->proj, btc);
         /* MLP block: res3 = res2 + fcproj(act(fc(norm2(res2)))) */
         llm__norm_fwd(m, ln2, a->ln2_mean + l * bt, a->ln2_rstd + l * bt, res2, llm__at(p->ln2w, l, uC), llm__at(p->ln2b, l, uC), BT);
-        be->matmul_fwd(st, fch, ln2, llm__at(p->fcw, l, F * uC), llm__at(p->fcb, l, F), BT, C, m->F);
-        if (llama) be->swiglu_fwd(st, fcha, fch, BT, m->H);
-        else be->gelu_fwd(st, fcha, fch, bt * H);
+        if (!llama && be->matmul_gelu_fwd) {
+            be->matmul_gelu_fwd(st, fch, fcha, ln2, llm__at(p->fcw, l, F * uC), llm__at(p->fcb, l, F), BT, C, m->F);
+        } else {
+            be->matmul_fwd(st, fch, ln2, llm__at(p->fcw, l, F * uC), llm__at(p->fcb, l, F), BT, C, m->F);
+            if (llama) be->swiglu_fwd(st, fcha, fch, BT, m->H);
+            else be->gelu_fwd(st, fcha, fch, bt * H);
+        }
         be->matmul_fwd(st, a->proj, fcha, llm__at(p->fcprojw, l, uC * H), llm__at(p->fcprojb, l, uC), BT, m->H, C);
         be->residual_fwd(st, res3, res2, a->proj, btc);
     }
@@ -6525,6 +6544,12 @@ LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, floa
         if (!m->m_mem || !m->v_mem) return LLM_ERR_NOMEM;
         m->be->zero(m->st, m->m_mem, m->n_params * sizeof(float));
         m->be->zero(m->st, m->v_mem, m->n_params * sizeof(float));
+    }
+    /* data parallel: every rank steps with the mean gradient over the ranks, so the
+     * replicas stay identical (LLM_OK at once for one process) */
+    if (m->be->allreduce_mean) {
+        llm_status s = m->be->allreduce_mean(m->st, m->grads_mem, m->n_params);
+        if (s != LLM_OK) return s;
     }
     /* global L2 norm, then the clip factor as torch.nn.utils.clip_grad_norm_ */
     double norm = sqrt(m->be->sumsq(m->st, m->grads_mem, m->n_params));
@@ -8228,9 +8253,13 @@ static llm_status llm__kv_chunk(llm_kv *kv, int n) {
         be->matmul_fwd(st, kv->proj, kv->att, llm__at(p->attprojw, l, uC * uC), llm__at(p->attprojb, l, uC), n, C, C);
         be->residual_fwd(st, kv->res2, kv->res, kv->proj, nC);
         llm__norm_fwd(m, kv->ln, kv->mean, kv->rstd, kv->res2, llm__at(p->ln2w, l, uC), llm__at(p->ln2b, l, uC), n);
-        be->matmul_fwd(st, kv->fch, kv->ln, llm__at(p->fcw, l, F * uC), llm__at(p->fcb, l, F), n, C, m->F);
-        if (c->arch == LLM_ARCH_LLAMA) be->swiglu_fwd(st, kv->fcha, kv->fch, n, m->H);
-        else be->gelu_fwd(st, kv->fcha, kv->fch, LLM__CAST(size_t, n) * H);
+        if (c->arch == LLM_ARCH_GPT2 && be->matmul_gelu_fwd) {
+            be->matmul_gelu_fwd(st, kv->fch, kv->fcha, kv->ln, llm__at(p->fcw, l, F * uC), llm__at(p->fcb, l, F), n, C, m->F);
+        } else {
+            be->matmul_fwd(st, kv->fch, kv->ln, llm__at(p->fcw, l, F * uC), llm__at(p->fcb, l, F), n, C, m->F);
+            if (c->arch == LLM_ARCH_LLAMA) be->swiglu_fwd(st, kv->fcha, kv->fch, n, m->H);
+            else be->gelu_fwd(st, kv->fcha, kv->fch, LLM__CAST(size_t, n) * H);
+        }
         be->matmul_fwd(st, kv->proj, kv->fcha, llm__at(p->fcprojw, l, uC * H), llm__at(p->fcprojb, l, uC), n, m->H, C);
         be->residual_fwd(st, kv->res, kv->res2, kv->proj, nC);
     }

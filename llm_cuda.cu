@@ -51,9 +51,16 @@
  *   stay fp32. Still to do for issue 6's fast mode: bf16 activation storage, a persistent
  *   bf16 weight copy written by AdamW, cublasLt bias/GELU epilogues, bf16 attention.
  */
+#ifndef LLM_CUDA_EMU
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
+#include <cublasLt.h>
 #include <cuda_bf16.h>
+/* Every kernel launch goes through this macro, so that tests/cuda_emu.h (which compiles
+ * this file with a host C++ compiler and runs the kernels on the CPU, see `make test`) can
+ * replace the <<<>>> syntax with its own launcher. */
+#define LLM__CU_LAUNCH(kernel, grid, block, shmem, stream) kernel<<<grid, block, shmem, stream>>>
+#endif
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -272,17 +279,17 @@ static void llm__cu_colsums(llm__cu *st, int mode, float *dst0, float *dst1, con
     if (S < 1) S = 1;
     dim3 grid((unsigned)((C + 31) / 32), (unsigned)S), block(32, 8);
     if (mode == LLM__CU_COL_LN)
-        llm__cu_colsum<LLM__CU_COL_LN><<<grid, block, 0, st->stream>>>(dst0, dst1, st->scratch, dout,
+        LLM__CU_LAUNCH(llm__cu_colsum<LLM__CU_COL_LN>, grid, block, 0, st->stream)(dst0, dst1, st->scratch, dout,
                                                                         inp, mean, rstd, N, C);
     else if (mode == LLM__CU_COL_RMS)
-        llm__cu_colsum<LLM__CU_COL_RMS><<<grid, block, 0, st->stream>>>(NULL, dst1, st->scratch, dout,
+        LLM__CU_LAUNCH(llm__cu_colsum<LLM__CU_COL_RMS>, grid, block, 0, st->stream)(NULL, dst1, st->scratch, dout,
                                                                          inp, NULL, rstd, N, C);
     else
-        llm__cu_colsum<LLM__CU_COL_BIAS><<<grid, block, 0, st->stream>>>(dst0, NULL, st->scratch, dout,
+        LLM__CU_LAUNCH(llm__cu_colsum<LLM__CU_COL_BIAS>, grid, block, 0, st->stream)(dst0, NULL, st->scratch, dout,
                                                                           NULL, NULL, NULL, N, C);
     llm__cu_launched(st, "colsum", "N=%d C=%d splits=%d", N, C, S);
     if (S > 1) {
-        llm__cu_colsum_finish<<<llm__cu_blocks((size_t)C), LLM__CU_THREADS, 0, st->stream>>>(
+        LLM__CU_LAUNCH(llm__cu_colsum_finish, llm__cu_blocks((size_t)C), LLM__CU_THREADS, 0, st->stream)(
             dst0, dst1, st->scratch, S, C);
         llm__cu_launched(st, "colsum_finish", "C=%d splits=%d", C, S);
     }
@@ -514,7 +521,7 @@ static void llm__cu_encoder_fwd(void *p, float *out, const int *tok, const float
     llm__cu *st = (llm__cu *)p;
     size_t n = (size_t)B * T * C;
     if (!llm__cu_enter(st) || B <= 0 || T <= 0 || C <= 0) return;
-    llm__cu_encoder_fwd_k<<<llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream>>>(
+    LLM__CU_LAUNCH(llm__cu_encoder_fwd_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
         out, tok, wte, wpe, (size_t)B * T, T, C);
     llm__cu_launched(st, "encoder_fwd", "B=%d T=%d C=%d", B, T, C);
 }
@@ -525,12 +532,11 @@ static void llm__cu_encoder_bwd(void *p, float *dwte, float *dwpe, const float *
     size_t n = (size_t)B * T * C;
     if (!llm__cu_enter(st) || B <= 0 || T <= 0 || C <= 0) return;
     if (dwpe) {
-        llm__cu_encoder_bwd_wpe_k<<<llm__cu_blocks((size_t)T * C), LLM__CU_THREADS, 0,
-                                    st->stream>>>(dwpe, dout, B, T, C);
+        LLM__CU_LAUNCH(llm__cu_encoder_bwd_wpe_k, llm__cu_blocks((size_t)T * C), LLM__CU_THREADS, 0, st->stream)(dwpe, dout, B, T, C);
         llm__cu_launched(st, "encoder_bwd (wpe)", "B=%d T=%d C=%d", B, T, C);
     }
     if (dwte) {
-        llm__cu_encoder_bwd_wte_k<<<llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream>>>(
+        LLM__CU_LAUNCH(llm__cu_encoder_bwd_wte_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
             dwte, dout, tok, (size_t)B * T, C);
         llm__cu_launched(st, "encoder_bwd (wte)", "B=%d T=%d C=%d", B, T, C);
     }
@@ -593,7 +599,7 @@ static void llm__cu_layernorm_fwd(void *p, float *out, float *mean, float *rstd,
                                   const float *w, const float *b, int N, int C) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || C <= 0) return;
-    llm__cu_layernorm_fwd_k<<<llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream>>>(
+    LLM__CU_LAUNCH(llm__cu_layernorm_fwd_k, llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream)(
         out, mean, rstd, inp, w, b, N, C);
     llm__cu_launched(st, "layernorm_fwd", "N=%d C=%d", N, C);
 }
@@ -604,7 +610,7 @@ static void llm__cu_layernorm_bwd(void *p, float *dinp, float *dw, float *db, co
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || C <= 0) return;
     if (dinp) {
-        llm__cu_layernorm_bwd_k<<<llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream>>>(
+        LLM__CU_LAUNCH(llm__cu_layernorm_bwd_k, llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream)(
             dinp, dout, inp, w, mean, rstd, N, C);
         llm__cu_launched(st, "layernorm_bwd", "N=%d C=%d", N, C);
     }
@@ -648,7 +654,7 @@ static void llm__cu_rmsnorm_fwd(void *p, float *out, float *rstd, const float *i
                                 int N, int C, float eps) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || C <= 0) return;
-    llm__cu_rmsnorm_fwd_k<<<llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream>>>(
+    LLM__CU_LAUNCH(llm__cu_rmsnorm_fwd_k, llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream)(
         out, rstd, inp, w, N, C, eps);
     llm__cu_launched(st, "rmsnorm_fwd", "N=%d C=%d", N, C);
 }
@@ -658,7 +664,7 @@ static void llm__cu_rmsnorm_bwd(void *p, float *dinp, float *dw, const float *do
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || C <= 0) return;
     if (dinp) {
-        llm__cu_rmsnorm_bwd_k<<<llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream>>>(
+        LLM__CU_LAUNCH(llm__cu_rmsnorm_bwd_k, llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream)(
             dinp, dout, inp, w, rstd, N, C);
         llm__cu_launched(st, "rmsnorm_bwd", "N=%d C=%d", N, C);
     }
@@ -694,7 +700,7 @@ static const __nv_bfloat16 *llm__cu_bf16(llm__cu *st, int slot, const float *src
             return NULL;
         st->half_cap[slot] = n;
     }
-    llm__cu_to_bf16_k<<<llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream>>>(st->half[slot], src, n);
+    LLM__CU_LAUNCH(llm__cu_to_bf16_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(st->half[slot], src, n);
     llm__cu_launched(st, "to_bf16", "n=%zu", n);
     return st->status == LLM_OK ? st->half[slot] : NULL;
 }
@@ -735,7 +741,7 @@ static void llm__cu_matmul_fwd(void *p, float *out, const float *inp, const floa
     }
     if (bias) {
         size_t n = (size_t)N * OC;
-        llm__cu_add_bias_k<<<llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream>>>(out, bias,
+        LLM__CU_LAUNCH(llm__cu_add_bias_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(out, bias,
                                                                                    (size_t)N, OC);
         llm__cu_launched(st, "matmul_fwd (bias)", "N=%d OC=%d", N, OC);
     }
@@ -798,7 +804,7 @@ static void llm__cu_rope(llm__cu *st, const char *op, float *qkv, const int *pos
     memset(&fr, 0, sizeof fr);
     for (int i = 0; i < HS; i += 2) fr.f[i / 2] = 1.0f / powf(theta, (float)i / (float)HS);
     size_t n = (size_t)B * T * (NH + NKV) * (HS / 2);
-    llm__cu_rope_k<<<llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream>>>(
+    LLM__CU_LAUNCH(llm__cu_rope_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
         qkv, pos, fr, (size_t)B * T, T, NH, NKV, HS, sign);
     llm__cu_launched(st, op, "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
 }
@@ -1072,7 +1078,7 @@ static void llm__cu_attention_fwd(void *p, float *out, float *lse, const float *
     if (!llm__cu_att_shape(st, "attention_fwd", B, NH, NKV, HS)) return;
     size_t shmem = (2 * 32 * (size_t)(HS + 1) + LLM__CU_ATT_WARPS * (size_t)HS) * sizeof(float);
     dim3 grid((unsigned)((T + LLM__CU_ATT_WARPS - 1) / LLM__CU_ATT_WARPS), (unsigned)(B * NH));
-    llm__cu_attention_fwd_k<<<grid, 32 * LLM__CU_ATT_WARPS, shmem, st->stream>>>(
+    LLM__CU_LAUNCH(llm__cu_attention_fwd_k, grid, 32 * LLM__CU_ATT_WARPS, shmem, st->stream)(
         out, lse, qkv, llm__cu_att_make(T, NH, NKV, HS), 1.0f / sqrtf((float)HS));
     llm__cu_launched(st, "attention_fwd", "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
 }
@@ -1087,12 +1093,10 @@ static void llm__cu_attention_bwd(void *p, float *dqkv, const float *dout, const
     llm__cu_att A = llm__cu_att_make(T, NH, NKV, HS);
     unsigned tiles = (unsigned)((T + LLM__CU_ATT_WARPS - 1) / LLM__CU_ATT_WARPS);
     size_t shmem = (2 * 32 * (size_t)(HS + 1) + 2 * LLM__CU_ATT_WARPS * (size_t)HS) * sizeof(float);
-    llm__cu_attention_bwd_dq_k<<<dim3(tiles, (unsigned)(B * NH)), 32 * LLM__CU_ATT_WARPS, shmem,
-                                 st->stream>>>(dqkv, dout, qkv, out, lse, A, scale);
+    LLM__CU_LAUNCH(llm__cu_attention_bwd_dq_k, dim3(tiles, (unsigned)(B * NH)), 32 * LLM__CU_ATT_WARPS, shmem, st->stream)(dqkv, dout, qkv, out, lse, A, scale);
     llm__cu_launched(st, "attention_bwd (dq)", "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
     shmem += 64 * sizeof(float);
-    llm__cu_attention_bwd_dkv_k<<<dim3(tiles, (unsigned)(B * NKV)), 32 * LLM__CU_ATT_WARPS, shmem,
-                                  st->stream>>>(dqkv, dout, qkv, out, lse, A, scale);
+    LLM__CU_LAUNCH(llm__cu_attention_bwd_dkv_k, dim3(tiles, (unsigned)(B * NKV)), 32 * LLM__CU_ATT_WARPS, shmem, st->stream)(dqkv, dout, qkv, out, lse, A, scale);
     llm__cu_launched(st, "attention_bwd (dk, dv)", "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
 }
 
@@ -1186,13 +1190,12 @@ static void llm__cu_attention_kv(void *p, float *out, const float *qkv, float *k
     if (maxT <= 0) { llm__cu_fail(st, LLM_ERR_ARG, "CUDA attention_kv: maxT=%d", maxT); return; }
     st->flags_armed = 1;
     size_t n = (size_t)N * NKV * HS;
-    llm__cu_kv_store_k<<<llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream>>>(
+    LLM__CU_LAUNCH(llm__cu_kv_store_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
         kcache, vcache, qkv, seq, pos, N, NH, NKV, HS, maxT, st->flags);
     llm__cu_launched(st, "attention_kv (store)", "N=%d NKV=%d HS=%d maxT=%d", N, NKV, HS, maxT);
     size_t warps = (size_t)N * NH;
     unsigned blocks = (unsigned)((warps + LLM__CU_ATT_WARPS - 1) / LLM__CU_ATT_WARPS);
-    llm__cu_attention_kv_k<<<blocks, 32 * LLM__CU_ATT_WARPS, LLM__CU_ATT_WARPS * (size_t)HS * sizeof(float),
-                             st->stream>>>(out, qkv, kcache, vcache, seq, pos, N, NH, NKV, HS, maxT,
+    LLM__CU_LAUNCH(llm__cu_attention_kv_k, blocks, 32 * LLM__CU_ATT_WARPS, LLM__CU_ATT_WARPS * (size_t)HS * sizeof(float), st->stream)(out, qkv, kcache, vcache, seq, pos, N, NH, NKV, HS, maxT,
                                            1.0f / sqrtf((float)HS));
     llm__cu_launched(st, "attention_kv", "N=%d NH=%d NKV=%d HS=%d maxT=%d", N, NH, NKV, HS, maxT);
 }
@@ -1221,13 +1224,13 @@ static __global__ void llm__cu_gelu_bwd_k(float *dinp, const float *inp, const f
 static void llm__cu_gelu_fwd(void *p, float *out, const float *inp, size_t n) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || n == 0) return;
-    llm__cu_gelu_fwd_k<<<llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream>>>(out, inp, n);
+    LLM__CU_LAUNCH(llm__cu_gelu_fwd_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(out, inp, n);
     llm__cu_launched(st, "gelu_fwd", "n=%zu", n);
 }
 static void llm__cu_gelu_bwd(void *p, float *dinp, const float *inp, const float *dout, size_t n) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || n == 0) return;
-    llm__cu_gelu_bwd_k<<<llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream>>>(dinp, inp, dout, n);
+    LLM__CU_LAUNCH(llm__cu_gelu_bwd_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(dinp, inp, dout, n);
     llm__cu_launched(st, "gelu_bwd", "n=%zu", n);
 }
 
@@ -1257,14 +1260,14 @@ static __global__ void llm__cu_swiglu_bwd_k(float *dinp, const float *inp, const
 static void llm__cu_swiglu_fwd(void *p, float *out, const float *inp, int N, int H) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || H <= 0) return;
-    llm__cu_swiglu_fwd_k<<<llm__cu_blocks((size_t)N * H), LLM__CU_THREADS, 0, st->stream>>>(
+    LLM__CU_LAUNCH(llm__cu_swiglu_fwd_k, llm__cu_blocks((size_t)N * H), LLM__CU_THREADS, 0, st->stream)(
         out, inp, (size_t)N, H);
     llm__cu_launched(st, "swiglu_fwd", "N=%d H=%d", N, H);
 }
 static void llm__cu_swiglu_bwd(void *p, float *dinp, const float *inp, const float *dout, int N, int H) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || H <= 0) return;
-    llm__cu_swiglu_bwd_k<<<llm__cu_blocks((size_t)N * H), LLM__CU_THREADS, 0, st->stream>>>(
+    LLM__CU_LAUNCH(llm__cu_swiglu_bwd_k, llm__cu_blocks((size_t)N * H), LLM__CU_THREADS, 0, st->stream)(
         dinp, inp, dout, (size_t)N, H);
     llm__cu_launched(st, "swiglu_bwd", "N=%d H=%d", N, H);
 }
@@ -1285,13 +1288,13 @@ static __global__ void llm__cu_residual_bwd_k(float *da, float *db, const float 
 static void llm__cu_residual_fwd(void *p, float *out, const float *a, const float *b, size_t n) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || n == 0) return;
-    llm__cu_residual_fwd_k<<<llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream>>>(out, a, b, n);
+    LLM__CU_LAUNCH(llm__cu_residual_fwd_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(out, a, b, n);
     llm__cu_launched(st, "residual_fwd", "n=%zu", n);
 }
 static void llm__cu_residual_bwd(void *p, float *da, float *db, const float *dout, size_t n) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || n == 0) return;
-    llm__cu_residual_bwd_k<<<llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream>>>(da, db, dout, n);
+    LLM__CU_LAUNCH(llm__cu_residual_bwd_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(da, db, dout, n);
     llm__cu_launched(st, "residual_bwd", "n=%zu", n);
 }
 
@@ -1331,14 +1334,14 @@ static void llm__cu_crossentropy_fwd(void *p, float *losses, float *lse, const f
                                      const int *targets, int N, int V) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || V <= 0) return;
-    llm__cu_crossentropy_fwd_k<<<(unsigned)N, 512, 0, st->stream>>>(losses, lse, logits, targets, V);
+    LLM__CU_LAUNCH(llm__cu_crossentropy_fwd_k, (unsigned)N, 512, 0, st->stream)(losses, lse, logits, targets, V);
     llm__cu_launched(st, "crossentropy_fwd", "N=%d V=%d", N, V);
 }
 static void llm__cu_crossentropy_bwd(void *p, float *logits, const float *lse, const int *targets,
                                      float dloss, int N, int V) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || V <= 0) return;
-    llm__cu_crossentropy_bwd_k<<<(unsigned)N, 512, 0, st->stream>>>(logits, lse, targets, dloss, V);
+    LLM__CU_LAUNCH(llm__cu_crossentropy_bwd_k, (unsigned)N, 512, 0, st->stream)(logits, lse, targets, dloss, V);
     llm__cu_launched(st, "crossentropy_bwd", "N=%d V=%d", N, V);
 }
 
@@ -1382,9 +1385,9 @@ static double llm__cu_sumsq(void *p, const float *x, size_t n) {
     if (n == 0) return 0.0;
     unsigned nb = llm__cu_blocks(n);
     if (nb > LLM__CU_SUMSQ_BLOCKS) nb = LLM__CU_SUMSQ_BLOCKS;
-    llm__cu_sumsq_k<<<nb, LLM__CU_THREADS, 0, st->stream>>>(st->sumsq_part, x, n);
+    LLM__CU_LAUNCH(llm__cu_sumsq_k, nb, LLM__CU_THREADS, 0, st->stream)(st->sumsq_part, x, n);
     llm__cu_launched(st, "sumsq", "n=%zu", n);
-    llm__cu_sumsq_finish_k<<<1, LLM__CU_THREADS, 0, st->stream>>>(st->sumsq_part, (int)nb);
+    LLM__CU_LAUNCH(llm__cu_sumsq_finish_k, 1, LLM__CU_THREADS, 0, st->stream)(st->sumsq_part, (int)nb);
     llm__cu_launched(st, "sumsq (finish)", "n=%zu", n);
     double total = NAN;
     if (st->status == LLM_OK &&
@@ -1419,7 +1422,7 @@ static void llm__cu_adamw(void *p, float *param, const float *grad, float *m, fl
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || n == 0) return;
     float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
-    llm__cu_adamw_k<<<llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream>>>(
+    LLM__CU_LAUNCH(llm__cu_adamw_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
         param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, bc1, bc2);
     llm__cu_launched(st, "adamw", "n=%zu t=%d", n, t);
 }
