@@ -6085,7 +6085,8 @@ static const llm_backend llm__cpu_backend_table = {
     llm__cpu_rope_fwd, llm__cpu_rope_bwd, llm__cpu_attention_fwd, llm__cpu_attention_bwd, llm__cpu_attention_kv,
     llm__cpu_gelu_fwd, llm__cpu_gelu_bwd, llm__cpu_swiglu_fwd, llm__cpu_swiglu_bwd,
     llm__cpu_residual_fwd, llm__cpu_residual_bwd,
-    llm__cpu_crossentropy_fwd, llm__cpu_crossentropy_bwd, llm__cpu_sumsq, llm__cpu_adamw
+    llm__cpu_crossentropy_fwd, llm__cpu_crossentropy_bwd, llm__cpu_sumsq, llm__cpu_adamw,
+    NULL, NULL  /* allreduce_mean: one process; matmul_gelu_fwd: not fused on the CPU */
 };
 LLMDEF const llm_backend *llm_cpu_backend(void) { return &llm__cpu_backend_table; }
 //==== MODEL ============================================================================
