@@ -96,18 +96,42 @@ CUDA_ARCH ?= -gencode arch=compute_75,code=sm_75 -gencode arch=compute_80,code=s
 NVCCFLAGS ?= -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -Wall,-Wextra
 CUDA_LIBS ?= -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcublasLt -lcudart -lstdc++
 CUDA_EXAMPLES := $(patsubst examples/%.c,$(B)/cuda/%,$(wildcard examples/*.c))
+# NCCL, for multi-GPU data parallel (llm_options.dist_world), when nccl.h is found;
+# `make cuda NCCL=` builds without it (dist_world >= 1 is then refused at create).
+NCCL      ?= $(if $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h),1)
+NCCL_DEFS := $(if $(NCCL),-DLLM_CUDA_NCCL=1)
+comma     := ,
+NCCL_LIBS := $(if $(NCCL),$(foreach d,lib lib64,$(if $(wildcard $(CUDA_HOME)/$(d)/libnccl.so*), \
+               -L$(CUDA_HOME)/$(d) -Wl$(comma)-rpath$(comma)$(CUDA_HOME)/$(d))) -lnccl)
 
 $(B)/cuda/llm_cuda.o: llm_cuda.cu llm.h
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -I. -c $< -o $@
+	$(NVCC) $(NVCCFLAGS) $(NCCL_DEFS) -I. -c $< -o $@
 
 $(B)/cuda/tests/test_cuda: tests/test_cuda.c $(B)/cuda/llm_cuda.o llm.h tests/test.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(CUDA_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
+
+$(B)/cuda/tests/test_dist: tests/test_dist.c $(B)/cuda/llm_cuda.o llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DLLM_CUDA=1 $(NCCL_DEFS) -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
 
 $(B)/cuda/%: examples/%.c $(B)/cuda/llm_cuda.o llm.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(CUDA_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
 
-cuda: $(B)/cuda/llm_cuda.o $(B)/cuda/tests/test_cuda $(CUDA_EXAMPLES)
-	@tests/run.sh $(B)/cuda/tests/test_cuda
+# The GPU benchmark (GPT-2 124M training step and MFU, batch-1 inference): `make cuda`
+# builds it, `make bench-cuda` runs it (SKIP without a GPU). cudart's header gives it
+# the device's name and compute capability, for the peak FLOP/s.
+$(B)/cuda/bench_cuda: bench/bench_cuda.c bench/bench.h $(B)/cuda/llm_cuda.o llm.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -O3 -DLLM_CUDA=1 -I. -I$(CUDA_HOME)/include $< $(B)/cuda/llm_cuda.o -o $@ \
+	  $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
+
+.PHONY: bench-cuda
+cuda: $(B)/cuda/bench_cuda
+bench-cuda: $(B)/cuda/bench_cuda
+	$(B)/cuda/bench_cuda
+
+cuda: $(B)/cuda/llm_cuda.o $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(CUDA_EXAMPLES)
+	@tests/run.sh $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist

@@ -379,6 +379,10 @@ LLMDEF llm_adamw_config llm_adamw_config_default(void);
  * gradient L2 norm before clipping. Optimizer moments are allocated on first use. */
 LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, float lr,
                                  float *grad_norm);
+/* Data parallel (llm_options.dist_world): vals (n host floats, e.g. a step's loss) :=
+ * their mean over the ranks, the same on every rank. Every rank must call it, in the same
+ * order. Not distributed (or a backend without allreduce_mean): vals are left as they are. */
+LLMDEF llm_status llm_model_allreduce_mean(llm_model *m, float *vals, int n);
 LLMDEF int llm_model_step_count(const llm_model *m);
 
 /* Learning-rate schedule: linear warmup from lr/warmup to lr over `warmup` steps,
@@ -6570,6 +6574,21 @@ LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, floa
                      m->v_mem + m->off[i], m->size[i], lr, cfg->beta1, cfg->beta2, cfg->eps, wd, scale, m->t);
     }
     return LLM_OK;
+}
+
+/* Host values through a small device buffer of their own: the backend averages device
+ * memory only. An allocation per call is fine for what this is for (a few floats per step). */
+LLMDEF llm_status llm_model_allreduce_mean(llm_model *m, float *vals, int n) {
+    if (!m || n < 0 || (n > 0 && !vals)) return llm__err(LLM_ERR_ARG, "allreduce_mean: NULL model or values, or n < 0");
+    if (!m->be->allreduce_mean || n == 0) return LLM_OK;
+    size_t bytes = LLM__CAST(size_t, n) * sizeof(float);
+    float *d = LLM__CAST(float *, m->be->alloc(m->st, bytes));
+    if (!d) return LLM_ERR_NOMEM;
+    llm_status s = m->be->upload(m->st, d, vals, bytes);
+    if (s == LLM_OK) s = m->be->allreduce_mean(m->st, d, LLM__CAST(size_t, n));
+    if (s == LLM_OK) s = m->be->download(m->st, vals, d, bytes);
+    m->be->release(m->st, d);
+    return s;
 }
 
 LLMDEF float llm_lr_at(const llm_lr_schedule *s, int step) {

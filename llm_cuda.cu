@@ -56,6 +56,9 @@
 #include <cublas_v2.h>
 #include <cublasLt.h>
 #include <cuda_bf16.h>
+#if LLM_CUDA_NCCL
+#include <nccl.h>
+#endif
 /* Every kernel launch goes through this macro, so that tests/cuda_emu.h (which compiles
  * this file with a host C++ compiler and runs the kernels on the CPU, see `make test`) can
  * replace the <<<>>> syntax with its own launcher. */
@@ -66,6 +69,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <errno.h>
+#include <time.h>
 #include "llm.h"
 
 /* Messages go to llm.h's llm_set_error(), so llm_last_error() reports them. */
@@ -81,6 +86,15 @@
 #define LLM__CU_FULL 0xffffffffu            /* all lanes of a warp */
 #define LLM__CU_FLAG_KV_INDEX 1             /* flags bit: attention_kv met a bad seq/pos */
 
+/* bf16 mode: one device allocation, and the bf16 copy of its floats once a matmul has
+ * used memory in it as a weight (see MATMUL). */
+typedef struct llm__cu_block {
+    char *base;               /* what cudaMalloc returned */
+    size_t bytes;
+    __nv_bfloat16 *shadow;    /* bytes/4 bf16 values, or NULL */
+    int fresh;                /* shadow equals the floats (else the next matmul refreshes it) */
+} llm__cu_block;
+
 typedef struct llm__cu {
     int dev;                  /* device index */
     cudaStream_t stream;      /* every op is queued here */
@@ -93,6 +107,22 @@ typedef struct llm__cu {
     int bf16;                 /* matmuls in bf16 (llm_cuda_backend_bf16) */
     __nv_bfloat16 *half[3];   /* bf16 mode: operand copies (activation, weight, gradient) */
     size_t half_cap[3];       /* their capacities, in elements */
+    llm__cu_block *blocks;    /* bf16 mode: every live allocation, for the weight copies */
+    int nblocks, blocks_cap;
+    cublasLtHandle_t lt;      /* bf16 mode: cuBLASLt for matmuls with fused epilogues */
+    void *lt_ws;              /* its workspace */
+    size_t lt_ws_bytes;
+    int lt_off;               /* cuBLASLt refused a fused matmul: plain path from then on */
+    int *h_tok;               /* encoder_bwd: host copy of the tokens, and the positions */
+    int *h_ord;               /*   sorted by token, then the runs (see ENCODER) */
+    size_t h_cap;             /* elements of each */
+    int *d_ord;               /* device copy of the sorted positions and the runs */
+    size_t d_ord_cap;         /* elements */
+    /* data parallel (see DATA PARALLEL): rank of world processes, one GPU each */
+    int dist_rank, dist_world;
+#if LLM_CUDA_NCCL
+    ncclComm_t comm;          /* NULL when not distributed: allreduce_mean does nothing */
+#endif
     llm_status status;        /* first failure since the last sync, LLM_OK if none */
     char msg[512];            /* its message */
 } llm__cu;
@@ -314,16 +344,33 @@ static void llm__cu_destroy(void *p) {
     cudaFree(st->scratch);
     cudaFree(st->flags);
     for (int i = 0; i < 3; i++) cudaFree(st->half[i]);
+    for (int i = 0; i < st->nblocks; i++) cudaFree(st->blocks[i].shadow);
+    free(st->blocks);
+    if (st->lt) cublasLtDestroy(st->lt);
+    cudaFree(st->lt_ws);
+    cudaFree(st->d_ord);
+    free(st->h_tok);
+    free(st->h_ord);
+#if LLM_CUDA_NCCL
+    if (st->comm) ncclCommDestroy(st->comm);
+#endif
     if (st->blas) cublasDestroy(st->blas);
     if (st->stream) cudaStreamDestroy(st->stream);
     (void)cudaGetLastError();
     free(st);
 }
 
+/* Data parallel setup (see DATA PARALLEL): the options are checked before any CUDA call,
+ * the communicator is made once the device is ready. */
+static llm_status llm__cu_dist_check(const llm_options *opt);
+static bool llm__cu_dist_init(llm__cu *st, const llm_options *opt);
+
 /* opt->device picks the GPU (opt NULL: device 0); opt->n_threads is not used. bf16 asks
  * for the bf16 matmul mode, which needs bf16 tensor cores (compute capability 8.0+). */
 static llm_status llm__cu_create_mode(void **out, const llm_options *opt, int bf16) {
     *out = NULL;
+    llm_status ds = llm__cu_dist_check(opt);
+    if (ds != LLM_OK) return ds;
     int count = 0, dev = opt ? opt->device : 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {
@@ -363,7 +410,21 @@ static llm_status llm__cu_create_mode(void **out, const llm_options *opt, int bf
               LLM__CUDA(st, cudaMalloc((void **)&st->scratch, nscr), "%zu bytes of column-sum scratch", nscr) &&
               LLM__CUDA(st, cudaMalloc((void **)&st->flags, sizeof(int)), "4 bytes of flags") &&
               LLM__CUDA(st, cudaMemsetAsync(st->flags, 0, sizeof(int), st->stream), "flags");
+    if (ok && bf16) {
+        /* 32 MiB of workspace lets cuBLASLt pick its split-K and Hopper kernels */
+        st->lt_ws_bytes = (size_t)32 << 20;
+        ok = LLM__BLAS(st, cublasLtCreate(&st->lt), "device %d", dev) &&
+             LLM__CUDA(st, cudaMalloc(&st->lt_ws, st->lt_ws_bytes), "%zu bytes of cuBLASLt workspace",
+                       st->lt_ws_bytes);
+    }
     if (!ok) {
+        llm_status s = st->status;
+        char msg[512];
+        memcpy(msg, st->msg, sizeof msg);
+        llm__cu_destroy(st);
+        return llm_set_error(s, "%s", msg);
+    }
+    if (!llm__cu_dist_init(st, opt)) {   /* waits for the other ranks */
         llm_status s = st->status;
         char msg[512];
         memcpy(msg, st->msg, sizeof msg);
@@ -380,6 +441,22 @@ static llm_status llm__cu_create_bf16(void **out, const llm_options *opt) { retu
 static llm_status llm__cu_pending(llm__cu *st) {
     return llm_set_error(st->status, "%s (an earlier GPU op failed)", st->msg);
 }
+
+/* bf16 mode keeps a list of the live allocations (a model has about fifteen, so a
+ * linear search is cheap next to any launch). */
+static llm__cu_block *llm__cu_block_of(llm__cu *st, const void *p) {
+    const char *c = (const char *)p;
+    for (int i = 0; i < st->nblocks; i++)
+        if (c >= st->blocks[i].base && c < st->blocks[i].base + st->blocks[i].bytes) return &st->blocks[i];
+    return NULL;
+}
+/* Memory at p was written by something other than AdamW: its bf16 copy, if any, is stale. */
+static void llm__cu_touch(llm__cu *st, const void *p) {
+    if (!st->bf16 || !p) return;
+    llm__cu_block *b = llm__cu_block_of(st, p);
+    if (b) b->fresh = 0;
+}
+#define LLM__CU_TOUCH3(st, a, b, c) (llm__cu_touch(st, a), llm__cu_touch(st, b), llm__cu_touch(st, c))
 
 static void *llm__cu_alloc(void *p, size_t bytes) {
     llm__cu *st = (llm__cu *)p;
@@ -399,6 +476,21 @@ static void *llm__cu_alloc(void *p, size_t bytes) {
                       cudaGetErrorString(e), st->dev, free_b / 1048576.0, total_b / 1048576.0);
         return NULL;
     }
+    if (st->bf16) {
+        if (st->nblocks == st->blocks_cap) {
+            int cap = st->blocks_cap ? 2 * st->blocks_cap : 16;
+            llm__cu_block *nb = (llm__cu_block *)realloc(st->blocks, (size_t)cap * sizeof *nb);
+            if (!nb) {
+                cudaFree(d);
+                llm_set_error(LLM_ERR_NOMEM, "CUDA: out of host memory for the allocation list");
+                return NULL;
+            }
+            st->blocks = nb;
+            st->blocks_cap = cap;
+        }
+        llm__cu_block blk = {(char *)d, bytes, NULL, 0};
+        st->blocks[st->nblocks++] = blk;
+    }
     return d;
 }
 
@@ -406,6 +498,12 @@ static void llm__cu_release(void *p, void *ptr) {
     llm__cu *st = (llm__cu *)p;
     if (!ptr) return;
     cudaSetDevice(st->dev);
+    for (int i = 0; i < st->nblocks; i++)
+        if (st->blocks[i].base == (char *)ptr) {
+            cudaFree(st->blocks[i].shadow);
+            st->blocks[i] = st->blocks[--st->nblocks];
+            break;
+        }
     LLM__CUDA(st, cudaFree(ptr), "release %p", ptr);
 }
 
@@ -422,6 +520,7 @@ static llm_status llm__cu_transfer(void *p, void *dst, const void *src, size_t b
     return LLM_OK;
 }
 static llm_status llm__cu_upload(void *p, void *dst, const void *src, size_t bytes) {
+    llm__cu_touch((llm__cu *)p, dst);
     return llm__cu_transfer(p, dst, src, bytes, cudaMemcpyHostToDevice, "upload");
 }
 static llm_status llm__cu_download(void *p, void *dst, const void *src, size_t bytes) {
@@ -431,6 +530,7 @@ static llm_status llm__cu_download(void *p, void *dst, const void *src, size_t b
 static void llm__cu_zero(void *p, void *ptr, size_t bytes) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || bytes == 0) return;
+    llm__cu_touch(st, ptr);
     LLM__CUDA(st, cudaMemsetAsync(ptr, 0, bytes, st->stream), "zero %zu bytes", bytes);
 }
 
@@ -440,6 +540,7 @@ static void llm__cu_zero(void *p, void *ptr, size_t bytes) {
 static void llm__cu_copy(void *p, void *dst, const void *src, size_t bytes) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || bytes == 0 || dst == src) return;
+    llm__cu_touch(st, dst);
     char *d = (char *)dst;
     const char *s = (const char *)src;
     if (d + bytes <= s || s + bytes <= d) {
@@ -503,17 +604,90 @@ static __global__ void llm__cu_encoder_bwd_wpe_k(float *dwpe, const float *dout,
         dwpe[i] += s;
     }
 }
-/* dwte[tok[b,t], c] += dout[b,t,c]. Two positions holding the same token add into the
- * same row, so this uses atomicAdd: fast, but the order of those additions (and so the
- * last bits of dwte) can change run to run. A deterministic version would sort the
- * positions by token first (needs (B*T) ints of scratch). */
+/* dwte[tok[b,t], c] += dout[b,t,c]. Positions holding the same token add into the same
+ * row, so one thread per position would race; atomicAdd would be fast but would add in a
+ * different order each run (the last bits of dwte, and so of training, would wander).
+ * Instead the host sorts the positions by token (see llm__cu_runs_by_token) and one thread
+ * per (token, c) sums that token's positions in order: each gradient element has one
+ * owner and a fixed order, so a run repeats bit for bit.
+ * runs: R+1 offsets into pos, then pos (the B*T positions grouped by token). */
 static __global__ void llm__cu_encoder_bwd_wte_k(float *dwte, const float *dout, const int *tok,
-                                                 size_t BT, int C) {
-    LLM__CU_FOR(i, BT * C) {
-        size_t bt = i / C;
-        int c = (int)(i % C);
-        atomicAdd(&dwte[(size_t)tok[bt] * C + c], dout[i]);
+                                                 const int *runs, int R, int C) {
+    const int *pos = runs + R + 1;
+    LLM__CU_FOR(i, (size_t)R * C) {
+        int r = (int)(i / C), c = (int)(i % C);
+        float s = 0.0f;
+        for (int j = runs[r]; j < runs[r + 1]; j++) s += dout[(size_t)pos[j] * C + c];
+        dwte[(size_t)tok[pos[runs[r]]] * C + c] += s;
     }
+}
+/* Group positions 0..n-1 of the host tokens st->h_tok by token, keeping position order
+ * inside a group: a stable LSD radix sort on 16-bit digits (one pass when every token is
+ * below 65536, as GPT-2's and Llama's are), then a cut wherever the token changes.
+ * Writes runs (R+1 offsets) then the n positions at out; returns R. */
+#define LLM__CU_RADIX 65536
+static int llm__cu_runs_by_token(llm__cu *st, int n, int *out) {
+    const int *tok = st->h_tok;
+    int *cnt = st->h_tok + n, *a = st->h_ord, *b = st->h_ord + n;
+    int maxtok = 0;
+    for (int i = 0; i < n; i++) { a[i] = i; if (tok[i] > maxtok) maxtok = tok[i]; }
+    for (int shift = 0; shift < 32 && (shift == 0 || (maxtok >> shift) != 0); shift += 16) {
+        memset(cnt, 0, (LLM__CU_RADIX + 1) * sizeof(int));
+        for (int i = 0; i < n; i++) cnt[((tok[a[i]] >> shift) & (LLM__CU_RADIX - 1)) + 1]++;
+        for (int d = 0; d < LLM__CU_RADIX; d++) cnt[d + 1] += cnt[d];
+        for (int i = 0; i < n; i++) b[cnt[(tok[a[i]] >> shift) & (LLM__CU_RADIX - 1)]++] = a[i];
+        int *t = a; a = b; b = t;
+    }
+    int R = 0;
+    for (int i = 0; i < n; i++)
+        if (i == 0 || tok[a[i]] != tok[a[i - 1]]) out[R++] = i;
+    out[R] = n;
+    memcpy(out + R + 1, a, (size_t)n * sizeof(int));
+    return R;
+}
+/* The token-embedding gradient: bring the tokens to the host (B*T ints; this waits for the
+ * stream once per backward, at its last op), group them, send the groups back, sum. */
+static void llm__cu_encoder_bwd_wte(llm__cu *st, float *dwte, const float *dout, const int *tok, int n, int C) {
+    size_t need = (size_t)4 * n + 2;  /* h_ord: two position buffers, then runs + positions */
+    if (need > st->h_cap) {
+        free(st->h_tok);
+        free(st->h_ord);
+        st->h_tok = (int *)malloc(((size_t)n + LLM__CU_RADIX + 1) * sizeof(int));
+        st->h_ord = (int *)malloc(need * sizeof(int));
+        st->h_cap = st->h_tok && st->h_ord ? need : 0;
+        if (!st->h_cap) {
+            llm__cu_fail(st, LLM_ERR_NOMEM, "CUDA encoder_bwd: out of host memory for %d tokens", n);
+            return;
+        }
+    }
+    if (!LLM__CUDA(st, cudaMemcpyAsync(st->h_tok, tok, (size_t)n * sizeof(int), cudaMemcpyDeviceToHost,
+                                       st->stream), "encoder_bwd: tokens (%d)", n) ||
+        !LLM__CUDA(st, cudaStreamSynchronize(st->stream), "encoder_bwd: tokens (%d)", n))
+        return;
+    for (int i = 0; i < n; i++)
+        if (st->h_tok[i] < 0) {
+            llm__cu_fail(st, LLM_ERR_ARG, "CUDA encoder_bwd: token %d at position %d is negative", st->h_tok[i], i);
+            return;
+        }
+    int *runs = st->h_ord + 2 * (size_t)n;
+    int R = llm__cu_runs_by_token(st, n, runs);
+    size_t nr = (size_t)R + 1 + n;
+    if (nr > st->d_ord_cap) {
+        (void)cudaFree(st->d_ord);
+        st->d_ord = NULL;
+        st->d_ord_cap = 0;
+        if (!LLM__CUDA(st, cudaMalloc((void **)&st->d_ord, (size_t)2 * n * sizeof(int) + sizeof(int)),
+                       "encoder_bwd: %zu bytes of token groups", (size_t)2 * n * sizeof(int) + sizeof(int)))
+            return;
+        st->d_ord_cap = (size_t)2 * n + 1;
+    }
+    /* pageable source: the copy has read it by the time the call returns */
+    if (!LLM__CUDA(st, cudaMemcpyAsync(st->d_ord, runs, nr * sizeof(int), cudaMemcpyHostToDevice, st->stream),
+                   "encoder_bwd: token groups (%zu ints)", nr))
+        return;
+    LLM__CU_LAUNCH(llm__cu_encoder_bwd_wte_k, llm__cu_blocks((size_t)R * C), LLM__CU_THREADS, 0, st->stream)(
+        dwte, dout, tok, st->d_ord, R, C);
+    llm__cu_launched(st, "encoder_bwd (wte)", "tokens=%d distinct=%d C=%d", n, R, C);
 }
 
 static void llm__cu_encoder_fwd(void *p, float *out, const int *tok, const float *wte,
@@ -521,6 +695,7 @@ static void llm__cu_encoder_fwd(void *p, float *out, const int *tok, const float
     llm__cu *st = (llm__cu *)p;
     size_t n = (size_t)B * T * C;
     if (!llm__cu_enter(st) || B <= 0 || T <= 0 || C <= 0) return;
+    LLM__CU_TOUCH3(st, out, NULL, NULL);
     LLM__CU_LAUNCH(llm__cu_encoder_fwd_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
         out, tok, wte, wpe, (size_t)B * T, T, C);
     llm__cu_launched(st, "encoder_fwd", "B=%d T=%d C=%d", B, T, C);
@@ -529,17 +704,14 @@ static void llm__cu_encoder_fwd(void *p, float *out, const int *tok, const float
 static void llm__cu_encoder_bwd(void *p, float *dwte, float *dwpe, const float *dout,
                                 const int *tok, int B, int T, int C) {
     llm__cu *st = (llm__cu *)p;
-    size_t n = (size_t)B * T * C;
     if (!llm__cu_enter(st) || B <= 0 || T <= 0 || C <= 0) return;
+    LLM__CU_TOUCH3(st, dwte, dwpe, NULL);
     if (dwpe) {
-        LLM__CU_LAUNCH(llm__cu_encoder_bwd_wpe_k, llm__cu_blocks((size_t)T * C), LLM__CU_THREADS, 0, st->stream)(dwpe, dout, B, T, C);
+        LLM__CU_LAUNCH(llm__cu_encoder_bwd_wpe_k, llm__cu_blocks((size_t)T * C), LLM__CU_THREADS, 0,
+                       st->stream)(dwpe, dout, B, T, C);
         llm__cu_launched(st, "encoder_bwd (wpe)", "B=%d T=%d C=%d", B, T, C);
     }
-    if (dwte) {
-        LLM__CU_LAUNCH(llm__cu_encoder_bwd_wte_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
-            dwte, dout, tok, (size_t)B * T, C);
-        llm__cu_launched(st, "encoder_bwd (wte)", "B=%d T=%d C=%d", B, T, C);
-    }
+    if (dwte) llm__cu_encoder_bwd_wte(st, dwte, dout, tok, B * T, C);
 }
 
 //==== LAYERNORM ========================================================================
@@ -599,6 +771,7 @@ static void llm__cu_layernorm_fwd(void *p, float *out, float *mean, float *rstd,
                                   const float *w, const float *b, int N, int C) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || C <= 0) return;
+    LLM__CU_TOUCH3(st, out, mean, rstd);
     LLM__CU_LAUNCH(llm__cu_layernorm_fwd_k, llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream)(
         out, mean, rstd, inp, w, b, N, C);
     llm__cu_launched(st, "layernorm_fwd", "N=%d C=%d", N, C);
@@ -609,6 +782,7 @@ static void llm__cu_layernorm_bwd(void *p, float *dinp, float *dw, float *db, co
                                   const float *rstd, int N, int C) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || C <= 0) return;
+    LLM__CU_TOUCH3(st, dinp, dw, db);
     if (dinp) {
         LLM__CU_LAUNCH(llm__cu_layernorm_bwd_k, llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream)(
             dinp, dout, inp, w, mean, rstd, N, C);
@@ -654,6 +828,7 @@ static void llm__cu_rmsnorm_fwd(void *p, float *out, float *rstd, const float *i
                                 int N, int C, float eps) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || C <= 0) return;
+    LLM__CU_TOUCH3(st, out, rstd, NULL);
     LLM__CU_LAUNCH(llm__cu_rmsnorm_fwd_k, llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream)(
         out, rstd, inp, w, N, C, eps);
     llm__cu_launched(st, "rmsnorm_fwd", "N=%d C=%d", N, C);
@@ -663,6 +838,7 @@ static void llm__cu_rmsnorm_bwd(void *p, float *dinp, float *dw, const float *do
                                 const float *w, const float *rstd, int N, int C) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || C <= 0) return;
+    LLM__CU_TOUCH3(st, dinp, dw, NULL);
     if (dinp) {
         LLM__CU_LAUNCH(llm__cu_rmsnorm_bwd_k, llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream)(
             dinp, dout, inp, w, rstd, N, C);
@@ -677,13 +853,25 @@ static void llm__cu_rmsnorm_bwd(void *p, float *dinp, float *dw, const float *do
  *   out = inp @ w^T        (N,OC)   <=>  out^T  = w  . inp^T   : gemm(T, N, OC, N, C)
  *   dinp += dout @ w       (N,C)    <=>  dinp^T = w^T . dout^T : gemm(N, N, C, N, OC)
  *   dw += dout^T @ inp     (OC,C)   <=>  dw^T   = inp^T . dout : gemm(N, T, C, OC, N)
- * where a column-major operand named by its row-major name means that buffer as is. */
-
-/* bf16 mode (llm_cuda_backend_bf16): the fp32 operands are rounded to bf16 (round to
- * nearest even: 8 significant bits, fp32's exponent range) into the backend's operand
- * buffers, and cuBLAS multiplies those on tensor cores, accumulating and writing in fp32
- * (CUBLAS_COMPUTE_32F). Weights, gradients, optimizer state and every other op stay fp32.
- * Each call rounds its weight afresh; a bf16 weight copy kept by AdamW would save that. */
+ * where a column-major operand named by its row-major name means that buffer as is.
+ *
+ * bf16 mode (llm_options.bf16 or llm_cuda_backend_bf16), the fast mode: both operands of
+ * every product are bf16 (fp32 rounded to nearest even: 8 significant bits, fp32's
+ * exponent range), tensor cores multiply them and accumulate in fp32, the output is fp32.
+ * The fp32 weights stay the master copy that AdamW updates; gradients, moments and every
+ * other op stay fp32.
+ *  - Weights: rounding a weight on every call would cost more than the product itself
+ *    when decoding one token (read 4 + write 2 + read 2 bytes per weight, against 4 for
+ *    the fp32 product). So an allocation that a matmul has used as a weight gets a
+ *    persistent bf16 copy: AdamW writes the master and the copy in one pass; upload, zero,
+ *    copy or an op writing into the allocation mark the copy stale, and the next matmul
+ *    rounds the whole allocation again (one pass).
+ *  - Activations and output gradients are rounded per call into operand buffers (tensors
+ *    are fp32 between ops).
+ *  - Forward products with a bias go through cuBLASLt, whose epilogue adds the bias (and,
+ *    for the MLP's up-projection, applies GELU: see GELU) while the tile is still in
+ *    registers, instead of another pass over the output. If cuBLASLt declines, the
+ *    backend falls back, for good, to cublasGemmEx and the kernels. */
 static __global__ void llm__cu_to_bf16_k(__nv_bfloat16 *dst, const float *src, size_t n) {
     LLM__CU_FOR(i, n) dst[i] = __float2bfloat16(src[i]);
 }
@@ -704,22 +892,123 @@ static const __nv_bfloat16 *llm__cu_bf16(llm__cu *st, int slot, const float *src
     llm__cu_launched(st, "to_bf16", "n=%zu", n);
     return st->status == LLM_OK ? st->half[slot] : NULL;
 }
-/* Column-major C(m,n) = op(A) op(B) + beta C (alpha 1), fp32 in and out. A has a_n
- * elements and goes to operand buffer a_slot in bf16 mode, B likewise. Returns false
- * after recording a failure. */
-static bool llm__cu_gemm(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                         const float *A, int lda, int a_slot, size_t a_n, const float *B, int ldb,
-                         int b_slot, size_t b_n, float beta, float *Cm, int ldc, const char *what) {
+/* The bf16 copy of the weight w (n floats): its allocation's persistent copy, made or
+ * refreshed here when missing or stale. */
+static const __nv_bfloat16 *llm__cu_weight16(llm__cu *st, const float *w, size_t n) {
+    llm__cu_block *b = llm__cu_block_of(st, w);
+    size_t nf = b ? b->bytes / sizeof(float) : 0;
+    if (nf == 0) return llm__cu_bf16(st, LLM__CU_WEIGHT, w, n);  /* not from our alloc */
+    if (!b->shadow) {
+        if (!LLM__CUDA(st, cudaMalloc((void **)&b->shadow, nf * sizeof(__nv_bfloat16)),
+                       "bf16 copy (%zu bytes) of a %zu-byte weight allocation",
+                       nf * sizeof(__nv_bfloat16), b->bytes)) {
+            b->shadow = NULL;
+            return NULL;
+        }
+        b->fresh = 0;
+    }
+    if (!b->fresh) {
+        LLM__CU_LAUNCH(llm__cu_to_bf16_k, llm__cu_blocks(nf), LLM__CU_THREADS, 0, st->stream)(
+            b->shadow, (const float *)b->base, nf);
+        llm__cu_launched(st, "to_bf16 (weights)", "n=%zu", nf);
+        if (st->status != LLM_OK) return NULL;
+        b->fresh = 1;
+    }
+    return b->shadow + ((const char *)w - b->base) / sizeof(float);
+}
+
+/* Column-major C(m,n) = op(A) op(B) + beta C (alpha 1): fp32 (TF32 off), or bf16 A and B
+ * with fp32 accumulation and output. Both return false after recording a failure. */
+static bool llm__cu_sgemm(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                          const float *A, int lda, const float *B, int ldb, float beta, float *Cm,
+                          int ldc, const char *what) {
     const float one = 1.0f;
-    if (!st->bf16)
-        return LLM__BLAS(st, cublasSgemm(st->blas, ta, tb, m, n, k, &one, A, lda, B, ldb, &beta, Cm, ldc),
-                         "%s", what);
-    const __nv_bfloat16 *a = llm__cu_bf16(st, a_slot, A, a_n);
-    const __nv_bfloat16 *b = a ? llm__cu_bf16(st, b_slot, B, b_n) : NULL;
-    if (!b) return false;
-    return LLM__BLAS(st, cublasGemmEx(st->blas, ta, tb, m, n, k, &one, a, CUDA_R_16BF, lda, b, CUDA_R_16BF,
+    return LLM__BLAS(st, cublasSgemm(st->blas, ta, tb, m, n, k, &one, A, lda, B, ldb, &beta, Cm, ldc),
+                     "%s", what);
+}
+static bool llm__cu_gemm16(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const __nv_bfloat16 *A, int lda, const __nv_bfloat16 *B, int ldb, float beta,
+                           float *Cm, int ldc, const char *what) {
+    const float one = 1.0f;
+    if (!A || !B) return false;  /* the bf16 copy failed (recorded) */
+    return LLM__BLAS(st, cublasGemmEx(st->blas, ta, tb, m, n, k, &one, A, CUDA_R_16BF, lda, B, CUDA_R_16BF,
                                       ldb, &beta, Cm, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                      "%s (bf16)", what);
+}
+
+/* The largest power of two (<= 256) dividing a pointer: cuBLASLt must be told how aligned
+ * the operands are, or it may pick a kernel that assumes 16 bytes. */
+static uint32_t llm__cu_align(const void *p) {
+    uint32_t a = 256;
+    while (a > 1 && ((uintptr_t)p % a) != 0) a >>= 1;
+    return a;
+}
+/* bf16 forward product with a fused epilogue through cuBLASLt, column-major, alpha 1:
+ *   D(m,n) = op(A) op(B) + bias[row]                         (aux NULL)
+ *   aux = op(A) op(B) + bias[row],   D = gelu(aux)           (aux (m,n), leading dim ldd)
+ * Returns 1 when queued, 0 when cuBLASLt declined (nothing written or recorded; the
+ * caller takes the plain path, and so does every later call). */
+static int llm__cu_lt(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                      const __nv_bfloat16 *A, int lda, const __nv_bfloat16 *B, int ldb, float *D, int ldd,
+                      const float *bias, float *aux) {
+    if (!st->lt || st->lt_off || !bias) return 0;
+    cublasLtMatmulDesc_t desc = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, ldl = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t heur;
+    memset(&heur, 0, sizeof heur);
+    int found = 0;
+    int32_t opa = ta, opb = tb;
+    cublasLtEpilogue_t epi = aux ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_BIAS;
+    int64_t aux_ld = ldd;
+    uint64_t ws = st->lt_ws_bytes;
+    uint32_t al_a = llm__cu_align(A), al_b = llm__cu_align(B), al_d = llm__cu_align(D);
+    const float one = 1.0f, zero = 0.0f;
+    cublasStatus_t e = cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+#define LLM__CU_LT_SET(call) if (e == CUBLAS_STATUS_SUCCESS) e = (call)
+    LLM__CU_LT_SET(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
+    LLM__CU_LT_SET(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
+    LLM__CU_LT_SET(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    LLM__CU_LT_SET(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    if (aux) {
+        LLM__CU_LT_SET(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux,
+                                                      sizeof aux));
+        LLM__CU_LT_SET(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld,
+                                                      sizeof aux_ld));
+    }
+    /* layouts of the stored matrices: op(A) is (m,k), so A is (m,k) untransposed, (k,m) transposed */
+    LLM__CU_LT_SET(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, ta == CUBLAS_OP_N ? m : k,
+                                              ta == CUBLAS_OP_N ? k : m, lda));
+    LLM__CU_LT_SET(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, tb == CUBLAS_OP_N ? k : n,
+                                              tb == CUBLAS_OP_N ? n : k, ldb));
+    LLM__CU_LT_SET(cublasLtMatrixLayoutCreate(&ldl, CUDA_R_32F, m, n, ldd));
+    LLM__CU_LT_SET(cublasLtMatmulPreferenceCreate(&pref));
+    LLM__CU_LT_SET(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                                        sizeof ws));
+    LLM__CU_LT_SET(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a,
+                                                        sizeof al_a));
+    LLM__CU_LT_SET(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b,
+                                                        sizeof al_b));
+    LLM__CU_LT_SET(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_d,
+                                                        sizeof al_d));
+    LLM__CU_LT_SET(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d,
+                                                        sizeof al_d));
+    LLM__CU_LT_SET(cublasLtMatmulAlgoGetHeuristic(st->lt, desc, la, lb, ldl, ldl, pref, 1, &heur, &found));
+    if (e == CUBLAS_STATUS_SUCCESS && found > 0)
+        e = cublasLtMatmul(st->lt, desc, &one, A, la, B, lb, &zero, D, ldl, D, ldl, &heur.algo, st->lt_ws,
+                           st->lt_ws_bytes, st->stream);
+#undef LLM__CU_LT_SET
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (ldl) cublasLtMatrixLayoutDestroy(ldl);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+    if (e != CUBLAS_STATUS_SUCCESS || found <= 0) {
+        (void)cudaGetLastError();
+        st->lt_off = 1;
+        return 0;
+    }
+    return 1;
 }
 
 /* out[n, oc] += bias[oc] */
@@ -727,40 +1016,73 @@ static __global__ void llm__cu_add_bias_k(float *out, const float *bias, size_t 
     LLM__CU_FOR(i, N * OC) out[i] += bias[i % OC];
 }
 
-static void llm__cu_matmul_fwd(void *p, float *out, const float *inp, const float *w,
-                               const float *bias, int N, int C, int OC) {
-    llm__cu *st = (llm__cu *)p;
-    if (!llm__cu_enter(st) || N <= 0 || OC <= 0) return;
-    char what[128];
-    snprintf(what, sizeof what, "matmul_fwd out(%d,%d) = inp(%d,%d) @ w(%d,%d)^T", N, OC, N, C, OC, C);
+/* The forward product behind matmul_fwd and matmul_gelu_fwd: out (N,OC) = inp (N,C) @
+ * w(OC,C)^T + bias. With gelu_out, cuBLASLt may also write gelu_out = gelu(out) in its
+ * epilogue: returns 1 if it did (the caller applies GELU otherwise), 0 if not, -1 after
+ * a recorded failure. */
+static int llm__cu_product(llm__cu *st, float *out, float *gelu_out, const float *inp, const float *w,
+                           const float *bias, int N, int C, int OC, const char *op) {
+    char what[160];
+    snprintf(what, sizeof what, "%s out(%d,%d) = inp(%d,%d) @ w(%d,%d)^T", op, N, OC, N, C, OC, C);
+    llm__cu_touch(st, out);
+    llm__cu_touch(st, gelu_out);
     if (C <= 0) {  /* empty sum: out = bias (or 0) */
-        LLM__CUDA(st, cudaMemsetAsync(out, 0, (size_t)N * OC * sizeof(float), st->stream), "%s", what);
-    } else if (!llm__cu_gemm(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w, C, LLM__CU_WEIGHT, (size_t)OC * C,
-                             inp, C, LLM__CU_ACT, (size_t)N * C, 0.0f, out, OC, what)) {
-        return;
+        if (!LLM__CUDA(st, cudaMemsetAsync(out, 0, (size_t)N * OC * sizeof(float), st->stream), "%s", what))
+            return -1;
+    } else if (!st->bf16) {
+        if (!llm__cu_sgemm(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w, C, inp, C, 0.0f, out, OC, what)) return -1;
+    } else {
+        const __nv_bfloat16 *w16 = llm__cu_weight16(st, w, (size_t)OC * C);
+        const __nv_bfloat16 *x16 = w16 ? llm__cu_bf16(st, LLM__CU_ACT, inp, (size_t)N * C) : NULL;
+        if (!x16) return -1;
+        /* with GELU, the epilogue writes the activation to D and the pre-activation to aux */
+        if (llm__cu_lt(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w16, C, x16, C, gelu_out ? gelu_out : out, OC,
+                       bias, gelu_out ? out : NULL))
+            return gelu_out ? 1 : 0;
+        if (!llm__cu_gemm16(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w16, C, x16, C, 0.0f, out, OC, what))
+            return -1;
     }
     if (bias) {
         size_t n = (size_t)N * OC;
         LLM__CU_LAUNCH(llm__cu_add_bias_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(out, bias,
-                                                                                   (size_t)N, OC);
-        llm__cu_launched(st, "matmul_fwd (bias)", "N=%d OC=%d", N, OC);
+                                                                                            (size_t)N, OC);
+        llm__cu_launched(st, "matmul (bias)", "N=%d OC=%d", N, OC);
     }
+    return st->status == LLM_OK ? 0 : -1;
+}
+
+static void llm__cu_matmul_fwd(void *p, float *out, const float *inp, const float *w,
+                               const float *bias, int N, int C, int OC) {
+    llm__cu *st = (llm__cu *)p;
+    if (!llm__cu_enter(st) || N <= 0 || OC <= 0) return;
+    llm__cu_product(st, out, NULL, inp, w, bias, N, C, OC, "matmul_fwd");
 }
 
 static void llm__cu_matmul_bwd(void *p, float *dinp, float *dw, float *dbias, const float *dout,
                                const float *inp, const float *w, int N, int C, int OC) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || C <= 0 || OC <= 0) return;
-    char what[128];
+    LLM__CU_TOUCH3(st, dinp, dw, dbias);
+    char what_in[128], what_w[128];
     size_t nd = (size_t)N * OC;
-    snprintf(what, sizeof what, "matmul_bwd dinp(%d,%d) += dout(%d,%d) @ w(%d,%d)", N, C, N, OC, OC, C);
-    if (dinp && !llm__cu_gemm(st, CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, w, C, LLM__CU_WEIGHT, (size_t)OC * C,
-                              dout, OC, LLM__CU_GRAD, nd, 1.0f, dinp, C, what))
-        return;
-    snprintf(what, sizeof what, "matmul_bwd dw(%d,%d) += dout(%d,%d)^T @ inp(%d,%d)", OC, C, N, OC, N, C);
-    if (dw && !llm__cu_gemm(st, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, LLM__CU_ACT, (size_t)N * C,
-                            dout, OC, LLM__CU_GRAD, nd, 1.0f, dw, C, what))
-        return;
+    snprintf(what_in, sizeof what_in, "matmul_bwd dinp(%d,%d) += dout(%d,%d) @ w(%d,%d)", N, C, N, OC, OC, C);
+    snprintf(what_w, sizeof what_w, "matmul_bwd dw(%d,%d) += dout(%d,%d)^T @ inp(%d,%d)", OC, C, N, OC, N, C);
+    if (!st->bf16) {
+        if (dinp && !llm__cu_sgemm(st, CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, w, C, dout, OC, 1.0f, dinp, C, what_in))
+            return;
+        if (dw && !llm__cu_sgemm(st, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, dout, OC, 1.0f, dw, C, what_w))
+            return;
+    } else if (dinp || dw) {
+        const __nv_bfloat16 *g16 = llm__cu_bf16(st, LLM__CU_GRAD, dout, nd);  /* rounded once, used twice */
+        if (!g16) return;
+        if (dinp && !llm__cu_gemm16(st, CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, llm__cu_weight16(st, w, (size_t)OC * C),
+                                    C, g16, OC, 1.0f, dinp, C, what_in))
+            return;
+        if (dw && !llm__cu_gemm16(st, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N,
+                                  llm__cu_bf16(st, LLM__CU_ACT, inp, (size_t)N * C), C, g16, OC, 1.0f, dw, C,
+                                  what_w))
+            return;
+    }
     llm__cu_colsums(st, LLM__CU_COL_BIAS, dbias, NULL, dout, NULL, NULL, NULL, N, OC);
 }
 
@@ -795,6 +1117,7 @@ static __global__ void llm__cu_rope_k(float *qkv, const int *pos, llm__cu_freqs 
 static void llm__cu_rope(llm__cu *st, const char *op, float *qkv, const int *pos, int B, int T,
                          int NH, int NKV, int HS, float theta, float sign) {
     if (!llm__cu_enter(st) || B <= 0 || T <= 0) return;
+    LLM__CU_TOUCH3(st, qkv, NULL, NULL);
     if (HS <= 0 || HS % 2 != 0 || HS / 2 > LLM__CU_ROPE_PAIRS || NH <= 0 || NKV <= 0) {
         llm__cu_fail(st, LLM_ERR_UNSUPPORTED, "CUDA %s: head size %d must be even and <= %d (NH=%d NKV=%d)",
                      op, HS, 2 * LLM__CU_ROPE_PAIRS, NH, NKV);
@@ -1075,6 +1398,7 @@ static void llm__cu_attention_fwd(void *p, float *out, float *lse, const float *
                                   int NH, int NKV, int HS) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || B <= 0 || T <= 0) return;
+    LLM__CU_TOUCH3(st, out, lse, NULL);
     if (!llm__cu_att_shape(st, "attention_fwd", B, NH, NKV, HS)) return;
     size_t shmem = (2 * 32 * (size_t)(HS + 1) + LLM__CU_ATT_WARPS * (size_t)HS) * sizeof(float);
     dim3 grid((unsigned)((T + LLM__CU_ATT_WARPS - 1) / LLM__CU_ATT_WARPS), (unsigned)(B * NH));
@@ -1088,6 +1412,7 @@ static void llm__cu_attention_bwd(void *p, float *dqkv, const float *dout, const
                                   int HS) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || B <= 0 || T <= 0) return;
+    LLM__CU_TOUCH3(st, dqkv, NULL, NULL);
     if (!llm__cu_att_shape(st, "attention_bwd", B, NH, NKV, HS)) return;
     float scale = 1.0f / sqrtf((float)HS);
     llm__cu_att A = llm__cu_att_make(T, NH, NKV, HS);
@@ -1186,6 +1511,7 @@ static void llm__cu_attention_kv(void *p, float *out, const float *qkv, float *k
                                  const int *seq, const int *pos, int N, int NH, int NKV, int HS, int maxT) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0) return;
+    LLM__CU_TOUCH3(st, out, kcache, vcache);
     if (!llm__cu_att_shape(st, "attention_kv", 1, NH, NKV, HS)) return;
     if (maxT <= 0) { llm__cu_fail(st, LLM_ERR_ARG, "CUDA attention_kv: maxT=%d", maxT); return; }
     st->flags_armed = 1;
@@ -1224,14 +1550,27 @@ static __global__ void llm__cu_gelu_bwd_k(float *dinp, const float *inp, const f
 static void llm__cu_gelu_fwd(void *p, float *out, const float *inp, size_t n) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || n == 0) return;
+    LLM__CU_TOUCH3(st, out, NULL, NULL);
     LLM__CU_LAUNCH(llm__cu_gelu_fwd_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(out, inp, n);
     llm__cu_launched(st, "gelu_fwd", "n=%zu", n);
 }
 static void llm__cu_gelu_bwd(void *p, float *dinp, const float *inp, const float *dout, size_t n) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || n == 0) return;
+    LLM__CU_TOUCH3(st, dinp, NULL, NULL);
     LLM__CU_LAUNCH(llm__cu_gelu_bwd_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(dinp, inp, dout, n);
     llm__cu_launched(st, "gelu_bwd", "n=%zu", n);
+}
+/* The MLP's up-projection and its GELU in one call: pre = inp @ w^T + bias, out = gelu(pre).
+ * In bf16 mode cuBLASLt's GELU_AUX_BIAS epilogue writes both from the accumulator tile
+ * (out to D, pre to the aux matrix), saving a read and a write of the (N,OC) output;
+ * otherwise it is matmul_fwd then gelu_fwd. Backward needs nothing new: gelu_bwd reads pre. */
+static void llm__cu_matmul_gelu_fwd(void *p, float *pre, float *out, const float *inp, const float *w,
+                                    const float *bias, int N, int C, int OC) {
+    llm__cu *st = (llm__cu *)p;
+    if (!llm__cu_enter(st) || N <= 0 || OC <= 0) return;
+    if (llm__cu_product(st, pre, out, inp, w, bias, N, C, OC, "matmul_gelu_fwd") == 0)
+        llm__cu_gelu_fwd(p, out, pre, (size_t)N * OC);
 }
 
 //==== SWIGLU ===========================================================================
@@ -1260,6 +1599,7 @@ static __global__ void llm__cu_swiglu_bwd_k(float *dinp, const float *inp, const
 static void llm__cu_swiglu_fwd(void *p, float *out, const float *inp, int N, int H) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || H <= 0) return;
+    LLM__CU_TOUCH3(st, out, NULL, NULL);
     LLM__CU_LAUNCH(llm__cu_swiglu_fwd_k, llm__cu_blocks((size_t)N * H), LLM__CU_THREADS, 0, st->stream)(
         out, inp, (size_t)N, H);
     llm__cu_launched(st, "swiglu_fwd", "N=%d H=%d", N, H);
@@ -1267,6 +1607,7 @@ static void llm__cu_swiglu_fwd(void *p, float *out, const float *inp, int N, int
 static void llm__cu_swiglu_bwd(void *p, float *dinp, const float *inp, const float *dout, int N, int H) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || H <= 0) return;
+    LLM__CU_TOUCH3(st, dinp, NULL, NULL);
     LLM__CU_LAUNCH(llm__cu_swiglu_bwd_k, llm__cu_blocks((size_t)N * H), LLM__CU_THREADS, 0, st->stream)(
         dinp, inp, dout, (size_t)N, H);
     llm__cu_launched(st, "swiglu_bwd", "N=%d H=%d", N, H);
@@ -1288,12 +1629,14 @@ static __global__ void llm__cu_residual_bwd_k(float *da, float *db, const float 
 static void llm__cu_residual_fwd(void *p, float *out, const float *a, const float *b, size_t n) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || n == 0) return;
+    LLM__CU_TOUCH3(st, out, NULL, NULL);
     LLM__CU_LAUNCH(llm__cu_residual_fwd_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(out, a, b, n);
     llm__cu_launched(st, "residual_fwd", "n=%zu", n);
 }
 static void llm__cu_residual_bwd(void *p, float *da, float *db, const float *dout, size_t n) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || n == 0) return;
+    LLM__CU_TOUCH3(st, da, db, NULL);
     LLM__CU_LAUNCH(llm__cu_residual_bwd_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(da, db, dout, n);
     llm__cu_launched(st, "residual_bwd", "n=%zu", n);
 }
@@ -1334,6 +1677,7 @@ static void llm__cu_crossentropy_fwd(void *p, float *losses, float *lse, const f
                                      const int *targets, int N, int V) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || V <= 0) return;
+    LLM__CU_TOUCH3(st, losses, lse, NULL);
     LLM__CU_LAUNCH(llm__cu_crossentropy_fwd_k, (unsigned)N, 512, 0, st->stream)(losses, lse, logits, targets, V);
     llm__cu_launched(st, "crossentropy_fwd", "N=%d V=%d", N, V);
 }
@@ -1341,6 +1685,7 @@ static void llm__cu_crossentropy_bwd(void *p, float *logits, const float *lse, c
                                      float dloss, int N, int V) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || V <= 0) return;
+    LLM__CU_TOUCH3(st, logits, NULL, NULL);
     LLM__CU_LAUNCH(llm__cu_crossentropy_bwd_k, (unsigned)N, 512, 0, st->stream)(logits, lse, targets, dloss, V);
     llm__cu_launched(st, "crossentropy_bwd", "N=%d V=%d", N, V);
 }
@@ -1402,9 +1747,9 @@ static double llm__cu_sumsq(void *p, const float *x, size_t n) {
  *   m = b1 m + (1-b1) g,   v = b2 v + (1-b2) g^2,   mhat = m / (1-b1^t),  vhat = v / (1-b2^t)
  *   param -= lr wd param;   param -= lr mhat / (sqrt(vhat) + eps)     (torch's order)
  * The bias corrections 1-b^t are computed once on the host, in float as the CPU does. */
-static __global__ void llm__cu_adamw_k(float *param, const float *grad, float *m, float *v, size_t n,
-                                       float lr, float b1, float b2, float eps, float wd, float gscale,
-                                       float bc1, float bc2) {
+static __global__ void llm__cu_adamw_k(float *param, __nv_bfloat16 *param16, const float *grad, float *m,
+                                       float *v, size_t n, float lr, float b1, float b2, float eps, float wd,
+                                       float gscale, float bc1, float bc2) {
     LLM__CU_FOR(i, n) {
         float g = grad[i] * gscale;
         float mi = b1 * m[i] + (1.0f - b1) * g;
@@ -1413,7 +1758,9 @@ static __global__ void llm__cu_adamw_k(float *param, const float *grad, float *m
         v[i] = vi;
         float p = param[i];
         p -= lr * wd * p;                                   /* decoupled decay first */
-        param[i] = p - lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
+        p -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
+        param[i] = p;
+        if (param16) param16[i] = __float2bfloat16(p);     /* bf16 mode: the weight copy */
     }
 }
 static void llm__cu_adamw(void *p, float *param, const float *grad, float *m, float *v, size_t n,
@@ -1422,10 +1769,170 @@ static void llm__cu_adamw(void *p, float *param, const float *grad, float *m, fl
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || n == 0) return;
     float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
+    /* bf16 mode: keep a fresh weight copy fresh by writing it in the same pass (a stale
+     * one stays stale and is rounded again whole at the next matmul) */
+    __nv_bfloat16 *p16 = NULL;
+    llm__cu_block *b = st->bf16 ? llm__cu_block_of(st, param) : NULL;
+    if (b && b->shadow && b->fresh) p16 = b->shadow + ((char *)param - b->base) / sizeof(float);
+    LLM__CU_TOUCH3(st, m, v, NULL);
     LLM__CU_LAUNCH(llm__cu_adamw_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
-        param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, bc1, bc2);
+        param, p16, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, bc1, bc2);
     llm__cu_launched(st, "adamw", "n=%zu t=%d", n, t);
 }
+
+//==== DATA PARALLEL (NCCL) =============================================================
+/* Data parallel training, as PyTorch's DistributedDataParallel: dist_world processes, one
+ * GPU each, each with a full replica of the model, run forward and backward on their own
+ * share of the batch. Before the optimizer step the gradients are averaged over the ranks,
+ *     g = (1/W) sum_r g_r,
+ * the mean, not the sum: each rank's loss is already a mean over its own B*T tokens, so the
+ * mean of the W gradients is the gradient of the mean loss over all W*B*T tokens, and a
+ * learning rate means the same for any W. NCCL's ring allreduce gives every rank the same
+ * bits (each sum is formed once, then passed around), so the replicas take identical
+ * AdamW steps and stay identical without ever exchanging weights.
+ *
+ * Rendezvous: every rank needs the same 128-byte id (ncclGetUniqueId on rank 0: the
+ * address of its bootstrap socket) before ncclCommInitRank. It travels through a file,
+ * opt->dist_id_file, on a file system all ranks see: rank 0 writes path.tmp and renames it
+ * (rename is atomic, so a reader never sees half an id); the others poll for it for
+ * LLM_DIST_TIMEOUT seconds (default 300). ncclCommInitRank returns only when all W ranks
+ * have joined; rank 0 then removes the file, so a later run never reads a stale id. World 1
+ * needs no file. */
+#define LLM__CU_DIST_TIMEOUT 300.0          /* seconds a rank waits for the id file */
+
+static llm_status llm__cu_dist_check(const llm_options *opt) {
+    if (!opt || opt->dist_world == 0) return LLM_OK;
+    int r = opt->dist_rank, w = opt->dist_world;
+    if (w < 0)
+        return llm_set_error(LLM_ERR_ARG, "CUDA backend: dist_world %d is negative (0: one process, no NCCL)", w);
+    if (r < 0 || r >= w)
+        return llm_set_error(LLM_ERR_ARG, "CUDA backend: dist_rank %d is outside [0, dist_world %d)", r, w);
+    if (w > 1 && (!opt->dist_id_file || !opt->dist_id_file[0]))
+        return llm_set_error(LLM_ERR_ARG, "CUDA backend: dist_world %d needs dist_id_file, a path all ranks "
+                             "can reach (rank 0 writes the NCCL id there)", w);
+#if LLM_CUDA_NCCL
+    return LLM_OK;
+#else
+    return llm_set_error(LLM_ERR_UNSUPPORTED, "CUDA backend: built without NCCL, so no data parallel "
+                         "(dist_world %d): compile llm_cuda.cu with -DLLM_CUDA_NCCL=1 and link -lnccl "
+                         "(make cuda does when it finds nccl.h)", w);
+#endif
+}
+
+#if LLM_CUDA_NCCL
+static bool llm__nccl_ok(llm__cu *st, ncclResult_t e, const char *call, const char *fmt, ...) {
+    if (e == ncclSuccess) return true;
+    char name[64], what[256];
+    llm__cu_callname(name, sizeof name, call);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    llm__cu_fail(st, LLM_ERR_BACKEND, "NCCL: %s failed: %s [%s]", name, ncclGetErrorString(e), what);
+    return false;
+}
+#define LLM__NCCL(st, call, ...) llm__nccl_ok((st), (call), #call, __VA_ARGS__)
+
+static double llm__cu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* LLM_DIST_TIMEOUT (seconds, >= 0), else the default. */
+static double llm__cu_dist_timeout(void) {
+    const char *env = getenv("LLM_DIST_TIMEOUT");
+    char *end = NULL;
+    double t = env ? strtod(env, &end) : -1.0;
+    return env && end != env && !*end && t >= 0.0 ? t : LLM__CU_DIST_TIMEOUT;
+}
+
+/* Rank 0: the id to path.tmp, then renamed to path. */
+static bool llm__cu_dist_write_id(llm__cu *st, const char *path, const void *id, size_t n) {
+    size_t len = strlen(path);
+    char *tmp = (char *)malloc(len + 5);
+    if (!tmp) { llm__cu_fail(st, LLM_ERR_NOMEM, "CUDA data parallel: out of host memory"); return false; }
+    memcpy(tmp, path, len);
+    memcpy(tmp + len, ".tmp", 5);
+    FILE *f = fopen(tmp, "wb");
+    int err = f ? 0 : errno;
+    if (f && fwrite(id, 1, n, f) != n) err = errno ? errno : EIO;
+    if (f && fclose(f) != 0 && !err) err = errno ? errno : EIO;
+    if (!err && rename(tmp, path) != 0) err = errno;
+    if (err) {
+        remove(tmp);
+        llm__cu_fail(st, LLM_ERR_IO, "CUDA data parallel: rank 0 cannot write the NCCL id to %s: %s",
+                     path, strerror(err));
+    }
+    free(tmp);
+    return !err;
+}
+
+/* Ranks > 0: wait for rank 0's file, then read exactly one id from it. */
+static bool llm__cu_dist_read_id(llm__cu *st, const char *path, void *id, size_t n) {
+    double timeout = llm__cu_dist_timeout(), t0 = llm__cu_seconds();
+    for (;;) {
+        FILE *f = fopen(path, "rb");
+        if (f) {
+            size_t got = fread(id, 1, n, f);
+            int more = fgetc(f) != EOF;
+            fclose(f);
+            if (got == n && !more) return true;
+            llm__cu_fail(st, LLM_ERR_FORMAT, "CUDA data parallel: rank %d: %s is not an NCCL id file "
+                         "(%s than %zu bytes)", st->dist_rank, path, more ? "more" : "fewer", n);
+            return false;
+        }
+        int err = errno;
+        if (llm__cu_seconds() - t0 >= timeout) {
+            llm__cu_fail(st, LLM_ERR_IO, "CUDA data parallel: rank %d of %d waited %g s (LLM_DIST_TIMEOUT) "
+                         "for the NCCL id file %s (%s); is rank 0 running with the same id file, on a "
+                         "file system this rank sees?", st->dist_rank, st->dist_world, timeout, path,
+                         strerror(err));
+            return false;
+        }
+        struct timespec nap = {0, 50 * 1000 * 1000};   /* 50 ms */
+        nanosleep(&nap, NULL);
+    }
+}
+
+/* Join the communicator (the device is current: create set it). */
+static bool llm__cu_dist_init(llm__cu *st, const llm_options *opt) {
+    if (!opt || opt->dist_world < 1) return true;
+    int r = opt->dist_rank, w = opt->dist_world;
+    st->dist_rank = r;
+    st->dist_world = w;
+    ncclUniqueId id;
+    memset(&id, 0, sizeof id);
+    if (r == 0 && !LLM__NCCL(st, ncclGetUniqueId(&id), "rank 0 of %d", w)) return false;
+    if (w > 1 && !(r == 0 ? llm__cu_dist_write_id(st, opt->dist_id_file, &id, sizeof id)
+                          : llm__cu_dist_read_id(st, opt->dist_id_file, &id, sizeof id)))
+        return false;
+    bool ok = LLM__NCCL(st, ncclCommInitRank(&st->comm, w, id, r), "rank %d of %d on device %d", r, w, st->dev);
+    if (!ok) st->comm = NULL;
+    if (w > 1 && r == 0) remove(opt->dist_id_file);   /* read by all, or never to be */
+    return ok;
+}
+
+/* buf (n floats, device) := its mean over the ranks, in place, queued on the backend's
+ * stream: it follows the backward kernels that wrote buf and precedes the norm and AdamW
+ * that read it, with no host wait in between. */
+static llm_status llm__cu_allreduce_mean(void *p, float *buf, size_t n) {
+    llm__cu *st = (llm__cu *)p;
+    if (!st->comm) return LLM_OK;
+    if (st->status != LLM_OK) return llm__cu_pending(st);
+    if (!llm__cu_enter(st)) return st->status;
+    if (n == 0) return LLM_OK;
+    if (!LLM__NCCL(st, ncclAllReduce(buf, buf, n, ncclFloat, ncclAvg, st->comm, st->stream),
+                   "%zu floats, rank %d of %d", n, st->dist_rank, st->dist_world))
+        return st->status;
+    return LLM_OK;
+}
+#else
+static bool llm__cu_dist_init(llm__cu *st, const llm_options *opt) {
+    (void)st; (void)opt;
+    return true;   /* llm__cu_dist_check refused dist_world >= 1 already */
+}
+#endif
 
 //==== TABLE ============================================================================
 /* Filled by name (the table's order is llm.h's business), once: C++ runs a function-local
@@ -1451,6 +1958,7 @@ static llm_backend llm__cu_table(void) {
     b.rmsnorm_bwd = llm__cu_rmsnorm_bwd;
     b.matmul_fwd = llm__cu_matmul_fwd;
     b.matmul_bwd = llm__cu_matmul_bwd;
+    b.matmul_gelu_fwd = llm__cu_matmul_gelu_fwd;
     b.rope_fwd = llm__cu_rope_fwd;
     b.rope_bwd = llm__cu_rope_bwd;
     b.attention_fwd = llm__cu_attention_fwd;
@@ -1466,6 +1974,9 @@ static llm_backend llm__cu_table(void) {
     b.crossentropy_bwd = llm__cu_crossentropy_bwd;
     b.sumsq = llm__cu_sumsq;
     b.adamw = llm__cu_adamw;
+#if LLM_CUDA_NCCL
+    b.allreduce_mean = llm__cu_allreduce_mean;   /* NULL without NCCL: one process */
+#endif
     return b;
 }
 
