@@ -22,6 +22,9 @@ TESTS    := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 # Tests fast enough to repeat under the sanitizers (the model tests use small shapes).
 SANTESTS := $(patsubst tests/%.c,$(B)/san/%,$(wildcard tests/test_*.c))
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_*.c))
+# The CUDA tests on the CPU, through tests/cuda_emu.h (see the CUDA block below).
+EMUTESTS    := $(B)/emu/tests/test_cuda $(B)/emu/tests/test_dist $(B)/emu/tests/test_cuda_emu
+EMUSANTESTS := $(B)/emu/san/test_cuda $(B)/emu/san/test_dist $(B)/emu/san/test_cuda_emu
 
 .PHONY: all test test-plain test-san bench demo data clean cuda fixtures
 all: $(EXAMPLES)
@@ -62,9 +65,9 @@ $(B)/tests/test_options_c11: tests/test_options.c llm.h tests/test.h
 	@mkdir -p $(dir $@)
 	$(CLANG) $(OPT) -g -std=c11 -Wall -Wextra -pthread -I. $< -o $@ $(LDLIBS)
 
-test: all fixtures $(TESTS) $(B)/tests/test_cpp $(C11TEST) $(SANTESTS)
-	@LLM_FIXTURES=$(B)/fixtures tests/run.sh $(TESTS) $(B)/tests/test_cpp $(C11TEST) \
-	  $(foreach t,$(SANTESTS),$(t))
+test: all fixtures $(TESTS) $(B)/tests/test_cpp $(C11TEST) $(EMUTESTS) $(SANTESTS) $(EMUSANTESTS)
+	@LLM_FIXTURES=$(B)/fixtures tests/run.sh $(TESTS) $(B)/tests/test_cpp $(C11TEST) $(EMUTESTS) \
+	  $(foreach t,$(SANTESTS),$(t)) $(EMUSANTESTS)
 
 # OpenBLAS is used by the SGEMM benchmark only, as the yardstick (never by llm.h).
 OPENBLAS_INC := $(wildcard /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h)
@@ -114,7 +117,7 @@ $(B)/cuda/tests/test_cuda: tests/test_cuda.c $(B)/cuda/llm_cuda.o llm.h tests/te
 
 $(B)/cuda/tests/test_dist: tests/test_dist.c $(B)/cuda/llm_cuda.o llm.h tests/test.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DLLM_CUDA=1 $(NCCL_DEFS) -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
 
 $(B)/cuda/%: examples/%.c $(B)/cuda/llm_cuda.o llm.h
 	@mkdir -p $(dir $@)
@@ -135,3 +138,31 @@ bench-cuda: $(B)/cuda/bench_cuda
 
 cuda: $(B)/cuda/llm_cuda.o $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(CUDA_EXAMPLES)
 	@tests/run.sh $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist
+
+# ---- CUDA without a GPU: llm_cuda.cu compiled by the host C++ compiler against
+# tests/cuda_emu.h, which runs its kernels on the CPU (each CUDA thread a fiber) and
+# emulates cuBLAS, cuBLASLt and one-rank NCCL. `make test` runs the CUDA tests linked with
+# it (they print EMULATED), the emulator's own test, and the same under ASan+UBSan.
+EMUFLAGS    := -std=c++17 -Wall -Wextra -pthread -include tests/cuda_emu.h -DLLM_CUDA_EMU=1 -I.
+
+$(B)/emu/llm_cuda.o: llm_cuda.cu tests/cuda_emu.h llm.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(OPT) -g $(EMUFLAGS) -x c++ -c $< -o $@
+$(B)/emu/tests/test_cuda_emu: tests/test_cuda_emu.cpp tests/cuda_emu.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(OPT) -g $(EMUFLAGS) $< -o $@ $(LDLIBS)
+$(B)/emu/tests/%: tests/%.c $(B)/emu/llm_cuda.o llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. -c $< -o $@.o
+	$(CXX) $@.o $(B)/emu/llm_cuda.o -o $@ $(LDLIBS)
+
+$(B)/emu/san/llm_cuda.o: llm_cuda.cu tests/cuda_emu.h llm.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(SAN) $(EMUFLAGS) -x c++ -c $< -o $@
+$(B)/emu/san/test_cuda_emu: tests/test_cuda_emu.cpp tests/cuda_emu.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(SAN) $(EMUFLAGS) $< -o $@ $(LDLIBS)
+$(B)/emu/san/%: tests/%.c $(B)/emu/san/llm_cuda.o llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 -Wall -Wextra -pthread $(SAN) -DLLM_CUDA=1 -I. -c $< -o $@.o
+	$(CXX) $(SAN) $@.o $(B)/emu/san/llm_cuda.o -o $@ $(LDLIBS)

@@ -154,6 +154,9 @@ LLMDEF llm_status llm_simd_force(llm_simd level);      /* LLM_SIMD_AUTO: back to
 LLMDEF llm_simd llm_simd_active(void);
 LLMDEF const char *llm_simd_name(llm_simd level);
 LLMDEF int llm_simd_supported(llm_simd level);
+/* 1 when the CPU backend's bf16 matmuls (llm_options.bf16) run in bf16 here: AVX512-BF16
+ * present and allowed by the SIMD cap; 0 means they fall back to fp32. */
+LLMDEF int llm_bf16_supported(void);
 
 /* How to run a model; zero-initialised means the defaults. */
 typedef struct llm_options {
@@ -267,8 +270,12 @@ typedef struct llm_backend {
 
 LLMDEF const llm_backend *llm_cpu_backend(void);
 /* Defined in llm_cuda.cu; link it to use them. llm_cuda_device_count() is 0 without a
- * driver or GPU. */
+ * driver or GPU. llm_cuda_backend() runs in fp32 (the exact mode) unless
+ * llm_options.bf16 is set; llm_cuda_backend_bf16() is always in the bf16 mode (bf16
+ * tensor-core matmuls with persistent bf16 weight copies, fp32 master weights, optimizer
+ * state and accumulation; needs sm_80+). */
 extern const llm_backend *llm_cuda_backend(void);   /* extern even with LLM_STATIC */
+extern const llm_backend *llm_cuda_backend_bf16(void);
 extern int llm_cuda_device_count(void);
 
 /* ---- models: GPT-2 and Llama ------------------------------------------------------- */
@@ -3712,6 +3719,7 @@ static void llm__sgemm_packed(llm_pool *pool, int transA, int transB, int M, int
 static LLM__UNUSED int llm__has_bf16(void) {
     return (llm__cpu_get() & LLM__CPU_AVX512BF16) && llm_simd_active() == LLM_SIMD_AVX512;
 }
+LLMDEF int llm_bf16_supported(void) { return llm__has_bf16(); }
 
 /* float -> bf16 bits, as VCVTNEPS2BF16 does it: round to nearest, ties to even, by
  * adding 0x7fff plus the lowest kept bit and truncating (a carry into the exponent is
@@ -6573,7 +6581,8 @@ LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, floa
         m->be->adamw(m->st, m->params_mem + m->off[i], m->grads_mem + m->off[i], m->m_mem + m->off[i],
                      m->v_mem + m->off[i], m->size[i], lr, cfg->beta1, cfg->beta2, cfg->eps, wd, scale, m->t);
     }
-    return LLM_OK;
+    /* a GPU queues the updates: wait, so that a failure is this call's, not the next's */
+    return m->be->sync(m->st);
 }
 
 /* Host values through a small device buffer of their own: the backend averages device

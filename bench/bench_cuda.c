@@ -132,13 +132,14 @@ static llm_status model_sync(llm_model *m) { return m->be->sync(m->st); }
  * Attention's own matmuls, Q K^T and P V, cost 2 T C each per token per layer forward
  * and twice that backward: 12 L T C, the causal mask ignored (counted full, as PaLM and
  * llm.c count it). */
-static double train_flops_per_token(const llm_model *m, int T) {
-    llm_config c = llm_model_config(m);
+static double train_flops_per_token(const llm_config *c, int T) {
     size_t off[LLM_NTENSORS], size[LLM_NTENSORS];
-    llm_tensor_layout(&c, off, size);
-    double N = (double)llm_model_num_params(m) - (double)size[1];   /* minus wpe */
-    if (c.untied_head) N -= (double)size[0];                          /* wte is a lookup then */
-    return 6.0 * N + 12.0 * c.n_layer * (double)T * c.n_embd;
+    llm_tensor_layout(c, off, size);
+    double N = 0;
+    for (int i = 0; i < LLM_NTENSORS; i++) N += (double)size[i];
+    N -= (double)size[1];                          /* wpe: a lookup */
+    if (c->untied_head) N -= (double)size[0];      /* wte: a lookup when wcls is the head */
+    return 6.0 * N + 12.0 * c->n_layer * (double)T * c->n_embd;
 }
 
 /* One training figure: sh at batch B and sequence length b->T in the given mode. */
@@ -174,7 +175,7 @@ static void bench_train(bench_ctx *b, shape *sh, int B, int bf16) {
     else {
         double sec = bench_median(t, n), fwd = bench_median(t + n, n), bwd = bench_median(t + 2 * n, n);
         double adam = bench_median(t + 3 * n, n);
-        double tok_s = (double)BT / sec, fpt = train_flops_per_token(m, T);
+        double tok_s = (double)BT / sec, fpt = train_flops_per_token(&sh->cfg, T);
         double tflops = tok_s * fpt * 1e-12, mfu = b->peak > 0 ? tflops / b->peak : 0;
         printf("%-34s %8.1f ms (fwd %.1f bwd %.1f step %.1f) %9.0f tok/s %7.2f TFLOP/s  MFU ",
                what, sec * 1e3, fwd * 1e3, bwd * 1e3, adam * 1e3, tok_s, tflops);
@@ -357,8 +358,9 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "fp32")) nm = 1;
     if (!strcmp(mode, "bf16")) { modes[0] = 1; nm = 1; }
     if (train) {
-        printf("training step: forward + backward + AdamW, median of %d after %d warm-up; "
-               "model FLOPs/token = 6N + 12LTC (N: non-embedding weights + LM head)\n", steps, warmup);
+        printf("training step: forward + backward + AdamW, median of %d after %d warm-up; model FLOPs/token "
+               "6N + 12LTC (N: non-embedding weights + LM head) = %.1f M for %s at T=%d\n", steps, warmup,
+               train_flops_per_token(&shapes[0].cfg, b.T) * 1e-6, shapes[0].name, b.T);
         for (int k = 0; k < nm; k++)
             for (int i = 0; i < nB; i++) bench_train(&b, &shapes[0], Bs[i], modes[k]);
     }

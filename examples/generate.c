@@ -2,6 +2,7 @@
  *
  *   build/generate -m MODEL [-z TOKENIZER] [-p PROMPT] [-n N] [--temp T] [--top-k K]
  *                  [--top-p P] [--seed S] [--ids] [--threads N] [--device cpu|cuda]
+ *                  [--precision fp32|bf16]
  *
  *   -m MODEL     HF GPT-2 model.safetensors (or its folder), llm.c gpt2_*.bin, llama2.c
  *                model .bin, or an llm.h checkpoint: the format is read from the file
@@ -18,6 +19,8 @@
  *   --ids        print the generated ids one per line instead of text
  *   --threads N  CPU threads (default: all cores)
  *   --device D   cpu or, when built with llm_cuda.cu (make cuda), cuda
+ *   --precision P  fp32 (default) or bf16: matmuls with bf16 operands and fp32
+ *                accumulation (CPU: needs AVX512-BF16, else fp32; CUDA: sm_80+)
  *
  * Llama models behave exactly as llama2.c's run.c: the prompt is encoded with BOS and
  * echoed, generation stops at BOS or after N positions, single bytes that are neither
@@ -92,11 +95,12 @@ static llm_status gpt2_default_tok(llm_tokenizer **tok) {
 
 static void usage(const char *argv0) {
     fprintf(stderr, "usage: %s -m MODEL [-z TOKENIZER] [-p PROMPT] [-n N] [--temp T] [--top-k K] "
-                    "[--top-p P] [--seed S] [--ids] [--threads N] [--device cpu|cuda]\n", argv0);
+                    "[--top-p P] [--seed S] [--ids] [--threads N] [--device cpu|cuda] "
+                    "[--precision fp32|bf16]\n", argv0);
 }
 
 int main(int argc, char **argv) {
-    const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *device = "cpu";
+    const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *device = "cpu", *precision = "fp32";
     int steps = 256, top_k = 0, threads = 0, ids = 0;
     float temp = 1.0f, top_p = 0.9f;
     unsigned long long seed = (unsigned long long)time(NULL);
@@ -114,6 +118,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--threads")) threads = atoi(v);
         else if (!strcmp(a, "--device")) device = v;
+        else if (!strcmp(a, "--precision")) precision = v;
         else { usage(argv[0]); return 2; }
         i++;
     }
@@ -124,6 +129,11 @@ int main(int argc, char **argv) {
     llm_options opt;
     memset(&opt, 0, sizeof opt);
     opt.n_threads = threads;
+    if (!strcmp(precision, "bf16")) opt.bf16 = 1;
+    else if (strcmp(precision, "fp32") != 0) {
+        fprintf(stderr, "generate: unknown precision '%s' (fp32 or bf16)\n", precision);
+        return 2;
+    }
     if (!strcmp(device, "cuda")) {
 #ifdef LLM_CUDA
         opt.backend = llm_cuda_backend();
@@ -227,10 +237,13 @@ int main(int argc, char **argv) {
     }
     if (!ids) printf("\n");
     fflush(stdout);
-    fprintf(stderr, "prefill: %d tokens, %.1f tok/s; decode: %d tokens, %.1f tok/s (%s, %s)\n",
+    /* the precision in effect: the CPU's bf16 needs AVX512-BF16 (llm.h's own check) */
+    const char *prec = !opt.bf16 ? "fp32" : opt.backend || llm_bf16_supported() ? "bf16 matmuls"
+                     : "fp32, no AVX512-BF16";
+    fprintf(stderr, "prefill: %d tokens, %.1f tok/s; decode: %d tokens, %.1f tok/s (%s, %s, %s)\n",
             stats.prefill_tokens, stats.prefill_seconds > 0 ? stats.prefill_tokens / stats.prefill_seconds : 0.0,
             stats.decode_tokens, stats.decode_seconds > 0 ? stats.decode_tokens / stats.decode_seconds : 0.0,
-            llama ? "llama" : "gpt2", device);
+            llama ? "llama" : "gpt2", device, prec);
     rc = 0;
 done:
     llm_kv_free(kv);

@@ -13,8 +13,18 @@
  *
  *   val step 12/100 | val loss 6.234567 | 420.0 ms
  *
+ * Data parallel over W GPUs, one process each, as torchrun runs PyTorch's DDP:
+ *
+ *   torchrun --nproc_per_node=8 --no-python build/cuda/train_gpt2 --device cuda --dist-id /tmp/id ...
+ *
+ * (or set --dist-rank R --dist-world W --dist-id FILE per process). All ranks start from the
+ * same weights (the same seed or file), rank r trains on batches r, r+W, r+2W, ... of the
+ * data order, and the gradients are averaged over the ranks before each step, so every
+ * step sees W*B*T*accum tokens and the replicas stay identical. Only rank 0 prints,
+ * evaluates, saves and samples; the printed loss is the mean over the ranks.
+ *
  * Run without arguments for the flags. Errors print llm_last_error() and exit 1. */
-#define _POSIX_C_SOURCE 200809L   /* clock_gettime */
+#define _POSIX_C_SOURCE 200809L   /* clock_gettime, getenv */
 #define LLM_IMPLEMENTATION
 #include "llm.h"
 #include <time.h>
@@ -45,6 +55,13 @@ static void usage(const char *argv0) {
         "  --seed S           init and shuffle seed (1337)\n"
         "  --threads N        CPU threads (all cores)\n"
         "  --device cpu|cuda  cuda needs a build with -DLLM_CUDA=1 (make cuda)\n"
+        "  --precision P      fp32 (default) or bf16: matmuls with bf16 operands, fp32 accumulation\n"
+        "                     (CPU: needs AVX512-BF16, else fp32; CUDA: tensor cores, sm_80+)\n"
+        "data parallel (CUDA, one process per GPU; torchrun's RANK, WORLD_SIZE, LOCAL_RANK are read\n"
+        "when these are absent; LOCAL_RANK, else the rank modulo the GPU count, picks the GPU):\n"
+        "  --dist-rank R --dist-world W   this process's rank in [0, W)\n"
+        "  --dist-id FILE     rank 0 writes the NCCL id here, the others read it (W > 1; a\n"
+        "                     path all ranks see; wait limit LLM_DIST_TIMEOUT seconds, 300)\n"
         "output:\n"
         "  -o PATH            save the checkpoint (with optimizer state) here at the end\n"
         "  --save-every N     ... and every N steps\n"
@@ -63,11 +80,25 @@ static double now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* Print the library's message and return the exit code. */
+static int g_world;   /* data parallel: the number of ranks, 0 for one process */
+static int g_rank;
+
+/* Print the library's message (naming the rank when there are several) and return the
+ * exit code. */
 static int fail(const char *what) {
-    if (what) fprintf(stderr, "train_gpt2: %s: %s\n", what, llm_last_error());
-    else fprintf(stderr, "train_gpt2: %s\n", llm_last_error());
+    char who[32] = "";
+    if (g_world > 1) snprintf(who, sizeof who, " (rank %d)", g_rank);
+    if (what) fprintf(stderr, "train_gpt2%s: %s: %s\n", who, what, llm_last_error());
+    else fprintf(stderr, "train_gpt2%s: %s\n", who, llm_last_error());
     return 1;
+}
+
+/* An integer from the environment (torchrun's RANK, WORLD_SIZE, LOCAL_RANK), or def. */
+static int env_int(const char *name, int def) {
+    const char *v = getenv(name);
+    char *e;
+    long x = v && *v ? strtol(v, &e, 10) : 0;
+    return v && *v && !*e && x >= 0 && x < 1000000 ? (int)x : def;
 }
 
 /* The GPT-2 tokenizer from --vocab or the default places (as build/tokenize). */
@@ -165,6 +196,9 @@ static int parse_float(const char *s, float *out) {
 int main(int argc, char **argv) {
     const char *init = NULL, *resume = NULL, *train_path = NULL, *val_path = NULL, *out_path = NULL;
     const char *vocab = NULL, *arch = "gpt2", *device = "cpu", *schedule = "cosine";
+    const char *precision = "fp32", *dist_id = NULL;
+    const int unset = -2147483647 - 1;   /* below anything parse_int returns */
+    int dist_rank = unset, dist_world = unset;
     int B = 4, T = 64, steps = 20, warmup = 0, accum = 1, threads = 0, shuffle = 1, seed = 1337;
     int save_every = 0, eval_every = 0, eval_batches = 20, print_every = 1, n_sample = 0, top_k = 0;
     int layers = 0, heads = 0, embd = 0, vocab_size = 0, ctx = 0, kv_heads = 0, hidden = 0;
@@ -187,6 +221,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--arch")) sp = &arch;
         else if (!strcmp(a, "--device")) sp = &device;
         else if (!strcmp(a, "--schedule")) sp = &schedule;
+        else if (!strcmp(a, "--precision")) sp = &precision;
+        else if (!strcmp(a, "--dist-id")) sp = &dist_id;
+        else if (!strcmp(a, "--dist-rank")) ip = &dist_rank;
+        else if (!strcmp(a, "--dist-world")) ip = &dist_world;
         else if (!strcmp(a, "-b")) ip = &B;
         else if (!strcmp(a, "-t")) ip = &T;
         else if (!strcmp(a, "-s")) ip = &steps;
@@ -240,13 +278,40 @@ int main(int argc, char **argv) {
     else { fprintf(stderr, "train_gpt2: --schedule is cosine or const, not %s\n", schedule); return 2; }
     sched.lr = lr; sched.min_lr = min_lr >= 0 ? min_lr : lr / 10; sched.warmup = warmup; sched.total = steps;
 
+    /* data parallel: the flags, else torchrun's environment (WORLD_SIZE unset: one process) */
+    if (dist_world == unset) dist_world = env_int("WORLD_SIZE", 0);
+    if (dist_rank == unset) dist_rank = env_int("RANK", 0);
+    if (dist_world < 0) { fprintf(stderr, "train_gpt2: --dist-world is >= 0 (0: one process), not %d\n", dist_world); return 2; }
+    if (dist_world > 0 && (dist_rank < 0 || dist_rank >= dist_world)) {
+        fprintf(stderr, "train_gpt2: --dist-rank %d is not in [0, --dist-world %d)\n", dist_rank, dist_world);
+        return 2;
+    }
+    if (dist_world > 0 && strcmp(device, "cuda")) {
+        fprintf(stderr, "train_gpt2: data parallel (world %d) runs on GPUs through NCCL: add --device cuda\n", dist_world);
+        return 2;
+    }
+    if (dist_world > 1 && !dist_id) {
+        fprintf(stderr, "train_gpt2: --dist-world %d needs --dist-id FILE, a path all ranks see (rank 0 writes the NCCL id there)\n", dist_world);
+        return 2;
+    }
+    g_world = dist_world;
+    g_rank = dist_world > 0 ? dist_rank : 0;
+    int lead = g_rank == 0;   /* prints, evaluates, saves, samples */
+    int W = dist_world > 1 ? dist_world : 1;
+
     llm_options opt;
     memset(&opt, 0, sizeof opt);
     opt.n_threads = threads;
+    opt.dist_rank = g_rank; opt.dist_world = dist_world; opt.dist_id_file = dist_id;
+    if (!strcmp(precision, "bf16")) opt.bf16 = 1;
+    else if (strcmp(precision, "fp32")) { fprintf(stderr, "train_gpt2: --precision is fp32 or bf16, not %s\n", precision); return 2; }
     if (!strcmp(device, "cuda")) {
 #ifdef LLM_CUDA
-        if (llm_cuda_device_count() < 1) { fprintf(stderr, "train_gpt2: --device cuda: no CUDA device found\n"); return 1; }
+        int ndev = llm_cuda_device_count();
+        if (ndev < 1) { fprintf(stderr, "train_gpt2: --device cuda: no CUDA device found\n"); return 1; }
         opt.backend = llm_cuda_backend();
+        /* one GPU per rank: torchrun's LOCAL_RANK, else the rank modulo the GPUs here */
+        if (dist_world > 0) opt.device = env_int("LOCAL_RANK", g_rank % ndev);
 #else
         fprintf(stderr, "train_gpt2: --device cuda: this binary was built without CUDA (make cuda builds build/cuda/train_gpt2)\n");
         return 1;
@@ -317,20 +382,32 @@ int main(int argc, char **argv) {
             }
         }
         if (vl.perm && (size_t)eval_batches > vl.n_batches) eval_batches = (int)vl.n_batches;
-        printf("model: %s L=%d NH=%d NKV=%d C=%d V=%d maxT=%d, %.2fM parameters\n",
-               cfg.arch == LLM_ARCH_LLAMA ? "llama" : "gpt2", cfg.n_layer, cfg.n_head, cfg.n_kv_head,
-               cfg.n_embd, cfg.vocab_size, cfg.max_seq_len, llm_model_num_params(m) / 1e6);
-        printf("data: %zu training tokens (%zu batches of %dx%d per epoch%s), %zu validation tokens\n",
-               split, tl.n_batches, B, T, shuffle ? ", shuffled" : ", in order",
-               valdata ? llm_dataset_len(valdata) : n - split);
-        printf("run: %d steps, accum %d, lr %g -> %g (%s, warmup %d), wd %g, clip %g, %s, %d threads, simd %s\n",
-               steps, accum, sched.lr, sched.min_lr, schedule, warmup, wd, clip, device,
-               threads > 0 ? threads : llm_cpu_count(), llm_simd_name(llm_simd_active()));
+        /* what the matmuls really run in: the CPU's bf16 needs AVX512-BF16 */
+        const char *prec = !opt.bf16 ? "fp32"
+                         : opt.backend ? "bf16 matmuls (tensor cores), fp32 elsewhere"
+                         : llm_bf16_supported() ? "bf16 matmuls (AVX512-BF16), fp32 elsewhere"
+                         : "fp32 (bf16 needs AVX512-BF16 and the avx512 SIMD level)";
+        if (lead) {
+            printf("model: %s L=%d NH=%d NKV=%d C=%d V=%d maxT=%d, %.2fM parameters\n",
+                   cfg.arch == LLM_ARCH_LLAMA ? "llama" : "gpt2", cfg.n_layer, cfg.n_head, cfg.n_kv_head,
+                   cfg.n_embd, cfg.vocab_size, cfg.max_seq_len, llm_model_num_params(m) / 1e6);
+            printf("data: %zu training tokens (%zu batches of %dx%d per epoch%s), %zu validation tokens\n",
+                   split, tl.n_batches, B, T, shuffle ? ", shuffled" : ", in order",
+                   valdata ? llm_dataset_len(valdata) : n - split);
+            printf("run: %d steps, accum %d, lr %g -> %g (%s, warmup %d), wd %g, clip %g, %s, %d threads, simd %s\n",
+                   steps, accum, sched.lr, sched.min_lr, schedule, warmup, wd, clip, device,
+                   threads > 0 ? threads : llm_cpu_count(), llm_simd_name(llm_simd_active()));
+            printf("precision: %s\n", prec);
+            if (dist_world > 0) printf("data parallel: %d ranks (rank 0 on cuda:%d), rank r takes batches r, r+%d, ...\n",
+                                       dist_world, opt.device, W);
+            printf("batch: %d ranks x %d x %d x accum %d = %zu tokens per step\n", W, B, T, accum,
+                   (size_t)W * (size_t)B * (size_t)T * (size_t)accum);
+        }
     }
     if (resume) {
         if (llm_loader_set_state(&tl, &ts) != LLM_OK) { rc = fail("--resume: data position"); goto done; }
         first = (int)ts.step;
-        printf("resumed %s at step %d\n", resume, first);
+        if (lead) printf("resumed %s at step %d\n", resume, first);
     }
     fflush(stdout);
 
@@ -339,12 +416,13 @@ int main(int argc, char **argv) {
         llm_adamw_config ac = llm_adamw_config_default();
         ac.weight_decay = wd; ac.grad_clip = clip;
         size_t BT = (size_t)B * (size_t)T;
-        int *in = (int *)malloc(2 * BT * sizeof(int)), *tg = in + BT;
+        /* in, tg (B,T); with W ranks also skip_in, skip_tg (B,T) for the other ranks' batches */
+        int *in = (int *)malloc((W > 1 ? 4 : 2) * BT * sizeof(int)), *tg = in + BT, *skip = in + 2 * BT;
         double total_ms = 0;
         int timed = 0;
         if (!in) { fprintf(stderr, "train_gpt2: out of memory\n"); rc = 1; goto done; }
         if (llm_model_reserve(m, B, T) != LLM_OK) { free(in); rc = fail("reserve"); goto done; }
-        if (vl.perm && (rc = evaluate(m, &vl, eval_batches, first, steps, NULL)) != 0) { free(in); goto done; }
+        if (lead && vl.perm && (rc = evaluate(m, &vl, eval_batches, first, steps, NULL)) != 0) { free(in); goto done; }
         for (int step = first; step < steps; step++) {
             double t0 = now_ms();
             float lr_now = llm_lr_at(&sched, step), norm = 0;
@@ -352,26 +430,35 @@ int main(int argc, char **argv) {
             llm_status s = llm_model_zero_grad(m);
             for (int k = 0; k < accum && s == LLM_OK; k++) {
                 float l = 0;
-                if ((s = llm_loader_next(&tl, in, tg)) == LLM_OK && (s = llm_model_forward(m, in, tg, B, T, &l)) == LLM_OK)
+                /* every rank walks the same batch order and keeps every W-th batch, its own:
+                 * the loaders stay in step, so rank 0's checkpoint resumes all of them */
+                for (int j = 0; j < W && s == LLM_OK; j++)
+                    s = j == g_rank ? llm_loader_next(&tl, in, tg) : llm_loader_next(&tl, skip, skip + BT);
+                if (s == LLM_OK && (s = llm_model_forward(m, in, tg, B, T, &l)) == LLM_OK)
                     s = llm_model_backward(m, 1.0f / (float)accum);
                 loss += l / accum;
             }
+            /* the step averages the gradients over the ranks; the loss to print likewise */
             if (s == LLM_OK) s = llm_model_step(m, &ac, lr_now, &norm);
+            if (s == LLM_OK && dist_world > 0) {
+                float lf = (float)loss;
+                if ((s = llm_model_allreduce_mean(m, &lf, 1)) == LLM_OK) loss = lf;
+            }
             if (s != LLM_OK) { free(in); rc = fail("training step"); goto done; }
             double ms = now_ms() - t0;
             /* the first step warms caches and pages in memory: leave it out of the ETA */
             if (step > first) { total_ms += ms; timed++; }
             double avg = timed ? total_ms / timed : ms;
-            if ((step + 1) % print_every == 0 || step == first || step + 1 == steps) {
+            if (lead && ((step + 1) % print_every == 0 || step == first || step + 1 == steps)) {
                 printf("step %d/%d | loss %.6f | lr %.4e | norm %.4f | %.1f ms | %.0f tok/s | eta %.0fs\n",
-                       step + 1, steps, loss, lr_now, norm, ms, (double)(BT * (size_t)accum) / (ms / 1e3),
+                       step + 1, steps, loss, lr_now, norm, ms, (double)(BT * (size_t)accum * (size_t)W) / (ms / 1e3),
                        avg * (steps - step - 1) / 1e3);
                 fflush(stdout);
             }
             int last = step + 1 == steps;
-            if (vl.perm && ((eval_every > 0 && (step + 1) % eval_every == 0) || last) &&
+            if (lead && vl.perm && ((eval_every > 0 && (step + 1) % eval_every == 0) || last) &&
                 (rc = evaluate(m, &vl, eval_batches, step + 1, steps, NULL)) != 0) { free(in); goto done; }
-            if (out_path && ((save_every > 0 && (step + 1) % save_every == 0) || last)) {
+            if (lead && out_path && ((save_every > 0 && (step + 1) % save_every == 0) || last)) {
                 llm_loader_get_state(&tl, &ts);
                 ts.step = (uint64_t)(step + 1);
                 if (llm_model_save(m, out_path, 1, &ts) != LLM_OK) { free(in); rc = fail(NULL); goto done; }
@@ -380,10 +467,10 @@ int main(int argc, char **argv) {
             }
         }
         free(in);
-        if (timed) printf("mean %.1f ms/step, %.0f tok/s (after the first step)\n", total_ms / timed,
-                          (double)(BT * (size_t)accum) * timed / (total_ms / 1e3));
+        if (lead && timed) printf("mean %.1f ms/step, %.0f tok/s (after the first step)\n", total_ms / timed,
+                                  (double)(BT * (size_t)accum * (size_t)W) * timed / (total_ms / 1e3));
     }
-    if (n_sample > 0) rc = sample_text(m, n_sample, temp, top_k, (uint64_t)seed, vocab);
+    if (lead && n_sample > 0) rc = sample_text(m, n_sample, temp, top_k, (uint64_t)seed, vocab);
 done:
     llm_loader_free(&tl);
     llm_loader_free(&vl);

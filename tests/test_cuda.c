@@ -5,7 +5,10 @@
  * gradient tensor, and 3 AdamW steps.
  *
  * Built by `make cuda` with -DLLM_CUDA=1 and linked with llm_cuda.o; the plain build
- * (`make test`, no CUDA) only prints SKIP. Without a GPU it checks what the host side
+ * (`make test`, no CUDA) only prints SKIP. `make test` also builds build/emu/tests/test_cuda:
+ * llm_cuda.cu compiled by the host C++ compiler against tests/cuda_emu.h, a CPU emulation of
+ * CUDA, so every comparison below runs in CI too (it says EMULATED; device name "llm.h
+ * CUDA emulator"). Without a GPU it checks what the host side
  * can: the table is complete, create fails cleanly with a message (for a NULL options
  * pointer too), and so does llm_model_create with the CUDA backend; the GPU comparisons
  * print SKIP.
@@ -45,6 +48,11 @@
 extern "C"
 #endif
 const llm_backend *llm_cuda_backend_bf16(void);
+/* llm_cuda.cu: the device's name; "llm.h CUDA emulator" under tests/cuda_emu.h */
+#ifdef __cplusplus
+extern "C"
+#endif
+const char *llm_cuda_device_name(int dev);
 
 /* ---- host helpers ------------------------------------------------------------------ */
 /* Random numbers: tests/test.h's xorshift (test_frand, uniform in [-1, 1)). */
@@ -602,8 +610,16 @@ int main(void) {
     ks[1].be = cu;
     CHECK(ks[0].be->create(&ks[0].st, &o[0]) == LLM_OK, "cpu create: %s", llm_last_error());
     CHECK(ks[1].be->create(&ks[1].st, &o[1]) == LLM_OK, "cuda create: %s", llm_last_error());
-    if (!ks[0].st || !ks[1].st) return TEST_END("test_cuda");
-    printf("test_cuda: %d device(s); CUDA vs CPU, fp32\n", ndev);
+    if (!ks[0].st || !ks[1].st) {
+        for (int k = 0; k < 2; k++)
+            if (ks[k].st) ks[k].be->destroy(ks[k].st);
+        return TEST_END("test_cuda");
+    }
+    const char *dev_name = llm_cuda_device_name(0);
+    printf("test_cuda: %d device(s), device 0: %s; CUDA vs CPU, fp32\n", ndev, dev_name);
+    if (strstr(dev_name, "emulator"))   /* never let a log pass this off as a GPU run */
+        printf("test_cuda: EMULATED: no GPU ran; llm_cuda.cu's kernels ran on the CPU under tests/cuda_emu.h "
+               "(checks their logic, not GPU rounding or speed)\n");
 
     t_encoder(ks, 3, 7, 40, 23, 1);
     t_encoder(ks, 2, 33, 77, 5, 1);        /* few tokens: many atomic collisions */
