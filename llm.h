@@ -277,6 +277,8 @@ LLMDEF const llm_backend *llm_cpu_backend(void);
 extern const llm_backend *llm_cuda_backend(void);   /* extern even with LLM_STATIC */
 extern const llm_backend *llm_cuda_backend_bf16(void);
 extern int llm_cuda_device_count(void);
+/* The device's name ("" if unreadable); "llm.h CUDA emulator" under tests/cuda_emu.h. */
+extern const char *llm_cuda_device_name(int dev);
 
 /* ---- models: GPT-2 and Llama ------------------------------------------------------- */
 /* One Transformer with two families' choices of parts:
@@ -6547,23 +6549,33 @@ LLMDEF llm_adamw_config llm_adamw_config_default(void) {
 }
 
 
+/* AdamW's moments m and v, zeroed, made on the first step: both or neither, so that a
+ * failed allocation leaves no half-made state for the next call to trip on. */
+static llm_status llm__moments(llm_model *m) {
+    if (m->m_mem) return LLM_OK;
+    size_t bytes = m->n_params * sizeof(float);
+    m->m_mem = LLM__CAST(float *, m->be->alloc(m->st, bytes));
+    m->v_mem = m->m_mem ? LLM__CAST(float *, m->be->alloc(m->st, bytes)) : NULL;
+    if (!m->v_mem) {  /* the failing alloc set the message */
+        if (m->m_mem) m->be->release(m->st, m->m_mem);
+        m->m_mem = NULL;
+        return LLM_ERR_NOMEM;
+    }
+    m->be->zero(m->st, m->m_mem, bytes);
+    m->be->zero(m->st, m->v_mem, bytes);
+    return LLM_OK;
+}
+
 LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, float lr, float *grad_norm) {
     if (!m->grads_mem) return llm__err(LLM_ERR_STATE, "step: no gradients (run backward first)");
     llm_adamw_config def = llm_adamw_config_default();
     if (!cfg) cfg = &def;
-    if (!m->m_mem) {
-        m->m_mem = LLM__CAST(float *, m->be->alloc(m->st, m->n_params * sizeof(float)));
-        m->v_mem = LLM__CAST(float *, m->be->alloc(m->st, m->n_params * sizeof(float)));
-        if (!m->m_mem || !m->v_mem) return LLM_ERR_NOMEM;
-        m->be->zero(m->st, m->m_mem, m->n_params * sizeof(float));
-        m->be->zero(m->st, m->v_mem, m->n_params * sizeof(float));
-    }
+    llm_status s = llm__moments(m);
+    if (s != LLM_OK) return s;
     /* data parallel: every rank steps with the mean gradient over the ranks, so the
      * replicas stay identical (LLM_OK at once for one process) */
-    if (m->be->allreduce_mean) {
-        llm_status s = m->be->allreduce_mean(m->st, m->grads_mem, m->n_params);
-        if (s != LLM_OK) return s;
-    }
+    if (m->be->allreduce_mean && (s = m->be->allreduce_mean(m->st, m->grads_mem, m->n_params)) != LLM_OK)
+        return s;
     /* global L2 norm, then the clip factor as torch.nn.utils.clip_grad_norm_ */
     double norm = sqrt(m->be->sumsq(m->st, m->grads_mem, m->n_params));
     float scale = 1.0f;
@@ -7202,11 +7214,7 @@ LLMDEF llm_status llm_model_load_train_state(llm_model *m, const char *path, llm
     if ((s = llm__ckpt_header(&mp, path, &c, &has_opt)) != LLM_OK) goto done;
     if (!has_opt) { s = llm__err(LLM_ERR_FORMAT, "%s: saved without optimizer state", path); goto done; }
     if (memcmp(&c, &m->cfg, sizeof c) != 0) { s = llm__err(LLM_ERR_ARG, "%s: the checkpoint's shape differs from the model's", path); goto done; }
-    if (!m->m_mem) {
-        m->m_mem = LLM__CAST(float *, m->be->alloc(m->st, m->n_params * sizeof(float)));
-        m->v_mem = LLM__CAST(float *, m->be->alloc(m->st, m->n_params * sizeof(float)));
-        if (!m->m_mem || !m->v_mem) { s = LLM_ERR_NOMEM; goto done; }
-    }
+    if ((s = llm__moments(m)) != LLM_OK) goto done;
     if ((s = m->be->upload(m->st, m->m_mem, mp.data + 256 + m->n_params * 4, m->n_params * 4)) != LLM_OK) goto done;
     if ((s = m->be->upload(m->st, m->v_mem, mp.data + 256 + m->n_params * 8, m->n_params * 4)) != LLM_OK) goto done;
     m->t = LLM__CAST(int, llm__rd64(mp.data + 72));
