@@ -23,8 +23,8 @@ TESTS    := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 SANTESTS := $(patsubst tests/%.c,$(B)/san/%,$(wildcard tests/test_*.c))
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_*.c))
 # The CUDA tests on the CPU, through tests/cuda_emu.h (see the CUDA block below).
-EMUTESTS    := $(B)/emu/tests/test_cuda $(B)/emu/tests/test_dist $(B)/emu/tests/test_cuda_emu
-EMUSANTESTS := $(B)/emu/san/test_cuda $(B)/emu/san/test_dist $(B)/emu/san/test_cuda_emu
+EMUTESTS    := $(B)/emu/tests/test_cuda $(B)/emu/tests/test_dist $(B)/emu/tests/test_cuda_emu $(B)/emu/tests/test_cuda_attn16
+EMUSANTESTS := $(B)/emu/san/test_cuda $(B)/emu/san/test_dist $(B)/emu/san/test_cuda_emu $(B)/emu/san/test_cuda_attn16
 
 .PHONY: all test test-plain test-san bench demo data clean cuda fixtures
 all: $(EXAMPLES)
@@ -119,6 +119,10 @@ $(B)/cuda/tests/test_dist: tests/test_dist.c $(B)/cuda/llm_cuda.o llm.h tests/te
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
 
+$(B)/cuda/tests/test_cuda_attn16: tests/test_cuda_attn16.c $(B)/cuda/llm_cuda.o llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
+
 $(B)/cuda/%: examples/%.c $(B)/cuda/llm_cuda.o llm.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
@@ -136,16 +140,16 @@ cuda: $(B)/cuda/bench_cuda
 bench-cuda: $(B)/cuda/bench_cuda
 	$(B)/cuda/bench_cuda
 
-cuda: $(B)/cuda/llm_cuda.o $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(CUDA_EXAMPLES)
-	@tests/run.sh $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist
+cuda: $(B)/cuda/llm_cuda.o $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(B)/cuda/tests/test_cuda_attn16 $(CUDA_EXAMPLES)
+	@tests/run.sh $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(B)/cuda/tests/test_cuda_attn16
 
 # ---- CUDA without a GPU: llm_cuda.cu compiled by the host C++ compiler against
 # tests/cuda_emu.h, which runs its kernels on the CPU (each CUDA thread a fiber) and
 # emulates cuBLAS, cuBLASLt and one-rank NCCL. `make test` runs the CUDA tests linked with
 # it (they print EMULATED), the emulator's own test, and the same under ASan+UBSan.
-EMUFLAGS    := -std=c++17 -Wall -Wextra -pthread -include tests/cuda_emu.h -DLLM_CUDA_EMU=1 -I.
+EMUFLAGS    := -std=c++17 -Wall -Wextra -pthread -include tests/cuda_emu.h -include tests/cuda_emu_wmma.h -DLLM_CUDA_EMU=1 -I.
 
-$(B)/emu/llm_cuda.o: llm_cuda.cu tests/cuda_emu.h llm.h
+$(B)/emu/llm_cuda.o: llm_cuda.cu tests/cuda_emu.h tests/cuda_emu_wmma.h llm.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(OPT) -g $(EMUFLAGS) -x c++ -c $< -o $@
 $(B)/emu/tests/test_cuda_emu: tests/test_cuda_emu.cpp tests/cuda_emu.h tests/test.h
@@ -156,7 +160,7 @@ $(B)/emu/tests/%: tests/%.c $(B)/emu/llm_cuda.o llm.h tests/test.h
 	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. -c $< -o $@.o
 	$(CXX) $@.o $(B)/emu/llm_cuda.o -o $@ $(LDLIBS)
 
-$(B)/emu/san/llm_cuda.o: llm_cuda.cu tests/cuda_emu.h llm.h
+$(B)/emu/san/llm_cuda.o: llm_cuda.cu tests/cuda_emu.h tests/cuda_emu_wmma.h llm.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(SAN) $(EMUFLAGS) -x c++ -c $< -o $@
 $(B)/emu/san/test_cuda_emu: tests/test_cuda_emu.cpp tests/cuda_emu.h tests/test.h

@@ -18,8 +18,8 @@
  * DESIGN
  *   - One device (opt->device), one stream. Every op is queued on that stream and returns
  *     at once; upload, download, sumsq and sync wait for the stream.
- *   - Matmuls go to cuBLAS (cublasSgemm, FP32 math: TF32 stays off, so results match the
- *     CPU to ~1e-6 relative). Everything else is a kernel in this file, each with the math
+ *   - Matmuls go to cuBLAS (cublasSgemm; cuBLASLt where a bias or GELU can ride in the
+ *     epilogue; FP32 math: TF32 stays off, so results match the CPU to ~1e-6 relative). Everything else is a kernel in this file, each with the math
  *     in a comment, forward beside backward, in model order: encoder, layernorm, rmsnorm,
  *     matmul, rope, attention, attention_kv, gelu, swiglu, residual, cross-entropy,
  *     sumsq, adamw.
@@ -66,6 +66,7 @@
 #include <cublas_v2.h>
 #include <cublasLt.h>
 #include <cuda_bf16.h>
+#include <mma.h>
 #if LLM_CUDA_NCCL
 #include <nccl.h>
 #endif
@@ -95,6 +96,7 @@
 #define LLM__CU_ROPE_PAIRS 128              /* largest RoPE head size / 2 */
 #define LLM__CU_FULL 0xffffffffu            /* all lanes of a warp */
 #define LLM__CU_FLAG_KV_INDEX 1             /* flags bit: attention_kv met a bad seq/pos */
+#define LLM__CU_LT_CACHE 64                 /* cuBLASLt algorithm choices remembered */
 
 /* bf16 mode: one device allocation, and the bf16 copy of its floats once a matmul has
  * used memory in it as a weight (see MATMUL). */
@@ -122,7 +124,13 @@ typedef struct llm__cu {
     cublasLtHandle_t lt;      /* bf16 mode: cuBLASLt for matmuls with fused epilogues */
     void *lt_ws;              /* its workspace */
     size_t lt_ws_bytes;
-    int lt_off;               /* cuBLASLt refused a fused matmul: plain path from then on */
+    int lt_off;               /* bit (gelu + 2 bf16): cuBLASLt refused that kind of fused
+                               * product, so it takes the plain path from then on */
+    struct {                  /* cuBLASLt's heuristic choices, by problem (see llm__cu_lt) */
+        int64_t key[12];
+        cublasLtMatmulAlgo_t algo;
+    } lt_algo[LLM__CU_LT_CACHE];
+    int lt_n;                 /* entries used; the next replaced is lt_n % LLM__CU_LT_CACHE */
     int *h_tok;               /* encoder_bwd: host copy of the tokens, and the positions */
     int *h_ord;               /*   sorted by token, then the runs (see ENCODER) */
     size_t h_cap;             /* elements of each */
@@ -430,7 +438,7 @@ static llm_status llm__cu_create_mode(void **out, const llm_options *opt, int bf
               LLM__CUDA(st, cudaMalloc((void **)&st->scratch, nscr), "%zu bytes of column-sum scratch", nscr) &&
               LLM__CUDA(st, cudaMalloc((void **)&st->flags, sizeof(int)), "4 bytes of flags") &&
               LLM__CUDA(st, cudaMemsetAsync(st->flags, 0, sizeof(int), st->stream), "flags");
-    if (ok && bf16) {
+    if (ok) {
         /* 32 MiB of workspace lets cuBLASLt pick its split-K and Hopper kernels */
         st->lt_ws_bytes = (size_t)32 << 20;
         ok = LLM__BLAS(st, cublasLtCreate(&st->lt), "device %d", dev) &&
@@ -888,10 +896,11 @@ static void llm__cu_rmsnorm_bwd(void *p, float *dinp, float *dw, const float *do
  *    rounds the whole allocation again (one pass).
  *  - Activations and output gradients are rounded per call into operand buffers (tensors
  *    are fp32 between ops).
- *  - Forward products with a bias go through cuBLASLt, whose epilogue adds the bias (and,
- *    for the MLP's up-projection, applies GELU: see GELU) while the tile is still in
- *    registers, instead of another pass over the output. If cuBLASLt declines, the
- *    backend falls back, for good, to cublasGemmEx and the kernels. */
+ * In both modes, forward products with a bias go through cuBLASLt, whose epilogue adds the
+ * bias (and in bf16 mode, for the MLP's up-projection, applies GELU: see GELU) while the
+ * tile is still in registers, instead of another pass over the output. If cuBLASLt
+ * declines a kind of product, the backend falls back, for good, to cublasSgemm/GemmEx and
+ * the kernels. */
 static __global__ void llm__cu_to_bf16_k(__nv_bfloat16 *dst, const float *src, size_t n) {
     LLM__CU_FOR(i, n) dst[i] = __float2bfloat16(src[i]);
 }
@@ -963,15 +972,17 @@ static uint32_t llm__cu_align(const void *p) {
     while (a > 1 && ((uintptr_t)p % a) != 0) a >>= 1;
     return a;
 }
-/* bf16 forward product with a fused epilogue through cuBLASLt, column-major, alpha 1:
+/* Forward product with a fused epilogue through cuBLASLt, column-major, alpha 1, A and B
+ * both ab_type (bf16, or fp32 with fp32 math: no TF32), D fp32:
  *   D(m,n) = op(A) op(B) + bias[row]                         (aux NULL)
  *   aux = op(A) op(B) + bias[row],   D = gelu(aux)           (aux (m,n), leading dim ldd)
  * Returns 1 when queued, 0 when cuBLASLt declined (nothing written or recorded; the
  * caller takes the plain path, and so does every later call). */
 static int llm__cu_lt(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                      const __nv_bfloat16 *A, int lda, const __nv_bfloat16 *B, int ldb, float *D, int ldd,
+                      cudaDataType_t ab_type, const void *A, int lda, const void *B, int ldb, float *D, int ldd,
                       const float *bias, float *aux) {
-    if (!st->lt || st->lt_off || !bias) return 0;
+    int kind = 1 << ((aux ? 1 : 0) + (ab_type == CUDA_R_16BF ? 2 : 0));
+    if (!st->lt || (st->lt_off & kind) || !bias) return 0;
     cublasLtMatmulDesc_t desc = NULL;
     cublasLtMatrixLayout_t la = NULL, lb = NULL, ldl = NULL;
     cublasLtMatmulPreference_t pref = NULL;
@@ -997,9 +1008,9 @@ static int llm__cu_lt(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, i
                                                       sizeof aux_ld));
     }
     /* layouts of the stored matrices: op(A) is (m,k), so A is (m,k) untransposed, (k,m) transposed */
-    LLM__CU_LT_SET(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, ta == CUBLAS_OP_N ? m : k,
+    LLM__CU_LT_SET(cublasLtMatrixLayoutCreate(&la, ab_type, ta == CUBLAS_OP_N ? m : k,
                                               ta == CUBLAS_OP_N ? k : m, lda));
-    LLM__CU_LT_SET(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, tb == CUBLAS_OP_N ? k : n,
+    LLM__CU_LT_SET(cublasLtMatrixLayoutCreate(&lb, ab_type, tb == CUBLAS_OP_N ? k : n,
                                               tb == CUBLAS_OP_N ? n : k, ldb));
     LLM__CU_LT_SET(cublasLtMatrixLayoutCreate(&ldl, CUDA_R_32F, m, n, ldd));
     LLM__CU_LT_SET(cublasLtMatmulPreferenceCreate(&pref));
@@ -1013,7 +1024,24 @@ static int llm__cu_lt(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, i
                                                         sizeof al_d));
     LLM__CU_LT_SET(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d,
                                                         sizeof al_d));
-    LLM__CU_LT_SET(cublasLtMatmulAlgoGetHeuristic(st->lt, desc, la, lb, ldl, ldl, pref, 1, &heur, &found));
+    /* The heuristic query costs tens of microseconds, as much as a small product: a model
+     * asks about the same dozen problems every step, so the answers are remembered. */
+    int64_t key[12] = {ta, tb, m, n, k, lda, ldb, ldd, (int64_t)epi * 64 + ab_type, al_a, al_b, al_d};
+    int hit = -1;
+    int nc = st->lt_n < LLM__CU_LT_CACHE ? st->lt_n : LLM__CU_LT_CACHE;
+    for (int i = 0; i < nc && hit < 0; i++)
+        if (memcmp(st->lt_algo[i].key, key, sizeof key) == 0) hit = i;
+    if (hit >= 0) {
+        heur.algo = st->lt_algo[hit].algo;
+        found = 1;
+    } else {
+        LLM__CU_LT_SET(cublasLtMatmulAlgoGetHeuristic(st->lt, desc, la, lb, ldl, ldl, pref, 1, &heur, &found));
+        if (e == CUBLAS_STATUS_SUCCESS && found > 0) {
+            int slot = st->lt_n++ % LLM__CU_LT_CACHE;
+            memcpy(st->lt_algo[slot].key, key, sizeof key);
+            st->lt_algo[slot].algo = heur.algo;
+        }
+    }
     if (e == CUBLAS_STATUS_SUCCESS && found > 0)
         e = cublasLtMatmul(st->lt, desc, &one, A, la, B, lb, &zero, D, ldl, D, ldl, &heur.algo, st->lt_ws,
                            st->lt_ws_bytes, st->stream);
@@ -1025,7 +1053,7 @@ static int llm__cu_lt(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, i
     if (desc) cublasLtMatmulDescDestroy(desc);
     if (e != CUBLAS_STATUS_SUCCESS || found <= 0) {
         (void)cudaGetLastError();
-        st->lt_off = 1;
+        st->lt_off |= kind;
         return 0;
     }
     return 1;
@@ -1050,14 +1078,17 @@ static int llm__cu_product(llm__cu *st, float *out, float *gelu_out, const float
         if (!LLM__CUDA(st, cudaMemsetAsync(out, 0, (size_t)N * OC * sizeof(float), st->stream), "%s", what))
             return -1;
     } else if (!st->bf16) {
+        /* bias only: cuBLASLt's GELU may evaluate tanh approximately, and this is the exact mode */
+        if (llm__cu_lt(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, CUDA_R_32F, w, C, inp, C, out, OC, bias, NULL))
+            return 0;
         if (!llm__cu_sgemm(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w, C, inp, C, 0.0f, out, OC, what)) return -1;
     } else {
         const __nv_bfloat16 *w16 = llm__cu_weight16(st, w, (size_t)OC * C);
         const __nv_bfloat16 *x16 = w16 ? llm__cu_bf16(st, LLM__CU_ACT, inp, (size_t)N * C) : NULL;
         if (!x16) return -1;
         /* with GELU, the epilogue writes the activation to D and the pre-activation to aux */
-        if (llm__cu_lt(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w16, C, x16, C, gelu_out ? gelu_out : out, OC,
-                       bias, gelu_out ? out : NULL))
+        if (llm__cu_lt(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, CUDA_R_16BF, w16, C, x16, C,
+                       gelu_out ? gelu_out : out, OC, bias, gelu_out ? out : NULL))
             return gelu_out ? 1 : 0;
         if (!llm__cu_gemm16(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w16, C, x16, C, 0.0f, out, OC, what))
             return -1;
@@ -1402,6 +1433,342 @@ static __global__ void llm__cu_attention_bwd_dkv_k(float *dqkv, const float *dou
     }
 }
 
+/* ---- bf16 tensor-core attention ---- */
+/* bf16 mode runs the same math as above on tensor cores (wmma: 16x16x16 tiles, bf16
+ * operands, fp32 accumulation), flash-attention-2 style. The fp32 kernels above do every
+ * product on CUDA cores and would take about 3x the time of all of GPT-2's matmuls.
+ * Precision: q, k, v and dO are rounded to bf16 (unit roundoff u = 2^-8) when a tile is
+ * staged in shared memory, and so are P and dS before they multiply; every product
+ * accumulates in fp32, and everything that feeds an exponential or a division stays fp32:
+ * the scores S, the running max m and sum l, lse, D and the accumulators O, dQ, dK, dV.
+ * So each output element is a sum of products with relative errors ~2u, i.e. about 1e-2
+ * of the typical term, never an error that grows with T (the sums are fp32).
+ * Shapes: a block owns LLM__CU_FA_ROWS (64) query rows (forward, dq) or key rows (dk, dv);
+ * each of its 4 warps owns 16 of them, so a warp's rows are one wmma tile high. Inside a
+ * warp, the lane pair (2r, 2r+1) owns row r for the elementwise work (softmax, scaling),
+ * lane parity taking alternate columns; a row's max and sum combine with one shuffle.
+ * Shared memory holds the staged bf16 tiles (row length HS + 8: 16-byte padding spreads the
+ * rows over the banks and keeps every 16-row, 16-column tile 32-byte aligned, as wmma
+ * needs), and per warp its fp32 score tiles and its fp32 accumulator (O, dQ, or dK and
+ * dV). Accumulators live in shared memory, not in fragments, because the online softmax
+ * rescales them per row and a fragment's element-to-row map is unspecified. All sizes
+ * are multiples of 32 bytes, so every piece carved below stays aligned. */
+#define LLM__CU_FA_WARPS 4
+#define LLM__CU_FA_ROWS (16 * LLM__CU_FA_WARPS)  /* query (or key) rows per block */
+#define LLM__CU_FA_BC 64                         /* keys per tile (forward, dq) */
+#define LLM__CU_FA_BQ 32                         /* queries per tile (dk, dv) */
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#define LLM__CU_WMMA 1                           /* bf16 wmma exists (sm_80+, or the host pass) */
+#else
+#define LLM__CU_WMMA 0                           /* sm_75: the kernels compile empty, never launched */
+#endif
+/* Every key tile of a query block then starts at or before the block's first row, so each
+ * row has an unmasked key in each tile and its running max stays finite. */
+static_assert(LLM__CU_FA_ROWS % LLM__CU_FA_BC == 0, "key tiles must divide query blocks");
+
+/* Shared bytes of each kernel (the carving order in the kernels). */
+static size_t llm__cu_fa_shmem(int kernel, int HS) {
+    size_t h = 2 * (size_t)(HS + 8), o = 4 * (size_t)(HS + 4), W16 = 16 * LLM__CU_FA_WARPS;
+    size_t sc = 4 * (LLM__CU_FA_BC + 4), pc = 2 * (LLM__CU_FA_BC + 8);
+    size_t sq = 4 * (LLM__CU_FA_BQ + 4), pq = 2 * (LLM__CU_FA_BQ + 8);
+    switch (kernel) {
+    case 0:  /* forward: Q; K, V; per warp S, P, O */
+        return (LLM__CU_FA_ROWS + 2 * LLM__CU_FA_BC) * h + W16 * (sc + pc + o);
+    case 1:  /* dq: Q, dO; K, V; per warp S, dP, dS, dQ */
+        return (2 * LLM__CU_FA_ROWS + 2 * LLM__CU_FA_BC) * h + W16 * (2 * sc + pc + o);
+    default: /* dk, dv: K, V; Q, dO; per warp S^T, dP^T, P^T, dS^T, dK, dV; lse, D */
+        return (2 * LLM__CU_FA_ROWS + 2 * LLM__CU_FA_BQ) * h + W16 * (2 * sq + 2 * pq + 2 * o) +
+               2 * LLM__CU_FA_BQ * sizeof(float);
+    }
+}
+
+#if LLM__CU_WMMA
+typedef nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::row_major> llm__cu_fa_a;
+typedef nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::row_major> llm__cu_fa_b;
+typedef nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::col_major> llm__cu_fa_bt;
+typedef nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> llm__cu_fa_acc;
+
+/* The next n elements of type T from the shared-memory cursor. */
+template <class T> static __device__ T *llm__cu_fa_carve(char *&cur, size_t n) {
+    T *p = (T *)cur;
+    cur += n * sizeof(T);
+    return p;
+}
+/* The whole block: rows [0, n) of an fp32 (rows, HS) slab with row stride `stride` into
+ * bf16 shared rows of length ld, rounded to nearest even; rows n.. become zero. */
+static __device__ void llm__cu_fa_stage(__nv_bfloat16 *dst, int ld, const float *src, size_t stride,
+                                        int rows, int n, int HS) {
+    for (int e = threadIdx.x; e < rows * HS; e += blockDim.x) {
+        int r = e / HS, d = e % HS;
+        dst[r * ld + d] = __float2bfloat16(r < n ? src[(size_t)r * stride + d] : 0.0f);
+    }
+}
+/* One warp: C (16, N) = A (16, K) B^T, with A and B (N, K) row-major bf16, C fp32. B^T
+ * is B read column-major, so no transpose is ever stored. */
+static __device__ void llm__cu_fa_mm_nt(float *C, int ldc, const __nv_bfloat16 *A, int lda,
+                                        const __nv_bfloat16 *B, int ldb, int N, int K) {
+    for (int n0 = 0; n0 < N; n0 += 16) {
+        llm__cu_fa_acc c;
+        nvcuda::wmma::fill_fragment(c, 0.0f);
+        for (int k0 = 0; k0 < K; k0 += 16) {
+            llm__cu_fa_a a;
+            llm__cu_fa_bt bt;
+            nvcuda::wmma::load_matrix_sync(a, A + k0, lda);
+            nvcuda::wmma::load_matrix_sync(bt, B + (size_t)n0 * ldb + k0, ldb);
+            nvcuda::wmma::mma_sync(c, a, bt, c);
+        }
+        nvcuda::wmma::store_matrix_sync(C + n0, c, ldc, nvcuda::wmma::mem_row_major);
+    }
+}
+/* One warp: C (16, N) += A (16, K) B, with A and B (K, N) row-major bf16, C fp32. */
+static __device__ void llm__cu_fa_mm_nn_add(float *C, int ldc, const __nv_bfloat16 *A, int lda,
+                                            const __nv_bfloat16 *B, int ldb, int N, int K) {
+    for (int n0 = 0; n0 < N; n0 += 16) {
+        llm__cu_fa_acc c;
+        nvcuda::wmma::load_matrix_sync(c, C + n0, ldc, nvcuda::wmma::mem_row_major);
+        for (int k0 = 0; k0 < K; k0 += 16) {
+            llm__cu_fa_a a;
+            llm__cu_fa_b b;
+            nvcuda::wmma::load_matrix_sync(a, A + k0, lda);
+            nvcuda::wmma::load_matrix_sync(b, B + (size_t)k0 * ldb + n0, ldb);
+            nvcuda::wmma::mma_sync(c, a, b, c);
+        }
+        nvcuda::wmma::store_matrix_sync(C + n0, c, ldc, nvcuda::wmma::mem_row_major);
+    }
+}
+#endif
+
+/* Forward. Block (query block, b*NH + h); warp w owns rows i of q0 + 16w .. +15. For each
+ * key tile j0 .. j0+BC-1 (up to the block's last row; later tiles are all masked):
+ *   S = scale Q_w K^T                             (tensor cores, fp32 out)
+ *   m' = max(m, max_j S_ij),  P_ij = exp(S_ij - m') for j <= i, else 0   (rounded to bf16)
+ *   l  = l exp(m - m') + sum_j P_ij,   O = O exp(m - m') + P V   (tensor cores)
+ * (the FA2 recurrences: O / l is the softmax-weighted sum of the v rows seen so far, and
+ * exp(m - m') moves the old terms to the new max). l sums the rounded P that multiply V,
+ * so O / l is exactly a weighted mean of those rows. At the end out = O / l and
+ * lse = m + log(l), as the fp32 kernel defines them. */
+static __global__ void llm__cu_attention_fwd16_k(float *out, float *lse, const float *qkv,
+                                                 llm__cu_att A, float scale) {
+#if LLM__CU_WMMA
+    extern __shared__ float sm[];
+    const int BC = LLM__CU_FA_BC, lds = BC + 4, ldp = BC + 8;
+    int HS = A.HS, T = A.T, ldh = HS + 8, ldo = HS + 4;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
+    int b = blockIdx.y / A.NH, h = blockIdx.y % A.NH, g = h / (A.NH / A.NKV);
+    int q0 = blockIdx.x * LLM__CU_FA_ROWS, nq = min(LLM__CU_FA_ROWS, T - q0);
+    int i = q0 + 16 * warp + r;   /* this lane pair's query row */
+    char *cur = (char *)sm;
+    __nv_bfloat16 *Qs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldh);
+    __nv_bfloat16 *Ks = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)BC * ldh);
+    __nv_bfloat16 *Vs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)BC * ldh);
+    float *S = llm__cu_fa_carve<float>(cur, (size_t)LLM__CU_FA_ROWS * lds) + warp * 16 * lds;
+    __nv_bfloat16 *P = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldp) + warp * 16 * ldp;
+    float *O = llm__cu_fa_carve<float>(cur, (size_t)LLM__CU_FA_ROWS * ldo) + warp * 16 * ldo;
+    const float *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
+    llm__cu_fa_stage(Qs, ldh, A.q(qkv, b, h) + (size_t)q0 * A.row, A.row, LLM__CU_FA_ROWS, nq, HS);
+    for (int d = half; d < HS; d += 2) O[r * ldo + d] = 0.0f;
+    float m = -INFINITY, l = 0.0f;   /* row i's running max and sum (both lanes of the pair) */
+    int last = q0 + nq - 1;          /* keys 0..last serve this block */
+    for (int j0 = 0; j0 <= last; j0 += BC) {
+        __syncthreads();  /* the previous tile is consumed; Q is staged */
+        llm__cu_fa_stage(Ks, ldh, kb + (size_t)j0 * A.row, A.row, BC, last + 1 - j0, HS);
+        llm__cu_fa_stage(Vs, ldh, vb + (size_t)j0 * A.row, A.row, BC, last + 1 - j0, HS);
+        __syncthreads();
+        llm__cu_fa_mm_nt(S, lds, Qs + warp * 16 * ldh, ldh, Ks, ldh, BC, HS);
+        __syncwarp();
+        /* Rows past T (padding) see zero q, hence finite scores; they are never stored. */
+        float mt = -INFINITY;
+        for (int c = half; c < BC; c += 2)
+            if (j0 + c <= i) mt = fmaxf(mt, S[r * lds + c]);
+        mt = fmaxf(mt, __shfl_xor_sync(LLM__CU_FULL, mt, 1));
+        float mnew = fmaxf(m, mt * scale);  /* finite: key j0 <= q0 <= i is in the tile */
+        float corr = expf(m - mnew);         /* 0 on the first tile (m = -inf) */
+        float sum = 0.0f;
+        for (int c = half; c < BC; c += 2) {
+            __nv_bfloat16 p = __float2bfloat16(j0 + c <= i ? expf(S[r * lds + c] * scale - mnew) : 0.0f);
+            P[r * ldp + c] = p;
+            sum += __bfloat162float(p);
+        }
+        l = l * corr + sum + __shfl_xor_sync(LLM__CU_FULL, sum, 1);
+        m = mnew;
+        for (int d = half; d < HS; d += 2) O[r * ldo + d] *= corr;
+        __syncwarp();  /* P and the rescaled O rows are visible to the warp */
+        llm__cu_fa_mm_nn_add(O, ldo, P, ldp, Vs, ldh, HS, BC);
+    }
+    __syncwarp();
+    if (i >= T) return;
+    float *y = out + A.o(b, h) + (size_t)i * A.Cq, inv = 1.0f / l;
+    for (int d = half; d < HS; d += 2) y[d] = O[r * ldo + d] * inv;
+    if (half == 0) lse[((size_t)b * A.NH + h) * T + i] = m + logf(l);
+#endif
+}
+
+/* dq. Block and warp rows as in the forward; for each key tile:
+ *   S = scale Q_w K^T,  dP = dO_w V^T                  (tensor cores)
+ *   P_ij = exp(S_ij - lse_i) (j <= i),  dS_ij = P_ij (dP_ij - D_i)   (fp32, dS rounded)
+ *   dQ += dS K                                         (tensor cores)
+ * with D_i = dO_i . out_i from the fp32 tensors; finally dq_i += scale dQ_i. */
+static __global__ void llm__cu_attention_bwd_dq16_k(float *dqkv, const float *dout, const float *qkv,
+                                                    const float *out, const float *lse,
+                                                    llm__cu_att A, float scale) {
+#if LLM__CU_WMMA
+    extern __shared__ float sm[];
+    const int BC = LLM__CU_FA_BC, lds = BC + 4, ldp = BC + 8;
+    int HS = A.HS, T = A.T, ldh = HS + 8, ldo = HS + 4;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
+    int b = blockIdx.y / A.NH, h = blockIdx.y % A.NH, g = h / (A.NH / A.NKV);
+    int q0 = blockIdx.x * LLM__CU_FA_ROWS, nq = min(LLM__CU_FA_ROWS, T - q0);
+    int i = q0 + 16 * warp + r;
+    char *cur = (char *)sm;
+    __nv_bfloat16 *Qs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldh);
+    __nv_bfloat16 *dOs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldh);
+    __nv_bfloat16 *Ks = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)BC * ldh);
+    __nv_bfloat16 *Vs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)BC * ldh);
+    float *S = llm__cu_fa_carve<float>(cur, (size_t)LLM__CU_FA_ROWS * lds) + warp * 16 * lds;
+    float *dP = llm__cu_fa_carve<float>(cur, (size_t)LLM__CU_FA_ROWS * lds) + warp * 16 * lds;
+    __nv_bfloat16 *dS = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldp) + warp * 16 * ldp;
+    float *dQ = llm__cu_fa_carve<float>(cur, (size_t)LLM__CU_FA_ROWS * ldo) + warp * 16 * ldo;
+    const float *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
+    llm__cu_fa_stage(Qs, ldh, A.q(qkv, b, h) + (size_t)q0 * A.row, A.row, LLM__CU_FA_ROWS, nq, HS);
+    llm__cu_fa_stage(dOs, ldh, dout + A.o(b, h) + (size_t)q0 * A.Cq, A.Cq, LLM__CU_FA_ROWS, nq, HS);
+    float D = 0.0f, L = 0.0f;   /* D_i and lse_i of row i (padding rows: 0) */
+    if (i < T) {
+        const float *dOi = dout + A.o(b, h) + (size_t)i * A.Cq, *Oi = out + A.o(b, h) + (size_t)i * A.Cq;
+        for (int d = half; d < HS; d += 2) D += dOi[d] * Oi[d];
+        L = lse[((size_t)b * A.NH + h) * T + i];
+    }
+    D += __shfl_xor_sync(LLM__CU_FULL, D, 1);
+    for (int d = half; d < HS; d += 2) dQ[r * ldo + d] = 0.0f;
+    int last = q0 + nq - 1;
+    for (int j0 = 0; j0 <= last; j0 += BC) {
+        __syncthreads();
+        llm__cu_fa_stage(Ks, ldh, kb + (size_t)j0 * A.row, A.row, BC, last + 1 - j0, HS);
+        llm__cu_fa_stage(Vs, ldh, vb + (size_t)j0 * A.row, A.row, BC, last + 1 - j0, HS);
+        __syncthreads();
+        llm__cu_fa_mm_nt(S, lds, Qs + warp * 16 * ldh, ldh, Ks, ldh, BC, HS);
+        llm__cu_fa_mm_nt(dP, lds, dOs + warp * 16 * ldh, ldh, Vs, ldh, BC, HS);
+        __syncwarp();
+        for (int c = half; c < BC; c += 2) {
+            float p = j0 + c <= i ? expf(S[r * lds + c] * scale - L) : 0.0f;
+            dS[r * ldp + c] = __float2bfloat16(p * (dP[r * lds + c] - D));
+        }
+        __syncwarp();
+        llm__cu_fa_mm_nn_add(dQ, ldo, dS, ldp, Ks, ldh, HS, BC);
+    }
+    __syncwarp();
+    if (i >= T) return;
+    float *gq = dqkv + ((size_t)b * T + i) * A.row + (size_t)h * HS;
+    for (int d = half; d < HS; d += 2) gq[d] += scale * dQ[r * ldo + d];
+#endif
+}
+
+/* dk, dv. Block (key block, b*NKV + g); warp w owns keys j of k0 + 16w .. +15. For each
+ * query head h of the group and each query tile i0 = k0, k0+BQ, ... (earlier queries
+ * never see these keys), in transposed form so that the key rows stay the tile rows:
+ *   S^T = scale K_w Q^T,  dP^T = V_w dO^T               (tensor cores)
+ *   P^T_ji = exp(S^T_ji - lse_i) (i >= j),  dS^T_ji = P^T_ji (dP^T_ji - D_i)  (rounded)
+ *   dV += P^T dO,  dK += dS^T Q                         (tensor cores)
+ * and finally dk_j += scale dK_j, dv_j += dV_j: the group's heads sum in the accumulators,
+ * so every element has one owner. lse_i and D_i of the tile are staged in shared memory. */
+static __global__ void llm__cu_attention_bwd_dkv16_k(float *dqkv, const float *dout, const float *qkv,
+                                                     const float *out, const float *lse,
+                                                     llm__cu_att A, float scale) {
+#if LLM__CU_WMMA
+    extern __shared__ float sm[];
+    const int BQ = LLM__CU_FA_BQ, lds = BQ + 4, ldp = BQ + 8;
+    int HS = A.HS, T = A.T, ldh = HS + 8, ldo = HS + 4, G = A.NH / A.NKV;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
+    int b = blockIdx.y / A.NKV, g = blockIdx.y % A.NKV;
+    int k0 = blockIdx.x * LLM__CU_FA_ROWS, nk = min(LLM__CU_FA_ROWS, T - k0);
+    int w0 = k0 + 16 * warp, j = w0 + r;   /* the warp's first key; this lane pair's key */
+    char *cur = (char *)sm;
+    __nv_bfloat16 *Ks = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldh);
+    __nv_bfloat16 *Vs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldh);
+    __nv_bfloat16 *Qs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)BQ * ldh);
+    __nv_bfloat16 *dOs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)BQ * ldh);
+    float *St = llm__cu_fa_carve<float>(cur, (size_t)LLM__CU_FA_ROWS * lds) + warp * 16 * lds;
+    float *dPt = llm__cu_fa_carve<float>(cur, (size_t)LLM__CU_FA_ROWS * lds) + warp * 16 * lds;
+    __nv_bfloat16 *Pt = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldp) + warp * 16 * ldp;
+    __nv_bfloat16 *dSt = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldp) + warp * 16 * ldp;
+    float *dK = llm__cu_fa_carve<float>(cur, (size_t)LLM__CU_FA_ROWS * ldo) + warp * 16 * ldo;
+    float *dV = llm__cu_fa_carve<float>(cur, (size_t)LLM__CU_FA_ROWS * ldo) + warp * 16 * ldo;
+    float *Ls = llm__cu_fa_carve<float>(cur, BQ), *Ds = llm__cu_fa_carve<float>(cur, BQ);
+    llm__cu_fa_stage(Ks, ldh, A.k(qkv, b, g) + (size_t)k0 * A.row, A.row, LLM__CU_FA_ROWS, nk, HS);
+    llm__cu_fa_stage(Vs, ldh, A.v(qkv, b, g) + (size_t)k0 * A.row, A.row, LLM__CU_FA_ROWS, nk, HS);
+    for (int d = half; d < HS; d += 2) dK[r * ldo + d] = dV[r * ldo + d] = 0.0f;
+    for (int h = g * G; h < (g + 1) * G; h++) {
+        const float *qb = A.q(qkv, b, h), *dob = dout + A.o(b, h), *ob = out + A.o(b, h);
+        const float *lseb = lse + ((size_t)b * A.NH + h) * T;
+        for (int i0 = k0; i0 < T; i0 += BQ) {
+            __syncthreads();  /* the previous tile is consumed; K, V are staged */
+            llm__cu_fa_stage(Qs, ldh, qb + (size_t)i0 * A.row, A.row, BQ, T - i0, HS);
+            llm__cu_fa_stage(dOs, ldh, dob + (size_t)i0 * A.Cq, A.Cq, BQ, T - i0, HS);
+            for (int c = warp; c < BQ; c += LLM__CU_FA_WARPS) {  /* D_i = dO_i . out_i, fp32 */
+                int i = i0 + c;
+                float D = 0.0f;
+                if (i < T)
+                    for (int d = lane; d < HS; d += 32) D += dob[(size_t)i * A.Cq + d] * ob[(size_t)i * A.Cq + d];
+                D = llm__cu_warp_sum(D);
+                if (lane == 0) {
+                    Ds[c] = D;
+                    Ls[c] = i < T ? lseb[i] : 0.0f;
+                }
+            }
+            __syncthreads();
+            if (w0 >= T || w0 > i0 + BQ - 1) continue;  /* no key of the warp, or all after the tile */
+            llm__cu_fa_mm_nt(St, lds, Ks + warp * 16 * ldh, ldh, Qs, ldh, BQ, HS);
+            llm__cu_fa_mm_nt(dPt, lds, Vs + warp * 16 * ldh, ldh, dOs, ldh, BQ, HS);
+            __syncwarp();
+            for (int c = half; c < BQ; c += 2) {
+                int i = i0 + c;
+                float p = i >= j && i < T ? expf(St[r * lds + c] * scale - Ls[c]) : 0.0f;
+                Pt[r * ldp + c] = __float2bfloat16(p);
+                dSt[r * ldp + c] = __float2bfloat16(p * (dPt[r * lds + c] - Ds[c]));
+            }
+            __syncwarp();
+            llm__cu_fa_mm_nn_add(dV, ldo, Pt, ldp, dOs, ldh, HS, BQ);
+            llm__cu_fa_mm_nn_add(dK, ldo, dSt, ldp, Qs, ldh, HS, BQ);
+        }
+    }
+    __syncwarp();
+    if (j >= T) return;
+    float *gk = dqkv + ((size_t)b * T + j) * A.row + A.Cq + (size_t)g * HS;
+    float *gv = gk + (size_t)A.NKV * HS;
+    for (int d = half; d < HS; d += 2) {
+        gk[d] += scale * dK[r * ldo + d];
+        gv[d] += dV[r * ldo + d];
+    }
+#endif
+}
+
+/* Whether this call runs on tensor cores: bf16 mode, a head size that 16-wide tiles
+ * divide, and enough shared memory on this device for the kernels (`kernels`: 0 the
+ * forward, 1 the two backward ones); raises their dynamic shared-memory limits. Else the
+ * fp32 kernels run (e.g. HS = 128 backward on a 99 KiB sm_86). False also after a
+ * recorded failure, which the caller sees in st->status. */
+static bool llm__cu_fa_use(llm__cu *st, int HS, int kernels) {
+    if (!st->bf16 || HS % 16 != 0 || HS > LLM__CU_HS_MAX) return false;
+    int optin = 0;
+    if (!LLM__CUDA(st, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, st->dev),
+                   "device %d", st->dev))
+        return false;
+    if (kernels == 0) {
+        size_t n = llm__cu_fa_shmem(0, HS);
+        return n <= (size_t)optin &&
+               LLM__CUDA(st, cudaFuncSetAttribute(llm__cu_attention_fwd16_k,
+                                                  cudaFuncAttributeMaxDynamicSharedMemorySize, (int)n),
+                         "attention_fwd: %zu bytes of shared memory", n);
+    }
+    size_t n1 = llm__cu_fa_shmem(1, HS), n2 = llm__cu_fa_shmem(2, HS);
+    return n1 <= (size_t)optin && n2 <= (size_t)optin &&
+           LLM__CUDA(st, cudaFuncSetAttribute(llm__cu_attention_bwd_dq16_k,
+                                              cudaFuncAttributeMaxDynamicSharedMemorySize, (int)n1),
+                     "attention_bwd: %zu bytes of shared memory", n1) &&
+           LLM__CUDA(st, cudaFuncSetAttribute(llm__cu_attention_bwd_dkv16_k,
+                                              cudaFuncAttributeMaxDynamicSharedMemorySize, (int)n2),
+                     "attention_bwd: %zu bytes of shared memory", n2);
+}
+
 /* Shapes the attention kernels accept; records an error otherwise. */
 static bool llm__cu_att_shape(llm__cu *st, const char *op, int B, int NH, int NKV, int HS) {
     if (NH <= 0 || NKV <= 0 || NH % NKV != 0 || HS <= 0 || HS > LLM__CU_HS_MAX ||
@@ -1420,6 +1787,14 @@ static void llm__cu_attention_fwd(void *p, float *out, float *lse, const float *
     if (!llm__cu_enter(st) || B <= 0 || T <= 0) return;
     LLM__CU_TOUCH3(st, out, lse, NULL);
     if (!llm__cu_att_shape(st, "attention_fwd", B, NH, NKV, HS)) return;
+    if (llm__cu_fa_use(st, HS, 0)) {  /* bf16 mode: tensor cores */
+        dim3 grid16((unsigned)((T + LLM__CU_FA_ROWS - 1) / LLM__CU_FA_ROWS), (unsigned)(B * NH));
+        LLM__CU_LAUNCH(llm__cu_attention_fwd16_k, grid16, 32 * LLM__CU_FA_WARPS, llm__cu_fa_shmem(0, HS),
+                       st->stream)(out, lse, qkv, llm__cu_att_make(T, NH, NKV, HS), 1.0f / sqrtf((float)HS));
+        llm__cu_launched(st, "attention_fwd (bf16)", "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
+        return;
+    }
+    if (st->status != LLM_OK) return;
     size_t shmem = (2 * 32 * (size_t)(HS + 1) + LLM__CU_ATT_WARPS * (size_t)HS) * sizeof(float);
     dim3 grid((unsigned)((T + LLM__CU_ATT_WARPS - 1) / LLM__CU_ATT_WARPS), (unsigned)(B * NH));
     LLM__CU_LAUNCH(llm__cu_attention_fwd_k, grid, 32 * LLM__CU_ATT_WARPS, shmem, st->stream)(
@@ -1436,6 +1811,17 @@ static void llm__cu_attention_bwd(void *p, float *dqkv, const float *dout, const
     if (!llm__cu_att_shape(st, "attention_bwd", B, NH, NKV, HS)) return;
     float scale = 1.0f / sqrtf((float)HS);
     llm__cu_att A = llm__cu_att_make(T, NH, NKV, HS);
+    if (llm__cu_fa_use(st, HS, 1)) {  /* bf16 mode: tensor cores */
+        unsigned blocks = (unsigned)((T + LLM__CU_FA_ROWS - 1) / LLM__CU_FA_ROWS);
+        LLM__CU_LAUNCH(llm__cu_attention_bwd_dq16_k, dim3(blocks, (unsigned)(B * NH)), 32 * LLM__CU_FA_WARPS,
+                       llm__cu_fa_shmem(1, HS), st->stream)(dqkv, dout, qkv, out, lse, A, scale);
+        llm__cu_launched(st, "attention_bwd (dq, bf16)", "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
+        LLM__CU_LAUNCH(llm__cu_attention_bwd_dkv16_k, dim3(blocks, (unsigned)(B * NKV)), 32 * LLM__CU_FA_WARPS,
+                       llm__cu_fa_shmem(2, HS), st->stream)(dqkv, dout, qkv, out, lse, A, scale);
+        llm__cu_launched(st, "attention_bwd (dk, dv, bf16)", "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
+        return;
+    }
+    if (st->status != LLM_OK) return;
     unsigned tiles = (unsigned)((T + LLM__CU_ATT_WARPS - 1) / LLM__CU_ATT_WARPS);
     size_t shmem = (2 * 32 * (size_t)(HS + 1) + 2 * LLM__CU_ATT_WARPS * (size_t)HS) * sizeof(float);
     LLM__CU_LAUNCH(llm__cu_attention_bwd_dq_k, dim3(tiles, (unsigned)(B * NH)), 32 * LLM__CU_ATT_WARPS, shmem, st->stream)(dqkv, dout, qkv, out, lse, A, scale);
@@ -1583,8 +1969,9 @@ static void llm__cu_gelu_bwd(void *p, float *dinp, const float *inp, const float
 }
 /* The MLP's up-projection and its GELU in one call: pre = inp @ w^T + bias, out = gelu(pre).
  * In bf16 mode cuBLASLt's GELU_AUX_BIAS epilogue writes both from the accumulator tile
- * (out to D, pre to the aux matrix), saving a read and a write of the (N,OC) output;
- * otherwise it is matmul_fwd then gelu_fwd. Backward needs nothing new: gelu_bwd reads pre. */
+ * (out to D, pre to the aux matrix), saving a read and a write of the (N,OC) output; in the
+ * exact fp32 mode (cuBLASLt's GELU may use an approximate tanh) and wherever cuBLASLt
+ * declines, it is matmul_fwd then gelu_fwd. Backward needs nothing new: gelu_bwd reads pre. */
 static void llm__cu_matmul_gelu_fwd(void *p, float *pre, float *out, const float *inp, const float *w,
                                     const float *bias, int N, int C, int OC) {
     llm__cu *st = (llm__cu *)p;

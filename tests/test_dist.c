@@ -198,6 +198,9 @@ int main(void) {
     } else if (llm_cuda_device_count() < 1) {
         TEST_SKIP("test_dist: no CUDA device; world-of-one training, allreduce and id-file waits not run");
     } else {
+        const char *name = llm_cuda_device_name(0);
+        printf("test_dist: device 0: %s%s\n", name,
+               strstr(name, "emulator") ? " (EMULATED: no GPU ran; NCCL is emulated for one rank)" : "");
         t_world_of_one();
         t_id_file();
     }
