@@ -40,6 +40,7 @@
  *     memory. Forward keeps a running max and sum per query row (online softmax) and saves
  *     lse = log(sum_j exp(s_ij)); backward recomputes P_ij = exp(s_ij - lse_i). Grouped-query
  *     heads (NKV < NH) read their group's K/V directly, nothing is copied. Head size <= 128.
+ *     fp32 kernels on CUDA cores; in bf16 mode, tensor-core (WMMA) versions of the same.
  *
  * STATUS: written without a GPU at hand. It compiles and links warning-free, and the
  *   kernels and host logic run in CI through tests/cuda_emu.h, which compiles this file
@@ -56,10 +57,12 @@
  *   accumulation and fp32 output. Weights are read from persistent bf16 copies that AdamW
  *   writes in the same pass as the fp32 master weights; activations and gradients are
  *   rounded per product; forward products apply bias and GELU in cuBLASLt's epilogue.
- *   Master weights, gradients, AdamW moments, norms, softmax, attention and cross-entropy
- *   stay fp32, and so do the activations between ops (the backend table passes fp32
- *   tensors): storing activations in bf16 would halve the memory traffic of the
- *   elementwise ops and is the next step for speed.
+ *   Attention's products run on tensor cores too (WMMA flash attention, head sizes that
+ *   are multiples of 16 up to 128: Q, K, V, P, dO, dS rounded to bf16 in shared memory,
+ *   scores, softmax statistics and accumulators fp32). Master weights, gradients, AdamW
+ *   moments, norms, softmax and cross-entropy stay fp32, and so do the activations
+ *   between ops (the backend table passes fp32 tensors): storing activations in bf16
+ *   would halve the memory traffic of the elementwise ops and is the next step for speed.
  */
 #ifndef LLM_CUDA_EMU
 #include <cuda_runtime.h>
@@ -1452,7 +1455,12 @@ static __global__ void llm__cu_attention_bwd_dkv_k(float *dqkv, const float *dou
  * needs), and per warp its fp32 score tiles and its fp32 accumulator (O, dQ, or dK and
  * dV). Accumulators live in shared memory, not in fragments, because the online softmax
  * rescales them per row and a fragment's element-to-row map is unspecified. All sizes
- * are multiples of 32 bytes, so every piece carved below stays aligned. */
+ * are multiples of 32 bytes, so every piece carved below stays aligned (the kernels have
+ * no static shared memory, so the dynamic array starts at the aligned base). Dynamic
+ * shared memory per block (forward, dq, dk/dv): HS 64: 70, 96, 89 KiB; HS 128: 110, 144,
+ * 145 KiB; above 48 KiB a kernel must opt in (cudaFuncSetAttribute), and a device whose
+ * opt-in limit is smaller (99 KiB on sm_86/sm_89/sm_120, 163 KiB on sm_80, 227 KiB on
+ * sm_90) runs the fp32 kernels for that head size instead. */
 #define LLM__CU_FA_WARPS 4
 #define LLM__CU_FA_ROWS (16 * LLM__CU_FA_WARPS)  /* query (or key) rows per block */
 #define LLM__CU_FA_BC 64                         /* keys per tile (forward, dq) */
@@ -1540,7 +1548,7 @@ static __device__ void llm__cu_fa_mm_nn_add(float *C, int ldc, const __nv_bfloat
 
 /* Forward. Block (query block, b*NH + h); warp w owns rows i of q0 + 16w .. +15. For each
  * key tile j0 .. j0+BC-1 (up to the block's last row; later tiles are all masked):
- *   S = scale Q_w K^T                             (tensor cores, fp32 out)
+ *   S = scale Q_w K^T               (tensor cores, fp32; stored unscaled, scaled when read)
  *   m' = max(m, max_j S_ij),  P_ij = exp(S_ij - m') for j <= i, else 0   (rounded to bf16)
  *   l  = l exp(m - m') + sum_j P_ij,   O = O exp(m - m') + P V   (tensor cores)
  * (the FA2 recurrences: O / l is the softmax-weighted sum of the v rows seen so far, and
@@ -1604,7 +1612,7 @@ static __global__ void llm__cu_attention_fwd16_k(float *out, float *lse, const f
 }
 
 /* dq. Block and warp rows as in the forward; for each key tile:
- *   S = scale Q_w K^T,  dP = dO_w V^T                  (tensor cores)
+ *   S = scale Q_w K^T,  dP = dO_w V^T    (tensor cores; S stored unscaled, as in the forward)
  *   P_ij = exp(S_ij - lse_i) (j <= i),  dS_ij = P_ij (dP_ij - D_i)   (fp32, dS rounded)
  *   dQ += dS K                                         (tensor cores)
  * with D_i = dO_i . out_i from the fp32 tensors; finally dq_i += scale dQ_i. */
@@ -1665,7 +1673,7 @@ static __global__ void llm__cu_attention_bwd_dq16_k(float *dqkv, const float *do
 /* dk, dv. Block (key block, b*NKV + g); warp w owns keys j of k0 + 16w .. +15. For each
  * query head h of the group and each query tile i0 = k0, k0+BQ, ... (earlier queries
  * never see these keys), in transposed form so that the key rows stay the tile rows:
- *   S^T = scale K_w Q^T,  dP^T = V_w dO^T               (tensor cores)
+ *   S^T = scale K_w Q^T,  dP^T = V_w dO^T   (tensor cores; S^T stored unscaled)
  *   P^T_ji = exp(S^T_ji - lse_i) (i >= j),  dS^T_ji = P^T_ji (dP^T_ji - D_i)  (rounded)
  *   dV += P^T dO,  dK += dS^T Q                         (tensor cores)
  * and finally dk_j += scale dK_j, dv_j += dV_j: the group's heads sum in the accumulators,

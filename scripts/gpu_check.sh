@@ -15,6 +15,7 @@
 #   test_sync   LLM_CUDA_SYNC=1 tests/test_cuda: every kernel synchronised, so a fault
 #               names its kernel
 #   test_async  tests/test_cuda as users run it (one stream, no syncs between kernels)
+#   test_attn16 tests/test_cuda_attn16: the bf16 tensor-core (WMMA) attention against the CPU
 #   test_dist   tests/test_dist (NCCL data parallel, a world of one rank), when it exists
 #   generate    greedy stories260K (llama2.c's 260K model), 200 positions, on the CPU and
 #               on the GPU: the texts must be equal, and equal run.c's greedy200.txt;
@@ -101,10 +102,11 @@ if [ -z "${CUDA_ARCH:-}" ] && [[ "$CC_CAP" =~ ^[0-9]+$ ]]; then
 fi
 TEST=$BDIR/cuda/tests/test_cuda GEN=$BDIR/cuda/generate BENCH=$BDIR/cuda/bench_cuda
 DIST=""; [ -f tests/test_dist.c ] && DIST=$BDIR/cuda/tests/test_dist
+ATT16=""; [ -f tests/test_cuda_attn16.c ] && ATT16=$BDIR/cuda/tests/test_cuda_attn16
 if [ -z "$NVCC_BIN" ]; then
   record build FAIL "nvcc not found (PATH, /usr/local/cuda*/bin)"
 else
-  run build 300 make -j"$JOBS" "${MAKEVARS[@]}" "$BDIR/cuda/llm_cuda.o" "$TEST" "$GEN" "$BENCH" ${DIST:+"$DIST"}
+  run build 300 make -j"$JOBS" "${MAKEVARS[@]}" "$BDIR/cuda/llm_cuda.o" "$TEST" "$GEN" "$BENCH" ${DIST:+"$DIST"} ${ATT16:+"$ATT16"}
   WARN=$(grep -ci 'warning' "$LOG/build.log")
   if [ "$RC" -eq 0 ]; then record build PASS "${SECS}s, $WARN warning lines (${MAKEVARS[*]:1})"
   elif timed_out; then record build FAIL "timed out after ${SECS}s"
@@ -131,9 +133,9 @@ ok_status() { if [ "$NDEV" -gt 0 ]; then echo PASS; else echo SKIP; fi; }
 NOGPU=""; [ "$NDEV" -gt 0 ] || NOGPU="no CUDA device; "
 
 # ---- test_cuda, synchronised then not; test_dist (a world of one rank) --------------
-for name in test_sync test_async ${DIST:+test_dist}; do
+for name in test_sync test_async ${ATT16:+test_attn16} ${DIST:+test_dist}; do
   say "$name"
-  bin=$TEST; [ "$name" = test_dist ] && bin=$DIST
+  bin=$TEST; [ "$name" = test_dist ] && bin=$DIST; [ "$name" = test_attn16 ] && bin=$ATT16
   if [ ! -x "$bin" ]; then record "$name" FAIL "no $bin (build failed)"; continue; fi
   if ! room 30; then record "$name" SKIP "no time left"; continue; fi
   case $name in

@@ -12,9 +12,10 @@
  * unspecified by CUDA, so code may only load, store, fill, multiply, or apply the same
  * operation to every element. To catch code that assumes a layout, the one here is unlike
  * the hardware's: element e of lane l is the tile's (row, col) = (p / 16, p % 16) with
- * p = 32 e + l (a lane holds one column of every other row pair). For matrix_a the tile is
- * A (M, K), for matrix_b B (K, N), for the accumulator C (M, N); row_major / col_major (or
- * mem_*) says how that tile lies in memory: (r, c) at ptr[r*ldm + c] or ptr[c*ldm + r].
+ * p = 32 e + l (lane l holds column l % 16 of every other row, from row l / 16). For
+ * matrix_a the tile is A (M, K), for matrix_b B (K, N), for the accumulator C (M, N);
+ * row_major / col_major (or mem_*) says how that tile lies in memory: (r, c) at
+ * ptr[r*ldm + c] or ptr[c*ldm + r].
  *
  * COLLECTIVES. The _sync functions are warp-collective: each meets the warp's barrier once
  * (so a lane that skips one deadlocks or diverges, as cuda_emu.h reports), placed so that
