@@ -65,9 +65,11 @@ $(B)/tests/test_options_c11: tests/test_options.c llm.h tests/test.h
 	@mkdir -p $(dir $@)
 	$(CLANG) $(OPT) -g -std=c11 -Wall -Wextra -pthread -I. $< -o $@ $(LDLIBS)
 
-test: all fixtures $(TESTS) $(B)/tests/test_cpp $(C11TEST) $(EMUTESTS) $(SANTESTS) $(EMUSANTESTS)
-	@LLM_FIXTURES=$(B)/fixtures tests/run.sh $(TESTS) $(B)/tests/test_cpp $(C11TEST) $(EMUTESTS) \
-	  $(foreach t,$(SANTESTS),$(t)) $(EMUSANTESTS)
+EMUEXAMPLES := $(B)/emu/generate $(B)/emu/train_gpt2
+
+test: all fixtures $(TESTS) $(B)/tests/test_cpp $(C11TEST) $(EMUTESTS) $(EMUEXAMPLES) $(SANTESTS) $(EMUSANTESTS)
+	@LLM_FIXTURES=$(B)/fixtures LLM_BUILD=$(B) tests/run.sh $(TESTS) $(B)/tests/test_cpp $(C11TEST) \
+	  $(EMUTESTS) tests/test_cuda_examples.sh $(foreach t,$(SANTESTS),$(t)) $(EMUSANTESTS)
 
 # OpenBLAS is used by the SGEMM benchmark only, as the yardstick (never by llm.h).
 OPENBLAS_INC := $(wildcard /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h)
@@ -156,6 +158,12 @@ $(B)/emu/tests/test_cuda_emu: tests/test_cuda_emu.cpp tests/cuda_emu.h tests/tes
 	@mkdir -p $(dir $@)
 	$(CXX) $(OPT) -g $(EMUFLAGS) $< -o $@ $(LDLIBS)
 $(B)/emu/tests/%: tests/%.c $(B)/emu/llm_cuda.o llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. -c $< -o $@.o
+	$(CXX) $@.o $(B)/emu/llm_cuda.o -o $@ $(LDLIBS)
+
+# the examples, as users run them with --device cuda (tests/test_cuda_examples.sh)
+$(B)/emu/%: examples/%.c $(B)/emu/llm_cuda.o llm.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. -c $< -o $@.o
 	$(CXX) $@.o $(B)/emu/llm_cuda.o -o $@ $(LDLIBS)

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# tests/test_cuda_examples.sh BUILD: the CUDA examples end to end, linked with llm_cuda.cu
+# compiled against tests/cuda_emu.h (BUILD/emu/generate, BUILD/emu/train_gpt2, made by
+# `make test`), so that the `--device cuda` paths of the programs users run are exercised
+# where CI has no GPU. The kernels run on the CPU (EMULATED: no GPU runs here).
+#   - generate --device cuda --temp 0 on llama2.c's stories260K prints run.c's greedy
+#     text byte for byte (the same as --device cpu), in fp32; in bf16 it runs and prints
+#     a story of the same length;
+#   - train_gpt2 --device cuda (tiny GPT-2 on Tiny Shakespeare tokens): 6 steps; a 3-step
+#     run saved and resumed to 6 gives steps 4-6 with the same losses, bit for bit
+#     (weights, AdamW state, data order and the GPU's fixed reduction orders); the
+#     loss falls; the bf16 mode and a data-parallel world of one rank (NCCL emulated) run.
+# Prints "test_cuda_examples: N passed, N failed, N skipped" last, as the C tests do.
+set -u
+B=${1:-${LLM_BUILD:-build}}
+GEN=$B/emu/generate TRAIN=$B/emu/train_gpt2 TOKENIZE=$B/tokenize
+p=0 f=0 s=0
+pass() { p=$((p + 1)); echo "  ok: $*"; }
+fail() { f=$((f + 1)); echo "FAIL: $*"; }
+skip() { s=$((s + 1)); echo "SKIP: $*"; }
+check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+finish() { echo "test_cuda_examples: $p passed, $f failed, $s skipped"; exit 0; }
+
+DATA=""
+for d in "${LLM_DATA:-}" ../shared/data data; do
+  if [ -n "$d" ] && [ -d "$d" ]; then DATA=$d; break; fi
+done
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/llm_test_cuda_examples_XXXXXX") || { fail "mktemp"; finish; }
+trap 'rm -rf "$TMP"' EXIT
+
+# ---- generate ----------------------------------------------------------------------
+ST=$DATA/stories260K
+if [ -z "$DATA" ] || [ ! -f "$ST/stories260K.bin" ] || [ ! -f "$ST/tok512.bin" ]; then
+  skip "generate: no stories260K.bin + tok512.bin (\$LLM_DATA, ../shared/data, data)"
+else
+  G=("$GEN" -m "$ST/stories260K.bin" -z "$ST/tok512.bin" --temp 0 -n 200)
+  "${G[@]}" --device cuda > "$TMP/gen_cuda.txt" 2> "$TMP/gen_cuda.log"; rc=$?
+  check "generate --device cuda exits 0 (rc $rc)" [ "$rc" -eq 0 ]
+  check "generate --device cuda says it used the CUDA backend" grep -q cuda "$TMP/gen_cuda.log"
+  if [ -f "$ST/greedy200.txt" ]; then
+    check "generate --device cuda --temp 0 prints run.c's greedy200.txt" cmp -s "$TMP/gen_cuda.txt" "$ST/greedy200.txt"
+  else
+    skip "no greedy200.txt to compare with"
+  fi
+  "${G[@]}" --device cuda --precision bf16 > "$TMP/gen_bf16.txt" 2> "$TMP/gen_bf16.log"; rc=$?
+  check "generate --device cuda --precision bf16 exits 0 (rc $rc)" [ "$rc" -eq 0 ]
+  check "bf16 generation prints a story" [ "$(wc -c < "$TMP/gen_bf16.txt")" -gt 200 ]
+fi
+
+# ---- train_gpt2 --------------------------------------------------------------------
+TEXT=$DATA/tinyshakespeare/input.txt VOCAB=$DATA/gpt2
+if [ -z "$DATA" ] || [ ! -f "$TEXT" ] || [ ! -f "$VOCAB/encoder.json" ] || [ ! -x "$TOKENIZE" ]; then
+  skip "train_gpt2: no tinyshakespeare/input.txt, gpt2/ vocabulary or $TOKENIZE"
+  finish
+fi
+head -c 60000 "$TEXT" | "$TOKENIZE" --vocab "$VOCAB" --bin "$TMP/tok.bin" > /dev/null 2>&1
+check "tokenize a slice of Tiny Shakespeare" [ -s "$TMP/tok.bin" ]
+RUN=(-b 4 -t 32 --lr 1e-3 --schedule const --eval-every 0 --eval-batches 2 --seed 7 -d "$TMP/tok.bin"
+     --device cuda)
+SHAPE=(--layers 2 --heads 4 --embd 64 --ctx 64 "${RUN[@]}")
+# the step lines: "step N ... loss X ..." -> "N X"
+losses() { sed -n 's/^step \{1,\}\([0-9]\{1,\}\)[^0-9].*loss \([0-9.]\{1,\}\).*/\1 \2/p' "$1"; }
+
+"$TRAIN" "${SHAPE[@]}" -s 6 > "$TMP/full.log" 2>&1; rc=$?
+check "train_gpt2 --device cuda, 6 steps, exits 0 (rc $rc)" [ "$rc" -eq 0 ]
+losses "$TMP/full.log" > "$TMP/full.loss"
+check "6 step lines with a loss" [ "$(wc -l < "$TMP/full.loss")" -eq 6 ]
+first=$(head -n 1 "$TMP/full.loss" | cut -d' ' -f2) last=$(tail -n 1 "$TMP/full.loss" | cut -d' ' -f2)
+check "the loss falls ($first -> $last)" awk -v a="${first:-0}" -v b="${last:-0}" 'BEGIN { exit !(b < a) }'
+
+# a 3-step run (constant learning rate: the same schedule), then resumed to 6
+"$TRAIN" "${SHAPE[@]}" -s 3 -o "$TMP/three.ckpt" > "$TMP/three.log" 2>&1; rc=$?
+check "train_gpt2 --device cuda, 3 steps with -o, exits 0 (rc $rc)" [ "$rc" -eq 0 ]
+"$TRAIN" "${RUN[@]}" -s 6 --resume "$TMP/three.ckpt" > "$TMP/resumed.log" 2>&1; rc=$?
+check "train_gpt2 --device cuda --resume exits 0 (rc $rc)" [ "$rc" -eq 0 ]
+losses "$TMP/resumed.log" > "$TMP/resumed.loss"
+tail -n 3 "$TMP/full.loss" > "$TMP/full.tail"
+check "the resumed run prints steps 4-6" [ "$(cut -d' ' -f1 "$TMP/resumed.loss" | tr '\n' ' ')" = "4 5 6 " ]
+check "resumed steps 4-6 repeat the uninterrupted run's losses" cmp -s "$TMP/resumed.loss" "$TMP/full.tail"
+
+"$TRAIN" "${SHAPE[@]}" -s 3 --precision bf16 > "$TMP/bf16.log" 2>&1; rc=$?
+check "train_gpt2 --device cuda --precision bf16 exits 0 (rc $rc)" [ "$rc" -eq 0 ]
+check "bf16 run prints 3 step lines" [ "$(losses "$TMP/bf16.log" | wc -l)" -eq 3 ]
+
+"$TRAIN" "${SHAPE[@]}" -s 3 --dist-rank 0 --dist-world 1 > "$TMP/dist.log" 2>&1; rc=$?
+if grep -q 'built without NCCL' "$TMP/dist.log"; then
+  skip "data parallel: llm_cuda.cu built without NCCL"
+else
+  check "train_gpt2 --dist-world 1 exits 0 (rc $rc)" [ "$rc" -eq 0 ]
+  losses "$TMP/dist.log" > "$TMP/dist.loss"
+  head -n 3 "$TMP/full.loss" > "$TMP/full.head"
+  check "a world of one rank prints 3 steps" [ "$(wc -l < "$TMP/dist.loss")" -eq 3 ]
+  check "a world of one rank trains exactly as one process" cmp -s "$TMP/dist.loss" "$TMP/full.head"
+fi
+finish
