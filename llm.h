@@ -279,6 +279,11 @@ extern const llm_backend *llm_cuda_backend_bf16(void);
 extern int llm_cuda_device_count(void);
 /* The device's name ("" if unreadable); "llm.h CUDA emulator" under tests/cuda_emu.h. */
 extern const char *llm_cuda_device_name(int dev);
+/* With LLM_CUDA_PROFILE=1 in the environment, the CUDA backend times every kernel and
+ * library call (GPU time, by CUDA events) up to the last sync; this writes the table
+ * (kind of work, calls, ms, share; the most expensive first) into buf as snprintf does
+ * and returns its length; reset 1 starts a new count. Empty without the variable. */
+extern size_t llm_cuda_profile(char *buf, size_t cap, int reset);
 
 /* ---- models: GPT-2 and Llama ------------------------------------------------------- */
 /* One Transformer with two families' choices of parts:

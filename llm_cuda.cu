@@ -32,6 +32,8 @@
  *   - Bad indices that only the GPU sees (attention_kv's seq/pos arrays live on the
  *     device) set a flag in device memory instead of being read out of bounds; sync
  *     reads the flag and reports them.
+ *   - LLM_CUDA_PROFILE=1: every kernel and library call is timed with CUDA events (GPU
+ *     time, read at each sync); llm_cuda_profile() prints the table by kind of work.
  *   - Determinism: every reduction has a fixed order (warp butterflies, fixed block counts,
  *     per-column partials summed in split order, one owner per gradient element in the
  *     attention backward and in the token-embedding gradient, whose positions are grouped
@@ -85,6 +87,7 @@
 #include <math.h>
 #include <errno.h>
 #include <time.h>
+#include <pthread.h>
 #include "llm.h"
 
 /* Messages go to llm.h's llm_set_error(), so llm_last_error() reports them. */
@@ -100,6 +103,7 @@
 #define LLM__CU_FULL 0xffffffffu            /* all lanes of a warp */
 #define LLM__CU_FLAG_KV_INDEX 1             /* flags bit: attention_kv met a bad seq/pos */
 #define LLM__CU_LT_CACHE 64                 /* cuBLASLt algorithm choices remembered */
+#define LLM__CU_PROF_EVENTS 512             /* profile: events between two flushes */
 
 /* bf16 mode: one device allocation, and the bf16 copy of its floats once a matmul has
  * used memory in it as a weight (see MATMUL). */
@@ -144,6 +148,11 @@ typedef struct llm__cu {
 #if LLM_CUDA_NCCL
     ncclComm_t comm;          /* NULL when not distributed: allreduce_mean does nothing */
 #endif
+    int prof;                 /* LLM_CUDA_PROFILE=1: time every kernel and library call */
+    cudaEvent_t prof_ev[LLM__CU_PROF_EVENTS];   /* recorded in stream order ... */
+    const char *prof_name[LLM__CU_PROF_EVENTS]; /* ... each closing the named work before it
+                                                 * (NULL: an op's start, closing nothing) */
+    int prof_n;
     llm_status status;        /* first failure since the last sync, LLM_OK if none */
     char msg[512];            /* its message */
 } llm__cu;
@@ -200,6 +209,8 @@ static bool llm__blas_ok(llm__cu *st, cublasStatus_t e, const char *call, const 
 }
 #define LLM__BLAS(st, call, ...) llm__blas_ok((st), (call), #call, __VA_ARGS__)
 
+static void llm__cu_mark(llm__cu *st, const char *name);   /* see the profile below */
+
 /* After a kernel launch: a bad launch configuration shows here; with LLM_CUDA_SYNC=1 an
  * error during the kernel does too. */
 static void llm__cu_launched(llm__cu *st, const char *kernel, const char *fmt, ...) {
@@ -214,13 +225,97 @@ static void llm__cu_launched(llm__cu *st, const char *kernel, const char *fmt, .
         llm__cu_fail(st, e == cudaErrorMemoryAllocation ? LLM_ERR_NOMEM : LLM_ERR_BACKEND,
                      "CUDA: kernel %s failed: %s (%s) [%s]", kernel, cudaGetErrorString(e),
                      cudaGetErrorName(e), what);
+    llm__cu_mark(st, kernel);
 }
 
 /* Every op starts here: skip the work after a failure, and make this host thread use the
  * backend's device (the current device is per host thread in the CUDA runtime). */
 static bool llm__cu_enter(llm__cu *st) {
     if (st->status != LLM_OK) return false;
-    return LLM__CUDA(st, cudaSetDevice(st->dev), "device %d", st->dev);
+    if (!LLM__CUDA(st, cudaSetDevice(st->dev), "device %d", st->dev)) return false;
+    llm__cu_mark(st, NULL);
+    return true;
+}
+
+/* ---- profile: where the GPU's time goes (LLM_CUDA_PROFILE=1) -------------------------
+ * Every op records an event as it starts, and another after each kernel or library call
+ * it queues, named after that work. The stream runs them in order, so the GPU time
+ * between two consecutive events is the named work's (including any wait for the host
+ * to queue it, when the GPU runs ahead). Events are read in batches: at each sync, or
+ * when the batch is full; the totals are process-wide, for llm_cuda_profile(). */
+typedef struct { const char *name; double ms; long calls; } llm__cu_prof_row;
+static llm__cu_prof_row llm__cu_prof_rows[128];
+static int llm__cu_prof_nrows;
+static pthread_mutex_t llm__cu_prof_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void llm__cu_prof_flush(llm__cu *st) {
+    if (!st->prof || st->prof_n == 0) return;
+    if (cudaEventSynchronize(st->prof_ev[st->prof_n - 1]) != cudaSuccess) {
+        (void)cudaGetLastError();
+        st->prof_n = 0;
+        return;
+    }
+    pthread_mutex_lock(&llm__cu_prof_mu);
+    for (int i = 1; i < st->prof_n; i++) {
+        const char *name = st->prof_name[i];
+        float ms = 0.0f;
+        if (!name || cudaEventElapsedTime(&ms, st->prof_ev[i - 1], st->prof_ev[i]) != cudaSuccess) continue;
+        int r = 0;
+        while (r < llm__cu_prof_nrows && strcmp(llm__cu_prof_rows[r].name, name) != 0) r++;
+        if (r == llm__cu_prof_nrows) {
+            if (r == (int)(sizeof llm__cu_prof_rows / sizeof llm__cu_prof_rows[0])) continue;
+            llm__cu_prof_rows[r].name = name;
+            llm__cu_prof_rows[r].ms = 0.0;
+            llm__cu_prof_rows[r].calls = 0;
+            llm__cu_prof_nrows++;
+        }
+        llm__cu_prof_rows[r].ms += ms;
+        llm__cu_prof_rows[r].calls++;
+    }
+    pthread_mutex_unlock(&llm__cu_prof_mu);
+    (void)cudaGetLastError();
+    st->prof_n = 0;
+}
+/* Record an event closing `name` (a string literal), or an op's start (NULL). */
+static void llm__cu_mark(llm__cu *st, const char *name) {
+    if (!st->prof) return;
+    if (st->prof_n == LLM__CU_PROF_EVENTS) llm__cu_prof_flush(st);
+    if (cudaEventRecord(st->prof_ev[st->prof_n], st->stream) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return;
+    }
+    st->prof_name[st->prof_n++] = name;
+}
+
+/* The table so far: one line per kind of work, the most expensive first, with calls,
+ * GPU milliseconds and the share of the total; reset 1 starts a new count. Returns the
+ * length of the text (as snprintf: it is cut at cap). Empty without LLM_CUDA_PROFILE=1. */
+extern "C" size_t llm_cuda_profile(char *buf, size_t cap, int reset) {
+    pthread_mutex_lock(&llm__cu_prof_mu);
+    int n = llm__cu_prof_nrows, idx[128];
+    double total = 0.0;
+    for (int i = 0; i < n; i++) { idx[i] = i; total += llm__cu_prof_rows[i].ms; }
+    for (int i = 1; i < n; i++)   /* insertion sort by time, descending */
+        for (int j = i; j > 0 && llm__cu_prof_rows[idx[j]].ms > llm__cu_prof_rows[idx[j - 1]].ms; j--) {
+            int t = idx[j]; idx[j] = idx[j - 1]; idx[j - 1] = t;
+        }
+    size_t len = 0;
+    char line[160];
+    if (cap) buf[0] = 0;
+    for (int i = 0; i <= n && n > 0; i++) {
+        if (i < n) {
+            const llm__cu_prof_row *r = &llm__cu_prof_rows[idx[i]];
+            snprintf(line, sizeof line, "%-32s %8ld calls %11.3f ms %6.1f%%\n", r->name, r->calls, r->ms,
+                     total > 0 ? 100.0 * r->ms / total : 0.0);
+        } else {
+            snprintf(line, sizeof line, "%-32s %14s %11.3f ms  100.0%%\n", "total", "", total);
+        }
+        if (len + 1 < cap) snprintf(buf + len, cap - len, "%s", line);
+        len += strlen(line);
+    }
+    if (reset) llm__cu_prof_nrows = 0;
+    pthread_mutex_unlock(&llm__cu_prof_mu);
+    return len;
 }
 
 /* Blocks for n elements at LLM__CU_THREADS each (n > 0); the kernels loop grid-stride, so
@@ -371,6 +466,8 @@ static void llm__cu_destroy(void *p) {
     if (!st) return;
     cudaSetDevice(st->dev);
     if (st->stream) cudaStreamSynchronize(st->stream);
+    llm__cu_prof_flush(st);
+    for (int i = 0; i < LLM__CU_PROF_EVENTS && st->prof; i++) cudaEventDestroy(st->prof_ev[i]);
     cudaFree(st->sumsq_part);
     cudaFree(st->scratch);
     cudaFree(st->flags);
@@ -447,6 +544,16 @@ static llm_status llm__cu_create_mode(void **out, const llm_options *opt, int bf
         ok = LLM__BLAS(st, cublasLtCreate(&st->lt), "device %d", dev) &&
              LLM__CUDA(st, cudaMalloc(&st->lt_ws, st->lt_ws_bytes), "%zu bytes of cuBLASLt workspace",
                        st->lt_ws_bytes);
+    }
+    const char *prof = getenv("LLM_CUDA_PROFILE");
+    if (ok && prof && prof[0] == '1') {
+        st->prof = 1;
+        for (int i = 0; i < LLM__CU_PROF_EVENTS && st->prof; i++)
+            if (cudaEventCreate(&st->prof_ev[i]) != cudaSuccess) {  /* no profile, no failure */
+                (void)cudaGetLastError();
+                for (int j = 0; j < i; j++) cudaEventDestroy(st->prof_ev[j]);
+                st->prof = 0;
+            }
     }
     if (!ok) {
         llm_status s = st->status;
@@ -563,6 +670,7 @@ static void llm__cu_zero(void *p, void *ptr, size_t bytes) {
     if (!llm__cu_enter(st) || bytes == 0) return;
     llm__cu_touch(st, ptr);
     LLM__CUDA(st, cudaMemsetAsync(ptr, 0, bytes, st->stream), "zero %zu bytes", bytes);
+    llm__cu_mark(st, "zero (memset)");
 }
 
 /* Device-to-device copy with memmove's meaning. cudaMemcpy leaves overlapping ranges
@@ -577,6 +685,7 @@ static void llm__cu_copy(void *p, void *dst, const void *src, size_t bytes) {
     if (d + bytes <= s || s + bytes <= d) {
         LLM__CUDA(st, cudaMemcpyAsync(d, s, bytes, cudaMemcpyDeviceToDevice, st->stream),
                   "copy %zu bytes", bytes);
+        llm__cu_mark(st, "copy (memcpy)");
         return;
     }
     size_t chunk = LLM__CU_SCRATCH_FLOATS * sizeof(float);
@@ -590,6 +699,7 @@ static void llm__cu_copy(void *p, void *dst, const void *src, size_t bytes) {
             return;
         done += n;
     }
+    llm__cu_mark(st, "copy (memcpy, overlapping)");
 }
 
 /* Wait for the stream; report (and clear) the first failure since the last sync,
@@ -606,6 +716,7 @@ static llm_status llm__cu_sync(void *p) {
                          "its k, v were not stored and its output is 0");
         st->flags_armed = 0;
     }
+    llm__cu_prof_flush(st);
     llm_status s = st->status;
     if (s != LLM_OK) {
         llm_set_error(s, "%s", st->msg);
@@ -955,17 +1066,21 @@ static bool llm__cu_sgemm(llm__cu *st, cublasOperation_t ta, cublasOperation_t t
                           const float *A, int lda, const float *B, int ldb, float beta, float *Cm,
                           int ldc, const char *what) {
     const float one = 1.0f;
-    return LLM__BLAS(st, cublasSgemm(st->blas, ta, tb, m, n, k, &one, A, lda, B, ldb, &beta, Cm, ldc),
-                     "%s", what);
+    bool ok = LLM__BLAS(st, cublasSgemm(st->blas, ta, tb, m, n, k, &one, A, lda, B, ldb, &beta, Cm, ldc),
+                        "%s", what);
+    llm__cu_mark(st, "matmul: cublasSgemm");
+    return ok;
 }
 static bool llm__cu_gemm16(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                            const __nv_bfloat16 *A, int lda, const __nv_bfloat16 *B, int ldb, float beta,
                            float *Cm, int ldc, const char *what) {
     const float one = 1.0f;
     if (!A || !B) return false;  /* the bf16 copy failed (recorded) */
-    return LLM__BLAS(st, cublasGemmEx(st->blas, ta, tb, m, n, k, &one, A, CUDA_R_16BF, lda, B, CUDA_R_16BF,
-                                      ldb, &beta, Cm, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                     "%s (bf16)", what);
+    bool ok = LLM__BLAS(st, cublasGemmEx(st->blas, ta, tb, m, n, k, &one, A, CUDA_R_16BF, lda, B, CUDA_R_16BF,
+                                         ldb, &beta, Cm, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                        "%s (bf16)", what);
+    llm__cu_mark(st, "matmul: cublasGemmEx bf16");
+    return ok;
 }
 
 /* The largest power of two (<= 256) dividing a pointer: cuBLASLt must be told how aligned
@@ -1059,6 +1174,7 @@ static int llm__cu_lt(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, i
         st->lt_off |= kind;
         return 0;
     }
+    llm__cu_mark(st, aux ? "matmul: cublasLt +bias +gelu" : "matmul: cublasLt +bias");
     return 1;
 }
 
@@ -2340,6 +2456,7 @@ static llm_status llm__cu_allreduce_mean(void *p, float *buf, size_t n) {
     if (!LLM__NCCL(st, ncclAllReduce(buf, buf, n, ncclFloat, ncclAvg, st->comm, st->stream),
                    "%zu floats, rank %d of %d", n, st->dist_rank, st->dist_world))
         return st->status;
+    llm__cu_mark(st, "allreduce (NCCL)");
     return LLM_OK;
 }
 #else

@@ -143,6 +143,25 @@ static double train_flops_per_token(const llm_config *c, int T) {
 }
 
 /* One training figure: sh at batch B and sequence length b->T in the given mode. */
+/* LLM_CUDA_PROFILE=1 (CUDA build): the GPU time of the timed steps by kind of work, from
+ * llm_cuda.cu's event profile (see llm_cuda_profile). */
+static void profile_reset(void) {
+#ifdef LLM_CUDA
+    llm_cuda_profile(NULL, 0, 1);
+#endif
+}
+static void profile_print(const char *what, int steps) {
+#ifdef LLM_CUDA
+    static char buf[16384];
+    const char *e = getenv("LLM_CUDA_PROFILE");
+    if (!e || e[0] != '1') return;
+    llm_cuda_profile(buf, sizeof buf, 1);
+    if (buf[0]) printf("GPU time by kind of work, %s, %d steps (LLM_CUDA_PROFILE=1):\n%s", what, steps, buf);
+#else
+    (void)what; (void)steps;
+#endif
+}
+
 static void bench_train(bench_ctx *b, shape *sh, int B, int bf16) {
     char what[96];
     int T = b->T, n = b->steps;
@@ -162,6 +181,7 @@ static void bench_train(bench_ctx *b, shape *sh, int B, int bf16) {
     llm_adamw_config ac = llm_adamw_config_default();
     for (int i = -b->warmup; i < n && s == LLM_OK; i++) {
         float loss, norm;
+        if (i == 0) profile_reset();
         double t0 = bench_now(), t1 = t0, t2 = t0, t3;
         s = llm_model_forward(m, in, tg, B, T, &loss);
         if (s == LLM_OK) { t1 = bench_now(); s = llm_model_zero_grad(m); }
@@ -180,6 +200,7 @@ static void bench_train(bench_ctx *b, shape *sh, int B, int bf16) {
         printf("%-34s %8.1f ms (fwd %.1f bwd %.1f step %.1f) %9.0f tok/s %7.2f TFLOP/s  MFU ",
                what, sec * 1e3, fwd * 1e3, bwd * 1e3, adam * 1e3, tok_s, tflops);
         if (b->peak > 0) printf("%5.1f%%\n", 100 * mfu); else printf("n/a\n");
+        profile_print(what, n);
         fflush(stdout);
         if (b->out) {
             fprintf(b->out, "{\"bench\":\"cuda_train\",\"time\":%ld,\"device\":\"%s\",\"model\":\"%s\",\"mode\":\"%s\","

@@ -21,6 +21,7 @@
 #               on the GPU: the texts must be equal, and equal run.c's greedy200.txt;
 #               the GPU's ids must equal greedy200.ids.txt
 #   bench_short bench_cuda --B 16: training step fp32 and bf16, inference (decode, prefill)
+#   profile     bench_cuda --B 16 bf16 with LLM_CUDA_PROFILE=1: GPU time by kind of work
 #   bench_long  bench_cuda --B 32,64 --no-decode, if the time budget has room left
 # Then summary.txt: one line per step, PASS / FAIL / SKIP with the reason, also printed
 # last, after the benchmark tables and the first failing test lines.
@@ -208,6 +209,11 @@ bench() {
   else record "$name" PASS "${SECS}s, $(grep -cE '^(train|infer).*tok/s' "$LOG/$name.log") figures, $oom out of memory"; fi
 }
 bench bench_short 180 45 --B 16
+# where the time goes: GPU time per kind of work (LLM_CUDA_PROFILE=1), bf16, B=16
+export LLM_CUDA_PROFILE=1
+bench profile 90 30 --B 16 --mode bf16 --steps 2 --warmup 1 --no-decode
+unset LLM_CUDA_PROFILE
+grep -A40 '^GPU time by kind' "$LOG/profile.log" | head -n 40
 bench bench_long 240 75 --B 32,64 --no-decode
 
 # ---- summary ------------------------------------------------------------------------

@@ -38,6 +38,7 @@
  * of ~6 matmuls per layer add up: logits and every gradient tensor 0.1 (floor 1 x RMS),
  * the loss 1e-2 relative. These catch a wrong operand or transpose (errors O(1)), not a
  * subtle rounding bug; the exact mode is what pins the kernels down. */
+#define _POSIX_C_SOURCE 200809L   /* setenv, unsetenv */
 #include "tests/test.h"
 #define LLM_IMPLEMENTATION
 #include "llm.h"
@@ -725,6 +726,37 @@ static void t_generate(const llm_backend *cu, int bf16) {
            same, n[0]);
 }
 
+/* LLM_CUDA_PROFILE=1: one training step's GPU work, by kind, adds up. Every call is
+ * counted (a GPT-2 of L layers runs attention forward L times, plus none in backward's
+ * forward), and the table is empty again after a reset. */
+static void t_profile(const llm_backend *cu, const llm_config *cfg) {
+    static char buf[8192];
+    llm_cuda_profile(NULL, 0, 1);
+    setenv("LLM_CUDA_PROFILE", "1", 1);
+    llm_options opt;
+    memset(&opt, 0, sizeof opt);
+    opt.backend = cu;
+    llm_model *m = NULL;
+    int B = 2, T = 16, tok[32], tgt[32];
+    for (int i = 0; i < B * T; i++) { tok[i] = irand(cfg->vocab_size); tgt[i] = irand(cfg->vocab_size); }
+    CHECK(llm_model_create(&m, cfg, &opt, 5) == LLM_OK, "profile: create: %s", llm_last_error());
+    unsetenv("LLM_CUDA_PROFILE");
+    if (!m) return;
+    llm_cuda_profile(NULL, 0, 1);   /* from here: one step */
+    CHECK(llm_model_forward(m, tok, tgt, B, T, NULL) == LLM_OK && llm_model_zero_grad(m) == LLM_OK &&
+          llm_model_backward(m, 1.0f) == LLM_OK && llm_model_step(m, NULL, 1e-4f, NULL) == LLM_OK,
+          "profile: step: %s", llm_last_error());
+    size_t len = llm_cuda_profile(buf, sizeof buf, 1);
+    printf("  profile of one step (tests LLM_CUDA_PROFILE; times are the emulator's or the GPU's):\n%s", buf);
+    CHECK(len == strlen(buf) && len > 0, "profile: %zu characters", len);
+    const char *a = strstr(buf, "attention_fwd ");
+    CHECK(a && strtol(a + 14, NULL, 10) == cfg->n_layer, "profile: attention_fwd calls (want %d): %s",
+          cfg->n_layer, a ? a : "(no line)");
+    CHECK(strstr(buf, "matmul: ") && strstr(buf, "adamw") && strstr(buf, "total"), "profile: lines missing");
+    CHECK(llm_cuda_profile(buf, sizeof buf, 0) == 0 && buf[0] == 0, "profile: empty after a reset");
+    llm_model_free(m);
+}
+
 /* What can be checked without a GPU. */
 static void t_host_side(const llm_backend *cu) {
     int missing = !cu->create + !cu->destroy + !cu->alloc + !cu->release + !cu->upload +
@@ -840,6 +872,7 @@ int main(void) {
     host_free_all();
     t_torch_steps(cu, 0);
     t_generate(cu, 0);
+    t_profile(cu, &g);
 
     /* bf16 matmul mode, where the GPU has bf16 tensor cores */
     const llm_backend *h = llm_cuda_backend_bf16();
