@@ -19,10 +19,10 @@
  *   - One device (opt->device), one stream. Every op is queued on that stream and returns
  *     at once; upload, download, sumsq and sync wait for the stream.
  *   - Matmuls go to cuBLAS (cublasSgemm; cuBLASLt where a bias or GELU can ride in the
- *     epilogue; FP32 math: TF32 stays off, so results match the CPU to ~1e-6 relative). Everything else is a kernel in this file, each with the math
- *     in a comment, forward beside backward, in model order: encoder, layernorm, rmsnorm,
- *     matmul, rope, attention, attention_kv, gelu, swiglu, residual, cross-entropy,
- *     sumsq, adamw.
+ *     epilogue; FP32 math: TF32 stays off, so results match the CPU to ~1e-6 relative).
+ *     Everything else is a kernel in this file, each with the math in a comment, forward
+ *     beside backward, in model order: encoder, layernorm, rmsnorm, matmul, rope,
+ *     attention, attention_kv, gelu, swiglu, residual, cross-entropy, sumsq, adamw.
  *   - Ops return void (the table's contract), so a failure inside an op is recorded in the
  *     backend state: the first message is kept, later ops are skipped, and sync reports it
  *     (then clears it: "the first error since the last sync"). upload, download and alloc
@@ -425,14 +425,14 @@ static void llm__cu_colsums(llm__cu *st, int mode, float *dst0, float *dst1, con
     if (S < 1) S = 1;
     dim3 grid((unsigned)((C + 31) / 32), (unsigned)S), block(32, 8);
     if (mode == LLM__CU_COL_LN)
-        LLM__CU_LAUNCH(llm__cu_colsum<LLM__CU_COL_LN>, grid, block, 0, st->stream)(dst0, dst1, st->scratch, dout,
-                                                                        inp, mean, rstd, N, C);
+        LLM__CU_LAUNCH(llm__cu_colsum<LLM__CU_COL_LN>, grid, block, 0, st->stream)(
+            dst0, dst1, st->scratch, dout, inp, mean, rstd, N, C);
     else if (mode == LLM__CU_COL_RMS)
-        LLM__CU_LAUNCH(llm__cu_colsum<LLM__CU_COL_RMS>, grid, block, 0, st->stream)(NULL, dst1, st->scratch, dout,
-                                                                         inp, NULL, rstd, N, C);
+        LLM__CU_LAUNCH(llm__cu_colsum<LLM__CU_COL_RMS>, grid, block, 0, st->stream)(
+            NULL, dst1, st->scratch, dout, inp, NULL, rstd, N, C);
     else
-        LLM__CU_LAUNCH(llm__cu_colsum<LLM__CU_COL_BIAS>, grid, block, 0, st->stream)(dst0, NULL, st->scratch, dout,
-                                                                          NULL, NULL, NULL, N, C);
+        LLM__CU_LAUNCH(llm__cu_colsum<LLM__CU_COL_BIAS>, grid, block, 0, st->stream)(
+            dst0, NULL, st->scratch, dout, NULL, NULL, NULL, N, C);
     llm__cu_launched(st, "colsum", "N=%d C=%d splits=%d", N, C, S);
     if (S > 1) {
         LLM__CU_LAUNCH(llm__cu_colsum_finish, llm__cu_blocks((size_t)C), LLM__CU_THREADS, 0, st->stream)(
@@ -1031,7 +1031,8 @@ static const __nv_bfloat16 *llm__cu_bf16(llm__cu *st, int slot, const float *src
             return NULL;
         st->half_cap[slot] = n;
     }
-    LLM__CU_LAUNCH(llm__cu_to_bf16_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(st->half[slot], src, n);
+    LLM__CU_LAUNCH(llm__cu_to_bf16_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
+        st->half[slot], src, n);
     llm__cu_launched(st, "to_bf16", "n=%zu", n);
     return st->status == LLM_OK ? st->half[slot] : NULL;
 }
@@ -1214,8 +1215,8 @@ static int llm__cu_product(llm__cu *st, float *out, float *gelu_out, const float
     }
     if (bias) {
         size_t n = (size_t)N * OC;
-        LLM__CU_LAUNCH(llm__cu_add_bias_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(out, bias,
-                                                                                            (size_t)N, OC);
+        LLM__CU_LAUNCH(llm__cu_add_bias_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
+            out, bias, (size_t)N, OC);
         llm__cu_launched(st, "matmul (bias)", "N=%d OC=%d", N, OC);
     }
     return st->status == LLM_OK ? 0 : -1;
@@ -1948,10 +1949,12 @@ static void llm__cu_attention_bwd(void *p, float *dqkv, const float *dout, const
     if (st->status != LLM_OK) return;
     unsigned tiles = (unsigned)((T + LLM__CU_ATT_WARPS - 1) / LLM__CU_ATT_WARPS);
     size_t shmem = (2 * 32 * (size_t)(HS + 1) + 2 * LLM__CU_ATT_WARPS * (size_t)HS) * sizeof(float);
-    LLM__CU_LAUNCH(llm__cu_attention_bwd_dq_k, dim3(tiles, (unsigned)(B * NH)), 32 * LLM__CU_ATT_WARPS, shmem, st->stream)(dqkv, dout, qkv, out, lse, A, scale);
+    LLM__CU_LAUNCH(llm__cu_attention_bwd_dq_k, dim3(tiles, (unsigned)(B * NH)), 32 * LLM__CU_ATT_WARPS, shmem,
+                   st->stream)(dqkv, dout, qkv, out, lse, A, scale);
     llm__cu_launched(st, "attention_bwd (dq)", "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
     shmem += 64 * sizeof(float);
-    LLM__CU_LAUNCH(llm__cu_attention_bwd_dkv_k, dim3(tiles, (unsigned)(B * NKV)), 32 * LLM__CU_ATT_WARPS, shmem, st->stream)(dqkv, dout, qkv, out, lse, A, scale);
+    LLM__CU_LAUNCH(llm__cu_attention_bwd_dkv_k, dim3(tiles, (unsigned)(B * NKV)), 32 * LLM__CU_ATT_WARPS, shmem,
+                   st->stream)(dqkv, dout, qkv, out, lse, A, scale);
     llm__cu_launched(st, "attention_bwd (dk, dv)", "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
 }
 
@@ -2051,8 +2054,9 @@ static void llm__cu_attention_kv(void *p, float *out, const float *qkv, float *k
     llm__cu_launched(st, "attention_kv (store)", "N=%d NKV=%d HS=%d maxT=%d", N, NKV, HS, maxT);
     size_t warps = (size_t)N * NH;
     unsigned blocks = (unsigned)((warps + LLM__CU_ATT_WARPS - 1) / LLM__CU_ATT_WARPS);
-    LLM__CU_LAUNCH(llm__cu_attention_kv_k, blocks, 32 * LLM__CU_ATT_WARPS, LLM__CU_ATT_WARPS * (size_t)HS * sizeof(float), st->stream)(out, qkv, kcache, vcache, seq, pos, N, NH, NKV, HS, maxT,
-                                           1.0f / sqrtf((float)HS));
+    size_t shmem = LLM__CU_ATT_WARPS * (size_t)HS * sizeof(float);
+    LLM__CU_LAUNCH(llm__cu_attention_kv_k, blocks, 32 * LLM__CU_ATT_WARPS, shmem, st->stream)(
+        out, qkv, kcache, vcache, seq, pos, N, NH, NKV, HS, maxT, 1.0f / sqrtf((float)HS));
     llm__cu_launched(st, "attention_kv", "N=%d NH=%d NKV=%d HS=%d maxT=%d", N, NH, NKV, HS, maxT);
 }
 
@@ -2168,7 +2172,8 @@ static void llm__cu_residual_bwd(void *p, float *da, float *db, const float *dou
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || n == 0) return;
     LLM__CU_TOUCH3(st, da, db, NULL);
-    LLM__CU_LAUNCH(llm__cu_residual_bwd_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(da, db, dout, n);
+    LLM__CU_LAUNCH(llm__cu_residual_bwd_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
+        da, db, dout, n);
     llm__cu_launched(st, "residual_bwd", "n=%zu", n);
 }
 
@@ -2209,7 +2214,8 @@ static void llm__cu_crossentropy_fwd(void *p, float *losses, float *lse, const f
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || V <= 0) return;
     LLM__CU_TOUCH3(st, losses, lse, NULL);
-    LLM__CU_LAUNCH(llm__cu_crossentropy_fwd_k, (unsigned)N, 512, 0, st->stream)(losses, lse, logits, targets, V);
+    LLM__CU_LAUNCH(llm__cu_crossentropy_fwd_k, (unsigned)N, 512, 0, st->stream)(
+        losses, lse, logits, targets, V);
     llm__cu_launched(st, "crossentropy_fwd", "N=%d V=%d", N, V);
 }
 static void llm__cu_crossentropy_bwd(void *p, float *logits, const float *lse, const int *targets,
@@ -2217,7 +2223,8 @@ static void llm__cu_crossentropy_bwd(void *p, float *logits, const float *lse, c
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || V <= 0) return;
     LLM__CU_TOUCH3(st, logits, NULL, NULL);
-    LLM__CU_LAUNCH(llm__cu_crossentropy_bwd_k, (unsigned)N, 512, 0, st->stream)(logits, lse, targets, dloss, V);
+    LLM__CU_LAUNCH(llm__cu_crossentropy_bwd_k, (unsigned)N, 512, 0, st->stream)(
+        logits, lse, targets, dloss, V);
     llm__cu_launched(st, "crossentropy_bwd", "N=%d V=%d", N, V);
 }
 
