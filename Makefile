@@ -147,7 +147,7 @@ cuda: $(B)/cuda/llm_cuda.o $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $
 
 # ---- CUDA without a GPU: llm_cuda.cu compiled by the host C++ compiler against
 # tests/cuda_emu.h, which runs its kernels on the CPU (each CUDA thread a fiber) and
-# emulates cuBLAS, cuBLASLt and one-rank NCCL. `make test` runs the CUDA tests linked with
+# emulates cuBLAS, cuBLASLt and NCCL (ranks as host threads). `make test` runs the CUDA tests linked with
 # it (they print EMULATED), the emulator's own test, and the same under ASan+UBSan.
 EMUFLAGS    := -std=c++17 -Wall -Wextra -pthread -include tests/cuda_emu.h -include tests/cuda_emu_wmma.h -DLLM_CUDA_EMU=1 -I.
 

@@ -16,7 +16,7 @@
 #               names its kernel
 #   test_async  tests/test_cuda as users run it (one stream, no syncs between kernels)
 #   test_attn16 tests/test_cuda_attn16: the bf16 tensor-core (WMMA) attention against the CPU
-#   test_dist   tests/test_dist (NCCL data parallel, a world of one rank), when it exists
+#   test_dist   tests/test_dist (NCCL data parallel: one rank; two ranks as two threads on 2+ GPUs)
 #   generate    greedy stories260K (llama2.c's 260K model), 200 positions, on the CPU and
 #               on the GPU: the texts must be equal, and equal run.c's greedy200.txt;
 #               the GPU's ids must equal greedy200.ids.txt
@@ -133,7 +133,7 @@ fi
 ok_status() { if [ "$NDEV" -gt 0 ]; then echo PASS; else echo SKIP; fi; }
 NOGPU=""; [ "$NDEV" -gt 0 ] || NOGPU="no CUDA device; "
 
-# ---- test_cuda, synchronised then not; test_dist (a world of one rank) --------------
+# ---- test_cuda, synchronised then not; test_attn16; test_dist ---------------------------
 for name in test_sync test_async ${ATT16:+test_attn16} ${DIST:+test_dist}; do
   say "$name"
   bin=$TEST; [ "$name" = test_dist ] && bin=$DIST; [ "$name" = test_attn16 ] && bin=$ATT16

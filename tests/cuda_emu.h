@@ -4,7 +4,7 @@
  *
  * llm_cuda.cu keeps its CUDA includes and the <<<>>> launch macro under #ifndef LLM_CUDA_EMU;
  * this header supplies what the file uses instead: the kernel language, the runtime,
- * cuBLAS, cuBLASLt and NCCL (one rank), all on the host. `make test` builds
+ * cuBLAS, cuBLASLt and NCCL (ranks as host threads), all on the host. `make test` builds
  * build/emu/tests/test_cuda with it, so every GPU-vs-CPU comparison of tests/test_cuda.c runs
  * in CI. It checks kernel *logic* (indices, barriers, shuffles, shared memory, launch shapes);
  * it says nothing about speed, and it cannot see what only real hardware does (memory
@@ -41,14 +41,18 @@
  *
  * RUNTIME: device memory is host memory (posix_memalign, tracked: cudaFree of a pointer that
  *   cudaMalloc did not return fails), one device of 16 GiB named "llm.h CUDA emulator", sm_90.
+ *   LLM_CUDA_EMU_DEVICES=n (1..64, read at each call, so set it before starting threads)
+ *   makes that n identical devices, 0..n-1, for data parallel tests; they share one 16 GiB
+ *   pool, and a pointer from one works on all (as with peer access).
  *   LLM_CUDA_EMU_FAIL_MALLOC_AFTER=n makes the n-th cudaMalloc of the process (counted from 1)
  *   fail with cudaErrorMemoryAllocation, to test out-of-memory paths. Overlapping
  *   cudaMemcpy ranges (undefined on a GPU) fail with cudaErrorInvalidValue.
  * cuBLAS / cuBLASLt: column-major products with fp32 accumulation in k order, beta == 0 never
  *   reads C, arguments validated as the libraries document; anything not emulated returns
- *   CUBLAS_STATUS_NOT_SUPPORTED. NCCL: a communicator of one rank.
- * Everything is per host thread (thread_local) except memory accounting; launches from two
- *   host threads at once are independent. */
+ *   CUBLAS_STATUS_NOT_SUPPORTED. NCCL: a communicator of W ranks is W host threads of this
+ *   process (see NCCL below), all-reduce only.
+ * Everything is per host thread (thread_local) except memory accounting and NCCL's
+ *   communicators; launches from two host threads at once are independent. */
 #ifndef LLM_CUDA_EMU_H
 #define LLM_CUDA_EMU_H
 #include <stdarg.h>
@@ -62,10 +66,14 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <tuple>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 #if !defined(__x86_64__)
 #include <ucontext.h>
 #endif
@@ -86,7 +94,7 @@
 #endif
 
 #ifndef LLM_CUDA_NCCL
-#define LLM_CUDA_NCCL 1   /* the emulator has NCCL (one rank) */
+#define LLM_CUDA_NCCL 1   /* the emulator has NCCL (all-reduce, ranks as host threads) */
 #endif
 
 //==== KERNEL LANGUAGE ===================================================================
@@ -445,9 +453,27 @@ extern "C" __attribute__((used)) inline void llm_emu_fiber_main(void) {
 static void uc_entry(void) { llm_emu_fiber_main(); }
 #endif
 
+/* A host thread that launched gives its pool back when it exits (a rank of a data parallel
+ * test runs on a thread of its own); the main thread's, at exit. */
+struct pool_owner {
+    ~pool_owner() {
+        long pg = sysconf(_SC_PAGESIZE);
+        for (int t = 0; t < pool_n; t++) {
+#if LLM_EMU_ASAN
+            __asan_unpoison_memory_region(pool[t].stack, STACK);   /* the next owner of these pages */
+#endif
+            munmap(pool[t].stack - pg, STACK + (size_t)pg);
+        }
+        free(pool); free(pool_ints); free(pool_warps);
+        pool = NULL; pool_ints = NULL; pool_warps = NULL; pool_n = 0;
+    }
+};
+inline thread_local pool_owner pool_owner_;   /* constructed at this thread's first pool */
+
 /* Fibers, warps and index arrays for nt threads (kept and reused). */
 static inline bool ensure_pool(int nt) {
     if (nt <= pool_n) return true;
+    (void)&pool_owner_;
     fiber *f = (fiber *)realloc(pool, (size_t)nt * sizeof *f);
     if (!f) return false;
     pool = f;
@@ -681,7 +707,14 @@ inline std::mutex mem_mu;
 inline std::unordered_map<void *, size_t> *allocs;   /* device pointer -> bytes */
 inline size_t mem_used;
 inline long long malloc_calls, fail_at = -1;
-inline thread_local int device;
+inline thread_local int device;   /* cudaSetDevice's, per host thread as in CUDA */
+/* LLM_CUDA_EMU_DEVICES, 1..64 (anything else: 1) */
+static inline int device_count(void) {
+    const char *s = getenv("LLM_CUDA_EMU_DEVICES");
+    int n = s ? atoi(s) : 1;
+    return n >= 1 && n <= 64 ? n : 1;
+}
+static inline bool bad_device(int d) { return d < 0 || d >= device_count(); }
 static inline bool overlap(const void *a, const void *b, size_t n) {
     const char *x = (const char *)a, *y = (const char *)b;
     return n && x < y + n && y < x + n;
@@ -731,15 +764,17 @@ static inline cudaError_t cudaGetLastError(void) {
 }
 static inline cudaError_t cudaPeekAtLastError(void) { return llm_emu::last_err; }
 
-static inline cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
+static inline cudaError_t cudaGetDeviceCount(int *n) { *n = llm_emu::device_count(); return cudaSuccess; }
 static inline cudaError_t cudaSetDevice(int d) {
-    if (d != 0) return llm_emu::fail(cudaErrorInvalidDevice, "invalid device ordinal %d (the emulator has device 0)", d);
+    if (llm_emu::bad_device(d))
+        return llm_emu::fail(cudaErrorInvalidDevice, "invalid device ordinal %d (the emulator has devices 0..%d; "
+                             "LLM_CUDA_EMU_DEVICES sets how many)", d, llm_emu::device_count() - 1);
     llm_emu::device = d;
     return cudaSuccess;
 }
 static inline cudaError_t cudaGetDevice(int *d) { *d = llm_emu::device; return cudaSuccess; }
 static inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
-    if (d != 0) return llm_emu::fail(cudaErrorInvalidDevice, "invalid device ordinal %d", d);
+    if (llm_emu::bad_device(d)) return llm_emu::fail(cudaErrorInvalidDevice, "invalid device ordinal %d", d);
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "llm.h CUDA emulator");
     p->totalGlobalMem = llm_emu::DEVICE_BYTES;
@@ -1181,7 +1216,35 @@ static inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDe
     return CUBLAS_STATUS_SUCCESS;
 }
 
-//==== NCCL (one rank) ===================================================================
+//==== NCCL ==============================================================================
+/* A communicator of W ranks is W host threads of this process, one per emulated device: the
+ * way one process drives several GPUs with a thread per GPU, each calling ncclCommInitRank.
+ *
+ * Joining: ncclCommInitRank blocks until all nranks ranks have called it with the same id,
+ * as NCCL's does. The communicators still gathering are a process-wide list keyed by the
+ * id's bytes. A rank taken twice, an nranks unlike the first caller's, or two ranks on one
+ * device (NCCL refuses that too: "Duplicate GPU detected") is ncclInvalidUsage on every rank
+ * that joined; a rank still missing after LLM_CUDA_EMU_NCCL_TIMEOUT seconds (default 60) is
+ * ncclSystemError on all that came, so a broken test fails instead of hanging CI.
+ *
+ * All-reduce: the emulator runs everything at the call (a stream is not asynchronous), so
+ * ncclAllReduce blocks until every rank of the communicator has called it. The last to
+ * arrive checks that all passed the same count, type and op (else ncclInvalidUsage on all),
+ * reduces every send buffer into a scratch copy, then writes every recv buffer (all are host
+ * memory), so in place and out of place both work. The reduction runs over ranks 0..W-1 in
+ * the type itself (a float sum is rounded after each add, a bf16 one to bf16), so every rank
+ * gets the same bits, as from NCCL's ring, which forms each sum once and passes it on (its
+ * order of ranks depends on the chunk, so its bits may differ from these, never between
+ * ranks). ncclAvg as NCCL computes it: for floating types (its PreMulSum op) each rank's
+ * value times 1/W rounded to the type, then the sum; for integers the sum, then / W. With
+ * W = 2 the scaling is exact, so the mean is the rounded sum halved. Types: float32,
+ * float64, bf16 (any type with one rank, whose reduction is a copy).
+ *
+ * A rank that destroys its communicator makes its peers' later collectives
+ * ncclRemoteError; a collective some rank never calls times out as joining does, and the
+ * communicator is broken after it. Inside ncclGroupStart/End a call on several ranks is
+ * ncclInvalidUsage: NCCL defers grouped calls so that one thread can drive several ranks, but
+ * the emulator runs each at once and would wait for itself. */
 #define NCCL_UNIQUE_ID_BYTES 128
 typedef struct { char internal[NCCL_UNIQUE_ID_BYTES]; } ncclUniqueId;
 typedef enum {
@@ -1194,58 +1257,224 @@ typedef enum {
     ncclDouble = 8, ncclBfloat16 = 9
 } ncclDataType_t;
 typedef enum { ncclSum = 0, ncclProd = 1, ncclMax = 2, ncclMin = 3, ncclAvg = 4 } ncclRedOp_t;
-struct llm_emu_comm { int nranks, rank; };
+
+namespace llm_emu {
+struct nccl_call { const void *send; void *recv; size_t count; int type, op; };
+/* What the ranks of one communicator share; guarded by nccl_mu. */
+struct nccl_world {
+    char id[NCCL_UNIQUE_ID_BYTES];
+    int nranks, joined = 0;         /* ranks that have called ncclCommInitRank */
+    int refs = 0;                   /* callers holding it: joining, or a live communicator */
+    int left = 0;                   /* ranks that destroyed their communicator */
+    ncclResult_t err = ncclSuccess; /* once set, every later call fails with it */
+    std::vector<int> dev;           /* rank -> its device, -1 until it joins */
+    std::vector<nccl_call> call;    /* rank -> its arguments in the current collective */
+    int arrived = 0;                /* ranks in the current collective */
+    unsigned long long gen = 0;     /* collectives completed */
+    ncclResult_t result = ncclSuccess;   /* of the last one completed */
+};
+inline std::mutex nccl_mu;
+inline std::condition_variable nccl_cv;
+inline std::vector<nccl_world *> *nccl_gathering;   /* joining, not yet complete */
+inline std::atomic<unsigned> nccl_ids;
+inline thread_local int nccl_group;
+
+/* LLM_CUDA_EMU_NCCL_TIMEOUT (seconds, >= 0), else 60: how long a rank waits for its peers. */
+static inline std::chrono::steady_clock::time_point nccl_deadline(void) {
+    const char *s = getenv("LLM_CUDA_EMU_NCCL_TIMEOUT");
+    char *end = NULL;
+    double t = s ? strtod(s, &end) : -1.0;
+    if (!s || end == s || *end || !(t >= 0.0 && t < 1e6)) t = 60.0;
+    return std::chrono::steady_clock::now() + std::chrono::microseconds((long long)(t * 1e6));
+}
+static inline void nccl_unlist(nccl_world *w) {
+    for (size_t i = 0; nccl_gathering && i < nccl_gathering->size(); i++)
+        if ((*nccl_gathering)[i] == w) { nccl_gathering->erase(nccl_gathering->begin() + (long)i); return; }
+}
+static inline void nccl_release(nccl_world *w) {   /* nccl_mu held */
+    if (--w->refs == 0) { nccl_unlist(w); delete w; }
+}
+static inline size_t nccl_size(int t) {
+    return t == ncclFloat32 || t == ncclInt32 || t == ncclUint32 ? 4 : t == ncclFloat64 || t == ncclInt64 ||
+           t == ncclUint64 ? 8 : t == ncclFloat16 || t == ncclBfloat16 ? 2 : t == ncclInt8 || t == ncclUint8 ? 1 : 0;
+}
+
+/* Element i as the arithmetic type, and a value rounded to the stored type: a bf16 is
+ * computed in float and rounded after every operation, as a bf16 add is. */
+static inline float nccl_get(const float *p, size_t i) { return p[i]; }
+static inline double nccl_get(const double *p, size_t i) { return p[i]; }
+static inline float nccl_get(const __nv_bfloat16 *p, size_t i) { return __bfloat162float(p[i]); }
+static inline void nccl_put(float *p, size_t i, float v) { p[i] = v; }
+static inline void nccl_put(double *p, size_t i, double v) { p[i] = v; }
+static inline void nccl_put(__nv_bfloat16 *p, size_t i, float v) { p[i] = __float2bfloat16(v); }
+template <class T, class A> static inline A nccl_round(A v) {
+    T t[1];
+    nccl_put(t, 0, v);
+    return nccl_get(t, 0);
+}
+
+/* recv_r := op over r = 0..W-1 of send_r, for every rank r; floating types only. */
+template <class T, class A> static inline void nccl_reduce_as(nccl_world *w) {
+    int W = w->nranks, op = w->call[0].op;
+    size_t n = w->call[0].count;
+    std::vector<A> acc(n);
+    const A scale = nccl_round<T, A>((A)(1.0 / W));   /* ncclAvg: 1/W in the type */
+    for (int r = 0; r < W; r++) {
+        const T *x = (const T *)w->call[r].send;
+        for (size_t i = 0; i < n; i++) {
+            A v = nccl_get(x, i), a = acc[i];
+            if (op == ncclAvg) v = nccl_round<T, A>(v * scale);
+            if (r > 0)
+                v = nccl_round<T, A>(op == ncclProd ? a * v : op == ncclMax ? (v > a ? v : a)
+                                     : op == ncclMin ? (v < a ? v : a) : a + v);
+            acc[i] = v;
+        }
+    }
+    for (int r = 0; r < W; r++)   /* only now: a recv buffer may be its rank's send buffer */
+        for (size_t i = 0; i < n; i++) nccl_put((T *)w->call[r].recv, i, acc[i]);
+}
+/* Run by the last rank to arrive, with every rank's arguments in w->call. */
+static inline ncclResult_t nccl_reduce(nccl_world *w) {
+    const nccl_call &c0 = w->call[0];
+    for (int r = 1; r < w->nranks; r++)
+        if (w->call[r].count != c0.count || w->call[r].type != c0.type || w->call[r].op != c0.op)
+            return ncclInvalidUsage;   /* NCCL would hang or corrupt; say so on every rank */
+    if (w->nranks == 1) {   /* the reduction of one value is the value, for every op and type */
+        if (c0.send != c0.recv && c0.count) memmove(c0.recv, c0.send, c0.count * nccl_size(c0.type));
+        return ncclSuccess;
+    }
+    switch (c0.type) {
+    case ncclFloat32: nccl_reduce_as<float, float>(w); return ncclSuccess;
+    case ncclFloat64: nccl_reduce_as<double, double>(w); return ncclSuccess;
+    case ncclBfloat16: nccl_reduce_as<__nv_bfloat16, float>(w); return ncclSuccess;
+    default: return ncclInvalidArgument;   /* integers and fp16 over several ranks: not emulated */
+    }
+}
+} /* namespace llm_emu */
+
+struct llm_emu_comm { int nranks, rank; llm_emu::nccl_world *w; };
 typedef llm_emu_comm *ncclComm_t;
-namespace llm_emu { inline thread_local int nccl_group; }
 
 static inline const char *ncclGetErrorString(ncclResult_t r) {
     switch (r) {
     case ncclSuccess: return "no error";
     case ncclUnhandledCudaError: return "unhandled cuda error";
-    case ncclSystemError: return "unhandled system error";
+    case ncclSystemError: return "unhandled system error (emulator: a rank missing after "
+                                 "LLM_CUDA_EMU_NCCL_TIMEOUT)";
     case ncclInternalError: return "internal error";
     case ncclInvalidArgument: return "invalid argument";
-    case ncclInvalidUsage: return "invalid usage (the emulator has one rank)";
+    case ncclInvalidUsage: return "invalid usage";
     case ncclRemoteError: return "remote process exited or there was a network error";
     case ncclInProgress: return "NCCL operation in progress";
     default: return "unknown result code";
     }
 }
+/* Unique in the process: a counter and the pid (NCCL's is its bootstrap socket's address). */
 static inline ncclResult_t ncclGetUniqueId(ncclUniqueId *id) {
     if (!id) return ncclInvalidArgument;
     memset(id, 0, sizeof *id);
-    memcpy(id->internal, "llm.h-emu", 9);
+    snprintf(id->internal, sizeof id->internal, "llm.h-emu %ld %u", (long)getpid(), ++llm_emu::nccl_ids);
     return ncclSuccess;
 }
 static inline ncclResult_t ncclCommInitRank(ncclComm_t *c, int nranks, ncclUniqueId id, int rank) {
-    (void)id;
+    using namespace llm_emu;
     if (!c) return ncclInvalidArgument;
     *c = NULL;
-    if (nranks != 1) return ncclInvalidUsage;
-    if (rank != 0) return ncclInvalidArgument;
-    *c = new llm_emu_comm{1, 0};
+    if (nranks < 1 || rank < 0 || rank >= nranks) return ncclInvalidArgument;
+    if (nranks > 1 && nccl_group > 0) return ncclInvalidUsage;   /* see NCCL above */
+    auto deadline = nccl_deadline();
+    std::unique_lock<std::mutex> lk(nccl_mu);
+    if (!nccl_gathering) nccl_gathering = new std::vector<nccl_world *>();
+    nccl_world *w = NULL;
+    for (nccl_world *x : *nccl_gathering)
+        if (memcmp(x->id, id.internal, sizeof x->id) == 0) w = x;
+    if (!w) {
+        w = new nccl_world();
+        memcpy(w->id, id.internal, sizeof w->id);
+        w->nranks = nranks;
+        w->dev.assign((size_t)nranks, -1);
+        w->call.resize((size_t)nranks);
+        nccl_gathering->push_back(w);
+    }
+    w->refs++;
+    if (nranks != w->nranks || w->dev[(size_t)rank] != -1) {
+        w->err = ncclInvalidUsage;
+    } else {
+        w->dev[(size_t)rank] = device;
+        if (++w->joined == nranks) {
+            for (int a = 0; a < nranks; a++)
+                for (int b = a + 1; b < nranks; b++)
+                    if (w->dev[(size_t)a] == w->dev[(size_t)b]) w->err = ncclInvalidUsage;
+        }
+    }
+    if (w->err != ncclSuccess || w->joined == w->nranks) { nccl_unlist(w); nccl_cv.notify_all(); }
+    if (!nccl_cv.wait_until(lk, deadline, [w] { return w->err != ncclSuccess || w->joined == w->nranks; })) {
+        w->err = ncclSystemError;   /* a rank never came: fail everyone who did */
+        nccl_unlist(w);
+        nccl_cv.notify_all();
+    }
+    if (w->err != ncclSuccess) {
+        ncclResult_t e = w->err;
+        nccl_release(w);
+        return e;
+    }
+    *c = new llm_emu_comm{nranks, rank, w};
     return ncclSuccess;
 }
-static inline ncclResult_t ncclCommDestroy(ncclComm_t c) { delete c; return ncclSuccess; }
-static inline ncclResult_t ncclCommAbort(ncclComm_t c) { delete c; return ncclSuccess; }
+static inline ncclResult_t ncclCommDestroy(ncclComm_t c) {
+    if (!c) return ncclSuccess;
+    {
+        std::lock_guard<std::mutex> g(llm_emu::nccl_mu);
+        c->w->left++;
+        llm_emu::nccl_cv.notify_all();
+        llm_emu::nccl_release(c->w);
+    }
+    delete c;
+    return ncclSuccess;
+}
+static inline ncclResult_t ncclCommAbort(ncclComm_t c) { return ncclCommDestroy(c); }
 static inline ncclResult_t ncclCommCount(ncclComm_t c, int *n) { if (!c) return ncclInvalidArgument; *n = c->nranks; return ncclSuccess; }
 static inline ncclResult_t ncclCommUserRank(ncclComm_t c, int *r) { if (!c) return ncclInvalidArgument; *r = c->rank; return ncclSuccess; }
-static inline ncclResult_t ncclCommGetAsyncError(ncclComm_t c, ncclResult_t *e) { if (!c) return ncclInvalidArgument; *e = ncclSuccess; return ncclSuccess; }
+static inline ncclResult_t ncclCommGetAsyncError(ncclComm_t c, ncclResult_t *e) {
+    if (!c) return ncclInvalidArgument;
+    std::lock_guard<std::mutex> g(llm_emu::nccl_mu);
+    *e = c->w->err;
+    return ncclSuccess;
+}
 static inline ncclResult_t ncclGroupStart(void) { llm_emu::nccl_group++; return ncclSuccess; }
 static inline ncclResult_t ncclGroupEnd(void) {
     if (llm_emu::nccl_group <= 0) return ncclInvalidUsage;
     llm_emu::nccl_group--;
     return ncclSuccess;
 }
-/* With one rank the sum (or the average) over ranks is the rank's own buffer. */
 static inline ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataType_t t, ncclRedOp_t op,
                                          ncclComm_t c, cudaStream_t s) {
+    using namespace llm_emu;
     (void)s;
-    if (!c || (count && (!send || !recv)) || (int)op < 0 || (int)op > ncclAvg) return ncclInvalidArgument;
-    size_t es = t == ncclFloat32 || t == ncclInt32 || t == ncclUint32 ? 4 : t == ncclFloat64 || t == ncclInt64 ||
-                t == ncclUint64 ? 8 : t == ncclFloat16 || t == ncclBfloat16 ? 2 : t == ncclInt8 || t == ncclUint8 ? 1 : 0;
-    if (!es) return ncclInvalidArgument;
-    if (send != recv && count) memmove(recv, send, count * es);
-    return ncclSuccess;
+    if (!c || (count && (!send || !recv)) || (int)op < 0 || (int)op > ncclAvg || !nccl_size(t))
+        return ncclInvalidArgument;
+    if (c->nranks > 1 && nccl_group > 0) return ncclInvalidUsage;   /* see NCCL above */
+    nccl_world *w = c->w;
+    auto deadline = nccl_deadline();
+    std::unique_lock<std::mutex> lk(nccl_mu);
+    if (w->err != ncclSuccess) return w->err;
+    if (w->left) return ncclRemoteError;
+    w->call[(size_t)c->rank] = nccl_call{send, recv, count, (int)t, (int)op};
+    unsigned long long gen = w->gen;
+    if (++w->arrived == w->nranks) {   /* the last one: reduce for all */
+        w->arrived = 0;
+        w->result = nccl_reduce(w);
+        w->gen++;
+        nccl_cv.notify_all();
+        return w->result;
+    }
+    /* w->result stays this collective's until the next completes, which needs this rank */
+    if (!nccl_cv.wait_until(lk, deadline, [w, gen] { return w->gen != gen || w->err != ncclSuccess || w->left; })) {
+        w->err = ncclSystemError;
+        nccl_cv.notify_all();
+        return w->err;
+    }
+    if (w->gen != gen) return w->result;
+    return w->err != ncclSuccess ? w->err : ncclRemoteError;
 }
 #endif /* LLM_CUDA_EMU_H */

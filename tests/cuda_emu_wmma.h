@@ -142,7 +142,7 @@ static inline void mma_sync(llm_emu_acc &d, const fragment<matrix_a, 16, 16, 16,
 /* cudaDeviceGetAttribute, for the attributes llm_cuda.cu asks (values as on sm_90). */
 enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 };
 static inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int dev) {
-    if (dev != 0) return llm_emu::fail(cudaErrorInvalidDevice, "invalid device ordinal %d", dev);
+    if (llm_emu::bad_device(dev)) return llm_emu::fail(cudaErrorInvalidDevice, "invalid device ordinal %d", dev);
     switch (a) {
     case cudaDevAttrComputeCapabilityMajor: *v = 9; return cudaSuccess;
     case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = (int)llm_emu::SMEM_OPTIN; return cudaSuccess;

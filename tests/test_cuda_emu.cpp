@@ -4,9 +4,11 @@
  * out by hand or by plain loops (never by the emulator): barriers (and threads that return
  * leaving them), shared memory, shuffles, deadlock and divergence reports, launch limits,
  * atomics, bf16 rounding, cuBLAS / cuBLASLt semantics, the out-of-memory switch, NCCL with
- * one rank. Built by `make test` as C++ with -include tests/cuda_emu.h. */
+ * one rank and with ranks as host threads (LLM_CUDA_EMU_DEVICES). Built by `make test` as
+ * C++ with -include tests/cuda_emu.h. */
 #include "tests/test.h"
 #include <math.h>
+#include <thread>
 
 /* ---- kernels ------------------------------------------------------------------------- */
 /* out[b*n + i] = in[b*n + n-1-i] through a static shared array, n = blockDim.x*blockDim.y */
@@ -352,18 +354,237 @@ static void t_memory(void) {
 }
 
 static void t_nccl(void) {
-    ncclUniqueId id;
+    ncclUniqueId id, id2;
     ncclComm_t c = NULL;
-    CHECK(ncclGetUniqueId(&id) == ncclSuccess, "unique id");
-    CHECK(ncclCommInitRank(&c, 2, id, 0) == ncclInvalidUsage && c == NULL, "two ranks: refused");
+    CHECK(ncclGetUniqueId(&id) == ncclSuccess && ncclGetUniqueId(&id2) == ncclSuccess &&
+          memcmp(&id, &id2, sizeof id) != 0, "unique ids differ");
+    CHECK(ncclCommInitRank(&c, 1, id, 1) == ncclInvalidArgument && c == NULL, "rank outside [0, nranks)");
     CHECK(ncclCommInitRank(&c, 1, id, 0) == ncclSuccess && c, "one rank");
     float a[5] = {1, 2, 3, 4, 5}, b[5] = {0};
     CHECK(ncclAllReduce(a, b, 5, ncclFloat, ncclAvg, c, 0) == ncclSuccess && memcmp(a, b, sizeof a) == 0,
           "the mean over one rank is the buffer");
     CHECK(ncclAllReduce(a, a, 5, ncclFloat, ncclSum, c, 0) == ncclSuccess && a[4] == 5.0f, "in place");
+    int ia[2] = {7, -9}, ib[2] = {0, 0};
+    CHECK(ncclAllReduce(ia, ib, 2, ncclInt32, ncclSum, c, 0) == ncclSuccess && ib[0] == 7 && ib[1] == -9,
+          "one rank: any type is a copy");
     CHECK(ncclGroupStart() == ncclSuccess && ncclGroupEnd() == ncclSuccess && ncclGroupEnd() == ncclInvalidUsage,
           "groups nest");
     ncclCommDestroy(c);
+}
+
+/* ---- NCCL, ranks as host threads ------------------------------------------------------
+ * Each rank is a std::thread on its own device; the CHECKs run on the main thread after
+ * the join (test.h's counters are not atomic). Expected values are plain float arithmetic
+ * in rank order, written out below, never the emulator's. */
+enum { NR = 3, NV = 64 };
+struct rank_run {
+    int rank, nranks, dev, count_add;   /* count_add / type_alt / op_alt: make a rank disagree */
+    ncclDataType_t type_alt;
+    ncclRedOp_t op_alt;
+    ncclUniqueId id;
+    ncclResult_t init, ar[8];
+    float x[NV], sum[NV], avg[NV], mx[NV];   /* x: this rank's values; the results */
+    __nv_bfloat16 hb[2];
+    double d[2];
+    int current_dev;
+};
+static void rank_main(rank_run *r) {
+    memset(r->ar, 0xff, sizeof r->ar);
+    cudaSetDevice(r->dev);
+    ncclComm_t c = NULL;
+    r->init = ncclCommInitRank(&c, r->nranks, r->id, r->rank);
+    cudaGetDevice(&r->current_dev);
+    if (r->init != ncclSuccess) return;
+    for (int i = 0; i < NV; i++) r->avg[i] = r->x[i];
+    r->ar[0] = ncclAllReduce(r->x, r->sum, NV, ncclFloat, ncclSum, c, 0);     /* out of place */
+    r->ar[1] = ncclAllReduce(r->avg, r->avg, NV, ncclFloat, ncclAvg, c, 0);   /* in place */
+    r->ar[2] = ncclAllReduce(r->x, r->mx, NV, ncclFloat, ncclMax, c, 0);
+    /* bf16: 1 + 2^-8 + ... is rounded to bf16 after every add (8 significant bits) */
+    r->hb[0] = __float2bfloat16(r->rank == 0 ? 1.0f : 0.00390625f);
+    r->hb[1] = __float2bfloat16(3.0f);
+    r->ar[3] = ncclAllReduce(r->hb, r->hb, 2, ncclBfloat16, ncclSum, c, 0);
+    r->d[0] = 0.1 * (r->rank + 1);
+    r->d[1] = -1.0;
+    r->ar[4] = ncclAllReduce(r->d, r->d, 2, ncclDouble, ncclAvg, c, 0);
+    /* disagreements, when asked: every rank must see the error */
+    float t[NV + 1];
+    memcpy(t, r->x, sizeof r->x);
+    r->ar[5] = ncclAllReduce(t, t, (size_t)(NV + r->count_add), r->type_alt, r->op_alt, c, 0);
+    ncclGroupStart();
+    r->ar[6] = ncclAllReduce(t, t, 1, ncclFloat, ncclSum, c, 0);   /* would wait for itself */
+    ncclGroupEnd();
+    ncclCommDestroy(c);
+}
+/* Run nranks ranks; dev[r] = r unless same_dev; rank `odd` (if >= 0) disagrees as set. */
+static void run_ranks(rank_run *rr, int nranks, ncclUniqueId id) {
+    std::thread th[NR];
+    for (int r = 0; r < nranks; r++) {
+        rr[r].nranks = nranks;
+        rr[r].id = id;
+        th[r] = std::thread(rank_main, &rr[r]);
+    }
+    for (int r = 0; r < nranks; r++) th[r].join();
+}
+static void rank_setup(rank_run *rr, int nranks) {
+    memset(rr, 0, sizeof(rank_run) * NR);
+    for (int r = 0; r < nranks; r++) {
+        rr[r].rank = r;
+        rr[r].dev = r;
+        rr[r].type_alt = ncclFloat;
+        rr[r].op_alt = ncclSum;
+        for (int i = 0; i < NV; i++)   /* values whose float sums round (a wide spread) */
+            rr[r].x[i] = (float)((i * 37 + r * 11) % 23 - 11) * powf(2.0f, (float)((i + 5 * r) % 13 - 6)) / 3.0f;
+    }
+}
+
+static void t_nccl_ranks(void) {
+    int n = 0;
+    CHECK(cudaGetDeviceCount(&n) == cudaSuccess && n == NR, "LLM_CUDA_EMU_DEVICES=3: %d devices", n);
+    cudaDeviceProp p1;
+    CHECK(cudaSetDevice(2) == cudaSuccess && cudaGetDeviceProperties(&p1, 2) == cudaSuccess &&
+          strstr(p1.name, "emulator"), "device 2 exists");
+    CHECK(cudaSetDevice(3) == cudaErrorInvalidDevice, "device 3 does not");
+    (void)cudaGetLastError();
+    cudaSetDevice(0);
+
+    static rank_run rr[NR];
+    for (int W = 2; W <= 3; W++) {
+        ncclUniqueId id;
+        ncclGetUniqueId(&id);
+        rank_setup(rr, W);
+        run_ranks(rr, W, id);
+        int bad_sum = 0, bad_avg = 0, bad_max = 0, differ = 0;
+        const float inv = 1.0f / (float)W;   /* NCCL's avg: each value times 1/W in float, then the sum */
+        for (int i = 0; i < NV; i++) {
+            float s = rr[0].x[i], a = rr[0].x[i] * inv, m = rr[0].x[i];
+            for (int r = 1; r < W; r++) {
+                s = s + rr[r].x[i];
+                a = a + rr[r].x[i] * inv;
+                m = rr[r].x[i] > m ? rr[r].x[i] : m;
+            }
+            for (int r = 0; r < W; r++) {
+                bad_sum += memcmp(&rr[r].sum[i], &s, 4) != 0;
+                bad_avg += memcmp(&rr[r].avg[i], &a, 4) != 0;
+                bad_max += rr[r].mx[i] != m;
+                differ += memcmp(&rr[r].sum[i], &rr[0].sum[i], 4) != 0 || memcmp(&rr[r].avg[i], &rr[0].avg[i], 4) != 0;
+            }
+        }
+        for (int r = 0; r < W; r++) {
+            CHECK(rr[r].init == ncclSuccess && rr[r].current_dev == r, "W %d rank %d: init %d on device %d", W, r,
+                  (int)rr[r].init, rr[r].current_dev);
+            CHECK(rr[r].ar[0] == ncclSuccess && rr[r].ar[1] == ncclSuccess && rr[r].ar[2] == ncclSuccess &&
+                  rr[r].ar[3] == ncclSuccess && rr[r].ar[4] == ncclSuccess,
+                  "W %d rank %d: all-reduces %d %d %d %d %d", W, r, (int)rr[r].ar[0], (int)rr[r].ar[1],
+                  (int)rr[r].ar[2], (int)rr[r].ar[3], (int)rr[r].ar[4]);
+            CHECK(rr[r].ar[5] == ncclSuccess, "W %d rank %d: agreeing call", W, r);
+            CHECK(rr[r].ar[6] == ncclInvalidUsage, "W %d rank %d: inside a group: refused (%d)", W, r, (int)rr[r].ar[6]);
+        }
+        CHECK(bad_sum == 0 && bad_avg == 0 && bad_max == 0, "W %d: %d sums, %d means, %d maxima wrong of %d",
+              W, bad_sum, bad_avg, bad_max, W * NV);
+        CHECK(differ == 0, "W %d: ranks got different bits in %d values", W, differ);
+        /* bf16: 1 + 2^-8 is a tie between 1 and 1 + 2^-7: even, 1; a third 2^-8 makes 1 + 2^-8
+         * again, 1 again. 3 + 3 (+ 3) is exact. */
+        for (int r = 0; r < W; r++)
+            CHECK(rr[r].hb[0].x == 0x3f80 && __bfloat162float(rr[r].hb[1]) == 3.0f * (float)W,
+                  "W %d rank %d: bf16 sum %#x %g", W, r, rr[r].hb[0].x, (double)__bfloat162float(rr[r].hb[1]));
+        /* double avg: 0.1 (r+1) times 1/W, summed in rank order */
+        double dinv = 1.0 / W, d0 = 0.1 * dinv, dm = -1.0 * dinv + -1.0 * dinv;
+        for (int r = 1; r < W; r++) d0 = d0 + 0.1 * (r + 1) * dinv;
+        if (W == 3) dm = dm + -1.0 * dinv;
+        for (int r = 0; r < W; r++)
+            CHECK(rr[r].d[0] == d0 && rr[r].d[1] == dm, "W %d rank %d: double mean %.17g %.17g", W, r, rr[r].d[0], rr[r].d[1]);
+    }
+    /* with W = 2 the mean is the sum halved (1/2 is exact); with 3 it is not the sum / 3 */
+    {
+        float s = 0.1f + 0.2f, a = 0.1f * (1.0f / 3.0f) + 0.2f * (1.0f / 3.0f);
+        CHECK(0.1f * 0.5f + 0.2f * 0.5f == s * 0.5f && a != s / 3.0f,
+              "the premultiplied mean (a plain-arithmetic fact the docs rely on)");
+    }
+
+    /* disagreements: every rank gets ncclInvalidUsage */
+    const char *what[3] = {"count", "type", "op"};
+    for (int k = 0; k < 3; k++) {
+        ncclUniqueId id;
+        ncclGetUniqueId(&id);
+        rank_setup(rr, 2);
+        if (k == 0) rr[1].count_add = 1;
+        if (k == 1) rr[1].type_alt = ncclBfloat16;
+        if (k == 2) rr[0].op_alt = ncclMax;
+        run_ranks(rr, 2, id);
+        CHECK(rr[0].ar[5] == ncclInvalidUsage && rr[1].ar[5] == ncclInvalidUsage,
+              "mismatched %s: %d %d", what[k], (int)rr[0].ar[5], (int)rr[1].ar[5]);
+    }
+
+    /* joining: a rank twice, two nranks, one device twice: refused on every rank */
+    for (int k = 0; k < 3; k++) {
+        ncclUniqueId id;
+        ncclGetUniqueId(&id);
+        rank_setup(rr, 2);
+        rr[0].nranks = rr[1].nranks = 2;
+        rr[0].id = rr[1].id = id;
+        if (k == 0) rr[1].rank = 0;
+        if (k == 2) rr[1].dev = 0;
+        int n1 = k == 1 ? 3 : 2;
+        std::thread t0(rank_main, &rr[0]);
+        rr[1].nranks = n1;
+        std::thread t1(rank_main, &rr[1]);
+        t0.join();
+        t1.join();
+        CHECK(rr[0].init == ncclInvalidUsage && rr[1].init == ncclInvalidUsage, "join case %d (%s): %d %d", k,
+              k == 0 ? "rank twice" : k == 1 ? "nranks 2 and 3" : "device twice", (int)rr[0].init, (int)rr[1].init);
+    }
+
+    /* a rank that never comes: the others give up after LLM_CUDA_EMU_NCCL_TIMEOUT */
+    setenv("LLM_CUDA_EMU_NCCL_TIMEOUT", "0.3", 1);
+    {
+        ncclUniqueId id;
+        ncclGetUniqueId(&id);
+        ncclComm_t c = NULL;
+        auto t0 = std::chrono::steady_clock::now();
+        ncclResult_t e = ncclCommInitRank(&c, 2, id, 0);
+        double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        CHECK(e == ncclSystemError && c == NULL && dt >= 0.29 && dt < 10.0, "missing rank: %d after %.2f s", (int)e, dt);
+    }
+    /* a peer that left: rank 0's collective fails (ncclRemoteError: before or after rank 1's
+     * destroy, never a wait) */
+    {
+        ncclUniqueId id;
+        ncclGetUniqueId(&id);
+        ncclComm_t c0 = NULL, c1 = NULL;
+        ncclResult_t e0 = ncclInternalError, e1 = ncclInternalError, ea = ncclInternalError;
+        std::thread t1([&] { cudaSetDevice(1); e1 = ncclCommInitRank(&c1, 2, id, 1); ncclCommDestroy(c1); });
+        e0 = ncclCommInitRank(&c0, 2, id, 0);
+        float v = 1.0f;
+        t1.join();
+        if (c0) ea = ncclAllReduce(&v, &v, 1, ncclFloat, ncclSum, c0, 0);
+        ncclCommDestroy(c0);
+        CHECK(e0 == ncclSuccess && e1 == ncclSuccess && ea == ncclRemoteError, "peer gone: %d %d %d",
+              (int)e0, (int)e1, (int)ea);
+    }
+    /* a collective a peer never calls: times out */
+    {
+        ncclUniqueId id;
+        ncclGetUniqueId(&id);
+        ncclComm_t c0 = NULL, c1 = NULL;
+        ncclResult_t e1 = ncclInternalError, ea = ncclInternalError, eq = ncclInternalError;
+        std::atomic<int> done{0};
+        std::thread t1([&] {
+            cudaSetDevice(1);
+            e1 = ncclCommInitRank(&c1, 2, id, 1);
+            while (!done.load()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            ncclCommDestroy(c1);
+        });
+        ncclResult_t e0 = ncclCommInitRank(&c0, 2, id, 0);
+        float v = 1.0f;
+        if (c0) ea = ncclAllReduce(&v, &v, 1, ncclFloat, ncclSum, c0, 0);
+        if (c0) ncclCommGetAsyncError(c0, &eq);
+        done = 1;
+        t1.join();
+        ncclCommDestroy(c0);
+        CHECK(e0 == ncclSuccess && e1 == ncclSuccess && ea == ncclSystemError && eq == ncclSystemError,
+              "collective timeout: %d %d %d, async error %d", (int)e0, (int)e1, (int)ea, (int)eq);
+    }
+    unsetenv("LLM_CUDA_EMU_NCCL_TIMEOUT");
 }
 
 int main(void) {
@@ -376,5 +597,7 @@ int main(void) {
     t_cublas();
     t_cublaslt();
     t_nccl();
+    setenv("LLM_CUDA_EMU_DEVICES", "3", 1);   /* read at each call; no other thread runs yet */
+    t_nccl_ranks();
     return TEST_END("test_cuda_emu");
 }
