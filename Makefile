@@ -65,7 +65,7 @@ $(B)/tests/test_options_c11: tests/test_options.c llm.h tests/test.h
 	@mkdir -p $(dir $@)
 	$(CLANG) $(OPT) -g -std=c11 -Wall -Wextra -pthread -I. $< -o $@ $(LDLIBS)
 
-EMUEXAMPLES := $(B)/emu/generate $(B)/emu/train_gpt2
+EMUEXAMPLES := $(B)/emu/generate $(B)/emu/train_gpt2 $(B)/emu/bench_cuda
 
 test: all fixtures $(TESTS) $(B)/tests/test_cpp $(C11TEST) $(EMUTESTS) $(EMUEXAMPLES) $(SANTESTS) $(EMUSANTESTS)
 	@LLM_FIXTURES=$(B)/fixtures LLM_BUILD=$(B) tests/run.sh $(TESTS) $(B)/tests/test_cpp $(C11TEST) \
@@ -130,11 +130,10 @@ $(B)/cuda/%: examples/%.c $(B)/cuda/llm_cuda.o llm.h
 	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
 
 # The GPU benchmark (GPT-2 124M training step and MFU, batch-1 inference): `make cuda`
-# builds it, `make bench-cuda` runs it (SKIP without a GPU). cudart's header gives it
-# the device's name and compute capability, for the peak FLOP/s.
+# builds it, `make bench-cuda` runs it (SKIP without a GPU).
 $(B)/cuda/bench_cuda: bench/bench_cuda.c bench/bench.h $(B)/cuda/llm_cuda.o llm.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -O3 -DLLM_CUDA=1 -I. -I$(CUDA_HOME)/include $< $(B)/cuda/llm_cuda.o -o $@ \
+	$(CC) $(CFLAGS) -O3 -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ \
 	  $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
 
 .PHONY: bench-cuda
@@ -162,8 +161,13 @@ $(B)/emu/tests/%: tests/%.c $(B)/emu/llm_cuda.o llm.h tests/test.h
 	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. -c $< -o $@.o
 	$(CXX) $@.o $(B)/emu/llm_cuda.o -o $@ $(LDLIBS)
 
-# the examples, as users run them with --device cuda (tests/test_cuda_examples.sh)
+# the examples, as users run them with --device cuda, and bench_cuda --tiny
+# (tests/test_cuda_examples.sh)
 $(B)/emu/%: examples/%.c $(B)/emu/llm_cuda.o llm.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. -c $< -o $@.o
+	$(CXX) $@.o $(B)/emu/llm_cuda.o -o $@ $(LDLIBS)
+$(B)/emu/bench_cuda: bench/bench_cuda.c bench/bench.h $(B)/emu/llm_cuda.o llm.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. -c $< -o $@.o
 	$(CXX) $@.o $(B)/emu/llm_cuda.o -o $@ $(LDLIBS)

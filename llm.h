@@ -279,6 +279,8 @@ extern const llm_backend *llm_cuda_backend_bf16(void);
 extern int llm_cuda_device_count(void);
 /* The device's name ("" if unreadable); "llm.h CUDA emulator" under tests/cuda_emu.h. */
 extern const char *llm_cuda_device_name(int dev);
+/* Its compute capability and memory in bytes (each may be NULL): 0, or -1 if unreadable. */
+extern int llm_cuda_device_props(int dev, int *cc_major, int *cc_minor, size_t *total_mem);
 /* With LLM_CUDA_PROFILE=1 in the environment, the CUDA backend times every kernel and
  * library call (GPU time, by CUDA events) up to the last sync; this writes the table
  * (kind of work, calls, ms, share; the most expensive first) into buf as snprintf does

@@ -461,6 +461,19 @@ extern "C" const char *llm_cuda_device_name(int dev) {
     return name;
 }
 
+/* Compute capability and memory of device `dev`; 0, or -1 if they cannot be read. */
+extern "C" int llm_cuda_device_props(int dev, int *cc_major, int *cc_minor, size_t *total_mem) {
+    cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return -1;
+    }
+    if (cc_major) *cc_major = prop.major;
+    if (cc_minor) *cc_minor = prop.minor;
+    if (total_mem) *total_mem = prop.totalGlobalMem;
+    return 0;
+}
+
 static void llm__cu_destroy(void *p) {
     llm__cu *st = (llm__cu *)p;
     if (!st) return;

@@ -2,7 +2,7 @@
  *
  *   build/cuda/bench_cuda [results.jsonl] [--B 16,32,64] [--mode fp32|bf16|both]
  *                         [--steps N] [--warmup N] [--no-train] [--no-decode]
- *                         [--device D] [--probe] [--cpu]
+ *                         [--device D] [--probe] [--cpu] [--tiny]
  *
  * Training: GPT-2 124M (L 12, NH 12, C 768, V 50257), T = 1024, for each B of --B and
  * each matmul mode (fp32: exact; bf16: llm_options.bf16, bf16 operands with fp32
@@ -25,8 +25,9 @@
  * Without a GPU it prints "SKIP: no CUDA device" and exits 0. --probe lists the devices
  * and the peak each would use, then exits (gpu_check.sh asks it whether to run the GPU
  * steps). --cpu runs the same code on the CPU backend at tiny shapes (L 2, C 64, T 64,
- * B 2): a check of this program's logic where there is no GPU; it appends nothing
- * unless a results file is named. Exit status: 0 when every figure ran or ran out of
+ * B 2): a check of this program's logic where there is no GPU; --tiny runs those tiny
+ * shapes on the CUDA backend (tests/test_cuda_examples.sh runs it on tests/cuda_emu.h);
+ * neither appends anything unless a results file is named. Exit status: 0 when every figure ran or ran out of
  * memory; 1 when any other error happened.
  *
  * Built by `make cuda` (with -DLLM_CUDA=1, linked with llm_cuda.o), run by
@@ -35,9 +36,6 @@
 #define LLM_IMPLEMENTATION
 #include "llm.h"
 #include <ctype.h>
-#ifdef LLM_CUDA
-#include <cuda_runtime_api.h>   /* device name and compute capability, for the peak */
-#endif
 
 /* ---- peak FLOP/s ------------------------------------------------------------------- */
 /* Dense bf16 tensor-core peak with fp32 accumulation, TFLOP/s, from NVIDIA's data sheets
@@ -290,16 +288,18 @@ static int parse_list(const char *s, int *bs, int max) {
 
 static int usage(const char *argv0) {
     fprintf(stderr, "usage: %s [results.jsonl] [--B 16,32,64] [--mode fp32|bf16|both] [--steps N] [--warmup N]\n"
-                    "       [--no-train] [--no-decode] [--device D] [--probe] [--cpu]\n", argv0);
+                    "       [--no-train] [--no-decode] [--device D] [--probe] [--cpu] [--tiny]\n", argv0);
     return 2;
 }
 
 int main(int argc, char **argv) {
     const char *out_path = NULL, *mode = "both";
-    int Bs[16] = {16, 32, 64}, nB = 3, B_given = 0, steps = 5, warmup = 2, train = 1, infer = 1, probe = 0, cpu = 0, dev = 0;
+    int Bs[16] = {16, 32, 64}, nB = 3, B_given = 0, steps = 5, warmup = 2, train = 1, infer = 1, probe = 0, cpu = 0,
+        tiny = 0, dev = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--cpu")) cpu = 1;
+        if (!strcmp(a, "--cpu")) cpu = tiny = 1;
+        else if (!strcmp(a, "--tiny")) tiny = 1;
         else if (!strcmp(a, "--probe")) probe = 1;
         else if (!strcmp(a, "--no-train")) train = 0;
         else if (!strcmp(a, "--no-decode")) infer = 0;
@@ -324,8 +324,9 @@ int main(int argc, char **argv) {
     memset(shapes, 0, sizeof shapes);
     shapes[0].name = "gpt2-124m"; shapes[0].cfg = llm_config_gpt2();
     shapes[1].name = "llama-110m"; shapes[1].cfg = llm_config_llama(32000, 12, 12, 12, 768, 2048);
-    if (cpu) {
-        /* tiny shapes: the same code paths in seconds, for machines without a GPU */
+    if (tiny) {
+        /* tiny shapes: the same code paths in seconds (--cpu: on the CPU backend, for
+         * machines without a GPU; --tiny alone: on the GPU, or on tests/cuda_emu.h) */
         llm_config g = llm_config_gpt2();
         g.max_seq_len = 128; g.vocab_size = 512; g.n_layer = 2; g.n_head = 4; g.n_embd = 64;
         llm_config l = llm_config_llama(512, 2, 4, 2, 64, 172);
@@ -333,6 +334,8 @@ int main(int argc, char **argv) {
         shapes[0].name = "gpt2-tiny"; shapes[0].cfg = g;
         shapes[1].name = "llama-tiny"; shapes[1].cfg = l;
         if (!B_given) { Bs[0] = 2; nB = 1; }
+    }
+    if (cpu) {
         b.T = 64; b.prefill = 32; b.decode = 16;
         b.device_name = "cpu";
         b.peak = peak_tflops("cpu", 0, 0, why, sizeof why);   /* LLM_GPU_PEAK_TFLOPS, or none */
@@ -343,26 +346,28 @@ int main(int argc, char **argv) {
 #ifdef LLM_CUDA
         int ndev = llm_cuda_device_count();
         static char name[256];
-        struct cudaDeviceProp prop;
         if (probe) printf("devices: %d\n", ndev);
         if (ndev == 0) { printf("SKIP: no CUDA device\n"); return 0; }
         for (int d = 0; d < ndev; d++) {
+            int major = 0, minor = 0;
+            size_t mem = 0;
             if (!probe && d != dev) continue;
-            if (cudaGetDeviceProperties(&prop, d) != cudaSuccess) {
-                printf("device %d: cannot read its properties: %s\n", d, cudaGetErrorString(cudaGetLastError()));
+            if (llm_cuda_device_props(d, &major, &minor, &mem) != 0) {
+                printf("device %d: cannot read its properties\n", d);
                 return 1;
             }
-            double pk = peak_tflops(prop.name, prop.major, prop.minor, why, sizeof why);
+            const char *dname = llm_cuda_device_name(d);
+            double pk = peak_tflops(dname, major, minor, why, sizeof why);
             if (probe)
-                printf("device %d: %s, sm_%d%d, %.1f GiB; peak %.0f TFLOP/s (%s)\n", d, prop.name, prop.major,
-                       prop.minor, (double)prop.totalGlobalMem / (1 << 30), pk, why);
-            if (d == dev) { snprintf(name, sizeof name, "%s", prop.name); b.peak = pk; }
+                printf("device %d: %s, sm_%d%d, %.1f GiB; peak %.0f TFLOP/s (%s)\n", d, dname, major, minor,
+                       (double)mem / (1 << 30), pk, why);
+            if (d == dev) { snprintf(name, sizeof name, "%s", dname); b.peak = pk; }
         }
         if (probe) return 0;
         if (dev < 0 || dev >= ndev) { fprintf(stderr, "bench_cuda: --device %d, devices 0..%d\n", dev, ndev - 1); return 2; }
         b.backend = llm_cuda_backend();
         b.device_name = name;
-        b.T = 1024; b.prefill = 512; b.decode = 128;
+        b.T = tiny ? 64 : 1024; b.prefill = tiny ? 32 : 512; b.decode = tiny ? 16 : 128;
         printf("bench_cuda: device %d: %s; peak %.0f TFLOP/s (%s)\n", dev, name, b.peak, why);
 #else
         (void)dev;
@@ -371,7 +376,7 @@ int main(int argc, char **argv) {
         return 0;
 #endif
     }
-    if (out_path || !cpu) {   /* --cpu figures are not benchmarks: kept out of the default file */
+    if (out_path || !tiny) {   /* tiny figures are not benchmarks: kept out of the default file */
         b.out = bench_open_results(out_path ? out_path : BENCH_RESULTS);
         if (!b.out) return 1;
     }

@@ -10,6 +10,7 @@
 #     run saved and resumed to 6 gives steps 4-6 with the same losses, bit for bit
 #     (weights, AdamW state, data order and the GPU's fixed reduction orders); the
 #     loss falls; the bf16 mode and a data-parallel world of one rank (NCCL emulated) run.
+#   - bench_cuda --tiny (LLM_CUDA_PROFILE=1) runs every figure and prints the profile.
 # Prints "test_cuda_examples: N passed, N failed, N skipped" last, as the C tests do.
 set -u
 B=${1:-${LLM_BUILD:-build}}
@@ -46,6 +47,18 @@ else
   check "generate --device cuda --precision bf16 exits 0 (rc $rc)" [ "$rc" -eq 0 ]
   check "bf16 generation prints a story" [ "$(wc -c < "$TMP/gen_bf16.txt")" -gt 200 ]
 fi
+
+# ---- bench_cuda --tiny (the benchmark's code paths on the CUDA backend) -----------------
+BENCH=$B/emu/bench_cuda
+LLM_CUDA_PROFILE=1 "$BENCH" --tiny --steps 1 --warmup 1 > "$TMP/bench.log" 2>&1; rc=$?
+check "bench_cuda --tiny exits 0 (rc $rc)" [ "$rc" -eq 0 ]
+check "bench_cuda names the device" grep -q '^bench_cuda: device 0: ' "$TMP/bench.log"
+check "bench_cuda: fp32 and bf16 training figures" \
+  [ "$(grep -cE '^train gpt2-tiny B=2 T=64 (fp32|bf16) .* tok/s' "$TMP/bench.log")" -eq 2 ]
+check "bench_cuda: 4 inference figures" [ "$(grep -cE '^infer .* decode: .* tok/s' "$TMP/bench.log")" -eq 4 ]
+check "bench_cuda: the LLM_CUDA_PROFILE tables, attention and matmuls in them" \
+  [ "$(grep -c '^GPU time by kind of work' "$TMP/bench.log")" -eq 2 ] && grep -q '^attention_fwd (bf16) ' "$TMP/bench.log" \
+  && grep -q '^matmul: cublasLt +bias +gelu ' "$TMP/bench.log"
 
 # ---- train_gpt2 --------------------------------------------------------------------
 TEXT=$DATA/tinyshakespeare/input.txt VOCAB=$DATA/gpt2
