@@ -6395,6 +6395,20 @@ static void llm__norm_bwd(const llm_model *m, float *dinp, float *dw, float *db,
 }
 /* A view of layer l inside a stacked (L, ...) tensor; NULL stays NULL (absent biases). */
 static float *llm__at(float *base, int l, size_t per_layer) { return base ? base + LLM__CAST(size_t, l) * per_layer : NULL; }
+/* Layer l's MLP up-projection and activation on N rows: pre = x fcw^T + fcb, then act =
+ * gelu(pre) (GPT-2, in one call where the backend fuses them) or swiglu(pre) (Llama). */
+static void llm__mlp_up(const llm_model *m, float *pre, float *act, const float *x, int l, int N) {
+    const llm_backend *be = m->be;
+    size_t uC = LLM__CAST(size_t, m->cfg.n_embd), F = LLM__CAST(size_t, m->F);
+    const float *w = llm__at(m->p.fcw, l, F * uC), *b = llm__at(m->p.fcb, l, F);
+    if (m->cfg.arch == LLM_ARCH_GPT2 && be->matmul_gelu_fwd) {
+        be->matmul_gelu_fwd(m->st, pre, act, x, w, b, N, m->cfg.n_embd, m->F);
+        return;
+    }
+    be->matmul_fwd(m->st, pre, x, w, b, N, m->cfg.n_embd, m->F);
+    if (m->cfg.arch == LLM_ARCH_LLAMA) be->swiglu_fwd(m->st, act, pre, N, m->H);
+    else be->gelu_fwd(m->st, act, pre, LLM__CAST(size_t, N) * LLM__CAST(size_t, m->H));
+}
 
 LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *targets, int B, int T, float *loss) {
     if (!m || !tokens) return llm__err(LLM_ERR_ARG, "forward: NULL argument");
@@ -6433,13 +6447,7 @@ LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *
         be->residual_fwd(st, res2, res, a->proj, btc);
         /* MLP block: res3 = res2 + fcproj(act(fc(norm2(res2)))) */
         llm__norm_fwd(m, ln2, a->ln2_mean + l * bt, a->ln2_rstd + l * bt, res2, llm__at(p->ln2w, l, uC), llm__at(p->ln2b, l, uC), BT);
-        if (!llama && be->matmul_gelu_fwd) {
-            be->matmul_gelu_fwd(st, fch, fcha, ln2, llm__at(p->fcw, l, F * uC), llm__at(p->fcb, l, F), BT, C, m->F);
-        } else {
-            be->matmul_fwd(st, fch, ln2, llm__at(p->fcw, l, F * uC), llm__at(p->fcb, l, F), BT, C, m->F);
-            if (llama) be->swiglu_fwd(st, fcha, fch, BT, m->H);
-            else be->gelu_fwd(st, fcha, fch, bt * H);
-        }
+        llm__mlp_up(m, fch, fcha, ln2, l, BT);
         be->matmul_fwd(st, a->proj, fcha, llm__at(p->fcprojw, l, uC * H), llm__at(p->fcprojb, l, uC), BT, m->H, C);
         be->residual_fwd(st, res3, res2, a->proj, btc);
     }
@@ -8272,7 +8280,7 @@ static llm_status llm__kv_chunk(llm_kv *kv, int n) {
     const llm_config *c = &m->cfg;
     const llm_params *p = &m->p;
     int C = c->n_embd, NH = c->n_head, NKV = c->n_kv_head, HS = C / NH;
-    size_t uC = LLM__CAST(size_t, C), QKV = LLM__CAST(size_t, m->QKV), F = LLM__CAST(size_t, m->F);
+    size_t uC = LLM__CAST(size_t, C), QKV = LLM__CAST(size_t, m->QKV);
     size_t H = LLM__CAST(size_t, m->H), nC = LLM__CAST(size_t, n) * uC;
     size_t layer_cache = LLM__CAST(size_t, kv->S) * kv->maxT * kv->KVW;
     llm_status s;
@@ -8297,13 +8305,7 @@ static llm_status llm__kv_chunk(llm_kv *kv, int n) {
         be->matmul_fwd(st, kv->proj, kv->att, llm__at(p->attprojw, l, uC * uC), llm__at(p->attprojb, l, uC), n, C, C);
         be->residual_fwd(st, kv->res2, kv->res, kv->proj, nC);
         llm__norm_fwd(m, kv->ln, kv->mean, kv->rstd, kv->res2, llm__at(p->ln2w, l, uC), llm__at(p->ln2b, l, uC), n);
-        if (c->arch == LLM_ARCH_GPT2 && be->matmul_gelu_fwd) {
-            be->matmul_gelu_fwd(st, kv->fch, kv->fcha, kv->ln, llm__at(p->fcw, l, F * uC), llm__at(p->fcb, l, F), n, C, m->F);
-        } else {
-            be->matmul_fwd(st, kv->fch, kv->ln, llm__at(p->fcw, l, F * uC), llm__at(p->fcb, l, F), n, C, m->F);
-            if (c->arch == LLM_ARCH_LLAMA) be->swiglu_fwd(st, kv->fcha, kv->fch, n, m->H);
-            else be->gelu_fwd(st, kv->fcha, kv->fch, LLM__CAST(size_t, n) * H);
-        }
+        llm__mlp_up(m, kv->fch, kv->fcha, kv->ln, l, n);
         be->matmul_fwd(st, kv->proj, kv->fcha, llm__at(p->fcprojw, l, uC * H), llm__at(p->fcprojb, l, uC), n, m->H, C);
         be->residual_fwd(st, kv->res, kv->res2, kv->proj, nC);
     }
