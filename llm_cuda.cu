@@ -214,17 +214,18 @@ static void llm__cu_mark(llm__cu *st, const char *name);   /* see the profile be
 /* After a kernel launch: a bad launch configuration shows here; with LLM_CUDA_SYNC=1 an
  * error during the kernel does too. */
 static void llm__cu_launched(llm__cu *st, const char *kernel, const char *fmt, ...) {
-    char what[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess && st->sync_each) e = cudaStreamSynchronize(st->stream);
-    if (e != cudaSuccess)
+    if (e != cudaSuccess) {   /* the message is formatted only here: launches are the hot path */
+        char what[256];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof what, fmt, ap);
+        va_end(ap);
         llm__cu_fail(st, e == cudaErrorMemoryAllocation ? LLM_ERR_NOMEM : LLM_ERR_BACKEND,
                      "CUDA: kernel %s failed: %s (%s) [%s]", kernel, cudaGetErrorString(e),
                      cudaGetErrorName(e), what);
+    }
     llm__cu_mark(st, kernel);
 }
 
@@ -1075,24 +1076,26 @@ static const __nv_bfloat16 *llm__cu_weight16(llm__cu *st, const float *w, size_t
 }
 
 /* Column-major C(m,n) = op(A) op(B) + beta C (alpha 1): fp32 (TF32 off), or bf16 A and B
- * with fp32 accumulation and output. Both return false after recording a failure. */
+ * with fp32 accumulation and output. Both return false after recording a failure, whose
+ * message names `op` (e.g. "matmul_bwd dw") and the column-major shape. */
+#define LLM__CU_GEMM_WHAT "%s: column-major C(%d,%d) = op(A) op(B), k=%d"
 static bool llm__cu_sgemm(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                           const float *A, int lda, const float *B, int ldb, float beta, float *Cm,
-                          int ldc, const char *what) {
+                          int ldc, const char *op) {
     const float one = 1.0f;
     bool ok = LLM__BLAS(st, cublasSgemm(st->blas, ta, tb, m, n, k, &one, A, lda, B, ldb, &beta, Cm, ldc),
-                        "%s", what);
+                        LLM__CU_GEMM_WHAT, op, m, n, k);
     llm__cu_mark(st, "matmul: cublasSgemm");
     return ok;
 }
 static bool llm__cu_gemm16(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                            const __nv_bfloat16 *A, int lda, const __nv_bfloat16 *B, int ldb, float beta,
-                           float *Cm, int ldc, const char *what) {
+                           float *Cm, int ldc, const char *op) {
     const float one = 1.0f;
     if (!A || !B) return false;  /* the bf16 copy failed (recorded) */
     bool ok = LLM__BLAS(st, cublasGemmEx(st->blas, ta, tb, m, n, k, &one, A, CUDA_R_16BF, lda, B, CUDA_R_16BF,
                                          ldb, &beta, Cm, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                        "%s (bf16)", what);
+                        LLM__CU_GEMM_WHAT " (bf16)", op, m, n, k);
     llm__cu_mark(st, "matmul: cublasGemmEx bf16");
     return ok;
 }
@@ -1203,18 +1206,17 @@ static __global__ void llm__cu_add_bias_k(float *out, const float *bias, size_t 
  * a recorded failure. */
 static int llm__cu_product(llm__cu *st, float *out, float *gelu_out, const float *inp, const float *w,
                            const float *bias, int N, int C, int OC, const char *op) {
-    char what[160];
-    snprintf(what, sizeof what, "%s out(%d,%d) = inp(%d,%d) @ w(%d,%d)^T", op, N, OC, N, C, OC, C);
     llm__cu_touch(st, out);
     llm__cu_touch(st, gelu_out);
     if (C <= 0) {  /* empty sum: out = bias (or 0) */
-        if (!LLM__CUDA(st, cudaMemsetAsync(out, 0, (size_t)N * OC * sizeof(float), st->stream), "%s", what))
+        if (!LLM__CUDA(st, cudaMemsetAsync(out, 0, (size_t)N * OC * sizeof(float), st->stream), "%s: out(%d,%d)",
+                       op, N, OC))
             return -1;
     } else if (!st->bf16) {
         /* bias only: cuBLASLt's GELU may evaluate tanh approximately, and this is the exact mode */
         if (llm__cu_lt(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, CUDA_R_32F, w, C, inp, C, out, OC, bias, NULL))
             return 0;
-        if (!llm__cu_sgemm(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w, C, inp, C, 0.0f, out, OC, what)) return -1;
+        if (!llm__cu_sgemm(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w, C, inp, C, 0.0f, out, OC, op)) return -1;
     } else {
         const __nv_bfloat16 *w16 = llm__cu_weight16(st, w, (size_t)OC * C);
         const __nv_bfloat16 *x16 = w16 ? llm__cu_bf16(st, LLM__CU_ACT, inp, (size_t)N * C) : NULL;
@@ -1223,7 +1225,7 @@ static int llm__cu_product(llm__cu *st, float *out, float *gelu_out, const float
         if (llm__cu_lt(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, CUDA_R_16BF, w16, C, x16, C,
                        gelu_out ? gelu_out : out, OC, bias, gelu_out ? out : NULL))
             return gelu_out ? 1 : 0;
-        if (!llm__cu_gemm16(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w16, C, x16, C, 0.0f, out, OC, what))
+        if (!llm__cu_gemm16(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w16, C, x16, C, 0.0f, out, OC, op))
             return -1;
     }
     if (bias) {
@@ -1247,10 +1249,8 @@ static void llm__cu_matmul_bwd(void *p, float *dinp, float *dw, float *dbias, co
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || C <= 0 || OC <= 0) return;
     LLM__CU_TOUCH3(st, dinp, dw, dbias);
-    char what_in[128], what_w[128];
+    const char *what_in = "matmul_bwd dinp += dout @ w", *what_w = "matmul_bwd dw += dout^T @ inp";
     size_t nd = (size_t)N * OC;
-    snprintf(what_in, sizeof what_in, "matmul_bwd dinp(%d,%d) += dout(%d,%d) @ w(%d,%d)", N, C, N, OC, OC, C);
-    snprintf(what_w, sizeof what_w, "matmul_bwd dw(%d,%d) += dout(%d,%d)^T @ inp(%d,%d)", OC, C, N, OC, N, C);
     if (!st->bf16) {
         if (dinp && !llm__cu_sgemm(st, CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, w, C, dout, OC, 1.0f, dinp, C, what_in))
             return;
