@@ -65,7 +65,7 @@ $(B)/tests/test_options_c11: tests/test_options.c llm.h tests/test.h
 	@mkdir -p $(dir $@)
 	$(CLANG) $(OPT) -g -std=c11 -Wall -Wextra -pthread -I. $< -o $@ $(LDLIBS)
 
-EMUEXAMPLES := $(B)/emu/generate $(B)/emu/train_gpt2 $(B)/emu/bench_cuda
+EMUEXAMPLES := $(B)/emu/generate $(B)/emu/train_gpt2 $(B)/emu/chat $(B)/emu/bench_cuda
 
 test: all fixtures $(TESTS) $(B)/tests/test_cpp $(C11TEST) $(EMUTESTS) $(EMUEXAMPLES) $(SANTESTS) $(EMUSANTESTS)
 	@LLM_FIXTURES=$(B)/fixtures LLM_BUILD=$(B) tests/run.sh $(TESTS) $(B)/tests/test_cpp $(C11TEST) \

@@ -3,7 +3,7 @@
  * a turn costs only its new tokens. Ends at EOF (Ctrl-D).
  *
  *   build/chat -m MODEL [-z TOKENIZER] [-n N] [--temp T] [--top-k K] [--top-p P]
- *              [--seed S] [--threads N] [--stop STR]
+ *              [--seed S] [--threads N] [--stop STR] [--device cpu|cuda] [--precision fp32|bf16]
  *
  *   -n N        new tokens per turn at most (default 128)
  *   --stop STR  end a reply at STR (default: a blank line, "\n\n"); may be repeated
@@ -29,7 +29,7 @@ static int on_token(void *ud, int item, int id, const char *text, size_t len, fl
 static int file_exists(const char *p) { FILE *f = fopen(p, "rb"); if (f) fclose(f); return f != NULL; }
 
 int main(int argc, char **argv) {
-    const char *model_path = NULL, *tok_path = NULL;
+    const char *model_path = NULL, *tok_path = NULL, *device = "cpu", *precision = "fp32";
     const char *stops[8];
     int n_stops = 0, n_new = 128, top_k = 0, threads = 0;
     float temp = 0.8f, top_p = 0.9f;
@@ -45,17 +45,36 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--threads")) threads = atoi(v);
         else if (!strcmp(a, "--stop") && n_stops < 8) stops[n_stops++] = v;
+        else if (!strcmp(a, "--device")) device = v;
+        else if (!strcmp(a, "--precision")) precision = v;
         else { model_path = NULL; break; }
     }
     if (!model_path || argc % 2 == 0) {
         fprintf(stderr, "usage: %s -m MODEL [-z TOKENIZER] [-n N] [--temp T] [--top-k K] [--top-p P] "
-                        "[--seed S] [--threads N] [--stop STR]\n", argv[0]);
+                        "[--seed S] [--threads N] [--stop STR] [--device cpu|cuda] [--precision fp32|bf16]\n",
+                argv[0]);
         return 2;
     }
     if (n_stops == 0) stops[n_stops++] = "\n\n";
     llm_options opt;
     memset(&opt, 0, sizeof opt);
     opt.n_threads = threads;
+    if (!strcmp(precision, "bf16")) opt.bf16 = 1;
+    else if (strcmp(precision, "fp32") != 0) {
+        fprintf(stderr, "chat: unknown precision '%s' (fp32 or bf16)\n", precision);
+        return 2;
+    }
+    if (!strcmp(device, "cuda")) {
+#ifdef LLM_CUDA
+        opt.backend = llm_cuda_backend();
+#else
+        fprintf(stderr, "chat: built without CUDA (make cuda builds build/cuda/chat)\n");
+        return 1;
+#endif
+    } else if (strcmp(device, "cpu") != 0) {
+        fprintf(stderr, "chat: unknown device '%s' (cpu or cuda)\n", device);
+        return 2;
+    }
     llm_model *m = NULL;
     if (llm_model_load(&m, model_path, &opt) != LLM_OK) { fprintf(stderr, "chat: %s\n", llm_last_error()); return 1; }
     llm_config cfg = llm_model_config(m);

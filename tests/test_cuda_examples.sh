@@ -5,7 +5,7 @@
 # where CI has no GPU. The kernels run on the CPU (EMULATED: no GPU runs here).
 #   - generate --device cuda --temp 0 on llama2.c's stories260K prints run.c's greedy
 #     text byte for byte (the same as --device cpu), in fp32; in bf16 it runs and prints
-#     a story of the same length;
+#     a story of the same length; chat --device cuda, two greedy turns, equals the CPU's;
 #   - train_gpt2 --device cuda (tiny GPT-2 on Tiny Shakespeare tokens): 6 steps; a 3-step
 #     run saved and resumed to 6 gives steps 4-6 with the same losses, bit for bit
 #     (weights, AdamW state, data order and the GPU's fixed reduction orders); the
@@ -42,6 +42,17 @@ else
     check "generate --device cuda --temp 0 prints run.c's greedy200.txt" cmp -s "$TMP/gen_cuda.txt" "$ST/greedy200.txt"
   else
     skip "no greedy200.txt to compare with"
+  fi
+  CH=(-m "$ST/stories260K.bin" -z "$ST/tok512.bin" --temp 0 -n 40)
+  printf 'Once upon a time\nThe end\n' | "$B/emu/chat" "${CH[@]}" --device cuda > "$TMP/chat_cuda.txt" 2>&1; rc=$?
+  check "chat --device cuda exits 0 (rc $rc)" [ "$rc" -eq 0 ]
+  if [ -x "$B/chat" ]; then
+    printf 'Once upon a time\nThe end\n' | "$B/chat" "${CH[@]}" > "$TMP/chat_cpu.txt" 2>&1
+    # the two transcripts differ only in the speed figures
+    sed -i 's/tokens, [0-9.]* tok\/s/tokens/' "$TMP/chat_cuda.txt" "$TMP/chat_cpu.txt"
+    check "chat --device cuda, two greedy turns, says what the CPU says" cmp -s "$TMP/chat_cuda.txt" "$TMP/chat_cpu.txt"
+  else
+    skip "no $B/chat to compare the CUDA chat with"
   fi
   "${G[@]}" --device cuda --precision bf16 > "$TMP/gen_bf16.txt" 2> "$TMP/gen_bf16.log"; rc=$?
   check "generate --device cuda --precision bf16 exits 0 (rc $rc)" [ "$rc" -eq 0 ]
