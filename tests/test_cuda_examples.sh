@@ -46,6 +46,7 @@ else
   CH=(-m "$ST/stories260K.bin" -z "$ST/tok512.bin" --temp 0 -n 40)
   printf 'Once upon a time\nThe end\n' | "$B/emu/chat" "${CH[@]}" --device cuda > "$TMP/chat_cuda.txt" 2>&1; rc=$?
   check "chat --device cuda exits 0 (rc $rc)" [ "$rc" -eq 0 ]
+  check "chat --device cuda replies twice" [ "$(grep -c '40 tokens' "$TMP/chat_cuda.txt")" -eq 2 ]
   if [ -x "$B/chat" ]; then
     printf 'Once upon a time\nThe end\n' | "$B/chat" "${CH[@]}" > "$TMP/chat_cpu.txt" 2>&1
     # the two transcripts differ only in the speed figures
