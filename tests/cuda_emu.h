@@ -28,7 +28,9 @@
  *   is reported with the kernel's line.
  *   Every other block starts its threads in reverse order (alternating from launch to launch
  *   too), so a result that depends on which thread runs first (a race) changes between
- *   blocks and between runs, where test_cuda's bit-for-bit repeat checks see it.
+ *   blocks and between runs, where test_cuda's bit-for-bit repeat checks see it. Blocks
+ *   run one at a time, in index order on one launch and in reverse on the next (alternating
+ *   every two launches), so a kernel that assumes an order between blocks shows it too.
  *   Shared memory: `__shared__` is thread_local (block-scope thread_local is static, so
  *   static __shared__ arrays are one copy, shared by the block's fibers); the dynamic
  *   `extern __shared__ float sm[]` is the array `sm` below (a kernel must name it `sm`),
@@ -587,11 +589,14 @@ static inline void run_grid(const char *name, const void *kfn, dim3 g, dim3 bd, 
     __asan_unpoison_memory_region(sm, sizeof sm);
     __asan_poison_memory_region((char *)sm + nsm * sizeof(float), sizeof sm - nsm * sizeof(float));
 #endif
-    unsigned long long nblocks = (unsigned long long)g.x * g.y * g.z, bi = 0;
+    unsigned long long nblocks = (unsigned long long)g.x * g.y * g.z;
     launches++;   /* a one-block kernel alternates its order from launch to launch */
-    for (unsigned bz = 0; bz < g.z && !b.failed; bz++)
-        for (unsigned by = 0; by < g.y && !b.failed; by++)
-            for (unsigned bx = 0; bx < g.x && !b.failed; bx++, bi++) {
+    /* Blocks run one after another, in index order on one launch and in reverse on the
+     * next: a GPU promises no order, so a kernel that needs one shows it here. */
+    int backwards = (launches & 2) != 0;
+    for (unsigned long long bi = 0; bi < nblocks && !b.failed; bi++) {
+                unsigned long long li = backwards ? nblocks - 1 - bi : bi;
+                unsigned bx = (unsigned)(li % g.x), by = (unsigned)(li / g.x % g.y), bz = (unsigned)(li / g.x / g.y);
                 blockIdx_ = {bx, by, bz};
                 for (size_t i = 0; i < nsm; i++) sm[i] = NAN;
                 for (int t = 0; t < b.nt; t++) {
