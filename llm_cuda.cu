@@ -1641,6 +1641,11 @@ static __device__ void llm__cu_fa_stage(__nv_bfloat16 *dst, int ld, const float 
         dst[r * ld + d] = __float2bfloat16(r < n ? src[(size_t)r * stride + d] : 0.0f);
     }
 }
+/* A block-wide (LLM__CU_FA_ROWS, ld) array from the cursor, of which warp w's 16 rows are
+ * returned: each warp works on its own slice of scores and accumulators. */
+template <class T> static __device__ T *llm__cu_fa_warp_rows(char *&cur, int ld, int warp) {
+    return llm__cu_fa_carve<T>(cur, (size_t)LLM__CU_FA_ROWS * ld) + (size_t)warp * 16 * ld;
+}
 /* One warp: C (16, N) = A (16, K) B^T, with A and B (N, K) row-major bf16, C fp32. B^T
  * is B read column-major, so no transpose is ever stored. */
 static __device__ void llm__cu_fa_mm_nt(float *C, int ldc, const __nv_bfloat16 *A, int lda,
@@ -1699,9 +1704,9 @@ static __global__ void llm__cu_attention_fwd16_k(float *out, float *lse, const f
     __nv_bfloat16 *Qs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldh);
     __nv_bfloat16 *Ks = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)BC * ldh);
     __nv_bfloat16 *Vs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)BC * ldh);
-    float *S = llm__cu_fa_carve<float>(cur, (size_t)LLM__CU_FA_ROWS * lds) + warp * 16 * lds;
-    __nv_bfloat16 *P = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldp) + warp * 16 * ldp;
-    float *O = llm__cu_fa_carve<float>(cur, (size_t)LLM__CU_FA_ROWS * ldo) + warp * 16 * ldo;
+    float *S = llm__cu_fa_warp_rows<float>(cur, lds, warp);
+    __nv_bfloat16 *P = llm__cu_fa_warp_rows<__nv_bfloat16>(cur, ldp, warp);
+    float *O = llm__cu_fa_warp_rows<float>(cur, ldo, warp);
     const float *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
     llm__cu_fa_stage(Qs, ldh, A.q(qkv, b, h) + (size_t)q0 * A.row, A.row, LLM__CU_FA_ROWS, nq, HS);
     for (int d = half; d < HS; d += 2) O[r * ldo + d] = 0.0f;
@@ -1762,10 +1767,10 @@ static __global__ void llm__cu_attention_bwd_dq16_k(float *dqkv, const float *do
     __nv_bfloat16 *dOs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldh);
     __nv_bfloat16 *Ks = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)BC * ldh);
     __nv_bfloat16 *Vs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)BC * ldh);
-    float *S = llm__cu_fa_carve<float>(cur, (size_t)LLM__CU_FA_ROWS * lds) + warp * 16 * lds;
-    float *dP = llm__cu_fa_carve<float>(cur, (size_t)LLM__CU_FA_ROWS * lds) + warp * 16 * lds;
-    __nv_bfloat16 *dS = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldp) + warp * 16 * ldp;
-    float *dQ = llm__cu_fa_carve<float>(cur, (size_t)LLM__CU_FA_ROWS * ldo) + warp * 16 * ldo;
+    float *S = llm__cu_fa_warp_rows<float>(cur, lds, warp);
+    float *dP = llm__cu_fa_warp_rows<float>(cur, lds, warp);
+    __nv_bfloat16 *dS = llm__cu_fa_warp_rows<__nv_bfloat16>(cur, ldp, warp);
+    float *dQ = llm__cu_fa_warp_rows<float>(cur, ldo, warp);
     const float *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
     llm__cu_fa_stage(Qs, ldh, A.q(qkv, b, h) + (size_t)q0 * A.row, A.row, LLM__CU_FA_ROWS, nq, HS);
     llm__cu_fa_stage(dOs, ldh, dout + A.o(b, h) + (size_t)q0 * A.Cq, A.Cq, LLM__CU_FA_ROWS, nq, HS);
@@ -1824,12 +1829,12 @@ static __global__ void llm__cu_attention_bwd_dkv16_k(float *dqkv, const float *d
     __nv_bfloat16 *Vs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldh);
     __nv_bfloat16 *Qs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)BQ * ldh);
     __nv_bfloat16 *dOs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)BQ * ldh);
-    float *St = llm__cu_fa_carve<float>(cur, (size_t)LLM__CU_FA_ROWS * lds) + warp * 16 * lds;
-    float *dPt = llm__cu_fa_carve<float>(cur, (size_t)LLM__CU_FA_ROWS * lds) + warp * 16 * lds;
-    __nv_bfloat16 *Pt = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldp) + warp * 16 * ldp;
-    __nv_bfloat16 *dSt = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldp) + warp * 16 * ldp;
-    float *dK = llm__cu_fa_carve<float>(cur, (size_t)LLM__CU_FA_ROWS * ldo) + warp * 16 * ldo;
-    float *dV = llm__cu_fa_carve<float>(cur, (size_t)LLM__CU_FA_ROWS * ldo) + warp * 16 * ldo;
+    float *St = llm__cu_fa_warp_rows<float>(cur, lds, warp);
+    float *dPt = llm__cu_fa_warp_rows<float>(cur, lds, warp);
+    __nv_bfloat16 *Pt = llm__cu_fa_warp_rows<__nv_bfloat16>(cur, ldp, warp);
+    __nv_bfloat16 *dSt = llm__cu_fa_warp_rows<__nv_bfloat16>(cur, ldp, warp);
+    float *dK = llm__cu_fa_warp_rows<float>(cur, ldo, warp);
+    float *dV = llm__cu_fa_warp_rows<float>(cur, ldo, warp);
     float *Ls = llm__cu_fa_carve<float>(cur, BQ), *Ds = llm__cu_fa_carve<float>(cur, BQ);
     llm__cu_fa_stage(Ks, ldh, A.k(qkv, b, g) + (size_t)k0 * A.row, A.row, LLM__CU_FA_ROWS, nk, HS);
     llm__cu_fa_stage(Vs, ldh, A.v(qkv, b, g) + (size_t)k0 * A.row, A.row, LLM__CU_FA_ROWS, nk, HS);
