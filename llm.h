@@ -5905,19 +5905,145 @@ static void llm__norm_bwd(const llm_model *m, float *dinp, float *dw, float *db,
 }
 /* A view of layer l inside a stacked (L, ...) tensor; NULL stays NULL (absent biases). */
 static float *llm__at(float *base, int l, size_t per_layer) { return base ? base + LLM__CAST(size_t, l) * per_layer : NULL; }
-/* Layer l's MLP up-projection and activation on N rows: pre = x fcw^T + fcb, then act =
- * gelu(pre) (GPT-2, in one call where the backend fuses them) or swiglu(pre) (Llama). */
-static void llm__mlp_up(const llm_model *m, float *pre, float *act, const float *x, int l, int N) {
-    const llm_backend *be = m->be;
-    size_t uC = LLM__CAST(size_t, m->cfg.n_embd), F = LLM__CAST(size_t, m->F);
-    const float *w = llm__at(m->p.fcw, l, F * uC), *b = llm__at(m->p.fcb, l, F);
-    if (m->cfg.arch == LLM_ARCH_GPT2 && be->matmul_gelu_fwd) {
-        be->matmul_gelu_fwd(m->st, pre, act, x, w, b, N, m->cfg.n_embd, m->F);
-        return;
+
+/* ---- the weight matrices: every matmul with a weight goes through llm__linear_* -------
+ * out (N, OC) = inp (N, IC) @ W^T + b for W, b = the kind's tensors in layer l (the
+ * classifier: the one wcls or the tied wte, no bias; l ignored). One place for all of
+ * them, so that what changes how a weight is applied (adapters, other storage) changes
+ * here and nowhere else. */
+typedef enum { LLM__W_QKV, LLM__W_ATTPROJ, LLM__W_FC, LLM__W_FCPROJ, LLM__W_CLS } llm__wkind;
+typedef struct { float *w, *b; int IC, OC; } llm__wview;   /* w (OC, IC), b (OC) or NULL */
+/* The weight and bias of kind k in layer l within p (the parameters or their gradients). */
+static llm__wview llm__weight(const llm_model *m, const llm_params *p, int l, llm__wkind k) {
+    const size_t C = LLM__CAST(size_t, m->cfg.n_embd), QKV = LLM__CAST(size_t, m->QKV);
+    const size_t F = LLM__CAST(size_t, m->F), H = LLM__CAST(size_t, m->H);
+    llm__wview v;
+    v.IC = m->cfg.n_embd;
+    switch (k) {
+    case LLM__W_QKV: v.w = llm__at(p->qkvw, l, QKV * C); v.b = llm__at(p->qkvb, l, QKV); v.OC = m->QKV; break;
+    case LLM__W_ATTPROJ: v.w = llm__at(p->attprojw, l, C * C); v.b = llm__at(p->attprojb, l, C); v.OC = m->cfg.n_embd; break;
+    case LLM__W_FC: v.w = llm__at(p->fcw, l, F * C); v.b = llm__at(p->fcb, l, F); v.OC = m->F; break;
+    case LLM__W_FCPROJ:
+        v.w = llm__at(p->fcprojw, l, C * H); v.b = llm__at(p->fcprojb, l, C); v.IC = m->H; v.OC = m->cfg.n_embd;
+        break;
+    default: v.w = p->wcls ? p->wcls : p->wte; v.b = NULL; v.OC = m->cfg.vocab_size; break;
     }
-    be->matmul_fwd(m->st, pre, x, w, b, N, m->cfg.n_embd, m->F);
-    if (m->cfg.arch == LLM_ARCH_LLAMA) be->swiglu_fwd(m->st, act, pre, N, m->H);
-    else be->gelu_fwd(m->st, act, pre, LLM__CAST(size_t, N) * LLM__CAST(size_t, m->H));
+    return v;
+}
+/* out = inp @ W^T + b on N rows; act (may be NULL): also act = gelu(out), in one call
+ * where the backend fuses the two (the GPT-2 MLP up-projection). */
+static void llm__linear_fwd(const llm_model *m, int l, llm__wkind k, float *out, const float *inp, int N, float *act) {
+    const llm_backend *be = m->be;
+    const llm__wview W = llm__weight(m, &m->p, l, k);
+    if (act && be->matmul_gelu_fwd) { be->matmul_gelu_fwd(m->st, out, act, inp, W.w, W.b, N, W.IC, W.OC); return; }
+    be->matmul_fwd(m->st, out, inp, W.w, W.b, N, W.IC, W.OC);
+    if (act) be->gelu_fwd(m->st, act, out, LLM__CAST(size_t, N) * LLM__CAST(size_t, W.OC));
+}
+/* dinp += dout @ W, dW += dout^T @ inp, db += Σ_rows dout (dW, db in the gradients m->g). */
+static void llm__linear_bwd(const llm_model *m, int l, llm__wkind k, float *dinp, const float *dout, const float *inp, int N) {
+    const llm__wview W = llm__weight(m, &m->p, l, k), G = llm__weight(m, &m->g, l, k);
+    m->be->matmul_bwd(m->st, dinp, G.w, G.b, dout, inp, W.w, N, W.IC, W.OC);
+}
+
+/* ---- one transformer block, shared by training and KV-cache inference -----------------
+ *   res2 = res + attproj(attention(rope(qkv(norm1(res)))))
+ *   res3 = res2 + fcproj(act(fc(norm2(res2))))      act: GELU (GPT-2) or SwiGLU (Llama)
+ * llm__layer_io says where layer l's tensors live. Training keeps them per layer (for
+ * backward) and attends within (B, T) blocks; inference reuses one set of rows for every
+ * layer and attends against the KV cache (row i at sequence seq[i], position pos[i]).
+ * llm__block_fwd reads only io->res and the weights, so calling it again with the same io
+ * recomputes the same activations (backward may do that instead of keeping them). */
+typedef struct llm__layer_io {
+    const float *res;                   /* (N, C) the residual stream coming in */
+    float *ln1, *ln1_mean, *ln1_rstd;   /* (N, C), (N), (N); mean: LayerNorm only */
+    float *qkv;                         /* (N, QKV), after RoPE for Llama */
+    float *att, *att_lse;               /* (N, C); lse (B, NH, T): training only */
+    float *res2;                        /* (N, C) after the attention block */
+    float *ln2, *ln2_mean, *ln2_rstd;   /* (N, C), (N), (N) */
+    float *fch, *fcha;                  /* (N, F), (N, H): before / after the activation */
+    float *proj;                        /* (N, C) scratch: a branch's output */
+    float *res3;                        /* (N, C) the residual stream going out (may be res) */
+    int B, T;                           /* N = B·T rows */
+    const int *seq, *pos;               /* inference: (N) device arrays; training: NULL */
+    float *kcache, *vcache;             /* inference: this layer's caches (S, maxT, NKV·HS) */
+    int maxT;
+} llm__layer_io;
+
+static void llm__block_fwd(const llm_model *m, int l, const llm__layer_io *io) {
+    const llm_config *c = &m->cfg;
+    const llm_backend *be = m->be;
+    void *st = m->st;
+    const llm_params *p = &m->p;
+    const int N = io->B * io->T, NH = c->n_head, NKV = c->n_kv_head, HS = c->n_embd / NH;
+    const size_t uC = LLM__CAST(size_t, c->n_embd), nC = LLM__CAST(size_t, N) * uC;
+    llm__norm_fwd(m, io->ln1, io->ln1_mean, io->ln1_rstd, io->res, llm__at(p->ln1w, l, uC), llm__at(p->ln1b, l, uC), N);
+    llm__linear_fwd(m, l, LLM__W_QKV, io->qkv, io->ln1, N, NULL);
+    if (c->arch == LLM_ARCH_LLAMA) be->rope_fwd(st, io->qkv, io->pos, io->B, io->T, NH, NKV, HS, c->rope_theta);
+    if (io->kcache) be->attention_kv(st, io->att, io->qkv, io->kcache, io->vcache, io->seq, io->pos, N, NH, NKV, HS, io->maxT);
+    else be->attention_fwd(st, io->att, io->att_lse, io->qkv, io->B, io->T, NH, NKV, HS);
+    llm__linear_fwd(m, l, LLM__W_ATTPROJ, io->proj, io->att, N, NULL);
+    be->residual_fwd(st, io->res2, io->res, io->proj, nC);
+    llm__norm_fwd(m, io->ln2, io->ln2_mean, io->ln2_rstd, io->res2, llm__at(p->ln2w, l, uC), llm__at(p->ln2b, l, uC), N);
+    if (c->arch == LLM_ARCH_LLAMA) {   /* fch = [gate | up], fcha = silu(gate)·up */
+        llm__linear_fwd(m, l, LLM__W_FC, io->fch, io->ln2, N, NULL);
+        be->swiglu_fwd(st, io->fcha, io->fch, N, m->H);
+    } else {
+        llm__linear_fwd(m, l, LLM__W_FC, io->fch, io->ln2, N, io->fcha);   /* fcha = gelu(fch) */
+    }
+    llm__linear_fwd(m, l, LLM__W_FCPROJ, io->proj, io->fcha, N, NULL);
+    be->residual_fwd(st, io->res3, io->res2, io->proj, nC);
+}
+/* Its backward (training). dres (N, C) comes in as the gradient at res3 and leaves as
+ * the gradient at res: a residual add passes its gradient to both inputs unchanged, so
+ * each branch adds into dres in place instead of copying it. Scratch: the model's dC,
+ * dqkv, dH, dF. */
+static void llm__block_bwd(const llm_model *m, int l, const llm__layer_io *io, float *dres) {
+    const llm_config *c = &m->cfg;
+    const llm_backend *be = m->be;
+    void *st = m->st;
+    const llm_params *p = &m->p, *g = &m->g;
+    const llm__acts *a = &m->a;
+    const int N = io->B * io->T, NH = c->n_head, NKV = c->n_kv_head, HS = c->n_embd / NH, llama = c->arch == LLM_ARCH_LLAMA;
+    const size_t uC = LLM__CAST(size_t, c->n_embd), nC = LLM__CAST(size_t, N) * uC;
+    const size_t nH = LLM__CAST(size_t, N) * LLM__CAST(size_t, m->H), nF = LLM__CAST(size_t, N) * LLM__CAST(size_t, m->F);
+    /* MLP block */
+    be->zero(st, a->dH, nH * sizeof(float));
+    be->zero(st, a->dF, nF * sizeof(float));
+    be->zero(st, a->dC, nC * sizeof(float));
+    llm__linear_bwd(m, l, LLM__W_FCPROJ, a->dH, dres, io->fcha, N);
+    if (llama) be->swiglu_bwd(st, a->dF, io->fch, a->dH, N, m->H);
+    else be->gelu_bwd(st, a->dF, io->fch, a->dH, nH);
+    llm__linear_bwd(m, l, LLM__W_FC, a->dC, a->dF, io->ln2, N);
+    llm__norm_bwd(m, dres, llm__at(g->ln2w, l, uC), llm__at(g->ln2b, l, uC), a->dC, io->res2, llm__at(p->ln2w, l, uC),
+                  io->ln2_mean, io->ln2_rstd, N);
+    /* attention block */
+    be->zero(st, a->dC, nC * sizeof(float));
+    be->zero(st, a->dqkv, LLM__CAST(size_t, N) * LLM__CAST(size_t, m->QKV) * sizeof(float));
+    llm__linear_bwd(m, l, LLM__W_ATTPROJ, a->dC, dres, io->att, N);
+    be->attention_bwd(st, a->dqkv, a->dC, io->qkv, io->att, io->att_lse, io->B, io->T, NH, NKV, HS);
+    if (llama) be->rope_bwd(st, a->dqkv, NULL, io->B, io->T, NH, NKV, HS, c->rope_theta);
+    be->zero(st, a->dC, nC * sizeof(float));
+    llm__linear_bwd(m, l, LLM__W_QKV, a->dC, a->dqkv, io->ln1, N);
+    llm__norm_bwd(m, dres, llm__at(g->ln1w, l, uC), llm__at(g->ln1b, l, uC), a->dC, io->res, llm__at(p->ln1w, l, uC),
+                  io->ln1_mean, io->ln1_rstd, N);
+}
+/* Layer l's tensors among the training activations, for the last forward's (B, T). */
+static llm__layer_io llm__layer_acts(const llm_model *m, int l) {
+    const llm__acts *a = &m->a;
+    const size_t bt = LLM__CAST(size_t, m->B) * LLM__CAST(size_t, m->T), btc = bt * LLM__CAST(size_t, m->cfg.n_embd);
+    const size_t L = LLM__CAST(size_t, l);
+    llm__layer_io io;
+    memset(&io, 0, sizeof io);
+    io.res = l == 0 ? a->encoded : a->residual3 + (L - 1) * btc;
+    io.ln1 = a->ln1 + L * btc; io.ln1_mean = a->ln1_mean + L * bt; io.ln1_rstd = a->ln1_rstd + L * bt;
+    io.qkv = a->qkv + L * bt * LLM__CAST(size_t, m->QKV);
+    io.att = a->atty + L * btc; io.att_lse = a->att_lse + L * bt * LLM__CAST(size_t, m->cfg.n_head);
+    io.res2 = a->residual2 + L * btc;
+    io.ln2 = a->ln2 + L * btc; io.ln2_mean = a->ln2_mean + L * bt; io.ln2_rstd = a->ln2_rstd + L * bt;
+    io.fch = a->fch + L * bt * LLM__CAST(size_t, m->F); io.fcha = a->fch_act + L * bt * LLM__CAST(size_t, m->H);
+    io.proj = a->proj; io.res3 = a->residual3 + L * btc;
+    io.B = m->B; io.T = m->T;
+    return io;
 }
 
 LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *targets, int B, int T, float *loss) {
@@ -5925,9 +6051,8 @@ LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *
     llm_status s = llm_model_reserve(m, B, T);
     if (s != LLM_OK) return s;
     const llm_config *c = &m->cfg;
-    int L = c->n_layer, C = c->n_embd, NH = c->n_head, NKV = c->n_kv_head, HS = C / NH, V = c->vocab_size, BT = B * T;
-    int llama = c->arch == LLM_ARCH_LLAMA;
-    size_t QKV = LLM__CAST(size_t, m->QKV), F = LLM__CAST(size_t, m->F), H = LLM__CAST(size_t, m->H), uC = LLM__CAST(size_t, C);
+    int L = c->n_layer, C = c->n_embd, V = c->vocab_size, BT = B * T;
+    size_t uC = LLM__CAST(size_t, C), bt = LLM__CAST(size_t, BT);
     if ((s = llm__check_tokens(tokens, LLM__CAST(size_t, BT), V, "tokens")) != LLM_OK) return s;
     if (targets)
         for (int i = 0; i < BT; i++)
@@ -5941,28 +6066,12 @@ LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *
     m->B = B; m->T = T; m->have_targets = 0; m->logits_state = 0;
 
     be->encoder_fwd(st, a->encoded, m->tokens, p->wte, p->wpe, B, T, C);
-    size_t btc = LLM__CAST(size_t, BT) * uC, bt = LLM__CAST(size_t, BT);
     for (int l = 0; l < L; l++) {
-        const float *res = l == 0 ? a->encoded : a->residual3 + (l - 1) * btc;
-        float *ln1 = a->ln1 + l * btc, *qkv = a->qkv + l * bt * QKV, *atty = a->atty + l * btc;
-        float *res2 = a->residual2 + l * btc, *ln2 = a->ln2 + l * btc, *res3 = a->residual3 + l * btc;
-        float *fch = a->fch + l * bt * F, *fcha = a->fch_act + l * bt * H;
-        float *lse = a->att_lse + LLM__CAST(size_t, l) * B * NH * T;
-        /* attention block: res2 = res + attproj(attention(rope(qkv(norm1(res))))) */
-        llm__norm_fwd(m, ln1, a->ln1_mean + l * bt, a->ln1_rstd + l * bt, res, llm__at(p->ln1w, l, uC), llm__at(p->ln1b, l, uC), BT);
-        be->matmul_fwd(st, qkv, ln1, llm__at(p->qkvw, l, QKV * uC), llm__at(p->qkvb, l, QKV), BT, C, m->QKV);
-        if (llama) be->rope_fwd(st, qkv, NULL, B, T, NH, NKV, HS, c->rope_theta);
-        be->attention_fwd(st, atty, lse, qkv, B, T, NH, NKV, HS);
-        be->matmul_fwd(st, a->proj, atty, llm__at(p->attprojw, l, uC * uC), llm__at(p->attprojb, l, uC), BT, C, C);
-        be->residual_fwd(st, res2, res, a->proj, btc);
-        /* MLP block: res3 = res2 + fcproj(act(fc(norm2(res2)))) */
-        llm__norm_fwd(m, ln2, a->ln2_mean + l * bt, a->ln2_rstd + l * bt, res2, llm__at(p->ln2w, l, uC), llm__at(p->ln2b, l, uC), BT);
-        llm__mlp_up(m, fch, fcha, ln2, l, BT);
-        be->matmul_fwd(st, a->proj, fcha, llm__at(p->fcprojw, l, uC * H), llm__at(p->fcprojb, l, uC), BT, m->H, C);
-        be->residual_fwd(st, res3, res2, a->proj, btc);
+        llm__layer_io io = llm__layer_acts(m, l);
+        llm__block_fwd(m, l, &io);
     }
-    llm__norm_fwd(m, a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (L - 1) * btc, p->lnfw, p->lnfb, BT);
-    be->matmul_fwd(st, a->logits, a->lnf, p->wcls ? p->wcls : p->wte, NULL, BT, C, V);
+    llm__norm_fwd(m, a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + LLM__CAST(size_t, L - 1) * bt * uC, p->lnfw, p->lnfb, BT);
+    llm__linear_fwd(m, 0, LLM__W_CLS, a->logits, a->lnf, BT, NULL);
     m->logits_state = 1;
 
     if (targets) {
@@ -6007,60 +6116,31 @@ LLMDEF llm_status llm_model_zero_grad(llm_model *m) {
     return LLM_OK;
 }
 
-/* Backward, the forward in reverse. `dres` carries the gradient of the residual
- * stream: a residual add passes its gradient to both inputs unchanged, so instead of
- * copying it (residual_bwd) each block's branch simply adds into dres in place. */
+/* Backward, the forward in reverse. `dres` carries the gradient of the residual stream
+ * from the final norm down through every block (llm__block_bwd) to the embeddings. */
 LLMDEF llm_status llm_model_backward(llm_model *m, float loss_scale) {
     if (!m->have_targets || m->logits_state != 1)
         return llm__err(LLM_ERR_STATE, "backward: needs a forward with targets first (and one backward per forward)");
     llm_status s = llm__alloc_grads(m);
     if (s != LLM_OK) return s;
     const llm_config *c = &m->cfg;
-    int B = m->B, T = m->T, L = c->n_layer, C = c->n_embd, NH = c->n_head, NKV = c->n_kv_head, HS = C / NH;
-    int V = c->vocab_size, BT = B * T, llama = c->arch == LLM_ARCH_LLAMA;
-    size_t QKV = LLM__CAST(size_t, m->QKV), F = LLM__CAST(size_t, m->F), H = LLM__CAST(size_t, m->H), uC = LLM__CAST(size_t, C);
+    int B = m->B, T = m->T, L = c->n_layer, C = c->n_embd, V = c->vocab_size, BT = B * T;
     const llm_backend *be = m->be;
     void *st = m->st;
     llm__acts *a = &m->a;
     llm_params *p = &m->p, *g = &m->g;
-    size_t btc = LLM__CAST(size_t, BT) * uC, bt = LLM__CAST(size_t, BT);
+    size_t btc = LLM__CAST(size_t, BT) * LLM__CAST(size_t, C);
     float dloss = m->n_valid ? loss_scale / LLM__CAST(float, m->n_valid) : 0.0f;
 
     be->crossentropy_bwd(st, a->logits, a->lse, m->targets, dloss, BT, V);
     m->logits_state = 2;
     be->zero(st, a->dC, btc * sizeof(float));
     be->zero(st, a->dres, btc * sizeof(float));
-    be->matmul_bwd(st, a->dC, g->wcls ? g->wcls : g->wte, NULL, a->logits, a->lnf, p->wcls ? p->wcls : p->wte, BT, C, V);
+    llm__linear_bwd(m, 0, LLM__W_CLS, a->dC, a->logits, a->lnf, BT);
     llm__norm_bwd(m, a->dres, g->lnfw, g->lnfb, a->dC, a->residual3 + (L - 1) * btc, p->lnfw, a->lnf_mean, a->lnf_rstd, BT);
     for (int l = L - 1; l >= 0; l--) {
-        const float *res = l == 0 ? a->encoded : a->residual3 + (l - 1) * btc;
-        const float *ln1 = a->ln1 + l * btc, *qkv = a->qkv + l * bt * QKV, *atty = a->atty + l * btc;
-        const float *res2 = a->residual2 + l * btc, *ln2 = a->ln2 + l * btc;
-        const float *fch = a->fch + l * bt * F, *fcha = a->fch_act + l * bt * H;
-        const float *lse = a->att_lse + LLM__CAST(size_t, l) * B * NH * T;
-        /* MLP block */
-        be->zero(st, a->dH, bt * H * sizeof(float));
-        be->zero(st, a->dF, bt * F * sizeof(float));
-        be->zero(st, a->dC, btc * sizeof(float));
-        be->matmul_bwd(st, a->dH, llm__at(g->fcprojw, l, uC * H), llm__at(g->fcprojb, l, uC), a->dres, fcha,
-                       llm__at(p->fcprojw, l, uC * H), BT, m->H, C);
-        if (llama) be->swiglu_bwd(st, a->dF, fch, a->dH, BT, m->H);
-        else be->gelu_bwd(st, a->dF, fch, a->dH, bt * H);
-        be->matmul_bwd(st, a->dC, llm__at(g->fcw, l, F * uC), llm__at(g->fcb, l, F), a->dF, ln2, llm__at(p->fcw, l, F * uC), BT, C, m->F);
-        llm__norm_bwd(m, a->dres, llm__at(g->ln2w, l, uC), llm__at(g->ln2b, l, uC), a->dC, res2, llm__at(p->ln2w, l, uC),
-                      a->ln2_mean + l * bt, a->ln2_rstd + l * bt, BT);
-        /* attention block */
-        be->zero(st, a->dC, btc * sizeof(float));
-        be->zero(st, a->dqkv, bt * QKV * sizeof(float));
-        be->matmul_bwd(st, a->dC, llm__at(g->attprojw, l, uC * uC), llm__at(g->attprojb, l, uC), a->dres, atty,
-                       llm__at(p->attprojw, l, uC * uC), BT, C, C);
-        be->attention_bwd(st, a->dqkv, a->dC, qkv, atty, lse, B, T, NH, NKV, HS);
-        if (llama) be->rope_bwd(st, a->dqkv, NULL, B, T, NH, NKV, HS, c->rope_theta);
-        be->zero(st, a->dC, btc * sizeof(float));
-        be->matmul_bwd(st, a->dC, llm__at(g->qkvw, l, QKV * uC), llm__at(g->qkvb, l, QKV), a->dqkv, ln1,
-                       llm__at(p->qkvw, l, QKV * uC), BT, C, m->QKV);
-        llm__norm_bwd(m, a->dres, llm__at(g->ln1w, l, uC), llm__at(g->ln1b, l, uC), a->dC, res, llm__at(p->ln1w, l, uC),
-                      a->ln1_mean + l * bt, a->ln1_rstd + l * bt, BT);
+        llm__layer_io io = llm__layer_acts(m, l);
+        llm__block_bwd(m, l, &io, a->dres);
     }
     be->encoder_bwd(st, g->wte, g->wpe, a->dres, m->tokens, B, T, C);
     return be->sync(st);
@@ -7789,9 +7869,8 @@ static llm_status llm__kv_chunk(llm_kv *kv, int n) {
     void *st = m->st;
     const llm_config *c = &m->cfg;
     const llm_params *p = &m->p;
-    int C = c->n_embd, NH = c->n_head, NKV = c->n_kv_head, HS = C / NH;
-    size_t uC = LLM__CAST(size_t, C), QKV = LLM__CAST(size_t, m->QKV);
-    size_t H = LLM__CAST(size_t, m->H), nC = LLM__CAST(size_t, n) * uC;
+    int C = c->n_embd;
+    size_t nC = LLM__CAST(size_t, n) * LLM__CAST(size_t, C);
     size_t layer_cache = LLM__CAST(size_t, kv->S) * kv->maxT * kv->KVW;
     llm_status s;
     if ((s = be->upload(st, kv->d_tok, kv->h_tok, LLM__CAST(size_t, n) * sizeof(int))) != LLM_OK) return s;
@@ -7806,18 +7885,19 @@ static llm_status llm__kv_chunk(llm_kv *kv, int n) {
     } else {
         be->encoder_fwd(st, kv->res, kv->d_tok, p->wte, NULL, 1, n, C);
     }
+    /* every layer through the training forward's block, on this chunk's rows, with one set
+     * of scratch rows for all layers and the layer's KV cache */
+    llm__layer_io io;
+    memset(&io, 0, sizeof io);
+    io.res = kv->res; io.res3 = kv->res; io.res2 = kv->res2;
+    io.ln1 = io.ln2 = kv->ln; io.ln1_rstd = io.ln2_rstd = kv->rstd;
+    io.ln1_mean = io.ln2_mean = kv->mean;   /* written by LayerNorm, unused here */
+    io.qkv = kv->qkv; io.att = kv->att; io.fch = kv->fch; io.fcha = kv->fcha; io.proj = kv->proj;
+    io.B = 1; io.T = n; io.seq = kv->d_seq; io.pos = kv->d_pos; io.maxT = kv->maxT;
     for (int l = 0; l < c->n_layer; l++) {
-        float *kc = kv->kcache + LLM__CAST(size_t, l) * layer_cache, *vc = kv->vcache + LLM__CAST(size_t, l) * layer_cache;
-        llm__norm_fwd(m, kv->ln, kv->mean, kv->rstd, kv->res, llm__at(p->ln1w, l, uC), llm__at(p->ln1b, l, uC), n);
-        be->matmul_fwd(st, kv->qkv, kv->ln, llm__at(p->qkvw, l, QKV * uC), llm__at(p->qkvb, l, QKV), n, C, m->QKV);
-        if (c->arch == LLM_ARCH_LLAMA) be->rope_fwd(st, kv->qkv, kv->d_pos, 1, n, NH, NKV, HS, c->rope_theta);
-        be->attention_kv(st, kv->att, kv->qkv, kc, vc, kv->d_seq, kv->d_pos, n, NH, NKV, HS, kv->maxT);
-        be->matmul_fwd(st, kv->proj, kv->att, llm__at(p->attprojw, l, uC * uC), llm__at(p->attprojb, l, uC), n, C, C);
-        be->residual_fwd(st, kv->res2, kv->res, kv->proj, nC);
-        llm__norm_fwd(m, kv->ln, kv->mean, kv->rstd, kv->res2, llm__at(p->ln2w, l, uC), llm__at(p->ln2b, l, uC), n);
-        llm__mlp_up(m, kv->fch, kv->fcha, kv->ln, l, n);
-        be->matmul_fwd(st, kv->proj, kv->fcha, llm__at(p->fcprojw, l, uC * H), llm__at(p->fcprojb, l, uC), n, m->H, C);
-        be->residual_fwd(st, kv->res, kv->res2, kv->proj, nC);
+        io.kcache = kv->kcache + LLM__CAST(size_t, l) * layer_cache;
+        io.vcache = kv->vcache + LLM__CAST(size_t, l) * layer_cache;
+        llm__block_fwd(m, l, &io);
     }
     llm__norm_fwd(m, kv->ln, kv->mean, kv->rstd, kv->res, p->lnfw, p->lnfb, n);
     return LLM_OK;
@@ -7836,7 +7916,7 @@ static llm_status llm__kv_logits(llm_kv *kv, const int *rows, int k, float *dst)
             m->be->copy(m->st, kv->lrows + LLM__CAST(size_t, j) * C, kv->ln + LLM__CAST(size_t, rows[j]) * C, C * sizeof(float));
         x = kv->lrows;
     }
-    m->be->matmul_fwd(m->st, kv->logits, x, m->p.wcls ? m->p.wcls : m->p.wte, NULL, k, m->cfg.n_embd, m->cfg.vocab_size);
+    llm__linear_fwd(m, 0, LLM__W_CLS, kv->logits, x, k, NULL);
     return m->be->download(m->st, dst, kv->logits, LLM__CAST(size_t, k) * V * sizeof(float));
 }
 
