@@ -69,11 +69,6 @@ static int on_token(void *ud, int item, int id, const char *text, size_t len, fl
     return 0;
 }
 
-static int ex_file_exists(const char *p) {
-    FILE *f = fopen(p, "rb");
-    if (f) fclose(f);
-    return f != NULL;
-}
 
 /* Llama tokenizer beside the model: tok<V>.bin, then tokenizer.bin. */
 static void llama_default_tok(const char *model, int V, char *out, size_t cap) {
