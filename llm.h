@@ -60,9 +60,10 @@
  *   JSON          a strict, bounded JSON reader (safetensors headers, vocabularies)
  *   TOKENIZER     GPT-2 byte-level BPE: loaders, pre-tokenizer, merges, decoding
  *   KERNELS       scalar reference kernels: forward beside backward, in model order
- *   SIMD          CPU feature detection, run-time dispatch, SGEMM (fp32 and bf16)
- *   SIMD KERNELS  AVX2 / AVX-512 versions of the other kernels, each tested against
- *                 its reference
+ *   SIMD          CPU feature detection, run-time dispatch, SGEMM (fp32 and bf16), the
+ *                 vector layer (AVX2, AVX-512, NEON) and the GEMV written on it
+ *   SIMD KERNELS  the other kernels, each written once on the vector layer, compiled
+ *                 per ISA and tested against its reference
  *   CPU           the CPU backend: the kernels split over the pool, in the table
  *   MODEL         GPT-2 and Llama: parameters, activations, forward, backward
  *   ADAMW         optimizer, gradient clipping, learning-rate schedule, RNG
