@@ -3209,6 +3209,8 @@ LLM__T_AVX512 static void llm__gemm_kern_avx512(int kc, const float *A, const fl
 }
 #endif /* LLM__X86 */
 
+#define LLM__REP8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
+#define LLM__REP4(M) M(0) M(1) M(2) M(3)
 #ifdef LLM__NEON
 /* NEON micro-kernel, 8 x 12, for 32 128-bit registers: 24 accumulators (8 rows x 3
  * vectors of 4), 3 for B, 2 holding the 8 values of A; each k, 5 loads feed 24 FMAs by
@@ -3217,23 +3219,27 @@ LLM__T_AVX512 static void llm__gemm_kern_avx512(int kc, const float *A, const fl
 #define LLM__NEON_NR 12
 static void llm__gemm_kern_neon(int kc, const float *A, const float *B, float *C, size_t ldc,
                                 float beta) {
-    float32x4_t c[8][3];
-    for (int i = 0; i < 8; i++) c[i][0] = c[i][1] = c[i][2] = vdupq_n_f32(0.0f);
+    /* named accumulators, not an array: gcc 12 kept an array in registers but also
+     * stored all of it back to the stack on every k */
+#define LLM__ACC(i) float32x4_t c##i##0 = vdupq_n_f32(0.0f), c##i##1 = c##i##0, c##i##2 = c##i##0;
+    LLM__REP8(LLM__ACC)
+#undef LLM__ACC
     for (int k = 0; k < kc; k++) {
         const float32x4_t b0 = vld1q_f32(B), b1 = vld1q_f32(B + 4), b2 = vld1q_f32(B + 8);
         const float32x4_t a0 = vld1q_f32(A), a1 = vld1q_f32(A + 4);
-#define LLM__ROW(i, a, l) c[i][0] = vfmaq_laneq_f32(c[i][0], b0, a, l); \
-        c[i][1] = vfmaq_laneq_f32(c[i][1], b1, a, l); c[i][2] = vfmaq_laneq_f32(c[i][2], b2, a, l);
+#define LLM__ROW(i, a, l) c##i##0 = vfmaq_laneq_f32(c##i##0, b0, a, l); \
+        c##i##1 = vfmaq_laneq_f32(c##i##1, b1, a, l); c##i##2 = vfmaq_laneq_f32(c##i##2, b2, a, l);
         LLM__ROW(0, a0, 0) LLM__ROW(1, a0, 1) LLM__ROW(2, a0, 2) LLM__ROW(3, a0, 3)
         LLM__ROW(4, a1, 0) LLM__ROW(5, a1, 1) LLM__ROW(6, a1, 2) LLM__ROW(7, a1, 3)
 #undef LLM__ROW
         A += LLM__NEON_MR; B += LLM__NEON_NR;
     }
-    for (int i = 0; i < 8; i++)
-        for (int j = 0; j < 3; j++) {
-            float *p = C + i * ldc + 4 * j;
-            vst1q_f32(p, beta == 0.0f ? c[i][j] : vfmaq_n_f32(c[i][j], vld1q_f32(p), beta));
-        }
+#define LLM__ST(i, j) { float *p = C + i * ldc + 4 * j; \
+        vst1q_f32(p, beta == 0.0f ? c##i##j : vfmaq_n_f32(c##i##j, vld1q_f32(p), beta)); }
+#define LLM__ROW(i) LLM__ST(i, 0) LLM__ST(i, 1) LLM__ST(i, 2)
+    LLM__REP8(LLM__ROW)
+#undef LLM__ROW
+#undef LLM__ST
 }
 #endif
 
@@ -4391,8 +4397,6 @@ LLM__VT static inline llm__vf LLM__ISA(llm__exp)(llm__vf x) {                   
  * Backward as the reference splits it: dx by rows; dw, db by channels, a block of 4
  * vectors of channels in registers while all N rows stream past (each row adds in row
  * order, as the reference does), then back to memory once. */
-#define LLM__REP8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
-#define LLM__REP4(M) M(0) M(1) M(2) M(3)
 #define LLM__MASK4(m, n) const llm__vm m##0 = llm__vmask(n), m##1 = llm__vmask((n) - W), \
     m##2 = llm__vmask((n) - 2 * W), m##3 = llm__vmask((n) - 3 * W)
 #define LLM__LN_DWDB(i) { const llm__vf dd = llm__vload_m(d + W * i, k##i); \
