@@ -49,8 +49,8 @@
  *   LLM_CUDA_EMU_FAIL_MALLOC_AFTER=n makes the n-th cudaMalloc of the process (counted from 1)
  *   fail with cudaErrorMemoryAllocation, to test out-of-memory paths. Overlapping
  *   cudaMemcpy ranges (undefined on a GPU) fail with cudaErrorInvalidValue.
- * cuBLAS / cuBLASLt: column-major products with fp32 accumulation in k order, beta == 0 never
- *   reads C, arguments validated as the libraries document; anything not emulated returns
+ * cuBLAS / cuBLASLt: column-major products of fp32, bf16 or fp16 operands with fp32
+ *   accumulation in k order and fp32 output, beta == 0 never reads C, arguments validated as the libraries document; anything not emulated returns
  *   CUBLAS_STATUS_NOT_SUPPORTED. NCCL: a communicator of W ranks is W host threads of this
  *   process (see NCCL below), all-reduce only.
  * Everything is per host thread (thread_local) except memory accounting and NCCL's
@@ -153,6 +153,29 @@ static inline __nv_bfloat16 __float2bfloat16(float f) {
 }
 static inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __float2bfloat16(f); }
 static inline float __bfloat162float(__nv_bfloat16 h) { return __uint_as_float((unsigned)h.x << 16); }
+
+/* fp16, IEEE binary16 (1 sign, 5 exponent, 10 fraction bits), rounded as __float2half_rn:
+ * to nearest, ties to even. Normal halves (>= 2^-14) keep the float's top 10 fraction bits
+ * with the exponent rebased by 127 - 15 = 112; below 2^-14 the subnormals, multiples of
+ * 2^-24 (x * 2^24 is exact in float, rintf rounds it to even); from 65520 up (the midpoint
+ * of the largest finite half, 65504, and 2^16, which is odd below) inf; NaN stays a quiet NaN. */
+struct __half { unsigned short x; };
+static inline __half __float2half(float f) {
+    unsigned u = __float_as_uint(f), a = u & 0x7fffffffu, sign = (u >> 16) & 0x8000u;
+    __half h;
+    if (a > 0x7f800000u) h.x = (unsigned short)(sign | 0x7e00u);
+    else if (a >= 0x477ff000u) h.x = (unsigned short)(sign | 0x7c00u);
+    else if (a >= 0x38800000u) h.x = (unsigned short)(sign | ((a - 0x38000000u + 0x0fffu + ((a >> 13) & 1u)) >> 13));
+    else h.x = (unsigned short)(sign | (unsigned)rintf(__uint_as_float(a) * 16777216.0f));
+    return h;
+}
+static inline __half __float2half_rn(float f) { return __float2half(f); }
+static inline float __half2float(__half h) {
+    unsigned s = (unsigned)(h.x & 0x8000u) << 16, e = (h.x >> 10) & 0x1fu, m = h.x & 0x3ffu;
+    if (e == 0) return __uint_as_float(s | __float_as_uint((float)m * 5.9604644775390625e-8f));  /* m 2^-24 */
+    if (e == 31) return __uint_as_float(s | 0x7f800000u | (m << 13));
+    return __uint_as_float(s | ((e + 112) << 23) | (m << 13));
+}
 
 /* Atomics: one OS thread runs a launch, but launches from other host threads may touch the
  * same memory, so these are real atomics. */
@@ -947,6 +970,7 @@ static inline cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m)
 namespace llm_emu {
 static inline float ld(const float *p, size_t i) { return p[i]; }
 static inline float ld(const __nv_bfloat16 *p, size_t i) { return __bfloat162float(p[i]); }
+static inline float ld(const __half *p, size_t i) { return __half2float(p[i]); }
 static inline float gelu(float x) {
     return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
 }
@@ -1023,7 +1047,7 @@ static inline cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta
     if (s != CUBLAS_STATUS_SUCCESS) return s;
     (void)algo;
     if (ct != CUDA_R_32F || (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_PEDANTIC) ||
-        at != bt || (at != CUDA_R_32F && at != CUDA_R_16BF))
+        at != bt || (at != CUDA_R_32F && at != CUDA_R_16BF && at != CUDA_R_16F))
         return CUBLAS_STATUS_NOT_SUPPORTED;
     if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
     float al = *(const float *)alpha, be = *(const float *)beta;
@@ -1031,8 +1055,11 @@ static inline cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta
     if (at == CUDA_R_32F)
         llm_emu::gemm(oa, ob, m, n, k, al, (const float *)A, lda, (const float *)B, ldb, be, (float *)C, ldc,
                       (float *)C, ldc, (const llm_emu::epilogue *)NULL);
-    else
+    else if (at == CUDA_R_16BF)
         llm_emu::gemm(oa, ob, m, n, k, al, (const __nv_bfloat16 *)A, lda, (const __nv_bfloat16 *)B, ldb, be,
+                      (float *)C, ldc, (float *)C, ldc, (const llm_emu::epilogue *)NULL);
+    else
+        llm_emu::gemm(oa, ob, m, n, k, al, (const __half *)A, lda, (const __half *)B, ldb, be,
                       (float *)C, ldc, (float *)C, ldc, (const llm_emu::epilogue *)NULL);
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -1155,7 +1182,8 @@ static inline cublasStatus_t lt_check(const llm_emu_lt_desc *d, const llm_emu_lt
     for (int i = 0; i < 4; i++)
         if (all[i]->ld < 1 || (uint64_t)all[i]->ld < all[i]->rows) return CUBLAS_STATUS_INVALID_VALUE;
     if (d->compute != CUBLAS_COMPUTE_32F || d->scale != CUDA_R_32F || a->type != b->type ||
-        (a->type != CUDA_R_32F && a->type != CUDA_R_16BF) || c->type != CUDA_R_32F || dd->type != CUDA_R_32F)
+        (a->type != CUDA_R_32F && a->type != CUDA_R_16BF && a->type != CUDA_R_16F) || c->type != CUDA_R_32F ||
+        dd->type != CUDA_R_32F)
         return CUBLAS_STATUS_NOT_SUPPORTED;
     uint32_t e = d->epi;
     if (e != CUBLASLT_EPILOGUE_DEFAULT && e != CUBLASLT_EPILOGUE_BIAS && e != CUBLASLT_EPILOGUE_GELU &&
@@ -1215,8 +1243,11 @@ static inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDe
     if (a->type == CUDA_R_32F)
         llm_emu::gemm(oa, ob, m, n, k, al, (const float *)A, a->ld, (const float *)B, b->ld, be, (const float *)C,
                       c->ld, (float *)D, dd->ld, &ep);
-    else
+    else if (a->type == CUDA_R_16BF)
         llm_emu::gemm(oa, ob, m, n, k, al, (const __nv_bfloat16 *)A, a->ld, (const __nv_bfloat16 *)B, b->ld, be,
+                      (const float *)C, c->ld, (float *)D, dd->ld, &ep);
+    else
+        llm_emu::gemm(oa, ob, m, n, k, al, (const __half *)A, a->ld, (const __half *)B, b->ld, be,
                       (const float *)C, c->ld, (float *)D, dd->ld, &ep);
     return CUBLAS_STATUS_SUCCESS;
 }
