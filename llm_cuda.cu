@@ -1652,8 +1652,9 @@ static __global__ void llm__cu_attention_bwd_dkv_k(float *dqkv, const float *dou
  * toward 0, negligible beside the row's largest, 1); q, k, v are activations, far below
  * 65504; dO and dS are gradients, scaled by the loss scale, and one that overflows is inf
  * in the result, which the step's gradient norm sees (the step is skipped).
- * Shapes: a block owns LLM__CU_FA_ROWS (64) query rows (forward, dq) or key rows (dk, dv);
- * each of its 4 warps owns 16 of them, so a warp's rows are one wmma tile high. Inside a
+ * Shapes: a block of W warps (blockDim.x = 32 W) owns 16 W query rows (forward, dq) or
+ * key rows (dk, dv), and the forward and dq walk the keys in tiles of BC = 16 W; each warp
+ * owns 16 of the rows, so a warp's rows are one wmma tile high. Inside a
  * warp, the lane pair (2r, 2r+1) owns row r for the elementwise work (softmax, scaling),
  * lane parity taking alternate columns; a row's max and sum combine with one shuffle.
  * Shared memory holds the staged 16-bit tiles (row length HS + 8: 16-byte padding spreads the
@@ -1663,30 +1664,30 @@ static __global__ void llm__cu_attention_bwd_dkv_k(float *dqkv, const float *dou
  * rescales them per row and a fragment's element-to-row map is unspecified. All sizes
  * are multiples of 32 bytes, so every piece carved below stays aligned (the kernels have
  * no static shared memory, so the dynamic array starts at the aligned base). Dynamic
- * shared memory per block (forward, dq, dk/dv): HS 64: 70, 96, 89 KiB; HS 128: 110, 144,
- * 145 KiB; above 48 KiB a kernel must opt in (cudaFuncSetAttribute), and a device whose
- * opt-in limit is smaller (99 KiB on sm_86/sm_89/sm_120, 163 KiB on sm_80, 227 KiB on
- * sm_90) runs the fp32 kernels for that head size instead. */
-#define LLM__CU_FA_WARPS 4
-#define LLM__CU_FA_ROWS (16 * LLM__CU_FA_WARPS)  /* query (or key) rows per block */
-#define LLM__CU_FA_BC 64                         /* keys per tile (forward, dq) */
+ * shared memory per block (forward, dq, dk/dv), W = 4: HS 64: 70, 96, 89 KiB; HS 128:
+ * 110, 144, 145 KiB; W = 2: HS 64: 29, 38, 49 KiB; HS 128: 49, 62, 81 KiB. Above 48 KiB a
+ * kernel must opt in (cudaFuncSetAttribute), up to the device's limit (64 KiB on sm_75,
+ * 96 KiB on sm_70, 99 KiB on sm_86/sm_89/sm_120, 163 KiB on sm_80, 227 KiB on sm_90).
+ * W = 4 (64-row tiles: K and V are read half as often) where it fits, else W = 2 (the
+ * T4's 64 KiB at HS 64), else the fp32 kernels for that head size. W = 4 shares a tile of
+ * K and V among 4 warps: twice the reuse of W = 2, half the global reads. */
 #define LLM__CU_FA_BQ 32                         /* queries per tile (dk, dv) */
-/* Every key tile of a query block then starts at or before the block's first row, so each
- * row has an unmasked key in each tile and its running max stays finite. */
-static_assert(LLM__CU_FA_ROWS % LLM__CU_FA_BC == 0, "key tiles must divide query blocks");
+/* BC = 16 W = the rows of a query block: every key tile of a query block then starts at or
+ * before the block's first row, so each row has an unmasked key in each tile and its
+ * running max stays finite. */
 
-/* Shared bytes of each kernel (the carving order in the kernels). */
-static size_t llm__cu_fa_shmem(int kernel, int HS) {
-    size_t h = 2 * (size_t)(HS + 8), o = 4 * (size_t)(HS + 4), W16 = 16 * LLM__CU_FA_WARPS;
-    size_t sc = 4 * (LLM__CU_FA_BC + 4), pc = 2 * (LLM__CU_FA_BC + 8);
+/* Shared bytes of each kernel (the carving order in the kernels) with W warps. */
+static size_t llm__cu_fa_shmem(int kernel, int HS, int W) {
+    size_t h = 2 * (size_t)(HS + 8), o = 4 * (size_t)(HS + 4), ROWS = 16 * (size_t)W, BC = ROWS;
+    size_t sc = 4 * (BC + 4), pc = 2 * (BC + 8);
     size_t sq = 4 * (LLM__CU_FA_BQ + 4), pq = 2 * (LLM__CU_FA_BQ + 8);
     switch (kernel) {
     case 0:  /* forward: Q; K, V; per warp S, P, O */
-        return (LLM__CU_FA_ROWS + 2 * LLM__CU_FA_BC) * h + W16 * (sc + pc + o);
+        return (ROWS + 2 * BC) * h + ROWS * (sc + pc + o);
     case 1:  /* dq: Q, dO; K, V; per warp S, dP, dS, dQ */
-        return (2 * LLM__CU_FA_ROWS + 2 * LLM__CU_FA_BC) * h + W16 * (2 * sc + pc + o);
+        return (2 * ROWS + 2 * BC) * h + ROWS * (2 * sc + pc + o);
     default: /* dk, dv: K, V; Q, dO; per warp S^T, dP^T, P^T, dS^T, dK, dV; lse, D */
-        return (2 * LLM__CU_FA_ROWS + 2 * LLM__CU_FA_BQ) * h + W16 * (2 * sq + 2 * pq + 2 * o) +
+        return (2 * ROWS + 2 * LLM__CU_FA_BQ) * h + ROWS * (2 * sq + 2 * pq + 2 * o) +
                2 * LLM__CU_FA_BQ * sizeof(float);
     }
 }
@@ -1714,10 +1715,10 @@ static __device__ void llm__cu_fa_stage(H *dst, int ld, const float *src, size_t
         dst[r * ld + d] = llm__cu_f16<H>::round(r < n ? src[(size_t)r * stride + d] : 0.0f);
     }
 }
-/* A block-wide (LLM__CU_FA_ROWS, ld) array from the cursor, of which warp w's 16 rows are
- * returned: each warp works on its own slice of scores and accumulators. */
-template <class T> static __device__ T *llm__cu_fa_warp_rows(char *&cur, int ld, int warp) {
-    return llm__cu_fa_carve<T>(cur, (size_t)LLM__CU_FA_ROWS * ld) + (size_t)warp * 16 * ld;
+/* A block-wide (rows, ld) array from the cursor, of which warp w's 16 rows are returned:
+ * each warp works on its own slice of scores and accumulators. */
+template <class T> static __device__ T *llm__cu_fa_warp_rows(char *&cur, int rows, int ld, int warp) {
+    return llm__cu_fa_carve<T>(cur, (size_t)rows * ld) + (size_t)warp * 16 * ld;
 }
 /* One warp: C (16, N) = A (16, K) B^T, with A and B (N, K) row-major 16-bit, C fp32. B^T
  * is B read column-major, so no transpose is ever stored. (Empty where the pass has no
@@ -1772,21 +1773,21 @@ template <class H>
 static __global__ void llm__cu_attention_fwd16_k(float *out, float *lse, const float *qkv, llm__cu_att A,
                                                  float scale) {
     extern __shared__ float sm[];
-    const int BC = LLM__CU_FA_BC, lds = BC + 4, ldp = BC + 8;
+    const int ROWS = (int)blockDim.x / 32 * 16, BC = ROWS, lds = BC + 4, ldp = BC + 8;   /* 16 W */
     int HS = A.HS, T = A.T, ldh = HS + 8, ldo = HS + 4;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
     int b = blockIdx.y / A.NH, h = blockIdx.y % A.NH, g = h / (A.NH / A.NKV);
-    int q0 = blockIdx.x * LLM__CU_FA_ROWS, nq = min(LLM__CU_FA_ROWS, T - q0);
+    int q0 = blockIdx.x * ROWS, nq = min(ROWS, T - q0);
     int i = q0 + 16 * warp + r;   /* this lane pair's query row */
     char *cur = (char *)sm;
-    H *Qs = llm__cu_fa_carve<H>(cur, (size_t)LLM__CU_FA_ROWS * ldh);
+    H *Qs = llm__cu_fa_carve<H>(cur, (size_t)ROWS * ldh);
     H *Ks = llm__cu_fa_carve<H>(cur, (size_t)BC * ldh);
     H *Vs = llm__cu_fa_carve<H>(cur, (size_t)BC * ldh);
-    float *S = llm__cu_fa_warp_rows<float>(cur, lds, warp);
-    H *P = llm__cu_fa_warp_rows<H>(cur, ldp, warp);
-    float *O = llm__cu_fa_warp_rows<float>(cur, ldo, warp);
+    float *S = llm__cu_fa_warp_rows<float>(cur, ROWS, lds, warp);
+    H *P = llm__cu_fa_warp_rows<H>(cur, ROWS, ldp, warp);
+    float *O = llm__cu_fa_warp_rows<float>(cur, ROWS, ldo, warp);
     const float *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
-    llm__cu_fa_stage(Qs, ldh, A.q(qkv, b, h) + (size_t)q0 * A.row, A.row, LLM__CU_FA_ROWS, nq, HS);
+    llm__cu_fa_stage(Qs, ldh, A.q(qkv, b, h) + (size_t)q0 * A.row, A.row, ROWS, nq, HS);
     for (int d = half; d < HS; d += 2) O[r * ldo + d] = 0.0f;
     float m = -INFINITY, l = 0.0f;   /* row i's running max and sum (both lanes of the pair) */
     int last = q0 + nq - 1;          /* keys 0..last serve this block */
@@ -1833,24 +1834,24 @@ static __global__ void llm__cu_attention_bwd_dq16_k(float *dqkv, const float *do
                                                     const float *out, const float *lse,
                                                     llm__cu_att A, float scale) {
     extern __shared__ float sm[];
-    const int BC = LLM__CU_FA_BC, lds = BC + 4, ldp = BC + 8;
+    const int ROWS = (int)blockDim.x / 32 * 16, BC = ROWS, lds = BC + 4, ldp = BC + 8;   /* 16 W */
     int HS = A.HS, T = A.T, ldh = HS + 8, ldo = HS + 4;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
     int b = blockIdx.y / A.NH, h = blockIdx.y % A.NH, g = h / (A.NH / A.NKV);
-    int q0 = blockIdx.x * LLM__CU_FA_ROWS, nq = min(LLM__CU_FA_ROWS, T - q0);
+    int q0 = blockIdx.x * ROWS, nq = min(ROWS, T - q0);
     int i = q0 + 16 * warp + r;
     char *cur = (char *)sm;
-    H *Qs = llm__cu_fa_carve<H>(cur, (size_t)LLM__CU_FA_ROWS * ldh);
-    H *dOs = llm__cu_fa_carve<H>(cur, (size_t)LLM__CU_FA_ROWS * ldh);
+    H *Qs = llm__cu_fa_carve<H>(cur, (size_t)ROWS * ldh);
+    H *dOs = llm__cu_fa_carve<H>(cur, (size_t)ROWS * ldh);
     H *Ks = llm__cu_fa_carve<H>(cur, (size_t)BC * ldh);
     H *Vs = llm__cu_fa_carve<H>(cur, (size_t)BC * ldh);
-    float *S = llm__cu_fa_warp_rows<float>(cur, lds, warp);
-    float *dP = llm__cu_fa_warp_rows<float>(cur, lds, warp);
-    H *dS = llm__cu_fa_warp_rows<H>(cur, ldp, warp);
-    float *dQ = llm__cu_fa_warp_rows<float>(cur, ldo, warp);
+    float *S = llm__cu_fa_warp_rows<float>(cur, ROWS, lds, warp);
+    float *dP = llm__cu_fa_warp_rows<float>(cur, ROWS, lds, warp);
+    H *dS = llm__cu_fa_warp_rows<H>(cur, ROWS, ldp, warp);
+    float *dQ = llm__cu_fa_warp_rows<float>(cur, ROWS, ldo, warp);
     const float *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
-    llm__cu_fa_stage(Qs, ldh, A.q(qkv, b, h) + (size_t)q0 * A.row, A.row, LLM__CU_FA_ROWS, nq, HS);
-    llm__cu_fa_stage(dOs, ldh, dout + A.o(b, h) + (size_t)q0 * A.Cq, A.Cq, LLM__CU_FA_ROWS, nq, HS);
+    llm__cu_fa_stage(Qs, ldh, A.q(qkv, b, h) + (size_t)q0 * A.row, A.row, ROWS, nq, HS);
+    llm__cu_fa_stage(dOs, ldh, dout + A.o(b, h) + (size_t)q0 * A.Cq, A.Cq, ROWS, nq, HS);
     float D = 0.0f, L = 0.0f;   /* D_i and lse_i of row i (padding rows: 0) */
     if (i < T) {
         const float *dOi = dout + A.o(b, h) + (size_t)i * A.Cq, *Oi = out + A.o(b, h) + (size_t)i * A.Cq;
@@ -1894,26 +1895,26 @@ static __global__ void llm__cu_attention_bwd_dkv16_k(float *dqkv, const float *d
                                                      const float *out, const float *lse,
                                                      llm__cu_att A, float scale) {
     extern __shared__ float sm[];
-    const int BQ = LLM__CU_FA_BQ, lds = BQ + 4, ldp = BQ + 8;
+    const int ROWS = (int)blockDim.x / 32 * 16, BQ = LLM__CU_FA_BQ, lds = BQ + 4, ldp = BQ + 8;
     int HS = A.HS, T = A.T, ldh = HS + 8, ldo = HS + 4, G = A.NH / A.NKV;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
     int b = blockIdx.y / A.NKV, g = blockIdx.y % A.NKV;
-    int k0 = blockIdx.x * LLM__CU_FA_ROWS, nk = min(LLM__CU_FA_ROWS, T - k0);
+    int k0 = blockIdx.x * ROWS, nk = min(ROWS, T - k0);
     int w0 = k0 + 16 * warp, j = w0 + r;   /* the warp's first key; this lane pair's key */
     char *cur = (char *)sm;
-    H *Ks = llm__cu_fa_carve<H>(cur, (size_t)LLM__CU_FA_ROWS * ldh);
-    H *Vs = llm__cu_fa_carve<H>(cur, (size_t)LLM__CU_FA_ROWS * ldh);
+    H *Ks = llm__cu_fa_carve<H>(cur, (size_t)ROWS * ldh);
+    H *Vs = llm__cu_fa_carve<H>(cur, (size_t)ROWS * ldh);
     H *Qs = llm__cu_fa_carve<H>(cur, (size_t)BQ * ldh);
     H *dOs = llm__cu_fa_carve<H>(cur, (size_t)BQ * ldh);
-    float *St = llm__cu_fa_warp_rows<float>(cur, lds, warp);
-    float *dPt = llm__cu_fa_warp_rows<float>(cur, lds, warp);
-    H *Pt = llm__cu_fa_warp_rows<H>(cur, ldp, warp);
-    H *dSt = llm__cu_fa_warp_rows<H>(cur, ldp, warp);
-    float *dK = llm__cu_fa_warp_rows<float>(cur, ldo, warp);
-    float *dV = llm__cu_fa_warp_rows<float>(cur, ldo, warp);
+    float *St = llm__cu_fa_warp_rows<float>(cur, ROWS, lds, warp);
+    float *dPt = llm__cu_fa_warp_rows<float>(cur, ROWS, lds, warp);
+    H *Pt = llm__cu_fa_warp_rows<H>(cur, ROWS, ldp, warp);
+    H *dSt = llm__cu_fa_warp_rows<H>(cur, ROWS, ldp, warp);
+    float *dK = llm__cu_fa_warp_rows<float>(cur, ROWS, ldo, warp);
+    float *dV = llm__cu_fa_warp_rows<float>(cur, ROWS, ldo, warp);
     float *Ls = llm__cu_fa_carve<float>(cur, BQ), *Ds = llm__cu_fa_carve<float>(cur, BQ);
-    llm__cu_fa_stage(Ks, ldh, A.k(qkv, b, g) + (size_t)k0 * A.row, A.row, LLM__CU_FA_ROWS, nk, HS);
-    llm__cu_fa_stage(Vs, ldh, A.v(qkv, b, g) + (size_t)k0 * A.row, A.row, LLM__CU_FA_ROWS, nk, HS);
+    llm__cu_fa_stage(Ks, ldh, A.k(qkv, b, g) + (size_t)k0 * A.row, A.row, ROWS, nk, HS);
+    llm__cu_fa_stage(Vs, ldh, A.v(qkv, b, g) + (size_t)k0 * A.row, A.row, ROWS, nk, HS);
     for (int d = half; d < HS; d += 2) dK[r * ldo + d] = dV[r * ldo + d] = 0.0f;
     for (int h = g * G; h < (g + 1) * G; h++) {
         const float *qb = A.q(qkv, b, h), *dob = dout + A.o(b, h), *ob = out + A.o(b, h);
@@ -1922,7 +1923,7 @@ static __global__ void llm__cu_attention_bwd_dkv16_k(float *dqkv, const float *d
             __syncthreads();  /* the previous tile is consumed; K, V are staged */
             llm__cu_fa_stage(Qs, ldh, qb + (size_t)i0 * A.row, A.row, BQ, T - i0, HS);
             llm__cu_fa_stage(dOs, ldh, dob + (size_t)i0 * A.Cq, A.Cq, BQ, T - i0, HS);
-            for (int c = warp; c < BQ; c += LLM__CU_FA_WARPS) {  /* D_i = dO_i . out_i, fp32 */
+            for (int c = warp; c < BQ; c += ROWS / 16) {  /* D_i = dO_i . out_i, fp32 */
                 int i = i0 + c;
                 float D = 0.0f;
                 if (i < T)
@@ -1960,10 +1961,10 @@ static __global__ void llm__cu_attention_bwd_dkv16_k(float *dqkv, const float *d
 }
 
 /* Raise the dynamic shared-memory limits of the type-H kernels (`kernels`: 0 the forward,
- * 1 the two backward ones) to what they carve for head size HS. */
-template <class H> static bool llm__cu_fa_optin(llm__cu *st, int HS, int kernels) {
+ * 1 the two backward ones) to what they carve for head size HS with W warps. */
+template <class H> static bool llm__cu_fa_optin(llm__cu *st, int HS, int W, int kernels) {
     const cudaFuncAttribute a = cudaFuncAttributeMaxDynamicSharedMemorySize;
-    size_t n0 = llm__cu_fa_shmem(0, HS), n1 = llm__cu_fa_shmem(1, HS), n2 = llm__cu_fa_shmem(2, HS);
+    size_t n0 = llm__cu_fa_shmem(0, HS, W), n1 = llm__cu_fa_shmem(1, HS, W), n2 = llm__cu_fa_shmem(2, HS, W);
     if (kernels == 0)
         return LLM__CUDA(st, cudaFuncSetAttribute(llm__cu_attention_fwd16_k<H>, a, (int)n0),
                          "attention_fwd: %zu bytes of shared memory", n0);
@@ -1972,44 +1973,51 @@ template <class H> static bool llm__cu_fa_optin(llm__cu *st, int HS, int kernels
            LLM__CUDA(st, cudaFuncSetAttribute(llm__cu_attention_bwd_dkv16_k<H>, a, (int)n2),
                      "attention_bwd: %zu bytes of shared memory", n2);
 }
-/* Whether this call runs on tensor cores: a 16-bit mode, a head size that 16-wide tiles
- * divide, and enough shared memory on this device for the kernels (`kernels`: 0 the
- * forward, 1 the two backward ones); raises their dynamic shared-memory limits. Else the
- * fp32 kernels run (e.g. HS = 128 backward on a 99 KiB sm_86). False also after a
- * recorded failure, which the caller sees in st->status. */
-static bool llm__cu_fa_use(llm__cu *st, int HS, int kernels) {
-    if (!st->prec || HS % 16 != 0 || HS > LLM__CU_HS_MAX) return false;
+/* How this call runs: on tensor cores with W warps per block (4 or 2, returned) in a
+ * 16-bit mode, for a head size that 16-wide tiles divide, when the kernels (`kernels`: 0
+ * the forward, 1 the two backward ones) fit this device's shared memory with that W
+ * (their limits are raised here); else 0: the fp32 kernels run (e.g. HS = 128 backward
+ * on a 64 KiB sm_75). 0 also after a recorded failure, which the caller sees in
+ * st->status. */
+static int llm__cu_fa_warps(llm__cu *st, int HS, int kernels) {
+    if (!st->prec || HS % 16 != 0 || HS > LLM__CU_HS_MAX) return 0;
     int optin = 0;
     if (!LLM__CUDA(st, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, st->dev),
                    "device %d", st->dev))
-        return false;
-    size_t need = kernels == 0 ? llm__cu_fa_shmem(0, HS) : llm__cu_fa_shmem(1, HS);
-    if (kernels != 0 && llm__cu_fa_shmem(2, HS) > need) need = llm__cu_fa_shmem(2, HS);
-    if (need > (size_t)optin) return false;
-    return st->prec == LLM__CU_FP16 ? llm__cu_fa_optin<__half>(st, HS, kernels)
-                                    : llm__cu_fa_optin<__nv_bfloat16>(st, HS, kernels);
+        return 0;
+    for (int W = 4; W >= 2; W /= 2) {
+        size_t need = llm__cu_fa_shmem(kernels == 0 ? 0 : 1, HS, W);
+        if (kernels != 0 && llm__cu_fa_shmem(2, HS, W) > need) need = llm__cu_fa_shmem(2, HS, W);
+        if (need > (size_t)optin) continue;
+        bool ok = st->prec == LLM__CU_FP16 ? llm__cu_fa_optin<__half>(st, HS, W, kernels)
+                                           : llm__cu_fa_optin<__nv_bfloat16>(st, HS, W, kernels);
+        return ok ? W : 0;
+    }
+    return 0;
 }
-/* Queue the type-H forward; `name` (a literal) is the profile's. */
+/* Queue the type-H forward with W warps per block; `name` (a literal) is the profile's. */
 template <class H>
-static void llm__cu_fa_fwd(llm__cu *st, float *out, float *lse, const float *qkv, llm__cu_att A, int B,
+static void llm__cu_fa_fwd(llm__cu *st, float *out, float *lse, const float *qkv, llm__cu_att A, int B, int W,
                            const char *name) {
-    dim3 grid((unsigned)((A.T + LLM__CU_FA_ROWS - 1) / LLM__CU_FA_ROWS), (unsigned)(B * A.NH));
-    LLM__CU_LAUNCH(llm__cu_attention_fwd16_k<H>, grid, 32 * LLM__CU_FA_WARPS, llm__cu_fa_shmem(0, A.HS),
-                   st->stream)(out, lse, qkv, A, 1.0f / sqrtf((float)A.HS));
-    llm__cu_launched(st, name, "B=%d T=%d NH=%d NKV=%d HS=%d", B, A.T, A.NH, A.NKV, A.HS);
+    unsigned rows = 16 * (unsigned)W;
+    dim3 grid(((unsigned)A.T + rows - 1) / rows, (unsigned)(B * A.NH));
+    LLM__CU_LAUNCH(llm__cu_attention_fwd16_k<H>, grid, 32 * W, llm__cu_fa_shmem(0, A.HS, W), st->stream)(
+        out, lse, qkv, A, 1.0f / sqrtf((float)A.HS));
+    llm__cu_launched(st, name, "B=%d T=%d NH=%d NKV=%d HS=%d W=%d", B, A.T, A.NH, A.NKV, A.HS, W);
 }
 /* Queue the type-H backward: dq, then dk and dv. */
 template <class H>
 static void llm__cu_fa_bwd(llm__cu *st, float *dqkv, const float *dout, const float *qkv, const float *out,
-                           const float *lse, llm__cu_att A, int B, const char *name_dq, const char *name_dkv) {
+                           const float *lse, llm__cu_att A, int B, int W, const char *name_dq,
+                           const char *name_dkv) {
     float scale = 1.0f / sqrtf((float)A.HS);
-    unsigned blocks = (unsigned)((A.T + LLM__CU_FA_ROWS - 1) / LLM__CU_FA_ROWS);
-    LLM__CU_LAUNCH(llm__cu_attention_bwd_dq16_k<H>, dim3(blocks, (unsigned)(B * A.NH)), 32 * LLM__CU_FA_WARPS,
-                   llm__cu_fa_shmem(1, A.HS), st->stream)(dqkv, dout, qkv, out, lse, A, scale);
-    llm__cu_launched(st, name_dq, "B=%d T=%d NH=%d NKV=%d HS=%d", B, A.T, A.NH, A.NKV, A.HS);
-    LLM__CU_LAUNCH(llm__cu_attention_bwd_dkv16_k<H>, dim3(blocks, (unsigned)(B * A.NKV)), 32 * LLM__CU_FA_WARPS,
-                   llm__cu_fa_shmem(2, A.HS), st->stream)(dqkv, dout, qkv, out, lse, A, scale);
-    llm__cu_launched(st, name_dkv, "B=%d T=%d NH=%d NKV=%d HS=%d", B, A.T, A.NH, A.NKV, A.HS);
+    unsigned rows = 16 * (unsigned)W, blocks = ((unsigned)A.T + rows - 1) / rows;
+    LLM__CU_LAUNCH(llm__cu_attention_bwd_dq16_k<H>, dim3(blocks, (unsigned)(B * A.NH)), 32 * W,
+                   llm__cu_fa_shmem(1, A.HS, W), st->stream)(dqkv, dout, qkv, out, lse, A, scale);
+    llm__cu_launched(st, name_dq, "B=%d T=%d NH=%d NKV=%d HS=%d W=%d", B, A.T, A.NH, A.NKV, A.HS, W);
+    LLM__CU_LAUNCH(llm__cu_attention_bwd_dkv16_k<H>, dim3(blocks, (unsigned)(B * A.NKV)), 32 * W,
+                   llm__cu_fa_shmem(2, A.HS, W), st->stream)(dqkv, dout, qkv, out, lse, A, scale);
+    llm__cu_launched(st, name_dkv, "B=%d T=%d NH=%d NKV=%d HS=%d W=%d", B, A.T, A.NH, A.NKV, A.HS, W);
 }
 
 /* Shapes the attention kernels accept; records an error otherwise. */
@@ -2030,10 +2038,11 @@ static void llm__cu_attention_fwd(void *p, float *out, float *lse, const float *
     if (!llm__cu_enter(st) || B <= 0 || T <= 0) return;
     LLM__CU_TOUCH3(st, out, lse, NULL);
     if (!llm__cu_att_shape(st, "attention_fwd", B, NH, NKV, HS)) return;
-    if (llm__cu_fa_use(st, HS, 0)) {  /* 16-bit modes: tensor cores */
+    int W = llm__cu_fa_warps(st, HS, 0);
+    if (W) {  /* 16-bit modes: tensor cores */
         llm__cu_att A = llm__cu_att_make(T, NH, NKV, HS);
-        if (st->prec == LLM__CU_FP16) llm__cu_fa_fwd<__half>(st, out, lse, qkv, A, B, "attention_fwd (fp16)");
-        else llm__cu_fa_fwd<__nv_bfloat16>(st, out, lse, qkv, A, B, "attention_fwd (bf16)");
+        if (st->prec == LLM__CU_FP16) llm__cu_fa_fwd<__half>(st, out, lse, qkv, A, B, W, "attention_fwd (fp16)");
+        else llm__cu_fa_fwd<__nv_bfloat16>(st, out, lse, qkv, A, B, W, "attention_fwd (bf16)");
         return;
     }
     if (st->status != LLM_OK) return;
@@ -2053,12 +2062,13 @@ static void llm__cu_attention_bwd(void *p, float *dqkv, const float *dout, const
     if (!llm__cu_att_shape(st, "attention_bwd", B, NH, NKV, HS)) return;
     float scale = 1.0f / sqrtf((float)HS);
     llm__cu_att A = llm__cu_att_make(T, NH, NKV, HS);
-    if (llm__cu_fa_use(st, HS, 1)) {  /* 16-bit modes: tensor cores */
+    int W = llm__cu_fa_warps(st, HS, 1);
+    if (W) {  /* 16-bit modes: tensor cores */
         if (st->prec == LLM__CU_FP16)
-            llm__cu_fa_bwd<__half>(st, dqkv, dout, qkv, out, lse, A, B, "attention_bwd (dq, fp16)",
+            llm__cu_fa_bwd<__half>(st, dqkv, dout, qkv, out, lse, A, B, W, "attention_bwd (dq, fp16)",
                                    "attention_bwd (dk, dv, fp16)");
         else
-            llm__cu_fa_bwd<__nv_bfloat16>(st, dqkv, dout, qkv, out, lse, A, B, "attention_bwd (dq, bf16)",
+            llm__cu_fa_bwd<__nv_bfloat16>(st, dqkv, dout, qkv, out, lse, A, B, W, "attention_bwd (dq, bf16)",
                                           "attention_bwd (dk, dv, bf16)");
         return;
     }

@@ -40,6 +40,11 @@
  *   Launch checks as on sm_90: block <= 1024 threads (x, y <= 1024, z <= 64), grid y, z <= 65535,
  *   no empty grid or block, dynamic shared memory <= 48 KiB unless raised with
  *   cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, n), n <= 227 KiB.
+ * ARCHITECTURE: sm_90 unless LLM_CUDA_EMU_SM says 70, 75, 80, 86 or 89 (read at each call):
+ *   the device then reports that compute capability, and the opt-in shared-memory limit
+ *   (n above) is that architecture's: 96 KiB (70), 64 KiB (75, the T4), 163 KiB (80), 99 KiB
+ *   (86, 89), 227 KiB (90); wmma tiles of a type the architecture lacks (bf16 below sm_80)
+ *   fail the launch. Everything else (memory, speed) stays the same.
  *
  * RUNTIME: device memory is host memory (posix_memalign, tracked: cudaFree of a pointer that
  *   cudaMalloc did not return fails), one device of 16 GiB named "llm.h CUDA emulator", sm_90.
@@ -542,7 +547,23 @@ inline thread_local const void *attr_fn[64];   /* cudaFuncSetAttribute: kernel -
 inline thread_local int attr_val[64];
 inline thread_local int attr_n;
 inline thread_local unsigned long long launches;
-static const size_t SMEM_DEFAULT = 48 * 1024, SMEM_OPTIN = 227 * 1024;
+static const size_t SMEM_DEFAULT = 48 * 1024, SMEM_MAX = 227 * 1024;
+/* LLM_CUDA_EMU_SM (see ARCHITECTURE): the emulated architecture, as 10 major + minor. */
+static inline int arch(void) {
+    const char *s = getenv("LLM_CUDA_EMU_SM");
+    int a = s ? atoi(s) : 90;
+    return a == 70 || a == 75 || a == 80 || a == 86 || a == 89 ? a : 90;
+}
+/* Its largest dynamic shared memory per block (cudaDevAttrMaxSharedMemoryPerBlockOptin). */
+static inline size_t smem_optin(void) {
+    switch (arch()) {
+    case 70: return 96 * 1024;
+    case 75: return 64 * 1024;
+    case 80: return 163 * 1024;
+    case 86: case 89: return 99 * 1024;
+    default: return SMEM_MAX;
+    }
+}
 
 static inline int smem_limit(const void *k) {
     for (int i = 0; i < attr_n; i++)
@@ -577,7 +598,8 @@ static inline void run_grid(const char *name, const void *kfn, dim3 g, dim3 bd, 
     }
     if (shmem > (size_t)smem_limit(kfn)) {
         fail(cudaErrorInvalidValue, "kernel %s: %zu bytes of dynamic shared memory > the limit %d "
-             "(48 KiB unless raised with cudaFuncSetAttribute, at most 227 KiB)", name, shmem, smem_limit(kfn));
+             "(48 KiB unless raised with cudaFuncSetAttribute, at most %zu KiB on sm_%d)", name, shmem,
+             smem_limit(kfn), smem_optin() / 1024, arch());
         return;
     }
     if (!ensure_pool((int)nt)) {
@@ -807,7 +829,7 @@ static inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
     snprintf(p->name, sizeof p->name, "llm.h CUDA emulator");
     p->totalGlobalMem = llm_emu::DEVICE_BYTES;
     p->sharedMemPerBlock = llm_emu::SMEM_DEFAULT;
-    p->sharedMemPerBlockOptin = llm_emu::SMEM_OPTIN;
+    p->sharedMemPerBlockOptin = llm_emu::smem_optin();
     p->sharedMemPerMultiprocessor = 228 * 1024;
     p->totalConstMem = 64 * 1024;
     p->regsPerBlock = 65536;
@@ -815,7 +837,7 @@ static inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
     p->maxThreadsPerBlock = 1024;
     p->maxThreadsDim[0] = 1024; p->maxThreadsDim[1] = 1024; p->maxThreadsDim[2] = 64;
     p->maxGridSize[0] = 0x7fffffff; p->maxGridSize[1] = 65535; p->maxGridSize[2] = 65535;
-    p->major = 9; p->minor = 0;
+    p->major = llm_emu::arch() / 10; p->minor = llm_emu::arch() % 10;
     p->multiProcessorCount = 132;
     p->maxThreadsPerMultiProcessor = 2048;
     p->l2CacheSize = 50 << 20;
@@ -827,8 +849,9 @@ static inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
 static inline cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 template <class F> static inline cudaError_t cudaFuncSetAttribute(F *k, cudaFuncAttribute a, int v) {
     using namespace llm_emu;
-    if (a != cudaFuncAttributeMaxDynamicSharedMemorySize || v < 0 || (size_t)v > SMEM_OPTIN)
-        return fail(cudaErrorInvalidValue, "cudaFuncSetAttribute(%d, %d): not emulated or over 227 KiB", (int)a, v);
+    if (a != cudaFuncAttributeMaxDynamicSharedMemorySize || v < 0 || (size_t)v > smem_optin())
+        return fail(cudaErrorInvalidValue, "cudaFuncSetAttribute(%d, %d): not emulated or over %zu KiB (sm_%d)",
+                    (int)a, v, smem_optin() / 1024, arch());
     for (int i = 0; i < attr_n; i++)
         if (attr_fn[i] == (const void *)k) { attr_val[i] = v; return cudaSuccess; }
     if (attr_n == 64) return fail(cudaErrorNotSupported, "cudaFuncSetAttribute: too many kernels");

@@ -29,8 +29,8 @@
  *                      D = A B + C in fp32 (k in order; a tensor core's summation order and
  *                      rounding differ in the last bits). The product of two bf16 or two
  *                      fp16 values is exact in fp32 (8 + 8 or 11 + 11 significant bits).
- * fp16 tiles exist from sm_70, bf16 from sm_80; the emulator has both (llm_cuda.cu decides
- * which a device may use).
+ * fp16 tiles exist from sm_70, bf16 from sm_80: under LLM_CUDA_EMU_SM below 80 (see
+ * cuda_emu.h, ARCHITECTURE) a bf16 tile fails the launch, as the kernel could not exist there.
  * Misuse that the hardware rejects fails the launch (cudaErrorLaunchFailure with a message):
  * a pointer not 32-byte aligned (shared memory: relative to the dynamic array `sm`, whose
  * base a GPU aligns), ldm not a multiple of 8 (bf16) or 4 (float). */
@@ -87,6 +87,14 @@ static inline void check(const char *what, const void *p, unsigned ldm, size_t e
     size_t off = c >= s && c < s + sizeof sm ? (size_t)(c - s) : (size_t)(uintptr_t)c;
     if (off % 32 != 0 || ldm * elem % 16 != 0) misuse(what, p, ldm);
 }
+/* A tile type the emulated architecture lacks (bf16 before sm_80). */
+static inline void check_type(const __nv_bfloat16 *) {
+    if (arch() >= 80) return;
+    fail(cudaErrorLaunchFailure, "kernel %s: bf16 wmma tiles on sm_%d (they need sm_80)", blk->kernel, arch());
+    stop_launch();
+}
+static inline void check_type(const __half *) {}
+static inline void check_type(const float *) {}
 static inline size_t at(int r, int c, unsigned ldm, bool rowmajor) {
     return rowmajor ? (size_t)r * ldm + c : (size_t)c * ldm + r;
 }
@@ -105,6 +113,7 @@ template <class Use, class T, class L>
 static inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, L> &f, const T *p, unsigned ldm) {
     using namespace llm_emu::wmma_impl;
     check("load_matrix_sync", p, ldm, sizeof *p);
+    check_type(p);
     bool rm = std::is_same<L, row_major>::value;
     for (int e = 0; e < 8; e++) f.x[e] = p[at(row_of(e), col_of(e), ldm, rm)];
     __syncwarp();
@@ -145,13 +154,14 @@ static inline void mma_sync(llm_emu_acc &d, const fragment<matrix_a, 16, 16, 16,
 } /* namespace wmma */
 } /* namespace nvcuda */
 
-/* cudaDeviceGetAttribute, for the attributes llm_cuda.cu asks (values as on sm_90). */
+/* cudaDeviceGetAttribute, for the attributes llm_cuda.cu asks (values as on the emulated
+ * architecture: sm_90 unless LLM_CUDA_EMU_SM says otherwise). */
 enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 };
 static inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int dev) {
     if (llm_emu::bad_device(dev)) return llm_emu::fail(cudaErrorInvalidDevice, "invalid device ordinal %d", dev);
     switch (a) {
-    case cudaDevAttrComputeCapabilityMajor: *v = 9; return cudaSuccess;
-    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = (int)llm_emu::SMEM_OPTIN; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMajor: *v = llm_emu::arch() / 10; return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = (int)llm_emu::smem_optin(); return cudaSuccess;
     }
     return llm_emu::fail(cudaErrorInvalidValue, "cudaDeviceGetAttribute(%d): not emulated", (int)a);
 }
