@@ -95,6 +95,7 @@
 #include <errno.h>
 #include <time.h>
 #include <pthread.h>
+#include <type_traits>
 #include "llm.h"
 
 /* Messages go to llm.h's llm_set_error(), so llm_last_error() reports them. */
@@ -1070,23 +1071,22 @@ static void llm__cu_rmsnorm_bwd(void *p, float *dinp, float *dw, const float *do
  * the mode there). */
 template <class H> struct llm__cu_f16;
 template <> struct llm__cu_f16<__nv_bfloat16> {
+    enum { sm = 80 };   /* tensor-core tiles from sm_80 */
     static __device__ __nv_bfloat16 round(float x) { return __float2bfloat16(x); }
     static __device__ float widen(__nv_bfloat16 h) { return __bfloat162float(h); }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-    static constexpr bool wmma = false;
-#else
-    static constexpr bool wmma = true;
-#endif
 };
 template <> struct llm__cu_f16<__half> {
+    enum { sm = 70 };
     static __device__ __half round(float x) { return __float2half(x); }
     static __device__ float widen(__half h) { return __half2float(h); }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 700
-    static constexpr bool wmma = false;
-#else
-    static constexpr bool wmma = true;
-#endif
 };
+template <class H> static __device__ constexpr bool llm__cu_has_wmma(void) {
+#ifdef __CUDA_ARCH__
+    return __CUDA_ARCH__ >= 10 * llm__cu_f16<H>::sm;
+#else
+    return true;
+#endif
+}
 /* The mode's type for cuBLAS / cuBLASLt. */
 static cudaDataType_t llm__cu_dtype(const llm__cu *st) {
     return st->prec == LLM__CU_FP16 ? CUDA_R_16F : st->prec == LLM__CU_BF16 ? CUDA_R_16BF : CUDA_R_32F;
@@ -1720,44 +1720,38 @@ static __device__ void llm__cu_fa_stage(H *dst, int ld, const float *src, size_t
 template <class T> static __device__ T *llm__cu_fa_warp_rows(char *&cur, int rows, int ld, int warp) {
     return llm__cu_fa_carve<T>(cur, (size_t)rows * ld) + (size_t)warp * 16 * ld;
 }
-/* One warp: C (16, N) = A (16, K) B^T, with A and B (N, K) row-major 16-bit, C fp32. B^T
- * is B read column-major, so no transpose is ever stored. (Empty where the pass has no
- * tiles of type H: see llm__cu_f16.) */
-template <class H>
-static __device__ void llm__cu_fa_mm_nt(float *C, int ldc, const H *A, int lda, const H *B, int ldb, int N, int K) {
-    if constexpr (llm__cu_f16<H>::wmma) {
+/* One warp's product of tiles: C (16, N) = A (16, K) op(B), or C += it (ADD), with A
+ * row-major 16-bit and C fp32: op(B) = B^T for B (N, K) row-major (BT: B read column-major,
+ * so no transpose is ever stored), else B (K, N) row-major. Empty where the pass has no
+ * tiles of type H (see llm__cu_has_wmma). */
+template <class H, bool BT, bool ADD>
+static __device__ void llm__cu_fa_mm(float *C, int ldc, const H *A, int lda, const H *B, int ldb, int N, int K) {
+    if constexpr (llm__cu_has_wmma<H>()) {
+        typedef typename std::conditional<BT, llm__cu_fa_bt<H>, llm__cu_fa_b<H>>::type frag_b;
         for (int n0 = 0; n0 < N; n0 += 16) {
             llm__cu_fa_acc c;
-            nvcuda::wmma::fill_fragment(c, 0.0f);
+            if (ADD) nvcuda::wmma::load_matrix_sync(c, C + n0, ldc, nvcuda::wmma::mem_row_major);
+            else nvcuda::wmma::fill_fragment(c, 0.0f);
             for (int k0 = 0; k0 < K; k0 += 16) {
                 llm__cu_fa_a<H> a;
-                llm__cu_fa_bt<H> bt;
+                frag_b b;
                 nvcuda::wmma::load_matrix_sync(a, A + k0, lda);
-                nvcuda::wmma::load_matrix_sync(bt, B + (size_t)n0 * ldb + k0, ldb);
-                nvcuda::wmma::mma_sync(c, a, bt, c);
-            }
-            nvcuda::wmma::store_matrix_sync(C + n0, c, ldc, nvcuda::wmma::mem_row_major);
-        }
-    }
-}
-/* One warp: C (16, N) += A (16, K) B, with A and B (K, N) row-major 16-bit, C fp32. */
-template <class H>
-static __device__ void llm__cu_fa_mm_nn_add(float *C, int ldc, const H *A, int lda, const H *B, int ldb, int N,
-                                            int K) {
-    if constexpr (llm__cu_f16<H>::wmma) {
-        for (int n0 = 0; n0 < N; n0 += 16) {
-            llm__cu_fa_acc c;
-            nvcuda::wmma::load_matrix_sync(c, C + n0, ldc, nvcuda::wmma::mem_row_major);
-            for (int k0 = 0; k0 < K; k0 += 16) {
-                llm__cu_fa_a<H> a;
-                llm__cu_fa_b<H> b;
-                nvcuda::wmma::load_matrix_sync(a, A + k0, lda);
-                nvcuda::wmma::load_matrix_sync(b, B + (size_t)k0 * ldb + n0, ldb);
+                nvcuda::wmma::load_matrix_sync(b, BT ? B + (size_t)n0 * ldb + k0 : B + (size_t)k0 * ldb + n0, ldb);
                 nvcuda::wmma::mma_sync(c, a, b, c);
             }
             nvcuda::wmma::store_matrix_sync(C + n0, c, ldc, nvcuda::wmma::mem_row_major);
         }
     }
+}
+/* C (16, N) = A (16, K) B^T, B (N, K); and C (16, N) += A (16, K) B, B (K, N). */
+template <class H>
+static __device__ void llm__cu_fa_mm_nt(float *C, int ldc, const H *A, int lda, const H *B, int ldb, int N, int K) {
+    llm__cu_fa_mm<H, true, false>(C, ldc, A, lda, B, ldb, N, K);
+}
+template <class H>
+static __device__ void llm__cu_fa_mm_nn_add(float *C, int ldc, const H *A, int lda, const H *B, int ldb, int N,
+                                            int K) {
+    llm__cu_fa_mm<H, false, true>(C, ldc, A, lda, B, ldb, N, K);
 }
 
 /* Forward. Block (query block, b*NH + h); warp w owns rows i of q0 + 16w .. +15. For each
@@ -2657,25 +2651,20 @@ extern "C" const llm_backend *llm_cuda_backend(void) {
     return &table;
 }
 
-/* The same backend with bf16 tensor-core matmuls and attention (see MATMUL): the fast mode. */
-static llm_backend llm__cu_table_bf16(void) {
+/* The same backend in a fixed 16-bit mode (see MATMUL): its own name and create. */
+static llm_backend llm__cu_table_mode(const char *name, llm_status (*create)(void **, const llm_options *)) {
     llm_backend b = llm__cu_table();
-    b.name = "cuda-bf16";
-    b.create = llm__cu_create_bf16;
+    b.name = name;
+    b.create = create;
     return b;
 }
+/* bf16 tensor-core matmuls and attention: the fast mode (sm_80+). */
 extern "C" const llm_backend *llm_cuda_backend_bf16(void) {
-    static const llm_backend table = llm__cu_table_bf16();
+    static const llm_backend table = llm__cu_table_mode("cuda-bf16", llm__cu_create_bf16);
     return &table;
 }
-/* ... and with fp16 ones, for GPUs without bf16 (sm_70+); train with llm_loss_scaler. */
-static llm_backend llm__cu_table_fp16(void) {
-    llm_backend b = llm__cu_table();
-    b.name = "cuda-fp16";
-    b.create = llm__cu_create_fp16;
-    return b;
-}
+/* fp16 ones, for GPUs without bf16 (sm_70+); train with llm_loss_scaler. */
 extern "C" const llm_backend *llm_cuda_backend_fp16(void) {
-    static const llm_backend table = llm__cu_table_fp16();
+    static const llm_backend table = llm__cu_table_mode("cuda-fp16", llm__cu_create_fp16);
     return &table;
 }
