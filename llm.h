@@ -401,7 +401,9 @@ typedef struct llm_adamw_config {
 } llm_adamw_config;
 LLMDEF llm_adamw_config llm_adamw_config_default(void);
 /* One optimizer step at learning rate lr. *grad_norm (may be NULL) receives the global
- * gradient L2 norm before clipping. Optimizer moments are allocated on first use. */
+ * gradient L2 norm before clipping. Optimizer moments are allocated on first use. A
+ * gradient that is not finite (its norm inf or NaN) is refused with LLM_ERR_ARG, the
+ * parameters unchanged; llm_model_step_scaled (below) skips such a step instead. */
 LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, float lr,
                                  float *grad_norm);
 
@@ -422,8 +424,10 @@ LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, floa
  * It works on every backend. In fp32 (the CPU, the exact CUDA mode) nothing overflows,
  * so no step is skipped, and with S a power of two (as the defaults keep it) scaling and
  * unscaling round nothing: the run equals an unscaled one bit for bit, unless a gradient
- * was below fp32's normal range (1e-38). The state (scale, good_steps, skipped) is not
- * part of a checkpoint: a resumed run starts again from the initial scale. */
+ * was below fp32's normal range (1e-38). Data parallel: the norm is taken after the
+ * gradients are averaged, so every rank skips the same steps and the scalers agree. The
+ * state (scale, good_steps, skipped) is not part of a checkpoint: a resumed run starts
+ * again from the initial scale. */
 typedef struct llm_loss_scaler {
     float scale;            /* S: pass S / K to llm_model_backward. 65536 (2^16) */
     float growth_factor;    /* S *= this after growth_interval finite steps in a row: 2 */
