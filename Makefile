@@ -23,8 +23,10 @@ TESTS    := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 SANTESTS := $(patsubst tests/%.c,$(B)/san/%,$(wildcard tests/test_*.c))
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_*.c))
 # The CUDA tests on the CPU, through tests/cuda_emu.h (see the CUDA block below).
-EMUTESTS    := $(B)/emu/tests/test_cuda $(B)/emu/tests/test_dist $(B)/emu/tests/test_cuda_emu $(B)/emu/tests/test_cuda_attn16
-EMUSANTESTS := $(B)/emu/san/test_cuda $(B)/emu/san/test_dist $(B)/emu/san/test_cuda_emu $(B)/emu/san/test_cuda_attn16
+EMUTESTS    := $(B)/emu/tests/test_cuda $(B)/emu/tests/test_dist $(B)/emu/tests/test_cuda_emu $(B)/emu/tests/test_cuda_attn16 \
+               $(B)/emu/tests/test_cuda_scaler
+EMUSANTESTS := $(B)/emu/san/test_cuda $(B)/emu/san/test_dist $(B)/emu/san/test_cuda_emu $(B)/emu/san/test_cuda_attn16 \
+               $(B)/emu/san/test_cuda_scaler
 
 .PHONY: all test test-plain test-san bench demo data clean cuda fixtures
 all: $(EXAMPLES)
@@ -69,7 +71,7 @@ EMUEXAMPLES := $(B)/emu/generate $(B)/emu/train_gpt2 $(B)/emu/chat $(B)/emu/benc
 
 test: all fixtures $(TESTS) $(B)/tests/test_cpp $(C11TEST) $(EMUTESTS) $(EMUEXAMPLES) $(SANTESTS) $(EMUSANTESTS)
 	@LLM_FIXTURES=$(B)/fixtures LLM_BUILD=$(B) tests/run.sh $(TESTS) $(B)/tests/test_cpp $(C11TEST) \
-	  $(EMUTESTS) tests/test_cuda_examples.sh $(foreach t,$(SANTESTS),$(t)) $(EMUSANTESTS)
+	  $(EMUTESTS) tests/test_cuda_examples.sh tests/test_colab.py $(foreach t,$(SANTESTS),$(t)) $(EMUSANTESTS)
 
 # OpenBLAS is used by the SGEMM benchmark only, as the yardstick (never by llm.h).
 OPENBLAS_INC := $(wildcard /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h)
@@ -125,6 +127,10 @@ $(B)/cuda/tests/test_cuda_attn16: tests/test_cuda_attn16.c $(B)/cuda/llm_cuda.o 
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
 
+$(B)/cuda/tests/test_cuda_scaler: tests/test_cuda_scaler.c $(B)/cuda/llm_cuda.o llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
+
 $(B)/cuda/%: examples/%.c $(B)/cuda/llm_cuda.o llm.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
@@ -141,8 +147,10 @@ cuda: $(B)/cuda/bench_cuda
 bench-cuda: $(B)/cuda/bench_cuda
 	$(B)/cuda/bench_cuda
 
-cuda: $(B)/cuda/llm_cuda.o $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(B)/cuda/tests/test_cuda_attn16 $(CUDA_EXAMPLES)
-	@tests/run.sh $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(B)/cuda/tests/test_cuda_attn16
+cuda: $(B)/cuda/llm_cuda.o $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(B)/cuda/tests/test_cuda_attn16 \
+      $(B)/cuda/tests/test_cuda_scaler $(CUDA_EXAMPLES)
+	@tests/run.sh $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(B)/cuda/tests/test_cuda_attn16 \
+	  $(B)/cuda/tests/test_cuda_scaler
 
 # ---- CUDA without a GPU: llm_cuda.cu compiled by the host C++ compiler against
 # tests/cuda_emu.h, which runs its kernels on the CPU (each CUDA thread a fiber) and

@@ -168,6 +168,12 @@ typedef struct llm_options {
                                          * accumulation (master weights, optimizer and
                                          * every other op stay fp32). CPU: needs
                                          * AVX512-BF16, else fp32 is used. */
+    int fp16;                           /* 1: fp16 mixed precision (the CUDA backend,
+                                         * sm_70+): matmuls and attention with fp16
+                                         * operands on tensor cores, fp32 accumulation,
+                                         * fp32 master weights and optimizer; train with
+                                         * llm_loss_scaler. The CPU backend has no fp16
+                                         * kernels and runs fp32. Not with bf16. */
     /* Data parallel across processes, one GPU each (a backend with allreduce_mean, i.e.
      * llm_cuda.cu built with NCCL). dist_world >= 1 turns it on: llm_model_step averages
      * the gradients over the dist_world ranks before clipping, as PyTorch's DDP does.
@@ -272,11 +278,14 @@ typedef struct llm_backend {
 LLMDEF const llm_backend *llm_cpu_backend(void);
 /* Defined in llm_cuda.cu; link it to use them. llm_cuda_device_count() is 0 without a
  * driver or GPU. llm_cuda_backend() runs in fp32 (the exact mode) unless
- * llm_options.bf16 is set; llm_cuda_backend_bf16() is always in the bf16 mode (bf16
- * tensor-core matmuls with persistent bf16 weight copies, fp32 master weights, optimizer
- * state and accumulation; needs sm_80+). */
+ * llm_options.bf16 or .fp16 is set; llm_cuda_backend_bf16() is always in the bf16 mode
+ * (bf16 tensor-core matmuls and attention with persistent bf16 weight copies, fp32
+ * master weights, optimizer state and accumulation; needs sm_80+), and
+ * llm_cuda_backend_fp16() in the fp16 mode (the same with fp16, for sm_70+ such as the
+ * T4; fp16 gradients need loss scaling: llm_loss_scaler). */
 extern const llm_backend *llm_cuda_backend(void);   /* extern even with LLM_STATIC */
 extern const llm_backend *llm_cuda_backend_bf16(void);
+extern const llm_backend *llm_cuda_backend_fp16(void);
 extern int llm_cuda_device_count(void);
 /* The device's name ("" if unreadable); "llm.h CUDA emulator" under tests/cuda_emu.h. */
 extern const char *llm_cuda_device_name(int dev);
@@ -393,9 +402,50 @@ typedef struct llm_adamw_config {
 } llm_adamw_config;
 LLMDEF llm_adamw_config llm_adamw_config_default(void);
 /* One optimizer step at learning rate lr. *grad_norm (may be NULL) receives the global
- * gradient L2 norm before clipping. Optimizer moments are allocated on first use. */
+ * gradient L2 norm before clipping. Optimizer moments are allocated on first use. A
+ * gradient that is not finite (its norm inf or NaN) is refused with LLM_ERR_ARG, the
+ * parameters unchanged; llm_model_step_scaled (below) skips such a step instead. */
 LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, float lr,
                                  float *grad_norm);
+
+/* ---- mixed precision: dynamic loss scaling ------------------------------------------------ */
+/* fp16 (llm_options.fp16) keeps 5 exponent bits: a gradient below 2^-24 (6e-8) rounds to
+ * 0 and one above 65504 to inf, and many of a Transformer's gradients are that small.
+ * Loss scaling, as PyTorch's torch.cuda.amp.GradScaler does it: backward runs on S times
+ * the loss, so every gradient is S times the true one and clears the underflow, and the
+ * step divides by S again (folded into AdamW's gradient factor: no extra pass). If a
+ * gradient overflowed, the global gradient norm the step computes anyway is inf or NaN:
+ * the step is then skipped (weights, AdamW moments and step count untouched), counted,
+ * and S is multiplied by backoff_factor; after growth_interval finite steps in a row, S
+ * is multiplied by growth_factor (unless that overflows). The defaults are GradScaler's.
+ *     llm_loss_scaler sc = llm_loss_scaler_default();
+ *     each step: llm_model_zero_grad(m);
+ *                per micro-batch k of K: forward; llm_model_backward(m, sc.scale / K);
+ *                llm_model_step_scaled(m, &cfg, lr, &sc, &norm, &skipped);
+ * It works on every backend. In fp32 (the CPU, the exact CUDA mode) nothing overflows,
+ * so no step is skipped, and with S a power of two (as the defaults keep it) scaling and
+ * unscaling round nothing: the run equals an unscaled one bit for bit, unless a gradient
+ * was below fp32's normal range (1e-38). Data parallel: the norm is taken after the
+ * gradients are averaged, so every rank skips the same steps and the scalers agree. The
+ * state (scale, good_steps, skipped) is not part of a checkpoint: a resumed run starts
+ * again from the initial scale. */
+typedef struct llm_loss_scaler {
+    float scale;            /* S: pass S / K to llm_model_backward. 65536 (2^16) */
+    float growth_factor;    /* S *= this after growth_interval finite steps in a row: 2 */
+    float backoff_factor;   /* S *= this when a step is skipped: 0.5 */
+    int growth_interval;    /* 2000; 0: S never grows */
+    int good_steps;         /* state: finite steps since S last changed (start 0) */
+    long long skipped;      /* state: steps skipped so far (start 0) */
+} llm_loss_scaler;
+LLMDEF llm_loss_scaler llm_loss_scaler_default(void);
+/* llm_model_step for gradients of S = sc->scale times the loss: the norm and clipping
+ * see the true gradients (*grad_norm is the true norm), AdamW gets them divided by S.
+ * A non-finite gradient skips the step as described above: LLM_OK with *skipped = 1
+ * (skipped may be NULL) and *grad_norm inf or NaN. sc NULL: llm_model_step. Errors:
+ * LLM_ERR_ARG for a scaler with scale <= 0 or not finite, growth_factor < 1,
+ * backoff_factor outside (0, 1) or growth_interval < 0; a backend failure as the step's. */
+LLMDEF llm_status llm_model_step_scaled(llm_model *m, const llm_adamw_config *cfg, float lr,
+                                        llm_loss_scaler *sc, float *grad_norm, int *skipped);
 /* Data parallel (llm_options.dist_world): vals (n host floats, e.g. a step's loss) :=
  * their mean over the ranks, the same on every rank. Every rank must call it, in the same
  * order. Not distributed (or a backend without allreduce_mean): vals are left as they are. */
@@ -6176,7 +6226,15 @@ static llm_status llm__moments(llm_model *m) {
     return LLM_OK;
 }
 
-LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, float lr, float *grad_norm) {
+/* The step behind llm_model_step and llm_model_step_scaled. The gradients in memory are
+ * S times the true ones (S = 1: unscaled, else a power of two: see llm_loss_scaler).
+ * Their global norm is computed as it is, then divided by S: the true norm for clipping
+ * and *grad_norm; AdamW multiplies each gradient by clip / S, so unscaling costs nothing.
+ * A non-finite norm (some gradient is inf or NaN) leaves everything unchanged and sets
+ * *finite = 0; a backend failure that made it so is returned instead. */
+static llm_status llm__step(llm_model *m, const llm_adamw_config *cfg, float lr, float S, float *grad_norm,
+                            int *finite) {
+    *finite = 1;
     if (!m->grads_mem) return llm__err(LLM_ERR_STATE, "step: no gradients (run backward first)");
     llm_adamw_config def = llm_adamw_config_default();
     if (!cfg) cfg = &def;
@@ -6187,15 +6245,18 @@ LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, floa
     if (m->be->allreduce_mean && (s = m->be->allreduce_mean(m->st, m->grads_mem, m->n_params)) != LLM_OK)
         return s;
     /* global L2 norm, then the clip factor as torch.nn.utils.clip_grad_norm_ */
-    double norm = sqrt(m->be->sumsq(m->st, m->grads_mem, m->n_params));
+    double norm = sqrt(m->be->sumsq(m->st, m->grads_mem, m->n_params)) / S;
+    if (grad_norm) *grad_norm = LLM__CAST(float, norm);
+    if (!(norm == norm) || norm > DBL_MAX) {
+        *finite = 0;
+        return m->be->sync(m->st);   /* a failed GPU op also reads as NaN: report it */
+    }
     float scale = 1.0f;
     if (cfg->grad_clip > 0.0f) {
         double coef = cfg->grad_clip / (norm + 1e-6);
         if (coef < 1.0) scale = LLM__CAST(float, coef);
     }
-    if (grad_norm) *grad_norm = LLM__CAST(float, norm);
-    if (!(norm == norm) || norm > DBL_MAX)
-        return llm__err(LLM_ERR_ARG, "step: the gradient norm is not finite (%g); parameters unchanged", norm);
+    scale /= S;
     m->t++;
     for (int i = 0; i < LLM_NTENSORS; i++) {
         if (!m->size[i]) continue;
@@ -6205,6 +6266,54 @@ LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, floa
     }
     /* a GPU queues the updates: wait, so that a failure is this call's, not the next's */
     return m->be->sync(m->st);
+}
+
+LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, float lr, float *grad_norm) {
+    float norm = 0.0f;
+    int finite = 1;
+    llm_status s = llm__step(m, cfg, lr, 1.0f, &norm, &finite);
+    if (grad_norm) *grad_norm = norm;
+    if (s == LLM_OK && !finite)
+        return llm__err(LLM_ERR_ARG, "step: the gradient norm is not finite (%g); parameters unchanged", norm);
+    return s;
+}
+
+LLMDEF llm_loss_scaler llm_loss_scaler_default(void) {
+    llm_loss_scaler sc;
+    sc.scale = 65536.0f; sc.growth_factor = 2.0f; sc.backoff_factor = 0.5f; sc.growth_interval = 2000;
+    sc.good_steps = 0; sc.skipped = 0;
+    return sc;
+}
+
+/* GradScaler's update (torch._amp_update_scale_): a skipped step backs off and restarts
+ * the count; growth_interval finite steps in a row grow the scale, if it stays finite. */
+LLMDEF llm_status llm_model_step_scaled(llm_model *m, const llm_adamw_config *cfg, float lr,
+                                        llm_loss_scaler *sc, float *grad_norm, int *skipped) {
+    if (skipped) *skipped = 0;
+    if (!sc) return llm_model_step(m, cfg, lr, grad_norm);
+    if (!(sc->scale > 0.0f) || sc->scale > FLT_MAX)
+        return llm__err(LLM_ERR_ARG, "step: loss scale %g is not a positive finite number (after %lld skipped "
+                        "steps: are the gradients NaN at every scale, e.g. from a NaN in the forward pass?)",
+                        LLM__CAST(double, sc->scale), sc->skipped);
+    if (!(sc->growth_factor >= 1.0f) || !(sc->backoff_factor > 0.0f && sc->backoff_factor < 1.0f) ||
+        sc->growth_interval < 0)
+        return llm__err(LLM_ERR_ARG, "step: loss scaler growth_factor %g (>= 1), backoff_factor %g (in (0, 1)), "
+                        "growth_interval %d (>= 0)", LLM__CAST(double, sc->growth_factor),
+                        LLM__CAST(double, sc->backoff_factor), sc->growth_interval);
+    int finite = 1;
+    llm_status s = llm__step(m, cfg, lr, sc->scale, grad_norm, &finite);
+    if (s != LLM_OK) return s;
+    if (!finite) {
+        sc->scale *= sc->backoff_factor;
+        sc->good_steps = 0;
+        sc->skipped++;
+        if (skipped) *skipped = 1;
+    } else if (sc->growth_interval > 0 && ++sc->good_steps >= sc->growth_interval) {
+        float grown = sc->scale * sc->growth_factor;
+        if (grown <= FLT_MAX) sc->scale = grown;
+        sc->good_steps = 0;
+    }
+    return LLM_OK;
 }
 
 /* Host values through a small device buffer of their own: the backend averages device
