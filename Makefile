@@ -182,3 +182,129 @@ $(B)/emu/san/%: tests/%.c $(B)/emu/san/llm_cuda.o llm.h tests/test.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 -Wall -Wextra -pthread $(SAN) -DLLM_CUDA=1 -I. -c $< -o $@.o
 	$(CXX) $(SAN) $@.o $(B)/emu/san/llm_cuda.o -o $@ $(LDLIBS)
+
+# ---- Windows, install, C++ (platform portability) ------------------------------------------
+# `make test-windows`: the plain test suite cross-built with MinGW-w64 and run under wine
+# (Debian: gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 wine wine64). Beside each test .exe a
+# small script runs it under wine, so tests/run.sh takes them as it takes the native tests. Then test_platform's training losses, printed with %a on each SIMD level, must be
+# the same bits on Windows as on Linux.
+WINCC    ?= x86_64-w64-mingw32-gcc
+WINCXX   ?= x86_64-w64-mingw32-g++
+WINE     ?= wine
+WINFLAGS := $(OPT) -Wall -Wextra -I.
+# static: no MinGW DLLs to find at run time; winpthread only for the tests that make threads
+WINLIBS  := -static -lm -lpthread
+WINENV   := WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" LC_ALL=C.UTF-8
+WINTESTS := $(patsubst tests/%.c,$(B)/win/tests/%,$(wildcard tests/test_*.c)) \
+            $(B)/win/tests/test_cpp $(B)/win/tests/test_options_c11
+
+.PHONY: test-windows
+.PRECIOUS: $(B)/win/tests/%.exe
+$(B)/win/tests/%.exe: tests/%.c llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(WINCC) $(WINFLAGS) -std=c99 $< -o $@ $(WINLIBS)
+$(B)/win/tests/test_options_c11.exe: tests/test_options.c llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(WINCC) $(WINFLAGS) -std=c11 $< -o $@ $(WINLIBS)
+$(B)/win/tests/test_cpp.exe: tests/test_cpp.cpp llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(WINCXX) $(WINFLAGS) -std=c++11 $< -o $@ $(WINLIBS)
+$(B)/win/tests/%: $(B)/win/tests/%.exe
+	@printf '#!/usr/bin/env bash\n# %s under wine, its CRLF line ends made LF\n%s "$$0.exe" "$$@" 2>&1 | tr -d "\\r"\nexit $${PIPESTATUS[0]}\n' \
+	  '$(notdir $<)' '$(WINE)' > $@ && chmod +x $@
+
+test-windows: fixtures $(WINTESTS) $(B)/tests/test_platform
+	@$(WINENV) LLM_FIXTURES=$(B)/fixtures tests/run.sh $(WINTESTS)
+	@for s in scalar avx2 avx512; do \
+	  LLM_SIMD=$$s $(B)/tests/test_platform --losses > $(B)/win/losses-linux.txt || exit 1; \
+	  LLM_SIMD=$$s $(WINENV) $(B)/win/tests/test_platform --losses | tr -d '\r' > $(B)/win/losses-windows.txt || exit 1; \
+	  if cmp -s $(B)/win/losses-linux.txt $(B)/win/losses-windows.txt; then \
+	    echo "same bits on Windows and Linux: $$(head -1 $(B)/win/losses-linux.txt | cut -d: -f1) .. threads=4"; \
+	  else echo "FAIL losses differ between Linux and Windows (LLM_SIMD=$$s):"; \
+	    diff $(B)/win/losses-linux.txt $(B)/win/losses-windows.txt; exit 1; fi; \
+	done
+
+# `make test-warnings`: the implementation compiled with -Wall -Wextra -Wpedantic -Werror by
+# gcc, clang (also -Wvla -Wgnu: no VLAs or GNU-only syntax, which MSVC rejects) and MinGW-w64,
+# as C99, C11 and C++11, and with LLM_NO_THREADS and LLM_STATIC. Then as a compiler that is
+# neither GNU nor clang sees it (clang with __GNUC__ and __clang__ undefined: no builtins,
+# no attributes, the scalar kernels, a pool that only sleeps), which is also run.
+WARN  := -Wall -Wextra -Wpedantic -Werror -I.
+NOGNU := -U__GNUC__ -U__GNUC_MINOR__ -U__GNUC_PATCHLEVEL__ -U__clang__ -Wno-builtin-macro-redefined \
+         -Wno-literal-range -Wno-unused-function
+.PHONY: test-warnings
+test-warnings:
+	@mkdir -p $(B)/warn
+	@printf '#define LLM_IMPLEMENTATION\n#include "llm.h"\nint main(void) { return llm_cpu_count() > 0 ? 0 : 1; }\n' > $(B)/warn/impl.c
+	@set -e; n=0; for c in \
+	    "$(CC) -std=c99" "$(CC) -std=c11" "$(CC) -std=c99 -DLLM_NO_THREADS" "$(CC) -std=c99 -DLLM_STATIC" \
+	    "$(CXX) -x c++ -std=c++11" \
+	    $(if $(CLANG),"$(CLANG) -std=c99 -Wvla -Wgnu" "$(CLANG) -std=c11 -Wvla -Wgnu -fms-extensions" \
+	      "$(CLANG)++ -x c++ -std=c++11 -Wvla" "$(CLANG) -std=c11 -Wvla $(NOGNU)") \
+	    $(if $(shell command -v $(WINCC)),"$(WINCC) -std=c99" "$(WINCC) -std=c11" "$(WINCC) -std=c99 -DLLM_NO_THREADS" \
+	      "$(WINCXX) -x c++ -std=c++11"); do \
+	  $${c%% *} $(WARN) $${c#* } -fsyntax-only $(B)/warn/impl.c || { echo "FAIL warnings: $$c"; exit 1; }; n=$$((n+1)); \
+	done; echo "no warnings from $$n compilers and modes (-Wall -Wextra -Wpedantic -Werror)"
+	@if [ -n "$(CLANG)" ]; then \
+	  $(CLANG) $(OPT) -std=c11 -Wall -Wextra $(NOGNU) -I. tests/test_platform.c -o $(B)/warn/test_platform_nognu $(LDLIBS) && \
+	  $(B)/warn/test_platform_nognu | sed 's/^test_platform:/test_platform (no GNU extensions):/'; \
+	else echo "SKIP test-warnings: no clang for the non-GNU build"; fi
+
+# `make install PREFIX=/usr/local` (and DESTDIR= for staging): include/llm.h and
+# include/llm_cuda.cu, lib/pkgconfig/llm.pc, lib/cmake/llm/ (find_package(llm)). The same
+# files as `cmake --install`. `make uninstall` removes them.
+PREFIX      ?= /usr/local
+LLM_VERSION := $(shell sed -n 's/^\#define LLM_VERSION "\(.*\)"/\1/p' llm.h)
+INSTALL_DIR  = $(DESTDIR)$(PREFIX)
+.PHONY: install uninstall test-install
+install:
+	install -d $(INSTALL_DIR)/include $(INSTALL_DIR)/lib/pkgconfig $(INSTALL_DIR)/lib/cmake/llm
+	install -m 644 llm.h llm_cuda.cu $(INSTALL_DIR)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(LLM_VERSION)|' cmake/llm.pc.in > $(INSTALL_DIR)/lib/pkgconfig/llm.pc
+	install -m 644 cmake/llmConfig.cmake $(INSTALL_DIR)/lib/cmake/llm/
+	sed -e 's|@VERSION@|$(LLM_VERSION)|' cmake/llmConfigVersion.cmake.in > $(INSTALL_DIR)/lib/cmake/llm/llmConfigVersion.cmake
+uninstall:
+	rm -f $(INSTALL_DIR)/include/llm.h $(INSTALL_DIR)/include/llm_cuda.cu $(INSTALL_DIR)/lib/pkgconfig/llm.pc \
+	  $(INSTALL_DIR)/lib/cmake/llm/llmConfig.cmake $(INSTALL_DIR)/lib/cmake/llm/llmConfigVersion.cmake
+	-rmdir $(INSTALL_DIR)/lib/cmake/llm
+
+# C++: examples/cpp_chat.cpp (RAII over the C API), as C++11 and as C++20.
+all: $(B)/cpp_chat
+$(B)/cpp_chat: examples/cpp_chat.cpp llm.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(OPT) -std=c++11 -Wall -Wextra -Wpedantic -pthread -I. $< -o $@ $(LDLIBS)
+$(B)/cpp_chat20: examples/cpp_chat.cpp llm.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(OPT) -std=c++20 -Wall -Wextra -Wpedantic -pthread -I. $< -o $@ $(LDLIBS)
+
+# `make test-install`: the example project examples/external, copied out of the tree, built
+# against an installed llm.h four ways (pkg-config and find_package after `make install`,
+# find_package after `cmake --install`, add_subdirectory of this checkout), each run; then
+# cpp_chat (C++11 and C++20) must reply as examples/chat does, token for token.
+I := $(B)/install
+test-install: $(B)/cpp_chat $(B)/cpp_chat20 $(B)/chat
+	@rm -rf $(I) && mkdir -p $(I)
+	@$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(I)/make-prefix > $(I)/install.log
+	@cp -r examples/external $(I)/pc && \
+	  $(MAKE) --no-print-directory -C $(I)/pc CC=$(CC) PKG_CONFIG_PATH=$(CURDIR)/$(I)/make-prefix/lib/pkgconfig > $(I)/pc.log 2>&1 || \
+	  { cat $(I)/pc.log; exit 1; }
+	@$(I)/pc/hello_llm | sed 's/^/pkg-config: /'
+	@cmake -S . -B $(I)/lib-build -DCMAKE_INSTALL_PREFIX=/nonexistent > $(I)/cmake.log 2>&1 && \
+	  cmake --install $(I)/lib-build --prefix $(CURDIR)/$(I)/cmake-prefix >> $(I)/cmake.log 2>&1 && \
+	  cmp $(I)/make-prefix/include/llm.h $(I)/cmake-prefix/include/llm.h && \
+	  grep -q '^prefix=$(CURDIR)/$(I)/cmake-prefix$$' $(I)/cmake-prefix/lib/pkgconfig/llm.pc || \
+	  { cat $(I)/cmake.log; echo "FAIL cmake --install"; exit 1; }
+	@for how in make-prefix cmake-prefix subdir; do \
+	  if [ $$how = subdir ]; then arg=-DLLM_SOURCE_DIR=$(CURDIR); else arg=-DCMAKE_PREFIX_PATH=$(CURDIR)/$(I)/$$how; fi; \
+	  { cmake -S $(I)/pc -B $(I)/cmake-$$how $$arg && cmake --build $(I)/cmake-$$how; } > $(I)/cmake-$$how.log 2>&1 || \
+	    { cat $(I)/cmake-$$how.log; echo "FAIL cmake ($$how)"; exit 1; }; \
+	  $(I)/cmake-$$how/hello_llm | sed "s/^/cmake ($$how): /" || exit 1; \
+	done
+	@d=$${LLM_DATA:-$$( [ -d ../shared/data ] && echo ../shared/data || echo data )}/stories260K; \
+	 if [ ! -f $$d/stories260K.bin ]; then echo "SKIP cpp_chat: $$d/stories260K.bin not found"; exit 0; fi; \
+	 printf 'Once upon a time\nThe cat\n' > $(I)/chat.in; \
+	 $(B)/chat -m $$d/stories260K.bin -n 40 --seed 7 --threads 2 < $(I)/chat.in > $(I)/chat.out 2>/dev/null || exit 1; \
+	 for cc in cpp_chat cpp_chat20; do \
+	   $(B)/$$cc -m $$d/stories260K.bin -n 40 --seed 7 --threads 2 < $(I)/chat.in > $(I)/$$cc.out 2>/dev/null || exit 1; \
+	   cmp -s $(I)/chat.out $(I)/$$cc.out || { echo "FAIL $$cc replies differ from chat:"; diff $(I)/chat.out $(I)/$$cc.out; exit 1; }; \
+	 done; echo "cpp_chat (C++11, C++20): the same $$(wc -c < $(I)/chat.out) bytes of replies as chat"
