@@ -186,8 +186,10 @@ $(B)/emu/san/%: tests/%.c $(B)/emu/san/llm_cuda.o llm.h tests/test.h
 # ---- Windows, install, C++ (platform portability) ------------------------------------------
 # `make test-windows`: the plain test suite cross-built with MinGW-w64 and run under wine
 # (Debian: gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 wine wine64). Beside each test .exe a
-# small script runs it under wine, so tests/run.sh takes them as it takes the native tests. Then test_platform's training losses, printed with %a on each SIMD level, must be
-# the same bits on Windows as on Linux.
+# small script runs it under wine, so tests/run.sh takes them as it takes the native tests.
+# The examples are cross-built too. Then tests/test_windows_bits.sh: test_platform's training
+# losses, printed with %a on each SIMD level, and generate's text must be the same bits on
+# Windows as on Linux.
 WINCC    ?= x86_64-w64-mingw32-gcc
 WINCXX   ?= x86_64-w64-mingw32-g++
 WINE     ?= wine
@@ -197,6 +199,7 @@ WINLIBS  := -static -lm -lpthread
 WINENV   := WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" LC_ALL=C.UTF-8
 WINTESTS := $(patsubst tests/%.c,$(B)/win/tests/%,$(wildcard tests/test_*.c)) \
             $(B)/win/tests/test_cpp $(B)/win/tests/test_options_c11
+WINEXAMPLES := $(patsubst examples/%.c,$(B)/win/%.exe,$(wildcard examples/*.c)) $(B)/win/cpp_chat.exe
 
 .PHONY: test-windows
 .PRECIOUS: $(B)/win/tests/%.exe
@@ -209,20 +212,18 @@ $(B)/win/tests/test_options_c11.exe: tests/test_options.c llm.h tests/test.h
 $(B)/win/tests/test_cpp.exe: tests/test_cpp.cpp llm.h tests/test.h
 	@mkdir -p $(dir $@)
 	$(WINCXX) $(WINFLAGS) -std=c++11 $< -o $@ $(WINLIBS)
+$(B)/win/%.exe: examples/%.c llm.h
+	@mkdir -p $(dir $@)
+	$(WINCC) $(WINFLAGS) -std=c99 $< -o $@ $(WINLIBS)
+$(B)/win/cpp_chat.exe: examples/cpp_chat.cpp llm.h
+	@mkdir -p $(dir $@)
+	$(WINCXX) $(WINFLAGS) -std=c++11 $< -o $@ $(WINLIBS)
 $(B)/win/tests/%: $(B)/win/tests/%.exe
 	@printf '#!/usr/bin/env bash\n# %s under wine, its CRLF line ends made LF\n%s "$$0.exe" "$$@" 2>&1 | tr -d "\\r"\nexit $${PIPESTATUS[0]}\n' \
 	  '$(notdir $<)' '$(WINE)' > $@ && chmod +x $@
 
-test-windows: fixtures $(WINTESTS) $(B)/tests/test_platform
-	@$(WINENV) LLM_FIXTURES=$(B)/fixtures tests/run.sh $(WINTESTS)
-	@for s in scalar avx2 avx512; do \
-	  LLM_SIMD=$$s $(B)/tests/test_platform --losses > $(B)/win/losses-linux.txt || exit 1; \
-	  LLM_SIMD=$$s $(WINENV) $(B)/win/tests/test_platform --losses | tr -d '\r' > $(B)/win/losses-windows.txt || exit 1; \
-	  if cmp -s $(B)/win/losses-linux.txt $(B)/win/losses-windows.txt; then \
-	    echo "same bits on Windows and Linux: $$(head -1 $(B)/win/losses-linux.txt | cut -d: -f1) .. threads=4"; \
-	  else echo "FAIL losses differ between Linux and Windows (LLM_SIMD=$$s):"; \
-	    diff $(B)/win/losses-linux.txt $(B)/win/losses-windows.txt; exit 1; fi; \
-	done
+test-windows: fixtures $(WINTESTS) $(WINEXAMPLES) $(B)/tests/test_platform $(B)/generate
+	@$(WINENV) LLM_FIXTURES=$(B)/fixtures LLM_BUILD=$(B) tests/run.sh $(WINTESTS) tests/test_windows_bits.sh
 
 # `make test-warnings`: the implementation compiled with -Wall -Wextra -Wpedantic -Werror by
 # gcc, clang (also -Wvla -Wgnu: no VLAs or GNU-only syntax, which MSVC rejects) and MinGW-w64,
@@ -277,34 +278,9 @@ $(B)/cpp_chat20: examples/cpp_chat.cpp llm.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(OPT) -std=c++20 -Wall -Wextra -Wpedantic -pthread -I. $< -o $@ $(LDLIBS)
 
-# `make test-install`: the example project examples/external, copied out of the tree, built
-# against an installed llm.h four ways (pkg-config and find_package after `make install`,
-# find_package after `cmake --install`, add_subdirectory of this checkout), each run; then
-# cpp_chat (C++11 and C++20) must reply as examples/chat does, token for token.
-I := $(B)/install
+# `make test-install`: tests/test_install.sh. examples/external, copied out of the tree, built
+# against an installed llm.h with pkg-config and with CMake (find_package after `make install`
+# or `cmake --install`, and add_subdirectory), each run; cpp_chat as C++11 and C++20 must
+# reply as examples/chat does, byte for byte.
 test-install: $(B)/cpp_chat $(B)/cpp_chat20 $(B)/chat
-	@rm -rf $(I) && mkdir -p $(I)
-	@$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(I)/make-prefix > $(I)/install.log
-	@cp -r examples/external $(I)/pc && \
-	  $(MAKE) --no-print-directory -C $(I)/pc CC=$(CC) PKG_CONFIG_PATH=$(CURDIR)/$(I)/make-prefix/lib/pkgconfig > $(I)/pc.log 2>&1 || \
-	  { cat $(I)/pc.log; exit 1; }
-	@$(I)/pc/hello_llm | sed 's/^/pkg-config: /'
-	@cmake -S . -B $(I)/lib-build -DCMAKE_INSTALL_PREFIX=/nonexistent > $(I)/cmake.log 2>&1 && \
-	  cmake --install $(I)/lib-build --prefix $(CURDIR)/$(I)/cmake-prefix >> $(I)/cmake.log 2>&1 && \
-	  cmp $(I)/make-prefix/include/llm.h $(I)/cmake-prefix/include/llm.h && \
-	  grep -q '^prefix=$(CURDIR)/$(I)/cmake-prefix$$' $(I)/cmake-prefix/lib/pkgconfig/llm.pc || \
-	  { cat $(I)/cmake.log; echo "FAIL cmake --install"; exit 1; }
-	@for how in make-prefix cmake-prefix subdir; do \
-	  if [ $$how = subdir ]; then arg=-DLLM_SOURCE_DIR=$(CURDIR); else arg=-DCMAKE_PREFIX_PATH=$(CURDIR)/$(I)/$$how; fi; \
-	  { cmake -S $(I)/pc -B $(I)/cmake-$$how $$arg && cmake --build $(I)/cmake-$$how; } > $(I)/cmake-$$how.log 2>&1 || \
-	    { cat $(I)/cmake-$$how.log; echo "FAIL cmake ($$how)"; exit 1; }; \
-	  $(I)/cmake-$$how/hello_llm | sed "s/^/cmake ($$how): /" || exit 1; \
-	done
-	@d=$${LLM_DATA:-$$( [ -d ../shared/data ] && echo ../shared/data || echo data )}/stories260K; \
-	 if [ ! -f $$d/stories260K.bin ]; then echo "SKIP cpp_chat: $$d/stories260K.bin not found"; exit 0; fi; \
-	 printf 'Once upon a time\nThe cat\n' > $(I)/chat.in; \
-	 $(B)/chat -m $$d/stories260K.bin -n 40 --seed 7 --threads 2 < $(I)/chat.in > $(I)/chat.out 2>/dev/null || exit 1; \
-	 for cc in cpp_chat cpp_chat20; do \
-	   $(B)/$$cc -m $$d/stories260K.bin -n 40 --seed 7 --threads 2 < $(I)/chat.in > $(I)/$$cc.out 2>/dev/null || exit 1; \
-	   cmp -s $(I)/chat.out $(I)/$$cc.out || { echo "FAIL $$cc replies differ from chat:"; diff $(I)/chat.out $(I)/$$cc.out; exit 1; }; \
-	 done; echo "cpp_chat (C++11, C++20): the same $$(wc -c < $(I)/chat.out) bytes of replies as chat"
+	@LLM_BUILD=$(B) CC="$(CC)" tests/run.sh tests/test_install.sh

@@ -4,8 +4,9 @@
  *   GPT-2 and the Llama family on the CPU: a byte-level BPE tokenizer (and llama2.c's),
  *   every tensor op with its forward and backward, AdamW, checkpoints in four formats
  *   (HuggingFace safetensors, llm.c .bin, llama2.c .bin, our own), token datasets,
- *   KV-cache generation with sampling, and a persistent pthreads thread pool. Nothing
- *   beyond libc and pthreads. Compiles as C99/C11 and as C++. An optional companion,
+ *   KV-cache generation with sampling, and a persistent thread pool. Nothing beyond
+ *   libc and threads (pthreads; Win32 on Windows). Compiles as C99/C11 and as C++, on
+ *   Linux, macOS and Windows (MinGW-w64, MSVC). An optional companion,
  *   llm_cuda.cu, fills the same backend table with GPU kernels.
  *
  * QUICK START
@@ -29,7 +30,7 @@
  *   LLM_STATIC            make every function static (private copy per .c file)
  *   LLM_MALLOC(sz), LLM_REALLOC(p,sz), LLM_FREE(p)   allocator (define all or none)
  *   LLM_ASSERT(x)         invariant checks (default: assert); never reached by bad input
- *   LLM_NO_THREADS        no pthreads: the pool runs every task on the calling thread
+ *   LLM_NO_THREADS        no threads: the pool runs every task on the calling thread
  *   LLM_POOL_SPIN         how long idle workers spin (yielding) before sleeping (2000)
  * RUN-TIME
  *   LLM_SIMD=scalar|avx2|avx512|neon   cap the SIMD level (see llm_simd_force)
@@ -53,10 +54,10 @@
  *
  * TABLE OF CONTENTS  (`grep -n '^//==== ' llm.h`)
  *   API           public types and functions
- *   PLATFORM      configuration macros, thread-local storage
+ *   PLATFORM      configuration macros, system headers (POSIX or Windows), thread-local
  *   ERRORS        status strings, the error message
- *   MEMORY        aligned allocation, files
- *   POOL          the thread pool
+ *   MEMORY        aligned allocation, files (UTF-8 paths, mapped, 64-bit sizes)
+ *   POOL          the thread pool (pthreads or Win32)
  *   JSON          a strict, bounded JSON reader (safetensors headers, vocabularies)
  *   TOKENIZER     GPT-2 byte-level BPE: loaders, pre-tokenizer, merges, decoding
  *   KERNELS       scalar reference kernels: forward beside backward, in model order
@@ -841,8 +842,8 @@ LLMDEF llm_status llm_generate_batch(llm_kv *kv, int n, const int *seqs,
 #include <windows.h>
 #include <process.h>          /* _beginthreadex */
 #include <wchar.h>            /* _wfopen, _wremove */
-#if _WIN32_WINNT < 0x0600
-#error "llm.h needs Windows Vista or later (_WIN32_WINNT >= 0x0600) for SRW locks and condition variables"
+#if defined(_WIN32_WINNT) && _WIN32_WINNT < 0x0600 && !defined(LLM_NO_THREADS)
+#error "llm.h needs Windows Vista or later (_WIN32_WINNT >= 0x0600) for SRW locks and condition variables (or LLM_NO_THREADS)"
 #endif
 #else
 #include <unistd.h>
@@ -939,7 +940,9 @@ LLMDEF llm_status llm_set_error(llm_status s, const char *fmt, ...) {
 
 //==== MEMORY ===========================================================================
 /* 64-byte aligned blocks (a cache line; what AVX-512 loads like). The offset to the
- * block malloc returned is stored in the byte before the aligned pointer. */
+ * block malloc returned is stored in the byte before the aligned pointer. Built on
+ * LLM_MALLOC, so a user's allocator serves it on every platform (hence no
+ * _aligned_malloc or posix_memalign). */
 static void *llm__alloc_aligned(size_t bytes) {
     if (bytes > SIZE_MAX - 64) return NULL;
     unsigned char *raw = LLM__CAST(unsigned char *, LLM_MALLOC(bytes + 64));
@@ -1239,9 +1242,11 @@ struct llm_pool {
 LLMDEF int llm_cpu_count(void) {
     long n = 0;
 #if defined(_WIN32)
+#if !defined(_WIN32_WINNT) || _WIN32_WINNT >= 0x0601
     /* every processor group (more than 64 CPUs): Windows 11 spreads a process's threads
      * over all of them; older Windows keep them in one group */
     n = LLM__CAST(long, GetActiveProcessorCount(ALL_PROCESSOR_GROUPS));
+#endif
     if (n <= 0) { SYSTEM_INFO si; GetSystemInfo(&si); n = LLM__CAST(long, si.dwNumberOfProcessors); }
 #elif defined(__APPLE__)
     int v = 0;

@@ -1,5 +1,5 @@
 /* hello_llm: a program outside the llm.h source tree, built against the installed header
- * (see "Install" in the README). A small GPT-2 learns to count modulo 16 in a few dozen AdamW steps
+ * (see "Install" in the README). A small GPT-2 learns to count modulo 16 in 80 AdamW steps
  * on two threads, then continues a count with greedy generation. Needs no data files.
  * Exit status 0 when it learned (the loss fell tenfold and the count continues). */
 #define LLM_IMPLEMENTATION
@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #define V 16
+#define B 4
 #define T 32
 
 int main(void) {
@@ -18,12 +19,18 @@ int main(void) {
     llm_kv *kv = NULL;
     if (llm_model_create(&m, &cfg, &opt, 42) != LLM_OK) { fprintf(stderr, "hello_llm: %s\n", llm_last_error()); return 1; }
 
-    int tok[T + 1];
-    for (int i = 0; i <= T; i++) tok[i] = i % V;   /* 0 1 2 ... 15 0 1 ... */
+    /* B rows counting from different starts, so that the next token follows from the last
+     * one and not from the position: inputs (B, T), targets the same shifted by one */
+    int in[B * T], tg[B * T];
     llm_adamw_config adam = llm_adamw_config_default();
     float first = 0, loss = 0, norm;
-    for (int step = 0; step < 60; step++) {
-        if (llm_model_forward(m, tok, tok + 1, 1, T, &loss) || llm_model_zero_grad(m) ||
+    for (int step = 0; step < 80; step++) {
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) {
+                in[b * T + t] = (step * 5 + b * 3 + t) % V;
+                tg[b * T + t] = (step * 5 + b * 3 + t + 1) % V;
+            }
+        if (llm_model_forward(m, in, tg, B, T, &loss) || llm_model_zero_grad(m) ||
             llm_model_backward(m, 1.0f) || llm_model_step(m, &adam, 1e-2f, &norm)) {
             fprintf(stderr, "hello_llm: %s\n", llm_last_error()); llm_model_free(m); return 1;
         }
