@@ -223,16 +223,19 @@ $(B)/win/tests/%: $(B)/win/tests/%.exe
 	  '$(notdir $<)' '$(WINE)' > $@ && chmod +x $@
 
 test-windows: fixtures $(WINTESTS) $(WINEXAMPLES) $(B)/tests/test_platform $(B)/generate
-	@$(WINENV) LLM_FIXTURES=$(B)/fixtures LLM_BUILD=$(B) tests/run.sh $(WINTESTS) tests/test_windows_bits.sh
+	@$(WINENV) WINE="$(WINE)" LLM_FIXTURES=$(B)/fixtures LLM_BUILD=$(B) tests/run.sh $(WINTESTS) tests/test_windows_bits.sh
 
 # `make test-warnings`: the implementation compiled with -Wall -Wextra -Wpedantic -Werror by
-# gcc, clang (also -Wvla -Wgnu: no VLAs or GNU-only syntax, which MSVC rejects) and MinGW-w64,
-# as C99, C11 and C++11, and with LLM_NO_THREADS and LLM_STATIC. Then as a compiler that is
-# neither GNU nor clang sees it (clang with __GNUC__ and __clang__ undefined: no builtins,
-# no attributes, the scalar kernels, a pool that only sleeps), which is also run.
+# gcc, clang (also -Wvla -Wgnu: no VLAs or GNU-only syntax, which MSVC rejects) and MinGW-w64
+# (its gcc, and clang with its headers), as C99, C11 and C++11, and with LLM_NO_THREADS and
+# LLM_STATIC. Then as a compiler that is neither GNU nor clang sees it (clang with __GNUC__
+# and __clang__ undefined: no builtins, no attributes, the scalar kernels, a pool that sleeps
+# and counts under its mutex), where test_platform is also run.
 WARN  := -Wall -Wextra -Wpedantic -Werror -I.
 NOGNU := -U__GNUC__ -U__GNUC_MINOR__ -U__GNUC_PATCHLEVEL__ -U__clang__ -Wno-builtin-macro-redefined \
          -Wno-literal-range -Wno-unused-function
+MINGW_INC   := /usr/x86_64-w64-mingw32/include
+CLANG_MINGW := --target=x86_64-w64-windows-gnu -isystem $(MINGW_INC)
 .PHONY: test-warnings
 test-warnings:
 	@mkdir -p $(B)/warn
@@ -243,12 +246,15 @@ test-warnings:
 	    $(if $(CLANG),"$(CLANG) -std=c99 -Wvla -Wgnu" "$(CLANG) -std=c11 -Wvla -Wgnu -fms-extensions" \
 	      "$(CLANG)++ -x c++ -std=c++11 -Wvla" "$(CLANG) -std=c11 -Wvla $(NOGNU)") \
 	    $(if $(shell command -v $(WINCC)),"$(WINCC) -std=c99" "$(WINCC) -std=c11" "$(WINCC) -std=c99 -DLLM_NO_THREADS" \
-	      "$(WINCXX) -x c++ -std=c++11"); do \
+	      "$(WINCXX) -x c++ -std=c++11") \
+	    $(if $(and $(CLANG),$(wildcard $(MINGW_INC)/windows.h)),"$(CLANG) $(CLANG_MINGW) -std=c99" \
+	      "$(CLANG) $(CLANG_MINGW) -std=c11" "$(CLANG)++ $(CLANG_MINGW) -x c++ -std=c++11"); do \
 	  $${c%% *} $(WARN) $${c#* } -fsyntax-only $(B)/warn/impl.c || { echo "FAIL warnings: $$c"; exit 1; }; n=$$((n+1)); \
 	done; echo "no warnings from $$n compilers and modes (-Wall -Wextra -Wpedantic -Werror)"
 	@if [ -n "$(CLANG)" ]; then \
 	  $(CLANG) $(OPT) -std=c11 -Wall -Wextra $(NOGNU) -I. tests/test_platform.c -o $(B)/warn/test_platform_nognu $(LDLIBS) && \
-	  $(B)/warn/test_platform_nognu | sed 's/^test_platform:/test_platform (no GNU extensions):/'; \
+	  { out=$$($(B)/warn/test_platform_nognu 2>&1) || { printf '%s\n' "$$out"; exit 1; }; \
+	    printf '%s\n' "$$out" | sed 's/^test_platform:/test_platform (no GNU extensions):/'; }; \
 	else echo "SKIP test-warnings: no clang for the non-GNU build"; fi
 
 # `make install PREFIX=/usr/local` (and DESTDIR= for staging): include/llm.h and

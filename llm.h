@@ -123,7 +123,7 @@ LLMDEF const char *llm_last_error(void);
 /* Record a failure message (printf-style) for llm_last_error() and return s. For
  * backends and extensions that live outside this file (llm_cuda.cu). */
 LLMDEF llm_status llm_set_error(llm_status s, const char *fmt, ...)
-#if defined(__MINGW32__)
+#if defined(__MINGW32__) && !defined(__clang__)
     __attribute__((format(gnu_printf, 2, 3)))   /* C99 formats (%zu) on MinGW-w64 too */
 #elif defined(__GNUC__) || defined(__clang__)
     __attribute__((format(printf, 2, 3)))
@@ -887,8 +887,9 @@ LLMDEF llm_status llm_generate_batch(llm_kv *kv, int n, const int *seqs,
 #endif
 
 /* MinGW-w64's gcc takes format(printf) to mean msvcrt's printf, which lacks %zu; the
- * library formats its messages with MinGW's own C99 printf (see llm_set_error). */
-#if defined(__MINGW32__)
+ * library formats its messages with MinGW's own C99 printf (see llm_set_error). clang
+ * has no gnu_printf and checks printf as C99 there. */
+#if defined(__MINGW32__) && !defined(__clang__)
 #define LLM__PRINTF(a, b) __attribute__((format(gnu_printf, a, b)))
 #elif defined(__GNUC__) || defined(__clang__)
 #define LLM__PRINTF(a, b) __attribute__((format(printf, a, b)))
