@@ -228,7 +228,8 @@ test-windows: fixtures $(WINTESTS) $(WINEXAMPLES) $(B)/tests/test_platform $(B)/
 # `make test-warnings`: the implementation compiled with -Wall -Wextra -Wpedantic -Werror by
 # gcc, clang (also -Wvla -Wgnu: no VLAs or GNU-only syntax, which MSVC rejects) and MinGW-w64
 # (its gcc, and clang with its headers), as C99, C11 and C++11, and with LLM_NO_THREADS and
-# LLM_STATIC. Then as a compiler that is neither GNU nor clang sees it (clang with __GNUC__
+# LLM_STATIC; its macOS lines with -D__APPLE__ (on glibc's headers: the syntax, not the SDK).
+# Then as a compiler that is neither GNU nor clang sees it (clang with __GNUC__
 # and __clang__ undefined: no builtins, no attributes, the scalar kernels, a pool that sleeps
 # and counts under its mutex), where test_platform is also run.
 WARN  := -Wall -Wextra -Wpedantic -Werror -I.
@@ -244,7 +245,8 @@ test-warnings:
 	    "$(CC) -std=c99" "$(CC) -std=c11" "$(CC) -std=c99 -DLLM_NO_THREADS" "$(CC) -std=c99 -DLLM_STATIC" \
 	    "$(CXX) -x c++ -std=c++11" \
 	    $(if $(CLANG),"$(CLANG) -std=c99 -Wvla -Wgnu" "$(CLANG) -std=c11 -Wvla -Wgnu -fms-extensions" \
-	      "$(CLANG)++ -x c++ -std=c++11 -Wvla" "$(CLANG) -std=c11 -Wvla $(NOGNU)") \
+	      "$(CLANG)++ -x c++ -std=c++11 -Wvla" "$(CLANG) -std=c11 -Wvla $(NOGNU)" \
+	      "$(CLANG) -std=c99 -D__APPLE__" "$(CLANG)++ -x c++ -std=c++11 -D__APPLE__") \
 	    $(if $(shell command -v $(WINCC)),"$(WINCC) -std=c99" "$(WINCC) -std=c11" "$(WINCC) -std=c99 -DLLM_NO_THREADS" \
 	      "$(WINCXX) -x c++ -std=c++11") \
 	    $(if $(and $(CLANG),$(wildcard $(MINGW_INC)/windows.h)),"$(CLANG) $(CLANG_MINGW) -std=c99" \

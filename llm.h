@@ -828,7 +828,7 @@ LLMDEF llm_status llm_generate_batch(llm_kv *kv, int n, const int *seqs,
 #define _POSIX_C_SOURCE 200809L
 #endif
 #if defined(__APPLE__) && !defined(_DARWIN_C_SOURCE)
-#define _DARWIN_C_SOURCE 1    /* with _POSIX_C_SOURCE alone, macOS hides sysctl's types */
+#define _DARWIN_C_SOURCE 1    /* _POSIX_C_SOURCE alone hides macOS's own declarations */
 #endif
 #endif
 #include <stdio.h>
@@ -857,7 +857,12 @@ LLMDEF llm_status llm_generate_batch(llm_kv *kv, int n, const int *seqs,
 #include <sched.h>            /* sched_yield */
 #endif
 #if defined(__APPLE__)
-#include <sys/sysctl.h>       /* sysctlbyname: CPU count */
+/* declared here rather than from <sys/sysctl.h>, which needs BSD types (u_int) that a
+ * file compiled with _POSIX_C_SOURCE and without _DARWIN_C_SOURCE does not have */
+#ifdef __cplusplus
+extern "C"
+#endif
+int sysctlbyname(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
 #endif
 #endif
 
