@@ -1281,6 +1281,31 @@ static void llm__thread_join(llm__thread t) { pthread_join(t, NULL); }
 #endif
 #endif
 
+/* ---- run-once initialisation: pthread_once, or InitOnceExecuteOnce on Windows ---------- */
+#if defined(LLM_NO_THREADS)
+typedef int llm__once;
+#define LLM__ONCE_INIT 0
+static LLM__UNUSED void llm__call_once(llm__once *o, void (*fn)(void)) { if (!*o) { *o = 1; fn(); } }
+#elif defined(_WIN32)
+typedef INIT_ONCE llm__once;
+#define LLM__ONCE_INIT INIT_ONCE_STATIC_INIT
+typedef struct llm__once_call { void (*fn)(void); } llm__once_call;  /* ISO C: no fn -> void * */
+static BOOL CALLBACK llm__once_run(PINIT_ONCE o, PVOID arg, PVOID *ctx) {
+    (void)o; (void)ctx;
+    LLM__CAST(llm__once_call *, arg)->fn();
+    return TRUE;
+}
+static LLM__UNUSED void llm__call_once(llm__once *o, void (*fn)(void)) {
+    llm__once_call c;
+    c.fn = fn;
+    InitOnceExecuteOnce(o, llm__once_run, &c, NULL);
+}
+#else
+typedef pthread_once_t llm__once;
+#define LLM__ONCE_INIT PTHREAD_ONCE_INIT
+static LLM__UNUSED void llm__call_once(llm__once *o, void (*fn)(void)) { pthread_once(o, fn); }
+#endif
+
 struct llm_pool {
     int n;
 #ifndef LLM_NO_THREADS
@@ -5941,7 +5966,7 @@ static void llm__cpu_adamw(void *st, float *param, const float *grad, float *m, 
 
 /* The table, filled by field name (C++11 has no designated initializers, so in a
  * function): a member added to llm_backend stays NULL here instead of shifting the
- * others. Filled once (pthread_once), so two threads asking at once are safe. */
+ * others. Filled once (llm__call_once), so two threads asking at once are safe. */
 static llm_backend llm__cpu_backend_table;
 static void llm__cpu_fill(void) {
     llm_backend *b = &llm__cpu_backend_table;
@@ -5964,15 +5989,9 @@ static void llm__cpu_fill(void) {
     b->sumsq = llm__cpu_sumsq; b->adamw = llm__cpu_adamw;
     /* allreduce_mean (one process) and matmul_gelu_fwd (not fused on the CPU) stay NULL */
 }
-#ifndef LLM_NO_THREADS
-static pthread_once_t llm__cpu_once = PTHREAD_ONCE_INIT;
-#endif
+static llm__once llm__cpu_once = LLM__ONCE_INIT;
 LLMDEF const llm_backend *llm_cpu_backend(void) {
-#ifndef LLM_NO_THREADS
-    pthread_once(&llm__cpu_once, llm__cpu_fill);
-#else
-    if (!llm__cpu_backend_table.name) llm__cpu_fill();   /* one thread, by the user's choice */
-#endif
+    llm__call_once(&llm__cpu_once, llm__cpu_fill);
     return &llm__cpu_backend_table;
 }
 //==== MODEL ============================================================================
