@@ -85,9 +85,10 @@ bench: $(BENCHES) all
 
 # The README's first command: train a tokenizer and a small model on Tiny Shakespeare,
 # then generate. demo-gpt2: the earlier demo, with GPT-2's vocabulary.
-demo: all
+# (the scripts build what they need, in parallel)
+demo:
 	@scripts/demo.sh
-demo-gpt2: all
+demo-gpt2:
 	@scripts/demo_gpt2.sh
 
 # Data files into data/ (downloaded and checked, or copied from ../shared/data offline).

@@ -58,7 +58,8 @@
  *   MEMORY        aligned allocation, files
  *   POOL          the thread pool
  *   JSON          a strict, bounded JSON reader (safetensors headers, vocabularies)
- *   TOKENIZER     GPT-2 byte-level BPE: loaders, pre-tokenizer, merges, decoding
+ *   TOKENIZER     GPT-2 byte-level BPE: loaders, pre-tokenizer, merges, decoding,
+ *                 training a vocabulary, saving
  *   KERNELS       scalar reference kernels: forward beside backward, in model order
  *   SIMD          CPU feature detection, run-time dispatch, SGEMM (fp32 and bf16)
  *   SIMD KERNELS  AVX2 / AVX-512 versions of the other kernels, each tested against
@@ -525,9 +526,10 @@ LLMDEF int llm_tokenizer_find(const llm_tokenizer *tok, const char *s, size_t le
 LLMDEF llm_status llm_tokenizer_encode(const llm_tokenizer *tok, const char *text, size_t len,
                                        int flags, int *ids, size_t cap, size_t *n_ids);
 /* The same, spreading a long text over the threads of pool (NULL: single thread). The
- * text is cut only between an ASCII non-space byte and a space, where the pre-tokenizer
- * provably starts a new piece, so the ids equal llm_tokenizer_encode's exactly. The
- * pool must not be in use by another thread during the call. */
+ * text is cut only between an ASCII non-space byte and a space (LLM_PRETOK_LINES: at
+ * line starts), where the pre-tokenizer provably starts a new piece, so the ids equal
+ * llm_tokenizer_encode's exactly. The pool must not be in use by another thread during
+ * the call. */
 LLMDEF llm_status llm_tokenizer_encode_pool(const llm_tokenizer *tok, llm_pool *pool,
                                             const char *text, size_t len, int flags, int *ids,
                                             size_t cap, size_t *n_ids);
@@ -1445,7 +1447,7 @@ static int llm__json_int(const llm__json *d, int node, int64_t *out) {
 /* GPT-2 byte-level BPE, in three steps:
  *   1. pre-tokenize: cut the text into pieces with GPT-2's pattern (hand-written below;
  *      no regex engine), Unicode classes from the generated table at the end of this
- *      section;
+ *      section (or, with LLM_PRETOK_LINES, after each newline);
  *   2. BPE each piece: start from one symbol per byte and repeatedly merge the adjacent
  *      pair with the lowest merge rank (vocab.bpe line number) until none is left;
  *   3. the final symbols are the ids.
@@ -2676,17 +2678,17 @@ static void llm__bt_free(llm__bt *T) {
     LLM_FREE(T->tb); LLM_FREE(T->toff); LLM_FREE(T->tlen);
 }
 
-/* Room for `need` elements of `elem` bytes in *p (capacity *cap, doubled as needed);
- * 0 when out of memory (*p is then unchanged). */
-static int llm__reserve(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return 1;
+/* Room for `need` elements of `elem` bytes in the array p (capacity *cap, doubled as
+ * needed): the array, perhaps moved, or NULL when out of memory (p is then unchanged). */
+static void *llm__grow(void *p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap && p) return p;
     size_t c = *cap ? *cap : 16;
     while (c < need) c *= 2;
-    void *q = LLM_REALLOC(*p, c * elem);
-    if (!q) return 0;
-    *p = q; *cap = c;
-    return 1;
+    void *q = LLM_REALLOC(p, c * elem);
+    if (q) *cap = c;
+    return q;
 }
+
 
 static uint64_t llm__pair_key(int32_t a, int32_t b) {
     return (LLM__CAST(uint64_t, LLM__CAST(uint32_t, a)) << 32) | LLM__CAST(uint32_t, b);
@@ -2712,10 +2714,9 @@ static int32_t llm__pair_get(llm__bt *T, int32_t a, int32_t b) {
         const llm__pair *p = &T->pair[T->ptab[k]];
         if (p->a == a && p->b == b) return T->ptab[k];
     }
-    if (T->np >= 0x7FFFFFFF || !llm__reserve(LLM__CAST(void **, &T->pair), &T->pcap, T->np + 1, sizeof *T->pair)) {
-        T->nomem = 1;
-        return -1;
-    }
+    void *grown = T->np < 0x7FFFFFFF ? llm__grow(T->pair, &T->pcap, T->np + 1, sizeof *T->pair) : NULL;
+    if (!grown) { T->nomem = 1; return -1; }
+    T->pair = LLM__CAST(llm__pair *, grown);
     llm__pair *p = &T->pair[T->np];
     memset(p, 0, sizeof *p);
     p->a = a; p->b = b; p->stamp = -1;
@@ -2731,12 +2732,16 @@ static void llm__pair_add(llm__bt *T, int32_t a, int32_t b, int64_t d, int32_t w
     llm__pair *p = &T->pair[i];
     p->count += d;
     if (d > 0 && (p->nw == 0 || p->w[p->nw - 1] != w)) {
-        if (!llm__reserve(LLM__CAST(void **, &p->w), &p->cw, p->nw + 1, sizeof *p->w)) { T->nomem = 1; return; }
+        int32_t *wl = LLM__CAST(int32_t *, llm__grow(p->w, &p->cw, p->nw + 1, sizeof *p->w));
+        if (!wl) { T->nomem = 1; return; }
+        p->w = wl;
         p->w[p->nw++] = w;
     }
     if (p->stamp != stamp) {
         p->stamp = stamp;
-        if (!llm__reserve(LLM__CAST(void **, &T->touched), &T->tcap, T->nt + 1, sizeof *T->touched)) { T->nomem = 1; return; }
+        int32_t *tl = LLM__CAST(int32_t *, llm__grow(T->touched, &T->tcap, T->nt + 1, sizeof *T->touched));
+        if (!tl) { T->nomem = 1; return; }
+        T->touched = tl;
         T->touched[T->nt++] = i;
     }
 }
@@ -2747,8 +2752,9 @@ static int llm__hent_first(const llm__hent *x, const llm__hent *y) {
     return x->a != y->a ? x->a < y->a : x->b < y->b;
 }
 static void llm__hpush(llm__bt *T, const llm__pair *p) {
-    if (!llm__reserve(LLM__CAST(void **, &T->heap), &T->hcap, T->nh + 1, sizeof *T->heap)) { T->nomem = 1; return; }
-    llm__hent e, *h = T->heap;
+    llm__hent *h = LLM__CAST(llm__hent *, llm__grow(T->heap, &T->hcap, T->nh + 1, sizeof *T->heap)), e;
+    if (!h) { T->nomem = 1; return; }
+    T->heap = h;
     e.count = p->count; e.a = p->a; e.b = p->b;
     size_t i = T->nh++;
     while (i > 0 && llm__hent_first(&e, &h[(i - 1) / 2])) { h[i] = h[(i - 1) / 2]; i = (i - 1) / 2; }
@@ -2866,7 +2872,7 @@ static llm_status llm__train_words(const char *const *texts, const size_t *lens,
         size_t n = 0;
         for (size_t i = 0; tab[0].mask && i <= tab[0].mask; i++)
             if (tab[0].slot[i].p) tab[0].slot[n++] = tab[0].slot[i];
-        qsort(tab[0].slot, n, sizeof *tab[0].slot, llm__word_cmp);
+        if (n) qsort(tab[0].slot, n, sizeof *tab[0].slot, llm__word_cmp);
         *words = tab[0].slot; *nw = n;
         tab[0].slot = NULL;
     }
@@ -2891,8 +2897,8 @@ static llm_status llm__train_merges(llm__bt *T, const llm__word *words, size_t n
     T->seen = LLM__CAST(int32_t *, LLM_MALLOC((nw ? nw : 1) * sizeof *T->seen));
     T->toff = LLM__CAST(size_t *, LLM_MALLOC(nv * sizeof *T->toff));
     T->tlen = LLM__CAST(size_t *, LLM_MALLOC(nv * sizeof *T->tlen));
-    if (!T->sym || !T->off || !T->len || !T->count || !T->seen || !T->toff || !T->tlen ||
-        !llm__reserve(LLM__CAST(void **, &T->tb), &T->tbcap, 4096, 1))
+    T->tb = LLM__CAST(unsigned char *, llm__grow(NULL, &T->tbcap, 4096, 1));
+    if (!T->sym || !T->off || !T->len || !T->count || !T->seen || !T->toff || !T->tlen || !T->tb)
         return llm__err(LLM_ERR_NOMEM, "%s: out of memory", fn);
     for (int32_t id = 0; id < 256; id++) {                /* the 256 byte tokens */
         T->tb[id] = LLM__CAST(unsigned char, id);
@@ -2928,8 +2934,9 @@ static llm_status llm__train_merges(llm__bt *T, const llm__word *words, size_t n
         if (pi < 0) break;                                /* no pair occurs twice */
         int32_t a = T->pair[pi].a, b = T->pair[pi].b;
         size_t la = T->tlen[a], lb = T->tlen[b];          /* z's bytes: a's, then b's */
-        if (!llm__reserve(LLM__CAST(void **, &T->tb), &T->tbcap, T->tblen + la + lb, 1))
-            return llm__err(LLM_ERR_NOMEM, "%s: out of memory", fn);
+        unsigned char *tb = LLM__CAST(unsigned char *, llm__grow(T->tb, &T->tbcap, T->tblen + la + lb, 1));
+        if (!tb) return llm__err(LLM_ERR_NOMEM, "%s: out of memory", fn);
+        T->tb = tb;
         memcpy(T->tb + T->tblen, T->tb + T->toff[a], la);
         memcpy(T->tb + T->tblen + la, T->tb + T->toff[b], lb);
         T->toff[z] = T->tblen; T->tlen[z] = la + lb; T->tblen += la + lb;
