@@ -33,8 +33,8 @@ all: $(EXAMPLES)
 $(B)/%: examples/%.c llm.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $< -o $@ $(LDLIBS)
-# the loss plot (--plot) of the trainer
-$(B)/train_gpt2 $(B)/cuda/train_gpt2 $(B)/emu/train_gpt2: examples/plot.h
+# the loss plot (--plot) of the trainer, and its test
+$(B)/train_gpt2 $(B)/cuda/train_gpt2 $(B)/emu/train_gpt2 $(B)/tests/test_plot $(B)/san/test_plot: examples/plot.h
 
 $(B)/tests/%: tests/%.c llm.h tests/test.h
 	@mkdir -p $(dir $@)

@@ -64,7 +64,7 @@ build/tokenize --train "$VOCAB" --out "$TOK" < "$TEXT"
 build/tokenize --vocab "$TOK" --bin "$TOKENS" < "$TEXT"
 NTOK=$(( ($(wc -c < "$TOKENS") - 1024) / 2 ))
 echo "tokenized: $NTOK tokens -> $TOKENS (the last 10% is held out for validation)"
-echo "the first merges: $(sed -n '2,13p' "$TOK/merges.txt" | tr '\n' '|' | sed 's/Ġ/ /g; s/|/ | /g')"
+echo "the first merges (Ġ is a space): $(sed -n '2,13p' "$TOK/merges.txt" | tr '\n' ',' | sed 's/,/, /g')"
 
 # ---- train --------------------------------------------------------------------------
 say "training a small model from scratch ($STEPS steps of 16 x 128 tokens)"
