@@ -583,7 +583,7 @@ LLMDEF llm_tokenizer_train_config llm_tokenizer_train_config_default(void);
 /* Learn a byte-level BPE of vocab_size tokens (the special tokens included) from
  * texts[0..n_texts), lens[k] bytes each (any bytes: invalid UTF-8 is learned like the
  * rest). cfg NULL means the defaults. The rule, exact so that any implementation can
- * reproduce it (tests/ref_bpe_train.py is one, in plain Python):
+ * reproduce it (tests/bpe_train_ref.py is one, in plain Python):
  *   1. words: each text is cut at the special tokens (they are not learned), then by
  *      the pre-tokenizer; a word's count is the number of times it occurs;
  *   2. ids 0..255 are the 256 byte values; every word starts as its bytes;

@@ -1,5 +1,5 @@
 /* test_bpe_train: byte-level BPE training (llm_tokenizer_train) and saving.
- *   - merges equal those of tests/ref_bpe_train.py, a plain-Python implementation of the
+ *   - merges equal those of tests/bpe_train_ref.py, a plain-Python implementation of the
  *     same rule (every merge a full recount), on Tiny Shakespeare's first 20 KB, in both
  *     pre-tokenizer modes, and on small corpora full of ties, repeats ("aaaa"), invalid
  *     UTF-8, non-ASCII letters and digits, whitespace runs and special tokens;
@@ -28,7 +28,7 @@ static llm_tokenizer *train1(const char *text, size_t len, int vocab, int mode, 
 
 /* ---- against the Python reference ---------------------------------------------------- */
 static int have_python(void) {
-    return test_file_exists("/usr/bin/python3") && test_file_exists("tests/ref_bpe_train.py");
+    return test_file_exists("/usr/bin/python3") && test_file_exists("tests/bpe_train_ref.py");
 }
 
 /* Train both ways and compare the merge lists; returns the number of merges compared. */
@@ -39,7 +39,7 @@ static void compare_with_reference(const char *what, const char *text, size_t le
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(text, 1, len, f) != len) { CHECK(0, "%s: cannot write %s", what, path); if (f) fclose(f); return; }
     fclose(f);
-    int n = snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/ref_bpe_train.py %s %d%s", path, vocab,
+    int n = snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/bpe_train_ref.py %s %d%s", path, vocab,
                      mode == LLM_PRETOK_LINES ? " --lines" : "");
     for (int k = 0; k < nsp; k++) n += snprintf(cmd + n, sizeof cmd - (size_t)n, " --special '%s'", sp[k]);
     FILE *p = popen(cmd, "r");
@@ -115,7 +115,7 @@ static char *shakespeare(size_t *len) {
 }
 
 static void test_reference(void) {
-    if (!have_python()) { TEST_SKIP("reference comparison: no /usr/bin/python3 or tests/ref_bpe_train.py (run from the repo root)"); return; }
+    if (!have_python()) { TEST_SKIP("reference comparison: no /usr/bin/python3 or tests/bpe_train_ref.py (run from the repo root)"); return; }
     size_t len;
     char *text = shakespeare(&len);
     size_t n = len < 20000 ? len : 20000;

@@ -6,7 +6,7 @@ incremental counts, no heap -- every merge recounts every pair of every word. Sl
 (merges x corpus), so the tests run it on small corpora; it is the truth the C
 implementation is compared with, merge by merge.
 
-    ref_bpe_train.py CORPUS VOCAB_SIZE [--lines] [--special TEXT]...
+    bpe_train_ref.py CORPUS VOCAB_SIZE [--lines] [--special TEXT]...
 
 prints one merge a line, "LEFT RIGHT" (token ids; merge k makes id 256 + k).
 
