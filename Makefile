@@ -4,7 +4,8 @@
 #   make           examples into build/
 #   make test      all tests (plain, then the fast ones again under ASan+UBSan)
 #   make bench     benchmarks (speed is measured here, never in tests)
-#   make demo      train a small GPT-2 on Tiny Shakespeare, then generate
+#   make demo      train a tokenizer and a small model on Tiny Shakespeare, then generate
+#   make demo-gpt2 the same with GPT-2's 50,257-token vocabulary
 #   make data      fetch the data files into data/ (or copy them from ../shared/data)
 #   make cuda      the CUDA companion, examples and tests built with nvcc
 
@@ -28,12 +29,14 @@ EMUTESTS    := $(B)/emu/tests/test_cuda $(B)/emu/tests/test_dist $(B)/emu/tests/
 EMUSANTESTS := $(B)/emu/san/test_cuda $(B)/emu/san/test_dist $(B)/emu/san/test_cuda_emu $(B)/emu/san/test_cuda_attn16 \
                $(B)/emu/san/test_cuda_scaler
 
-.PHONY: all test test-plain test-san bench demo data clean cuda fixtures
+.PHONY: all test test-plain test-san bench demo demo-gpt2 data clean cuda fixtures
 all: $(EXAMPLES)
 
 $(B)/%: examples/%.c llm.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $< -o $@ $(LDLIBS)
+# the loss plot (--plot) of the trainer, and its test
+$(B)/train_gpt2 $(B)/cuda/train_gpt2 $(B)/emu/train_gpt2 $(B)/tests/test_plot $(B)/san/test_plot: examples/plot.h
 
 $(B)/tests/%: tests/%.c llm.h tests/test.h
 	@mkdir -p $(dir $@)
@@ -82,9 +85,13 @@ endif
 bench: $(BENCHES) all
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
 
-# The README's first command: train a small GPT-2 on Tiny Shakespeare, then generate.
-demo: all
+# The README's first command: train a tokenizer and a small model on Tiny Shakespeare,
+# then generate. demo-gpt2: the earlier demo, with GPT-2's vocabulary.
+# (the scripts build what they need, in parallel)
+demo:
 	@scripts/demo.sh
+demo-gpt2:
+	@scripts/demo_gpt2.sh
 
 # Data files into data/ (downloaded and checked, or copied from ../shared/data offline).
 data:

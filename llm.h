@@ -59,7 +59,8 @@
  *   MEMORY        aligned allocation, files (UTF-8 paths, mapped, 64-bit sizes)
  *   POOL          the thread pool (pthreads or Win32)
  *   JSON          a strict, bounded JSON reader (safetensors headers, vocabularies)
- *   TOKENIZER     GPT-2 byte-level BPE: loaders, pre-tokenizer, merges, decoding
+ *   TOKENIZER     GPT-2 byte-level BPE: loaders, pre-tokenizer, merges, decoding,
+ *                 training a vocabulary, saving
  *   KERNELS       scalar reference kernels: forward beside backward, in model order
  *   SIMD          CPU feature detection, run-time dispatch, SGEMM (fp32 and bf16), the
  *                 vector layer (AVX2, AVX-512, NEON) and the GEMV written on it
@@ -540,7 +541,9 @@ typedef struct llm_tokenizer llm_tokenizer;
 /* Load a vocabulary. path is a file or a directory:
  *   directory: tokenizer.json, else encoder.json + vocab.bpe, else vocab.json + merges.txt;
  *   tokenizer.json (HF single file: model.vocab, model.merges as "a b" or ["a","b"],
- *     added_tokens);
+ *     added_tokens; a pre_tokenizer that splits after "\n" and then applies ByteLevel
+ *     without its regex, as llm_tokenizer_save writes for LLM_PRETOK_LINES, selects
+ *     that mode; any other pre_tokenizer is taken for GPT-2's);
  *   encoder.json or vocab.json (any *.json that is not a tokenizer.json): the merges
  *     are read from vocab.bpe or merges.txt in the same directory.
  * `<|endoftext|>` (and added_tokens marked special) become special tokens.
@@ -577,9 +580,10 @@ LLMDEF int llm_tokenizer_find(const llm_tokenizer *tok, const char *s, size_t le
 LLMDEF llm_status llm_tokenizer_encode(const llm_tokenizer *tok, const char *text, size_t len,
                                        int flags, int *ids, size_t cap, size_t *n_ids);
 /* The same, spreading a long text over the threads of pool (NULL: single thread). The
- * text is cut only between an ASCII non-space byte and a space, where the pre-tokenizer
- * provably starts a new piece, so the ids equal llm_tokenizer_encode's exactly. The
- * pool must not be in use by another thread during the call. */
+ * text is cut only between an ASCII non-space byte and a space (LLM_PRETOK_LINES: at
+ * line starts), where the pre-tokenizer provably starts a new piece, so the ids equal
+ * llm_tokenizer_encode's exactly. The pool must not be in use by another thread during
+ * the call. */
 LLMDEF llm_status llm_tokenizer_encode_pool(const llm_tokenizer *tok, llm_pool *pool,
                                             const char *text, size_t len, int flags, int *ids,
                                             size_t cap, size_t *n_ids);
@@ -610,6 +614,65 @@ LLMDEF llm_status llm_tokenizer_stream_put(llm_tokenizer_stream *s, int id, char
 LLMDEF size_t llm_tokenizer_stream_flush(llm_tokenizer_stream *s, char out[4]);
 /* The length in bytes of the longest token. */
 LLMDEF size_t llm_tokenizer_max_token_len(const llm_tokenizer *tok);
+
+/* How text is cut into words before BPE, in training and encoding alike. */
+#define LLM_PRETOK_GPT2  0  /* GPT-2's pattern above (the default) */
+#define LLM_PRETOK_LINES 1  /* no pattern: each line, its '\n' included, is one word */
+/* The tokenizer's pre-tokenizer (LLM_PRETOK_*); a loaded tokenizer.json records it. */
+LLMDEF int llm_tokenizer_pretokenize(const llm_tokenizer *tok);
+/* The number of merges, and merge r (0 is applied first): *left and *right (either may
+ * be NULL) receive its parts' ids; returns the id it makes, or -1 when r is out of range. */
+LLMDEF int llm_tokenizer_n_merges(const llm_tokenizer *tok);
+LLMDEF int llm_tokenizer_merge(const llm_tokenizer *tok, int r, int *left, int *right);
+
+/* ---- training a byte-level BPE ----------------------------------------------------------- */
+typedef struct llm_tokenizer_train_config {
+    int pretokenize;              /* LLM_PRETOK_GPT2 (default) or LLM_PRETOK_LINES */
+    const char *const *special;   /* (n_special) special tokens, NUL-ended UTF-8 of 2+ bytes */
+    int n_special;                /* (0 by default) */
+    llm_pool *pool;               /* count words on its threads (NULL: the calling thread) */
+} llm_tokenizer_train_config;
+LLMDEF llm_tokenizer_train_config llm_tokenizer_train_config_default(void);
+
+/* Learn a byte-level BPE of vocab_size tokens (the special tokens included) from
+ * texts[0..n_texts), lens[k] bytes each (any bytes: invalid UTF-8 is learned like the
+ * rest). cfg NULL means the defaults. The rule, exact so that any implementation can
+ * reproduce it (tests/bpe_train_ref.py is one, in plain Python):
+ *   1. words: each text is cut at the special tokens (they are not learned), then by
+ *      the pre-tokenizer; a word's count is the number of times it occurs;
+ *   2. ids 0..255 are the 256 byte values; every word starts as its bytes;
+ *   3. merge k = 0, 1, ...: count each adjacent pair of symbols over all words, a word
+ *      weighted by its count (every position counts: "aaa" holds (a, a) twice). Take
+ *      the pair (a, b) with the highest count, ties to the smallest a, then the smallest
+ *      b. It becomes id 256 + k, and every word replaces its occurrences left to right
+ *      ("aaa" -> [aa, a]);
+ *   4. stop after vocab_size - 256 - n_special merges, or when no pair left occurs at
+ *      least twice;
+ *   5. the special tokens follow, in the order given: ids 256 + n_merges, ...
+ * Encoding replays the merges in order on each word, so a training word encodes to its
+ * final symbols. Pair counts are kept up to date as merges happen (each merge visits
+ * only the words that hold its pair) and the best pair comes from a heap: not a recount
+ * per merge. The same inputs give the same tokenizer at any thread count.
+ * A merge never makes the bytes of an existing token (a stretch of a word that stays
+ * whole evolves as that stretch alone would, and alone it was merged into the older
+ * token), so ids and strings stay one to one, as vocab.json needs.
+ * HuggingFace tokenizers' BpeTrainer differs in: ids (its special tokens come first,
+ * then the bytes in the order of GPT-2's printable characters), so ties, which it
+ * breaks by the smallest pair of *its* ids, can go another way; it also merges pairs
+ * seen once (min_frequency 0); and trained from files it reads them line by line, so
+ * no word spans a line end. minbpe follows this rule but breaks ties by first occurrence.
+ * Errors (LLM_ERR_ARG): an empty corpus; vocab_size below 256 + n_special or above
+ * 2^24; a special token that is empty, one byte long, repeated or not valid UTF-8.
+ * On success *out owns the tokenizer; on failure *out is NULL. */
+LLMDEF llm_status llm_tokenizer_train(llm_tokenizer **out, const char *const *texts, const size_t *lens,
+                                      int n_texts, int vocab_size, const llm_tokenizer_train_config *cfg);
+
+/* Write tok into the existing directory dir: vocab.json + merges.txt (the GPT-2 /
+ * HuggingFace pair, which knows neither special tokens other than <|endoftext|> nor the
+ * pre-tokenizer) and tokenizer.json (HuggingFace's single file, which records both);
+ * llm_tokenizer_load(dir) reads tokenizer.json. Each file goes to a temporary and is
+ * renamed into place. LLM_ERR_IO when a file cannot be written. */
+LLMDEF llm_status llm_tokenizer_save(const llm_tokenizer *tok, const char *dir);
 
 /* ---- Llama tokenizer (llama2.c's tokenizer.bin) ------------------------------------- */
 /* SentencePiece-style vocabulary in llama2.c's layout: int32 max_token_length, then per
@@ -1720,7 +1783,7 @@ static int llm__json_int(const llm__json *d, int node, int64_t *out) {
 /* GPT-2 byte-level BPE, in three steps:
  *   1. pre-tokenize: cut the text into pieces with GPT-2's pattern (hand-written below;
  *      no regex engine), Unicode classes from the generated table at the end of this
- *      section;
+ *      section (or, with LLM_PRETOK_LINES, after each newline);
  *   2. BPE each piece: start from one symbol per byte and repeatedly merge the adjacent
  *      pair with the lowest merge rank (vocab.bpe line number) until none is left;
  *   3. the final symbols are the ids.
@@ -1846,6 +1909,16 @@ static size_t llm__pretok_next(const unsigned char *s, size_t i, size_t n) {
     return last;                                /* \s+(?!\S): leave the last one */
 }
 
+/* The end of the word that starts at s[i] (i < n) under pre-tokenizer pretok
+ * (LLM_PRETOK_*): GPT-2's pattern, or the line with its '\n'. */
+static size_t llm__word_end(int pretok, const unsigned char *s, size_t i, size_t n) {
+    if (pretok == LLM_PRETOK_LINES) {
+        const unsigned char *nl = LLM__CAST(const unsigned char *, memchr(s + i, '\n', n - i));
+        return nl ? LLM__CAST(size_t, nl - s) + 1 : n;
+    }
+    return llm__pretok_next(s, i, n);
+}
+
 /* ---- the tokenizer object --------------------------------------------------------------- */
 #define LLM__TOK_MAX_ID (1 << 24)
 #define LLM__TOK_MAX_SPECIAL 64
@@ -1863,6 +1936,7 @@ struct llm_tokenizer {
     int32_t *mrank;          /* (mmask+1) */
     uint32_t mmask;
     int32_t *merge_res;      /* (n_merges) */
+    int32_t *merge_pair;     /* (2*n_merges) the parts (a, b) of merge r */
     int n_merges;
     int byte_id[256];        /* id of each single-byte token */
     int monotone;            /* every merge ranks after the merges that make its parts */
@@ -1870,6 +1944,8 @@ struct llm_tokenizer {
     int n_special;
     int special[LLM__TOK_MAX_SPECIAL];
     int special_has_space;   /* a special token contains ' ': no parallel cuts */
+    int special_has_newline; /* ... '\n' (the cut byte of LLM_PRETOK_LINES) */
+    int pretok;              /* LLM_PRETOK_GPT2 or LLM_PRETOK_LINES */
 };
 
 static uint64_t llm__hash_bytes(const unsigned char *p, size_t n) {
@@ -1912,12 +1988,22 @@ static int llm__merge_rank(const llm_tokenizer *t, int a, int b) {
 LLMDEF void llm_tokenizer_free(llm_tokenizer *t) {
     if (!t) return;
     LLM_FREE(t->tok_off); LLM_FREE(t->tok_len); LLM_FREE(t->bytes); LLM_FREE(t->vhash);
-    LLM_FREE(t->mkey); LLM_FREE(t->mrank); LLM_FREE(t->merge_res);
+    LLM_FREE(t->mkey); LLM_FREE(t->mrank); LLM_FREE(t->merge_res); LLM_FREE(t->merge_pair);
     LLM_FREE(t);
 }
 LLMDEF int llm_tokenizer_vocab_size(const llm_tokenizer *t) { return t ? t->V : 0; }
 LLMDEF int llm_tokenizer_eot(const llm_tokenizer *t) { return t ? t->eot : -1; }
 LLMDEF size_t llm_tokenizer_max_token_len(const llm_tokenizer *t) { return t ? t->max_len : 0; }
+LLMDEF int llm_tokenizer_pretokenize(const llm_tokenizer *t) { return t ? t->pretok : LLM_PRETOK_GPT2; }
+LLMDEF int llm_tokenizer_n_merges(const llm_tokenizer *t) { return t ? t->n_merges : 0; }
+LLMDEF int llm_tokenizer_merge(const llm_tokenizer *t, int r, int *left, int *right) {
+    if (left) *left = -1;
+    if (right) *right = -1;
+    if (!t || r < 0 || r >= t->n_merges) return -1;
+    if (left) *left = t->merge_pair[2 * r];
+    if (right) *right = t->merge_pair[2 * r + 1];
+    return t->merge_res[r];
+}
 LLMDEF const char *llm_tokenizer_token(const llm_tokenizer *t, int id, size_t *len) {
     if (len) *len = 0;
     if (!t || id < 0 || id >= t->V || t->tok_len[id] < 0) return NULL;
@@ -2099,7 +2185,8 @@ static uint32_t llm__pow2_at_least(size_t n) {
 }
 
 /* Build the tokenizer from the collected entries and merges; checks ids unique, token
- * strings unique, every byte present, every merge's parts and result in the vocabulary. */
+ * strings unique, every byte present, every merge's parts and result in the vocabulary.
+ * The merges' strings are in the byte alphabet, or raw bytes when u2b is NULL (training). */
 static llm_status llm__tok_build(llm_tokenizer **out, llm__vbuild *vb, const llm__mlist *ml, const signed short *u2b) {
     const char *what = vb->what;
     llm_tokenizer *t = LLM__CAST(llm_tokenizer *, llm__calloc(1, sizeof *t));
@@ -2155,8 +2242,12 @@ static llm_status llm__tok_build(llm_tokenizer **out, llm__vbuild *vb, const llm
         for (int k = 0; k < t->n_special; k++) seen |= t->special[k] == t->eot;
         if (!seen && t->n_special < LLM__TOK_MAX_SPECIAL) t->special[t->n_special++] = t->eot;
     }
-    for (int k = 0; k < t->n_special; k++)
-        if (memchr(t->bytes + t->tok_off[t->special[k]], ' ', LLM__CAST(size_t, t->tok_len[t->special[k]]))) t->special_has_space = 1;
+    for (int k = 0; k < t->n_special; k++) {
+        const char *sp = t->bytes + t->tok_off[t->special[k]];
+        size_t sl = LLM__CAST(size_t, t->tok_len[t->special[k]]);
+        if (memchr(sp, ' ', sl)) t->special_has_space = 1;
+        if (memchr(sp, '\n', sl)) t->special_has_newline = 1;
+    }
 
     /* merges */
     if (ml->n > LLM__TOK_MAX_ID) { s = llm__err(LLM_ERR_FORMAT, "%s: too many merges", what); goto fail; }
@@ -2165,12 +2256,13 @@ static llm_status llm__tok_build(llm_tokenizer **out, llm__vbuild *vb, const llm
     t->mkey = LLM__CAST(uint64_t *, LLM_MALLOC((LLM__CAST(size_t, t->mmask) + 1) * sizeof *t->mkey));
     t->mrank = LLM__CAST(int32_t *, LLM_MALLOC((LLM__CAST(size_t, t->mmask) + 1) * sizeof *t->mrank));
     t->merge_res = LLM__CAST(int32_t *, LLM_MALLOC((ml->n ? ml->n : 1) * sizeof *t->merge_res));
+    t->merge_pair = LLM__CAST(int32_t *, LLM_MALLOC((ml->n ? ml->n : 1) * 2 * sizeof *t->merge_pair));
     {
         /* made_by[id]: the highest rank of a merge that produces id (-1: none), to check
          * that the heap BPE's order equals encoder.py's (see llm__bpe_heap) */
         int32_t *made_by = LLM__CAST(int32_t *, LLM_MALLOC(LLM__CAST(size_t, t->V) * sizeof(int32_t)));
         char *buf = LLM__CAST(char *, LLM_MALLOC(t->max_len * 2 + 2));
-        if (!t->mkey || !t->mrank || !t->merge_res || !made_by || !buf) {
+        if (!t->mkey || !t->mrank || !t->merge_res || !t->merge_pair || !made_by || !buf) {
             LLM_FREE(made_by); LLM_FREE(buf);
             s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", what); goto fail;
         }
@@ -2181,8 +2273,13 @@ static llm_status llm__tok_build(llm_tokenizer **out, llm__vbuild *vb, const llm
             const llm__mline *m = &ml->m[r];
             long na = -1, nb = -1;
             if (m->alen <= t->max_len && m->blen <= t->max_len) {
-                na = llm__unalpha(m->a, m->alen, u2b, buf);
-                if (na >= 0) nb = llm__unalpha(m->b, m->blen, u2b, buf + na);
+                if (!u2b) {
+                    memcpy(buf, m->a, m->alen); memcpy(buf + m->alen, m->b, m->blen);
+                    na = LLM__CAST(long, m->alen); nb = LLM__CAST(long, m->blen);
+                } else {
+                    na = llm__unalpha(m->a, m->alen, u2b, buf);
+                    if (na >= 0) nb = llm__unalpha(m->b, m->blen, u2b, buf + na);
+                }
             }
             int a = na < 0 ? -1 : llm_tokenizer_find(t, buf, LLM__CAST(size_t, na));
             int b = nb < 0 ? -1 : llm_tokenizer_find(t, buf + na, LLM__CAST(size_t, nb));
@@ -2195,6 +2292,7 @@ static llm_status llm__tok_build(llm_tokenizer **out, llm__vbuild *vb, const llm
                 break;
             }
             t->merge_res[r] = c;
+            t->merge_pair[2 * r] = a; t->merge_pair[2 * r + 1] = b;
             if (made_by[c] < LLM__CAST(int32_t, r)) made_by[c] = LLM__CAST(int32_t, r);
             uint64_t key = (LLM__CAST(uint64_t, LLM__CAST(uint32_t, a)) << 32) | LLM__CAST(uint32_t, b);
             for (uint32_t k = llm__hash_pair(key) & t->mmask;; k = (k + 1) & t->mmask) {
@@ -2235,6 +2333,32 @@ static llm_status llm__vb_added(llm__vbuild *b, const llm__json *d, int arr) {
     return LLM_OK;
 }
 
+/* Is node n the string str? */
+static int llm__json_is(const llm__json *d, int n, const char *str) {
+    return n >= 0 && d->nodes[n].type == LLM__J_STR && d->nodes[n].str_len == strlen(str) &&
+           memcmp(llm__jstr(d, d->nodes[n].str), str, d->nodes[n].str_len) == 0;
+}
+/* The pre-tokenizer a tokenizer.json describes: LLM_PRETOK_LINES for the one
+ * llm_tokenizer_save writes for it,
+ *   {"type": "Sequence", "pretokenizers": [
+ *     {"type": "Split", "pattern": {"String": "\n"}, "behavior": "MergedWithPrevious", ...},
+ *     {"type": "ByteLevel", "use_regex": false, ...}]}
+ * (what HuggingFace tokenizers runs as: cut after each newline, no regex), else GPT-2's. */
+static int llm__pretok_of_doc(const llm__json *d) {
+    int pt = llm__json_get(d, 0, "pre_tokenizer");
+    int list = llm__json_get(d, pt, "pretokenizers");
+    if (!llm__json_is(d, llm__json_get(d, pt, "type"), "Sequence") || list < 0 ||
+        d->nodes[list].type != LLM__J_ARR || d->nodes[list].count != 2) return LLM_PRETOK_GPT2;
+    int split = d->nodes[list].child, bl = d->nodes[split].next;
+    int ure = llm__json_get(d, bl, "use_regex");
+    if (llm__json_is(d, llm__json_get(d, split, "type"), "Split") &&
+        llm__json_is(d, llm__json_get(d, llm__json_get(d, split, "pattern"), "String"), "\n") &&
+        llm__json_is(d, llm__json_get(d, split, "behavior"), "MergedWithPrevious") &&
+        llm__json_is(d, llm__json_get(d, bl, "type"), "ByteLevel") && ure >= 0 && d->nodes[ure].type == LLM__J_FALSE)
+        return LLM_PRETOK_LINES;
+    return LLM_PRETOK_GPT2;
+}
+
 /* From a parsed vocabulary document: with merges, d is encoder.json/vocab.json;
  * without, d is a tokenizer.json. */
 static llm_status llm__tok_from_doc(llm_tokenizer **out, const llm__json *d, const char *merges, size_t mlen,
@@ -2260,6 +2384,7 @@ static llm_status llm__tok_from_doc(llm_tokenizer **out, const llm__json *d, con
         if (s == LLM_OK) s = llm__ml_from_json(&ml, d, llm__json_get(d, model, "merges"), vname);
     }
     if (s == LLM_OK) s = llm__tok_build(out, &vb, &ml, u2b);
+    if (s == LLM_OK && !merges) (*out)->pretok = llm__pretok_of_doc(d);
     llm__vbuild_free(&vb);
     LLM_FREE(ml.m);
     return s;
@@ -2337,8 +2462,9 @@ static llm_status llm__tok_load_files(llm_tokenizer **out, const char *vpath, co
 }
 
 LLMDEF llm_status llm_tokenizer_load(llm_tokenizer **out, const char *path) {
+    /* tokenizer.json first: it alone records special tokens and the pre-tokenizer */
     static const char *const pairs[3][2] = {
-        {"encoder.json", "vocab.bpe"}, {"vocab.json", "merges.txt"}, {"tokenizer.json", NULL}};
+        {"tokenizer.json", NULL}, {"encoder.json", "vocab.bpe"}, {"vocab.json", "merges.txt"}};
     if (!out) return llm__err(LLM_ERR_ARG, "llm_tokenizer_load: out is NULL");
     *out = NULL;
     if (!path) return llm__err(LLM_ERR_ARG, "llm_tokenizer_load: path is NULL");
@@ -2534,7 +2660,7 @@ static llm_status llm__encode_piece(llm__enc *e, const unsigned char *p, size_t 
 static llm_status llm__encode_ordinary(llm__enc *e, const unsigned char *s, size_t n) {
     size_t i = 0;
     while (i < n) {
-        size_t j = llm__pretok_next(s, i, n);
+        size_t j = llm__word_end(e->tok->pretok, s, i, n);
         llm_status st = llm__encode_piece(e, s + i, j - i);
         if (st != LLM_OK) return st;
         i = j;
@@ -2542,27 +2668,42 @@ static llm_status llm__encode_ordinary(llm__enc *e, const unsigned char *s, size
     return LLM_OK;
 }
 
-/* Where the next allowed special token starts in s[i..n), and which one (leftmost
- * match; the longest one when several start at the same byte). */
-static size_t llm__next_special(const llm_tokenizer *t, const unsigned char *s, size_t i, size_t n, int *which) {
+/* Where the first of the strings sp[k] (sl[k] bytes, k < ns) starts in s[i..n), and
+ * which k (-1: none, and n is returned): the leftmost match, the longest one when
+ * several start at the same byte. */
+static size_t llm__find_first(const unsigned char *s, size_t i, size_t n, const char *const *sp, const size_t *sl,
+                              int ns, int *which) {
     size_t best = n;
     *which = -1;
-    for (int k = 0; k < t->n_special; k++) {
-        int id = t->special[k];
-        const unsigned char *sp = LLM__CAST(const unsigned char *, t->bytes + t->tok_off[id]);
-        size_t len = LLM__CAST(size_t, t->tok_len[id]);
+    for (int k = 0; k < ns; k++) {
+        const unsigned char *p = LLM__CAST(const unsigned char *, sp[k]);
+        size_t len = sl[k];
         for (size_t j = i; j + len <= n && j <= best; j++) {
-            const unsigned char *q = LLM__CAST(const unsigned char *, memchr(s + j, sp[0], n - j));
+            const unsigned char *q = LLM__CAST(const unsigned char *, memchr(s + j, p[0], n - j));
             if (!q) break;
             j = LLM__CAST(size_t, q - s);
             if (j + len > n || j > best) break;
-            if (memcmp(q, sp, len) == 0) {
-                if (j < best || (j == best && len > LLM__CAST(size_t, t->tok_len[*which]))) { best = j; *which = id; }
+            if (memcmp(q, p, len) == 0) {
+                if (j < best || (j == best && len > sl[*which])) { best = j; *which = k; }
                 break;
             }
         }
     }
     return best;
+}
+
+/* Where the next allowed special token starts in s[i..n), and which id (or -1). */
+static size_t llm__next_special(const llm_tokenizer *t, const unsigned char *s, size_t i, size_t n, int *which) {
+    const char *sp[LLM__TOK_MAX_SPECIAL];
+    size_t sl[LLM__TOK_MAX_SPECIAL];
+    for (int k = 0; k < t->n_special; k++) {
+        sp[k] = t->bytes + t->tok_off[t->special[k]];
+        sl[k] = LLM__CAST(size_t, t->tok_len[t->special[k]]);
+    }
+    int k;
+    size_t at = llm__find_first(s, i, n, sp, sl, t->n_special, &k);
+    *which = k < 0 ? -1 : t->special[k];
+    return at;
 }
 
 static llm_status llm__encode_text(llm__enc *e, const unsigned char *s, size_t n, int flags) {
@@ -2614,7 +2755,24 @@ LLMDEF llm_status llm_tokenizer_encode(const llm_tokenizer *t, const char *text,
  * the space; a whitespace run cannot end at p-1), no rule looks behind, and the only
  * lookahead, (?!\S), belongs to whitespace runs, none of which crosses p. So encoding
  * [0,p) and [p,n) separately gives the same pieces. ASCII bytes never sit inside a
- * multi-byte character, and special tokens without a space cannot straddle p. */
+ * multi-byte character, and special tokens without a space cannot straddle p.
+ * With LLM_PRETOK_LINES the cuts are simply the line starts (s[p-1] == '\n'). */
+static int llm__is_cut(int pretok, const unsigned char *s, size_t p) {
+    if (pretok == LLM_PRETOK_LINES) return s[p - 1] == '\n';
+    return s[p] == ' ' && s[p - 1] < 0x80 && llm__ascii_class[s[p - 1]] != LLM__U_SPACE;
+}
+/* nth pieces of s[0..len): cut[0] = 0, cut[nth] = len, cut[k] the first cut at or after
+ * an even share (and past cut[k-1]), or len when there is none. */
+static void llm__even_cuts(int pretok, const unsigned char *s, size_t len, int nth, size_t *cut) {
+    cut[0] = 0;
+    for (int k = 1; k < nth; k++) {
+        size_t p = len / LLM__CAST(size_t, nth) * LLM__CAST(size_t, k);
+        if (p < cut[k - 1] + 1) p = cut[k - 1] + 1;
+        while (p < len && !llm__is_cut(pretok, s, p)) p++;
+        cut[k] = p < len ? p : len;
+    }
+    cut[nth] = len;
+}
 typedef struct {
     const llm_tokenizer *tok;
     const unsigned char *s;
@@ -2639,7 +2797,8 @@ static void llm__encode_task(void *arg, int ith, int nth) {
 LLMDEF llm_status llm_tokenizer_encode_pool(const llm_tokenizer *t, llm_pool *pool, const char *text, size_t len,
                                             int flags, int *ids, size_t cap, size_t *n_ids) {
     int nth = llm_pool_size(pool);
-    if (!pool || nth <= 1 || len < (1u << 16) || (t && (flags & LLM_TOKENIZE_SPECIAL) && t->special_has_space))
+    if (!pool || nth <= 1 || len < (1u << 16) ||
+        (t && (flags & LLM_TOKENIZE_SPECIAL) && (t->pretok == LLM_PRETOK_LINES ? t->special_has_newline : t->special_has_space)))
         return llm_tokenizer_encode(t, text, len, flags, ids, cap, n_ids);
     if (n_ids) *n_ids = 0;
     if (!t || !text || (!ids && cap) || !n_ids) return llm__err(LLM_ERR_ARG, "llm_tokenizer_encode_pool: NULL argument");
@@ -2652,14 +2811,7 @@ LLMDEF llm_status llm_tokenizer_encode_pool(const llm_tokenizer *t, llm_pool *po
         return llm__err(LLM_ERR_NOMEM, "llm_tokenizer_encode_pool: out of memory");
     }
     size_t *count = cut + nth + 1;
-    cut[0] = 0;
-    for (int k = 1; k < nth; k++) {   /* search forward from an even share for a cut */
-        size_t p = len / LLM__CAST(size_t, nth) * LLM__CAST(size_t, k);
-        if (p < cut[k - 1] + 1) p = cut[k - 1] + 1;
-        while (p < len && !(s[p] == ' ' && s[p - 1] < 0x80 && llm__ascii_class[s[p - 1]] != LLM__U_SPACE)) p++;
-        cut[k] = p < len ? p : len;
-    }
-    cut[nth] = len;
+    llm__even_cuts(t->pretok, s, len, nth, cut);
     llm__par P;
     P.tok = t; P.s = s; P.cut = cut; P.flags = flags; P.tmp = tmp; P.count = count; P.status = status;
     llm_pool_run(pool, llm__encode_task, &P);
@@ -2748,6 +2900,559 @@ LLMDEF size_t llm_tokenizer_stream_flush(llm_tokenizer_stream *s, char out[4]) {
     s->n_pending = 0;
     return n;
 }
+
+/* ---- training ------------------------------------------------------------------------- */
+/* llm_tokenizer_train in three steps (its rule is written where it is declared):
+ *   1. words: cut the texts into words and count them in a hash table (one table per
+ *      thread over its share of the text, added together, then sorted by bytes);
+ *   2. pairs: count every adjacent pair of every word, weighted by the word's count,
+ *      and list for each pair the words that hold it;
+ *   3. merges: pop the best pair from a heap ordered by (count, then smallest a, b);
+ *      replace it in the words on its list, changing only the counts of the pairs
+ *      around each occurrence; push the pairs whose counts changed. A heap entry whose
+ *      count is no longer its pair's is stale and skipped when popped.
+ * Each merge costs the length of the words that hold its pair, not a recount of the
+ * corpus. (A word that is very long, e.g. a text without newlines in LLM_PRETOK_LINES,
+ * is rescanned whole by every merge that touches it.) */
+
+LLMDEF llm_tokenizer_train_config llm_tokenizer_train_config_default(void) {
+    llm_tokenizer_train_config c;
+    memset(&c, 0, sizeof c);
+    return c;
+}
+
+/* Word counts: open addressing over (pointer into the text, length). */
+typedef struct { const unsigned char *p; size_t n; int64_t count; uint64_t h; } llm__word;
+typedef struct { llm__word *slot; size_t mask, used; int nomem; } llm__wtab;
+
+static void llm__wtab_add(llm__wtab *w, const unsigned char *p, size_t n, int64_t count, uint64_t h) {
+    if (w->nomem) return;
+    if (2 * (w->used + 1) > w->mask + 1) {                /* keep it at most half full */
+        size_t cap = w->mask ? 2 * (w->mask + 1) : 4096;
+        llm__word *s = LLM__CAST(llm__word *, llm__calloc(cap, sizeof *s));
+        if (!s) { w->nomem = 1; return; }
+        for (size_t i = 0; w->mask && i <= w->mask; i++) {
+            if (!w->slot[i].p) continue;
+            size_t k = LLM__CAST(size_t, w->slot[i].h) & (cap - 1);
+            while (s[k].p) k = (k + 1) & (cap - 1);
+            s[k] = w->slot[i];
+        }
+        LLM_FREE(w->slot);
+        w->slot = s; w->mask = cap - 1;
+    }
+    for (size_t k = LLM__CAST(size_t, h) & w->mask;; k = (k + 1) & w->mask) {
+        llm__word *e = &w->slot[k];
+        if (!e->p) { e->p = p; e->n = n; e->count = count; e->h = h; w->used++; return; }
+        if (e->h == h && e->n == n && memcmp(e->p, p, n) == 0) { e->count += count; return; }
+    }
+}
+
+/* Count the words of s[lo..hi): cut at the special tokens, then by the pre-tokenizer. */
+typedef struct {
+    llm__wtab *tab;                       /* (nth) one table per thread */
+    const unsigned char *s;
+    const size_t *cut;                    /* (nth+1) */
+    const char *const *sp; const size_t *sl; int ns;
+    int pretok;
+} llm__count_job;
+
+static void llm__count_words(llm__wtab *w, const llm__count_job *J, size_t lo, size_t hi) {
+    const unsigned char *s = J->s;
+    size_t i = lo;
+    while (i < hi) {
+        int k = -1;
+        size_t j = J->ns ? llm__find_first(s, i, hi, J->sp, J->sl, J->ns, &k) : hi;
+        while (i < j) {
+            size_t e = llm__word_end(J->pretok, s, i, j);
+            llm__wtab_add(w, s + i, e - i, 1, llm__hash_bytes(s + i, e - i));
+            i = e;
+        }
+        if (k < 0) break;
+        i = j + J->sl[k];
+    }
+}
+static void llm__count_task(void *arg, int ith, int nth) {
+    llm__count_job *J = LLM__CAST(llm__count_job *, arg);
+    (void)nth;
+    llm__count_words(&J->tab[ith], J, J->cut[ith], J->cut[ith + 1]);
+}
+
+static int llm__word_cmp(const void *x, const void *y) {
+    const llm__word *a = LLM__CAST(const llm__word *, x), *b = LLM__CAST(const llm__word *, y);
+    int c = memcmp(a->p, b->p, a->n < b->n ? a->n : b->n);
+    return c ? c : (a->n > b->n) - (a->n < b->n);
+}
+
+/* A pair of symbols: its count, and the words that hold it (or held it: the list is only
+ * appended to, so it may name words that lost the pair; they are checked when used). */
+typedef struct {
+    int32_t a, b;
+    int64_t count;
+    int32_t *w; size_t nw, cw;            /* (nw) word indices */
+    int32_t stamp;                        /* the last merge that changed the count */
+} llm__pair;
+typedef struct { int64_t count; int32_t a, b; } llm__hent;   /* heap entry */
+
+typedef struct {
+    /* words: the symbols of word i are sym[off[i] .. off[i] + len[i]) */
+    int32_t *sym; size_t *off; size_t *len; int64_t *count; int32_t *seen; size_t nw;
+    /* pairs, and a hash (a, b) -> index into pair */
+    llm__pair *pair; size_t np, pcap;
+    int32_t *ptab; size_t pmask;
+    int32_t *touched; size_t nt, tcap;    /* pairs whose count the current merge changed */
+    llm__hent *heap; size_t nh, hcap;
+    /* tokens: the bytes of id are tb[toff[id] .. toff[id] + tlen[id]) */
+    unsigned char *tb; size_t tblen, tbcap;
+    size_t *toff, *tlen;
+    int nomem;
+} llm__bt;
+
+static void llm__bt_free(llm__bt *T) {
+    for (size_t i = 0; i < T->np; i++) LLM_FREE(T->pair[i].w);
+    LLM_FREE(T->sym); LLM_FREE(T->off); LLM_FREE(T->len); LLM_FREE(T->count); LLM_FREE(T->seen);
+    LLM_FREE(T->pair); LLM_FREE(T->ptab); LLM_FREE(T->touched); LLM_FREE(T->heap);
+    LLM_FREE(T->tb); LLM_FREE(T->toff); LLM_FREE(T->tlen);
+}
+
+/* Room for `need` elements of `elem` bytes in the array p (capacity *cap, doubled as
+ * needed): the array, perhaps moved, or NULL when out of memory (p is then unchanged). */
+static void *llm__grow(void *p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap && p) return p;
+    size_t c = *cap ? *cap : 16;
+    while (c < need) c *= 2;
+    void *q = LLM_REALLOC(p, c * elem);
+    if (q) *cap = c;
+    return q;
+}
+
+
+static uint64_t llm__pair_key(int32_t a, int32_t b) {
+    return (LLM__CAST(uint64_t, LLM__CAST(uint32_t, a)) << 32) | LLM__CAST(uint32_t, b);
+}
+
+/* The index of pair (a, b), made with count 0 when new; -1 when out of memory. */
+static int32_t llm__pair_get(llm__bt *T, int32_t a, int32_t b) {
+    if (2 * (T->np + 1) > T->pmask + 1) {                 /* rehash at half full */
+        size_t cap = T->pmask ? 2 * (T->pmask + 1) : LLM__CAST(size_t, 1) << 16;
+        int32_t *t = LLM__CAST(int32_t *, LLM_MALLOC(cap * sizeof *t));
+        if (!t) { T->nomem = 1; return -1; }
+        memset(t, 0xFF, cap * sizeof *t);
+        for (size_t i = 0; i < T->np; i++) {
+            size_t k = llm__hash_pair(llm__pair_key(T->pair[i].a, T->pair[i].b)) & (cap - 1);
+            while (t[k] >= 0) k = (k + 1) & (cap - 1);
+            t[k] = LLM__CAST(int32_t, i);
+        }
+        LLM_FREE(T->ptab);
+        T->ptab = t; T->pmask = cap - 1;
+    }
+    size_t k = llm__hash_pair(llm__pair_key(a, b)) & T->pmask;
+    for (; T->ptab[k] >= 0; k = (k + 1) & T->pmask) {
+        const llm__pair *p = &T->pair[T->ptab[k]];
+        if (p->a == a && p->b == b) return T->ptab[k];
+    }
+    void *grown = T->np < 0x7FFFFFFF ? llm__grow(T->pair, &T->pcap, T->np + 1, sizeof *T->pair) : NULL;
+    if (!grown) { T->nomem = 1; return -1; }
+    T->pair = LLM__CAST(llm__pair *, grown);
+    llm__pair *p = &T->pair[T->np];
+    memset(p, 0, sizeof *p);
+    p->a = a; p->b = b; p->stamp = -1;
+    T->ptab[k] = LLM__CAST(int32_t, T->np);
+    return LLM__CAST(int32_t, T->np++);
+}
+
+/* count(a, b) += d for an occurrence in word w (listing w when d > 0). The pair is
+ * noted as touched by merge `stamp`, once, so that its new count is pushed once. */
+static void llm__pair_add(llm__bt *T, int32_t a, int32_t b, int64_t d, int32_t w, int32_t stamp) {
+    int32_t i = llm__pair_get(T, a, b);
+    if (i < 0) return;
+    llm__pair *p = &T->pair[i];
+    p->count += d;
+    if (d > 0 && (p->nw == 0 || p->w[p->nw - 1] != w)) {
+        int32_t *wl = LLM__CAST(int32_t *, llm__grow(p->w, &p->cw, p->nw + 1, sizeof *p->w));
+        if (!wl) { T->nomem = 1; return; }
+        p->w = wl;
+        p->w[p->nw++] = w;
+    }
+    if (p->stamp != stamp) {
+        p->stamp = stamp;
+        int32_t *tl = LLM__CAST(int32_t *, llm__grow(T->touched, &T->tcap, T->nt + 1, sizeof *T->touched));
+        if (!tl) { T->nomem = 1; return; }
+        T->touched = tl;
+        T->touched[T->nt++] = i;
+    }
+}
+
+/* Max-heap: the highest count first, then the smallest a, then the smallest b. */
+static int llm__hent_first(const llm__hent *x, const llm__hent *y) {
+    if (x->count != y->count) return x->count > y->count;
+    return x->a != y->a ? x->a < y->a : x->b < y->b;
+}
+static void llm__hpush(llm__bt *T, const llm__pair *p) {
+    llm__hent *h = LLM__CAST(llm__hent *, llm__grow(T->heap, &T->hcap, T->nh + 1, sizeof *T->heap)), e;
+    if (!h) { T->nomem = 1; return; }
+    T->heap = h;
+    e.count = p->count; e.a = p->a; e.b = p->b;
+    size_t i = T->nh++;
+    while (i > 0 && llm__hent_first(&e, &h[(i - 1) / 2])) { h[i] = h[(i - 1) / 2]; i = (i - 1) / 2; }
+    h[i] = e;
+}
+static llm__hent llm__hpop(llm__bt *T) {
+    llm__hent *h = T->heap, top = h[0], last = h[--T->nh];
+    size_t i = 0, n = T->nh;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && llm__hent_first(&h[c + 1], &h[c])) c++;
+        if (!llm__hent_first(&h[c], &last)) break;
+        h[i] = h[c]; i = c;
+    }
+    if (n) h[i] = last;
+    return top;
+}
+
+/* Replace every (a, b) in word w by z, left to right, and update the counts of the pairs
+ * around each occurrence at old position i (p = the symbol before, q = the one after):
+ *   removed: (p, a) unless the previous occurrence ended at i-1 (it removed (b, a) as
+ *            its right pair), (a, b), and (b, q);
+ *   added:   (left, z) where left is the new symbol before (z itself after an adjacent
+ *            occurrence), and (z, q) unless q starts the next occurrence (which adds
+ *            (z, z) as its left pair).
+ * So "a b a b" loses (a,b) twice and (b,a) once and gains (z,z): its pairs exactly. */
+static void llm__merge_word(llm__bt *T, int32_t w, int32_t a, int32_t b, int32_t z, int32_t stamp) {
+    int32_t *s = T->sym + T->off[w];
+    size_t n = T->len[w], i = 0, j = 0, prev_end = LLM__CAST(size_t, -1);
+    int64_t c = T->count[w];
+    while (i < n) {
+        if (i + 1 < n && s[i] == a && s[i + 1] == b) {
+            if (i > 0 && prev_end != i - 1) llm__pair_add(T, s[i - 1], a, -c, w, stamp);
+            llm__pair_add(T, a, b, -c, w, stamp);
+            if (i + 2 < n) llm__pair_add(T, b, s[i + 2], -c, w, stamp);
+            if (j > 0) llm__pair_add(T, s[j - 1], z, c, w, stamp);   /* s[j-1]: already the new symbol */
+            if (i + 2 < n && !(i + 3 < n && s[i + 2] == a && s[i + 3] == b)) llm__pair_add(T, z, s[i + 2], c, w, stamp);
+            s[j++] = z;
+            i += 2;
+            prev_end = i - 1;
+        } else {
+            s[j++] = s[i++];
+        }
+    }
+    T->len[w] = j;
+}
+
+/* Validate the arguments; the special tokens' lengths into sl. */
+static llm_status llm__train_check(const char *const *texts, const size_t *lens, int n_texts, int vocab_size,
+                                   const llm_tokenizer_train_config *c, size_t *sl) {
+    const char *fn = "llm_tokenizer_train";
+    if (n_texts < 0 || (n_texts > 0 && (!texts || !lens))) return llm__err(LLM_ERR_ARG, "%s: NULL texts or lens", fn);
+    if (c->pretokenize != LLM_PRETOK_GPT2 && c->pretokenize != LLM_PRETOK_LINES)
+        return llm__err(LLM_ERR_ARG, "%s: pretokenize %d is not LLM_PRETOK_GPT2 or LLM_PRETOK_LINES", fn, c->pretokenize);
+    if (c->n_special < 0 || c->n_special > LLM__TOK_MAX_SPECIAL || (c->n_special > 0 && !c->special))
+        return llm__err(LLM_ERR_ARG, "%s: n_special %d is not in [0, %d] (or special is NULL)", fn, c->n_special, LLM__TOK_MAX_SPECIAL);
+    for (int k = 0; k < c->n_special; k++) {
+        const char *sp = c->special[k];
+        if (!sp) return llm__err(LLM_ERR_ARG, "%s: special token %d is NULL", fn, k);
+        sl[k] = strlen(sp);
+        if (sl[k] < 2)
+            return llm__err(LLM_ERR_ARG, "%s: special token %d \"%s\" is %s (each of the 256 bytes is a token already)", fn, k, sp,
+                            sl[k] ? "one byte" : "empty");
+        if (sl[k] > 0xFFFF) return llm__err(LLM_ERR_ARG, "%s: special token %d is longer than 65535 bytes", fn, k);
+        for (size_t i = 0; i < sl[k];) {
+            uint32_t cp;
+            i += LLM__CAST(size_t, llm__utf8_get(LLM__CAST(const unsigned char *, sp), i, sl[k], &cp));
+            if (cp == 0xFFFFFFFFu) return llm__err(LLM_ERR_ARG, "%s: special token %d is not valid UTF-8", fn, k);
+        }
+        for (int q = 0; q < k; q++)
+            if (strcmp(c->special[q], sp) == 0) return llm__err(LLM_ERR_ARG, "%s: special token \"%s\" is given twice", fn, sp);
+    }
+    if (vocab_size < 256 + c->n_special || vocab_size > LLM__TOK_MAX_ID)
+        return llm__err(LLM_ERR_ARG, "%s: vocab_size %d is not in [256 + %d special tokens, %d]", fn, vocab_size, c->n_special,
+                        LLM__TOK_MAX_ID);
+    size_t total = 0;
+    for (int k = 0; k < n_texts; k++) {
+        if (!texts[k] && lens[k]) return llm__err(LLM_ERR_ARG, "%s: text %d is NULL", fn, k);
+        total += lens[k];
+    }
+    if (total == 0) return llm__err(LLM_ERR_ARG, "%s: the corpus is empty (nothing to learn from)", fn);
+    return LLM_OK;
+}
+
+/* Step 1: the words of all texts with their counts, sorted by bytes, into *words. */
+static llm_status llm__train_words(const char *const *texts, const size_t *lens, int n_texts,
+                                   const llm_tokenizer_train_config *c, const size_t *sl, llm__word **words, size_t *nw) {
+    int nth = c->pool ? llm_pool_size(c->pool) : 1;
+    int cut_in_special = 0;    /* a special token holding the cut byte could straddle a cut */
+    for (int k = 0; k < c->n_special; k++)
+        if (memchr(c->special[k], c->pretokenize == LLM_PRETOK_LINES ? '\n' : ' ', sl[k])) cut_in_special = 1;
+    llm__wtab *tab = LLM__CAST(llm__wtab *, llm__calloc(LLM__CAST(size_t, nth), sizeof *tab));
+    size_t *cut = LLM__CAST(size_t *, llm__calloc(LLM__CAST(size_t, nth) + 1, sizeof *cut));
+    llm_status s = LLM_OK;
+    *words = NULL; *nw = 0;
+    if (!tab || !cut) { s = llm__err(LLM_ERR_NOMEM, "llm_tokenizer_train: out of memory"); goto done; }
+    for (int k = 0; k < n_texts; k++) {
+        llm__count_job J;
+        J.tab = tab; J.s = LLM__CAST(const unsigned char *, texts[k]); J.cut = cut;
+        J.sp = c->special; J.sl = sl; J.ns = c->n_special; J.pretok = c->pretokenize;
+        if (nth > 1 && lens[k] >= (1u << 16) && !cut_in_special) {   /* shares of a long text */
+            llm__even_cuts(c->pretokenize, J.s, lens[k], nth, cut);
+            llm_pool_run(c->pool, llm__count_task, &J);
+        } else if (lens[k]) {
+            llm__count_words(&tab[0], &J, 0, lens[k]);
+        }
+    }
+    for (int t = 1; t < nth; t++)      /* add the other tables into the first */
+        for (size_t i = 0; tab[t].mask && i <= tab[t].mask; i++)
+            if (tab[t].slot[i].p) llm__wtab_add(&tab[0], tab[t].slot[i].p, tab[t].slot[i].n, tab[t].slot[i].count, tab[t].slot[i].h);
+    for (int t = 0; t < nth; t++)
+        if (tab[t].nomem) { s = llm__err(LLM_ERR_NOMEM, "llm_tokenizer_train: out of memory counting words"); goto done; }
+    {   /* compact the table into a sorted list: the same order at any thread count */
+        size_t n = 0;
+        for (size_t i = 0; tab[0].mask && i <= tab[0].mask; i++)
+            if (tab[0].slot[i].p) tab[0].slot[n++] = tab[0].slot[i];
+        if (n) qsort(tab[0].slot, n, sizeof *tab[0].slot, llm__word_cmp);
+        *words = tab[0].slot; *nw = n;
+        tab[0].slot = NULL;
+    }
+done:
+    for (int t = 0; tab && t < nth; t++) LLM_FREE(tab[t].slot);
+    LLM_FREE(tab); LLM_FREE(cut);
+    return s;
+}
+
+/* Steps 2 and 3: the merges. T gets the words; on return T->toff/tlen/tb hold the
+ * 256 + *n_merges tokens and merge k is (ma[k], mb[k]). */
+static llm_status llm__train_merges(llm__bt *T, const llm__word *words, size_t nw, int max_merges,
+                                    int32_t *ma, int32_t *mb, int *n_merges) {
+    const char *fn = "llm_tokenizer_train";
+    size_t nsym = 0, nv = 256 + LLM__CAST(size_t, max_merges);
+    *n_merges = 0;
+    for (size_t i = 0; i < nw; i++) if (words[i].n >= 2) nsym += words[i].n;
+    T->sym = LLM__CAST(int32_t *, LLM_MALLOC((nsym ? nsym : 1) * sizeof *T->sym));
+    T->off = LLM__CAST(size_t *, LLM_MALLOC((nw ? nw : 1) * sizeof *T->off));
+    T->len = LLM__CAST(size_t *, LLM_MALLOC((nw ? nw : 1) * sizeof *T->len));
+    T->count = LLM__CAST(int64_t *, LLM_MALLOC((nw ? nw : 1) * sizeof *T->count));
+    T->seen = LLM__CAST(int32_t *, LLM_MALLOC((nw ? nw : 1) * sizeof *T->seen));
+    T->toff = LLM__CAST(size_t *, LLM_MALLOC(nv * sizeof *T->toff));
+    T->tlen = LLM__CAST(size_t *, LLM_MALLOC(nv * sizeof *T->tlen));
+    T->tb = LLM__CAST(unsigned char *, llm__grow(NULL, &T->tbcap, 4096, 1));
+    if (!T->sym || !T->off || !T->len || !T->count || !T->seen || !T->toff || !T->tlen || !T->tb)
+        return llm__err(LLM_ERR_NOMEM, "%s: out of memory", fn);
+    for (int32_t id = 0; id < 256; id++) {                /* the 256 byte tokens */
+        T->tb[id] = LLM__CAST(unsigned char, id);
+        T->toff[id] = LLM__CAST(size_t, id); T->tlen[id] = 1;
+    }
+    T->tblen = 256;
+    /* words of one byte hold no pair: leave them out */
+    for (size_t i = 0; i < nw; i++) {
+        if (words[i].n < 2) continue;
+        if (words[i].n > 0x7FFFFFFF) return llm__err(LLM_ERR_ARG, "%s: a word of %lu bytes is too long", fn, LLM__CAST(unsigned long, words[i].n));
+        size_t o = T->nw ? T->off[T->nw - 1] + T->len[T->nw - 1] : 0;
+        T->off[T->nw] = o; T->len[T->nw] = words[i].n; T->count[T->nw] = words[i].count; T->seen[T->nw] = -1;
+        for (size_t q = 0; q < words[i].n; q++) T->sym[o + q] = words[i].p[q];
+        T->nw++;
+    }
+    /* step 2: every pair of every word; then the heap of those that occur twice or more */
+    for (size_t w = 0; w < T->nw; w++) {
+        const int32_t *s = T->sym + T->off[w];
+        for (size_t q = 0; q + 1 < T->len[w]; q++) llm__pair_add(T, s[q], s[q + 1], T->count[w], LLM__CAST(int32_t, w), -2);
+    }
+    for (size_t i = 0; i < T->np; i++) if (T->pair[i].count >= 2) llm__hpush(T, &T->pair[i]);
+    if (T->nomem) return llm__err(LLM_ERR_NOMEM, "%s: out of memory counting pairs", fn);
+
+    /* step 3 */
+    for (int k = 0; k < max_merges; k++) {
+        int32_t pi = -1, z = 256 + k;
+        while (T->nh > 0 && pi < 0) {                     /* the best pair, skipping stale entries */
+            llm__hent e = llm__hpop(T);
+            pi = llm__pair_get(T, e.a, e.b);
+            if (pi < 0) return llm__err(LLM_ERR_NOMEM, "%s: out of memory", fn);
+            if (T->pair[pi].count != e.count) pi = -1;
+        }
+        if (pi < 0) break;                                /* no pair occurs twice */
+        int32_t a = T->pair[pi].a, b = T->pair[pi].b;
+        size_t la = T->tlen[a], lb = T->tlen[b];          /* z's bytes: a's, then b's */
+        unsigned char *tb = LLM__CAST(unsigned char *, llm__grow(T->tb, &T->tbcap, T->tblen + la + lb, 1));
+        if (!tb) return llm__err(LLM_ERR_NOMEM, "%s: out of memory", fn);
+        T->tb = tb;
+        memcpy(T->tb + T->tblen, T->tb + T->toff[a], la);
+        memcpy(T->tb + T->tblen + la, T->tb + T->toff[b], lb);
+        T->toff[z] = T->tblen; T->tlen[z] = la + lb; T->tblen += la + lb;
+        ma[k] = a; mb[k] = b;
+        /* the words that hold (a, b); the list does not change during the merge (no new
+         * pair is (a, b)), but T->pair may move, so keep the list's own pointer */
+        int32_t *wl = T->pair[pi].w;
+        size_t nwl = T->pair[pi].nw;
+        T->nt = 0;
+        for (size_t q = 0; q < nwl; q++) {
+            int32_t w = wl[q];
+            if (T->seen[w] == k) continue;
+            T->seen[w] = k;
+            llm__merge_word(T, w, a, b, z, k);
+        }
+        if (T->nomem) return llm__err(LLM_ERR_NOMEM, "%s: out of memory", fn);
+        LLM_ASSERT(T->pair[pi].count == 0);               /* every occurrence was replaced */
+        LLM_FREE(T->pair[pi].w);
+        T->pair[pi].w = NULL; T->pair[pi].nw = T->pair[pi].cw = 0;
+        for (size_t q = 0; q < T->nt; q++) {
+            const llm__pair *p = &T->pair[T->touched[q]];
+            if (p->count >= 2) llm__hpush(T, p);
+        }
+        if (T->nomem) return llm__err(LLM_ERR_NOMEM, "%s: out of memory", fn);
+        *n_merges = k + 1;
+    }
+    return LLM_OK;
+}
+
+LLMDEF llm_status llm_tokenizer_train(llm_tokenizer **out, const char *const *texts, const size_t *lens, int n_texts,
+                                      int vocab_size, const llm_tokenizer_train_config *cfg) {
+    if (!out) return llm__err(LLM_ERR_ARG, "llm_tokenizer_train: out is NULL");
+    *out = NULL;
+    llm_tokenizer_train_config c = cfg ? *cfg : llm_tokenizer_train_config_default();
+    size_t sl[LLM__TOK_MAX_SPECIAL];
+    llm_status s = llm__train_check(texts, lens, n_texts, vocab_size, &c, sl);
+    if (s != LLM_OK) return s;
+    int max_merges = vocab_size - 256 - c.n_special, nm = 0;
+    llm__word *words = NULL;
+    size_t nw = 0;
+    llm__bt T;
+    llm__vbuild vb;
+    llm__mlist ml;
+    memset(&T, 0, sizeof T); memset(&vb, 0, sizeof vb); memset(&ml, 0, sizeof ml);
+    vb.what = "llm_tokenizer_train";
+    int32_t *ma = LLM__CAST(int32_t *, LLM_MALLOC((LLM__CAST(size_t, max_merges) + 1) * 2 * sizeof(int32_t)));
+    int32_t *mb = ma ? ma + max_merges + 1 : NULL;
+    if (!ma) { s = llm__err(LLM_ERR_NOMEM, "llm_tokenizer_train: out of memory"); goto done; }
+    s = llm__train_words(texts, lens, n_texts, &c, sl, &words, &nw);
+    if (s == LLM_OK) s = llm__train_merges(&T, words, nw, max_merges, ma, mb, &nm);
+    /* the tokenizer, built as the loaders build one: tokens, special tokens, merges */
+    for (int id = 0; s == LLM_OK && id < 256 + nm; id++)
+        s = llm__vb_add(&vb, LLM__CAST(const char *, T.tb + T.toff[id]), T.tlen[id], id, 0);
+    for (int k = 0; s == LLM_OK && k < c.n_special; k++)
+        s = llm__vb_add(&vb, c.special[k], sl[k], 256 + nm + k, 1);
+    for (int k = 0; s == LLM_OK && k < nm; k++)
+        s = llm__ml_add(&ml, LLM__CAST(const char *, T.tb + T.toff[ma[k]]), T.tlen[ma[k]],
+                        LLM__CAST(const char *, T.tb + T.toff[mb[k]]), T.tlen[mb[k]], vb.what);
+    if (s == LLM_OK) s = llm__tok_build(out, &vb, &ml, NULL);
+    if (s == LLM_OK) (*out)->pretok = c.pretokenize;
+done:
+    llm__vbuild_free(&vb);
+    LLM_FREE(ml.m);
+    llm__bt_free(&T);
+    LLM_FREE(words); LLM_FREE(ma);
+    return s;
+}
+/* ---- saving --------------------------------------------------------------------------- */
+/* Token bytes as a JSON string in GPT-2's byte alphabet (the inverse of llm__unalpha):
+ * byte b is code point b2u[b], UTF-8 encoded; '"' and '\\' are escaped. */
+static void llm__w_alpha(llm__wfile *w, const unsigned short *b2u, const char *p, size_t n, int quoted) {
+    if (quoted) llm__wbytes(w, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned cp = b2u[LLM__CAST(unsigned char, p[i])];
+        char u[3];
+        if (cp == '"' || cp == '\\') { u[0] = '\\'; u[1] = LLM__CAST(char, cp); llm__wbytes(w, u, 2); }
+        else if (cp < 0x80) { u[0] = LLM__CAST(char, cp); llm__wbytes(w, u, 1); }
+        else { u[0] = LLM__CAST(char, 0xC0 | (cp >> 6)); u[1] = LLM__CAST(char, 0x80 | (cp & 0x3F)); llm__wbytes(w, u, 2); }
+    }
+    if (quoted) llm__wbytes(w, "\"", 1);
+}
+/* Raw UTF-8 text as a JSON string (special tokens' content). */
+static void llm__w_json_raw(llm__wfile *w, const char *p, size_t n) {
+    llm__wbytes(w, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = LLM__CAST(unsigned char, p[i]);
+        char e[8];
+        if (c == '"' || c == '\\') { e[0] = '\\'; e[1] = LLM__CAST(char, c); llm__wbytes(w, e, 2); }
+        else if (c < 0x20) { snprintf(e, sizeof e, "\\u%04x", c); llm__wbytes(w, e, 6); }
+        else llm__wbytes(w, p + i, 1);
+    }
+    llm__wbytes(w, "\"", 1);
+}
+static void llm__wstr(llm__wfile *w, const char *s) { llm__wbytes(w, s, strlen(s)); }
+static void llm__wint(llm__wfile *w, long v) { char b[24]; llm__wbytes(w, b, LLM__CAST(size_t, snprintf(b, sizeof b, "%ld", v))); }
+
+/* {"token": id, ...} for every id in order (vocab.json, and model.vocab of tokenizer.json). */
+static void llm__w_vocab(llm__wfile *w, const llm_tokenizer *t, const unsigned short *b2u, const char *sep) {
+    int first = 1;
+    llm__wstr(w, "{");
+    for (int id = 0; id < t->V; id++) {
+        if (t->tok_len[id] < 0) continue;
+        if (!first) llm__wstr(w, ",");
+        llm__wstr(w, sep);
+        first = 0;
+        llm__w_alpha(w, b2u, t->bytes + t->tok_off[id], LLM__CAST(size_t, t->tok_len[id]), 1);
+        llm__wstr(w, ": ");
+        llm__wint(w, id);
+    }
+    llm__wstr(w, "}");
+}
+
+static llm_status llm__save_file(const llm_tokenizer *t, const char *dir, const char *name, const unsigned short *b2u) {
+    char *path = llm__path_join(dir, name);
+    if (!path) return llm__err(LLM_ERR_NOMEM, "llm_tokenizer_save: out of memory");
+    llm__wfile w;
+    llm_status s = llm__wopen(&w, path);
+    if (s != LLM_OK) { LLM_FREE(path); return s; }
+    if (!strcmp(name, "vocab.json")) {
+        llm__w_vocab(&w, t, b2u, "\n");
+        llm__wstr(&w, "\n");
+    } else if (!strcmp(name, "merges.txt")) {
+        llm__wstr(&w, "#version: 0.2\n");
+        for (int r = 0; r < t->n_merges; r++) {
+            int a = t->merge_pair[2 * r], b = t->merge_pair[2 * r + 1];
+            llm__w_alpha(&w, b2u, t->bytes + t->tok_off[a], LLM__CAST(size_t, t->tok_len[a]), 0);
+            llm__wstr(&w, " ");
+            llm__w_alpha(&w, b2u, t->bytes + t->tok_off[b], LLM__CAST(size_t, t->tok_len[b]), 0);
+            llm__wstr(&w, "\n");
+        }
+    } else {   /* tokenizer.json, in the layout HuggingFace tokenizers writes */
+        llm__wstr(&w, "{\n\"version\": \"1.0\",\n\"truncation\": null,\n\"padding\": null,\n\"added_tokens\": [");
+        for (int k = 0; k < t->n_special; k++) {
+            int id = t->special[k];
+            llm__wstr(&w, k ? ",\n  {\"id\": " : "\n  {\"id\": ");
+            llm__wint(&w, id);
+            llm__wstr(&w, ", \"content\": ");
+            llm__w_json_raw(&w, t->bytes + t->tok_off[id], LLM__CAST(size_t, t->tok_len[id]));
+            llm__wstr(&w, ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true}");
+        }
+        llm__wstr(&w, "],\n\"normalizer\": null,\n\"pre_tokenizer\": ");
+        if (t->pretok == LLM_PRETOK_LINES)
+            llm__wstr(&w, "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"String\": \"\\n\"}, "
+                          "\"behavior\": \"MergedWithPrevious\", \"invert\": false}, {\"type\": \"ByteLevel\", "
+                          "\"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": false}]}");
+        else
+            llm__wstr(&w, "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": true}");
+        llm__wstr(&w, ",\n\"post_processor\": null,\n\"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, "
+                      "\"trim_offsets\": true, \"use_regex\": true},\n\"model\": {\"type\": \"BPE\", \"dropout\": null, "
+                      "\"unk_token\": null, \"continuing_subword_prefix\": null, \"end_of_word_suffix\": null, "
+                      "\"fuse_unk\": false, \"byte_fallback\": false, \"ignore_merges\": false,\n\"vocab\": ");
+        llm__w_vocab(&w, t, b2u, "\n  ");
+        llm__wstr(&w, ",\n\"merges\": [");
+        for (int r = 0; r < t->n_merges; r++) {
+            int a = t->merge_pair[2 * r], b = t->merge_pair[2 * r + 1];
+            llm__wstr(&w, r ? ",\n  [" : "\n  [");
+            llm__w_alpha(&w, b2u, t->bytes + t->tok_off[a], LLM__CAST(size_t, t->tok_len[a]), 1);
+            llm__wstr(&w, ", ");
+            llm__w_alpha(&w, b2u, t->bytes + t->tok_off[b], LLM__CAST(size_t, t->tok_len[b]), 1);
+            llm__wstr(&w, "]");
+        }
+        llm__wstr(&w, "]}\n}\n");
+    }
+    s = llm__wclose(&w);
+    LLM_FREE(path);
+    return s;
+}
+
+LLMDEF llm_status llm_tokenizer_save(const llm_tokenizer *t, const char *dir) {
+    static const char *const files[3] = {"vocab.json", "merges.txt", "tokenizer.json"};
+    if (!t || !dir) return llm__err(LLM_ERR_ARG, "llm_tokenizer_save: NULL argument");
+    unsigned short b2u[256];
+    for (int b = 0, k = 0; b < 256; b++) b2u[b] = LLM__CAST(unsigned short, llm__byte_is_nice(b) ? b : 256 + k++);
+    for (int f = 0; f < 3; f++) {
+        llm_status s = llm__save_file(t, dir, files[f], b2u);
+        if (s != LLM_OK) return s;
+    }
+    return LLM_OK;
+}
+
 //==== KERNELS ==========================================================================
 /* Reference kernels: plain loops, one op each, forward beside backward, in the order
  * the model calls them. They are the executable definition of each op; the CPU

@@ -8,7 +8,8 @@
  *                model .bin, or an llm.h checkpoint: the format is read from the file
  *   -z TOK       Llama: llama2.c tokenizer.bin (default: tok<V>.bin, then tokenizer.bin,
  *                beside the model); GPT-2: a vocabulary folder or file (default:
- *                $LLM_DATA/gpt2, data/gpt2, ../shared/data/gpt2)
+ *                $LLM_DATA/gpt2, data/gpt2, ../shared/data/gpt2). A Llama model may
+ *                use a byte-level BPE folder or file too (as make demo's does)
  *   -p PROMPT    the text to continue (default: none)
  *   -n N         positions in all, the prompt included, as llama2.c's -n (default 256;
  *                0 or more than the context: the model's context length)
@@ -154,6 +155,8 @@ int main(int argc, char **argv) {
     llm_llama_tokenizer *ltok = NULL;
     llm_tokenizer *gtok = NULL;
     int rc = 1, np = 0, n_out = 0;
+    /* a Llama model with a byte-level BPE vocabulary (make demo): GPT-2's text handling */
+    if (llama && tok_path && llm_tokenizer_load(&gtok, tok_path) == LLM_OK) pr.llama = llama = 0;
     llm_generate_stats stats;
     llm_finish why;
     llm_generate_config gc = llm_generate_config_default();
@@ -183,7 +186,7 @@ int main(int argc, char **argv) {
         gc.piece = llm_piece_llama; gc.piece_ud = ltok;
         gc.stop_token = LLM_LLAMA_BOS;    /* run.c: BOS delimits sequences */
     } else {
-        if ((tok_path ? llm_tokenizer_load(&gtok, tok_path) : ex_load_gpt2_tokenizer(&gtok, NULL)) != LLM_OK) {
+        if (!gtok && (tok_path ? llm_tokenizer_load(&gtok, tok_path) : ex_load_gpt2_tokenizer(&gtok, NULL)) != LLM_OK) {
             fprintf(stderr, "generate: %s\n", llm_last_error()); goto done;
         }
         if (llm_tokenizer_vocab_size(gtok) != V) {
@@ -240,7 +243,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "prefill: %d tokens, %.1f tok/s; decode: %d tokens, %.1f tok/s (%s, %s, %s)\n",
             stats.prefill_tokens, stats.prefill_seconds > 0 ? stats.prefill_tokens / stats.prefill_seconds : 0.0,
             stats.decode_tokens, stats.decode_seconds > 0 ? stats.decode_tokens / stats.decode_seconds : 0.0,
-            llama ? "llama" : "gpt2", device, prec);
+            cfg.arch == LLM_ARCH_LLAMA ? "llama" : "gpt2", device, prec);
     rc = 0;
 done:
     llm_kv_free(kv);

@@ -16,6 +16,14 @@
  * With --precision fp16 (CUDA) the gradients are loss-scaled; a step whose gradient
  * overflowed fp16 is skipped, and its line ends "| skipped: ..., loss scale now S".
  *
+ * --log FILE.jsonl writes the same as JSON, one line per step and per validation:
+ *
+ *   {"step":12,"loss":6.123456,"lr":3.0000e-04,"norm":1.2345,"ms":812.3,"tok_s":315.2}
+ *   {"step":12,"val_loss":6.234567,"ms":420.0}
+ *
+ * and --plot FILE.svg draws the training and validation loss against the step
+ * (examples/plot.h), rewritten at every validation and at the end.
+ *
  * Data parallel over W GPUs, one process each, as torchrun runs PyTorch's DDP:
  *
  *   torchrun --nproc_per_node=8 --no-python build/cuda/train_gpt2 --device cuda --dist-id /tmp/id ...
@@ -35,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "plot.h"
 #include <time.h>
 
 static void usage(const char *argv0) {
@@ -79,6 +88,8 @@ static void usage(const char *argv0) {
         "  --eval-every N     validation loss every N steps (0: only at start and end)\n"
         "  --eval-batches K   batches per validation (20)\n"
         "  --print-every N    print every Nth step line (1)\n"
+        "  --log FILE.jsonl   every step and validation as a JSON line (appended to with --resume)\n"
+        "  --plot FILE.svg    the training and validation loss curves, redrawn at each validation\n"
         "  --sample N         after training, generate N tokens (GPT-2 tokenizer needed)\n"
         "  --temp X --top-k K sampling for --sample (0 = greedy, the default)\n"
         "  --vocab DIR        GPT-2 tokenizer for --sample ($LLM_DATA/gpt2, data/gpt2, ../shared/data/gpt2)\n",
@@ -165,6 +176,49 @@ done:
     return rc;
 }
 
+/* ---- --log and --plot ---- */
+static FILE *g_log;                        /* --log: one JSON line per step and validation */
+static const char *g_plot;                 /* --plot: the SVG, redrawn at each validation */
+static double *g_curve[4];                 /* train step, train loss, val step, val loss */
+static int g_n[2], g_cap[2];               /* points in the train / val curves */
+
+static void add_point(int c, double x, double y) {
+    if (g_n[c] == g_cap[c]) {
+        int cap = g_cap[c] ? 2 * g_cap[c] : 256;
+        double *a = (double *)realloc(g_curve[2 * c], (size_t)cap * sizeof(double));
+        if (a) g_curve[2 * c] = a;
+        double *b = (double *)realloc(g_curve[2 * c + 1], (size_t)cap * sizeof(double));
+        if (b) g_curve[2 * c + 1] = b;
+        if (!a || !b) return;              /* out of memory: the plot misses the point */
+        g_cap[c] = cap;
+    }
+    g_curve[2 * c][g_n[c]] = x;
+    g_curve[2 * c + 1][g_n[c]++] = y;
+}
+static void log_step(int step, double loss, float lr, float norm, double ms, double tok_s) {
+    if (g_log) {
+        fprintf(g_log, "{\"step\":%d,\"loss\":%.6f,\"lr\":%.4e,\"norm\":%.4f,\"ms\":%.1f,\"tok_s\":%.1f}\n",
+                step, loss, lr, norm, ms, tok_s);
+        fflush(g_log);
+    }
+    if (g_plot) add_point(0, step, loss);
+}
+static void write_plot(void) {
+    if (!g_plot) return;
+    plot_chart c;
+    plot_init(&c, "loss", "step", "cross-entropy loss");
+    plot_add(&c, "train", g_curve[0], g_curve[1], g_n[0], 0);
+    plot_add(&c, "val", g_curve[2], g_curve[3], g_n[1], 1);
+    if (plot_write(&c, g_plot) != 0) fprintf(stderr, "train_gpt2: --plot: cannot write %s\n", g_plot);
+}
+static void log_val(int step, float loss, double ms) {
+    if (g_log) {
+        fprintf(g_log, "{\"step\":%d,\"val_loss\":%.6f,\"ms\":%.1f}\n", step, loss, ms);
+        fflush(g_log);
+    }
+    if (g_plot) { add_point(1, step, loss); write_plot(); }
+}
+
 /* Mean loss over the first k batches of the validation loader (always the same ones,
  * so the numbers are comparable between evaluations and across resumed runs). */
 static int evaluate(llm_model *m, llm_loader *val, int k, int step, int total, float *out) {
@@ -173,8 +227,10 @@ static int evaluate(llm_model *m, llm_loader *val, int k, int step, int total, f
     float loss = 0;
     llm_loader_reset(val);
     if (llm_model_eval(m, val, k, &loss) != LLM_OK) return fail("validation");
-    printf("val step %d/%d | val loss %.6f | %.1f ms\n", step, total, loss, now_ms() - t0);
+    double ms = now_ms() - t0;
+    printf("val step %d/%d | val loss %.6f | %.1f ms\n", step, total, loss, ms);
     fflush(stdout);
+    log_val(step, loss, ms);
     if (out) *out = loss;
     return 0;
 }
@@ -197,7 +253,7 @@ static int parse_float(const char *s, float *out) {
 int main(int argc, char **argv) {
     const char *init = NULL, *resume = NULL, *train_path = NULL, *val_path = NULL, *out_path = NULL;
     const char *vocab = NULL, *arch = "gpt2", *device = "cpu", *schedule = "cosine";
-    const char *precision = "fp32", *dist_id = NULL;
+    const char *precision = "fp32", *dist_id = NULL, *log_path = NULL;
     const int unset = -2147483647 - 1;   /* below anything parse_int returns */
     int dist_rank = unset, dist_world = unset;
     int B = 4, T = 64, steps = 20, warmup = 0, accum = 1, threads = 0, shuffle = 1, seed = 1337;
@@ -224,6 +280,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--schedule")) sp = &schedule;
         else if (!strcmp(a, "--precision")) sp = &precision;
         else if (!strcmp(a, "--dist-id")) sp = &dist_id;
+        else if (!strcmp(a, "--log")) sp = &log_path;
+        else if (!strcmp(a, "--plot")) sp = &g_plot;
         else if (!strcmp(a, "--dist-rank")) ip = &dist_rank;
         else if (!strcmp(a, "--dist-world")) ip = &dist_world;
         else if (!strcmp(a, "-b")) ip = &B;
@@ -413,6 +471,11 @@ int main(int argc, char **argv) {
                    (size_t)W * (size_t)B * (size_t)T * (size_t)accum);
         }
     }
+    if (lead && log_path && !(g_log = fopen(log_path, resume ? "a" : "w"))) {
+        fprintf(stderr, "train_gpt2: --log: cannot open %s\n", log_path);
+        rc = 1;
+        goto done;
+    }
     if (resume) {
         if (llm_loader_set_state(&tl, &ts) != LLM_OK) { rc = fail("--resume: data position"); goto done; }
         first = (int)ts.step;
@@ -462,6 +525,7 @@ int main(int argc, char **argv) {
             /* the first step warms caches and pages in memory: leave it out of the ETA */
             if (step > first) { total_ms += ms; timed++; }
             double avg = timed ? total_ms / timed : ms;
+            if (lead) log_step(step + 1, loss, lr_now, norm, ms, (double)(BT * (size_t)accum * (size_t)W) / (ms / 1e3));
             if (lead && ((step + 1) % print_every == 0 || step == first || step + 1 == steps || skipped)) {
                 printf("step %d/%d | loss %.6f | lr %.4e | norm %.4f | %.1f ms | %.0f tok/s | eta %.0fs",
                        step + 1, steps, loss, lr_now, norm, ms, (double)(BT * (size_t)accum * (size_t)W) / (ms / 1e3),
@@ -487,8 +551,11 @@ int main(int argc, char **argv) {
         if (lead && sc) printf("fp16 loss scaling: %lld of %d steps skipped, loss scale %g at the end\n", sc->skipped,
                                steps - first, (double)sc->scale);
     }
+    if (lead) write_plot();
     if (lead && n_sample > 0) rc = sample_text(m, n_sample, temp, top_k, (uint64_t)seed, vocab);
 done:
+    if (g_log) fclose(g_log);
+    for (int k = 0; k < 4; k++) free(g_curve[k]);
     llm_loader_free(&tl);
     llm_loader_free(&vl);
     llm_dataset_close(train);
