@@ -6269,6 +6269,7 @@ static LLM__UNUSED void llm__attention_kv_fast(float *out, const float *qkv, flo
 /* One row (HS even; the frequencies given, cs scratch of 2·HS floats). */
 static LLM__UNUSED void llm__rope_row_fast(float *x, int p, int NH, int NKV, int HS, const float *freq, float sign,
                                            float *cs) {
+    (void)cs; /* used only by the SIMD kernels */
     LLM__DISPATCH(llm__rope_row, (x, p, NH, NKV, HS, freq, sign, cs));
     llm__rope_row_ref(x, p, NH, NKV, HS, 0.0f, freq, sign);
 }
