@@ -3427,6 +3427,8 @@ static void llm__gemv_n_cols_ref(const llm__gemv_job *J, size_t c0, size_t c1) {
  *   vldexp(p, n)          p·2^n for integral n in [-150, 128] (the last step of vexp)
  *   vkeep(v)              an empty asm: v is a value here (not fused, not re-loaded)
  *   vprefetch(p, bytes)   fetch the line `bytes` past p into L1
+ *   LLM__VALL             the mask of every lane: a constant, with which a masked load or
+ *                         store compiles to the plain one
  *   vd_zero vd_lo(v) vd_hi(v) (a half of v, widened) vd_fma vd_add vd_hsum
  * NEON has no masked loads: a tail goes through 4 floats on the stack. */
 #define LLM__CAT3(a, b, c) a##b##c
@@ -3474,6 +3476,22 @@ static void llm__gemv_n_cols_ref(const llm__gemv_job *J, size_t c0, size_t c1) {
 #define llm__vd_fma LLM__ISA(llm__vd_fma)
 #define llm__vd_add LLM__ISA(llm__vd_add)
 #define llm__vd_hsum LLM__ISA(llm__vd_hsum)
+#define LLM__VALL LLM__ISA(LLM__VALL)
+
+/* for (i = 0; i < n; i += VW) { ... } with k the mask of the lanes below n. The body is
+ * expanded twice: over the whole vectors with k = LLM__VALL, where each masked load and
+ * store compiles to the plain one (no test of the mask per access), then once for the
+ * ragged tail.
+ * LLM__VFOR4 does the same for blocks of 4 vectors, [i, i + 4VW) from i0, masks k0..k3. */
+#define LLM__VFOR(type, i, n, k, ...) { type i = 0; \
+    for (; i + LLM__VW <= (n); i += LLM__VW) { const llm__vm k = LLM__VALL; __VA_ARGS__ } \
+    if (i < (n)) { const llm__vm k = llm__vmask(LLM__CAST(int, (n) - i)); __VA_ARGS__ } }
+#define LLM__MASK4(k, n) const llm__vm k##0 = llm__vmask(n), k##1 = llm__vmask((n) - LLM__VW), \
+    k##2 = llm__vmask((n) - 2 * LLM__VW), k##3 = llm__vmask((n) - 3 * LLM__VW)
+#define LLM__VFOR4(i, i0, n, k, ...) { int i = i0; \
+    for (; i + 4 * LLM__VW <= (n); i += 4 * LLM__VW) { \
+        const llm__vm k##0 = LLM__VALL, k##1 = LLM__VALL, k##2 = LLM__VALL, k##3 = LLM__VALL; __VA_ARGS__ } \
+    if (i < (n)) { LLM__MASK4(k, (n) - i); __VA_ARGS__ } }
 
 /* Unroll the loop that follows completely (its trip count, at most 4, is a constant
  * after inlining), so that arrays of accumulators become registers. clang ignores an
@@ -3526,6 +3544,7 @@ typedef __m256d llm__vd_avx2;
 #define llm__vd_hi_avx2(v) _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))
 #define llm__vd_fma_avx2 _mm256_fmadd_pd
 #define llm__vd_add_avx2 _mm256_add_pd
+#define LLM__VALL_avx2 _mm256_set1_epi32(-1)
 LLM__T_AVX2 static inline __m256i llm__vmask_avx2(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
@@ -3534,7 +3553,8 @@ LLM__T_AVX2 static inline __m256 llm__vload_m_avx2(const float *p, __m256i k) {
     return _mm256_movemask_ps(_mm256_castsi256_ps(k)) == 0xFF ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, k);
 }
 LLM__T_AVX2 static inline __m256 llm__vload_mor_avx2(const float *p, __m256i k, __m256 f) {
-    return _mm256_blendv_ps(f, llm__vload_m_avx2(p, k), _mm256_castsi256_ps(k));
+    return _mm256_movemask_ps(_mm256_castsi256_ps(k)) == 0xFF ? _mm256_loadu_ps(p)
+         : _mm256_blendv_ps(f, _mm256_maskload_ps(p, k), _mm256_castsi256_ps(k));
 }
 LLM__T_AVX2 static inline void llm__vstore_m_avx2(float *p, __m256i k, __m256 v) {
     if (_mm256_movemask_ps(_mm256_castsi256_ps(k)) == 0xFF) _mm256_storeu_ps(p, v);
@@ -3612,6 +3632,7 @@ typedef __m512d llm__vd_avx512;
 #define llm__vd_fma_avx512 _mm512_fmadd_pd
 #define llm__vd_add_avx512 _mm512_add_pd
 #define llm__vd_hsum_avx512 _mm512_reduce_add_pd
+#define LLM__VALL_avx512 LLM__CAST(__mmask16, 0xFFFF)
 LLM__T_AVX512 static inline __mmask16 llm__vmask_avx512(int n) {
     return LLM__CAST(__mmask16, n >= 16 ? 0xFFFFu : n <= 0 ? 0u : (1u << n) - 1u);
 }
@@ -3659,6 +3680,7 @@ typedef float64x2_t llm__vd_neon;
 #define llm__vd_fma_neon(a, b, c) vfmaq_f64(c, a, b)
 #define llm__vd_add_neon vaddq_f64
 #define llm__vd_hsum_neon vaddvq_f64
+#define LLM__VALL_neon 4
 static inline float32x4_t llm__viota_neon(void) {
     static const float iota[4] = {0, 1, 2, 3};
     return vld1q_f32(iota);
@@ -4357,8 +4379,9 @@ static LLM__UNUSED void llm__sgemm_bf16(llm_pool *pool, int transA, int transB, 
  * contract the reference's expressions (gcc -std=c99 does not); RoPE likewise.
  * Every kernel is deterministic: one thread, a fixed order of operations.
  *
- * Tails (lengths not a multiple of the vector width) use masked loads and stores, so
- * no kernel reads or writes past its arrays. */
+ * Loops over a row run whole vectors with plain loads and stores, then the ragged tail
+ * (a length not a multiple of the vector width) once, with masked ones (LLM__VFOR), so no
+ * kernel reads or writes past its arrays. */
 
 /* ---- vector exp ------------------------------------------------------------------------
  * exp(x) = 2^n · exp(r), n = round(x·log2 e), r = x - n·ln 2, |r| <= ln2/2 ≈ 0.347.
@@ -4397,8 +4420,6 @@ LLM__VT static inline llm__vf LLM__ISA(llm__exp)(llm__vf x) {                   
  * Backward as the reference splits it: dx by rows; dw, db by channels, a block of 4
  * vectors of channels in registers while all N rows stream past (each row adds in row
  * order, as the reference does), then back to memory once. */
-#define LLM__MASK4(m, n) const llm__vm m##0 = llm__vmask(n), m##1 = llm__vmask((n) - W), \
-    m##2 = llm__vmask((n) - 2 * W), m##3 = llm__vmask((n) - 3 * W)
 #define LLM__LN_DWDB(i) { const llm__vf dd = llm__vload_m(d + W * i, k##i); \
     const llm__vf xh = llm__vmul(llm__vsub(llm__vload_m(x + W * i, k##i), mv), sv); \
     b##i = llm__vadd(b##i, dd); w##i = llm__vfma(dd, xh, w##i); }
@@ -4429,45 +4450,37 @@ LLM__VT static void LLM__ISA(llm__layernorm_fwd)(float *out, float *mean, float 
         }                                                                                                             \
         const float s = 1.0f / sqrtf(llm__vhsum(llm__vadd(a0, a1)) / LLM__CAST(float, C) + LLM__LN_EPS);              \
         const llm__vf sv = llm__vset1(s);                                                                             \
-        for (c = 0; c < C; c += W) {                                                                                  \
-            const llm__vm k = llm__vmask(C - c);                                                                      \
+        LLM__VFOR(int, c, C, k,                                                                                       \
             const llm__vf xh = llm__vmul(llm__vsub(llm__vload_m(x + c, k), mv), sv);                                  \
-            llm__vstore_m(o + c, k, llm__vfma(xh, llm__vload_m(w + c, k), llm__vload_m(b + c, k)));                   \
-        }                                                                                                             \
+            llm__vstore_m(o + c, k, llm__vfma(xh, llm__vload_m(w + c, k), llm__vload_m(b + c, k)));)                  \
         mean[n] = m; rstd[n] = s;                                                                                     \
     }                                                                                                                 \
 }                                                                                                                     \
 LLM__VT static void LLM__ISA(llm__layernorm_bwd_dx)(float *dinp, const float *dout, const float *inp, const float *w, \
                                                     const float *mean, const float *rstd, int N, int C) {             \
-    const int W = LLM__VW;                                                                                            \
     for (int n = 0; n < N; n++) {                                                                                     \
         const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;                        \
         float *dx = dinp + LLM__CAST(size_t, n) * C;                                                                  \
         const llm__vf mv = llm__vset1(mean[n]), sv = llm__vset1(rstd[n]);                                             \
         llm__vf g0 = llm__vzero(), gx0 = llm__vzero();                                                                \
-        for (int c = 0; c < C; c += W) {   /* masked lanes load 0: g = 0 adds nothing */                              \
-            const llm__vm k = llm__vmask(C - c);                                                                      \
+        LLM__VFOR(int, c, C, k,   /* masked lanes load 0: g = 0 adds nothing */                                       \
             const llm__vf xh = llm__vmul(llm__vsub(llm__vload_m(x + c, k), mv), sv);                                  \
             const llm__vf g = llm__vmul(llm__vload_m(d + c, k), llm__vload_m(w + c, k));                              \
-            g0 = llm__vadd(g0, g); gx0 = llm__vfma(g, xh, gx0);                                                       \
-        }                                                                                                             \
+            g0 = llm__vadd(g0, g); gx0 = llm__vfma(g, xh, gx0);)                                                      \
         const llm__vf gm = llm__vset1(llm__vhsum(g0) / LLM__CAST(float, C));                                          \
         const llm__vf gxm = llm__vset1(llm__vhsum(gx0) / LLM__CAST(float, C));                                        \
-        for (int c = 0; c < C; c += W) {                                                                              \
-            const llm__vm k = llm__vmask(C - c);                                                                      \
+        LLM__VFOR(int, c, C, k,                                                                                       \
             const llm__vf xh = llm__vmul(llm__vsub(llm__vload_m(x + c, k), mv), sv);                                  \
             const llm__vf g = llm__vmul(llm__vload_m(d + c, k), llm__vload_m(w + c, k));                              \
             const llm__vf t = llm__vfnma(xh, gxm, llm__vsub(g, gm));                                                  \
-            llm__vstore_m(dx + c, k, llm__vfma(sv, t, llm__vload_m(dx + c, k)));                                      \
-        }                                                                                                             \
+            llm__vstore_m(dx + c, k, llm__vfma(sv, t, llm__vload_m(dx + c, k)));)                                     \
     }                                                                                                                 \
 }                                                                                                                     \
 LLM__VT static void LLM__ISA(llm__layernorm_bwd_dwdb)(float *dw, float *db, const float *dout, const float *inp,      \
                                                       const float *mean, const float *rstd, int N, int C,             \
                                                       int c0, int c1) {                                               \
     const int W = LLM__VW;                                                                                            \
-    for (int cb = c0; cb < c1; cb += 4 * W) {                                                                         \
-        LLM__MASK4(k, c1 - cb);                                                                                       \
+    LLM__VFOR4(cb, c0, c1, k,                                                                                         \
         llm__vf w0 = llm__vload_m(dw + cb, k0), w1 = llm__vload_m(dw + cb + W, k1);                                   \
         llm__vf w2 = llm__vload_m(dw + cb + 2 * W, k2), w3 = llm__vload_m(dw + cb + 3 * W, k3);                       \
         llm__vf b0 = llm__vload_m(db + cb, k0), b1 = llm__vload_m(db + cb + W, k1);                                   \
@@ -4480,8 +4493,7 @@ LLM__VT static void LLM__ISA(llm__layernorm_bwd_dwdb)(float *dw, float *db, cons
         llm__vstore_m(dw + cb, k0, w0); llm__vstore_m(dw + cb + W, k1, w1);                                           \
         llm__vstore_m(dw + cb + 2 * W, k2, w2); llm__vstore_m(dw + cb + 3 * W, k3, w3);                               \
         llm__vstore_m(db + cb, k0, b0); llm__vstore_m(db + cb + W, k1, b1);                                           \
-        llm__vstore_m(db + cb + 2 * W, k2, b2); llm__vstore_m(db + cb + 3 * W, k3, b3);                               \
-    }                                                                                                                 \
+        llm__vstore_m(db + cb + 2 * W, k2, b2); llm__vstore_m(db + cb + 3 * W, k3, b3);)                              \
 }
 
 /* ---- RMSNorm (Llama) ------------------------------------------------------------------------
@@ -4491,49 +4503,37 @@ LLM__VT static void LLM__ISA(llm__layernorm_bwd_dwdb)(float *dw, float *db, cons
 #define LLM__K_RMSNORM                                                                                               \
 LLM__VT static void LLM__ISA(llm__rmsnorm_fwd)(float *out, float *rstd, const float *inp, const float *w,            \
                                                int N, int C, float eps) {                                            \
-    const int W = LLM__VW;                                                                                           \
     for (int n = 0; n < N; n++) {                                                                                    \
         const float *x = inp + LLM__CAST(size_t, n) * C;                                                             \
         float *o = out + LLM__CAST(size_t, n) * C;                                                                   \
         llm__vf a = llm__vzero();                                                                                    \
-        for (int c = 0; c < C; c += W) {                                                                             \
-            const llm__vf v = llm__vload_m(x + c, llm__vmask(C - c));                                                \
-            a = llm__vfma(v, v, a);                                                                                  \
-        }                                                                                                            \
+        LLM__VFOR(int, c, C, k, const llm__vf v = llm__vload_m(x + c, k); a = llm__vfma(v, v, a);)                   \
         const float r = 1.0f / sqrtf(llm__vhsum(a) / LLM__CAST(float, C) + eps);                                     \
         const llm__vf rv = llm__vset1(r);                                                                            \
-        for (int c = 0; c < C; c += W) {                                                                             \
-            const llm__vm k = llm__vmask(C - c);                                                                     \
-            llm__vstore_m(o + c, k, llm__vmul(llm__vload_m(w + c, k), llm__vmul(rv, llm__vload_m(x + c, k))));       \
-        }                                                                                                            \
+        LLM__VFOR(int, c, C, k,                                                                                      \
+            llm__vstore_m(o + c, k, llm__vmul(llm__vload_m(w + c, k), llm__vmul(rv, llm__vload_m(x + c, k))));)      \
         rstd[n] = r;                                                                                                 \
     }                                                                                                                \
 }                                                                                                                    \
 LLM__VT static void LLM__ISA(llm__rmsnorm_bwd_dx)(float *dinp, const float *dout, const float *inp, const float *w,  \
                                                   const float *rstd, int N, int C) {                                 \
-    const int W = LLM__VW;                                                                                           \
     for (int n = 0; n < N; n++) {                                                                                    \
         const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;                       \
         float *dx = dinp + LLM__CAST(size_t, n) * C, r = rstd[n];                                                    \
         llm__vf a = llm__vzero();                                                                                    \
-        for (int c = 0; c < C; c += W) {                                                                             \
-            const llm__vm k = llm__vmask(C - c);                                                                     \
-            a = llm__vfma(llm__vmul(llm__vload_m(d + c, k), llm__vload_m(w + c, k)), llm__vload_m(x + c, k), a);     \
-        }                                                                                                            \
+        LLM__VFOR(int, c, C, k,                                                                                      \
+            a = llm__vfma(llm__vmul(llm__vload_m(d + c, k), llm__vload_m(w + c, k)), llm__vload_m(x + c, k), a);)    \
         const llm__vf rv = llm__vset1(r), cx = llm__vset1(r * r * (llm__vhsum(a) / LLM__CAST(float, C)));            \
-        for (int c = 0; c < C; c += W) {                                                                             \
-            const llm__vm k = llm__vmask(C - c);                                                                     \
+        LLM__VFOR(int, c, C, k,                                                                                      \
             const llm__vf g = llm__vmul(llm__vload_m(d + c, k), llm__vload_m(w + c, k));                             \
             const llm__vf t = llm__vfnma(llm__vload_m(x + c, k), cx, g);                                             \
-            llm__vstore_m(dx + c, k, llm__vfma(rv, t, llm__vload_m(dx + c, k)));                                     \
-        }                                                                                                            \
+            llm__vstore_m(dx + c, k, llm__vfma(rv, t, llm__vload_m(dx + c, k)));)                                    \
     }                                                                                                                \
 }                                                                                                                    \
 LLM__VT static void LLM__ISA(llm__rmsnorm_bwd_dw)(float *dw, const float *dout, const float *inp, const float *rstd, \
                                                   int N, int C, int c0, int c1) {                                    \
     const int W = LLM__VW;                                                                                           \
-    for (int cb = c0; cb < c1; cb += 4 * W) {                                                                        \
-        LLM__MASK4(k, c1 - cb);                                                                                      \
+    LLM__VFOR4(cb, c0, c1, k,                                                                                        \
         llm__vf w0 = llm__vload_m(dw + cb, k0), w1 = llm__vload_m(dw + cb + W, k1);                                  \
         llm__vf w2 = llm__vload_m(dw + cb + 2 * W, k2), w3 = llm__vload_m(dw + cb + 3 * W, k3);                      \
         for (int n = 0; n < N; n++) {                                                                                \
@@ -4542,8 +4542,7 @@ LLM__VT static void LLM__ISA(llm__rmsnorm_bwd_dw)(float *dw, const float *dout, 
             LLM__REP4(LLM__RMS_DW)                                                                                   \
         }                                                                                                            \
         llm__vstore_m(dw + cb, k0, w0); llm__vstore_m(dw + cb + W, k1, w1);                                          \
-        llm__vstore_m(dw + cb + 2 * W, k2, w2); llm__vstore_m(dw + cb + 3 * W, k3, w3);                              \
-    }                                                                                                                \
+        llm__vstore_m(dw + cb + 2 * W, k2, w2); llm__vstore_m(dw + cb + 3 * W, k3, w3);)                             \
 }
 
 /* ---- GELU ---------------------------------------------------------------------------------
@@ -4558,7 +4557,6 @@ LLM__VT static void LLM__ISA(llm__rmsnorm_bwd_dw)(float *dw, const float *dout, 
  * SwiGLU: σ(g) = 1/(1 + exp(-g)) with the vector exp (exp(-g) = inf for g < -89 gives
  * σ = 0). Residual: bandwidth-bound adds, exact (the reference's operations). */
 #define LLM__GELU_ZMAX 88.0f
-#define LLM__TAIL(n, i) llm__vmask((n) - (i) < LLM__CAST(size_t, W) ? LLM__CAST(int, (n) - (i)) : W)
 #define LLM__K_ELEMENTWISE                                                                                      \
 LLM__VT static inline void LLM__ISA(llm__gelu_core)(llm__vf x, llm__vf *s, llm__vf *e) {                        \
     const llm__vf x3 = llm__vmul(llm__vmul(x, x), x);                                                           \
@@ -4568,73 +4566,55 @@ LLM__VT static inline void LLM__ISA(llm__gelu_core)(llm__vf x, llm__vf *s, llm__
     *s = llm__vdiv(llm__vset1(1.0f), llm__vadd(llm__vset1(1.0f), *e));                                          \
 }                                                                                                               \
 LLM__VT static void LLM__ISA(llm__gelu_fwd)(float *out, const float *inp, size_t n) {                           \
-    const int W = LLM__VW;                                                                                      \
-    for (size_t i = 0; i < n; i += W) {                                                                         \
-        const llm__vm k = LLM__TAIL(n, i);                                                                      \
+    LLM__VFOR(size_t, i, n, k,                                                                                  \
         llm__vf x = llm__vload_m(inp + i, k), s, e;                                                             \
         LLM__ISA(llm__gelu_core)(x, &s, &e);                                                                    \
-        llm__vstore_m(out + i, k, llm__vmul(x, s));                                                             \
-    }                                                                                                           \
+        llm__vstore_m(out + i, k, llm__vmul(x, s));)                                                            \
 }                                                                                                               \
 LLM__VT static void LLM__ISA(llm__gelu_bwd)(float *dinp, const float *inp, const float *dout, size_t n) {       \
-    const int W = LLM__VW;                                                                                      \
     const llm__vf c3 = llm__vset1(3.0f * 0.044715f), one = llm__vset1(1.0f), kk = llm__vset1(LLM__GELU_K);      \
-    for (size_t i = 0; i < n; i += W) {                                                                         \
-        const llm__vm k = LLM__TAIL(n, i);                                                                      \
+    LLM__VFOR(size_t, i, n, k,                                                                                  \
         llm__vf x = llm__vload_m(inp + i, k), s, e;                                                             \
         LLM__ISA(llm__gelu_core)(x, &s, &e);                                                                    \
         const llm__vf du = llm__vmul(kk, llm__vfma(llm__vmul(c3, x), x, one));                                  \
         const llm__vf t = llm__vmul(llm__vmul(llm__vadd(x, x), s), llm__vmul(e, s));                            \
         const llm__vf g = llm__vfma(t, du, s);                                                                  \
-        llm__vstore_m(dinp + i, k, llm__vfma(llm__vload_m(dout + i, k), g, llm__vload_m(dinp + i, k)));         \
-    }                                                                                                           \
+        llm__vstore_m(dinp + i, k, llm__vfma(llm__vload_m(dout + i, k), g, llm__vload_m(dinp + i, k)));)        \
 }                                                                                                               \
 LLM__VT static void LLM__ISA(llm__swiglu_fwd)(float *out, const float *inp, int N, int H) {                     \
-    const int W = LLM__VW;                                                                                      \
     const llm__vf one = llm__vset1(1.0f);                                                                       \
     for (int n = 0; n < N; n++) {                                                                               \
         const float *g = inp + LLM__CAST(size_t, n) * 2 * H, *u = g + H;                                        \
         float *o = out + LLM__CAST(size_t, n) * H;                                                              \
-        for (int i = 0; i < H; i += W) {                                                                        \
-            const llm__vm k = llm__vmask(H - i);                                                                \
+        LLM__VFOR(int, i, H, k,                                                                                 \
             const llm__vf gv = llm__vload_m(g + i, k);                                                          \
             const llm__vf sg = llm__vdiv(one, llm__vadd(one, llm__vexp(llm__vsub(llm__vzero(), gv))));          \
-            llm__vstore_m(o + i, k, llm__vmul(llm__vmul(gv, sg), llm__vload_m(u + i, k)));                      \
-        }                                                                                                       \
+            llm__vstore_m(o + i, k, llm__vmul(llm__vmul(gv, sg), llm__vload_m(u + i, k)));)                     \
     }                                                                                                           \
 }                                                                                                               \
 LLM__VT static void LLM__ISA(llm__swiglu_bwd)(float *dinp, const float *inp, const float *dout, int N, int H) { \
-    const int W = LLM__VW;                                                                                      \
     const llm__vf one = llm__vset1(1.0f);                                                                       \
     for (int n = 0; n < N; n++) {                                                                               \
         const float *g = inp + LLM__CAST(size_t, n) * 2 * H, *u = g + H, *d = dout + LLM__CAST(size_t, n) * H;  \
         float *dg = dinp + LLM__CAST(size_t, n) * 2 * H, *du = dg + H;                                          \
-        for (int i = 0; i < H; i += W) {                                                                        \
-            const llm__vm k = llm__vmask(H - i);                                                                \
+        LLM__VFOR(int, i, H, k,                                                                                 \
             const llm__vf gv = llm__vload_m(g + i, k), dv = llm__vload_m(d + i, k);                             \
             const llm__vf sg = llm__vdiv(one, llm__vadd(one, llm__vexp(llm__vsub(llm__vzero(), gv))));          \
             llm__vstore_m(du + i, k, llm__vfma(llm__vmul(dv, gv), sg, llm__vload_m(du + i, k)));                \
             const llm__vf t = llm__vfma(gv, llm__vsub(one, sg), one);   /* 1 + g(1 - σ) */                      \
             const llm__vf a = llm__vmul(llm__vmul(llm__vmul(dv, llm__vload_m(u + i, k)), sg), t);               \
-            llm__vstore_m(dg + i, k, llm__vadd(llm__vload_m(dg + i, k), a));                                    \
-        }                                                                                                       \
+            llm__vstore_m(dg + i, k, llm__vadd(llm__vload_m(dg + i, k), a));)                                   \
     }                                                                                                           \
 }                                                                                                               \
 LLM__VT static void LLM__ISA(llm__residual_fwd)(float *out, const float *a, const float *b, size_t n) {         \
-    const int W = LLM__VW;                                                                                      \
-    for (size_t i = 0; i < n; i += W) {                                                                         \
-        const llm__vm k = LLM__TAIL(n, i);                                                                      \
-        llm__vstore_m(out + i, k, llm__vadd(llm__vload_m(a + i, k), llm__vload_m(b + i, k)));                   \
-    }                                                                                                           \
+    LLM__VFOR(size_t, i, n, k,                                                                                  \
+        llm__vstore_m(out + i, k, llm__vadd(llm__vload_m(a + i, k), llm__vload_m(b + i, k)));)                  \
 }                                                                                                               \
 LLM__VT static void LLM__ISA(llm__residual_bwd)(float *da, float *db, const float *dout, size_t n) {            \
-    const int W = LLM__VW;                                                                                      \
-    for (size_t i = 0; i < n; i += W) {                                                                         \
-        const llm__vm k = LLM__TAIL(n, i);                                                                      \
+    LLM__VFOR(size_t, i, n, k,                                                                                  \
         const llm__vf d = llm__vload_m(dout + i, k);                                                            \
         llm__vstore_m(da + i, k, llm__vadd(llm__vload_m(da + i, k), d));                                        \
-        llm__vstore_m(db + i, k, llm__vadd(llm__vload_m(db + i, k), d));                                        \
-    }                                                                                                           \
+        llm__vstore_m(db + i, k, llm__vadd(llm__vload_m(db + i, k), d));)                                       \
 }
 
 /* ---- cross-entropy, Σx², AdamW ------------------------------------------------------------
@@ -4671,7 +4651,6 @@ LLM__VT static void LLM__ISA(llm__crossentropy_fwd)(float *losses, float *lse, c
 }                                                                                                                      \
 LLM__VT static void LLM__ISA(llm__crossentropy_bwd)(float *logits, const float *lse, const int *targets,               \
                                                     float dloss, int N, int V) {                                       \
-    const int W = LLM__VW;                                                                                             \
     const llm__vf dl = llm__vset1(dloss);                                                                              \
     for (int n = 0; n < N; n++) {                                                                                      \
         float *x = logits + LLM__CAST(size_t, n) * V;                                                                  \
@@ -4679,10 +4658,8 @@ LLM__VT static void LLM__ISA(llm__crossentropy_bwd)(float *logits, const float *
         if (y < 0) { memset(x, 0, LLM__CAST(size_t, V) * sizeof(float)); continue; }                                   \
         const float xy = x[y];                                                                                         \
         const llm__vf l = llm__vset1(lse[n]);                                                                          \
-        for (int i = 0; i < V; i += W) {                                                                               \
-            const llm__vm k = llm__vmask(V - i);                                                                       \
-            llm__vstore_m(x + i, k, llm__vmul(llm__vexp(llm__vsub(llm__vload_m(x + i, k), l)), dl));                   \
-        }                                                                                                              \
+        LLM__VFOR(int, i, V, k,                                                                                        \
+            llm__vstore_m(x + i, k, llm__vmul(llm__vexp(llm__vsub(llm__vload_m(x + i, k), l)), dl));)                  \
         x[y] = (expf(xy - lse[n]) - 1.0f) * dloss;                                                                     \
     }                                                                                                                  \
 }                                                                                                                      \
@@ -4702,13 +4679,11 @@ LLM__VT static double LLM__ISA(llm__sumsq)(const float *x, size_t n) {          
 }                                                                                                                      \
 LLM__VT static void LLM__ISA(llm__adamw)(float *p, const float *grad, float *m, float *v, size_t n, float lr,          \
                                          float beta1, float beta2, float eps, float wd, float grad_scale, int t) {     \
-    const int W = LLM__VW;                                                                                             \
     const float bc1 = 1.0f - powf(beta1, LLM__CAST(float, t)), bc2 = 1.0f - powf(beta2, LLM__CAST(float, t));          \
     const llm__vf b1 = llm__vset1(beta1), b2 = llm__vset1(beta2), ob1 = llm__vset1(1.0f - beta1);                      \
     const llm__vf ob2 = llm__vset1(1.0f - beta2), lrwd = llm__vset1(lr * wd), vlr = llm__vset1(lr);                    \
     const llm__vf vbc1 = llm__vset1(bc1), vbc2 = llm__vset1(bc2), veps = llm__vset1(eps), gs = llm__vset1(grad_scale); \
-    for (size_t i = 0; i < n; i += W) {                                                                                \
-        const llm__vm k = LLM__TAIL(n, i);                                                                             \
+    LLM__VFOR(size_t, i, n, k,                                                                                         \
         const llm__vf g = llm__vmul(llm__vload_m(grad + i, k), gs);                                                    \
         const llm__vf mi = llm__vadd(llm__vmul(b1, llm__vload_m(m + i, k)), llm__vmul(ob1, g));                        \
         const llm__vf vi = llm__vadd(llm__vmul(b2, llm__vload_m(v + i, k)), llm__vmul(llm__vmul(ob2, g), g));          \
@@ -4716,8 +4691,7 @@ LLM__VT static void LLM__ISA(llm__adamw)(float *p, const float *grad, float *m, 
         pi = llm__vsub(pi, llm__vmul(lrwd, pi));                                                                       \
         const llm__vf den = llm__vadd(llm__vsqrt(llm__vdiv(vi, vbc2)), veps);                                          \
         pi = llm__vsub(pi, llm__vdiv(llm__vmul(vlr, llm__vdiv(mi, vbc1)), den));                                       \
-        llm__vstore_m(m + i, k, mi); llm__vstore_m(v + i, k, vi); llm__vstore_m(p + i, k, pi);                         \
-    }                                                                                                                  \
+        llm__vstore_m(m + i, k, mi); llm__vstore_m(v + i, k, vi); llm__vstore_m(p + i, k, pi);)                        \
 }
 
 /* ---- attention ----------------------------------------------------------------------------
@@ -4844,16 +4818,14 @@ LLM__VT static void LLM__ISA(llm__attention_fwd)(float *out, float *lse, const f
 LLM__VT static void LLM__ISA(llm__att_kv_rows)(float *dk, float *dv, const float *p, const float *ds,                          \
                                                const float *dO, size_t ldo, const float *q, size_t ldq, int n, int HS) {       \
     const int W = LLM__VW;                                                                                                     \
-    for (int c = 0; c < HS; c += 4 * W) {                                                                                      \
-        LLM__MASK4(m, HS - c);                                                                                                 \
+    LLM__VFOR4(c, 0, HS, m,                                                                                                    \
         LLM__REP4(LLM__ATT_RLD)                                                                                                \
         for (int i = 0; i < n; i++) {                                                                                          \
             const llm__vf pi = llm__vset1(p[i]), si = llm__vset1(ds[i]);                                                       \
             const float *o = dO + LLM__CAST(size_t, i) * ldo + c, *qq = q + LLM__CAST(size_t, i) * ldq + c;                    \
             LLM__REP4(LLM__ATT_RACC)                                                                                           \
         }                                                                                                                      \
-        LLM__REP4(LLM__ATT_RST)                                                                                                \
-    }                                                                                                                          \
+        LLM__REP4(LLM__ATT_RST))                                                                                               \
 }                                                                                                                              \
 LLM__VT static void LLM__ISA(llm__attention_bwd_group)(float *dqkv, const float *dout, const float *qkv,                       \
                                                        const float *out, const float *lse, int b, int g,                       \
@@ -4943,8 +4915,7 @@ LLM__VT static void LLM__ISA(llm__attention_kv_head)(float *out, const float *qk
     float *o = out + LLM__CAST(size_t, i) * NH * HS + LLM__CAST(size_t, h) * HS;                                          \
     float sc[LLM__KV_CHUNK] __attribute__((aligned(64)));                                                                 \
     float acc[LLM__ATT_HSMAX] __attribute__((aligned(64)));                                                               \
-    const int n = pos[i] + 1, nv = (HS + W - 1) / W;                                                                      \
-    const llm__vm kt = llm__vmask(HS - W * (nv - 1)), all = llm__vmask(W);   /* the last vector of a head; a whole one */ \
+    const int n = pos[i] + 1;                                                                                             \
     const float scale = 1.0f / sqrtf(LLM__CAST(float, HS));                                                               \
     const llm__vf ninf = llm__vset1(-INFINITY);                                                                           \
     float m = -INFINITY, l = 0.0f;                                                                                        \
@@ -4957,32 +4928,28 @@ LLM__VT static void LLM__ISA(llm__attention_kv_head)(float *out, const float *qk
             const float *k1 = j + 1 < nc ? k0 + kvw : k0, *k2 = j + 2 < nc ? k0 + 2 * kvw : k0;                           \
             const float *k3 = j + 3 < nc ? k0 + 3 * kvw : k0;                                                             \
             llm__vf a0 = llm__vzero(), a1 = a0, a2 = a0, a3 = a0;                                                         \
-            for (int v = 0; v < nv; v++) {                                                                                \
-                const llm__vm mk = v == nv - 1 ? kt : all;                                                                \
-                const llm__vf qv = llm__vload_m(q + W * v, mk);                                                           \
-                a0 = llm__vfma(qv, llm__vload_m(k0 + W * v, mk), a0);                                                     \
-                a1 = llm__vfma(qv, llm__vload_m(k1 + W * v, mk), a1);                                                     \
-                a2 = llm__vfma(qv, llm__vload_m(k2 + W * v, mk), a2);                                                     \
-                a3 = llm__vfma(qv, llm__vload_m(k3 + W * v, mk), a3);                                                     \
-            }                                                                                                             \
+            LLM__VFOR(int, d, HS, mk,                                                                                     \
+                const llm__vf qv = llm__vload_m(q + d, mk);                                                               \
+                a0 = llm__vfma(qv, llm__vload_m(k0 + d, mk), a0);                                                         \
+                a1 = llm__vfma(qv, llm__vload_m(k1 + d, mk), a1);                                                         \
+                a2 = llm__vfma(qv, llm__vload_m(k2 + d, mk), a2);                                                         \
+                a3 = llm__vfma(qv, llm__vload_m(k3 + d, mk), a3);)                                                        \
             llm__vhsum4(sc + j, a0, a1, a2, a3, scale);   /* sc has room: j + 4 <= LLM__KV_CHUNK */                       \
         }                                                                                                                 \
         llm__vf mx = ninf;                                                                                                \
-        for (int j = 0; j < nc; j += W) mx = llm__vmax(mx, llm__vload_mor(sc + j, llm__vmask(nc - j), ninf));             \
+        LLM__VFOR(int, j, nc, mk, mx = llm__vmax(mx, llm__vload_mor(sc + j, mk, ninf));)                                  \
         const float mc = llm__vhmax(mx), mn = m > mc ? m : mc;                                                            \
         const float alpha = expf(m - mn);   /* first chunk: exp(-inf) = 0, acc and l are 0 */                             \
         m = mn;                                                                                                           \
         llm__vf ls = llm__vzero();                                                                                        \
         const llm__vf mv = llm__vset1(m);                                                                                 \
-        for (int j = 0; j < nc; j += W) {   /* p = exp(s - m); lanes past nc load -inf: p = 0 */                          \
-            const llm__vf p = llm__vexp(llm__vsub(llm__vload_mor(sc + j, llm__vmask(nc - j), ninf), mv));                 \
+        LLM__VFOR(int, j, nc, mk,   /* p = exp(s - m); lanes past nc load -inf: p = 0 */                                  \
+            const llm__vf p = llm__vexp(llm__vsub(llm__vload_mor(sc + j, mk, ninf), mv));                                 \
             llm__vstorea(sc + j, p);                                                                                      \
-            ls = llm__vadd(ls, p);                                                                                        \
-        }                                                                                                                 \
+            ls = llm__vadd(ls, p);)                                                                                       \
         l = l * alpha + llm__vhsum(ls);                                                                                   \
         const llm__vf va = llm__vset1(alpha);                                                                             \
-        for (int c = 0; c < HS; c += 4 * W) {   /* acc[c, c + 4W) = acc·α + Σ_t p_t v_t */                                \
-            LLM__MASK4(m, HS - c);                                                                                        \
+        LLM__VFOR4(c, 0, HS, m,   /* acc[c, c + 4W) = acc·α + Σ_t p_t v_t */                                              \
             LLM__REP4(LLM__KV_LD)                                                                                         \
             const float *v0 = Vc + c;                                                                                     \
             int j = 0;                                                                                                    \
@@ -4995,14 +4962,11 @@ LLM__VT static void LLM__ISA(llm__attention_kv_head)(float *out, const float *qk
                 const llm__vf p0 = llm__vset1(sc[j]);                                                                     \
                 LLM__REP4(LLM__KV_PV1)                                                                                    \
             }                                                                                                             \
-            LLM__REP4(LLM__KV_ST)                                                                                         \
-        }                                                                                                                 \
+            LLM__REP4(LLM__KV_ST))                                                                                        \
     }                                                                                                                     \
     const llm__vf vl = llm__vset1(l);                                                                                     \
-    for (int d = 0; d < HS; d += W) {                                                                                     \
-        const llm__vm mk = llm__vmask(HS - d);                                                                            \
-        llm__vstore_m(o + d, mk, llm__vdiv(llm__vload_m(acc + d, mk), vl));                                               \
-    }                                                                                                                     \
+    LLM__VFOR(int, d, HS, mk,                                                                                             \
+        llm__vstore_m(o + d, mk, llm__vdiv(llm__vload_m(acc + d, mk), vl));)                                              \
 }
 
 /* ---- RoPE -----------------------------------------------------------------------------------
@@ -5026,10 +4990,8 @@ static void llm__rope_table(float *cs, int p, int HS, const float *freq, float s
 #define LLM__K_ROPE                                                                                                  \
 LLM__VT static void LLM__ISA(llm__rope_row)(float *x, int p, int NH, int NKV, int HS, const float *freq, float sign, \
                                             float *cs) {                                                             \
-    const int W = LLM__VW;                                                                                           \
     llm__rope_table(cs, p, HS, freq, sign);                                                                          \
-    for (int i = 0; i < HS; i += W) {                                                                                \
-        const llm__vm k = llm__vmask(HS - i);                                                                        \
+    LLM__VFOR(int, i, HS, k,                                                                                         \
         const llm__vf cv = llm__vload_m(cs + i, k), sv = llm__vload_m(cs + HS + i, k);                               \
         for (int h = 0; h < NH + NKV; h++) {                                                                         \
             float *v = x + LLM__CAST(size_t, h) * HS + i;                                                            \
@@ -5037,8 +4999,7 @@ LLM__VT static void LLM__ISA(llm__rope_row)(float *x, int p, int NH, int NKV, in
             llm__vf pc = llm__vmul(a, cv), ps = llm__vmul(sw, sv);                                                   \
             llm__vkeep(pc); llm__vkeep(ps);                                                                          \
             llm__vstore_m(v, k, llm__vadd(pc, ps));                                                                  \
-        }                                                                                                            \
-    }                                                                                                                \
+        })                                                                                                           \
 }
 
 /* ---- every body, compiled for each instruction set this build can run -------------------- */
