@@ -156,7 +156,8 @@ LLMDEF llm_simd llm_simd_active(void);
 LLMDEF const char *llm_simd_name(llm_simd level);
 LLMDEF int llm_simd_supported(llm_simd level);
 /* 1 when the CPU backend's bf16 matmuls (llm_options.bf16) run in bf16 here: AVX512-BF16
- * present and allowed by the SIMD cap; 0 means they fall back to fp32. */
+ * (x86) or the BF16 extension (ARM64) present and allowed by the SIMD cap; 0 means they
+ * fall back to fp32. */
 LLMDEF int llm_bf16_supported(void);
 
 /* How to run a model; zero-initialised means the defaults. */
@@ -167,7 +168,7 @@ typedef struct llm_options {
     int bf16;                           /* 1: matmuls with bfloat16 operands and fp32
                                          * accumulation (master weights, optimizer and
                                          * every other op stay fp32). CPU: needs
-                                         * AVX512-BF16, else fp32 is used. */
+                                         * AVX512-BF16 or ARM BF16, else fp32 is used. */
     /* Data parallel across processes, one GPU each (a backend with allreduce_mean, i.e.
      * llm_cuda.cu built with NCCL). dist_world >= 1 turns it on: llm_model_step averages
      * the gradients over the dist_world ranks before clipping, as PyTorch's DDP does.
@@ -2846,7 +2847,8 @@ static LLM__UNUSED void llm__adamw_ref(float *p, const float *grad, float *m, fl
  * One binary runs on any x86-64: nothing here is compiled with -march. Each SIMD
  * function carries its own __attribute__((target(...))) and is called only after
  * CPUID (and XGETBV: the OS must save the YMM/ZMM registers) said the CPU has it.
- * On ARM64, NEON is part of the base ISA and is always on.
+ * On ARM64, NEON is part of the base ISA and is always on; the BF16 extension is asked
+ * of the OS (getauxval on Linux, sysctl on macOS).
  *
  * The level is one int, detected lazily on first use. Two threads racing on the
  * first use both compute the same value, so the race is harmless in practice;
@@ -2862,13 +2864,18 @@ static LLM__UNUSED void llm__adamw_ref(float *p, const float *grad, float *m, fl
 #if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
 #define LLM__NEON 1
 #include <arm_neon.h>
+#if defined(__linux__)
+#include <sys/auxv.h>      /* getauxval: the CPU's features beyond the base ISA */
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 #endif
 
 /* ---- feature detection ------------------------------------------------------------ */
 enum {
     LLM__CPU_AVX2 = 1, LLM__CPU_FMA = 2, LLM__CPU_AVX512F = 4, LLM__CPU_AVX512BW = 8,
     LLM__CPU_AVX512VL = 16, LLM__CPU_AVX512DQ = 32, LLM__CPU_AVX512BF16 = 64,
-    LLM__CPU_AVX512VNNI = 128, LLM__CPU_NEON = 256
+    LLM__CPU_AVX512VNNI = 128, LLM__CPU_NEON = 256, LLM__CPU_BF16 = 512   /* ARMv8.6 BF16 */
 };
 static int llm__cpu_flags = -1;     /* LLM__CPU_* bits; -1 until detected */
 static int llm__simd_level = 0;     /* active llm_simd; 0 until first use */
@@ -2901,6 +2908,13 @@ static int llm__cpu_detect(void) {
     }
 #elif defined(LLM__NEON)
     f |= LLM__CPU_NEON;
+#if defined(__linux__)
+    if (getauxval(AT_HWCAP2) & (1ul << 14)) f |= LLM__CPU_BF16;   /* HWCAP2_BF16 */
+#elif defined(__APPLE__)
+    int v = 0;
+    size_t len = sizeof v;
+    if (sysctlbyname("hw.optional.arm.FEAT_BF16", &v, &len, NULL, 0) == 0 && v) f |= LLM__CPU_BF16;
+#endif
 #endif
     return f;
 }
@@ -2912,11 +2926,11 @@ static int llm__cpu_get(void) {
 /* Space-separated names of the features found, for logs and benchmarks. */
 static LLM__UNUSED const char *llm__cpu_features(void) {
     static const char *names[] = { "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq",
-                                   "avx512_bf16", "avx512_vnni", "neon" };
+                                   "avx512_bf16", "avx512_vnni", "neon", "bf16" };
     static char buf[128];
     int f = llm__cpu_get();
     buf[0] = 0;
-    for (int i = 0; i < 9; i++)
+    for (int i = 0; i < 10; i++)
         if (f & (1 << i)) { if (buf[0]) strcat(buf, " "); strcat(buf, names[i]); }
     if (!buf[0]) strcpy(buf, "none");
     return buf;
@@ -3214,33 +3228,33 @@ LLM__T_AVX512 static void llm__gemm_kern_avx512(int kc, const float *A, const fl
 #ifdef LLM__NEON
 /* NEON micro-kernel, 8 x 12, for 32 128-bit registers: 24 accumulators (8 rows x 3
  * vectors of 4), 3 for B, 2 holding the 8 values of A; each k, 5 loads feed 24 FMAs by
- * lane (fmla v.4s, v.4s, v.s[l]), which needs no broadcast. */
+ * lane (fmla v.4s, v.4s, v.s[l]), which needs no broadcast. Written once for fp32 and
+ * for bf16 pairs (SIMD's bf16 GEMM): the element and vector types, the load and the
+ * multiply-add by lane are the parameters. */
 #define LLM__NEON_MR 8
 #define LLM__NEON_NR 12
-static void llm__gemm_kern_neon(int kc, const float *A, const float *B, float *C, size_t ldc,
-                                float beta) {
-    /* named accumulators, not an array: gcc 12 kept an array in registers but also
-     * stored all of it back to the stack on every k */
-#define LLM__ACC(i) float32x4_t c##i##0 = vdupq_n_f32(0.0f), c##i##1 = c##i##0, c##i##2 = c##i##0;
-    LLM__REP8(LLM__ACC)
-#undef LLM__ACC
-    for (int k = 0; k < kc; k++) {
-        const float32x4_t b0 = vld1q_f32(B), b1 = vld1q_f32(B + 4), b2 = vld1q_f32(B + 8);
-        const float32x4_t a0 = vld1q_f32(A), a1 = vld1q_f32(A + 4);
-#define LLM__ROW(i, a, l) c##i##0 = vfmaq_laneq_f32(c##i##0, b0, a, l); \
-        c##i##1 = vfmaq_laneq_f32(c##i##1, b1, a, l); c##i##2 = vfmaq_laneq_f32(c##i##2, b2, a, l);
-        LLM__ROW(0, a0, 0) LLM__ROW(1, a0, 1) LLM__ROW(2, a0, 2) LLM__ROW(3, a0, 3)
-        LLM__ROW(4, a1, 0) LLM__ROW(5, a1, 1) LLM__ROW(6, a1, 2) LLM__ROW(7, a1, 3)
-#undef LLM__ROW
-        A += LLM__NEON_MR; B += LLM__NEON_NR;
-    }
-#define LLM__ST(i, j) { float *p = C + i * ldc + 4 * j; \
-        vst1q_f32(p, beta == 0.0f ? c##i##j : vfmaq_n_f32(c##i##j, vld1q_f32(p), beta)); }
-#define LLM__ROW(i) LLM__ST(i, 0) LLM__ST(i, 1) LLM__ST(i, 2)
-    LLM__REP8(LLM__ROW)
-#undef LLM__ROW
-#undef LLM__ST
+#define LLM__NEON_GEMM_KERN(name, target, elem, vec, load, mac_lane)                                \
+target static void name(int kc, const elem *A, const elem *B, float *C, size_t ldc, float beta) {   \
+    /* named accumulators, not an array: gcc 12 kept an array in registers but also                 \
+     * stored all of it back to the stack on every k */                                             \
+    LLM__REP8(LLM__NEON_ACC)                                                                        \
+    for (int k = 0; k < kc; k++) {                                                                  \
+        const vec b0 = load(B), b1 = load(B + 4), b2 = load(B + 8), a0 = load(A), a1 = load(A + 4); \
+        LLM__NEON_ROW(mac_lane, 0, a0, 0) LLM__NEON_ROW(mac_lane, 1, a0, 1)                         \
+        LLM__NEON_ROW(mac_lane, 2, a0, 2) LLM__NEON_ROW(mac_lane, 3, a0, 3)                         \
+        LLM__NEON_ROW(mac_lane, 4, a1, 0) LLM__NEON_ROW(mac_lane, 5, a1, 1)                         \
+        LLM__NEON_ROW(mac_lane, 6, a1, 2) LLM__NEON_ROW(mac_lane, 7, a1, 3)                         \
+        A += LLM__NEON_MR; B += LLM__NEON_NR;                                                       \
+    }                                                                                               \
+    LLM__REP8(LLM__NEON_STROW)                                                                      \
 }
+#define LLM__NEON_ACC(i) float32x4_t c##i##0 = vdupq_n_f32(0.0f), c##i##1 = c##i##0, c##i##2 = c##i##0;
+#define LLM__NEON_ROW(mac, i, a, l) c##i##0 = mac(c##i##0, b0, a, l); \
+    c##i##1 = mac(c##i##1, b1, a, l); c##i##2 = mac(c##i##2, b2, a, l);
+#define LLM__NEON_ST(i, j) { float *p = C + i * ldc + 4 * j; \
+    vst1q_f32(p, beta == 0.0f ? c##i##j : vfmaq_n_f32(c##i##j, vld1q_f32(p), beta)); }
+#define LLM__NEON_STROW(i) LLM__NEON_ST(i, 0) LLM__NEON_ST(i, 1) LLM__NEON_ST(i, 2)
+LLM__NEON_GEMM_KERN(llm__gemm_kern_neon, , float, float32x4_t, vld1q_f32, vfmaq_laneq_f32)
 #endif
 
 static llm__gemm_impl llm__gemm_pick(llm_simd level) {
@@ -3965,20 +3979,42 @@ static void llm__sgemm_packed(llm_pool *pool, int transA, int transB, int M, int
  * values has at most 16 significant bits and is exact in fp32, so the only other error
  * is the fp32 summation's, as in llm__sgemm. AVX512-BF16's vdpbf16ps does 16 lanes x 2
  * such products per instruction, accumulated in fp32: twice the multiply-adds of an
- * fp32 FMA at the same issue rate. The opt-in bf16 mode of training uses it for the matmuls only (master
- * weights, gradients, the optimizer and every other op stay fp32).
+ * fp32 FMA at the same issue rate. ARMv8.6's BF16 extension (Apple M2 and later,
+ * Graviton 3, Neoverse V1/N2) has the same dot product on 4 lanes, BFDOT; it adds the
+ * pair of products in round-to-odd and flushes denormals (no FPCR applies), which the
+ * test's bound allows for. The opt-in bf16 mode of training uses it for the matmuls
+ * only (master weights, gradients, the optimizer and every other op stay fp32).
  *
  * llm__sgemm_bf16 has llm__sgemm's contract, except that A and B are rounded to bf16
- * as they are packed. Without AVX512-BF16 (or with the level forced below AVX-512) it
- * is plain llm__sgemm: fp32, no rounding. */
+ * as they are packed. Without AVX512-BF16 or ARM BF16 (or with the level forced below
+ * AVX-512, or to scalar) it is plain llm__sgemm: fp32, no rounding.
+ *
+ * Like the x86 levels, ARM BF16 is found at run time (getauxval on Linux, sysctl on
+ * macOS) and its functions carry their own target attribute, so one binary runs on
+ * any ARM64. clang's arm_neon.h (up to 15 at least) declares the bf16 intrinsics only
+ * when the whole build targets BF16 (e.g. -march=armv8.6-a): other clang builds use fp32. */
 #ifdef LLM__X86
 #define LLM__T_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma")))
 #endif
+#if defined(LLM__NEON) && defined(__clang__) && defined(__ARM_FEATURE_BF16_VECTOR_ARITHMETIC)
+#define LLM__NEON_BF16 1
+#define LLM__T_NEON_BF16
+#elif defined(LLM__NEON) && !defined(__clang__) && __GNUC__ >= 10
+#define LLM__NEON_BF16 1
+#define LLM__T_NEON_BF16 __attribute__((target("arch=armv8.2-a+bf16")))
+#endif
 
 /* 1 when llm__sgemm_bf16 really computes in bf16: the CPU has AVX512-BF16 and the
- * active level (LLM_SIMD, llm_simd_force) is AVX-512. */
+ * active level (LLM_SIMD, llm_simd_force) is AVX-512, or it has ARM BF16 and the level
+ * is NEON (and this build can emit BF16). */
 static LLM__UNUSED int llm__has_bf16(void) {
+#if defined(LLM__X86)
     return (llm__cpu_get() & LLM__CPU_AVX512BF16) && llm_simd_active() == LLM_SIMD_AVX512;
+#elif defined(LLM__NEON_BF16)
+    return (llm__cpu_get() & LLM__CPU_BF16) && llm_simd_active() == LLM_SIMD_NEON;
+#else
+    return 0;
+#endif
 }
 LLMDEF int llm_bf16_supported(void) { return llm__has_bf16(); }
 
@@ -4059,6 +4095,29 @@ static LLM__UNUSED void llm__bf16_pack_t_ref(uint32_t *dst, int w, const float *
                 r >= nrows ? 0 : llm__bf16_pair(s[2 * p], 2 * p + 1 < kc ? s[2 * p + 1] : 0.0f);
     }
 }
+
+/* One instruction set's bf16 GEMM: the micro-kernel (an mr x nr tile of C from kp pair
+ * words of an A and a B sliver), its packs, and the matrix-vector rows (below). */
+struct llm__gemv_bf16_job;
+typedef struct llm__gemm_bf16_impl {
+    int mr, nr;
+    void (*kern)(int kp, const uint32_t *A, const uint32_t *B, float *C, size_t ldc, float beta);
+    void (*pack_n)(uint32_t *dst, int w, const float *src, size_t ld, int n, int kc);
+    void (*pack_t)(uint32_t *dst, int w, const float *src, size_t ld, int nrows, int kc);
+    void (*gemv_rows)(const struct llm__gemv_bf16_job *J, size_t j, int n);   /* rows j..j+n-1, n <= 4 */
+} llm__gemm_bf16_impl;
+
+/* ---- bf16 matrix-vector, M == 1 with B transposed: the decode shape y = x . W^T.
+ * Bound by reading B, so B's rows are rounded as they stream by, never packed; x is
+ * rounded once into pair words. Rows go in groups of up to 4 (x loaded once for 4),
+ * each row by the same operations in any group, so any thread count gives the same y. */
+typedef struct llm__gemv_bf16_job {
+    int N, K, ldb;
+    const uint32_t *xb;       /* ceil(K/32)*16 pair words of x, zero padded */
+    const float *B;           /* (N, ldb) */
+    float *y, beta;
+    llm__gemm_bf16_impl g;
+} llm__gemv_bf16_job;
 
 #ifdef LLM__X86
 /* Mask of the first n (clamped to 0..16) lanes. */
@@ -4176,8 +4235,8 @@ LLM__T_BF16 static void llm__bf16_pack_t_avx512(uint32_t *dst, int w, const floa
 #define LLM__BF16_NR 32
 /* noinline: inlined into the task at -O3, gcc 12 spilled b0/b1 to the stack and
  * reloaded them for each use, halving the speed. */
-__attribute__((noinline)) LLM__T_BF16 static void llm__gemm_kern_bf16(int kp, const uint32_t *A, const uint32_t *B, float *C,
-                                            size_t ldc, float beta) {
+__attribute__((noinline)) LLM__T_BF16 static void llm__gemm_kern_bf16_avx512(int kp, const uint32_t *A, const uint32_t *B,
+                                                                           float *C, size_t ldc, float beta) {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;
@@ -4205,79 +4264,7 @@ __attribute__((noinline)) LLM__T_BF16 static void llm__gemm_kern_bf16(int kp, co
 #undef LLM__ROW
 }
 
-/* One call's shared state: the fp32 job for the shape, grid and blocking (g.kc counts
- * k, even, so pairs never straddle blocks), and the packing buffers in pair words. */
-typedef struct llm__gemm_bf16_job {
-    llm__gemm_job J;          /* J.buf unused */
-    uint32_t *buf;            /* per thread: A block (mc*kc/2 words), then B panel */
-    size_t a_words, per_thread;
-} llm__gemm_bf16_job;
-
-/* llm__gemm_task's loops, on pair words. Every element of C gets the same operations in
- * the same order wherever it lies, so the result does not depend on the thread count. */
-LLM__T_BF16 static void llm__gemm_bf16_task(void *arg, int ith, int nth) {
-    const llm__gemm_bf16_job *X = LLM__CAST(const llm__gemm_bf16_job *, arg);
-    const llm__gemm_job *J = &X->J;
-    const llm__gemm_impl *g = &J->g;
-    const int MR = LLM__BF16_MR, NR = LLM__BF16_NR;
-    int m0, m1, n0, n1;
-    (void)nth;
-    if (ith >= J->tm * J->tn) return;
-    llm__gemm_rect(J, ith, &m0, &m1, &n0, &n1);
-    if (m0 >= m1 || n0 >= n1) return;
-    uint32_t *Ap = X->buf + LLM__CAST(size_t, ith) * X->per_thread;
-    uint32_t *Bp = Ap + X->a_words;
-    float edge[LLM__BF16_MR * LLM__BF16_NR];
-    const size_t lda = LLM__CAST(size_t, J->lda), ldb = LLM__CAST(size_t, J->ldb), ldc = LLM__CAST(size_t, J->ldc);
-    for (int jc = n0; jc < n1; jc += g->nc) {
-        int nc = n1 - jc < g->nc ? n1 - jc : g->nc;
-        for (int pc = 0; pc < J->K; pc += g->kc) {
-            int kc = J->K - pc < g->kc ? J->K - pc : g->kc, kp = (kc + 1) / 2;
-            float beta = pc == 0 ? J->beta : 1.0f;
-            if (!J->transB) llm__bf16_pack_n_avx512(Bp, NR, J->B + LLM__CAST(size_t, pc) * ldb + jc, ldb, nc, kc);
-            else for (int jr = 0; jr < nc; jr += NR) {
-                int w = nc - jr < NR ? nc - jr : NR;
-                llm__bf16_pack_t_avx512(Bp + LLM__CAST(size_t, jr) * kp, NR, J->B + LLM__CAST(size_t, jc + jr) * ldb + pc, ldb, w, kc);
-            }
-            for (int ic = m0; ic < m1; ic += g->mc) {
-                int mc = m1 - ic < g->mc ? m1 - ic : g->mc;
-                if (J->transA) llm__bf16_pack_n_avx512(Ap, MR, J->A + LLM__CAST(size_t, pc) * lda + ic, lda, mc, kc);
-                else for (int ir = 0; ir < mc; ir += MR) {
-                    int h = mc - ir < MR ? mc - ir : MR;
-                    llm__bf16_pack_t_avx512(Ap + LLM__CAST(size_t, ir) * kp, MR, J->A + LLM__CAST(size_t, ic + ir) * lda + pc, lda, h, kc);
-                }
-                for (int jr = 0; jr < nc; jr += NR) {
-                    int w = nc - jr < NR ? nc - jr : NR;
-                    const uint32_t *bs = Bp + LLM__CAST(size_t, jr) * kp;
-                    for (int ir = 0; ir < mc; ir += MR) {
-                        int h = mc - ir < MR ? mc - ir : MR;
-                        const uint32_t *as = Ap + LLM__CAST(size_t, ir) * kp;
-                        float *c = J->C + LLM__CAST(size_t, ic + ir) * ldc + jc + jr;
-                        if (h == MR && w == NR) {
-                            llm__gemm_kern_bf16(kp, as, bs, c, ldc, beta);
-                        } else {
-                            llm__gemm_kern_bf16(kp, as, bs, edge, LLM__CAST(size_t, NR), 0.0f);
-                            llm__gemm_store_tile(edge, NR, c, ldc, h, w, beta);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/* ---- bf16 matrix-vector, M == 1 with B transposed: the decode shape y = x . W^T.
- * Bound by reading B, so B's rows are rounded as they stream by, never packed; x is
- * rounded once into pair words. Rows go in groups of up to 4 (x loaded once for 4),
- * each row by the same operations in any group, so any thread count gives the same y. */
-typedef struct llm__gemv_bf16_job {
-    int N, K, ldb;
-    const uint32_t *xb;       /* ceil(K/32)*16 pair words of x, zero padded */
-    const float *B;           /* (N, ldb) */
-    float *y, beta;
-} llm__gemv_bf16_job;
-
-LLM__T_BF16 static void llm__gemv_bf16_rows(const llm__gemv_bf16_job *J, size_t j, int n) {
+LLM__T_BF16 static void llm__gemv_bf16_rows_avx512(const llm__gemv_bf16_job *J, size_t j, int n) {
     __m512 acc[4];
     const float *b[4];
     for (int r = 0; r < n; r++) { acc[r] = _mm512_setzero_ps(); b[r] = J->B + (j + LLM__CAST(size_t, r)) * LLM__CAST(size_t, J->ldb); }
@@ -4297,52 +4284,168 @@ LLM__T_BF16 static void llm__gemv_bf16_rows(const llm__gemv_bf16_job *J, size_t 
         *y = J->beta == 0.0f ? l[0] : l[0] + J->beta * *y;
     }
 }
+#endif /* LLM__X86 */
 
-LLM__T_BF16 static void llm__gemv_bf16_task(void *arg, int ith, int nth) {
+#ifdef LLM__NEON_BF16
+/* NEON: the fp32 8 x 12 micro-kernel's loop with BFDOT by lane (a pair of bf16 from A
+ * broadcast against 4 pairs of B, 2 products per lane), so each k step of the loop
+ * advances two of the sum; the packs are the reference ones (packing is a small part). */
+#define LLM__NEON_BF16_LOADB(p) vreinterpretq_bf16_u32(vld1q_u32(p))
+LLM__NEON_GEMM_KERN(llm__gemm_kern_bf16_neon, LLM__T_NEON_BF16, uint32_t, bfloat16x8_t, LLM__NEON_BF16_LOADB,
+                    vbfdotq_laneq_f32)
+#undef LLM__NEON_BF16_LOADB
+
+/* 8 k at a time: 8 floats of a row of B rounded by BFCVTN (to nearest even, as
+ * llm__bf16_round; a denormal is kept where llm__bf16_round flushes it, but BFDOT flushes
+ * its inputs, so the products are the same), one BFDOT against x's pair words. */
+LLM__T_NEON_BF16 static void llm__gemv_bf16_rows_neon(const llm__gemv_bf16_job *J, size_t j, int n) {
+    float32x4_t acc[4];
+    const float *b[4];
+    const int K8 = J->K / 8 * 8;
+    for (int r = 0; r < n; r++) { acc[r] = vdupq_n_f32(0.0f); b[r] = J->B + (j + LLM__CAST(size_t, r)) * LLM__CAST(size_t, J->ldb); }
+    for (int k = 0; k < J->K; k += 8) {
+        const bfloat16x8_t xv = vreinterpretq_bf16_u32(vld1q_u32(J->xb + k / 2));
+        for (int r = 0; r < n; r++) {
+            float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            const float *p = b[r] + k;
+            if (k >= K8) { memcpy(t, p, LLM__CAST(size_t, J->K - k) * sizeof(float)); p = t; }   /* the tail */
+            const bfloat16x8_t bv = vcvtq_high_bf16_f32(vcvtq_low_bf16_f32(vld1q_f32(p)), vld1q_f32(p + 4));
+            acc[r] = vbfdotq_f32(acc[r], bv, xv);
+        }
+    }
+    for (int r = 0; r < n; r++) {
+        float *y = J->y + j + LLM__CAST(size_t, r), v = vaddvq_f32(acc[r]);
+        *y = J->beta == 0.0f ? v : v + J->beta * *y;
+    }
+}
+#endif /* LLM__NEON_BF16 */
+
+/* The bf16 GEMM of the active level; g.kern is NULL where there is none. */
+static llm__gemm_bf16_impl llm__gemm_bf16_pick(void) {
+    llm__gemm_bf16_impl g;
+    memset(&g, 0, sizeof g);
+    if (!llm__has_bf16()) return g;
+#if defined(LLM__X86)
+    g.mr = LLM__BF16_MR; g.nr = LLM__BF16_NR; g.kern = llm__gemm_kern_bf16_avx512;
+    g.pack_n = llm__bf16_pack_n_avx512; g.pack_t = llm__bf16_pack_t_avx512; g.gemv_rows = llm__gemv_bf16_rows_avx512;
+#elif defined(LLM__NEON_BF16)
+    g.mr = LLM__NEON_MR; g.nr = LLM__NEON_NR; g.kern = llm__gemm_kern_bf16_neon;
+    g.pack_n = llm__bf16_pack_n_ref; g.pack_t = llm__bf16_pack_t_ref; g.gemv_rows = llm__gemv_bf16_rows_neon;
+#endif
+    return g;
+}
+
+/* One call's shared state: the fp32 job for the shape, grid and blocking (g.kc counts
+ * k, even, so pairs never straddle blocks), the bf16 kernels, and the packing buffers
+ * in pair words. */
+typedef struct llm__gemm_bf16_job {
+    llm__gemm_job J;          /* J.buf unused */
+    llm__gemm_bf16_impl b;
+    uint32_t *buf;            /* per thread: A block (mc*kc/2 words), then B panel */
+    size_t a_words, per_thread;
+} llm__gemm_bf16_job;
+
+/* llm__gemm_task's loops, on pair words. Every element of C gets the same operations in
+ * the same order wherever it lies, so the result does not depend on the thread count. */
+static void llm__gemm_bf16_task(void *arg, int ith, int nth) {
+    const llm__gemm_bf16_job *X = LLM__CAST(const llm__gemm_bf16_job *, arg);
+    const llm__gemm_job *J = &X->J;
+    const llm__gemm_impl *g = &J->g;
+    const llm__gemm_bf16_impl *b = &X->b;
+    const int MR = b->mr, NR = b->nr;
+    int m0, m1, n0, n1;
+    (void)nth;
+    if (ith >= J->tm * J->tn) return;
+    llm__gemm_rect(J, ith, &m0, &m1, &n0, &n1);
+    if (m0 >= m1 || n0 >= n1) return;
+    uint32_t *Ap = X->buf + LLM__CAST(size_t, ith) * X->per_thread;
+    uint32_t *Bp = Ap + X->a_words;
+    float edge[16 * 64];   /* one tile, for ragged edges: mr*nr <= 16*64 */
+    const size_t lda = LLM__CAST(size_t, J->lda), ldb = LLM__CAST(size_t, J->ldb), ldc = LLM__CAST(size_t, J->ldc);
+    for (int jc = n0; jc < n1; jc += g->nc) {
+        int nc = n1 - jc < g->nc ? n1 - jc : g->nc;
+        for (int pc = 0; pc < J->K; pc += g->kc) {
+            int kc = J->K - pc < g->kc ? J->K - pc : g->kc, kp = (kc + 1) / 2;
+            float beta = pc == 0 ? J->beta : 1.0f;
+            if (!J->transB) b->pack_n(Bp, NR, J->B + LLM__CAST(size_t, pc) * ldb + jc, ldb, nc, kc);
+            else for (int jr = 0; jr < nc; jr += NR) {
+                int w = nc - jr < NR ? nc - jr : NR;
+                b->pack_t(Bp + LLM__CAST(size_t, jr) * kp, NR, J->B + LLM__CAST(size_t, jc + jr) * ldb + pc, ldb, w, kc);
+            }
+            for (int ic = m0; ic < m1; ic += g->mc) {
+                int mc = m1 - ic < g->mc ? m1 - ic : g->mc;
+                if (J->transA) b->pack_n(Ap, MR, J->A + LLM__CAST(size_t, pc) * lda + ic, lda, mc, kc);
+                else for (int ir = 0; ir < mc; ir += MR) {
+                    int h = mc - ir < MR ? mc - ir : MR;
+                    b->pack_t(Ap + LLM__CAST(size_t, ir) * kp, MR, J->A + LLM__CAST(size_t, ic + ir) * lda + pc, lda, h, kc);
+                }
+                for (int jr = 0; jr < nc; jr += NR) {
+                    int w = nc - jr < NR ? nc - jr : NR;
+                    const uint32_t *bs = Bp + LLM__CAST(size_t, jr) * kp;
+                    for (int ir = 0; ir < mc; ir += MR) {
+                        int h = mc - ir < MR ? mc - ir : MR;
+                        const uint32_t *as = Ap + LLM__CAST(size_t, ir) * kp;
+                        float *c = J->C + LLM__CAST(size_t, ic + ir) * ldc + jc + jr;
+                        if (h == MR && w == NR) {
+                            b->kern(kp, as, bs, c, ldc, beta);
+                        } else {
+                            b->kern(kp, as, bs, edge, LLM__CAST(size_t, NR), 0.0f);
+                            llm__gemm_store_tile(edge, NR, c, ldc, h, w, beta);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void llm__gemv_bf16_task(void *arg, int ith, int nth) {
     const llm__gemv_bf16_job *J = LLM__CAST(const llm__gemv_bf16_job *, arg);
     size_t lo, hi, N = LLM__CAST(size_t, J->N);
     llm__split((N + 3) / 4, ith, nth, &lo, &hi);
-    for (size_t j = lo * 4; j < hi * 4 && j < N; j += 4) llm__gemv_bf16_rows(J, j, N - j < 4 ? LLM__CAST(int, N - j) : 4);
+    for (size_t j = lo * 4; j < hi * 4 && j < N; j += 4) J->g.gemv_rows(J, j, N - j < 4 ? LLM__CAST(int, N - j) : 4);
 }
 
 /* y (N) = x (K) . B^T (B: N rows of K) + beta y, with x and B rounded to bf16. */
-static void llm__gemv_bf16(llm_pool *pool, int N, int K, const float *x, const float *B, int ldb,
-                           float beta, float *y) {
+static void llm__gemv_bf16(llm_pool *pool, const llm__gemm_bf16_impl *g, int N, int K, const float *x,
+                           const float *B, int ldb, float beta, float *y) {
     size_t words = LLM__CAST(size_t, (K + 31) / 32) * 16;
     uint32_t *xb = LLM__CAST(uint32_t *, llm__alloc_aligned(words * sizeof(uint32_t)));
     if (!xb) { llm__sgemm_bf16_ref(0, 1, 1, N, K, x, K, B, ldb, beta, y, N); return; }
     memset(xb, 0, words * sizeof(uint32_t));
-    llm__bf16_pack_t_avx512(xb, 1, x, 0, 1, K);   /* one row: xb[p] = pair(x[2p], x[2p+1]) */
+    g->pack_t(xb, 1, x, 0, 1, K);   /* one row: xb[p] = pair(x[2p], x[2p+1]) */
     llm__gemv_bf16_job J;
-    J.N = N; J.K = K; J.ldb = ldb; J.xb = xb; J.B = B; J.y = y; J.beta = beta;
+    J.N = N; J.K = K; J.ldb = ldb; J.xb = xb; J.B = B; J.y = y; J.beta = beta; J.g = *g;
     if (2.0 * N * K < 2e5 || llm_pool_size(pool) == 1) llm__gemv_bf16_task(&J, 0, 1);
     else llm_pool_run(pool, llm__gemv_bf16_task, &J);
     llm__free_aligned(xb);
 }
-#endif /* LLM__X86 */
 
 static LLM__UNUSED void llm__sgemm_bf16(llm_pool *pool, int transA, int transB, int M, int N, int K,
                                         const float *A, int lda, const float *B, int ldb, float beta,
                                         float *C, int ldc) {
-#ifdef LLM__X86
     if (M <= 0 || N <= 0) return;
-    if (K <= 0 || !llm__has_bf16()) {   /* an empty sum, or no bf16 here: fp32 */
+    const llm__gemm_bf16_impl b = llm__gemm_bf16_pick();
+    if (K <= 0 || !b.kern) {   /* an empty sum, or no bf16 here: fp32 */
         llm__sgemm(pool, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     if (M == 1 && transB && (!transA || lda == 1)) {   /* decode: stream B, no packing */
-        llm__gemv_bf16(pool, N, K, A, B, ldb, beta, C);
+        llm__gemv_bf16(pool, &b, N, K, A, B, ldb, beta, C);
         return;
     }
     llm__gemm_bf16_job X;
     llm__gemm_job *J = &X.J;
     int nth = llm_pool_size(pool);
     memset(&X, 0, sizeof X);
+    X.b = b;
     /* kc counts k (even). Per thread: the B panel (nc x kc/2 words, 1 MB) and the A block
      * (mc x kc/2 words, 270 KB) share the 2 MB L2; mc covers the 256 rows of the
      * training shapes, so the B panel is streamed once; the B sliver (32 x kc/2 words,
-     * 32 KB) stays in the 48 KB L1. (Measured within noise of kc 256-1024, mc 144-516.) */
-    J->g.mr = LLM__BF16_MR; J->g.nr = LLM__BF16_NR; J->g.kc = 512; J->g.mc = 264; J->g.nc = 1024;
+     * 32 KB) stays in the 48 KB L1. (Measured within noise of kc 256-1024, mc 144-516,
+     * on x86; NEON's tile is 8 x 12, the same blocking untuned, nc rounded down to whole
+     * slivers: the panel's buffer holds nc columns.) */
+    J->g.mr = b.mr; J->g.nr = b.nr; J->g.kc = 512; J->g.mc = 264 / b.mr * b.mr; J->g.nc = 1024 / b.nr * b.nr;
     J->transA = transA; J->transB = transB; J->M = M; J->N = N; J->K = K;
     J->lda = lda; J->ldb = ldb; J->ldc = ldc; J->A = A; J->B = B; J->C = C; J->beta = beta;
     if (2.0 * M * N * K < 1e6) nth = 1;
@@ -4359,9 +4462,6 @@ static LLM__UNUSED void llm__sgemm_bf16(llm_pool *pool, int transA, int transB, 
     if (J->tm * J->tn == 1) llm__gemm_bf16_task(&X, 0, 1);
     else llm_pool_run(pool, llm__gemm_bf16_task, &X);
     llm__free_aligned(X.buf);
-#else
-    llm__sgemm(pool, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
-#endif
 }
 //==== SIMD KERNELS =====================================================================
 /* Vector versions of every kernel that is not a GEMM, each written once on the vector
@@ -5327,7 +5427,7 @@ static void llm__t_bias_grad(void *arg, int ith, int nth) {
         for (int j = lo; j < hi; j++) a->out[j] += a->in[n * OC + j];
 }
 /* The GEMM of the backend's precision: fp32, or bf16 operands with fp32 accumulation
- * (llm_options.bf16, on CPUs with AVX512-BF16; otherwise it falls back to fp32). */
+ * (llm_options.bf16, on CPUs with AVX512-BF16 or ARM BF16; otherwise it falls back to fp32). */
 typedef void (*llm__gemm_fn)(llm_pool *, int, int, int, int, int, const float *, int, const float *, int,
                              float, float *, int);
 static llm__gemm_fn llm__cpu_gemm(void *st) { return LLM__CAST(llm__cpu *, st)->bf16 ? llm__sgemm_bf16 : llm__sgemm; }
