@@ -3443,7 +3443,7 @@ static void llm__gemv_n_cols_ref(const llm__gemv_job *J, size_t c0, size_t c1) {
  *   vprefetch(p, bytes)   fetch the line `bytes` past p into L1
  *   LLM__VALL             the mask of every lane: a constant, with which a masked load or
  *                         store compiles to the plain one
- *   vd_zero vd_lo(v) vd_hi(v) (a half of v, widened) vd_fma vd_add vd_hsum
+ *   vd_zero vd_load(p) (VW/2 floats, widened) vd_fma vd_add vd_hsum
  * NEON has no masked loads: a tail goes through 4 floats on the stack. */
 #define LLM__CAT3(a, b, c) a##b##c
 #define LLM__XCAT3(a, b, c) LLM__CAT3(a, b, c)
@@ -3485,8 +3485,7 @@ static void llm__gemv_n_cols_ref(const llm__gemv_job *J, size_t c0, size_t c1) {
 #define llm__vkeep LLM__ISA(llm__vkeep)
 #define llm__vprefetch LLM__ISA(llm__vprefetch)
 #define llm__vd_zero LLM__ISA(llm__vd_zero)
-#define llm__vd_lo LLM__ISA(llm__vd_lo)
-#define llm__vd_hi LLM__ISA(llm__vd_hi)
+#define llm__vd_load LLM__ISA(llm__vd_load)
 #define llm__vd_fma LLM__ISA(llm__vd_fma)
 #define llm__vd_add LLM__ISA(llm__vd_add)
 #define llm__vd_hsum LLM__ISA(llm__vd_hsum)
@@ -3554,8 +3553,7 @@ typedef __m256d llm__vd_avx2;
 #define llm__vkeep_avx2(v) __asm__("" : "+x"(v))
 #define llm__vprefetch_avx2 LLM__PREFETCH
 #define llm__vd_zero_avx2 _mm256_setzero_pd
-#define llm__vd_lo_avx2(v) _mm256_cvtps_pd(_mm256_castps256_ps128(v))
-#define llm__vd_hi_avx2(v) _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))
+#define llm__vd_load_avx2(p) _mm256_cvtps_pd(_mm_loadu_ps(p))
 #define llm__vd_fma_avx2 _mm256_fmadd_pd
 #define llm__vd_add_avx2 _mm256_add_pd
 #define LLM__VALL_avx2 _mm256_set1_epi32(-1)
@@ -3641,8 +3639,7 @@ typedef __m512d llm__vd_avx512;
 #define llm__vkeep_avx512(v) __asm__("" : "+v"(v))
 #define llm__vprefetch_avx512 LLM__PREFETCH
 #define llm__vd_zero_avx512 _mm512_setzero_pd
-#define llm__vd_lo_avx512(v) _mm512_maskz_cvtps_pd(0xFF, _mm512_castps512_ps256(v))
-#define llm__vd_hi_avx512(v) _mm512_maskz_cvtps_pd(0xFF, _mm512_extractf32x8_ps(v, 1))
+#define llm__vd_load_avx512(p) _mm512_maskz_cvtps_pd(0xFF, _mm256_loadu_ps(p))
 #define llm__vd_fma_avx512 _mm512_fmadd_pd
 #define llm__vd_add_avx512 _mm512_add_pd
 #define llm__vd_hsum_avx512 _mm512_reduce_add_pd
@@ -3689,8 +3686,7 @@ typedef float64x2_t llm__vd_neon;
 #define llm__vkeep_neon(v) __asm__("" : "+w"(v))
 #define llm__vprefetch_neon(p, bytes) __builtin_prefetch(LLM__CAST(const char *, LLM__CAST(uintptr_t, (p)) + (bytes)))
 #define llm__vd_zero_neon() vdupq_n_f64(0.0)
-#define llm__vd_lo_neon(v) vcvt_f64_f32(vget_low_f32(v))
-#define llm__vd_hi_neon(v) vcvt_high_f64_f32(v)
+#define llm__vd_load_neon(p) vcvt_f64_f32(vld1_f32(p))
 #define llm__vd_fma_neon(a, b, c) vfmaq_f64(c, a, b)
 #define llm__vd_add_neon vaddq_f64
 #define llm__vd_hsum_neon vaddvq_f64
@@ -4722,7 +4718,7 @@ LLM__VT static void LLM__ISA(llm__residual_bwd)(float *da, float *db, const floa
  * V = 50257, is read back from L2). Masked tail lanes load -inf, whose exp is exactly 0.
  * Backward: x = exp(x - lse)·dloss over the row, then the target's element is redone
  * with the reference's formula (expf(x_y - lse) - 1)·dloss.
- * Σx² in double: a vector of floats widened to two of doubles, four accumulators.
+ * Σx² in double: half vectors of floats loaded widened to doubles, four accumulators.
  * AdamW: the reference's operations in its order (no FMA). */
 #define LLM__K_LOSS_OPT                                                                                                \
 LLM__VT static void LLM__ISA(llm__crossentropy_fwd)(float *losses, float *lse, const float *logits,                    \
@@ -4768,8 +4764,8 @@ LLM__VT static double LLM__ISA(llm__sumsq)(const float *x, size_t n) {          
     llm__vd a0 = llm__vd_zero(), a1 = llm__vd_zero(), a2 = llm__vd_zero(), a3 = llm__vd_zero();                        \
     size_t i = 0;                                                                                                      \
     for (; i + 2 * W <= n; i += 2 * W) {                                                                               \
-        const llm__vf u = llm__vload(x + i), v = llm__vload(x + i + W);                                                \
-        const llm__vd u0 = llm__vd_lo(u), u1 = llm__vd_hi(u), v0 = llm__vd_lo(v), v1 = llm__vd_hi(v);                  \
+        const llm__vd u0 = llm__vd_load(x + i), u1 = llm__vd_load(x + i + W / 2);                                      \
+        const llm__vd v0 = llm__vd_load(x + i + W), v1 = llm__vd_load(x + i + 3 * W / 2);                              \
         a0 = llm__vd_fma(u0, u0, a0); a1 = llm__vd_fma(u1, u1, a1);                                                    \
         a2 = llm__vd_fma(v0, v0, a2); a3 = llm__vd_fma(v1, v1, a3);                                                    \
     }                                                                                                                  \
