@@ -198,6 +198,7 @@ ARM_TESTS := $(patsubst tests/%.c,$(B)/arm/tests/%,$(wildcard tests/test_*.c))
 ARM_RUNS  := $(patsubst $(B)/arm/tests/%,$(B)/arm/neon/%,$(ARM_TESTS)) \
              $(patsubst $(B)/arm/tests/%,$(B)/arm/scalar/%,$(ARM_TESTS)) $(B)/arm/nobf16/test_gemm_bf16
 .PHONY: test-arm
+.PRECIOUS: $(B)/arm/tests/%   # kept for the next run (make deletes a chain's intermediates)
 $(B)/arm/tests/%: tests/%.c llm.h tests/test.h
 	@mkdir -p $(dir $@)
 	$(ARM_CC) $(OPT) -g -std=c99 -Wall -Wextra -pthread -DLLM_TEST_SAN=1 -I. $< -o $@ $(LDLIBS)
