@@ -160,7 +160,8 @@ LLMDEF llm_simd llm_simd_active(void);
 LLMDEF const char *llm_simd_name(llm_simd level);
 LLMDEF int llm_simd_supported(llm_simd level);
 /* 1 when the CPU backend's bf16 matmuls (llm_options.bf16) run in bf16 here: AVX512-BF16
- * present and allowed by the SIMD cap; 0 means they fall back to fp32. */
+ * (x86) or the BF16 extension (ARM64) present and allowed by the SIMD cap; 0 means they
+ * fall back to fp32. */
 LLMDEF int llm_bf16_supported(void);
 
 /* How to run a model; zero-initialised means the defaults. */
@@ -171,7 +172,7 @@ typedef struct llm_options {
     int bf16;                           /* 1: matmuls with bfloat16 operands and fp32
                                          * accumulation (master weights, optimizer and
                                          * every other op stay fp32). CPU: needs
-                                         * AVX512-BF16, else fp32 is used. */
+                                         * AVX512-BF16 or ARM BF16, else fp32 is used. */
     int fp16;                           /* 1: fp16 mixed precision (the CUDA backend,
                                          * sm_70+): matmuls and attention with fp16
                                          * operands on tensor cores, fp32 accumulation,
@@ -3886,7 +3887,8 @@ static LLM__UNUSED void llm__adamw_ref(float *p, const float *grad, float *m, fl
  * One binary runs on any x86-64: nothing here is compiled with -march. Each SIMD
  * function carries its own __attribute__((target(...))) and is called only after
  * CPUID (and XGETBV: the OS must save the YMM/ZMM registers) said the CPU has it.
- * On ARM64, NEON is part of the base ISA and is always on.
+ * On ARM64, NEON is part of the base ISA and is always on; the BF16 extension is asked
+ * of the OS (getauxval on Linux, sysctl on macOS).
  *
  * The level is one int, detected lazily on first use. Two threads racing on the
  * first use both compute the same value, so the race is harmless in practice;
@@ -3906,13 +3908,18 @@ static LLM__UNUSED void llm__adamw_ref(float *p, const float *grad, float *m, fl
 #if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
 #define LLM__NEON 1
 #include <arm_neon.h>
+#if defined(__linux__)
+#include <sys/auxv.h>      /* getauxval: the CPU's features beyond the base ISA */
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 #endif
 
 /* ---- feature detection ------------------------------------------------------------ */
 enum {
     LLM__CPU_AVX2 = 1, LLM__CPU_FMA = 2, LLM__CPU_AVX512F = 4, LLM__CPU_AVX512BW = 8,
     LLM__CPU_AVX512VL = 16, LLM__CPU_AVX512DQ = 32, LLM__CPU_AVX512BF16 = 64,
-    LLM__CPU_AVX512VNNI = 128, LLM__CPU_NEON = 256
+    LLM__CPU_AVX512VNNI = 128, LLM__CPU_NEON = 256, LLM__CPU_BF16 = 512   /* ARMv8.6 BF16 */
 };
 static int llm__cpu_flags = -1;     /* LLM__CPU_* bits; -1 until detected */
 static int llm__simd_level = 0;     /* active llm_simd; 0 until first use */
@@ -3981,6 +3988,13 @@ static int llm__cpu_detect(void) {
     }
 #elif defined(LLM__NEON)
     f |= LLM__CPU_NEON;
+#if defined(__linux__)
+    if (getauxval(AT_HWCAP2) & (1ul << 14)) f |= LLM__CPU_BF16;   /* HWCAP2_BF16 */
+#elif defined(__APPLE__)
+    int v = 0;
+    size_t len = sizeof v;
+    if (sysctlbyname("hw.optional.arm.FEAT_BF16", &v, &len, NULL, 0) == 0 && v) f |= LLM__CPU_BF16;
+#endif
 #endif
     return f;
 }
@@ -3992,11 +4006,11 @@ static int llm__cpu_get(void) {
 /* Space-separated names of the features found, for logs and benchmarks. */
 static LLM__UNUSED const char *llm__cpu_features(void) {
     static const char *names[] = { "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq",
-                                   "avx512_bf16", "avx512_vnni", "neon" };
+                                   "avx512_bf16", "avx512_vnni", "neon", "bf16" };
     static char buf[128];
     int f = llm__cpu_get();
     buf[0] = 0;
-    for (int i = 0; i < 9; i++)
+    for (int i = 0; i < 10; i++)
         if (f & (1 << i)) { if (buf[0]) strcat(buf, " "); strcat(buf, names[i]); }
     if (!buf[0]) strcpy(buf, "none");
     return buf;
@@ -4294,33 +4308,33 @@ LLM__T_AVX512 static void llm__gemm_kern_avx512(int kc, const float *A, const fl
 #ifdef LLM__NEON
 /* NEON micro-kernel, 8 x 12, for 32 128-bit registers: 24 accumulators (8 rows x 3
  * vectors of 4), 3 for B, 2 holding the 8 values of A; each k, 5 loads feed 24 FMAs by
- * lane (fmla v.4s, v.4s, v.s[l]), which needs no broadcast. */
+ * lane (fmla v.4s, v.4s, v.s[l]), which needs no broadcast. Written once for fp32 and
+ * for bf16 pairs (SIMD's bf16 GEMM): the element and vector types, the load and the
+ * multiply-add by lane are the parameters. */
 #define LLM__NEON_MR 8
 #define LLM__NEON_NR 12
-static void llm__gemm_kern_neon(int kc, const float *A, const float *B, float *C, size_t ldc,
-                                float beta) {
-    /* named accumulators, not an array: gcc 12 kept an array in registers but also
-     * stored all of it back to the stack on every k */
-#define LLM__ACC(i) float32x4_t c##i##0 = vdupq_n_f32(0.0f), c##i##1 = c##i##0, c##i##2 = c##i##0;
-    LLM__REP8(LLM__ACC)
-#undef LLM__ACC
-    for (int k = 0; k < kc; k++) {
-        const float32x4_t b0 = vld1q_f32(B), b1 = vld1q_f32(B + 4), b2 = vld1q_f32(B + 8);
-        const float32x4_t a0 = vld1q_f32(A), a1 = vld1q_f32(A + 4);
-#define LLM__ROW(i, a, l) c##i##0 = vfmaq_laneq_f32(c##i##0, b0, a, l); \
-        c##i##1 = vfmaq_laneq_f32(c##i##1, b1, a, l); c##i##2 = vfmaq_laneq_f32(c##i##2, b2, a, l);
-        LLM__ROW(0, a0, 0) LLM__ROW(1, a0, 1) LLM__ROW(2, a0, 2) LLM__ROW(3, a0, 3)
-        LLM__ROW(4, a1, 0) LLM__ROW(5, a1, 1) LLM__ROW(6, a1, 2) LLM__ROW(7, a1, 3)
-#undef LLM__ROW
-        A += LLM__NEON_MR; B += LLM__NEON_NR;
-    }
-#define LLM__ST(i, j) { float *p = C + i * ldc + 4 * j; \
-        vst1q_f32(p, beta == 0.0f ? c##i##j : vfmaq_n_f32(c##i##j, vld1q_f32(p), beta)); }
-#define LLM__ROW(i) LLM__ST(i, 0) LLM__ST(i, 1) LLM__ST(i, 2)
-    LLM__REP8(LLM__ROW)
-#undef LLM__ROW
-#undef LLM__ST
+#define LLM__NEON_GEMM_KERN(name, target, elem, vec, load, mac_lane)                                \
+target static void name(int kc, const elem *A, const elem *B, float *C, size_t ldc, float beta) {   \
+    /* named accumulators, not an array: gcc 12 kept an array in registers but also                 \
+     * stored all of it back to the stack on every k */                                             \
+    LLM__REP8(LLM__NEON_ACC)                                                                        \
+    for (int k = 0; k < kc; k++) {                                                                  \
+        const vec b0 = load(B), b1 = load(B + 4), b2 = load(B + 8), a0 = load(A), a1 = load(A + 4); \
+        LLM__NEON_ROW(mac_lane, 0, a0, 0) LLM__NEON_ROW(mac_lane, 1, a0, 1)                         \
+        LLM__NEON_ROW(mac_lane, 2, a0, 2) LLM__NEON_ROW(mac_lane, 3, a0, 3)                         \
+        LLM__NEON_ROW(mac_lane, 4, a1, 0) LLM__NEON_ROW(mac_lane, 5, a1, 1)                         \
+        LLM__NEON_ROW(mac_lane, 6, a1, 2) LLM__NEON_ROW(mac_lane, 7, a1, 3)                         \
+        A += LLM__NEON_MR; B += LLM__NEON_NR;                                                       \
+    }                                                                                               \
+    LLM__REP8(LLM__NEON_STROW)                                                                      \
 }
+#define LLM__NEON_ACC(i) float32x4_t c##i##0 = vdupq_n_f32(0.0f), c##i##1 = c##i##0, c##i##2 = c##i##0;
+#define LLM__NEON_ROW(mac, i, a, l) c##i##0 = mac(c##i##0, b0, a, l); \
+    c##i##1 = mac(c##i##1, b1, a, l); c##i##2 = mac(c##i##2, b2, a, l);
+#define LLM__NEON_ST(i, j) { float *p = C + i * ldc + 4 * j; \
+    vst1q_f32(p, beta == 0.0f ? c##i##j : vfmaq_n_f32(c##i##j, vld1q_f32(p), beta)); }
+#define LLM__NEON_STROW(i) LLM__NEON_ST(i, 0) LLM__NEON_ST(i, 1) LLM__NEON_ST(i, 2)
+LLM__NEON_GEMM_KERN(llm__gemm_kern_neon, , float, float32x4_t, vld1q_f32, vfmaq_laneq_f32)
 #endif
 
 static llm__gemm_impl llm__gemm_pick(llm_simd level) {
@@ -4507,7 +4521,9 @@ static void llm__gemv_n_cols_ref(const llm__gemv_job *J, size_t c0, size_t c1) {
  *   vldexp(p, n)          p·2^n for integral n in [-150, 128] (the last step of vexp)
  *   vkeep(v)              an empty asm: v is a value here (not fused, not re-loaded)
  *   vprefetch(p, bytes)   fetch the line `bytes` past p into L1
- *   vd_zero vd_lo(v) vd_hi(v) (a half of v, widened) vd_fma vd_add vd_hsum
+ *   LLM__VALL             the mask of every lane: a constant, with which a masked load or
+ *                         store compiles to the plain one
+ *   vd_zero vd_load(p) (VW/2 floats, widened) vd_fma vd_add vd_hsum
  * NEON has no masked loads: a tail goes through 4 floats on the stack. */
 #define LLM__CAT3(a, b, c) a##b##c
 #define LLM__XCAT3(a, b, c) LLM__CAT3(a, b, c)
@@ -4549,11 +4565,26 @@ static void llm__gemv_n_cols_ref(const llm__gemv_job *J, size_t c0, size_t c1) {
 #define llm__vkeep LLM__ISA(llm__vkeep)
 #define llm__vprefetch LLM__ISA(llm__vprefetch)
 #define llm__vd_zero LLM__ISA(llm__vd_zero)
-#define llm__vd_lo LLM__ISA(llm__vd_lo)
-#define llm__vd_hi LLM__ISA(llm__vd_hi)
+#define llm__vd_load LLM__ISA(llm__vd_load)
 #define llm__vd_fma LLM__ISA(llm__vd_fma)
 #define llm__vd_add LLM__ISA(llm__vd_add)
 #define llm__vd_hsum LLM__ISA(llm__vd_hsum)
+#define LLM__VALL LLM__ISA(LLM__VALL)
+
+/* for (i = 0; i < n; i += VW) { ... } with k the mask of the lanes below n. The body is
+ * expanded twice: over the whole vectors with k = LLM__VALL, where each masked load and
+ * store compiles to the plain one (no test of the mask per access), then once for the
+ * ragged tail.
+ * LLM__VFOR4 does the same for blocks of 4 vectors, [i, i + 4VW) from i0, masks k0..k3. */
+#define LLM__VFOR(type, i, n, k, ...) { type i = 0; \
+    for (; i + LLM__VW <= (n); i += LLM__VW) { const llm__vm k = LLM__VALL; __VA_ARGS__ } \
+    if (i < (n)) { const llm__vm k = llm__vmask(LLM__CAST(int, (n) - i)); __VA_ARGS__ } }
+#define LLM__MASK4(k, n) const llm__vm k##0 = llm__vmask(n), k##1 = llm__vmask((n) - LLM__VW), \
+    k##2 = llm__vmask((n) - 2 * LLM__VW), k##3 = llm__vmask((n) - 3 * LLM__VW)
+#define LLM__VFOR4(i, i0, n, k, ...) { int i = i0; \
+    for (; i + 4 * LLM__VW <= (n); i += 4 * LLM__VW) { \
+        const llm__vm k##0 = LLM__VALL, k##1 = LLM__VALL, k##2 = LLM__VALL, k##3 = LLM__VALL; __VA_ARGS__ } \
+    if (i < (n)) { LLM__MASK4(k, (n) - i); __VA_ARGS__ } }
 
 /* Unroll the loop that follows completely (its trip count, at most 4, is a constant
  * after inlining), so that arrays of accumulators become registers. clang ignores an
@@ -4602,10 +4633,10 @@ typedef __m256d llm__vd_avx2;
 #define llm__vkeep_avx2(v) __asm__("" : "+x"(v))
 #define llm__vprefetch_avx2 LLM__PREFETCH
 #define llm__vd_zero_avx2 _mm256_setzero_pd
-#define llm__vd_lo_avx2(v) _mm256_cvtps_pd(_mm256_castps256_ps128(v))
-#define llm__vd_hi_avx2(v) _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))
+#define llm__vd_load_avx2(p) _mm256_cvtps_pd(_mm_loadu_ps(p))
 #define llm__vd_fma_avx2 _mm256_fmadd_pd
 #define llm__vd_add_avx2 _mm256_add_pd
+#define LLM__VALL_avx2 _mm256_set1_epi32(-1)
 LLM__T_AVX2 static inline __m256i llm__vmask_avx2(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
@@ -4614,7 +4645,8 @@ LLM__T_AVX2 static inline __m256 llm__vload_m_avx2(const float *p, __m256i k) {
     return _mm256_movemask_ps(_mm256_castsi256_ps(k)) == 0xFF ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, k);
 }
 LLM__T_AVX2 static inline __m256 llm__vload_mor_avx2(const float *p, __m256i k, __m256 f) {
-    return _mm256_blendv_ps(f, llm__vload_m_avx2(p, k), _mm256_castsi256_ps(k));
+    return _mm256_movemask_ps(_mm256_castsi256_ps(k)) == 0xFF ? _mm256_loadu_ps(p)
+         : _mm256_blendv_ps(f, _mm256_maskload_ps(p, k), _mm256_castsi256_ps(k));
 }
 LLM__T_AVX2 static inline void llm__vstore_m_avx2(float *p, __m256i k, __m256 v) {
     if (_mm256_movemask_ps(_mm256_castsi256_ps(k)) == 0xFF) _mm256_storeu_ps(p, v);
@@ -4687,11 +4719,11 @@ typedef __m512d llm__vd_avx512;
 #define llm__vkeep_avx512(v) __asm__("" : "+v"(v))
 #define llm__vprefetch_avx512 LLM__PREFETCH
 #define llm__vd_zero_avx512 _mm512_setzero_pd
-#define llm__vd_lo_avx512(v) _mm512_maskz_cvtps_pd(0xFF, _mm512_castps512_ps256(v))
-#define llm__vd_hi_avx512(v) _mm512_maskz_cvtps_pd(0xFF, _mm512_extractf32x8_ps(v, 1))
+#define llm__vd_load_avx512(p) _mm512_maskz_cvtps_pd(0xFF, _mm256_loadu_ps(p))
 #define llm__vd_fma_avx512 _mm512_fmadd_pd
 #define llm__vd_add_avx512 _mm512_add_pd
 #define llm__vd_hsum_avx512 _mm512_reduce_add_pd
+#define LLM__VALL_avx512 LLM__CAST(__mmask16, 0xFFFF)
 LLM__T_AVX512 static inline __mmask16 llm__vmask_avx512(int n) {
     return LLM__CAST(__mmask16, n >= 16 ? 0xFFFFu : n <= 0 ? 0u : (1u << n) - 1u);
 }
@@ -4734,11 +4766,11 @@ typedef float64x2_t llm__vd_neon;
 #define llm__vkeep_neon(v) __asm__("" : "+w"(v))
 #define llm__vprefetch_neon(p, bytes) __builtin_prefetch(LLM__CAST(const char *, LLM__CAST(uintptr_t, (p)) + (bytes)))
 #define llm__vd_zero_neon() vdupq_n_f64(0.0)
-#define llm__vd_lo_neon(v) vcvt_f64_f32(vget_low_f32(v))
-#define llm__vd_hi_neon(v) vcvt_high_f64_f32(v)
+#define llm__vd_load_neon(p) vcvt_f64_f32(vld1_f32(p))
 #define llm__vd_fma_neon(a, b, c) vfmaq_f64(c, a, b)
 #define llm__vd_add_neon vaddq_f64
 #define llm__vd_hsum_neon vaddvq_f64
+#define LLM__VALL_neon 4
 static inline float32x4_t llm__viota_neon(void) {
     static const float iota[4] = {0, 1, 2, 3};
     return vld1q_f32(iota);
@@ -5023,20 +5055,42 @@ static void llm__sgemm_packed(llm_pool *pool, int transA, int transB, int M, int
  * values has at most 16 significant bits and is exact in fp32, so the only other error
  * is the fp32 summation's, as in llm__sgemm. AVX512-BF16's vdpbf16ps does 16 lanes x 2
  * such products per instruction, accumulated in fp32: twice the multiply-adds of an
- * fp32 FMA at the same issue rate. The opt-in bf16 mode of training uses it for the matmuls only (master
- * weights, gradients, the optimizer and every other op stay fp32).
+ * fp32 FMA at the same issue rate. ARMv8.6's BF16 extension (Apple M2 and later,
+ * Graviton 3, Neoverse V1/N2) has the same dot product on 4 lanes, BFDOT; it adds the
+ * pair of products in round-to-odd and flushes denormals (no FPCR applies), which the
+ * test's bound allows for. The opt-in bf16 mode of training uses it for the matmuls
+ * only (master weights, gradients, the optimizer and every other op stay fp32).
  *
  * llm__sgemm_bf16 has llm__sgemm's contract, except that A and B are rounded to bf16
- * as they are packed. Without AVX512-BF16 (or with the level forced below AVX-512) it
- * is plain llm__sgemm: fp32, no rounding. */
+ * as they are packed. Without AVX512-BF16 or ARM BF16 (or with the level forced below
+ * AVX-512, or to scalar) it is plain llm__sgemm: fp32, no rounding.
+ *
+ * Like the x86 levels, ARM BF16 is found at run time (getauxval on Linux, sysctl on
+ * macOS) and its functions carry their own target attribute, so one binary runs on
+ * any ARM64. clang's arm_neon.h (up to 15 at least) declares the bf16 intrinsics only
+ * when the whole build targets BF16 (e.g. -march=armv8.6-a): other clang builds use fp32. */
 #ifdef LLM__X86
 #define LLM__T_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma")))
 #endif
+#if defined(LLM__NEON) && defined(__clang__) && defined(__ARM_FEATURE_BF16_VECTOR_ARITHMETIC)
+#define LLM__NEON_BF16 1
+#define LLM__T_NEON_BF16
+#elif defined(LLM__NEON) && !defined(__clang__) && __GNUC__ >= 10
+#define LLM__NEON_BF16 1
+#define LLM__T_NEON_BF16 __attribute__((target("arch=armv8.2-a+bf16")))
+#endif
 
 /* 1 when llm__sgemm_bf16 really computes in bf16: the CPU has AVX512-BF16 and the
- * active level (LLM_SIMD, llm_simd_force) is AVX-512. */
+ * active level (LLM_SIMD, llm_simd_force) is AVX-512, or it has ARM BF16 and the level
+ * is NEON (and this build can emit BF16). */
 static LLM__UNUSED int llm__has_bf16(void) {
+#if defined(LLM__X86)
     return (llm__cpu_get() & LLM__CPU_AVX512BF16) && llm_simd_active() == LLM_SIMD_AVX512;
+#elif defined(LLM__NEON_BF16)
+    return (llm__cpu_get() & LLM__CPU_BF16) && llm_simd_active() == LLM_SIMD_NEON;
+#else
+    return 0;
+#endif
 }
 LLMDEF int llm_bf16_supported(void) { return llm__has_bf16(); }
 
@@ -5117,6 +5171,29 @@ static LLM__UNUSED void llm__bf16_pack_t_ref(uint32_t *dst, int w, const float *
                 r >= nrows ? 0 : llm__bf16_pair(s[2 * p], 2 * p + 1 < kc ? s[2 * p + 1] : 0.0f);
     }
 }
+
+/* One instruction set's bf16 GEMM: the micro-kernel (an mr x nr tile of C from kp pair
+ * words of an A and a B sliver), its packs, and the matrix-vector rows (below). */
+struct llm__gemv_bf16_job;
+typedef struct llm__gemm_bf16_impl {
+    int mr, nr;
+    void (*kern)(int kp, const uint32_t *A, const uint32_t *B, float *C, size_t ldc, float beta);
+    void (*pack_n)(uint32_t *dst, int w, const float *src, size_t ld, int n, int kc);
+    void (*pack_t)(uint32_t *dst, int w, const float *src, size_t ld, int nrows, int kc);
+    void (*gemv_rows)(const struct llm__gemv_bf16_job *J, size_t j, int n);   /* rows j..j+n-1, n <= 4 */
+} llm__gemm_bf16_impl;
+
+/* ---- bf16 matrix-vector, M == 1 with B transposed: the decode shape y = x . W^T.
+ * Bound by reading B, so B's rows are rounded as they stream by, never packed; x is
+ * rounded once into pair words. Rows go in groups of up to 4 (x loaded once for 4),
+ * each row by the same operations in any group, so any thread count gives the same y. */
+typedef struct llm__gemv_bf16_job {
+    int N, K, ldb;
+    const uint32_t *xb;       /* ceil(K/32)*16 pair words of x, zero padded */
+    const float *B;           /* (N, ldb) */
+    float *y, beta;
+    llm__gemm_bf16_impl g;
+} llm__gemv_bf16_job;
 
 #ifdef LLM__X86
 /* Mask of the first n (clamped to 0..16) lanes. */
@@ -5234,8 +5311,8 @@ LLM__T_BF16 static void llm__bf16_pack_t_avx512(uint32_t *dst, int w, const floa
 #define LLM__BF16_NR 32
 /* noinline: inlined into the task at -O3, gcc 12 spilled b0/b1 to the stack and
  * reloaded them for each use, halving the speed. */
-__attribute__((noinline)) LLM__T_BF16 static void llm__gemm_kern_bf16(int kp, const uint32_t *A, const uint32_t *B, float *C,
-                                            size_t ldc, float beta) {
+__attribute__((noinline)) LLM__T_BF16 static void llm__gemm_kern_bf16_avx512(int kp, const uint32_t *A, const uint32_t *B,
+                                                                           float *C, size_t ldc, float beta) {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;
@@ -5263,79 +5340,7 @@ __attribute__((noinline)) LLM__T_BF16 static void llm__gemm_kern_bf16(int kp, co
 #undef LLM__ROW
 }
 
-/* One call's shared state: the fp32 job for the shape, grid and blocking (g.kc counts
- * k, even, so pairs never straddle blocks), and the packing buffers in pair words. */
-typedef struct llm__gemm_bf16_job {
-    llm__gemm_job J;          /* J.buf unused */
-    uint32_t *buf;            /* per thread: A block (mc*kc/2 words), then B panel */
-    size_t a_words, per_thread;
-} llm__gemm_bf16_job;
-
-/* llm__gemm_task's loops, on pair words. Every element of C gets the same operations in
- * the same order wherever it lies, so the result does not depend on the thread count. */
-LLM__T_BF16 static void llm__gemm_bf16_task(void *arg, int ith, int nth) {
-    const llm__gemm_bf16_job *X = LLM__CAST(const llm__gemm_bf16_job *, arg);
-    const llm__gemm_job *J = &X->J;
-    const llm__gemm_impl *g = &J->g;
-    const int MR = LLM__BF16_MR, NR = LLM__BF16_NR;
-    int m0, m1, n0, n1;
-    (void)nth;
-    if (ith >= J->tm * J->tn) return;
-    llm__gemm_rect(J, ith, &m0, &m1, &n0, &n1);
-    if (m0 >= m1 || n0 >= n1) return;
-    uint32_t *Ap = X->buf + LLM__CAST(size_t, ith) * X->per_thread;
-    uint32_t *Bp = Ap + X->a_words;
-    float edge[LLM__BF16_MR * LLM__BF16_NR];
-    const size_t lda = LLM__CAST(size_t, J->lda), ldb = LLM__CAST(size_t, J->ldb), ldc = LLM__CAST(size_t, J->ldc);
-    for (int jc = n0; jc < n1; jc += g->nc) {
-        int nc = n1 - jc < g->nc ? n1 - jc : g->nc;
-        for (int pc = 0; pc < J->K; pc += g->kc) {
-            int kc = J->K - pc < g->kc ? J->K - pc : g->kc, kp = (kc + 1) / 2;
-            float beta = pc == 0 ? J->beta : 1.0f;
-            if (!J->transB) llm__bf16_pack_n_avx512(Bp, NR, J->B + LLM__CAST(size_t, pc) * ldb + jc, ldb, nc, kc);
-            else for (int jr = 0; jr < nc; jr += NR) {
-                int w = nc - jr < NR ? nc - jr : NR;
-                llm__bf16_pack_t_avx512(Bp + LLM__CAST(size_t, jr) * kp, NR, J->B + LLM__CAST(size_t, jc + jr) * ldb + pc, ldb, w, kc);
-            }
-            for (int ic = m0; ic < m1; ic += g->mc) {
-                int mc = m1 - ic < g->mc ? m1 - ic : g->mc;
-                if (J->transA) llm__bf16_pack_n_avx512(Ap, MR, J->A + LLM__CAST(size_t, pc) * lda + ic, lda, mc, kc);
-                else for (int ir = 0; ir < mc; ir += MR) {
-                    int h = mc - ir < MR ? mc - ir : MR;
-                    llm__bf16_pack_t_avx512(Ap + LLM__CAST(size_t, ir) * kp, MR, J->A + LLM__CAST(size_t, ic + ir) * lda + pc, lda, h, kc);
-                }
-                for (int jr = 0; jr < nc; jr += NR) {
-                    int w = nc - jr < NR ? nc - jr : NR;
-                    const uint32_t *bs = Bp + LLM__CAST(size_t, jr) * kp;
-                    for (int ir = 0; ir < mc; ir += MR) {
-                        int h = mc - ir < MR ? mc - ir : MR;
-                        const uint32_t *as = Ap + LLM__CAST(size_t, ir) * kp;
-                        float *c = J->C + LLM__CAST(size_t, ic + ir) * ldc + jc + jr;
-                        if (h == MR && w == NR) {
-                            llm__gemm_kern_bf16(kp, as, bs, c, ldc, beta);
-                        } else {
-                            llm__gemm_kern_bf16(kp, as, bs, edge, LLM__CAST(size_t, NR), 0.0f);
-                            llm__gemm_store_tile(edge, NR, c, ldc, h, w, beta);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/* ---- bf16 matrix-vector, M == 1 with B transposed: the decode shape y = x . W^T.
- * Bound by reading B, so B's rows are rounded as they stream by, never packed; x is
- * rounded once into pair words. Rows go in groups of up to 4 (x loaded once for 4),
- * each row by the same operations in any group, so any thread count gives the same y. */
-typedef struct llm__gemv_bf16_job {
-    int N, K, ldb;
-    const uint32_t *xb;       /* ceil(K/32)*16 pair words of x, zero padded */
-    const float *B;           /* (N, ldb) */
-    float *y, beta;
-} llm__gemv_bf16_job;
-
-LLM__T_BF16 static void llm__gemv_bf16_rows(const llm__gemv_bf16_job *J, size_t j, int n) {
+LLM__T_BF16 static void llm__gemv_bf16_rows_avx512(const llm__gemv_bf16_job *J, size_t j, int n) {
     __m512 acc[4];
     const float *b[4];
     for (int r = 0; r < n; r++) { acc[r] = _mm512_setzero_ps(); b[r] = J->B + (j + LLM__CAST(size_t, r)) * LLM__CAST(size_t, J->ldb); }
@@ -5355,52 +5360,168 @@ LLM__T_BF16 static void llm__gemv_bf16_rows(const llm__gemv_bf16_job *J, size_t 
         *y = J->beta == 0.0f ? l[0] : l[0] + J->beta * *y;
     }
 }
+#endif /* LLM__X86 */
 
-LLM__T_BF16 static void llm__gemv_bf16_task(void *arg, int ith, int nth) {
+#ifdef LLM__NEON_BF16
+/* NEON: the fp32 8 x 12 micro-kernel's loop with BFDOT by lane (a pair of bf16 from A
+ * broadcast against 4 pairs of B, 2 products per lane), so each k step of the loop
+ * advances two of the sum; the packs are the reference ones (packing is a small part). */
+#define LLM__NEON_BF16_LOADB(p) vreinterpretq_bf16_u32(vld1q_u32(p))
+LLM__NEON_GEMM_KERN(llm__gemm_kern_bf16_neon, LLM__T_NEON_BF16, uint32_t, bfloat16x8_t, LLM__NEON_BF16_LOADB,
+                    vbfdotq_laneq_f32)
+#undef LLM__NEON_BF16_LOADB
+
+/* 8 k at a time: 8 floats of a row of B rounded by BFCVTN (to nearest even, as
+ * llm__bf16_round; a denormal is kept where llm__bf16_round flushes it, but BFDOT flushes
+ * its inputs, so the products are the same), one BFDOT against x's pair words. */
+LLM__T_NEON_BF16 static void llm__gemv_bf16_rows_neon(const llm__gemv_bf16_job *J, size_t j, int n) {
+    float32x4_t acc[4];
+    const float *b[4];
+    const int K8 = J->K / 8 * 8;
+    for (int r = 0; r < n; r++) { acc[r] = vdupq_n_f32(0.0f); b[r] = J->B + (j + LLM__CAST(size_t, r)) * LLM__CAST(size_t, J->ldb); }
+    for (int k = 0; k < J->K; k += 8) {
+        const bfloat16x8_t xv = vreinterpretq_bf16_u32(vld1q_u32(J->xb + k / 2));
+        for (int r = 0; r < n; r++) {
+            float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            const float *p = b[r] + k;
+            if (k >= K8) { memcpy(t, p, LLM__CAST(size_t, J->K - k) * sizeof(float)); p = t; }   /* the tail */
+            const bfloat16x8_t bv = vcvtq_high_bf16_f32(vcvtq_low_bf16_f32(vld1q_f32(p)), vld1q_f32(p + 4));
+            acc[r] = vbfdotq_f32(acc[r], bv, xv);
+        }
+    }
+    for (int r = 0; r < n; r++) {
+        float *y = J->y + j + LLM__CAST(size_t, r), v = vaddvq_f32(acc[r]);
+        *y = J->beta == 0.0f ? v : v + J->beta * *y;
+    }
+}
+#endif /* LLM__NEON_BF16 */
+
+/* The bf16 GEMM of the active level; g.kern is NULL where there is none. */
+static llm__gemm_bf16_impl llm__gemm_bf16_pick(void) {
+    llm__gemm_bf16_impl g;
+    memset(&g, 0, sizeof g);
+    if (!llm__has_bf16()) return g;
+#if defined(LLM__X86)
+    g.mr = LLM__BF16_MR; g.nr = LLM__BF16_NR; g.kern = llm__gemm_kern_bf16_avx512;
+    g.pack_n = llm__bf16_pack_n_avx512; g.pack_t = llm__bf16_pack_t_avx512; g.gemv_rows = llm__gemv_bf16_rows_avx512;
+#elif defined(LLM__NEON_BF16)
+    g.mr = LLM__NEON_MR; g.nr = LLM__NEON_NR; g.kern = llm__gemm_kern_bf16_neon;
+    g.pack_n = llm__bf16_pack_n_ref; g.pack_t = llm__bf16_pack_t_ref; g.gemv_rows = llm__gemv_bf16_rows_neon;
+#endif
+    return g;
+}
+
+/* One call's shared state: the fp32 job for the shape, grid and blocking (g.kc counts
+ * k, even, so pairs never straddle blocks), the bf16 kernels, and the packing buffers
+ * in pair words. */
+typedef struct llm__gemm_bf16_job {
+    llm__gemm_job J;          /* J.buf unused */
+    llm__gemm_bf16_impl b;
+    uint32_t *buf;            /* per thread: A block (mc*kc/2 words), then B panel */
+    size_t a_words, per_thread;
+} llm__gemm_bf16_job;
+
+/* llm__gemm_task's loops, on pair words. Every element of C gets the same operations in
+ * the same order wherever it lies, so the result does not depend on the thread count. */
+static void llm__gemm_bf16_task(void *arg, int ith, int nth) {
+    const llm__gemm_bf16_job *X = LLM__CAST(const llm__gemm_bf16_job *, arg);
+    const llm__gemm_job *J = &X->J;
+    const llm__gemm_impl *g = &J->g;
+    const llm__gemm_bf16_impl *b = &X->b;
+    const int MR = b->mr, NR = b->nr;
+    int m0, m1, n0, n1;
+    (void)nth;
+    if (ith >= J->tm * J->tn) return;
+    llm__gemm_rect(J, ith, &m0, &m1, &n0, &n1);
+    if (m0 >= m1 || n0 >= n1) return;
+    uint32_t *Ap = X->buf + LLM__CAST(size_t, ith) * X->per_thread;
+    uint32_t *Bp = Ap + X->a_words;
+    float edge[16 * 64];   /* one tile, for ragged edges: mr*nr <= 16*64 */
+    const size_t lda = LLM__CAST(size_t, J->lda), ldb = LLM__CAST(size_t, J->ldb), ldc = LLM__CAST(size_t, J->ldc);
+    for (int jc = n0; jc < n1; jc += g->nc) {
+        int nc = n1 - jc < g->nc ? n1 - jc : g->nc;
+        for (int pc = 0; pc < J->K; pc += g->kc) {
+            int kc = J->K - pc < g->kc ? J->K - pc : g->kc, kp = (kc + 1) / 2;
+            float beta = pc == 0 ? J->beta : 1.0f;
+            if (!J->transB) b->pack_n(Bp, NR, J->B + LLM__CAST(size_t, pc) * ldb + jc, ldb, nc, kc);
+            else for (int jr = 0; jr < nc; jr += NR) {
+                int w = nc - jr < NR ? nc - jr : NR;
+                b->pack_t(Bp + LLM__CAST(size_t, jr) * kp, NR, J->B + LLM__CAST(size_t, jc + jr) * ldb + pc, ldb, w, kc);
+            }
+            for (int ic = m0; ic < m1; ic += g->mc) {
+                int mc = m1 - ic < g->mc ? m1 - ic : g->mc;
+                if (J->transA) b->pack_n(Ap, MR, J->A + LLM__CAST(size_t, pc) * lda + ic, lda, mc, kc);
+                else for (int ir = 0; ir < mc; ir += MR) {
+                    int h = mc - ir < MR ? mc - ir : MR;
+                    b->pack_t(Ap + LLM__CAST(size_t, ir) * kp, MR, J->A + LLM__CAST(size_t, ic + ir) * lda + pc, lda, h, kc);
+                }
+                for (int jr = 0; jr < nc; jr += NR) {
+                    int w = nc - jr < NR ? nc - jr : NR;
+                    const uint32_t *bs = Bp + LLM__CAST(size_t, jr) * kp;
+                    for (int ir = 0; ir < mc; ir += MR) {
+                        int h = mc - ir < MR ? mc - ir : MR;
+                        const uint32_t *as = Ap + LLM__CAST(size_t, ir) * kp;
+                        float *c = J->C + LLM__CAST(size_t, ic + ir) * ldc + jc + jr;
+                        if (h == MR && w == NR) {
+                            b->kern(kp, as, bs, c, ldc, beta);
+                        } else {
+                            b->kern(kp, as, bs, edge, LLM__CAST(size_t, NR), 0.0f);
+                            llm__gemm_store_tile(edge, NR, c, ldc, h, w, beta);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void llm__gemv_bf16_task(void *arg, int ith, int nth) {
     const llm__gemv_bf16_job *J = LLM__CAST(const llm__gemv_bf16_job *, arg);
     size_t lo, hi, N = LLM__CAST(size_t, J->N);
     llm__split((N + 3) / 4, ith, nth, &lo, &hi);
-    for (size_t j = lo * 4; j < hi * 4 && j < N; j += 4) llm__gemv_bf16_rows(J, j, N - j < 4 ? LLM__CAST(int, N - j) : 4);
+    for (size_t j = lo * 4; j < hi * 4 && j < N; j += 4) J->g.gemv_rows(J, j, N - j < 4 ? LLM__CAST(int, N - j) : 4);
 }
 
 /* y (N) = x (K) . B^T (B: N rows of K) + beta y, with x and B rounded to bf16. */
-static void llm__gemv_bf16(llm_pool *pool, int N, int K, const float *x, const float *B, int ldb,
-                           float beta, float *y) {
+static void llm__gemv_bf16(llm_pool *pool, const llm__gemm_bf16_impl *g, int N, int K, const float *x,
+                           const float *B, int ldb, float beta, float *y) {
     size_t words = LLM__CAST(size_t, (K + 31) / 32) * 16;
     uint32_t *xb = LLM__CAST(uint32_t *, llm__alloc_aligned(words * sizeof(uint32_t)));
     if (!xb) { llm__sgemm_bf16_ref(0, 1, 1, N, K, x, K, B, ldb, beta, y, N); return; }
     memset(xb, 0, words * sizeof(uint32_t));
-    llm__bf16_pack_t_avx512(xb, 1, x, 0, 1, K);   /* one row: xb[p] = pair(x[2p], x[2p+1]) */
+    g->pack_t(xb, 1, x, 0, 1, K);   /* one row: xb[p] = pair(x[2p], x[2p+1]) */
     llm__gemv_bf16_job J;
-    J.N = N; J.K = K; J.ldb = ldb; J.xb = xb; J.B = B; J.y = y; J.beta = beta;
+    J.N = N; J.K = K; J.ldb = ldb; J.xb = xb; J.B = B; J.y = y; J.beta = beta; J.g = *g;
     if (2.0 * N * K < 2e5 || llm_pool_size(pool) == 1) llm__gemv_bf16_task(&J, 0, 1);
     else llm_pool_run(pool, llm__gemv_bf16_task, &J);
     llm__free_aligned(xb);
 }
-#endif /* LLM__X86 */
 
 static LLM__UNUSED void llm__sgemm_bf16(llm_pool *pool, int transA, int transB, int M, int N, int K,
                                         const float *A, int lda, const float *B, int ldb, float beta,
                                         float *C, int ldc) {
-#ifdef LLM__X86
     if (M <= 0 || N <= 0) return;
-    if (K <= 0 || !llm__has_bf16()) {   /* an empty sum, or no bf16 here: fp32 */
+    const llm__gemm_bf16_impl b = llm__gemm_bf16_pick();
+    if (K <= 0 || !b.kern) {   /* an empty sum, or no bf16 here: fp32 */
         llm__sgemm(pool, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     if (M == 1 && transB && (!transA || lda == 1)) {   /* decode: stream B, no packing */
-        llm__gemv_bf16(pool, N, K, A, B, ldb, beta, C);
+        llm__gemv_bf16(pool, &b, N, K, A, B, ldb, beta, C);
         return;
     }
     llm__gemm_bf16_job X;
     llm__gemm_job *J = &X.J;
     int nth = llm_pool_size(pool);
     memset(&X, 0, sizeof X);
+    X.b = b;
     /* kc counts k (even). Per thread: the B panel (nc x kc/2 words, 1 MB) and the A block
      * (mc x kc/2 words, 270 KB) share the 2 MB L2; mc covers the 256 rows of the
      * training shapes, so the B panel is streamed once; the B sliver (32 x kc/2 words,
-     * 32 KB) stays in the 48 KB L1. (Measured within noise of kc 256-1024, mc 144-516.) */
-    J->g.mr = LLM__BF16_MR; J->g.nr = LLM__BF16_NR; J->g.kc = 512; J->g.mc = 264; J->g.nc = 1024;
+     * 32 KB) stays in the 48 KB L1. (Measured within noise of kc 256-1024, mc 144-516,
+     * on x86; NEON's tile is 8 x 12, the same blocking untuned, nc rounded down to whole
+     * slivers: the panel's buffer holds nc columns.) */
+    J->g.mr = b.mr; J->g.nr = b.nr; J->g.kc = 512; J->g.mc = 264 / b.mr * b.mr; J->g.nc = 1024 / b.nr * b.nr;
     J->transA = transA; J->transB = transB; J->M = M; J->N = N; J->K = K;
     J->lda = lda; J->ldb = ldb; J->ldc = ldc; J->A = A; J->B = B; J->C = C; J->beta = beta;
     if (2.0 * M * N * K < 1e6) nth = 1;
@@ -5417,9 +5538,6 @@ static LLM__UNUSED void llm__sgemm_bf16(llm_pool *pool, int transA, int transB, 
     if (J->tm * J->tn == 1) llm__gemm_bf16_task(&X, 0, 1);
     else llm_pool_run(pool, llm__gemm_bf16_task, &X);
     llm__free_aligned(X.buf);
-#else
-    llm__sgemm(pool, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
-#endif
 }
 //==== SIMD KERNELS =====================================================================
 /* Vector versions of every kernel that is not a GEMM, each written once on the vector
@@ -5437,8 +5555,9 @@ static LLM__UNUSED void llm__sgemm_bf16(llm_pool *pool, int transA, int transB, 
  * contract the reference's expressions (gcc -std=c99 does not); RoPE likewise.
  * Every kernel is deterministic: one thread, a fixed order of operations.
  *
- * Tails (lengths not a multiple of the vector width) use masked loads and stores, so
- * no kernel reads or writes past its arrays. */
+ * Loops over a row run whole vectors with plain loads and stores, then the ragged tail
+ * (a length not a multiple of the vector width) once, with masked ones (LLM__VFOR), so no
+ * kernel reads or writes past its arrays. */
 
 /* ---- vector exp ------------------------------------------------------------------------
  * exp(x) = 2^n · exp(r), n = round(x·log2 e), r = x - n·ln 2, |r| <= ln2/2 ≈ 0.347.
@@ -5477,8 +5596,6 @@ LLM__VT static inline llm__vf LLM__ISA(llm__exp)(llm__vf x) {                   
  * Backward as the reference splits it: dx by rows; dw, db by channels, a block of 4
  * vectors of channels in registers while all N rows stream past (each row adds in row
  * order, as the reference does), then back to memory once. */
-#define LLM__MASK4(m, n) const llm__vm m##0 = llm__vmask(n), m##1 = llm__vmask((n) - W), \
-    m##2 = llm__vmask((n) - 2 * W), m##3 = llm__vmask((n) - 3 * W)
 #define LLM__LN_DWDB(i) { const llm__vf dd = llm__vload_m(d + W * i, k##i); \
     const llm__vf xh = llm__vmul(llm__vsub(llm__vload_m(x + W * i, k##i), mv), sv); \
     b##i = llm__vadd(b##i, dd); w##i = llm__vfma(dd, xh, w##i); }
@@ -5509,45 +5626,37 @@ LLM__VT static void LLM__ISA(llm__layernorm_fwd)(float *out, float *mean, float 
         }                                                                                                             \
         const float s = 1.0f / sqrtf(llm__vhsum(llm__vadd(a0, a1)) / LLM__CAST(float, C) + LLM__LN_EPS);              \
         const llm__vf sv = llm__vset1(s);                                                                             \
-        for (c = 0; c < C; c += W) {                                                                                  \
-            const llm__vm k = llm__vmask(C - c);                                                                      \
+        LLM__VFOR(int, c, C, k,                                                                                       \
             const llm__vf xh = llm__vmul(llm__vsub(llm__vload_m(x + c, k), mv), sv);                                  \
-            llm__vstore_m(o + c, k, llm__vfma(xh, llm__vload_m(w + c, k), llm__vload_m(b + c, k)));                   \
-        }                                                                                                             \
+            llm__vstore_m(o + c, k, llm__vfma(xh, llm__vload_m(w + c, k), llm__vload_m(b + c, k)));)                  \
         mean[n] = m; rstd[n] = s;                                                                                     \
     }                                                                                                                 \
 }                                                                                                                     \
 LLM__VT static void LLM__ISA(llm__layernorm_bwd_dx)(float *dinp, const float *dout, const float *inp, const float *w, \
                                                     const float *mean, const float *rstd, int N, int C) {             \
-    const int W = LLM__VW;                                                                                            \
     for (int n = 0; n < N; n++) {                                                                                     \
         const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;                        \
         float *dx = dinp + LLM__CAST(size_t, n) * C;                                                                  \
         const llm__vf mv = llm__vset1(mean[n]), sv = llm__vset1(rstd[n]);                                             \
         llm__vf g0 = llm__vzero(), gx0 = llm__vzero();                                                                \
-        for (int c = 0; c < C; c += W) {   /* masked lanes load 0: g = 0 adds nothing */                              \
-            const llm__vm k = llm__vmask(C - c);                                                                      \
+        LLM__VFOR(int, c, C, k,   /* masked lanes load 0: g = 0 adds nothing */                                       \
             const llm__vf xh = llm__vmul(llm__vsub(llm__vload_m(x + c, k), mv), sv);                                  \
             const llm__vf g = llm__vmul(llm__vload_m(d + c, k), llm__vload_m(w + c, k));                              \
-            g0 = llm__vadd(g0, g); gx0 = llm__vfma(g, xh, gx0);                                                       \
-        }                                                                                                             \
+            g0 = llm__vadd(g0, g); gx0 = llm__vfma(g, xh, gx0);)                                                      \
         const llm__vf gm = llm__vset1(llm__vhsum(g0) / LLM__CAST(float, C));                                          \
         const llm__vf gxm = llm__vset1(llm__vhsum(gx0) / LLM__CAST(float, C));                                        \
-        for (int c = 0; c < C; c += W) {                                                                              \
-            const llm__vm k = llm__vmask(C - c);                                                                      \
+        LLM__VFOR(int, c, C, k,                                                                                       \
             const llm__vf xh = llm__vmul(llm__vsub(llm__vload_m(x + c, k), mv), sv);                                  \
             const llm__vf g = llm__vmul(llm__vload_m(d + c, k), llm__vload_m(w + c, k));                              \
             const llm__vf t = llm__vfnma(xh, gxm, llm__vsub(g, gm));                                                  \
-            llm__vstore_m(dx + c, k, llm__vfma(sv, t, llm__vload_m(dx + c, k)));                                      \
-        }                                                                                                             \
+            llm__vstore_m(dx + c, k, llm__vfma(sv, t, llm__vload_m(dx + c, k)));)                                     \
     }                                                                                                                 \
 }                                                                                                                     \
 LLM__VT static void LLM__ISA(llm__layernorm_bwd_dwdb)(float *dw, float *db, const float *dout, const float *inp,      \
                                                       const float *mean, const float *rstd, int N, int C,             \
                                                       int c0, int c1) {                                               \
     const int W = LLM__VW;                                                                                            \
-    for (int cb = c0; cb < c1; cb += 4 * W) {                                                                         \
-        LLM__MASK4(k, c1 - cb);                                                                                       \
+    LLM__VFOR4(cb, c0, c1, k,                                                                                         \
         llm__vf w0 = llm__vload_m(dw + cb, k0), w1 = llm__vload_m(dw + cb + W, k1);                                   \
         llm__vf w2 = llm__vload_m(dw + cb + 2 * W, k2), w3 = llm__vload_m(dw + cb + 3 * W, k3);                       \
         llm__vf b0 = llm__vload_m(db + cb, k0), b1 = llm__vload_m(db + cb + W, k1);                                   \
@@ -5560,8 +5669,7 @@ LLM__VT static void LLM__ISA(llm__layernorm_bwd_dwdb)(float *dw, float *db, cons
         llm__vstore_m(dw + cb, k0, w0); llm__vstore_m(dw + cb + W, k1, w1);                                           \
         llm__vstore_m(dw + cb + 2 * W, k2, w2); llm__vstore_m(dw + cb + 3 * W, k3, w3);                               \
         llm__vstore_m(db + cb, k0, b0); llm__vstore_m(db + cb + W, k1, b1);                                           \
-        llm__vstore_m(db + cb + 2 * W, k2, b2); llm__vstore_m(db + cb + 3 * W, k3, b3);                               \
-    }                                                                                                                 \
+        llm__vstore_m(db + cb + 2 * W, k2, b2); llm__vstore_m(db + cb + 3 * W, k3, b3);)                              \
 }
 
 /* ---- RMSNorm (Llama) ------------------------------------------------------------------------
@@ -5571,49 +5679,37 @@ LLM__VT static void LLM__ISA(llm__layernorm_bwd_dwdb)(float *dw, float *db, cons
 #define LLM__K_RMSNORM                                                                                               \
 LLM__VT static void LLM__ISA(llm__rmsnorm_fwd)(float *out, float *rstd, const float *inp, const float *w,            \
                                                int N, int C, float eps) {                                            \
-    const int W = LLM__VW;                                                                                           \
     for (int n = 0; n < N; n++) {                                                                                    \
         const float *x = inp + LLM__CAST(size_t, n) * C;                                                             \
         float *o = out + LLM__CAST(size_t, n) * C;                                                                   \
         llm__vf a = llm__vzero();                                                                                    \
-        for (int c = 0; c < C; c += W) {                                                                             \
-            const llm__vf v = llm__vload_m(x + c, llm__vmask(C - c));                                                \
-            a = llm__vfma(v, v, a);                                                                                  \
-        }                                                                                                            \
+        LLM__VFOR(int, c, C, k, const llm__vf v = llm__vload_m(x + c, k); a = llm__vfma(v, v, a);)                   \
         const float r = 1.0f / sqrtf(llm__vhsum(a) / LLM__CAST(float, C) + eps);                                     \
         const llm__vf rv = llm__vset1(r);                                                                            \
-        for (int c = 0; c < C; c += W) {                                                                             \
-            const llm__vm k = llm__vmask(C - c);                                                                     \
-            llm__vstore_m(o + c, k, llm__vmul(llm__vload_m(w + c, k), llm__vmul(rv, llm__vload_m(x + c, k))));       \
-        }                                                                                                            \
+        LLM__VFOR(int, c, C, k,                                                                                      \
+            llm__vstore_m(o + c, k, llm__vmul(llm__vload_m(w + c, k), llm__vmul(rv, llm__vload_m(x + c, k))));)      \
         rstd[n] = r;                                                                                                 \
     }                                                                                                                \
 }                                                                                                                    \
 LLM__VT static void LLM__ISA(llm__rmsnorm_bwd_dx)(float *dinp, const float *dout, const float *inp, const float *w,  \
                                                   const float *rstd, int N, int C) {                                 \
-    const int W = LLM__VW;                                                                                           \
     for (int n = 0; n < N; n++) {                                                                                    \
         const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;                       \
         float *dx = dinp + LLM__CAST(size_t, n) * C, r = rstd[n];                                                    \
         llm__vf a = llm__vzero();                                                                                    \
-        for (int c = 0; c < C; c += W) {                                                                             \
-            const llm__vm k = llm__vmask(C - c);                                                                     \
-            a = llm__vfma(llm__vmul(llm__vload_m(d + c, k), llm__vload_m(w + c, k)), llm__vload_m(x + c, k), a);     \
-        }                                                                                                            \
+        LLM__VFOR(int, c, C, k,                                                                                      \
+            a = llm__vfma(llm__vmul(llm__vload_m(d + c, k), llm__vload_m(w + c, k)), llm__vload_m(x + c, k), a);)    \
         const llm__vf rv = llm__vset1(r), cx = llm__vset1(r * r * (llm__vhsum(a) / LLM__CAST(float, C)));            \
-        for (int c = 0; c < C; c += W) {                                                                             \
-            const llm__vm k = llm__vmask(C - c);                                                                     \
+        LLM__VFOR(int, c, C, k,                                                                                      \
             const llm__vf g = llm__vmul(llm__vload_m(d + c, k), llm__vload_m(w + c, k));                             \
             const llm__vf t = llm__vfnma(llm__vload_m(x + c, k), cx, g);                                             \
-            llm__vstore_m(dx + c, k, llm__vfma(rv, t, llm__vload_m(dx + c, k)));                                     \
-        }                                                                                                            \
+            llm__vstore_m(dx + c, k, llm__vfma(rv, t, llm__vload_m(dx + c, k)));)                                    \
     }                                                                                                                \
 }                                                                                                                    \
 LLM__VT static void LLM__ISA(llm__rmsnorm_bwd_dw)(float *dw, const float *dout, const float *inp, const float *rstd, \
                                                   int N, int C, int c0, int c1) {                                    \
     const int W = LLM__VW;                                                                                           \
-    for (int cb = c0; cb < c1; cb += 4 * W) {                                                                        \
-        LLM__MASK4(k, c1 - cb);                                                                                      \
+    LLM__VFOR4(cb, c0, c1, k,                                                                                        \
         llm__vf w0 = llm__vload_m(dw + cb, k0), w1 = llm__vload_m(dw + cb + W, k1);                                  \
         llm__vf w2 = llm__vload_m(dw + cb + 2 * W, k2), w3 = llm__vload_m(dw + cb + 3 * W, k3);                      \
         for (int n = 0; n < N; n++) {                                                                                \
@@ -5622,8 +5718,7 @@ LLM__VT static void LLM__ISA(llm__rmsnorm_bwd_dw)(float *dw, const float *dout, 
             LLM__REP4(LLM__RMS_DW)                                                                                   \
         }                                                                                                            \
         llm__vstore_m(dw + cb, k0, w0); llm__vstore_m(dw + cb + W, k1, w1);                                          \
-        llm__vstore_m(dw + cb + 2 * W, k2, w2); llm__vstore_m(dw + cb + 3 * W, k3, w3);                              \
-    }                                                                                                                \
+        llm__vstore_m(dw + cb + 2 * W, k2, w2); llm__vstore_m(dw + cb + 3 * W, k3, w3);)                             \
 }
 
 /* ---- GELU ---------------------------------------------------------------------------------
@@ -5638,7 +5733,6 @@ LLM__VT static void LLM__ISA(llm__rmsnorm_bwd_dw)(float *dw, const float *dout, 
  * SwiGLU: σ(g) = 1/(1 + exp(-g)) with the vector exp (exp(-g) = inf for g < -89 gives
  * σ = 0). Residual: bandwidth-bound adds, exact (the reference's operations). */
 #define LLM__GELU_ZMAX 88.0f
-#define LLM__TAIL(n, i) llm__vmask((n) - (i) < LLM__CAST(size_t, W) ? LLM__CAST(int, (n) - (i)) : W)
 #define LLM__K_ELEMENTWISE                                                                                      \
 LLM__VT static inline void LLM__ISA(llm__gelu_core)(llm__vf x, llm__vf *s, llm__vf *e) {                        \
     const llm__vf x3 = llm__vmul(llm__vmul(x, x), x);                                                           \
@@ -5648,73 +5742,55 @@ LLM__VT static inline void LLM__ISA(llm__gelu_core)(llm__vf x, llm__vf *s, llm__
     *s = llm__vdiv(llm__vset1(1.0f), llm__vadd(llm__vset1(1.0f), *e));                                          \
 }                                                                                                               \
 LLM__VT static void LLM__ISA(llm__gelu_fwd)(float *out, const float *inp, size_t n) {                           \
-    const int W = LLM__VW;                                                                                      \
-    for (size_t i = 0; i < n; i += W) {                                                                         \
-        const llm__vm k = LLM__TAIL(n, i);                                                                      \
+    LLM__VFOR(size_t, i, n, k,                                                                                  \
         llm__vf x = llm__vload_m(inp + i, k), s, e;                                                             \
         LLM__ISA(llm__gelu_core)(x, &s, &e);                                                                    \
-        llm__vstore_m(out + i, k, llm__vmul(x, s));                                                             \
-    }                                                                                                           \
+        llm__vstore_m(out + i, k, llm__vmul(x, s));)                                                            \
 }                                                                                                               \
 LLM__VT static void LLM__ISA(llm__gelu_bwd)(float *dinp, const float *inp, const float *dout, size_t n) {       \
-    const int W = LLM__VW;                                                                                      \
     const llm__vf c3 = llm__vset1(3.0f * 0.044715f), one = llm__vset1(1.0f), kk = llm__vset1(LLM__GELU_K);      \
-    for (size_t i = 0; i < n; i += W) {                                                                         \
-        const llm__vm k = LLM__TAIL(n, i);                                                                      \
+    LLM__VFOR(size_t, i, n, k,                                                                                  \
         llm__vf x = llm__vload_m(inp + i, k), s, e;                                                             \
         LLM__ISA(llm__gelu_core)(x, &s, &e);                                                                    \
         const llm__vf du = llm__vmul(kk, llm__vfma(llm__vmul(c3, x), x, one));                                  \
         const llm__vf t = llm__vmul(llm__vmul(llm__vadd(x, x), s), llm__vmul(e, s));                            \
         const llm__vf g = llm__vfma(t, du, s);                                                                  \
-        llm__vstore_m(dinp + i, k, llm__vfma(llm__vload_m(dout + i, k), g, llm__vload_m(dinp + i, k)));         \
-    }                                                                                                           \
+        llm__vstore_m(dinp + i, k, llm__vfma(llm__vload_m(dout + i, k), g, llm__vload_m(dinp + i, k)));)        \
 }                                                                                                               \
 LLM__VT static void LLM__ISA(llm__swiglu_fwd)(float *out, const float *inp, int N, int H) {                     \
-    const int W = LLM__VW;                                                                                      \
     const llm__vf one = llm__vset1(1.0f);                                                                       \
     for (int n = 0; n < N; n++) {                                                                               \
         const float *g = inp + LLM__CAST(size_t, n) * 2 * H, *u = g + H;                                        \
         float *o = out + LLM__CAST(size_t, n) * H;                                                              \
-        for (int i = 0; i < H; i += W) {                                                                        \
-            const llm__vm k = llm__vmask(H - i);                                                                \
+        LLM__VFOR(int, i, H, k,                                                                                 \
             const llm__vf gv = llm__vload_m(g + i, k);                                                          \
             const llm__vf sg = llm__vdiv(one, llm__vadd(one, llm__vexp(llm__vsub(llm__vzero(), gv))));          \
-            llm__vstore_m(o + i, k, llm__vmul(llm__vmul(gv, sg), llm__vload_m(u + i, k)));                      \
-        }                                                                                                       \
+            llm__vstore_m(o + i, k, llm__vmul(llm__vmul(gv, sg), llm__vload_m(u + i, k)));)                     \
     }                                                                                                           \
 }                                                                                                               \
 LLM__VT static void LLM__ISA(llm__swiglu_bwd)(float *dinp, const float *inp, const float *dout, int N, int H) { \
-    const int W = LLM__VW;                                                                                      \
     const llm__vf one = llm__vset1(1.0f);                                                                       \
     for (int n = 0; n < N; n++) {                                                                               \
         const float *g = inp + LLM__CAST(size_t, n) * 2 * H, *u = g + H, *d = dout + LLM__CAST(size_t, n) * H;  \
         float *dg = dinp + LLM__CAST(size_t, n) * 2 * H, *du = dg + H;                                          \
-        for (int i = 0; i < H; i += W) {                                                                        \
-            const llm__vm k = llm__vmask(H - i);                                                                \
+        LLM__VFOR(int, i, H, k,                                                                                 \
             const llm__vf gv = llm__vload_m(g + i, k), dv = llm__vload_m(d + i, k);                             \
             const llm__vf sg = llm__vdiv(one, llm__vadd(one, llm__vexp(llm__vsub(llm__vzero(), gv))));          \
             llm__vstore_m(du + i, k, llm__vfma(llm__vmul(dv, gv), sg, llm__vload_m(du + i, k)));                \
             const llm__vf t = llm__vfma(gv, llm__vsub(one, sg), one);   /* 1 + g(1 - σ) */                      \
             const llm__vf a = llm__vmul(llm__vmul(llm__vmul(dv, llm__vload_m(u + i, k)), sg), t);               \
-            llm__vstore_m(dg + i, k, llm__vadd(llm__vload_m(dg + i, k), a));                                    \
-        }                                                                                                       \
+            llm__vstore_m(dg + i, k, llm__vadd(llm__vload_m(dg + i, k), a));)                                   \
     }                                                                                                           \
 }                                                                                                               \
 LLM__VT static void LLM__ISA(llm__residual_fwd)(float *out, const float *a, const float *b, size_t n) {         \
-    const int W = LLM__VW;                                                                                      \
-    for (size_t i = 0; i < n; i += W) {                                                                         \
-        const llm__vm k = LLM__TAIL(n, i);                                                                      \
-        llm__vstore_m(out + i, k, llm__vadd(llm__vload_m(a + i, k), llm__vload_m(b + i, k)));                   \
-    }                                                                                                           \
+    LLM__VFOR(size_t, i, n, k,                                                                                  \
+        llm__vstore_m(out + i, k, llm__vadd(llm__vload_m(a + i, k), llm__vload_m(b + i, k)));)                  \
 }                                                                                                               \
 LLM__VT static void LLM__ISA(llm__residual_bwd)(float *da, float *db, const float *dout, size_t n) {            \
-    const int W = LLM__VW;                                                                                      \
-    for (size_t i = 0; i < n; i += W) {                                                                         \
-        const llm__vm k = LLM__TAIL(n, i);                                                                      \
+    LLM__VFOR(size_t, i, n, k,                                                                                  \
         const llm__vf d = llm__vload_m(dout + i, k);                                                            \
         llm__vstore_m(da + i, k, llm__vadd(llm__vload_m(da + i, k), d));                                        \
-        llm__vstore_m(db + i, k, llm__vadd(llm__vload_m(db + i, k), d));                                        \
-    }                                                                                                           \
+        llm__vstore_m(db + i, k, llm__vadd(llm__vload_m(db + i, k), d));)                                       \
 }
 
 /* ---- cross-entropy, Σx², AdamW ------------------------------------------------------------
@@ -5722,7 +5798,7 @@ LLM__VT static void LLM__ISA(llm__residual_bwd)(float *da, float *db, const floa
  * V = 50257, is read back from L2). Masked tail lanes load -inf, whose exp is exactly 0.
  * Backward: x = exp(x - lse)·dloss over the row, then the target's element is redone
  * with the reference's formula (expf(x_y - lse) - 1)·dloss.
- * Σx² in double: a vector of floats widened to two of doubles, four accumulators.
+ * Σx² in double: half vectors of floats loaded widened to doubles, four accumulators.
  * AdamW: the reference's operations in its order (no FMA). */
 #define LLM__K_LOSS_OPT                                                                                                \
 LLM__VT static void LLM__ISA(llm__crossentropy_fwd)(float *losses, float *lse, const float *logits,                    \
@@ -5751,7 +5827,6 @@ LLM__VT static void LLM__ISA(llm__crossentropy_fwd)(float *losses, float *lse, c
 }                                                                                                                      \
 LLM__VT static void LLM__ISA(llm__crossentropy_bwd)(float *logits, const float *lse, const int *targets,               \
                                                     float dloss, int N, int V) {                                       \
-    const int W = LLM__VW;                                                                                             \
     const llm__vf dl = llm__vset1(dloss);                                                                              \
     for (int n = 0; n < N; n++) {                                                                                      \
         float *x = logits + LLM__CAST(size_t, n) * V;                                                                  \
@@ -5759,10 +5834,8 @@ LLM__VT static void LLM__ISA(llm__crossentropy_bwd)(float *logits, const float *
         if (y < 0) { memset(x, 0, LLM__CAST(size_t, V) * sizeof(float)); continue; }                                   \
         const float xy = x[y];                                                                                         \
         const llm__vf l = llm__vset1(lse[n]);                                                                          \
-        for (int i = 0; i < V; i += W) {                                                                               \
-            const llm__vm k = llm__vmask(V - i);                                                                       \
-            llm__vstore_m(x + i, k, llm__vmul(llm__vexp(llm__vsub(llm__vload_m(x + i, k), l)), dl));                   \
-        }                                                                                                              \
+        LLM__VFOR(int, i, V, k,                                                                                        \
+            llm__vstore_m(x + i, k, llm__vmul(llm__vexp(llm__vsub(llm__vload_m(x + i, k), l)), dl));)                  \
         x[y] = (expf(xy - lse[n]) - 1.0f) * dloss;                                                                     \
     }                                                                                                                  \
 }                                                                                                                      \
@@ -5771,8 +5844,8 @@ LLM__VT static double LLM__ISA(llm__sumsq)(const float *x, size_t n) {          
     llm__vd a0 = llm__vd_zero(), a1 = llm__vd_zero(), a2 = llm__vd_zero(), a3 = llm__vd_zero();                        \
     size_t i = 0;                                                                                                      \
     for (; i + 2 * W <= n; i += 2 * W) {                                                                               \
-        const llm__vf u = llm__vload(x + i), v = llm__vload(x + i + W);                                                \
-        const llm__vd u0 = llm__vd_lo(u), u1 = llm__vd_hi(u), v0 = llm__vd_lo(v), v1 = llm__vd_hi(v);                  \
+        const llm__vd u0 = llm__vd_load(x + i), u1 = llm__vd_load(x + i + W / 2);                                      \
+        const llm__vd v0 = llm__vd_load(x + i + W), v1 = llm__vd_load(x + i + 3 * W / 2);                              \
         a0 = llm__vd_fma(u0, u0, a0); a1 = llm__vd_fma(u1, u1, a1);                                                    \
         a2 = llm__vd_fma(v0, v0, a2); a3 = llm__vd_fma(v1, v1, a3);                                                    \
     }                                                                                                                  \
@@ -5782,13 +5855,11 @@ LLM__VT static double LLM__ISA(llm__sumsq)(const float *x, size_t n) {          
 }                                                                                                                      \
 LLM__VT static void LLM__ISA(llm__adamw)(float *p, const float *grad, float *m, float *v, size_t n, float lr,          \
                                          float beta1, float beta2, float eps, float wd, float grad_scale, int t) {     \
-    const int W = LLM__VW;                                                                                             \
     const float bc1 = 1.0f - powf(beta1, LLM__CAST(float, t)), bc2 = 1.0f - powf(beta2, LLM__CAST(float, t));          \
     const llm__vf b1 = llm__vset1(beta1), b2 = llm__vset1(beta2), ob1 = llm__vset1(1.0f - beta1);                      \
     const llm__vf ob2 = llm__vset1(1.0f - beta2), lrwd = llm__vset1(lr * wd), vlr = llm__vset1(lr);                    \
     const llm__vf vbc1 = llm__vset1(bc1), vbc2 = llm__vset1(bc2), veps = llm__vset1(eps), gs = llm__vset1(grad_scale); \
-    for (size_t i = 0; i < n; i += W) {                                                                                \
-        const llm__vm k = LLM__TAIL(n, i);                                                                             \
+    LLM__VFOR(size_t, i, n, k,                                                                                         \
         const llm__vf g = llm__vmul(llm__vload_m(grad + i, k), gs);                                                    \
         const llm__vf mi = llm__vadd(llm__vmul(b1, llm__vload_m(m + i, k)), llm__vmul(ob1, g));                        \
         const llm__vf vi = llm__vadd(llm__vmul(b2, llm__vload_m(v + i, k)), llm__vmul(llm__vmul(ob2, g), g));          \
@@ -5796,8 +5867,7 @@ LLM__VT static void LLM__ISA(llm__adamw)(float *p, const float *grad, float *m, 
         pi = llm__vsub(pi, llm__vmul(lrwd, pi));                                                                       \
         const llm__vf den = llm__vadd(llm__vsqrt(llm__vdiv(vi, vbc2)), veps);                                          \
         pi = llm__vsub(pi, llm__vdiv(llm__vmul(vlr, llm__vdiv(mi, vbc1)), den));                                       \
-        llm__vstore_m(m + i, k, mi); llm__vstore_m(v + i, k, vi); llm__vstore_m(p + i, k, pi);                         \
-    }                                                                                                                  \
+        llm__vstore_m(m + i, k, mi); llm__vstore_m(v + i, k, vi); llm__vstore_m(p + i, k, pi);)                        \
 }
 
 /* ---- attention ----------------------------------------------------------------------------
@@ -5924,16 +5994,14 @@ LLM__VT static void LLM__ISA(llm__attention_fwd)(float *out, float *lse, const f
 LLM__VT static void LLM__ISA(llm__att_kv_rows)(float *dk, float *dv, const float *p, const float *ds,                          \
                                                const float *dO, size_t ldo, const float *q, size_t ldq, int n, int HS) {       \
     const int W = LLM__VW;                                                                                                     \
-    for (int c = 0; c < HS; c += 4 * W) {                                                                                      \
-        LLM__MASK4(m, HS - c);                                                                                                 \
+    LLM__VFOR4(c, 0, HS, m,                                                                                                    \
         LLM__REP4(LLM__ATT_RLD)                                                                                                \
         for (int i = 0; i < n; i++) {                                                                                          \
             const llm__vf pi = llm__vset1(p[i]), si = llm__vset1(ds[i]);                                                       \
             const float *o = dO + LLM__CAST(size_t, i) * ldo + c, *qq = q + LLM__CAST(size_t, i) * ldq + c;                    \
             LLM__REP4(LLM__ATT_RACC)                                                                                           \
         }                                                                                                                      \
-        LLM__REP4(LLM__ATT_RST)                                                                                                \
-    }                                                                                                                          \
+        LLM__REP4(LLM__ATT_RST))                                                                                               \
 }                                                                                                                              \
 LLM__VT static void LLM__ISA(llm__attention_bwd_group)(float *dqkv, const float *dout, const float *qkv,                       \
                                                        const float *out, const float *lse, int b, int g,                       \
@@ -6023,8 +6091,7 @@ LLM__VT static void LLM__ISA(llm__attention_kv_head)(float *out, const float *qk
     float *o = out + LLM__CAST(size_t, i) * NH * HS + LLM__CAST(size_t, h) * HS;                                          \
     float sc[LLM__KV_CHUNK] __attribute__((aligned(64)));                                                                 \
     float acc[LLM__ATT_HSMAX] __attribute__((aligned(64)));                                                               \
-    const int n = pos[i] + 1, nv = (HS + W - 1) / W;                                                                      \
-    const llm__vm kt = llm__vmask(HS - W * (nv - 1)), all = llm__vmask(W);   /* the last vector of a head; a whole one */ \
+    const int n = pos[i] + 1;                                                                                             \
     const float scale = 1.0f / sqrtf(LLM__CAST(float, HS));                                                               \
     const llm__vf ninf = llm__vset1(-INFINITY);                                                                           \
     float m = -INFINITY, l = 0.0f;                                                                                        \
@@ -6037,32 +6104,28 @@ LLM__VT static void LLM__ISA(llm__attention_kv_head)(float *out, const float *qk
             const float *k1 = j + 1 < nc ? k0 + kvw : k0, *k2 = j + 2 < nc ? k0 + 2 * kvw : k0;                           \
             const float *k3 = j + 3 < nc ? k0 + 3 * kvw : k0;                                                             \
             llm__vf a0 = llm__vzero(), a1 = a0, a2 = a0, a3 = a0;                                                         \
-            for (int v = 0; v < nv; v++) {                                                                                \
-                const llm__vm mk = v == nv - 1 ? kt : all;                                                                \
-                const llm__vf qv = llm__vload_m(q + W * v, mk);                                                           \
-                a0 = llm__vfma(qv, llm__vload_m(k0 + W * v, mk), a0);                                                     \
-                a1 = llm__vfma(qv, llm__vload_m(k1 + W * v, mk), a1);                                                     \
-                a2 = llm__vfma(qv, llm__vload_m(k2 + W * v, mk), a2);                                                     \
-                a3 = llm__vfma(qv, llm__vload_m(k3 + W * v, mk), a3);                                                     \
-            }                                                                                                             \
+            LLM__VFOR(int, d, HS, mk,                                                                                     \
+                const llm__vf qv = llm__vload_m(q + d, mk);                                                               \
+                a0 = llm__vfma(qv, llm__vload_m(k0 + d, mk), a0);                                                         \
+                a1 = llm__vfma(qv, llm__vload_m(k1 + d, mk), a1);                                                         \
+                a2 = llm__vfma(qv, llm__vload_m(k2 + d, mk), a2);                                                         \
+                a3 = llm__vfma(qv, llm__vload_m(k3 + d, mk), a3);)                                                        \
             llm__vhsum4(sc + j, a0, a1, a2, a3, scale);   /* sc has room: j + 4 <= LLM__KV_CHUNK */                       \
         }                                                                                                                 \
         llm__vf mx = ninf;                                                                                                \
-        for (int j = 0; j < nc; j += W) mx = llm__vmax(mx, llm__vload_mor(sc + j, llm__vmask(nc - j), ninf));             \
+        LLM__VFOR(int, j, nc, mk, mx = llm__vmax(mx, llm__vload_mor(sc + j, mk, ninf));)                                  \
         const float mc = llm__vhmax(mx), mn = m > mc ? m : mc;                                                            \
         const float alpha = expf(m - mn);   /* first chunk: exp(-inf) = 0, acc and l are 0 */                             \
         m = mn;                                                                                                           \
         llm__vf ls = llm__vzero();                                                                                        \
         const llm__vf mv = llm__vset1(m);                                                                                 \
-        for (int j = 0; j < nc; j += W) {   /* p = exp(s - m); lanes past nc load -inf: p = 0 */                          \
-            const llm__vf p = llm__vexp(llm__vsub(llm__vload_mor(sc + j, llm__vmask(nc - j), ninf), mv));                 \
+        LLM__VFOR(int, j, nc, mk,   /* p = exp(s - m); lanes past nc load -inf: p = 0 */                                  \
+            const llm__vf p = llm__vexp(llm__vsub(llm__vload_mor(sc + j, mk, ninf), mv));                                 \
             llm__vstorea(sc + j, p);                                                                                      \
-            ls = llm__vadd(ls, p);                                                                                        \
-        }                                                                                                                 \
+            ls = llm__vadd(ls, p);)                                                                                       \
         l = l * alpha + llm__vhsum(ls);                                                                                   \
         const llm__vf va = llm__vset1(alpha);                                                                             \
-        for (int c = 0; c < HS; c += 4 * W) {   /* acc[c, c + 4W) = acc·α + Σ_t p_t v_t */                                \
-            LLM__MASK4(m, HS - c);                                                                                        \
+        LLM__VFOR4(c, 0, HS, m,   /* acc[c, c + 4W) = acc·α + Σ_t p_t v_t */                                              \
             LLM__REP4(LLM__KV_LD)                                                                                         \
             const float *v0 = Vc + c;                                                                                     \
             int j = 0;                                                                                                    \
@@ -6075,14 +6138,11 @@ LLM__VT static void LLM__ISA(llm__attention_kv_head)(float *out, const float *qk
                 const llm__vf p0 = llm__vset1(sc[j]);                                                                     \
                 LLM__REP4(LLM__KV_PV1)                                                                                    \
             }                                                                                                             \
-            LLM__REP4(LLM__KV_ST)                                                                                         \
-        }                                                                                                                 \
+            LLM__REP4(LLM__KV_ST))                                                                                        \
     }                                                                                                                     \
     const llm__vf vl = llm__vset1(l);                                                                                     \
-    for (int d = 0; d < HS; d += W) {                                                                                     \
-        const llm__vm mk = llm__vmask(HS - d);                                                                            \
-        llm__vstore_m(o + d, mk, llm__vdiv(llm__vload_m(acc + d, mk), vl));                                               \
-    }                                                                                                                     \
+    LLM__VFOR(int, d, HS, mk,                                                                                             \
+        llm__vstore_m(o + d, mk, llm__vdiv(llm__vload_m(acc + d, mk), vl));)                                              \
 }
 
 /* ---- RoPE -----------------------------------------------------------------------------------
@@ -6106,10 +6166,8 @@ static void llm__rope_table(float *cs, int p, int HS, const float *freq, float s
 #define LLM__K_ROPE                                                                                                  \
 LLM__VT static void LLM__ISA(llm__rope_row)(float *x, int p, int NH, int NKV, int HS, const float *freq, float sign, \
                                             float *cs) {                                                             \
-    const int W = LLM__VW;                                                                                           \
     llm__rope_table(cs, p, HS, freq, sign);                                                                          \
-    for (int i = 0; i < HS; i += W) {                                                                                \
-        const llm__vm k = llm__vmask(HS - i);                                                                        \
+    LLM__VFOR(int, i, HS, k,                                                                                         \
         const llm__vf cv = llm__vload_m(cs + i, k), sv = llm__vload_m(cs + HS + i, k);                               \
         for (int h = 0; h < NH + NKV; h++) {                                                                         \
             float *v = x + LLM__CAST(size_t, h) * HS + i;                                                            \
@@ -6117,8 +6175,7 @@ LLM__VT static void LLM__ISA(llm__rope_row)(float *x, int p, int NH, int NKV, in
             llm__vf pc = llm__vmul(a, cv), ps = llm__vmul(sw, sv);                                                   \
             llm__vkeep(pc); llm__vkeep(ps);                                                                          \
             llm__vstore_m(v, k, llm__vadd(pc, ps));                                                                  \
-        }                                                                                                            \
-    }                                                                                                                \
+        })                                                                                                           \
 }
 
 /* ---- every body, compiled for each instruction set this build can run -------------------- */
@@ -6447,7 +6504,7 @@ static void llm__t_bias_grad(void *arg, int ith, int nth) {
         for (int j = lo; j < hi; j++) a->out[j] += a->in[n * OC + j];
 }
 /* The GEMM of the backend's precision: fp32, or bf16 operands with fp32 accumulation
- * (llm_options.bf16, on CPUs with AVX512-BF16; otherwise it falls back to fp32). */
+ * (llm_options.bf16, on CPUs with AVX512-BF16 or ARM BF16; otherwise it falls back to fp32). */
 typedef void (*llm__gemm_fn)(llm_pool *, int, int, int, int, int, const float *, int, const float *, int,
                              float, float *, int);
 static llm__gemm_fn llm__cpu_gemm(void *st) { return LLM__CAST(llm__cpu *, st)->bf16 ? llm__sgemm_bf16 : llm__sgemm; }

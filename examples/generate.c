@@ -21,9 +21,9 @@
  *   --threads N  CPU threads (default: all cores)
  *   --device D   cpu or, when built with llm_cuda.cu (make cuda), cuda
  *   --precision P  fp32 (default), bf16: matmuls with bf16 operands and fp32
- *                accumulation (CPU: needs AVX512-BF16, else fp32; CUDA: sm_80+), or
- *                fp16: the same with fp16 on the GPU only (--device cuda, sm_70+, e.g.
- *                the T4); the CPU has no fp16 kernels, so fp16 there is refused
+ *                accumulation (CPU: needs AVX512-BF16 or ARM BF16, else fp32; CUDA:
+ *                sm_80+), or fp16: the same with fp16 on the GPU only (--device cuda,
+ *                sm_70+, e.g. the T4); the CPU has no fp16 kernels, so fp16 there is refused
  *
  * Llama models behave exactly as llama2.c's run.c: the prompt is encoded with BOS and
  * echoed, generation stops at BOS or after N positions, single bytes that are neither
@@ -237,9 +237,9 @@ int main(int argc, char **argv) {
     }
     if (!ids) printf("\n");
     fflush(stdout);
-    /* the precision in effect: the CPU's bf16 needs AVX512-BF16 (llm.h's own check) */
+    /* the precision in effect: the CPU's bf16 needs AVX512-BF16 or ARM BF16 (llm.h's own check) */
     const char *prec = opt.fp16 ? "fp16 matmuls" : !opt.bf16 ? "fp32"
-                     : opt.backend || llm_bf16_supported() ? "bf16 matmuls" : "fp32, no AVX512-BF16";
+                     : opt.backend || llm_bf16_supported() ? "bf16 matmuls" : "fp32, no AVX512-BF16 or ARM BF16";
     fprintf(stderr, "prefill: %d tokens, %.1f tok/s; decode: %d tokens, %.1f tok/s (%s, %s, %s)\n",
             stats.prefill_tokens, stats.prefill_seconds > 0 ? stats.prefill_tokens / stats.prefill_seconds : 0.0,
             stats.decode_tokens, stats.decode_seconds > 0 ? stats.decode_tokens / stats.decode_seconds : 0.0,

@@ -73,8 +73,8 @@ static void usage(const char *argv0) {
         "  --threads N        CPU threads (all cores)\n"
         "  --device cpu|cuda  cuda needs a build with -DLLM_CUDA=1 (make cuda)\n"
         "  --precision P      fp32 (default) or bf16: matmuls with bf16 operands, fp32 accumulation\n"
-        "                     (CPU: needs AVX512-BF16, else fp32; CUDA: tensor cores, sm_80+), or\n"
-        "                     fp16: the same in fp16, CUDA only (sm_70+, e.g. the T4), with dynamic\n"
+        "                     (CPU: needs AVX512-BF16 or ARM BF16, else fp32; CUDA: tensor cores, sm_80+),\n"
+        "                     or fp16: the same in fp16, CUDA only (sm_70+, e.g. the T4), with dynamic\n"
         "                     loss scaling (from 65536, x2 after 2000 good steps, x0.5 and the step\n"
         "                     skipped when a gradient overflows)\n"
         "data parallel (CUDA, one process per GPU; torchrun's RANK, WORLD_SIZE, LOCAL_RANK are read\n"
@@ -235,26 +235,11 @@ static int evaluate(llm_model *m, llm_loader *val, int k, int step, int total, f
     return 0;
 }
 
-static int parse_int(const char *s, int *out) {
-    char *e;
-    long v = strtol(s, &e, 10);
-    if (e == s || *e || v < -2147483647L || v > 2147483647L) return 0;
-    *out = (int)v;
-    return 1;
-}
-static int parse_float(const char *s, float *out) {
-    char *e;
-    double v = strtod(s, &e);
-    if (e == s || *e) return 0;
-    *out = (float)v;
-    return 1;
-}
-
 int main(int argc, char **argv) {
     const char *init = NULL, *resume = NULL, *train_path = NULL, *val_path = NULL, *out_path = NULL;
     const char *vocab = NULL, *arch = "gpt2", *device = "cpu", *schedule = "cosine";
     const char *precision = "fp32", *dist_id = NULL, *log_path = NULL;
-    const int unset = -2147483647 - 1;   /* below anything parse_int returns */
+    const int unset = -2147483647 - 1;   /* below anything ex_int returns */
     int dist_rank = unset, dist_world = unset;
     int B = 4, T = 64, steps = 20, warmup = 0, accum = 1, threads = 0, shuffle = 1, seed = 1337;
     int save_every = 0, eval_every = 0, eval_batches = 20, print_every = 1, n_sample = 0, top_k = 0;
@@ -313,13 +298,13 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "train_gpt2: unknown flag %s (run with -h)\n", a); return 2; }
         if (!v) { fprintf(stderr, "train_gpt2: %s needs a value\n", a); return 2; }
         if (sp) *sp = v;
-        else if (ip) ok = parse_int(v, ip);
-        else ok = parse_float(v, fp);
-        if (!ok) { fprintf(stderr, "train_gpt2: bad value for %s: %s\n", a, v); return 2; }
+        else if (ip) ok = ex_int(a, v, ip);
+        else ok = ex_float(a, v, fp);
+        if (!ok) return 2;   /* ex_int, ex_float said why */
         i++;
     }
     /* --vocab V (a number) sets the vocabulary size; --vocab DIR names the tokenizer */
-    if (vocab && parse_int(vocab, &vocab_size)) vocab = NULL;
+    if (vocab && *vocab && strspn(vocab, "0123456789") == strlen(vocab) && ex_int("--vocab", vocab, &vocab_size)) vocab = NULL;
     if (!train_path) { usage(argv[0]); return 2; }
     if (B <= 0 || T <= 0 || steps < 0 || accum <= 0 || warmup < 0 || print_every <= 0 || eval_batches <= 0) {
         fprintf(stderr, "train_gpt2: -b, -t, --accum, --print-every, --eval-batches must be positive; -s, --warmup >= 0\n");
@@ -447,13 +432,13 @@ int main(int argc, char **argv) {
             }
         }
         if (vl.perm && (size_t)eval_batches > vl.n_batches) eval_batches = (int)vl.n_batches;
-        /* what the matmuls really run in: the CPU's bf16 needs AVX512-BF16 */
+        /* what the matmuls really run in: the CPU's bf16 needs AVX512-BF16 or ARM BF16 */
         const char *prec = opt.fp16 ? "fp16 matmuls and attention (tensor cores), fp32 elsewhere; dynamic loss "
                                       "scaling from 65536 (x2 after 2000 good steps, x0.5 on overflow)"
                          : !opt.bf16 ? "fp32"
                          : opt.backend ? "bf16 matmuls (tensor cores), fp32 elsewhere"
-                         : llm_bf16_supported() ? "bf16 matmuls (AVX512-BF16), fp32 elsewhere"
-                         : "fp32 (bf16 needs AVX512-BF16 and the avx512 SIMD level)";
+                         : llm_bf16_supported() ? "bf16 matmuls (AVX512-BF16 or ARM BF16), fp32 elsewhere"
+                         : "fp32 (bf16 needs AVX512-BF16 at the avx512 SIMD level, or ARM BF16 at neon)";
         if (lead) {
             printf("model: %s L=%d NH=%d NKV=%d C=%d V=%d maxT=%d, %.2fM parameters\n",
                    cfg.arch == LLM_ARCH_LLAMA ? "llama" : "gpt2", cfg.n_layer, cfg.n_head, cfg.n_kv_head,
