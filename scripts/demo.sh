@@ -29,27 +29,11 @@ VOCAB=${DEMO_VOCAB:-4096}
 MODEL=(--arch llama --layers 4 --heads 6 --embd 192 --vocab "$VOCAB" --ctx 128)
 mkdir -p "$OUT"
 
-say() { printf '\n== %s\n' "$*"; }
-
-say "building"
-make -s -j"$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)" build/tokenize build/train_gpt2 build/generate
+. scripts/common.sh
+build_examples build/tokenize build/train_gpt2 build/generate
 
 # ---- data ---------------------------------------------------------------------------
-find_file() {  # first existing $1 under the data places
-  for d in "${LLM_DATA:-}" data ../shared/data; do
-    [ -n "$d" ] || continue
-    for f in "$d/$1" "$d/$(basename "$1")"; do
-      if [ -f "$f" ]; then echo "$f"; return 0; fi
-    done
-  done
-  return 1
-}
-TEXT=$(find_file tinyshakespeare/input.txt || true)
-if [ -z "$TEXT" ]; then
-  say "fetching data (scripts/data.sh)"
-  scripts/data.sh || true
-  TEXT=$(find_file tinyshakespeare/input.txt || true)
-fi
+TEXT=$(find_data tinyshakespeare/input.txt || true)
 if [ -z "$TEXT" ]; then
   echo "demo: need tinyshakespeare/input.txt: run 'make data' while online, or set LLM_DATA to a folder holding it" >&2
   exit 1

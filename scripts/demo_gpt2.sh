@@ -22,29 +22,12 @@ THREADS=${DEMO_THREADS:-0}
 NGEN=${DEMO_TOKENS:-128}
 mkdir -p "$OUT"
 
-say() { printf '\n== %s\n' "$*"; }
-
-say "building"
-make -s -j"$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)" build/tokenize build/train_gpt2 build/generate
+. scripts/common.sh
+build_examples build/tokenize build/train_gpt2 build/generate
 
 # ---- data ---------------------------------------------------------------------------
-find_file() {  # first existing $1 under the data places
-  for d in "${LLM_DATA:-}" data ../shared/data; do
-    [ -n "$d" ] || continue
-    for f in "$d/$1" "$d/$(basename "$1")"; do
-      if [ -f "$f" ]; then echo "$f"; return 0; fi
-    done
-  done
-  return 1
-}
-TEXT=$(find_file tinyshakespeare/input.txt || true)
-VOCAB=$(find_file gpt2/encoder.json || true)
-if [ -z "$TEXT" ] || [ -z "$VOCAB" ]; then
-  say "fetching data (scripts/data.sh)"
-  scripts/data.sh || true
-  TEXT=$(find_file tinyshakespeare/input.txt || true)
-  VOCAB=$(find_file gpt2/encoder.json || true)
-fi
+TEXT=$(find_data tinyshakespeare/input.txt || true)
+VOCAB=$(find_data gpt2/encoder.json || true)
 if [ -z "$TEXT" ] || [ -z "$VOCAB" ]; then
   echo "demo: need tinyshakespeare/input.txt and gpt2/encoder.json + vocab.bpe:" >&2
   echo "      run 'make data' while online, or set LLM_DATA to a folder holding them" >&2
