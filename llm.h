@@ -2912,9 +2912,10 @@ static int llm__cpu_detect(void) {
 #endif
     return f;
 }
-static int llm__cpu_get(void) {
-    if (llm__cpu_flags < 0) llm__cpu_flags = llm__cpu_detect();
-    return llm__cpu_flags;
+static int llm__cpu_get(void) {   /* atomic: models in several threads detect at once */
+    int f = LLM__ATOMIC_LOAD(&llm__cpu_flags);
+    if (f < 0) LLM__ATOMIC_STORE(&llm__cpu_flags, f = llm__cpu_detect());
+    return f;
 }
 
 /* Space-separated names of the features found, for logs and benchmarks. */
@@ -2959,18 +2960,19 @@ static llm_simd llm__simd_best(void) {
 }
 
 LLMDEF llm_simd llm_simd_active(void) {
-    if (llm__simd_level == 0) llm__simd_level = llm__simd_best();
-    return LLM__CAST(llm_simd, llm__simd_level);
+    int l = LLM__ATOMIC_LOAD(&llm__simd_level);
+    if (l == 0) LLM__ATOMIC_STORE(&llm__simd_level, l = LLM__CAST(int, llm__simd_best()));
+    return LLM__CAST(llm_simd, l);
 }
 
 LLMDEF llm_status llm_simd_force(llm_simd level) {
-    if (level == LLM_SIMD_AUTO) { llm__simd_level = llm__simd_best(); return LLM_OK; }
+    if (level == LLM_SIMD_AUTO) { LLM__ATOMIC_STORE(&llm__simd_level, LLM__CAST(int, llm__simd_best())); return LLM_OK; }
     if (level < LLM_SIMD_SCALAR || level > LLM_SIMD_NEON)
         return llm__err(LLM_ERR_ARG, "llm_simd_force: unknown level %d", LLM__CAST(int, level));
     if (!llm_simd_supported(level))
         return llm__err(LLM_ERR_UNSUPPORTED, "llm_simd_force: this CPU has no %s (it has: %s)",
                         llm_simd_name(level), llm__cpu_features());
-    llm__simd_level = level;
+    LLM__ATOMIC_STORE(&llm__simd_level, LLM__CAST(int, level));
     return LLM_OK;
 }
 
@@ -6918,26 +6920,13 @@ static llm_status llm__st_need(const llm__st *f, const char *path, const char *n
     return LLM_OK;
 }
 
-/* config.json next to the weights: n_layer, n_head, n_embd, vocab_size, n_positions. */
-static llm_status llm__hf_config(const char *path, llm_config *c, int *found) {
-    char cfgpath[1024];
-    const char *slash = strrchr(path, '/');
-    size_t dirlen = slash ? LLM__CAST(size_t, slash - path + 1) : 0;
-    *found = 0;
-    if (dirlen + 12 >= sizeof cfgpath) return LLM_OK;
-    memcpy(cfgpath, path, dirlen);
-    strcpy(cfgpath + dirlen, "config.json");
-    char *text; size_t len;
+/* A GPT-2 config.json's text (cfgpath names it in messages): n_layer, n_head, n_embd,
+ * vocab_size, n_positions (or n_ctx). */
+static llm_status llm__hf_config_parse(const char *text, size_t len, const char *cfgpath, llm_config *c) {
     memset(c, 0, sizeof *c);
     c->arch = LLM_ARCH_GPT2;
-    FILE *probe = fopen(cfgpath, "rb");
-    if (!probe) return LLM_OK;
-    fclose(probe);
-    llm_status s = llm__read_file(cfgpath, &text, &len);
-    if (s != LLM_OK) return s;
     llm__json j;
-    s = llm__json_parse(&j, text, len);
-    LLM_FREE(text);
+    llm_status s = llm__json_parse(&j, text, len);
     if (s != LLM_OK) { char msg[sizeof llm__errmsg]; snprintf(msg, sizeof msg, "%s", llm_last_error()); return llm__err(s, "%s: %s", cfgpath, msg); }
     const char *keys[5] = {"n_layer", "n_head", "n_embd", "vocab_size", "n_positions"};
     int *dst[5] = {&c->n_layer, &c->n_head, &c->n_embd, &c->vocab_size, &c->max_seq_len};
@@ -6952,8 +6941,27 @@ static llm_status llm__hf_config(const char *path, llm_config *c, int *found) {
         *dst[i] = LLM__CAST(int, v);
     }
     llm__json_free(&j);
-    *found = 1;
     return LLM_OK;
+}
+/* config.json next to the weights at path, when there is one (*found). */
+static llm_status llm__hf_config(const char *path, llm_config *c, int *found) {
+    char cfgpath[1024];
+    const char *slash = strrchr(path, '/');
+    size_t dirlen = slash ? LLM__CAST(size_t, slash - path + 1) : 0;
+    *found = 0;
+    if (dirlen + 12 >= sizeof cfgpath) return LLM_OK;
+    memcpy(cfgpath, path, dirlen);
+    strcpy(cfgpath + dirlen, "config.json");
+    char *text; size_t len;
+    FILE *probe = fopen(cfgpath, "rb");
+    if (!probe) return LLM_OK;
+    fclose(probe);
+    llm_status s = llm__read_file(cfgpath, &text, &len);
+    if (s != LLM_OK) return s;
+    s = llm__hf_config_parse(text, len, cfgpath, c);
+    LLM_FREE(text);
+    *found = s == LLM_OK;
+    return s;
 }
 
 /* GPT-2's tensors in a safetensors file, by HF's names after the prefix `pre`, each
@@ -6997,9 +7005,9 @@ static llm_status llm__st_gpt2(const llm__st *f, const char *path, const char *p
     return LLM_OK;
 }
 
-/* A GPT-2 in HF's safetensors; with read_config, config.json beside path gives the
- * shape, else (or without one) the tensors do. */
-static llm_status llm__load_safetensors(llm_model **out, const llm__map *mp, const char *path, int read_config,
+/* A GPT-2 in HF's safetensors, of shape *given (a config.json's) or, when NULL, the
+ * shape its tensors show. */
+static llm_status llm__load_safetensors(llm_model **out, const llm__map *mp, const char *path, const llm_config *given,
                                         const llm_options *opt) {
     llm__st f;
     llm_status s = llm__st_open(&f, mp, path);
@@ -7008,13 +7016,12 @@ static llm_status llm__load_safetensors(llm_model **out, const llm__map *mp, con
     const char *pre = llm__st_get(&f, "wte.weight", &t) ? "" : llm__st_get(&f, "transformer.wte.weight", &t) ? "transformer." : NULL;
     char name[256];
     llm_config c;
-    int found = 0;
     size_t off[LLM_NTENSORS], size[LLM_NTENSORS];
     float *h = NULL;
     llm_model *m = NULL;
     if (!pre) { s = llm__err(LLM_ERR_FORMAT, "%s: no 'wte.weight' tensor: not a GPT-2 checkpoint", path); goto done; }
-    if (read_config && (s = llm__hf_config(path, &c, &found)) != LLM_OK) goto done;
-    if (!found) {   /* infer the shape from the tensors */
+    if (given) c = *given;
+    else {   /* infer the shape from the tensors */
         memset(&c, 0, sizeof c);
         c.arch = LLM_ARCH_GPT2;
         llm__st_tensor wpe;
@@ -7312,7 +7319,11 @@ static llm_status llm__load_map(llm_model **out, const llm__map *mp, const char 
     size_t want = 0;
     if (n >= 8 && memcmp(head, LLM__CKPT_MAGIC, 8) == 0) return llm__load_ckpt(out, mp, path, opt);
     if (n >= 4 && llm__rd32(head) == LLM__LLMC_MAGIC) return llm__load_llmc(out, mp, path, opt);
-    if (n >= 9 && head[8] == '{') return llm__load_safetensors(out, mp, path, read_config, opt);
+    if (n >= 9 && head[8] == '{') {
+        int found = 0;
+        llm_status s = read_config ? llm__hf_config(path, &c, &found) : LLM_OK;
+        return s != LLM_OK ? s : llm__load_safetensors(out, mp, path, found ? &c : NULL, opt);
+    }
     /* llama2.c has no magic: a plausible header is taken as one (and must then predict
      * the file size exactly; its loader says what is wrong with the file) */
     if (llm__llama2c_config(head, n, &c, &want) != 0) return llm__load_llama2c(out, mp, path, opt);

@@ -17,7 +17,6 @@
  *   - llm_model_forward: token ids >= V or < 0, targets >= V, T > maxT, B or T <= 0. */
 #define _POSIX_C_SOURCE 200809L  /* mkdtemp */
 #include "test.h"
-#define LLM_IMPLEMENTATION
 #include "llm.h"
 #include <sys/stat.h>
 #include <unistd.h>

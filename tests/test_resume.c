@@ -13,7 +13,6 @@
  */
 #define _POSIX_C_SOURCE 200809L  /* mkdtemp */
 #include "test.h"
-#define LLM_IMPLEMENTATION
 #include "llm.h"
 #include <unistd.h>
 
