@@ -87,8 +87,9 @@ $(B)/tests/test_options_c11: tests/test_options.c llm.h tests/test.h
 	@mkdir -p $(dir $@)
 	$(CLANG) $(OPT) -g -std=c11 -Wall -Wextra -pthread -I. $< -o $@ $(LDLIBS)
 
-# The same programs under ASan+UBSan (make check), with the implementation in $(B)/san/llm.o.
-SANTESTS := $(addprefix $(B)/san/,$(TEST_NAMES))
+# The same programs under ASan+UBSan (make check), with the implementation in $(B)/san/llm.o;
+# the CUDA tests' sanitizer copies are the emulated ones (EMUSANTESTS).
+SANTESTS := $(addprefix $(B)/san/,$(filter-out test_cuda test_cuda_attn16 test_dist,$(TEST_NAMES)))
 $(B)/san/llm.o: tests/llm_impl.c llm.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 -Wall -Wextra -pthread $(SAN) -I. -c $< -o $@
@@ -109,41 +110,6 @@ $(B)/tsan/%: tests/%.c tests/llm_impl.c llm.h $(TEST_HDRS)
 $(B)/tests/big_gpt2: tests/big_gpt2.c $(B)/llm.o llm.h $(TEST_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $< $(B)/llm.o -o $@ $(LDLIBS)
-
-# ---- running them ----------------------------------------------------------------------
-# The builds run in a sub-make with one job per core; tests/run.sh then runs the programs
-# in parallel and prints each one's output whole, in the order given, then the total.
-test:
-	@$(MAKE) --no-print-directory -j$(NPROC) test-build
-	@$(TEST_ENV) tests/run.sh -j $(NPROC) $(TEST_RUN)
-test-build: all $(TEST_BINS)
-
-CHECK_RUN = $(SANTESTS) $(EMUTESTS) tests/test_cuda_examples.sh $(EMUSANTESTS) $(TSANTESTS) $(B)/tests/big_gpt2 \
-            tests/test_fixtures.sh
-check:
-	@$(MAKE) --no-print-directory -j$(NPROC) test-build check-build
-	@$(TEST_ENV) PY=$(PY) tests/run.sh -j $(NPROC) $(TEST_RUN) $(CHECK_RUN)
-check-build: $(SANTESTS) $(EMUTESTS) $(EMUEXAMPLES) $(EMUSANTESTS) $(TSANTESTS) $(B)/tests/big_gpt2
-
-test-big:
-	@$(MAKE) --no-print-directory -j$(NPROC) $(B)/tests/big_gpt2
-	@$(TEST_ENV) tests/run.sh $(B)/tests/big_gpt2
-
-tsan:
-	@$(MAKE) --no-print-directory -j$(NPROC) $(TSANTESTS)
-	@$(TEST_ENV) tests/run.sh $(TSANTESTS)
-
-# ---- PyTorch references ----------------------------------------------------------------
-# tests/ref_*.py compute PyTorch's answers (Debian python3-torch) into $(B)/fixtures;
-# tests/test_fixtures.sh then compares them with the committed tests/fixtures (the test
-# that the repository's truth is PyTorch's now). fixtures-update copies them over.
-fixtures:
-	@$(TEST_ENV) PY=$(PY) tests/run.sh tests/test_fixtures.sh
-fixtures-update:
-	@$(PY) -c 'import torch' || { echo "fixtures-update: $(PY) has no torch (apt-get install python3-torch)"; exit 1; }
-	@rm -rf $(B)/fixtures && mkdir -p $(B)/fixtures
-	@for s in tests/ref_gpt2.py tests/ref_llama.py tests/ref_generate.py; do echo "== $$s"; $(PY) $$s $(B)/fixtures || exit 1; done
-	rm -rf tests/fixtures && cp -r $(B)/fixtures tests/fixtures
 
 # ---- fuzzing -------------------------------------------------------------------------------
 # libFuzzer targets (clang): one binary per input surface, each started from its seed
@@ -168,28 +134,56 @@ fuzz-build: $(FUZZ_BINS)
 fuzz:
 	@[ -n "$(CLANG)" ] || { echo "make fuzz: needs clang with libFuzzer"; exit 1; }
 	@$(MAKE) --no-print-directory -j$(NPROC) fuzz-build
-	@for f in $(FUZZERS); do set -- $$(echo $$f | tr : ' '); mkdir -p $(B)/fuzz/corpus/$$1; \
-	  echo "== fuzz_$$1 ($(FUZZ_SECONDS) s)"; rm -f $(B)/fuzz/fuzz_$$1-*; \
-	  $(B)/fuzz/fuzz_$$1 -max_total_time=$(FUZZ_SECONDS) \
-	    -max_len=$$5 -rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=20 -print_final_stats=1 \
-	    -artifact_prefix=$(B)/fuzz/fuzz_$$1- $(B)/fuzz/corpus/$$1 tests/fuzz/$$4 2>&1 | \
-	    grep -E '^(stat::number_of_executed_units|stat::new_units_added|==[0-9]+==ERROR|SUMMARY|.*Test unit written)' \
-	    || true; \
-	  ls $(B)/fuzz/fuzz_$$1-* >/dev/null 2>&1 && { echo "fuzz_$$1: FOUND A CRASH: $$(ls $(B)/fuzz/fuzz_$$1-*)"; exit 1; }; \
-	done; echo "fuzz: no crash"
+	@$(TEST_ENV) FUZZERS="$(FUZZERS)" FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run.sh tests/test_fuzz.sh
 fuzz-seeds: $(B)/tests/fuzz_seeds
 	$(B)/tests/fuzz_seeds tests/fuzz
 $(B)/tests/fuzz_seeds: tests/fuzz_seeds.c $(B)/llm.o llm.h $(TEST_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $< $(B)/llm.o -o $@ $(LDLIBS)
 
+# ---- running them ----------------------------------------------------------------------
+# The builds run in a sub-make with one job per core; tests/run.sh then runs the programs
+# in parallel and prints each one's output whole, in the order given, then the total.
+test:
+	@$(MAKE) --no-print-directory -j$(NPROC) test-build
+	@$(TEST_ENV) tests/run.sh -j $(NPROC) $(TEST_RUN)
+test-build: all $(TEST_BINS)
+
+# CHECK_FUZZ=1 adds every fuzz target for FUZZ_SECONDS, CHECK_VALGRIND=1 the valgrind run
+# (.ci/run sets both), so that one total line covers everything.
+CHECK_RUN = $(SANTESTS) $(EMUTESTS) tests/test_cuda_examples.sh $(EMUSANTESTS) $(TSANTESTS) $(B)/tests/big_gpt2 \
+            tests/test_fixtures.sh $(if $(CHECK_VALGRIND),tests/test_valgrind.sh) $(if $(CHECK_FUZZ),tests/test_fuzz.sh)
+check:
+	@$(MAKE) --no-print-directory -j$(NPROC) test-build check-build
+	@$(TEST_ENV) PY=$(PY) FUZZERS="$(FUZZERS)" FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run.sh -j $(NPROC) $(TEST_RUN) $(CHECK_RUN)
+check-build: $(SANTESTS) $(EMUTESTS) $(EMUEXAMPLES) $(EMUSANTESTS) $(TSANTESTS) $(B)/tests/big_gpt2 \
+             $(if $(CHECK_FUZZ),$(if $(CLANG),$(FUZZ_BINS)))
+
+test-big:
+	@$(MAKE) --no-print-directory -j$(NPROC) $(B)/tests/big_gpt2
+	@$(TEST_ENV) tests/run.sh $(B)/tests/big_gpt2
+
+tsan:
+	@$(MAKE) --no-print-directory -j$(NPROC) $(TSANTESTS)
+	@$(TEST_ENV) tests/run.sh $(TSANTESTS)
+
+# ---- PyTorch references ----------------------------------------------------------------
+# tests/ref_*.py compute PyTorch's answers (Debian python3-torch) into $(B)/fixtures;
+# tests/test_fixtures.sh then compares them with the committed tests/fixtures (the test
+# that the repository's truth is PyTorch's now). fixtures-update copies them over.
+fixtures:
+	@$(TEST_ENV) PY=$(PY) tests/run.sh tests/test_fixtures.sh
+fixtures-update:
+	@$(PY) -c 'import torch' || { echo "fixtures-update: $(PY) has no torch (apt-get install python3-torch)"; exit 1; }
+	@rm -rf $(B)/fixtures && mkdir -p $(B)/fixtures
+	@for s in tests/ref_gpt2.py tests/ref_llama.py tests/ref_generate.py; do echo "== $$s"; $(PY) $$s $(B)/fixtures || exit 1; done
+	rm -rf tests/fixtures && cp -r $(B)/fixtures tests/fixtures
+
 # ---- valgrind -------------------------------------------------------------------------------
-# memcheck on the examples' typical runs (tests/test_examples.sh under valgrind: every
-# error and every leak fails the run).
+# memcheck on the examples' typical runs (tests/test_valgrind.sh: tests/test_examples.sh with
+# every example under valgrind; any error or leak fails).
 valgrind: all
-	@command -v valgrind >/dev/null || { echo "make valgrind: needs valgrind (apt-get install valgrind)"; exit 1; }
-	@$(TEST_ENV) LLM_EXAMPLE_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect" \
-	  LLM_EXAMPLE_SMALL=1 tests/run.sh tests/test_examples.sh
+	@$(TEST_ENV) tests/run.sh tests/test_valgrind.sh
 
 # OpenBLAS is used by the SGEMM benchmark only, as the yardstick (never by llm.h).
 OPENBLAS_INC := $(wildcard /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h)

@@ -427,7 +427,11 @@ typedef struct llm_train_state {
     uint64_t epoch;
 } llm_train_state;
 /* Save weights (and, when with_optimizer, the AdamW moments and step count, plus ts
- * if not NULL). Written to path.tmp, then renamed: a crash never leaves a half file. */
+ * if not NULL). Crash-safe: written to path.tmp (its magic bytes last, so that a torn
+ * .tmp is never taken for a checkpoint), fsync'ed, renamed over path, and the directory
+ * fsync'ed (POSIX): a process killed at any point, or a power cut, leaves the previous
+ * file or the new one, whole. A failed write (a full disk) gives LLM_ERR_IO, removes
+ * path.tmp and leaves path as it was. */
 LLMDEF llm_status llm_model_save(const llm_model *m, const char *path, int with_optimizer,
                                  const llm_train_state *ts);
 /* Restore the optimizer and train state saved by llm_model_save into a model loaded
@@ -447,7 +451,8 @@ LLMDEF llm_status llm_dataset_open_memory(llm_dataset **out, const void *data, s
 LLMDEF void llm_dataset_close(llm_dataset *d);
 LLMDEF size_t llm_dataset_len(const llm_dataset *d);
 LLMDEF const uint16_t *llm_dataset_tokens(const llm_dataset *d);
-/* Write tokens in that layout (to path.tmp, then renamed). Ids must be < 65536. */
+/* Write tokens in that layout, crash-safe as llm_model_save. Ids must be < 65536, and
+ * at most 2^31 - 1 of them (the header's int32 count). */
 LLMDEF llm_status llm_dataset_write(const char *path, const int *tokens, size_t n);
 
 /* Serves (B, T+1) windows of tokens [begin, end) of a dataset: window j covers tokens

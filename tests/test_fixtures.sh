@@ -16,7 +16,7 @@ if ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
 fi
 rm -rf "$OUT" && mkdir -p "$OUT" || { echo "test_fixtures: 0 passed, 1 failed, 0 skipped"; exit 1; }
 for s in tests/ref_gpt2.py tests/ref_llama.py tests/ref_generate.py; do
-  echo "== $PY $s $OUT"
+  echo "-- $PY $s $OUT"
   if ! "$PY" "$s" "$OUT"; then echo "FAIL: $s"; echo "test_fixtures: 0 passed, 1 failed, 0 skipped"; exit 1; fi
 done
 exec "$PY" tests/check_fixtures.py "$OUT" tests/fixtures
