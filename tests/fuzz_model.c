@@ -1,14 +1,19 @@
 /* fuzz_model: the model loaders on untrusted bytes (see tests/fuzz.h for how it is built).
  *
- * Modes (FUZZ_MODE; one libFuzzer binary each: `make fuzz`):
- *   0 fuzz_safetensors  HF safetensors: the input is "config.json NUL safetensors" (no NUL:
- *                       no config.json, the shape comes from the tensors)
- *   1 fuzz_llmc         llm.c's .bin (versions 3 and 5)
- *   2 fuzz_llama2c      llama2.c's .bin
- *   3 fuzz_ckpt         our checkpoint, then its optimizer and training state (resume)
- *   4 (replay only)     the format detection of llm_model_load_memory on all of them
- * Each mode calls that format's loader on the bytes in memory (the same code
- * llm_model_load runs on a mapped file). Invariants: a load that fails says so with
+ * Modes (FUZZ_MODE; one libFuzzer binary each: `make fuzz`), all through
+ * llm_model_load_memory (the same loaders llm_model_load runs on a mapped file):
+ *   0 fuzz_safetensors  HF safetensors: the input is "config.json NUL safetensors"; the
+ *                       config goes through the loader's config.json parser, then the
+ *                       safetensors loader as llm_model_load calls it with a config.json
+ *                       beside the file (no NUL: llm_model_load_memory, which takes the
+ *                       shape from the tensors)
+ *   1 fuzz_llmc         llm.c's .bin (versions 3 and 5): the first 4 bytes are set to its
+ *                       magic, so that every input reaches that loader
+ *   2 fuzz_llama2c      llama2.c's .bin (no magic: a plausible header is one)
+ *   3 fuzz_ckpt         our checkpoint (the magic set as for 1), then its optimizer and
+ *                       training state, as train_gpt2 --resume restores them
+ *   4 (replay only)     every corpus as it is, through the format detection
+ * Invariants: a load that fails says so with
  * LLM_ERR_FORMAT or LLM_ERR_UNSUPPORTED, a message and no model, and never allocates
  * for a shape the bytes do not hold (LLM_ERR_NOMEM, or libFuzzer's malloc limit, would
  * be a finding); a model that loads runs a forward, a backward and an AdamW step (which
@@ -76,36 +81,36 @@ static int fuzz_one(int mode, const uint8_t *data, size_t size) {
     llm_options opt;
     memset(&opt, 0, sizeof opt);
     opt.n_threads = 1;
-    /* not NULL for the public call: a failed llm_model_load_memory must clear it (the
-     * loaders behind it are called with NULL, as llm_model_load does) */
-    llm_model *m = mode == 4 ? (llm_model *)(void *)&opt : NULL;
+    llm_model *m = NULL;
     llm__map mp;
     llm_status s;
     llm__map_memory(&mp, data, size);
-    if (mode == 0) {
-        const uint8_t *z = (const uint8_t *)memchr(data, 0, size);
+    uint8_t *copy = NULL;   /* mode 1, 3: the input with the format's magic */
+    const uint8_t *z = mode == 0 ? (const uint8_t *)memchr(data, 0, size) : NULL;
+    if (z) {   /* config.json, then the safetensors loader, as llm_model_load with a config.json */
         llm_config c;
-        s = LLM_OK;
-        if (z) {
-            s = llm__hf_config_parse((const char *)data, (size_t)(z - data), "(memory)/config.json", &c);
-            llm__map_memory(&mp, z + 1, size - (size_t)(z + 1 - data));
-        }
+        s = llm__hf_config_parse((const char *)data, (size_t)(z - data), "(memory)/config.json", &c);
         if (s != LLM_OK) { fuzz_check(s == LLM_ERR_FORMAT && llm_last_error()[0]); return 0; }
-        s = llm__load_safetensors(&m, &mp, "(memory)", z ? &c : NULL, &opt);
-    } else if (mode == 1) {
-        s = llm__load_llmc(&m, &mp, "(memory)", &opt);
-    } else if (mode == 2) {
-        s = llm__load_llama2c(&m, &mp, "(memory)", &opt);
-    } else if (mode == 3) {
-        s = llm__load_ckpt(&m, &mp, "(memory)", &opt);
+        llm__map_memory(&mp, z + 1, size - (size_t)(z + 1 - data));
+        s = llm__load_safetensors(&m, &mp, "(memory)", &c, &opt);
     } else {
+        if ((mode == 1 && size >= 4) || (mode == 3 && size >= 8)) {
+            copy = (uint8_t *)malloc(size);
+            memcpy(copy, data, size);
+            if (mode == 1) { const uint8_t magic[4] = {0xc6, 0xd7, 0x34, 0x01}; memcpy(copy, magic, 4); }   /* 20240326 */
+            else memcpy(copy, "LLMHCKPT", 8);
+            data = copy;
+            llm__map_memory(&mp, data, size);
+        }
+        m = (llm_model *)(void *)&opt;   /* not NULL: a failed load must clear it */
         s = llm_model_load_memory(&m, data, size, &opt);
     }
-    if (s != LLM_OK) { failed_cleanly(s, m); return 0; }
+    if (s != LLM_OK) { failed_cleanly(s, m); free(copy); return 0; }
     fuzz_check(m != NULL);
     if (mode == 3) resume(m, &mp);
     exercise(m);
     llm_model_free(m);
+    free(copy);
     return 0;
 }
 
