@@ -14,9 +14,11 @@
 #   make valgrind   memcheck on the examples' typical runs
 #   make tsan       the thread pool and two models in two threads under ThreadSanitizer
 #   make bench      benchmarks (speed is measured here, never in tests)
-#   make demo       train a small GPT-2 on Tiny Shakespeare, then generate
+#   make demo       train a tokenizer and a small model on Tiny Shakespeare, then generate
+#   make demo-gpt2  the same with GPT-2's 50,257-token vocabulary
 #   make data       fetch the data files into data/ (or copy them from ../shared/data)
 #   make cuda       the CUDA companion, examples and tests built with nvcc
+#   make test-warnings, test-install, test-windows, test-arm   portability (.ci/run runs them)
 #
 # A test is a program that prints "name: N passed, N failed, N skipped" last;
 # tests/run.sh runs a list of them (in parallel with -j) and ends with the total. To
@@ -39,8 +41,11 @@ NPROC   := $(shell nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null ||
 EXAMPLES := $(patsubst examples/%.c,$(B)/%,$(wildcard examples/*.c))
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_*.c))
 # The CUDA tests on the CPU, through tests/cuda_emu.h (see the CUDA block below).
-EMUTESTS    := $(B)/emu/tests/test_cuda $(B)/emu/tests/test_dist $(B)/emu/tests/test_cuda_emu $(B)/emu/tests/test_cuda_attn16
-EMUSANTESTS := $(B)/emu/san/test_cuda $(B)/emu/san/test_dist $(B)/emu/san/test_cuda_emu $(B)/emu/san/test_cuda_attn16
+EMUTESTS    := $(B)/emu/tests/test_cuda $(B)/emu/tests/test_dist $(B)/emu/tests/test_cuda_emu $(B)/emu/tests/test_cuda_attn16 \
+               $(B)/emu/tests/test_cuda_scaler
+EMUSANTESTS := $(B)/emu/san/test_cuda $(B)/emu/san/test_dist $(B)/emu/san/test_cuda_emu $(B)/emu/san/test_cuda_attn16 \
+               $(B)/emu/san/test_cuda_scaler
+
 EMUEXAMPLES := $(B)/emu/generate $(B)/emu/train_gpt2 $(B)/emu/chat $(B)/emu/bench_cuda
 
 # ---- the test programs ---------------------------------------------------------------
@@ -57,16 +62,18 @@ TESTS      := $(addprefix $(B)/tests/,$(TEST_NAMES))
 CLANG      := $(shell command -v clang 2>/dev/null)
 TEST_BINS  := $(TESTS) $(B)/tests/test_cpp $(if $(CLANG),$(B)/tests/test_options_c11)
 # What `make test` runs: the programs, then the examples as users run them.
-TEST_RUN   := $(TEST_BINS) tests/test_examples.sh
+TEST_RUN   := $(TEST_BINS) tests/test_examples.sh tests/test_colab.py
 TEST_ENV    = LLM_FIXTURES=$(CURDIR)/tests/fixtures LLM_FUZZ_DIR=$(CURDIR)/tests/fuzz LLM_BUILD=$(B)
 
 .PHONY: all test test-build check check-build test-big fixtures fixtures-update fuzz fuzz-build \
-        fuzz-seeds valgrind tsan bench demo data clean cuda
+        fuzz-seeds valgrind tsan bench demo demo-gpt2 data clean cuda
 all: $(EXAMPLES)
 
 $(B)/%: examples/%.c llm.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $< -o $@ $(LDLIBS)
+# the loss plot (--plot) of the trainer, and its test
+$(B)/train_gpt2 $(B)/cuda/train_gpt2 $(B)/emu/train_gpt2 $(B)/tests/test_plot $(B)/san/test_plot: examples/plot.h
 
 $(B)/llm.o: tests/llm_impl.c llm.h
 	@mkdir -p $(dir $@)
@@ -198,9 +205,13 @@ $(B)/bench/%: bench/%.c llm.h
 bench: $(BENCHES) all
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
 
-# The README's first command: train a small GPT-2 on Tiny Shakespeare, then generate.
-demo: all
+# The README's first command: train a tokenizer and a small model on Tiny Shakespeare,
+# then generate. demo-gpt2: the earlier demo, with GPT-2's vocabulary.
+# (the scripts build what they need, in parallel)
+demo:
 	@scripts/demo.sh
+demo-gpt2:
+	@scripts/demo_gpt2.sh
 
 # Data files into data/ (downloaded and checked, or copied from ../shared/data offline).
 data:
@@ -243,6 +254,10 @@ $(B)/cuda/tests/test_cuda_attn16: tests/test_cuda_attn16.c $(B)/cuda/llm_cuda.o 
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
 
+$(B)/cuda/tests/test_cuda_scaler: tests/test_cuda_scaler.c $(B)/cuda/llm_cuda.o llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
+
 $(B)/cuda/%: examples/%.c $(B)/cuda/llm_cuda.o llm.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
@@ -259,8 +274,10 @@ cuda: $(B)/cuda/bench_cuda
 bench-cuda: $(B)/cuda/bench_cuda
 	$(B)/cuda/bench_cuda
 
-cuda: $(B)/cuda/llm_cuda.o $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(B)/cuda/tests/test_cuda_attn16 $(CUDA_EXAMPLES)
-	@tests/run.sh $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(B)/cuda/tests/test_cuda_attn16
+cuda: $(B)/cuda/llm_cuda.o $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(B)/cuda/tests/test_cuda_attn16 \
+      $(B)/cuda/tests/test_cuda_scaler $(CUDA_EXAMPLES)
+	@tests/run.sh $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(B)/cuda/tests/test_cuda_attn16 \
+	  $(B)/cuda/tests/test_cuda_scaler
 
 # ---- CUDA without a GPU: llm_cuda.cu compiled by the host C++ compiler against
 # tests/cuda_emu.h, which runs its kernels on the CPU (each CUDA thread a fiber) and
@@ -302,3 +319,145 @@ $(B)/emu/san/%: tests/%.c $(B)/emu/san/llm_cuda.o llm.h tests/test.h
 	$(CXX) $(SAN) $@.o $(B)/emu/san/llm_cuda.o -o $@ $(LDLIBS)
 # test_cuda builds models from the committed PyTorch fixtures through tests/ref.h.
 $(B)/cuda/tests/test_cuda $(B)/emu/tests/test_cuda $(B)/emu/san/test_cuda: tests/ref.h
+
+# ---- ARM64 under qemu: `make test-arm` cross-builds every test with aarch64-linux-gnu-gcc
+# and runs it under qemu-aarch64 (Debian: gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+# qemu-user), once at the best SIMD level there (NEON) and once with LLM_SIMD=scalar.
+# Each run goes through a two-line wrapper script (build/arm/{neon,scalar}/test_x), so
+# tests/run.sh adds them up as usual. Built with -DLLM_TEST_SAN=1 like the sanitizer
+# copies: the heaviest cases are left out (qemu runs ~50x slower), every kernel and model
+# test still runs at smaller shapes.
+ARM_CC    ?= aarch64-linux-gnu-gcc
+QEMU_ARM  ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
+ARM_TESTS := $(patsubst tests/%.c,$(B)/arm/tests/%,$(wildcard tests/test_*.c))
+ARM_RUNS  := $(patsubst $(B)/arm/tests/%,$(B)/arm/neon/%,$(ARM_TESTS)) \
+             $(patsubst $(B)/arm/tests/%,$(B)/arm/scalar/%,$(ARM_TESTS))
+.PHONY: test-arm
+$(B)/arm/llm.o: tests/llm_impl.c llm.h
+	@mkdir -p $(dir $@)
+	$(ARM_CC) $(OPT) -g -std=c99 -Wall -Wextra -pthread -I. -c $< -o $@
+$(B)/arm/tests/%: tests/%.c $(B)/arm/llm.o llm.h $(TEST_HDRS)
+	@mkdir -p $(dir $@)
+	$(ARM_CC) $(OPT) -g -std=c99 -Wall -Wextra -pthread -DLLM_TEST_SAN=1 -I. $< \
+	  $(if $(filter $*,$(TEST_SELF)),,$(B)/arm/llm.o) -o $@ $(LDLIBS)
+$(B)/arm/neon/%: $(B)/arm/tests/%
+	@mkdir -p $(dir $@)
+	@printf '#!/bin/sh\nexec $(QEMU_ARM) %s "$$@"\n' $< > $@ && chmod +x $@
+$(B)/arm/scalar/%: $(B)/arm/tests/%
+	@mkdir -p $(dir $@)
+	@printf '#!/bin/sh\nLLM_SIMD=scalar exec $(QEMU_ARM) %s "$$@"\n' $< > $@ && chmod +x $@
+test-arm: all $(ARM_RUNS)
+	@$(TEST_ENV) tests/run.sh $(ARM_RUNS)
+
+# ---- Windows, install, C++ (platform portability) ------------------------------------------
+# `make test-windows`: the plain test suite cross-built with MinGW-w64 and run under wine
+# (Debian: gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 wine wine64). Beside each test .exe a
+# small script runs it under wine, so tests/run.sh takes them as it takes the native tests.
+# The examples are cross-built too. Then tests/test_windows_bits.sh: test_platform's training
+# losses, printed with %a on each SIMD level, and generate's text must be the same bits on
+# Windows as on Linux.
+WINCC    ?= x86_64-w64-mingw32-gcc
+WINCXX   ?= x86_64-w64-mingw32-g++
+WINE     ?= wine
+WINFLAGS := $(OPT) -Wall -Wextra -I.
+# static: no MinGW DLLs to find at run time; winpthread only for the tests that make threads
+WINLIBS  := -static -lm -lpthread
+WINENV   := WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" LC_ALL=C.UTF-8
+WINTESTS := $(patsubst tests/%.c,$(B)/win/tests/%,$(wildcard tests/test_*.c)) \
+            $(B)/win/tests/test_cpp $(B)/win/tests/test_options_c11
+WINEXAMPLES := $(patsubst examples/%.c,$(B)/win/%.exe,$(wildcard examples/*.c)) $(B)/win/cpp_chat.exe
+
+.PHONY: test-windows
+.PRECIOUS: $(B)/win/tests/%.exe
+$(B)/win/llm.o: tests/llm_impl.c llm.h
+	@mkdir -p $(dir $@)
+	$(WINCC) $(WINFLAGS) -std=c99 -c $< -o $@
+$(B)/win/tests/%.exe: tests/%.c $(B)/win/llm.o llm.h $(TEST_HDRS)
+	@mkdir -p $(dir $@)
+	$(WINCC) $(WINFLAGS) -std=c99 $< $(if $(filter $*,$(TEST_SELF)),,$(B)/win/llm.o) -o $@ $(WINLIBS)
+$(B)/win/tests/test_options_c11.exe: tests/test_options.c llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(WINCC) $(WINFLAGS) -std=c11 $< -o $@ $(WINLIBS)
+$(B)/win/tests/test_cpp.exe: tests/test_cpp.cpp llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(WINCXX) $(WINFLAGS) -std=c++11 $< -o $@ $(WINLIBS)
+$(B)/win/%.exe: examples/%.c llm.h
+	@mkdir -p $(dir $@)
+	$(WINCC) $(WINFLAGS) -std=c99 $< -o $@ $(WINLIBS)
+$(B)/win/cpp_chat.exe: examples/cpp_chat.cpp llm.h
+	@mkdir -p $(dir $@)
+	$(WINCXX) $(WINFLAGS) -std=c++11 $< -o $@ $(WINLIBS)
+$(B)/win/tests/%: $(B)/win/tests/%.exe
+	@printf '#!/usr/bin/env bash\n# %s under wine, its CRLF line ends made LF\n%s "$$0.exe" "$$@" 2>&1 | tr -d "\\r"\nexit $${PIPESTATUS[0]}\n' \
+	  '$(notdir $<)' '$(WINE)' > $@ && chmod +x $@
+
+test-windows: $(WINTESTS) $(WINEXAMPLES) $(B)/tests/test_platform $(B)/generate
+	@$(WINENV) WINE="$(WINE)" LLM_FIXTURES=tests/fixtures LLM_FUZZ_DIR=tests/fuzz LLM_BUILD=$(B) tests/run.sh $(WINTESTS) tests/test_windows_bits.sh
+
+# `make test-warnings`: the implementation compiled with -Wall -Wextra -Wpedantic -Werror by
+# gcc, clang (also -Wvla -Wgnu: no VLAs or GNU-only syntax, which MSVC rejects) and MinGW-w64
+# (its gcc, and clang with its headers), as C99, C11 and C++11, and with LLM_NO_THREADS and
+# LLM_STATIC; its macOS lines with -D__APPLE__ (on glibc's headers: the syntax, not the SDK).
+# Then as a compiler that is neither GNU nor clang sees it (clang with __GNUC__
+# and __clang__ undefined: no builtins, no attributes, the scalar kernels, a pool that sleeps
+# and counts under its mutex), where test_platform is also run.
+WARN  := -Wall -Wextra -Wpedantic -Werror -I.
+NOGNU := -U__GNUC__ -U__GNUC_MINOR__ -U__GNUC_PATCHLEVEL__ -U__clang__ -Wno-builtin-macro-redefined \
+         -Wno-literal-range -Wno-unused-function
+MINGW_INC   := /usr/x86_64-w64-mingw32/include
+CLANG_MINGW := --target=x86_64-w64-windows-gnu -isystem $(MINGW_INC)
+.PHONY: test-warnings
+test-warnings:
+	@mkdir -p $(B)/warn
+	@printf '#define LLM_IMPLEMENTATION\n#include "llm.h"\nint main(void) { return llm_cpu_count() > 0 ? 0 : 1; }\n' > $(B)/warn/impl.c
+	@set -e; n=0; for c in \
+	    "$(CC) -std=c99" "$(CC) -std=c11" "$(CC) -std=c99 -DLLM_NO_THREADS" "$(CC) -std=c99 -DLLM_STATIC" \
+	    "$(CXX) -x c++ -std=c++11" \
+	    $(if $(CLANG),"$(CLANG) -std=c99 -Wvla -Wgnu" "$(CLANG) -std=c11 -Wvla -Wgnu -fms-extensions" \
+	      "$(CLANG)++ -x c++ -std=c++11 -Wvla" "$(CLANG) -std=c11 -Wvla $(NOGNU)" \
+	      "$(CLANG) -std=c99 -D__APPLE__" "$(CLANG)++ -x c++ -std=c++11 -D__APPLE__") \
+	    $(if $(shell command -v $(WINCC)),"$(WINCC) -std=c99" "$(WINCC) -std=c11" "$(WINCC) -std=c99 -DLLM_NO_THREADS" \
+	      "$(WINCXX) -x c++ -std=c++11") \
+	    $(if $(and $(CLANG),$(wildcard $(MINGW_INC)/windows.h)),"$(CLANG) $(CLANG_MINGW) -std=c99" \
+	      "$(CLANG) $(CLANG_MINGW) -std=c11" "$(CLANG)++ $(CLANG_MINGW) -x c++ -std=c++11"); do \
+	  $${c%% *} $(WARN) $${c#* } -fsyntax-only $(B)/warn/impl.c || { echo "FAIL warnings: $$c"; exit 1; }; n=$$((n+1)); \
+	done; echo "no warnings from $$n compilers and modes (-Wall -Wextra -Wpedantic -Werror)"
+	@if [ -n "$(CLANG)" ]; then \
+	  $(CLANG) $(OPT) -std=c11 -Wall -Wextra $(NOGNU) -I. tests/test_platform.c -o $(B)/warn/test_platform_nognu $(LDLIBS) && \
+	  { out=$$($(B)/warn/test_platform_nognu 2>&1) || { printf '%s\n' "$$out"; exit 1; }; \
+	    printf '%s\n' "$$out" | sed 's/^test_platform:/test_platform (no GNU extensions):/'; }; \
+	else echo "SKIP test-warnings: no clang for the non-GNU build"; fi
+
+# `make install PREFIX=/usr/local` (and DESTDIR= for staging): include/llm.h and
+# include/llm_cuda.cu, lib/pkgconfig/llm.pc, lib/cmake/llm/ (find_package(llm)). The same
+# files as `cmake --install`. `make uninstall` removes them.
+PREFIX      ?= /usr/local
+LLM_VERSION := $(shell sed -n 's/^\#define LLM_VERSION "\(.*\)"/\1/p' llm.h)
+INSTALL_DIR  = $(DESTDIR)$(PREFIX)
+.PHONY: install uninstall test-install
+install:
+	install -d $(INSTALL_DIR)/include $(INSTALL_DIR)/lib/pkgconfig $(INSTALL_DIR)/lib/cmake/llm
+	install -m 644 llm.h llm_cuda.cu $(INSTALL_DIR)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(LLM_VERSION)|' cmake/llm.pc.in > $(INSTALL_DIR)/lib/pkgconfig/llm.pc
+	install -m 644 cmake/llmConfig.cmake $(INSTALL_DIR)/lib/cmake/llm/
+	sed -e 's|@VERSION@|$(LLM_VERSION)|' cmake/llmConfigVersion.cmake.in > $(INSTALL_DIR)/lib/cmake/llm/llmConfigVersion.cmake
+uninstall:
+	rm -f $(INSTALL_DIR)/include/llm.h $(INSTALL_DIR)/include/llm_cuda.cu $(INSTALL_DIR)/lib/pkgconfig/llm.pc \
+	  $(INSTALL_DIR)/lib/cmake/llm/llmConfig.cmake $(INSTALL_DIR)/lib/cmake/llm/llmConfigVersion.cmake
+	-rmdir $(INSTALL_DIR)/lib/cmake/llm
+
+# C++: examples/cpp_chat.cpp (RAII over the C API), as C++11 and as C++20.
+all: $(B)/cpp_chat
+$(B)/cpp_chat: examples/cpp_chat.cpp llm.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(OPT) -std=c++11 -Wall -Wextra -Wpedantic -pthread -I. $< -o $@ $(LDLIBS)
+$(B)/cpp_chat20: examples/cpp_chat.cpp llm.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(OPT) -std=c++20 -Wall -Wextra -Wpedantic -pthread -I. $< -o $@ $(LDLIBS)
+
+# `make test-install`: tests/test_install.sh. examples/external, copied out of the tree, built
+# against an installed llm.h with pkg-config and with CMake (find_package after `make install`
+# or `cmake --install`, and add_subdirectory), each run; cpp_chat as C++11 and C++20 must
+# reply as examples/chat does, byte for byte.
+test-install: $(B)/cpp_chat $(B)/cpp_chat20 $(B)/chat
+	@LLM_BUILD=$(B) CC="$(CC)" tests/run.sh tests/test_install.sh

@@ -2,13 +2,14 @@
  *
  *   build/generate -m MODEL [-z TOKENIZER] [-p PROMPT] [-n N] [--temp T] [--top-k K]
  *                  [--top-p P] [--seed S] [--ids] [--threads N] [--device cpu|cuda]
- *                  [--precision fp32|bf16]
+ *                  [--precision fp32|bf16|fp16]
  *
  *   -m MODEL     HF GPT-2 model.safetensors (or its folder), llm.c gpt2_*.bin, llama2.c
  *                model .bin, or an llm.h checkpoint: the format is read from the file
  *   -z TOK       Llama: llama2.c tokenizer.bin (default: tok<V>.bin, then tokenizer.bin,
  *                beside the model); GPT-2: a vocabulary folder or file (default:
- *                $LLM_DATA/gpt2, data/gpt2, ../shared/data/gpt2)
+ *                $LLM_DATA/gpt2, data/gpt2, ../shared/data/gpt2). A Llama model may
+ *                use a byte-level BPE folder or file too (as make demo's does)
  *   -p PROMPT    the text to continue (default: none)
  *   -n N         positions in all, the prompt included, as llama2.c's -n (default 256;
  *                0 or more than the context: the model's context length)
@@ -19,8 +20,10 @@
  *   --ids        print the generated ids one per line instead of text
  *   --threads N  CPU threads (default: all cores)
  *   --device D   cpu or, when built with llm_cuda.cu (make cuda), cuda
- *   --precision P  fp32 (default) or bf16: matmuls with bf16 operands and fp32
- *                accumulation (CPU: needs AVX512-BF16, else fp32; CUDA: sm_80+)
+ *   --precision P  fp32 (default), bf16: matmuls with bf16 operands and fp32
+ *                accumulation (CPU: needs AVX512-BF16, else fp32; CUDA: sm_80+), or
+ *                fp16: the same with fp16 on the GPU only (--device cuda, sm_70+, e.g.
+ *                the T4); the CPU has no fp16 kernels, so fp16 there is refused
  *
  * Llama models behave exactly as llama2.c's run.c: the prompt is encoded with BOS and
  * echoed, generation stops at BOS or after N positions, single bytes that are neither
@@ -31,7 +34,11 @@
  * characters. Prefill and decode speeds are printed to stderr at the end. */
 #define LLM_IMPLEMENTATION
 #include "llm.h"
+#include "common.h"
 #include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 typedef struct {
@@ -65,11 +72,6 @@ static int on_token(void *ud, int item, int id, const char *text, size_t len, fl
     return 0;
 }
 
-static int file_exists(const char *p) {
-    FILE *f = fopen(p, "rb");
-    if (f) fclose(f);
-    return f != NULL;
-}
 
 /* Llama tokenizer beside the model: tok<V>.bin, then tokenizer.bin. */
 static void llama_default_tok(const char *model, int V, char *out, size_t cap) {
@@ -78,25 +80,15 @@ static void llama_default_tok(const char *model, int V, char *out, size_t cap) {
     char *slash = strrchr(dir, '/');
     if (slash) slash[1] = 0; else dir[0] = 0;
     snprintf(out, cap, "%stok%d.bin", dir, V);
-    if (file_exists(out)) return;
+    if (ex_file_exists(out)) return;
     snprintf(out, cap, "%stokenizer.bin", dir);
 }
 
-static llm_status gpt2_default_tok(llm_tokenizer **tok) {
-    char path[4096];
-    const char *env = getenv("LLM_DATA");
-    if (env && *env) {
-        snprintf(path, sizeof path, "%s/gpt2", env);
-        if (llm_tokenizer_load(tok, path) == LLM_OK) return LLM_OK;
-    }
-    if (llm_tokenizer_load(tok, "data/gpt2") == LLM_OK) return LLM_OK;
-    return llm_tokenizer_load(tok, "../shared/data/gpt2");
-}
 
 static void usage(const char *argv0) {
     fprintf(stderr, "usage: %s -m MODEL [-z TOKENIZER] [-p PROMPT] [-n N] [--temp T] [--top-k K] "
                     "[--top-p P] [--seed S] [--ids] [--threads N] [--device cpu|cuda] "
-                    "[--precision fp32|bf16]\n", argv0);
+                    "[--precision fp32|bf16|fp16]\n", argv0);
 }
 
 int main(int argc, char **argv) {
@@ -111,12 +103,12 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "-m")) model_path = v;
         else if (!strcmp(a, "-z")) tok_path = v;
         else if (!strcmp(a, "-p") || !strcmp(a, "-i")) prompt = v;
-        else if (!strcmp(a, "-n")) steps = atoi(v);
-        else if (!strcmp(a, "--temp") || !strcmp(a, "-t")) temp = (float)atof(v);
-        else if (!strcmp(a, "--top-k")) top_k = atoi(v);
-        else if (!strcmp(a, "--top-p")) top_p = (float)atof(v);
-        else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "-n")) { if (!ex_int(a, v, &steps)) return 2; }
+        else if (!strcmp(a, "--temp") || !strcmp(a, "-t")) { if (!ex_float(a, v, &temp)) return 2; }
+        else if (!strcmp(a, "--top-k")) { if (!ex_int(a, v, &top_k)) return 2; }
+        else if (!strcmp(a, "--top-p")) { if (!ex_float(a, v, &top_p)) return 2; }
+        else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) { if (!ex_u64(a, v, &seed)) return 2; }
+        else if (!strcmp(a, "--threads")) { if (!ex_int(a, v, &threads)) return 2; }
         else if (!strcmp(a, "--device")) device = v;
         else if (!strcmp(a, "--precision")) precision = v;
         else { usage(argv[0]); return 2; }
@@ -130,8 +122,14 @@ int main(int argc, char **argv) {
     memset(&opt, 0, sizeof opt);
     opt.n_threads = threads;
     if (!strcmp(precision, "bf16")) opt.bf16 = 1;
+    else if (!strcmp(precision, "fp16")) opt.fp16 = 1;
     else if (strcmp(precision, "fp32") != 0) {
-        fprintf(stderr, "generate: unknown precision '%s' (fp32 or bf16)\n", precision);
+        fprintf(stderr, "generate: unknown precision '%s' (fp32, bf16 or fp16)\n", precision);
+        return 2;
+    }
+    if (opt.fp16 && strcmp(device, "cuda") != 0) {
+        fprintf(stderr, "generate: --precision fp16 runs on a GPU (--device cuda, sm_70+); the CPU has no fp16 "
+                        "kernels: use fp32, or bf16 on a CPU with AVX512-BF16\n");
         return 2;
     }
     if (!strcmp(device, "cuda")) {
@@ -157,6 +155,8 @@ int main(int argc, char **argv) {
     llm_llama_tokenizer *ltok = NULL;
     llm_tokenizer *gtok = NULL;
     int rc = 1, np = 0, n_out = 0;
+    /* a Llama model with a byte-level BPE vocabulary (make demo): GPT-2's text handling */
+    if (llama && tok_path && llm_tokenizer_load(&gtok, tok_path) == LLM_OK) pr.llama = llama = 0;
     llm_generate_stats stats;
     llm_finish why;
     llm_generate_config gc = llm_generate_config_default();
@@ -186,7 +186,7 @@ int main(int argc, char **argv) {
         gc.piece = llm_piece_llama; gc.piece_ud = ltok;
         gc.stop_token = LLM_LLAMA_BOS;    /* run.c: BOS delimits sequences */
     } else {
-        if ((tok_path ? llm_tokenizer_load(&gtok, tok_path) : gpt2_default_tok(&gtok)) != LLM_OK) {
+        if (!gtok && (tok_path ? llm_tokenizer_load(&gtok, tok_path) : ex_load_gpt2_tokenizer(&gtok, NULL)) != LLM_OK) {
             fprintf(stderr, "generate: %s\n", llm_last_error()); goto done;
         }
         if (llm_tokenizer_vocab_size(gtok) != V) {
@@ -238,12 +238,12 @@ int main(int argc, char **argv) {
     if (!ids) printf("\n");
     fflush(stdout);
     /* the precision in effect: the CPU's bf16 needs AVX512-BF16 (llm.h's own check) */
-    const char *prec = !opt.bf16 ? "fp32" : opt.backend || llm_bf16_supported() ? "bf16 matmuls"
-                     : "fp32, no AVX512-BF16";
+    const char *prec = opt.fp16 ? "fp16 matmuls" : !opt.bf16 ? "fp32"
+                     : opt.backend || llm_bf16_supported() ? "bf16 matmuls" : "fp32, no AVX512-BF16";
     fprintf(stderr, "prefill: %d tokens, %.1f tok/s; decode: %d tokens, %.1f tok/s (%s, %s, %s)\n",
             stats.prefill_tokens, stats.prefill_seconds > 0 ? stats.prefill_tokens / stats.prefill_seconds : 0.0,
             stats.decode_tokens, stats.decode_seconds > 0 ? stats.decode_tokens / stats.decode_seconds : 0.0,
-            llama ? "llama" : "gpt2", device, prec);
+            cfg.arch == LLM_ARCH_LLAMA ? "llama" : "gpt2", device, prec);
     rc = 0;
 done:
     llm_kv_free(kv);

@@ -13,6 +13,17 @@
  *
  *   val step 12/100 | val loss 6.234567 | 420.0 ms
  *
+ * With --precision fp16 (CUDA) the gradients are loss-scaled; a step whose gradient
+ * overflowed fp16 is skipped, and its line ends "| skipped: ..., loss scale now S".
+ *
+ * --log FILE.jsonl writes the same as JSON, one line per step and per validation:
+ *
+ *   {"step":12,"loss":6.123456,"lr":3.0000e-04,"norm":1.2345,"ms":812.3,"tok_s":315.2}
+ *   {"step":12,"val_loss":6.234567,"ms":420.0}
+ *
+ * and --plot FILE.svg draws the training and validation loss against the step
+ * (examples/plot.h), rewritten at every validation and at the end.
+ *
  * Data parallel over W GPUs, one process each, as torchrun runs PyTorch's DDP:
  *
  *   torchrun --nproc_per_node=8 --no-python build/cuda/train_gpt2 --device cuda --dist-id /tmp/id ...
@@ -27,6 +38,12 @@
 #define _POSIX_C_SOURCE 200809L   /* clock_gettime, getenv */
 #define LLM_IMPLEMENTATION
 #include "llm.h"
+#include "common.h"
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "plot.h"
 #include <time.h>
 
 static void usage(const char *argv0) {
@@ -57,7 +74,10 @@ static void usage(const char *argv0) {
         "  --threads N        CPU threads (all cores)\n"
         "  --device cpu|cuda  cuda needs a build with -DLLM_CUDA=1 (make cuda)\n"
         "  --precision P      fp32 (default) or bf16: matmuls with bf16 operands, fp32 accumulation\n"
-        "                     (CPU: needs AVX512-BF16, else fp32; CUDA: tensor cores, sm_80+)\n"
+        "                     (CPU: needs AVX512-BF16, else fp32; CUDA: tensor cores, sm_80+), or\n"
+        "                     fp16: the same in fp16, CUDA only (sm_70+, e.g. the T4), with dynamic\n"
+        "                     loss scaling (from 65536, x2 after 2000 good steps, x0.5 and the step\n"
+        "                     skipped when a gradient overflows)\n"
         "data parallel (CUDA, one process per GPU; torchrun's RANK, WORLD_SIZE, LOCAL_RANK are read\n"
         "when these are absent; LOCAL_RANK, else the rank modulo the GPU count, picks the GPU):\n"
         "  --dist-rank R --dist-world W   this process's rank in [0, W)\n"
@@ -69,6 +89,8 @@ static void usage(const char *argv0) {
         "  --eval-every N     validation loss every N steps (0: only at start and end)\n"
         "  --eval-batches K   batches per validation (20)\n"
         "  --print-every N    print every Nth step line (1)\n"
+        "  --log FILE.jsonl   every step and validation as a JSON line (appended to with --resume)\n"
+        "  --plot FILE.svg    the training and validation loss curves, redrawn at each validation\n"
         "  --sample N         after training, generate N tokens (GPT-2 tokenizer needed)\n"
         "  --temp X --top-k K sampling for --sample (0 = greedy, the default)\n"
         "  --vocab DIR        GPT-2 tokenizer for --sample ($LLM_DATA/gpt2, data/gpt2, ../shared/data/gpt2)\n",
@@ -103,17 +125,7 @@ static int env_int(const char *name, int def) {
 }
 
 /* The GPT-2 tokenizer from --vocab or the default places (as build/tokenize). */
-static llm_status load_tokenizer(llm_tokenizer **tok, const char *vocab) {
-    char path[4096];
-    const char *env = getenv("LLM_DATA");
-    if (vocab) return llm_tokenizer_load(tok, vocab);
-    if (env && *env) {
-        snprintf(path, sizeof path, "%s/gpt2", env);
-        if (llm_tokenizer_load(tok, path) == LLM_OK) return LLM_OK;
-    }
-    if (llm_tokenizer_load(tok, "data/gpt2") == LLM_OK) return LLM_OK;
-    return llm_tokenizer_load(tok, "../shared/data/gpt2");
-}
+static llm_status load_tokenizer(llm_tokenizer **tok, const char *vocab) { return ex_load_gpt2_tokenizer(tok, vocab); }
 
 /* Generate n tokens after <|endoftext|> with a full forward over the last maxT tokens
  * each step (simple, not fast: build/generate uses a KV cache) and print them. */
@@ -165,6 +177,49 @@ done:
     return rc;
 }
 
+/* ---- --log and --plot ---- */
+static FILE *g_log;                        /* --log: one JSON line per step and validation */
+static const char *g_plot;                 /* --plot: the SVG, redrawn at each validation */
+static double *g_curve[4];                 /* train step, train loss, val step, val loss */
+static int g_n[2], g_cap[2];               /* points in the train / val curves */
+
+static void add_point(int c, double x, double y) {
+    if (g_n[c] == g_cap[c]) {
+        int cap = g_cap[c] ? 2 * g_cap[c] : 256;
+        double *a = (double *)realloc(g_curve[2 * c], (size_t)cap * sizeof(double));
+        if (a) g_curve[2 * c] = a;
+        double *b = (double *)realloc(g_curve[2 * c + 1], (size_t)cap * sizeof(double));
+        if (b) g_curve[2 * c + 1] = b;
+        if (!a || !b) return;              /* out of memory: the plot misses the point */
+        g_cap[c] = cap;
+    }
+    g_curve[2 * c][g_n[c]] = x;
+    g_curve[2 * c + 1][g_n[c]++] = y;
+}
+static void log_step(int step, double loss, float lr, float norm, double ms, double tok_s) {
+    if (g_log) {
+        fprintf(g_log, "{\"step\":%d,\"loss\":%.6f,\"lr\":%.4e,\"norm\":%.4f,\"ms\":%.1f,\"tok_s\":%.1f}\n",
+                step, loss, lr, norm, ms, tok_s);
+        fflush(g_log);
+    }
+    if (g_plot) add_point(0, step, loss);
+}
+static void write_plot(void) {
+    if (!g_plot) return;
+    plot_chart c;
+    plot_init(&c, "loss", "step", "cross-entropy loss");
+    plot_add(&c, "train", g_curve[0], g_curve[1], g_n[0], 0);
+    plot_add(&c, "val", g_curve[2], g_curve[3], g_n[1], 1);
+    if (plot_write(&c, g_plot) != 0) fprintf(stderr, "train_gpt2: --plot: cannot write %s\n", g_plot);
+}
+static void log_val(int step, float loss, double ms) {
+    if (g_log) {
+        fprintf(g_log, "{\"step\":%d,\"val_loss\":%.6f,\"ms\":%.1f}\n", step, loss, ms);
+        fflush(g_log);
+    }
+    if (g_plot) { add_point(1, step, loss); write_plot(); }
+}
+
 /* Mean loss over the first k batches of the validation loader (always the same ones,
  * so the numbers are comparable between evaluations and across resumed runs). */
 static int evaluate(llm_model *m, llm_loader *val, int k, int step, int total, float *out) {
@@ -173,8 +228,10 @@ static int evaluate(llm_model *m, llm_loader *val, int k, int step, int total, f
     float loss = 0;
     llm_loader_reset(val);
     if (llm_model_eval(m, val, k, &loss) != LLM_OK) return fail("validation");
-    printf("val step %d/%d | val loss %.6f | %.1f ms\n", step, total, loss, now_ms() - t0);
+    double ms = now_ms() - t0;
+    printf("val step %d/%d | val loss %.6f | %.1f ms\n", step, total, loss, ms);
     fflush(stdout);
+    log_val(step, loss, ms);
     if (out) *out = loss;
     return 0;
 }
@@ -197,7 +254,7 @@ static int parse_float(const char *s, float *out) {
 int main(int argc, char **argv) {
     const char *init = NULL, *resume = NULL, *train_path = NULL, *val_path = NULL, *out_path = NULL;
     const char *vocab = NULL, *arch = "gpt2", *device = "cpu", *schedule = "cosine";
-    const char *precision = "fp32", *dist_id = NULL;
+    const char *precision = "fp32", *dist_id = NULL, *log_path = NULL;
     const int unset = -2147483647 - 1;   /* below anything parse_int returns */
     int dist_rank = unset, dist_world = unset;
     int B = 4, T = 64, steps = 20, warmup = 0, accum = 1, threads = 0, shuffle = 1, seed = 1337;
@@ -225,6 +282,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--schedule")) sp = &schedule;
         else if (!strcmp(a, "--precision")) sp = &precision;
         else if (!strcmp(a, "--dist-id")) sp = &dist_id;
+        else if (!strcmp(a, "--log")) sp = &log_path;
+        else if (!strcmp(a, "--plot")) sp = &g_plot;
         else if (!strcmp(a, "--dist-rank")) ip = &dist_rank;
         else if (!strcmp(a, "--dist-world")) ip = &dist_world;
         else if (!strcmp(a, "-b")) ip = &B;
@@ -313,7 +372,13 @@ int main(int argc, char **argv) {
     opt.n_threads = threads;
     opt.dist_rank = g_rank; opt.dist_world = dist_world; opt.dist_id_file = dist_id;
     if (!strcmp(precision, "bf16")) opt.bf16 = 1;
-    else if (strcmp(precision, "fp32")) { fprintf(stderr, "train_gpt2: --precision is fp32 or bf16, not %s\n", precision); return 2; }
+    else if (!strcmp(precision, "fp16")) opt.fp16 = 1;
+    else if (strcmp(precision, "fp32")) { fprintf(stderr, "train_gpt2: --precision is fp32, bf16 or fp16, not %s\n", precision); return 2; }
+    if (opt.fp16 && strcmp(device, "cuda")) {
+        fprintf(stderr, "train_gpt2: --precision fp16 runs on a GPU (--device cuda, sm_70+); the CPU has no fp16 "
+                        "kernels: use fp32, or bf16 on a CPU with AVX512-BF16\n");
+        return 2;
+    }
     if (!strcmp(device, "cuda")) {
 #ifdef LLM_CUDA
         int ndev = llm_cuda_device_count();
@@ -392,7 +457,9 @@ int main(int argc, char **argv) {
         }
         if (vl.perm && (size_t)eval_batches > vl.n_batches) eval_batches = (int)vl.n_batches;
         /* what the matmuls really run in: the CPU's bf16 needs AVX512-BF16 */
-        const char *prec = !opt.bf16 ? "fp32"
+        const char *prec = opt.fp16 ? "fp16 matmuls and attention (tensor cores), fp32 elsewhere; dynamic loss "
+                                      "scaling from 65536 (x2 after 2000 good steps, x0.5 on overflow)"
+                         : !opt.bf16 ? "fp32"
                          : opt.backend ? "bf16 matmuls (tensor cores), fp32 elsewhere"
                          : llm_bf16_supported() ? "bf16 matmuls (AVX512-BF16), fp32 elsewhere"
                          : "fp32 (bf16 needs AVX512-BF16 and the avx512 SIMD level)";
@@ -413,6 +480,11 @@ int main(int argc, char **argv) {
                    (size_t)W * (size_t)B * (size_t)T * (size_t)accum);
         }
     }
+    if (lead && log_path && !(g_log = fopen(log_path, resume ? "a" : "w"))) {
+        fprintf(stderr, "train_gpt2: --log: cannot open %s\n", log_path);
+        rc = 1;
+        goto done;
+    }
     if (resume) {
         if (llm_loader_set_state(&tl, &ts) != LLM_OK) { rc = fail("--resume: data position"); goto done; }
         first = (int)ts.step;
@@ -424,6 +496,9 @@ int main(int argc, char **argv) {
     {
         llm_adamw_config ac = adam;
         ac.weight_decay = wd; ac.grad_clip = clip;
+        /* fp16: backward on S x the loss, so that small gradients do not underflow fp16;
+         * the step divides by S, or skips when a gradient overflowed (see llm_loss_scaler) */
+        llm_loss_scaler scaler = llm_loss_scaler_default(), *sc = opt.fp16 ? &scaler : NULL;
         size_t BT = (size_t)B * (size_t)T;
         /* in, tg (B,T); with W ranks also skip_in, skip_tg (B,T) for the other ranks' batches */
         int *in = (int *)malloc((W > 1 ? 4 : 2) * BT * sizeof(int)), *tg = in + BT, *skip = in + 2 * BT;
@@ -444,11 +519,12 @@ int main(int argc, char **argv) {
                 for (int j = 0; j < W && s == LLM_OK; j++)
                     s = j == g_rank ? llm_loader_next(&tl, in, tg) : llm_loader_next(&tl, skip, skip + BT);
                 if (s == LLM_OK && (s = llm_model_forward(m, in, tg, B, T, &l)) == LLM_OK)
-                    s = llm_model_backward(m, 1.0f / (float)accum);
+                    s = llm_model_backward(m, (sc ? sc->scale : 1.0f) / (float)accum);
                 loss += l / accum;
             }
             /* the step averages the gradients over the ranks; the loss to print likewise */
-            if (s == LLM_OK) s = llm_model_step(m, &ac, lr_now, &norm);
+            int skipped = 0;
+            if (s == LLM_OK) s = llm_model_step_scaled(m, &ac, lr_now, sc, &norm, &skipped);
             if (s == LLM_OK && dist_world > 0) {
                 float lf = (float)loss;
                 if ((s = llm_model_allreduce_mean(m, &lf, 1)) == LLM_OK) loss = lf;
@@ -458,10 +534,13 @@ int main(int argc, char **argv) {
             /* the first step warms caches and pages in memory: leave it out of the ETA */
             if (step > first) { total_ms += ms; timed++; }
             double avg = timed ? total_ms / timed : ms;
-            if (lead && ((step + 1) % print_every == 0 || step == first || step + 1 == steps)) {
-                printf("step %d/%d | loss %.6f | lr %.4e | norm %.4f | %.1f ms | %.0f tok/s | eta %.0fs\n",
+            if (lead) log_step(step + 1, loss, lr_now, norm, ms, (double)(BT * (size_t)accum * (size_t)W) / (ms / 1e3));
+            if (lead && ((step + 1) % print_every == 0 || step == first || step + 1 == steps || skipped)) {
+                printf("step %d/%d | loss %.6f | lr %.4e | norm %.4f | %.1f ms | %.0f tok/s | eta %.0fs",
                        step + 1, steps, loss, lr_now, norm, ms, (double)(BT * (size_t)accum * (size_t)W) / (ms / 1e3),
                        avg * (steps - step - 1) / 1e3);
+                if (skipped) printf(" | skipped: a gradient overflowed fp16, loss scale now %g", (double)sc->scale);
+                printf("\n");
                 fflush(stdout);
             }
             int last = step + 1 == steps;
@@ -478,9 +557,14 @@ int main(int argc, char **argv) {
         free(in);
         if (lead && timed) printf("mean %.1f ms/step, %.0f tok/s (after the first step)\n", total_ms / timed,
                                   (double)(BT * (size_t)accum * (size_t)W) * timed / (total_ms / 1e3));
+        if (lead && sc) printf("fp16 loss scaling: %lld of %d steps skipped, loss scale %g at the end\n", sc->skipped,
+                               steps - first, (double)sc->scale);
     }
+    if (lead) write_plot();
     if (lead && n_sample > 0) rc = sample_text(m, n_sample, temp, top_k, (uint64_t)seed, vocab);
 done:
+    if (g_log) fclose(g_log);
+    for (int k = 0; k < 4; k++) free(g_curve[k]);
     llm_loader_free(&tl);
     llm_loader_free(&vl);
     llm_dataset_close(train);

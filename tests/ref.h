@@ -14,13 +14,11 @@
  *   value[i]   = float32(float32(u(seed, i) * scale) + shift)       (each op rounded)
  *
  * Include after llm.h. The files go to a temporary directory that is removed at exit
- * (POSIX: mkdtemp; test.h asks for it). */
+ * (test_make_tmpdir: POSIX and Windows). */
 #ifndef LLM_TEST_REF_H
 #define LLM_TEST_REF_H
 #include "test.h"
 #include <stdint.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* ---- the generator ------------------------------------------------------------------ */
 static inline float ref_u(uint64_t seed, uint64_t i) {
@@ -161,7 +159,7 @@ static int ref__n_made;
 static inline void ref__cleanup(void) {
     for (int i = ref__n_made - 1; i >= 0; i--) { remove(ref__made[i]); free(ref__made[i]); }
     ref__n_made = 0;
-    if (ref__tmpdir[0]) rmdir(ref__tmpdir);
+    if (ref__tmpdir[0]) test_rmdir(ref__tmpdir);
 }
 /* A path named rel in this process's temporary directory, removed at exit (as are the
  * directories made by ref_tmp_dir). */
@@ -169,9 +167,7 @@ static inline const char *ref_tmp_path(const char *rel) {
     static char buf[4][1024];
     static int k;
     if (!ref__tmpdir[0]) {
-        const char *t = getenv("TMPDIR");
-        snprintf(ref__tmpdir, sizeof ref__tmpdir, "%s/llm_ref_XXXXXX", t && *t ? t : "/tmp");
-        if (!mkdtemp(ref__tmpdir)) { fprintf(stderr, "ref.h: mkdtemp %s failed\n", ref__tmpdir); exit(1); }
+        if (!test_make_tmpdir(ref__tmpdir, sizeof ref__tmpdir, "llm_ref")) { fprintf(stderr, "ref.h: no temporary directory\n"); exit(1); }
         atexit(ref__cleanup);
     }
     char *p = buf[k++ & 3];
@@ -186,7 +182,7 @@ static inline const char *ref_tmp_path(const char *rel) {
 }
 static inline const char *ref_tmp_dir(const char *rel) {
     const char *p = ref_tmp_path(rel);
-    mkdir(p, 0700);
+    test_mkdir(p);
     return p;
 }
 

@@ -19,6 +19,12 @@
 #include "test.h"
 #include "llm.h"
 #include "ref.h"
+#ifdef _WIN32
+int main(void) {
+    TEST_SKIP("test_save_crash: POSIX only (fork, setrlimit, SIGKILL)");
+    return TEST_END("test_save_crash");
+}
+#else
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/time.h>
@@ -225,3 +231,4 @@ int main(void) {
     llm_model_free(g_model);
     return TEST_END("test_save_crash");
 }
+#endif
