@@ -364,8 +364,17 @@ LLMDEF llm_status llm_model_create(llm_model **out, const llm_config *cfg,
 /* Load weights, detecting the format from the file's content: HuggingFace GPT-2
  * model.safetensors (or a folder holding it; config.json beside it is read when
  * present), llm.c's gpt2_*.bin (versions 3 fp32 and 5 bf16), llama2.c's model .bin,
- * or our checkpoint (llm_model_save). */
+ * or our checkpoint (llm_model_save). Every size in the file is checked against the
+ * file's length before anything is allocated: a malformed or truncated file gives
+ * LLM_ERR_FORMAT (or LLM_ERR_UNSUPPORTED), never a crash or a huge allocation. The file
+ * is memory-mapped during the call only. *out is NULL on failure. */
 LLMDEF llm_status llm_model_load(llm_model **out, const char *path, const llm_options *opt);
+/* The same from a file's bytes in memory, data[0..len) (only read during the call; the
+ * model keeps its own copy). No config.json is consulted: a safetensors GPT-2 takes its
+ * shape from its tensors, with n_head = n_embd / 64 (GPT-2's head size). Errors name
+ * the file "(memory)". */
+LLMDEF llm_status llm_model_load_memory(llm_model **out, const void *data, size_t len,
+                                        const llm_options *opt);
 LLMDEF void llm_model_free(llm_model *m);
 LLMDEF llm_config llm_model_config(const llm_model *m);   /* defaults filled in */
 LLMDEF size_t llm_model_num_params(const llm_model *m);
@@ -474,7 +483,11 @@ typedef struct llm_train_state {
     uint64_t epoch;
 } llm_train_state;
 /* Save weights (and, when with_optimizer, the AdamW moments and step count, plus ts
- * if not NULL). Written to path.tmp, then renamed: a crash never leaves a half file. */
+ * if not NULL). Crash-safe: written to path.tmp (its magic bytes last, so that a torn
+ * .tmp is never taken for a checkpoint), fsync'ed, renamed over path, and the directory
+ * fsync'ed (POSIX): a process killed at any point, or a power cut, leaves the previous
+ * file or the new one, whole. A failed write (a full disk) gives LLM_ERR_IO, removes
+ * path.tmp and leaves path as it was. */
 LLMDEF llm_status llm_model_save(const llm_model *m, const char *path, int with_optimizer,
                                  const llm_train_state *ts);
 /* Restore the optimizer and train state saved by llm_model_save into a model loaded
@@ -487,10 +500,15 @@ LLMDEF llm_status llm_model_load_train_state(llm_model *m, const char *path,
  * uint16 tokens. Memory-mapped where the platform allows. */
 typedef struct llm_dataset llm_dataset;
 LLMDEF llm_status llm_dataset_open(llm_dataset **out, const char *path);
+/* The same over a token file's bytes in memory, data[0..len): borrowed, so they must
+ * stay valid (and unchanged) until llm_dataset_close, and data must be 2-byte aligned
+ * (LLM_ERR_ARG otherwise; malloc'd memory is). */
+LLMDEF llm_status llm_dataset_open_memory(llm_dataset **out, const void *data, size_t len);
 LLMDEF void llm_dataset_close(llm_dataset *d);
 LLMDEF size_t llm_dataset_len(const llm_dataset *d);
 LLMDEF const uint16_t *llm_dataset_tokens(const llm_dataset *d);
-/* Write tokens in that layout (to path.tmp, then renamed). Ids must be < 65536. */
+/* Write tokens in that layout, crash-safe as llm_model_save. Ids must be < 65536, and
+ * at most 2^31 - 1 of them (the header's int32 count). */
 LLMDEF llm_status llm_dataset_write(const char *path, const int *tokens, size_t n);
 
 /* Serves (B, T+1) windows of tokens [begin, end) of a dataset: window j covers tokens
@@ -691,6 +709,10 @@ typedef struct llm_llama_tokenizer llm_llama_tokenizer;
  * inconsistent files give LLM_ERR_FORMAT naming the token. *out is NULL on failure. */
 LLMDEF llm_status llm_llama_tokenizer_load(llm_llama_tokenizer **out, const char *path,
                                            int vocab_size);
+/* The same from the file's bytes in memory, data[0..len) (only read during the call).
+ * Errors name the file "(memory)". */
+LLMDEF llm_status llm_llama_tokenizer_load_memory(llm_llama_tokenizer **out, const void *data,
+                                                  size_t len, int vocab_size);
 LLMDEF void llm_llama_tokenizer_free(llm_llama_tokenizer *t);       /* accepts NULL */
 LLMDEF int llm_llama_tokenizer_vocab_size(const llm_llama_tokenizer *t);
 /* The raw piece of token id (NUL-terminated; *len its length, may be NULL) and its
@@ -1157,7 +1179,7 @@ static int llm__is_dir(const char *path) {
 
 /* A read-only view of a whole file: memory-mapped where the platform can (weights and
  * token files are then paged in on demand and shared), else read into memory. */
-typedef struct llm__map { const unsigned char *data; size_t len; void *heap; } llm__map;
+typedef struct llm__map { const unsigned char *data; size_t len; void *heap; int borrowed; } llm__map;
 
 static llm_status llm__map_open(llm__map *mp, const char *path) {
     memset(mp, 0, sizeof *mp);
@@ -1209,8 +1231,16 @@ static llm_status llm__map_open(llm__map *mp, const char *path) {
     return LLM_OK;
 #endif
 }
+/* A caller's buffer (borrowed: the *_memory loaders), which closing leaves alone. */
+static void llm__map_memory(llm__map *mp, const void *data, size_t len) {
+    memset(mp, 0, sizeof *mp);
+    mp->data = len ? LLM__CAST(const unsigned char *, data) : LLM__CAST(const unsigned char *, "");
+    mp->len = len;
+    mp->borrowed = 1;
+}
 static void llm__map_close(llm__map *mp) {
-    if (mp->heap) LLM_FREE(mp->heap);
+    if (mp->borrowed) {}
+    else if (mp->heap) LLM_FREE(mp->heap);
 #if defined(LLM__HAVE_MMAP)
     else if (mp->data && mp->len) munmap(LLM__CAST(void *, LLM__CAST(uintptr_t, mp->data)), mp->len);
 #elif defined(_WIN32)
@@ -1235,8 +1265,13 @@ static llm_status llm__read_file(const char *path, char **data, size_t *len) {
 }
 
 /* Writers go to "<path>.tmp" and rename over the target when complete, so an
- * interrupted save never destroys the previous checkpoint. */
-typedef struct { FILE *f; char tmp[1024]; const char *path; int failed; } llm__wfile;
+ * interrupted save never destroys the previous file. Crash-safe on POSIX: the data is
+ * fsync'ed before the rename and the directory after it, so after a power cut the path
+ * holds the old file or the new one, whole. A caller may set head[0..nhead) (its magic
+ * number): those bytes are written at offset 0 last, just before the fsync, so a torn
+ * "<path>.tmp" left by a killed process never carries the magic that would make a
+ * loader take it for a complete file. */
+typedef struct { FILE *f; char tmp[1024]; const char *path; int failed; unsigned char head[8]; size_t nhead; } llm__wfile;
 static llm_status llm__wopen(llm__wfile *w, const char *path) {
     memset(w, 0, sizeof *w);
     if (strlen(path) + 5 > sizeof w->tmp) return llm__err(LLM_ERR_ARG, "%s: path too long", path);
@@ -1249,15 +1284,39 @@ static llm_status llm__wopen(llm__wfile *w, const char *path) {
 static void llm__wbytes(llm__wfile *w, const void *p, size_t n) {
     if (!w->failed && n && fwrite(p, 1, n, w->f) != n) w->failed = 1;
 }
+#ifdef LLM__HAVE_MMAP
+/* fsync the directory holding path, so that a rename in it is durable; 0 on success. */
+static int llm__fsync_dir(const char *path) {
+    char dir[1024];
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? LLM__CAST(size_t, slash - path) : 0;
+    if (n >= sizeof dir) return -1;
+    if (slash && n == 0) n = 1;   /* "/file": the root */
+    memcpy(dir, slash ? path : ".", slash ? n : 1);
+    dir[slash ? n : 1] = 0;
+    int fd = open(dir, O_RDONLY);
+    if (fd < 0) return -1;
+    int r = fsync(fd);
+    close(fd);
+    return r;
+}
+#endif
 static llm_status llm__wclose(llm__wfile *w) {
     int bad = w->failed;
+    if (!bad && w->nhead && (fflush(w->f) != 0 || fseek(w->f, 0, SEEK_SET) != 0 || fwrite(w->head, 1, w->nhead, w->f) != w->nhead)) bad = 1;
     if (fflush(w->f) != 0) bad = 1;
+#ifdef LLM__HAVE_MMAP
+    if (!bad && fsync(fileno(w->f)) != 0) bad = 1;
+#endif
     if (fclose(w->f) != 0) bad = 1;
     if (bad) { llm__remove(w->tmp); return llm__err(LLM_ERR_IO, "%s: write failed (disk full?)", w->tmp); }
     if (llm__rename(w->tmp, w->path) != 0) {
         llm__remove(w->tmp);
         return llm__err(LLM_ERR_IO, "%s: cannot rename to %s", w->tmp, w->path);
     }
+#ifdef LLM__HAVE_MMAP
+    (void)llm__fsync_dir(w->path);   /* best effort: some file systems refuse fsync on a directory */
+#endif
     return LLM_OK;
 }
 
@@ -3998,9 +4057,10 @@ static int llm__cpu_detect(void) {
 #endif
     return f;
 }
-static int llm__cpu_get(void) {
-    if (llm__cpu_flags < 0) llm__cpu_flags = llm__cpu_detect();
-    return llm__cpu_flags;
+static int llm__cpu_get(void) {   /* atomic: models in several threads detect at once */
+    int f = LLM__ATOMIC_LOAD(&llm__cpu_flags);
+    if (f < 0) LLM__ATOMIC_STORE(&llm__cpu_flags, f = llm__cpu_detect());
+    return f;
 }
 
 /* Space-separated names of the features found, for logs and benchmarks. */
@@ -4045,18 +4105,19 @@ static llm_simd llm__simd_best(void) {
 }
 
 LLMDEF llm_simd llm_simd_active(void) {
-    if (llm__simd_level == 0) llm__simd_level = llm__simd_best();
-    return LLM__CAST(llm_simd, llm__simd_level);
+    int l = LLM__ATOMIC_LOAD(&llm__simd_level);
+    if (l == 0) LLM__ATOMIC_STORE(&llm__simd_level, l = LLM__CAST(int, llm__simd_best()));
+    return LLM__CAST(llm_simd, l);
 }
 
 LLMDEF llm_status llm_simd_force(llm_simd level) {
-    if (level == LLM_SIMD_AUTO) { llm__simd_level = llm__simd_best(); return LLM_OK; }
+    if (level == LLM_SIMD_AUTO) { LLM__ATOMIC_STORE(&llm__simd_level, LLM__CAST(int, llm__simd_best())); return LLM_OK; }
     if (level < LLM_SIMD_SCALAR || level > LLM_SIMD_NEON)
         return llm__err(LLM_ERR_ARG, "llm_simd_force: unknown level %d", LLM__CAST(int, level));
     if (!llm_simd_supported(level))
         return llm__err(LLM_ERR_UNSUPPORTED, "llm_simd_force: this CPU has no %s (it has: %s)",
                         llm_simd_name(level), llm__cpu_features());
-    llm__simd_level = level;
+    LLM__ATOMIC_STORE(&llm__simd_level, LLM__CAST(int, level));
     return LLM_OK;
 }
 
@@ -7499,7 +7560,7 @@ static llm_status llm__file_config(const char *path, const llm_config *cfg) {
 }
 
 /* ---- safetensors: u64 header length N, N bytes of JSON, then the data ---------------- */
-typedef struct llm__st { llm__map map; llm__json j; const unsigned char *data; size_t data_len; } llm__st;
+typedef struct llm__st { llm__json j; const unsigned char *data; size_t data_len; } llm__st;
 typedef struct llm__st_tensor { int dtype, ndim; int64_t shape[8]; const unsigned char *data; } llm__st_tensor;
 
 typedef struct { size_t b, e; } llm__range;
@@ -7508,25 +7569,22 @@ static int llm__range_cmp(const void *x, const void *y) {
     return a->b < b->b ? -1 : a->b > b->b ? 1 : 0;
 }
 
-/* Open and validate the whole header: every tensor's dtype, shape and offsets must be
- * consistent with each other and with the file, and no two tensors may overlap. */
-static llm_status llm__st_open(llm__st *f, const char *path) {
+/* Validate the whole header of the file in mp (which must outlive f): every tensor's
+ * dtype, shape and offsets must be consistent with each other and with the file, and
+ * no two tensors may overlap. */
+static llm_status llm__st_open(llm__st *f, const llm__map *mp, const char *path) {
     memset(f, 0, sizeof *f);
-    llm_status s = llm__map_open(&f->map, path);
-    if (s != LLM_OK) return s;
-    const unsigned char *d = f->map.data;
-    size_t len = f->map.len;
-    if (len < 8) { llm__map_close(&f->map); return llm__err(LLM_ERR_FORMAT, "%s: %zu bytes is too short for safetensors", path, len); }
+    llm_status s;
+    const unsigned char *d = mp->data;
+    size_t len = mp->len;
+    if (len < 8) return llm__err(LLM_ERR_FORMAT, "%s: %zu bytes is too short for safetensors", path, len);
     uint64_t n = llm__rd64(d);
-    if (n < 2 || n > len - 8 || n > (100u << 20)) {
-        llm__map_close(&f->map);
+    if (n < 2 || n > len - 8 || n > (100u << 20))
         return llm__err(LLM_ERR_FORMAT, "%s: safetensors header length %llu does not fit the file (%zu bytes)", path,
                         LLM__CAST(unsigned long long, n), len);
-    }
     if ((s = llm__json_parse(&f->j, LLM__CAST(const char *, d + 8), LLM__CAST(size_t, n))) != LLM_OK) {
         char msg[sizeof llm__errmsg];
         snprintf(msg, sizeof msg, "%s", llm_last_error());
-        llm__map_close(&f->map);
         return llm__err(s, "%s: safetensors header: %s", path, msg);
     }
     f->data = d + 8 + n;
@@ -7580,10 +7638,9 @@ static llm_status llm__st_open(llm__st *f, const char *path) {
     return LLM_OK;
 fail:
     llm__json_free(&f->j);
-    llm__map_close(&f->map);
     return s;
 }
-static void llm__st_close(llm__st *f) { llm__json_free(&f->j); llm__map_close(&f->map); }
+static void llm__st_close(llm__st *f) { llm__json_free(&f->j); }
 
 /* Find tensor `name` (already validated by llm__st_open); 0 if absent. */
 static int llm__st_get(const llm__st *f, const char *name, llm__st_tensor *t) {
@@ -7620,26 +7677,13 @@ static llm_status llm__st_need(const llm__st *f, const char *path, const char *n
     return LLM_OK;
 }
 
-/* config.json next to the weights: n_layer, n_head, n_embd, vocab_size, n_positions. */
-static llm_status llm__hf_config(const char *path, llm_config *c, int *found) {
-    char cfgpath[1024];
-    const char *slash = strrchr(path, '/');
-    size_t dirlen = slash ? LLM__CAST(size_t, slash - path + 1) : 0;
-    *found = 0;
-    if (dirlen + 12 >= sizeof cfgpath) return LLM_OK;
-    memcpy(cfgpath, path, dirlen);
-    strcpy(cfgpath + dirlen, "config.json");
-    char *text; size_t len;
+/* A GPT-2 config.json's text (cfgpath names it in messages): n_layer, n_head, n_embd,
+ * vocab_size, n_positions (or n_ctx). */
+static llm_status llm__hf_config_parse(const char *text, size_t len, const char *cfgpath, llm_config *c) {
     memset(c, 0, sizeof *c);
     c->arch = LLM_ARCH_GPT2;
-    FILE *probe = llm__fopen(cfgpath, "rb");
-    if (!probe) return LLM_OK;
-    fclose(probe);
-    llm_status s = llm__read_file(cfgpath, &text, &len);
-    if (s != LLM_OK) return s;
     llm__json j;
-    s = llm__json_parse(&j, text, len);
-    LLM_FREE(text);
+    llm_status s = llm__json_parse(&j, text, len);
     if (s != LLM_OK) { char msg[sizeof llm__errmsg]; snprintf(msg, sizeof msg, "%s", llm_last_error()); return llm__err(s, "%s: %s", cfgpath, msg); }
     const char *keys[5] = {"n_layer", "n_head", "n_embd", "vocab_size", "n_positions"};
     int *dst[5] = {&c->n_layer, &c->n_head, &c->n_embd, &c->vocab_size, &c->max_seq_len};
@@ -7654,24 +7698,87 @@ static llm_status llm__hf_config(const char *path, llm_config *c, int *found) {
         *dst[i] = LLM__CAST(int, v);
     }
     llm__json_free(&j);
-    *found = 1;
+    return LLM_OK;
+}
+/* config.json next to the weights at path, when there is one (*found). */
+static llm_status llm__hf_config(const char *path, llm_config *c, int *found) {
+    char cfgpath[1024];
+    const char *slash = strrchr(path, '/');
+    size_t dirlen = slash ? LLM__CAST(size_t, slash - path + 1) : 0;
+    *found = 0;
+    if (dirlen + 12 >= sizeof cfgpath) return LLM_OK;
+    memcpy(cfgpath, path, dirlen);
+    strcpy(cfgpath + dirlen, "config.json");
+    char *text; size_t len;
+    FILE *probe = llm__fopen(cfgpath, "rb");
+    if (!probe) return LLM_OK;
+    fclose(probe);
+    llm_status s = llm__read_file(cfgpath, &text, &len);
+    if (s != LLM_OK) return s;
+    s = llm__hf_config_parse(text, len, cfgpath, c);
+    LLM_FREE(text);
+    *found = s == LLM_OK;
+    return s;
+}
+
+/* GPT-2's tensors in a safetensors file, by HF's names after the prefix `pre`, each
+ * checked against the shape in c; with h, also converted into the parameter buffer h
+ * (library layout off/size; HF's Conv1D weights transposed to (out, in)). The loader
+ * calls it first with h == NULL, so that a file cannot make it allocate a model its
+ * tensors do not hold. */
+static llm_status llm__st_gpt2(const llm__st *f, const char *path, const char *pre, const llm_config *c,
+                               const size_t off[LLM_NTENSORS], const size_t size[LLM_NTENSORS], float *h) {
+    int64_t C = c->n_embd, V = c->vocab_size, T = c->max_seq_len;
+    llm_params v;
+    llm__param_views(&v, h, off, size);
+    /* name (per layer: after "h.<l>."), destination, HF shape (rows, cols; cols 0: 1-D), transposed */
+    const struct { const char *name; int layered; float *dst; int64_t rows, cols; int transpose; } ts[16] = {
+        {"wte.weight", 0, v.wte, V, C, 0}, {"wpe.weight", 0, v.wpe, T, C, 0},
+        {"ln_1.weight", 1, v.ln1w, C, 0, 0}, {"ln_1.bias", 1, v.ln1b, C, 0, 0},
+        {"attn.c_attn.weight", 1, v.qkvw, C, 3 * C, 1}, {"attn.c_attn.bias", 1, v.qkvb, 3 * C, 0, 0},
+        {"attn.c_proj.weight", 1, v.attprojw, C, C, 1}, {"attn.c_proj.bias", 1, v.attprojb, C, 0, 0},
+        {"ln_2.weight", 1, v.ln2w, C, 0, 0}, {"ln_2.bias", 1, v.ln2b, C, 0, 0},
+        {"mlp.c_fc.weight", 1, v.fcw, C, 4 * C, 1}, {"mlp.c_fc.bias", 1, v.fcb, 4 * C, 0, 0},
+        {"mlp.c_proj.weight", 1, v.fcprojw, 4 * C, C, 1}, {"mlp.c_proj.bias", 1, v.fcprojb, C, 0, 0},
+        {"ln_f.weight", 0, v.lnfw, C, 0, 0}, {"ln_f.bias", 0, v.lnfb, C, 0, 0}};
+    llm__st_tensor t;
+    llm_status s;
+    char name[256];
+    for (int i = 0; i < 16; i++)
+        for (int l = 0; l < (ts[i].layered ? c->n_layer : 1); l++) {
+            if (ts[i].layered) snprintf(name, sizeof name, "%sh.%d.%s", pre, l, ts[i].name);
+            else snprintf(name, sizeof name, "%s%s", pre, ts[i].name);
+            if ((s = llm__st_need(f, path, name, ts[i].rows, ts[i].cols, &t)) != LLM_OK) return s;
+            size_t rows = LLM__CAST(size_t, ts[i].rows), cols = ts[i].cols ? LLM__CAST(size_t, ts[i].cols) : 1;
+            if (h) llm__convert(ts[i].dst + LLM__CAST(size_t, l) * rows * cols, t.data, t.dtype, rows, cols, ts[i].transpose);
+        }
+    /* The LM head is tied to wte; a file may repeat it, but it must be the same. */
+    if (llm__st_get(f, "lm_head.weight", &t)) {
+        if ((s = llm__st_need(f, path, "lm_head.weight", V, C, &t)) != LLM_OK) return s;
+        for (size_t i = 0; h && i < LLM__CAST(size_t, V * C); i++)
+            if (llm__load_elem(t.data, t.dtype, i) != v.wte[i])
+                return llm__err(LLM_ERR_UNSUPPORTED, "%s: lm_head.weight differs from wte.weight; untied heads are not supported", path);
+    }
     return LLM_OK;
 }
 
-static llm_status llm__load_safetensors(llm_model **out, const char *path, const llm_options *opt) {
+/* A GPT-2 in HF's safetensors, of shape *given (a config.json's) or, when NULL, the
+ * shape its tensors show. */
+static llm_status llm__load_safetensors(llm_model **out, const llm__map *mp, const char *path, const llm_config *given,
+                                        const llm_options *opt) {
     llm__st f;
-    llm_status s = llm__st_open(&f, path);
+    llm_status s = llm__st_open(&f, mp, path);
     if (s != LLM_OK) return s;
     llm__st_tensor t;
     const char *pre = llm__st_get(&f, "wte.weight", &t) ? "" : llm__st_get(&f, "transformer.wte.weight", &t) ? "transformer." : NULL;
     char name[256];
     llm_config c;
-    int found;
+    size_t off[LLM_NTENSORS], size[LLM_NTENSORS];
     float *h = NULL;
     llm_model *m = NULL;
     if (!pre) { s = llm__err(LLM_ERR_FORMAT, "%s: no 'wte.weight' tensor: not a GPT-2 checkpoint", path); goto done; }
-    if ((s = llm__hf_config(path, &c, &found)) != LLM_OK) goto done;
-    if (!found) {   /* infer the shape from the tensors */
+    if (given) c = *given;
+    else {   /* infer the shape from the tensors */
         memset(&c, 0, sizeof c);
         c.arch = LLM_ARCH_GPT2;
         llm__st_tensor wpe;
@@ -7691,54 +7798,13 @@ static llm_status llm__load_safetensors(llm_model **out, const char *path, const
         if (c.n_embd % 64) { s = llm__err(LLM_ERR_FORMAT, "%s: no config.json and n_embd %d is not a multiple of 64: cannot infer n_head", path, c.n_embd); goto done; }
         c.n_head = c.n_embd / 64;
     }
-    if ((s = llm__file_config(path, &c)) != LLM_OK || (s = llm__model_new(&m, &c, opt)) != LLM_OK) goto done;
+    if ((s = llm__file_config(path, &c)) != LLM_OK) goto done;
+    llm_tensor_layout(&c, off, size);
+    if ((s = llm__st_gpt2(&f, path, pre, &c, off, size, NULL)) != LLM_OK || (s = llm__model_new(&m, &c, opt)) != LLM_OK) goto done;
     h = LLM__CAST(float *, LLM_MALLOC(m->n_params * sizeof(float)));
     if (!h) { s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", path); goto done; }
-    {
-        int64_t C = c.n_embd, V = c.vocab_size, T = c.max_seq_len;
-        llm_params v;
-        llm__param_views(&v, h, m->off, m->size);
-        struct { const char *suffix; float *dst; int64_t rows, cols; int transpose; size_t stride; } per[12] = {
-            {"ln_1.weight", v.ln1w, C, 0, 0, LLM__CAST(size_t, C)}, {"ln_1.bias", v.ln1b, C, 0, 0, LLM__CAST(size_t, C)},
-            {"attn.c_attn.weight", v.qkvw, C, 3 * C, 1, LLM__CAST(size_t, 3 * C * C)},
-            {"attn.c_attn.bias", v.qkvb, 3 * C, 0, 0, LLM__CAST(size_t, 3 * C)},
-            {"attn.c_proj.weight", v.attprojw, C, C, 1, LLM__CAST(size_t, C * C)},
-            {"attn.c_proj.bias", v.attprojb, C, 0, 0, LLM__CAST(size_t, C)},
-            {"ln_2.weight", v.ln2w, C, 0, 0, LLM__CAST(size_t, C)}, {"ln_2.bias", v.ln2b, C, 0, 0, LLM__CAST(size_t, C)},
-            {"mlp.c_fc.weight", v.fcw, C, 4 * C, 1, LLM__CAST(size_t, 4 * C * C)},
-            {"mlp.c_fc.bias", v.fcb, 4 * C, 0, 0, LLM__CAST(size_t, 4 * C)},
-            {"mlp.c_proj.weight", v.fcprojw, 4 * C, C, 1, LLM__CAST(size_t, 4 * C * C)},
-            {"mlp.c_proj.bias", v.fcprojb, C, 0, 0, LLM__CAST(size_t, C)}};
-        snprintf(name, sizeof name, "%swte.weight", pre);
-        if ((s = llm__st_need(&f, path, name, V, C, &t)) != LLM_OK) goto done;
-        llm__convert(v.wte, t.data, t.dtype, LLM__CAST(size_t, V), LLM__CAST(size_t, C), 0);
-        snprintf(name, sizeof name, "%swpe.weight", pre);
-        if ((s = llm__st_need(&f, path, name, T, C, &t)) != LLM_OK) goto done;
-        llm__convert(v.wpe, t.data, t.dtype, LLM__CAST(size_t, T), LLM__CAST(size_t, C), 0);
-        for (int l = 0; l < c.n_layer; l++)
-            for (int i = 0; i < 12; i++) {
-                snprintf(name, sizeof name, "%sh.%d.%s", pre, l, per[i].suffix);
-                if ((s = llm__st_need(&f, path, name, per[i].rows, per[i].cols, &t)) != LLM_OK) goto done;
-                llm__convert(per[i].dst + LLM__CAST(size_t, l) * per[i].stride, t.data, t.dtype, LLM__CAST(size_t, per[i].rows),
-                             per[i].cols ? LLM__CAST(size_t, per[i].cols) : 1, per[i].transpose);
-            }
-        snprintf(name, sizeof name, "%sln_f.weight", pre);
-        if ((s = llm__st_need(&f, path, name, C, 0, &t)) != LLM_OK) goto done;
-        llm__convert(v.lnfw, t.data, t.dtype, LLM__CAST(size_t, C), 1, 0);
-        snprintf(name, sizeof name, "%sln_f.bias", pre);
-        if ((s = llm__st_need(&f, path, name, C, 0, &t)) != LLM_OK) goto done;
-        llm__convert(v.lnfb, t.data, t.dtype, LLM__CAST(size_t, C), 1, 0);
-        /* The LM head is tied to wte; a file may repeat it, but it must be the same. */
-        if (llm__st_get(&f, "lm_head.weight", &t)) {
-            if ((s = llm__st_need(&f, path, "lm_head.weight", V, C, &t)) != LLM_OK) goto done;
-            for (size_t i = 0; i < LLM__CAST(size_t, V * C); i++)
-                if (llm__load_elem(t.data, t.dtype, i) != v.wte[i]) {
-                    s = llm__err(LLM_ERR_UNSUPPORTED, "%s: lm_head.weight differs from wte.weight; untied heads are not supported", path);
-                    goto done;
-                }
-        }
-    }
-    s = m->be->upload(m->st, m->params_mem, h, m->n_params * sizeof(float));
+    if ((s = llm__st_gpt2(&f, path, pre, &m->cfg, m->off, m->size, h)) == LLM_OK)
+        s = m->be->upload(m->st, m->params_mem, h, m->n_params * sizeof(float));
 done:
     LLM_FREE(h);
     llm__st_close(&f);
@@ -7750,15 +7816,13 @@ done:
 /* ---- llm.c's gpt2_124M.bin: 256 int32 header, then every tensor in our order, wte
  * padded to Vp rows (fp32 for version 3, bf16 for version 5) ------------------------- */
 #define LLM__LLMC_MAGIC 20240326
-static llm_status llm__load_llmc(llm_model **out, const char *path, const llm_options *opt) {
-    llm__map mp;
-    llm_status s = llm__map_open(&mp, path);
-    if (s != LLM_OK) return s;
+static llm_status llm__load_llmc(llm_model **out, const llm__map *mp, const char *path, const llm_options *opt) {
+    llm_status s = LLM_OK;
     llm_model *m = NULL;
     float *h = NULL;
     int32_t hd[8];
-    if (mp.len < 1024) { s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes is too short for an llm.c checkpoint header", path, mp.len); goto done; }
-    for (int i = 0; i < 8; i++) hd[i] = LLM__CAST(int32_t, llm__rd32(mp.data + 4 * i));
+    if (mp->len < 1024) { s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes is too short for an llm.c checkpoint header", path, mp->len); goto done; }
+    for (int i = 0; i < 8; i++) hd[i] = LLM__CAST(int32_t, llm__rd32(mp->data + 4 * i));
     if (hd[0] != LLM__LLMC_MAGIC) { s = llm__err(LLM_ERR_FORMAT, "%s: bad magic %d (llm.c checkpoints have %d)", path, hd[0], LLM__LLMC_MAGIC); goto done; }
     if (hd[1] != 3 && hd[1] != 5) { s = llm__err(LLM_ERR_UNSUPPORTED, "%s: llm.c checkpoint version %d (3 = fp32 and 5 = bf16 are supported)", path, hd[1]); goto done; }
     {
@@ -7769,22 +7833,27 @@ static llm_status llm__load_llmc(llm_model **out, const char *path, const llm_op
         int Vp = hd[7];
         if ((s = llm__file_config(path, &c)) != LLM_OK) goto done;
         if (Vp < c.vocab_size) { s = llm__err(LLM_ERR_FORMAT, "%s: padded vocab %d < vocab %d", path, Vp, c.vocab_size); goto done; }
-        if ((s = llm__model_new(&m, &c, opt)) != LLM_OK) goto done;
         int dtype = hd[1] == 3 ? LLM__DT_F32 : LLM__DT_BF16;
         size_t esz = dtype == LLM__DT_F32 ? 4 : 2, C = LLM__CAST(size_t, c.n_embd);
-        size_t pad = (LLM__CAST(size_t, Vp) - LLM__CAST(size_t, c.vocab_size)) * C;
-        size_t want = 1024 + (m->n_params + pad) * esz;
-        if (mp.len != want) { s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes, expected %zu for this shape (truncated?)", path, mp.len, want); goto done; }
+        size_t pad = (LLM__CAST(size_t, Vp) - LLM__CAST(size_t, c.vocab_size)) * C, off[LLM_NTENSORS], size[LLM_NTENSORS];
+        llm_tensor_layout(&c, off, size);
+        /* the file must hold the shape it claims before anything is allocated for it */
+        uint64_t np = off[LLM_NTENSORS - 1] + size[LLM_NTENSORS - 1], want = 1024 + (np + pad) * esz;
+        if (mp->len != want) {
+            s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes, expected %llu for this shape (truncated?)", path, mp->len,
+                         LLM__CAST(unsigned long long, want));
+            goto done;
+        }
+        if ((s = llm__model_new(&m, &c, opt)) != LLM_OK) goto done;
         h = LLM__CAST(float *, LLM_MALLOC(m->n_params * sizeof(float)));
         if (!h) { s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", path); goto done; }
         size_t vc = LLM__CAST(size_t, c.vocab_size) * C;
-        llm__convert(h, mp.data + 1024, dtype, 1, vc, 0);                    /* wte, real rows */
-        llm__convert(h + vc, mp.data + 1024 + (vc + pad) * esz, dtype, 1, m->n_params - vc, 0);
+        llm__convert(h, mp->data + 1024, dtype, 1, vc, 0);                    /* wte, real rows */
+        llm__convert(h + vc, mp->data + 1024 + (vc + pad) * esz, dtype, 1, m->n_params - vc, 0);
         s = m->be->upload(m->st, m->params_mem, h, m->n_params * sizeof(float));
     }
 done:
     LLM_FREE(h);
-    llm__map_close(&mp);
     if (s != LLM_OK) { llm_model_free(m); m = NULL; }
     *out = m;
     return s;
@@ -7819,15 +7888,13 @@ static int llm__llama2c_config(const unsigned char *d, size_t len, llm_config *c
     return 1;
 }
 
-static llm_status llm__load_llama2c(llm_model **out, const char *path, const llm_options *opt) {
-    llm__map mp;
-    llm_status s = llm__map_open(&mp, path);
-    if (s != LLM_OK) return s;
+static llm_status llm__load_llama2c(llm_model **out, const llm__map *mp, const char *path, const llm_options *opt) {
+    llm_status s = LLM_OK;
     llm_config c;
     size_t want = 0;
     llm_model *m = NULL;
     float *h = NULL;
-    int kind = llm__llama2c_config(mp.data, mp.len, &c, &want);
+    int kind = llm__llama2c_config(mp->data, mp->len, &c, &want);
     if (kind <= 0) {
         char msg[sizeof llm__errmsg];
         memcpy(msg, llm__errmsg, sizeof msg);
@@ -7836,7 +7903,7 @@ static llm_status llm__load_llama2c(llm_model **out, const char *path, const llm
                       : llm__err(LLM_ERR_FORMAT, "%.120s: impossible llama2.c header: %s", path, msg);
         goto done;
     }
-    if (mp.len != want) { s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes, but its llama2.c header implies %zu (truncated?)", path, mp.len, want); goto done; }
+    if (mp->len != want) { s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes, but its llama2.c header implies %zu (truncated?)", path, mp->len, want); goto done; }
     if ((s = llm__model_new(&m, &c, opt)) != LLM_OK) goto done;
     h = LLM__CAST(float *, LLM_MALLOC(m->n_params * sizeof(float)));
     if (!h) { s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", path); goto done; }
@@ -7845,7 +7912,7 @@ static llm_status llm__load_llama2c(llm_model **out, const char *path, const llm
         size_t C = LLM__CAST(size_t, r->n_embd), L = LLM__CAST(size_t, r->n_layer), H = LLM__CAST(size_t, r->hidden_dim);
         size_t V = LLM__CAST(size_t, r->vocab_size), KV = LLM__CAST(size_t, r->n_kv_head) * (C / LLM__CAST(size_t, r->n_head));
         size_t QKV = C + 2 * KV;
-        const unsigned char *src = mp.data + 28;
+        const unsigned char *src = mp->data + 28;
         llm_params v;
         llm__param_views(&v, h, m->off, m->size);
         /* read `rows` rows of C' floats of every layer into rows [row0, row0+rows) of a
@@ -7872,7 +7939,6 @@ static llm_status llm__load_llama2c(llm_model **out, const char *path, const llm
     s = m->be->upload(m->st, m->params_mem, h, m->n_params * sizeof(float));
 done:
     LLM_FREE(h);
-    llm__map_close(&mp);
     if (s != LLM_OK) { llm_model_free(m); m = NULL; }
     *out = m;
     return s;
@@ -7899,8 +7965,7 @@ LLMDEF llm_status llm_model_save(const llm_model *m, const char *path, int with_
     if (!m || !path) return llm__err(LLM_ERR_ARG, "save: NULL argument");
     unsigned char hdr[256];
     memset(hdr, 0, sizeof hdr);
-    int opt = with_optimizer && m->m_mem;
-    memcpy(hdr, LLM__CKPT_MAGIC, 8);
+    int opt = with_optimizer && m->m_mem;   /* the magic (bytes 0-7) is written last: see llm__wfile */
     llm__wr32(hdr + 8, 1);
     llm__wr32(hdr + 12, opt ? 1u : 0u);
     const llm_config *c = &m->cfg;
@@ -7920,6 +7985,8 @@ LLMDEF llm_status llm_model_save(const llm_model *m, const char *path, int with_
     llm__wfile w;
     llm_status s = llm__wopen(&w, path);
     if (s != LLM_OK) { LLM_FREE(host); return s; }
+    memcpy(w.head, LLM__CKPT_MAGIC, 8);
+    w.nhead = 8;
     llm__wbytes(&w, hdr, sizeof hdr);
     s = llm__write_dev(&w, m, m->params_mem, host);
     if (s == LLM_OK && opt) s = llm__write_dev(&w, m, m->m_mem, host);
@@ -7957,41 +8024,67 @@ static llm_status llm__ckpt_header(const llm__map *mp, const char *path, llm_con
     return LLM_OK;
 }
 
-static llm_status llm__load_ckpt(llm_model **out, const char *path, const llm_options *opt) {
-    llm__map mp;
-    llm_status s = llm__map_open(&mp, path);
-    if (s != LLM_OK) return s;
+static llm_status llm__load_ckpt(llm_model **out, const llm__map *mp, const char *path, const llm_options *opt) {
     llm_config c;
     int has_opt;
     llm_model *m = NULL;
-    if ((s = llm__ckpt_header(&mp, path, &c, &has_opt)) == LLM_OK && (s = llm__model_new(&m, &c, opt)) == LLM_OK)
-        s = m->be->upload(m->st, m->params_mem, mp.data + 256, m->n_params * sizeof(float));
-    llm__map_close(&mp);
+    llm_status s;
+    if ((s = llm__ckpt_header(mp, path, &c, &has_opt)) == LLM_OK && (s = llm__model_new(&m, &c, opt)) == LLM_OK)
+        s = m->be->upload(m->st, m->params_mem, mp->data + 256, m->n_params * sizeof(float));
     if (s != LLM_OK) { llm_model_free(m); m = NULL; }
     *out = m;
     return s;
 }
 
+/* The optimizer and training state of the checkpoint in mp into m. */
+static llm_status llm__load_train_state(llm_model *m, const llm__map *mp, const char *path, llm_train_state *ts) {
+    llm_config c;
+    int has_opt;
+    llm_status s;
+    if ((s = llm__ckpt_header(mp, path, &c, &has_opt)) != LLM_OK) return s;
+    if (!has_opt) return llm__err(LLM_ERR_FORMAT, "%s: saved without optimizer state", path);
+    if (memcmp(&c, &m->cfg, sizeof c) != 0) return llm__err(LLM_ERR_ARG, "%s: the checkpoint's shape differs from the model's", path);
+    uint64_t t = llm__rd64(mp->data + 72);
+    if (t > INT_MAX) return llm__err(LLM_ERR_FORMAT, "%s: AdamW step count %llu is out of range", path, LLM__CAST(unsigned long long, t));
+    if ((s = llm__moments(m)) != LLM_OK) return s;
+    if ((s = m->be->upload(m->st, m->m_mem, mp->data + 256 + m->n_params * 4, m->n_params * 4)) != LLM_OK) return s;
+    if ((s = m->be->upload(m->st, m->v_mem, mp->data + 256 + m->n_params * 8, m->n_params * 4)) != LLM_OK) return s;
+    m->t = LLM__CAST(int, t);
+    if (ts) {
+        uint64_t *v[5] = {&ts->step, &ts->rng[0], &ts->rng[1], &ts->cursor, &ts->epoch};
+        for (int i = 0; i < 5; i++) *v[i] = llm__rd64(mp->data + 80 + 8 * i);
+    }
+    return LLM_OK;
+}
+
 LLMDEF llm_status llm_model_load_train_state(llm_model *m, const char *path, llm_train_state *ts) {
+    if (!m || !path) return llm__err(LLM_ERR_ARG, "llm_model_load_train_state: NULL argument");
     llm__map mp;
     llm_status s = llm__map_open(&mp, path);
     if (s != LLM_OK) return s;
-    llm_config c;
-    int has_opt;
-    if ((s = llm__ckpt_header(&mp, path, &c, &has_opt)) != LLM_OK) goto done;
-    if (!has_opt) { s = llm__err(LLM_ERR_FORMAT, "%s: saved without optimizer state", path); goto done; }
-    if (memcmp(&c, &m->cfg, sizeof c) != 0) { s = llm__err(LLM_ERR_ARG, "%s: the checkpoint's shape differs from the model's", path); goto done; }
-    if ((s = llm__moments(m)) != LLM_OK) goto done;
-    if ((s = m->be->upload(m->st, m->m_mem, mp.data + 256 + m->n_params * 4, m->n_params * 4)) != LLM_OK) goto done;
-    if ((s = m->be->upload(m->st, m->v_mem, mp.data + 256 + m->n_params * 8, m->n_params * 4)) != LLM_OK) goto done;
-    m->t = LLM__CAST(int, llm__rd64(mp.data + 72));
-    if (ts) {
-        uint64_t *v[5] = {&ts->step, &ts->rng[0], &ts->rng[1], &ts->cursor, &ts->epoch};
-        for (int i = 0; i < 5; i++) *v[i] = llm__rd64(mp.data + 80 + 8 * i);
-    }
-done:
+    s = llm__load_train_state(m, &mp, path, ts);
     llm__map_close(&mp);
     return s;
+}
+
+/* The format from the content's first bytes, then its loader. */
+static llm_status llm__load_map(llm_model **out, const llm__map *mp, const char *path, int read_config,
+                                const llm_options *opt) {
+    const unsigned char *head = mp->data;
+    size_t n = mp->len;
+    llm_config c;
+    size_t want = 0;
+    if (n >= 8 && memcmp(head, LLM__CKPT_MAGIC, 8) == 0) return llm__load_ckpt(out, mp, path, opt);
+    if (n >= 4 && llm__rd32(head) == LLM__LLMC_MAGIC) return llm__load_llmc(out, mp, path, opt);
+    if (n >= 9 && head[8] == '{') {
+        int found = 0;
+        llm_status s = read_config ? llm__hf_config(path, &c, &found) : LLM_OK;
+        return s != LLM_OK ? s : llm__load_safetensors(out, mp, path, found ? &c : NULL, opt);
+    }
+    /* llama2.c has no magic: a plausible header is taken as one (and must then predict
+     * the file size exactly; its loader says what is wrong with the file) */
+    if (llm__llama2c_config(head, n, &c, &want) != 0) return llm__load_llama2c(out, mp, path, opt);
+    return llm__err(LLM_ERR_FORMAT, "%s: unknown model format (expected HF safetensors, llm.c .bin, llama2.c .bin or an llm.h checkpoint)", path);
 }
 
 LLMDEF llm_status llm_model_load(llm_model **out, const char *path, const llm_options *opt) {
@@ -8002,40 +8095,29 @@ LLMDEF llm_status llm_model_load(llm_model **out, const char *path, const llm_op
         snprintf(buf, sizeof buf, "%s/model.safetensors", path);
         path = buf;
     }
-    unsigned char head[9];
-    FILE *f = llm__fopen(path, "rb");
-    if (!f) return llm__err(LLM_ERR_IO, "%s: cannot open", path);
-    size_t n = fread(head, 1, sizeof head, f);
-    fclose(f);
-    if (n >= 8 && memcmp(head, LLM__CKPT_MAGIC, 8) == 0) return llm__load_ckpt(out, path, opt);
-    if (n >= 4 && llm__rd32(head) == LLM__LLMC_MAGIC) return llm__load_llmc(out, path, opt);
-    if (n >= 9 && head[8] == '{') return llm__load_safetensors(out, path, opt);
-    {   /* llama2.c has no magic: a plausible header is taken as one (and must then
-         * predict the file size exactly) */
-        llm__map mp;
-        llm_config c;
-        size_t want = 0;
-        int is_l2c = 0;
-        if (llm__map_open(&mp, path) == LLM_OK) {
-            /* a possible llama2.c header: its loader says what is wrong with the file */
-            is_l2c = llm__llama2c_config(mp.data, mp.len, &c, &want) != 0;
-            llm__map_close(&mp);
-        }
-        if (is_l2c) return llm__load_llama2c(out, path, opt);
-    }
-    return llm__err(LLM_ERR_FORMAT, "%s: unknown model format (expected HF safetensors, llm.c .bin, llama2.c .bin or an llm.h checkpoint)", path);
+    llm__map mp;
+    llm_status s = llm__map_open(&mp, path);
+    if (s != LLM_OK) return s;
+    s = llm__load_map(out, &mp, path, 1, opt);
+    llm__map_close(&mp);
+    return s;
+}
+
+LLMDEF llm_status llm_model_load_memory(llm_model **out, const void *data, size_t len, const llm_options *opt) {
+    if (!out || (!data && len)) return llm__err(LLM_ERR_ARG, "llm_model_load_memory: NULL argument");
+    *out = NULL;
+    llm__map mp;
+    llm__map_memory(&mp, data, len);
+    return llm__load_map(out, &mp, "(memory)", 0, opt);
 }
 
 //==== DATA =============================================================================
 #define LLM__DATA_MAGIC 20240520
 struct llm_dataset { llm__map map; const uint16_t *tokens; size_t n; };
 
-LLMDEF llm_status llm_dataset_open(llm_dataset **out, const char *path) {
-    *out = NULL;
-    llm_dataset *d = LLM__CAST(llm_dataset *, llm__calloc(1, sizeof *d));
-    if (!d) return llm__err(LLM_ERR_NOMEM, "dataset: out of memory");
-    llm_status s = llm__map_open(&d->map, path);
-    if (s != LLM_OK) { LLM_FREE(d); return s; }
+/* Check the header of the token file in d->map and point d at its tokens. */
+static llm_status llm__dataset_init(llm_dataset *d, const char *path) {
+    llm_status s = LLM_OK;
     const unsigned char *p = d->map.data;
     if (d->map.len < 1024) s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes is too short for a token file header", path, d->map.len);
     else if (llm__rd32(p) != LLM__DATA_MAGIC) s = llm__err(LLM_ERR_FORMAT, "%s: bad magic %u (token files have %d)", path, llm__rd32(p), LLM__DATA_MAGIC);
@@ -8050,6 +8132,27 @@ LLMDEF llm_status llm_dataset_open(llm_dataset **out, const char *path) {
         d->n = LLM__CAST(size_t, n);
         d->tokens = LLM__CAST(const uint16_t *, LLM__CAST(const void *, p + 1024));   /* 1024 keeps it aligned */
     }
+    return s;
+}
+LLMDEF llm_status llm_dataset_open(llm_dataset **out, const char *path) {
+    if (!out || !path) return llm__err(LLM_ERR_ARG, "llm_dataset_open: NULL argument");
+    *out = NULL;
+    llm_dataset *d = LLM__CAST(llm_dataset *, llm__calloc(1, sizeof *d));
+    if (!d) return llm__err(LLM_ERR_NOMEM, "dataset: out of memory");
+    llm_status s = llm__map_open(&d->map, path);
+    if (s != LLM_OK) { LLM_FREE(d); return s; }
+    if ((s = llm__dataset_init(d, path)) != LLM_OK) { llm_dataset_close(d); return s; }
+    *out = d;
+    return LLM_OK;
+}
+LLMDEF llm_status llm_dataset_open_memory(llm_dataset **out, const void *data, size_t len) {
+    if (!out || (!data && len)) return llm__err(LLM_ERR_ARG, "llm_dataset_open_memory: NULL argument");
+    *out = NULL;
+    if (LLM__CAST(uintptr_t, data) % 2) return llm__err(LLM_ERR_ARG, "llm_dataset_open_memory: data must be 2-byte aligned");
+    llm_dataset *d = LLM__CAST(llm_dataset *, llm__calloc(1, sizeof *d));
+    if (!d) return llm__err(LLM_ERR_NOMEM, "dataset: out of memory");
+    llm__map_memory(&d->map, data, len);
+    llm_status s = llm__dataset_init(d, "(memory)");
     if (s != LLM_OK) { llm_dataset_close(d); return s; }
     *out = d;
     return LLM_OK;
@@ -8063,15 +8166,17 @@ LLMDEF size_t llm_dataset_len(const llm_dataset *d) { return d->n; }
 LLMDEF const uint16_t *llm_dataset_tokens(const llm_dataset *d) { return d->tokens; }
 
 LLMDEF llm_status llm_dataset_write(const char *path, const int *tokens, size_t n) {
-    if (n > 0xFFFFFFFFu) return llm__err(LLM_ERR_ARG, "dataset_write: %zu tokens do not fit the header's 32-bit count", n);
+    if (n > 0x7FFFFFFFu) return llm__err(LLM_ERR_ARG, "dataset_write: %zu tokens do not fit the header's int32 count", n);
     for (size_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] > 65535) return llm__err(LLM_ERR_ARG, "dataset_write: token %zu = %d does not fit uint16", i, tokens[i]);
     unsigned char hdr[1024];
     memset(hdr, 0, sizeof hdr);
-    llm__wr32(hdr, LLM__DATA_MAGIC); llm__wr32(hdr + 4, 1); llm__wr32(hdr + 8, LLM__CAST(uint32_t, n));
+    llm__wr32(hdr + 4, 1); llm__wr32(hdr + 8, LLM__CAST(uint32_t, n));
     llm__wfile w;
     llm_status s = llm__wopen(&w, path);
     if (s != LLM_OK) return s;
+    llm__wr32(w.head, LLM__DATA_MAGIC);   /* written last: see llm__wfile */
+    w.nhead = 4;
     llm__wbytes(&w, hdr, sizeof hdr);
     unsigned char buf[8192];
     for (size_t i = 0; i < n;) {
@@ -8244,6 +8349,8 @@ LLMDEF void llm_llama_tokenizer_free(llm_llama_tokenizer *t) {
 
 /* Walk the records once to count tokens and bytes, checking every length against
  * what is left of the file; then copy them out and build the hash table. */
+static llm_status llm__llama_tokenizer_parse(llm_llama_tokenizer **out, const char *path, char *data, size_t n,
+                                             int vocab_size);
 LLMDEF llm_status llm_llama_tokenizer_load(llm_llama_tokenizer **out, const char *path,
                                            int vocab_size) {
     if (!out) return llm__err(LLM_ERR_ARG, "llama tokenizer: out is NULL");
@@ -8254,6 +8361,22 @@ LLMDEF llm_status llm_llama_tokenizer_load(llm_llama_tokenizer **out, const char
     size_t n;
     llm_status s = llm__read_file(path, &data, &n);
     if (s != LLM_OK) return s;
+    return llm__llama_tokenizer_parse(out, path, data, n, vocab_size);
+}
+LLMDEF llm_status llm_llama_tokenizer_load_memory(llm_llama_tokenizer **out, const void *data, size_t len,
+                                                  int vocab_size) {
+    if (!out) return llm__err(LLM_ERR_ARG, "llama tokenizer: out is NULL");
+    *out = NULL;
+    if (!data && len) return llm__err(LLM_ERR_ARG, "llama tokenizer: data is NULL");
+    if (vocab_size < 0) return llm__err(LLM_ERR_ARG, "(memory): vocab_size %d < 0", vocab_size);
+    char *copy = LLM__CAST(char *, LLM_MALLOC(len + 1));
+    if (!copy) return llm__err(LLM_ERR_NOMEM, "llama tokenizer: out of memory for %zu bytes", len);
+    if (len) memcpy(copy, data, len);
+    return llm__llama_tokenizer_parse(out, "(memory)", copy, len, vocab_size);
+}
+/* Parse the n bytes of data (malloc'd; freed here). */
+static llm_status llm__llama_tokenizer_parse(llm_llama_tokenizer **out, const char *path, char *data, size_t n,
+                                             int vocab_size) {
     const unsigned char *d = LLM__CAST(const unsigned char *, LLM__CAST(const void *, data));
     if (n < 4) {
         LLM_FREE(data);

@@ -68,6 +68,7 @@ static void usage(const char *argv0) {
         "  --schedule S       cosine (default) or const, after --warmup N steps (0)\n"
         "  --wd X             AdamW weight decay on 2-D weights (0.1)\n"
         "  --clip X           clip the global gradient norm (1.0; 0 = off)\n"
+        "  --beta1 X --beta2 X --eps X   AdamW moment decays and epsilon (0.9, 0.95, 1e-8)\n"
         "  --accum K          micro-batches per step (1)\n"
         "  --seed S           init and shuffle seed (1337)\n"
         "  --threads N        CPU threads (all cores)\n"
@@ -245,6 +246,7 @@ int main(int argc, char **argv) {
     int save_every = 0, eval_every = 0, eval_batches = 20, print_every = 1, n_sample = 0, top_k = 0;
     int layers = 0, heads = 0, embd = 0, vocab_size = 0, ctx = 0, kv_heads = 0, hidden = 0;
     float lr = 3e-4f, min_lr = -1.0f, wd = 0.1f, clip = 1.0f, val_frac = -1.0f, temp = 0.0f;
+    llm_adamw_config adam = llm_adamw_config_default();   /* --beta1, --beta2, --eps */
 
     /* flags: each takes one value unless listed as a switch */
     for (int i = 1; i < argc; i++) {
@@ -293,6 +295,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--min-lr")) fp = &min_lr;
         else if (!strcmp(a, "--wd")) fp = &wd;
         else if (!strcmp(a, "--clip")) fp = &clip;
+        else if (!strcmp(a, "--beta1")) fp = &adam.beta1;
+        else if (!strcmp(a, "--beta2")) fp = &adam.beta2;
+        else if (!strcmp(a, "--eps")) fp = &adam.eps;
         else if (!strcmp(a, "--val-frac")) fp = &val_frac;
         else if (!strcmp(a, "--temp")) fp = &temp;
         else { fprintf(stderr, "train_gpt2: unknown flag %s (run with -h)\n", a); return 2; }
@@ -306,6 +311,10 @@ int main(int argc, char **argv) {
     /* --vocab V (a number) sets the vocabulary size; --vocab DIR names the tokenizer */
     if (vocab && *vocab && strspn(vocab, "0123456789") == strlen(vocab) && ex_int("--vocab", vocab, &vocab_size)) vocab = NULL;
     if (!train_path) { usage(argv[0]); return 2; }
+    if (!(adam.beta1 >= 0 && adam.beta1 < 1) || !(adam.beta2 >= 0 && adam.beta2 < 1) || !(adam.eps > 0)) {
+        fprintf(stderr, "train_gpt2: --beta1 and --beta2 must be in [0, 1), --eps above 0\n");
+        return 2;
+    }
     if (B <= 0 || T <= 0 || steps < 0 || accum <= 0 || warmup < 0 || print_every <= 0 || eval_batches <= 0) {
         fprintf(stderr, "train_gpt2: -b, -t, --accum, --print-every, --eval-batches must be positive; -s, --warmup >= 0\n");
         return 2;
@@ -446,8 +455,8 @@ int main(int argc, char **argv) {
             printf("data: %zu training tokens (%zu batches of %dx%d per epoch%s), %zu validation tokens\n",
                    split, tl.n_batches, B, T, shuffle ? ", shuffled" : ", in order",
                    valdata ? llm_dataset_len(valdata) : n - split);
-            printf("run: %d steps, accum %d, lr %g -> %g (%s, warmup %d), wd %g, clip %g, %s, %d threads, simd %s\n",
-                   steps, accum, sched.lr, sched.min_lr, schedule, warmup, wd, clip, device,
+            printf("run: %d steps, accum %d, lr %g -> %g (%s, warmup %d), AdamW betas %g %g eps %g, wd %g, clip %g, %s, %d threads, simd %s\n",
+                   steps, accum, sched.lr, sched.min_lr, schedule, warmup, adam.beta1, adam.beta2, adam.eps, wd, clip, device,
                    threads > 0 ? threads : llm_cpu_count(), llm_simd_name(llm_simd_active()));
             printf("precision: %s\n", prec);
             if (dist_world > 0) printf("data parallel: %d ranks (rank 0 on cuda:%d), rank r takes batches r, r+%d, ...\n",
@@ -470,7 +479,7 @@ int main(int argc, char **argv) {
 
     /* ---- the loop ---- */
     {
-        llm_adamw_config ac = llm_adamw_config_default();
+        llm_adamw_config ac = adam;
         ac.weight_decay = wd; ac.grad_clip = clip;
         /* fp16: backward on S x the loss, so that small gradients do not underflow fp16;
          * the step divides by S, or skips when a gradient overflowed (see llm_loss_scaler) */
