@@ -87,7 +87,7 @@ static int plot_write(const plot_chart *c, const char *path) {
     double xs = plot__step(x1 - x0, 8), ys = plot__step(y1 - y0, 6);
     /* plot area in pixels: margins for the labels, the legend at the top right inside */
     int W = c->width, H = c->height, L = 70, R = W - 20, T = 40, B = H - 55;
-    FILE *f = fopen(path, "w");
+    FILE *f = fopen(path, "wb")   /* the same bytes on every OS */;
     if (!f) return -1;
 #define PX(x) (L + ((x) - x0) / (x1 - x0) * (R - L))
 #define PY(y) (B - ((y) - y0) / (y1 - y0) * (B - T))

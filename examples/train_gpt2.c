@@ -465,7 +465,7 @@ int main(int argc, char **argv) {
                    (size_t)W * (size_t)B * (size_t)T * (size_t)accum);
         }
     }
-    if (lead && log_path && !(g_log = fopen(log_path, resume ? "a" : "w"))) {
+    if (lead && log_path && !(g_log = fopen(log_path, resume ? "ab" : "wb"))) {
         fprintf(stderr, "train_gpt2: --log: cannot open %s\n", log_path);
         rc = 1;
         goto done;
