@@ -174,6 +174,20 @@ typedef struct llm_options {
      * ranks wait for that file. dist_world 1 needs no file. 0: one process, no NCCL. */
     int dist_rank, dist_world;
     const char *dist_id_file;
+    /* Memory levers for training (see llm_model_memory):
+     * recompute 1: the forward pass keeps only each layer's input and backward recomputes
+     * the layer before going back through it: the layers' activations shrink to one
+     * layer's (plus L inputs), for one more forward pass per step; the gradients are
+     * bit-identical to those without it. */
+    int recompute;
+    /* dropout in [0, 1): during training (llm_model_set_training), zero each activation
+     * with probability dropout and scale the rest by 1/(1-dropout), at GPT-2's places:
+     * the embedding output, the attention output projection and the MLP output (not the
+     * attention probabilities). The masks come from a counter-based hash of
+     * (dropout_seed, optimizer step, micro-batch, layer, place, element): nothing is
+     * stored, and a resumed run draws the same masks. 0: none. */
+    float dropout;
+    uint64_t dropout_seed;
 } llm_options;
 
 /* ---- backend interface -------------------------------------------------------------- */
@@ -203,7 +217,8 @@ typedef struct llm_backend {
                         const float *wpe, int B, int T, int C);
     void (*encoder_bwd)(void *st, float *dwte, float *dwpe, const float *dout,
                         const int *tok, int B, int T, int C);
-    /* layernorm over C for N rows (eps 1e-5); mean, rstd (N) saved for backward */
+    /* layernorm over C for N rows (eps 1e-5); mean, rstd (N) saved for backward. The
+     * norms' bwd take dw (and db) NULL for a frozen gain (LoRA trains adapters only) */
     void (*layernorm_fwd)(void *st, float *out, float *mean, float *rstd, const float *inp,
                           const float *w, const float *b, int N, int C);
     void (*layernorm_bwd)(void *st, float *dinp, float *dw, float *db, const float *dout,
@@ -214,7 +229,8 @@ typedef struct llm_backend {
                         int N, int C, float eps);
     void (*rmsnorm_bwd)(void *st, float *dinp, float *dw, const float *dout, const float *inp,
                         const float *w, const float *rstd, int N, int C);
-    /* out (N,OC) = inp (N,C) @ w(OC,C)^T + bias(OC); bias may be NULL */
+    /* out (N,OC) = inp (N,C) @ w(OC,C)^T + bias(OC); bias may be NULL. In bwd any of
+     * dinp, dw, dbias may be NULL: that gradient is not wanted (a frozen weight) */
     void (*matmul_fwd)(void *st, float *out, const float *inp, const float *w,
                        const float *bias, int N, int C, int OC);
     void (*matmul_bwd)(void *st, float *dinp, float *dw, float *dbias, const float *dout,
@@ -266,6 +282,10 @@ typedef struct llm_backend {
      * same as matmul_fwd then gelu_fwd; NULL: the model makes those two calls */
     void (*matmul_gelu_fwd)(void *st, float *pre, float *out, const float *inp, const float *w,
                             const float *bias, int N, int C, int OC);
+    /* dropout of n values: out[i] = inp[i] * keep(key, i) / (1 - p), the mask a pure
+     * function of (key, i) (see llm__dropout_ref), so backward -- the same call on the
+     * gradient -- regenerates it; out may be inp. NULL: the model refuses dropout > 0 */
+    void (*dropout)(void *st, float *out, const float *inp, size_t n, float p, uint64_t key);
 } llm_backend;
 
 LLMDEF const llm_backend *llm_cpu_backend(void);
@@ -382,6 +402,27 @@ LLMDEF llm_status llm_model_zero_grad(llm_model *m);
 /* Backward of (loss_scale * mean loss) of the last forward; ADDS into the gradients.
  * For gradient accumulation over k micro-batches pass loss_scale = 1/k. */
 LLMDEF llm_status llm_model_backward(llm_model *m, float loss_scale);
+/* Training mode (the default, 1) lets llm_model_forward with targets apply dropout;
+ * 0 turns it off (evaluation, sampling), as PyTorch's model.train() / model.eval().
+ * Forwards without targets and the KV cache never drop out. */
+LLMDEF void llm_model_set_training(llm_model *m, int training);
+
+/* Memory in bytes, by what it holds. The fields are what training at (B, T) needs with
+ * the model's current settings (LoRA, recompute), allocated or not yet: parameters
+ * when loaded, activations at the first forward (or llm_model_reserve), gradients at the
+ * first backward, optimizer moments at the first step. B = T = 0: the activations
+ * reserved now. `allocated` is what the model (and its KV sessions) holds right now. */
+typedef struct llm_memory {
+    size_t params;       /* the weights (with LoRA: the frozen base) */
+    size_t adapters;     /* LoRA's A and B */
+    size_t grads;        /* gradients of what trains (LoRA: the adapters only) */
+    size_t optimizer;    /* AdamW's m and v of what trains */
+    size_t activations;  /* forward and backward activations for B x T tokens */
+    size_t kv_cache;     /* the live KV-cache sessions (llm_kv_create) */
+    size_t total;        /* the sum of the above */
+    size_t allocated;    /* held now */
+} llm_memory;
+LLMDEF llm_status llm_model_memory(const llm_model *m, int B, int T, llm_memory *out);
 
 /* ---- AdamW ---------------------------------------------------------------------------- */
 typedef struct llm_adamw_config {
@@ -426,6 +467,53 @@ LLMDEF llm_status llm_model_save(const llm_model *m, const char *path, int with_
 LLMDEF llm_status llm_model_load_train_state(llm_model *m, const char *path,
                                              llm_train_state *ts);
 
+/* ---- LoRA: low-rank adapters (Hu et al. 2021, as HuggingFace PEFT) ---------------------
+ * Each chosen weight W (out, in) of every layer gains a trainable low-rank update:
+ *     y = x W^T + b + (alpha / r) * (x A^T) B^T,    A (r, in), B (out, r)
+ * A is drawn from U(-1/sqrt(in), 1/sqrt(in)) (PEFT's kaiming_uniform(a=sqrt(5))) and B is
+ * zero, so the model starts exactly as the base. While adapters are attached the base is
+ * frozen: no gradients and no AdamW moments exist for it (they are freed if they did),
+ * backward computes only what the adapters need, and llm_model_step updates the adapters
+ * alone (2-D tensors: weight decay applies). For Llama the fused matrices take one
+ * adapter each: qkv = [wq; wk; wv], up = [w1 (gate); w3 (up)] (as PEFT on GPT-2's fused
+ * c_attn). The adapters live beside the model; llm_model_save writes the base only. */
+#define LLM_LORA_QKV  1   /* attention q, k, v: qkvw */
+#define LLM_LORA_PROJ 2   /* attention output projection: attprojw */
+#define LLM_LORA_UP   4   /* MLP up projection: fcw */
+#define LLM_LORA_DOWN 8   /* MLP down projection: fcprojw */
+#define LLM_LORA_ALL  15
+typedef struct llm_lora_config {
+    int rank;          /* r: 1 <= r <= C (and <= every adapted matrix's sides) */
+    float alpha;       /* the update is scaled by alpha / r; 0: alpha = 2r (PEFT's 16 at r 8) */
+    int targets;       /* LLM_LORA_* bits; 0: LLM_LORA_ALL */
+    uint64_t seed;     /* for A */
+} llm_lora_config;
+/* Attach fresh adapters (replacing any). LLM_ERR_ARG for a rank outside [1, C] (named) or
+ * bad targets/alpha. */
+LLMDEF llm_status llm_model_lora_create(llm_model *m, const llm_lora_config *cfg);
+/* Detach the adapters (the base is unchanged, and trainable again). Accepts no LoRA. */
+LLMDEF void llm_model_lora_free(llm_model *m);
+/* W += (alpha/r) B A for every adapted matrix (computed in double, rounded once), then
+ * detach: the model is a plain one that computes what it computed with the adapters. */
+LLMDEF llm_status llm_model_lora_merge(llm_model *m);
+/* The attached config (rank 0 when none) and the number of adapter floats. */
+LLMDEF llm_lora_config llm_model_lora_config(const llm_model *m);
+LLMDEF size_t llm_model_lora_num_params(const llm_model *m);
+/* Host copies of the adapters / their gradients / the reverse: for each target in the
+ * order qkv, proj, up, down (those attached), A (L, r, in) then B (L, out, r). */
+LLMDEF llm_status llm_model_lora_get(const llm_model *m, float *dst);
+LLMDEF llm_status llm_model_lora_set(llm_model *m, const float *src);
+LLMDEF llm_status llm_model_lora_get_grads(const llm_model *m, float *dst);
+/* The adapters alone, in their own small file (path.tmp, then renamed): the base's
+ * shape, rank, alpha, targets, then the floats; with_optimizer adds their AdamW moments
+ * and step (and ts, when not NULL), so a run can resume. */
+LLMDEF llm_status llm_model_lora_save(const llm_model *m, const char *path, int with_optimizer,
+                                      const llm_train_state *ts);
+/* Attach the adapters of a file (replacing any) to a model of the same shape (any copy
+ * of the base): LLM_ERR_ARG naming both shapes when they differ. The moments, step and
+ * ts are restored when the file has them (ts may be NULL). */
+LLMDEF llm_status llm_model_lora_load(llm_model *m, const char *path, llm_train_state *ts);
+
 /* ---- token datasets ---------------------------------------------------------------------- */
 /* llm.c's token file: 256 int32 header (magic 20240520, version 1, count), then count
  * uint16 tokens. Memory-mapped where the platform allows. */
@@ -436,6 +524,9 @@ LLMDEF size_t llm_dataset_len(const llm_dataset *d);
 LLMDEF const uint16_t *llm_dataset_tokens(const llm_dataset *d);
 /* Write tokens in that layout (to path.tmp, then renamed). Ids must be < 65536. */
 LLMDEF llm_status llm_dataset_write(const char *path, const int *tokens, size_t n);
+/* A dataset held in memory: a copy of tokens[0, n) (ids in [0, 65536)), for text that
+ * was tokenized in the program (build/finetune). Close it as any other. */
+LLMDEF llm_status llm_dataset_from_tokens(llm_dataset **out, const int *tokens, size_t n);
 
 /* Serves (B, T+1) windows of tokens [begin, end) of a dataset: window j covers tokens
  * [begin + j*T, begin + j*T + T + 1). Batch k holds windows k*B .. k*B+B-1, in order,
@@ -460,8 +551,11 @@ LLMDEF llm_status llm_loader_next(llm_loader *l, int *inputs, int *targets);
 LLMDEF void llm_loader_reset(llm_loader *l);
 LLMDEF void llm_loader_get_state(const llm_loader *l, llm_train_state *ts);
 LLMDEF llm_status llm_loader_set_state(llm_loader *l, const llm_train_state *ts);
-/* Mean loss over n_batches batches of the loader (from its current position). */
-LLMDEF llm_status llm_model_eval(llm_model *m, llm_loader *l, int n_batches, float *loss);
+/* Evaluation over n_batches batches of the loader (from its current position), with
+ * dropout off: *loss (may be NULL) the mean cross-entropy per predicted token (every
+ * target counts the same, ignored targets none), *ppl (may be NULL) the perplexity
+ * exp(loss). */
+LLMDEF llm_status llm_model_eval(llm_model *m, llm_loader *l, int n_batches, float *loss, float *ppl);
 
 /* ---- random numbers --------------------------------------------------------------------- */
 /* xoshiro128-style generator used for init and shuffling; same seed, same stream. */
@@ -2746,6 +2840,32 @@ static LLM__UNUSED void llm__residual_fwd_ref(float *out, const float *a, const 
 }
 static LLM__UNUSED void llm__residual_bwd_ref(float *da, float *db, const float *dout, size_t n) {
     for (size_t i = 0; i < n; i++) { da[i] += dout[i]; db[i] += dout[i]; }
+}
+
+/* Dropout with a counter-based mask (the idea of Philox in cuRAND and JAX, with
+ * splitmix64's output function h as the mixer): element i of the stream `key` is
+ *   u_i = h(key + (i+1)·φ)            (φ = 0x9E3779B97F4A7C15: splitmix64's stream)
+ *   kept when (u_i >> 40) >= floor(p·2^24), then scaled by 1/(1-p):
+ *   out[i] = kept ? inp[i] · (1/(1-p)) : 0.
+ * The mask is a pure function of (key, i): it takes no memory and no state, any thread
+ * can do any slice (i0: the index of inp[0] in the stream), backward regenerates it,
+ * and a resumed run draws the same masks. Backward is the same op on the gradient:
+ * dinp = dout · kept / (1-p) (overwritten, not accumulated: the mask is a function, not
+ * a parameter). out may be inp. PyTorch: x * mask with the mask of tests/ref_lora.py. */
+#define LLM__PHI64 0x9E3779B97F4A7C15ull
+static uint64_t llm__mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static uint32_t llm__dropout_threshold(float p) { return LLM__CAST(uint32_t, p * 16777216.0f); }
+static LLM__UNUSED void llm__dropout_ref(float *out, const float *inp, size_t n, float p, uint64_t key, size_t i0) {
+    uint32_t thr = llm__dropout_threshold(p);
+    float scale = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t u = llm__mix64(key + LLM__CAST(uint64_t, i0 + i + 1) * LLM__PHI64);
+        out[i] = LLM__CAST(uint32_t, u >> 40) >= thr ? inp[i] * scale : 0.0f;
+    }
 }
 
 /* Fused softmax + cross-entropy over V logits per row, without materialising the
@@ -5813,7 +5933,7 @@ static void llm__cpu_layernorm_bwd(void *st, float *dinp, float *dw, float *db, 
     o.out = dinp; o.out2 = dw; o.out3 = db; o.in = dout; o.in2 = inp; o.in3 = w; o.in4 = mean;
     o.in5 = rstd; o.N = N; o.C = C;
     llm_pool_run(LLM__POOL(st), llm__t_layernorm_bwd_dx, &o);
-    llm_pool_run(LLM__POOL(st), llm__t_layernorm_bwd_dw, &o);
+    if (dw) llm_pool_run(LLM__POOL(st), llm__t_layernorm_bwd_dw, &o);   /* NULL: a frozen norm */
 }
 
 /* matmul: all three products go through the GEMM. out = bias, then out += inp·w^T. */
@@ -5851,8 +5971,8 @@ static void llm__cpu_matmul_bwd(void *st, float *dinp, float *dw, float *dbias, 
                                 const float *inp, const float *w, int N, int C, int OC) {
     llm_pool *pool = LLM__POOL(st);
     llm__gemm_fn gemm = llm__cpu_gemm(st);
-    gemm(pool, 0, 0, N, C, OC, dout, OC, w, C, 1.0f, dinp, C);   /* dinp += dout·w */
-    gemm(pool, 1, 0, OC, C, N, dout, OC, inp, C, 1.0f, dw, C);   /* dw += doutᵀ·inp */
+    if (dinp) gemm(pool, 0, 0, N, C, OC, dout, OC, w, C, 1.0f, dinp, C);   /* dinp += dout·w */
+    if (dw) gemm(pool, 1, 0, OC, C, N, dout, OC, inp, C, 1.0f, dw, C);     /* dw += doutᵀ·inp */
     if (dbias) {
         llm__op o; memset(&o, 0, sizeof o);
         o.out = dbias; o.in = dout; o.N = N; o.OC = OC;
@@ -5912,6 +6032,21 @@ static void llm__cpu_gelu_fwd(void *st, float *out, const float *inp, size_t n) 
 static void llm__cpu_gelu_bwd(void *st, float *dinp, const float *inp, const float *dout, size_t n) { llm__cpu_ew(st, LLM__EW_GELU_BWD, dinp, NULL, inp, dout, n); }
 static void llm__cpu_residual_fwd(void *st, float *out, const float *a, const float *b, size_t n) { llm__cpu_ew(st, LLM__EW_RES_FWD, out, NULL, a, b, n); }
 static void llm__cpu_residual_bwd(void *st, float *da, float *db, const float *dout, size_t n) { llm__cpu_ew(st, LLM__EW_RES_BWD, da, db, dout, NULL, n); }
+
+/* dropout: contiguous slices; each element's mask depends on its index alone, so the
+ * split does not change the result. */
+typedef struct { float *out; const float *in; size_t n; float p; uint64_t key; } llm__dropout_op;
+static void llm__t_dropout(void *a, int ith, int nth) {
+    llm__dropout_op *o = LLM__CAST(llm__dropout_op *, a);
+    size_t lo, hi;
+    llm__split(o->n, ith, nth, &lo, &hi);
+    llm__dropout_ref(o->out + lo, o->in + lo, hi - lo, o->p, o->key, lo);
+}
+static void llm__cpu_dropout(void *st, float *out, const float *inp, size_t n, float p, uint64_t key) {
+    llm__dropout_op o;
+    o.out = out; o.in = inp; o.n = n; o.p = p; o.key = key;
+    llm_pool_run(LLM__POOL(st), llm__t_dropout, &o);
+}
 
 /* cross-entropy: rows are independent. */
 static void llm__t_ce_fwd(void *a, int ith, int nth) {
@@ -6003,7 +6138,7 @@ static void llm__cpu_rmsnorm_bwd(void *st, float *dinp, float *dw, const float *
     llm__op o; memset(&o, 0, sizeof o);
     o.out = dinp; o.out2 = dw; o.in = dout; o.in2 = inp; o.in3 = w; o.in4 = rstd; o.N = N; o.C = C;
     llm_pool_run(LLM__POOL(st), llm__t_rmsnorm_bwd_dx, &o);
-    llm_pool_run(LLM__POOL(st), llm__t_rmsnorm_bwd_dw, &o);
+    if (dw) llm_pool_run(LLM__POOL(st), llm__t_rmsnorm_bwd_dw, &o);     /* NULL: a frozen norm */
 }
 
 /* rope: rows are independent. The frequencies are computed once per call (not per row),
@@ -6107,7 +6242,8 @@ static const llm_backend llm__cpu_backend_table = {
     llm__cpu_gelu_fwd, llm__cpu_gelu_bwd, llm__cpu_swiglu_fwd, llm__cpu_swiglu_bwd,
     llm__cpu_residual_fwd, llm__cpu_residual_bwd,
     llm__cpu_crossentropy_fwd, llm__cpu_crossentropy_bwd, llm__cpu_sumsq, llm__cpu_adamw,
-    NULL, NULL  /* allreduce_mean: one process; matmul_gelu_fwd: not fused on the CPU */
+    NULL, NULL, /* allreduce_mean: one process; matmul_gelu_fwd: not fused on the CPU */
+    llm__cpu_dropout
 };
 LLMDEF const llm_backend *llm_cpu_backend(void) { return &llm__cpu_backend_table; }
 //==== MODEL ============================================================================
@@ -6146,6 +6282,21 @@ typedef struct llm__acts {
 } llm__acts;
 #define LLM__NACTS 26
 
+/* LoRA adapters (see the API): for each adapted matrix W (L, out, in) of the model,
+ * A (L, r, in) and B (L, out, r), all in one buffer, targets in the order qkv, proj, up,
+ * down. */
+#define LLM__LORA_NT 4
+typedef struct llm__lora {
+    llm_lora_config cfg;               /* resolved: rank, alpha, targets, seed */
+    float scale;                       /* alpha / r */
+    int tensor[LLM__LORA_NT];          /* the adapted tensor of each target (qkvw, ...) */
+    int in[LLM__LORA_NT], out[LLM__LORA_NT];
+    size_t offA[LLM__LORA_NT], offB[LLM__LORA_NT];   /* (0 for a target not attached) */
+    size_t n;                          /* adapter floats */
+    float *mem, *grad, *m, *v;         /* (n) device: adapters, gradients, AdamW moments */
+    float *eye;                        /* (r, r) device: scale * I, the scaling as a matmul */
+} llm__lora;
+
 struct llm_model {
     llm_config cfg;                    /* defaults filled in */
     int QKV, F, H;                     /* widths derived from cfg (see llm__acts) */
@@ -6165,6 +6316,16 @@ struct llm_model {
     float *host_losses;                /* (B, T) host */
     int B, T;                          /* of the last forward */
     int have_targets, n_valid, logits_state;   /* logits_state: 0 none, 1 logits, 2 dlogits */
+    /* memory levers and regularisation (llm_options) */
+    int recompute;                     /* keep only each layer's input; recompute in backward */
+    float dropout;                     /* p, in [0, 1) */
+    uint64_t dropout_seed;
+    int training;                      /* llm_model_set_training (1 by default) */
+    int micro;                         /* forwards that dropped out since the last step */
+    int drop_on;                       /* the last forward dropped out, with ... */
+    uint64_t drop_step, drop_micro;    /* ... these counters (backward regenerates its masks) */
+    llm__lora *lora;                   /* NULL: no adapters */
+    size_t kv_bytes;                   /* held by the live KV sessions */
 };
 
 static const char *const llm__tensor_names[LLM_NTENSORS] = {
@@ -6255,7 +6416,15 @@ static llm_status llm__model_new(llm_model **out, const llm_config *cfg, const l
     m->H = c.hidden_dim;
     m->F = c.arch == LLM_ARCH_GPT2 ? m->H : 2 * m->H;
     m->be = opt && opt->backend ? opt->backend : llm_cpu_backend();
-    if ((s = m->be->create(&m->st, opt)) != LLM_OK) { LLM_FREE(m); return s; }
+    m->training = 1;
+    if (opt) {
+        m->recompute = opt->recompute != 0;
+        m->dropout = opt->dropout;
+        m->dropout_seed = opt->dropout_seed;
+    }
+    if (!(m->dropout >= 0.0f && m->dropout < 1.0f)) s = llm__err(LLM_ERR_ARG, "model: dropout p = %g must be in [0, 1)", LLM__CAST(double, m->dropout));
+    else if (m->dropout > 0.0f && !m->be->dropout) s = llm__err(LLM_ERR_UNSUPPORTED, "model: the %s backend has no dropout op (use dropout 0)", m->be->name);
+    if (s != LLM_OK || (s = m->be->create(&m->st, opt)) != LLM_OK) { LLM_FREE(m); return s; }
     llm_tensor_layout(&c, m->off, m->size);
     m->n_params = m->off[LLM_NTENSORS - 1] + m->size[LLM_NTENSORS - 1];
     m->params_mem = LLM__CAST(float *, m->be->alloc(m->st, m->n_params * sizeof(float)));
@@ -6300,6 +6469,7 @@ LLMDEF llm_status llm_model_create(llm_model **out, const llm_config *cfg, const
 
 LLMDEF void llm_model_free(llm_model *m) {
     if (!m) return;
+    llm_model_lora_free(m);
     if (m->st) {
         void *bufs[7] = {m->params_mem, m->grads_mem, m->m_mem, m->v_mem, m->acts_mem, m->tokens, m->targets};
         for (int i = 0; i < 7; i++) if (bufs[i]) m->be->release(m->st, bufs[i]);
@@ -6320,12 +6490,170 @@ LLMDEF llm_status llm_model_set_params(llm_model *m, const float *src) {
     return m->be->upload(m->st, m->params_mem, src, m->n_params * sizeof(float));
 }
 LLMDEF llm_status llm_model_get_grads(const llm_model *m, float *dst) {
+    if (m->lora) return llm__err(LLM_ERR_STATE, "get_grads: the base is frozen while LoRA adapters are attached (llm_model_lora_get_grads)");
     if (!m->grads_mem) return llm__err(LLM_ERR_STATE, "get_grads: no gradients yet (run backward)");
     return m->be->download(m->st, dst, m->grads_mem, m->n_params * sizeof(float));
+}
+LLMDEF void llm_model_set_training(llm_model *m, int training) { if (m) m->training = training != 0; }
+
+/* ---- LoRA ---------------------------------------------------------------------------- */
+/* The adapters are parameters of their own: one device buffer with its gradient and
+ * moments, views per target. The forward and backward use them in the linear layers
+ * (llm__linear_fwd/bwd); this part makes, merges and frees them. */
+static void llm__free_dev(llm_model *m, float **p) {
+    if (*p) m->be->release(m->st, *p);
+    *p = NULL;
+}
+LLMDEF void llm_model_lora_free(llm_model *m) {
+    if (!m || !m->lora) return;
+    llm__lora *a = m->lora;
+    llm__free_dev(m, &a->mem); llm__free_dev(m, &a->grad); llm__free_dev(m, &a->m); llm__free_dev(m, &a->v);
+    llm__free_dev(m, &a->eye);
+    LLM_FREE(a);
+    m->lora = NULL;
+}
+LLMDEF llm_lora_config llm_model_lora_config(const llm_model *m) {
+    llm_lora_config c;
+    memset(&c, 0, sizeof c);
+    return m && m->lora ? m->lora->cfg : c;
+}
+LLMDEF size_t llm_model_lora_num_params(const llm_model *m) { return m && m->lora ? m->lora->n : 0; }
+
+/* Fill the defaults in and lay the adapters out for model m (no memory yet). */
+static llm_status llm__lora_layout(llm__lora *a, const llm_model *m, const llm_lora_config *cfg) {
+    memset(a, 0, sizeof *a);
+    a->cfg = *cfg;
+    llm_lora_config *c = &a->cfg;
+    int C = m->cfg.n_embd;
+    if (c->targets == 0) c->targets = LLM_LORA_ALL;
+    if (c->targets & ~LLM_LORA_ALL) return llm__err(LLM_ERR_ARG, "lora: unknown target bits 0x%x", LLM__CAST(unsigned, c->targets));
+    if (c->rank < 1 || c->rank > C)
+        return llm__err(LLM_ERR_ARG, "lora: rank %d must be in [1, C = %d]", c->rank, C);
+    if (c->alpha == 0.0f) c->alpha = 2.0f * LLM__CAST(float, c->rank);
+    if (!(c->alpha > 0.0f) || c->alpha > 1e6f) return llm__err(LLM_ERR_ARG, "lora: alpha %g must be positive", LLM__CAST(double, c->alpha));
+    a->scale = c->alpha / LLM__CAST(float, c->rank);
+    const int tensor[LLM__LORA_NT] = {4, 6, 10, 12};               /* qkvw, attprojw, fcw, fcprojw */
+    const int in[LLM__LORA_NT] = {C, C, C, m->H}, out[LLM__LORA_NT] = {m->QKV, C, m->F, C};
+    size_t L = LLM__CAST(size_t, m->cfg.n_layer), r = LLM__CAST(size_t, c->rank), o = 0;
+    for (int k = 0; k < LLM__LORA_NT; k++) {
+        a->tensor[k] = tensor[k]; a->in[k] = in[k]; a->out[k] = out[k];
+        if (!(c->targets & (1 << k))) continue;
+        if (c->rank > in[k] || c->rank > out[k])
+            return llm__err(LLM_ERR_ARG, "lora: rank %d exceeds a side of %s (%d x %d)", c->rank, llm_tensor_name(tensor[k]), out[k], in[k]);
+        a->offA[k] = o; o += L * r * LLM__CAST(size_t, in[k]);
+        a->offB[k] = o; o += L * LLM__CAST(size_t, out[k]) * r;
+    }
+    a->n = o;
+    return LLM_OK;
+}
+
+/* The frozen base needs neither gradients nor moments. */
+static void llm__freeze_base(llm_model *m) {
+    llm__free_dev(m, &m->grads_mem);
+    llm__free_dev(m, &m->m_mem);
+    llm__free_dev(m, &m->v_mem);
+    llm__param_views(&m->g, NULL, m->off, m->size);
+}
+
+/* Attach adapters laid out as a, with values src (host, n floats), freezing the base. */
+static llm_status llm__lora_attach(llm_model *m, const llm__lora *layout, const float *src) {
+    llm__lora *a = LLM__CAST(llm__lora *, llm__calloc(1, sizeof *a));
+    if (!a) return llm__err(LLM_ERR_NOMEM, "lora: out of memory");
+    *a = *layout;
+    size_t r = LLM__CAST(size_t, a->cfg.rank), bytes = a->n * sizeof(float);
+    float *eye = LLM__CAST(float *, llm__calloc(r * r, sizeof(float)));
+    a->mem = LLM__CAST(float *, m->be->alloc(m->st, bytes));
+    a->eye = LLM__CAST(float *, m->be->alloc(m->st, r * r * sizeof(float)));
+    llm_status s = !eye || !a->mem || !a->eye ? llm__err(LLM_ERR_NOMEM, "lora: out of memory for %zu adapter floats", a->n) : LLM_OK;
+    if (s == LLM_OK) {
+        for (size_t i = 0; i < r; i++) eye[i * r + i] = a->scale;
+        s = m->be->upload(m->st, a->eye, eye, r * r * sizeof(float));
+    }
+    if (s == LLM_OK) s = m->be->upload(m->st, a->mem, src, bytes);
+    LLM_FREE(eye);
+    if (s != LLM_OK) {
+        llm__free_dev(m, &a->mem); llm__free_dev(m, &a->eye);
+        LLM_FREE(a);
+        return s;
+    }
+    llm_model_lora_free(m);
+    llm__freeze_base(m);
+    m->lora = a;
+    return LLM_OK;
+}
+
+LLMDEF llm_status llm_model_lora_create(llm_model *m, const llm_lora_config *cfg) {
+    if (!m || !cfg) return llm__err(LLM_ERR_ARG, "lora_create: NULL argument");
+    llm__lora a;
+    llm_status s = llm__lora_layout(&a, m, cfg);
+    if (s != LLM_OK) return s;
+    float *h = LLM__CAST(float *, llm__calloc(a.n, sizeof(float)));   /* B = 0 */
+    if (!h) return llm__err(LLM_ERR_NOMEM, "lora: out of memory");
+    /* A ~ U(-1/sqrt(in), 1/sqrt(in)): target by target, layer by layer, row-major */
+    llm_rng rng;
+    llm_rng_seed(&rng, a.cfg.seed);
+    size_t L = LLM__CAST(size_t, m->cfg.n_layer), r = LLM__CAST(size_t, a.cfg.rank);
+    for (int k = 0; k < LLM__LORA_NT; k++) {
+        if (!(a.cfg.targets & (1 << k))) continue;
+        float bound = 1.0f / sqrtf(LLM__CAST(float, a.in[k]));
+        for (size_t i = 0; i < L * r * LLM__CAST(size_t, a.in[k]); i++) {
+            float u = LLM__CAST(float, llm_rng_u64(&rng) >> 40) * (1.0f / 16777216.0f);   /* [0, 1) */
+            h[a.offA[k] + i] = (2.0f * u - 1.0f) * bound;
+        }
+    }
+    s = llm__lora_attach(m, &a, h);
+    LLM_FREE(h);
+    return s;
+}
+
+static llm_status llm__lora_copy(const llm_model *m, float *dst, const float *dev, const char *what) {
+    if (!m || !m->lora) return llm__err(LLM_ERR_STATE, "%s: no LoRA adapters attached", what);
+    if (!dev) return llm__err(LLM_ERR_STATE, "%s: no adapter gradients yet (run backward)", what);
+    return m->be->download(m->st, dst, dev, m->lora->n * sizeof(float));
+}
+LLMDEF llm_status llm_model_lora_get(const llm_model *m, float *dst) { return llm__lora_copy(m, dst, m ? (m->lora ? m->lora->mem : NULL) : NULL, "lora_get"); }
+LLMDEF llm_status llm_model_lora_get_grads(const llm_model *m, float *dst) { return llm__lora_copy(m, dst, m && m->lora ? m->lora->grad : NULL, "lora_get_grads"); }
+LLMDEF llm_status llm_model_lora_set(llm_model *m, const float *src) {
+    if (!m || !m->lora) return llm__err(LLM_ERR_STATE, "lora_set: no LoRA adapters attached");
+    return m->be->upload(m->st, m->lora->mem, src, m->lora->n * sizeof(float));
+}
+
+/* W[l] += scale * B[l] A[l], on the host in double: (out, r) x (r, in). */
+LLMDEF llm_status llm_model_lora_merge(llm_model *m) {
+    if (!m || !m->lora) return llm__err(LLM_ERR_STATE, "lora_merge: no LoRA adapters attached");
+    llm__lora *a = m->lora;
+    float *w = LLM__CAST(float *, LLM_MALLOC(m->n_params * sizeof(float)));
+    float *ad = LLM__CAST(float *, LLM_MALLOC((a->n ? a->n : 1) * sizeof(float)));
+    double *row = LLM__CAST(double *, LLM_MALLOC((m->H > m->cfg.n_embd ? LLM__CAST(size_t, m->H) : LLM__CAST(size_t, m->cfg.n_embd)) * sizeof(double)));
+    llm_status s = !w || !ad || !row ? llm__err(LLM_ERR_NOMEM, "lora_merge: out of memory") : LLM_OK;
+    if (s == LLM_OK) s = llm_model_get_params(m, w);
+    if (s == LLM_OK) s = llm_model_lora_get(m, ad);
+    size_t L = LLM__CAST(size_t, m->cfg.n_layer), r = LLM__CAST(size_t, a->cfg.rank);
+    for (int k = 0; k < LLM__LORA_NT && s == LLM_OK; k++) {
+        if (!(a->cfg.targets & (1 << k))) continue;
+        size_t in = LLM__CAST(size_t, a->in[k]), out = LLM__CAST(size_t, a->out[k]);
+        for (size_t l = 0; l < L; l++) {
+            const float *A = ad + a->offA[k] + l * r * in, *B = ad + a->offB[k] + l * out * r;
+            float *W = w + m->off[a->tensor[k]] + l * out * in;
+            for (size_t o = 0; o < out; o++) {
+                for (size_t i = 0; i < in; i++) row[i] = 0.0;
+                for (size_t j = 0; j < r; j++) {
+                    double b = LLM__CAST(double, B[o * r + j]) * a->scale;
+                    for (size_t i = 0; i < in; i++) row[i] += b * A[j * in + i];
+                }
+                for (size_t i = 0; i < in; i++) W[o * in + i] = LLM__CAST(float, W[o * in + i] + row[i]);
+            }
+        }
+    }
+    if (s == LLM_OK) s = llm_model_set_params(m, w);
+    LLM_FREE(w); LLM_FREE(ad); LLM_FREE(row);
+    if (s == LLM_OK) llm_model_lora_free(m);
+    return s;
 }
 
 /* Lay the activation views out for (B, T) inside acts_mem; returns the floats needed
  * (mem may be NULL to only count). Each tensor starts on a 16-float boundary. */
+static llm_status llm__oom(const llm_model *m, const char *what, int B, int T);
 static size_t llm__act_views(llm__acts *a, float *mem, const llm_model *m, size_t B, size_t T) {
     const llm_config *c = &m->cfg;
     size_t L = LLM__CAST(size_t, c->n_layer), C = LLM__CAST(size_t, c->n_embd), NH = LLM__CAST(size_t, c->n_head);
@@ -6369,10 +6697,53 @@ LLMDEF llm_status llm_model_reserve(llm_model *m, int B, int T) {
     m->targets = LLM__CAST(int *, m->be->alloc(m->st, BT * sizeof(int)));
     m->host_losses = LLM__CAST(float *, LLM_MALLOC(BT * sizeof(float)));
     if (!m->acts_mem || !m->tokens || !m->targets || !m->host_losses)
-        return llm__err(LLM_ERR_NOMEM, "reserve: out of memory for activations of B=%d T=%d (%zu MB)",
-                        B, T, need * sizeof(float) >> 20);
+        return llm__oom(m, "the activations", B, T);
     m->cap_BT = BT; m->cap_T = T;
     return LLM_OK;
+}
+
+/* Bytes of the activations for (B, T) (the views, the token and target ids, the host
+ * copy of the losses). */
+static size_t llm__act_bytes(const llm_model *m, size_t B, size_t T) {
+    llm__acts a;
+    return llm__act_views(&a, NULL, m, B, T) * sizeof(float) + B * T * (2 * sizeof(int) + sizeof(float));
+}
+
+LLMDEF llm_status llm_model_memory(const llm_model *m, int B, int T, llm_memory *out) {
+    if (!m || !out) return llm__err(LLM_ERR_ARG, "memory: NULL argument");
+    if (B < 0 || T < 0 || T > m->cfg.max_seq_len || (B > 0) != (T > 0))
+        return llm__err(LLM_ERR_ARG, "memory: B=%d T=%d (both positive and T <= %d, or both 0)", B, T, m->cfg.max_seq_len);
+    memset(out, 0, sizeof *out);
+    size_t f = sizeof(float), trains = m->lora ? m->lora->n : m->n_params;
+    out->params = m->n_params * f;
+    out->adapters = m->lora ? (m->lora->n + LLM__CAST(size_t, m->lora->cfg.rank) * LLM__CAST(size_t, m->lora->cfg.rank)) * f : 0;
+    out->grads = trains * f;
+    out->optimizer = 2 * trains * f;
+    out->activations = B > 0 ? llm__act_bytes(m, LLM__CAST(size_t, B), LLM__CAST(size_t, T))
+                             : m->cap_BT ? llm__act_bytes(m, m->cap_BT / LLM__CAST(size_t, m->cap_T), LLM__CAST(size_t, m->cap_T)) : 0;
+    out->kv_cache = m->kv_bytes;
+    out->total = out->params + out->adapters + out->grads + out->optimizer + out->activations + out->kv_cache;
+    int have_grads = m->lora ? m->lora->grad != NULL : m->grads_mem != NULL;
+    int have_moments = m->lora ? m->lora->m != NULL : m->m_mem != NULL;
+    out->allocated = out->params + out->adapters + (have_grads ? out->grads : 0) + (have_moments ? out->optimizer : 0) +
+                     (m->cap_BT ? llm__act_bytes(m, m->cap_BT / LLM__CAST(size_t, m->cap_T), LLM__CAST(size_t, m->cap_T)) : 0) +
+                     m->kv_bytes;
+    return LLM_OK;
+}
+
+/* An allocation for training failed: say what did not fit, what the model holds, and
+ * which levers need less. */
+static llm_status llm__oom(const llm_model *m, const char *what, int B, int T) {
+    char fail[sizeof llm__errmsg];
+    snprintf(fail, sizeof fail, "%s", llm_last_error());
+    llm_memory u;
+    if (llm_model_memory(m, B, T, &u) != LLM_OK) memset(&u, 0, sizeof u);
+    return llm__err(LLM_ERR_NOMEM,
+                    "out of memory for %s (training at B=%d T=%d needs %.0f MB: parameters %.0f, gradients %.0f, "
+                    "AdamW moments %.0f, activations %.0f); what needs less: a smaller batch with gradient "
+                    "accumulation, recompute (llm_options.recompute), LoRA adapters instead of full training [%s]",
+                    what, B, T, u.total / 1e6, (u.params + u.adapters) / 1e6, u.grads / 1e6, u.optimizer / 1e6,
+                    u.activations / 1e6, fail);
 }
 
 static llm_status llm__check_tokens(const int *tok, size_t n, int V, const char *what) {
@@ -6481,10 +6852,20 @@ LLMDEF llm_status llm_model_get_losses(llm_model *m, float *dst) {
     return LLM_OK;
 }
 
+/* The gradients of what trains: every parameter, or with LoRA the adapters alone (the
+ * base's views in m->g stay NULL, which the ops read as "frozen"). */
 static llm_status llm__alloc_grads(llm_model *m) {
+    if (m->lora) {
+        llm__lora *a = m->lora;
+        if (a->grad) return LLM_OK;
+        a->grad = LLM__CAST(float *, m->be->alloc(m->st, a->n * sizeof(float)));
+        if (!a->grad) return llm__oom(m, "the adapters' gradients", m->B, m->T);
+        m->be->zero(m->st, a->grad, a->n * sizeof(float));
+        return LLM_OK;
+    }
     if (m->grads_mem) return LLM_OK;
     m->grads_mem = LLM__CAST(float *, m->be->alloc(m->st, m->n_params * sizeof(float)));
-    if (!m->grads_mem) return LLM_ERR_NOMEM;
+    if (!m->grads_mem) return llm__oom(m, "the gradients", m->B, m->T);
     m->be->zero(m->st, m->grads_mem, m->n_params * sizeof(float));
     llm__param_views(&m->g, m->grads_mem, m->off, m->size);
     return LLM_OK;
@@ -6493,7 +6874,8 @@ static llm_status llm__alloc_grads(llm_model *m) {
 LLMDEF llm_status llm_model_zero_grad(llm_model *m) {
     llm_status s = llm__alloc_grads(m);
     if (s != LLM_OK) return s;
-    m->be->zero(m->st, m->grads_mem, m->n_params * sizeof(float));
+    if (m->lora) m->be->zero(m->st, m->lora->grad, m->lora->n * sizeof(float));
+    else m->be->zero(m->st, m->grads_mem, m->n_params * sizeof(float));
     return LLM_OK;
 }
 
@@ -6566,33 +6948,41 @@ LLMDEF llm_adamw_config llm_adamw_config_default(void) {
 
 /* AdamW's moments m and v, zeroed, made on the first step: both or neither, so that a
  * failed allocation leaves no half-made state for the next call to trip on. */
-static llm_status llm__moments(llm_model *m) {
-    if (m->m_mem) return LLM_OK;
-    size_t bytes = m->n_params * sizeof(float);
-    m->m_mem = LLM__CAST(float *, m->be->alloc(m->st, bytes));
-    m->v_mem = m->m_mem ? LLM__CAST(float *, m->be->alloc(m->st, bytes)) : NULL;
-    if (!m->v_mem) {  /* the failing alloc set the message */
-        if (m->m_mem) m->be->release(m->st, m->m_mem);
-        m->m_mem = NULL;
-        return LLM_ERR_NOMEM;
+static llm_status llm__moments_of(llm_model *m, float **mm, float **vv, size_t n) {
+    if (*mm) return LLM_OK;
+    size_t bytes = n * sizeof(float);
+    *mm = LLM__CAST(float *, m->be->alloc(m->st, bytes));
+    *vv = *mm ? LLM__CAST(float *, m->be->alloc(m->st, bytes)) : NULL;
+    if (!*vv) {
+        if (*mm) m->be->release(m->st, *mm);
+        *mm = NULL;
+        return llm__oom(m, "the AdamW moments", m->B, m->T);
     }
-    m->be->zero(m->st, m->m_mem, bytes);
-    m->be->zero(m->st, m->v_mem, bytes);
+    m->be->zero(m->st, *mm, bytes);
+    m->be->zero(m->st, *vv, bytes);
     return LLM_OK;
+}
+/* ... of what trains: with LoRA the adapters alone (the frozen base has none). */
+static llm_status llm__moments(llm_model *m) {
+    if (m->lora) return llm__moments_of(m, &m->lora->m, &m->lora->v, m->lora->n);
+    return llm__moments_of(m, &m->m_mem, &m->v_mem, m->n_params);
 }
 
 LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, float lr, float *grad_norm) {
-    if (!m->grads_mem) return llm__err(LLM_ERR_STATE, "step: no gradients (run backward first)");
+    /* what trains: every parameter, or with LoRA the adapters (one buffer either way) */
+    float *grads = m->lora ? m->lora->grad : m->grads_mem;
+    size_t n = m->lora ? m->lora->n : m->n_params;
+    if (!grads) return llm__err(LLM_ERR_STATE, "step: no gradients (run backward first)");
     llm_adamw_config def = llm_adamw_config_default();
     if (!cfg) cfg = &def;
     llm_status s = llm__moments(m);
     if (s != LLM_OK) return s;
     /* data parallel: every rank steps with the mean gradient over the ranks, so the
      * replicas stay identical (LLM_OK at once for one process) */
-    if (m->be->allreduce_mean && (s = m->be->allreduce_mean(m->st, m->grads_mem, m->n_params)) != LLM_OK)
+    if (m->be->allreduce_mean && (s = m->be->allreduce_mean(m->st, grads, n)) != LLM_OK)
         return s;
     /* global L2 norm, then the clip factor as torch.nn.utils.clip_grad_norm_ */
-    double norm = sqrt(m->be->sumsq(m->st, m->grads_mem, m->n_params));
+    double norm = sqrt(m->be->sumsq(m->st, grads, n));
     float scale = 1.0f;
     if (cfg->grad_clip > 0.0f) {
         double coef = cfg->grad_clip / (norm + 1e-6);
@@ -6602,6 +6992,13 @@ LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, floa
     if (!(norm == norm) || norm > DBL_MAX)
         return llm__err(LLM_ERR_ARG, "step: the gradient norm is not finite (%g); parameters unchanged", norm);
     m->t++;
+    m->micro = 0;   /* dropout masks: a new step, a new stream */
+    if (m->lora) {  /* the adapters: every one a 2-D weight */
+        llm__lora *a = m->lora;
+        m->be->adamw(m->st, a->mem, a->grad, a->m, a->v, a->n, lr, cfg->beta1, cfg->beta2, cfg->eps,
+                     cfg->weight_decay, scale, m->t);
+        return m->be->sync(m->st);
+    }
     for (int i = 0; i < LLM_NTENSORS; i++) {
         if (!m->size[i]) continue;
         float wd = (cfg->decay_all || llm__is_2d(i)) ? cfg->weight_decay : 0.0f;
@@ -7228,6 +7625,7 @@ LLMDEF llm_status llm_model_load_train_state(llm_model *m, const char *path, llm
     int has_opt;
     if ((s = llm__ckpt_header(&mp, path, &c, &has_opt)) != LLM_OK) goto done;
     if (!has_opt) { s = llm__err(LLM_ERR_FORMAT, "%s: saved without optimizer state", path); goto done; }
+    if (m->lora) { s = llm__err(LLM_ERR_STATE, "%s: the model has LoRA adapters: their state is in their own file (llm_model_lora_load)", path); goto done; }
     if (memcmp(&c, &m->cfg, sizeof c) != 0) { s = llm__err(LLM_ERR_ARG, "%s: the checkpoint's shape differs from the model's", path); goto done; }
     if ((s = llm__moments(m)) != LLM_OK) goto done;
     if ((s = m->be->upload(m->st, m->m_mem, mp.data + 256 + m->n_params * 4, m->n_params * 4)) != LLM_OK) goto done;
@@ -7236,6 +7634,148 @@ LLMDEF llm_status llm_model_load_train_state(llm_model *m, const char *path, llm
     if (ts) {
         uint64_t *v[5] = {&ts->step, &ts->rng[0], &ts->rng[1], &ts->cursor, &ts->epoch};
         for (int i = 0; i < 5; i++) *v[i] = llm__rd64(mp.data + 80 + 8 * i);
+    }
+done:
+    llm__map_close(&mp);
+    return s;
+}
+
+/* ---- LoRA adapters: their own small file, a 128-byte header, then the floats --------
+ *   0 "LLMHLORA" | 8 u32 version 1 | 12 u32 flags (1: AdamW state follows)
+ *   16 i32 arch, maxT, V, L, NH, C, NKV, hidden, untied: the base's shape (our checkpoint's)
+ *   52 u32 rank | 56 f32 alpha | 60 u32 targets (LLM_LORA_* bits) | 64 u64 seed
+ *   72 u64 n (adapter floats) | 80 u64 adam step
+ *   88 u64 train step, rng[0], rng[1], cursor, epoch (llm_train_state) | 128: f32 adapters[n]
+ *   (+ f32 m[n], f32 v[n])                                               little-endian
+ * The adapters fit any model whose layers have the same shapes (arch, L, C, NH, NKV, hidden):
+ * the vocabulary and the context do not enter them. */
+#define LLM__LORA_MAGIC "LLMHLORA"
+#define LLM__LORA_HDR 128
+
+static llm_status llm__lora_write(llm__wfile *w, const llm_model *m, const float *dev, float *host) {
+    llm_status s = m->be->download(m->st, host, dev, m->lora->n * sizeof(float));
+    if (s == LLM_OK) llm__wbytes(w, host, m->lora->n * sizeof(float));
+    return s;
+}
+
+LLMDEF llm_status llm_model_lora_save(const llm_model *m, const char *path, int with_optimizer, const llm_train_state *ts) {
+    if (!m || !path) return llm__err(LLM_ERR_ARG, "lora_save: NULL argument");
+    if (!m->lora) return llm__err(LLM_ERR_STATE, "lora_save: no LoRA adapters attached");
+    const llm__lora *a = m->lora;
+    unsigned char hdr[LLM__LORA_HDR];
+    memset(hdr, 0, sizeof hdr);
+    int opt = with_optimizer && a->m;
+    memcpy(hdr, LLM__LORA_MAGIC, 8);
+    llm__wr32(hdr + 8, 1);
+    llm__wr32(hdr + 12, opt ? 1u : 0u);
+    const llm_config *c = &m->cfg;
+    const int cf[LLM__CKPT_NCFG] = {LLM__CAST(int, c->arch), c->max_seq_len, c->vocab_size, c->n_layer, c->n_head,
+                                    c->n_embd, c->n_kv_head, c->hidden_dim, c->untied_head};
+    for (int i = 0; i < LLM__CKPT_NCFG; i++) llm__wr32(hdr + 16 + 4 * i, LLM__CAST(uint32_t, cf[i]));
+    llm__wr32(hdr + 52, LLM__CAST(uint32_t, a->cfg.rank));
+    memcpy(hdr + 56, &a->cfg.alpha, 4);
+    llm__wr32(hdr + 60, LLM__CAST(uint32_t, a->cfg.targets));
+    llm__wr64(hdr + 64, a->cfg.seed);
+    llm__wr64(hdr + 72, a->n);
+    llm__wr64(hdr + 80, LLM__CAST(uint64_t, m->t));
+    if (ts) {
+        const uint64_t v[5] = {ts->step, ts->rng[0], ts->rng[1], ts->cursor, ts->epoch};
+        for (int i = 0; i < 5; i++) llm__wr64(hdr + 88 + 8 * i, v[i]);
+    }
+    float *host = LLM__CAST(float *, LLM_MALLOC((a->n ? a->n : 1) * sizeof(float)));
+    if (!host) return llm__err(LLM_ERR_NOMEM, "lora_save: out of memory");
+    llm__wfile w;
+    llm_status s = llm__wopen(&w, path);
+    if (s != LLM_OK) { LLM_FREE(host); return s; }
+    llm__wbytes(&w, hdr, sizeof hdr);
+    s = llm__lora_write(&w, m, a->mem, host);
+    if (s == LLM_OK && opt) s = llm__lora_write(&w, m, a->m, host);
+    if (s == LLM_OK && opt) s = llm__lora_write(&w, m, a->v, host);
+    LLM_FREE(host);
+    if (s != LLM_OK) { w.failed = 1; llm__wclose(&w); return s; }
+    return llm__wclose(&w);
+}
+
+LLMDEF llm_status llm_model_lora_load(llm_model *m, const char *path, llm_train_state *ts) {
+    if (!m || !path) return llm__err(LLM_ERR_ARG, "lora_load: NULL argument");
+    llm__map mp;
+    llm_status s = llm__map_open(&mp, path);
+    if (s != LLM_OK) return s;
+    const unsigned char *d = mp.data;
+    llm__lora a;
+    llm_lora_config lc;
+    llm_config c;
+    int has_opt = 0;
+    memset(&c, 0, sizeof c);
+    if (mp.len < LLM__LORA_HDR || memcmp(d, LLM__LORA_MAGIC, 8) != 0) {
+        s = llm__err(LLM_ERR_FORMAT, "%s: not an llm.h adapters file (bad magic or too short)", path); goto done;
+    }
+    if (llm__rd32(d + 8) != 1) { s = llm__err(LLM_ERR_UNSUPPORTED, "%s: adapters file version %u", path, llm__rd32(d + 8)); goto done; }
+    has_opt = llm__rd32(d + 12) & 1;
+    {
+        int32_t cf[LLM__CKPT_NCFG];
+        for (int i = 0; i < LLM__CKPT_NCFG; i++) cf[i] = LLM__CAST(int32_t, llm__rd32(d + 16 + 4 * i));
+        c.arch = cf[0] == 1 ? LLM_ARCH_LLAMA : LLM_ARCH_GPT2;
+        c.n_layer = cf[3]; c.n_head = cf[4]; c.n_embd = cf[5]; c.n_kv_head = cf[6]; c.hidden_dim = cf[7];
+        const llm_config *mc = &m->cfg;
+        if (cf[0] != LLM__CAST(int32_t, mc->arch) || c.n_layer != mc->n_layer || c.n_head != mc->n_head ||
+            c.n_embd != mc->n_embd || c.n_kv_head != mc->n_kv_head || c.hidden_dim != mc->hidden_dim) {
+            s = llm__err(LLM_ERR_ARG, "%s: adapters for another model shape: they were made for %s L=%d C=%d NH=%d NKV=%d "
+                         "hidden=%d, this model is %s L=%d C=%d NH=%d NKV=%d hidden=%d", path,
+                         cf[0] == 1 ? "llama" : cf[0] == 0 ? "gpt2" : "?", c.n_layer, c.n_embd, c.n_head, c.n_kv_head,
+                         c.hidden_dim, mc->arch == LLM_ARCH_LLAMA ? "llama" : "gpt2", mc->n_layer, mc->n_embd,
+                         mc->n_head, mc->n_kv_head, mc->hidden_dim);
+            goto done;
+        }
+    }
+    memset(&lc, 0, sizeof lc);
+    lc.rank = LLM__CAST(int32_t, llm__rd32(d + 52));
+    memcpy(&lc.alpha, d + 56, 4);
+    lc.targets = LLM__CAST(int32_t, llm__rd32(d + 60));
+    lc.seed = llm__rd64(d + 64);
+    if (lc.targets == 0 || lc.alpha == 0.0f) { s = llm__err(LLM_ERR_FORMAT, "%s: no targets or a zero alpha", path); goto done; }
+    if ((s = llm__lora_layout(&a, m, &lc)) != LLM_OK) {
+        char msg[sizeof llm__errmsg];
+        snprintf(msg, sizeof msg, "%s", llm_last_error());
+        s = llm__err(LLM_ERR_FORMAT, "%.200s: %s", path, msg);
+        goto done;
+    }
+    if (llm__rd64(d + 72) != a.n) { s = llm__err(LLM_ERR_FORMAT, "%s: adapter count disagrees with the rank and targets", path); goto done; }
+    {
+        uint64_t want = LLM__LORA_HDR + LLM__CAST(uint64_t, a.n) * 4 * (has_opt ? 3 : 1);
+        if (mp.len != want) {
+            s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes, expected %llu (truncated?)", path, mp.len, LLM__CAST(unsigned long long, want));
+            goto done;
+        }
+    }
+    {   /* the floats may sit at any alignment in a map: copy them out */
+        float *h = LLM__CAST(float *, LLM_MALLOC((a.n ? a.n : 1) * sizeof(float)));
+        if (!h) { s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", path); goto done; }
+        memcpy(h, d + LLM__LORA_HDR, a.n * sizeof(float));
+        for (size_t i = 0; i < a.n; i++)
+            if (!(h[i] == h[i]) || h[i] > FLT_MAX || h[i] < -FLT_MAX) {
+                LLM_FREE(h);
+                s = llm__err(LLM_ERR_FORMAT, "%s: adapter value %zu is not finite", path, i);
+                goto done;
+            }
+        s = llm__lora_attach(m, &a, h);
+        LLM_FREE(h);
+    }
+    if (s == LLM_OK && has_opt) {
+        llm__lora *la = m->lora;
+        size_t bytes = la->n * sizeof(float);
+        if ((s = llm__moments(m)) == LLM_OK && (s = m->be->upload(m->st, la->m, d + LLM__LORA_HDR + bytes, bytes)) == LLM_OK)
+            s = m->be->upload(m->st, la->v, d + LLM__LORA_HDR + 2 * bytes, bytes);
+        if (s == LLM_OK) {
+            m->t = LLM__CAST(int, llm__rd64(d + 80));
+            m->micro = 0;
+            if (ts) {
+                uint64_t *v[5] = {&ts->step, &ts->rng[0], &ts->rng[1], &ts->cursor, &ts->epoch};
+                for (int i = 0; i < 5; i++) *v[i] = llm__rd64(d + 88 + 8 * i);
+            }
+        } else {
+            llm_model_lora_free(m);
+        }
     }
 done:
     llm__map_close(&mp);
@@ -7331,6 +7871,24 @@ LLMDEF llm_status llm_dataset_write(const char *path, const int *tokens, size_t 
     return llm__wclose(&w);
 }
 
+LLMDEF llm_status llm_dataset_from_tokens(llm_dataset **out, const int *tokens, size_t n) {
+    if (!out || (!tokens && n)) return llm__err(LLM_ERR_ARG, "dataset_from_tokens: NULL argument");
+    *out = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] > 65535) return llm__err(LLM_ERR_ARG, "dataset_from_tokens: token %zu = %d does not fit uint16", i, tokens[i]);
+    llm_dataset *d = LLM__CAST(llm_dataset *, llm__calloc(1, sizeof *d));
+    uint16_t *t = LLM__CAST(uint16_t *, LLM_MALLOC((n ? n : 1) * sizeof(uint16_t)));
+    if (!d || !t) { LLM_FREE(d); LLM_FREE(t); return llm__err(LLM_ERR_NOMEM, "dataset_from_tokens: out of memory for %zu tokens", n); }
+    for (size_t i = 0; i < n; i++) t[i] = LLM__CAST(uint16_t, tokens[i]);
+    d->map.heap = t;   /* freed by llm__map_close, as a file read into memory */
+    d->map.data = LLM__CAST(const unsigned char *, LLM__CAST(void *, t));
+    d->map.len = n * sizeof(uint16_t);
+    d->tokens = t;
+    d->n = n;
+    *out = d;
+    return LLM_OK;
+}
+
 /* Fisher-Yates over the windows, from the loader's RNG. */
 static void llm__loader_shuffle(llm_loader *l) {
     llm_rng r;
@@ -7403,19 +7961,32 @@ LLMDEF llm_status llm_loader_set_state(llm_loader *l, const llm_train_state *ts)
     return LLM_OK;
 }
 
-LLMDEF llm_status llm_model_eval(llm_model *m, llm_loader *l, int n_batches, float *loss) {
+/* Perplexity exp(mean loss): the number of equally likely tokens the model is, on
+ * average, as unsure between as it is about the next token of this text. The mean is
+ * over tokens (each batch's mean weighted by its valid targets), in double. Dropout is
+ * off for the evaluation and the training mode restored after. */
+LLMDEF llm_status llm_model_eval(llm_model *m, llm_loader *l, int n_batches, float *loss, float *ppl) {
+    if (!m || !l) return llm__err(LLM_ERR_ARG, "eval: NULL argument");
     size_t BT = LLM__CAST(size_t, l->B) * LLM__CAST(size_t, l->T);
     int *buf = LLM__CAST(int *, LLM_MALLOC(2 * BT * sizeof(int)));
     if (!buf) return llm__err(LLM_ERR_NOMEM, "eval: out of memory");
     double sum = 0;
+    size_t count = 0;
+    int training = m->training;
+    m->training = 0;
     llm_status s = LLM_OK;
     for (int i = 0; i < n_batches && s == LLM_OK; i++) {
         float li = 0;
-        if ((s = llm_loader_next(l, buf, buf + BT)) == LLM_OK && (s = llm_model_forward(m, buf, buf + BT, l->B, l->T, &li)) == LLM_OK)
-            sum += li;
+        if ((s = llm_loader_next(l, buf, buf + BT)) == LLM_OK && (s = llm_model_forward(m, buf, buf + BT, l->B, l->T, &li)) == LLM_OK) {
+            sum += LLM__CAST(double, li) * m->n_valid;
+            count += LLM__CAST(size_t, m->n_valid);
+        }
     }
+    m->training = training;
     LLM_FREE(buf);
-    if (loss) *loss = n_batches > 0 ? LLM__CAST(float, sum / n_batches) : 0.0f;
+    double mean = count ? sum / LLM__CAST(double, count) : 0.0;
+    if (loss) *loss = LLM__CAST(float, mean);
+    if (ppl) *ppl = LLM__CAST(float, exp(mean));
     return s;
 }
 
@@ -8165,6 +8736,7 @@ LLMDEF size_t llm_stop_partial(const char *text, size_t len, const char *const *
 
 struct llm_kv {
     llm_model *m;
+    size_t bytes;              /* device memory held (counted in the model's kv_bytes) */
     int S, maxT, R, W;         /* sequences, positions each, rows per chunk, logits rows */
     size_t KVW;                /* NKV*HS: one cached k (or v) row */
     int *len;                  /* (S) host: tokens held */
@@ -8190,6 +8762,7 @@ LLMDEF void llm_kv_free(llm_kv *kv) {
     if (!kv) return;
     if (kv->m) {
         const llm_backend *be = kv->m->be;
+        kv->m->kv_bytes -= kv->bytes;
         void *bufs[6] = {kv->kcache, kv->vcache, kv->mem, kv->d_tok, kv->d_seq, kv->d_pos};
         for (int i = 0; i < 6; i++) if (bufs[i]) be->release(kv->m->st, bufs[i]);
     }
@@ -8252,6 +8825,8 @@ LLMDEF llm_status llm_kv_create(llm_kv **out, llm_model *m, int n_seq, int max_l
     }
     size_t o = 0;
     for (int i = 0; i < 12; i++) { *views[i] = kv->mem + o; o += (n[i] + 15) & ~LLM__CAST(size_t, 15); }
+    kv->bytes = (2 * cache + total) * sizeof(float) + 3 * R * sizeof(int);
+    m->kv_bytes += kv->bytes;
     *out = kv;
     return LLM_OK;
 }

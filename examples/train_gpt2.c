@@ -171,7 +171,7 @@ static int evaluate(llm_model *m, llm_loader *val, int k, int step, int total, f
     double t0 = now_ms();
     float loss = 0;
     llm_loader_reset(val);
-    if (llm_model_eval(m, val, k, &loss) != LLM_OK) return fail("validation");
+    if (llm_model_eval(m, val, k, &loss, NULL) != LLM_OK) return fail("validation");
     printf("val step %d/%d | val loss %.6f | %.1f ms\n", step, total, loss, now_ms() - t0);
     fflush(stdout);
     if (out) *out = loss;
