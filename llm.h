@@ -6496,6 +6496,18 @@ LLMDEF llm_status llm_model_get_grads(const llm_model *m, float *dst) {
 }
 LLMDEF void llm_model_set_training(llm_model *m, int training) { if (m) m->training = training != 0; }
 
+/* The key of one dropout mask (llm__dropout_ref draws the elements from it): each
+ * counter is absorbed in turn, h = mix((h ^ v) + φ), so that every (seed, optimizer
+ * step, micro-batch, layer, place) has its own stream. place: 0 the embedding (layer 0),
+ * 1 the attention output projection, 2 the MLP output. tests/ref_lora.py computes the
+ * same in numpy. */
+static LLM__UNUSED uint64_t llm__dropout_key(uint64_t seed, uint64_t step, uint64_t micro, int layer, int place) {
+    const uint64_t v[4] = {step, micro, LLM__CAST(uint64_t, layer), LLM__CAST(uint64_t, place)};
+    uint64_t h = llm__mix64(seed + LLM__PHI64);
+    for (int i = 0; i < 4; i++) h = llm__mix64((h ^ v[i]) + LLM__PHI64);
+    return h;
+}
+
 /* ---- LoRA ---------------------------------------------------------------------------- */
 /* The adapters are parameters of their own: one device buffer with its gradient and
  * moments, views per target. The forward and backward use them in the linear layers
@@ -6934,7 +6946,7 @@ LLMDEF llm_status llm_model_backward(llm_model *m, float loss_scale) {
         llm__norm_bwd(m, a->dres, llm__at(g->ln1w, l, uC), llm__at(g->ln1b, l, uC), a->dC, res, llm__at(p->ln1w, l, uC),
                       a->ln1_mean + l * bt, a->ln1_rstd + l * bt, BT);
     }
-    be->encoder_bwd(st, g->wte, g->wpe, a->dres, m->tokens, B, T, C);
+    if (g->wte) be->encoder_bwd(st, g->wte, g->wpe, a->dres, m->tokens, B, T, C);   /* NULL: frozen (LoRA) */
     return be->sync(st);
 }
 

@@ -1,0 +1,285 @@
+/* tests/test_lora.c: LoRA adapters (llm_model_lora_*).
+ *
+ *   - bad configs get named errors: rank 0 and rank > C (the message names C), unknown
+ *     target bits, a negative alpha;
+ *   - fresh adapters: the documented layout and count, A inside U(-1/sqrt(in), ...),
+ *     B = 0, the same seed gives the same A and another seed another;
+ *   - the base is frozen: its gradients and moments are freed and never made again
+ *     (llm_model_get_grads refuses), llm_model_memory counts gradients and AdamW moments
+ *     of the adapters alone;
+ *   - the adapters file: save -> load gives the same floats bit for bit, its size is the
+ *     header plus the floats, no .tmp is left; adapters for another model shape, a
+ *     truncated file, bad magic, a non-finite value are refused by name and leave the
+ *     attached adapters as they were; with_optimizer keeps the moments and the step;
+ *   - merge: W += (alpha/r) B A, compared with the product in double.
+ */
+#define _POSIX_C_SOURCE 200809L  /* mkdtemp */
+#include "test.h"
+#define LLM_IMPLEMENTATION
+#include "llm.h"
+#include <unistd.h>
+
+static char tmpdir[256];
+static const char *tpath(const char *name) {
+    static char p[4][320];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(p[k], 320, "%s/%s", tmpdir, name);
+    return p[k];
+}
+static long file_size(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+static llm_options opts;
+static llm_config gpt2_cfg(int C) {
+    llm_config c = llm_config_gpt2();
+    c.max_seq_len = 16; c.vocab_size = 37; c.n_layer = 2; c.n_head = 2; c.n_embd = C;
+    return c;
+}
+static llm_model *make(const llm_config *c, uint64_t seed) {
+    llm_model *m = NULL;
+    llm_status s = llm_model_create(&m, c, &opts, seed);
+    CHECK(s == LLM_OK, "create: %s", llm_last_error());
+    return m;
+}
+
+static void test_bad_config(void) {
+    llm_config c = gpt2_cfg(16);
+    llm_model *m = make(&c, 1);
+    if (!m) return;
+    llm_lora_config lc;
+    memset(&lc, 0, sizeof lc);
+    const int ranks[3] = {0, -1, 17};
+    for (int i = 0; i < 3; i++) {
+        lc.rank = ranks[i];
+        CHECK(llm_model_lora_create(m, &lc) == LLM_ERR_ARG, "rank %d accepted", ranks[i]);
+        CHECK(strstr(llm_last_error(), "rank") && strstr(llm_last_error(), "C = 16"), "rank %d: message %s", ranks[i], llm_last_error());
+    }
+    lc.rank = 16;
+    CHECK(llm_model_lora_create(m, &lc) == LLM_OK, "rank C refused: %s", llm_last_error());
+    lc.rank = 2; lc.targets = 16;
+    CHECK(llm_model_lora_create(m, &lc) == LLM_ERR_ARG, "target bit 16 accepted");
+    lc.targets = 0; lc.alpha = -1;
+    CHECK(llm_model_lora_create(m, &lc) == LLM_ERR_ARG, "alpha -1 accepted");
+    CHECK(llm_model_lora_config(m).rank == 16, "a refused config replaced the adapters");
+    llm_model_free(m);
+}
+
+/* in/out of the four targets of a GPT-2 of width C */
+static void dims(int C, int in[4], int out[4]) {
+    in[0] = C; out[0] = 3 * C; in[1] = C; out[1] = C; in[2] = C; out[2] = 4 * C; in[3] = 4 * C; out[3] = C;
+}
+
+static void test_fresh(void) {
+    const int C = 12, L = 2, r = 3;
+    llm_config c = gpt2_cfg(C);
+    llm_model *m = make(&c, 1), *m2 = make(&c, 1);
+    if (!m || !m2) { llm_model_free(m); llm_model_free(m2); return; }
+    llm_lora_config lc = {r, 0.0f, LLM_LORA_QKV | LLM_LORA_DOWN, 99};
+    CHECK(llm_model_lora_create(m, &lc) == LLM_OK, "lora_create: %s", llm_last_error());
+    llm_lora_config got = llm_model_lora_config(m);
+    CHECK(got.rank == r && got.alpha == 2.0f * r && got.targets == (LLM_LORA_QKV | LLM_LORA_DOWN) && got.seed == 99,
+          "config %d %g %d", got.rank, got.alpha, got.targets);
+    int in[4], out[4];
+    dims(C, in, out);
+    size_t want = (size_t)L * r * (in[0] + out[0]) + (size_t)L * r * (in[3] + out[3]);
+    size_t n = llm_model_lora_num_params(m);
+    CHECK(n == want, "%zu adapter floats, expected %zu", n, want);
+    float *a = test_rand_floats(n, 1), *b = test_rand_floats(n, 1);
+    CHECK(llm_model_lora_get(m, a) == LLM_OK, "lora_get: %s", llm_last_error());
+    /* qkv: A (L,r,C) then B (L,3C,r); down: A (L,r,4C) then B (L,C,r) */
+    size_t o = 0;
+    int okA = 1, okB = 1, spread = 0;
+    for (int k = 0; k < 4; k += 3) {
+        float bound = 1.0f / sqrtf((float)in[k]);
+        for (size_t i = 0; i < (size_t)L * r * in[k]; i++, o++) {
+            if (!(fabsf(a[o]) <= bound)) okA = 0;
+            if (fabsf(a[o]) > 0.5f * bound) spread = 1;
+        }
+        for (size_t i = 0; i < (size_t)L * r * out[k]; i++, o++) if (a[o] != 0.0f) okB = 0;
+    }
+    CHECK(okA && spread, "A is not drawn from U(-1/sqrt(in), 1/sqrt(in))");
+    CHECK(okB, "B is not zero");
+    CHECK(llm_model_lora_create(m2, &lc) == LLM_OK && llm_model_lora_get(m2, b) == LLM_OK, "second: %s", llm_last_error());
+    CHECK(memcmp(a, b, n * sizeof(float)) == 0, "the same seed gave other adapters");
+    lc.seed = 100;
+    CHECK(llm_model_lora_create(m2, &lc) == LLM_OK && llm_model_lora_get(m2, b) == LLM_OK, "third: %s", llm_last_error());
+    CHECK(memcmp(a, b, n * sizeof(float)) != 0, "another seed gave the same adapters");
+    free(a); free(b);
+    llm_model_free(m); llm_model_free(m2);
+}
+
+static void test_frozen_memory(void) {
+    llm_config c = gpt2_cfg(16);
+    llm_model *m = make(&c, 3);
+    if (!m) return;
+    int tok[2 * 8], tg[2 * 8];
+    for (int i = 0; i < 16; i++) { tok[i] = (i * 7) % 37; tg[i] = (i * 5 + 1) % 37; }
+    llm_adamw_config ac = llm_adamw_config_default();
+    /* a full step first: gradients and moments of the base exist */
+    CHECK(llm_model_forward(m, tok, tg, 2, 8, NULL) == LLM_OK && llm_model_zero_grad(m) == LLM_OK &&
+          llm_model_backward(m, 1.0f) == LLM_OK && llm_model_step(m, &ac, 1e-3f, NULL) == LLM_OK, "full step: %s", llm_last_error());
+    llm_memory full, lora;
+    CHECK(llm_model_memory(m, 2, 8, &full) == LLM_OK, "memory: %s", llm_last_error());
+    size_t np = llm_model_num_params(m);
+    CHECK(full.params == np * 4 && full.grads == np * 4 && full.optimizer == 8 * np && full.adapters == 0,
+          "full: params %zu grads %zu optimizer %zu", full.params, full.grads, full.optimizer);
+    CHECK(full.allocated == full.total, "full: allocated %zu != total %zu after a step", full.allocated, full.total);
+    llm_lora_config lc = {4, 8.0f, 0, 5};
+    CHECK(llm_model_lora_create(m, &lc) == LLM_OK, "lora_create: %s", llm_last_error());
+    size_t n = llm_model_lora_num_params(m);
+    float *g = test_rand_floats(np, 1);
+    CHECK(llm_model_get_grads(m, g) == LLM_ERR_STATE, "get_grads gave the frozen base's gradients");
+    free(g);
+    CHECK(llm_model_memory(m, 2, 8, &lora) == LLM_OK, "memory: %s", llm_last_error());
+    CHECK(lora.grads == n * 4 && lora.optimizer == 8 * n && lora.adapters == (n + 16) * 4 && lora.params == np * 4,
+          "lora: grads %zu optimizer %zu adapters %zu (n %zu)", lora.grads, lora.optimizer, lora.adapters, n);
+    CHECK(lora.allocated == lora.params + lora.adapters + lora.activations,
+          "lora: the base's gradients or moments are still held (allocated %zu)", lora.allocated);
+    /* a step with the adapters: their gradients and moments appear, the base's do not */
+    CHECK(llm_model_forward(m, tok, tg, 2, 8, NULL) == LLM_OK && llm_model_zero_grad(m) == LLM_OK &&
+          llm_model_backward(m, 1.0f) == LLM_OK && llm_model_step(m, &ac, 1e-3f, NULL) == LLM_OK, "lora step: %s", llm_last_error());
+    CHECK(llm_model_memory(m, 2, 8, &lora) == LLM_OK && lora.allocated == lora.total,
+          "lora step: allocated %zu, needed %zu", lora.allocated, lora.total);
+    CHECK(lora.total < full.total, "LoRA needs more memory than full training");
+    llm_model_free(m);
+}
+
+static void test_file(void) {
+    llm_config c = gpt2_cfg(16);
+    llm_model *m = make(&c, 3), *m2 = make(&c, 4);
+    llm_config other = gpt2_cfg(24);
+    llm_model *mo = make(&other, 3);
+    if (!m || !m2 || !mo) goto done;
+    llm_lora_config lc = {4, 6.0f, LLM_LORA_PROJ | LLM_LORA_UP, 11};
+    CHECK(llm_model_lora_create(m, &lc) == LLM_OK, "lora_create: %s", llm_last_error());
+    size_t n = llm_model_lora_num_params(m);
+    float *a = test_rand_floats(n, 0.5f), *b = test_rand_floats(n, 1);
+    CHECK(llm_model_lora_set(m, a) == LLM_OK, "lora_set: %s", llm_last_error());
+    const char *path = tpath("a.lora");
+    CHECK(llm_model_lora_save(m, path, 0, NULL) == LLM_OK, "lora_save: %s", llm_last_error());
+    CHECK(file_size(path) == 128 + (long)n * 4, "file is %ld bytes, expected %zu", file_size(path), 128 + n * 4);
+    CHECK(access(tpath("a.lora.tmp"), F_OK) != 0, "a .tmp is left");
+    CHECK(llm_model_lora_load(m2, path, NULL) == LLM_OK, "lora_load: %s", llm_last_error());
+    CHECK(llm_model_lora_get(m2, b) == LLM_OK && memcmp(a, b, n * sizeof(float)) == 0, "loaded adapters differ");
+    llm_lora_config g = llm_model_lora_config(m2);
+    CHECK(g.rank == 4 && g.alpha == 6.0f && g.targets == (LLM_LORA_PROJ | LLM_LORA_UP) && g.seed == 11, "loaded config differs");
+    /* another shape: named, and the model keeps what it had */
+    llm_lora_config lo = {2, 0, 0, 1};
+    CHECK(llm_model_lora_create(mo, &lo) == LLM_OK, "lora_create other: %s", llm_last_error());
+    CHECK(llm_model_lora_load(mo, path, NULL) == LLM_ERR_ARG, "adapters for another shape accepted");
+    CHECK(strstr(llm_last_error(), "another model shape") && strstr(llm_last_error(), "C=16") && strstr(llm_last_error(), "C=24"),
+          "the message does not name both shapes: %s", llm_last_error());
+    CHECK(llm_model_lora_config(mo).rank == 2, "a failed load changed the attached adapters");
+    /* damaged files */
+    size_t len = 0;
+    char *raw = test_read_file(path, &len);
+    if (raw) {
+        FILE *f = fopen(tpath("cut.lora"), "wb");
+        fwrite(raw, 1, len - 5, f); fclose(f);
+        CHECK(llm_model_lora_load(m2, tpath("cut.lora"), NULL) == LLM_ERR_FORMAT, "a truncated file accepted");
+        CHECK(strstr(llm_last_error(), "truncated") != NULL, "truncation not named: %s", llm_last_error());
+        f = fopen(tpath("short.lora"), "wb");
+        fwrite(raw, 1, 40, f); fclose(f);
+        CHECK(llm_model_lora_load(m2, tpath("short.lora"), NULL) == LLM_ERR_FORMAT, "a 40-byte file accepted");
+        raw[0] = 'X';
+        f = fopen(tpath("magic.lora"), "wb");
+        fwrite(raw, 1, len, f); fclose(f);
+        CHECK(llm_model_lora_load(m2, tpath("magic.lora"), NULL) == LLM_ERR_FORMAT, "bad magic accepted");
+        raw[0] = 'L';
+        float nan = NAN;
+        memcpy(raw + 128 + 4 * 3, &nan, 4);
+        f = fopen(tpath("nan.lora"), "wb");
+        fwrite(raw, 1, len, f); fclose(f);
+        CHECK(llm_model_lora_load(m2, tpath("nan.lora"), NULL) == LLM_ERR_FORMAT, "a NaN adapter accepted");
+        CHECK(llm_model_lora_get(m2, b) == LLM_OK && memcmp(a, b, n * sizeof(float)) == 0, "failed loads changed the adapters");
+        free(raw);
+    }
+    CHECK(llm_model_lora_load(m2, tpath("missing.lora"), NULL) == LLM_ERR_IO, "a missing file: not an i/o error");
+    /* with the optimizer: moments and step come back */
+    int tok[16], tg[16];
+    for (int i = 0; i < 16; i++) { tok[i] = (i * 3) % 37; tg[i] = (i * 11 + 2) % 37; }
+    llm_adamw_config ac = llm_adamw_config_default();
+    for (int s = 0; s < 2; s++)
+        CHECK(llm_model_forward(m, tok, tg, 2, 8, NULL) == LLM_OK && llm_model_zero_grad(m) == LLM_OK &&
+              llm_model_backward(m, 1.0f) == LLM_OK && llm_model_step(m, &ac, 1e-3f, NULL) == LLM_OK, "step: %s", llm_last_error());
+    llm_train_state ts = {7, {1, 2}, 3, 4}, ts2;
+    memset(&ts2, 0, sizeof ts2);
+    CHECK(llm_model_lora_save(m, path, 1, &ts) == LLM_OK, "lora_save with optimizer: %s", llm_last_error());
+    CHECK(file_size(path) == 128 + 3 * (long)n * 4, "with optimizer: %ld bytes", file_size(path));
+    CHECK(llm_model_lora_load(m2, path, &ts2) == LLM_OK, "lora_load with optimizer: %s", llm_last_error());
+    CHECK(llm_model_step_count(m2) == 2 && memcmp(&ts, &ts2, sizeof ts) == 0, "step %d or train state not restored", llm_model_step_count(m2));
+    CHECK(m2->lora->m != NULL && m->lora->m != NULL, "moments");
+    if (m2->lora->m && m->lora->m)
+        CHECK(memcmp(m2->lora->m, m->lora->m, n * 4) == 0 && memcmp(m2->lora->v, m->lora->v, n * 4) == 0, "moments differ");
+    free(a); free(b);
+done:
+    llm_model_free(m); llm_model_free(m2); llm_model_free(mo);
+}
+
+static void test_merge(void) {
+    const int C = 16, L = 2;
+    llm_config c = gpt2_cfg(C);
+    llm_model *m = make(&c, 8);
+    if (!m) return;
+    llm_lora_config lc = {3, 5.0f, 0, 2};
+    CHECK(llm_model_lora_create(m, &lc) == LLM_OK, "lora_create: %s", llm_last_error());
+    size_t n = llm_model_lora_num_params(m), np = llm_model_num_params(m);
+    float *a = test_rand_floats(n, 0.3f), *w0 = test_rand_floats(np, 1), *w1 = test_rand_floats(np, 1);
+    CHECK(llm_model_lora_set(m, a) == LLM_OK && llm_model_get_params(m, w0) == LLM_OK, "set: %s", llm_last_error());
+    CHECK(llm_model_lora_merge(m) == LLM_OK, "merge: %s", llm_last_error());
+    CHECK(llm_model_lora_config(m).rank == 0 && llm_model_lora_num_params(m) == 0, "merge left the adapters attached");
+    CHECK(llm_model_get_params(m, w1) == LLM_OK, "get_params: %s", llm_last_error());
+    size_t off[LLM_NTENSORS], size[LLM_NTENSORS];
+    llm_tensor_layout(&c, off, size);
+    int in[4], out[4], tensor[4] = {4, 6, 10, 12};
+    dims(C, in, out);
+    double worst = 0;
+    size_t o = 0;
+    int touched[LLM_NTENSORS] = {0};
+    for (int k = 0; k < 4; k++) {
+        const float *A = a + o, *Bm = a + o + (size_t)L * 3 * in[k];
+        o += (size_t)L * 3 * (in[k] + out[k]);
+        touched[tensor[k]] = 1;
+        for (int l = 0; l < L; l++)
+            for (int r0 = 0; r0 < out[k]; r0++)
+                for (int i = 0; i < in[k]; i++) {
+                    double d = 0;
+                    for (int j = 0; j < 3; j++) d += (double)Bm[((size_t)l * out[k] + r0) * 3 + j] * A[((size_t)l * 3 + j) * in[k] + i];
+                    size_t at = off[tensor[k]] + ((size_t)l * out[k] + r0) * in[k] + i;
+                    double want = (double)w0[at] + 5.0 / 3.0 * d, err = fabs(w1[at] - want) / (fabs(want) > 1e-3 ? fabs(want) : 1e-3);
+                    if (err > worst) worst = err;
+                }
+    }
+    CHECK(worst < 1e-6, "merged weights differ from W + (alpha/r) B A: %g", worst);
+    int same = 1;
+    for (int t = 0; t < LLM_NTENSORS; t++)
+        if (!touched[t] && size[t] && memcmp(w0 + off[t], w1 + off[t], size[t] * 4)) same = 0;
+    CHECK(same, "merge changed a tensor without adapters");
+    CHECK(llm_model_lora_merge(m) == LLM_ERR_STATE, "merge without adapters");
+    free(a); free(w0); free(w1);
+    llm_model_free(m);
+}
+
+int main(void) {
+    test_seed(777);
+    memset(&opts, 0, sizeof opts);
+    opts.n_threads = 2;
+    snprintf(tmpdir, sizeof tmpdir, "%s/llm_test_lora_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(tmpdir)) { printf("cannot make a temporary directory\n"); return 1; }
+    test_bad_config();
+    test_fresh();
+    test_frozen_memory();
+    test_file();
+    test_merge();
+    const char *names[] = {"a.lora", "cut.lora", "short.lora", "magic.lora", "nan.lora"};
+    for (int i = 0; i < 5; i++) remove(tpath(names[i]));
+    rmdir(tmpdir);
+    return TEST_END("test_lora");
+}
