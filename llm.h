@@ -500,7 +500,9 @@ LLMDEF llm_status llm_model_lora_merge(llm_model *m);
 LLMDEF llm_lora_config llm_model_lora_config(const llm_model *m);
 LLMDEF size_t llm_model_lora_num_params(const llm_model *m);
 /* Host copies of the adapters / their gradients / the reverse: for each target in the
- * order qkv, proj, up, down (those attached), A (L, r, in) then B (L, out, r). */
+ * order qkv, proj, up, down (those attached), A (L, r, in) then B^T (L, r, out): B is
+ * kept transposed (PEFT's lora_B.weight is B), so that adding its product to a layer's
+ * output is one accumulating matmul. */
 LLMDEF llm_status llm_model_lora_get(const llm_model *m, float *dst);
 LLMDEF llm_status llm_model_lora_set(llm_model *m, const float *src);
 LLMDEF llm_status llm_model_lora_get_grads(const llm_model *m, float *dst);
@@ -6247,6 +6249,7 @@ static const llm_backend llm__cpu_backend_table = {
 };
 LLMDEF const llm_backend *llm_cpu_backend(void) { return &llm__cpu_backend_table; }
 //==== MODEL ============================================================================
+#define LLM__LORA_NT 4   /* LoRA targets: qkv, proj, up, down */
 /* Activations of one forward pass, all views into one buffer sized for (B, T). Only
  * what backward reads is kept per layer; the projections before each residual add go
  * through one scratch tensor. QKV = (NH+2NKV)*HS, F = fc width (4C or 2H), H = MLP
@@ -6279,19 +6282,23 @@ typedef struct llm__acts {
     float *dqkv;       /* (B, T, QKV) */
     float *dH;         /* (B, T, H) */
     float *dF;         /* (B, T, F) */
+    /* LoRA (only with adapters attached): hs = scale * x A^T of each adapted matmul,
+     * kept for backward; h, dhs, dh: scratch */
+    float *lora_hs;    /* (L, 4, B, T, r) */
+    float *lora_h, *lora_dhs, *lora_dh;   /* (B, T, r) */
+    float *dproj;      /* (B, T, C) dropout: a block output's gradient through the mask */
 } llm__acts;
-#define LLM__NACTS 26
+#define LLM__NACTS 31
 
 /* LoRA adapters (see the API): for each adapted matrix W (L, out, in) of the model,
- * A (L, r, in) and B (L, out, r), all in one buffer, targets in the order qkv, proj, up,
- * down. */
-#define LLM__LORA_NT 4
+ * A (L, r, in) and Bt = B^T (L, r, out), all in one buffer, targets in the order qkv,
+ * proj, up, down. */
 typedef struct llm__lora {
     llm_lora_config cfg;               /* resolved: rank, alpha, targets, seed */
     float scale;                       /* alpha / r */
     int tensor[LLM__LORA_NT];          /* the adapted tensor of each target (qkvw, ...) */
     int in[LLM__LORA_NT], out[LLM__LORA_NT];
-    size_t offA[LLM__LORA_NT], offB[LLM__LORA_NT];   /* (0 for a target not attached) */
+    size_t offA[LLM__LORA_NT], offBt[LLM__LORA_NT];  /* (0 for a target not attached) */
     size_t n;                          /* adapter floats */
     float *mem, *grad, *m, *v;         /* (n) device: adapters, gradients, AdamW moments */
     float *eye;                        /* (r, r) device: scale * I, the scaling as a matmul */
@@ -6501,7 +6508,7 @@ LLMDEF void llm_model_set_training(llm_model *m, int training) { if (m) m->train
  * step, micro-batch, layer, place) has its own stream. place: 0 the embedding (layer 0),
  * 1 the attention output projection, 2 the MLP output. tests/ref_lora.py computes the
  * same in numpy. */
-static LLM__UNUSED uint64_t llm__dropout_key(uint64_t seed, uint64_t step, uint64_t micro, int layer, int place) {
+static uint64_t llm__dropout_key(uint64_t seed, uint64_t step, uint64_t micro, int layer, int place) {
     const uint64_t v[4] = {step, micro, LLM__CAST(uint64_t, layer), LLM__CAST(uint64_t, place)};
     uint64_t h = llm__mix64(seed + LLM__PHI64);
     for (int i = 0; i < 4; i++) h = llm__mix64((h ^ v[i]) + LLM__PHI64);
@@ -6516,6 +6523,16 @@ static void llm__free_dev(llm_model *m, float **p) {
     if (*p) m->be->release(m->st, *p);
     *p = NULL;
 }
+/* The activations' layout depends on the adapters: the next forward reserves anew. */
+static void llm__acts_release(llm_model *m) {
+    llm__free_dev(m, &m->acts_mem);
+    if (m->tokens) m->be->release(m->st, m->tokens);
+    if (m->targets) m->be->release(m->st, m->targets);
+    LLM_FREE(m->host_losses);
+    m->tokens = m->targets = NULL; m->host_losses = NULL;
+    m->cap_BT = 0; m->cap_T = 0; m->logits_state = 0; m->have_targets = 0;
+}
+
 LLMDEF void llm_model_lora_free(llm_model *m) {
     if (!m || !m->lora) return;
     llm__lora *a = m->lora;
@@ -6523,6 +6540,7 @@ LLMDEF void llm_model_lora_free(llm_model *m) {
     llm__free_dev(m, &a->eye);
     LLM_FREE(a);
     m->lora = NULL;
+    llm__acts_release(m);
 }
 LLMDEF llm_lora_config llm_model_lora_config(const llm_model *m) {
     llm_lora_config c;
@@ -6553,7 +6571,7 @@ static llm_status llm__lora_layout(llm__lora *a, const llm_model *m, const llm_l
         if (c->rank > in[k] || c->rank > out[k])
             return llm__err(LLM_ERR_ARG, "lora: rank %d exceeds a side of %s (%d x %d)", c->rank, llm_tensor_name(tensor[k]), out[k], in[k]);
         a->offA[k] = o; o += L * r * LLM__CAST(size_t, in[k]);
-        a->offB[k] = o; o += L * LLM__CAST(size_t, out[k]) * r;
+        a->offBt[k] = o; o += L * r * LLM__CAST(size_t, out[k]);
     }
     a->n = o;
     return LLM_OK;
@@ -6590,6 +6608,7 @@ static llm_status llm__lora_attach(llm_model *m, const llm__lora *layout, const 
     }
     llm_model_lora_free(m);
     llm__freeze_base(m);
+    llm__acts_release(m);
     m->lora = a;
     return LLM_OK;
 }
@@ -6630,7 +6649,7 @@ LLMDEF llm_status llm_model_lora_set(llm_model *m, const float *src) {
     return m->be->upload(m->st, m->lora->mem, src, m->lora->n * sizeof(float));
 }
 
-/* W[l] += scale * B[l] A[l], on the host in double: (out, r) x (r, in). */
+/* W[l] += scale * B[l] A[l] = scale * Bt[l]^T A[l], on the host in double: (out, r) x (r, in). */
 LLMDEF llm_status llm_model_lora_merge(llm_model *m) {
     if (!m || !m->lora) return llm__err(LLM_ERR_STATE, "lora_merge: no LoRA adapters attached");
     llm__lora *a = m->lora;
@@ -6645,12 +6664,12 @@ LLMDEF llm_status llm_model_lora_merge(llm_model *m) {
         if (!(a->cfg.targets & (1 << k))) continue;
         size_t in = LLM__CAST(size_t, a->in[k]), out = LLM__CAST(size_t, a->out[k]);
         for (size_t l = 0; l < L; l++) {
-            const float *A = ad + a->offA[k] + l * r * in, *B = ad + a->offB[k] + l * out * r;
+            const float *A = ad + a->offA[k] + l * r * in, *Bt = ad + a->offBt[k] + l * r * out;
             float *W = w + m->off[a->tensor[k]] + l * out * in;
             for (size_t o = 0; o < out; o++) {
                 for (size_t i = 0; i < in; i++) row[i] = 0.0;
                 for (size_t j = 0; j < r; j++) {
-                    double b = LLM__CAST(double, B[o * r + j]) * a->scale;
+                    double b = LLM__CAST(double, Bt[j * out + o]) * a->scale;
                     for (size_t i = 0; i < in; i++) row[i] += b * A[j * in + i];
                 }
                 for (size_t i = 0; i < in; i++) W[o * in + i] = LLM__CAST(float, W[o * in + i] + row[i]);
@@ -6671,14 +6690,17 @@ static size_t llm__act_views(llm__acts *a, float *mem, const llm_model *m, size_
     size_t L = LLM__CAST(size_t, c->n_layer), C = LLM__CAST(size_t, c->n_embd), NH = LLM__CAST(size_t, c->n_head);
     size_t V = LLM__CAST(size_t, c->vocab_size), BT = B * T;
     size_t QKV = LLM__CAST(size_t, m->QKV), F = LLM__CAST(size_t, m->F), H = LLM__CAST(size_t, m->H);
+    size_t r = m->lora ? LLM__CAST(size_t, m->lora->cfg.rank) : 0, drop = m->dropout > 0.0f;
     size_t n[LLM__NACTS] = {
         BT * C, L * BT * C, L * BT, L * BT, L * BT * QKV, L * BT * C, L * B * NH * T, L * BT * C,
         L * BT * C, L * BT, L * BT, L * BT * F, L * BT * H, L * BT * C, BT * C, BT, BT,
-        BT * V, BT, BT, BT * C, BT * C, BT * C, BT * QKV, BT * H, BT * F};
+        BT * V, BT, BT, BT * C, BT * C, BT * C, BT * QKV, BT * H, BT * F,
+        L * LLM__LORA_NT * BT * r, BT * r, BT * r, BT * r, drop * BT * C};
     float **views[LLM__NACTS] = {&a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv,
         &a->atty, &a->att_lse, &a->residual2, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch,
         &a->fch_act, &a->residual3, &a->lnf, &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->lse,
-        &a->losses, &a->proj, &a->dres, &a->dC, &a->dqkv, &a->dH, &a->dF};
+        &a->losses, &a->proj, &a->dres, &a->dC, &a->dqkv, &a->dH, &a->dF,
+        &a->lora_hs, &a->lora_h, &a->lora_dhs, &a->lora_dh, &a->dproj};
     size_t o = 0;
     for (int i = 0; i < LLM__NACTS; i++) {
         *views[i] = mem ? mem + o : NULL;
@@ -6778,17 +6800,62 @@ static void llm__norm_bwd(const llm_model *m, float *dinp, float *dw, float *db,
 }
 /* A view of layer l inside a stacked (L, ...) tensor; NULL stays NULL (absent biases). */
 static float *llm__at(float *base, int l, size_t per_layer) { return base ? base + LLM__CAST(size_t, l) * per_layer : NULL; }
-/* Layer l's MLP up-projection and activation on N rows: pre = x fcw^T + fcb, then act =
- * gelu(pre) (GPT-2, in one call where the backend fuses them) or swiglu(pre) (Llama). */
-static void llm__mlp_up(const llm_model *m, float *pre, float *act, const float *x, int l, int N) {
+
+/* ---- LoRA in a linear layer ---------------------------------------------------------- */
+/* Target k (0 qkv, 1 proj, 2 up, 3 down) of layer l on N rows x (N, in):
+ *     out (N, out) += scale * (x A^T) Bt
+ * as three small products of ops every backend has: h = x A^T (N, r); hs = h (scale I)^T,
+ * the scaling as an r x r matmul; out += hs Bt, the accumulating product that matmul_bwd
+ * computes for an input gradient (its weight gradient NULL). hs is kept for backward, h
+ * is scratch. Nothing when the target has no adapter. */
+static void llm__lora_fwd(const llm_model *m, int k, int l, float *out, const float *x, float *hs, float *h, int N) {
+    const llm__lora *a = m->lora;
+    if (!a || !(a->cfg.targets & (1 << k))) return;
+    const llm_backend *be = m->be;
+    int r = a->cfg.rank, in = a->in[k], o = a->out[k];
+    size_t ur = LLM__CAST(size_t, r), ul = LLM__CAST(size_t, l);
+    const float *A = a->mem + a->offA[k] + ul * ur * LLM__CAST(size_t, in), *Bt = a->mem + a->offBt[k] + ul * ur * LLM__CAST(size_t, o);
+    be->matmul_fwd(m->st, h, x, A, NULL, N, in, r);
+    be->matmul_fwd(m->st, hs, h, a->eye, NULL, N, r, r);
+    be->matmul_bwd(m->st, out, NULL, NULL, hs, NULL, Bt, N, o, r);
+}
+/* Its backward, given dout (N, out) and the forward's x and hs:
+ *     dhs = dout Bt^T;  dBt += hs^T dout;  dh = scale dhs;  dA += dh^T x;  dx += dh A
+ * (dx accumulates beside the base weight's own dx += dout W). dhs, dh (N, r) scratch. */
+static void llm__lora_bwd(const llm_model *m, int k, int l, float *dx, const float *dout, const float *x, const float *hs,
+                          float *dhs, float *dh, int N) {
+    const llm__lora *a = m->lora;
+    if (!a || !(a->cfg.targets & (1 << k))) return;
+    const llm_backend *be = m->be;
+    int r = a->cfg.rank, in = a->in[k], o = a->out[k];
+    size_t ur = LLM__CAST(size_t, r), ul = LLM__CAST(size_t, l);
+    size_t oA = a->offA[k] + ul * ur * LLM__CAST(size_t, in), oB = a->offBt[k] + ul * ur * LLM__CAST(size_t, o);
+    be->matmul_fwd(m->st, dhs, dout, a->mem + oB, NULL, N, o, r);
+    be->matmul_bwd(m->st, NULL, a->grad + oB, NULL, hs, dout, NULL, N, o, r);
+    be->matmul_fwd(m->st, dh, dhs, a->eye, NULL, N, r, r);
+    be->matmul_bwd(m->st, dx, a->grad + oA, NULL, dh, x, a->mem + oA, N, in, r);
+}
+/* The place of target k of layer l in the kept hs (L, 4, B*T, r). */
+static float *llm__lora_hs(const llm_model *m, int k, int l) {
+    if (!m->lora) return NULL;
+    size_t BT = LLM__CAST(size_t, m->B) * LLM__CAST(size_t, m->T);
+    return m->a.lora_hs + (LLM__CAST(size_t, l) * LLM__LORA_NT + LLM__CAST(size_t, k)) * BT * LLM__CAST(size_t, m->lora->cfg.rank);
+}
+
+/* Layer l's MLP up-projection and activation on N rows: pre = x fcw^T + fcb (+ its LoRA
+ * update, with hs, h as llm__lora_fwd), then act = gelu(pre) (GPT-2, in one call where
+ * the backend fuses them and no adapter comes between) or swiglu(pre) (Llama). */
+static void llm__mlp_up(const llm_model *m, float *pre, float *act, const float *x, int l, int N, float *hs, float *h) {
     const llm_backend *be = m->be;
     size_t uC = LLM__CAST(size_t, m->cfg.n_embd), F = LLM__CAST(size_t, m->F);
     const float *w = llm__at(m->p.fcw, l, F * uC), *b = llm__at(m->p.fcb, l, F);
-    if (m->cfg.arch == LLM_ARCH_GPT2 && be->matmul_gelu_fwd) {
+    int lora = m->lora && (m->lora->cfg.targets & LLM_LORA_UP);
+    if (m->cfg.arch == LLM_ARCH_GPT2 && be->matmul_gelu_fwd && !lora) {
         be->matmul_gelu_fwd(m->st, pre, act, x, w, b, N, m->cfg.n_embd, m->F);
         return;
     }
     be->matmul_fwd(m->st, pre, x, w, b, N, m->cfg.n_embd, m->F);
+    llm__lora_fwd(m, 2, l, pre, x, hs, h, N);
     if (m->cfg.arch == LLM_ARCH_LLAMA) be->swiglu_fwd(m->st, act, pre, N, m->H);
     else be->gelu_fwd(m->st, act, pre, LLM__CAST(size_t, N) * LLM__CAST(size_t, m->H));
 }
@@ -6812,9 +6879,14 @@ LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *
     llm__act_views(a, m->acts_mem, m, LLM__CAST(size_t, B), LLM__CAST(size_t, T));
     if ((s = be->upload(st, m->tokens, tokens, LLM__CAST(size_t, BT) * sizeof(int))) != LLM_OK) return s;
     m->B = B; m->T = T; m->have_targets = 0; m->logits_state = 0;
+    /* dropout: in training, with targets; its masks are keyed by (step, micro-batch) */
+    int drop = m->dropout > 0.0f && m->training && targets;
+    m->drop_on = drop; m->drop_step = LLM__CAST(uint64_t, m->t); m->drop_micro = LLM__CAST(uint64_t, m->micro);
+    if (drop) m->micro++;
+    size_t btc = LLM__CAST(size_t, BT) * uC, bt = LLM__CAST(size_t, BT);
 
     be->encoder_fwd(st, a->encoded, m->tokens, p->wte, p->wpe, B, T, C);
-    size_t btc = LLM__CAST(size_t, BT) * uC, bt = LLM__CAST(size_t, BT);
+    if (drop) be->dropout(st, a->encoded, a->encoded, btc, m->dropout, llm__dropout_key(m->dropout_seed, m->drop_step, m->drop_micro, 0, 0));
     for (int l = 0; l < L; l++) {
         const float *res = l == 0 ? a->encoded : a->residual3 + (l - 1) * btc;
         float *ln1 = a->ln1 + l * btc, *qkv = a->qkv + l * bt * QKV, *atty = a->atty + l * btc;
@@ -6824,14 +6896,19 @@ LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *
         /* attention block: res2 = res + attproj(attention(rope(qkv(norm1(res))))) */
         llm__norm_fwd(m, ln1, a->ln1_mean + l * bt, a->ln1_rstd + l * bt, res, llm__at(p->ln1w, l, uC), llm__at(p->ln1b, l, uC), BT);
         be->matmul_fwd(st, qkv, ln1, llm__at(p->qkvw, l, QKV * uC), llm__at(p->qkvb, l, QKV), BT, C, m->QKV);
+        llm__lora_fwd(m, 0, l, qkv, ln1, llm__lora_hs(m, 0, l), a->lora_h, BT);
         if (llama) be->rope_fwd(st, qkv, NULL, B, T, NH, NKV, HS, c->rope_theta);
         be->attention_fwd(st, atty, lse, qkv, B, T, NH, NKV, HS);
         be->matmul_fwd(st, a->proj, atty, llm__at(p->attprojw, l, uC * uC), llm__at(p->attprojb, l, uC), BT, C, C);
+        llm__lora_fwd(m, 1, l, a->proj, atty, llm__lora_hs(m, 1, l), a->lora_h, BT);
+        if (drop) be->dropout(st, a->proj, a->proj, btc, m->dropout, llm__dropout_key(m->dropout_seed, m->drop_step, m->drop_micro, l, 1));
         be->residual_fwd(st, res2, res, a->proj, btc);
         /* MLP block: res3 = res2 + fcproj(act(fc(norm2(res2)))) */
         llm__norm_fwd(m, ln2, a->ln2_mean + l * bt, a->ln2_rstd + l * bt, res2, llm__at(p->ln2w, l, uC), llm__at(p->ln2b, l, uC), BT);
-        llm__mlp_up(m, fch, fcha, ln2, l, BT);
+        llm__mlp_up(m, fch, fcha, ln2, l, BT, llm__lora_hs(m, 2, l), a->lora_h);
         be->matmul_fwd(st, a->proj, fcha, llm__at(p->fcprojw, l, uC * H), llm__at(p->fcprojb, l, uC), BT, m->H, C);
+        llm__lora_fwd(m, 3, l, a->proj, fcha, llm__lora_hs(m, 3, l), a->lora_h, BT);
+        if (drop) be->dropout(st, a->proj, a->proj, btc, m->dropout, llm__dropout_key(m->dropout_seed, m->drop_step, m->drop_micro, l, 2));
         be->residual_fwd(st, res3, res2, a->proj, btc);
     }
     llm__norm_fwd(m, a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (L - 1) * btc, p->lnfw, p->lnfb, BT);
@@ -6909,6 +6986,7 @@ LLMDEF llm_status llm_model_backward(llm_model *m, float loss_scale) {
     llm_params *p = &m->p, *g = &m->g;
     size_t btc = LLM__CAST(size_t, BT) * uC, bt = LLM__CAST(size_t, BT);
     float dloss = m->n_valid ? loss_scale / LLM__CAST(float, m->n_valid) : 0.0f;
+    int drop = m->drop_on;   /* the masks of the forward, regenerated */
 
     be->crossentropy_bwd(st, a->logits, a->lse, m->targets, dloss, BT, V);
     m->logits_state = 2;
@@ -6922,31 +7000,48 @@ LLMDEF llm_status llm_model_backward(llm_model *m, float loss_scale) {
         const float *res2 = a->residual2 + l * btc, *ln2 = a->ln2 + l * btc;
         const float *fch = a->fch + l * bt * F, *fcha = a->fch_act + l * bt * H;
         const float *lse = a->att_lse + LLM__CAST(size_t, l) * B * NH * T;
-        /* MLP block */
+        /* MLP block (dout: the residual's gradient, through the dropout mask) */
+        const float *dout = a->dres;
+        if (drop) {
+            be->dropout(st, a->dproj, a->dres, btc, m->dropout, llm__dropout_key(m->dropout_seed, m->drop_step, m->drop_micro, l, 2));
+            dout = a->dproj;
+        }
         be->zero(st, a->dH, bt * H * sizeof(float));
         be->zero(st, a->dF, bt * F * sizeof(float));
         be->zero(st, a->dC, btc * sizeof(float));
-        be->matmul_bwd(st, a->dH, llm__at(g->fcprojw, l, uC * H), llm__at(g->fcprojb, l, uC), a->dres, fcha,
+        be->matmul_bwd(st, a->dH, llm__at(g->fcprojw, l, uC * H), llm__at(g->fcprojb, l, uC), dout, fcha,
                        llm__at(p->fcprojw, l, uC * H), BT, m->H, C);
+        llm__lora_bwd(m, 3, l, a->dH, dout, fcha, llm__lora_hs(m, 3, l), a->lora_dhs, a->lora_dh, BT);
         if (llama) be->swiglu_bwd(st, a->dF, fch, a->dH, BT, m->H);
         else be->gelu_bwd(st, a->dF, fch, a->dH, bt * H);
         be->matmul_bwd(st, a->dC, llm__at(g->fcw, l, F * uC), llm__at(g->fcb, l, F), a->dF, ln2, llm__at(p->fcw, l, F * uC), BT, C, m->F);
+        llm__lora_bwd(m, 2, l, a->dC, a->dF, ln2, llm__lora_hs(m, 2, l), a->lora_dhs, a->lora_dh, BT);
         llm__norm_bwd(m, a->dres, llm__at(g->ln2w, l, uC), llm__at(g->ln2b, l, uC), a->dC, res2, llm__at(p->ln2w, l, uC),
                       a->ln2_mean + l * bt, a->ln2_rstd + l * bt, BT);
         /* attention block */
+        dout = a->dres;
+        if (drop) {
+            be->dropout(st, a->dproj, a->dres, btc, m->dropout, llm__dropout_key(m->dropout_seed, m->drop_step, m->drop_micro, l, 1));
+            dout = a->dproj;
+        }
         be->zero(st, a->dC, btc * sizeof(float));
         be->zero(st, a->dqkv, bt * QKV * sizeof(float));
-        be->matmul_bwd(st, a->dC, llm__at(g->attprojw, l, uC * uC), llm__at(g->attprojb, l, uC), a->dres, atty,
+        be->matmul_bwd(st, a->dC, llm__at(g->attprojw, l, uC * uC), llm__at(g->attprojb, l, uC), dout, atty,
                        llm__at(p->attprojw, l, uC * uC), BT, C, C);
+        llm__lora_bwd(m, 1, l, a->dC, dout, atty, llm__lora_hs(m, 1, l), a->lora_dhs, a->lora_dh, BT);
         be->attention_bwd(st, a->dqkv, a->dC, qkv, atty, lse, B, T, NH, NKV, HS);
         if (llama) be->rope_bwd(st, a->dqkv, NULL, B, T, NH, NKV, HS, c->rope_theta);
         be->zero(st, a->dC, btc * sizeof(float));
         be->matmul_bwd(st, a->dC, llm__at(g->qkvw, l, QKV * uC), llm__at(g->qkvb, l, QKV), a->dqkv, ln1,
                        llm__at(p->qkvw, l, QKV * uC), BT, C, m->QKV);
+        llm__lora_bwd(m, 0, l, a->dC, a->dqkv, ln1, llm__lora_hs(m, 0, l), a->lora_dhs, a->lora_dh, BT);
         llm__norm_bwd(m, a->dres, llm__at(g->ln1w, l, uC), llm__at(g->ln1b, l, uC), a->dC, res, llm__at(p->ln1w, l, uC),
                       a->ln1_mean + l * bt, a->ln1_rstd + l * bt, BT);
     }
-    if (g->wte) be->encoder_bwd(st, g->wte, g->wpe, a->dres, m->tokens, B, T, C);   /* NULL: frozen (LoRA) */
+    if (g->wte) {   /* NULL: frozen (LoRA) */
+        if (drop) be->dropout(st, a->dres, a->dres, btc, m->dropout, llm__dropout_key(m->dropout_seed, m->drop_step, m->drop_micro, 0, 0));
+        be->encoder_bwd(st, g->wte, g->wpe, a->dres, m->tokens, B, T, C);
+    }
     return be->sync(st);
 }
 
@@ -8767,6 +8862,7 @@ struct llm_kv {
     float *mean, *rstd;        /* (R) norm statistics (unused by inference, the ops write them) */
     float *lrows;              /* (W, C) gathered final-norm rows */
     float *logits;             /* (W, V) */
+    float *lh, *lhs;           /* (R, C) LoRA scratch (llm__lora_fwd; rank <= C) */
     int *d_tok, *d_seq, *d_pos;   /* (R) device */
 };
 
@@ -8817,12 +8913,12 @@ LLMDEF llm_status llm_kv_create(llm_kv **out, llm_model *m, int n_seq, int max_l
     }
     /* device scratch: each view rounded up to 16 floats (64 bytes) */
     size_t Wn = LLM__CAST(size_t, kv->W);
-    size_t n[12] = {R * C, R * C, R * C, R * LLM__CAST(size_t, m->QKV), R * C, R * LLM__CAST(size_t, m->F),
-                    R * LLM__CAST(size_t, m->H), R * C, R, R, Wn * C, Wn * V};
-    float **views[12] = {&kv->res, &kv->res2, &kv->ln, &kv->qkv, &kv->att, &kv->fch, &kv->fcha, &kv->proj,
-                         &kv->mean, &kv->rstd, &kv->lrows, &kv->logits};
+    size_t n[14] = {R * C, R * C, R * C, R * LLM__CAST(size_t, m->QKV), R * C, R * LLM__CAST(size_t, m->F),
+                    R * LLM__CAST(size_t, m->H), R * C, R, R, Wn * C, Wn * V, R * C, R * C};
+    float **views[14] = {&kv->res, &kv->res2, &kv->ln, &kv->qkv, &kv->att, &kv->fch, &kv->fcha, &kv->proj,
+                         &kv->mean, &kv->rstd, &kv->lrows, &kv->logits, &kv->lh, &kv->lhs};
     size_t total = 0;
-    for (int i = 0; i < 12; i++) total += (n[i] + 15) & ~LLM__CAST(size_t, 15);
+    for (int i = 0; i < 14; i++) total += (n[i] + 15) & ~LLM__CAST(size_t, 15);
     const llm_backend *be = m->be;
     kv->kcache = LLM__CAST(float *, be->alloc(m->st, cache * sizeof(float)));
     kv->vcache = LLM__CAST(float *, be->alloc(m->st, cache * sizeof(float)));
@@ -8836,7 +8932,7 @@ LLMDEF llm_status llm_kv_create(llm_kv **out, llm_model *m, int n_seq, int max_l
                         n_seq, kv->maxT, 2 * cache * sizeof(float) >> 20);
     }
     size_t o = 0;
-    for (int i = 0; i < 12; i++) { *views[i] = kv->mem + o; o += (n[i] + 15) & ~LLM__CAST(size_t, 15); }
+    for (int i = 0; i < 14; i++) { *views[i] = kv->mem + o; o += (n[i] + 15) & ~LLM__CAST(size_t, 15); }
     kv->bytes = (2 * cache + total) * sizeof(float) + 3 * R * sizeof(int);
     m->kv_bytes += kv->bytes;
     *out = kv;
@@ -8887,13 +8983,16 @@ static llm_status llm__kv_chunk(llm_kv *kv, int n) {
         float *kc = kv->kcache + LLM__CAST(size_t, l) * layer_cache, *vc = kv->vcache + LLM__CAST(size_t, l) * layer_cache;
         llm__norm_fwd(m, kv->ln, kv->mean, kv->rstd, kv->res, llm__at(p->ln1w, l, uC), llm__at(p->ln1b, l, uC), n);
         be->matmul_fwd(st, kv->qkv, kv->ln, llm__at(p->qkvw, l, QKV * uC), llm__at(p->qkvb, l, QKV), n, C, m->QKV);
+        llm__lora_fwd(m, 0, l, kv->qkv, kv->ln, kv->lhs, kv->lh, n);
         if (c->arch == LLM_ARCH_LLAMA) be->rope_fwd(st, kv->qkv, kv->d_pos, 1, n, NH, NKV, HS, c->rope_theta);
         be->attention_kv(st, kv->att, kv->qkv, kc, vc, kv->d_seq, kv->d_pos, n, NH, NKV, HS, kv->maxT);
         be->matmul_fwd(st, kv->proj, kv->att, llm__at(p->attprojw, l, uC * uC), llm__at(p->attprojb, l, uC), n, C, C);
+        llm__lora_fwd(m, 1, l, kv->proj, kv->att, kv->lhs, kv->lh, n);
         be->residual_fwd(st, kv->res2, kv->res, kv->proj, nC);
         llm__norm_fwd(m, kv->ln, kv->mean, kv->rstd, kv->res2, llm__at(p->ln2w, l, uC), llm__at(p->ln2b, l, uC), n);
-        llm__mlp_up(m, kv->fch, kv->fcha, kv->ln, l, n);
+        llm__mlp_up(m, kv->fch, kv->fcha, kv->ln, l, n, kv->lhs, kv->lh);
         be->matmul_fwd(st, kv->proj, kv->fcha, llm__at(p->fcprojw, l, uC * H), llm__at(p->fcprojb, l, uC), n, m->H, C);
+        llm__lora_fwd(m, 3, l, kv->proj, kv->fcha, kv->lhs, kv->lh, n);
         be->residual_fwd(st, kv->res, kv->res2, kv->proj, nC);
     }
     llm__norm_fwd(m, kv->ln, kv->mean, kv->rstd, kv->res, p->lnfw, p->lnfb, n);

@@ -39,7 +39,8 @@ Files (raw little-endian .f32 / .i32, row-major):
     tokens.i32, targets.i32            (B,T) = (4,32); a few targets -100
     adapters.f32                       A random, B random (a trained state): for each
                                        target in the order qkv, proj, up, down:
-                                       A (L,r,in) then B (L,out,r)
+                                       A (L,r,in) then B^T (L,r,out) (llm.h keeps B
+                                       transposed)
     logits.f32 (B,T,V), loss.f32 (1), lora_grads.f32 (d loss / d adapters, same layout)
     adamw_init.f32                     adapters at the start of training: A random, B = 0
     adamw_losses.f32, adamw_norms.f32  (10) 10 AdamW steps of the adapters alone (base
@@ -75,7 +76,7 @@ from ref_common import (Stamp, adamw_steps, make_batch, mean_loss, rel_err, writ
 torch.set_num_threads(2)
 
 STAMP = Stamp(__file__, ref_gpt2.__file__, ref_llama.__file__)
-ADAM = dict(lr=2e-2, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, steps=10)
+ADAM = dict(lr=5e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, steps=10)
 TARGETS = ["qkv", "proj", "up", "down"]   # llm.h's LLM_LORA_QKV, _PROJ, _UP, _DOWN: bits 1, 2, 4, 8
 GPT2_CFG = {"n_layer": 2, "n_head": 4, "n_embd": 64, "vocab_size": 503, "n_positions": 64}
 B, T = 4, 32
@@ -139,8 +140,11 @@ def lora_init(dims, targets, r, L, gen, b_std):
 
 
 def lora_layout(ad, targets):
-    """The library's adapter buffer: per target, A (L,r,in) then B (L,out,r)."""
-    return torch.cat([ad[k + "." + t].detach().reshape(-1) for t in targets for k in "AB"]).to(torch.float32).numpy()
+    """The library's adapter buffer: per target, A (L,r,in) then B^T (L,r,out)."""
+    parts = []
+    for t in targets:
+        parts += [ad["A." + t].detach().reshape(-1), ad["B." + t].detach().transpose(1, 2).reshape(-1)]
+    return torch.cat(parts).to(torch.float32).numpy()
 
 
 def lora_delta(ad, t, l, x, scale):
@@ -290,7 +294,7 @@ def gen_lora(out, name, kind, r, alpha, targets_list, seed):
     write_f32(os.path.join(d, "adamw_norms.f32"), norms)
     write_f32(os.path.join(d, "adapters_after.f32"), after)
     bits = sum(1 << TARGETS.index(t) for t in targets_list)
-    meta = dict(kind=kind, B=B, T=T, rank=r, alpha=alpha, targets=bits, n_adapters=int(after.size),
+    meta = dict(kind=kind, B=B, T=T, rank=r, alpha=alpha, targets=bits, n_adapters=int(after.size), lr=ADAM["lr"],
                 loss=loss, grad_clip=clip, adamw=ADAM, adamw_losses=losses, adamw_norms=norms,
                 torch_f32_lora_grads_err=g32err)
     write_json(os.path.join(d, "meta.json"), meta)

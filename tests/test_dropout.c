@@ -8,11 +8,21 @@
  *     0.5, 0.9; kept values are x / (1-p) exactly; masks of different steps, micro-batches,
  *     layers, places and seeds are uncorrelated (|r| < 5/sqrt(n));
  *   - backward is the same op: d(sum g*drop(x))/dx = drop(g);
- *   - llm_options.dropout outside [0, 1) (and NaN) is refused with a named error.
+ *   - llm_options.dropout outside [0, 1) (and NaN) is refused with a named error;
+ *   - a GPT-2 with dropout p = 0.1 against PyTorch given the same masks (fixture
+ *     dropout_gpt2): logits, loss and every gradient within 1e-4 relative;
+ *   - dropout acts only in training: evaluation mode, forwards without targets and
+ *     llm_model_eval give exactly the logits and loss of the same model without dropout
+ *     (so p = 0 and "off" are bit-identical); two micro-batches of one step draw
+ *     different masks, and so do two steps;
+ *   - resume: 8 training steps with dropout straight, or 4, save, load, 4 more: the
+ *     losses and the weights are bit-identical (the masks follow the optimizer step).
  */
+#define _POSIX_C_SOURCE 200809L  /* getpid */
 #include "test.h"
 #define LLM_IMPLEMENTATION
 #include "llm.h"
+#include <unistd.h>
 
 static float *drop_ones(uint64_t key, size_t n, float p) {
     float *x = test_rand_floats(n, 1.0f);
@@ -142,11 +152,134 @@ static void test_bad_p(void) {
     llm_model_free(m);
 }
 
+/* ---- in the model ---------------------------------------------------------------------- */
+#define REL_TOL 1e-4
+static llm_model *load_gpt2(const char *dir, float p, uint64_t seed) {
+    char path[1024];
+    llm_options o;
+    memset(&o, 0, sizeof o);
+    o.n_threads = 2; o.dropout = p; o.dropout_seed = seed;
+    llm_model *m = NULL;
+    test_fixture_path(path, sizeof path, dir, "model.safetensors");
+    CHECK(llm_model_load(&m, path, &o) == LLM_OK, "%s: %s", path, llm_last_error());
+    return m;
+}
+
+static void test_torch(void) {
+    const char *dir = "dropout_gpt2";
+    if (!test_has_fixture(dir)) { TEST_SKIP("no fixture %s", dir); return; }
+    int B = (int)test_meta_num(dir, "B", 0), T = (int)test_meta_num(dir, "T", 0);
+    float p = (float)test_meta_num(dir, "p", 0);
+    llm_model *m = load_gpt2(dir, p, (uint64_t)test_meta_num(dir, "seed", 0)), *m0 = load_gpt2(dir, 0, 0);
+    int *tok = (int *)test_fixture_array(dir, "tokens.i32", (size_t)B * T);
+    int *tgt = (int *)test_fixture_array(dir, "targets.i32", (size_t)B * T);
+    float *ref_loss = (float *)test_fixture_array(dir, "loss.f32", 1);
+    if (!m || !m0 || !tok || !tgt || !ref_loss) goto done;
+    {
+        llm_config c = llm_model_config(m);
+        size_t nl = (size_t)B * T * c.vocab_size, np = llm_model_num_params(m);
+        float *ref_l = (float *)test_fixture_array(dir, "logits.f32", nl), *ref_g = (float *)test_fixture_array(dir, "grads.f32", np);
+        float *lg = (float *)malloc(nl * 4), *lg0 = (float *)malloc(nl * 4), *g = (float *)malloc(np * 4);
+        float loss = 0, loss0 = 0, loss_eval = 0;
+        if (ref_l && ref_g && lg && lg0 && g) {
+            CHECK(llm_model_forward(m, tok, tgt, B, T, &loss) == LLM_OK && llm_model_get_logits(m, lg) == LLM_OK, "forward: %s", llm_last_error());
+            double e = test_close_err(lg, ref_l, nl, 0.05);
+            CHECK(e <= REL_TOL, "logits with dropout differ from PyTorch's by %.3g", e);
+            CHECK(fabs(loss - ref_loss[0]) <= REL_TOL * ref_loss[0], "loss %.7f, PyTorch %.7f", loss, ref_loss[0]);
+            CHECK(llm_model_zero_grad(m) == LLM_OK && llm_model_backward(m, 1.0f) == LLM_OK && llm_model_get_grads(m, g) == LLM_OK,
+                  "backward: %s", llm_last_error());
+            size_t off[LLM_NTENSORS], size[LLM_NTENSORS];
+            llm_tensor_layout(&c, off, size);
+            double worst = 0;
+            int wt = 0;
+            for (int t = 0; t < LLM_NTENSORS; t++) {
+                if (!size[t]) continue;
+                double et = test_close_err(g + off[t], ref_g + off[t], size[t], 0.05);
+                if (et > worst) { worst = et; wt = t; }
+            }
+            CHECK(worst <= REL_TOL, "gradients with dropout differ from PyTorch's by %.3g (%s)", worst, llm_tensor_name(wt));
+            printf("dropout p %.2f vs PyTorch: logits %.2e, loss %.7f (%.7f), gradients %.2e (worst %s)\n", p, e, loss,
+                   ref_loss[0], worst, llm_tensor_name(wt));
+            /* off: evaluation mode, no targets, llm_model_eval = the model without dropout */
+            CHECK(llm_model_forward(m0, tok, tgt, B, T, &loss0) == LLM_OK && llm_model_get_logits(m0, lg0) == LLM_OK, "forward: %s", llm_last_error());
+            llm_model_set_training(m, 0);
+            CHECK(llm_model_forward(m, tok, tgt, B, T, &loss_eval) == LLM_OK && llm_model_get_logits(m, lg) == LLM_OK, "forward: %s", llm_last_error());
+            CHECK(loss_eval == loss0 && memcmp(lg, lg0, nl * 4) == 0, "evaluation mode is not the model without dropout");
+            llm_model_set_training(m, 1);
+            CHECK(llm_model_forward(m, tok, NULL, B, T, NULL) == LLM_OK && llm_model_get_logits(m, lg) == LLM_OK, "forward: %s", llm_last_error());
+            CHECK(memcmp(lg, lg0, nl * 4) == 0, "a forward without targets dropped out");
+            /* two micro-batches of one step, and the next step, draw other masks */
+            float l1 = 0, l2 = 0, l3 = 0;
+            llm_adamw_config ac = llm_adamw_config_default();
+            CHECK(llm_model_forward(m, tok, tgt, B, T, &l1) == LLM_OK && llm_model_forward(m, tok, tgt, B, T, &l2) == LLM_OK,
+                  "forward: %s", llm_last_error());
+            CHECK(l1 != l2, "two micro-batches drew the same masks (%.7f)", l1);
+            CHECK(llm_model_zero_grad(m) == LLM_OK && llm_model_backward(m, 1.0f) == LLM_OK && llm_model_step(m, &ac, 0.0f, NULL) == LLM_OK &&
+                  llm_model_forward(m, tok, tgt, B, T, &l3) == LLM_OK, "step: %s", llm_last_error());
+            CHECK(l3 != l1 && l3 != l2 && l3 != loss, "a new step drew old masks");
+        }
+        free(ref_l); free(ref_g); free(lg); free(lg0); free(g);
+    }
+done:
+    free(tok); free(tgt); free(ref_loss);
+    llm_model_free(m); llm_model_free(m0);
+}
+
+/* 8 steps straight against 4 + save + load + 4. */
+static void train_steps(llm_model *m, const int *tok, int from, int to, float *losses) {
+    llm_adamw_config ac = llm_adamw_config_default();
+    for (int s = from; s < to; s++) {
+        float l = 0;
+        for (int k = 0; k < 2; k++) {   /* two micro-batches a step */
+            float lk = 0;
+            CHECK(llm_model_forward(m, tok + k * 16 + s, tok + k * 16 + s + 1, 2, 8, &lk) == LLM_OK, "forward: %s", llm_last_error());
+            if (k == 0) CHECK(llm_model_zero_grad(m) == LLM_OK, "zero_grad");
+            CHECK(llm_model_backward(m, 0.5f) == LLM_OK, "backward: %s", llm_last_error());
+            l += 0.5f * lk;
+        }
+        CHECK(llm_model_step(m, &ac, 1e-2f, NULL) == LLM_OK, "step: %s", llm_last_error());
+        losses[s] = l;
+    }
+}
+static void test_resume(void) {
+    llm_config c = llm_config_gpt2();
+    c.max_seq_len = 16; c.vocab_size = 41; c.n_layer = 2; c.n_head = 2; c.n_embd = 16;
+    llm_options o;
+    memset(&o, 0, sizeof o);
+    o.n_threads = 2; o.dropout = 0.2f; o.dropout_seed = 5;
+    int tok[64];
+    for (int i = 0; i < 64; i++) tok[i] = (i * 17 + 3) % 41;
+    float la[8], lb[8];
+    llm_model *a = NULL, *b = NULL, *b2 = NULL;
+    char path[256];
+    snprintf(path, sizeof path, "%s/llm_test_dropout_%d.ckpt", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+    CHECK(llm_model_create(&a, &c, &o, 9) == LLM_OK && llm_model_create(&b, &c, &o, 9) == LLM_OK, "create: %s", llm_last_error());
+    if (a && b) {
+        train_steps(a, tok, 0, 8, la);
+        train_steps(b, tok, 0, 4, lb);
+        CHECK(llm_model_save(b, path, 1, NULL) == LLM_OK, "save: %s", llm_last_error());
+        CHECK(llm_model_load(&b2, path, &o) == LLM_OK && llm_model_load_train_state(b2, path, NULL) == LLM_OK, "load: %s", llm_last_error());
+        if (b2) {
+            train_steps(b2, tok, 4, 8, lb);
+            CHECK(memcmp(la, lb, sizeof la) == 0, "resumed losses differ (step 8: %.7f vs %.7f)", la[7], lb[7]);
+            size_t np = llm_model_num_params(a);
+            float *pa = (float *)malloc(np * 4), *pb = (float *)malloc(np * 4);
+            CHECK(pa && pb && llm_model_get_params(a, pa) == LLM_OK && llm_model_get_params(b2, pb) == LLM_OK &&
+                  memcmp(pa, pb, np * 4) == 0, "resumed weights differ");
+            free(pa); free(pb);
+        }
+        remove(path);
+    }
+    llm_model_free(a); llm_model_free(b); llm_model_free(b2);
+}
+
 int main(void) {
     test_seed(20240605);
     test_fixture_masks();
     test_threads();
     test_statistics();
     test_bad_p();
+    test_torch();
+    test_resume();
     return TEST_END("test_dropout");
 }
