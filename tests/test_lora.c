@@ -20,6 +20,10 @@
  *     the frozen weights unchanged bit for bit;
  *   - generation with the adapters attached gives the tokens generation after merging
  *     gives (greedy, 40 tokens), and fresh adapters (B = 0) give the base's logits.
+ * Built with -DLLM_CUDA=1 and linked with llm_cuda.cu (make test: under the emulator,
+ * tests/cuda_emu.h) it instead runs LoRA on the CUDA backend against the CPU: logits,
+ * adapter gradients and 3 AdamW steps of the GPT-2 fixture; and dropout, which the CUDA
+ * backend has no op for, is refused by name.
  */
 #define _POSIX_C_SOURCE 200809L  /* mkdtemp */
 #include "test.h"
@@ -432,12 +436,72 @@ static void test_attached_merged(void) {
     llm_model_free(m); llm_model_free(base);
 }
 
+#ifdef LLM_CUDA
+/* LoRA on the CUDA backend, against the CPU backend. */
+static void test_cuda(void) {
+    const char *dir = "lora_gpt2";
+    if (!test_has_fixture(dir)) { TEST_SKIP("no fixture %s", dir); return; }
+    int B = (int)test_meta_num(dir, "B", 0), T = (int)test_meta_num(dir, "T", 0);
+    size_t n = (size_t)test_meta_num(dir, "n_adapters", 0);
+    int *tok = (int *)test_fixture_array(dir, "tokens.i32", (size_t)B * T);
+    int *tgt = (int *)test_fixture_array(dir, "targets.i32", (size_t)B * T);
+    llm_options oc = opts;
+    oc.backend = llm_cuda_backend();
+    llm_model *m[2] = {load_fixture(dir, 0), NULL};
+    char path[1024];
+    test_fixture_path(path, sizeof path, dir, "model.safetensors");
+    CHECK(llm_model_load(&m[1], path, &oc) == LLM_OK, "cuda load: %s", llm_last_error());
+    if (!tok || !tgt || !m[0] || !m[1] || !attach(m[0], dir, "adapters.f32", n) || !attach(m[1], dir, "adapters.f32", n)) goto done;
+    {
+        size_t nl = (size_t)B * T * llm_model_config(m[0]).vocab_size;
+        float *lg[2], *g[2], loss[2] = {0, 0}, norm[2] = {0, 0};
+        llm_adamw_config ac = llm_adamw_config_default();
+        for (int k = 0; k < 2; k++) {
+            lg[k] = (float *)malloc(nl * 4); g[k] = (float *)malloc(n * 4);
+            CHECK(llm_model_forward(m[k], tok, tgt, B, T, &loss[k]) == LLM_OK && llm_model_get_logits(m[k], lg[k]) == LLM_OK &&
+                  llm_model_zero_grad(m[k]) == LLM_OK && llm_model_backward(m[k], 1.0f) == LLM_OK &&
+                  llm_model_lora_get_grads(m[k], g[k]) == LLM_OK, "%s: %s", k ? "cuda" : "cpu", llm_last_error());
+        }
+        double el = test_close_err(lg[1], lg[0], nl, 0.05), eg = lora_err(m[0], g[1], g[0]);
+        CHECK(el <= REL_TOL && eg <= REL_TOL, "CUDA LoRA: logits %.3g, adapter gradients %.3g from the CPU's", el, eg);
+        for (int s = 0; s < 3; s++)
+            for (int k = 0; k < 2; k++)
+                CHECK(llm_model_forward(m[k], tok, tgt, B, T, &loss[k]) == LLM_OK && llm_model_zero_grad(m[k]) == LLM_OK &&
+                      llm_model_backward(m[k], 1.0f) == LLM_OK && llm_model_step(m[k], &ac, 1e-3f, &norm[k]) == LLM_OK,
+                      "%s step: %s", k ? "cuda" : "cpu", llm_last_error());
+        CHECK(fabs(loss[1] - loss[0]) <= REL_TOL * loss[0] && fabs(norm[1] - norm[0]) <= 1e-3 * norm[0],
+              "CUDA LoRA after 3 AdamW steps: loss %.7f (cpu %.7f), norm %.6g (cpu %.6g)", loss[1], loss[0], norm[1], norm[0]);
+        printf("CUDA LoRA vs CPU: logits %.2e, adapter gradients %.2e, after 3 steps loss %.7f (cpu %.7f)\n", el, eg, loss[1], loss[0]);
+        for (int k = 0; k < 2; k++) { free(lg[k]); free(g[k]); }
+    }
+    {   /* no dropout op on the CUDA backend: refused by name */
+        llm_model *d = NULL;
+        oc.dropout = 0.1f;
+        CHECK(llm_model_load(&d, path, &oc) == LLM_ERR_UNSUPPORTED && d == NULL && strstr(llm_last_error(), "dropout"),
+              "dropout on the CUDA backend: %s", llm_last_error());
+    }
+done:
+    free(tok); free(tgt);
+    llm_model_free(m[0]); llm_model_free(m[1]);
+}
+#endif
+
 int main(void) {
     test_seed(777);
     memset(&opts, 0, sizeof opts);
     opts.n_threads = 2;
     snprintf(tmpdir, sizeof tmpdir, "%s/llm_test_lora_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(tmpdir)) { printf("cannot make a temporary directory\n"); return 1; }
+#ifdef LLM_CUDA
+    if (llm_cuda_device_count() > 0) {
+        if (strstr(llm_cuda_device_name(0), "emulator")) printf("test_lora: EMULATED: the CUDA backend's kernels ran on the CPU\n");
+        test_cuda();
+    } else {
+        TEST_SKIP("test_lora: no CUDA device");
+    }
+    rmdir(tmpdir);
+    return TEST_END("test_lora");
+#endif
     test_bad_config();
     test_fresh();
     test_frozen_memory();
