@@ -27,6 +27,7 @@
 #define _POSIX_C_SOURCE 200809L   /* clock_gettime, getrusage */
 #define LLM_IMPLEMENTATION
 #include "llm.h"
+#include "common.h"
 #include <time.h>
 #include <sys/resource.h>
 
@@ -175,12 +176,6 @@ static char *read_text(const char *path, size_t *len) {
 
 /* ---- the model's tokenizer ------------------------------------------------------------- */
 typedef struct { llm_tokenizer *gpt2; llm_llama_tokenizer *llama; } tokenizer;
-
-static int file_exists(const char *p) {
-    FILE *f = fopen(p, "rb");
-    if (f) fclose(f);
-    return f != NULL;
-}
 /* The folder a model lives in ("" for the current one), with a trailing slash. */
 static void model_dir(const char *model, char *out, size_t cap) {
     struct stat sb;
@@ -197,7 +192,7 @@ static int load_tokenizer(tokenizer *tk, const char *model, const char *z, const
         if (z) snprintf(path, sizeof path, "%s", z);
         else {
             snprintf(path, sizeof path, "%stok%d.bin", dir, c->vocab_size);
-            if (!file_exists(path)) snprintf(path, sizeof path, "%stokenizer.bin", dir);
+            if (!ex_file_exists(path)) snprintf(path, sizeof path, "%stokenizer.bin", dir);
         }
         if (llm_llama_tokenizer_load(&tk->llama, path, c->vocab_size) != LLM_OK) {
             fail("tokenizer");
@@ -209,18 +204,15 @@ static int load_tokenizer(tokenizer *tk, const char *model, const char *z, const
     llm_status s;
     if (z) s = llm_tokenizer_load(&tk->gpt2, z);
     else {
-        /* beside the model (make gpt2 puts vocab.json and merges.txt there), then the data places */
-        snprintf(path, sizeof path, "%s%s", dir[0] ? dir : "./", "vocab.json");
-        const char *env = getenv("LLM_DATA");
-        char envp[4200];
-        snprintf(envp, sizeof envp, "%s/gpt2", env ? env : "");
+        /* beside the model (make gpt2 puts vocab.json and merges.txt there), then gpt2/ in
+         * the data directories */
+        const char *names[3] = {"vocab.json", "tokenizer.json", "encoder.json"};
         s = LLM_ERR_IO;
-        if (file_exists(path) || (snprintf(path, sizeof path, "%s%s", dir, "tokenizer.json"), file_exists(path)) ||
-            (snprintf(path, sizeof path, "%s%s", dir, "encoder.json"), file_exists(path)))
-            s = llm_tokenizer_load(&tk->gpt2, dir[0] ? dir : ".");
-        if (s != LLM_OK && env && *env) s = llm_tokenizer_load(&tk->gpt2, envp);
-        if (s != LLM_OK) s = llm_tokenizer_load(&tk->gpt2, "data/gpt2");
-        if (s != LLM_OK) s = llm_tokenizer_load(&tk->gpt2, "../shared/data/gpt2");
+        for (int i = 0; i < 3; i++) {
+            snprintf(path, sizeof path, "%s%s", dir, names[i]);
+            if (ex_file_exists(path)) { s = llm_tokenizer_load(&tk->gpt2, dir[0] ? dir : "."); break; }
+        }
+        if (s != LLM_OK) s = ex_load_gpt2_tokenizer(&tk->gpt2, NULL);
     }
     if (s != LLM_OK) {
         fail("tokenizer");
@@ -358,20 +350,6 @@ static int parse_targets(const char *s) {
     return bits;
 }
 
-static int parse_int(const char *s, int *out) {
-    char *e;
-    long v = strtol(s, &e, 10);
-    if (e == s || *e || v < -2147483647L || v > 2147483647L) return 0;
-    *out = (int)v;
-    return 1;
-}
-static int parse_float(const char *s, float *out) {
-    char *e;
-    double v = strtod(s, &e);
-    if (e == s || *e) return 0;
-    *out = (float)v;
-    return 1;
-}
 
 /* 0: parsed; 1: -h; 2: an error (printed) */
 static int parse_args(int argc, char **argv, args *a) {
@@ -427,9 +405,9 @@ static int parse_args(int argc, char **argv, args *a) {
         else { fprintf(stderr, "finetune: unknown flag %s (run with -h)\n", s); return 2; }
         if (!v) { fprintf(stderr, "finetune: %s needs a value\n", s); return 2; }
         if (sp) *sp = v;
-        else if (ip) ok = parse_int(v, ip);
-        else ok = parse_float(v, fp);
-        if (!ok) { fprintf(stderr, "finetune: bad value for %s: %s\n", s, v); return 2; }
+        else if (ip) ok = ex_int(s, v, ip);
+        else ok = ex_float(s, v, fp);
+        if (!ok) return 2;
         i++;
     }
     if (!a->model) { fprintf(stderr, "finetune: -m MODEL is required (run with -h)\n"); return 2; }
