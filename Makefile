@@ -71,7 +71,7 @@ EMUEXAMPLES := $(B)/emu/generate $(B)/emu/train_gpt2 $(B)/emu/chat $(B)/emu/benc
 
 test: all fixtures $(TESTS) $(B)/tests/test_cpp $(C11TEST) $(EMUTESTS) $(EMUEXAMPLES) $(SANTESTS) $(EMUSANTESTS)
 	@LLM_FIXTURES=$(B)/fixtures LLM_BUILD=$(B) tests/run.sh $(TESTS) $(B)/tests/test_cpp $(C11TEST) \
-	  $(EMUTESTS) tests/test_cuda_examples.sh tests/test_data_sh.sh $(foreach t,$(SANTESTS),$(t)) $(EMUSANTESTS)
+	  $(EMUTESTS) tests/test_cuda_examples.sh tests/test_data_sh.sh tests/test_finetune.sh $(foreach t,$(SANTESTS),$(t)) $(EMUSANTESTS)
 
 # OpenBLAS is used by the SGEMM benchmark only, as the yardstick (never by llm.h).
 OPENBLAS_INC := $(wildcard /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h)

@@ -29,7 +29,6 @@
 #include "llm.h"
 #include "common.h"
 #include <time.h>
-#include <sys/resource.h>
 
 #define MAX_TEXTS 256
 
@@ -93,11 +92,6 @@ static double now_ms(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
-    return ru.ru_maxrss / 1024.0;   /* KiB on Linux */
-}
 static int fail(const char *what) {
     if (what) fprintf(stderr, "finetune: %s: %s\n", what, llm_last_error());
     else fprintf(stderr, "finetune: %s\n", llm_last_error());
@@ -106,8 +100,7 @@ static int fail(const char *what) {
 /* Out of memory: the library names what did not fit; these are the flags that need less. */
 static int fail_mem(const char *what) {
     fail(what);
-    fprintf(stderr, "finetune: to need less memory: a smaller -b with --accum K (the same tokens per step), "
-                    "--recompute, --lora R (instead of --lora 0), a smaller -t\n");
+    ex_memory_levers("finetune", 1);
     return 1;
 }
 
@@ -201,19 +194,7 @@ static int load_tokenizer(tokenizer *tk, const char *model, const char *z, const
         }
         return 1;
     }
-    llm_status s;
-    if (z) s = llm_tokenizer_load(&tk->gpt2, z);
-    else {
-        /* beside the model (make gpt2 puts vocab.json and merges.txt there), then gpt2/ in
-         * the data directories */
-        const char *names[3] = {"vocab.json", "tokenizer.json", "encoder.json"};
-        s = LLM_ERR_IO;
-        for (int i = 0; i < 3; i++) {
-            snprintf(path, sizeof path, "%s%s", dir, names[i]);
-            if (ex_file_exists(path)) { s = llm_tokenizer_load(&tk->gpt2, dir[0] ? dir : "."); break; }
-        }
-        if (s != LLM_OK) s = ex_load_gpt2_tokenizer(&tk->gpt2, NULL);
-    }
+    llm_status s = ex_load_model_gpt2_tokenizer(&tk->gpt2, z, model);
     if (s != LLM_OK) {
         fail("tokenizer");
         fprintf(stderr, "finetune: GPT-2 needs its vocabulary (vocab.json + merges.txt): beside the model, "
@@ -274,7 +255,7 @@ static int evaluate(llm_model *m, llm_loader *val, int k, int step, int total) {
     double ms = now_ms() - t0;
     printf("val step %d/%d | val loss %.6f | ppl %.4f | %.1f ms\n", step, total, loss, ppl, ms);
     fflush(stdout);
-    if (g_log) { fprintf(g_log, "{\"step\": %d, \"val_loss\": %.6f, \"ppl\": %.6f, \"ms\": %.1f}\n", step, loss, ppl, ms); fflush(g_log); }
+    if (g_log) { fprintf(g_log, "{\"step\":%d,\"val_loss\":%.6f,\"ppl\":%.4f,\"ms\":%.1f}\n", step, loss, ppl, ms); fflush(g_log); }
     return 0;
 }
 
@@ -326,14 +307,6 @@ done:
     return rc;
 }
 
-static void print_memory(const llm_model *m, int B, int T) {
-    llm_memory u;
-    if (llm_model_memory(m, B, T, &u) != LLM_OK) return;
-    printf("memory: parameters %.1f MB", u.params / 1e6);
-    if (u.adapters) printf(" | adapters %.2f MB", u.adapters / 1e6);
-    printf(" | gradients %.1f MB | AdamW %.1f MB | activations %.1f MB (B=%d T=%d) | total %.1f MB\n",
-           u.grads / 1e6, u.optimizer / 1e6, u.activations / 1e6, B, T, u.total / 1e6);
-}
 
 /* comma list of qkv, proj, up, down -> LLM_LORA_* bits (0 on a bad name) */
 static int parse_targets(const char *s) {
@@ -504,6 +477,7 @@ int main(int argc, char **argv) {
         }
         if (a.eval_only) {
             float loss = 0, ppl = 0;
+            if (a.adapters && llm_model_lora_load(m, a.adapters, NULL) != LLM_OK) { rc = fail(NULL); goto done; }
             if (llm_model_eval(m, &vl, (int)vl.n_batches, &loss, &ppl) != LLM_OK) { rc = fail("evaluation"); goto done; }
             printf("val loss %.6f | ppl %.4f\n", loss, ppl);
             fprintf(stderr, "finetune: %zu tokens in %zu windows of %d\n", n, vl.n_batches * (size_t)vl.B, a.T);
@@ -543,7 +517,7 @@ int main(int argc, char **argv) {
            "%s, %d threads\n", a.steps, a.B, a.T, a.accum, a.lr, a.min_lr, a.warmup, a.wd, a.clip, a.dropout,
            a.recompute ? ", recompute" : "", opt.bf16 && llm_bf16_supported() ? "bf16 matmuls" : "fp32",
            a.threads > 0 ? a.threads : llm_cpu_count());
-    print_memory(m, a.B, a.T);
+    ex_print_memory(m, a.B, a.T);
     fflush(stdout);
     if (a.log_path && !(g_log = fopen(a.log_path, "w"))) { fprintf(stderr, "finetune: %s: cannot create\n", a.log_path); rc = 1; goto done; }
 
@@ -581,7 +555,7 @@ int main(int argc, char **argv) {
                        step + 1, a.steps, loss, lr, norm, ms, tps, avg * (a.steps - step - 1) / 1e3);
                 fflush(stdout);
             }
-            if (g_log) fprintf(g_log, "{\"step\": %d, \"loss\": %.6f, \"lr\": %.6g, \"norm\": %.6f, \"ms\": %.1f, \"tok_s\": %.1f}\n",
+            if (g_log) fprintf(g_log, "{\"step\":%d,\"loss\":%.6f,\"lr\":%.4e,\"norm\":%.4f,\"ms\":%.1f,\"tok_s\":%.1f}\n",
                                step + 1, loss, lr, norm, ms, tps);
             int last = step + 1 == a.steps;
             if (vl.perm && ((a.eval_every > 0 && (step + 1) % a.eval_every == 0) || last) &&
@@ -600,7 +574,7 @@ int main(int argc, char **argv) {
         if (s != LLM_OK) { rc = fail(NULL); goto done; }
         printf("saved %s to %s\n", a.lora > 0 ? "the adapters" : "the model", a.out);
     }
-    printf("peak memory (resident): %.1f MB\n", peak_rss_mb());
+    printf("peak memory (resident): %.1f MB\n", ex_peak_rss_mb());
 done:
     free(in);
     if (g_log) fclose(g_log);
