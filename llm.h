@@ -6291,8 +6291,8 @@ static llm_status llm__oom(const llm_model *m, const char *what, int B, int T) {
     llm_memory u;
     if (llm_model_memory(m, B, T, &u) != LLM_OK) memset(&u, 0, sizeof u);
     return llm__err(LLM_ERR_NOMEM,
-                    "out of memory for %s (training at B=%d T=%d needs %.0f MB: parameters %.0f, gradients %.0f, "
-                    "AdamW moments %.0f, activations %.0f); what needs less: a smaller batch with gradient "
+                    "out of memory for %s (training at B=%d T=%d needs %.1f MB: parameters %.1f, gradients %.1f, "
+                    "AdamW moments %.1f, activations %.1f); what needs less: a smaller batch with gradient "
                     "accumulation, recompute (llm_options.recompute), LoRA adapters instead of full training [%s]",
                     what, B, T, u.total / 1e6, (u.params + u.adapters) / 1e6, u.grads / 1e6, u.optimizer / 1e6,
                     u.activations / 1e6, fail);

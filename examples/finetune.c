@@ -80,7 +80,8 @@ static void usage(const char *argv0) {
         "  --sample N         every N steps (and at the end) write --sample-len tokens (64) from\n"
         "                     --prompt TEXT (default: a new document) at --temp X (0.8)\n"
         "  --print-every N    print every Nth step line (1)\n"
-        "  --log FILE.jsonl   one JSON line per step and evaluation\n"
+        "  --log FILE.jsonl   one JSON line per step and evaluation (train_gpt2's, with ppl)\n"
+        "  --plot FILE.svg    the loss curves (needs examples/plot.h)\n"
         "other modes:\n"
         "  --eval-only        print 'val loss X | ppl X' over all the text, train nothing\n"
         "  --merge OUT        with --adapters: write the base with the adapters merged in\n",
@@ -384,6 +385,10 @@ static int parse_args(int argc, char **argv, args *a) {
         i++;
     }
     if (!a->model) { fprintf(stderr, "finetune: -m MODEL is required (run with -h)\n"); return 2; }
+    if (a->plot_path) {   /* drawn by examples/plot.h, which is not in this tree yet */
+        fprintf(stderr, "finetune: --plot is not available in this build (examples/plot.h); --log FILE.jsonl writes the same numbers\n");
+        return 2;
+    }
     if (a->merge) {
         if (!a->adapters) { fprintf(stderr, "finetune: --merge needs --adapters FILE\n"); return 2; }
         return 0;
