@@ -5764,6 +5764,12 @@ LLMDEF const llm_backend *llm_cpu_backend(void) {
 }
 //==== MODEL ============================================================================
 #define LLM__LORA_NT 4   /* LoRA targets: qkv, proj, up, down */
+/* The classifier runs on chunks of rows of about this many logits (128 MB): with
+ * recompute only one chunk of logits is kept, and both ways compute the same chunks, so
+ * that the two give the same bits. */
+#ifndef LLM__CLS_FLOATS   /* (tests/test_recompute.c makes it small, to have many chunks) */
+#define LLM__CLS_FLOATS (32u << 20)
+#endif
 /* Activations of one forward pass, all views into one buffer sized for (B, T). Only
  * what backward reads is kept per layer (with llm_options.recompute, the (L, ...)
  * tensors but residual3 hold one layer: backward recomputes each layer from its input); the projections before each residual add go
@@ -5787,7 +5793,8 @@ typedef struct llm__acts {
     float *lnf;        /* (B, T, C) */
     float *lnf_mean;   /* (B, T) */
     float *lnf_rstd;   /* (B, T) */
-    float *logits;     /* (B, T, V); holds dlogits after backward */
+    float *logits;     /* (B, T, V); holds dlogits after backward (recompute: one chunk of
+                        * cls_rows rows, made again in backward) */
     float *lse;        /* (B, T) */
     float *losses;     /* (B, T) */
     float *proj;       /* (B, T, C) scratch: attention / MLP output before the residual add */
@@ -5847,6 +5854,7 @@ struct llm_model {
     int drop_on;                       /* the last forward dropped out, with ... */
     uint64_t drop_step, drop_micro;    /* ... these counters (backward regenerates its masks) */
     llm__lora *lora;                   /* NULL: no adapters */
+    int cls_rows;                      /* rows per classifier chunk (LLM__CLS_FLOATS / V) */
     size_t kv_bytes;                   /* held by the live KV sessions */
 };
 
@@ -5939,6 +5947,7 @@ static llm_status llm__model_new(llm_model **out, const llm_config *cfg, const l
     m->F = c.arch == LLM_ARCH_GPT2 ? m->H : 2 * m->H;
     m->be = opt && opt->backend ? opt->backend : llm_cpu_backend();
     m->training = 1;
+    m->cls_rows = LLM__CLS_FLOATS / c.vocab_size > 16 ? LLM__CAST(int, LLM__CLS_FLOATS / c.vocab_size) : 16;
     if (opt) {
         m->recompute = opt->recompute != 0;
         m->dropout = opt->dropout;
@@ -6212,7 +6221,8 @@ static size_t llm__act_views(llm__acts *a, float *mem, const llm_model *m, size_
     size_t n[LLM__NACTS] = {
         BT * C, Lk * BT * C, Lk * BT, Lk * BT, Lk * BT * QKV, Lk * BT * C, Lk * B * NH * T, Lk * BT * C,
         Lk * BT * C, Lk * BT, Lk * BT, Lk * BT * F, Lk * BT * H, L * BT * C, BT * C, BT, BT,
-        BT * V, BT, BT, BT * C, BT * C, BT * C, BT * QKV, BT * H, BT * F,
+        (m->recompute && BT > LLM__CAST(size_t, m->cls_rows) + 15 ? LLM__CAST(size_t, m->cls_rows) + 15 : BT) * V, BT, BT,
+        BT * C, BT * C, BT * C, BT * QKV, BT * H, BT * F,
         Lk * LLM__LORA_NT * BT * r, BT * r, BT * r, BT * r, drop * BT * C};
     float **views[LLM__NACTS] = {&a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv,
         &a->atty, &a->att_lse, &a->residual2, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch,
@@ -6509,6 +6519,12 @@ static void llm__block_bwd(const llm_model *m, int l, const llm__layer_io *io, f
     llm__norm_bwd(m, dres, llm__at(g->ln1w, l, uC), llm__at(g->ln1b, l, uC), a->dC, io->res, llm__at(p->ln1w, l, uC),
                   io->ln1_mean, io->ln1_rstd, N);
 }
+/* Rows in the classifier's chunk at row r0 of N: cls_rows, and the last chunk takes a
+ * remainder under 16 rows (a tiny last chunk would go down another matmul path). */
+static int llm__cls_chunk(const llm_model *m, int r0, int N) {
+    int n = N - r0 < m->cls_rows ? N - r0 : m->cls_rows;
+    return N - r0 - n > 0 && N - r0 - n < 16 ? N - r0 : n;
+}
 /* Layer l's tensors among the training activations, for the last forward's (B, T).
  * With recompute every layer shares one set (L = 0 below), but for its input and output
  * in residual3. */
@@ -6567,12 +6583,19 @@ LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *
         llm__block_fwd(m, l, &io);
     }
     llm__norm_fwd(m, a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + LLM__CAST(size_t, L - 1) * bt * uC, p->lnfw, p->lnfb, BT);
-    llm__linear_fwd(m, 0, LLM__W_CLS, a->logits, a->lnf, BT, NULL, NULL);
+    /* the classifier and the loss, chunk by chunk of rows; with recompute the logits of a
+     * chunk are dropped once its loss is known (llm_model_get_logits and backward make
+     * them again), and without targets none are made here */
+    if (targets && (s = be->upload(st, m->targets, targets, bt * sizeof(int))) != LLM_OK) return s;
+    for (int r0 = 0, n; r0 < BT && (targets || !m->recompute); r0 += n) {
+        n = llm__cls_chunk(m, r0, BT);
+        float *lg = a->logits + (m->recompute ? 0 : LLM__CAST(size_t, r0) * LLM__CAST(size_t, V));
+        llm__linear_fwd(m, 0, LLM__W_CLS, lg, a->lnf + LLM__CAST(size_t, r0) * uC, n, NULL, NULL);
+        if (targets) be->crossentropy_fwd(st, a->losses + r0, a->lse + r0, lg, m->targets + r0, n, V);
+    }
     m->logits_state = 1;
 
     if (targets) {
-        if ((s = be->upload(st, m->targets, targets, bt * sizeof(int))) != LLM_OK) return s;
-        be->crossentropy_fwd(st, a->losses, a->lse, a->logits, m->targets, BT, V);
         if ((s = be->download(st, m->host_losses, a->losses, bt * sizeof(float))) != LLM_OK) return s;
         double sum = 0;
         int n = 0;
@@ -6588,7 +6611,15 @@ LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *
 
 LLMDEF llm_status llm_model_get_logits(llm_model *m, float *dst) {
     if (m->logits_state != 1) return llm__err(LLM_ERR_STATE, "get_logits: no logits (run forward; backward overwrites them)");
-    return m->be->download(m->st, dst, m->a.logits, LLM__CAST(size_t, m->B) * m->T * m->cfg.vocab_size * sizeof(float));
+    size_t V = LLM__CAST(size_t, m->cfg.vocab_size), BT = LLM__CAST(size_t, m->B) * LLM__CAST(size_t, m->T);
+    if (!m->recompute) return m->be->download(m->st, dst, m->a.logits, BT * V * sizeof(float));
+    llm_status s = LLM_OK;   /* recompute keeps none: made again, chunk by chunk */
+    for (int r0 = 0, n; r0 < LLM__CAST(int, BT) && s == LLM_OK; r0 += n) {
+        n = llm__cls_chunk(m, r0, LLM__CAST(int, BT));
+        llm__linear_fwd(m, 0, LLM__W_CLS, m->a.logits, m->a.lnf + LLM__CAST(size_t, r0) * LLM__CAST(size_t, m->cfg.n_embd), n, NULL, NULL);
+        s = m->be->download(m->st, dst + LLM__CAST(size_t, r0) * V, m->a.logits, LLM__CAST(size_t, n) * V * sizeof(float));
+    }
+    return s;
 }
 LLMDEF llm_status llm_model_get_losses(llm_model *m, float *dst) {
     if (!m->have_targets) return llm__err(LLM_ERR_STATE, "get_losses: the last forward had no targets");
@@ -6640,11 +6671,19 @@ LLMDEF llm_status llm_model_backward(llm_model *m, float loss_scale) {
     float dloss = m->n_valid ? loss_scale / LLM__CAST(float, m->n_valid) : 0.0f;
     int drop = m->drop_on;   /* the masks of the forward, regenerated */
 
-    be->crossentropy_bwd(st, a->logits, a->lse, m->targets, dloss, BT, V);
-    m->logits_state = 2;
     be->zero(st, a->dC, btc * sizeof(float));
     be->zero(st, a->dres, btc * sizeof(float));
-    llm__linear_bwd(m, 0, LLM__W_CLS, a->dC, a->logits, a->lnf, BT, NULL);
+    /* the classifier, by the forward's chunks: dlogits over the logits, then its products
+     * (recompute: the chunk's logits made again first, by the forward's call) */
+    for (int r0 = 0, n; r0 < BT; r0 += n) {
+        n = llm__cls_chunk(m, r0, BT);
+        float *lg = a->logits + (m->recompute ? 0 : LLM__CAST(size_t, r0) * LLM__CAST(size_t, V));
+        if (m->recompute) llm__linear_fwd(m, 0, LLM__W_CLS, lg, a->lnf + LLM__CAST(size_t, r0) * LLM__CAST(size_t, C), n, NULL, NULL);
+        be->crossentropy_bwd(st, lg, a->lse + r0, m->targets + r0, dloss, n, V);
+        llm__linear_bwd(m, 0, LLM__W_CLS, a->dC + LLM__CAST(size_t, r0) * LLM__CAST(size_t, C), lg,
+                        a->lnf + LLM__CAST(size_t, r0) * LLM__CAST(size_t, C), n, NULL);
+    }
+    m->logits_state = 2;
     llm__norm_bwd(m, a->dres, g->lnfw, g->lnfb, a->dC, a->residual3 + (L - 1) * btc, p->lnfw, a->lnf_mean, a->lnf_rstd, BT);
     for (int l = L - 1; l >= 0; l--) {
         llm__layer_io io = llm__layer_acts(m, l);

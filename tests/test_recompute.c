@@ -6,10 +6,14 @@
  * the weights at the end are bit-identical (memcmp). Covered: GPT-2 full training with
  * gradient accumulation; a Llama (GQA, RoPE, SwiGLU); GPT-2 with LoRA adapters and
  * dropout (the adapters' kept products and the masks are made again too); and the KV
- * cache of a recomputing model generating what the other generates. The activations
- * llm_model_memory accounts shrink by the (L-1) layers no longer kept.
+ * cache of a recomputing model generating what the other generates, and the logits
+ * llm_model_get_logits gives (recompute keeps one chunk of them and makes them again).
+ * The classifier's chunk is made small here (LLM__CLS_FLOATS) so that these small
+ * models run it in several chunks, as GPT-2 124M does at B=4 T=1024. The activations
+ * llm_model_memory accounts shrink by the (L-1) layers and the logit chunks not kept.
  */
 #include "test.h"
+#define LLM__CLS_FLOATS 1600u   /* 30 rows of 53 logits, 16 of 97 or 61 */
 #define LLM_IMPLEMENTATION
 #include "llm.h"
 
@@ -31,10 +35,10 @@ static llm_model *make(const rcase *c, int recompute) {
 }
 
 static void run_case(const rcase *c) {
-    const int B = 2, T = 12, STEPS = 5;
+    const int B = 4, T = 12, STEPS = 5;
     llm_model *m[2] = {make(c, 0), make(c, 1)};
     if (!m[0] || !m[1]) { llm_model_free(m[0]); llm_model_free(m[1]); return; }
-    int V = c->cfg.vocab_size, tok[2 * 12 + 1];
+    int V = c->cfg.vocab_size, tok[4 * 12 + 1];
     size_t ng = c->lora ? llm_model_lora_num_params(m[0]) : llm_model_num_params(m[0]), np = llm_model_num_params(m[0]);
     float *g[2] = {(float *)malloc(ng * 4), (float *)malloc(ng * 4)}, *w[2] = {(float *)malloc(np * 4), (float *)malloc(np * 4)};
     llm_adamw_config ac = llm_adamw_config_default();
@@ -66,7 +70,22 @@ static void run_case(const rcase *c) {
         CHECK(llm_model_lora_get(m[0], g[0]) == LLM_OK && llm_model_lora_get(m[1], g[1]) == LLM_OK &&
               memcmp(g[0], g[1], ng * 4) == 0, "%s: adapters after %d steps differ with recompute", c->name, STEPS);
     }
-    /* the memory: the (L-1) layers not kept */
+    /* the logits, kept or made again */
+    {
+        size_t nl = (size_t)B * T * (size_t)V;
+        float *lg[2] = {(float *)malloc(nl * 4), (float *)malloc(nl * 4)};
+        for (int i = 0; i < B * T + 1; i++) tok[i] = (i * 5 + 1) % V;
+        for (int k = 0; k < 2; k++)
+            CHECK(llm_model_forward(m[k], tok, tok + 1, B, T, NULL) == LLM_OK && llm_model_get_logits(m[k], lg[k]) == LLM_OK,
+                  "%s: logits: %s", c->name, llm_last_error());
+        CHECK(memcmp(lg[0], lg[1], nl * 4) == 0, "%s: the logits differ with recompute", c->name);
+        for (int k = 0; k < 2; k++)
+            CHECK(llm_model_forward(m[k], tok, NULL, B, T, NULL) == LLM_OK && llm_model_get_logits(m[k], lg[k]) == LLM_OK,
+                  "%s: logits without targets: %s", c->name, llm_last_error());
+        CHECK(memcmp(lg[0], lg[1], nl * 4) == 0, "%s: the logits without targets differ with recompute", c->name);
+        free(lg[0]); free(lg[1]);
+    }
+    /* the memory: the (L-1) layers and the logit chunks not kept */
     llm_memory u0, u1;
     CHECK(llm_model_memory(m[0], B, T, &u0) == LLM_OK && llm_model_memory(m[1], B, T, &u1) == LLM_OK, "memory");
     CHECK(u1.activations < u0.activations, "%s: recompute does not need fewer activations (%zu vs %zu)", c->name,
@@ -89,7 +108,7 @@ static void run_case(const rcase *c) {
 
 int main(void) {
     llm_config g = llm_config_gpt2();
-    g.max_seq_len = 16; g.vocab_size = 53; g.n_layer = 3; g.n_head = 2; g.n_embd = 16;
+    g.max_seq_len = 16; g.vocab_size = 97; g.n_layer = 3; g.n_head = 2; g.n_embd = 16;
     llm_config l = llm_config_llama(61, 3, 4, 2, 16, 40);
     l.max_seq_len = 16;
     rcase cases[4] = {
