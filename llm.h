@@ -395,7 +395,8 @@ LLMDEF llm_status llm_model_reserve(llm_model *m, int B, int T);
 LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *targets,
                                     int B, int T, float *loss);
 /* Copy the logits (B,T,V) of the last forward to dst. Call before backward, which
- * reuses their memory for the gradient. */
+ * reuses their memory for the gradient. (With llm_options.recompute the logits are not
+ * kept: this makes them again from the final norm's output, the same bits.) */
 LLMDEF llm_status llm_model_get_logits(llm_model *m, float *dst);
 /* Per-token losses (B,T) of the last forward with targets (0 where ignored). */
 LLMDEF llm_status llm_model_get_losses(llm_model *m, float *dst);
