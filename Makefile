@@ -25,8 +25,9 @@ SANTESTS := $(patsubst tests/%.c,$(B)/san/%,$(wildcard tests/test_*.c))
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_*.c))
 # The CUDA tests on the CPU, through tests/cuda_emu.h (see the CUDA block below).
 EMUTESTS    := $(B)/emu/tests/test_cuda $(B)/emu/tests/test_dist $(B)/emu/tests/test_cuda_emu $(B)/emu/tests/test_cuda_attn16 \
-               $(B)/emu/tests/test_lora
-EMUSANTESTS := $(B)/emu/san/test_cuda $(B)/emu/san/test_dist $(B)/emu/san/test_cuda_emu $(B)/emu/san/test_cuda_attn16
+               $(B)/emu/tests/test_lora $(B)/emu/tests/test_cuda_scaler
+EMUSANTESTS := $(B)/emu/san/test_cuda $(B)/emu/san/test_dist $(B)/emu/san/test_cuda_emu $(B)/emu/san/test_cuda_attn16 \
+               $(B)/emu/san/test_cuda_scaler
 
 .PHONY: all test test-plain test-san bench demo data gpt2 clean cuda fixtures
 all: $(EXAMPLES)
@@ -71,7 +72,7 @@ EMUEXAMPLES := $(B)/emu/generate $(B)/emu/train_gpt2 $(B)/emu/chat $(B)/emu/benc
 
 test: all fixtures $(TESTS) $(B)/tests/test_cpp $(C11TEST) $(EMUTESTS) $(EMUEXAMPLES) $(SANTESTS) $(EMUSANTESTS)
 	@LLM_FIXTURES=$(B)/fixtures LLM_BUILD=$(B) tests/run.sh $(TESTS) $(B)/tests/test_cpp $(C11TEST) \
-	  $(EMUTESTS) tests/test_cuda_examples.sh tests/test_data_sh.sh tests/test_finetune.sh $(foreach t,$(SANTESTS),$(t)) $(EMUSANTESTS)
+	  $(EMUTESTS) tests/test_cuda_examples.sh tests/test_colab.py tests/test_data_sh.sh tests/test_finetune.sh $(foreach t,$(SANTESTS),$(t)) $(EMUSANTESTS)
 
 # OpenBLAS is used by the SGEMM benchmark only, as the yardstick (never by llm.h).
 OPENBLAS_INC := $(wildcard /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h)
@@ -133,6 +134,10 @@ $(B)/cuda/tests/test_cuda_attn16: tests/test_cuda_attn16.c $(B)/cuda/llm_cuda.o 
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
 
+$(B)/cuda/tests/test_cuda_scaler: tests/test_cuda_scaler.c $(B)/cuda/llm_cuda.o llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
+
 $(B)/cuda/%: examples/%.c $(B)/cuda/llm_cuda.o llm.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
@@ -149,8 +154,10 @@ cuda: $(B)/cuda/bench_cuda
 bench-cuda: $(B)/cuda/bench_cuda
 	$(B)/cuda/bench_cuda
 
-cuda: $(B)/cuda/llm_cuda.o $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(B)/cuda/tests/test_cuda_attn16 $(CUDA_EXAMPLES)
-	@tests/run.sh $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(B)/cuda/tests/test_cuda_attn16
+cuda: $(B)/cuda/llm_cuda.o $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(B)/cuda/tests/test_cuda_attn16 \
+      $(B)/cuda/tests/test_cuda_scaler $(CUDA_EXAMPLES)
+	@tests/run.sh $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(B)/cuda/tests/test_cuda_attn16 \
+	  $(B)/cuda/tests/test_cuda_scaler
 
 # ---- CUDA without a GPU: llm_cuda.cu compiled by the host C++ compiler against
 # tests/cuda_emu.h, which runs its kernels on the CPU (each CUDA thread a fiber) and
@@ -215,3 +222,113 @@ $(B)/arm/scalar/%: $(B)/arm/tests/%
 	@printf '#!/bin/sh\nLLM_SIMD=scalar exec $(QEMU_ARM) %s "$$@"\n' $< > $@ && chmod +x $@
 test-arm: all fixtures $(ARM_RUNS)
 	@LLM_FIXTURES=$(B)/fixtures LLM_BUILD=$(B) tests/run.sh $(ARM_RUNS)
+
+# ---- Windows, install, C++ (platform portability) ------------------------------------------
+# `make test-windows`: the plain test suite cross-built with MinGW-w64 and run under wine
+# (Debian: gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 wine wine64). Beside each test .exe a
+# small script runs it under wine, so tests/run.sh takes them as it takes the native tests.
+# The examples are cross-built too. Then tests/test_windows_bits.sh: test_platform's training
+# losses, printed with %a on each SIMD level, and generate's text must be the same bits on
+# Windows as on Linux.
+WINCC    ?= x86_64-w64-mingw32-gcc
+WINCXX   ?= x86_64-w64-mingw32-g++
+WINE     ?= wine
+WINFLAGS := $(OPT) -Wall -Wextra -I.
+# static: no MinGW DLLs to find at run time; winpthread only for the tests that make threads
+WINLIBS  := -static -lm -lpthread
+WINENV   := WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" LC_ALL=C.UTF-8
+WINTESTS := $(patsubst tests/%.c,$(B)/win/tests/%,$(wildcard tests/test_*.c)) \
+            $(B)/win/tests/test_cpp $(B)/win/tests/test_options_c11
+WINEXAMPLES := $(patsubst examples/%.c,$(B)/win/%.exe,$(wildcard examples/*.c)) $(B)/win/cpp_chat.exe
+
+.PHONY: test-windows
+.PRECIOUS: $(B)/win/tests/%.exe
+$(B)/win/tests/%.exe: tests/%.c llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(WINCC) $(WINFLAGS) -std=c99 $< -o $@ $(WINLIBS)
+$(B)/win/tests/test_options_c11.exe: tests/test_options.c llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(WINCC) $(WINFLAGS) -std=c11 $< -o $@ $(WINLIBS)
+$(B)/win/tests/test_cpp.exe: tests/test_cpp.cpp llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(WINCXX) $(WINFLAGS) -std=c++11 $< -o $@ $(WINLIBS)
+$(B)/win/%.exe: examples/%.c llm.h
+	@mkdir -p $(dir $@)
+	$(WINCC) $(WINFLAGS) -std=c99 $< -o $@ $(WINLIBS)
+$(B)/win/cpp_chat.exe: examples/cpp_chat.cpp llm.h
+	@mkdir -p $(dir $@)
+	$(WINCXX) $(WINFLAGS) -std=c++11 $< -o $@ $(WINLIBS)
+$(B)/win/tests/%: $(B)/win/tests/%.exe
+	@printf '#!/usr/bin/env bash\n# %s under wine, its CRLF line ends made LF\n%s "$$0.exe" "$$@" 2>&1 | tr -d "\\r"\nexit $${PIPESTATUS[0]}\n' \
+	  '$(notdir $<)' '$(WINE)' > $@ && chmod +x $@
+
+test-windows: fixtures $(WINTESTS) $(WINEXAMPLES) $(B)/tests/test_platform $(B)/generate
+	@$(WINENV) WINE="$(WINE)" LLM_FIXTURES=$(B)/fixtures LLM_BUILD=$(B) tests/run.sh $(WINTESTS) tests/test_windows_bits.sh
+
+# `make test-warnings`: the implementation compiled with -Wall -Wextra -Wpedantic -Werror by
+# gcc, clang (also -Wvla -Wgnu: no VLAs or GNU-only syntax, which MSVC rejects) and MinGW-w64
+# (its gcc, and clang with its headers), as C99, C11 and C++11, and with LLM_NO_THREADS and
+# LLM_STATIC; its macOS lines with -D__APPLE__ (on glibc's headers: the syntax, not the SDK).
+# Then as a compiler that is neither GNU nor clang sees it (clang with __GNUC__
+# and __clang__ undefined: no builtins, no attributes, the scalar kernels, a pool that sleeps
+# and counts under its mutex), where test_platform is also run.
+WARN  := -Wall -Wextra -Wpedantic -Werror -I.
+NOGNU := -U__GNUC__ -U__GNUC_MINOR__ -U__GNUC_PATCHLEVEL__ -U__clang__ -Wno-builtin-macro-redefined \
+         -Wno-literal-range -Wno-unused-function
+MINGW_INC   := /usr/x86_64-w64-mingw32/include
+CLANG_MINGW := --target=x86_64-w64-windows-gnu -isystem $(MINGW_INC)
+.PHONY: test-warnings
+test-warnings:
+	@mkdir -p $(B)/warn
+	@printf '#define LLM_IMPLEMENTATION\n#include "llm.h"\nint main(void) { return llm_cpu_count() > 0 ? 0 : 1; }\n' > $(B)/warn/impl.c
+	@set -e; n=0; for c in \
+	    "$(CC) -std=c99" "$(CC) -std=c11" "$(CC) -std=c99 -DLLM_NO_THREADS" "$(CC) -std=c99 -DLLM_STATIC" \
+	    "$(CXX) -x c++ -std=c++11" \
+	    $(if $(CLANG),"$(CLANG) -std=c99 -Wvla -Wgnu" "$(CLANG) -std=c11 -Wvla -Wgnu -fms-extensions" \
+	      "$(CLANG)++ -x c++ -std=c++11 -Wvla" "$(CLANG) -std=c11 -Wvla $(NOGNU)" \
+	      "$(CLANG) -std=c99 -D__APPLE__" "$(CLANG)++ -x c++ -std=c++11 -D__APPLE__") \
+	    $(if $(shell command -v $(WINCC)),"$(WINCC) -std=c99" "$(WINCC) -std=c11" "$(WINCC) -std=c99 -DLLM_NO_THREADS" \
+	      "$(WINCXX) -x c++ -std=c++11") \
+	    $(if $(and $(CLANG),$(wildcard $(MINGW_INC)/windows.h)),"$(CLANG) $(CLANG_MINGW) -std=c99" \
+	      "$(CLANG) $(CLANG_MINGW) -std=c11" "$(CLANG)++ $(CLANG_MINGW) -x c++ -std=c++11"); do \
+	  $${c%% *} $(WARN) $${c#* } -fsyntax-only $(B)/warn/impl.c || { echo "FAIL warnings: $$c"; exit 1; }; n=$$((n+1)); \
+	done; echo "no warnings from $$n compilers and modes (-Wall -Wextra -Wpedantic -Werror)"
+	@if [ -n "$(CLANG)" ]; then \
+	  $(CLANG) $(OPT) -std=c11 -Wall -Wextra $(NOGNU) -I. tests/test_platform.c -o $(B)/warn/test_platform_nognu $(LDLIBS) && \
+	  { out=$$($(B)/warn/test_platform_nognu 2>&1) || { printf '%s\n' "$$out"; exit 1; }; \
+	    printf '%s\n' "$$out" | sed 's/^test_platform:/test_platform (no GNU extensions):/'; }; \
+	else echo "SKIP test-warnings: no clang for the non-GNU build"; fi
+
+# `make install PREFIX=/usr/local` (and DESTDIR= for staging): include/llm.h and
+# include/llm_cuda.cu, lib/pkgconfig/llm.pc, lib/cmake/llm/ (find_package(llm)). The same
+# files as `cmake --install`. `make uninstall` removes them.
+PREFIX      ?= /usr/local
+LLM_VERSION := $(shell sed -n 's/^\#define LLM_VERSION "\(.*\)"/\1/p' llm.h)
+INSTALL_DIR  = $(DESTDIR)$(PREFIX)
+.PHONY: install uninstall test-install
+install:
+	install -d $(INSTALL_DIR)/include $(INSTALL_DIR)/lib/pkgconfig $(INSTALL_DIR)/lib/cmake/llm
+	install -m 644 llm.h llm_cuda.cu $(INSTALL_DIR)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(LLM_VERSION)|' cmake/llm.pc.in > $(INSTALL_DIR)/lib/pkgconfig/llm.pc
+	install -m 644 cmake/llmConfig.cmake $(INSTALL_DIR)/lib/cmake/llm/
+	sed -e 's|@VERSION@|$(LLM_VERSION)|' cmake/llmConfigVersion.cmake.in > $(INSTALL_DIR)/lib/cmake/llm/llmConfigVersion.cmake
+uninstall:
+	rm -f $(INSTALL_DIR)/include/llm.h $(INSTALL_DIR)/include/llm_cuda.cu $(INSTALL_DIR)/lib/pkgconfig/llm.pc \
+	  $(INSTALL_DIR)/lib/cmake/llm/llmConfig.cmake $(INSTALL_DIR)/lib/cmake/llm/llmConfigVersion.cmake
+	-rmdir $(INSTALL_DIR)/lib/cmake/llm
+
+# C++: examples/cpp_chat.cpp (RAII over the C API), as C++11 and as C++20.
+all: $(B)/cpp_chat
+$(B)/cpp_chat: examples/cpp_chat.cpp llm.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(OPT) -std=c++11 -Wall -Wextra -Wpedantic -pthread -I. $< -o $@ $(LDLIBS)
+$(B)/cpp_chat20: examples/cpp_chat.cpp llm.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(OPT) -std=c++20 -Wall -Wextra -Wpedantic -pthread -I. $< -o $@ $(LDLIBS)
+
+# `make test-install`: tests/test_install.sh. examples/external, copied out of the tree, built
+# against an installed llm.h with pkg-config and with CMake (find_package after `make install`
+# or `cmake --install`, and add_subdirectory), each run; cpp_chat as C++11 and C++20 must
+# reply as examples/chat does, byte for byte.
+test-install: $(B)/cpp_chat $(B)/cpp_chat20 $(B)/chat
+	@LLM_BUILD=$(B) CC="$(CC)" tests/run.sh tests/test_install.sh

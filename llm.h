@@ -4,8 +4,9 @@
  *   GPT-2 and the Llama family on the CPU: a byte-level BPE tokenizer (and llama2.c's),
  *   every tensor op with its forward and backward, AdamW, checkpoints in four formats
  *   (HuggingFace safetensors, llm.c .bin, llama2.c .bin, our own), token datasets,
- *   KV-cache generation with sampling, and a persistent pthreads thread pool. Nothing
- *   beyond libc and pthreads. Compiles as C99/C11 and as C++. An optional companion,
+ *   KV-cache generation with sampling, and a persistent thread pool. Nothing beyond
+ *   libc and threads (pthreads; Win32 on Windows). Compiles as C99/C11 and as C++, on
+ *   Linux, macOS and Windows (MinGW-w64, MSVC). An optional companion,
  *   llm_cuda.cu, fills the same backend table with GPU kernels.
  *
  * QUICK START
@@ -29,7 +30,7 @@
  *   LLM_STATIC            make every function static (private copy per .c file)
  *   LLM_MALLOC(sz), LLM_REALLOC(p,sz), LLM_FREE(p)   allocator (define all or none)
  *   LLM_ASSERT(x)         invariant checks (default: assert); never reached by bad input
- *   LLM_NO_THREADS        no pthreads: the pool runs every task on the calling thread
+ *   LLM_NO_THREADS        no threads: the pool runs every task on the calling thread
  *   LLM_POOL_SPIN         how long idle workers spin (yielding) before sleeping (2000)
  * RUN-TIME
  *   LLM_SIMD=scalar|avx2|avx512|neon   cap the SIMD level (see llm_simd_force)
@@ -53,10 +54,10 @@
  *
  * TABLE OF CONTENTS  (`grep -n '^//==== ' llm.h`)
  *   API           public types and functions
- *   PLATFORM      configuration macros, thread-local storage
+ *   PLATFORM      configuration macros, system headers (POSIX or Windows), thread-local
  *   ERRORS        status strings, the error message
- *   MEMORY        aligned allocation, files
- *   POOL          the thread pool
+ *   MEMORY        aligned allocation, files (UTF-8 paths, mapped, 64-bit sizes)
+ *   POOL          the thread pool (pthreads or Win32)
  *   JSON          a strict, bounded JSON reader (safetensors headers, vocabularies)
  *   TOKENIZER     GPT-2 byte-level BPE: loaders, pre-tokenizer, merges, decoding
  *   KERNELS       scalar reference kernels: forward beside backward, in model order
@@ -123,7 +124,9 @@ LLMDEF const char *llm_last_error(void);
 /* Record a failure message (printf-style) for llm_last_error() and return s. For
  * backends and extensions that live outside this file (llm_cuda.cu). */
 LLMDEF llm_status llm_set_error(llm_status s, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
+#if defined(__MINGW32__) && !defined(__clang__)
+    __attribute__((format(gnu_printf, 2, 3)))   /* C99 formats (%zu) on MinGW-w64 too */
+#elif defined(__GNUC__) || defined(__clang__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
@@ -168,6 +171,12 @@ typedef struct llm_options {
                                          * accumulation (master weights, optimizer and
                                          * every other op stay fp32). CPU: needs
                                          * AVX512-BF16, else fp32 is used. */
+    int fp16;                           /* 1: fp16 mixed precision (the CUDA backend,
+                                         * sm_70+): matmuls and attention with fp16
+                                         * operands on tensor cores, fp32 accumulation,
+                                         * fp32 master weights and optimizer; train with
+                                         * llm_loss_scaler. The CPU backend has no fp16
+                                         * kernels and runs fp32. Not with bf16. */
     /* Data parallel across processes, one GPU each (a backend with allreduce_mean, i.e.
      * llm_cuda.cu built with NCCL). dist_world >= 1 turns it on: llm_model_step averages
      * the gradients over the dist_world ranks before clipping, as PyTorch's DDP does.
@@ -292,11 +301,14 @@ typedef struct llm_backend {
 LLMDEF const llm_backend *llm_cpu_backend(void);
 /* Defined in llm_cuda.cu; link it to use them. llm_cuda_device_count() is 0 without a
  * driver or GPU. llm_cuda_backend() runs in fp32 (the exact mode) unless
- * llm_options.bf16 is set; llm_cuda_backend_bf16() is always in the bf16 mode (bf16
- * tensor-core matmuls with persistent bf16 weight copies, fp32 master weights, optimizer
- * state and accumulation; needs sm_80+). */
+ * llm_options.bf16 or .fp16 is set; llm_cuda_backend_bf16() is always in the bf16 mode
+ * (bf16 tensor-core matmuls and attention with persistent bf16 weight copies, fp32
+ * master weights, optimizer state and accumulation; needs sm_80+), and
+ * llm_cuda_backend_fp16() in the fp16 mode (the same with fp16, for sm_70+ such as the
+ * T4; fp16 gradients need loss scaling: llm_loss_scaler). */
 extern const llm_backend *llm_cuda_backend(void);   /* extern even with LLM_STATIC */
 extern const llm_backend *llm_cuda_backend_bf16(void);
+extern const llm_backend *llm_cuda_backend_fp16(void);
 extern int llm_cuda_device_count(void);
 /* The device's name ("" if unreadable); "llm.h CUDA emulator" under tests/cuda_emu.h. */
 extern const char *llm_cuda_device_name(int dev);
@@ -435,9 +447,50 @@ typedef struct llm_adamw_config {
 } llm_adamw_config;
 LLMDEF llm_adamw_config llm_adamw_config_default(void);
 /* One optimizer step at learning rate lr. *grad_norm (may be NULL) receives the global
- * gradient L2 norm before clipping. Optimizer moments are allocated on first use. */
+ * gradient L2 norm before clipping. Optimizer moments are allocated on first use. A
+ * gradient that is not finite (its norm inf or NaN) is refused with LLM_ERR_ARG, the
+ * parameters unchanged; llm_model_step_scaled (below) skips such a step instead. */
 LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, float lr,
                                  float *grad_norm);
+
+/* ---- mixed precision: dynamic loss scaling ------------------------------------------------ */
+/* fp16 (llm_options.fp16) keeps 5 exponent bits: a gradient below 2^-24 (6e-8) rounds to
+ * 0 and one above 65504 to inf, and many of a Transformer's gradients are that small.
+ * Loss scaling, as PyTorch's torch.cuda.amp.GradScaler does it: backward runs on S times
+ * the loss, so every gradient is S times the true one and clears the underflow, and the
+ * step divides by S again (folded into AdamW's gradient factor: no extra pass). If a
+ * gradient overflowed, the global gradient norm the step computes anyway is inf or NaN:
+ * the step is then skipped (weights, AdamW moments and step count untouched), counted,
+ * and S is multiplied by backoff_factor; after growth_interval finite steps in a row, S
+ * is multiplied by growth_factor (unless that overflows). The defaults are GradScaler's.
+ *     llm_loss_scaler sc = llm_loss_scaler_default();
+ *     each step: llm_model_zero_grad(m);
+ *                per micro-batch k of K: forward; llm_model_backward(m, sc.scale / K);
+ *                llm_model_step_scaled(m, &cfg, lr, &sc, &norm, &skipped);
+ * It works on every backend. In fp32 (the CPU, the exact CUDA mode) nothing overflows,
+ * so no step is skipped, and with S a power of two (as the defaults keep it) scaling and
+ * unscaling round nothing: the run equals an unscaled one bit for bit, unless a gradient
+ * was below fp32's normal range (1e-38). Data parallel: the norm is taken after the
+ * gradients are averaged, so every rank skips the same steps and the scalers agree. The
+ * state (scale, good_steps, skipped) is not part of a checkpoint: a resumed run starts
+ * again from the initial scale. */
+typedef struct llm_loss_scaler {
+    float scale;            /* S: pass S / K to llm_model_backward. 65536 (2^16) */
+    float growth_factor;    /* S *= this after growth_interval finite steps in a row: 2 */
+    float backoff_factor;   /* S *= this when a step is skipped: 0.5 */
+    int growth_interval;    /* 2000; 0: S never grows */
+    int good_steps;         /* state: finite steps since S last changed (start 0) */
+    long long skipped;      /* state: steps skipped so far (start 0) */
+} llm_loss_scaler;
+LLMDEF llm_loss_scaler llm_loss_scaler_default(void);
+/* llm_model_step for gradients of S = sc->scale times the loss: the norm and clipping
+ * see the true gradients (*grad_norm is the true norm), AdamW gets them divided by S.
+ * A non-finite gradient skips the step as described above: LLM_OK with *skipped = 1
+ * (skipped may be NULL) and *grad_norm inf or NaN. sc NULL: llm_model_step. Errors:
+ * LLM_ERR_ARG for a scaler with scale <= 0 or not finite, growth_factor < 1,
+ * backoff_factor outside (0, 1) or growth_interval < 0; a backend failure as the step's. */
+LLMDEF llm_status llm_model_step_scaled(llm_model *m, const llm_adamw_config *cfg, float lr,
+                                        llm_loss_scaler *sc, float *grad_norm, int *skipped);
 /* Data parallel (llm_options.dist_world): vals (n host floats, e.g. a step's loss) :=
  * their mean over the ranks, the same on every rank. Every rank must call it, in the same
  * order. Not distributed (or a backend without allreduce_mean): vals are left as they are. */
@@ -900,9 +953,30 @@ LLMDEF llm_status llm_generate_batch(llm_kv *kv, int n, const int *seqs,
 #define LLM_IMPLEMENTATION_DONE
 
 //==== PLATFORM =========================================================================
-#if !defined(_WIN32)
+/* What differs between Linux, macOS and Windows lives here and in MEMORY and POOL:
+ *   threads    pthreads on POSIX; on Windows (MinGW-w64 and MSVC alike) Win32 threads,
+ *              SRW locks and condition variables (Vista or later)
+ *   files      paths are UTF-8 everywhere: on Windows they are widened for _wfopen and
+ *              the W functions; mmap on POSIX, MapViewOfFile on Windows; 64-bit sizes
+ *   the rest   the thread-local error, the CPU count, a monotonic clock
+ * Each feature macro below is defined only when the caller's code has not already
+ * included the system headers it steers (headers read it once). */
+#if defined(_WIN32)
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN   /* no winsock.h, ole or gdi: fewer macros in the user's file */
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX              /* no min/max macros */
+#endif
+#if defined(_MSC_VER) && !defined(_CRT_SECURE_NO_WARNINGS)
+#define _CRT_SECURE_NO_WARNINGS   /* fopen, strcpy, getenv: MSVC would ask for its _s forms */
+#endif
+#else
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
+#endif
+#if defined(__APPLE__) && !defined(_DARWIN_C_SOURCE)
+#define _DARWIN_C_SOURCE 1    /* _POSIX_C_SOURCE alone hides macOS's own declarations */
 #endif
 #endif
 #include <stdio.h>
@@ -912,16 +986,32 @@ LLMDEF llm_status llm_generate_batch(llm_kv *kv, int n, const int *seqs,
 #include <math.h>
 #include <float.h>
 #include <limits.h>
-#if !defined(_WIN32)
+#if defined(_WIN32)
+#include <windows.h>
+#include <process.h>          /* _beginthreadex */
+#include <wchar.h>            /* _wfopen, _wremove */
+#if defined(_WIN32_WINNT) && _WIN32_WINNT < 0x0600 && !defined(LLM_NO_THREADS)
+#error "llm.h needs Windows Vista or later (_WIN32_WINNT >= 0x0600) for SRW locks and condition variables (or LLM_NO_THREADS)"
+#endif
+#else
 #include <unistd.h>
 #include <sys/types.h>
 #include <sys/stat.h>
 #include <sys/mman.h>
 #include <fcntl.h>
 #define LLM__HAVE_MMAP 1
-#endif
 #ifndef LLM_NO_THREADS
 #include <pthread.h>
+#include <sched.h>            /* sched_yield */
+#endif
+#if defined(__APPLE__)
+/* declared here rather than from <sys/sysctl.h>, which needs BSD types (u_int) that a
+ * file compiled with _POSIX_C_SOURCE and without _DARWIN_C_SOURCE does not have */
+#ifdef __cplusplus
+extern "C"
+#endif
+int sysctlbyname(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
+#endif
 #endif
 
 #if defined(LLM_MALLOC) && defined(LLM_FREE) && defined(LLM_REALLOC)
@@ -937,6 +1027,8 @@ LLMDEF llm_status llm_generate_batch(llm_kv *kv, int n, const int *seqs,
 #define LLM_ASSERT(x) assert(x)
 #endif
 
+/* Thread-local storage: C++11 and C11 have a keyword; MSVC's C has __declspec(thread);
+ * gcc and clang have __thread in every C mode (MinGW-w64 emulates it). */
 #if defined(__cplusplus)
 #define LLM__TLS thread_local
 #elif defined(_MSC_VER)
@@ -947,12 +1039,20 @@ LLMDEF llm_status llm_generate_batch(llm_kv *kv, int n, const int *seqs,
 #define LLM__TLS __thread
 #endif
 
-#if defined(__GNUC__) || defined(__clang__)
-#define LLM__UNUSED __attribute__((unused))
+/* MinGW-w64's gcc takes format(printf) to mean msvcrt's printf, which lacks %zu; the
+ * library formats its messages with MinGW's own C99 printf (see llm_set_error). clang
+ * has no gnu_printf and checks printf as C99 there. */
+#if defined(__MINGW32__) && !defined(__clang__)
+#define LLM__PRINTF(a, b) __attribute__((format(gnu_printf, a, b)))
+#elif defined(__GNUC__) || defined(__clang__)
 #define LLM__PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
-#define LLM__UNUSED
 #define LLM__PRINTF(a, b)
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+#define LLM__UNUSED __attribute__((unused))
+#else
+#define LLM__UNUSED
 #endif
 
 /* Casts that C++ requires and C allows (void* from malloc, pointer reinterpretation). */
@@ -983,14 +1083,20 @@ LLMDEF const char *llm_last_error(void) { return llm__errmsg; }
 LLMDEF llm_status llm_set_error(llm_status s, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
+#if defined(__MINGW32__)
+    __mingw_vsnprintf(llm__errmsg, sizeof llm__errmsg, fmt, ap);   /* msvcrt's lacks %zu */
+#else
     vsnprintf(llm__errmsg, sizeof llm__errmsg, fmt, ap);
+#endif
     va_end(ap);
     return s;
 }
 
 //==== MEMORY ===========================================================================
 /* 64-byte aligned blocks (a cache line; what AVX-512 loads like). The offset to the
- * block malloc returned is stored in the byte before the aligned pointer. */
+ * block malloc returned is stored in the byte before the aligned pointer. Built on
+ * LLM_MALLOC, so a user's allocator serves it on every platform (hence no
+ * _aligned_malloc or posix_memalign). */
 static void *llm__alloc_aligned(size_t bytes) {
     if (bytes > SIZE_MAX - 64) return NULL;
     unsigned char *raw = LLM__CAST(unsigned char *, LLM_MALLOC(bytes + 64));
@@ -1012,22 +1118,152 @@ static void *llm__calloc(size_t n, size_t size) {
     return p;
 }
 
+/* ---- files ---------------------------------------------------------------------------
+ * Paths are UTF-8 on every platform. POSIX takes the bytes as they are; Windows gets
+ * them widened to UTF-16 for _wfopen and the W functions (a narrow fopen would read them
+ * in the ANSI code page). Sizes are 64-bit: files are mapped, never measured with ftell
+ * (a 32-bit long on Windows). */
+#if defined(_WIN32)
+/* path as UTF-16, malloc'd; NULL if out of memory or not convertible. A string that is
+ * not valid UTF-8 is read in the ANSI code page, as a narrow argv[] gives it. */
+static wchar_t *llm__widen(const char *s) {
+    static const UINT cp[2] = { CP_UTF8, CP_ACP };
+    for (int k = 0; k < 2; k++) {
+        DWORD flags = k == 0 ? MB_ERR_INVALID_CHARS : 0;
+        int n = MultiByteToWideChar(cp[k], flags, s, -1, NULL, 0);   /* with the NUL */
+        if (n <= 0) continue;
+        wchar_t *w = LLM__CAST(wchar_t *, LLM_MALLOC(LLM__CAST(size_t, n) * sizeof(wchar_t)));
+        if (!w) return NULL;
+        if (MultiByteToWideChar(cp[k], flags, s, -1, w, n) == n) return w;
+        LLM_FREE(w);
+    }
+    return NULL;
+}
+#endif
+
+static FILE *llm__fopen(const char *path, const char *mode) {
+#if defined(_WIN32)
+    wchar_t wmode[8], *wpath = llm__widen(path);
+    size_t i = 0;
+    for (; mode[i] && i + 1 < sizeof wmode / sizeof wmode[0]; i++) wmode[i] = LLM__CAST(wchar_t, mode[i]);
+    wmode[i] = 0;
+    FILE *f = wpath ? _wfopen(wpath, wmode) : NULL;
+    LLM_FREE(wpath);
+    return f;
+#else
+    return fopen(path, mode);
+#endif
+}
+static int llm__remove(const char *path) {
+#if defined(_WIN32)
+    wchar_t *w = llm__widen(path);
+    int r = w ? _wremove(w) : -1;
+    LLM_FREE(w);
+    return r;
+#else
+    return remove(path);
+#endif
+}
+/* Rename from over to, replacing it (POSIX rename replaces atomically; Windows' rename
+ * refuses an existing target, MoveFileEx replaces it). 0 on success. */
+static int llm__rename(const char *from, const char *to) {
+#if defined(_WIN32)
+    wchar_t *wf = llm__widen(from), *wt = llm__widen(to);
+    int ok = wf && wt && MoveFileExW(wf, wt, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH);
+    LLM_FREE(wf); LLM_FREE(wt);
+    return ok ? 0 : -1;
+#else
+    return rename(from, to);
+#endif
+}
+static int llm__is_dir(const char *path) {
+#if defined(_WIN32)
+    wchar_t *w = llm__widen(path);
+    DWORD a = w ? GetFileAttributesW(w) : INVALID_FILE_ATTRIBUTES;
+    LLM_FREE(w);
+    return a != INVALID_FILE_ATTRIBUTES && (a & FILE_ATTRIBUTE_DIRECTORY);
+#else
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+#endif
+}
+
+/* A read-only view of a whole file: memory-mapped where the platform can (weights and
+ * token files are then paged in on demand and shared), else read into memory. */
+typedef struct llm__map { const unsigned char *data; size_t len; void *heap; } llm__map;
+
+static llm_status llm__map_open(llm__map *mp, const char *path) {
+    memset(mp, 0, sizeof *mp);
+#if defined(LLM__HAVE_MMAP)
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return llm__err(LLM_ERR_IO, "%s: cannot open", path);
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) { close(fd); return llm__err(LLM_ERR_IO, "%s: not a regular file", path); }
+    if (LLM__CAST(unsigned long long, sb.st_size) > SIZE_MAX) { close(fd); return llm__err(LLM_ERR_IO, "%s: too large for this address space", path); }
+    mp->len = LLM__CAST(size_t, sb.st_size);
+    if (mp->len == 0) { close(fd); mp->data = LLM__CAST(const unsigned char *, ""); return LLM_OK; }
+    void *p = mmap(NULL, mp->len, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return llm__err(LLM_ERR_IO, "%s: mmap failed", path);
+    mp->data = LLM__CAST(const unsigned char *, p);
+    return LLM_OK;
+#elif defined(_WIN32)
+    /* Sharing as POSIX does: others may read, write or delete meanwhile. */
+    wchar_t *w = llm__widen(path);
+    HANDLE fh = w ? CreateFileW(w, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+                                OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL) : INVALID_HANDLE_VALUE;
+    LLM_FREE(w);
+    if (fh == INVALID_HANDLE_VALUE) return llm__err(LLM_ERR_IO, "%s: cannot open", path);
+    LARGE_INTEGER size;
+    if (GetFileType(fh) != FILE_TYPE_DISK || !GetFileSizeEx(fh, &size)) { CloseHandle(fh); return llm__err(LLM_ERR_IO, "%s: not a regular file", path); }
+    if (LLM__CAST(unsigned long long, size.QuadPart) > SIZE_MAX) { CloseHandle(fh); return llm__err(LLM_ERR_IO, "%s: too large for this address space", path); }
+    mp->len = LLM__CAST(size_t, size.QuadPart);
+    if (mp->len == 0) { CloseHandle(fh); mp->data = LLM__CAST(const unsigned char *, ""); return LLM_OK; }   /* an empty file cannot be mapped */
+    HANDLE mh = CreateFileMappingW(fh, NULL, PAGE_READONLY, 0, 0, NULL);
+    void *p = mh ? MapViewOfFile(mh, FILE_MAP_READ, 0, 0, 0) : NULL;
+    if (mh) CloseHandle(mh);   /* the view keeps the mapping (and the file) open */
+    CloseHandle(fh);
+    if (!p) return llm__err(LLM_ERR_IO, "%s: cannot map (error %lu)", path, LLM__CAST(unsigned long, GetLastError()));
+    mp->data = LLM__CAST(const unsigned char *, p);
+    return LLM_OK;
+#else
+    /* standard C only: read it (ftell's long bounds the size) */
+    FILE *f = fopen(path, "rb");
+    long n = -1;
+    if (!f) return llm__err(LLM_ERR_IO, "%s: cannot open", path);
+    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
+    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) { fclose(f); return llm__err(LLM_ERR_IO, "%s: cannot size", path); }
+    mp->len = LLM__CAST(size_t, n);
+    mp->heap = LLM_MALLOC(mp->len ? mp->len : 1);
+    if (!mp->heap) { fclose(f); return llm__err(LLM_ERR_NOMEM, "%s: no memory for %ld bytes", path, n); }
+    if (fread(mp->heap, 1, mp->len, f) != mp->len) { fclose(f); LLM_FREE(mp->heap); mp->heap = NULL; return llm__err(LLM_ERR_IO, "%s: read failed", path); }
+    fclose(f);
+    mp->data = LLM__CAST(const unsigned char *, mp->heap);
+    return LLM_OK;
+#endif
+}
+static void llm__map_close(llm__map *mp) {
+    if (mp->heap) LLM_FREE(mp->heap);
+#if defined(LLM__HAVE_MMAP)
+    else if (mp->data && mp->len) munmap(LLM__CAST(void *, LLM__CAST(uintptr_t, mp->data)), mp->len);
+#elif defined(_WIN32)
+    else if (mp->data && mp->len) UnmapViewOfFile(mp->data);
+#endif
+    memset(mp, 0, sizeof *mp);
+}
+
 /* Whole-file read into a malloc'd buffer (a NUL is appended for text parsers). */
 static llm_status llm__read_file(const char *path, char **data, size_t *len) {
+    llm__map mp;
     *data = NULL; *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return llm__err(LLM_ERR_IO, "%s: cannot open", path);
-    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return llm__err(LLM_ERR_IO, "%s: cannot seek", path); }
-    long n = ftell(f);
-    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) { fclose(f); return llm__err(LLM_ERR_IO, "%s: cannot size", path); }
-    char *buf = LLM__CAST(char *, LLM_MALLOC(LLM__CAST(size_t, n) + 1));
-    if (!buf) { fclose(f); return llm__err(LLM_ERR_NOMEM, "%s: no memory for %ld bytes", path, n); }
-    if (fread(buf, 1, LLM__CAST(size_t, n), f) != LLM__CAST(size_t, n)) {
-        fclose(f); LLM_FREE(buf); return llm__err(LLM_ERR_IO, "%s: read failed", path);
-    }
-    fclose(f);
-    buf[n] = 0;
-    *data = buf; *len = LLM__CAST(size_t, n);
+    llm_status s = llm__map_open(&mp, path);
+    if (s != LLM_OK) return s;
+    char *buf = mp.len < SIZE_MAX ? LLM__CAST(char *, LLM_MALLOC(mp.len + 1)) : NULL;
+    if (!buf) { llm__map_close(&mp); return llm__err(LLM_ERR_NOMEM, "%s: no memory for %zu bytes", path, mp.len); }
+    if (mp.len) memcpy(buf, mp.data, mp.len);
+    buf[mp.len] = 0;
+    *data = buf; *len = mp.len;
+    llm__map_close(&mp);
     return LLM_OK;
 }
 
@@ -1039,7 +1275,7 @@ static llm_status llm__wopen(llm__wfile *w, const char *path) {
     if (strlen(path) + 5 > sizeof w->tmp) return llm__err(LLM_ERR_ARG, "%s: path too long", path);
     snprintf(w->tmp, sizeof w->tmp, "%s.tmp", path);
     w->path = path;
-    w->f = fopen(w->tmp, "wb");
+    w->f = llm__fopen(w->tmp, "wb");
     if (!w->f) return llm__err(LLM_ERR_IO, "%s: cannot create", w->tmp);
     return LLM_OK;
 }
@@ -1050,9 +1286,9 @@ static llm_status llm__wclose(llm__wfile *w) {
     int bad = w->failed;
     if (fflush(w->f) != 0) bad = 1;
     if (fclose(w->f) != 0) bad = 1;
-    if (bad) { remove(w->tmp); return llm__err(LLM_ERR_IO, "%s: write failed (disk full?)", w->tmp); }
-    if (rename(w->tmp, w->path) != 0) {
-        remove(w->tmp);
+    if (bad) { llm__remove(w->tmp); return llm__err(LLM_ERR_IO, "%s: write failed (disk full?)", w->tmp); }
+    if (llm__rename(w->tmp, w->path) != 0) {
+        llm__remove(w->tmp);
         return llm__err(LLM_ERR_IO, "%s: cannot rename to %s", w->tmp, w->path);
     }
     return LLM_OK;
@@ -1065,56 +1301,159 @@ static llm_status llm__wclose(llm__wfile *w) {
  * Between tasks a worker first spins for a few microseconds (an op follows the last
  * one within microseconds during a forward pass, and a futex wake-up costs ~15 us),
  * then sleeps on a condition variable, so idle or oversubscribed pools cost nothing.
- * The spinning reads use the compiler's atomic builtins; without them (not GCC or
- * clang) the pool only sleeps. */
+ * The spinning reads are atomic: the builtins of gcc and clang, MSVC's interlocked
+ * intrinsics; with neither, the pool only sleeps and counts under its mutex. */
 #if defined(__GNUC__) || defined(__clang__)
 #define LLM__ATOMIC_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define LLM__ATOMIC_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define LLM__ATOMIC_DEC(p) __atomic_sub_fetch((p), 1, __ATOMIC_ACQ_REL)
+#define LLM__HAVE_ATOMICS 1
+#elif defined(_MSC_VER)
+/* full barriers, on the pool's unsigned longs (32 bits on Windows, as `long` is) */
+#define LLM__ATOMIC_LOAD(p) LLM__CAST(unsigned long, InterlockedOr(LLM__CAST(volatile long *, p), 0))
+#define LLM__ATOMIC_STORE(p, v) ((void)InterlockedExchange(LLM__CAST(volatile long *, p), LLM__CAST(long, v)))
+#define LLM__ATOMIC_DEC(p) LLM__CAST(unsigned long, InterlockedDecrement(LLM__CAST(volatile long *, p)))
+#define LLM__HAVE_ATOMICS 1
+#endif
+#if defined(LLM__HAVE_ATOMICS)
 #ifdef LLM_POOL_SPIN
 #define LLM__SPIN_ITERS LLM_POOL_SPIN
 #else
 #define LLM__SPIN_ITERS 2000
 #endif
-/* Yield rather than pause: on a busy machine the spinner hands its core to whoever
- * is runnable (often the very thread it waits for); on an idle one sched_yield
- * returns at once. */
-#include <sched.h>
-#define LLM__CPU_RELAX() sched_yield()
 #else
-#define LLM__ATOMIC_LOAD(p) (*(p))
+#define LLM__HAVE_ATOMICS 0
+#define LLM__ATOMIC_LOAD(p) (*(p))        /* then only ever used under the mutex */
 #define LLM__ATOMIC_STORE(p, v) (*(p) = (v))
-#define LLM__ATOMIC_DEC(p) (--*(p))
 #define LLM__SPIN_ITERS 0
-#define LLM__CPU_RELAX() ((void)0)
+#endif
+/* Yield rather than pause: on a busy machine the spinner hands its core to whoever
+ * is runnable (often the very thread it waits for); on an idle one it returns at once. */
+#if defined(_WIN32)
+#define LLM__CPU_RELAX() ((void)SwitchToThread())
+#else
+#define LLM__CPU_RELAX() ((void)sched_yield())
+#endif
+
+/* ---- threads, mutexes, condition variables: pthreads, or Win32 on Windows ------------ */
+#ifndef LLM_NO_THREADS
+static void llm__worker(void *arg);
+#if defined(_WIN32)
+typedef HANDLE llm__thread;
+typedef SRWLOCK llm__mutex;
+typedef CONDITION_VARIABLE llm__cond;
+static void llm__mutex_init(llm__mutex *m) { InitializeSRWLock(m); }
+static void llm__mutex_destroy(llm__mutex *m) { (void)m; }   /* SRW locks hold no resources */
+static void llm__mutex_lock(llm__mutex *m) { AcquireSRWLockExclusive(m); }
+static void llm__mutex_unlock(llm__mutex *m) { ReleaseSRWLockExclusive(m); }
+static void llm__cond_init(llm__cond *c) { InitializeConditionVariable(c); }
+static void llm__cond_destroy(llm__cond *c) { (void)c; }
+static void llm__cond_wait(llm__cond *c, llm__mutex *m) { SleepConditionVariableSRW(c, m, INFINITE, 0); }
+static void llm__cond_signal(llm__cond *c) { WakeConditionVariable(c); }
+static void llm__cond_broadcast(llm__cond *c) { WakeAllConditionVariable(c); }
+/* _beginthreadex rather than CreateThread: the workers call the C runtime, and the
+ * runtime's own thread start is what Microsoft documents for such threads. */
+static unsigned __stdcall llm__thread_main(void *arg) { llm__worker(arg); return 0; }
+static int llm__thread_start(llm__thread *t, void *arg) {
+    *t = LLM__CAST(HANDLE, _beginthreadex(NULL, 0, llm__thread_main, arg, 0, NULL));
+    return *t ? 0 : -1;
+}
+static void llm__thread_join(llm__thread t) { WaitForSingleObject(t, INFINITE); CloseHandle(t); }
+#else
+typedef pthread_t llm__thread;
+typedef pthread_mutex_t llm__mutex;
+typedef pthread_cond_t llm__cond;
+static void llm__mutex_init(llm__mutex *m) { pthread_mutex_init(m, NULL); }
+static void llm__mutex_destroy(llm__mutex *m) { pthread_mutex_destroy(m); }
+static void llm__mutex_lock(llm__mutex *m) { pthread_mutex_lock(m); }
+static void llm__mutex_unlock(llm__mutex *m) { pthread_mutex_unlock(m); }
+static void llm__cond_init(llm__cond *c) { pthread_cond_init(c, NULL); }
+static void llm__cond_destroy(llm__cond *c) { pthread_cond_destroy(c); }
+static void llm__cond_wait(llm__cond *c, llm__mutex *m) { pthread_cond_wait(c, m); }
+static void llm__cond_signal(llm__cond *c) { pthread_cond_signal(c); }
+static void llm__cond_broadcast(llm__cond *c) { pthread_cond_broadcast(c); }
+static void *llm__thread_main(void *arg) { llm__worker(arg); return NULL; }
+static int llm__thread_start(llm__thread *t, void *arg) { return pthread_create(t, NULL, llm__thread_main, arg); }
+static void llm__thread_join(llm__thread t) { pthread_join(t, NULL); }
+#endif
+#endif
+
+/* ---- run-once initialisation: pthread_once, or InitOnceExecuteOnce on Windows ---------- */
+#if defined(LLM_NO_THREADS)
+typedef int llm__once;
+#define LLM__ONCE_INIT 0
+static LLM__UNUSED void llm__call_once(llm__once *o, void (*fn)(void)) { if (!*o) { *o = 1; fn(); } }
+#elif defined(_WIN32)
+typedef INIT_ONCE llm__once;
+#define LLM__ONCE_INIT INIT_ONCE_STATIC_INIT
+typedef struct llm__once_call { void (*fn)(void); } llm__once_call;  /* ISO C: no fn -> void * */
+static BOOL CALLBACK llm__once_run(PINIT_ONCE o, PVOID arg, PVOID *ctx) {
+    (void)o; (void)ctx;
+    LLM__CAST(llm__once_call *, arg)->fn();
+    return TRUE;
+}
+static LLM__UNUSED void llm__call_once(llm__once *o, void (*fn)(void)) {
+    llm__once_call c;
+    c.fn = fn;
+    InitOnceExecuteOnce(o, llm__once_run, &c, NULL);
+}
+#else
+typedef pthread_once_t llm__once;
+#define LLM__ONCE_INIT PTHREAD_ONCE_INIT
+static LLM__UNUSED void llm__call_once(llm__once *o, void (*fn)(void)) { pthread_once(o, fn); }
 #endif
 
 struct llm_pool {
     int n;
 #ifndef LLM_NO_THREADS
-    pthread_t *threads;
-    pthread_mutex_t mu;
-    pthread_cond_t wake, done;
+    llm__thread *threads;
+    llm__mutex mu;
+    llm__cond wake, done;
     unsigned long generation;   /* bumped (under mu, atomically) to publish a task */
-    int pending, quit;          /* workers still running the task; shutdown flag */
+    unsigned long pending;      /* workers still running the task */
+    int quit;                   /* shutdown flag */
     llm_pool_fn fn;
     void *arg;
 #endif
 };
 
+/* Logical CPUs this process may use now. */
 LLMDEF int llm_cpu_count(void) {
-#if defined(_SC_NPROCESSORS_ONLN)
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? LLM__CAST(int, n) : 1;
-#else
-    return 1;
+    long n = 0;
+#if defined(_WIN32)
+#if !defined(_WIN32_WINNT) || _WIN32_WINNT >= 0x0601
+    /* every processor group (more than 64 CPUs): Windows 11 spreads a process's threads
+     * over all of them; older Windows keep them in one group */
+    n = LLM__CAST(long, GetActiveProcessorCount(ALL_PROCESSOR_GROUPS));
 #endif
+    if (n <= 0) { SYSTEM_INFO si; GetSystemInfo(&si); n = LLM__CAST(long, si.dwNumberOfProcessors); }
+#elif defined(__APPLE__)
+    int v = 0;
+    size_t sz = sizeof v;
+    if (sysctlbyname("hw.activecpu", &v, &sz, NULL, 0) == 0) n = v;
+#elif defined(_SC_NPROCESSORS_ONLN)
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+#endif
+    return n > 0 ? LLM__CAST(int, n) : 1;
 }
 
 #ifndef LLM_NO_THREADS
 typedef struct { llm_pool *pool; int ith; } llm__worker_arg;
 
-static void *llm__worker(void *p) {
+/* One worker's share of a task is done; the last one wakes a caller asleep on `done`. */
+static void llm__task_done(llm_pool *pool) {
+#if LLM__HAVE_ATOMICS
+    if (LLM__ATOMIC_DEC(&pool->pending) != 0) return;
+    llm__mutex_lock(&pool->mu);
+#else
+    llm__mutex_lock(&pool->mu);
+    if (--pool->pending != 0) { llm__mutex_unlock(&pool->mu); return; }
+#endif
+    llm__cond_signal(&pool->done);
+    llm__mutex_unlock(&pool->mu);
+}
+
+static void llm__worker(void *p) {
     llm__worker_arg *wa = LLM__CAST(llm__worker_arg *, p);
     llm_pool *pool = wa->pool;
     int ith = wa->ith;
@@ -1123,19 +1462,15 @@ static void *llm__worker(void *p) {
     for (;;) {
         /* spin briefly for the next task, then sleep */
         for (int i = 0; i < LLM__SPIN_ITERS && LLM__ATOMIC_LOAD(&pool->generation) == seen; i++) LLM__CPU_RELAX();
-        pthread_mutex_lock(&pool->mu);
-        while (pool->generation == seen && !pool->quit) pthread_cond_wait(&pool->wake, &pool->mu);
-        if (pool->quit) { pthread_mutex_unlock(&pool->mu); return NULL; }
+        llm__mutex_lock(&pool->mu);
+        while (pool->generation == seen && !pool->quit) llm__cond_wait(&pool->wake, &pool->mu);
+        if (pool->quit) { llm__mutex_unlock(&pool->mu); return; }
         seen = pool->generation;
         llm_pool_fn fn = pool->fn;
         void *arg = pool->arg;
-        pthread_mutex_unlock(&pool->mu);
+        llm__mutex_unlock(&pool->mu);
         fn(arg, ith, pool->n);
-        if (LLM__ATOMIC_DEC(&pool->pending) == 0) {   /* the last one wakes a sleeping caller */
-            pthread_mutex_lock(&pool->mu);
-            pthread_cond_signal(&pool->done);
-            pthread_mutex_unlock(&pool->mu);
-        }
+        llm__task_done(pool);
     }
 }
 #endif
@@ -1149,16 +1484,16 @@ LLMDEF llm_pool *llm_pool_create(int n_threads) {
     if (!p) { llm__err(LLM_ERR_NOMEM, "thread pool: out of memory"); return NULL; }
     p->n = n_threads;
 #ifndef LLM_NO_THREADS
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->wake, NULL);
-    pthread_cond_init(&p->done, NULL);
-    p->threads = LLM__CAST(pthread_t *, llm__calloc(LLM__CAST(size_t, n_threads), sizeof(pthread_t)));
+    llm__mutex_init(&p->mu);
+    llm__cond_init(&p->wake);
+    llm__cond_init(&p->done);
+    p->threads = LLM__CAST(llm__thread *, llm__calloc(LLM__CAST(size_t, n_threads), sizeof(llm__thread)));
     if (!p->threads) { llm_pool_free(p); llm__err(LLM_ERR_NOMEM, "thread pool: out of memory"); return NULL; }
     for (int i = 1; i < n_threads; i++) {
         /* the worker owns (and frees) its argument block from its first instruction */
         llm__worker_arg *wa = LLM__CAST(llm__worker_arg *, LLM_MALLOC(sizeof *wa));
         if (wa) { wa->pool = p; wa->ith = i; }
-        if (!wa || pthread_create(&p->threads[i], NULL, llm__worker, wa) != 0) {
+        if (!wa || llm__thread_start(&p->threads[i], wa) != 0) {
             LLM_FREE(wa);
             p->n = i;  /* join the ones that started */
             llm_pool_free(p);
@@ -1174,16 +1509,16 @@ LLMDEF void llm_pool_free(llm_pool *p) {
     if (!p) return;
 #ifndef LLM_NO_THREADS
     if (p->threads) {
-        pthread_mutex_lock(&p->mu);
+        llm__mutex_lock(&p->mu);
         p->quit = 1;
-        pthread_cond_broadcast(&p->wake);
-        pthread_mutex_unlock(&p->mu);
-        for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
+        llm__cond_broadcast(&p->wake);
+        llm__mutex_unlock(&p->mu);
+        for (int i = 1; i < p->n; i++) llm__thread_join(p->threads[i]);
         LLM_FREE(p->threads);
     }
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->wake);
-    pthread_cond_destroy(&p->done);
+    llm__mutex_destroy(&p->mu);
+    llm__cond_destroy(&p->wake);
+    llm__cond_destroy(&p->done);
 #endif
     LLM_FREE(p);
 }
@@ -1193,18 +1528,18 @@ LLMDEF int llm_pool_size(const llm_pool *p) { return p ? p->n : 1; }
 LLMDEF void llm_pool_run(llm_pool *p, llm_pool_fn fn, void *arg) {
     if (!p || p->n == 1) { fn(arg, 0, 1); return; }
 #ifndef LLM_NO_THREADS
-    pthread_mutex_lock(&p->mu);
+    llm__mutex_lock(&p->mu);
     p->fn = fn; p->arg = arg;
-    LLM__ATOMIC_STORE(&p->pending, p->n - 1);
+    LLM__ATOMIC_STORE(&p->pending, LLM__CAST(unsigned long, p->n - 1));
     LLM__ATOMIC_STORE(&p->generation, p->generation + 1);
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
+    llm__cond_broadcast(&p->wake);
+    llm__mutex_unlock(&p->mu);
     fn(arg, 0, p->n);
     for (int i = 0; i < LLM__SPIN_ITERS && LLM__ATOMIC_LOAD(&p->pending) > 0; i++) LLM__CPU_RELAX();
-    if (LLM__ATOMIC_LOAD(&p->pending) > 0) {
-        pthread_mutex_lock(&p->mu);
-        while (LLM__ATOMIC_LOAD(&p->pending) > 0) pthread_cond_wait(&p->done, &p->mu);
-        pthread_mutex_unlock(&p->mu);
+    if (!LLM__HAVE_ATOMICS || LLM__ATOMIC_LOAD(&p->pending) > 0) {   /* still running: sleep */
+        llm__mutex_lock(&p->mu);
+        while (LLM__ATOMIC_LOAD(&p->pending) > 0) llm__cond_wait(&p->done, &p->mu);
+        llm__mutex_unlock(&p->mu);
     }
 #endif
 }
@@ -2062,7 +2397,7 @@ static char *llm__path_join(const char *dir, const char *name) {
     return p;
 }
 static int llm__file_exists(const char *path) {
-    FILE *f = path ? fopen(path, "rb") : NULL;
+    FILE *f = path ? llm__fopen(path, "rb") : NULL;
     if (f) fclose(f);
     return f != NULL;
 }
@@ -2977,7 +3312,11 @@ static LLM__UNUSED void llm__adamw_ref(float *p, const float *grad, float *m, fl
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LLM__X86 1
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>           /* __cpuidex, _xgetbv */
+#else
 #include <cpuid.h>
+#endif
 #include <immintrin.h>
 #define LLM__T_AVX2 __attribute__((target("avx2,fma")))
 #define LLM__T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
@@ -2996,19 +3335,56 @@ enum {
 static int llm__cpu_flags = -1;     /* LLM__CPU_* bits; -1 until detected */
 static int llm__simd_level = 0;     /* active llm_simd; 0 until first use */
 
+#ifdef LLM__X86
+/* CPUID leaf/subleaf into r = {eax, ebx, ecx, edx}, in each compiler's spelling. */
+static void llm__cpuid(unsigned leaf, unsigned sub, unsigned r[4]) {
+#if defined(_MSC_VER) && !defined(__clang__)
+    int v[4];
+    __cpuidex(v, LLM__CAST(int, leaf), LLM__CAST(int, sub));
+    for (int i = 0; i < 4; i++) r[i] = LLM__CAST(unsigned, v[i]);
+#else
+    __cpuid_count(leaf, sub, r[0], r[1], r[2], r[3]);
+#endif
+}
+/* XCR0, the register state the OS saves: bit 1 SSE, bit 2 AVX (YMM upper halves),
+ * bits 5-7 opmask/ZMM. Only valid when CPUID says OSXSAVE. */
+static unsigned llm__xgetbv0(void) {
+    unsigned lo;
+#if defined(_MSC_VER) && !defined(__clang__)
+    lo = LLM__CAST(unsigned, _xgetbv(0));
+#else
+    unsigned hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    (void)hi;
+#endif
+#if defined(__APPLE__)
+    {   /* macOS turns the AVX-512 state on at a thread's first AVX-512 instruction, so
+         * XCR0 lacks it until then; the kernel says in advance whether it will */
+        int on = 0;
+        size_t sz = sizeof on;
+        if (sysctlbyname("hw.optional.avx512f", &on, &sz, NULL, 0) == 0 && on) lo |= 0xE0;
+    }
+#endif
+    return lo;
+}
+#endif
+
 static int llm__cpu_detect(void) {
     int f = 0;
 #ifdef LLM__X86
-    unsigned a, b, c, d, xlo = 0, xhi = 0;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    unsigned r[4], a, b, c, xlo;
+    llm__cpuid(0, 0, r);
+    unsigned max_leaf = r[0];
+    if (max_leaf < 1) return 0;
+    llm__cpuid(1, 0, r);
+    c = r[2];
     int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1;
     if (!osxsave || !avx) return 0;
-    /* XCR0: bit 1 SSE, bit 2 AVX (YMM upper halves), bits 5-7 opmask/ZMM state. */
-    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
-    (void)xhi;
+    xlo = llm__xgetbv0();
     if ((xlo & 0x6) != 0x6) return 0;
-    if (__get_cpuid_max(0, NULL) < 7) return 0;
-    __cpuid_count(7, 0, a, b, c, d);
+    if (max_leaf < 7) return 0;
+    llm__cpuid(7, 0, r);
+    b = r[1]; c = r[2];
     if ((b >> 5) & 1) f |= LLM__CPU_AVX2;
     if (fma) f |= LLM__CPU_FMA;
     if ((xlo & 0xE0) == 0xE0) {
@@ -3017,10 +3393,9 @@ static int llm__cpu_detect(void) {
         if ((b >> 30) & 1) f |= LLM__CPU_AVX512BW;
         if ((b >> 31) & 1) f |= LLM__CPU_AVX512VL;
         if ((c >> 11) & 1) f |= LLM__CPU_AVX512VNNI;
-        unsigned a1, b1, c1, d1;
-        __cpuid_count(7, 1, a1, b1, c1, d1);
-        (void)b1; (void)c1; (void)d1;
-        if ((a1 >> 5) & 1) f |= LLM__CPU_AVX512BF16;
+        llm__cpuid(7, 1, r);
+        a = r[0];
+        if ((a >> 5) & 1) f |= LLM__CPU_AVX512BF16;
     }
 #elif defined(LLM__NEON)
     f |= LLM__CPU_NEON;
@@ -5728,7 +6103,7 @@ static void llm__cpu_adamw(void *st, float *param, const float *grad, float *m, 
 
 /* The table, filled by field name (C++11 has no designated initializers, so in a
  * function): a member added to llm_backend stays NULL here instead of shifting the
- * others. Filled once (pthread_once), so two threads asking at once are safe. */
+ * others. Filled once (llm__call_once), so two threads asking at once are safe. */
 static llm_backend llm__cpu_backend_table;
 static void llm__cpu_fill(void) {
     llm_backend *b = &llm__cpu_backend_table;
@@ -5752,15 +6127,9 @@ static void llm__cpu_fill(void) {
     b->dropout = llm__cpu_dropout;
     /* allreduce_mean (one process) and matmul_gelu_fwd (not fused on the CPU) stay NULL */
 }
-#ifndef LLM_NO_THREADS
-static pthread_once_t llm__cpu_once = PTHREAD_ONCE_INIT;
-#endif
+static llm__once llm__cpu_once = LLM__ONCE_INIT;
 LLMDEF const llm_backend *llm_cpu_backend(void) {
-#ifndef LLM_NO_THREADS
-    pthread_once(&llm__cpu_once, llm__cpu_fill);
-#else
-    if (!llm__cpu_backend_table.name) llm__cpu_fill();   /* one thread, by the user's choice */
-#endif
+    llm__call_once(&llm__cpu_once, llm__cpu_fill);
     return &llm__cpu_backend_table;
 }
 //==== MODEL ============================================================================
@@ -5772,9 +6141,9 @@ LLMDEF const llm_backend *llm_cpu_backend(void) {
 #define LLM__CLS_FLOATS (32u << 20)
 #endif
 /* Activations of one forward pass, all views into one buffer sized for (B, T). Only
- * what backward reads is kept per layer (with llm_options.recompute, the (L, ...)
- * tensors but residual3 hold one layer: backward recomputes each layer from its input); the projections before each residual add go
- * through one scratch tensor. QKV = (NH+2NKV)*HS, F = fc width (4C or 2H), H = MLP
+ * what backward reads is kept per layer (with llm_options.recompute the (L, ...) tensors
+ * but residual3 hold one layer: backward recomputes each layer from its input); the
+ * projections before each residual add go through one scratch tensor. QKV = (NH+2NKV)*HS, F = fc width (4C or 2H), H = MLP
  * hidden (4C or H). */
 typedef struct llm__acts {
     float *encoded;    /* (B, T, C) */
@@ -6731,8 +7100,16 @@ static llm_status llm__moments(llm_model *m) {
     return llm__moments_of(m, &m->m_mem, &m->v_mem, m->n_params);
 }
 
-LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, float lr, float *grad_norm) {
-    /* what trains: every parameter, or with LoRA the adapters (one buffer either way) */
+/* The step behind llm_model_step and llm_model_step_scaled. The gradients in memory are
+ * S times the true ones (S = 1: unscaled, else a power of two: see llm_loss_scaler).
+ * Their global norm is computed as it is, then divided by S: the true norm for clipping
+ * and *grad_norm; AdamW multiplies each gradient by clip / S, so unscaling costs nothing.
+ * A non-finite norm (some gradient is inf or NaN) leaves everything unchanged and sets
+ * *finite = 0; a backend failure that made it so is returned instead. What trains is
+ * every parameter, or with LoRA the adapters (one buffer either way). */
+static llm_status llm__step(llm_model *m, const llm_adamw_config *cfg, float lr, float S, float *grad_norm,
+                            int *finite) {
+    *finite = 1;
     float *grads = m->lora ? m->lora->grad : m->grads_mem;
     size_t n = m->lora ? m->lora->n : m->n_params;
     if (!grads) return llm__err(LLM_ERR_STATE, "step: no gradients (run backward first)");
@@ -6745,15 +7122,18 @@ LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, floa
     if (m->be->allreduce_mean && (s = m->be->allreduce_mean(m->st, grads, n)) != LLM_OK)
         return s;
     /* global L2 norm, then the clip factor as torch.nn.utils.clip_grad_norm_ */
-    double norm = sqrt(m->be->sumsq(m->st, grads, n));
+    double norm = sqrt(m->be->sumsq(m->st, grads, n)) / S;
+    if (grad_norm) *grad_norm = LLM__CAST(float, norm);
+    if (!(norm == norm) || norm > DBL_MAX) {
+        *finite = 0;
+        return m->be->sync(m->st);   /* a failed GPU op also reads as NaN: report it */
+    }
     float scale = 1.0f;
     if (cfg->grad_clip > 0.0f) {
         double coef = cfg->grad_clip / (norm + 1e-6);
         if (coef < 1.0) scale = LLM__CAST(float, coef);
     }
-    if (grad_norm) *grad_norm = LLM__CAST(float, norm);
-    if (!(norm == norm) || norm > DBL_MAX)
-        return llm__err(LLM_ERR_ARG, "step: the gradient norm is not finite (%g); parameters unchanged", norm);
+    scale /= S;
     m->t++;
     m->micro = 0;   /* dropout masks: a new step, a new stream */
     if (m->lora) {  /* the adapters: every one a 2-D weight */
@@ -6770,6 +7150,54 @@ LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, floa
     }
     /* a GPU queues the updates: wait, so that a failure is this call's, not the next's */
     return m->be->sync(m->st);
+}
+
+LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, float lr, float *grad_norm) {
+    float norm = 0.0f;
+    int finite = 1;
+    llm_status s = llm__step(m, cfg, lr, 1.0f, &norm, &finite);
+    if (grad_norm) *grad_norm = norm;
+    if (s == LLM_OK && !finite)
+        return llm__err(LLM_ERR_ARG, "step: the gradient norm is not finite (%g); parameters unchanged", norm);
+    return s;
+}
+
+LLMDEF llm_loss_scaler llm_loss_scaler_default(void) {
+    llm_loss_scaler sc;
+    sc.scale = 65536.0f; sc.growth_factor = 2.0f; sc.backoff_factor = 0.5f; sc.growth_interval = 2000;
+    sc.good_steps = 0; sc.skipped = 0;
+    return sc;
+}
+
+/* GradScaler's update (torch._amp_update_scale_): a skipped step backs off and restarts
+ * the count; growth_interval finite steps in a row grow the scale, if it stays finite. */
+LLMDEF llm_status llm_model_step_scaled(llm_model *m, const llm_adamw_config *cfg, float lr,
+                                        llm_loss_scaler *sc, float *grad_norm, int *skipped) {
+    if (skipped) *skipped = 0;
+    if (!sc) return llm_model_step(m, cfg, lr, grad_norm);
+    if (!(sc->scale > 0.0f) || sc->scale > FLT_MAX)
+        return llm__err(LLM_ERR_ARG, "step: loss scale %g is not a positive finite number (after %lld skipped "
+                        "steps: are the gradients NaN at every scale, e.g. from a NaN in the forward pass?)",
+                        LLM__CAST(double, sc->scale), sc->skipped);
+    if (!(sc->growth_factor >= 1.0f) || !(sc->backoff_factor > 0.0f && sc->backoff_factor < 1.0f) ||
+        sc->growth_interval < 0)
+        return llm__err(LLM_ERR_ARG, "step: loss scaler growth_factor %g (>= 1), backoff_factor %g (in (0, 1)), "
+                        "growth_interval %d (>= 0)", LLM__CAST(double, sc->growth_factor),
+                        LLM__CAST(double, sc->backoff_factor), sc->growth_interval);
+    int finite = 1;
+    llm_status s = llm__step(m, cfg, lr, sc->scale, grad_norm, &finite);
+    if (s != LLM_OK) return s;
+    if (!finite) {
+        sc->scale *= sc->backoff_factor;
+        sc->good_steps = 0;
+        sc->skipped++;
+        if (skipped) *skipped = 1;
+    } else if (sc->growth_interval > 0 && ++sc->good_steps >= sc->growth_interval) {
+        float grown = sc->scale * sc->growth_factor;
+        if (grown <= FLT_MAX) sc->scale = grown;
+        sc->good_steps = 0;
+    }
+    return LLM_OK;
 }
 
 /* Host values through a small device buffer of their own: the backend averages device
@@ -6824,40 +7252,6 @@ LLMDEF float llm_rng_normal(llm_rng *r) {
 }
 
 //==== FORMATS ==========================================================================
-/* A read-only view of a whole file: memory-mapped where the platform has mmap (weights
- * and token files are then paged in on demand and shared), else read into memory. */
-typedef struct llm__map { const unsigned char *data; size_t len; void *heap; } llm__map;
-
-static llm_status llm__map_open(llm__map *mp, const char *path) {
-    memset(mp, 0, sizeof *mp);
-#ifdef LLM__HAVE_MMAP
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return llm__err(LLM_ERR_IO, "%s: cannot open", path);
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) { close(fd); return llm__err(LLM_ERR_IO, "%s: not a regular file", path); }
-    mp->len = LLM__CAST(size_t, sb.st_size);
-    if (mp->len == 0) { close(fd); mp->data = LLM__CAST(const unsigned char *, ""); return LLM_OK; }
-    void *p = mmap(NULL, mp->len, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (p == MAP_FAILED) return llm__err(LLM_ERR_IO, "%s: mmap failed", path);
-    mp->data = LLM__CAST(const unsigned char *, p);
-    return LLM_OK;
-#else
-    char *buf; size_t n;
-    llm_status s = llm__read_file(path, &buf, &n);
-    if (s != LLM_OK) return s;
-    mp->heap = buf; mp->data = LLM__CAST(const unsigned char *, buf); mp->len = n;
-    return LLM_OK;
-#endif
-}
-static void llm__map_close(llm__map *mp) {
-    if (mp->heap) LLM_FREE(mp->heap);
-#ifdef LLM__HAVE_MMAP
-    else if (mp->data && mp->len) munmap(LLM__CAST(void *, LLM__CAST(uintptr_t, mp->data)), mp->len);
-#endif
-    memset(mp, 0, sizeof *mp);
-}
-
 static uint32_t llm__rd32(const unsigned char *p) {
     return LLM__CAST(uint32_t, p[0]) | LLM__CAST(uint32_t, p[1]) << 8 | LLM__CAST(uint32_t, p[2]) << 16 | LLM__CAST(uint32_t, p[3]) << 24;
 }
@@ -7040,7 +7434,7 @@ static llm_status llm__hf_config(const char *path, llm_config *c, int *found) {
     char *text; size_t len;
     memset(c, 0, sizeof *c);
     c->arch = LLM_ARCH_GPT2;
-    FILE *probe = fopen(cfgpath, "rb");
+    FILE *probe = llm__fopen(cfgpath, "rb");
     if (!probe) return LLM_OK;
     fclose(probe);
     llm_status s = llm__read_file(cfgpath, &text, &len);
@@ -7549,13 +7943,12 @@ LLMDEF llm_status llm_model_load(llm_model **out, const char *path, const llm_op
     if (!out || !path) return llm__err(LLM_ERR_ARG, "llm_model_load: NULL argument");
     *out = NULL;
     char buf[1024];
-    struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {   /* a HF model folder */
+    if (llm__is_dir(path)) {   /* a HF model folder */
         snprintf(buf, sizeof buf, "%s/model.safetensors", path);
         path = buf;
     }
     unsigned char head[9];
-    FILE *f = fopen(path, "rb");
+    FILE *f = llm__fopen(path, "rb");
     if (!f) return llm__err(LLM_ERR_IO, "%s: cannot open", path);
     size_t n = fread(head, 1, sizeof head, f);
     fclose(f);
@@ -8729,7 +9122,12 @@ LLMDEF llm_status llm_kv_forward(llm_kv *kv, const int *seq, const int *tokens, 
  * number of forwards. */
 
 static double llm__now(void) {
-#if defined(CLOCK_MONOTONIC) && !defined(_WIN32)
+#if defined(_WIN32)
+    LARGE_INTEGER f, t;
+    QueryPerformanceFrequency(&f);
+    QueryPerformanceCounter(&t);
+    return LLM__CAST(double, t.QuadPart) / LLM__CAST(double, f.QuadPart);
+#elif defined(CLOCK_MONOTONIC)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return LLM__CAST(double, ts.tv_sec) + 1e-9 * LLM__CAST(double, ts.tv_nsec);

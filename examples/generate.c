@@ -2,7 +2,7 @@
  *
  *   build/generate -m MODEL [-z TOKENIZER] [-p PROMPT] [-n N] [--temp T] [--top-k K]
  *                  [--top-p P] [--seed S] [--ids] [--threads N] [--device cpu|cuda]
- *                  [--precision fp32|bf16] [--adapters FILE]
+ *                  [--precision fp32|bf16|fp16] [--adapters FILE]
  *
  *   -m MODEL     HF GPT-2 model.safetensors (or its folder), llm.c gpt2_*.bin, llama2.c
  *                model .bin, or an llm.h checkpoint: the format is read from the file
@@ -19,8 +19,10 @@
  *   --ids        print the generated ids one per line instead of text
  *   --threads N  CPU threads (default: all cores)
  *   --device D   cpu or, when built with llm_cuda.cu (make cuda), cuda
- *   --precision P  fp32 (default) or bf16: matmuls with bf16 operands and fp32
- *                accumulation (CPU: needs AVX512-BF16, else fp32; CUDA: sm_80+)
+ *   --precision P  fp32 (default), bf16: matmuls with bf16 operands and fp32
+ *                accumulation (CPU: needs AVX512-BF16, else fp32; CUDA: sm_80+), or
+ *                fp16: the same with fp16 on the GPU only (--device cuda, sm_70+, e.g.
+ *                the T4); the CPU has no fp16 kernels, so fp16 there is refused
  *   --adapters F LoRA adapters (build/finetune --lora R -o F) attached to the model
  *
  * Llama models behave exactly as llama2.c's run.c: the prompt is encoded with BOS and
@@ -86,7 +88,7 @@ static void llama_default_tok(const char *model, int V, char *out, size_t cap) {
 static void usage(const char *argv0) {
     fprintf(stderr, "usage: %s -m MODEL [-z TOKENIZER] [-p PROMPT] [-n N] [--temp T] [--top-k K] "
                     "[--top-p P] [--seed S] [--ids] [--threads N] [--device cpu|cuda] "
-                    "[--precision fp32|bf16] [--adapters FILE]\n", argv0);
+                    "[--precision fp32|bf16|fp16] [--adapters FILE]\n", argv0);
 }
 
 int main(int argc, char **argv) {
@@ -121,8 +123,14 @@ int main(int argc, char **argv) {
     memset(&opt, 0, sizeof opt);
     opt.n_threads = threads;
     if (!strcmp(precision, "bf16")) opt.bf16 = 1;
+    else if (!strcmp(precision, "fp16")) opt.fp16 = 1;
     else if (strcmp(precision, "fp32") != 0) {
-        fprintf(stderr, "generate: unknown precision '%s' (fp32 or bf16)\n", precision);
+        fprintf(stderr, "generate: unknown precision '%s' (fp32, bf16 or fp16)\n", precision);
+        return 2;
+    }
+    if (opt.fp16 && strcmp(device, "cuda") != 0) {
+        fprintf(stderr, "generate: --precision fp16 runs on a GPU (--device cuda, sm_70+); the CPU has no fp16 "
+                        "kernels: use fp32, or bf16 on a CPU with AVX512-BF16\n");
         return 2;
     }
     if (!strcmp(device, "cuda")) {
@@ -234,8 +242,8 @@ int main(int argc, char **argv) {
     if (!ids) printf("\n");
     fflush(stdout);
     /* the precision in effect: the CPU's bf16 needs AVX512-BF16 (llm.h's own check) */
-    const char *prec = !opt.bf16 ? "fp32" : opt.backend || llm_bf16_supported() ? "bf16 matmuls"
-                     : "fp32, no AVX512-BF16";
+    const char *prec = opt.fp16 ? "fp16 matmuls" : !opt.bf16 ? "fp32"
+                     : opt.backend || llm_bf16_supported() ? "bf16 matmuls" : "fp32, no AVX512-BF16";
     fprintf(stderr, "prefill: %d tokens, %.1f tok/s; decode: %d tokens, %.1f tok/s (%s, %s, %s)\n",
             stats.prefill_tokens, stats.prefill_seconds > 0 ? stats.prefill_tokens / stats.prefill_seconds : 0.0,
             stats.decode_tokens, stats.decode_seconds > 0 ? stats.decode_tokens / stats.decode_seconds : 0.0,

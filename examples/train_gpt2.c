@@ -13,6 +13,9 @@
  *
  *   val step 12/100 | val loss 6.234567 | 420.0 ms
  *
+ * With --precision fp16 (CUDA) the gradients are loss-scaled; a step whose gradient
+ * overflowed fp16 is skipped, and its line ends "| skipped: ..., loss scale now S".
+ *
  * Data parallel over W GPUs, one process each, as torchrun runs PyTorch's DDP:
  *
  *   torchrun --nproc_per_node=8 --no-python build/cuda/train_gpt2 --device cuda --dist-id /tmp/id ...
@@ -65,7 +68,10 @@ static void usage(const char *argv0) {
         "  --threads N        CPU threads (all cores)\n"
         "  --device cpu|cuda  cuda needs a build with -DLLM_CUDA=1 (make cuda)\n"
         "  --precision P      fp32 (default) or bf16: matmuls with bf16 operands, fp32 accumulation\n"
-        "                     (CPU: needs AVX512-BF16, else fp32; CUDA: tensor cores, sm_80+)\n"
+        "                     (CPU: needs AVX512-BF16, else fp32; CUDA: tensor cores, sm_80+), or\n"
+        "                     fp16: the same in fp16, CUDA only (sm_70+, e.g. the T4), with dynamic\n"
+        "                     loss scaling (from 65536, x2 after 2000 good steps, x0.5 and the step\n"
+        "                     skipped when a gradient overflows)\n"
         "data parallel (CUDA, one process per GPU; torchrun's RANK, WORLD_SIZE, LOCAL_RANK are read\n"
         "when these are absent; LOCAL_RANK, else the rank modulo the GPU count, picks the GPU):\n"
         "  --dist-rank R --dist-world W   this process's rank in [0, W)\n"
@@ -308,7 +314,13 @@ int main(int argc, char **argv) {
     if (!(dropout >= 0.0f && dropout < 1.0f)) { fprintf(stderr, "train_gpt2: --dropout %g must be in [0, 1)\n", dropout); return 2; }
     opt.dropout = dropout; opt.dropout_seed = (uint64_t)seed; opt.recompute = recompute;
     if (!strcmp(precision, "bf16")) opt.bf16 = 1;
-    else if (strcmp(precision, "fp32")) { fprintf(stderr, "train_gpt2: --precision is fp32 or bf16, not %s\n", precision); return 2; }
+    else if (!strcmp(precision, "fp16")) opt.fp16 = 1;
+    else if (strcmp(precision, "fp32")) { fprintf(stderr, "train_gpt2: --precision is fp32, bf16 or fp16, not %s\n", precision); return 2; }
+    if (opt.fp16 && strcmp(device, "cuda")) {
+        fprintf(stderr, "train_gpt2: --precision fp16 runs on a GPU (--device cuda, sm_70+); the CPU has no fp16 "
+                        "kernels: use fp32, or bf16 on a CPU with AVX512-BF16\n");
+        return 2;
+    }
     if (!strcmp(device, "cuda")) {
 #ifdef LLM_CUDA
         int ndev = llm_cuda_device_count();
@@ -387,7 +399,9 @@ int main(int argc, char **argv) {
         }
         if (vl.perm && (size_t)eval_batches > vl.n_batches) eval_batches = (int)vl.n_batches;
         /* what the matmuls really run in: the CPU's bf16 needs AVX512-BF16 */
-        const char *prec = !opt.bf16 ? "fp32"
+        const char *prec = opt.fp16 ? "fp16 matmuls and attention (tensor cores), fp32 elsewhere; dynamic loss "
+                                      "scaling from 65536 (x2 after 2000 good steps, x0.5 on overflow)"
+                         : !opt.bf16 ? "fp32"
                          : opt.backend ? "bf16 matmuls (tensor cores), fp32 elsewhere"
                          : llm_bf16_supported() ? "bf16 matmuls (AVX512-BF16), fp32 elsewhere"
                          : "fp32 (bf16 needs AVX512-BF16 and the avx512 SIMD level)";
@@ -421,6 +435,9 @@ int main(int argc, char **argv) {
     {
         llm_adamw_config ac = llm_adamw_config_default();
         ac.weight_decay = wd; ac.grad_clip = clip;
+        /* fp16: backward on S x the loss, so that small gradients do not underflow fp16;
+         * the step divides by S, or skips when a gradient overflowed (see llm_loss_scaler) */
+        llm_loss_scaler scaler = llm_loss_scaler_default(), *sc = opt.fp16 ? &scaler : NULL;
         size_t BT = (size_t)B * (size_t)T;
         /* in, tg (B,T); with W ranks also skip_in, skip_tg (B,T) for the other ranks' batches */
         int *in = (int *)malloc((W > 1 ? 4 : 2) * BT * sizeof(int)), *tg = in + BT, *skip = in + 2 * BT;
@@ -441,11 +458,12 @@ int main(int argc, char **argv) {
                 for (int j = 0; j < W && s == LLM_OK; j++)
                     s = j == g_rank ? llm_loader_next(&tl, in, tg) : llm_loader_next(&tl, skip, skip + BT);
                 if (s == LLM_OK && (s = llm_model_forward(m, in, tg, B, T, &l)) == LLM_OK)
-                    s = llm_model_backward(m, 1.0f / (float)accum);
+                    s = llm_model_backward(m, (sc ? sc->scale : 1.0f) / (float)accum);
                 loss += l / accum;
             }
             /* the step averages the gradients over the ranks; the loss to print likewise */
-            if (s == LLM_OK) s = llm_model_step(m, &ac, lr_now, &norm);
+            int skipped = 0;
+            if (s == LLM_OK) s = llm_model_step_scaled(m, &ac, lr_now, sc, &norm, &skipped);
             if (s == LLM_OK && dist_world > 0) {
                 float lf = (float)loss;
                 if ((s = llm_model_allreduce_mean(m, &lf, 1)) == LLM_OK) loss = lf;
@@ -460,10 +478,12 @@ int main(int argc, char **argv) {
             /* the first step warms caches and pages in memory: leave it out of the ETA */
             if (step > first) { total_ms += ms; timed++; }
             double avg = timed ? total_ms / timed : ms;
-            if (lead && ((step + 1) % print_every == 0 || step == first || step + 1 == steps)) {
-                printf("step %d/%d | loss %.6f | lr %.4e | norm %.4f | %.1f ms | %.0f tok/s | eta %.0fs\n",
+            if (lead && ((step + 1) % print_every == 0 || step == first || step + 1 == steps || skipped)) {
+                printf("step %d/%d | loss %.6f | lr %.4e | norm %.4f | %.1f ms | %.0f tok/s | eta %.0fs",
                        step + 1, steps, loss, lr_now, norm, ms, (double)(BT * (size_t)accum * (size_t)W) / (ms / 1e3),
                        avg * (steps - step - 1) / 1e3);
+                if (skipped) printf(" | skipped: a gradient overflowed fp16, loss scale now %g", (double)sc->scale);
+                printf("\n");
                 fflush(stdout);
             }
             int last = step + 1 == steps;
@@ -480,6 +500,8 @@ int main(int argc, char **argv) {
         free(in);
         if (lead && timed) printf("mean %.1f ms/step, %.0f tok/s (after the first step)\n", total_ms / timed,
                                   (double)(BT * (size_t)accum * (size_t)W) * timed / (total_ms / 1e3));
+        if (lead && sc) printf("fp16 loss scaling: %lld of %d steps skipped, loss scale %g at the end\n", sc->skipped,
+                               steps - first, (double)sc->scale);
         if (lead) printf("peak memory (resident): %.1f MB\n", ex_peak_rss_mb());
     }
     if (lead && n_sample > 0) rc = sample_text(m, n_sample, temp, top_k, (uint64_t)seed, vocab);

@@ -175,6 +175,33 @@ static inline int test_file_exists(const char *path) {
     return f != NULL;
 }
 
+/* ---- temporary directories (POSIX and Windows) ---------------------------------------- */
+#ifdef _WIN32
+#include <direct.h>     /* _mkdir, _rmdir */
+#include <process.h>    /* _getpid */
+#define test_mkdir(p) _mkdir(p)
+#define test_rmdir(p) _rmdir(p)
+#define test__getpid() _getpid()
+#else
+#include <sys/stat.h>
+#include <unistd.h>
+#define test_mkdir(p) mkdir((p), 0700)
+#define test_rmdir(p) rmdir(p)
+#define test__getpid() getpid()
+#endif
+/* A new, empty directory $TMPDIR/name_<pid>_<k> (else $TEMP, else /tmp) into buf; 0 if
+ * none could be made. Remove it with test_rmdir when the test is done. */
+static inline int test_make_tmpdir(char *buf, size_t cap, const char *name) {
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base) base = getenv("TEMP");
+    if (!base || !*base) base = "/tmp";
+    for (int k = 0; k < 1000; k++) {
+        snprintf(buf, cap, "%s/%s_%ld_%d", base, name, (long)test__getpid(), k);
+        if (test_mkdir(buf) == 0) return 1;
+    }
+    return 0;
+}
+
 /* ---- PyTorch fixtures (tests/ref_*.py, `make fixtures`) ------------------------------ */
 /* Where they are: $LLM_FIXTURES, else build/fixtures. */
 static inline const char *test_fixtures_dir(void) {
