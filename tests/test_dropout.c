@@ -11,6 +11,7 @@
  *   - llm_options.dropout outside [0, 1) (and NaN) is refused with a named error;
  *   - a GPT-2 with dropout p = 0.1 against PyTorch given the same masks (fixture
  *     dropout_gpt2): logits, loss and every gradient within 1e-4 relative;
+ *   - p = 0 trains bit for bit as the model without dropout;
  *   - dropout acts only in training: evaluation mode, forwards without targets and
  *     llm_model_eval give exactly the logits and loss of the same model without dropout
  *     (so p = 0 and "off" are bit-identical); two micro-batches of one step draw
@@ -225,6 +226,33 @@ done:
     llm_model_free(m); llm_model_free(m0);
 }
 
+/* p = 0: training with llm_options.dropout = 0 is the model without dropout, bit for bit
+ * (loss, logits, every gradient), against a model whose options are all zero. */
+static void test_p0(void) {
+    llm_config c = llm_config_gpt2();
+    c.max_seq_len = 16; c.vocab_size = 41; c.n_layer = 2; c.n_head = 2; c.n_embd = 16;
+    llm_options o0, o1;
+    memset(&o0, 0, sizeof o0);
+    o0.n_threads = 2;
+    o1 = o0;
+    o1.dropout = 0.0f; o1.dropout_seed = 99;
+    llm_model *a = NULL, *b = NULL;
+    CHECK(llm_model_create(&a, &c, &o0, 4) == LLM_OK && llm_model_create(&b, &c, &o1, 4) == LLM_OK, "create: %s", llm_last_error());
+    if (a && b) {
+        int tok[33];
+        for (int i = 0; i < 33; i++) tok[i] = (i * 7 + 2) % 41;
+        size_t np = llm_model_num_params(a);
+        float la = 0, lb = 0, *ga = (float *)malloc(np * 4), *gb = (float *)malloc(np * 4);
+        CHECK(llm_model_forward(a, tok, tok + 1, 2, 16, &la) == LLM_OK && llm_model_zero_grad(a) == LLM_OK &&
+              llm_model_backward(a, 1.0f) == LLM_OK && llm_model_get_grads(a, ga) == LLM_OK, "a: %s", llm_last_error());
+        CHECK(llm_model_forward(b, tok, tok + 1, 2, 16, &lb) == LLM_OK && llm_model_zero_grad(b) == LLM_OK &&
+              llm_model_backward(b, 1.0f) == LLM_OK && llm_model_get_grads(b, gb) == LLM_OK, "b: %s", llm_last_error());
+        CHECK(la == lb && memcmp(ga, gb, np * 4) == 0, "dropout 0 is not the model without dropout");
+        free(ga); free(gb);
+    }
+    llm_model_free(a); llm_model_free(b);
+}
+
 /* 8 steps straight against 4 + save + load + 4. */
 static void train_steps(llm_model *m, const int *tok, int from, int to, float *losses) {
     llm_adamw_config ac = llm_adamw_config_default();
@@ -280,6 +308,7 @@ int main(void) {
     test_statistics();
     test_bad_p();
     test_torch();
+    test_p0();
     test_resume();
     return TEST_END("test_dropout");
 }
