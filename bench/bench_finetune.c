@@ -3,7 +3,8 @@
  *   1. step time, full fine-tuning against LoRA r=8 (qkv, proj, up, down), B=4 T=256 at
  *      --threads (2): forward + backward + AdamW, the two interleaved step by step in the
  *      same run (so both see the same machine), the median of --steps after a warm-up.
- *      Goal: LoRA >= 1.3x faster.
+ *      Goal: LoRA >= 1.3x faster. Beside them, what dropout (p = 0.1) and recompute
+ *      cost LoRA's step.
  *   2. optimizer memory (AdamW's m and v, llm_model_memory): LoRA's share of full's.
  *      Goal: < 2%.
  *   3. peak resident memory of one training step at B=4 T=1024 for full, LoRA,
@@ -30,11 +31,12 @@
 
 typedef struct { const char *name; int lora, recompute; } bconf;
 
-static llm_model *make_model(int threads, int lora, int recompute) {
+static llm_model *make_model(int threads, int lora, int recompute, float dropout) {
     llm_options opt;
     memset(&opt, 0, sizeof opt);
     opt.n_threads = threads;
     opt.recompute = recompute;
+    opt.dropout = dropout;
     llm_config cfg = llm_config_gpt2();
     llm_model *m = NULL;
     if (llm_model_create(&m, &cfg, &opt, 1) != LLM_OK) return NULL;
@@ -76,7 +78,7 @@ static double child_peak(const bconf *c, int threads, int B, int T, llm_memory *
     if (pid < 0) return -1;
     if (pid == 0) {
         close(fd[0]);
-        llm_model *m = make_model(threads, c->lora, c->recompute);
+        llm_model *m = make_model(threads, c->lora, c->recompute, 0.0f);
         int *in = random_tokens(2 * (size_t)B * T);
         llm_memory u;
         memset(&u, 0, sizeof u);
@@ -114,28 +116,34 @@ int main(int argc, char **argv) {
     /* ---- 1 and 2: step time and optimizer memory, full vs LoRA r=8 ---- */
     {
         const int B = 4, T = 256;
-        llm_model *full = make_model(threads, 0, 0), *lora = make_model(threads, 8, 0);
+        llm_model *full = make_model(threads, 0, 0, 0.0f), *lora = make_model(threads, 8, 0, 0.0f);
+        llm_model *ldrop = make_model(threads, 8, 0, 0.1f), *lrec = make_model(threads, 8, 1, 0.0f);
         int *in = random_tokens(2 * (size_t)B * T);
         double *tf = (double *)calloc((size_t)steps, sizeof(double)), *tl = (double *)calloc((size_t)steps, sizeof(double));
-        if (!full || !lora || !in || !tf || !tl) { fprintf(stderr, "bench_finetune: %s\n", llm_last_error()); return 1; }
+        double *td = (double *)calloc((size_t)steps, sizeof(double)), *tr = (double *)calloc((size_t)steps, sizeof(double));
+        if (!full || !lora || !ldrop || !lrec || !in || !tf || !tl || !td || !tr) { fprintf(stderr, "bench_finetune: %s\n", llm_last_error()); return 1; }
         for (int i = -1; i < steps; i++) {   /* i = -1: warm-up (pages in the moments) */
             double a = step_ms(full, in, in + B * T, B, T), b = step_ms(lora, in, in + B * T, B, T);
-            if (a < 0 || b < 0) return 1;
-            if (i >= 0) { tf[i] = a; tl[i] = b; }
+            double d = step_ms(ldrop, in, in + B * T, B, T), r = step_ms(lrec, in, in + B * T, B, T);
+            if (a < 0 || b < 0 || d < 0 || r < 0) return 1;
+            if (i >= 0) { tf[i] = a; tl[i] = b; td[i] = d; tr[i] = r; }
         }
-        double mf = bench_median(tf, steps), ml = bench_median(tl, steps);
+        double mf = bench_median(tf, steps), ml = bench_median(tl, steps), md = bench_median(td, steps), mr = bench_median(tr, steps);
         llm_memory uf, ul;
         llm_model_memory(full, B, T, &uf);
         llm_model_memory(lora, B, T, &ul);
         printf("train step B=%d T=%d: full %.1f ms, LoRA r=8 %.1f ms -> LoRA %.2fx faster (goal >= 1.3x)\n", B, T, mf, ml, mf / ml);
+        printf("LoRA r=8 with dropout 0.1: %.1f ms (%+.1f%%); with recompute: %.1f ms (%+.1f%%)\n", md, 100 * (md / ml - 1), mr,
+               100 * (mr / ml - 1));
         printf("optimizer memory: full %.1f MB, LoRA %.2f MB = %.3f%% of full (goal < 2%%); adapters %zu parameters\n",
                uf.optimizer / 1e6, ul.optimizer / 1e6, 100.0 * (double)ul.optimizer / (double)uf.optimizer, llm_model_lora_num_params(lora));
         fprintf(out, "{\"bench\":\"finetune_step\",\"time\":%ld,\"simd\":\"%s\",\"B\":%d,\"T\":%d,\"threads\":%d,\"runs\":%d,"
-                "\"full_ms\":%.2f,\"lora8_ms\":%.2f,\"speedup\":%.3f,\"full_optimizer_bytes\":%zu,\"lora8_optimizer_bytes\":%zu}\n",
-                stamp, simd, B, T, threads, steps, mf, ml, mf / ml, uf.optimizer, ul.optimizer);
+                "\"full_ms\":%.2f,\"lora8_ms\":%.2f,\"speedup\":%.3f,\"lora8_dropout_ms\":%.2f,\"lora8_recompute_ms\":%.2f,"
+                "\"full_optimizer_bytes\":%zu,\"lora8_optimizer_bytes\":%zu}\n",
+                stamp, simd, B, T, threads, steps, mf, ml, mf / ml, md, mr, uf.optimizer, ul.optimizer);
         fflush(stdout); fflush(out);
-        free(tf); free(tl); free(in);
-        llm_model_free(full); llm_model_free(lora);
+        free(tf); free(tl); free(td); free(tr); free(in);
+        llm_model_free(full); llm_model_free(lora); llm_model_free(ldrop); llm_model_free(lrec);
     }
 
     /* ---- 3: peak memory of one step, each configuration in its own process ---- */

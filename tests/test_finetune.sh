@@ -92,6 +92,16 @@ if [ -f "$VOCAB/encoder.json" ] && [ -x "$TRAIN" ] && [ -x "$TOKENIZE" ]; then
   v0=$(grep '^val step 0/30' "$TMP/ft2.txt" | field 'val loss') v1=$(grep '^val step 30/30' "$TMP/ft2.txt" | field 'val loss')
   check "  the validation loss falls ($v0 -> $v1)" awk -v a="$v0" -v b="$v1" 'BEGIN { exit !(b < a - 0.1) }'
   check "  -o writes a checkpoint" [ "$(head -c 8 "$TMP/tiny_ft.ckpt" 2>/dev/null)" = LLMHCKPT ]
+  # a folder laid out as `make gpt2` lays data/gpt2-124M out: the model and its tokenizer
+  mkdir -p "$TMP/gpt2dir"
+  cp "$TMP/tiny_ft.ckpt" "$TMP/gpt2dir/model.safetensors"   # (the format is read from the content)
+  cp "$VOCAB/encoder.json" "$TMP/gpt2dir/vocab.json"; cp "$VOCAB/vocab.bpe" "$TMP/gpt2dir/merges.txt"
+  # (run from $TMP, where no data/ or ../shared/data holds another vocabulary)
+  ROOT=$(pwd)
+  (cd "$TMP" && LLM_DATA=/nonexistent "$ROOT/$FT" -m gpt2dir --text notes.txt -t 32 --eval-only > ev3.txt 2>/dev/null); rc=$?
+  check "a model folder with its tokenizer beside it: --eval-only without -z (rc $rc)" grep -qE '^val loss [0-9.]+ \| ppl [0-9.]+$' "$TMP/ev3.txt"
+  (cd "$TMP" && LLM_DATA=/nonexistent "$ROOT/$GEN" -m gpt2dir -p 'ROMEO:' -n 20 --temp 0 --threads 2 > g3.txt 2>/dev/null); rc=$?
+  check "  and generate -m FOLDER finds it too (rc $rc)" sh -c "[ $rc -eq 0 ] && grep -q 'ROMEO:' '$TMP/g3.txt'"
   # the Llama's adapters do not fit the GPT-2
   "$FT" -m "$TMP/tiny.ckpt" -z "$VOCAB" --adapters "$TMP/a.lora" --text "$TMP/notes.txt" -t 32 -o "$TMP/bad1" > "$TMP/e.txt" 2>&1; rc=$?
   check "adapters for another model shape: refused by name (rc $rc)" sh -c "[ $rc -ne 0 ] && grep -q 'adapters for another model shape' '$TMP/e.txt' && [ ! -e '$TMP/bad1' ]"
