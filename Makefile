@@ -17,6 +17,7 @@
 #   make demo       train a tokenizer and a small model on Tiny Shakespeare, then generate
 #   make demo-gpt2  the same with GPT-2's 50,257-token vocabulary
 #   make data       fetch the data files into data/ (or copy them from ../shared/data)
+#   make gpt2       the pretrained GPT-2 124M into data/gpt2-124M/ (MODEL=gpt2-medium: 355M)
 #   make cuda       the CUDA companion, examples and tests built with nvcc
 #   make test-warnings, test-install, test-windows, test-arm   portability (.ci/run runs them)
 #
@@ -42,7 +43,7 @@ EXAMPLES := $(patsubst examples/%.c,$(B)/%,$(wildcard examples/*.c))
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_*.c))
 # The CUDA tests on the CPU, through tests/cuda_emu.h (see the CUDA block below).
 EMUTESTS    := $(B)/emu/tests/test_cuda $(B)/emu/tests/test_dist $(B)/emu/tests/test_cuda_emu $(B)/emu/tests/test_cuda_attn16 \
-               $(B)/emu/tests/test_cuda_scaler
+               $(B)/emu/tests/test_lora $(B)/emu/tests/test_cuda_scaler
 EMUSANTESTS := $(B)/emu/san/test_cuda $(B)/emu/san/test_dist $(B)/emu/san/test_cuda_emu $(B)/emu/san/test_cuda_attn16 \
                $(B)/emu/san/test_cuda_scaler
 
@@ -62,18 +63,18 @@ TESTS      := $(addprefix $(B)/tests/,$(TEST_NAMES))
 CLANG      := $(shell command -v clang 2>/dev/null)
 TEST_BINS  := $(TESTS) $(B)/tests/test_cpp $(if $(CLANG),$(B)/tests/test_options_c11)
 # What `make test` runs: the programs, then the examples as users run them.
-TEST_RUN   := $(TEST_BINS) tests/test_examples.sh tests/test_colab.py
+TEST_RUN   := $(TEST_BINS) tests/test_examples.sh tests/test_colab.py tests/test_data_sh.sh tests/test_finetune.sh
 TEST_ENV    = LLM_FIXTURES=$(CURDIR)/tests/fixtures LLM_FUZZ_DIR=$(CURDIR)/tests/fuzz LLM_BUILD=$(B)
 
 .PHONY: all test test-build check check-build test-big fixtures fixtures-update fuzz fuzz-build \
-        fuzz-seeds valgrind tsan bench demo demo-gpt2 data clean cuda
+        fuzz-seeds valgrind tsan bench demo demo-gpt2 data gpt2 clean cuda
 all: $(EXAMPLES)
 
 $(B)/%: examples/%.c llm.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I. $< -o $@ $(LDLIBS)
 # the loss plot (--plot) of the trainer, and its test
-$(B)/train_gpt2 $(B)/cuda/train_gpt2 $(B)/emu/train_gpt2 $(B)/tests/test_plot $(B)/san/test_plot: examples/plot.h
+$(B)/train_gpt2 $(B)/cuda/train_gpt2 $(B)/emu/train_gpt2 $(B)/finetune $(B)/tests/test_plot $(B)/san/test_plot: examples/plot.h
 
 $(B)/llm.o: tests/llm_impl.c llm.h
 	@mkdir -p $(dir $@)
@@ -183,7 +184,7 @@ fixtures:
 fixtures-update:
 	@$(PY) -c 'import torch' || { echo "fixtures-update: $(PY) has no torch (apt-get install python3-torch)"; exit 1; }
 	@rm -rf $(B)/fixtures && mkdir -p $(B)/fixtures
-	@for s in tests/ref_gpt2.py tests/ref_llama.py tests/ref_generate.py; do echo "== $$s"; $(PY) $$s $(B)/fixtures || exit 1; done
+	@for s in tests/ref_gpt2.py tests/ref_llama.py tests/ref_generate.py tests/ref_lora.py; do echo "== $$s"; $(PY) $$s $(B)/fixtures || exit 1; done
 	rm -rf tests/fixtures && cp -r $(B)/fixtures tests/fixtures
 
 # ---- valgrind -------------------------------------------------------------------------------
@@ -216,6 +217,12 @@ demo-gpt2:
 # Data files into data/ (downloaded and checked, or copied from ../shared/data offline).
 data:
 	@scripts/data.sh
+
+# HuggingFace's GPT-2 (model.safetensors, config.json and its tokenizer), SHA-256 checked:
+# `make gpt2` -> data/gpt2-124M/, `make gpt2 MODEL=gpt2-medium` -> data/gpt2-355M/.
+MODEL ?= gpt2
+gpt2:
+	@scripts/data.sh gpt2 $(MODEL)
 
 clean:
 	rm -rf $(B)

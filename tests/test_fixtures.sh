@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/test_fixtures.sh: the committed PyTorch references are what PyTorch computes now.
-# Runs tests/ref_gpt2.py, ref_llama.py and ref_generate.py with $PY (default
+# Runs tests/ref_gpt2.py, ref_llama.py, ref_generate.py and ref_lora.py with $PY (default
 # /usr/bin/python3, which must have torch: Debian's python3-torch) into
 # $LLM_BUILD/fixtures, then tests/check_fixtures.py compares every file with
 # tests/fixtures: recipes, token ids and params_fnv exactly, float arrays and meta.json
@@ -15,7 +15,7 @@ if ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
   exit 0
 fi
 rm -rf "$OUT" && mkdir -p "$OUT" || { echo "test_fixtures: 0 passed, 1 failed, 0 skipped"; exit 1; }
-for s in tests/ref_gpt2.py tests/ref_llama.py tests/ref_generate.py; do
+for s in tests/ref_gpt2.py tests/ref_llama.py tests/ref_generate.py tests/ref_lora.py; do
   echo "-- $PY $s $OUT"
   if ! "$PY" "$s" "$OUT"; then echo "FAIL: $s"; echo "test_fixtures: 0 passed, 1 failed, 0 skipped"; exit 1; fi
 done
