@@ -63,6 +63,8 @@
  *   SIMD          CPU feature detection, run-time dispatch, SGEMM (fp32 and bf16)
  *   SIMD KERNELS  AVX2 / AVX-512 versions of the other kernels, each tested against
  *                 its reference
+ *   QUANT         Q8_0 and bf16 weights for inference: fp16, blocks, tiles, the
+ *                 matmul kernels (scalar, AVX2, AVX-512 VNNI, NEON)
  *   CPU           the CPU backend: the kernels split over the pool, in the table
  *   MODEL         GPT-2 and Llama: parameters, activations, forward, backward
  *   ADAMW         optimizer, gradient clipping, learning-rate schedule, RNG
@@ -5692,6 +5694,843 @@ static LLM__UNUSED void llm__rope_rotate_fast(float *qkv, const int *pos, int B,
 #if defined(__cplusplus) && defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
+//==== QUANT ============================================================================
+/* Weights in fewer bytes, for inference: Q8_0 (8.5 bits a weight) and bfloat16 (16 bits).
+ * Decoding a token reads every weight once (see the matrix-vector notes in SIMD), so its
+ * speed is the weights' bytes over the memory bandwidth: 4 bytes a weight in fp32, 2 in
+ * bf16, 34/32 in Q8_0.
+ *
+ * Q8_0 is ggml's format (llama.cpp's "Q8_0"): each run of 32 consecutive weights of a row
+ * is one block of 32 int8 values q and an fp16 scale d, w ~= d q, with d = max|w| / 127
+ * rounded to fp16 and q = round(w / d), so every weight is within d/2 of its value.
+ * A matmul quantizes its activation rows the same way on the fly (blocks of 32, an fp32
+ * scale), which turns the inner product of two blocks into a sum of 32 int8 x int8
+ * products, exact in int32 on every machine:
+ *     y[i][j] = sum over blocks b of  s(i,j,b) * (dw[j][b] * dx[i][b])
+ *     s(i,j,b) = sum over k in block b of  qw[j][k] * qx[i][k]        (int32, exact)
+ * The float sum over b runs in b order, one fused multiply-add per block:
+ *     acc = fmaf((float)s, dw * dx, acc)          (|s| < 2^24 converts exactly)
+ * so every SIMD level gives the scalar reference's bits (tests/test_quant.c checks it).
+ *
+ * Files hold Q8_0 as ggml does: row-major blocks of 34 bytes (llm__q8_0). In memory the
+ * kernels keep the same bytes in another order, tiles of 16 rows. Block b of tile t
+ * (rows 16t .. 16t+15) is 544 bytes: the 16 rows' fp16 scales, then for each group g of
+ * 4 k (k = 32b + 4g .. 32b + 4g + 3) the 16 rows' four int8 values side by side:
+ *     [ d(r0) .. d(r15) ] [ q(r0, 4 k) q(r1, 4 k) .. q(r15, 4 k) ] x 8 groups
+ * One 64-byte load then holds 4 k of 16 rows: 16 lanes, each with the 4 products of one
+ * output to add up, which is exactly what AVX-512 VNNI's vpdpbusd and ARM's sdot compute
+ * (the activation's 4 values broadcast to every lane). Each lane accumulates one output,
+ * so no horizontal sums are needed, and the rows of a batch reuse a tile from L1. A
+ * tile's blocks follow each other in k order, so a thread streams its tiles in address
+ * order. Rows past N are zero (scale 0); K is zero-padded to a multiple of 32 (the
+ * activation's padding is zero too). (llama.cpp's CPU backend also repacks weights for
+ * its kernels; this layout is our own.)
+ *
+ * bf16 weights (the top half of a float32, see the bf16 GEMM in SIMD) are tiled the same
+ * way: pair p (k = 2p, 2p+1) of a tile is 64 bytes, one 32-bit word per row holding
+ * (bf16 w[r][2p], bf16 w[r][2p+1]), the operand layout of AVX512-BF16's vdpbf16ps (lane r
+ * gains w[r][2p] x[2p] + w[r][2p+1] x[2p+1]) with x's pair broadcast. Where there is no
+ * AVX512-BF16 the words are widened to fp32 (a shift, a mask) and multiplied by fp32 x
+ * in four chains of fused multiply-adds (the pair's parity times k's parity; four, so
+ * that the adds of one output are not one long chain of dependent instructions):
+ *     a[2 (p & 1) + (k & 1)] = fmaf(w[j][k], x[k], ...),   y = (a0 + a1) + (a2 + a3)
+ * which every level computes bit for bit. With AVX512-BF16 x is rounded to bf16 too and
+ * the instruction adds in its own order: that path is checked against the reference
+ * within a tolerance, not bit for bit. */
+
+/* ---- fp16 (IEEE binary16) ------------------------------------------------------------ */
+/* half -> float: rebias the exponent (15 -> 127); subnormal halves are normalised by
+ * shifting the mantissa up; inf/NaN keep their payload. Exact. */
+static float llm__f16_to_f32(uint16_t h) {
+    uint32_t sign = LLM__CAST(uint32_t, h & 0x8000) << 16, e = (h >> 10) & 0x1f, man = h & 0x3ff, u;
+    float f;
+    if (e == 0) {
+        if (man == 0) { u = sign; memcpy(&f, &u, 4); return f; }
+        e = 127 - 14;
+        while (!(man & 0x400)) { man <<= 1; e--; }
+        u = sign | e << 23 | (man & 0x3ff) << 13;
+    } else if (e == 31) {
+        u = sign | 0x7f800000u | man << 13;
+    } else {
+        u = sign | (e + 127 - 15) << 23 | man << 13;
+    }
+    memcpy(&f, &u, 4);
+    return f;
+}
+/* float -> half, rounded to nearest, ties to even (as numpy's astype(float16) and the
+ * F16C instruction vcvtps2ph): 65520 and above become inf, values below 2^-14 become
+ * subnormal halves (multiples of 2^-24), NaN stays NaN (quiet, sign and top of the
+ * payload kept). */
+static uint16_t llm__f32_to_f16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t sign = (u >> 16) & 0x8000, a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return LLM__CAST(uint16_t, sign | 0x7e00 | ((a >> 13) & 0x3ff));
+    if (a >= 0x477ff000u) return LLM__CAST(uint16_t, sign | 0x7c00);   /* >= 65520: inf */
+    if (a < 0x38800000u) {                     /* below 2^-14: a multiple of 2^-24 */
+        if (a <= 0x33000000u) return LLM__CAST(uint16_t, sign);         /* <= 2^-25: 0 */
+        uint32_t e = a >> 23, m = (a & 0x7fffff) | 0x800000, sh = 126 - e;   /* 14..24 */
+        uint32_t q = m >> sh, rem = m & ((1u << sh) - 1), half = 1u << (sh - 1);
+        if (rem > half || (rem == half && (q & 1))) q++;   /* may carry into 2^-14: right */
+        return LLM__CAST(uint16_t, sign | q);
+    }
+    uint32_t h = (a - 0x38000000u) >> 13, rem = a & 0x1fff;   /* exponent 127 -> 15 */
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+    return LLM__CAST(uint16_t, sign | h);
+}
+
+/* ---- Q8_0 blocks: ggml's block_q8_0 ------------------------------------------------- */
+#define LLM__QK 32
+typedef struct llm__q8_0 {
+    uint16_t d;              /* fp16 scale */
+    int8_t qs[LLM__QK];      /* w[k] ~= d * qs[k] */
+} llm__q8_0;                 /* 34 bytes, no padding */
+
+/* One block from 32 values (n < 32: the rest are zero). The scale is d = max|x| / 127
+ * rounded to fp16, and q = round(x / d) uses that rounded d, so |x - d q| <= d/2 (up to
+ * the float rounding of x / d). (ggml divides by the unrounded d, which can err by up to
+ * 0.56 d.) A normal fp16 d is within 2^-11 of max|x| / 127, so |x / d| < 127.5 and
+ * |q| <= 127; a subnormal one (max|x| < 127 * 2^-14) can be coarser, and is then moved
+ * one fp16 step up until max|x| / d < 127.5, which also keeps d > 0 for any non-zero
+ * block. Ties round to even, as numpy's rint. Values must be finite with
+ * |x| <= 127 * 65504 (fp16's largest d); llm_model_quantize checks that. */
+static void llm__q8_0_block(llm__q8_0 *y, const float *x, int n) {
+    float amax = 0.0f;
+    for (int i = 0; i < n; i++) { float a = fabsf(x[i]); amax = a > amax ? a : amax; }
+    y->d = llm__f32_to_f16(amax / 127.0f);
+    while (amax > 0.0f && llm__f16_to_f32(y->d) * 127.5f <= amax) y->d++;   /* exact product */
+    float d = llm__f16_to_f32(y->d);
+    for (int i = 0; i < LLM__QK; i++) {
+        float v = i < n && d > 0.0f ? rintf(x[i] / d) : 0.0f;
+        if (!(v >= -127.0f)) v = -127.0f;   /* NaN too: never reached with checked input */
+        if (v > 127.0f) v = 127.0f;
+        y->qs[i] = LLM__CAST(int8_t, LLM__CAST(int, v));
+    }
+}
+/* n values -> ceil(n/32) blocks (the last zero-padded), and back. */
+static LLM__UNUSED void llm__q8_0_quantize(llm__q8_0 *y, const float *x, size_t n) {
+    for (size_t b = 0; b * LLM__QK < n; b++)
+        llm__q8_0_block(y + b, x + b * LLM__QK, n - b * LLM__QK < LLM__QK ? LLM__CAST(int, n - b * LLM__QK) : LLM__QK);
+}
+static LLM__UNUSED void llm__q8_0_dequantize(float *x, const llm__q8_0 *y, size_t n) {
+    for (size_t k = 0; k < n; k++) x[k] = llm__f16_to_f32(y[k / LLM__QK].d) * LLM__CAST(float, y[k / LLM__QK].qs[k % LLM__QK]);
+}
+
+/* ---- Q8_0 tiles: the kernels' layout (see the top of this section) ------------------- */
+#define LLM__QT 16                                   /* rows per tile */
+#define LLM__Q8_TB (2 * LLM__QT + LLM__QT * LLM__QK)  /* 544 bytes: one block of a tile */
+static int llm__q8_nb(int K) { return (K + LLM__QK - 1) / LLM__QK; }
+static size_t llm__q8t_bytes(int N, int K) {
+    return LLM__CAST(size_t, (N + LLM__QT - 1) / LLM__QT) * LLM__CAST(size_t, llm__q8_nb(K)) * LLM__Q8_TB;
+}
+/* Where block b of row r starts in tiles W: its scale at +2 (r % 16), its group g at
+ * +32 + 64 g + 4 (r % 16). */
+static unsigned char *llm__q8t_block(const unsigned char *W, int K, int r, int b) {
+    size_t nb = LLM__CAST(size_t, llm__q8_nb(K));
+    return LLM__CAST(unsigned char *, LLM__CAST(uintptr_t, W)) +
+           (LLM__CAST(size_t, r / LLM__QT) * nb + LLM__CAST(size_t, b)) * LLM__Q8_TB;
+}
+/* Row r's ggml blocks (nb of them) into / out of the tiles. */
+static LLM__UNUSED void llm__q8t_put_row(unsigned char *W, int K, int r, const llm__q8_0 *row) {
+    int i = r % LLM__QT;
+    for (int b = 0; b < llm__q8_nb(K); b++) {
+        unsigned char *B = llm__q8t_block(W, K, r, b);
+        memcpy(B + 2 * i, &row[b].d, 2);
+        for (int g = 0; g < LLM__QK / 4; g++) memcpy(B + 2 * LLM__QT + 64 * g + 4 * i, row[b].qs + 4 * g, 4);
+    }
+}
+static LLM__UNUSED void llm__q8t_get_row(llm__q8_0 *row, const unsigned char *W, int K, int r) {
+    int i = r % LLM__QT;
+    for (int b = 0; b < llm__q8_nb(K); b++) {
+        const unsigned char *B = llm__q8t_block(W, K, r, b);
+        memcpy(&row[b].d, B + 2 * i, 2);
+        for (int g = 0; g < LLM__QK / 4; g++) memcpy(row[b].qs + 4 * g, B + 2 * LLM__QT + 64 * g + 4 * i, 4);
+    }
+}
+/* Quantize w (N, K) into tiles W (llm__q8t_bytes(N, K) bytes, padding zeroed). */
+static void llm__q8t_quantize(unsigned char *W, const float *w, int N, int K) {
+    memset(W, 0, llm__q8t_bytes(N, K));
+    llm__q8_0 blk;
+    for (int r = 0; r < N; r++)
+        for (int b = 0; b < llm__q8_nb(K); b++) {
+            int n = K - b * LLM__QK < LLM__QK ? K - b * LLM__QK : LLM__QK;
+            llm__q8_0_block(&blk, w + LLM__CAST(size_t, r) * K + b * LLM__QK, n);
+            unsigned char *B = llm__q8t_block(W, K, r, b);
+            int i = r % LLM__QT;
+            memcpy(B + 2 * i, &blk.d, 2);
+            for (int g = 0; g < LLM__QK / 4; g++) memcpy(B + 2 * LLM__QT + 64 * g + 4 * i, blk.qs + 4 * g, 4);
+        }
+}
+/* Row r of tiles W as K floats (the embedding lookup of a quantized table). */
+static void llm__q8t_row(float *x, const unsigned char *W, int K, int r) {
+    int i = r % LLM__QT;
+    for (int b = 0; b < llm__q8_nb(K); b++) {
+        const unsigned char *B = llm__q8t_block(W, K, r, b);
+        uint16_t h;
+        memcpy(&h, B + 2 * i, 2);
+        float d = llm__f16_to_f32(h);
+        for (int k = 0; k < LLM__QK && b * LLM__QK + k < K; k++)
+            x[b * LLM__QK + k] = d * LLM__CAST(float, LLM__CAST(int8_t, B[2 * LLM__QT + 64 * (k / 4) + 4 * i + k % 4]));
+    }
+}
+
+/* ---- activations, quantized on the fly ------------------------------------------------ */
+/* Rows of X quantized for the Q8_0 kernels: row i's int8 values (nb*32, zero past K), its
+ * block scales (fp32: the activations' scale need not be stored, so it is not rounded to
+ * fp16 as ggml does), and each block's sum of q (which the VNNI kernel needs, see it). */
+typedef struct llm__q8x {
+    int8_t *q;      /* (M, nb*32) */
+    float *d;       /* (M, nb) */
+    int32_t *s;     /* (M, nb) */
+    int nb;
+} llm__q8x;
+
+/* One row: per block d = max|x| / 127, q = round(x / d) as x * (1/d), ties to even, so
+ * |q| <= 127 (a NaN becomes -127: garbage in, but no undefined behaviour). */
+static void llm__q8x_row_ref(int8_t *q, float *d, int32_t *s, const float *x, int K) {
+    for (int b = 0; b < llm__q8_nb(K); b++) {
+        int k0 = b * LLM__QK, n = K - k0 < LLM__QK ? K - k0 : LLM__QK, sum = 0;
+        float amax = 0.0f;
+        for (int i = 0; i < n; i++) { float a = fabsf(x[k0 + i]); amax = a > amax ? a : amax; }
+        float db = amax / 127.0f, id = db > 0.0f ? 1.0f / db : 0.0f;
+        for (int i = 0; i < LLM__QK; i++) {
+            float v = i < n ? x[k0 + i] * id : 0.0f;
+            if (!(v >= -127.0f)) v = -127.0f;
+            if (v > 127.0f) v = 127.0f;
+            int qi = LLM__CAST(int, rintf(v));
+            q[k0 + i] = LLM__CAST(int8_t, qi);
+            sum += qi;
+        }
+        d[b] = db; s[b] = sum;
+    }
+}
+
+/* ---- the tile kernels: outputs (mr, 16) of rows i < mr of X against one tile ---------- */
+/* Scalar: s(i,j,b) in int32, then the fmaf chain over b (the reference of the top of
+ * this section, llm__qmm_ref below, computes the same with each block of x quantized as
+ * it goes). */
+static void llm__q8_tile_ref(const unsigned char *T, int nb, const int8_t *xq, size_t ldq, const float *xd,
+                             size_t ldd, int mr, float *out) {
+    for (int i = 0; i < mr; i++)
+        for (int r = 0; r < LLM__QT; r++) {
+            float acc = 0.0f;
+            for (int b = 0; b < nb; b++) {
+                const unsigned char *B = T + LLM__CAST(size_t, b) * LLM__Q8_TB;
+                const int8_t *x = xq + i * ldq + LLM__CAST(size_t, b) * LLM__QK;
+                int32_t s = 0;
+                for (int g = 0; g < LLM__QK / 4; g++)
+                    for (int c = 0; c < 4; c++)
+                        s += LLM__CAST(int32_t, LLM__CAST(int8_t, B[2 * LLM__QT + 64 * g + 4 * r + c])) * x[4 * g + c];
+                uint16_t h;
+                memcpy(&h, B + 2 * r, 2);
+                acc = fmaf(LLM__CAST(float, s), llm__f16_to_f32(h) * xd[i * ldd + b], acc);
+            }
+            out[i * LLM__QT + r] = acc;
+        }
+}
+
+#define LLM__Q8_MR 4       /* rows of X per pass over a tile */
+
+#ifdef LLM__X86
+#define LLM__T_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma")))
+
+/* AVX2: the tile in two halves of 8 rows (8 int32 lanes). vpmaddubsw
+ * multiplies unsigned by signed bytes, so the weight's sign moves onto x: |w| * sign(x, w)
+ * = w x, and a pair of products, at most 2 * 128 * 127, never saturates its int16 (x is
+ * never -128: our quantizer clamps to 127). vpmaddwd with ones then sums pairs of pairs:
+ * lane r holds the 4 products of row r, as in the layout. */
+LLM__T_AVX2 static __m256 llm__f16x8_avx2(const unsigned char *p) {
+    /* 8 halves -> floats without F16C: |h| << 13 is a float 2^-112 times the half's value
+     * (subnormal halves land on float subnormals, also exact); multiplying by 2^112 is
+     * exact; exponent 31 (inf, NaN) is mapped to 255; then the sign. */
+    __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(LLM__CAST(const __m128i *, LLM__CAST(const void *, p))));
+    __m256i mag = _mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x7fff)), 13);
+    __m256 f = _mm256_mul_ps(_mm256_castsi256_ps(mag), _mm256_castsi256_ps(_mm256_set1_epi32(0x77800000)));
+    __m256i infnan = _mm256_cmpeq_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x7c00)), _mm256_set1_epi32(0x7c00));
+    f = _mm256_blendv_ps(f, _mm256_castsi256_ps(_mm256_or_si256(mag, _mm256_set1_epi32(0x7f800000))), _mm256_castsi256_ps(infnan));
+    return _mm256_or_ps(f, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x8000)), 16)));
+}
+__attribute__((always_inline)) LLM__T_AVX2 static inline void
+llm__q8_tile_avx2_mr(const int MR, const unsigned char *T, int nb, const int8_t *xq, size_t ldq, const float *xd,
+                     size_t ldd, float *out) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int h = 0; h < 2; h++) {
+        __m256 acc[LLM__Q8_MR];
+LLM__UNROLL
+        for (int i = 0; i < MR; i++) acc[i] = _mm256_setzero_ps();
+        const unsigned char *B = T;
+        for (int b = 0; b < nb; b++, B += LLM__Q8_TB) {
+            __m256 dw = llm__f16x8_avx2(B + 16 * h);
+            __m256i s[LLM__Q8_MR];
+LLM__UNROLL
+            for (int i = 0; i < MR; i++) s[i] = _mm256_setzero_si256();
+            for (int g = 0; g < LLM__QK / 4; g++) {
+                __m256i w = _mm256_loadu_si256(LLM__CAST(const __m256i *, LLM__CAST(const void *, B + 2 * LLM__QT + 64 * g + 32 * h)));
+                __m256i aw = _mm256_abs_epi8(w);
+LLM__UNROLL
+                for (int i = 0; i < MR; i++) {
+                    int32_t x4;
+                    memcpy(&x4, xq + i * ldq + LLM__CAST(size_t, b) * LLM__QK + 4 * g, 4);
+                    __m256i sx = _mm256_sign_epi8(_mm256_set1_epi32(x4), w);
+                    s[i] = _mm256_add_epi32(s[i], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones));
+                }
+            }
+LLM__UNROLL
+            for (int i = 0; i < MR; i++)
+                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[i]), _mm256_mul_ps(dw, _mm256_set1_ps(xd[i * ldd + b])), acc[i]);
+        }
+LLM__UNROLL
+        for (int i = 0; i < MR; i++) _mm256_storeu_ps(out + i * LLM__QT + 8 * h, acc[i]);
+    }
+}
+LLM__T_AVX2 static void llm__q8_tile_avx2(const unsigned char *T, int nb, const int8_t *xq, size_t ldq, const float *xd,
+                                          size_t ldd, int mr, float *out) {
+    switch (mr) {
+    case 1: llm__q8_tile_avx2_mr(1, T, nb, xq, ldq, xd, ldd, out); break;
+    case 2: llm__q8_tile_avx2_mr(2, T, nb, xq, ldq, xd, ldd, out); break;
+    case 3: llm__q8_tile_avx2_mr(3, T, nb, xq, ldq, xd, ldd, out); break;
+    default: llm__q8_tile_avx2_mr(4, T, nb, xq, ldq, xd, ldd, out); break;
+    }
+}
+
+/* AVX-512 VNNI: vpdpbusd adds to each of 16 int32 lanes the 4 products of unsigned bytes
+ * (its first operand) and signed bytes (its second). The weights are made unsigned by
+ * flipping their top bit, which adds 128: sum (w + 128) x = s + 128 sum x, and the block
+ * sum of x is subtracted again (exact in int32: |sum| <= 32 * 255 * 127). Two int32
+ * accumulators over alternate groups, so that consecutive vpdpbusd do not wait for each
+ * other; their int32 sum is exact in any order. */
+__attribute__((always_inline)) LLM__T_VNNI static inline void
+llm__q8_tile_vnni_mr(const int MR, const unsigned char *T, int nb, const int8_t *xq, size_t ldq, const float *xd,
+                     const int32_t *xs, size_t ldd, float *out) {
+    const __m512i flip = _mm512_set1_epi8(LLM__CAST(char, 0x80));
+    __m512 acc[LLM__Q8_MR];
+LLM__UNROLL
+    for (int i = 0; i < MR; i++) acc[i] = _mm512_setzero_ps();
+    const unsigned char *B = T;
+    for (int b = 0; b < nb; b++, B += LLM__Q8_TB) {
+        LLM__PREFETCH(B, 2048);
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(LLM__CAST(const __m256i *, LLM__CAST(const void *, B))));
+        __m512i s0[LLM__Q8_MR], s1[LLM__Q8_MR];
+LLM__UNROLL
+        for (int i = 0; i < MR; i++) s0[i] = s1[i] = _mm512_setzero_si512();
+        for (int g = 0; g < LLM__QK / 4; g += 2) {
+            const unsigned char *G = B + 2 * LLM__QT + 64 * g;
+            __m512i w0 = _mm512_xor_si512(_mm512_loadu_si512(LLM__CAST(const void *, G)), flip);
+            __m512i w1 = _mm512_xor_si512(_mm512_loadu_si512(LLM__CAST(const void *, G + 64)), flip);
+LLM__UNROLL
+            for (int i = 0; i < MR; i++) {
+                int32_t x0, x1;
+                const int8_t *x = xq + i * ldq + LLM__CAST(size_t, b) * LLM__QK + 4 * g;
+                memcpy(&x0, x, 4);
+                memcpy(&x1, x + 4, 4);
+                s0[i] = _mm512_dpbusd_epi32(s0[i], w0, _mm512_set1_epi32(x0));
+                s1[i] = _mm512_dpbusd_epi32(s1[i], w1, _mm512_set1_epi32(x1));
+            }
+        }
+LLM__UNROLL
+        for (int i = 0; i < MR; i++) {
+            __m512i s = _mm512_sub_epi32(_mm512_add_epi32(s0[i], s1[i]), _mm512_set1_epi32(128 * xs[i * ldd + b]));
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(xd[i * ldd + b])), acc[i]);
+        }
+    }
+LLM__UNROLL
+    for (int i = 0; i < MR; i++) _mm512_storeu_ps(out + i * LLM__QT, acc[i]);
+}
+LLM__T_VNNI static void llm__q8_tile_vnni(const unsigned char *T, int nb, const int8_t *xq, size_t ldq, const float *xd,
+                                          const int32_t *xs, size_t ldd, int mr, float *out) {
+    switch (mr) {
+    case 1: llm__q8_tile_vnni_mr(1, T, nb, xq, ldq, xd, xs, ldd, out); break;
+    case 2: llm__q8_tile_vnni_mr(2, T, nb, xq, ldq, xd, xs, ldd, out); break;
+    case 3: llm__q8_tile_vnni_mr(3, T, nb, xq, ldq, xd, xs, ldd, out); break;
+    default: llm__q8_tile_vnni_mr(4, T, nb, xq, ldq, xd, xs, ldd, out); break;
+    }
+}
+
+/* Activation rows, vectorised: the reference's operations lane by lane (max of |x|
+ * exactly, then the same division, product and rounding). vmaxps returns its second
+ * operand when the first is NaN, which ignores NaN in the max and clamps a NaN to -127,
+ * as the reference does. */
+LLM__T_AVX2 static void llm__q8x_row_avx2(int8_t *q, float *d, int32_t *s, const float *x, int K) {
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int b = 0; b < llm__q8_nb(K); b++) {
+        int k0 = b * LLM__QK, n = K - k0 < LLM__QK ? K - k0 : LLM__QK;
+        __m256 v[4], mx = _mm256_setzero_ps();
+        for (int c = 0; c < 4; c++) {
+            int m = n - 8 * c;
+            v[c] = m >= 8 ? _mm256_loadu_ps(x + k0 + 8 * c) : m > 0 ? _mm256_maskload_ps(x + k0 + 8 * c, llm__gemv_mask8(m)) : _mm256_setzero_ps();
+            mx = _mm256_max_ps(_mm256_and_ps(v[c], absm), mx);
+        }
+        float l[8], amax = 0.0f;
+        _mm256_storeu_ps(l, mx);
+        for (int i = 0; i < 8; i++) amax = l[i] > amax ? l[i] : amax;
+        float db = amax / 127.0f, id = db > 0.0f ? 1.0f / db : 0.0f;
+        __m256 vid = _mm256_set1_ps(id), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+        __m256i qi[4];
+        for (int c = 0; c < 4; c++)
+            qi[c] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v[c], vid), lo), hi));
+        /* sum: 32 int32 -> one; pack: int32 -> int16 -> int8 (saturation never bites),
+         * then undo the packs' lane interleave */
+        __m256i t = _mm256_add_epi32(_mm256_add_epi32(qi[0], qi[1]), _mm256_add_epi32(qi[2], qi[3]));
+        __m128i t4 = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0x4e));
+        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0xb1));
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(LLM__CAST(__m256i *, LLM__CAST(void *, q + k0)), p);
+        d[b] = db; s[b] = _mm_cvtsi128_si32(t4);
+    }
+}
+LLM__T_AVX512 static void llm__q8x_row_avx512(int8_t *q, float *d, int32_t *s, const float *x, int K) {
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    for (int b = 0; b < llm__q8_nb(K); b++) {
+        int k0 = b * LLM__QK, n = K - k0 < LLM__QK ? K - k0 : LLM__QK;
+        __mmask16 m0 = LLM__CAST(__mmask16, n >= 16 ? 0xffff : (1u << n) - 1);
+        __mmask16 m1 = LLM__CAST(__mmask16, n <= 16 ? 0 : n >= 32 ? 0xffff : (1u << (n - 16)) - 1);
+        __m512 v0 = _mm512_maskz_loadu_ps(m0, x + k0), v1 = _mm512_maskz_loadu_ps(m1, x + k0 + 16);
+        __m512 mx = _mm512_max_ps(_mm512_abs_ps(v1), _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps()));
+        float l[16], amax = 0.0f;
+        _mm512_storeu_ps(l, mx);
+        for (int i = 0; i < 16; i++) amax = l[i] > amax ? l[i] : amax;
+        float db = amax / 127.0f, id = db > 0.0f ? 1.0f / db : 0.0f;
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i q0 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v0, vid), lo), hi));
+        __m512i q1 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v1, vid), lo), hi));
+        _mm_storeu_si128(LLM__CAST(__m128i *, LLM__CAST(void *, q + k0)), _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128(LLM__CAST(__m128i *, LLM__CAST(void *, q + k0 + 16)), _mm512_cvtepi32_epi8(q1));
+        d[b] = db; s[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
+}
+#endif /* LLM__X86 */
+
+#ifdef LLM__NEON
+/* NEON: 16 rows in four quarters of 4 int32 lanes. With the dot-product extension
+ * (-march=armv8.2-a+dotprod) sdot adds the 4 products of each lane at once; base NEON
+ * multiplies into int16 (vmull_s8) and adds pairs twice. */
+static void llm__q8_tile_neon(const unsigned char *T, int nb, const int8_t *xq, size_t ldq, const float *xd,
+                              size_t ldd, int mr, float *out) {
+    for (int i = 0; i < mr; i++)
+        for (int h = 0; h < 4; h++) {
+            float32x4_t acc = vdupq_n_f32(0.0f);
+            const unsigned char *B = T;
+            for (int b = 0; b < nb; b++, B += LLM__Q8_TB) {
+                uint16_t hd[4];
+                memcpy(hd, B + 8 * h, 8);
+                float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(hd)));
+                int32x4_t s = vdupq_n_s32(0);
+                const int8_t *x = xq + i * ldq + LLM__CAST(size_t, b) * LLM__QK;
+                for (int g = 0; g < LLM__QK / 4; g++) {
+                    int32_t x4;
+                    memcpy(&x4, x + 4 * g, 4);
+                    int8x16_t w = vld1q_s8(LLM__CAST(const int8_t *, LLM__CAST(const void *, B + 2 * LLM__QT + 64 * g + 16 * h)));
+                    int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(x4));
+#if defined(__ARM_FEATURE_DOTPROD)
+                    s = vdotq_s32(s, w, xv);
+#else
+                    int16x8_t p0 = vmull_s8(vget_low_s8(w), vget_low_s8(xv)), p1 = vmull_high_s8(w, xv);
+                    s = vaddq_s32(s, vpaddq_s32(vpaddlq_s16(p0), vpaddlq_s16(p1)));
+#endif
+                }
+                acc = vfmaq_f32(acc, vcvtq_f32_s32(s), vmulq_n_f32(dw, xd[i * ldd + b]));
+            }
+            vst1q_f32(out + i * LLM__QT + 4 * h, acc);
+        }
+}
+static void llm__q8x_row_neon(int8_t *q, float *d, int32_t *s, const float *x, int K) {
+    for (int b = 0; b < llm__q8_nb(K); b++) {
+        int k0 = b * LLM__QK, n = K - k0 < LLM__QK ? K - k0 : LLM__QK;
+        float buf[LLM__QK];
+        memset(buf, 0, sizeof buf);
+        memcpy(buf, x + k0, LLM__CAST(size_t, n) * sizeof(float));
+        float32x4_t v[8], mx = vdupq_n_f32(0.0f);
+        for (int c = 0; c < 8; c++) { v[c] = vld1q_f32(buf + 4 * c); mx = vmaxnmq_f32(mx, vabsq_f32(v[c])); }
+        float amax = vmaxnmvq_f32(mx);
+        float db = amax / 127.0f, id = db > 0.0f ? 1.0f / db : 0.0f;
+        int32x4_t t = vdupq_n_s32(0);
+        for (int c = 0; c < 8; c++) {
+            float32x4_t y = vminnmq_f32(vmaxnmq_f32(vmulq_n_f32(v[c], id), vdupq_n_f32(-127.0f)), vdupq_n_f32(127.0f));
+            int32x4_t qi = vcvtnq_s32_f32(y);
+            t = vaddq_s32(t, qi);
+            int8x8_t q8 = vqmovn_s16(vcombine_s16(vqmovn_s32(qi), vdup_n_s16(0)));
+            int8_t tmp[8];
+            vst1_s8(tmp, q8);
+            memcpy(q + k0 + 4 * c, tmp, 4);
+        }
+        d[b] = db; s[b] = vaddvq_s32(t);
+    }
+}
+#endif /* LLM__NEON */
+
+/* ---- bf16 tiles ----------------------------------------------------------------------- */
+static int llm__bf16_kp(int K) { return (K + 1) / 2; }
+static size_t llm__bf16t_bytes(int N, int K) {
+    return LLM__CAST(size_t, (N + LLM__QT - 1) / LLM__QT) * LLM__CAST(size_t, llm__bf16_kp(K)) * LLM__QT * 4;
+}
+/* The word of row r, pair p, in tiles W. */
+static uint32_t *llm__bf16t_word(const uint32_t *W, int K, int r, int p) {
+    return LLM__CAST(uint32_t *, LLM__CAST(uintptr_t, W)) +
+           (LLM__CAST(size_t, r / LLM__QT) * LLM__CAST(size_t, llm__bf16_kp(K)) + LLM__CAST(size_t, p)) * LLM__QT + r % LLM__QT;
+}
+/* Row r from K bf16 values (a file's) / K floats (rounded to nearest even), and back. */
+static LLM__UNUSED void llm__bf16t_put_row(uint32_t *W, int K, int r, const uint16_t *row) {
+    for (int p = 0; p < llm__bf16_kp(K); p++)
+        *llm__bf16t_word(W, K, r, p) = row[2 * p] | (2 * p + 1 < K ? LLM__CAST(uint32_t, row[2 * p + 1]) << 16 : 0u);
+}
+static void llm__bf16t_quantize(uint32_t *W, const float *w, int N, int K) {
+    memset(W, 0, llm__bf16t_bytes(N, K));
+    for (int r = 0; r < N; r++)
+        for (int p = 0; p < llm__bf16_kp(K); p++) {
+            const float *x = w + LLM__CAST(size_t, r) * K + 2 * p;
+            *llm__bf16t_word(W, K, r, p) = llm__bf16_round(x[0]) | (2 * p + 1 < K ? LLM__CAST(uint32_t, llm__bf16_round(x[1])) << 16 : 0u);
+        }
+}
+static void llm__bf16t_row(float *x, const uint32_t *W, int K, int r) {
+    for (int k = 0; k < K; k++) {
+        uint32_t w = *llm__bf16t_word(W, K, r, k / 2);
+        x[k] = llm__bf16_widen(LLM__CAST(uint16_t, k % 2 ? w >> 16 : w & 0xffff));
+    }
+}
+
+/* The reference, one output: four chains of fmaf over k, as described at the top. */
+static float llm__bf16_dot_ref(const uint32_t *W, int K, int j, const float *x) {
+    float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int p = 0; p < llm__bf16_kp(K); p++) {
+        uint32_t w = *llm__bf16t_word(W, K, j, p);
+        int c = 2 * (p & 1);
+        a[c] = fmaf(llm__bf16_widen(LLM__CAST(uint16_t, w & 0xffff)), x[2 * p], a[c]);
+        if (2 * p + 1 < K) a[c + 1] = fmaf(llm__bf16_widen(LLM__CAST(uint16_t, w >> 16)), x[2 * p + 1], a[c + 1]);
+    }
+    return (a[0] + a[1]) + (a[2] + a[3]);
+}
+/* Tile kernels: outputs (mr, 16) of rows i < mr of X (ldx apart) against one tile. */
+static void llm__bf16_tile_ref(const uint32_t *T, int K, const float *X, size_t ldx, int mr, float *out) {
+    for (int i = 0; i < mr; i++)
+        for (int r = 0; r < LLM__QT; r++) {
+            const float *x = X + i * ldx;
+            float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            for (int p = 0; p < llm__bf16_kp(K); p++) {
+                uint32_t w = T[LLM__CAST(size_t, p) * LLM__QT + r];
+                int c = 2 * (p & 1);
+                a[c] = fmaf(llm__bf16_widen(LLM__CAST(uint16_t, w & 0xffff)), x[2 * p], a[c]);
+                if (2 * p + 1 < K) a[c + 1] = fmaf(llm__bf16_widen(LLM__CAST(uint16_t, w >> 16)), x[2 * p + 1], a[c + 1]);
+            }
+            out[i * LLM__QT + r] = (a[0] + a[1]) + (a[2] + a[3]);
+        }
+}
+
+#ifdef LLM__X86
+/* AVX-512F / AVX2: a word's low half shifted up is the even k's float, the word with
+ * its low half cleared the odd k's. */
+#define LLM__BF16T_MR 4
+__attribute__((always_inline)) LLM__T_AVX512 static inline void
+llm__bf16_tile_avx512_mr(const int MR, const uint32_t *T, int K, const float *X, size_t ldx, float *out) {
+    __m512 a0[LLM__BF16T_MR], a1[LLM__BF16T_MR], a2[LLM__BF16T_MR], a3[LLM__BF16T_MR];
+    const __m512i hi = _mm512_set1_epi32(LLM__CAST(int, 0xffff0000u));
+LLM__UNROLL
+    for (int i = 0; i < MR; i++) a0[i] = a1[i] = a2[i] = a3[i] = _mm512_setzero_ps();
+    const int kp = llm__bf16_kp(K), kfull = K / 4;   /* pairs of pairs with every k < K */
+    int q = 0;
+    for (; q < kfull; q++) {
+        const uint32_t *P = T + LLM__CAST(size_t, 2 * q) * LLM__QT;
+        LLM__PREFETCH(P, 4096);
+        __m512i w0 = _mm512_loadu_si512(LLM__CAST(const void *, P)), w1 = _mm512_loadu_si512(LLM__CAST(const void *, P + LLM__QT));
+        __m512 e0 = _mm512_castsi512_ps(_mm512_slli_epi32(w0, 16)), o0 = _mm512_castsi512_ps(_mm512_and_si512(w0, hi));
+        __m512 e1 = _mm512_castsi512_ps(_mm512_slli_epi32(w1, 16)), o1 = _mm512_castsi512_ps(_mm512_and_si512(w1, hi));
+LLM__UNROLL
+        for (int i = 0; i < MR; i++) {
+            const float *x = X + i * ldx + 4 * q;
+            a0[i] = _mm512_fmadd_ps(e0, _mm512_set1_ps(x[0]), a0[i]);
+            a1[i] = _mm512_fmadd_ps(o0, _mm512_set1_ps(x[1]), a1[i]);
+            a2[i] = _mm512_fmadd_ps(e1, _mm512_set1_ps(x[2]), a2[i]);
+            a3[i] = _mm512_fmadd_ps(o1, _mm512_set1_ps(x[3]), a3[i]);
+        }
+    }
+    for (int p = 2 * q; p < kp; p++) {   /* the last 1..3 k */
+        __m512i w = _mm512_loadu_si512(LLM__CAST(const void *, T + LLM__CAST(size_t, p) * LLM__QT));
+        __m512 e = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)), o = _mm512_castsi512_ps(_mm512_and_si512(w, hi));
+LLM__UNROLL
+        for (int i = 0; i < MR; i++) {
+            const float *x = X + i * ldx + 2 * p;
+            if (p & 1) {
+                a2[i] = _mm512_fmadd_ps(e, _mm512_set1_ps(x[0]), a2[i]);
+                if (2 * p + 1 < K) a3[i] = _mm512_fmadd_ps(o, _mm512_set1_ps(x[1]), a3[i]);
+            } else {
+                a0[i] = _mm512_fmadd_ps(e, _mm512_set1_ps(x[0]), a0[i]);
+                if (2 * p + 1 < K) a1[i] = _mm512_fmadd_ps(o, _mm512_set1_ps(x[1]), a1[i]);
+            }
+        }
+    }
+LLM__UNROLL
+    for (int i = 0; i < MR; i++)
+        _mm512_storeu_ps(out + i * LLM__QT, _mm512_add_ps(_mm512_add_ps(a0[i], a1[i]), _mm512_add_ps(a2[i], a3[i])));
+}
+LLM__T_AVX512 static void llm__bf16_tile_avx512(const uint32_t *T, int K, const float *X, size_t ldx, int mr, float *out) {
+    switch (mr) {
+    case 1: llm__bf16_tile_avx512_mr(1, T, K, X, ldx, out); break;
+    case 2: llm__bf16_tile_avx512_mr(2, T, K, X, ldx, out); break;
+    case 3: llm__bf16_tile_avx512_mr(3, T, K, X, ldx, out); break;
+    default: llm__bf16_tile_avx512_mr(4, T, K, X, ldx, out); break;
+    }
+}
+/* AVX2: the two halves of the tile's rows, one row of X at a time (4 accumulators, two
+ * weight vectors, their conversions: well inside 16 registers). */
+LLM__T_AVX2 static void llm__bf16_tile_avx2(const uint32_t *T, int K, const float *X, size_t ldx, int mr, float *out) {
+    const __m256i hi = _mm256_set1_epi32(LLM__CAST(int, 0xffff0000u));
+    const int kp = llm__bf16_kp(K);
+    for (int i = 0; i < mr; i++)
+        for (int h = 0; h < 2; h++) {
+            const float *x = X + i * ldx;
+            __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+            for (int p = 0; p < kp; p++) {
+                __m256i w = _mm256_loadu_si256(LLM__CAST(const __m256i *, LLM__CAST(const void *, T + LLM__CAST(size_t, p) * LLM__QT + 8 * h)));
+                int c = 2 * (p & 1);
+                a[c] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(w, 16)), _mm256_set1_ps(x[2 * p]), a[c]);
+                if (2 * p + 1 < K)
+                    a[c + 1] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(w, hi)), _mm256_set1_ps(x[2 * p + 1]), a[c + 1]);
+            }
+            _mm256_storeu_ps(out + i * LLM__QT + 8 * h, _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
+        }
+}
+/* AVX512-BF16: x's pairs rounded to bf16 (xp: kp words per row), two accumulators over
+ * alternate pairs, added at the end. Not bit-equal to the reference (x is rounded and
+ * the instruction adds two products per step). */
+__attribute__((always_inline)) LLM__T_BF16 static inline void
+llm__bf16_tile_dp_mr(const int MR, const uint32_t *T, int kp, const uint32_t *xp, size_t ldp, float *out) {
+    __m512 a0[LLM__BF16T_MR], a1[LLM__BF16T_MR];
+LLM__UNROLL
+    for (int i = 0; i < MR; i++) a0[i] = a1[i] = _mm512_setzero_ps();
+    int p = 0;
+    for (; p + 2 <= kp; p += 2) {
+        const uint32_t *P = T + LLM__CAST(size_t, p) * LLM__QT;
+        LLM__PREFETCH(P, 4096);
+        __m512bh w0 = LLM__CAST(__m512bh, _mm512_loadu_si512(LLM__CAST(const void *, P)));
+        __m512bh w1 = LLM__CAST(__m512bh, _mm512_loadu_si512(LLM__CAST(const void *, P + LLM__QT)));
+LLM__UNROLL
+        for (int i = 0; i < MR; i++) {
+            a0[i] = _mm512_dpbf16_ps(a0[i], w0, LLM__CAST(__m512bh, _mm512_set1_epi32(LLM__CAST(int, xp[i * ldp + p]))));
+            a1[i] = _mm512_dpbf16_ps(a1[i], w1, LLM__CAST(__m512bh, _mm512_set1_epi32(LLM__CAST(int, xp[i * ldp + p + 1]))));
+        }
+    }
+    if (p < kp) {
+        __m512bh w0 = LLM__CAST(__m512bh, _mm512_loadu_si512(LLM__CAST(const void *, T + LLM__CAST(size_t, p) * LLM__QT)));
+LLM__UNROLL
+        for (int i = 0; i < MR; i++)
+            a0[i] = _mm512_dpbf16_ps(a0[i], w0, LLM__CAST(__m512bh, _mm512_set1_epi32(LLM__CAST(int, xp[i * ldp + p]))));
+    }
+LLM__UNROLL
+    for (int i = 0; i < MR; i++) _mm512_storeu_ps(out + i * LLM__QT, _mm512_add_ps(a0[i], a1[i]));
+}
+LLM__T_BF16 static void llm__bf16_tile_dp(const uint32_t *T, int kp, const uint32_t *xp, size_t ldp, int mr, float *out) {
+    switch (mr) {
+    case 1: llm__bf16_tile_dp_mr(1, T, kp, xp, ldp, out); break;
+    case 2: llm__bf16_tile_dp_mr(2, T, kp, xp, ldp, out); break;
+    case 3: llm__bf16_tile_dp_mr(3, T, kp, xp, ldp, out); break;
+    default: llm__bf16_tile_dp_mr(4, T, kp, xp, ldp, out); break;
+    }
+}
+#endif /* LLM__X86 */
+
+#ifdef LLM__NEON
+static void llm__bf16_tile_neon(const uint32_t *T, int K, const float *X, size_t ldx, int mr, float *out) {
+    const int kp = llm__bf16_kp(K);
+    const uint32x4_t hi = vdupq_n_u32(0xffff0000u);
+    for (int i = 0; i < mr; i++)
+        for (int h = 0; h < 4; h++) {
+            const float *x = X + i * ldx;
+            float32x4_t a[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+            for (int p = 0; p < kp; p++) {
+                uint32x4_t w = vld1q_u32(T + LLM__CAST(size_t, p) * LLM__QT + 4 * h);
+                int c = 2 * (p & 1);
+                a[c] = vfmaq_n_f32(a[c], vreinterpretq_f32_u32(vshlq_n_u32(w, 16)), x[2 * p]);
+                if (2 * p + 1 < K) a[c + 1] = vfmaq_n_f32(a[c + 1], vreinterpretq_f32_u32(vandq_u32(w, hi)), x[2 * p + 1]);
+            }
+            vst1q_f32(out + i * LLM__QT + 4 * h, vaddq_f32(vaddq_f32(a[0], a[1]), vaddq_f32(a[2], a[3])));
+        }
+}
+#endif
+
+/* ---- the drivers: Y (M, N) = X (M, K) . W^T + bias ------------------------------------
+ * Threads own runs of tiles (16 outputs each, so no two write the same float, and every
+ * output gets the same operations whichever thread computes it: the result does not
+ * depend on the thread count). Each thread takes its tiles one at a time and passes over
+ * the rows of X in groups of up to 4 against it (the tile stays in L1 between groups).
+ * The activations are quantized (Q8_0) or paired (bf16 with AVX512-BF16) once per call
+ * into scratch memory; without memory for it the reference runs instead. */
+typedef struct llm__qmm_job {
+    int M, N, K, level, bf16dp;
+    const float *X, *bias;
+    const void *W;
+    float *Y;
+    llm__q8x x;              /* Q8_0: the quantized rows */
+    uint32_t *xp;            /* bf16 with AVX512-BF16: (M, kp) pair words */
+    int q8;                  /* 1: W is Q8_0 tiles, 0: bf16 tiles */
+} llm__qmm_job;
+
+/* Outputs (mr, 16) of tile t for rows i0.. of X. */
+static void llm__qmm_tile(const llm__qmm_job *J, size_t t, int i0, int mr, float *out) {
+    const int K = J->K;
+    if (J->q8) {
+        const int nb = J->x.nb;
+        const size_t ldq = LLM__CAST(size_t, nb) * LLM__QK, ldd = LLM__CAST(size_t, nb);
+        const unsigned char *T = LLM__CAST(const unsigned char *, J->W) + t * LLM__CAST(size_t, nb) * LLM__Q8_TB;
+        const int8_t *xq = J->x.q + LLM__CAST(size_t, i0) * ldq;
+        const float *xd = J->x.d + LLM__CAST(size_t, i0) * ldd;
+#ifdef LLM__X86
+        if (J->level == LLM_SIMD_AVX512 && (llm__cpu_get() & LLM__CPU_AVX512VNNI)) {
+            llm__q8_tile_vnni(T, nb, xq, ldq, xd, J->x.s + LLM__CAST(size_t, i0) * ldd, ldd, mr, out);
+            return;
+        }
+        if (J->level >= LLM_SIMD_AVX2) { llm__q8_tile_avx2(T, nb, xq, ldq, xd, ldd, mr, out); return; }
+#elif defined(LLM__NEON)
+        if (J->level == LLM_SIMD_NEON) { llm__q8_tile_neon(T, nb, xq, ldq, xd, ldd, mr, out); return; }
+#endif
+        llm__q8_tile_ref(T, nb, xq, ldq, xd, ldd, mr, out);
+    } else {
+        const size_t kp = LLM__CAST(size_t, llm__bf16_kp(K));
+        const uint32_t *T = LLM__CAST(const uint32_t *, J->W) + t * kp * LLM__QT;
+        const float *X = J->X + LLM__CAST(size_t, i0) * K;
+#ifdef LLM__X86
+        if (J->bf16dp) { llm__bf16_tile_dp(T, LLM__CAST(int, kp), J->xp + LLM__CAST(size_t, i0) * kp, kp, mr, out); return; }
+        if (J->level == LLM_SIMD_AVX512) { llm__bf16_tile_avx512(T, K, X, LLM__CAST(size_t, K), mr, out); return; }
+        if (J->level == LLM_SIMD_AVX2) { llm__bf16_tile_avx2(T, K, X, LLM__CAST(size_t, K), mr, out); return; }
+#elif defined(LLM__NEON)
+        if (J->level == LLM_SIMD_NEON) { llm__bf16_tile_neon(T, K, X, LLM__CAST(size_t, K), mr, out); return; }
+#endif
+        llm__bf16_tile_ref(T, K, X, LLM__CAST(size_t, K), mr, out);
+    }
+}
+
+static void llm__qmm_task(void *arg, int ith, int nth) {
+    const llm__qmm_job *J = LLM__CAST(const llm__qmm_job *, arg);
+    size_t lo, hi;
+    llm__split(LLM__CAST(size_t, (J->N + LLM__QT - 1) / LLM__QT), ith, nth, &lo, &hi);
+    float out[LLM__Q8_MR * LLM__QT];
+    for (size_t t = lo; t < hi; t++) {
+        const int j0 = LLM__CAST(int, t) * LLM__QT, jn = J->N - j0 < LLM__QT ? J->N - j0 : LLM__QT;
+        for (int i0 = 0; i0 < J->M; i0 += LLM__Q8_MR) {
+            const int mr = J->M - i0 < LLM__Q8_MR ? J->M - i0 : LLM__Q8_MR;
+            llm__qmm_tile(J, t, i0, mr, out);
+            for (int i = 0; i < mr; i++) {
+                float *y = J->Y + LLM__CAST(size_t, i0 + i) * J->N + j0;
+                for (int r = 0; r < jn; r++) y[r] = J->bias ? out[i * LLM__QT + r] + J->bias[j0 + r] : out[i * LLM__QT + r];
+            }
+        }
+    }
+}
+
+/* Quantize rows [lo, hi) of X into J->x. */
+static void llm__q8x_rows(llm__qmm_job *J, size_t lo, size_t hi) {
+    const size_t ldq = LLM__CAST(size_t, J->x.nb) * LLM__QK, ldd = LLM__CAST(size_t, J->x.nb);
+    for (size_t i = lo; i < hi; i++) {
+        int8_t *q = J->x.q + i * ldq;
+        float *d = J->x.d + i * ldd;
+        int32_t *s = J->x.s + i * ldd;
+        const float *x = J->X + i * LLM__CAST(size_t, J->K);
+#ifdef LLM__X86
+        if (J->level == LLM_SIMD_AVX512) { llm__q8x_row_avx512(q, d, s, x, J->K); continue; }
+        if (J->level == LLM_SIMD_AVX2) { llm__q8x_row_avx2(q, d, s, x, J->K); continue; }
+#elif defined(LLM__NEON)
+        if (J->level == LLM_SIMD_NEON) { llm__q8x_row_neon(q, d, s, x, J->K); continue; }
+#endif
+        llm__q8x_row_ref(q, d, s, x, J->K);
+    }
+}
+static void llm__q8x_task(void *arg, int ith, int nth) {
+    llm__qmm_job *J = LLM__CAST(llm__qmm_job *, arg);
+    size_t lo, hi;
+    llm__split(LLM__CAST(size_t, J->M), ith, nth, &lo, &hi);
+    llm__q8x_rows(J, lo, hi);
+}
+
+/* The reference matmul, for the tests and for when scratch memory is short: quantizes
+ * each row of X into 32-value pieces on the stack as it goes. */
+static void llm__qmm_ref(int q8, float *Y, const float *X, const void *W, const float *bias, int M, int K, int N) {
+    for (int i = 0; i < M; i++) {
+        const float *x = X + LLM__CAST(size_t, i) * K;
+        for (int j = 0; j < N; j++) {
+            float v;
+            if (q8) {
+                float acc = 0.0f;
+                const unsigned char *Wb = LLM__CAST(const unsigned char *, W);
+                for (int b = 0; b < llm__q8_nb(K); b++) {   /* llm__q8_dot_ref, one block at a time */
+                    int8_t q[LLM__QK];
+                    float d;
+                    int32_t s;
+                    int n = K - b * LLM__QK < LLM__QK ? K - b * LLM__QK : LLM__QK;
+                    llm__q8x_row_ref(q, &d, &s, x + b * LLM__QK, n);
+                    const unsigned char *B = llm__q8t_block(Wb, K, j, b);
+                    int32_t sum = 0;
+                    for (int k = 0; k < LLM__QK; k++)
+                        sum += LLM__CAST(int32_t, LLM__CAST(int8_t, B[2 * LLM__QT + 64 * (k / 4) + 4 * (j % LLM__QT) + k % 4])) * q[k];
+                    uint16_t h;
+                    memcpy(&h, B + 2 * (j % LLM__QT), 2);
+                    acc = fmaf(LLM__CAST(float, sum), llm__f16_to_f32(h) * d, acc);
+                }
+                v = acc;
+            } else {
+                v = llm__bf16_dot_ref(LLM__CAST(const uint32_t *, W), K, j, x);
+            }
+            Y[LLM__CAST(size_t, i) * N + j] = bias ? v + bias[j] : v;
+        }
+    }
+}
+
+/* Whether the bf16 kernels use vdpbf16ps here (AVX512-BF16 at the AVX-512 level). */
+static int llm__bf16_dp(void) {
+#ifdef LLM__X86
+    return llm__has_bf16();
+#else
+    return 0;
+#endif
+}
+
+/* Y (M, N) = X (M, K) . W^T + bias (bias (N) may be NULL); W is Q8_0 tiles (q8 = 1,
+ * llm__q8t_bytes(N, K) bytes) or bf16 tiles (q8 = 0). Y and X do not overlap. */
+static void llm__qmm(llm_pool *pool, int q8, float *Y, const float *X, const void *W, const float *bias, int M, int K,
+                     int N) {
+    if (M <= 0 || N <= 0) return;
+    llm__qmm_job J;
+    memset(&J, 0, sizeof J);
+    J.M = M; J.N = N; J.K = K; J.level = llm_simd_active(); J.q8 = q8;
+    J.X = X; J.W = W; J.bias = bias; J.Y = Y;
+    const size_t Mz = LLM__CAST(size_t, M);
+    void *scratch = NULL;
+    int ok = 1;
+    if (q8) {
+        J.x.nb = llm__q8_nb(K);
+        const size_t nb = LLM__CAST(size_t, J.x.nb), qbytes = (Mz * nb * LLM__QK + 63) / 64 * 64;
+        scratch = llm__alloc_aligned(qbytes + 2 * Mz * nb * 4);
+        if (scratch) {
+            J.x.q = LLM__CAST(int8_t *, scratch);
+            J.x.d = LLM__CAST(float *, LLM__CAST(void *, J.x.q + qbytes));
+            J.x.s = LLM__CAST(int32_t *, LLM__CAST(void *, J.x.d + Mz * nb));
+        }
+        ok = scratch != NULL;
+    } else if ((J.bf16dp = llm__bf16_dp()) != 0) {
+        const size_t kp = LLM__CAST(size_t, llm__bf16_kp(K));
+        scratch = llm__alloc_aligned(Mz * kp * 4);
+        J.xp = LLM__CAST(uint32_t *, scratch);
+        ok = scratch != NULL;
+        if (ok)
+            for (size_t i = 0; i < Mz; i++)
+                for (size_t p = 0; p < kp; p++) {
+                    const float *x = X + i * LLM__CAST(size_t, K) + 2 * p;
+                    J.xp[i * kp + p] = llm__bf16_pair(x[0], 2 * p + 1 < LLM__CAST(size_t, K) ? x[1] : 0.0f);
+                }
+    }   /* (bf16 without the BF16 instructions reads X as it is) */
+    if (!ok) { llm__qmm_ref(q8, Y, X, W, bias, M, K, N); return; }
+    /* threads only when there is enough to share: 256 KB of weights (as the GEMV), or
+     * as much work in a batch */
+    const double bytes = (q8 ? 34.0 / 32.0 : 2.0) * N * K;
+    const int one = llm_pool_size(pool) == 1 || bytes * M < LLM__GEMV_MIN_BYTES;
+    if (q8) {
+        if (one || M == 1) llm__q8x_rows(&J, 0, Mz);
+        else llm_pool_run(pool, llm__q8x_task, &J);
+    }
+    if (one) llm__qmm_task(&J, 0, 1);
+    else llm_pool_run(pool, llm__qmm_task, &J);
+    llm__free_aligned(scratch);
+}
+
 //==== CPU ==============================================================================
 /* The CPU backend: each op splits its work over the pool's threads so that no two
  * threads write the same float (rows for row-wise ops, columns for the parameter
@@ -6704,19 +7543,7 @@ static uint32_t llm__rd32(const unsigned char *p) {
 static uint64_t llm__rd64(const unsigned char *p) { return llm__rd32(p) | LLM__CAST(uint64_t, llm__rd32(p + 4)) << 32; }
 static float llm__bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
-/* IEEE half -> float: rebias the exponent (15 -> 127); subnormal halves are
- * normalised by shifting the mantissa up; inf/NaN keep their payload. */
-static float llm__f16_to_f32(uint16_t h) {
-    uint32_t sign = LLM__CAST(uint32_t, h & 0x8000) << 16, e = (h >> 10) & 0x1f, man = h & 0x3ff;
-    if (e == 0) {
-        if (man == 0) return llm__bits_f32(sign);
-        e = 127 - 14;
-        while (!(man & 0x400)) { man <<= 1; e--; }
-        return llm__bits_f32(sign | e << 23 | (man & 0x3ff) << 13);
-    }
-    if (e == 31) return llm__bits_f32(sign | 0x7f800000u | man << 13);
-    return llm__bits_f32(sign | (e + 127 - 15) << 23 | man << 13);
-}
+/* IEEE half -> float: llm__f16_to_f32, in QUANT. */
 /* bfloat16 is the top half of a float32. */
 static float llm__bf16_to_f32(uint16_t h) { return llm__bits_f32(LLM__CAST(uint32_t, h) << 16); }
 
