@@ -5848,7 +5848,7 @@ static LLM__UNUSED void llm__q8t_get_row(llm__q8_0 *row, const unsigned char *W,
     }
 }
 /* Quantize w (N, K) into tiles W (llm__q8t_bytes(N, K) bytes, padding zeroed). */
-static void llm__q8t_quantize(unsigned char *W, const float *w, int N, int K) {
+static LLM__UNUSED void llm__q8t_quantize(unsigned char *W, const float *w, int N, int K) {
     memset(W, 0, llm__q8t_bytes(N, K));
     llm__q8_0 blk;
     for (int r = 0; r < N; r++)
@@ -5862,7 +5862,7 @@ static void llm__q8t_quantize(unsigned char *W, const float *w, int N, int K) {
         }
 }
 /* Row r of tiles W as K floats (the embedding lookup of a quantized table). */
-static void llm__q8t_row(float *x, const unsigned char *W, int K, int r) {
+static LLM__UNUSED void llm__q8t_row(float *x, const unsigned char *W, int K, int r) {
     int i = r % LLM__QT;
     for (int b = 0; b < llm__q8_nb(K); b++) {
         const unsigned char *B = llm__q8t_block(W, K, r, b);
@@ -6175,7 +6175,7 @@ static LLM__UNUSED void llm__bf16t_put_row(uint32_t *W, int K, int r, const uint
     for (int p = 0; p < llm__bf16_kp(K); p++)
         *llm__bf16t_word(W, K, r, p) = row[2 * p] | (2 * p + 1 < K ? LLM__CAST(uint32_t, row[2 * p + 1]) << 16 : 0u);
 }
-static void llm__bf16t_quantize(uint32_t *W, const float *w, int N, int K) {
+static LLM__UNUSED void llm__bf16t_quantize(uint32_t *W, const float *w, int N, int K) {
     memset(W, 0, llm__bf16t_bytes(N, K));
     for (int r = 0; r < N; r++)
         for (int p = 0; p < llm__bf16_kp(K); p++) {
@@ -6183,7 +6183,7 @@ static void llm__bf16t_quantize(uint32_t *W, const float *w, int N, int K) {
             *llm__bf16t_word(W, K, r, p) = llm__bf16_round(x[0]) | (2 * p + 1 < K ? LLM__CAST(uint32_t, llm__bf16_round(x[1])) << 16 : 0u);
         }
 }
-static void llm__bf16t_row(float *x, const uint32_t *W, int K, int r) {
+static LLM__UNUSED void llm__bf16t_row(float *x, const uint32_t *W, int K, int r) {
     for (int k = 0; k < K; k++) {
         uint32_t w = *llm__bf16t_word(W, K, r, k / 2);
         x[k] = llm__bf16_widen(LLM__CAST(uint16_t, k % 2 ? w >> 16 : w & 0xffff));
@@ -6485,7 +6485,7 @@ static int llm__bf16_dp(void) {
 
 /* Y (M, N) = X (M, K) . W^T + bias (bias (N) may be NULL); W is Q8_0 tiles (q8 = 1,
  * llm__q8t_bytes(N, K) bytes) or bf16 tiles (q8 = 0). Y and X do not overlap. */
-static void llm__qmm(llm_pool *pool, int q8, float *Y, const float *X, const void *W, const float *bias, int M, int K,
+static LLM__UNUSED void llm__qmm(llm_pool *pool, int q8, float *Y, const float *X, const void *W, const float *bias, int M, int K,
                      int N) {
     if (M <= 0 || N <= 0) return;
     llm__qmm_job J;
@@ -8318,27 +8318,17 @@ LLMDEF void llm_llama_tokenizer_free(llm_llama_tokenizer *t) {
     LLM_FREE(t);
 }
 
-/* Walk the records once to count tokens and bytes, checking every length against
- * what is left of the file; then copy them out and build the hash table. */
-LLMDEF llm_status llm_llama_tokenizer_load(llm_llama_tokenizer **out, const char *path,
-                                           int vocab_size) {
-    if (!out) return llm__err(LLM_ERR_ARG, "llama tokenizer: out is NULL");
-    *out = NULL;
-    if (!path) return llm__err(LLM_ERR_ARG, "llama tokenizer: path is NULL");
-    if (vocab_size < 0) return llm__err(LLM_ERR_ARG, "%s: vocab_size %d < 0", path, vocab_size);
-    char *data;
-    size_t n;
-    llm_status s = llm__read_file(path, &data, &n);
-    if (s != LLM_OK) return s;
-    const unsigned char *d = LLM__CAST(const unsigned char *, LLM__CAST(const void *, data));
+/* Walk the records of a tokenizer.bin image d[0, n) once to count tokens and bytes,
+ * checking every length against what is left; then copy them out and build the hash
+ * table. path names the source in messages (a GGUF file builds its image in memory). */
+static llm_status llm__ltok_parse(llm_llama_tokenizer **out, const unsigned char *d, size_t n, int vocab_size,
+                                  const char *path) {
     if (n < 4) {
-        LLM_FREE(data);
         return llm__err(LLM_ERR_FORMAT, "%s: %lu bytes, too short for the int32 max_token_length",
                         path, LLM__CAST(unsigned long, n));
     }
     int32_t mtl = llm__ltok_i32(d);
     if (mtl < 1) {
-        LLM_FREE(data);
         return llm__err(LLM_ERR_FORMAT, "%s: max_token_length %d < 1 (not a llama2.c tokenizer.bin?)",
                         path, mtl);
     }
@@ -8347,42 +8337,35 @@ LLMDEF llm_status llm_llama_tokenizer_load(llm_llama_tokenizer **out, const char
     int count = 0;
     while (pos < n && (vocab_size == 0 || count < vocab_size)) {
         if (n - pos < 8) {
-            LLM_FREE(data);
             return llm__err(LLM_ERR_FORMAT, "%s: truncated: token %d has %lu of its 8 header bytes",
                             path, count, LLM__CAST(unsigned long, n - pos));
         }
         int32_t len = llm__ltok_i32(d + pos + 4);
         if (len < 0 || len > mtl) {
-            LLM_FREE(data);
             return llm__err(LLM_ERR_FORMAT, "%s: token %d has length %d, outside [0, max_token_length %d]",
                             path, count, len, mtl);
         }
         if (LLM__CAST(size_t, len) > n - pos - 8) {
-            LLM_FREE(data);
             return llm__err(LLM_ERR_FORMAT, "%s: truncated: token %d needs %d bytes, %lu left",
                             path, count, len, LLM__CAST(unsigned long, n - pos - 8));
         }
         pos += 8 + LLM__CAST(size_t, len);
         text_bytes += LLM__CAST(size_t, len) + 1;
         if (count == INT_MAX / 4) {
-            LLM_FREE(data);
             return llm__err(LLM_ERR_FORMAT, "%s: too many tokens", path);
         }
         count++;
     }
     if (vocab_size > 0 && count < vocab_size) {
-        LLM_FREE(data);
         return llm__err(LLM_ERR_FORMAT, "%s: holds %d tokens, expected vocab_size %d (truncated, or "
                         "a tokenizer for another model)", path, count, vocab_size);
     }
     if (pos < n) {
-        LLM_FREE(data);
         return llm__err(LLM_ERR_FORMAT, "%s: %lu bytes follow token %d: more tokens than vocab_size "
                         "%d (a tokenizer for another model?)", path, LLM__CAST(unsigned long, n - pos),
                         count - 1, vocab_size);
     }
     if (count < 3) {
-        LLM_FREE(data);
         return llm__err(LLM_ERR_FORMAT, "%s: %d tokens; a Llama vocabulary has at least <unk>, BOS, EOS",
                         path, count);
     }
@@ -8401,7 +8384,6 @@ LLMDEF llm_status llm_llama_tokenizer_load(llm_llama_tokenizer **out, const char
     }
     if (!t || !t->scores || !t->off || !t->text || !t->slots) {
         llm_llama_tokenizer_free(t);
-        LLM_FREE(data);
         return llm__err(LLM_ERR_NOMEM, "%s: out of memory for %d tokens", path, count);
     }
     pos = 4;
@@ -8416,7 +8398,6 @@ LLMDEF llm_status llm_llama_tokenizer_load(llm_llama_tokenizer **out, const char
         pos += 8 + len;
     }
     t->off[count] = w;
-    LLM_FREE(data);
     for (size_t i = 0; i < nslots; i++) t->slots[i] = -1;
     for (int i = 0; i < count; i++) {
         const char *p = t->text + t->off[i];
@@ -8429,6 +8410,21 @@ LLMDEF llm_status llm_llama_tokenizer_load(llm_llama_tokenizer **out, const char
     for (int b = 0; b < 256; b++) { t->bytes[2 * b] = LLM__CAST(char, b); t->bytes[2 * b + 1] = 0; }
     *out = t;
     return LLM_OK;
+}
+
+LLMDEF llm_status llm_llama_tokenizer_load(llm_llama_tokenizer **out, const char *path,
+                                           int vocab_size) {
+    if (!out) return llm__err(LLM_ERR_ARG, "llama tokenizer: out is NULL");
+    *out = NULL;
+    if (!path) return llm__err(LLM_ERR_ARG, "llama tokenizer: path is NULL");
+    if (vocab_size < 0) return llm__err(LLM_ERR_ARG, "%s: vocab_size %d < 0", path, vocab_size);
+    char *data;
+    size_t n;
+    llm_status s = llm__read_file(path, &data, &n);
+    if (s != LLM_OK) return s;
+    s = llm__ltok_parse(out, LLM__CAST(const unsigned char *, LLM__CAST(const void *, data)), n, vocab_size, path);
+    LLM_FREE(data);
+    return s;
 }
 
 LLMDEF int llm_llama_tokenizer_vocab_size(const llm_llama_tokenizer *t) { return t ? t->V : 0; }
