@@ -351,7 +351,9 @@ LLMDEF llm_status llm_model_create(llm_model **out, const llm_config *cfg,
 /* Load weights, detecting the format from the file's content: HuggingFace GPT-2
  * model.safetensors (or a folder holding it; config.json beside it is read when
  * present), llm.c's gpt2_*.bin (versions 3 fp32 and 5 bf16), llama2.c's model .bin,
- * or our checkpoint (llm_model_save). */
+ * llama.cpp's GGUF (versions 2 and 3; architectures "llama" and "gpt2"; F32, F16, BF16
+ * and Q8_0 tensors, any other type is LLM_ERR_UNSUPPORTED naming it; the shape, RoPE
+ * theta and RMSNorm eps from its metadata), or our checkpoint (llm_model_save). */
 LLMDEF llm_status llm_model_load(llm_model **out, const char *path, const llm_options *opt);
 LLMDEF void llm_model_free(llm_model *m);
 LLMDEF llm_config llm_model_config(const llm_model *m);   /* defaults filled in */
@@ -599,6 +601,17 @@ LLMDEF llm_status llm_llama_tokenizer_encode(const llm_llama_tokenizer *t, const
  * this function returns them (a UTF-8 character split into byte tokens needs them). */
 LLMDEF const char *llm_llama_tokenizer_decode(const llm_llama_tokenizer *t, int prev_id, int id,
                                               size_t *len);
+
+/* ---- the tokenizer of a GGUF file ------------------------------------------------------- */
+/* A GGUF model file carries its tokenizer in its metadata (tokenizer.ggml.*). For
+ * tokenizer.ggml.model "llama" (SentencePiece pieces with scores: Llama 2, TinyLlama,
+ * stories*) *llama receives llama2.c's tokenizer built from it (BOS 1, EOS 2 and the byte
+ * pieces at ids 3..258 are required, as llm_llama_tokenizer has them); for "gpt2"
+ * (byte-level BPE tokens and merges, GPT-2's pre-tokenizer) *gpt2 receives the GPT-2
+ * tokenizer. The other pointer is set to NULL. Errors: LLM_ERR_FORMAT for a file without
+ * a tokenizer or a malformed one, LLM_ERR_UNSUPPORTED for other tokenizer models or
+ * pre-tokenizers (named). Both out pointers must be given. */
+LLMDEF llm_status llm_gguf_load_tokenizer(const char *path, llm_tokenizer **gpt2, llm_llama_tokenizer **llama);
 
 /* ---- sampling ------------------------------------------------------------------------ */
 /* How the next token is chosen from the logits. Zero-initialised (or
@@ -8069,6 +8082,8 @@ done:
     return s;
 }
 
+static llm_status llm__load_gguf(llm_model **out, const char *path, const llm_options *opt);   /* below */
+
 LLMDEF llm_status llm_model_load(llm_model **out, const char *path, const llm_options *opt) {
     if (!out || !path) return llm__err(LLM_ERR_ARG, "llm_model_load: NULL argument");
     *out = NULL;
@@ -8085,6 +8100,7 @@ LLMDEF llm_status llm_model_load(llm_model **out, const char *path, const llm_op
     fclose(f);
     if (n >= 8 && memcmp(head, LLM__CKPT_MAGIC, 8) == 0) return llm__load_ckpt(out, path, opt);
     if (n >= 4 && llm__rd32(head) == LLM__LLMC_MAGIC) return llm__load_llmc(out, path, opt);
+    if (n >= 4 && memcmp(head, "GGUF", 4) == 0) return llm__load_gguf(out, path, opt);
     if (n >= 9 && head[8] == '{') return llm__load_safetensors(out, path, opt);
     {   /* llama2.c has no magic: a plausible header is taken as one (and must then
          * predict the file size exactly) */
@@ -8099,7 +8115,726 @@ LLMDEF llm_status llm_model_load(llm_model **out, const char *path, const llm_op
         }
         if (is_l2c) return llm__load_llama2c(out, path, opt);
     }
-    return llm__err(LLM_ERR_FORMAT, "%s: unknown model format (expected HF safetensors, llm.c .bin, llama2.c .bin or an llm.h checkpoint)", path);
+    return llm__err(LLM_ERR_FORMAT, "%s: unknown model format (expected HF safetensors, llm.c .bin, llama2.c .bin, GGUF or an llm.h checkpoint)", path);
+}
+
+/* ---- GGUF: llama.cpp's model files, versions 2 and 3 ----------------------------------
+ * Little-endian throughout:
+ *   "GGUF", u32 version, u64 n_tensors, u64 n_kv
+ *   n_kv x      { str key, u32 value type, value }
+ *   n_tensors x { str name, u32 n_dims (1..4), u64 ne[n_dims], u32 ggml type, u64 offset }
+ *   zero padding up to a multiple of general.alignment (32 when absent), then the data:
+ *   each tensor `offset` bytes past that point, every offset a multiple of the alignment.
+ * str = u64 length, then the bytes (no NUL). Value types: 0 u8, 1 i8, 2 u16, 3 i16,
+ * 4 u32, 5 i32, 6 f32, 7 bool (1 byte), 8 str, 9 array (u32 element type, u64 count, the
+ * elements; arrays of arrays are refused, as ggml refuses them), 10 u64, 11 i64, 12 f64.
+ * Version 1 had u32 counts; version 3 only allowed big-endian files, which carry the
+ * same magic and a byte-swapped version (refused). ne[0] varies fastest: a matrix with
+ * ne = [K, N] is N rows of K values, our (out, in) layout.
+ * A file is untrusted input. Every count, length and offset is checked against what is
+ * left of the file before it is used; counts are bounded by the bytes they need before
+ * anything is allocated; keys and tensor names must be unique; a tensor of a type we
+ * read must lie inside the data without overlapping another. Tensors of other types
+ * are only named in an LLM_ERR_UNSUPPORTED when a model needs them. */
+enum { LLM__GGUF_U8, LLM__GGUF_I8, LLM__GGUF_U16, LLM__GGUF_I16, LLM__GGUF_U32, LLM__GGUF_I32, LLM__GGUF_F32,
+       LLM__GGUF_BOOL, LLM__GGUF_STR, LLM__GGUF_ARR, LLM__GGUF_U64, LLM__GGUF_I64, LLM__GGUF_F64 };
+enum { LLM__GGML_F32 = 0, LLM__GGML_F16 = 1, LLM__GGML_Q8_0 = 8, LLM__GGML_BF16 = 30 };
+#define LLM__GGUF_MAX_DIMS 4
+
+typedef struct llm__gguf_kv {
+    const char *key;             /* klen bytes in the mapped file, no NUL */
+    size_t klen;
+    uint32_t type;               /* value type */
+    uint32_t atype;              /* arrays: the elements' type */
+    uint64_t n;                  /* arrays: the count */
+    const unsigned char *val;    /* the value (arrays: the first element) */
+} llm__gguf_kv;
+typedef struct llm__gguf_tensor {
+    const char *name;
+    size_t nlen;
+    uint64_t ne[LLM__GGUF_MAX_DIMS];   /* 1 past n_dims */
+    int n_dims;
+    uint32_t type;               /* ggml type */
+    uint64_t offset;
+    const unsigned char *data;   /* the bytes, for the types we read (else NULL) */
+} llm__gguf_tensor;
+typedef struct llm__gguf {
+    llm__map map;
+    const char *path;
+    uint32_t version;
+    size_t n_kv, n_t, align;
+    llm__gguf_kv *kv;            /* (n_kv) */
+    llm__gguf_tensor *t;         /* (n_t) */
+    const unsigned char *data;   /* the data section, data_len bytes */
+    size_t data_len;
+} llm__gguf;
+
+static const char *llm__ggml_type_name(uint32_t t) {
+    static const char *const names[40] = {
+        "F32", "F16", "Q4_0", "Q4_1", "type 4", "type 5", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K",
+        "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S",
+        "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16", "Q4_0_4_4", "Q4_0_4_8", "Q4_0_8_8",
+        "TQ1_0", "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8", "IQ4_NL_8_8", "MXFP4"};
+    return t < 40 ? names[t] : "an unknown type";
+}
+/* Bytes per block and values per block of the types we read; 0 for the others. */
+static size_t llm__ggml_block(uint32_t t, size_t *per) {
+    *per = t == LLM__GGML_Q8_0 ? LLM__QK : 1;
+    return t == LLM__GGML_F32 ? 4 : t == LLM__GGML_F16 || t == LLM__GGML_BF16 ? 2 : t == LLM__GGML_Q8_0 ? sizeof(llm__q8_0) : 0;
+}
+/* Bytes of one value of a scalar value type; 0 for str, array and unknown types. */
+static size_t llm__gguf_vsize(uint32_t type) {
+    switch (type) {
+    case LLM__GGUF_U8: case LLM__GGUF_I8: case LLM__GGUF_BOOL: return 1;
+    case LLM__GGUF_U16: case LLM__GGUF_I16: return 2;
+    case LLM__GGUF_U32: case LLM__GGUF_I32: case LLM__GGUF_F32: return 4;
+    case LLM__GGUF_U64: case LLM__GGUF_I64: case LLM__GGUF_F64: return 8;
+    }
+    return 0;
+}
+
+/* A bounded reader over the file: every read first checks that the bytes are there. */
+typedef struct llm__gguf_rd { const unsigned char *p; size_t n, at; } llm__gguf_rd;
+static int llm__gguf_has(const llm__gguf_rd *r, uint64_t k) { return k <= LLM__CAST(uint64_t, r->n - r->at); }
+static int llm__gguf_u32(llm__gguf_rd *r, uint32_t *v) {
+    if (!llm__gguf_has(r, 4)) return 0;
+    *v = llm__rd32(r->p + r->at); r->at += 4;
+    return 1;
+}
+static int llm__gguf_u64(llm__gguf_rd *r, uint64_t *v) {
+    if (!llm__gguf_has(r, 8)) return 0;
+    *v = llm__rd64(r->p + r->at); r->at += 8;
+    return 1;
+}
+/* A string: its bytes stay in the file. */
+static int llm__gguf_str(llm__gguf_rd *r, const char **s, size_t *n) {
+    uint64_t len;
+    if (!llm__gguf_u64(r, &len) || !llm__gguf_has(r, len)) return 0;
+    *s = LLM__CAST(const char *, LLM__CAST(const void *, r->p + r->at));
+    *n = LLM__CAST(size_t, len);
+    r->at += LLM__CAST(size_t, len);
+    return 1;
+}
+
+static void llm__gguf_close(llm__gguf *g) {
+    LLM_FREE(g->kv);
+    LLM_FREE(g->t);
+    llm__map_close(&g->map);
+    memset(g, 0, sizeof *g);
+}
+
+/* Names (keys or tensor names) sorted to find duplicates in n log n. */
+typedef struct llm__gguf_name { const char *s; size_t n; } llm__gguf_name;
+static int llm__gguf_name_cmp(const void *x, const void *y) {
+    const llm__gguf_name *a = LLM__CAST(const llm__gguf_name *, x), *b = LLM__CAST(const llm__gguf_name *, y);
+    int c = memcmp(a->s, b->s, a->n < b->n ? a->n : b->n);
+    return c ? c : a->n < b->n ? -1 : a->n > b->n ? 1 : 0;
+}
+/* The first name that appears twice among n (sorted in place), or NULL. */
+static const llm__gguf_name *llm__gguf_dup(llm__gguf_name *v, size_t n) {
+    if (n < 2) return NULL;
+    qsort(v, n, sizeof *v, llm__gguf_name_cmp);
+    for (size_t i = 1; i < n; i++)
+        if (llm__gguf_name_cmp(v + i - 1, v + i) == 0) return v + i;
+    return NULL;
+}
+
+/* Step over one value of `type` (strings walked, arrays of scalars jumped over). */
+static int llm__gguf_skip(llm__gguf_rd *r, uint32_t type, uint32_t *atype, uint64_t *count) {
+    size_t vs = llm__gguf_vsize(type);
+    if (vs) { if (!llm__gguf_has(r, vs)) return 0; r->at += vs; return 1; }
+    if (type == LLM__GGUF_STR) { const char *s; size_t n; return llm__gguf_str(r, &s, &n); }
+    if (type != LLM__GGUF_ARR) return 0;
+    uint32_t at;
+    uint64_t n;
+    if (!llm__gguf_u32(r, &at) || !llm__gguf_u64(r, &n)) return 0;
+    *atype = at; *count = n;
+    if (at == LLM__GGUF_STR) {
+        if (n > (r->n - r->at) / 8) return 0;   /* each string needs its 8-byte length */
+        for (uint64_t i = 0; i < n; i++) { const char *s; size_t l; if (!llm__gguf_str(r, &s, &l)) return 0; }
+        return 1;
+    }
+    vs = llm__gguf_vsize(at);
+    if (!vs || n > (r->n - r->at) / vs) return 0;   /* arrays of arrays, unknown types, too long */
+    r->at += LLM__CAST(size_t, n) * vs;
+    return 1;
+}
+
+typedef struct { size_t b, e; const char *name; size_t nlen; } llm__gguf_range;
+static int llm__gguf_range_cmp(const void *x, const void *y) {
+    const llm__gguf_range *a = LLM__CAST(const llm__gguf_range *, x), *b = LLM__CAST(const llm__gguf_range *, y);
+    return a->b < b->b ? -1 : a->b > b->b ? 1 : 0;
+}
+
+/* Map and validate the whole header and the placement of every tensor we could read. */
+static llm_status llm__gguf_open(llm__gguf *g, const char *path) {
+    memset(g, 0, sizeof *g);
+    llm_status s = llm__map_open(&g->map, path);
+    if (s != LLM_OK) return s;
+    g->path = path;
+    g->align = 32;
+    const unsigned char *d = g->map.data;
+    const size_t len = g->map.len;
+    llm__gguf_rd r;
+    r.p = d; r.n = len; r.at = 24;
+    llm__gguf_name *names = NULL;
+    llm__gguf_range *rg = NULL;
+    uint64_t n_t, n_kv;
+#define LLM__GGUF_FAIL(st, ...) do { s = llm__err(st, __VA_ARGS__); goto fail; } while (0)
+    if (len < 24 || memcmp(d, "GGUF", 4) != 0)
+        LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: not a GGUF file (no \"GGUF\" magic, or shorter than its 24-byte header)", path);
+    g->version = llm__rd32(d + 4);
+    if (g->version != 2 && g->version != 3) {
+        uint32_t v = g->version, sw = (v >> 24) | ((v >> 8) & 0xff00) | ((v << 8) & 0xff0000) | (v << 24);
+        if (sw == 2 || sw == 3) LLM__GGUF_FAIL(LLM_ERR_UNSUPPORTED, "%s: a big-endian GGUF file (llm.h reads little-endian ones)", path);
+        LLM__GGUF_FAIL(LLM_ERR_UNSUPPORTED, "%s: GGUF version %u (llm.h reads versions 2 and 3)", path, v);
+    }
+    n_t = llm__rd64(d + 8);
+    n_kv = llm__rd64(d + 16);
+    /* a key/value takes at least 13 bytes (length, type, a one-byte value), a tensor 32 */
+    if (n_kv > (len - 24) / 13 || n_t > (len - 24) / 32)
+        LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: claims %llu keys and %llu tensors, more than its %zu bytes can hold", path,
+                       LLM__CAST(unsigned long long, n_kv), LLM__CAST(unsigned long long, n_t), len);
+    g->n_kv = LLM__CAST(size_t, n_kv);
+    g->n_t = LLM__CAST(size_t, n_t);
+    g->kv = LLM__CAST(llm__gguf_kv *, llm__calloc(g->n_kv + 1, sizeof *g->kv));
+    g->t = LLM__CAST(llm__gguf_tensor *, llm__calloc(g->n_t + 1, sizeof *g->t));
+    names = LLM__CAST(llm__gguf_name *, llm__calloc((g->n_kv > g->n_t ? g->n_kv : g->n_t) + 1, sizeof *names));
+    rg = LLM__CAST(llm__gguf_range *, llm__calloc(g->n_t + 1, sizeof *rg));
+    if (!g->kv || !g->t || !names || !rg) LLM__GGUF_FAIL(LLM_ERR_NOMEM, "%s: out of memory for the GGUF header", path);
+    for (size_t i = 0; i < g->n_kv; i++) {
+        llm__gguf_kv *kv = &g->kv[i];
+        size_t at = r.at;
+        if (!llm__gguf_str(&r, &kv->key, &kv->klen) || !llm__gguf_u32(&r, &kv->type))
+            LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: key %zu (at byte %zu) is cut off", path, i, at);
+        kv->val = d + r.at;
+        if (!llm__gguf_skip(&r, kv->type, &kv->atype, &kv->n)) {
+            if (kv->type > LLM__GGUF_F64)
+                LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: key '%.*s' has unknown value type %u", path, LLM__CAST(int, kv->klen < 80 ? kv->klen : 80), kv->key, kv->type);
+            LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: the value of key '%.*s' is cut off or malformed (an array too long for the "
+                           "file, of arrays, or of an unknown type)", path, LLM__CAST(int, kv->klen < 80 ? kv->klen : 80), kv->key);
+        }
+        if (kv->type == LLM__GGUF_ARR) kv->val += 12;   /* past the element type and count */
+        names[i].s = kv->key; names[i].n = kv->klen;
+    }
+    {
+        const llm__gguf_name *dup = llm__gguf_dup(names, g->n_kv);
+        if (dup) LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: key '%.*s' appears twice", path, LLM__CAST(int, dup->n < 80 ? dup->n : 80), dup->s);
+    }
+    for (size_t i = 0; i < g->n_t; i++) {
+        llm__gguf_tensor *t = &g->t[i];
+        size_t at = r.at;
+        uint32_t nd;
+        if (!llm__gguf_str(&r, &t->name, &t->nlen) || !llm__gguf_u32(&r, &nd))
+            LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensor %zu (at byte %zu) is cut off", path, i, at);
+        const int nn = LLM__CAST(int, t->nlen < 80 ? t->nlen : 80);
+        if (nd < 1 || nd > LLM__GGUF_MAX_DIMS)
+            LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensor '%.*s' has %u dimensions (1 to 4 allowed)", path, nn, t->name, nd);
+        t->n_dims = LLM__CAST(int, nd);
+        uint64_t numel = 1;
+        for (int k = 0; k < LLM__GGUF_MAX_DIMS; k++) {
+            uint64_t e = 1;
+            if (k < t->n_dims && !llm__gguf_u64(&r, &e)) LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensor '%.*s' is cut off", path, nn, t->name);
+            if (e < 1 || e > (UINT64_C(1) << 50) / numel)
+                LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensor '%.*s' has a bad shape (dimension %d is %llu)", path, nn, t->name, k,
+                               LLM__CAST(unsigned long long, e));
+            t->ne[k] = e;
+            numel *= e;
+        }
+        if (!llm__gguf_u32(&r, &t->type) || !llm__gguf_u64(&r, &t->offset))
+            LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensor '%.*s' is cut off", path, nn, t->name);
+        names[i].s = t->name; names[i].n = t->nlen;
+    }
+    {
+        const llm__gguf_name *dup = llm__gguf_dup(names, g->n_t);
+        if (dup) LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensor '%.*s' appears twice", path, LLM__CAST(int, dup->n < 80 ? dup->n : 80), dup->s);
+    }
+    for (size_t i = 0; i < g->n_kv; i++)   /* general.alignment: a u32 power of two */
+        if (g->kv[i].klen == 17 && memcmp(g->kv[i].key, "general.alignment", 17) == 0) {
+            uint32_t a = g->kv[i].type == LLM__GGUF_U32 ? llm__rd32(g->kv[i].val) : 0;
+            if (a == 0 || (a & (a - 1)) || a > (1u << 30))
+                LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: general.alignment must be a u32 power of two", path);
+            g->align = a;
+        }
+    {
+        size_t start = (r.at + g->align - 1) / g->align * g->align;   /* r.at <= len: no overflow */
+        if (start > len) {
+            if (g->n_t) LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: the file ends before its tensor data", path);
+            start = len;
+        }
+        g->data = d + start;
+        g->data_len = len - start;
+    }
+    {
+        size_t nr = 0;
+        for (size_t i = 0; i < g->n_t; i++) {
+            llm__gguf_tensor *t = &g->t[i];
+            const int nn = LLM__CAST(int, t->nlen < 80 ? t->nlen : 80);
+            if (t->offset % g->align)
+                LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensor '%.*s' at offset %llu, not a multiple of the alignment %zu", path, nn, t->name,
+                               LLM__CAST(unsigned long long, t->offset), g->align);
+            size_t per, bs = llm__ggml_block(t->type, &per);
+            if (!bs) continue;   /* a type we never read: its bytes are never touched */
+            if (t->ne[0] % per)
+                LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensor '%.*s' (%s) has rows of %llu values, not a multiple of %zu", path, nn,
+                               t->name, llm__ggml_type_name(t->type), LLM__CAST(unsigned long long, t->ne[0]), per);
+            uint64_t bytes = t->ne[0] / per * t->ne[1] * t->ne[2] * t->ne[3] * bs;   /* < 2^50 * 34 */
+            if (t->offset > g->data_len || bytes > g->data_len - t->offset)
+                LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensor '%.*s' (%llu bytes at offset %llu) runs past the end of the data (%zu bytes)",
+                               path, nn, t->name, LLM__CAST(unsigned long long, bytes), LLM__CAST(unsigned long long, t->offset), g->data_len);
+            t->data = g->data + t->offset;
+            rg[nr].b = LLM__CAST(size_t, t->offset); rg[nr].e = LLM__CAST(size_t, t->offset + bytes);
+            rg[nr].name = t->name; rg[nr].nlen = t->nlen;
+            nr++;
+        }
+        qsort(rg, nr, sizeof *rg, llm__gguf_range_cmp);
+        for (size_t i = 1; i < nr; i++)
+            if (rg[i].b < rg[i - 1].e)
+                LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensors '%.*s' and '%.*s' overlap", path, LLM__CAST(int, rg[i - 1].nlen < 80 ? rg[i - 1].nlen : 80),
+                               rg[i - 1].name, LLM__CAST(int, rg[i].nlen < 80 ? rg[i].nlen : 80), rg[i].name);
+    }
+#undef LLM__GGUF_FAIL
+    LLM_FREE(names);
+    LLM_FREE(rg);
+    return LLM_OK;
+fail:
+    LLM_FREE(names);
+    LLM_FREE(rg);
+    llm__gguf_close(g);
+    return s;
+}
+
+/* ---- looking things up ---------------------------------------------------------------- */
+static const llm__gguf_kv *llm__gguf_find(const llm__gguf *g, const char *key) {
+    size_t n = strlen(key);
+    for (size_t i = 0; i < g->n_kv; i++)
+        if (g->kv[i].klen == n && memcmp(g->kv[i].key, key, n) == 0) return &g->kv[i];
+    return NULL;
+}
+static const llm__gguf_tensor *llm__gguf_tensor_find(const llm__gguf *g, const char *name) {
+    size_t n = strlen(name);
+    for (size_t i = 0; i < g->n_t; i++)
+        if (g->t[i].nlen == n && memcmp(g->t[i].name, name, n) == 0) return &g->t[i];
+    return NULL;
+}
+/* The integer at p of scalar type t (bool too); 0 if t is not an integer type or the
+ * value does not fit an int64. */
+static int llm__gguf_int_at(const unsigned char *p, uint32_t t, int64_t *v) {
+    switch (t) {
+    case LLM__GGUF_U8: case LLM__GGUF_BOOL: *v = p[0]; return 1;
+    case LLM__GGUF_I8: *v = LLM__CAST(int8_t, p[0]); return 1;
+    case LLM__GGUF_U16: *v = p[0] | p[1] << 8; return 1;
+    case LLM__GGUF_I16: *v = LLM__CAST(int16_t, LLM__CAST(uint16_t, p[0] | p[1] << 8)); return 1;
+    case LLM__GGUF_U32: *v = llm__rd32(p); return 1;
+    case LLM__GGUF_I32: *v = LLM__CAST(int32_t, llm__rd32(p)); return 1;
+    case LLM__GGUF_U64: if (llm__rd64(p) > INT64_MAX) return 0; *v = LLM__CAST(int64_t, llm__rd64(p)); return 1;
+    case LLM__GGUF_I64: *v = LLM__CAST(int64_t, llm__rd64(p)); return 1;
+    }
+    return 0;
+}
+/* Metadata getters: 1 found (and valid), 0 absent, LLM error status (< 0) when present
+ * but of the wrong type or out of [lo, hi]. */
+static int llm__gguf_get_int(const llm__gguf *g, const char *key, int64_t lo, int64_t hi, int64_t *v) {
+    const llm__gguf_kv *kv = llm__gguf_find(g, key);
+    if (!kv) return 0;
+    if (kv->type == LLM__GGUF_ARR)
+        return llm__err(LLM_ERR_UNSUPPORTED, "%s: %s is an array (values that vary by layer are not supported)", g->path, key);
+    if (!llm__gguf_int_at(kv->val, kv->type, v) || *v < lo || *v > hi)
+        return llm__err(LLM_ERR_FORMAT, "%s: %s must be an integer in [%lld, %lld]", g->path, key, LLM__CAST(long long, lo),
+                        LLM__CAST(long long, hi));
+    return 1;
+}
+static int llm__gguf_get_float(const llm__gguf *g, const char *key, double *v) {
+    const llm__gguf_kv *kv = llm__gguf_find(g, key);
+    if (!kv) return 0;
+    if (kv->type == LLM__GGUF_F32) *v = llm__bits_f32(llm__rd32(kv->val));
+    else if (kv->type == LLM__GGUF_F64) { uint64_t u = llm__rd64(kv->val); memcpy(v, &u, 8); }
+    else return llm__err(LLM_ERR_FORMAT, "%s: %s must be a float", g->path, key);
+    return 1;
+}
+static int llm__gguf_get_str(const llm__gguf *g, const char *key, const char **s, size_t *n) {
+    const llm__gguf_kv *kv = llm__gguf_find(g, key);
+    if (!kv) return 0;
+    if (kv->type != LLM__GGUF_STR) return llm__err(LLM_ERR_FORMAT, "%s: %s must be a string", g->path, key);
+    *n = LLM__CAST(size_t, llm__rd64(kv->val));
+    *s = LLM__CAST(const char *, LLM__CAST(const void *, kv->val + 8));
+    return 1;
+}
+static int llm__gguf_streq(const char *s, size_t n, const char *lit) { return n == strlen(lit) && memcmp(s, lit, n) == 0; }
+
+/* Tensor `name` as rows x cols floats (ne = [cols, rows]; rows 0: a vector ne = [cols])
+ * into dst: F32, F16 and BF16 converted, Q8_0 dequantized. Trailing dimensions of 1 are
+ * allowed. LLM_ERR_FORMAT for a missing tensor or another shape, LLM_ERR_UNSUPPORTED
+ * naming the type for any other type. */
+static llm_status llm__gguf_shape(const llm__gguf *g, const llm__gguf_tensor *t, const char *name, uint64_t cols,
+                                  uint64_t rows) {
+    uint64_t want[LLM__GGUF_MAX_DIMS] = {cols, rows ? rows : 1, 1, 1};
+    if (!t) return llm__err(LLM_ERR_FORMAT, "%s: missing tensor '%s'", g->path, name);
+    for (int k = 0; k < LLM__GGUF_MAX_DIMS; k++)
+        if (t->ne[k] != want[k])
+            return llm__err(LLM_ERR_FORMAT, "%s: tensor '%s' has shape [%llu, %llu, %llu, %llu], expected [%llu, %llu]", g->path, name,
+                            LLM__CAST(unsigned long long, t->ne[0]), LLM__CAST(unsigned long long, t->ne[1]),
+                            LLM__CAST(unsigned long long, t->ne[2]), LLM__CAST(unsigned long long, t->ne[3]),
+                            LLM__CAST(unsigned long long, cols), LLM__CAST(unsigned long long, rows ? rows : 1));
+    if (!t->data)
+        return llm__err(LLM_ERR_UNSUPPORTED, "%s: tensor '%s' is %s (llm.h reads F32, F16, BF16 and Q8_0; requantize to Q8_0 "
+                        "or F16 with llama.cpp's llama-quantize)", g->path, name, llm__ggml_type_name(t->type));
+    return LLM_OK;
+}
+static llm_status llm__gguf_floats(const llm__gguf *g, const char *name, uint64_t cols, uint64_t rows, float *dst) {
+    const llm__gguf_tensor *t = llm__gguf_tensor_find(g, name);
+    llm_status s = llm__gguf_shape(g, t, name, cols, rows);
+    if (s != LLM_OK) return s;
+    size_t n = LLM__CAST(size_t, cols * (rows ? rows : 1));
+    if (t->type == LLM__GGML_F32) llm__convert(dst, t->data, LLM__DT_F32, 1, n, 0);
+    else if (t->type == LLM__GGML_F16) llm__convert(dst, t->data, LLM__DT_F16, 1, n, 0);
+    else if (t->type == LLM__GGML_BF16) llm__convert(dst, t->data, LLM__DT_BF16, 1, n, 0);
+    else {   /* Q8_0: 34-byte blocks (a u16 scale, 32 int8), little-endian, unaligned */
+        for (size_t b = 0; b < n / LLM__QK; b++) {
+            const unsigned char *B = t->data + b * sizeof(llm__q8_0);
+            float d = llm__f16_to_f32(LLM__CAST(uint16_t, B[0] | B[1] << 8));
+            for (int k = 0; k < LLM__QK; k++) dst[b * LLM__QK + k] = d * LLM__CAST(float, LLM__CAST(int8_t, B[2 + k]));
+        }
+    }
+    return LLM_OK;
+}
+
+/* ---- GGUF models ---------------------------------------------------------------------
+ * llama.cpp's tensor names, per architecture (ne = [in, out]):
+ *   both:  token_embd.weight [C, V], output_norm.weight [C], output.weight [C, V] (optional:
+ *          tied to token_embd when absent), blk.N.attn_norm.weight, blk.N.ffn_norm.weight,
+ *          blk.N.attn_output.weight [C, C], blk.N.ffn_down.weight [H, C]
+ *   llama: blk.N.attn_q.weight [C, C], attn_k / attn_v [C, NKV*HS], ffn_gate, ffn_up [C, H]
+ *          (its converter stores q and k in the interleaved RoPE order that llama2.c and
+ *          llm.h use, so nothing is permuted)
+ *   gpt2:  position_embd.weight [C, maxT], blk.N.attn_qkv.weight [C, 3C] (rows q, k, v),
+ *          blk.N.ffn_up.weight [C, H], and a .bias beside every norm and matmul weight.
+ * Hyper-parameters come from "<arch>.*" keys (context_length, embedding_length,
+ * block_count, feed_forward_length, attention.head_count[_kv], rope.freq_base,
+ * attention.layer_norm_rms_epsilon). What llm.h's Transformer cannot express is refused
+ * by name: other architectures, partial rotary dimensions, RoPE scaling, experts,
+ * attention biases in a Llama. */
+static llm_status llm__gguf_config(const llm__gguf *g, llm_config *c) {
+    const char *arch, *path = g->path;
+    size_t alen;
+    int r = llm__gguf_get_str(g, "general.architecture", &arch, &alen);
+    if (r < 0) return LLM__CAST(llm_status, r);
+    if (r == 0) return llm__err(LLM_ERR_FORMAT, "%s: no general.architecture key", path);
+    memset(c, 0, sizeof *c);
+    if (llm__gguf_streq(arch, alen, "llama")) c->arch = LLM_ARCH_LLAMA;
+    else if (llm__gguf_streq(arch, alen, "gpt2")) c->arch = LLM_ARCH_GPT2;
+    else return llm__err(LLM_ERR_UNSUPPORTED, "%s: architecture '%.*s' (llm.h runs 'llama' and 'gpt2')", path,
+                         LLM__CAST(int, alen < 40 ? alen : 40), arch);
+    const char *a = c->arch == LLM_ARCH_LLAMA ? "llama" : "gpt2";
+    char key[96];
+    struct { const char *suffix; int *dst; int required; } ints[6] = {
+        {"context_length", &c->max_seq_len, 1}, {"embedding_length", &c->n_embd, 1}, {"block_count", &c->n_layer, 1},
+        {"feed_forward_length", &c->hidden_dim, 1}, {"attention.head_count", &c->n_head, 1},
+        {"attention.head_count_kv", &c->n_kv_head, 0}};
+    for (int i = 0; i < 6; i++) {
+        int64_t v = 0;
+        snprintf(key, sizeof key, "%s.%s", a, ints[i].suffix);
+        if ((r = llm__gguf_get_int(g, key, 1, INT_MAX, &v)) < 0) return LLM__CAST(llm_status, r);
+        if (r == 0 && ints[i].required) return llm__err(LLM_ERR_FORMAT, "%s: no %s key", path, key);
+        *ints[i].dst = LLM__CAST(int, v);
+    }
+    double f;
+    snprintf(key, sizeof key, "%s.rope.freq_base", a);
+    if ((r = llm__gguf_get_float(g, key, &f)) < 0) return LLM__CAST(llm_status, r);
+    if (r) c->rope_theta = LLM__CAST(float, f);
+    if (c->arch == LLM_ARCH_LLAMA) {
+        snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", a);
+        if ((r = llm__gguf_get_float(g, key, &f)) < 0) return LLM__CAST(llm_status, r);
+        if (r) c->norm_eps = LLM__CAST(float, f);
+        if (!(c->norm_eps >= 0.0f) || !(c->rope_theta >= 0.0f))   /* resolve checks > 0; catch NaN here */
+            return llm__err(LLM_ERR_FORMAT, "%s: rope.freq_base and layer_norm_rms_epsilon must be positive", path);
+    } else {
+        snprintf(key, sizeof key, "%s.attention.layer_norm_epsilon", a);
+        if ((r = llm__gguf_get_float(g, key, &f)) < 0) return LLM__CAST(llm_status, r);
+        if (r && !(fabs(f - 1e-5) <= 1e-9))
+            return llm__err(LLM_ERR_UNSUPPORTED, "%s: GPT-2 layer-norm epsilon %g (llm.h's LayerNorm uses 1e-5)", path, f);
+    }
+    int64_t v;
+    snprintf(key, sizeof key, "%s.rope.dimension_count", a);
+    if ((r = llm__gguf_get_int(g, key, 0, INT_MAX, &v)) < 0) return LLM__CAST(llm_status, r);
+    if (r && c->arch == LLM_ARCH_LLAMA && c->n_head > 0 && v != c->n_embd / c->n_head)
+        return llm__err(LLM_ERR_UNSUPPORTED, "%s: RoPE on %lld of each head's %d dimensions (llm.h rotates all of them)", path,
+                        LLM__CAST(long long, v), c->n_embd / c->n_head);
+    snprintf(key, sizeof key, "%s.expert_count", a);
+    if ((r = llm__gguf_get_int(g, key, 0, INT_MAX, &v)) < 0) return LLM__CAST(llm_status, r);
+    if (r && v > 0) return llm__err(LLM_ERR_UNSUPPORTED, "%s: a mixture of %lld experts", path, LLM__CAST(long long, v));
+    const char *st;
+    size_t sl;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+    if ((r = llm__gguf_get_str(g, key, &st, &sl)) < 0) return LLM__CAST(llm_status, r);
+    if (r && !llm__gguf_streq(st, sl, "none"))
+        return llm__err(LLM_ERR_UNSUPPORTED, "%s: RoPE scaling '%.*s'", path, LLM__CAST(int, sl < 40 ? sl : 40), st);
+    if (llm__gguf_tensor_find(g, "rope_freqs.weight"))
+        return llm__err(LLM_ERR_UNSUPPORTED, "%s: per-frequency RoPE factors (rope_freqs.weight, Llama 3.1 style)", path);
+    if (c->arch == LLM_ARCH_LLAMA && llm__gguf_tensor_find(g, "blk.0.attn_q.bias"))
+        return llm__err(LLM_ERR_UNSUPPORTED, "%s: attention biases in a Llama", path);
+    const llm__gguf_tensor *emb = llm__gguf_tensor_find(g, "token_embd.weight");
+    if (!emb) return llm__err(LLM_ERR_FORMAT, "%s: missing tensor 'token_embd.weight'", path);
+    if (emb->ne[1] > INT_MAX) return llm__err(LLM_ERR_FORMAT, "%s: vocabulary of %llu tokens", path, LLM__CAST(unsigned long long, emb->ne[1]));
+    c->vocab_size = LLM__CAST(int, emb->ne[1]);
+    c->untied_head = c->arch == LLM_ARCH_LLAMA && llm__gguf_tensor_find(g, "output.weight") != NULL;
+    return llm__file_config(path, c);
+}
+
+/* Read every tensor into the model's order (host floats h). */
+static llm_status llm__gguf_weights(const llm__gguf *g, const llm_model *m, float *h) {
+    const llm_config *c = &m->cfg;
+    const uint64_t C = LLM__CAST(uint64_t, c->n_embd), V = LLM__CAST(uint64_t, c->vocab_size), H = LLM__CAST(uint64_t, c->hidden_dim);
+    const uint64_t KV = LLM__CAST(uint64_t, c->n_kv_head) * (C / LLM__CAST(uint64_t, c->n_head)), QKV = LLM__CAST(uint64_t, m->QKV);
+    const size_t uC = LLM__CAST(size_t, C);
+    llm_params p;
+    llm__param_views(&p, h, m->off, m->size);
+    char name[96];
+    llm_status s;
+    if ((s = llm__gguf_floats(g, "token_embd.weight", C, V, p.wte)) != LLM_OK) return s;
+    if ((s = llm__gguf_floats(g, "output_norm.weight", C, 0, p.lnfw)) != LLM_OK) return s;
+    int gpt2 = c->arch == LLM_ARCH_GPT2;
+    if (gpt2) {
+        if ((s = llm__gguf_floats(g, "output_norm.bias", C, 0, p.lnfb)) != LLM_OK) return s;
+        if ((s = llm__gguf_floats(g, "position_embd.weight", C, LLM__CAST(uint64_t, c->max_seq_len), p.wpe)) != LLM_OK) return s;
+    }
+    if (p.wcls && (s = llm__gguf_floats(g, "output.weight", C, V, p.wcls)) != LLM_OK) return s;
+    for (int l = 0; l < c->n_layer; l++) {
+        const size_t L = LLM__CAST(size_t, l);
+        /* (name, dst, cols, rows): rows 0 is a vector */
+        struct { const char *suffix; float *dst; uint64_t cols, rows; } t[12];
+        int nt = 0;
+#define LLM__GG(sfx, d, cl, rw) do { t[nt].suffix = sfx; t[nt].dst = d; t[nt].cols = cl; t[nt].rows = rw; nt++; } while (0)
+        LLM__GG("attn_norm.weight", p.ln1w + L * uC, C, 0);
+        LLM__GG("ffn_norm.weight", p.ln2w + L * uC, C, 0);
+        LLM__GG("attn_output.weight", p.attprojw + L * uC * uC, C, C);
+        LLM__GG("ffn_down.weight", p.fcprojw + L * uC * LLM__CAST(size_t, H), H, C);
+        if (gpt2) {
+            LLM__GG("attn_norm.bias", p.ln1b + L * uC, C, 0);
+            LLM__GG("ffn_norm.bias", p.ln2b + L * uC, C, 0);
+            LLM__GG("attn_qkv.weight", p.qkvw + L * LLM__CAST(size_t, QKV) * uC, C, QKV);
+            LLM__GG("attn_qkv.bias", p.qkvb + L * LLM__CAST(size_t, QKV), QKV, 0);
+            LLM__GG("attn_output.bias", p.attprojb + L * uC, C, 0);
+            LLM__GG("ffn_up.weight", p.fcw + L * LLM__CAST(size_t, H) * uC, C, H);
+            LLM__GG("ffn_up.bias", p.fcb + L * LLM__CAST(size_t, H), H, 0);
+            LLM__GG("ffn_down.bias", p.fcprojb + L * uC, C, 0);
+        } else {   /* q, k, v stacked into qkvw; gate then up into fcw */
+            float *qkv = p.qkvw + L * LLM__CAST(size_t, QKV) * uC, *fc = p.fcw + L * 2 * LLM__CAST(size_t, H) * uC;
+            LLM__GG("attn_q.weight", qkv, C, C);
+            LLM__GG("attn_k.weight", qkv + uC * uC, C, KV);
+            LLM__GG("attn_v.weight", qkv + (uC + LLM__CAST(size_t, KV)) * uC, C, KV);
+            LLM__GG("ffn_gate.weight", fc, C, H);
+            LLM__GG("ffn_up.weight", fc + LLM__CAST(size_t, H) * uC, C, H);
+        }
+#undef LLM__GG
+        for (int i = 0; i < nt; i++) {
+            snprintf(name, sizeof name, "blk.%d.%s", l, t[i].suffix);
+            if ((s = llm__gguf_floats(g, name, t[i].cols, t[i].rows, t[i].dst)) != LLM_OK) return s;
+        }
+    }
+    /* GPT-2's head is tied; llama.cpp's converter writes it again as output.weight, which
+     * must then be the same (as in the safetensors loader) */
+    const llm__gguf_tensor *out = llm__gguf_tensor_find(g, "output.weight");
+    if (gpt2 && out) {
+        size_t n = LLM__CAST(size_t, V * C);
+        float *tmp = LLM__CAST(float *, LLM_MALLOC(n * sizeof(float)));
+        if (!tmp) return llm__err(LLM_ERR_NOMEM, "%s: out of memory", g->path);
+        s = llm__gguf_floats(g, "output.weight", C, V, tmp);
+        if (s == LLM_OK && memcmp(tmp, p.wte, n * sizeof(float)) != 0)
+            s = llm__err(LLM_ERR_UNSUPPORTED, "%s: output.weight differs from token_embd.weight; GPT-2's head is tied", g->path);
+        LLM_FREE(tmp);
+        if (s != LLM_OK) return s;
+    }
+    return LLM_OK;
+}
+
+static llm_status llm__load_gguf(llm_model **out, const char *path, const llm_options *opt) {
+    llm__gguf g;
+    llm_status s = llm__gguf_open(&g, path);
+    if (s != LLM_OK) return s;
+    llm_config c;
+    llm_model *m = NULL;
+    float *h = NULL;
+    if ((s = llm__gguf_config(&g, &c)) != LLM_OK || (s = llm__model_new(&m, &c, opt)) != LLM_OK) goto done;
+    h = LLM__CAST(float *, llm__calloc(m->n_params, sizeof(float)));
+    if (!h) { s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", path); goto done; }
+    if ((s = llm__gguf_weights(&g, m, h)) != LLM_OK) goto done;
+    s = m->be->upload(m->st, m->params_mem, h, m->n_params * sizeof(float));
+done:
+    LLM_FREE(h);
+    llm__gguf_close(&g);
+    if (s != LLM_OK) { llm_model_free(m); m = NULL; }
+    *out = m;
+    return s;
+}
+
+/* ---- the tokenizer in a GGUF file ------------------------------------------------------
+ * tokenizer.ggml.model says which: "llama" (SentencePiece: tokenizer.ggml.tokens with
+ * tokenizer.ggml.scores; pieces spell a space as U+2581, the byte pieces are <0x00> ..
+ * <0xFF> at ids 3 .. 258) becomes llama2.c's tokenizer (a tokenizer.bin image built in
+ * memory, spaces restored, as llama2.c's export does); "gpt2" (byte-level BPE: tokens in
+ * GPT-2's byte alphabet, tokenizer.ggml.merges "a b") becomes the GPT-2 tokenizer, with
+ * control tokens (token_type 3, like <|endoftext|>) as special raw text. */
+static llm_status llm__ltok_parse(llm_llama_tokenizer **out, const unsigned char *d, size_t n, int vocab_size,
+                                  const char *path);
+
+/* The string array under key (n strings at *first, walked with llm__gguf_str). */
+static llm_status llm__gguf_strings(const llm__gguf *g, const char *key, llm__gguf_rd *rd, size_t *n) {
+    const llm__gguf_kv *kv = llm__gguf_find(g, key);
+    if (!kv) return llm__err(LLM_ERR_FORMAT, "%s: no %s", g->path, key);
+    if (kv->type != LLM__GGUF_ARR || kv->atype != LLM__GGUF_STR || kv->n < 1 || kv->n > (1u << 24))
+        return llm__err(LLM_ERR_FORMAT, "%s: %s must be an array of 1 to 2^24 strings", g->path, key);
+    rd->p = g->map.data; rd->n = g->map.len; rd->at = LLM__CAST(size_t, kv->val - g->map.data);
+    *n = LLM__CAST(size_t, kv->n);
+    return LLM_OK;
+}
+/* An optional array of n numbers under key (element type one of those allowed); NULL
+ * when absent. */
+static llm_status llm__gguf_numbers(const llm__gguf *g, const char *key, size_t n, uint32_t t1, uint32_t t2,
+                                    const llm__gguf_kv **out) {
+    const llm__gguf_kv *kv = llm__gguf_find(g, key);
+    *out = NULL;
+    if (!kv) return LLM_OK;
+    if (kv->type != LLM__GGUF_ARR || (kv->atype != t1 && kv->atype != t2) || kv->n != n)
+        return llm__err(LLM_ERR_FORMAT, "%s: %s must be an array of %zu numbers, one per token", g->path, key, n);
+    *out = kv;
+    return LLM_OK;
+}
+
+static llm_status llm__gguf_llama_tok(const llm__gguf *g, llm_llama_tokenizer **out) {
+    llm__gguf_rd rd;
+    size_t n, bytes = 4, maxlen = 1;
+    const llm__gguf_kv *scores, *types;
+    llm_status s;
+    if ((s = llm__gguf_strings(g, "tokenizer.ggml.tokens", &rd, &n)) != LLM_OK) return s;
+    if ((s = llm__gguf_numbers(g, "tokenizer.ggml.scores", n, LLM__GGUF_F32, LLM__GGUF_F32, &scores)) != LLM_OK) return s;
+    if ((s = llm__gguf_numbers(g, "tokenizer.ggml.token_type", n, LLM__GGUF_I32, LLM__GGUF_U32, &types)) != LLM_OK) return s;
+    (void)types;
+    if (!scores) return llm__err(LLM_ERR_FORMAT, "%s: a SentencePiece vocabulary without tokenizer.ggml.scores", g->path);
+    const char *ids[2] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"};
+    for (int i = 0; i < 2; i++) {
+        int64_t v;
+        int r = llm__gguf_get_int(g, ids[i], 0, INT_MAX, &v);
+        if (r < 0) return LLM__CAST(llm_status, r);
+        if (r && v != i + 1)
+            return llm__err(LLM_ERR_UNSUPPORTED, "%s: %s is %lld; llm.h's Llama tokenizer has BOS 1 and EOS 2", g->path, ids[i],
+                            LLM__CAST(long long, v));
+    }
+    /* pass 1: sizes (each U+2581 "\xe2\x96\x81" becomes one space), and the byte pieces */
+    llm__gguf_rd r1 = rd;
+    for (size_t i = 0; i < n; i++) {
+        const char *p;
+        size_t l, k, out_l = 0;
+        if (!llm__gguf_str(&r1, &p, &l)) return llm__err(LLM_ERR_FORMAT, "%s: token %zu is cut off", g->path, i);
+        for (k = 0; k < l; k++, out_l++) if (l - k >= 3 && memcmp(p + k, "\xe2\x96\x81", 3) == 0) k += 2;
+        if (out_l > (1u << 20)) return llm__err(LLM_ERR_FORMAT, "%s: token %zu is %zu bytes long", g->path, i, out_l);
+        if (out_l > maxlen) maxlen = out_l;
+        bytes += 8 + out_l;
+        if (i >= 3 && i < 259) {
+            char want[8];
+            snprintf(want, sizeof want, "<0x%02X>", LLM__CAST(unsigned, i - 3));
+            if (l != 6 || memcmp(p, want, 6) != 0)
+                return llm__err(LLM_ERR_UNSUPPORTED, "%s: token %zu is not the byte piece %s (llm.h's Llama tokenizer expects "
+                                "<0x00>..<0xFF> at ids 3..258)", g->path, i, want);
+        }
+    }
+    if (n < 259) return llm__err(LLM_ERR_UNSUPPORTED, "%s: %zu tokens: no byte pieces <0x00>..<0xFF> at ids 3..258", g->path, n);
+    unsigned char *img = LLM__CAST(unsigned char *, LLM_MALLOC(bytes));
+    if (!img) return llm__err(LLM_ERR_NOMEM, "%s: out of memory for the vocabulary", g->path);
+    llm__wr32(img, LLM__CAST(uint32_t, maxlen));
+    size_t w = 4;
+    for (size_t i = 0; i < n; i++) {
+        const char *p;
+        size_t l, o = 0;
+        llm__gguf_str(&rd, &p, &l);
+        memcpy(img + w, scores->val + 4 * i, 4);
+        for (size_t k = 0; k < l; k++, o++) {
+            int sp = l - k >= 3 && memcmp(p + k, "\xe2\x96\x81", 3) == 0;
+            img[w + 8 + o] = sp ? ' ' : LLM__CAST(unsigned char, p[k]);
+            if (sp) k += 2;
+        }
+        llm__wr32(img + w + 4, LLM__CAST(uint32_t, o));
+        w += 8 + o;
+    }
+    s = llm__ltok_parse(out, img, bytes, LLM__CAST(int, n), g->path);
+    LLM_FREE(img);
+    return s;
+}
+
+static llm_status llm__gguf_gpt2_tok(const llm__gguf *g, llm_tokenizer **out) {
+    llm__gguf_rd rd, mr;
+    size_t n, nm;
+    const llm__gguf_kv *types;
+    const char *pre;
+    size_t pl;
+    llm_status s;
+    int r = llm__gguf_get_str(g, "tokenizer.ggml.pre", &pre, &pl);
+    if (r < 0) return LLM__CAST(llm_status, r);
+    if (r && !llm__gguf_streq(pre, pl, "gpt2") && !llm__gguf_streq(pre, pl, "gpt-2") && !llm__gguf_streq(pre, pl, "default"))
+        return llm__err(LLM_ERR_UNSUPPORTED, "%s: BPE pre-tokenizer '%.*s' (llm.h has GPT-2's)", g->path,
+                        LLM__CAST(int, pl < 40 ? pl : 40), pre);
+    if ((s = llm__gguf_strings(g, "tokenizer.ggml.tokens", &rd, &n)) != LLM_OK) return s;
+    if ((s = llm__gguf_strings(g, "tokenizer.ggml.merges", &mr, &nm)) != LLM_OK) return s;
+    if ((s = llm__gguf_numbers(g, "tokenizer.ggml.token_type", n, LLM__GGUF_I32, LLM__GGUF_U32, &types)) != LLM_OK) return s;
+    llm__vbuild vb;
+    llm__mlist ml;
+    signed short u2b[324];
+    char *buf = NULL;
+    size_t cap = 0;
+    memset(&vb, 0, sizeof vb);
+    memset(&ml, 0, sizeof ml);
+    vb.what = g->path;
+    llm__u2b_init(u2b);
+    for (size_t i = 0; i < n && s == LLM_OK; i++) {
+        const char *p;
+        size_t l;
+        llm__gguf_str(&rd, &p, &l);
+        int32_t type = types ? LLM__CAST(int32_t, llm__rd32(types->val + 4 * i)) : 1;
+        if (type == 3 || type == 4) { s = llm__vb_add(&vb, p, l, LLM__CAST(int64_t, i), type == 3); continue; }   /* raw */
+        if (l > cap) {
+            char *nb2 = LLM__CAST(char *, LLM_REALLOC(buf, l + 1));
+            if (!nb2) { s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", g->path); break; }
+            buf = nb2; cap = l;
+        }
+        long bl = llm__unalpha(p, l, u2b, buf);
+        if (bl < 0) s = llm__err(LLM_ERR_FORMAT, "%s: token %zu \"%.*s\" has a character outside GPT-2's byte alphabet", g->path, i,
+                                 LLM__CAST(int, l < 40 ? l : 40), p);
+        else s = llm__vb_add(&vb, buf, LLM__CAST(size_t, bl), LLM__CAST(int64_t, i), 0);
+    }
+    for (size_t i = 0; i < nm && s == LLM_OK; i++) {
+        const char *p, *sp;
+        size_t l;
+        llm__gguf_str(&mr, &p, &l);
+        sp = LLM__CAST(const char *, l ? memchr(p, ' ', l) : NULL);
+        if (!sp || sp == p || sp == p + l - 1 || memchr(sp + 1, ' ', LLM__CAST(size_t, p + l - sp - 1)))
+            s = llm__err(LLM_ERR_FORMAT, "%s: merge %zu: expected \"a b\"", g->path, i);
+        else s = llm__ml_add(&ml, p, LLM__CAST(size_t, sp - p), sp + 1, LLM__CAST(size_t, p + l - sp - 1), g->path);
+    }
+    if (s == LLM_OK) s = llm__tok_build(out, &vb, &ml, u2b);
+    LLM_FREE(buf);
+    llm__vbuild_free(&vb);
+    LLM_FREE(ml.m);
+    return s;
+}
+
+LLMDEF llm_status llm_gguf_load_tokenizer(const char *path, llm_tokenizer **gpt2, llm_llama_tokenizer **llama) {
+    if (gpt2) *gpt2 = NULL;
+    if (llama) *llama = NULL;
+    if (!path || !gpt2 || !llama) return llm__err(LLM_ERR_ARG, "llm_gguf_load_tokenizer: NULL argument");
+    llm__gguf g;
+    llm_status s = llm__gguf_open(&g, path);
+    if (s != LLM_OK) return s;
+    const char *model;
+    size_t ml;
+    int r = llm__gguf_get_str(&g, "tokenizer.ggml.model", &model, &ml);
+    if (r < 0) s = LLM__CAST(llm_status, r);
+    else if (r == 0) s = llm__err(LLM_ERR_FORMAT, "%s: the file holds no tokenizer (no tokenizer.ggml.model)", path);
+    else if (llm__gguf_streq(model, ml, "llama")) s = llm__gguf_llama_tok(&g, llama);
+    else if (llm__gguf_streq(model, ml, "gpt2")) s = llm__gguf_gpt2_tok(&g, gpt2);
+    else s = llm__err(LLM_ERR_UNSUPPORTED, "%s: tokenizer '%.*s' (llm.h reads 'llama' and 'gpt2')", path,
+                      LLM__CAST(int, ml < 40 ? ml : 40), model);
+    llm__gguf_close(&g);
+    return s;
 }
 
 //==== DATA =============================================================================
