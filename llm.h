@@ -8266,11 +8266,10 @@ static int llm__gguf_range_cmp(const void *x, const void *y) {
     return a->b < b->b ? -1 : a->b > b->b ? 1 : 0;
 }
 
-/* Map and validate the whole header and the placement of every tensor we could read. */
-static llm_status llm__gguf_open(llm__gguf *g, const char *path) {
-    memset(g, 0, sizeof *g);
-    llm_status s = llm__map_open(&g->map, path);
-    if (s != LLM_OK) return s;
+/* Validate the whole header of the file in g->map and the placement of every tensor we
+ * could read; on failure g is closed (the map too). */
+static llm_status llm__gguf_parse(llm__gguf *g, const char *path) {
+    llm_status s;
     g->path = path;
     g->align = 32;
     const unsigned char *d = g->map.data;
@@ -8404,6 +8403,12 @@ fail:
     return s;
 }
 
+static llm_status llm__gguf_open(llm__gguf *g, const char *path) {
+    memset(g, 0, sizeof *g);
+    llm_status s = llm__map_open(&g->map, path);
+    return s != LLM_OK ? s : llm__gguf_parse(g, path);
+}
+
 /* ---- looking things up ---------------------------------------------------------------- */
 static const llm__gguf_kv *llm__gguf_find(const llm__gguf *g, const char *key) {
     size_t n = strlen(key);
@@ -8484,7 +8489,7 @@ static llm_status llm__gguf_shape(const llm__gguf *g, const llm__gguf_tensor *t,
 static llm_status llm__gguf_floats(const llm__gguf *g, const char *name, uint64_t cols, uint64_t rows, float *dst) {
     const llm__gguf_tensor *t = llm__gguf_tensor_find(g, name);
     llm_status s = llm__gguf_shape(g, t, name, cols, rows);
-    if (s != LLM_OK) return s;
+    if (s != LLM_OK || !dst) return s;   /* dst NULL: only check */
     size_t n = LLM__CAST(size_t, cols * (rows ? rows : 1));
     if (t->type == LLM__GGML_F32) llm__convert(dst, t->data, LLM__DT_F32, 1, n, 0);
     else if (t->type == LLM__GGML_F16) llm__convert(dst, t->data, LLM__DT_F16, 1, n, 0);
@@ -8581,66 +8586,70 @@ static llm_status llm__gguf_config(const llm__gguf *g, llm_config *c) {
     return llm__file_config(path, c);
 }
 
-/* Read every tensor into the model's order (host floats h). */
-static llm_status llm__gguf_weights(const llm__gguf *g, const llm_model *m, float *h) {
-    const llm_config *c = &m->cfg;
+/* Read every tensor into the model's order (host floats h, laid out by llm_tensor_layout
+ * for the resolved config c), or with h NULL only check that every tensor is there with
+ * its shape and a type we read: done before the model is allocated, so that a header
+ * claiming a huge shape costs nothing (the tensors must then fit in the file). */
+static llm_status llm__gguf_weights(const llm__gguf *g, const llm_config *c, float *h) {
     const uint64_t C = LLM__CAST(uint64_t, c->n_embd), V = LLM__CAST(uint64_t, c->vocab_size), H = LLM__CAST(uint64_t, c->hidden_dim);
-    const uint64_t KV = LLM__CAST(uint64_t, c->n_kv_head) * (C / LLM__CAST(uint64_t, c->n_head)), QKV = LLM__CAST(uint64_t, m->QKV);
-    const size_t uC = LLM__CAST(size_t, C);
-    llm_params p;
-    llm__param_views(&p, h, m->off, m->size);
-    char name[96];
+    const uint64_t KV = LLM__CAST(uint64_t, c->n_kv_head) * (C / LLM__CAST(uint64_t, c->n_head)), QKV = C + 2 * KV;
+    const int gpt2 = c->arch == LLM_ARCH_GPT2;
+    size_t off[LLM_NTENSORS], size[LLM_NTENSORS];
+    llm_tensor_layout(c, off, size);
+    /* (tensor index in llm_params, element offset in it, file name, cols, rows: 0 = a vector) */
+    struct { int ti; uint64_t at; const char *name; uint64_t cols, rows; } t[16];
+    char name[16][64];
+    int nt = 0;
     llm_status s;
-    if ((s = llm__gguf_floats(g, "token_embd.weight", C, V, p.wte)) != LLM_OK) return s;
-    if ((s = llm__gguf_floats(g, "output_norm.weight", C, 0, p.lnfw)) != LLM_OK) return s;
-    int gpt2 = c->arch == LLM_ARCH_GPT2;
+#define LLM__GG(i, a, nm, cl, rw) do { t[nt].ti = i; t[nt].at = a; t[nt].name = nm; t[nt].cols = cl; t[nt].rows = rw; nt++; } while (0)
+    LLM__GG(0, 0, "token_embd.weight", C, V);
+    LLM__GG(14, 0, "output_norm.weight", C, 0);
     if (gpt2) {
-        if ((s = llm__gguf_floats(g, "output_norm.bias", C, 0, p.lnfb)) != LLM_OK) return s;
-        if ((s = llm__gguf_floats(g, "position_embd.weight", C, LLM__CAST(uint64_t, c->max_seq_len), p.wpe)) != LLM_OK) return s;
+        LLM__GG(15, 0, "output_norm.bias", C, 0);
+        LLM__GG(1, 0, "position_embd.weight", C, LLM__CAST(uint64_t, c->max_seq_len));
     }
-    if (p.wcls && (s = llm__gguf_floats(g, "output.weight", C, V, p.wcls)) != LLM_OK) return s;
-    for (int l = 0; l < c->n_layer; l++) {
-        const size_t L = LLM__CAST(size_t, l);
-        /* (name, dst, cols, rows): rows 0 is a vector */
-        struct { const char *suffix; float *dst; uint64_t cols, rows; } t[12];
-        int nt = 0;
-#define LLM__GG(sfx, d, cl, rw) do { t[nt].suffix = sfx; t[nt].dst = d; t[nt].cols = cl; t[nt].rows = rw; nt++; } while (0)
-        LLM__GG("attn_norm.weight", p.ln1w + L * uC, C, 0);
-        LLM__GG("ffn_norm.weight", p.ln2w + L * uC, C, 0);
-        LLM__GG("attn_output.weight", p.attprojw + L * uC * uC, C, C);
-        LLM__GG("ffn_down.weight", p.fcprojw + L * uC * LLM__CAST(size_t, H), H, C);
-        if (gpt2) {
-            LLM__GG("attn_norm.bias", p.ln1b + L * uC, C, 0);
-            LLM__GG("ffn_norm.bias", p.ln2b + L * uC, C, 0);
-            LLM__GG("attn_qkv.weight", p.qkvw + L * LLM__CAST(size_t, QKV) * uC, C, QKV);
-            LLM__GG("attn_qkv.bias", p.qkvb + L * LLM__CAST(size_t, QKV), QKV, 0);
-            LLM__GG("attn_output.bias", p.attprojb + L * uC, C, 0);
-            LLM__GG("ffn_up.weight", p.fcw + L * LLM__CAST(size_t, H) * uC, C, H);
-            LLM__GG("ffn_up.bias", p.fcb + L * LLM__CAST(size_t, H), H, 0);
-            LLM__GG("ffn_down.bias", p.fcprojb + L * uC, C, 0);
-        } else {   /* q, k, v stacked into qkvw; gate then up into fcw */
-            float *qkv = p.qkvw + L * LLM__CAST(size_t, QKV) * uC, *fc = p.fcw + L * 2 * LLM__CAST(size_t, H) * uC;
-            LLM__GG("attn_q.weight", qkv, C, C);
-            LLM__GG("attn_k.weight", qkv + uC * uC, C, KV);
-            LLM__GG("attn_v.weight", qkv + (uC + LLM__CAST(size_t, KV)) * uC, C, KV);
-            LLM__GG("ffn_gate.weight", fc, C, H);
-            LLM__GG("ffn_up.weight", fc + LLM__CAST(size_t, H) * uC, C, H);
+    if (c->untied_head) LLM__GG(16, 0, "output.weight", C, V);
+    for (int l = -1; l < c->n_layer; l++) {
+        const uint64_t L = LLM__CAST(uint64_t, l);
+        if (l >= 0) {
+            nt = 0;
+            LLM__GG(2, L * C, "attn_norm.weight", C, 0);
+            LLM__GG(8, L * C, "ffn_norm.weight", C, 0);
+            LLM__GG(6, L * C * C, "attn_output.weight", C, C);
+            LLM__GG(12, L * C * H, "ffn_down.weight", H, C);
+            if (gpt2) {
+                LLM__GG(3, L * C, "attn_norm.bias", C, 0);
+                LLM__GG(9, L * C, "ffn_norm.bias", C, 0);
+                LLM__GG(4, L * QKV * C, "attn_qkv.weight", C, QKV);
+                LLM__GG(5, L * QKV, "attn_qkv.bias", QKV, 0);
+                LLM__GG(7, L * C, "attn_output.bias", C, 0);
+                LLM__GG(10, L * H * C, "ffn_up.weight", C, H);
+                LLM__GG(11, L * H, "ffn_up.bias", H, 0);
+                LLM__GG(13, L * C, "ffn_down.bias", C, 0);
+            } else {   /* q, k, v stacked into qkvw; gate then up into fcw */
+                LLM__GG(4, L * QKV * C, "attn_q.weight", C, C);
+                LLM__GG(4, (L * QKV + C) * C, "attn_k.weight", C, KV);
+                LLM__GG(4, (L * QKV + C + KV) * C, "attn_v.weight", C, KV);
+                LLM__GG(10, L * 2 * H * C, "ffn_gate.weight", C, H);
+                LLM__GG(10, (L * 2 * H + H) * C, "ffn_up.weight", C, H);
+            }
+            for (int i = 0; i < nt; i++) {
+                snprintf(name[i], sizeof name[i], "blk.%d.%s", l, t[i].name);
+                t[i].name = name[i];
+            }
         }
+        for (int i = 0; i < nt; i++)
+            if ((s = llm__gguf_floats(g, t[i].name, t[i].cols, t[i].rows, h ? h + off[t[i].ti] + t[i].at : NULL)) != LLM_OK) return s;
+    }
 #undef LLM__GG
-        for (int i = 0; i < nt; i++) {
-            snprintf(name, sizeof name, "blk.%d.%s", l, t[i].suffix);
-            if ((s = llm__gguf_floats(g, name, t[i].cols, t[i].rows, t[i].dst)) != LLM_OK) return s;
-        }
-    }
     /* GPT-2's head is tied; llama.cpp's converter writes it again as output.weight, which
-     * must then be the same (as in the safetensors loader) */
-    const llm__gguf_tensor *out = llm__gguf_tensor_find(g, "output.weight");
-    if (gpt2 && out) {
+     * must then hold the same values (as in the safetensors loader) */
+    if (gpt2 && llm__gguf_tensor_find(g, "output.weight")) {
         size_t n = LLM__CAST(size_t, V * C);
-        float *tmp = LLM__CAST(float *, LLM_MALLOC(n * sizeof(float)));
-        if (!tmp) return llm__err(LLM_ERR_NOMEM, "%s: out of memory", g->path);
+        float *tmp = h ? LLM__CAST(float *, LLM_MALLOC(n * sizeof(float))) : NULL;
+        if (h && !tmp) return llm__err(LLM_ERR_NOMEM, "%s: out of memory", g->path);
         s = llm__gguf_floats(g, "output.weight", C, V, tmp);
-        if (s == LLM_OK && memcmp(tmp, p.wte, n * sizeof(float)) != 0)
+        if (s == LLM_OK && h && memcmp(tmp, h + off[0], n * sizeof(float)) != 0)
             s = llm__err(LLM_ERR_UNSUPPORTED, "%s: output.weight differs from token_embd.weight; GPT-2's head is tied", g->path);
         LLM_FREE(tmp);
         if (s != LLM_OK) return s;
@@ -8648,23 +8657,33 @@ static llm_status llm__gguf_weights(const llm__gguf *g, const llm_model *m, floa
     return LLM_OK;
 }
 
-static llm_status llm__load_gguf(llm_model **out, const char *path, const llm_options *opt) {
-    llm__gguf g;
-    llm_status s = llm__gguf_open(&g, path);
-    if (s != LLM_OK) return s;
+/* The model in an opened GGUF file (closed by the caller). */
+static llm_status llm__gguf_model(const llm__gguf *g, llm_model **out, const llm_options *opt) {
     llm_config c;
     llm_model *m = NULL;
     float *h = NULL;
-    if ((s = llm__gguf_config(&g, &c)) != LLM_OK || (s = llm__model_new(&m, &c, opt)) != LLM_OK) goto done;
+    llm_status s;
+    *out = NULL;
+    if ((s = llm__gguf_config(g, &c)) != LLM_OK || (s = llm__config_resolve(&c)) != LLM_OK ||
+        (s = llm__gguf_weights(g, &c, NULL)) != LLM_OK || (s = llm__model_new(&m, &c, opt)) != LLM_OK)
+        return s;
     h = LLM__CAST(float *, llm__calloc(m->n_params, sizeof(float)));
-    if (!h) { s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", path); goto done; }
-    if ((s = llm__gguf_weights(&g, m, h)) != LLM_OK) goto done;
-    s = m->be->upload(m->st, m->params_mem, h, m->n_params * sizeof(float));
-done:
+    if (!h) s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", g->path);
+    if (s == LLM_OK) s = llm__gguf_weights(g, &m->cfg, h);
+    if (s == LLM_OK) s = m->be->upload(m->st, m->params_mem, h, m->n_params * sizeof(float));
     LLM_FREE(h);
-    llm__gguf_close(&g);
     if (s != LLM_OK) { llm_model_free(m); m = NULL; }
     *out = m;
+    return s;
+}
+
+static llm_status llm__load_gguf(llm_model **out, const char *path, const llm_options *opt) {
+    llm__gguf g;
+    *out = NULL;
+    llm_status s = llm__gguf_open(&g, path);
+    if (s != LLM_OK) return s;
+    s = llm__gguf_model(&g, out, opt);
+    llm__gguf_close(&g);
     return s;
 }
 
@@ -8723,8 +8742,8 @@ static llm_status llm__gguf_llama_tok(const llm__gguf *g, llm_llama_tokenizer **
     /* pass 1: sizes (each U+2581 "\xe2\x96\x81" becomes one space), and the byte pieces */
     llm__gguf_rd r1 = rd;
     for (size_t i = 0; i < n; i++) {
-        const char *p;
-        size_t l, k, out_l = 0;
+        const char *p = NULL;
+        size_t l = 0, k, out_l = 0;
         if (!llm__gguf_str(&r1, &p, &l)) return llm__err(LLM_ERR_FORMAT, "%s: token %zu is cut off", g->path, i);
         for (k = 0; k < l; k++, out_l++) if (l - k >= 3 && memcmp(p + k, "\xe2\x96\x81", 3) == 0) k += 2;
         if (out_l > (1u << 20)) return llm__err(LLM_ERR_FORMAT, "%s: token %zu is %zu bytes long", g->path, i, out_l);
@@ -8744,8 +8763,8 @@ static llm_status llm__gguf_llama_tok(const llm__gguf *g, llm_llama_tokenizer **
     llm__wr32(img, LLM__CAST(uint32_t, maxlen));
     size_t w = 4;
     for (size_t i = 0; i < n; i++) {
-        const char *p;
-        size_t l, o = 0;
+        const char *p = NULL;
+        size_t l = 0, o = 0;
         llm__gguf_str(&rd, &p, &l);
         memcpy(img + w, scores->val + 4 * i, 4);
         for (size_t k = 0; k < l; k++, o++) {
@@ -8786,8 +8805,8 @@ static llm_status llm__gguf_gpt2_tok(const llm__gguf *g, llm_tokenizer **out) {
     vb.what = g->path;
     llm__u2b_init(u2b);
     for (size_t i = 0; i < n && s == LLM_OK; i++) {
-        const char *p;
-        size_t l;
+        const char *p = NULL;
+        size_t l = 0;
         llm__gguf_str(&rd, &p, &l);
         int32_t type = types ? LLM__CAST(int32_t, llm__rd32(types->val + 4 * i)) : 1;
         if (type == 3 || type == 4) { s = llm__vb_add(&vb, p, l, LLM__CAST(int64_t, i), type == 3); continue; }   /* raw */
@@ -8802,8 +8821,8 @@ static llm_status llm__gguf_gpt2_tok(const llm__gguf *g, llm_tokenizer **out) {
         else s = llm__vb_add(&vb, buf, LLM__CAST(size_t, bl), LLM__CAST(int64_t, i), 0);
     }
     for (size_t i = 0; i < nm && s == LLM_OK; i++) {
-        const char *p, *sp;
-        size_t l;
+        const char *p = NULL, *sp;
+        size_t l = 0;
         llm__gguf_str(&mr, &p, &l);
         sp = LLM__CAST(const char *, l ? memchr(p, ' ', l) : NULL);
         if (!sp || sp == p || sp == p + l - 1 || memchr(sp + 1, ' ', LLM__CAST(size_t, p + l - sp - 1)))
@@ -8817,6 +8836,17 @@ static llm_status llm__gguf_gpt2_tok(const llm__gguf *g, llm_tokenizer **out) {
     return s;
 }
 
+static llm_status llm__gguf_tokenizer(const llm__gguf *g, llm_tokenizer **gpt2, llm_llama_tokenizer **llama) {
+    const char *model;
+    size_t ml;
+    int r = llm__gguf_get_str(g, "tokenizer.ggml.model", &model, &ml);
+    if (r < 0) return LLM__CAST(llm_status, r);
+    if (r == 0) return llm__err(LLM_ERR_FORMAT, "%s: the file holds no tokenizer (no tokenizer.ggml.model)", g->path);
+    if (llm__gguf_streq(model, ml, "llama")) return llm__gguf_llama_tok(g, llama);
+    if (llm__gguf_streq(model, ml, "gpt2")) return llm__gguf_gpt2_tok(g, gpt2);
+    return llm__err(LLM_ERR_UNSUPPORTED, "%s: tokenizer '%.*s' (llm.h reads 'llama' and 'gpt2')", g->path,
+                    LLM__CAST(int, ml < 40 ? ml : 40), model);
+}
 LLMDEF llm_status llm_gguf_load_tokenizer(const char *path, llm_tokenizer **gpt2, llm_llama_tokenizer **llama) {
     if (gpt2) *gpt2 = NULL;
     if (llama) *llama = NULL;
@@ -8824,15 +8854,7 @@ LLMDEF llm_status llm_gguf_load_tokenizer(const char *path, llm_tokenizer **gpt2
     llm__gguf g;
     llm_status s = llm__gguf_open(&g, path);
     if (s != LLM_OK) return s;
-    const char *model;
-    size_t ml;
-    int r = llm__gguf_get_str(&g, "tokenizer.ggml.model", &model, &ml);
-    if (r < 0) s = LLM__CAST(llm_status, r);
-    else if (r == 0) s = llm__err(LLM_ERR_FORMAT, "%s: the file holds no tokenizer (no tokenizer.ggml.model)", path);
-    else if (llm__gguf_streq(model, ml, "llama")) s = llm__gguf_llama_tok(&g, llama);
-    else if (llm__gguf_streq(model, ml, "gpt2")) s = llm__gguf_gpt2_tok(&g, gpt2);
-    else s = llm__err(LLM_ERR_UNSUPPORTED, "%s: tokenizer '%.*s' (llm.h reads 'llama' and 'gpt2')", path,
-                      LLM__CAST(int, ml < 40 ? ml : 40), model);
+    s = llm__gguf_tokenizer(&g, gpt2, llama);
     llm__gguf_close(&g);
     return s;
 }
