@@ -182,3 +182,28 @@ $(B)/emu/san/%: tests/%.c $(B)/emu/san/llm_cuda.o llm.h tests/test.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 -Wall -Wextra -pthread $(SAN) -DLLM_CUDA=1 -I. -c $< -o $@.o
 	$(CXX) $(SAN) $@.o $(B)/emu/san/llm_cuda.o -o $@ $(LDLIBS)
+
+# ---- ARM64 under qemu: `make test-arm` cross-builds every test with aarch64-linux-gnu-gcc
+# and runs it under qemu-aarch64 (Debian: gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+# qemu-user), once at the best SIMD level there (NEON) and once with LLM_SIMD=scalar.
+# Each run goes through a two-line wrapper script (build/arm/{neon,scalar}/test_x), so
+# tests/run.sh adds them up as usual. Built with -DLLM_TEST_SAN=1 like the sanitizer
+# copies: the heaviest cases are left out (qemu runs ~50x slower), every kernel and model
+# test still runs at smaller shapes.
+ARM_CC    ?= aarch64-linux-gnu-gcc
+QEMU_ARM  ?= qemu-aarch64 -L /usr/aarch64-linux-gnu
+ARM_TESTS := $(patsubst tests/%.c,$(B)/arm/tests/%,$(wildcard tests/test_*.c))
+ARM_RUNS  := $(patsubst $(B)/arm/tests/%,$(B)/arm/neon/%,$(ARM_TESTS)) \
+             $(patsubst $(B)/arm/tests/%,$(B)/arm/scalar/%,$(ARM_TESTS))
+.PHONY: test-arm
+$(B)/arm/tests/%: tests/%.c llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(ARM_CC) $(OPT) -g -std=c99 -Wall -Wextra -pthread -DLLM_TEST_SAN=1 -I. $< -o $@ $(LDLIBS)
+$(B)/arm/neon/%: $(B)/arm/tests/%
+	@mkdir -p $(dir $@)
+	@printf '#!/bin/sh\nexec $(QEMU_ARM) %s "$$@"\n' $< > $@ && chmod +x $@
+$(B)/arm/scalar/%: $(B)/arm/tests/%
+	@mkdir -p $(dir $@)
+	@printf '#!/bin/sh\nLLM_SIMD=scalar exec $(QEMU_ARM) %s "$$@"\n' $< > $@ && chmod +x $@
+test-arm: all fixtures $(ARM_RUNS)
+	@LLM_FIXTURES=$(B)/fixtures LLM_BUILD=$(B) tests/run.sh $(ARM_RUNS)

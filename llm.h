@@ -60,15 +60,16 @@
  *   JSON          a strict, bounded JSON reader (safetensors headers, vocabularies)
  *   TOKENIZER     GPT-2 byte-level BPE: loaders, pre-tokenizer, merges, decoding
  *   KERNELS       scalar reference kernels: forward beside backward, in model order
- *   SIMD          CPU feature detection, run-time dispatch, SGEMM (fp32 and bf16)
- *   SIMD KERNELS  AVX2 / AVX-512 versions of the other kernels, each tested against
- *                 its reference
+ *   SIMD          CPU feature detection, run-time dispatch, SGEMM (fp32 and bf16), the
+ *                 vector layer (AVX2, AVX-512, NEON) and the GEMV written on it
+ *   SIMD KERNELS  the other kernels, each written once on the vector layer, compiled
+ *                 per ISA and tested against its reference
  *   QUANT         Q8_0 and bf16 weights for inference: fp16, blocks, tiles, the
- *                 matmul kernels (scalar, AVX2, AVX-512 VNNI, NEON)
+ *                 matmul kernels (scalar, AVX2, AVX-512 VNNI, AVX512-BF16, NEON)
  *   CPU           the CPU backend: the kernels split over the pool, in the table
  *   MODEL         GPT-2 and Llama: parameters, activations, forward, backward
  *   ADAMW         optimizer, gradient clipping, learning-rate schedule, RNG
- *   FORMATS       HF safetensors, llm.c .bin, llama2.c .bin, our checkpoint
+ *   FORMATS       HF safetensors, llm.c .bin, llama2.c .bin, our checkpoint, GGUF
  *   DATA          token files and batch loaders
  *   LLAMATOK      llama2.c's SentencePiece-style tokenizer
  *   SAMPLE        temperature, top-k, top-p, repetition penalty, seeded RNG
@@ -2446,16 +2447,21 @@ static LLM__UNUSED void llm__encoder_fwd_ref(float *out, const int *tok, const f
             else memcpy(o, we, LLM__CAST(size_t, C) * sizeof(float));
         }
 }
-/* dwte[tok[b,t],:] += dout[b,t,:], dwpe[t,:] += dout[b,t,:]. */
-static LLM__UNUSED void llm__encoder_bwd_ref(float *dwte, float *dwpe, const float *dout, const int *tok,
-                                 int B, int T, int C) {
+/* dwte[tok[b,t],:] += dout[b,t,:], dwpe[t,:] += dout[b,t,:], for channels [c0, c1) (a
+ * token may repeat, so rows would collide in dwte; channel slices never do). */
+static void llm__encoder_bwd_cols_ref(float *dwte, float *dwpe, const float *dout, const int *tok,
+                                      int B, int T, int C, int c0, int c1) {
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             const float *d = dout + (LLM__CAST(size_t, b) * T + t) * C;
             float *dwe = dwte + LLM__CAST(size_t, tok[b * T + t]) * C;
-            for (int c = 0; c < C; c++) dwe[c] += d[c];
-            if (dwpe) for (int c = 0; c < C; c++) dwpe[LLM__CAST(size_t, t) * C + c] += d[c];
+            for (int c = c0; c < c1; c++) dwe[c] += d[c];
+            if (dwpe) for (int c = c0; c < c1; c++) dwpe[LLM__CAST(size_t, t) * C + c] += d[c];
         }
+}
+static LLM__UNUSED void llm__encoder_bwd_ref(float *dwte, float *dwpe, const float *dout, const int *tok,
+                                             int B, int T, int C) {
+    llm__encoder_bwd_cols_ref(dwte, dwpe, dout, tok, B, T, C, 0, C);
 }
 
 /* LayerNorm over the last dimension, eps 1e-5 (GPT-2), biased variance:
@@ -2478,12 +2484,12 @@ static LLM__UNUSED void llm__layernorm_fwd_ref(float *out, float *mean, float *r
     }
 }
 /* With xhat = (x-mean)*rstd and g = dout*w (the gradient at xhat):
- *   db += dout, dw += dout*xhat,
- *   dx += rstd * (g - mean(g) - xhat * mean(g*xhat))
- * (the two means remove the parts of g that the normalisation cancels). */
-static LLM__UNUSED void llm__layernorm_bwd_ref(float *dinp, float *dw, float *db, const float *dout,
-                                   const float *inp, const float *w, const float *mean,
-                                   const float *rstd, int N, int C) {
+ *   dx += rstd * (g - mean(g) - xhat * mean(g*xhat))     (per row)
+ *   db += dout, dw += dout*xhat                            (summed over rows, per channel)
+ * (the two means remove the parts of g that the normalisation cancels). In two parts, so
+ * that threads can take rows of dx and channels [c0, c1) of dw, db (rows would collide). */
+static void llm__layernorm_bwd_dx_ref(float *dinp, const float *dout, const float *inp, const float *w,
+                                      const float *mean, const float *rstd, int N, int C) {
     for (int n = 0; n < N; n++) {
         const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;
         float *dx = dinp + LLM__CAST(size_t, n) * C;
@@ -2495,11 +2501,25 @@ static LLM__UNUSED void llm__layernorm_bwd_ref(float *dinp, float *dw, float *db
         gmean /= C; gxmean /= C;
         for (int c = 0; c < C; c++) {
             float xhat = (x[c] - m) * s, g = d[c] * w[c];
-            db[c] += d[c];
-            dw[c] += d[c] * xhat;
             dx[c] += s * (g - gmean - xhat * gxmean);
         }
     }
+}
+static void llm__layernorm_bwd_dwdb_ref(float *dw, float *db, const float *dout, const float *inp,
+                                        const float *mean, const float *rstd, int N, int C, int c0, int c1) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;
+        for (int c = c0; c < c1; c++) {
+            db[c] += d[c];
+            dw[c] += d[c] * ((x[c] - mean[n]) * rstd[n]);
+        }
+    }
+}
+static LLM__UNUSED void llm__layernorm_bwd_ref(float *dinp, float *dw, float *db, const float *dout,
+                                               const float *inp, const float *w, const float *mean,
+                                               const float *rstd, int N, int C) {
+    llm__layernorm_bwd_dx_ref(dinp, dout, inp, w, mean, rstd, N, C);
+    llm__layernorm_bwd_dwdb_ref(dw, db, dout, inp, mean, rstd, N, C, 0, C);
 }
 
 /* RMSNorm (Llama): r = 1/sqrt(mean(x²) + eps), out = x · r · w.  rstd (N) saved.
@@ -2515,19 +2535,29 @@ static LLM__UNUSED void llm__rmsnorm_fwd_ref(float *out, float *rstd, const floa
         rstd[n] = r;
     }
 }
-/* With g = dout·w:  dw += dout · x · r,  dx += r · (g - x · r² · mean(g·x)). */
-static LLM__UNUSED void llm__rmsnorm_bwd_ref(float *dinp, float *dw, const float *dout, const float *inp,
-                                             const float *w, const float *rstd, int N, int C) {
+/* With g = dout·w:  dx += r · (g - x · r² · mean(g·x)) per row, dw += Σ_rows dout · x · r
+ * per channel (in two parts, as layernorm's). */
+static void llm__rmsnorm_bwd_dx_ref(float *dinp, const float *dout, const float *inp, const float *w,
+                                    const float *rstd, int N, int C) {
     for (int n = 0; n < N; n++) {
         const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;
         float *dx = dinp + LLM__CAST(size_t, n) * C, r = rstd[n], gx = 0;
         for (int c = 0; c < C; c++) gx += d[c] * w[c] * x[c];
         gx /= C;
-        for (int c = 0; c < C; c++) {
-            dw[c] += d[c] * x[c] * r;
-            dx[c] += r * (d[c] * w[c] - x[c] * r * r * gx);
-        }
+        for (int c = 0; c < C; c++) dx[c] += r * (d[c] * w[c] - x[c] * r * r * gx);
     }
+}
+static void llm__rmsnorm_bwd_dw_ref(float *dw, const float *dout, const float *inp, const float *rstd,
+                                    int N, int C, int c0, int c1) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;
+        for (int c = c0; c < c1; c++) dw[c] += d[c] * x[c] * rstd[n];
+    }
+}
+static LLM__UNUSED void llm__rmsnorm_bwd_ref(float *dinp, float *dw, const float *dout, const float *inp,
+                                             const float *w, const float *rstd, int N, int C) {
+    llm__rmsnorm_bwd_dx_ref(dinp, dout, inp, w, rstd, N, C);
+    llm__rmsnorm_bwd_dw_ref(dw, dout, inp, rstd, N, C, 0, C);
 }
 
 /* Rotary position embedding (RoPE), in place on the q and k parts of qkv rows laid out
@@ -2536,22 +2566,30 @@ static LLM__UNUSED void llm__rmsnorm_bwd_ref(float *dinp, float *dw, const float
  * This is llama2.c's (and Meta's) interleaved convention; HF's rotate_half layout is
  * the same after a permutation of the q/k weight rows. pos (B,T) or NULL for pos = t.
  * The angle is computed in float exactly as llama2.c does, so logits match it. */
+static float llm__rope_freq(int i, int HS, float theta) {
+    return 1.0f / powf(theta, LLM__CAST(float, i) / LLM__CAST(float, HS));
+}
+static void llm__rope_freqs(float *freq, int HS, float theta) {   /* freq (HS/2) */
+    for (int i = 0; i < HS; i += 2) freq[i / 2] = llm__rope_freq(i, HS, theta);
+}
+/* One row x (the q and k parts of a qkv row) at position p; freq (HS/2) from
+ * llm__rope_freqs, or NULL to compute each as it is needed. */
+static void llm__rope_row_ref(float *x, int p, int NH, int NKV, int HS, float theta, const float *freq, float sign) {
+    for (int i = 0; i < HS; i += 2) {
+        float f = freq ? freq[i / 2] : llm__rope_freq(i, HS, theta);
+        float val = LLM__CAST(float, p) * f, c = cosf(val), s = sign * sinf(val);
+        for (int h = 0; h < NH + NKV; h++) {   /* the NH query heads, then the NKV key heads */
+            float *v = x + LLM__CAST(size_t, h) * HS + i, x0 = v[0], x1 = v[1];
+            v[0] = x0 * c - x1 * s;
+            v[1] = x0 * s + x1 * c;
+        }
+    }
+}
 static void llm__rope_rotate(float *qkv, const int *pos, int B, int T, int NH, int NKV, int HS,
                              float theta, float sign) {
     size_t row = LLM__CAST(size_t, NH + 2 * NKV) * HS;
-    for (int bt = 0; bt < B * T; bt++) {
-        float *x = qkv + LLM__CAST(size_t, bt) * row;
-        int p = pos ? pos[bt] : bt % T;
-        for (int i = 0; i < HS; i += 2) {
-            float freq = 1.0f / powf(theta, LLM__CAST(float, i) / LLM__CAST(float, HS));
-            float val = LLM__CAST(float, p) * freq, c = cosf(val), s = sign * sinf(val);
-            for (int h = 0; h < NH + NKV; h++) {   /* the NH query heads, then the NKV key heads */
-                float *v = x + LLM__CAST(size_t, h) * HS + i, x0 = v[0], x1 = v[1];
-                v[0] = x0 * c - x1 * s;
-                v[1] = x0 * s + x1 * c;
-            }
-        }
-    }
+    for (int bt = 0; bt < B * T; bt++)
+        llm__rope_row_ref(qkv + LLM__CAST(size_t, bt) * row, pos ? pos[bt] : bt % T, NH, NKV, HS, theta, NULL, sign);
 }
 static LLM__UNUSED void llm__rope_fwd_ref(float *qkv, const int *pos, int B, int T, int NH, int NKV, int HS, float theta) {
     llm__rope_rotate(qkv, pos, B, T, NH, NKV, HS, theta, 1.0f);
@@ -3186,33 +3224,37 @@ LLM__T_AVX512 static void llm__gemm_kern_avx512(int kc, const float *A, const fl
 }
 #endif /* LLM__X86 */
 
+#define LLM__REP8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
+#define LLM__REP4(M) M(0) M(1) M(2) M(3)
 #ifdef LLM__NEON
-/* NEON micro-kernel, 8 x 8: 16 q-register accumulators; each k loads 8 values of B
- * and 8 of A and multiplies by lanes. Not tested on hardware here (built on x86). */
+/* NEON micro-kernel, 8 x 12, for 32 128-bit registers: 24 accumulators (8 rows x 3
+ * vectors of 4), 3 for B, 2 holding the 8 values of A; each k, 5 loads feed 24 FMAs by
+ * lane (fmla v.4s, v.4s, v.s[l]), which needs no broadcast. */
 #define LLM__NEON_MR 8
-#define LLM__NEON_NR 8
+#define LLM__NEON_NR 12
 static void llm__gemm_kern_neon(int kc, const float *A, const float *B, float *C, size_t ldc,
                                 float beta) {
-    float32x4_t c[8][2];
-    for (int i = 0; i < 8; i++) c[i][0] = c[i][1] = vdupq_n_f32(0.0f);
+    /* named accumulators, not an array: gcc 12 kept an array in registers but also
+     * stored all of it back to the stack on every k */
+#define LLM__ACC(i) float32x4_t c##i##0 = vdupq_n_f32(0.0f), c##i##1 = c##i##0, c##i##2 = c##i##0;
+    LLM__REP8(LLM__ACC)
+#undef LLM__ACC
     for (int k = 0; k < kc; k++) {
-        float32x4_t b0 = vld1q_f32(B), b1 = vld1q_f32(B + 4);
-        float32x4_t a0 = vld1q_f32(A), a1 = vld1q_f32(A + 4);
-#define LLM__ROW(i, a, l) c[i][0] = vfmaq_laneq_f32(c[i][0], b0, a, l); \
-        c[i][1] = vfmaq_laneq_f32(c[i][1], b1, a, l);
+        const float32x4_t b0 = vld1q_f32(B), b1 = vld1q_f32(B + 4), b2 = vld1q_f32(B + 8);
+        const float32x4_t a0 = vld1q_f32(A), a1 = vld1q_f32(A + 4);
+#define LLM__ROW(i, a, l) c##i##0 = vfmaq_laneq_f32(c##i##0, b0, a, l); \
+        c##i##1 = vfmaq_laneq_f32(c##i##1, b1, a, l); c##i##2 = vfmaq_laneq_f32(c##i##2, b2, a, l);
         LLM__ROW(0, a0, 0) LLM__ROW(1, a0, 1) LLM__ROW(2, a0, 2) LLM__ROW(3, a0, 3)
         LLM__ROW(4, a1, 0) LLM__ROW(5, a1, 1) LLM__ROW(6, a1, 2) LLM__ROW(7, a1, 3)
 #undef LLM__ROW
-        A += 8; B += 8;
+        A += LLM__NEON_MR; B += LLM__NEON_NR;
     }
-    for (int i = 0; i < 8; i++) {
-        float *p = C + i * ldc;
-        if (beta == 0.0f) { vst1q_f32(p, c[i][0]); vst1q_f32(p + 4, c[i][1]); }
-        else {
-            vst1q_f32(p, vfmaq_n_f32(c[i][0], vld1q_f32(p), beta));
-            vst1q_f32(p + 4, vfmaq_n_f32(c[i][1], vld1q_f32(p + 4), beta));
-        }
-    }
+#define LLM__ST(i, j) { float *p = C + i * ldc + 4 * j; \
+        vst1q_f32(p, beta == 0.0f ? c##i##j : vfmaq_n_f32(c##i##j, vld1q_f32(p), beta)); }
+#define LLM__ROW(i) LLM__ST(i, 0) LLM__ST(i, 1) LLM__ST(i, 2)
+    LLM__REP8(LLM__ROW)
+#undef LLM__ROW
+#undef LLM__ST
 }
 #endif
 
@@ -3230,7 +3272,7 @@ static llm__gemm_impl llm__gemm_pick(llm_simd level) {
     }
 #elif defined(LLM__NEON)
     if (level == LLM_SIMD_NEON) {
-        g.mr = LLM__NEON_MR; g.nr = LLM__NEON_NR; g.kc = 256; g.mc = 128; g.nc = 1024;
+        g.mr = LLM__NEON_MR; g.nr = LLM__NEON_NR; g.kc = 256; g.mc = 128; g.nc = 1020;
         g.kern = llm__gemm_kern_neon;
     }
 #else
@@ -3378,13 +3420,76 @@ static void llm__gemv_n_cols_ref(const llm__gemv_job *J, size_t c0, size_t c1) {
     }
 }
 
-#ifdef LLM__X86
-/* Fetch the line `bytes` past p. A prefetch never faults and the address may lie past
- * W, so it is formed as an integer (C defines pointer arithmetic only inside the array).
- * A macro, not a function: gcc 12 drops the prefetch of a plain inline function inlined
- * into an AVX-512 one. */
-#define LLM__PREFETCH(p, bytes) \
-    _mm_prefetch(LLM__CAST(const char *, LLM__CAST(uintptr_t, (p)) + (bytes)), _MM_HINT_T0)
+/* ---- the vector layer ------------------------------------------------------------------
+ * Every SIMD kernel that is not a GEMM micro-kernel (the GEMV below and all of SIMD
+ * KERNELS) is written once, on a vector of LLM__VW floats and the handful of operations
+ * listed here, and compiled once per instruction set: AVX2 (8 lanes), AVX-512 (16) and
+ * NEON (4). A kernel body is a macro, expanded with LLM__V set to avx2, avx512 or neon;
+ * each generic name then means that ISA's version (llm__vadd is llm__vadd_avx2, which is
+ * _mm256_add_ps), and LLM__ISA(llm__gelu_fwd) names the function llm__gelu_fwd_avx2.
+ *   llm__vf               LLM__VW floats            llm__vd: doubles (half as many)
+ *   llm__vm               a tail mask: the first n lanes, llm__vmask(n) (n clamped to 0..VW)
+ *   llm__vb               the lanes where a comparison (llm__vle) held, for llm__vsel
+ *   vzero vset1(x) vload(p) vloada(p) (aligned) vstore(p, v) vstorea(p, v)
+ *   vload_m(p, m)         the masked lanes, 0 elsewhere; never reads past them
+ *   vload_mor(p, m, f)    the masked lanes, f's lanes elsewhere
+ *   vstore_m(p, m, v)     writes the masked lanes only
+ *   vadd vsub vmul vdiv vmax vmin vsqrt, vfma(a, b, c) = a·b + c, vfnma(a, b, c) = c - a·b
+ *   vle(a, b) vsel(k, a, b) = k ? a : b   vround (to nearest even)   viota = 0, 1, ...
+ *   vswap_pairs           lanes (0 1)(2 3)... exchanged
+ *   vhsum vhmax           the lanes summed (maxed) in a fixed order
+ *   vhsum4(dst, a, b, c, d, s)   dst[0..3] = (Σa, Σb, Σc, Σd)·s
+ *   vldexp(p, n)          p·2^n for integral n in [-150, 128] (the last step of vexp)
+ *   vkeep(v)              an empty asm: v is a value here (not fused, not re-loaded)
+ *   vprefetch(p, bytes)   fetch the line `bytes` past p into L1
+ *   vd_zero vd_lo(v) vd_hi(v) (a half of v, widened) vd_fma vd_add vd_hsum
+ * NEON has no masked loads: a tail goes through 4 floats on the stack. */
+#define LLM__CAT3(a, b, c) a##b##c
+#define LLM__XCAT3(a, b, c) LLM__CAT3(a, b, c)
+#define LLM__ISA(name) LLM__XCAT3(name, _, LLM__V)
+#define LLM__VT LLM__ISA(LLM__T)     /* the target attribute of the current ISA */
+#define LLM__VW LLM__ISA(LLM__W)     /* its lanes */
+#define llm__vf LLM__ISA(llm__vf)
+#define llm__vm LLM__ISA(llm__vm)
+#define llm__vb LLM__ISA(llm__vb)
+#define llm__vd LLM__ISA(llm__vd)
+#define llm__vzero LLM__ISA(llm__vzero)
+#define llm__vset1 LLM__ISA(llm__vset1)
+#define llm__vload LLM__ISA(llm__vload)
+#define llm__vloada LLM__ISA(llm__vloada)
+#define llm__vstore LLM__ISA(llm__vstore)
+#define llm__vstorea LLM__ISA(llm__vstorea)
+#define llm__vmask LLM__ISA(llm__vmask)
+#define llm__vload_m LLM__ISA(llm__vload_m)
+#define llm__vload_mor LLM__ISA(llm__vload_mor)
+#define llm__vstore_m LLM__ISA(llm__vstore_m)
+#define llm__vadd LLM__ISA(llm__vadd)
+#define llm__vsub LLM__ISA(llm__vsub)
+#define llm__vmul LLM__ISA(llm__vmul)
+#define llm__vdiv LLM__ISA(llm__vdiv)
+#define llm__vmax LLM__ISA(llm__vmax)
+#define llm__vmin LLM__ISA(llm__vmin)
+#define llm__vsqrt LLM__ISA(llm__vsqrt)
+#define llm__vfma LLM__ISA(llm__vfma)
+#define llm__vfnma LLM__ISA(llm__vfnma)
+#define llm__vle LLM__ISA(llm__vle)
+#define llm__vsel LLM__ISA(llm__vsel)
+#define llm__vround LLM__ISA(llm__vround)
+#define llm__viota LLM__ISA(llm__viota)
+#define llm__vswap_pairs LLM__ISA(llm__vswap_pairs)
+#define llm__vhsum LLM__ISA(llm__vhsum)
+#define llm__vhmax LLM__ISA(llm__vhmax)
+#define llm__vhsum4 LLM__ISA(llm__vhsum4)
+#define llm__vldexp LLM__ISA(llm__vldexp)
+#define llm__vkeep LLM__ISA(llm__vkeep)
+#define llm__vprefetch LLM__ISA(llm__vprefetch)
+#define llm__vd_zero LLM__ISA(llm__vd_zero)
+#define llm__vd_lo LLM__ISA(llm__vd_lo)
+#define llm__vd_hi LLM__ISA(llm__vd_hi)
+#define llm__vd_fma LLM__ISA(llm__vd_fma)
+#define llm__vd_add LLM__ISA(llm__vd_add)
+#define llm__vd_hsum LLM__ISA(llm__vd_hsum)
+
 /* Unroll the loop that follows completely (its trip count, at most 4, is a constant
  * after inlining), so that arrays of accumulators become registers. clang ignores an
  * unroll count larger than a loop's trip count, hence its own spelling. */
@@ -3394,60 +3499,251 @@ static void llm__gemv_n_cols_ref(const llm__gemv_job *J, size_t c0, size_t c1) {
 #define LLM__UNROLL _Pragma("GCC unroll 4")
 #endif
 
-LLM__T_AVX2 static float llm__hsum256(__m256 v) {   /* (0+4, 1+5, 2+6, 3+7), then pairs */
+#ifdef LLM__X86
+/* Fetch the line `bytes` past p. A prefetch never faults and the address may lie past
+ * the array, so it is formed as an integer (C defines pointer arithmetic only inside the
+ * array). A macro, not a function: gcc 12 drops the prefetch of a plain inline function
+ * inlined into an AVX-512 one. */
+#define LLM__PREFETCH(p, bytes) \
+    _mm_prefetch(LLM__CAST(const char *, LLM__CAST(uintptr_t, (p)) + (bytes)), _MM_HINT_T0)
+
+/* AVX2 + FMA: 8 lanes; a tail mask is the ints vmaskmovps wants (top bit per lane). */
+#define LLM__T_avx2 LLM__T_AVX2
+#define LLM__W_avx2 8
+typedef __m256 llm__vf_avx2;
+typedef __m256i llm__vm_avx2;
+typedef __m256 llm__vb_avx2;
+typedef __m256d llm__vd_avx2;
+#define llm__vzero_avx2 _mm256_setzero_ps
+#define llm__vset1_avx2 _mm256_set1_ps
+#define llm__vload_avx2 _mm256_loadu_ps
+#define llm__vloada_avx2 _mm256_load_ps
+#define llm__vstore_avx2 _mm256_storeu_ps
+#define llm__vstorea_avx2 _mm256_store_ps
+#define llm__vadd_avx2 _mm256_add_ps
+#define llm__vsub_avx2 _mm256_sub_ps
+#define llm__vmul_avx2 _mm256_mul_ps
+#define llm__vdiv_avx2 _mm256_div_ps
+#define llm__vmax_avx2 _mm256_max_ps
+#define llm__vmin_avx2 _mm256_min_ps
+#define llm__vsqrt_avx2 _mm256_sqrt_ps
+#define llm__vfma_avx2 _mm256_fmadd_ps
+#define llm__vfnma_avx2 _mm256_fnmadd_ps
+#define llm__vle_avx2(a, b) _mm256_cmp_ps(a, b, _CMP_LE_OQ)
+#define llm__vsel_avx2(k, a, b) _mm256_blendv_ps(b, a, k)
+#define llm__vround_avx2(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define llm__viota_avx2() _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7)
+#define llm__vswap_pairs_avx2(a) _mm256_permute_ps(a, 0xB1)
+#define llm__vkeep_avx2(v) __asm__("" : "+x"(v))
+#define llm__vprefetch_avx2 LLM__PREFETCH
+#define llm__vd_zero_avx2 _mm256_setzero_pd
+#define llm__vd_lo_avx2(v) _mm256_cvtps_pd(_mm256_castps256_ps128(v))
+#define llm__vd_hi_avx2(v) _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))
+#define llm__vd_fma_avx2 _mm256_fmadd_pd
+#define llm__vd_add_avx2 _mm256_add_pd
+LLM__T_AVX2 static inline __m256i llm__vmask_avx2(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+/* The plain load and store when every lane is on: AMD runs vmaskmovps stores in microcode. */
+LLM__T_AVX2 static inline __m256 llm__vload_m_avx2(const float *p, __m256i k) {
+    return _mm256_movemask_ps(_mm256_castsi256_ps(k)) == 0xFF ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, k);
+}
+LLM__T_AVX2 static inline __m256 llm__vload_mor_avx2(const float *p, __m256i k, __m256 f) {
+    return _mm256_blendv_ps(f, llm__vload_m_avx2(p, k), _mm256_castsi256_ps(k));
+}
+LLM__T_AVX2 static inline void llm__vstore_m_avx2(float *p, __m256i k, __m256 v) {
+    if (_mm256_movemask_ps(_mm256_castsi256_ps(k)) == 0xFF) _mm256_storeu_ps(p, v);
+    else _mm256_maskstore_ps(p, k, v);
+}
+LLM__T_AVX2 static inline float llm__vhsum_avx2(__m256 v) {   /* (0+4, 1+5, 2+6, 3+7), then pairs */
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
-LLM__T_AVX512 static float llm__hsum512(__m512 v) {
-    return llm__hsum256(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)));
+LLM__T_AVX2 static inline float llm__vhmax_avx2(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
 }
-/* The first n (0..8) lanes of a ymm, as maskload wants them (the top bit of each int). */
-LLM__T_AVX2 static __m256i llm__gemv_mask8(int n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+LLM__T_AVX2 static inline void llm__vhsum4_avx2(float *dst, __m256 a, __m256 b, __m256 c, __m256 d, float sc) {
+    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));   /* [a b c d | a b c d] halves */
+    _mm_storeu_ps(dst, _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1)), _mm_set1_ps(sc)));
 }
+/* p·2^n as two factors 2^(n/2), 2^(n - n/2) built from exponent bits, each normal for n
+ * in [-150, 128]; the first product is exact, so there is one rounding. */
+LLM__T_AVX2 static inline __m256 llm__vldexp_avx2(__m256 p, __m256 n) {
+    __m256i ni = _mm256_cvtps_epi32(n), n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+LLM__T_AVX2 static inline double llm__vd_hsum_avx2(__m256d a) {
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+}
+
+/* AVX-512: 16 lanes; tail masks and comparisons are k-registers. (The maskz forms with
+ * a full mask are the plain instructions; some plain intrinsics trip g++ 12's
+ * -Wmaybe-uninitialized.) */
+#define LLM__T_avx512 LLM__T_AVX512
+#define LLM__W_avx512 16
+typedef __m512 llm__vf_avx512;
+typedef __mmask16 llm__vm_avx512;
+typedef __mmask16 llm__vb_avx512;
+typedef __m512d llm__vd_avx512;
+#define llm__vzero_avx512 _mm512_setzero_ps
+#define llm__vset1_avx512 _mm512_set1_ps
+#define llm__vload_avx512 _mm512_loadu_ps
+#define llm__vloada_avx512 _mm512_load_ps
+#define llm__vstore_avx512 _mm512_storeu_ps
+#define llm__vstorea_avx512 _mm512_store_ps
+#define llm__vload_m_avx512(p, k) _mm512_maskz_loadu_ps(k, p)
+#define llm__vload_mor_avx512(p, k, f) _mm512_mask_loadu_ps(f, k, p)
+#define llm__vstore_m_avx512 _mm512_mask_storeu_ps
+#define llm__vadd_avx512 _mm512_add_ps
+#define llm__vsub_avx512 _mm512_sub_ps
+#define llm__vmul_avx512 _mm512_mul_ps
+#define llm__vdiv_avx512 _mm512_div_ps
+#define llm__vmax_avx512 _mm512_max_ps
+#define llm__vmin_avx512 _mm512_min_ps
+#define llm__vsqrt_avx512 _mm512_sqrt_ps
+#define llm__vfma_avx512 _mm512_fmadd_ps
+#define llm__vfnma_avx512 _mm512_fnmadd_ps
+#define llm__vle_avx512(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ)
+#define llm__vsel_avx512(k, a, b) _mm512_mask_blend_ps(k, b, a)
+#define llm__vround_avx512(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define llm__viota_avx512() _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+#define llm__vswap_pairs_avx512(a) _mm512_permute_ps(a, 0xB1)
+#define llm__vhsum_avx512 _mm512_reduce_add_ps
+#define llm__vhmax_avx512 _mm512_reduce_max_ps
+#define llm__vldexp_avx512 _mm512_scalef_ps   /* exact, with over- and underflow */
+#define llm__vkeep_avx512(v) __asm__("" : "+v"(v))
+#define llm__vprefetch_avx512 LLM__PREFETCH
+#define llm__vd_zero_avx512 _mm512_setzero_pd
+#define llm__vd_lo_avx512(v) _mm512_maskz_cvtps_pd(0xFF, _mm512_castps512_ps256(v))
+#define llm__vd_hi_avx512(v) _mm512_maskz_cvtps_pd(0xFF, _mm512_extractf32x8_ps(v, 1))
+#define llm__vd_fma_avx512 _mm512_fmadd_pd
+#define llm__vd_add_avx512 _mm512_add_pd
+#define llm__vd_hsum_avx512 _mm512_reduce_add_pd
+LLM__T_AVX512 static inline __mmask16 llm__vmask_avx512(int n) {
+    return LLM__CAST(__mmask16, n >= 16 ? 0xFFFFu : n <= 0 ? 0u : (1u << n) - 1u);
+}
+LLM__T_AVX512 static inline void llm__vhsum4_avx512(float *dst, __m512 a, __m512 b, __m512 c, __m512 d, float sc) {
+#define LLM__HALF(x) _mm256_add_ps(_mm512_castps512_ps256(x), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)))
+    llm__vhsum4_avx2(dst, LLM__HALF(a), LLM__HALF(b), LLM__HALF(c), LLM__HALF(d), sc);
+#undef LLM__HALF
+}
+#endif /* LLM__X86 */
+
+#ifdef LLM__NEON
+/* NEON: 4 lanes; a tail mask is the number of lanes. */
+#define LLM__T_neon
+#define LLM__W_neon 4
+typedef float32x4_t llm__vf_neon;
+typedef int llm__vm_neon;
+typedef uint32x4_t llm__vb_neon;
+typedef float64x2_t llm__vd_neon;
+#define llm__vzero_neon() vdupq_n_f32(0.0f)
+#define llm__vset1_neon vdupq_n_f32
+#define llm__vload_neon vld1q_f32
+#define llm__vloada_neon vld1q_f32
+#define llm__vstore_neon vst1q_f32
+#define llm__vstorea_neon vst1q_f32
+#define llm__vadd_neon vaddq_f32
+#define llm__vsub_neon vsubq_f32
+#define llm__vmul_neon vmulq_f32
+#define llm__vdiv_neon vdivq_f32
+#define llm__vmax_neon vmaxq_f32
+#define llm__vmin_neon vminq_f32
+#define llm__vsqrt_neon vsqrtq_f32
+#define llm__vfma_neon(a, b, c) vfmaq_f32(c, a, b)
+#define llm__vfnma_neon(a, b, c) vfmsq_f32(c, a, b)
+#define llm__vle_neon vcleq_f32
+#define llm__vsel_neon vbslq_f32
+#define llm__vround_neon vrndnq_f32
+#define llm__vswap_pairs_neon vrev64q_f32
+#define llm__vhsum_neon vaddvq_f32
+#define llm__vhmax_neon vmaxvq_f32
+#define llm__vkeep_neon(v) __asm__("" : "+w"(v))
+#define llm__vprefetch_neon(p, bytes) __builtin_prefetch(LLM__CAST(const char *, LLM__CAST(uintptr_t, (p)) + (bytes)))
+#define llm__vd_zero_neon() vdupq_n_f64(0.0)
+#define llm__vd_lo_neon(v) vcvt_f64_f32(vget_low_f32(v))
+#define llm__vd_hi_neon(v) vcvt_high_f64_f32(v)
+#define llm__vd_fma_neon(a, b, c) vfmaq_f64(c, a, b)
+#define llm__vd_add_neon vaddq_f64
+#define llm__vd_hsum_neon vaddvq_f64
+static inline float32x4_t llm__viota_neon(void) {
+    static const float iota[4] = {0, 1, 2, 3};
+    return vld1q_f32(iota);
+}
+static inline int llm__vmask_neon(int n) { return n < 0 ? 0 : n > 4 ? 4 : n; }
+static inline float32x4_t llm__vload_mor_neon(const float *p, int m, float32x4_t f) {
+    if (m >= 4) return vld1q_f32(p);
+    float t[4];
+    vst1q_f32(t, f);
+    for (int i = 0; i < m; i++) t[i] = p[i];
+    return vld1q_f32(t);
+}
+static inline float32x4_t llm__vload_m_neon(const float *p, int m) { return llm__vload_mor_neon(p, m, vdupq_n_f32(0.0f)); }
+static inline void llm__vstore_m_neon(float *p, int m, float32x4_t v) {
+    if (m >= 4) { vst1q_f32(p, v); return; }
+    float t[4];
+    vst1q_f32(t, v);
+    for (int i = 0; i < m; i++) p[i] = t[i];
+}
+static inline void llm__vhsum4_neon(float *dst, float32x4_t a, float32x4_t b, float32x4_t c, float32x4_t d, float sc) {
+    vst1q_f32(dst, vmulq_n_f32(vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d)), sc));
+}
+static inline float32x4_t llm__vldexp_neon(float32x4_t p, float32x4_t n) {   /* as AVX2's */
+    int32x4_t ni = vcvtq_s32_f32(n), n1 = vshrq_n_s32(ni, 1), n2 = vsubq_s32(ni, n1);
+    float32x4_t s1 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n1, vdupq_n_s32(127)), 23));
+    float32x4_t s2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n2, vdupq_n_s32(127)), 23));
+    return vmulq_f32(vmulq_f32(p, s1), s2);
+}
+#endif /* LLM__NEON */
 
 /* out[i] = X[i] . w for i < MI (a constant after inlining; with LLM__UNROLL, at -O2
  * too, the accumulators live in registers). Two accumulators per output, for the
- * even and odd blocks of 16 k (two FMA chains hide the FMA latency even at MI == 1),
+ * even and odd blocks of VW k (two FMA chains hide the FMA latency even at MI == 1),
  * added at the end; the ragged last block is masked into the one of its parity.
- * pf: how many bytes ahead in w to prefetch. */
-#define LLM__AVX512_GEMV_MI 4
-__attribute__((always_inline)) LLM__T_AVX512 static inline void
-llm__gemv_tile_avx512(const int MI, const float *X, size_t ldx, const float *w, int K, size_t pf,
-                      float *out) {
-    __m512 a0[LLM__AVX512_GEMV_MI], a1[LLM__AVX512_GEMV_MI];
-LLM__UNROLL
-    for (int i = 0; i < MI; i++) a0[i] = a1[i] = _mm512_setzero_ps();
-    int k = 0;
-    for (; k + 32 <= K; k += 32) {
-        LLM__PREFETCH(w + k, pf);
-        LLM__PREFETCH(w + k + 16, pf);
-        __m512 w0 = _mm512_loadu_ps(w + k), w1 = _mm512_loadu_ps(w + k + 16);
-        /* keep w in registers: left to itself gcc folds the loads of w into each FMA,
-         * reading w MI times, and for MI = 2, 3 the DRAM stream then ran at half speed
-         * (it no longer overlapped the arithmetic) */
-        __asm__("" : "+v"(w0), "+v"(w1));
-LLM__UNROLL
-        for (int i = 0; i < MI; i++) {
-            a0[i] = _mm512_fmadd_ps(_mm512_loadu_ps(X + i * ldx + k), w0, a0[i]);
-            a1[i] = _mm512_fmadd_ps(_mm512_loadu_ps(X + i * ldx + k + 16), w1, a1[i]);
-        }
-    }
-    if (k < K) {   /* masked lanes load as zero and add nothing */
-        const int n = K - k;
-        const __mmask16 m0 = LLM__CAST(__mmask16, n >= 16 ? 0xffff : (1u << n) - 1);
-        const __mmask16 m1 = LLM__CAST(__mmask16, n <= 16 ? 0 : (1u << (n - 16)) - 1);
-        __m512 w0 = _mm512_maskz_loadu_ps(m0, w + k), w1 = _mm512_maskz_loadu_ps(m1, w + k + 16);
-LLM__UNROLL
-        for (int i = 0; i < MI; i++) {
-            a0[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, X + i * ldx + k), w0, a0[i]);
-            if (n > 16) a1[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, X + i * ldx + k + 16), w1, a1[i]);
-        }
-    }
-LLM__UNROLL
-    for (int i = 0; i < MI; i++) out[i] = llm__hsum512(_mm512_add_ps(a0[i], a1[i]));
+ * w is held in registers (vkeep): left to itself gcc folds the loads of w into each
+ * FMA, reading w MI times, and for MI = 2, 3 the DRAM stream then ran at half speed
+ * (it no longer overlapped the arithmetic). pf: how many bytes ahead in w to prefetch.
+ * At most 4 rows of X (AVX2: 8 accumulators, 2 of w, one x: 11 of 16 registers). */
+#define LLM__GEMV_MI 4
+#define LLM__K_GEMV_TILE                                                                                           \
+__attribute__((always_inline)) LLM__VT static inline void                                                          \
+LLM__ISA(llm__gemv_tile)(const int MI, const float *X, size_t ldx, const float *w, int K, size_t pf, float *out) { \
+    const int W = LLM__VW;                                                                                         \
+    llm__vf a0[LLM__GEMV_MI], a1[LLM__GEMV_MI];                                                                    \
+LLM__UNROLL                                                                                                        \
+    for (int i = 0; i < MI; i++) a0[i] = a1[i] = llm__vzero();                                                     \
+    int k = 0;                                                                                                     \
+    for (; k + 2 * W <= K; k += 2 * W) {                                                                           \
+LLM__UNROLL                                                                                                        \
+        for (int q = 0; q < 2 * W; q += 16) llm__vprefetch(w + k + q, pf);   /* each line once */                  \
+        llm__vf w0 = llm__vload(w + k), w1 = llm__vload(w + k + W);                                                \
+        llm__vkeep(w0); llm__vkeep(w1);                                                                            \
+LLM__UNROLL                                                                                                        \
+        for (int i = 0; i < MI; i++) {                                                                             \
+            a0[i] = llm__vfma(llm__vload(X + i * ldx + k), w0, a0[i]);                                             \
+            a1[i] = llm__vfma(llm__vload(X + i * ldx + k + W), w1, a1[i]);                                         \
+        }                                                                                                          \
+    }                                                                                                              \
+    if (k < K) {   /* masked lanes load as zero and add nothing */                                                 \
+        const int n = K - k;                                                                                       \
+        const llm__vm m0 = llm__vmask(n), m1 = llm__vmask(n - W);                                                  \
+        llm__vf w0 = llm__vload_m(w + k, m0), w1 = llm__vload_m(w + k + W, m1);                                    \
+LLM__UNROLL                                                                                                        \
+        for (int i = 0; i < MI; i++) {                                                                             \
+            a0[i] = llm__vfma(llm__vload_m(X + i * ldx + k, m0), w0, a0[i]);                                       \
+            if (n > W) a1[i] = llm__vfma(llm__vload_m(X + i * ldx + k + W, m1), w1, a1[i]);                        \
+        }                                                                                                          \
+    }                                                                                                              \
+LLM__UNROLL                                                                                                        \
+    for (int i = 0; i < MI; i++) out[i] = llm__vhsum(llm__vadd(a0[i], a1[i]));                                     \
 }
 
 /* transB rows [j0, j1), one row of W at a time against 4 rows of X at a time (a second
@@ -3455,158 +3751,87 @@ LLM__UNROLL
  * stream, which the hardware prefetcher follows best (4 rows side by side, 4 streams,
  * ran ~20% slower), and software fetches 8 KB ahead of it (+10% over none; 1-24 KB
  * tried). One pass over 8 rows of X ran slower than two over 4 (21 against 15 GB/s). */
-LLM__T_AVX512 static void llm__gemv_t_rows_avx512(const llm__gemv_job *J, size_t j0, size_t j1) {
-    const size_t ldw = J->ldw, ldx = J->ldx, pf = LLM__GEMV_PF_BYTES;
-    /* passes of equal size: M = 5 as 3 + 2, not 4 + 1 */
-    const int passes = (J->M + LLM__AVX512_GEMV_MI - 1) / LLM__AVX512_GEMV_MI, step = (J->M + passes - 1) / passes;
-    float out[LLM__AVX512_GEMV_MI];
-    for (size_t j = j0; j < j1; j++) {
-        const float *w = J->W + j * ldw;
-        for (int i0 = 0; i0 < J->M; i0 += step) {
-            const int mi = J->M - i0 < step ? J->M - i0 : step;
-            const float *X = J->X + LLM__CAST(size_t, i0) * ldx;
-            switch (mi) {
-            case 1: llm__gemv_tile_avx512(1, X, ldx, w, J->K, pf, out); break;
-            case 2: llm__gemv_tile_avx512(2, X, ldx, w, J->K, pf, out); break;
-            case 3: llm__gemv_tile_avx512(3, X, ldx, w, J->K, pf, out); break;
-            default: llm__gemv_tile_avx512(4, X, ldx, w, J->K, pf, out); break;
-            }
-            for (int i = 0; i < mi; i++) llm__gemv_put(J->Y + LLM__CAST(size_t, i0 + i) * J->ldy + j, out[i], J->beta);
-        }
-    }
-}
-
-/* The AVX2 tile: 8 lanes, blocks of 8 k, at most 4 rows of X (8 accumulators, 2 of w,
- * one x: 11 of the 16 ymm registers). */
-#define LLM__AVX2_GEMV_MI 4
-__attribute__((always_inline)) LLM__T_AVX2 static inline void
-llm__gemv_tile_avx2(const int MI, const float *X, size_t ldx, const float *w, int K, size_t pf,
-                    float *out) {
-    __m256 a0[LLM__AVX2_GEMV_MI], a1[LLM__AVX2_GEMV_MI];
-LLM__UNROLL
-    for (int i = 0; i < MI; i++) a0[i] = a1[i] = _mm256_setzero_ps();
-    int k = 0;
-    for (; k + 16 <= K; k += 16) {
-        LLM__PREFETCH(w + k, pf);
-        __m256 w0 = _mm256_loadu_ps(w + k), w1 = _mm256_loadu_ps(w + k + 8);
-        __asm__("" : "+x"(w0), "+x"(w1));   /* in registers, as in the AVX-512 tile */
-LLM__UNROLL
-        for (int i = 0; i < MI; i++) {
-            a0[i] = _mm256_fmadd_ps(_mm256_loadu_ps(X + i * ldx + k), w0, a0[i]);
-            a1[i] = _mm256_fmadd_ps(_mm256_loadu_ps(X + i * ldx + k + 8), w1, a1[i]);
-        }
-    }
-    if (k < K) {   /* a full or masked block into a0, then a masked one into a1 */
-        const int n = K - k;
-        const __m256i m0 = llm__gemv_mask8(n), m1 = llm__gemv_mask8(n - 8);
-        __m256 w0 = n >= 8 ? _mm256_loadu_ps(w + k) : _mm256_maskload_ps(w + k, m0);
-        __m256 w1 = _mm256_maskload_ps(w + k + 8, m1);
-LLM__UNROLL
-        for (int i = 0; i < MI; i++) {
-            const float *x = X + i * ldx + k;
-            a0[i] = _mm256_fmadd_ps(n >= 8 ? _mm256_loadu_ps(x) : _mm256_maskload_ps(x, m0), w0, a0[i]);
-            if (n > 8) a1[i] = _mm256_fmadd_ps(_mm256_maskload_ps(x + 8, m1), w1, a1[i]);
-        }
-    }
-LLM__UNROLL
-    for (int i = 0; i < MI; i++) out[i] = llm__hsum256(_mm256_add_ps(a0[i], a1[i]));
-}
-
-LLM__T_AVX2 static void llm__gemv_t_rows_avx2(const llm__gemv_job *J, size_t j0, size_t j1) {
-    const size_t ldw = J->ldw, ldx = J->ldx, pf = LLM__GEMV_PF_BYTES;
-    /* passes of equal size: M = 5 as 3 + 2, not 4 + 1 */
-    const int passes = (J->M + LLM__AVX2_GEMV_MI - 1) / LLM__AVX2_GEMV_MI, step = (J->M + passes - 1) / passes;
-    float out[LLM__AVX2_GEMV_MI];
-    for (size_t j = j0; j < j1; j++) {
-        const float *w = J->W + j * ldw;
-        for (int i0 = 0; i0 < J->M; i0 += step) {
-            const int mi = J->M - i0 < step ? J->M - i0 : step;
-            const float *X = J->X + LLM__CAST(size_t, i0) * ldx;
-            switch (mi) {
-            case 1: llm__gemv_tile_avx2(1, X, ldx, w, J->K, pf, out); break;
-            case 2: llm__gemv_tile_avx2(2, X, ldx, w, J->K, pf, out); break;
-            case 3: llm__gemv_tile_avx2(3, X, ldx, w, J->K, pf, out); break;
-            default: llm__gemv_tile_avx2(4, X, ldx, w, J->K, pf, out); break;
-            }
-            for (int i = 0; i < mi; i++) llm__gemv_put(J->Y + LLM__CAST(size_t, i0 + i) * J->ldy + j, out[i], J->beta);
-        }
-    }
+#define LLM__K_GEMV_T_ROWS                                                                                              \
+LLM__VT static void LLM__ISA(llm__gemv_t_rows)(const llm__gemv_job *J, size_t j0, size_t j1) {                          \
+    const size_t ldw = J->ldw, ldx = J->ldx, pf = LLM__GEMV_PF_BYTES;                                                   \
+    /* passes of equal size: M = 5 as 3 + 2, not 4 + 1 */                                                               \
+    const int passes = (J->M + LLM__GEMV_MI - 1) / LLM__GEMV_MI, step = (J->M + passes - 1) / passes;                   \
+    float out[LLM__GEMV_MI];                                                                                            \
+    for (size_t j = j0; j < j1; j++) {                                                                                  \
+        const float *w = J->W + j * ldw;                                                                                \
+        for (int i0 = 0; i0 < J->M; i0 += step) {                                                                       \
+            const int mi = J->M - i0 < step ? J->M - i0 : step;                                                         \
+            const float *X = J->X + LLM__CAST(size_t, i0) * ldx;                                                        \
+            switch (mi) {                                                                                               \
+            case 1: LLM__ISA(llm__gemv_tile)(1, X, ldx, w, J->K, pf, out); break;                                       \
+            case 2: LLM__ISA(llm__gemv_tile)(2, X, ldx, w, J->K, pf, out); break;                                       \
+            case 3: LLM__ISA(llm__gemv_tile)(3, X, ldx, w, J->K, pf, out); break;                                       \
+            default: LLM__ISA(llm__gemv_tile)(4, X, ldx, w, J->K, pf, out); break;                                      \
+            }                                                                                                           \
+            for (int i = 0; i < mi; i++) llm__gemv_put(J->Y + LLM__CAST(size_t, i0 + i) * J->ldy + j, out[i], J->beta); \
+        }                                                                                                               \
+    }                                                                                                                   \
 }
 
 /* !transB, M == 1, columns [c0, c1), in blocks of LLM__GEMV_COLS: for each 4 rows of W,
  * acc[c] = fma(x[k+3], W[k+3][c], ... fma(x[k], W[k][c], acc[c])), so each y[j] is the
- * sum over k in order, whatever the blocks. Ragged columns through masks. */
-LLM__T_AVX512 static void llm__gemv_n_cols_avx512(const llm__gemv_job *J, size_t c0, size_t c1) {
-    float acc[LLM__GEMV_COLS];
-    const size_t ldw = J->ldw;
-    const int K = J->K;
-    for (size_t cb = c0; cb < c1; cb += LLM__GEMV_COLS) {
-        const int n = c1 - cb < LLM__GEMV_COLS ? LLM__CAST(int, c1 - cb) : LLM__GEMV_COLS;
-        const float *Wb = J->W + cb;
-        memset(acc, 0, sizeof acc);
-        int k = 0;
-        for (; k < K; k += 4) {
-            const int kn = K - k < 4 ? K - k : 4;
-            const float *w0 = Wb + LLM__CAST(size_t, k) * ldw;
-            __m512 x0 = _mm512_set1_ps(J->X[k]), x1 = _mm512_set1_ps(kn > 1 ? J->X[k + 1] : 0.0f);
-            __m512 x2 = _mm512_set1_ps(kn > 2 ? J->X[k + 2] : 0.0f), x3 = _mm512_set1_ps(kn > 3 ? J->X[k + 3] : 0.0f);
-            for (int c = 0; c < n; c += 16) {
-                __mmask16 m = n - c >= 16 ? 0xffff : LLM__CAST(__mmask16, (1u << (n - c)) - 1);
-                __m512 a = _mm512_maskz_loadu_ps(m, acc + c);
-                LLM__PREFETCH(w0 + c, 4 * ldw * sizeof(float));
-                a = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m, w0 + c), a);
-                if (kn == 4) {   /* the common case, unmasked rows */
-                    LLM__PREFETCH(w0 + ldw + c, 4 * ldw * sizeof(float));
-                    LLM__PREFETCH(w0 + 2 * ldw + c, 4 * ldw * sizeof(float));
-                    LLM__PREFETCH(w0 + 3 * ldw + c, 4 * ldw * sizeof(float));
-                    a = _mm512_fmadd_ps(x1, _mm512_maskz_loadu_ps(m, w0 + ldw + c), a);
-                    a = _mm512_fmadd_ps(x2, _mm512_maskz_loadu_ps(m, w0 + 2 * ldw + c), a);
-                    a = _mm512_fmadd_ps(x3, _mm512_maskz_loadu_ps(m, w0 + 3 * ldw + c), a);
-                } else {
-                    for (int q = 1; q < kn; q++)
-                        a = _mm512_fmadd_ps(q == 1 ? x1 : q == 2 ? x2 : x3,
-                                            _mm512_maskz_loadu_ps(m, w0 + q * ldw + c), a);
-                }
-                _mm512_mask_storeu_ps(acc + c, m, a);
-            }
-        }
-        for (int c = 0; c < n; c++) llm__gemv_put(J->Y + cb + c, acc[c], J->beta);
-    }
+ * sum over k in order, whatever the blocks. The ragged last columns go through a mask
+ * (only those: vmaskmovps is slow on AMD, a store runs in microcode). */
+#define LLM__K_GEMV_N_COLS                                                                                                     \
+LLM__VT static void LLM__ISA(llm__gemv_n_cols)(const llm__gemv_job *J, size_t c0, size_t c1) {                                 \
+    const int W = LLM__VW, K = J->K;                                                                                           \
+    const size_t ldw = J->ldw, pf = 4 * ldw * sizeof(float);                                                                   \
+    float acc[LLM__GEMV_COLS];                                                                                                 \
+    for (size_t cb = c0; cb < c1; cb += LLM__GEMV_COLS) {                                                                      \
+        const int n = c1 - cb < LLM__GEMV_COLS ? LLM__CAST(int, c1 - cb) : LLM__GEMV_COLS, nf = n / W * W;                     \
+        const llm__vm m = llm__vmask(n - nf);                                                                                  \
+        const float *Wb = J->W + cb;                                                                                           \
+        memset(acc, 0, sizeof acc);                                                                                            \
+        for (int k = 0; k < K; k += 4) {                                                                                       \
+            const int kn = K - k < 4 ? K - k : 4;                                                                              \
+            const float *w0 = Wb + LLM__CAST(size_t, k) * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;                 \
+            const llm__vf x0 = llm__vset1(J->X[k]), x1 = llm__vset1(kn > 1 ? J->X[k + 1] : 0.0f);                              \
+            const llm__vf x2 = llm__vset1(kn > 2 ? J->X[k + 2] : 0.0f), x3 = llm__vset1(kn > 3 ? J->X[k + 3] : 0.0f);          \
+            for (int c = 0; c < nf; c += W) {                                                                                  \
+                llm__vf a = llm__vfma(x0, llm__vload(w0 + c), llm__vload(acc + c));                                            \
+                if ((c & 15) == 0) llm__vprefetch(w0 + c, pf);                                                                 \
+                if (kn == 4) {   /* the common case */                                                                         \
+                    if ((c & 15) == 0) { llm__vprefetch(w1 + c, pf); llm__vprefetch(w2 + c, pf); llm__vprefetch(w3 + c, pf); } \
+                    a = llm__vfma(x1, llm__vload(w1 + c), a);                                                                  \
+                    a = llm__vfma(x2, llm__vload(w2 + c), a);                                                                  \
+                    a = llm__vfma(x3, llm__vload(w3 + c), a);                                                                  \
+                } else {                                                                                                       \
+                    if (kn > 1) a = llm__vfma(x1, llm__vload(w1 + c), a);                                                      \
+                    if (kn > 2) a = llm__vfma(x2, llm__vload(w2 + c), a);                                                      \
+                }                                                                                                              \
+                llm__vstore(acc + c, a);                                                                                       \
+            }                                                                                                                  \
+            if (nf < n) {                                                                                                      \
+                llm__vf a = llm__vfma(x0, llm__vload_m(w0 + nf, m), llm__vload_m(acc + nf, m));                                \
+                if (kn > 1) a = llm__vfma(x1, llm__vload_m(w1 + nf, m), a);                                                    \
+                if (kn > 2) a = llm__vfma(x2, llm__vload_m(w2 + nf, m), a);                                                    \
+                if (kn > 3) a = llm__vfma(x3, llm__vload_m(w3 + nf, m), a);                                                    \
+                llm__vstore_m(acc + nf, m, a);                                                                                 \
+            }                                                                                                                  \
+        }                                                                                                                      \
+        for (int c = 0; c < n; c++) llm__gemv_put(J->Y + cb + c, acc[c], J->beta);                                             \
+    }                                                                                                                          \
 }
-/* The AVX2 version; vmaskmovps is slow on AMD (a store runs in microcode), so only the
- * ragged last 8 columns go through masks. */
-LLM__T_AVX2 static void llm__gemv_n_cols_avx2(const llm__gemv_job *J, size_t c0, size_t c1) {
-    float acc[LLM__GEMV_COLS];
-    const size_t ldw = J->ldw;
-    const int K = J->K;
-    for (size_t cb = c0; cb < c1; cb += LLM__GEMV_COLS) {
-        const int n = c1 - cb < LLM__GEMV_COLS ? LLM__CAST(int, c1 - cb) : LLM__GEMV_COLS;
-        const int nf = n / 8 * 8;
-        const __m256i m = llm__gemv_mask8(n - nf);
-        const float *Wb = J->W + cb;
-        memset(acc, 0, sizeof acc);
-        for (int k = 0; k < K; k += 4) {
-            const int kn = K - k < 4 ? K - k : 4;
-            const float *w0 = Wb + LLM__CAST(size_t, k) * ldw;
-            for (int c = 0; c < nf; c += 8) {
-                __m256 a = _mm256_loadu_ps(acc + c);
-                for (int q = 0; q < kn; q++) {
-                    if ((c & 15) == 0) LLM__PREFETCH(w0 + q * ldw + c, 4 * ldw * sizeof(float));
-                    a = _mm256_fmadd_ps(_mm256_set1_ps(J->X[k + q]), _mm256_loadu_ps(w0 + q * ldw + c), a);
-                }
-                _mm256_storeu_ps(acc + c, a);
-            }
-            if (nf < n) {
-                __m256 a = _mm256_maskload_ps(acc + nf, m);
-                for (int q = 0; q < kn; q++)
-                    a = _mm256_fmadd_ps(_mm256_set1_ps(J->X[k + q]), _mm256_maskload_ps(w0 + q * ldw + nf, m), a);
-                _mm256_maskstore_ps(acc + nf, m, a);
-            }
-        }
-        for (int c = 0; c < n; c++) llm__gemv_put(J->Y + cb + c, acc[c], J->beta);
-    }
-}
-#endif /* LLM__X86 */
+
+#define LLM__K_GEMV LLM__K_GEMV_TILE LLM__K_GEMV_T_ROWS LLM__K_GEMV_N_COLS
+#ifdef LLM__X86
+#define LLM__V avx2
+LLM__K_GEMV
+#undef LLM__V
+#define LLM__V avx512
+LLM__K_GEMV
+#undef LLM__V
+#endif
+#ifdef LLM__NEON
+#define LLM__V neon
+LLM__K_GEMV
+#undef LLM__V
+#endif
 
 static void llm__gemv_range(const llm__gemv_job *J, size_t lo, size_t hi) {
 #ifdef LLM__X86
@@ -3616,6 +3841,11 @@ static void llm__gemv_range(const llm__gemv_job *J, size_t lo, size_t hi) {
     }
     if (J->level == LLM_SIMD_AVX2) {
         if (J->transB) llm__gemv_t_rows_avx2(J, lo, hi); else llm__gemv_n_cols_avx2(J, lo, hi);
+        return;
+    }
+#elif defined(LLM__NEON)
+    if (J->level == LLM_SIMD_NEON) {
+        if (J->transB) llm__gemv_t_rows_neon(J, lo, hi); else llm__gemv_n_cols_neon(J, lo, hi);
         return;
     }
 #endif
@@ -4127,33 +4357,24 @@ static LLM__UNUSED void llm__sgemm_bf16(llm_pool *pool, int transA, int transB, 
 #endif
 }
 //==== SIMD KERNELS =====================================================================
-/* AVX2+FMA and AVX-512 versions of every kernel that is not a GEMM, each beside the
- * reference it is tested against (tests/test_simd_kernels.c), and one dispatcher per op,
- * llm__<op>_fast, with exactly the reference's signature. A dispatcher reads
- * llm_simd_active() on every call (one load) and runs the best version; at
- * LLM_SIMD_SCALAR, on ARM64 (no NEON versions yet) and on compilers without target
- * attributes it runs the reference itself.
+/* Vector versions of every kernel that is not a GEMM, each written once on the vector
+ * layer (SIMD) and compiled for AVX2, AVX-512 and NEON; each is tested against the
+ * reference in KERNELS (tests/test_simd_kernels.c). One dispatcher per op,
+ * llm__<op>_fast, with the reference's signature, reads llm_simd_active() on every call
+ * (one load) and runs the best version; at LLM_SIMD_SCALAR, and with compilers that
+ * have no target attributes, it runs the reference itself.
  *
  * Accuracy contract: each fast kernel is within 1e-5 relative of its reference, with
  * an absolute floor where the reference itself cancels (stated per op in the tests).
  * Sums are reordered (several vector accumulators, then a horizontal sum) but stay in
  * fp32 (sumsq: fp64, like the reference). AdamW does the reference's operations in the
  * reference's order (no FMA), so it matches it bit for bit when the compiler does not
- * contract the reference's expressions (gcc -std=c99 does not).
+ * contract the reference's expressions (gcc -std=c99 does not); RoPE likewise.
  * Every kernel is deterministic: one thread, a fixed order of operations.
- *
- * Dispatchers: layernorm_fwd, layernorm_bwd_dx, layernorm_bwd_dwdb, gelu_fwd, gelu_bwd,
- * residual_fwd, residual_bwd, crossentropy_fwd, crossentropy_bwd, sumsq, adamw,
- * attention_fwd (one (b, h)), attention_bwd_group (one (b, kv group)), rmsnorm_fwd,
- * rmsnorm_bwd (+ its halves rmsnorm_bwd_dx, rmsnorm_bwd_dw), swiglu_fwd, swiglu_bwd,
- * attention_kv (+ attention_kv_head: one (row, head)), rope_rotate (+ rope_row: one row
- * with the frequencies given; the angles are libm's, computed as the reference does, so
- * the result is bit-identical to it).
  *
  * Tails (lengths not a multiple of the vector width) use masked loads and stores, so
  * no kernel reads or writes past its arrays. */
 
-#ifdef LLM__X86
 /* ---- vector exp ------------------------------------------------------------------------
  * exp(x) = 2^n · exp(r), n = round(x·log2 e), r = x - n·ln 2, |r| <= ln2/2 ≈ 0.347.
  * r is formed in two steps (Cody & Waite): ln 2 = LN2_HI + LN2_LO with LN2_HI =
@@ -4164,315 +4385,180 @@ static LLM__UNUSED void llm__sgemm_bf16(llm_pool *pool, int transA, int transB, 
  * the whole range (measured in the test). Range: x is clamped to [-104, 89]; below
  * -103.97 exp underflows to 0 (a masked score of -inf gives exactly 0), above 88.73 it
  * overflows to +inf; results in [-103.97, -87.34] are denormal, as expf's. NaN stays
- * NaN: the clamps are max(c, x), min(c, x), which return x when x is NaN.
- * Scaling by 2^n: AVX-512 has vscalefps (exact, with over/underflow); AVX2 builds two
- * powers 2^(n/2) and 2^(n - n/2) from exponent bits, both normal for n in [-150, 128],
- * and multiplies by them in turn (one rounding: the first product is exact). */
+ * NaN: the clamps are max(c, x), min(c, x), which return x (x86) or NaN (NEON) when x
+ * is NaN. The scaling by 2^n is llm__vldexp (AVX-512: vscalefps). */
 #define LLM__EXP_LO -104.0f
 #define LLM__EXP_HI 89.0f
 #define LLM__LOG2E 1.44269504088896341f
 #define LLM__LN2_HI 0.693359375f
 #define LLM__LN2_LO -2.12194440e-4f
-#define LLM__EXP_HORNER(FMA, SET1, p, r) do {   /* p = Σ_{k<=7} r^k / k! */ \
-    p = FMA(SET1(1.0f / 5040.0f), r, SET1(1.0f / 720.0f)); \
-    p = FMA(p, r, SET1(1.0f / 120.0f)); p = FMA(p, r, SET1(1.0f / 24.0f)); \
-    p = FMA(p, r, SET1(1.0f / 6.0f)); p = FMA(p, r, SET1(0.5f)); \
-    p = FMA(p, r, SET1(1.0f)); p = FMA(p, r, SET1(1.0f)); } while (0)
-
-LLM__T_AVX512 static inline __m512 llm__exp_avx512(__m512 x) {
-    x = _mm512_max_ps(_mm512_set1_ps(LLM__EXP_LO), x);
-    x = _mm512_min_ps(_mm512_set1_ps(LLM__EXP_HI), x);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LLM__LOG2E)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LLM__LN2_HI), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LLM__LN2_LO), r);
-    __m512 p;
-    LLM__EXP_HORNER(_mm512_fmadd_ps, _mm512_set1_ps, p, r);
-    return _mm512_scalef_ps(p, n);
-}
-LLM__T_AVX2 static inline __m256 llm__exp_avx2(__m256 x) {
-    x = _mm256_max_ps(_mm256_set1_ps(LLM__EXP_LO), x);
-    x = _mm256_min_ps(_mm256_set1_ps(LLM__EXP_HI), x);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LLM__LOG2E)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LLM__LN2_HI), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LLM__LN2_LO), r);
-    __m256 p;
-    LLM__EXP_HORNER(_mm256_fmadd_ps, _mm256_set1_ps, p, r);
-    __m256i ni = _mm256_cvtps_epi32(n), n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
-    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
-    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
-    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+#define llm__vexp LLM__ISA(llm__exp)
+#define LLM__K_EXP                                                                                           \
+LLM__VT static inline llm__vf LLM__ISA(llm__exp)(llm__vf x) {                                                \
+    x = llm__vmin(llm__vset1(LLM__EXP_HI), llm__vmax(llm__vset1(LLM__EXP_LO), x));                           \
+    const llm__vf n = llm__vround(llm__vmul(x, llm__vset1(LLM__LOG2E)));                                     \
+    llm__vf r = llm__vfnma(n, llm__vset1(LLM__LN2_HI), x);                                                   \
+    r = llm__vfnma(n, llm__vset1(LLM__LN2_LO), r);                                                           \
+    llm__vf p = llm__vfma(llm__vset1(1.0f / 5040.0f), r, llm__vset1(1.0f / 720.0f));   /* Σ_{k<=7} r^k/k! */ \
+    p = llm__vfma(p, r, llm__vset1(1.0f / 120.0f)); p = llm__vfma(p, r, llm__vset1(1.0f / 24.0f));           \
+    p = llm__vfma(p, r, llm__vset1(1.0f / 6.0f)); p = llm__vfma(p, r, llm__vset1(0.5f));                     \
+    p = llm__vfma(p, r, llm__vset1(1.0f)); p = llm__vfma(p, r, llm__vset1(1.0f));                            \
+    return llm__vldexp(p, n);                                                                                \
 }
 
-/* Masks for the first rem lanes (rem may be <= 0 or >= the width). */
-LLM__T_AVX512 static inline __mmask16 llm__mask16(int rem) {
-    return LLM__CAST(__mmask16, rem >= 16 ? 0xFFFFu : rem <= 0 ? 0u : (1u << rem) - 1u);
-}
-LLM__T_AVX2 static inline __m256i llm__mask8(int rem) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-/* Masked load and store that use the plain instructions when all lanes are on: AMD
- * runs vmaskmovps stores in microcode, far slower than a store. */
-LLM__T_AVX2 static inline __m256 llm__ld8(const float *p, __m256i k) {
-    return _mm256_movemask_ps(_mm256_castsi256_ps(k)) == 0xFF ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, k);
-}
-LLM__T_AVX2 static inline void llm__st8(float *p, __m256i k, __m256 v) {
-    if (_mm256_movemask_ps(_mm256_castsi256_ps(k)) == 0xFF) _mm256_storeu_ps(p, v);
-    else _mm256_maskstore_ps(p, k, v);
-}
-LLM__T_AVX2 static inline float llm__vsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-LLM__T_AVX2 static inline float llm__vmax8(__m256 v) {
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_max_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-#endif /* LLM__X86 */
-
-/* Every dispatcher has this shape: the best level this build and CPU allow. */
-#ifdef LLM__X86
-#define LLM__DISPATCH(name, args) do { llm_simd lvl_ = llm_simd_active(); \
-    if (lvl_ == LLM_SIMD_AVX512) { name##_avx512 args; return; } \
-    if (lvl_ == LLM_SIMD_AVX2) { name##_avx2 args; return; } } while (0)
-#else
-#define LLM__DISPATCH(name, args) do { } while (0)
-#endif
-
-/* ---- layernorm forward ------------------------------------------------------------------
- * Per row, three passes over C floats that stay in L1: the mean, the variance around it
- * (two passes, not E[x²] - mean², which cancels), then out = (x-mean)·rstd·w + b. */
-#ifdef LLM__X86
-LLM__T_AVX512 static void llm__layernorm_fwd_avx512(float *out, float *mean, float *rstd, const float *inp,
-                                                    const float *w, const float *b, int N, int C) {
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + LLM__CAST(size_t, n) * C;
-        float *o = out + LLM__CAST(size_t, n) * C;
-        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-        int c = 0;
-        for (; c + 32 <= C; c += 32) {
-            a0 = _mm512_add_ps(a0, _mm512_loadu_ps(x + c));
-            a1 = _mm512_add_ps(a1, _mm512_loadu_ps(x + c + 16));
-        }
-        for (; c < C; c += 16) a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(llm__mask16(C - c), x + c));
-        float m = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) / LLM__CAST(float, C);
-        __m512 mv = _mm512_set1_ps(m);
-        a0 = _mm512_setzero_ps(); a1 = _mm512_setzero_ps();
-        for (c = 0; c + 32 <= C; c += 32) {
-            __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(x + c), mv), d1 = _mm512_sub_ps(_mm512_loadu_ps(x + c + 16), mv);
-            a0 = _mm512_fmadd_ps(d0, d0, a0); a1 = _mm512_fmadd_ps(d1, d1, a1);
-        }
-        for (; c < C; c += 16) {
-            __mmask16 k = llm__mask16(C - c);
-            __m512 d0 = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + c), mv);
-            a0 = _mm512_fmadd_ps(d0, d0, a0);
-        }
-        float v = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) / LLM__CAST(float, C);
-        float s = 1.0f / sqrtf(v + LLM__LN_EPS);
-        __m512 sv = _mm512_set1_ps(s);
-        for (c = 0; c < C; c += 16) {
-            __mmask16 k = llm__mask16(C - c);
-            __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + c), mv), sv);
-            _mm512_mask_storeu_ps(o + c, k, _mm512_fmadd_ps(xh, _mm512_maskz_loadu_ps(k, w + c),
-                                                            _mm512_maskz_loadu_ps(k, b + c)));
-        }
-        mean[n] = m; rstd[n] = s;
-    }
-}
-LLM__T_AVX2 static void llm__layernorm_fwd_avx2(float *out, float *mean, float *rstd, const float *inp,
-                                                const float *w, const float *b, int N, int C) {
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + LLM__CAST(size_t, n) * C;
-        float *o = out + LLM__CAST(size_t, n) * C;
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        int c = 0;
-        for (; c + 16 <= C; c += 16) {
-            a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + c));
-            a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + c + 8));
-        }
-        for (; c < C; c += 8) a0 = _mm256_add_ps(a0, llm__ld8(x + c, llm__mask8(C - c)));
-        float m = llm__vsum8(_mm256_add_ps(a0, a1)) / LLM__CAST(float, C);
-        __m256 mv = _mm256_set1_ps(m);
-        a0 = _mm256_setzero_ps(); a1 = _mm256_setzero_ps();
-        for (c = 0; c + 16 <= C; c += 16) {
-            __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + c), mv), d1 = _mm256_sub_ps(_mm256_loadu_ps(x + c + 8), mv);
-            a0 = _mm256_fmadd_ps(d0, d0, a0); a1 = _mm256_fmadd_ps(d1, d1, a1);
-        }
-        for (; c < C; c += 8) {
-            __m256i k = llm__mask8(C - c);
-            __m256 d0 = _mm256_and_ps(_mm256_sub_ps(llm__ld8(x + c, k), mv), _mm256_castsi256_ps(k));
-            a0 = _mm256_fmadd_ps(d0, d0, a0);
-        }
-        float v = llm__vsum8(_mm256_add_ps(a0, a1)) / LLM__CAST(float, C);
-        float s = 1.0f / sqrtf(v + LLM__LN_EPS);
-        __m256 sv = _mm256_set1_ps(s);
-        for (c = 0; c < C; c += 8) {
-            __m256i k = llm__mask8(C - c);
-            __m256 xh = _mm256_mul_ps(_mm256_sub_ps(llm__ld8(x + c, k), mv), sv);
-            llm__st8(o + c, k, _mm256_fmadd_ps(xh, llm__ld8(w + c, k), llm__ld8(b + c, k)));
-        }
-        mean[n] = m; rstd[n] = s;
-    }
-}
-#endif
-static LLM__UNUSED void llm__layernorm_fwd_fast(float *out, float *mean, float *rstd, const float *inp,
-                                                const float *w, const float *b, int N, int C) {
-    LLM__DISPATCH(llm__layernorm_fwd, (out, mean, rstd, inp, w, b, N, C));
-    llm__layernorm_fwd_ref(out, mean, rstd, inp, w, b, N, C);
+/* ---- layernorm --------------------------------------------------------------------------
+ * Forward, per row: three passes over C floats that stay in L1: the mean, the variance
+ * around it (two passes, not E[x²] - mean², which cancels), then out = (x-mean)·rstd·w + b.
+ * Backward as the reference splits it: dx by rows; dw, db by channels, a block of 4
+ * vectors of channels in registers while all N rows stream past (each row adds in row
+ * order, as the reference does), then back to memory once. */
+#define LLM__MASK4(m, n) const llm__vm m##0 = llm__vmask(n), m##1 = llm__vmask((n) - W), \
+    m##2 = llm__vmask((n) - 2 * W), m##3 = llm__vmask((n) - 3 * W)
+#define LLM__LN_DWDB(i) { const llm__vf dd = llm__vload_m(d + W * i, k##i); \
+    const llm__vf xh = llm__vmul(llm__vsub(llm__vload_m(x + W * i, k##i), mv), sv); \
+    b##i = llm__vadd(b##i, dd); w##i = llm__vfma(dd, xh, w##i); }
+#define LLM__K_LAYERNORM                                                                                              \
+LLM__VT static void LLM__ISA(llm__layernorm_fwd)(float *out, float *mean, float *rstd, const float *inp,              \
+                                                 const float *w, const float *b, int N, int C) {                      \
+    const int W = LLM__VW;                                                                                            \
+    for (int n = 0; n < N; n++) {                                                                                     \
+        const float *x = inp + LLM__CAST(size_t, n) * C;                                                              \
+        float *o = out + LLM__CAST(size_t, n) * C;                                                                    \
+        llm__vf a0 = llm__vzero(), a1 = llm__vzero();                                                                 \
+        int c = 0;                                                                                                    \
+        for (; c + 2 * W <= C; c += 2 * W) {                                                                          \
+            a0 = llm__vadd(a0, llm__vload(x + c));                                                                    \
+            a1 = llm__vadd(a1, llm__vload(x + c + W));                                                                \
+        }                                                                                                             \
+        for (; c < C; c += W) a0 = llm__vadd(a0, llm__vload_m(x + c, llm__vmask(C - c)));                             \
+        const float m = llm__vhsum(llm__vadd(a0, a1)) / LLM__CAST(float, C);                                          \
+        const llm__vf mv = llm__vset1(m);                                                                             \
+        a0 = llm__vzero(); a1 = llm__vzero();                                                                         \
+        for (c = 0; c + 2 * W <= C; c += 2 * W) {                                                                     \
+            const llm__vf d0 = llm__vsub(llm__vload(x + c), mv), d1 = llm__vsub(llm__vload(x + c + W), mv);           \
+            a0 = llm__vfma(d0, d0, a0); a1 = llm__vfma(d1, d1, a1);                                                   \
+        }                                                                                                             \
+        for (; c < C; c += W) {   /* masked lanes load the mean: x - mean = 0 there */                                \
+            const llm__vf d0 = llm__vsub(llm__vload_mor(x + c, llm__vmask(C - c), mv), mv);                           \
+            a0 = llm__vfma(d0, d0, a0);                                                                               \
+        }                                                                                                             \
+        const float s = 1.0f / sqrtf(llm__vhsum(llm__vadd(a0, a1)) / LLM__CAST(float, C) + LLM__LN_EPS);              \
+        const llm__vf sv = llm__vset1(s);                                                                             \
+        for (c = 0; c < C; c += W) {                                                                                  \
+            const llm__vm k = llm__vmask(C - c);                                                                      \
+            const llm__vf xh = llm__vmul(llm__vsub(llm__vload_m(x + c, k), mv), sv);                                  \
+            llm__vstore_m(o + c, k, llm__vfma(xh, llm__vload_m(w + c, k), llm__vload_m(b + c, k)));                   \
+        }                                                                                                             \
+        mean[n] = m; rstd[n] = s;                                                                                     \
+    }                                                                                                                 \
+}                                                                                                                     \
+LLM__VT static void LLM__ISA(llm__layernorm_bwd_dx)(float *dinp, const float *dout, const float *inp, const float *w, \
+                                                    const float *mean, const float *rstd, int N, int C) {             \
+    const int W = LLM__VW;                                                                                            \
+    for (int n = 0; n < N; n++) {                                                                                     \
+        const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;                        \
+        float *dx = dinp + LLM__CAST(size_t, n) * C;                                                                  \
+        const llm__vf mv = llm__vset1(mean[n]), sv = llm__vset1(rstd[n]);                                             \
+        llm__vf g0 = llm__vzero(), gx0 = llm__vzero();                                                                \
+        for (int c = 0; c < C; c += W) {   /* masked lanes load 0: g = 0 adds nothing */                              \
+            const llm__vm k = llm__vmask(C - c);                                                                      \
+            const llm__vf xh = llm__vmul(llm__vsub(llm__vload_m(x + c, k), mv), sv);                                  \
+            const llm__vf g = llm__vmul(llm__vload_m(d + c, k), llm__vload_m(w + c, k));                              \
+            g0 = llm__vadd(g0, g); gx0 = llm__vfma(g, xh, gx0);                                                       \
+        }                                                                                                             \
+        const llm__vf gm = llm__vset1(llm__vhsum(g0) / LLM__CAST(float, C));                                          \
+        const llm__vf gxm = llm__vset1(llm__vhsum(gx0) / LLM__CAST(float, C));                                        \
+        for (int c = 0; c < C; c += W) {                                                                              \
+            const llm__vm k = llm__vmask(C - c);                                                                      \
+            const llm__vf xh = llm__vmul(llm__vsub(llm__vload_m(x + c, k), mv), sv);                                  \
+            const llm__vf g = llm__vmul(llm__vload_m(d + c, k), llm__vload_m(w + c, k));                              \
+            const llm__vf t = llm__vfnma(xh, gxm, llm__vsub(g, gm));                                                  \
+            llm__vstore_m(dx + c, k, llm__vfma(sv, t, llm__vload_m(dx + c, k)));                                      \
+        }                                                                                                             \
+    }                                                                                                                 \
+}                                                                                                                     \
+LLM__VT static void LLM__ISA(llm__layernorm_bwd_dwdb)(float *dw, float *db, const float *dout, const float *inp,      \
+                                                      const float *mean, const float *rstd, int N, int C,             \
+                                                      int c0, int c1) {                                               \
+    const int W = LLM__VW;                                                                                            \
+    for (int cb = c0; cb < c1; cb += 4 * W) {                                                                         \
+        LLM__MASK4(k, c1 - cb);                                                                                       \
+        llm__vf w0 = llm__vload_m(dw + cb, k0), w1 = llm__vload_m(dw + cb + W, k1);                                   \
+        llm__vf w2 = llm__vload_m(dw + cb + 2 * W, k2), w3 = llm__vload_m(dw + cb + 3 * W, k3);                       \
+        llm__vf b0 = llm__vload_m(db + cb, k0), b1 = llm__vload_m(db + cb + W, k1);                                   \
+        llm__vf b2 = llm__vload_m(db + cb + 2 * W, k2), b3 = llm__vload_m(db + cb + 3 * W, k3);                       \
+        for (int n = 0; n < N; n++) {                                                                                 \
+            const float *x = inp + LLM__CAST(size_t, n) * C + cb, *d = dout + LLM__CAST(size_t, n) * C + cb;          \
+            const llm__vf mv = llm__vset1(mean[n]), sv = llm__vset1(rstd[n]);                                         \
+            LLM__REP4(LLM__LN_DWDB)                                                                                   \
+        }                                                                                                             \
+        llm__vstore_m(dw + cb, k0, w0); llm__vstore_m(dw + cb + W, k1, w1);                                           \
+        llm__vstore_m(dw + cb + 2 * W, k2, w2); llm__vstore_m(dw + cb + 3 * W, k3, w3);                               \
+        llm__vstore_m(db + cb, k0, b0); llm__vstore_m(db + cb + W, k1, b1);                                           \
+        llm__vstore_m(db + cb + 2 * W, k2, b2); llm__vstore_m(db + cb + 3 * W, k3, b3);                               \
+    }                                                                                                                 \
 }
 
-/* ---- layernorm backward -----------------------------------------------------------------
- * The reference's one loop is split in two for the CPU backend, which gives threads
- * rows for dinp but channels for dw, db (the sums over rows would collide):
- *   dx (rows):      dx += rstd·(g - mean(g) - xhat·mean(g·xhat)),  g = dout·w
- *   dwdb (channels [c0,c1), all N rows): db += dout, dw += dout·xhat.
- * The scalar versions are the reference's own loops, one half each. */
-static void llm__layernorm_bwd_dx_ref(float *dinp, const float *dout, const float *inp, const float *w,
-                                      const float *mean, const float *rstd, int N, int C) {
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;
-        float *dx = dinp + LLM__CAST(size_t, n) * C;
-        float m = mean[n], s = rstd[n], gmean = 0, gxmean = 0;
-        for (int c = 0; c < C; c++) {
-            float xhat = (x[c] - m) * s, g = d[c] * w[c];
-            gmean += g; gxmean += g * xhat;
-        }
-        gmean /= C; gxmean /= C;
-        for (int c = 0; c < C; c++) {
-            float xhat = (x[c] - m) * s, g = d[c] * w[c];
-            dx[c] += s * (g - gmean - xhat * gxmean);
-        }
-    }
-}
-static void llm__layernorm_bwd_dwdb_ref(float *dw, float *db, const float *dout, const float *inp,
-                                        const float *mean, const float *rstd, int N, int C, int c0, int c1) {
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;
-        for (int c = c0; c < c1; c++) {
-            db[c] += d[c];
-            dw[c] += d[c] * ((x[c] - mean[n]) * rstd[n]);
-        }
-    }
-}
-#ifdef LLM__X86
-LLM__T_AVX512 static void llm__layernorm_bwd_dx_avx512(float *dinp, const float *dout, const float *inp,
-                                                       const float *w, const float *mean, const float *rstd,
-                                                       int N, int C) {
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;
-        float *dx = dinp + LLM__CAST(size_t, n) * C;
-        __m512 mv = _mm512_set1_ps(mean[n]), sv = _mm512_set1_ps(rstd[n]);
-        __m512 g0 = _mm512_setzero_ps(), gx0 = _mm512_setzero_ps();
-        for (int c = 0; c < C; c += 16) {   /* masked lanes load 0: g = 0 adds nothing */
-            __mmask16 k = llm__mask16(C - c);
-            __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + c), mv), sv);
-            __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, d + c), _mm512_maskz_loadu_ps(k, w + c));
-            g0 = _mm512_add_ps(g0, g); gx0 = _mm512_fmadd_ps(g, xh, gx0);
-        }
-        __m512 gm = _mm512_set1_ps(_mm512_reduce_add_ps(g0) / LLM__CAST(float, C));
-        __m512 gxm = _mm512_set1_ps(_mm512_reduce_add_ps(gx0) / LLM__CAST(float, C));
-        for (int c = 0; c < C; c += 16) {
-            __mmask16 k = llm__mask16(C - c);
-            __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + c), mv), sv);
-            __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, d + c), _mm512_maskz_loadu_ps(k, w + c));
-            __m512 t = _mm512_fnmadd_ps(xh, gxm, _mm512_sub_ps(g, gm));
-            _mm512_mask_storeu_ps(dx + c, k, _mm512_fmadd_ps(sv, t, _mm512_maskz_loadu_ps(k, dx + c)));
-        }
-    }
-}
-LLM__T_AVX2 static void llm__layernorm_bwd_dx_avx2(float *dinp, const float *dout, const float *inp,
-                                                   const float *w, const float *mean, const float *rstd,
-                                                   int N, int C) {
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;
-        float *dx = dinp + LLM__CAST(size_t, n) * C;
-        __m256 mv = _mm256_set1_ps(mean[n]), sv = _mm256_set1_ps(rstd[n]);
-        __m256 g0 = _mm256_setzero_ps(), gx0 = _mm256_setzero_ps();
-        for (int c = 0; c < C; c += 8) {
-            __m256i k = llm__mask8(C - c);
-            __m256 xh = _mm256_mul_ps(_mm256_sub_ps(llm__ld8(x + c, k), mv), sv);
-            __m256 g = _mm256_mul_ps(llm__ld8(d + c, k), llm__ld8(w + c, k));
-            g0 = _mm256_add_ps(g0, g); gx0 = _mm256_fmadd_ps(g, xh, gx0);
-        }
-        __m256 gm = _mm256_set1_ps(llm__vsum8(g0) / LLM__CAST(float, C));
-        __m256 gxm = _mm256_set1_ps(llm__vsum8(gx0) / LLM__CAST(float, C));
-        for (int c = 0; c < C; c += 8) {
-            __m256i k = llm__mask8(C - c);
-            __m256 xh = _mm256_mul_ps(_mm256_sub_ps(llm__ld8(x + c, k), mv), sv);
-            __m256 g = _mm256_mul_ps(llm__ld8(d + c, k), llm__ld8(w + c, k));
-            __m256 t = _mm256_fnmadd_ps(xh, gxm, _mm256_sub_ps(g, gm));
-            llm__st8(dx + c, k, _mm256_fmadd_ps(sv, t, llm__ld8(dx + c, k)));
-        }
-    }
-}
-/* dw, db: a block of channels lives in registers while all N rows stream past (each row
- * adds in row order, as the reference does), then goes back to memory once. */
-LLM__T_AVX512 static void llm__layernorm_bwd_dwdb_avx512(float *dw, float *db, const float *dout, const float *inp,
-                                                         const float *mean, const float *rstd, int N, int C,
-                                                         int c0, int c1) {
-    for (int cb = c0; cb < c1; cb += 64) {
-        __mmask16 k0 = llm__mask16(c1 - cb), k1 = llm__mask16(c1 - cb - 16);
-        __mmask16 k2 = llm__mask16(c1 - cb - 32), k3 = llm__mask16(c1 - cb - 48);
-        __m512 w0 = _mm512_maskz_loadu_ps(k0, dw + cb), w1 = _mm512_maskz_loadu_ps(k1, dw + cb + 16);
-        __m512 w2 = _mm512_maskz_loadu_ps(k2, dw + cb + 32), w3 = _mm512_maskz_loadu_ps(k3, dw + cb + 48);
-        __m512 b0 = _mm512_maskz_loadu_ps(k0, db + cb), b1 = _mm512_maskz_loadu_ps(k1, db + cb + 16);
-        __m512 b2 = _mm512_maskz_loadu_ps(k2, db + cb + 32), b3 = _mm512_maskz_loadu_ps(k3, db + cb + 48);
-        for (int n = 0; n < N; n++) {
-            const float *x = inp + LLM__CAST(size_t, n) * C + cb, *d = dout + LLM__CAST(size_t, n) * C + cb;
-            __m512 mv = _mm512_set1_ps(mean[n]), sv = _mm512_set1_ps(rstd[n]);
-#define LLM__DWDB(i) { __m512 dd = _mm512_maskz_loadu_ps(k##i, d + 16 * i); \
-            __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k##i, x + 16 * i), mv), sv); \
-            b##i = _mm512_add_ps(b##i, dd); w##i = _mm512_fmadd_ps(dd, xh, w##i); }
-            LLM__DWDB(0) LLM__DWDB(1) LLM__DWDB(2) LLM__DWDB(3)
-#undef LLM__DWDB
-        }
-        _mm512_mask_storeu_ps(dw + cb, k0, w0); _mm512_mask_storeu_ps(dw + cb + 16, k1, w1);
-        _mm512_mask_storeu_ps(dw + cb + 32, k2, w2); _mm512_mask_storeu_ps(dw + cb + 48, k3, w3);
-        _mm512_mask_storeu_ps(db + cb, k0, b0); _mm512_mask_storeu_ps(db + cb + 16, k1, b1);
-        _mm512_mask_storeu_ps(db + cb + 32, k2, b2); _mm512_mask_storeu_ps(db + cb + 48, k3, b3);
-    }
-}
-LLM__T_AVX2 static void llm__layernorm_bwd_dwdb_avx2(float *dw, float *db, const float *dout, const float *inp,
-                                                     const float *mean, const float *rstd, int N, int C,
-                                                     int c0, int c1) {
-    for (int cb = c0; cb < c1; cb += 32) {
-        __m256i k0 = llm__mask8(c1 - cb), k1 = llm__mask8(c1 - cb - 8);
-        __m256i k2 = llm__mask8(c1 - cb - 16), k3 = llm__mask8(c1 - cb - 24);
-        __m256 w0 = llm__ld8(dw + cb, k0), w1 = llm__ld8(dw + cb + 8, k1);
-        __m256 w2 = llm__ld8(dw + cb + 16, k2), w3 = llm__ld8(dw + cb + 24, k3);
-        __m256 b0 = llm__ld8(db + cb, k0), b1 = llm__ld8(db + cb + 8, k1);
-        __m256 b2 = llm__ld8(db + cb + 16, k2), b3 = llm__ld8(db + cb + 24, k3);
-        for (int n = 0; n < N; n++) {
-            const float *x = inp + LLM__CAST(size_t, n) * C + cb, *d = dout + LLM__CAST(size_t, n) * C + cb;
-            __m256 mv = _mm256_set1_ps(mean[n]), sv = _mm256_set1_ps(rstd[n]);
-#define LLM__DWDB(i) { __m256 dd = llm__ld8(d + 8 * i, k##i); \
-            __m256 xh = _mm256_mul_ps(_mm256_sub_ps(llm__ld8(x + 8 * i, k##i), mv), sv); \
-            b##i = _mm256_add_ps(b##i, dd); w##i = _mm256_fmadd_ps(dd, xh, w##i); }
-            LLM__DWDB(0) LLM__DWDB(1) LLM__DWDB(2) LLM__DWDB(3)
-#undef LLM__DWDB
-        }
-        llm__st8(dw + cb, k0, w0); llm__st8(dw + cb + 8, k1, w1);
-        llm__st8(dw + cb + 16, k2, w2); llm__st8(dw + cb + 24, k3, w3);
-        llm__st8(db + cb, k0, b0); llm__st8(db + cb + 8, k1, b1);
-        llm__st8(db + cb + 16, k2, b2); llm__st8(db + cb + 24, k3, b3);
-    }
-}
-#endif
-static LLM__UNUSED void llm__layernorm_bwd_dx_fast(float *dinp, const float *dout, const float *inp, const float *w,
-                                                   const float *mean, const float *rstd, int N, int C) {
-    LLM__DISPATCH(llm__layernorm_bwd_dx, (dinp, dout, inp, w, mean, rstd, N, C));
-    llm__layernorm_bwd_dx_ref(dinp, dout, inp, w, mean, rstd, N, C);
-}
-static LLM__UNUSED void llm__layernorm_bwd_dwdb_fast(float *dw, float *db, const float *dout, const float *inp,
-                                                     const float *mean, const float *rstd, int N, int C,
-                                                     int c0, int c1) {
-    LLM__DISPATCH(llm__layernorm_bwd_dwdb, (dw, db, dout, inp, mean, rstd, N, C, c0, c1));
-    llm__layernorm_bwd_dwdb_ref(dw, db, dout, inp, mean, rstd, N, C, c0, c1);
+/* ---- RMSNorm (Llama) ------------------------------------------------------------------------
+ * Forward per row: r = 1/sqrt(Σx²/C + eps), out = w·(r·x). Backward split like
+ * layernorm's: dx by rows, dw by channels [c0, c1) over all rows. */
+#define LLM__RMS_DW(i) w##i = llm__vfma(llm__vmul(llm__vload_m(d + W * i, k##i), llm__vload_m(x + W * i, k##i)), rv, w##i);
+#define LLM__K_RMSNORM                                                                                               \
+LLM__VT static void LLM__ISA(llm__rmsnorm_fwd)(float *out, float *rstd, const float *inp, const float *w,            \
+                                               int N, int C, float eps) {                                            \
+    const int W = LLM__VW;                                                                                           \
+    for (int n = 0; n < N; n++) {                                                                                    \
+        const float *x = inp + LLM__CAST(size_t, n) * C;                                                             \
+        float *o = out + LLM__CAST(size_t, n) * C;                                                                   \
+        llm__vf a = llm__vzero();                                                                                    \
+        for (int c = 0; c < C; c += W) {                                                                             \
+            const llm__vf v = llm__vload_m(x + c, llm__vmask(C - c));                                                \
+            a = llm__vfma(v, v, a);                                                                                  \
+        }                                                                                                            \
+        const float r = 1.0f / sqrtf(llm__vhsum(a) / LLM__CAST(float, C) + eps);                                     \
+        const llm__vf rv = llm__vset1(r);                                                                            \
+        for (int c = 0; c < C; c += W) {                                                                             \
+            const llm__vm k = llm__vmask(C - c);                                                                     \
+            llm__vstore_m(o + c, k, llm__vmul(llm__vload_m(w + c, k), llm__vmul(rv, llm__vload_m(x + c, k))));       \
+        }                                                                                                            \
+        rstd[n] = r;                                                                                                 \
+    }                                                                                                                \
+}                                                                                                                    \
+LLM__VT static void LLM__ISA(llm__rmsnorm_bwd_dx)(float *dinp, const float *dout, const float *inp, const float *w,  \
+                                                  const float *rstd, int N, int C) {                                 \
+    const int W = LLM__VW;                                                                                           \
+    for (int n = 0; n < N; n++) {                                                                                    \
+        const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;                       \
+        float *dx = dinp + LLM__CAST(size_t, n) * C, r = rstd[n];                                                    \
+        llm__vf a = llm__vzero();                                                                                    \
+        for (int c = 0; c < C; c += W) {                                                                             \
+            const llm__vm k = llm__vmask(C - c);                                                                     \
+            a = llm__vfma(llm__vmul(llm__vload_m(d + c, k), llm__vload_m(w + c, k)), llm__vload_m(x + c, k), a);     \
+        }                                                                                                            \
+        const llm__vf rv = llm__vset1(r), cx = llm__vset1(r * r * (llm__vhsum(a) / LLM__CAST(float, C)));            \
+        for (int c = 0; c < C; c += W) {                                                                             \
+            const llm__vm k = llm__vmask(C - c);                                                                     \
+            const llm__vf g = llm__vmul(llm__vload_m(d + c, k), llm__vload_m(w + c, k));                             \
+            const llm__vf t = llm__vfnma(llm__vload_m(x + c, k), cx, g);                                             \
+            llm__vstore_m(dx + c, k, llm__vfma(rv, t, llm__vload_m(dx + c, k)));                                     \
+        }                                                                                                            \
+    }                                                                                                                \
+}                                                                                                                    \
+LLM__VT static void LLM__ISA(llm__rmsnorm_bwd_dw)(float *dw, const float *dout, const float *inp, const float *rstd, \
+                                                  int N, int C, int c0, int c1) {                                    \
+    const int W = LLM__VW;                                                                                           \
+    for (int cb = c0; cb < c1; cb += 4 * W) {                                                                        \
+        LLM__MASK4(k, c1 - cb);                                                                                      \
+        llm__vf w0 = llm__vload_m(dw + cb, k0), w1 = llm__vload_m(dw + cb + W, k1);                                  \
+        llm__vf w2 = llm__vload_m(dw + cb + 2 * W, k2), w3 = llm__vload_m(dw + cb + 3 * W, k3);                      \
+        for (int n = 0; n < N; n++) {                                                                                \
+            const float *x = inp + LLM__CAST(size_t, n) * C + cb, *d = dout + LLM__CAST(size_t, n) * C + cb;         \
+            const llm__vf rv = llm__vset1(rstd[n]);                                                                  \
+            LLM__REP4(LLM__RMS_DW)                                                                                   \
+        }                                                                                                            \
+        llm__vstore_m(dw + cb, k0, w0); llm__vstore_m(dw + cb + W, k1, w1);                                          \
+        llm__vstore_m(dw + cb + 2 * W, k2, w2); llm__vstore_m(dw + cb + 3 * W, k3, w3);                              \
+    }                                                                                                                \
 }
 
 /* ---- GELU ---------------------------------------------------------------------------------
@@ -4483,311 +4569,177 @@ static LLM__UNUSED void llm__layernorm_bwd_dwdb_fast(float *dw, float *db, const
  * derivative, with e = e^-z and s = σ(z) = 1/(1+e): 1 - s = e·s and 1 - tanh² u = 4s(1-s), so
  *   dy/dx = s + 2·x·s·(e·s)·du,   du = sqrt(2/π)(1 + 3·0.044715 x²).
  * z is clamped to [-88, 88] so that e stays finite (e·s would be inf·0 otherwise);
- * past the clamp σ is 0 or 1 to far below fp32 resolution of the result. */
+ * past the clamp σ is 0 or 1 to far below fp32 resolution of the result.
+ * SwiGLU: σ(g) = 1/(1 + exp(-g)) with the vector exp (exp(-g) = inf for g < -89 gives
+ * σ = 0). Residual: bandwidth-bound adds, exact (the reference's operations). */
 #define LLM__GELU_ZMAX 88.0f
-#ifdef LLM__X86
-LLM__T_AVX512 static inline void llm__gelu_core_avx512(__m512 x, __m512 *s, __m512 *e) {
-    __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
-    __m512 z = _mm512_mul_ps(_mm512_set1_ps(2.0f * LLM__GELU_K), _mm512_fmadd_ps(_mm512_set1_ps(0.044715f), x3, x));
-    z = _mm512_min_ps(_mm512_set1_ps(LLM__GELU_ZMAX), _mm512_max_ps(_mm512_set1_ps(-LLM__GELU_ZMAX), z));
-    *e = llm__exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), z));
-    *s = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), *e));
-}
-LLM__T_AVX512 static void llm__gelu_fwd_avx512(float *out, const float *inp, size_t n) {
-    for (size_t i = 0; i < n; i += 16) {
-        __mmask16 k = llm__mask16(n - i < 16 ? LLM__CAST(int, n - i) : 16);
-        __m512 x = _mm512_maskz_loadu_ps(k, inp + i), s, e;
-        llm__gelu_core_avx512(x, &s, &e);
-        _mm512_mask_storeu_ps(out + i, k, _mm512_mul_ps(x, s));
-    }
-}
-LLM__T_AVX512 static void llm__gelu_bwd_avx512(float *dinp, const float *inp, const float *dout, size_t n) {
-    const __m512 c3 = _mm512_set1_ps(3.0f * 0.044715f), one = _mm512_set1_ps(1.0f), kk = _mm512_set1_ps(LLM__GELU_K);
-    for (size_t i = 0; i < n; i += 16) {
-        __mmask16 k = llm__mask16(n - i < 16 ? LLM__CAST(int, n - i) : 16);
-        __m512 x = _mm512_maskz_loadu_ps(k, inp + i), s, e;
-        llm__gelu_core_avx512(x, &s, &e);
-        __m512 du = _mm512_mul_ps(kk, _mm512_fmadd_ps(_mm512_mul_ps(c3, x), x, one));
-        __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_add_ps(x, x), s), _mm512_mul_ps(e, s));
-        __m512 g = _mm512_fmadd_ps(t, du, s);
-        _mm512_mask_storeu_ps(dinp + i, k, _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, dout + i), g,
-                                                          _mm512_maskz_loadu_ps(k, dinp + i)));
-    }
-}
-LLM__T_AVX2 static inline void llm__gelu_core_avx2(__m256 x, __m256 *s, __m256 *e) {
-    __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
-    __m256 z = _mm256_mul_ps(_mm256_set1_ps(2.0f * LLM__GELU_K), _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x3, x));
-    z = _mm256_min_ps(_mm256_set1_ps(LLM__GELU_ZMAX), _mm256_max_ps(_mm256_set1_ps(-LLM__GELU_ZMAX), z));
-    *e = llm__exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), z));
-    *s = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), *e));
-}
-LLM__T_AVX2 static void llm__gelu_fwd_avx2(float *out, const float *inp, size_t n) {
-    for (size_t i = 0; i < n; i += 8) {
-        __m256i k = llm__mask8(n - i < 8 ? LLM__CAST(int, n - i) : 8);
-        __m256 x = llm__ld8(inp + i, k), s, e;
-        llm__gelu_core_avx2(x, &s, &e);
-        llm__st8(out + i, k, _mm256_mul_ps(x, s));
-    }
-}
-LLM__T_AVX2 static void llm__gelu_bwd_avx2(float *dinp, const float *inp, const float *dout, size_t n) {
-    const __m256 c3 = _mm256_set1_ps(3.0f * 0.044715f), one = _mm256_set1_ps(1.0f), kk = _mm256_set1_ps(LLM__GELU_K);
-    for (size_t i = 0; i < n; i += 8) {
-        __m256i k = llm__mask8(n - i < 8 ? LLM__CAST(int, n - i) : 8);
-        __m256 x = llm__ld8(inp + i, k), s, e;
-        llm__gelu_core_avx2(x, &s, &e);
-        __m256 du = _mm256_mul_ps(kk, _mm256_fmadd_ps(_mm256_mul_ps(c3, x), x, one));
-        __m256 t = _mm256_mul_ps(_mm256_mul_ps(_mm256_add_ps(x, x), s), _mm256_mul_ps(e, s));
-        __m256 g = _mm256_fmadd_ps(t, du, s);
-        llm__st8(dinp + i, k, _mm256_fmadd_ps(llm__ld8(dout + i, k), g,
-                                                         llm__ld8(dinp + i, k)));
-    }
-}
-#endif
-static LLM__UNUSED void llm__gelu_fwd_fast(float *out, const float *inp, size_t n) {
-    LLM__DISPATCH(llm__gelu_fwd, (out, inp, n));
-    llm__gelu_fwd_ref(out, inp, n);
-}
-static LLM__UNUSED void llm__gelu_bwd_fast(float *dinp, const float *inp, const float *dout, size_t n) {
-    LLM__DISPATCH(llm__gelu_bwd, (dinp, inp, dout, n));
-    llm__gelu_bwd_ref(dinp, inp, dout, n);
-}
-
-/* ---- residual: bandwidth-bound adds, exact (same operations as the reference) ------- */
-#ifdef LLM__X86
-LLM__T_AVX512 static void llm__residual_fwd_avx512(float *out, const float *a, const float *b, size_t n) {
-    for (size_t i = 0; i < n; i += 16) {
-        __mmask16 k = llm__mask16(n - i < 16 ? LLM__CAST(int, n - i) : 16);
-        _mm512_mask_storeu_ps(out + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, a + i), _mm512_maskz_loadu_ps(k, b + i)));
-    }
-}
-LLM__T_AVX512 static void llm__residual_bwd_avx512(float *da, float *db, const float *dout, size_t n) {
-    for (size_t i = 0; i < n; i += 16) {
-        __mmask16 k = llm__mask16(n - i < 16 ? LLM__CAST(int, n - i) : 16);
-        __m512 d = _mm512_maskz_loadu_ps(k, dout + i);
-        _mm512_mask_storeu_ps(da + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, da + i), d));
-        _mm512_mask_storeu_ps(db + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, db + i), d));
-    }
-}
-LLM__T_AVX2 static void llm__residual_fwd_avx2(float *out, const float *a, const float *b, size_t n) {
-    for (size_t i = 0; i < n; i += 8) {
-        __m256i k = llm__mask8(n - i < 8 ? LLM__CAST(int, n - i) : 8);
-        llm__st8(out + i, k, _mm256_add_ps(llm__ld8(a + i, k), llm__ld8(b + i, k)));
-    }
-}
-LLM__T_AVX2 static void llm__residual_bwd_avx2(float *da, float *db, const float *dout, size_t n) {
-    for (size_t i = 0; i < n; i += 8) {
-        __m256i k = llm__mask8(n - i < 8 ? LLM__CAST(int, n - i) : 8);
-        __m256 d = llm__ld8(dout + i, k);
-        llm__st8(da + i, k, _mm256_add_ps(llm__ld8(da + i, k), d));
-        llm__st8(db + i, k, _mm256_add_ps(llm__ld8(db + i, k), d));
-    }
-}
-#endif
-static LLM__UNUSED void llm__residual_fwd_fast(float *out, const float *a, const float *b, size_t n) {
-    LLM__DISPATCH(llm__residual_fwd, (out, a, b, n));
-    llm__residual_fwd_ref(out, a, b, n);
-}
-static LLM__UNUSED void llm__residual_bwd_fast(float *da, float *db, const float *dout, size_t n) {
-    LLM__DISPATCH(llm__residual_bwd, (da, db, dout, n));
-    llm__residual_bwd_ref(da, db, dout, n);
+#define LLM__TAIL(n, i) llm__vmask((n) - (i) < LLM__CAST(size_t, W) ? LLM__CAST(int, (n) - (i)) : W)
+#define LLM__K_ELEMENTWISE                                                                                      \
+LLM__VT static inline void LLM__ISA(llm__gelu_core)(llm__vf x, llm__vf *s, llm__vf *e) {                        \
+    const llm__vf x3 = llm__vmul(llm__vmul(x, x), x);                                                           \
+    llm__vf z = llm__vmul(llm__vset1(2.0f * LLM__GELU_K), llm__vfma(llm__vset1(0.044715f), x3, x));             \
+    z = llm__vmin(llm__vset1(LLM__GELU_ZMAX), llm__vmax(llm__vset1(-LLM__GELU_ZMAX), z));                       \
+    *e = llm__vexp(llm__vsub(llm__vzero(), z));                                                                 \
+    *s = llm__vdiv(llm__vset1(1.0f), llm__vadd(llm__vset1(1.0f), *e));                                          \
+}                                                                                                               \
+LLM__VT static void LLM__ISA(llm__gelu_fwd)(float *out, const float *inp, size_t n) {                           \
+    const int W = LLM__VW;                                                                                      \
+    for (size_t i = 0; i < n; i += W) {                                                                         \
+        const llm__vm k = LLM__TAIL(n, i);                                                                      \
+        llm__vf x = llm__vload_m(inp + i, k), s, e;                                                             \
+        LLM__ISA(llm__gelu_core)(x, &s, &e);                                                                    \
+        llm__vstore_m(out + i, k, llm__vmul(x, s));                                                             \
+    }                                                                                                           \
+}                                                                                                               \
+LLM__VT static void LLM__ISA(llm__gelu_bwd)(float *dinp, const float *inp, const float *dout, size_t n) {       \
+    const int W = LLM__VW;                                                                                      \
+    const llm__vf c3 = llm__vset1(3.0f * 0.044715f), one = llm__vset1(1.0f), kk = llm__vset1(LLM__GELU_K);      \
+    for (size_t i = 0; i < n; i += W) {                                                                         \
+        const llm__vm k = LLM__TAIL(n, i);                                                                      \
+        llm__vf x = llm__vload_m(inp + i, k), s, e;                                                             \
+        LLM__ISA(llm__gelu_core)(x, &s, &e);                                                                    \
+        const llm__vf du = llm__vmul(kk, llm__vfma(llm__vmul(c3, x), x, one));                                  \
+        const llm__vf t = llm__vmul(llm__vmul(llm__vadd(x, x), s), llm__vmul(e, s));                            \
+        const llm__vf g = llm__vfma(t, du, s);                                                                  \
+        llm__vstore_m(dinp + i, k, llm__vfma(llm__vload_m(dout + i, k), g, llm__vload_m(dinp + i, k)));         \
+    }                                                                                                           \
+}                                                                                                               \
+LLM__VT static void LLM__ISA(llm__swiglu_fwd)(float *out, const float *inp, int N, int H) {                     \
+    const int W = LLM__VW;                                                                                      \
+    const llm__vf one = llm__vset1(1.0f);                                                                       \
+    for (int n = 0; n < N; n++) {                                                                               \
+        const float *g = inp + LLM__CAST(size_t, n) * 2 * H, *u = g + H;                                        \
+        float *o = out + LLM__CAST(size_t, n) * H;                                                              \
+        for (int i = 0; i < H; i += W) {                                                                        \
+            const llm__vm k = llm__vmask(H - i);                                                                \
+            const llm__vf gv = llm__vload_m(g + i, k);                                                          \
+            const llm__vf sg = llm__vdiv(one, llm__vadd(one, llm__vexp(llm__vsub(llm__vzero(), gv))));          \
+            llm__vstore_m(o + i, k, llm__vmul(llm__vmul(gv, sg), llm__vload_m(u + i, k)));                      \
+        }                                                                                                       \
+    }                                                                                                           \
+}                                                                                                               \
+LLM__VT static void LLM__ISA(llm__swiglu_bwd)(float *dinp, const float *inp, const float *dout, int N, int H) { \
+    const int W = LLM__VW;                                                                                      \
+    const llm__vf one = llm__vset1(1.0f);                                                                       \
+    for (int n = 0; n < N; n++) {                                                                               \
+        const float *g = inp + LLM__CAST(size_t, n) * 2 * H, *u = g + H, *d = dout + LLM__CAST(size_t, n) * H;  \
+        float *dg = dinp + LLM__CAST(size_t, n) * 2 * H, *du = dg + H;                                          \
+        for (int i = 0; i < H; i += W) {                                                                        \
+            const llm__vm k = llm__vmask(H - i);                                                                \
+            const llm__vf gv = llm__vload_m(g + i, k), dv = llm__vload_m(d + i, k);                             \
+            const llm__vf sg = llm__vdiv(one, llm__vadd(one, llm__vexp(llm__vsub(llm__vzero(), gv))));          \
+            llm__vstore_m(du + i, k, llm__vfma(llm__vmul(dv, gv), sg, llm__vload_m(du + i, k)));                \
+            const llm__vf t = llm__vfma(gv, llm__vsub(one, sg), one);   /* 1 + g(1 - σ) */                      \
+            const llm__vf a = llm__vmul(llm__vmul(llm__vmul(dv, llm__vload_m(u + i, k)), sg), t);               \
+            llm__vstore_m(dg + i, k, llm__vadd(llm__vload_m(dg + i, k), a));                                    \
+        }                                                                                                       \
+    }                                                                                                           \
+}                                                                                                               \
+LLM__VT static void LLM__ISA(llm__residual_fwd)(float *out, const float *a, const float *b, size_t n) {         \
+    const int W = LLM__VW;                                                                                      \
+    for (size_t i = 0; i < n; i += W) {                                                                         \
+        const llm__vm k = LLM__TAIL(n, i);                                                                      \
+        llm__vstore_m(out + i, k, llm__vadd(llm__vload_m(a + i, k), llm__vload_m(b + i, k)));                   \
+    }                                                                                                           \
+}                                                                                                               \
+LLM__VT static void LLM__ISA(llm__residual_bwd)(float *da, float *db, const float *dout, size_t n) {            \
+    const int W = LLM__VW;                                                                                      \
+    for (size_t i = 0; i < n; i += W) {                                                                         \
+        const llm__vm k = LLM__TAIL(n, i);                                                                      \
+        const llm__vf d = llm__vload_m(dout + i, k);                                                            \
+        llm__vstore_m(da + i, k, llm__vadd(llm__vload_m(da + i, k), d));                                        \
+        llm__vstore_m(db + i, k, llm__vadd(llm__vload_m(db + i, k), d));                                        \
+    }                                                                                                           \
 }
 
-/* ---- cross-entropy ------------------------------------------------------------------------
- * Forward: per row a max pass, then Σ exp(x - max) (the row, 200 KB at V = 50257, is
- * read back from L2). Masked tail lanes load -inf, whose exp is exactly 0.
+/* ---- cross-entropy, Σx², AdamW ------------------------------------------------------------
+ * Cross-entropy forward: per row a max pass, then Σ exp(x - max) (the row, 200 KB at
+ * V = 50257, is read back from L2). Masked tail lanes load -inf, whose exp is exactly 0.
  * Backward: x = exp(x - lse)·dloss over the row, then the target's element is redone
- * with the reference's formula (expf(x_y - lse) - 1)·dloss. */
-#ifdef LLM__X86
-LLM__T_AVX512 static void llm__crossentropy_fwd_avx512(float *losses, float *lse, const float *logits,
-                                                       const int *targets, int N, int V) {
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    for (int n = 0; n < N; n++) {
-        const float *x = logits + LLM__CAST(size_t, n) * V;
-        __m512 m0 = ninf, m1 = ninf, s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-        int i = 0;
-        for (; i + 32 <= V; i += 32) {
-            m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + i)); m1 = _mm512_max_ps(m1, _mm512_loadu_ps(x + i + 16));
-        }
-        for (; i < V; i += 16) m0 = _mm512_max_ps(m0, _mm512_mask_loadu_ps(ninf, llm__mask16(V - i), x + i));
-        float m = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
-        __m512 mv = _mm512_set1_ps(m);
-        for (i = 0; i + 32 <= V; i += 32) {
-            s0 = _mm512_add_ps(s0, llm__exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv)));
-            s1 = _mm512_add_ps(s1, llm__exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), mv)));
-        }
-        for (; i < V; i += 16)
-            s0 = _mm512_add_ps(s0, llm__exp_avx512(_mm512_sub_ps(_mm512_mask_loadu_ps(ninf, llm__mask16(V - i), x + i), mv)));
-        lse[n] = m + logf(_mm512_reduce_add_ps(_mm512_add_ps(s0, s1)));
-        losses[n] = targets[n] < 0 ? 0.0f : lse[n] - x[targets[n]];
-    }
-}
-LLM__T_AVX512 static void llm__crossentropy_bwd_avx512(float *logits, const float *lse, const int *targets,
-                                                       float dloss, int N, int V) {
-    const __m512 dl = _mm512_set1_ps(dloss);
-    for (int n = 0; n < N; n++) {
-        float *x = logits + LLM__CAST(size_t, n) * V;
-        int y = targets[n];
-        if (y < 0) { memset(x, 0, LLM__CAST(size_t, V) * sizeof(float)); continue; }
-        float xy = x[y];
-        __m512 l = _mm512_set1_ps(lse[n]);
-        for (int i = 0; i < V; i += 16) {
-            __mmask16 k = llm__mask16(V - i);
-            __m512 p = llm__exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), l));
-            _mm512_mask_storeu_ps(x + i, k, _mm512_mul_ps(p, dl));
-        }
-        x[y] = (expf(xy - lse[n]) - 1.0f) * dloss;
-    }
-}
-LLM__T_AVX2 static void llm__crossentropy_fwd_avx2(float *losses, float *lse, const float *logits,
-                                                   const int *targets, int N, int V) {
-    const __m256 ninf = _mm256_set1_ps(-INFINITY);
-    for (int n = 0; n < N; n++) {
-        const float *x = logits + LLM__CAST(size_t, n) * V;
-        __m256 m0 = ninf, m1 = ninf, s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-        int i = 0;
-        for (; i + 16 <= V; i += 16) {
-            m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + i)); m1 = _mm256_max_ps(m1, _mm256_loadu_ps(x + i + 8));
-        }
-        for (; i < V; i += 8) {   /* masked lanes become -inf */
-            __m256i k = llm__mask8(V - i);
-            m0 = _mm256_max_ps(m0, _mm256_blendv_ps(ninf, llm__ld8(x + i, k), _mm256_castsi256_ps(k)));
-        }
-        float m = llm__vmax8(_mm256_max_ps(m0, m1));
-        __m256 mv = _mm256_set1_ps(m);
-        for (i = 0; i + 16 <= V; i += 16) {
-            s0 = _mm256_add_ps(s0, llm__exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv)));
-            s1 = _mm256_add_ps(s1, llm__exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), mv)));
-        }
-        for (; i < V; i += 8) {
-            __m256i k = llm__mask8(V - i);
-            __m256 e = llm__exp_avx2(_mm256_sub_ps(llm__ld8(x + i, k), mv));
-            s0 = _mm256_add_ps(s0, _mm256_and_ps(e, _mm256_castsi256_ps(k)));
-        }
-        lse[n] = m + logf(llm__vsum8(_mm256_add_ps(s0, s1)));
-        losses[n] = targets[n] < 0 ? 0.0f : lse[n] - x[targets[n]];
-    }
-}
-LLM__T_AVX2 static void llm__crossentropy_bwd_avx2(float *logits, const float *lse, const int *targets,
-                                                   float dloss, int N, int V) {
-    const __m256 dl = _mm256_set1_ps(dloss);
-    for (int n = 0; n < N; n++) {
-        float *x = logits + LLM__CAST(size_t, n) * V;
-        int y = targets[n];
-        if (y < 0) { memset(x, 0, LLM__CAST(size_t, V) * sizeof(float)); continue; }
-        float xy = x[y];
-        __m256 l = _mm256_set1_ps(lse[n]);
-        for (int i = 0; i < V; i += 8) {
-            __m256i k = llm__mask8(V - i);
-            __m256 p = llm__exp_avx2(_mm256_sub_ps(llm__ld8(x + i, k), l));
-            llm__st8(x + i, k, _mm256_mul_ps(p, dl));
-        }
-        x[y] = (expf(xy - lse[n]) - 1.0f) * dloss;
-    }
-}
-#endif
-static LLM__UNUSED void llm__crossentropy_fwd_fast(float *losses, float *lse, const float *logits,
-                                                   const int *targets, int N, int V) {
-    LLM__DISPATCH(llm__crossentropy_fwd, (losses, lse, logits, targets, N, V));
-    llm__crossentropy_fwd_ref(losses, lse, logits, targets, N, V);
-}
-static LLM__UNUSED void llm__crossentropy_bwd_fast(float *logits, const float *lse, const int *targets,
-                                                   float dloss, int N, int V) {
-    LLM__DISPATCH(llm__crossentropy_bwd, (logits, lse, targets, dloss, N, V));
-    llm__crossentropy_bwd_ref(logits, lse, targets, dloss, N, V);
-}
-
-/* ---- Σ x² in double: 8 floats widened to doubles per FMA, four accumulators ----------- */
-#ifdef LLM__X86
-LLM__T_AVX512 static double llm__sumsq_avx512(const float *x, size_t n) {
-    __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), a2 = _mm512_setzero_pd(), a3 = _mm512_setzero_pd();
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m512d v0 = _mm512_maskz_cvtps_pd(0xFF, _mm256_loadu_ps(x + i)), v1 = _mm512_maskz_cvtps_pd(0xFF, _mm256_loadu_ps(x + i + 8));
-        __m512d v2 = _mm512_maskz_cvtps_pd(0xFF, _mm256_loadu_ps(x + i + 16)), v3 = _mm512_maskz_cvtps_pd(0xFF, _mm256_loadu_ps(x + i + 24));
-        a0 = _mm512_fmadd_pd(v0, v0, a0); a1 = _mm512_fmadd_pd(v1, v1, a1);
-        a2 = _mm512_fmadd_pd(v2, v2, a2); a3 = _mm512_fmadd_pd(v3, v3, a3);
-    }
-    double s = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
-    for (; i < n; i++) s += LLM__CAST(double, x[i]) * x[i];
-    return s;
-}
-LLM__T_AVX2 static double llm__sumsq_avx2(const float *x, size_t n) {
-    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd(), a2 = _mm256_setzero_pd(), a3 = _mm256_setzero_pd();
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256d v0 = _mm256_cvtps_pd(_mm_loadu_ps(x + i)), v1 = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
-        __m256d v2 = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 8)), v3 = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 12));
-        a0 = _mm256_fmadd_pd(v0, v0, a0); a1 = _mm256_fmadd_pd(v1, v1, a1);
-        a2 = _mm256_fmadd_pd(v2, v2, a2); a3 = _mm256_fmadd_pd(v3, v3, a3);
-    }
-    __m256d a = _mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3));
-    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
-    double s = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
-    for (; i < n; i++) s += LLM__CAST(double, x[i]) * x[i];
-    return s;
-}
-#endif
-static LLM__UNUSED double llm__sumsq_fast(const float *x, size_t n) {
-#ifdef LLM__X86
-    llm_simd lvl = llm_simd_active();
-    if (lvl == LLM_SIMD_AVX512) return llm__sumsq_avx512(x, n);
-    if (lvl == LLM_SIMD_AVX2) return llm__sumsq_avx2(x, n);
-#endif
-    return llm__sumsq_ref(x, n);
-}
-
-/* ---- AdamW: the reference's operations in its order (no FMA), 16 or 8 at a time ------- */
-#ifdef LLM__X86
-LLM__T_AVX512 static void llm__adamw_avx512(float *p, const float *grad, float *m, float *v, size_t n, float lr,
-                                            float beta1, float beta2, float eps, float wd, float grad_scale, int t) {
-    float bc1 = 1.0f - powf(beta1, LLM__CAST(float, t)), bc2 = 1.0f - powf(beta2, LLM__CAST(float, t));
-    const __m512 b1 = _mm512_set1_ps(beta1), b2 = _mm512_set1_ps(beta2), ob1 = _mm512_set1_ps(1.0f - beta1);
-    const __m512 ob2 = _mm512_set1_ps(1.0f - beta2), lrwd = _mm512_set1_ps(lr * wd), vlr = _mm512_set1_ps(lr);
-    const __m512 vbc1 = _mm512_set1_ps(bc1), vbc2 = _mm512_set1_ps(bc2), veps = _mm512_set1_ps(eps);
-    const __m512 gs = _mm512_set1_ps(grad_scale);
-    for (size_t i = 0; i < n; i += 16) {
-        __mmask16 k = llm__mask16(n - i < 16 ? LLM__CAST(int, n - i) : 16);
-        __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, grad + i), gs);
-        __m512 mi = _mm512_add_ps(_mm512_mul_ps(b1, _mm512_maskz_loadu_ps(k, m + i)), _mm512_mul_ps(ob1, g));
-        __m512 vi = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_maskz_loadu_ps(k, v + i)), _mm512_mul_ps(_mm512_mul_ps(ob2, g), g));
-        __m512 pi = _mm512_maskz_loadu_ps(k, p + i);
-        pi = _mm512_sub_ps(pi, _mm512_mul_ps(lrwd, pi));
-        __m512 den = _mm512_add_ps(_mm512_sqrt_ps(_mm512_div_ps(vi, vbc2)), veps);
-        pi = _mm512_sub_ps(pi, _mm512_div_ps(_mm512_mul_ps(vlr, _mm512_div_ps(mi, vbc1)), den));
-        _mm512_mask_storeu_ps(m + i, k, mi); _mm512_mask_storeu_ps(v + i, k, vi); _mm512_mask_storeu_ps(p + i, k, pi);
-    }
-}
-LLM__T_AVX2 static void llm__adamw_avx2(float *p, const float *grad, float *m, float *v, size_t n, float lr,
-                                        float beta1, float beta2, float eps, float wd, float grad_scale, int t) {
-    float bc1 = 1.0f - powf(beta1, LLM__CAST(float, t)), bc2 = 1.0f - powf(beta2, LLM__CAST(float, t));
-    const __m256 b1 = _mm256_set1_ps(beta1), b2 = _mm256_set1_ps(beta2), ob1 = _mm256_set1_ps(1.0f - beta1);
-    const __m256 ob2 = _mm256_set1_ps(1.0f - beta2), lrwd = _mm256_set1_ps(lr * wd), vlr = _mm256_set1_ps(lr);
-    const __m256 vbc1 = _mm256_set1_ps(bc1), vbc2 = _mm256_set1_ps(bc2), veps = _mm256_set1_ps(eps);
-    const __m256 gs = _mm256_set1_ps(grad_scale);
-    for (size_t i = 0; i < n; i += 8) {
-        __m256i k = llm__mask8(n - i < 8 ? LLM__CAST(int, n - i) : 8);
-        __m256 g = _mm256_mul_ps(llm__ld8(grad + i, k), gs);
-        __m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, llm__ld8(m + i, k)), _mm256_mul_ps(ob1, g));
-        __m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, llm__ld8(v + i, k)), _mm256_mul_ps(_mm256_mul_ps(ob2, g), g));
-        __m256 pi = llm__ld8(p + i, k);
-        pi = _mm256_sub_ps(pi, _mm256_mul_ps(lrwd, pi));
-        __m256 den = _mm256_add_ps(_mm256_sqrt_ps(_mm256_div_ps(vi, vbc2)), veps);
-        pi = _mm256_sub_ps(pi, _mm256_div_ps(_mm256_mul_ps(vlr, _mm256_div_ps(mi, vbc1)), den));
-        llm__st8(m + i, k, mi); llm__st8(v + i, k, vi); llm__st8(p + i, k, pi);
-    }
-}
-#endif
-static LLM__UNUSED void llm__adamw_fast(float *p, const float *grad, float *m, float *v, size_t n, float lr,
-                                        float beta1, float beta2, float eps, float wd, float grad_scale, int t) {
-    LLM__DISPATCH(llm__adamw, (p, grad, m, v, n, lr, beta1, beta2, eps, wd, grad_scale, t));
-    llm__adamw_ref(p, grad, m, v, n, lr, beta1, beta2, eps, wd, grad_scale, t);
+ * with the reference's formula (expf(x_y - lse) - 1)·dloss.
+ * Σx² in double: a vector of floats widened to two of doubles, four accumulators.
+ * AdamW: the reference's operations in its order (no FMA). */
+#define LLM__K_LOSS_OPT                                                                                                \
+LLM__VT static void LLM__ISA(llm__crossentropy_fwd)(float *losses, float *lse, const float *logits,                    \
+                                                    const int *targets, int N, int V) {                                \
+    const int W = LLM__VW;                                                                                             \
+    const llm__vf ninf = llm__vset1(-INFINITY);                                                                        \
+    for (int n = 0; n < N; n++) {                                                                                      \
+        const float *x = logits + LLM__CAST(size_t, n) * V;                                                            \
+        llm__vf m0 = ninf, m1 = ninf, s0 = llm__vzero(), s1 = llm__vzero();                                            \
+        int i = 0;                                                                                                     \
+        for (; i + 2 * W <= V; i += 2 * W) {                                                                           \
+            m0 = llm__vmax(m0, llm__vload(x + i)); m1 = llm__vmax(m1, llm__vload(x + i + W));                          \
+        }                                                                                                              \
+        for (; i < V; i += W) m0 = llm__vmax(m0, llm__vload_mor(x + i, llm__vmask(V - i), ninf));                      \
+        const float m = llm__vhmax(llm__vmax(m0, m1));                                                                 \
+        const llm__vf mv = llm__vset1(m);                                                                              \
+        for (i = 0; i + 2 * W <= V; i += 2 * W) {                                                                      \
+            s0 = llm__vadd(s0, llm__vexp(llm__vsub(llm__vload(x + i), mv)));                                           \
+            s1 = llm__vadd(s1, llm__vexp(llm__vsub(llm__vload(x + i + W), mv)));                                       \
+        }                                                                                                              \
+        for (; i < V; i += W)                                                                                          \
+            s0 = llm__vadd(s0, llm__vexp(llm__vsub(llm__vload_mor(x + i, llm__vmask(V - i), ninf), mv)));              \
+        lse[n] = m + logf(llm__vhsum(llm__vadd(s0, s1)));                                                              \
+        losses[n] = targets[n] < 0 ? 0.0f : lse[n] - x[targets[n]];                                                    \
+    }                                                                                                                  \
+}                                                                                                                      \
+LLM__VT static void LLM__ISA(llm__crossentropy_bwd)(float *logits, const float *lse, const int *targets,               \
+                                                    float dloss, int N, int V) {                                       \
+    const int W = LLM__VW;                                                                                             \
+    const llm__vf dl = llm__vset1(dloss);                                                                              \
+    for (int n = 0; n < N; n++) {                                                                                      \
+        float *x = logits + LLM__CAST(size_t, n) * V;                                                                  \
+        const int y = targets[n];                                                                                      \
+        if (y < 0) { memset(x, 0, LLM__CAST(size_t, V) * sizeof(float)); continue; }                                   \
+        const float xy = x[y];                                                                                         \
+        const llm__vf l = llm__vset1(lse[n]);                                                                          \
+        for (int i = 0; i < V; i += W) {                                                                               \
+            const llm__vm k = llm__vmask(V - i);                                                                       \
+            llm__vstore_m(x + i, k, llm__vmul(llm__vexp(llm__vsub(llm__vload_m(x + i, k), l)), dl));                   \
+        }                                                                                                              \
+        x[y] = (expf(xy - lse[n]) - 1.0f) * dloss;                                                                     \
+    }                                                                                                                  \
+}                                                                                                                      \
+LLM__VT static double LLM__ISA(llm__sumsq)(const float *x, size_t n) {                                                 \
+    const size_t W = LLM__VW;                                                                                          \
+    llm__vd a0 = llm__vd_zero(), a1 = llm__vd_zero(), a2 = llm__vd_zero(), a3 = llm__vd_zero();                        \
+    size_t i = 0;                                                                                                      \
+    for (; i + 2 * W <= n; i += 2 * W) {                                                                               \
+        const llm__vf u = llm__vload(x + i), v = llm__vload(x + i + W);                                                \
+        const llm__vd u0 = llm__vd_lo(u), u1 = llm__vd_hi(u), v0 = llm__vd_lo(v), v1 = llm__vd_hi(v);                  \
+        a0 = llm__vd_fma(u0, u0, a0); a1 = llm__vd_fma(u1, u1, a1);                                                    \
+        a2 = llm__vd_fma(v0, v0, a2); a3 = llm__vd_fma(v1, v1, a3);                                                    \
+    }                                                                                                                  \
+    double s = llm__vd_hsum(llm__vd_add(llm__vd_add(a0, a1), llm__vd_add(a2, a3)));                                    \
+    for (; i < n; i++) s += LLM__CAST(double, x[i]) * x[i];                                                            \
+    return s;                                                                                                          \
+}                                                                                                                      \
+LLM__VT static void LLM__ISA(llm__adamw)(float *p, const float *grad, float *m, float *v, size_t n, float lr,          \
+                                         float beta1, float beta2, float eps, float wd, float grad_scale, int t) {     \
+    const int W = LLM__VW;                                                                                             \
+    const float bc1 = 1.0f - powf(beta1, LLM__CAST(float, t)), bc2 = 1.0f - powf(beta2, LLM__CAST(float, t));          \
+    const llm__vf b1 = llm__vset1(beta1), b2 = llm__vset1(beta2), ob1 = llm__vset1(1.0f - beta1);                      \
+    const llm__vf ob2 = llm__vset1(1.0f - beta2), lrwd = llm__vset1(lr * wd), vlr = llm__vset1(lr);                    \
+    const llm__vf vbc1 = llm__vset1(bc1), vbc2 = llm__vset1(bc2), veps = llm__vset1(eps), gs = llm__vset1(grad_scale); \
+    for (size_t i = 0; i < n; i += W) {                                                                                \
+        const llm__vm k = LLM__TAIL(n, i);                                                                             \
+        const llm__vf g = llm__vmul(llm__vload_m(grad + i, k), gs);                                                    \
+        const llm__vf mi = llm__vadd(llm__vmul(b1, llm__vload_m(m + i, k)), llm__vmul(ob1, g));                        \
+        const llm__vf vi = llm__vadd(llm__vmul(b2, llm__vload_m(v + i, k)), llm__vmul(llm__vmul(ob2, g), g));          \
+        llm__vf pi = llm__vload_m(p + i, k);                                                                           \
+        pi = llm__vsub(pi, llm__vmul(lrwd, pi));                                                                       \
+        const llm__vf den = llm__vadd(llm__vsqrt(llm__vdiv(vi, vbc2)), veps);                                          \
+        pi = llm__vsub(pi, llm__vdiv(llm__vmul(vlr, llm__vdiv(mi, vbc1)), den));                                       \
+        llm__vstore_m(m + i, k, mi); llm__vstore_m(v + i, k, vi); llm__vstore_m(p + i, k, pi);                         \
+    }                                                                                                                  \
 }
 
 /* ---- attention ----------------------------------------------------------------------------
  * Flash-attention's online softmax, laid out so that the vector lanes are queries.
- * A block of W queries (W = 16 for AVX-512, 8 for AVX2) is packed transposed, scaled by
- * 1/sqrt(HS): qt[d][i] = q_{t0+i}[d]/sqrt(HS) (on the stack, HS·W floats). Then for each
- * group of 8 keys j, the scores of all W queries come out as one vector each,
+ * A block of W = LLM__VW queries is packed transposed, scaled by 1/sqrt(HS):
+ * qt[d][i] = q_{t0+i}[d]/sqrt(HS) (on the stack, HS·W floats). Then for each group of 8
+ * keys j, the scores of all W queries come out as one vector each,
  *     s_j[i] = Σ_d qt[d][i] · k_j[d]       (HS FMAs per key: one load, one broadcast),
  * and everything the softmax needs is lane-wise: no horizontal reductions at all.
  * With the running max m and sum l (vectors over the W queries), per group:
@@ -4800,7 +4752,8 @@ static LLM__UNUSED void llm__adamw_fast(float *p, const float *grad, float *m, f
  * in L2), and nothing of size T x T is ever stored. Stack: 2·HS·W floats (32 KB at HS 256).
  *
  * Backward (all query heads of one key/value group, so that their dk, dv sums stay in
- * one thread), per query block, recomputing p = exp(s - lse) as the reference does:
+ * one thread), per query block, recomputing p = exp(s - lse) as the reference does,
+ * LLM__ATT_BK keys at a time (8; AVX2's 16 registers hold 4):
  *     dp_j = Σ_d dot[d] · v_j[d]              (dot = dout block, transposed like qt)
  *     ds_j = p_j (dp_j - D) / sqrt(HS),       D_i = dout_i · out_i
  *     dqt[d] += Σ_j ds_j · k_j[d]             (lane-wise, like ot)
@@ -4808,6 +4761,14 @@ static LLM__UNUSED void llm__adamw_fast(float *p, const float *grad, float *m, f
  * Lanes past T are padding: their q and dout are 0 and their lse +inf, so p = ds = 0.
  * HS above LLM__ATT_HSMAX (or below 1) falls back to the reference head loop. */
 #define LLM__ATT_HSMAX 256
+#define LLM__ATT_BK LLM__ISA(LLM__ATT_BK)
+#define LLM__ATT_BREP LLM__ISA(LLM__ATT_BREP)
+#define LLM__ATT_BK_avx2 4
+#define LLM__ATT_BREP_avx2 LLM__REP4
+#define LLM__ATT_BK_avx512 8
+#define LLM__ATT_BREP_avx512 LLM__REP8
+#define LLM__ATT_BK_neon 8
+#define LLM__ATT_BREP_neon LLM__REP8
 
 /* dst[d*W + i] = src[i*ld + d]·scale for i < n, 0 for n <= i < W: a block of rows, transposed. */
 static void llm__att_pack(float *dst, int W, const float *src, size_t ld, int n, int HS, float scale) {
@@ -4816,142 +4777,6 @@ static void llm__att_pack(float *dst, int W, const float *src, size_t ld, int n,
         for (int d = 0; d < HS; d++) dst[d * W + i] = i < n ? s[d] * scale : 0.0f;
     }
 }
-#define LLM__REP8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
-#define LLM__REP4(M) M(0) M(1) M(2) M(3)
-
-#ifdef LLM__X86
-LLM__T_AVX512 static void llm__attention_fwd_avx512(float *out, float *lse, const float *qkv, int b, int h,
-                                                    int T, int NH, int NKV, int HS) {
-    const float scale = 1.0f / sqrtf(LLM__CAST(float, HS));
-    const size_t row = LLM__CAST(size_t, NH + 2 * NKV) * HS, C = LLM__CAST(size_t, NH) * HS;
-    const size_t qoff = LLM__CAST(size_t, h) * HS;
-    const size_t koff = C + LLM__CAST(size_t, h / (NH / NKV)) * HS, voff = koff + LLM__CAST(size_t, NKV) * HS;
-    const float *base = qkv + LLM__CAST(size_t, b) * T * row;
-    float qt[LLM__ATT_HSMAX * 16] __attribute__((aligned(64)));
-    float ot[LLM__ATT_HSMAX * 16] __attribute__((aligned(64)));
-    float lm[16] __attribute__((aligned(64))), ll[16] __attribute__((aligned(64)));
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    for (int t0 = 0; t0 < T; t0 += 16) {
-        const int nq = T - t0 < 16 ? T - t0 : 16, kend = t0 + nq;
-        llm__att_pack(qt, 16, base + LLM__CAST(size_t, t0) * row + qoff, row, nq, HS, scale);
-        for (int d = 0; d < HS; d++) _mm512_store_ps(ot + d * 16, _mm512_setzero_ps());
-        __m512 m = ninf, l = _mm512_setzero_ps();
-        const __m512 tq = _mm512_add_ps(_mm512_set1_ps(LLM__CAST(float, t0)), iota);
-        for (int j0 = 0; j0 < kend; j0 += 8) {
-            const int last = (kend - j0 < 8 ? kend - j0 : 8) - 1;   /* keys past it reuse its row */
-#define LLM__KV(j) const float *k##j = base + LLM__CAST(size_t, j0 + (j < last ? j : last)) * row + koff; \
-            const float *v##j = k##j + (voff - koff); __m512 s##j = _mm512_setzero_ps();
-            LLM__REP8(LLM__KV)
-#undef LLM__KV
-            for (int d = 0; d < HS; d++) {
-                const __m512 q = _mm512_load_ps(qt + d * 16);
-#define LLM__S(j) s##j = _mm512_fmadd_ps(q, _mm512_set1_ps(k##j[d]), s##j);
-                LLM__REP8(LLM__S)
-#undef LLM__S
-            }
-            if (j0 + 7 > t0) {   /* causal mask: key j0+j is visible to lane i iff j0+j <= t0+i */
-#define LLM__MASK(j) s##j = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(_mm512_set1_ps(LLM__CAST(float, j0 + j)), tq, \
-                                 _CMP_LE_OQ), ninf, s##j);
-                LLM__REP8(LLM__MASK)
-#undef LLM__MASK
-            }
-            __m512 mx = _mm512_max_ps(_mm512_max_ps(_mm512_max_ps(s0, s1), _mm512_max_ps(s2, s3)),
-                                      _mm512_max_ps(_mm512_max_ps(s4, s5), _mm512_max_ps(s6, s7)));
-            mx = _mm512_max_ps(m, mx);
-            const __m512 alpha = llm__exp_avx512(_mm512_sub_ps(m, mx));
-            m = mx;
-#define LLM__P(j) const __m512 p##j = llm__exp_avx512(_mm512_sub_ps(s##j, m));
-            LLM__REP8(LLM__P)
-#undef LLM__P
-            l = _mm512_fmadd_ps(l, alpha, _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(p0, p1), _mm512_add_ps(p2, p3)),
-                                                        _mm512_add_ps(_mm512_add_ps(p4, p5), _mm512_add_ps(p6, p7))));
-            for (int d = 0; d < HS; d++) {
-                __m512 o = _mm512_mul_ps(_mm512_load_ps(ot + d * 16), alpha);
-#define LLM__PV(j) o = _mm512_fmadd_ps(p##j, _mm512_set1_ps(v##j[d]), o);
-                LLM__REP8(LLM__PV)
-#undef LLM__PV
-                _mm512_store_ps(ot + d * 16, o);
-            }
-        }
-        _mm512_store_ps(lm, m); _mm512_store_ps(ll, l);
-        for (int i = 0; i < nq; i++) {
-            float *o = out + (LLM__CAST(size_t, b) * T + t0 + i) * C + qoff;
-            for (int d = 0; d < HS; d++) o[d] = ot[d * 16 + i] / ll[i];
-            lse[(LLM__CAST(size_t, b) * NH + h) * T + t0 + i] = lm[i] + logf(ll[i]);
-        }
-    }
-}
-
-LLM__T_AVX2 static void llm__attention_fwd_avx2(float *out, float *lse, const float *qkv, int b, int h,
-                                                int T, int NH, int NKV, int HS) {
-    const float scale = 1.0f / sqrtf(LLM__CAST(float, HS));
-    const size_t row = LLM__CAST(size_t, NH + 2 * NKV) * HS, C = LLM__CAST(size_t, NH) * HS;
-    const size_t qoff = LLM__CAST(size_t, h) * HS;
-    const size_t koff = C + LLM__CAST(size_t, h / (NH / NKV)) * HS, voff = koff + LLM__CAST(size_t, NKV) * HS;
-    const float *base = qkv + LLM__CAST(size_t, b) * T * row;
-    float qt[LLM__ATT_HSMAX * 8] __attribute__((aligned(32)));
-    float ot[LLM__ATT_HSMAX * 8] __attribute__((aligned(32)));
-    float lm[8] __attribute__((aligned(32))), ll[8] __attribute__((aligned(32)));
-    const __m256 ninf = _mm256_set1_ps(-INFINITY);
-    const __m256 iota = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
-    for (int t0 = 0; t0 < T; t0 += 8) {
-        const int nq = T - t0 < 8 ? T - t0 : 8, kend = t0 + nq;
-        llm__att_pack(qt, 8, base + LLM__CAST(size_t, t0) * row + qoff, row, nq, HS, scale);
-        for (int d = 0; d < HS; d++) _mm256_store_ps(ot + d * 8, _mm256_setzero_ps());
-        __m256 m = ninf, l = _mm256_setzero_ps();
-        const __m256 tq = _mm256_add_ps(_mm256_set1_ps(LLM__CAST(float, t0)), iota);
-        for (int j0 = 0; j0 < kend; j0 += 8) {
-            const int last = (kend - j0 < 8 ? kend - j0 : 8) - 1;
-#define LLM__KV(j) const float *k##j = base + LLM__CAST(size_t, j0 + (j < last ? j : last)) * row + koff; \
-            const float *v##j = k##j + (voff - koff); __m256 s##j = _mm256_setzero_ps();
-            LLM__REP8(LLM__KV)
-#undef LLM__KV
-            for (int d = 0; d < HS; d++) {
-                const __m256 q = _mm256_load_ps(qt + d * 8);
-#define LLM__S(j) s##j = _mm256_fmadd_ps(q, _mm256_broadcast_ss(k##j + d), s##j);
-                LLM__REP8(LLM__S)
-#undef LLM__S
-            }
-            if (j0 + 7 > t0) {
-#define LLM__MASK(j) s##j = _mm256_blendv_ps(ninf, s##j, _mm256_cmp_ps(_mm256_set1_ps(LLM__CAST(float, j0 + j)), tq, \
-                                 _CMP_LE_OQ));
-                LLM__REP8(LLM__MASK)
-#undef LLM__MASK
-            }
-            __m256 mx = _mm256_max_ps(_mm256_max_ps(_mm256_max_ps(s0, s1), _mm256_max_ps(s2, s3)),
-                                      _mm256_max_ps(_mm256_max_ps(s4, s5), _mm256_max_ps(s6, s7)));
-            mx = _mm256_max_ps(m, mx);
-            const __m256 alpha = llm__exp_avx2(_mm256_sub_ps(m, mx));
-            m = mx;
-#define LLM__P(j) const __m256 p##j = llm__exp_avx2(_mm256_sub_ps(s##j, m));
-            LLM__REP8(LLM__P)
-#undef LLM__P
-            l = _mm256_fmadd_ps(l, alpha, _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(p0, p1), _mm256_add_ps(p2, p3)),
-                                                        _mm256_add_ps(_mm256_add_ps(p4, p5), _mm256_add_ps(p6, p7))));
-            for (int d = 0; d < HS; d++) {
-                __m256 o = _mm256_mul_ps(_mm256_load_ps(ot + d * 8), alpha);
-#define LLM__PV(j) o = _mm256_fmadd_ps(p##j, _mm256_broadcast_ss(v##j + d), o);
-                LLM__REP8(LLM__PV)
-#undef LLM__PV
-                _mm256_store_ps(ot + d * 8, o);
-            }
-        }
-        _mm256_store_ps(lm, m); _mm256_store_ps(ll, l);
-        for (int i = 0; i < nq; i++) {
-            float *o = out + (LLM__CAST(size_t, b) * T + t0 + i) * C + qoff;
-            for (int d = 0; d < HS; d++) o[d] = ot[d * 8 + i] / ll[i];
-            lse[(LLM__CAST(size_t, b) * NH + h) * T + t0 + i] = lm[i] + logf(ll[i]);
-        }
-    }
-}
-#endif
-static LLM__UNUSED void llm__attention_fwd_fast(float *out, float *lse, const float *qkv, int b, int h,
-                                                int T, int NH, int NKV, int HS) {
-    if (HS >= 1 && HS <= LLM__ATT_HSMAX) LLM__DISPATCH(llm__attention_fwd, (out, lse, qkv, b, h, T, NH, NKV, HS));
-    llm__attention_fwd_head(out, lse, qkv, b, h, T, NH, NKV, HS);
-}
-
 /* Per query-block statistics for backward: D_i = dout_i·out_i and L_i = lse_i, with
  * padding lanes (i >= n) at D = 0, L = +inf. */
 static void llm__att_bwd_stats(float *D, float *L, int W, const float *dout, const float *out, const float *lse,
@@ -4963,356 +4788,318 @@ static void llm__att_bwd_stats(float *D, float *L, int W, const float *dout, con
         L[i] = i < n ? lse[i] : INFINITY;
     }
 }
+/* the pieces of the key loops, for key j of the group (keys past the last reuse its row) */
+#define LLM__ATT_KV(j) const float *k##j = base + LLM__CAST(size_t, j0 + (j < last ? j : last)) * row + koff; \
+    const float *v##j = k##j + (voff - koff); llm__vf s##j = llm__vzero(), e##j = s##j; (void)v##j; (void)e##j;
+#define LLM__ATT_S(j) s##j = llm__vfma(q, llm__vset1(k##j[d]), s##j);
+#define LLM__ATT_SE(j) s##j = llm__vfma(q, llm__vset1(k##j[d]), s##j); e##j = llm__vfma(o, llm__vset1(v##j[d]), e##j);
+#define LLM__ATT_MASK(j) s##j = llm__vsel(llm__vle(llm__vset1(LLM__CAST(float, j0 + j)), tq), s##j, ninf);
+#define LLM__ATT_P(j) const llm__vf p##j = llm__vexp(llm__vsub(s##j, m));
+#define LLM__ATT_PV(j) o = llm__vfma(p##j, llm__vset1(v##j[d]), o);
+/* s becomes p = exp(s - lse), e becomes ds = p (dp - D) / sqrt(HS) */
+#define LLM__ATT_DS(j) s##j = llm__vexp(llm__vsub(s##j, Lv)); \
+    e##j = llm__vmul(llm__vmul(s##j, llm__vsub(e##j, Dv)), vscale); \
+    llm__vstorea(pj[j], s##j); llm__vstorea(dsj[j], e##j);
+#define LLM__ATT_DQ(j) a = llm__vfma(e##j, llm__vset1(k##j[d]), a);
+#define LLM__ATT_RLD(j) llm__vf a##j = llm__vload_m(dv + c + W * j, m##j), b##j = llm__vload_m(dk + c + W * j, m##j);
+#define LLM__ATT_RACC(j) a##j = llm__vfma(pi, llm__vload_m(o + W * j, m##j), a##j); \
+    b##j = llm__vfma(si, llm__vload_m(qq + W * j, m##j), b##j);
+#define LLM__ATT_RST(j) llm__vstore_m(dv + c + W * j, m##j, a##j); llm__vstore_m(dk + c + W * j, m##j, b##j);
+#define LLM__K_ATTENTION                                                                                                       \
+LLM__VT static void LLM__ISA(llm__attention_fwd)(float *out, float *lse, const float *qkv, int b, int h,                       \
+                                                 int T, int NH, int NKV, int HS) {                                             \
+    const int W = LLM__VW;                                                                                                     \
+    const float scale = 1.0f / sqrtf(LLM__CAST(float, HS));                                                                    \
+    const size_t row = LLM__CAST(size_t, NH + 2 * NKV) * HS, C = LLM__CAST(size_t, NH) * HS;                                   \
+    const size_t qoff = LLM__CAST(size_t, h) * HS;                                                                             \
+    const size_t koff = C + LLM__CAST(size_t, h / (NH / NKV)) * HS, voff = koff + LLM__CAST(size_t, NKV) * HS;                 \
+    const float *base = qkv + LLM__CAST(size_t, b) * T * row;                                                                  \
+    float qt[LLM__ATT_HSMAX * LLM__VW] __attribute__((aligned(64)));                                                           \
+    float ot[LLM__ATT_HSMAX * LLM__VW] __attribute__((aligned(64)));                                                           \
+    float lm[LLM__VW] __attribute__((aligned(64))), ll[LLM__VW] __attribute__((aligned(64)));                                  \
+    const llm__vf ninf = llm__vset1(-INFINITY), iota = llm__viota();                                                           \
+    for (int t0 = 0; t0 < T; t0 += W) {                                                                                        \
+        const int nq = T - t0 < W ? T - t0 : W, kend = t0 + nq;                                                                \
+        llm__att_pack(qt, W, base + LLM__CAST(size_t, t0) * row + qoff, row, nq, HS, scale);                                   \
+        for (int d = 0; d < HS; d++) llm__vstorea(ot + d * W, llm__vzero());                                                   \
+        llm__vf m = ninf, l = llm__vzero();                                                                                    \
+        const llm__vf tq = llm__vadd(llm__vset1(LLM__CAST(float, t0)), iota);                                                  \
+        for (int j0 = 0; j0 < kend; j0 += 8) {                                                                                 \
+            const int last = (kend - j0 < 8 ? kend - j0 : 8) - 1;                                                              \
+            LLM__REP8(LLM__ATT_KV)                                                                                             \
+            for (int d = 0; d < HS; d++) {                                                                                     \
+                const llm__vf q = llm__vloada(qt + d * W);                                                                     \
+                LLM__REP8(LLM__ATT_S)                                                                                          \
+            }                                                                                                                  \
+            if (j0 + 7 > t0) { LLM__REP8(LLM__ATT_MASK) }   /* key j0+j is visible to lane i iff j0+j <= t0+i */               \
+            llm__vf mx = llm__vmax(llm__vmax(llm__vmax(s0, s1), llm__vmax(s2, s3)),                                            \
+                                   llm__vmax(llm__vmax(s4, s5), llm__vmax(s6, s7)));                                           \
+            mx = llm__vmax(m, mx);                                                                                             \
+            const llm__vf alpha = llm__vexp(llm__vsub(m, mx));                                                                 \
+            m = mx;                                                                                                            \
+            LLM__REP8(LLM__ATT_P)                                                                                              \
+            l = llm__vfma(l, alpha, llm__vadd(llm__vadd(llm__vadd(p0, p1), llm__vadd(p2, p3)),                                 \
+                                              llm__vadd(llm__vadd(p4, p5), llm__vadd(p6, p7))));                               \
+            for (int d = 0; d < HS; d++) {                                                                                     \
+                llm__vf o = llm__vmul(llm__vloada(ot + d * W), alpha);                                                         \
+                LLM__REP8(LLM__ATT_PV)                                                                                         \
+                llm__vstorea(ot + d * W, o);                                                                                   \
+            }                                                                                                                  \
+        }                                                                                                                      \
+        llm__vstorea(lm, m); llm__vstorea(ll, l);                                                                              \
+        for (int i = 0; i < nq; i++) {                                                                                         \
+            float *o = out + (LLM__CAST(size_t, b) * T + t0 + i) * C + qoff;                                                   \
+            for (int d = 0; d < HS; d++) o[d] = ot[d * W + i] / ll[i];                                                         \
+            lse[(LLM__CAST(size_t, b) * NH + h) * T + t0 + i] = lm[i] + logf(ll[i]);                                           \
+        }                                                                                                                      \
+    }                                                                                                                          \
+}                                                                                                                              \
+/* dv += Σ_i p[i] dO_i, dk += Σ_i ds[i] q_i over the n rows of a query block, 4 vectors of                                     \
+ * columns at a time so that 8 independent sums are in flight. */                                                              \
+LLM__VT static void LLM__ISA(llm__att_kv_rows)(float *dk, float *dv, const float *p, const float *ds,                          \
+                                               const float *dO, size_t ldo, const float *q, size_t ldq, int n, int HS) {       \
+    const int W = LLM__VW;                                                                                                     \
+    for (int c = 0; c < HS; c += 4 * W) {                                                                                      \
+        LLM__MASK4(m, HS - c);                                                                                                 \
+        LLM__REP4(LLM__ATT_RLD)                                                                                                \
+        for (int i = 0; i < n; i++) {                                                                                          \
+            const llm__vf pi = llm__vset1(p[i]), si = llm__vset1(ds[i]);                                                       \
+            const float *o = dO + LLM__CAST(size_t, i) * ldo + c, *qq = q + LLM__CAST(size_t, i) * ldq + c;                    \
+            LLM__REP4(LLM__ATT_RACC)                                                                                           \
+        }                                                                                                                      \
+        LLM__REP4(LLM__ATT_RST)                                                                                                \
+    }                                                                                                                          \
+}                                                                                                                              \
+LLM__VT static void LLM__ISA(llm__attention_bwd_group)(float *dqkv, const float *dout, const float *qkv,                       \
+                                                       const float *out, const float *lse, int b, int g,                       \
+                                                       int T, int NH, int NKV, int HS) {                                       \
+    const int W = LLM__VW, BK = LLM__ATT_BK;                                                                                   \
+    const float scale = 1.0f / sqrtf(LLM__CAST(float, HS));                                                                    \
+    const size_t row = LLM__CAST(size_t, NH + 2 * NKV) * HS, C = LLM__CAST(size_t, NH) * HS;                                   \
+    const size_t koff = C + LLM__CAST(size_t, g) * HS, voff = koff + LLM__CAST(size_t, NKV) * HS;                              \
+    const size_t off = LLM__CAST(size_t, b) * T * row;                                                                         \
+    const float *base = qkv + off;                                                                                             \
+    float *dbase = dqkv + off;                                                                                                 \
+    const int grp = NH / NKV;                                                                                                  \
+    float qt[LLM__ATT_HSMAX * LLM__VW] __attribute__((aligned(64)));                                                           \
+    float dot[LLM__ATT_HSMAX * LLM__VW] __attribute__((aligned(64)));                                                          \
+    float dqt[LLM__ATT_HSMAX * LLM__VW] __attribute__((aligned(64)));                                                          \
+    float Dl[LLM__VW] __attribute__((aligned(64))), Ll[LLM__VW] __attribute__((aligned(64)));                                  \
+    float pj[LLM__ATT_BK][LLM__VW] __attribute__((aligned(64))), dsj[LLM__ATT_BK][LLM__VW] __attribute__((aligned(64)));       \
+    const llm__vf ninf = llm__vset1(-INFINITY), vscale = llm__vset1(scale), iota = llm__viota();                               \
+    for (int h = g * grp; h < (g + 1) * grp; h++) {                                                                            \
+        const size_t qoff = LLM__CAST(size_t, h) * HS;                                                                         \
+        for (int t0 = 0; t0 < T; t0 += W) {                                                                                    \
+            const int nq = T - t0 < W ? T - t0 : W, kend = t0 + nq;                                                            \
+            const size_t orow = (LLM__CAST(size_t, b) * T + t0) * C + qoff;                                                    \
+            llm__att_pack(qt, W, base + LLM__CAST(size_t, t0) * row + qoff, row, nq, HS, scale);                               \
+            llm__att_pack(dot, W, dout + orow, C, nq, HS, 1.0f);                                                               \
+            llm__att_bwd_stats(Dl, Ll, W, dout + orow, out + orow, lse + (LLM__CAST(size_t, b) * NH + h) * T + t0, C, nq, HS); \
+            for (int d = 0; d < HS; d++) llm__vstorea(dqt + d * W, llm__vzero());                                              \
+            const llm__vf Dv = llm__vloada(Dl), Lv = llm__vloada(Ll);                                                          \
+            const llm__vf tq = llm__vadd(llm__vset1(LLM__CAST(float, t0)), iota);                                              \
+            for (int j0 = 0; j0 < kend; j0 += BK) {                                                                            \
+                const int nk = kend - j0 < BK ? kend - j0 : BK, last = nk - 1;                                                 \
+                LLM__ATT_BREP(LLM__ATT_KV)                                                                                     \
+                for (int d = 0; d < HS; d++) {                                                                                 \
+                    const llm__vf q = llm__vloada(qt + d * W), o = llm__vloada(dot + d * W);                                   \
+                    LLM__ATT_BREP(LLM__ATT_SE)                                                                                 \
+                }                                                                                                              \
+                if (j0 + BK - 1 > t0) { LLM__ATT_BREP(LLM__ATT_MASK) }                                                         \
+                LLM__ATT_BREP(LLM__ATT_DS)                                                                                     \
+                for (int d = 0; d < HS; d++) {                                                                                 \
+                    llm__vf a = llm__vloada(dqt + d * W);                                                                      \
+                    LLM__ATT_BREP(LLM__ATT_DQ)                                                                                 \
+                    llm__vstorea(dqt + d * W, a);                                                                              \
+                }                                                                                                              \
+                for (int j = 0; j < nk; j++) {                                                                                 \
+                    float *dk = dbase + LLM__CAST(size_t, j0 + j) * row + koff;                                                \
+                    LLM__ISA(llm__att_kv_rows)(dk, dk + (voff - koff), pj[j], dsj[j], dout + orow, C,                          \
+                                               base + LLM__CAST(size_t, t0) * row + qoff, row, nq, HS);                        \
+                }                                                                                                              \
+            }                                                                                                                  \
+            for (int i = 0; i < nq; i++) {                                                                                     \
+                float *dq = dbase + LLM__CAST(size_t, t0 + i) * row + qoff;                                                    \
+                for (int d = 0; d < HS; d++) dq[d] += dqt[d * W + i];                                                          \
+            }                                                                                                                  \
+        }                                                                                                                      \
+    }                                                                                                                          \
+}
 
+/* ---- attention against the KV cache (generation) ------------------------------------------
+ * One query row i, one head h (the reference's llm__attention_kv_row): the query attends
+ * over positions 0..pos[i] of its sequence's cache. The reference sweeps the keys twice
+ * (max, then exp and sum) and computes every q·k twice; here each key is touched once,
+ * in chunks of LLM__KV_CHUNK keys with the online softmax between chunks:
+ *     s_t = (q·k_t)/sqrt(HS)              (a chunk of scores, on the stack)
+ *     m' = max(m, max_t s_t),  α = exp(m - m'),  p_t = exp(s_t - m')
+ *     l = l·α + Σ_t p_t,       acc = acc·α + Σ_t p_t v_t
+ * and out = acc / l at the end. A score is a dot product along HS, so it ends in a
+ * horizontal sum: four keys share one reduction tree (llm__vhsum4). The p·V sum keeps
+ * 4 vectors of columns in registers and alternates two sets of accumulators between
+ * even and odd keys, so that eight FMA chains are in flight. Nothing is bounded by the
+ * context length; HS above LLM__ATT_HSMAX falls back to the reference. The result of a
+ * (row, head) depends only on its inputs, so any split over threads gives the same bits. */
+#define LLM__KV_CHUNK 256
+#define LLM__KV_LD(x) llm__vf o##x = llm__vmul(llm__vload_m(acc + c + W * x, m##x), va), e##x = llm__vzero();
+#define LLM__KV_PV2(x) o##x = llm__vfma(p0, llm__vload_m(v0 + W * x, m##x), o##x); \
+    e##x = llm__vfma(p1, llm__vload_m(v1 + W * x, m##x), e##x);
+#define LLM__KV_PV1(x) o##x = llm__vfma(p0, llm__vload_m(v0 + W * x, m##x), o##x);
+#define LLM__KV_ST(x) llm__vstore_m(acc + c + W * x, m##x, llm__vadd(o##x, e##x));
+#define LLM__K_ATTENTION_KV                                                                                               \
+LLM__VT static void LLM__ISA(llm__attention_kv_head)(float *out, const float *qkv, const float *kcache,                   \
+                                                     const float *vcache, const int *seq, const int *pos,                 \
+                                                     int i, int h, int NH, int NKV, int HS, int maxT) {                   \
+    const int W = LLM__VW;                                                                                                \
+    const size_t row = LLM__CAST(size_t, NH + 2 * NKV) * HS, kvw = LLM__CAST(size_t, NKV) * HS;                           \
+    const size_t base = LLM__CAST(size_t, seq[i]) * maxT * kvw + LLM__CAST(size_t, h / (NH / NKV)) * HS;                  \
+    const float *q = qkv + LLM__CAST(size_t, i) * row + LLM__CAST(size_t, h) * HS;                                        \
+    const float *K = kcache + base, *V = vcache + base;                                                                   \
+    float *o = out + LLM__CAST(size_t, i) * NH * HS + LLM__CAST(size_t, h) * HS;                                          \
+    float sc[LLM__KV_CHUNK] __attribute__((aligned(64)));                                                                 \
+    float acc[LLM__ATT_HSMAX] __attribute__((aligned(64)));                                                               \
+    const int n = pos[i] + 1, nv = (HS + W - 1) / W;                                                                      \
+    const llm__vm kt = llm__vmask(HS - W * (nv - 1)), all = llm__vmask(W);   /* the last vector of a head; a whole one */ \
+    const float scale = 1.0f / sqrtf(LLM__CAST(float, HS));                                                               \
+    const llm__vf ninf = llm__vset1(-INFINITY);                                                                           \
+    float m = -INFINITY, l = 0.0f;                                                                                        \
+    for (int d = 0; d < HS; d++) acc[d] = 0.0f;                                                                           \
+    for (int t0 = 0; t0 < n; t0 += LLM__KV_CHUNK) {                                                                       \
+        const int nc = n - t0 < LLM__KV_CHUNK ? n - t0 : LLM__KV_CHUNK;                                                   \
+        const float *Kc = K + LLM__CAST(size_t, t0) * kvw, *Vc = V + LLM__CAST(size_t, t0) * kvw;                         \
+        for (int j = 0; j < nc; j += 4) {   /* scores, four keys at a time (past nc: repeat the last) */                  \
+            const float *k0 = Kc + LLM__CAST(size_t, j) * kvw;                                                            \
+            const float *k1 = j + 1 < nc ? k0 + kvw : k0, *k2 = j + 2 < nc ? k0 + 2 * kvw : k0;                           \
+            const float *k3 = j + 3 < nc ? k0 + 3 * kvw : k0;                                                             \
+            llm__vf a0 = llm__vzero(), a1 = a0, a2 = a0, a3 = a0;                                                         \
+            for (int v = 0; v < nv; v++) {                                                                                \
+                const llm__vm mk = v == nv - 1 ? kt : all;                                                                \
+                const llm__vf qv = llm__vload_m(q + W * v, mk);                                                           \
+                a0 = llm__vfma(qv, llm__vload_m(k0 + W * v, mk), a0);                                                     \
+                a1 = llm__vfma(qv, llm__vload_m(k1 + W * v, mk), a1);                                                     \
+                a2 = llm__vfma(qv, llm__vload_m(k2 + W * v, mk), a2);                                                     \
+                a3 = llm__vfma(qv, llm__vload_m(k3 + W * v, mk), a3);                                                     \
+            }                                                                                                             \
+            llm__vhsum4(sc + j, a0, a1, a2, a3, scale);   /* sc has room: j + 4 <= LLM__KV_CHUNK */                       \
+        }                                                                                                                 \
+        llm__vf mx = ninf;                                                                                                \
+        for (int j = 0; j < nc; j += W) mx = llm__vmax(mx, llm__vload_mor(sc + j, llm__vmask(nc - j), ninf));             \
+        const float mc = llm__vhmax(mx), mn = m > mc ? m : mc;                                                            \
+        const float alpha = expf(m - mn);   /* first chunk: exp(-inf) = 0, acc and l are 0 */                             \
+        m = mn;                                                                                                           \
+        llm__vf ls = llm__vzero();                                                                                        \
+        const llm__vf mv = llm__vset1(m);                                                                                 \
+        for (int j = 0; j < nc; j += W) {   /* p = exp(s - m); lanes past nc load -inf: p = 0 */                          \
+            const llm__vf p = llm__vexp(llm__vsub(llm__vload_mor(sc + j, llm__vmask(nc - j), ninf), mv));                 \
+            llm__vstorea(sc + j, p);                                                                                      \
+            ls = llm__vadd(ls, p);                                                                                        \
+        }                                                                                                                 \
+        l = l * alpha + llm__vhsum(ls);                                                                                   \
+        const llm__vf va = llm__vset1(alpha);                                                                             \
+        for (int c = 0; c < HS; c += 4 * W) {   /* acc[c, c + 4W) = acc·α + Σ_t p_t v_t */                                \
+            LLM__MASK4(m, HS - c);                                                                                        \
+            LLM__REP4(LLM__KV_LD)                                                                                         \
+            const float *v0 = Vc + c;                                                                                     \
+            int j = 0;                                                                                                    \
+            for (; j + 2 <= nc; j += 2, v0 += 2 * kvw) {                                                                  \
+                const llm__vf p0 = llm__vset1(sc[j]), p1 = llm__vset1(sc[j + 1]);                                         \
+                const float *v1 = v0 + kvw;                                                                               \
+                LLM__REP4(LLM__KV_PV2)                                                                                    \
+            }                                                                                                             \
+            if (j < nc) {                                                                                                 \
+                const llm__vf p0 = llm__vset1(sc[j]);                                                                     \
+                LLM__REP4(LLM__KV_PV1)                                                                                    \
+            }                                                                                                             \
+            LLM__REP4(LLM__KV_ST)                                                                                         \
+        }                                                                                                                 \
+    }                                                                                                                     \
+    const llm__vf vl = llm__vset1(l);                                                                                     \
+    for (int d = 0; d < HS; d += W) {                                                                                     \
+        const llm__vm mk = llm__vmask(HS - d);                                                                            \
+        llm__vstore_m(o + d, mk, llm__vdiv(llm__vload_m(acc + d, mk), vl));                                               \
+    }                                                                                                                     \
+}
+
+/* ---- RoPE -----------------------------------------------------------------------------------
+ * The angles must be llama2.c's to the bit (greedy output is compared with it byte for
+ * byte), so they stay libm's, computed as the reference does (llm__rope_table). What is
+ * vectorised is the rotation of the NH + NKV heads: with c, s duplicated per pair,
+ * cv = [c c ...], sv = [-s s ...], and x' = x with each pair swapped,
+ *     out = x·cv + x'·sv  = [x0 c - x1 s,  x1 c + x0 s]
+ * which are the reference's products and sums, each rounded once, so the rows are
+ * bit-identical to it. No FMA: a fused multiply-add rounds once where the reference
+ * rounds twice, and compilers that contract a*b + c*d (gcc outside ISO C modes) would
+ * fuse the vector products too, so an empty asm hands each product over as a value. */
+#define LLM__ROPE_HSMAX 1024   /* larger (or odd) head sizes: the reference */
+static void llm__rope_table(float *cs, int p, int HS, const float *freq, float sign) {   /* cv (HS), sv (HS) */
+    for (int i = 0; i < HS; i += 2) {
+        float val = LLM__CAST(float, p) * freq[i / 2], c = cosf(val), s = sign * sinf(val);
+        cs[i] = cs[i + 1] = c;
+        cs[HS + i] = -s; cs[HS + i + 1] = s;
+    }
+}
+#define LLM__K_ROPE                                                                                                  \
+LLM__VT static void LLM__ISA(llm__rope_row)(float *x, int p, int NH, int NKV, int HS, const float *freq, float sign, \
+                                            float *cs) {                                                             \
+    const int W = LLM__VW;                                                                                           \
+    llm__rope_table(cs, p, HS, freq, sign);                                                                          \
+    for (int i = 0; i < HS; i += W) {                                                                                \
+        const llm__vm k = llm__vmask(HS - i);                                                                        \
+        const llm__vf cv = llm__vload_m(cs + i, k), sv = llm__vload_m(cs + HS + i, k);                               \
+        for (int h = 0; h < NH + NKV; h++) {                                                                         \
+            float *v = x + LLM__CAST(size_t, h) * HS + i;                                                            \
+            const llm__vf a = llm__vload_m(v, k), sw = llm__vswap_pairs(a);                                          \
+            llm__vf pc = llm__vmul(a, cv), ps = llm__vmul(sw, sv);                                                   \
+            llm__vkeep(pc); llm__vkeep(ps);                                                                          \
+            llm__vstore_m(v, k, llm__vadd(pc, ps));                                                                  \
+        }                                                                                                            \
+    }                                                                                                                \
+}
+
+/* ---- every body, compiled for each instruction set this build can run -------------------- */
+#define LLM__K_ALL LLM__K_EXP LLM__K_LAYERNORM LLM__K_RMSNORM LLM__K_ELEMENTWISE LLM__K_LOSS_OPT \
+    LLM__K_ATTENTION LLM__K_ATTENTION_KV LLM__K_ROPE
 #ifdef LLM__X86
-/* dv += Σ_i p[i] dO_i, dk += Σ_i ds[i] q_i over the n rows of a query block, 64 columns
- * (4 vectors each) at a time so that 8 independent sums are in flight. */
-LLM__T_AVX512 static void llm__att_kv_rows_avx512(float *dk, float *dv, const float *p, const float *ds,
-                                                  const float *dO, size_t ldo, const float *q, size_t ldq,
-                                                  int n, int HS) {
-    for (int c = 0; c < HS; c += 64) {
-        const __mmask16 m0 = llm__mask16(HS - c), m1 = llm__mask16(HS - c - 16);
-        const __mmask16 m2 = llm__mask16(HS - c - 32), m3 = llm__mask16(HS - c - 48);
-#define LLM__LD(j) __m512 a##j = _mm512_maskz_loadu_ps(m##j, dv + c + 16 * j), \
-                          b##j = _mm512_maskz_loadu_ps(m##j, dk + c + 16 * j);
-        LLM__REP4(LLM__LD)
-#undef LLM__LD
-        for (int i = 0; i < n; i++) {
-            const __m512 pi = _mm512_set1_ps(p[i]), si = _mm512_set1_ps(ds[i]);
-            const float *o = dO + LLM__CAST(size_t, i) * ldo + c, *qq = q + LLM__CAST(size_t, i) * ldq + c;
-#define LLM__ACC(j) a##j = _mm512_fmadd_ps(pi, _mm512_maskz_loadu_ps(m##j, o + 16 * j), a##j); \
-                    b##j = _mm512_fmadd_ps(si, _mm512_maskz_loadu_ps(m##j, qq + 16 * j), b##j);
-            LLM__REP4(LLM__ACC)
-#undef LLM__ACC
-        }
-#define LLM__ST(j) _mm512_mask_storeu_ps(dv + c + 16 * j, m##j, a##j); _mm512_mask_storeu_ps(dk + c + 16 * j, m##j, b##j);
-        LLM__REP4(LLM__ST)
-#undef LLM__ST
-    }
-}
-LLM__T_AVX512 static void llm__attention_bwd_group_avx512(float *dqkv, const float *dout, const float *qkv,
-                                                          const float *out, const float *lse, int b, int g,
-                                                          int T, int NH, int NKV, int HS) {
-    const float scale = 1.0f / sqrtf(LLM__CAST(float, HS));
-    const size_t row = LLM__CAST(size_t, NH + 2 * NKV) * HS, C = LLM__CAST(size_t, NH) * HS;
-    const size_t koff = C + LLM__CAST(size_t, g) * HS, voff = koff + LLM__CAST(size_t, NKV) * HS;
-    const size_t off = LLM__CAST(size_t, b) * T * row;
-    const float *base = qkv + off;
-    float *dbase = dqkv + off;
-    const int grp = NH / NKV;
-    float qt[LLM__ATT_HSMAX * 16] __attribute__((aligned(64)));
-    float dot[LLM__ATT_HSMAX * 16] __attribute__((aligned(64)));
-    float dqt[LLM__ATT_HSMAX * 16] __attribute__((aligned(64)));
-    float Dl[16] __attribute__((aligned(64))), Ll[16] __attribute__((aligned(64)));
-    float pj[8][16] __attribute__((aligned(64))), dsj[8][16] __attribute__((aligned(64)));
-    const __m512 ninf = _mm512_set1_ps(-INFINITY), vscale = _mm512_set1_ps(scale);
-    const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    for (int h = g * grp; h < (g + 1) * grp; h++) {
-        const size_t qoff = LLM__CAST(size_t, h) * HS;
-        for (int t0 = 0; t0 < T; t0 += 16) {
-            const int nq = T - t0 < 16 ? T - t0 : 16, kend = t0 + nq;
-            const size_t orow = (LLM__CAST(size_t, b) * T + t0) * C + qoff;
-            llm__att_pack(qt, 16, base + LLM__CAST(size_t, t0) * row + qoff, row, nq, HS, scale);
-            llm__att_pack(dot, 16, dout + orow, C, nq, HS, 1.0f);
-            llm__att_bwd_stats(Dl, Ll, 16, dout + orow, out + orow, lse + (LLM__CAST(size_t, b) * NH + h) * T + t0, C, nq, HS);
-            for (int d = 0; d < HS; d++) _mm512_store_ps(dqt + d * 16, _mm512_setzero_ps());
-            const __m512 Dv = _mm512_load_ps(Dl), Lv = _mm512_load_ps(Ll);
-            const __m512 tq = _mm512_add_ps(_mm512_set1_ps(LLM__CAST(float, t0)), iota);
-            for (int j0 = 0; j0 < kend; j0 += 8) {
-                const int nk = kend - j0 < 8 ? kend - j0 : 8, last = nk - 1;
-#define LLM__KV(j) const float *k##j = base + LLM__CAST(size_t, j0 + (j < last ? j : last)) * row + koff; \
-                const float *v##j = k##j + (voff - koff); __m512 s##j = _mm512_setzero_ps(), e##j = s##j;
-                LLM__REP8(LLM__KV)
-#undef LLM__KV
-                for (int d = 0; d < HS; d++) {
-                    const __m512 q = _mm512_load_ps(qt + d * 16), o = _mm512_load_ps(dot + d * 16);
-#define LLM__S(j) s##j = _mm512_fmadd_ps(q, _mm512_set1_ps(k##j[d]), s##j); \
-                  e##j = _mm512_fmadd_ps(o, _mm512_set1_ps(v##j[d]), e##j);
-                    LLM__REP8(LLM__S)
-#undef LLM__S
-                }
-                if (j0 + 7 > t0) {
-#define LLM__MASK(j) s##j = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(_mm512_set1_ps(LLM__CAST(float, j0 + j)), tq, \
-                                     _CMP_LE_OQ), ninf, s##j);
-                    LLM__REP8(LLM__MASK)
-#undef LLM__MASK
-                }
-                /* s becomes p = exp(s - lse), e becomes ds = p (dp - D) / sqrt(HS) */
-#define LLM__DS(j) s##j = llm__exp_avx512(_mm512_sub_ps(s##j, Lv)); \
-                   e##j = _mm512_mul_ps(_mm512_mul_ps(s##j, _mm512_sub_ps(e##j, Dv)), vscale); \
-                   _mm512_store_ps(pj[j], s##j); _mm512_store_ps(dsj[j], e##j);
-                LLM__REP8(LLM__DS)
-#undef LLM__DS
-                for (int d = 0; d < HS; d++) {
-                    __m512 a = _mm512_load_ps(dqt + d * 16);
-#define LLM__DQ(j) a = _mm512_fmadd_ps(e##j, _mm512_set1_ps(k##j[d]), a);
-                    LLM__REP8(LLM__DQ)
-#undef LLM__DQ
-                    _mm512_store_ps(dqt + d * 16, a);
-                }
-                for (int j = 0; j < nk; j++) {
-                    float *dk = dbase + LLM__CAST(size_t, j0 + j) * row + koff;
-                    llm__att_kv_rows_avx512(dk, dk + (voff - koff), pj[j], dsj[j], dout + orow, C,
-                                            base + LLM__CAST(size_t, t0) * row + qoff, row, nq, HS);
-                }
-            }
-            for (int i = 0; i < nq; i++) {
-                float *dq = dbase + LLM__CAST(size_t, t0 + i) * row + qoff;
-                for (int d = 0; d < HS; d++) dq[d] += dqt[d * 16 + i];
-            }
-        }
-    }
-}
-
-/* AVX2 has 16 registers: the score and dp sums go 4 keys at a time. */
-LLM__T_AVX2 static void llm__att_kv_rows_avx2(float *dk, float *dv, const float *p, const float *ds,
-                                              const float *dO, size_t ldo, const float *q, size_t ldq,
-                                              int n, int HS) {
-    for (int c = 0; c < HS; c += 32) {
-        const __m256i m0 = llm__mask8(HS - c), m1 = llm__mask8(HS - c - 8);
-        const __m256i m2 = llm__mask8(HS - c - 16), m3 = llm__mask8(HS - c - 24);
-#define LLM__LD(j) __m256 a##j = llm__ld8(dv + c + 8 * j, m##j), b##j = llm__ld8(dk + c + 8 * j, m##j);
-        LLM__REP4(LLM__LD)
-#undef LLM__LD
-        for (int i = 0; i < n; i++) {
-            const __m256 pi = _mm256_set1_ps(p[i]), si = _mm256_set1_ps(ds[i]);
-            const float *o = dO + LLM__CAST(size_t, i) * ldo + c, *qq = q + LLM__CAST(size_t, i) * ldq + c;
-#define LLM__ACC(j) a##j = _mm256_fmadd_ps(pi, llm__ld8(o + 8 * j, m##j), a##j); \
-                    b##j = _mm256_fmadd_ps(si, llm__ld8(qq + 8 * j, m##j), b##j);
-            LLM__REP4(LLM__ACC)
-#undef LLM__ACC
-        }
-#define LLM__ST(j) llm__st8(dv + c + 8 * j, m##j, a##j); llm__st8(dk + c + 8 * j, m##j, b##j);
-        LLM__REP4(LLM__ST)
-#undef LLM__ST
-    }
-}
-LLM__T_AVX2 static void llm__attention_bwd_group_avx2(float *dqkv, const float *dout, const float *qkv,
-                                                      const float *out, const float *lse, int b, int g,
-                                                      int T, int NH, int NKV, int HS) {
-    const float scale = 1.0f / sqrtf(LLM__CAST(float, HS));
-    const size_t row = LLM__CAST(size_t, NH + 2 * NKV) * HS, C = LLM__CAST(size_t, NH) * HS;
-    const size_t koff = C + LLM__CAST(size_t, g) * HS, voff = koff + LLM__CAST(size_t, NKV) * HS;
-    const size_t off = LLM__CAST(size_t, b) * T * row;
-    const float *base = qkv + off;
-    float *dbase = dqkv + off;
-    const int grp = NH / NKV;
-    float qt[LLM__ATT_HSMAX * 8] __attribute__((aligned(32)));
-    float dot[LLM__ATT_HSMAX * 8] __attribute__((aligned(32)));
-    float dqt[LLM__ATT_HSMAX * 8] __attribute__((aligned(32)));
-    float Dl[8] __attribute__((aligned(32))), Ll[8] __attribute__((aligned(32)));
-    float pj[4][8] __attribute__((aligned(32))), dsj[4][8] __attribute__((aligned(32)));
-    const __m256 ninf = _mm256_set1_ps(-INFINITY), vscale = _mm256_set1_ps(scale);
-    const __m256 iota = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
-    for (int h = g * grp; h < (g + 1) * grp; h++) {
-        const size_t qoff = LLM__CAST(size_t, h) * HS;
-        for (int t0 = 0; t0 < T; t0 += 8) {
-            const int nq = T - t0 < 8 ? T - t0 : 8, kend = t0 + nq;
-            const size_t orow = (LLM__CAST(size_t, b) * T + t0) * C + qoff;
-            llm__att_pack(qt, 8, base + LLM__CAST(size_t, t0) * row + qoff, row, nq, HS, scale);
-            llm__att_pack(dot, 8, dout + orow, C, nq, HS, 1.0f);
-            llm__att_bwd_stats(Dl, Ll, 8, dout + orow, out + orow, lse + (LLM__CAST(size_t, b) * NH + h) * T + t0, C, nq, HS);
-            for (int d = 0; d < HS; d++) _mm256_store_ps(dqt + d * 8, _mm256_setzero_ps());
-            const __m256 Dv = _mm256_load_ps(Dl), Lv = _mm256_load_ps(Ll);
-            const __m256 tq = _mm256_add_ps(_mm256_set1_ps(LLM__CAST(float, t0)), iota);
-            for (int j0 = 0; j0 < kend; j0 += 4) {
-                const int nk = kend - j0 < 4 ? kend - j0 : 4, last = nk - 1;
-#define LLM__KV(j) const float *k##j = base + LLM__CAST(size_t, j0 + (j < last ? j : last)) * row + koff; \
-                const float *v##j = k##j + (voff - koff); __m256 s##j = _mm256_setzero_ps(), e##j = s##j;
-                LLM__REP4(LLM__KV)
-#undef LLM__KV
-                for (int d = 0; d < HS; d++) {
-                    const __m256 q = _mm256_load_ps(qt + d * 8), o = _mm256_load_ps(dot + d * 8);
-#define LLM__S(j) s##j = _mm256_fmadd_ps(q, _mm256_broadcast_ss(k##j + d), s##j); \
-                  e##j = _mm256_fmadd_ps(o, _mm256_broadcast_ss(v##j + d), e##j);
-                    LLM__REP4(LLM__S)
-#undef LLM__S
-                }
-                if (j0 + 3 > t0) {
-#define LLM__MASK(j) s##j = _mm256_blendv_ps(ninf, s##j, _mm256_cmp_ps(_mm256_set1_ps(LLM__CAST(float, j0 + j)), tq, \
-                                     _CMP_LE_OQ));
-                    LLM__REP4(LLM__MASK)
-#undef LLM__MASK
-                }
-#define LLM__DS(j) s##j = llm__exp_avx2(_mm256_sub_ps(s##j, Lv)); \
-                   e##j = _mm256_mul_ps(_mm256_mul_ps(s##j, _mm256_sub_ps(e##j, Dv)), vscale); \
-                   _mm256_store_ps(pj[j], s##j); _mm256_store_ps(dsj[j], e##j);
-                LLM__REP4(LLM__DS)
-#undef LLM__DS
-                for (int d = 0; d < HS; d++) {
-                    __m256 a = _mm256_load_ps(dqt + d * 8);
-#define LLM__DQ(j) a = _mm256_fmadd_ps(e##j, _mm256_broadcast_ss(k##j + d), a);
-                    LLM__REP4(LLM__DQ)
-#undef LLM__DQ
-                    _mm256_store_ps(dqt + d * 8, a);
-                }
-                for (int j = 0; j < nk; j++) {
-                    float *dk = dbase + LLM__CAST(size_t, j0 + j) * row + koff;
-                    llm__att_kv_rows_avx2(dk, dk + (voff - koff), pj[j], dsj[j], dout + orow, C,
-                                          base + LLM__CAST(size_t, t0) * row + qoff, row, nq, HS);
-                }
-            }
-            for (int i = 0; i < nq; i++) {
-                float *dq = dbase + LLM__CAST(size_t, t0 + i) * row + qoff;
-                for (int d = 0; d < HS; d++) dq[d] += dqt[d * 8 + i];
-            }
-        }
-    }
-}
+#define LLM__V avx2
+LLM__K_ALL
+#undef LLM__V
+#define LLM__V avx512
+LLM__K_ALL
+#undef LLM__V
 #endif
-static LLM__UNUSED void llm__attention_bwd_group_fast(float *dqkv, const float *dout, const float *qkv,
-                                                      const float *out, const float *lse, int b, int g,
-                                                      int T, int NH, int NKV, int HS) {
-    if (HS >= 1 && HS <= LLM__ATT_HSMAX)
-        LLM__DISPATCH(llm__attention_bwd_group, (dqkv, dout, qkv, out, lse, b, g, T, NH, NKV, HS));
-    for (int h = g * (NH / NKV), e = h + NH / NKV; h < e; h++)
-        llm__attention_bwd_head(dqkv, dout, qkv, out, lse, b, h, T, NH, NKV, HS);
-}
-
-/* ---- RMSNorm (Llama) ------------------------------------------------------------------------
- * Forward per row: r = 1/sqrt(Σx²/C + eps), out = w·(r·x). Backward is split like
- * layernorm's for the CPU backend: dx by rows, dw by channels [c0, c1) over all rows;
- * llm__rmsnorm_bwd_fast (the reference's signature) runs one after the other. */
-static void llm__rmsnorm_bwd_dx_ref(float *dinp, const float *dout, const float *inp, const float *w,
-                                    const float *rstd, int N, int C) {
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;
-        float *dx = dinp + LLM__CAST(size_t, n) * C, r = rstd[n], gx = 0;
-        for (int c = 0; c < C; c++) gx += d[c] * w[c] * x[c];
-        gx /= C;
-        for (int c = 0; c < C; c++) dx[c] += r * (d[c] * w[c] - x[c] * r * r * gx);
-    }
-}
-static void llm__rmsnorm_bwd_dw_ref(float *dw, const float *dout, const float *inp, const float *rstd,
-                                    int N, int C, int c0, int c1) {
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;
-        for (int c = c0; c < c1; c++) dw[c] += d[c] * x[c] * rstd[n];
-    }
-}
-#ifdef LLM__X86
-LLM__T_AVX512 static void llm__rmsnorm_fwd_avx512(float *out, float *rstd, const float *inp, const float *w,
-                                                  int N, int C, float eps) {
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + LLM__CAST(size_t, n) * C;
-        float *o = out + LLM__CAST(size_t, n) * C;
-        __m512 a = _mm512_setzero_ps();
-        for (int c = 0; c < C; c += 16) {
-            __m512 v = _mm512_maskz_loadu_ps(llm__mask16(C - c), x + c);
-            a = _mm512_fmadd_ps(v, v, a);
-        }
-        float r = 1.0f / sqrtf(_mm512_reduce_add_ps(a) / LLM__CAST(float, C) + eps);
-        __m512 rv = _mm512_set1_ps(r);
-        for (int c = 0; c < C; c += 16) {
-            __mmask16 k = llm__mask16(C - c);
-            _mm512_mask_storeu_ps(o + c, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, w + c),
-                                                          _mm512_mul_ps(rv, _mm512_maskz_loadu_ps(k, x + c))));
-        }
-        rstd[n] = r;
-    }
-}
-LLM__T_AVX512 static void llm__rmsnorm_bwd_dx_avx512(float *dinp, const float *dout, const float *inp, const float *w,
-                                                     const float *rstd, int N, int C) {
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;
-        float *dx = dinp + LLM__CAST(size_t, n) * C, r = rstd[n];
-        __m512 a = _mm512_setzero_ps();
-        for (int c = 0; c < C; c += 16) {
-            __mmask16 k = llm__mask16(C - c);
-            a = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, d + c), _mm512_maskz_loadu_ps(k, w + c)),
-                                _mm512_maskz_loadu_ps(k, x + c), a);
-        }
-        const __m512 rv = _mm512_set1_ps(r), cx = _mm512_set1_ps(r * r * (_mm512_reduce_add_ps(a) / LLM__CAST(float, C)));
-        for (int c = 0; c < C; c += 16) {
-            __mmask16 k = llm__mask16(C - c);
-            __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, d + c), _mm512_maskz_loadu_ps(k, w + c));
-            __m512 t = _mm512_fnmadd_ps(_mm512_maskz_loadu_ps(k, x + c), cx, g);
-            _mm512_mask_storeu_ps(dx + c, k, _mm512_fmadd_ps(rv, t, _mm512_maskz_loadu_ps(k, dx + c)));
-        }
-    }
-}
-LLM__T_AVX512 static void llm__rmsnorm_bwd_dw_avx512(float *dw, const float *dout, const float *inp, const float *rstd,
-                                                     int N, int C, int c0, int c1) {
-    for (int cb = c0; cb < c1; cb += 64) {
-        const __mmask16 k0 = llm__mask16(c1 - cb), k1 = llm__mask16(c1 - cb - 16);
-        const __mmask16 k2 = llm__mask16(c1 - cb - 32), k3 = llm__mask16(c1 - cb - 48);
-#define LLM__LD(i) __m512 w##i = _mm512_maskz_loadu_ps(k##i, dw + cb + 16 * i);
-        LLM__REP4(LLM__LD)
-#undef LLM__LD
-        for (int n = 0; n < N; n++) {
-            const float *x = inp + LLM__CAST(size_t, n) * C + cb, *d = dout + LLM__CAST(size_t, n) * C + cb;
-            const __m512 rv = _mm512_set1_ps(rstd[n]);
-#define LLM__ACC(i) w##i = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k##i, d + 16 * i), \
-                                           _mm512_maskz_loadu_ps(k##i, x + 16 * i)), rv, w##i);
-            LLM__REP4(LLM__ACC)
-#undef LLM__ACC
-        }
-#define LLM__ST(i) _mm512_mask_storeu_ps(dw + cb + 16 * i, k##i, w##i);
-        LLM__REP4(LLM__ST)
-#undef LLM__ST
-    }
-}
-LLM__T_AVX2 static void llm__rmsnorm_fwd_avx2(float *out, float *rstd, const float *inp, const float *w,
-                                              int N, int C, float eps) {
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + LLM__CAST(size_t, n) * C;
-        float *o = out + LLM__CAST(size_t, n) * C;
-        __m256 a = _mm256_setzero_ps();
-        for (int c = 0; c < C; c += 8) {
-            __m256 v = llm__ld8(x + c, llm__mask8(C - c));
-            a = _mm256_fmadd_ps(v, v, a);
-        }
-        float r = 1.0f / sqrtf(llm__vsum8(a) / LLM__CAST(float, C) + eps);
-        __m256 rv = _mm256_set1_ps(r);
-        for (int c = 0; c < C; c += 8) {
-            __m256i k = llm__mask8(C - c);
-            llm__st8(o + c, k, _mm256_mul_ps(llm__ld8(w + c, k), _mm256_mul_ps(rv, llm__ld8(x + c, k))));
-        }
-        rstd[n] = r;
-    }
-}
-LLM__T_AVX2 static void llm__rmsnorm_bwd_dx_avx2(float *dinp, const float *dout, const float *inp, const float *w,
-                                                 const float *rstd, int N, int C) {
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;
-        float *dx = dinp + LLM__CAST(size_t, n) * C, r = rstd[n];
-        __m256 a = _mm256_setzero_ps();
-        for (int c = 0; c < C; c += 8) {
-            __m256i k = llm__mask8(C - c);
-            a = _mm256_fmadd_ps(_mm256_mul_ps(llm__ld8(d + c, k), llm__ld8(w + c, k)),
-                                llm__ld8(x + c, k), a);
-        }
-        const __m256 rv = _mm256_set1_ps(r), cx = _mm256_set1_ps(r * r * (llm__vsum8(a) / LLM__CAST(float, C)));
-        for (int c = 0; c < C; c += 8) {
-            __m256i k = llm__mask8(C - c);
-            __m256 g = _mm256_mul_ps(llm__ld8(d + c, k), llm__ld8(w + c, k));
-            __m256 t = _mm256_fnmadd_ps(llm__ld8(x + c, k), cx, g);
-            llm__st8(dx + c, k, _mm256_fmadd_ps(rv, t, llm__ld8(dx + c, k)));
-        }
-    }
-}
-LLM__T_AVX2 static void llm__rmsnorm_bwd_dw_avx2(float *dw, const float *dout, const float *inp, const float *rstd,
-                                                 int N, int C, int c0, int c1) {
-    for (int cb = c0; cb < c1; cb += 32) {
-        const __m256i k0 = llm__mask8(c1 - cb), k1 = llm__mask8(c1 - cb - 8);
-        const __m256i k2 = llm__mask8(c1 - cb - 16), k3 = llm__mask8(c1 - cb - 24);
-#define LLM__LD(i) __m256 w##i = llm__ld8(dw + cb + 8 * i, k##i);
-        LLM__REP4(LLM__LD)
-#undef LLM__LD
-        for (int n = 0; n < N; n++) {
-            const float *x = inp + LLM__CAST(size_t, n) * C + cb, *d = dout + LLM__CAST(size_t, n) * C + cb;
-            const __m256 rv = _mm256_set1_ps(rstd[n]);
-#define LLM__ACC(i) w##i = _mm256_fmadd_ps(_mm256_mul_ps(llm__ld8(d + 8 * i, k##i), \
-                                           llm__ld8(x + 8 * i, k##i)), rv, w##i);
-            LLM__REP4(LLM__ACC)
-#undef LLM__ACC
-        }
-#define LLM__ST(i) llm__st8(dw + cb + 8 * i, k##i, w##i);
-        LLM__REP4(LLM__ST)
-#undef LLM__ST
-    }
-}
+#ifdef LLM__NEON
+#define LLM__V neon
+LLM__K_ALL
+#undef LLM__V
 #endif
+
+/* ---- the dispatchers: the best level this build and CPU allow, else the reference ------ */
+#if defined(LLM__X86)
+#define LLM__DISPATCH(name, args) do { llm_simd lvl_ = llm_simd_active(); \
+    if (lvl_ == LLM_SIMD_AVX512) { name##_avx512 args; return; } \
+    if (lvl_ == LLM_SIMD_AVX2) { name##_avx2 args; return; } } while (0)
+#elif defined(LLM__NEON)
+#define LLM__DISPATCH(name, args) do { \
+    if (llm_simd_active() == LLM_SIMD_NEON) { name##_neon args; return; } } while (0)
+#else
+#define LLM__DISPATCH(name, args) do { } while (0)
+#endif
+static LLM__UNUSED void llm__layernorm_fwd_fast(float *out, float *mean, float *rstd, const float *inp,
+                                                const float *w, const float *b, int N, int C) {
+    LLM__DISPATCH(llm__layernorm_fwd, (out, mean, rstd, inp, w, b, N, C));
+    llm__layernorm_fwd_ref(out, mean, rstd, inp, w, b, N, C);
+}
+static LLM__UNUSED void llm__layernorm_bwd_dx_fast(float *dinp, const float *dout, const float *inp, const float *w,
+                                                   const float *mean, const float *rstd, int N, int C) {
+    LLM__DISPATCH(llm__layernorm_bwd_dx, (dinp, dout, inp, w, mean, rstd, N, C));
+    llm__layernorm_bwd_dx_ref(dinp, dout, inp, w, mean, rstd, N, C);
+}
+static LLM__UNUSED void llm__layernorm_bwd_dwdb_fast(float *dw, float *db, const float *dout, const float *inp,
+                                                     const float *mean, const float *rstd, int N, int C,
+                                                     int c0, int c1) {
+    LLM__DISPATCH(llm__layernorm_bwd_dwdb, (dw, db, dout, inp, mean, rstd, N, C, c0, c1));
+    llm__layernorm_bwd_dwdb_ref(dw, db, dout, inp, mean, rstd, N, C, c0, c1);
+}
 static LLM__UNUSED void llm__rmsnorm_fwd_fast(float *out, float *rstd, const float *inp, const float *w,
                                               int N, int C, float eps) {
     LLM__DISPATCH(llm__rmsnorm_fwd, (out, rstd, inp, w, N, C, eps));
@@ -5333,69 +5120,14 @@ static LLM__UNUSED void llm__rmsnorm_bwd_fast(float *dinp, float *dw, const floa
     llm__rmsnorm_bwd_dx_fast(dinp, dout, inp, w, rstd, N, C);
     llm__rmsnorm_bwd_dw_fast(dw, dout, inp, rstd, N, C, 0, C);
 }
-
-/* ---- SwiGLU ----------------------------------------------------------------------------------
- * σ(g) = 1/(1 + exp(-g)) with the vector exp (exp(-g) = inf for g < -89 gives σ = 0). */
-#ifdef LLM__X86
-LLM__T_AVX512 static void llm__swiglu_fwd_avx512(float *out, const float *inp, int N, int H) {
-    const __m512 one = _mm512_set1_ps(1.0f);
-    for (int n = 0; n < N; n++) {
-        const float *g = inp + LLM__CAST(size_t, n) * 2 * H, *u = g + H;
-        float *o = out + LLM__CAST(size_t, n) * H;
-        for (int i = 0; i < H; i += 16) {
-            __mmask16 k = llm__mask16(H - i);
-            __m512 gv = _mm512_maskz_loadu_ps(k, g + i);
-            __m512 sg = _mm512_div_ps(one, _mm512_add_ps(one, llm__exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
-            _mm512_mask_storeu_ps(o + i, k, _mm512_mul_ps(_mm512_mul_ps(gv, sg), _mm512_maskz_loadu_ps(k, u + i)));
-        }
-    }
+static LLM__UNUSED void llm__gelu_fwd_fast(float *out, const float *inp, size_t n) {
+    LLM__DISPATCH(llm__gelu_fwd, (out, inp, n));
+    llm__gelu_fwd_ref(out, inp, n);
 }
-LLM__T_AVX512 static void llm__swiglu_bwd_avx512(float *dinp, const float *inp, const float *dout, int N, int H) {
-    const __m512 one = _mm512_set1_ps(1.0f);
-    for (int n = 0; n < N; n++) {
-        const float *g = inp + LLM__CAST(size_t, n) * 2 * H, *u = g + H, *d = dout + LLM__CAST(size_t, n) * H;
-        float *dg = dinp + LLM__CAST(size_t, n) * 2 * H, *du = dg + H;
-        for (int i = 0; i < H; i += 16) {
-            __mmask16 k = llm__mask16(H - i);
-            __m512 gv = _mm512_maskz_loadu_ps(k, g + i), dv = _mm512_maskz_loadu_ps(k, d + i);
-            __m512 sg = _mm512_div_ps(one, _mm512_add_ps(one, llm__exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
-            _mm512_mask_storeu_ps(du + i, k, _mm512_fmadd_ps(_mm512_mul_ps(dv, gv), sg, _mm512_maskz_loadu_ps(k, du + i)));
-            __m512 t = _mm512_fmadd_ps(gv, _mm512_sub_ps(one, sg), one);   /* 1 + g(1 - σ) */
-            __m512 a = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(dv, _mm512_maskz_loadu_ps(k, u + i)), sg), t);
-            _mm512_mask_storeu_ps(dg + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, dg + i), a));
-        }
-    }
+static LLM__UNUSED void llm__gelu_bwd_fast(float *dinp, const float *inp, const float *dout, size_t n) {
+    LLM__DISPATCH(llm__gelu_bwd, (dinp, inp, dout, n));
+    llm__gelu_bwd_ref(dinp, inp, dout, n);
 }
-LLM__T_AVX2 static void llm__swiglu_fwd_avx2(float *out, const float *inp, int N, int H) {
-    const __m256 one = _mm256_set1_ps(1.0f);
-    for (int n = 0; n < N; n++) {
-        const float *g = inp + LLM__CAST(size_t, n) * 2 * H, *u = g + H;
-        float *o = out + LLM__CAST(size_t, n) * H;
-        for (int i = 0; i < H; i += 8) {
-            __m256i k = llm__mask8(H - i);
-            __m256 gv = llm__ld8(g + i, k);
-            __m256 sg = _mm256_div_ps(one, _mm256_add_ps(one, llm__exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), gv))));
-            llm__st8(o + i, k, _mm256_mul_ps(_mm256_mul_ps(gv, sg), llm__ld8(u + i, k)));
-        }
-    }
-}
-LLM__T_AVX2 static void llm__swiglu_bwd_avx2(float *dinp, const float *inp, const float *dout, int N, int H) {
-    const __m256 one = _mm256_set1_ps(1.0f);
-    for (int n = 0; n < N; n++) {
-        const float *g = inp + LLM__CAST(size_t, n) * 2 * H, *u = g + H, *d = dout + LLM__CAST(size_t, n) * H;
-        float *dg = dinp + LLM__CAST(size_t, n) * 2 * H, *du = dg + H;
-        for (int i = 0; i < H; i += 8) {
-            __m256i k = llm__mask8(H - i);
-            __m256 gv = llm__ld8(g + i, k), dv = llm__ld8(d + i, k);
-            __m256 sg = _mm256_div_ps(one, _mm256_add_ps(one, llm__exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), gv))));
-            llm__st8(du + i, k, _mm256_fmadd_ps(_mm256_mul_ps(dv, gv), sg, llm__ld8(du + i, k)));
-            __m256 t = _mm256_fmadd_ps(gv, _mm256_sub_ps(one, sg), one);
-            __m256 a = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(dv, llm__ld8(u + i, k)), sg), t);
-            llm__st8(dg + i, k, _mm256_add_ps(llm__ld8(dg + i, k), a));
-        }
-    }
-}
-#endif
 static LLM__UNUSED void llm__swiglu_fwd_fast(float *out, const float *inp, int N, int H) {
     LLM__DISPATCH(llm__swiglu_fwd, (out, inp, N, H));
     llm__swiglu_fwd_ref(out, inp, N, H);
@@ -5404,202 +5136,54 @@ static LLM__UNUSED void llm__swiglu_bwd_fast(float *dinp, const float *inp, cons
     LLM__DISPATCH(llm__swiglu_bwd, (dinp, inp, dout, N, H));
     llm__swiglu_bwd_ref(dinp, inp, dout, N, H);
 }
-
-/* ---- attention against the KV cache (generation) ------------------------------------------
- * One query row i, one head h (the reference's llm__attention_kv_row): the query attends
- * over positions 0..pos[i] of its sequence's cache. The reference sweeps the keys twice
- * (max, then exp and sum) and computes every q·k twice; here each key is touched once,
- * in chunks of LLM__KV_CHUNK keys with the online softmax between chunks:
- *     s_t = (q·k_t)/sqrt(HS)              (a chunk of scores, on the stack)
- *     m' = max(m, max_t s_t),  α = exp(m - m'),  p_t = exp(s_t - m')
- *     l = l·α + Σ_t p_t,       acc = acc·α + Σ_t p_t v_t
- * and out = acc / l at the end. A score is a dot product along HS, so it ends in a
- * horizontal sum: four keys share one reduction tree (llm__hsum4_*). The p·V sum keeps
- * 4 vectors of columns in registers and alternates two sets of accumulators between
- * even and odd keys, so that eight FMA chains are in flight. Nothing is bounded by the
- * context length; HS above LLM__ATT_HSMAX falls back to the reference. The result of a
- * (row, head) depends only on its inputs, so any split over threads gives the same bits. */
-#define LLM__KV_CHUNK 256
-#ifdef LLM__X86
-/* [Σa, Σb, Σc, Σd] of four vectors */
-LLM__T_AVX2 static inline __m128 llm__hsum4_avx2(__m256 a, __m256 b, __m256 c, __m256 d) {
-    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));   /* [a b c d | a b c d] halves */
-    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+static LLM__UNUSED void llm__residual_fwd_fast(float *out, const float *a, const float *b, size_t n) {
+    LLM__DISPATCH(llm__residual_fwd, (out, a, b, n));
+    llm__residual_fwd_ref(out, a, b, n);
 }
-LLM__T_AVX512 static inline __m256 llm__half_avx512(__m512 a) {   /* low 8 + high 8 lanes */
-    return _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+static LLM__UNUSED void llm__residual_bwd_fast(float *da, float *db, const float *dout, size_t n) {
+    LLM__DISPATCH(llm__residual_bwd, (da, db, dout, n));
+    llm__residual_bwd_ref(da, db, dout, n);
 }
-LLM__T_AVX512 static void llm__attention_kv_head_avx512(float *out, const float *qkv, const float *kcache,
-                                                        const float *vcache, const int *seq, const int *pos,
-                                                        int i, int h, int NH, int NKV, int HS, int maxT) {
-    const size_t row = LLM__CAST(size_t, NH + 2 * NKV) * HS, kvw = LLM__CAST(size_t, NKV) * HS;
-    const size_t base = LLM__CAST(size_t, seq[i]) * maxT * kvw + LLM__CAST(size_t, h / (NH / NKV)) * HS;
-    const float *q = qkv + LLM__CAST(size_t, i) * row + LLM__CAST(size_t, h) * HS;
-    const float *K = kcache + base, *V = vcache + base;
-    float *o = out + LLM__CAST(size_t, i) * NH * HS + LLM__CAST(size_t, h) * HS;
-    float sc[LLM__KV_CHUNK] __attribute__((aligned(64)));
-    float acc[LLM__ATT_HSMAX] __attribute__((aligned(64)));
-    const int n = pos[i] + 1, nv = (HS + 15) / 16;
-    const __mmask16 kt = llm__mask16(HS - 16 * (nv - 1));   /* the last vector of a head */
-    const __m128 vscale = _mm_set1_ps(1.0f / sqrtf(LLM__CAST(float, HS)));
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    float m = -INFINITY, l = 0.0f;
-    for (int d = 0; d < HS; d++) acc[d] = 0.0f;
-    for (int t0 = 0; t0 < n; t0 += LLM__KV_CHUNK) {
-        const int nc = n - t0 < LLM__KV_CHUNK ? n - t0 : LLM__KV_CHUNK;
-        const float *Kc = K + LLM__CAST(size_t, t0) * kvw, *Vc = V + LLM__CAST(size_t, t0) * kvw;
-        for (int j = 0; j < nc; j += 4) {   /* scores, four keys at a time (past nc: repeat the last) */
-            const float *k0 = Kc + LLM__CAST(size_t, j) * kvw;
-            const float *k1 = j + 1 < nc ? k0 + kvw : k0, *k2 = j + 2 < nc ? k0 + 2 * kvw : k0;
-            const float *k3 = j + 3 < nc ? k0 + 3 * kvw : k0;
-            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (int v = 0; v < nv; v++) {
-                const __mmask16 mk = v == nv - 1 ? kt : LLM__CAST(__mmask16, 0xFFFF);
-                const __m512 qv = _mm512_maskz_loadu_ps(mk, q + 16 * v);
-                a0 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(mk, k0 + 16 * v), a0);
-                a1 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(mk, k1 + 16 * v), a1);
-                a2 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(mk, k2 + 16 * v), a2);
-                a3 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(mk, k3 + 16 * v), a3);
-            }
-            __m128 s = _mm_mul_ps(llm__hsum4_avx2(llm__half_avx512(a0), llm__half_avx512(a1),
-                                                  llm__half_avx512(a2), llm__half_avx512(a3)), vscale);
-            _mm_store_ps(sc + j, s);   /* sc has room: j + 4 <= LLM__KV_CHUNK */
-        }
-        __m512 mx = ninf;
-        for (int j = 0; j < nc; j += 16) mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(ninf, llm__mask16(nc - j), sc + j));
-        const float mc = _mm512_reduce_max_ps(mx), mn = m > mc ? m : mc;
-        const float alpha = expf(m - mn);   /* first chunk: exp(-inf) = 0, acc and l are 0 */
-        m = mn;
-        __m512 ls = _mm512_setzero_ps();
-        const __m512 mv = _mm512_set1_ps(m);
-        for (int j = 0; j < nc; j += 16) {   /* p = exp(s - m); lanes past nc load -inf: p = 0 */
-            const __m512 p = llm__exp_avx512(_mm512_sub_ps(_mm512_mask_loadu_ps(ninf, llm__mask16(nc - j), sc + j), mv));
-            _mm512_store_ps(sc + j, p);
-            ls = _mm512_add_ps(ls, p);
-        }
-        l = l * alpha + _mm512_reduce_add_ps(ls);
-        const __m512 va = _mm512_set1_ps(alpha);
-        for (int c = 0; c < HS; c += 64) {   /* acc[c, c+64) = acc·α + Σ_t p_t v_t */
-            const __mmask16 m0 = llm__mask16(HS - c), m1 = llm__mask16(HS - c - 16);
-            const __mmask16 m2 = llm__mask16(HS - c - 32), m3 = llm__mask16(HS - c - 48);
-#define LLM__LD(x) __m512 o##x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m##x, acc + c + 16 * x), va), \
-                          e##x = _mm512_setzero_ps();
-            LLM__REP4(LLM__LD)
-#undef LLM__LD
-            const float *v0 = Vc + c;
-            int j = 0;
-            for (; j + 2 <= nc; j += 2, v0 += 2 * kvw) {
-                const __m512 p0 = _mm512_set1_ps(sc[j]), p1 = _mm512_set1_ps(sc[j + 1]);
-                const float *v1 = v0 + kvw;
-#define LLM__PV(x) o##x = _mm512_fmadd_ps(p0, _mm512_maskz_loadu_ps(m##x, v0 + 16 * x), o##x); \
-                   e##x = _mm512_fmadd_ps(p1, _mm512_maskz_loadu_ps(m##x, v1 + 16 * x), e##x);
-                LLM__REP4(LLM__PV)
-#undef LLM__PV
-            }
-            if (j < nc) {
-                const __m512 p0 = _mm512_set1_ps(sc[j]);
-#define LLM__PV(x) o##x = _mm512_fmadd_ps(p0, _mm512_maskz_loadu_ps(m##x, v0 + 16 * x), o##x);
-                LLM__REP4(LLM__PV)
-#undef LLM__PV
-            }
-#define LLM__ST(x) _mm512_mask_storeu_ps(acc + c + 16 * x, m##x, _mm512_add_ps(o##x, e##x));
-            LLM__REP4(LLM__ST)
-#undef LLM__ST
-        }
-    }
-    const __m512 vl = _mm512_set1_ps(l);
-    for (int d = 0; d < HS; d += 16) {
-        const __mmask16 mk = llm__mask16(HS - d);
-        _mm512_mask_storeu_ps(o + d, mk, _mm512_div_ps(_mm512_maskz_loadu_ps(mk, acc + d), vl));
-    }
+static LLM__UNUSED void llm__crossentropy_fwd_fast(float *losses, float *lse, const float *logits,
+                                                   const int *targets, int N, int V) {
+    LLM__DISPATCH(llm__crossentropy_fwd, (losses, lse, logits, targets, N, V));
+    llm__crossentropy_fwd_ref(losses, lse, logits, targets, N, V);
 }
-LLM__T_AVX2 static void llm__attention_kv_head_avx2(float *out, const float *qkv, const float *kcache,
-                                                    const float *vcache, const int *seq, const int *pos,
-                                                    int i, int h, int NH, int NKV, int HS, int maxT) {
-    const size_t row = LLM__CAST(size_t, NH + 2 * NKV) * HS, kvw = LLM__CAST(size_t, NKV) * HS;
-    const size_t base = LLM__CAST(size_t, seq[i]) * maxT * kvw + LLM__CAST(size_t, h / (NH / NKV)) * HS;
-    const float *q = qkv + LLM__CAST(size_t, i) * row + LLM__CAST(size_t, h) * HS;
-    const float *K = kcache + base, *V = vcache + base;
-    float *o = out + LLM__CAST(size_t, i) * NH * HS + LLM__CAST(size_t, h) * HS;
-    float sc[LLM__KV_CHUNK] __attribute__((aligned(32)));
-    float acc[LLM__ATT_HSMAX] __attribute__((aligned(32)));
-    const int n = pos[i] + 1, nv = (HS + 7) / 8;
-    const __m256i kt = llm__mask8(HS - 8 * (nv - 1)), all = _mm256_set1_epi32(-1);
-    const __m128 vscale = _mm_set1_ps(1.0f / sqrtf(LLM__CAST(float, HS)));
-    const __m256 ninf = _mm256_set1_ps(-INFINITY);
-    float m = -INFINITY, l = 0.0f;
-    for (int d = 0; d < HS; d++) acc[d] = 0.0f;
-    for (int t0 = 0; t0 < n; t0 += LLM__KV_CHUNK) {
-        const int nc = n - t0 < LLM__KV_CHUNK ? n - t0 : LLM__KV_CHUNK;
-        const float *Kc = K + LLM__CAST(size_t, t0) * kvw, *Vc = V + LLM__CAST(size_t, t0) * kvw;
-        for (int j = 0; j < nc; j += 4) {
-            const float *k0 = Kc + LLM__CAST(size_t, j) * kvw;
-            const float *k1 = j + 1 < nc ? k0 + kvw : k0, *k2 = j + 2 < nc ? k0 + 2 * kvw : k0;
-            const float *k3 = j + 3 < nc ? k0 + 3 * kvw : k0;
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (int v = 0; v < nv; v++) {
-                const __m256i mk = v == nv - 1 ? kt : all;
-                const __m256 qv = llm__ld8(q + 8 * v, mk);
-                a0 = _mm256_fmadd_ps(qv, llm__ld8(k0 + 8 * v, mk), a0);
-                a1 = _mm256_fmadd_ps(qv, llm__ld8(k1 + 8 * v, mk), a1);
-                a2 = _mm256_fmadd_ps(qv, llm__ld8(k2 + 8 * v, mk), a2);
-                a3 = _mm256_fmadd_ps(qv, llm__ld8(k3 + 8 * v, mk), a3);
-            }
-            _mm_store_ps(sc + j, _mm_mul_ps(llm__hsum4_avx2(a0, a1, a2, a3), vscale));
-        }
-        __m256 mx = ninf;
-        for (int j = 0; j < nc; j += 8) {
-            const __m256i mk = llm__mask8(nc - j);
-            mx = _mm256_max_ps(mx, _mm256_blendv_ps(ninf, _mm256_load_ps(sc + j), _mm256_castsi256_ps(mk)));
-        }
-        const float mc = llm__vmax8(mx), mn = m > mc ? m : mc;
-        const float alpha = expf(m - mn);
-        m = mn;
-        __m256 ls = _mm256_setzero_ps();
-        const __m256 mv = _mm256_set1_ps(m);
-        for (int j = 0; j < nc; j += 8) {   /* lanes past nc: blend to -inf, p = 0 (sc has room: 4-aligned, 8-padded) */
-            const __m256i mk = llm__mask8(nc - j);
-            const __m256 s = _mm256_blendv_ps(ninf, _mm256_load_ps(sc + j), _mm256_castsi256_ps(mk));
-            const __m256 p = llm__exp_avx2(_mm256_sub_ps(s, mv));
-            _mm256_store_ps(sc + j, p);
-            ls = _mm256_add_ps(ls, p);
-        }
-        l = l * alpha + llm__vsum8(ls);
-        const __m256 va = _mm256_set1_ps(alpha);
-        for (int c = 0; c < HS; c += 32) {
-            const __m256i m0 = llm__mask8(HS - c), m1 = llm__mask8(HS - c - 8);
-            const __m256i m2 = llm__mask8(HS - c - 16), m3 = llm__mask8(HS - c - 24);
-#define LLM__LD(x) __m256 o##x = _mm256_mul_ps(llm__ld8(acc + c + 8 * x, m##x), va), e##x = _mm256_setzero_ps();
-            LLM__REP4(LLM__LD)
-#undef LLM__LD
-            const float *v0 = Vc + c;
-            int j = 0;
-            for (; j + 2 <= nc; j += 2, v0 += 2 * kvw) {
-                const __m256 p0 = _mm256_broadcast_ss(sc + j), p1 = _mm256_broadcast_ss(sc + j + 1);
-                const float *v1 = v0 + kvw;
-#define LLM__PV(x) o##x = _mm256_fmadd_ps(p0, llm__ld8(v0 + 8 * x, m##x), o##x); \
-                   e##x = _mm256_fmadd_ps(p1, llm__ld8(v1 + 8 * x, m##x), e##x);
-                LLM__REP4(LLM__PV)
-#undef LLM__PV
-            }
-            if (j < nc) {
-                const __m256 p0 = _mm256_broadcast_ss(sc + j);
-#define LLM__PV(x) o##x = _mm256_fmadd_ps(p0, llm__ld8(v0 + 8 * x, m##x), o##x);
-                LLM__REP4(LLM__PV)
-#undef LLM__PV
-            }
-#define LLM__ST(x) llm__st8(acc + c + 8 * x, m##x, _mm256_add_ps(o##x, e##x));
-            LLM__REP4(LLM__ST)
-#undef LLM__ST
-        }
-    }
-    const __m256 vl = _mm256_set1_ps(l);
-    for (int d = 0; d < HS; d += 8) {
-        const __m256i mk = llm__mask8(HS - d);
-        llm__st8(o + d, mk, _mm256_div_ps(llm__ld8(acc + d, mk), vl));
-    }
+static LLM__UNUSED void llm__crossentropy_bwd_fast(float *logits, const float *lse, const int *targets,
+                                                   float dloss, int N, int V) {
+    LLM__DISPATCH(llm__crossentropy_bwd, (logits, lse, targets, dloss, N, V));
+    llm__crossentropy_bwd_ref(logits, lse, targets, dloss, N, V);
 }
+static LLM__UNUSED double llm__sumsq_fast(const float *x, size_t n) {
+    llm_simd lvl = llm_simd_active();
+#if defined(LLM__X86)
+    if (lvl == LLM_SIMD_AVX512) return llm__sumsq_avx512(x, n);
+    if (lvl == LLM_SIMD_AVX2) return llm__sumsq_avx2(x, n);
+#elif defined(LLM__NEON)
+    if (lvl == LLM_SIMD_NEON) return llm__sumsq_neon(x, n);
 #endif
+    (void)lvl;
+    return llm__sumsq_ref(x, n);
+}
+static LLM__UNUSED void llm__adamw_fast(float *p, const float *grad, float *m, float *v, size_t n, float lr,
+                                        float beta1, float beta2, float eps, float wd, float grad_scale, int t) {
+    LLM__DISPATCH(llm__adamw, (p, grad, m, v, n, lr, beta1, beta2, eps, wd, grad_scale, t));
+    llm__adamw_ref(p, grad, m, v, n, lr, beta1, beta2, eps, wd, grad_scale, t);
+}
+/* attention: one (b, h) forward; one (b, key/value group) backward */
+static LLM__UNUSED void llm__attention_fwd_fast(float *out, float *lse, const float *qkv, int b, int h,
+                                                int T, int NH, int NKV, int HS) {
+    if (HS >= 1 && HS <= LLM__ATT_HSMAX) LLM__DISPATCH(llm__attention_fwd, (out, lse, qkv, b, h, T, NH, NKV, HS));
+    llm__attention_fwd_head(out, lse, qkv, b, h, T, NH, NKV, HS);
+}
+static LLM__UNUSED void llm__attention_bwd_group_fast(float *dqkv, const float *dout, const float *qkv,
+                                                      const float *out, const float *lse, int b, int g,
+                                                      int T, int NH, int NKV, int HS) {
+    if (HS >= 1 && HS <= LLM__ATT_HSMAX)
+        LLM__DISPATCH(llm__attention_bwd_group, (dqkv, dout, qkv, out, lse, b, g, T, NH, NKV, HS));
+    for (int h = g * (NH / NKV), e = h + NH / NKV; h < e; h++)
+        llm__attention_bwd_head(dqkv, dout, qkv, out, lse, b, h, T, NH, NKV, HS);
+}
 /* One (row, head): the reference's llm__attention_kv_row contract (the caches already hold
  * every row's k, v). */
 static LLM__UNUSED void llm__attention_kv_head_fast(float *out, const float *qkv, const float *kcache,
@@ -5617,82 +5201,11 @@ static LLM__UNUSED void llm__attention_kv_fast(float *out, const float *qkv, flo
     for (int i = 0; i < N; i++)
         for (int h = 0; h < NH; h++) llm__attention_kv_head_fast(out, qkv, kcache, vcache, seq, pos, i, h, NH, NKV, HS, maxT);
 }
-
-/* ---- RoPE -----------------------------------------------------------------------------------
- * The angles must be llama2.c's to the bit (greedy output is compared with it byte for
- * byte), so they stay libm's, computed as the reference does:
- *     freq_i = 1/powf(theta, i/HS),  val = pos·freq_i,  cosf(val), sinf(val)
- * What changes: freq_i does not depend on the position, so the caller computes it once
- * per call (llm__rope_freqs) instead of once per row; and the rotation of the NH + NKV
- * heads is vectorised. With c, s duplicated per pair, cv = [c c ...], sv = [-s s ...],
- * and x' = x with each pair swapped,
- *     out = x·cv + x'·sv  = [x0 c - x1 s,  x1 c + x0 s]
- * which are the reference's products and sums, each rounded once, so the rows are
- * bit-identical to it. No FMA: a fused multiply-add rounds once where the reference
- * rounds twice, and compilers that contract a*b + c*d (gcc outside ISO C modes) would
- * fuse the vector products too, so an empty asm hands each product over as a value. */
-#define LLM__KEEP(v) __asm__("" : "+x"(v))
-#define LLM__ROPE_HSMAX 1024   /* larger (or odd) head sizes: the reference */
-static void llm__rope_freqs(float *freq, int HS, float theta) {   /* freq (HS/2) */
-    for (int i = 0; i < HS; i += 2) freq[i / 2] = 1.0f / powf(theta, LLM__CAST(float, i) / LLM__CAST(float, HS));
-}
-/* One row x ((NH+NKV)·HS, the q and k parts of a qkv row) at position p; cs (2·HS) is
- * scratch for the duplicated cos and signed sin. */
-static void llm__rope_row_ref(float *x, int p, int NH, int NKV, int HS, const float *freq, float sign, float *cs) {
-    (void)cs;
-    for (int i = 0; i < HS; i += 2) {
-        float val = LLM__CAST(float, p) * freq[i / 2], c = cosf(val), s = sign * sinf(val);
-        for (int h = 0; h < NH + NKV; h++) {
-            float *v = x + LLM__CAST(size_t, h) * HS + i, x0 = v[0], x1 = v[1];
-            v[0] = x0 * c - x1 * s;
-            v[1] = x0 * s + x1 * c;
-        }
-    }
-}
-static void llm__rope_table(float *cs, int p, int HS, const float *freq, float sign) {   /* cv (HS), sv (HS) */
-    for (int i = 0; i < HS; i += 2) {
-        float val = LLM__CAST(float, p) * freq[i / 2], c = cosf(val), s = sign * sinf(val);
-        cs[i] = cs[i + 1] = c;
-        cs[HS + i] = -s; cs[HS + i + 1] = s;
-    }
-}
-#ifdef LLM__X86
-LLM__T_AVX512 static void llm__rope_row_avx512(float *x, int p, int NH, int NKV, int HS, const float *freq, float sign,
-                                               float *cs) {
-    llm__rope_table(cs, p, HS, freq, sign);
-    for (int i = 0; i < HS; i += 16) {
-        const __mmask16 k = llm__mask16(HS - i);
-        const __m512 cv = _mm512_maskz_loadu_ps(k, cs + i), sv = _mm512_maskz_loadu_ps(k, cs + HS + i);
-        for (int h = 0; h < NH + NKV; h++) {
-            float *v = x + LLM__CAST(size_t, h) * HS + i;
-            const __m512 a = _mm512_maskz_loadu_ps(k, v), sw = _mm512_permute_ps(a, 0xB1);   /* pairs swapped */
-            __m512 pc = _mm512_mul_ps(a, cv), ps = _mm512_mul_ps(sw, sv);
-            LLM__KEEP(pc); LLM__KEEP(ps);
-            _mm512_mask_storeu_ps(v, k, _mm512_add_ps(pc, ps));
-        }
-    }
-}
-LLM__T_AVX2 static void llm__rope_row_avx2(float *x, int p, int NH, int NKV, int HS, const float *freq, float sign,
-                                           float *cs) {
-    llm__rope_table(cs, p, HS, freq, sign);
-    for (int i = 0; i < HS; i += 8) {
-        const __m256i k = llm__mask8(HS - i);
-        const __m256 cv = llm__ld8(cs + i, k), sv = llm__ld8(cs + HS + i, k);
-        for (int h = 0; h < NH + NKV; h++) {
-            float *v = x + LLM__CAST(size_t, h) * HS + i;
-            const __m256 a = llm__ld8(v, k), sw = _mm256_permute_ps(a, 0xB1);
-            __m256 pc = _mm256_mul_ps(a, cv), ps = _mm256_mul_ps(sw, sv);
-            LLM__KEEP(pc); LLM__KEEP(ps);
-            llm__st8(v, k, _mm256_add_ps(pc, ps));
-        }
-    }
-}
-#endif
-/* HS must be even (as for the reference: pairs). */
+/* One row (HS even; the frequencies given, cs scratch of 2·HS floats). */
 static LLM__UNUSED void llm__rope_row_fast(float *x, int p, int NH, int NKV, int HS, const float *freq, float sign,
                                            float *cs) {
     LLM__DISPATCH(llm__rope_row, (x, p, NH, NKV, HS, freq, sign, cs));
-    llm__rope_row_ref(x, p, NH, NKV, HS, freq, sign, cs);
+    llm__rope_row_ref(x, p, NH, NKV, HS, 0.0f, freq, sign);
 }
 /* llm__rope_rotate's signature and result (sign +1: forward, -1: backward). */
 static LLM__UNUSED void llm__rope_rotate_fast(float *qkv, const int *pos, int B, int T, int NH, int NKV, int HS,
@@ -6070,7 +5583,7 @@ LLM__T_AVX2 static void llm__q8x_row_avx2(int8_t *q, float *d, int32_t *s, const
         __m256 v[4], mx = _mm256_setzero_ps();
         for (int c = 0; c < 4; c++) {
             int m = n - 8 * c;
-            v[c] = m >= 8 ? _mm256_loadu_ps(x + k0 + 8 * c) : m > 0 ? _mm256_maskload_ps(x + k0 + 8 * c, llm__gemv_mask8(m)) : _mm256_setzero_ps();
+            v[c] = m >= 8 ? _mm256_loadu_ps(x + k0 + 8 * c) : m > 0 ? _mm256_maskload_ps(x + k0 + 8 * c, llm__vmask_avx2(m)) : _mm256_setzero_ps();
             mx = _mm256_max_ps(_mm256_and_ps(v[c], absm), mx);
         }
         float l[8], amax = 0.0f;
@@ -6547,22 +6060,13 @@ static LLM__UNUSED void llm__qmm(llm_pool *pool, int q8, float *Y, const float *
 //==== CPU ==============================================================================
 /* The CPU backend: each op splits its work over the pool's threads so that no two
  * threads write the same float (rows for row-wise ops, columns for the parameter
- * gradients that sum over rows). The split depends only on the thread count, so the
- * results are bit-identical run to run. */
+ * gradients that sum over rows). Each task runs the fastest kernel the CPU has (SIMD
+ * KERNELS, tested against the reference in KERNELS), or at LLM_SIMD=scalar the
+ * reference itself on its slice. The split depends only on the thread count, so the
+ * results are bit-identical run to run. Each op passes its task one small struct of
+ * its own arguments. */
 typedef struct llm__cpu { llm_pool *pool; int bf16; } llm__cpu;
 #define LLM__POOL(st) (LLM__CAST(llm__cpu *, st)->pool)
-
-/* One argument block serves every op: the task functions read the fields they need. */
-typedef struct llm__op {
-    float *out, *out2, *out3;
-    const float *in, *in2, *in3, *in4, *in5;
-    const int *idx, *idx2;
-    int B, T, C, OC, NH, N;
-    size_t n;
-    float f[8];
-    int t;
-    double partial[256];
-} llm__op;
 
 static llm_status llm__cpu_create(void **st, const llm_options *opt) {
     int n_threads = opt ? opt->n_threads : 0;
@@ -6592,95 +6096,126 @@ static llm_status llm__cpu_copy(void *st, void *dst, const void *src, size_t byt
     return LLM_OK;
 }
 static void llm__cpu_zero(void *st, void *p, size_t bytes) { (void)st; if (bytes) memset(p, 0, bytes); }
+static void llm__cpu_copy_dev(void *st, void *dst, const void *src, size_t bytes) { (void)st; if (bytes) memmove(dst, src, bytes); }
+static llm_status llm__cpu_sync(void *st) { (void)st; return LLM_OK; }
+
+/* This thread's share [lo, hi) of n items, as ints (every count here fits in one). */
+static void llm__share(size_t n, int ith, int nth, int *lo, int *hi) {
+    size_t l, h;
+    llm__split(n, ith, nth, &l, &h);
+    *lo = LLM__CAST(int, l); *hi = LLM__CAST(int, h);
+}
 
 /* encoder: forward by rows; backward by channel slices (a token may repeat, so rows
  * would collide in dwte, but channels never do). */
-static void llm__t_encoder_fwd(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi;
-    llm__split(LLM__CAST(size_t, o->B) * o->T, ith, nth, &lo, &hi);
-    for (size_t r = lo; r < hi; r++) {
-        int t = LLM__CAST(int, r % LLM__CAST(size_t, o->T));
-        llm__encoder_fwd_ref(o->out + r * o->C, o->idx + r, o->in, o->in2 ? o->in2 + LLM__CAST(size_t, t) * o->C : NULL, 1, 1, o->C);
+typedef struct { float *out; float *dwte, *dwpe; const float *dout, *wte, *wpe; const int *tok; int B, T, C; } llm__encoder_args;
+static void llm__t_encoder_fwd(void *arg, int ith, int nth) {
+    const llm__encoder_args *a = LLM__CAST(const llm__encoder_args *, arg);
+    int lo, hi;
+    llm__share(LLM__CAST(size_t, a->B) * a->T, ith, nth, &lo, &hi);
+    for (int r = lo; r < hi; r++) {   /* row r is (b, t) = (r / T, r % T): a batch of one */
+        const float *wpe = a->wpe ? a->wpe + LLM__CAST(size_t, r % a->T) * a->C : NULL;
+        llm__encoder_fwd_ref(a->out + LLM__CAST(size_t, r) * a->C, a->tok + r, a->wte, wpe, 1, 1, a->C);
     }
 }
 static void llm__cpu_encoder_fwd(void *st, float *out, const int *tok, const float *wte,
                                  const float *wpe, int B, int T, int C) {
-    llm__op o; memset(&o, 0, sizeof o);
-    o.out = out; o.idx = tok; o.in = wte; o.in2 = wpe; o.B = B; o.T = T; o.C = C;
-    llm_pool_run(LLM__POOL(st), llm__t_encoder_fwd, &o);
+    llm__encoder_args a = {out, NULL, NULL, NULL, wte, wpe, tok, B, T, C};
+    llm_pool_run(LLM__POOL(st), llm__t_encoder_fwd, &a);
 }
-static void llm__t_encoder_bwd(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi;
-    llm__split(LLM__CAST(size_t, o->C), ith, nth, &lo, &hi);
-    for (int b = 0; b < o->B; b++)
-        for (int t = 0; t < o->T; t++) {
-            const float *d = o->in + (LLM__CAST(size_t, b) * o->T + t) * o->C;
-            float *dwe = o->out + LLM__CAST(size_t, o->idx[b * o->T + t]) * o->C;
-            for (size_t c = lo; c < hi; c++) dwe[c] += d[c];
-            if (o->out2) for (size_t c = lo; c < hi; c++) o->out2[LLM__CAST(size_t, t) * o->C + c] += d[c];
-        }
+static void llm__t_encoder_bwd(void *arg, int ith, int nth) {
+    const llm__encoder_args *a = LLM__CAST(const llm__encoder_args *, arg);
+    int lo, hi;
+    llm__share(LLM__CAST(size_t, a->C), ith, nth, &lo, &hi);
+    llm__encoder_bwd_cols_ref(a->dwte, a->dwpe, a->dout, a->tok, a->B, a->T, a->C, lo, hi);
 }
 static void llm__cpu_encoder_bwd(void *st, float *dwte, float *dwpe, const float *dout,
                                  const int *tok, int B, int T, int C) {
-    llm__op o; memset(&o, 0, sizeof o);
-    o.out = dwte; o.out2 = dwpe; o.in = dout; o.idx = tok; o.B = B; o.T = T; o.C = C;
-    llm_pool_run(LLM__POOL(st), llm__t_encoder_bwd, &o);
+    llm__encoder_args a = {NULL, dwte, dwpe, dout, NULL, NULL, tok, B, T, C};
+    llm_pool_run(LLM__POOL(st), llm__t_encoder_bwd, &a);
 }
 
-/* layernorm: forward by rows. Backward: dinp by rows, then dw/db by channel slices.
- * Each task runs the fastest kernel the CPU has (SIMD KERNELS), which is tested
- * against the reference in KERNELS. */
-static void llm__t_layernorm_fwd(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi, C = LLM__CAST(size_t, o->C);
-    llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
-    llm__layernorm_fwd_fast(o->out + lo * C, o->out2 + lo, o->out3 + lo, o->in + lo * C, o->in2, o->in3,
-                           LLM__CAST(int, hi - lo), o->C);
+/* layernorm and RMSNorm: forward by rows. Backward: dinp by rows, then dw (db) by
+ * channel slices. mean and b are NULL for RMSNorm. */
+typedef struct {
+    float *out, *mean, *rstd, *dinp, *dw, *db;
+    const float *inp, *w, *b, *dout, *cmean, *crstd;
+    int N, C;
+    float eps;
+} llm__norm_args;
+static void llm__t_norm_fwd(void *arg, int ith, int nth) {
+    const llm__norm_args *a = LLM__CAST(const llm__norm_args *, arg);
+    int lo, hi;
+    const size_t C = LLM__CAST(size_t, a->C);
+    llm__share(LLM__CAST(size_t, a->N), ith, nth, &lo, &hi);
+    if (a->mean) llm__layernorm_fwd_fast(a->out + lo * C, a->mean + lo, a->rstd + lo, a->inp + lo * C, a->w, a->b, hi - lo, a->C);
+    else llm__rmsnorm_fwd_fast(a->out + lo * C, a->rstd + lo, a->inp + lo * C, a->w, hi - lo, a->C, a->eps);
+}
+static void llm__t_norm_bwd_dx(void *arg, int ith, int nth) {
+    const llm__norm_args *a = LLM__CAST(const llm__norm_args *, arg);
+    int lo, hi;
+    const size_t C = LLM__CAST(size_t, a->C);
+    llm__share(LLM__CAST(size_t, a->N), ith, nth, &lo, &hi);
+    if (a->cmean) llm__layernorm_bwd_dx_fast(a->dinp + lo * C, a->dout + lo * C, a->inp + lo * C, a->w, a->cmean + lo,
+                                             a->crstd + lo, hi - lo, a->C);
+    else llm__rmsnorm_bwd_dx_fast(a->dinp + lo * C, a->dout + lo * C, a->inp + lo * C, a->w, a->crstd + lo, hi - lo, a->C);
+}
+static void llm__t_norm_bwd_dw(void *arg, int ith, int nth) {
+    const llm__norm_args *a = LLM__CAST(const llm__norm_args *, arg);
+    int lo, hi;
+    llm__share(LLM__CAST(size_t, a->C), ith, nth, &lo, &hi);
+    if (a->cmean) llm__layernorm_bwd_dwdb_fast(a->dw, a->db, a->dout, a->inp, a->cmean, a->crstd, a->N, a->C, lo, hi);
+    else llm__rmsnorm_bwd_dw_fast(a->dw, a->dout, a->inp, a->crstd, a->N, a->C, lo, hi);
 }
 static void llm__cpu_layernorm_fwd(void *st, float *out, float *mean, float *rstd, const float *inp,
                                    const float *w, const float *b, int N, int C) {
-    llm__op o; memset(&o, 0, sizeof o);
-    o.out = out; o.out2 = mean; o.out3 = rstd; o.in = inp; o.in2 = w; o.in3 = b; o.N = N; o.C = C;
-    llm_pool_run(LLM__POOL(st), llm__t_layernorm_fwd, &o);
-}
-static void llm__t_layernorm_bwd_dx(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi, C = LLM__CAST(size_t, o->C);
-    llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
-    llm__layernorm_bwd_dx_fast(o->out + lo * C, o->in + lo * C, o->in2 + lo * C, o->in3, o->in4 + lo, o->in5 + lo,
-                               LLM__CAST(int, hi - lo), o->C);
-}
-static void llm__t_layernorm_bwd_dw(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi;
-    llm__split(LLM__CAST(size_t, o->C), ith, nth, &lo, &hi);
-    llm__layernorm_bwd_dwdb_fast(o->out2, o->out3, o->in, o->in2, o->in4, o->in5, o->N, o->C, LLM__CAST(int, lo), LLM__CAST(int, hi));
+    llm__norm_args a;
+    memset(&a, 0, sizeof a);
+    a.out = out; a.mean = mean; a.rstd = rstd; a.inp = inp; a.w = w; a.b = b; a.N = N; a.C = C;
+    llm_pool_run(LLM__POOL(st), llm__t_norm_fwd, &a);
 }
 static void llm__cpu_layernorm_bwd(void *st, float *dinp, float *dw, float *db, const float *dout,
                                    const float *inp, const float *w, const float *mean,
                                    const float *rstd, int N, int C) {
-    llm__op o; memset(&o, 0, sizeof o);
-    o.out = dinp; o.out2 = dw; o.out3 = db; o.in = dout; o.in2 = inp; o.in3 = w; o.in4 = mean;
-    o.in5 = rstd; o.N = N; o.C = C;
-    llm_pool_run(LLM__POOL(st), llm__t_layernorm_bwd_dx, &o);
-    llm_pool_run(LLM__POOL(st), llm__t_layernorm_bwd_dw, &o);
+    llm__norm_args a;
+    memset(&a, 0, sizeof a);
+    a.dinp = dinp; a.dw = dw; a.db = db; a.dout = dout; a.inp = inp; a.w = w; a.cmean = mean; a.crstd = rstd;
+    a.N = N; a.C = C;
+    llm_pool_run(LLM__POOL(st), llm__t_norm_bwd_dx, &a);
+    llm_pool_run(LLM__POOL(st), llm__t_norm_bwd_dw, &a);
+}
+static void llm__cpu_rmsnorm_fwd(void *st, float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps) {
+    llm__norm_args a;
+    memset(&a, 0, sizeof a);
+    a.out = out; a.rstd = rstd; a.inp = inp; a.w = w; a.N = N; a.C = C; a.eps = eps;
+    llm_pool_run(LLM__POOL(st), llm__t_norm_fwd, &a);
+}
+static void llm__cpu_rmsnorm_bwd(void *st, float *dinp, float *dw, const float *dout, const float *inp,
+                                 const float *w, const float *rstd, int N, int C) {
+    llm__norm_args a;
+    memset(&a, 0, sizeof a);
+    a.dinp = dinp; a.dw = dw; a.dout = dout; a.inp = inp; a.w = w; a.crstd = rstd; a.N = N; a.C = C;
+    llm_pool_run(LLM__POOL(st), llm__t_norm_bwd_dx, &a);
+    llm_pool_run(LLM__POOL(st), llm__t_norm_bwd_dw, &a);
 }
 
-/* matmul: all three products go through the GEMM. out = bias, then out += inp·w^T. */
-static void llm__t_bias_bcast(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi, OC = LLM__CAST(size_t, o->OC);
-    llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
-    for (size_t n = lo; n < hi; n++) memcpy(o->out + n * OC, o->in, OC * sizeof(float));
+/* matmul: all three products go through the GEMM. out = bias, then out += inp·w^T;
+ * dbias sums dout over rows, by column slices. */
+typedef struct { float *out; const float *in; int N, OC; } llm__bias_args;
+static void llm__t_bias_bcast(void *arg, int ith, int nth) {
+    const llm__bias_args *a = LLM__CAST(const llm__bias_args *, arg);
+    int lo, hi;
+    const size_t OC = LLM__CAST(size_t, a->OC);
+    llm__share(LLM__CAST(size_t, a->N), ith, nth, &lo, &hi);
+    for (int n = lo; n < hi; n++) memcpy(a->out + n * OC, a->in, OC * sizeof(float));
 }
-static void llm__t_bias_grad(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi, OC = LLM__CAST(size_t, o->OC);
-    llm__split(OC, ith, nth, &lo, &hi);
-    for (size_t n = 0; n < LLM__CAST(size_t, o->N); n++)
-        for (size_t j = lo; j < hi; j++) o->out[j] += o->in[n * OC + j];
+static void llm__t_bias_grad(void *arg, int ith, int nth) {
+    const llm__bias_args *a = LLM__CAST(const llm__bias_args *, arg);
+    int lo, hi;
+    const size_t OC = LLM__CAST(size_t, a->OC);
+    llm__share(OC, ith, nth, &lo, &hi);
+    for (size_t n = 0; n < LLM__CAST(size_t, a->N); n++)
+        for (int j = lo; j < hi; j++) a->out[j] += a->in[n * OC + j];
 }
 /* The GEMM of the backend's precision: fp32, or bf16 operands with fp32 accumulation
  * (llm_options.bf16, on CPUs with AVX512-BF16; otherwise it falls back to fp32). */
@@ -6691,13 +6226,11 @@ static llm__gemm_fn llm__cpu_gemm(void *st) { return LLM__CAST(llm__cpu *, st)->
 static void llm__cpu_matmul_fwd(void *st, float *out, const float *inp, const float *w,
                                 const float *bias, int N, int C, int OC) {
     llm_pool *pool = LLM__POOL(st);
-    llm__gemm_fn gemm = llm__cpu_gemm(st);
     if (bias) {
-        llm__op o; memset(&o, 0, sizeof o);
-        o.out = out; o.in = bias; o.N = N; o.OC = OC;
-        llm_pool_run(pool, llm__t_bias_bcast, &o);
+        llm__bias_args a = {out, bias, N, OC};
+        llm_pool_run(pool, llm__t_bias_bcast, &a);
     }
-    gemm(pool, 0, 1, N, OC, C, inp, C, w, C, bias ? 1.0f : 0.0f, out, OC);
+    llm__cpu_gemm(st)(pool, 0, 1, N, OC, C, inp, C, w, C, bias ? 1.0f : 0.0f, out, OC);
 }
 static void llm__cpu_matmul_bwd(void *st, float *dinp, float *dw, float *dbias, const float *dout,
                                 const float *inp, const float *w, int N, int C, int OC) {
@@ -6706,179 +6239,105 @@ static void llm__cpu_matmul_bwd(void *st, float *dinp, float *dw, float *dbias, 
     gemm(pool, 0, 0, N, C, OC, dout, OC, w, C, 1.0f, dinp, C);   /* dinp += dout·w */
     gemm(pool, 1, 0, OC, C, N, dout, OC, inp, C, 1.0f, dw, C);   /* dw += doutᵀ·inp */
     if (dbias) {
-        llm__op o; memset(&o, 0, sizeof o);
-        o.out = dbias; o.in = dout; o.N = N; o.OC = OC;
-        llm_pool_run(pool, llm__t_bias_grad, &o);
+        llm__bias_args a = {dbias, dout, N, OC};
+        llm_pool_run(pool, llm__t_bias_grad, &a);
     }
 }
 
 /* attention: forward by (b, h); backward by (b, key/value head), since the query heads
  * of a group all add into that group's dk, dv. */
-static void llm__t_attention_fwd(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi, NH = LLM__CAST(size_t, o->NH);
-    llm__split(LLM__CAST(size_t, o->B) * NH, ith, nth, &lo, &hi);
-    for (size_t i = lo; i < hi; i++)
-        llm__attention_fwd_fast(o->out, o->out2, o->in, LLM__CAST(int, i / NH), LLM__CAST(int, i % NH), o->T, o->NH, o->OC, o->C);
+typedef struct { float *out, *lse, *dqkv; const float *qkv, *dout, *cout, *clse; int B, T, NH, NKV, HS; } llm__att_args;
+static void llm__t_attention_fwd(void *arg, int ith, int nth) {
+    const llm__att_args *a = LLM__CAST(const llm__att_args *, arg);
+    int lo, hi;
+    llm__share(LLM__CAST(size_t, a->B) * a->NH, ith, nth, &lo, &hi);
+    for (int i = lo; i < hi; i++)
+        llm__attention_fwd_fast(a->out, a->lse, a->qkv, i / a->NH, i % a->NH, a->T, a->NH, a->NKV, a->HS);
 }
 static void llm__cpu_attention_fwd(void *st, float *out, float *lse, const float *qkv, int B, int T,
                                    int NH, int NKV, int HS) {
-    llm__op o; memset(&o, 0, sizeof o);
-    o.out = out; o.out2 = lse; o.in = qkv; o.B = B; o.T = T; o.NH = NH; o.OC = NKV; o.C = HS;
-    llm_pool_run(LLM__POOL(st), llm__t_attention_fwd, &o);
+    llm__att_args a = {out, lse, NULL, qkv, NULL, NULL, NULL, B, T, NH, NKV, HS};
+    llm_pool_run(LLM__POOL(st), llm__t_attention_fwd, &a);
 }
-static void llm__t_attention_bwd(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi, NKV = LLM__CAST(size_t, o->OC);
-    llm__split(LLM__CAST(size_t, o->B) * NKV, ith, nth, &lo, &hi);
-    for (size_t i = lo; i < hi; i++)
-        llm__attention_bwd_group_fast(o->out, o->in, o->in2, o->in3, o->in4, LLM__CAST(int, i / NKV), LLM__CAST(int, i % NKV),
-                                      o->T, o->NH, o->OC, o->C);
+static void llm__t_attention_bwd(void *arg, int ith, int nth) {
+    const llm__att_args *a = LLM__CAST(const llm__att_args *, arg);
+    int lo, hi;
+    llm__share(LLM__CAST(size_t, a->B) * a->NKV, ith, nth, &lo, &hi);
+    for (int i = lo; i < hi; i++)
+        llm__attention_bwd_group_fast(a->dqkv, a->dout, a->qkv, a->cout, a->clse, i / a->NKV, i % a->NKV,
+                                      a->T, a->NH, a->NKV, a->HS);
 }
 static void llm__cpu_attention_bwd(void *st, float *dqkv, const float *dout, const float *qkv,
                                    const float *out, const float *lse, int B, int T, int NH, int NKV, int HS) {
-    llm__op o; memset(&o, 0, sizeof o);
-    o.out = dqkv; o.in = dout; o.in2 = qkv; o.in3 = out; o.in4 = lse; o.B = B; o.T = T; o.NH = NH; o.OC = NKV; o.C = HS;
-    llm_pool_run(LLM__POOL(st), llm__t_attention_bwd, &o);
+    llm__att_args a = {NULL, NULL, dqkv, qkv, dout, out, lse, B, T, NH, NKV, HS};
+    llm_pool_run(LLM__POOL(st), llm__t_attention_bwd, &a);
 }
 
-/* element-wise ops: contiguous slices. */
-enum { LLM__EW_GELU_FWD, LLM__EW_GELU_BWD, LLM__EW_RES_FWD, LLM__EW_RES_BWD };
-static void llm__t_elementwise(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi;
-    llm__split(o->n, ith, nth, &lo, &hi);
-    switch (o->t) {
-    case LLM__EW_GELU_FWD: llm__gelu_fwd_fast(o->out + lo, o->in + lo, hi - lo); break;
-    case LLM__EW_GELU_BWD: llm__gelu_bwd_fast(o->out + lo, o->in + lo, o->in2 + lo, hi - lo); break;
-    case LLM__EW_RES_FWD: llm__residual_fwd_fast(o->out + lo, o->in + lo, o->in2 + lo, hi - lo); break;
-    case LLM__EW_RES_BWD: llm__residual_bwd_fast(o->out + lo, o->out2 + lo, o->in + lo, hi - lo); break;
-    }
+/* KV-cache attention: every row's k, v is stored first (by the caller for a few rows: a
+ * copy of 2·NKV·HS floats each is cheaper than a round trip through the pool), then the
+ * (head, row) attentions run in parallel. The cost of one is about pos + 1 keys (plus a
+ * fixed overhead), so in a prefill the late rows weigh far more than the early ones: the
+ * items, in the order (head, row), are cut into nth runs of equal total cost (each item
+ * goes to the run its start falls in). A decode row splits over heads. Every (row, head)
+ * is computed alone, so the result does not depend on the thread count. */
+#define LLM__KV_ITEM_COST 16
+typedef struct {
+    float *out, *kcache, *vcache;
+    const float *qkv;
+    const int *seq, *pos;
+    int N, NH, NKV, HS, maxT;
+} llm__att_kv_args;
+static void llm__t_kv_store(void *arg, int ith, int nth) {
+    const llm__att_kv_args *a = LLM__CAST(const llm__att_kv_args *, arg);
+    int lo, hi;
+    llm__share(LLM__CAST(size_t, a->N), ith, nth, &lo, &hi);
+    for (int i = lo; i < hi; i++) llm__kv_store(a->kcache, a->vcache, a->qkv, a->seq, a->pos, i, a->NH, a->NKV, a->HS, a->maxT);
 }
-static void llm__cpu_ew(void *st, int kind, float *out, float *out2, const float *in, const float *in2, size_t n) {
-    llm__op o; memset(&o, 0, sizeof o);
-    o.t = kind; o.out = out; o.out2 = out2; o.in = in; o.in2 = in2; o.n = n;
-    llm_pool_run(LLM__POOL(st), llm__t_elementwise, &o);
+static void llm__t_attention_kv(void *arg, int ith, int nth) {
+    const llm__att_kv_args *a = LLM__CAST(const llm__att_kv_args *, arg);
+    const int N = a->N, NH = a->NH, *pos = a->pos;
+    size_t total = 0, at = 0;
+    for (int i = 0; i < N; i++) total += LLM__CAST(size_t, pos[i]) + 1 + LLM__KV_ITEM_COST;
+    total *= LLM__CAST(size_t, NH);
+    const size_t lo = total * LLM__CAST(size_t, ith) / LLM__CAST(size_t, nth);
+    const size_t hi = total * LLM__CAST(size_t, ith + 1) / LLM__CAST(size_t, nth);
+    for (int h = 0; h < NH && at < hi; h++)
+        for (int i = 0; i < N && at < hi; i++) {
+            if (at >= lo)
+                llm__attention_kv_head_fast(a->out, a->qkv, a->kcache, a->vcache, a->seq, pos, i, h, NH, a->NKV, a->HS, a->maxT);
+            at += LLM__CAST(size_t, pos[i]) + 1 + LLM__KV_ITEM_COST;
+        }
 }
-static void llm__cpu_gelu_fwd(void *st, float *out, const float *inp, size_t n) { llm__cpu_ew(st, LLM__EW_GELU_FWD, out, NULL, inp, NULL, n); }
-static void llm__cpu_gelu_bwd(void *st, float *dinp, const float *inp, const float *dout, size_t n) { llm__cpu_ew(st, LLM__EW_GELU_BWD, dinp, NULL, inp, dout, n); }
-static void llm__cpu_residual_fwd(void *st, float *out, const float *a, const float *b, size_t n) { llm__cpu_ew(st, LLM__EW_RES_FWD, out, NULL, a, b, n); }
-static void llm__cpu_residual_bwd(void *st, float *da, float *db, const float *dout, size_t n) { llm__cpu_ew(st, LLM__EW_RES_BWD, da, db, dout, NULL, n); }
-
-/* cross-entropy: rows are independent. */
-static void llm__t_ce_fwd(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi, V = LLM__CAST(size_t, o->OC);
-    llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
-    llm__crossentropy_fwd_fast(o->out + lo, o->out2 + lo, o->in + lo * V, o->idx + lo, LLM__CAST(int, hi - lo), o->OC);
-}
-static void llm__cpu_crossentropy_fwd(void *st, float *losses, float *lse, const float *logits,
-                                      const int *targets, int N, int V) {
-    llm__op o; memset(&o, 0, sizeof o);
-    o.out = losses; o.out2 = lse; o.in = logits; o.idx = targets; o.N = N; o.OC = V;
-    llm_pool_run(LLM__POOL(st), llm__t_ce_fwd, &o);
-}
-static void llm__t_ce_bwd(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi, V = LLM__CAST(size_t, o->OC);
-    llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
-    llm__crossentropy_bwd_fast(o->out + lo * V, o->in + lo, o->idx + lo, o->f[0], LLM__CAST(int, hi - lo), o->OC);
-}
-static void llm__cpu_crossentropy_bwd(void *st, float *logits, const float *lse, const int *targets,
-                                      float dloss, int N, int V) {
-    llm__op o; memset(&o, 0, sizeof o);
-    o.out = logits; o.in = lse; o.idx = targets; o.f[0] = dloss; o.N = N; o.OC = V;
-    llm_pool_run(LLM__POOL(st), llm__t_ce_bwd, &o);
-}
-
-/* sum of squares: one partial per thread, added in thread order (deterministic). */
-static void llm__t_sumsq(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi;
-    llm__split(o->n, ith, nth, &lo, &hi);
-    o->partial[ith] = llm__sumsq_fast(o->in + lo, hi - lo);
-}
-static double llm__cpu_sumsq(void *st, const float *x, size_t n) {
-    llm__op o; memset(&o, 0, sizeof o);
-    o.in = x; o.n = n;
-    llm_pool *pool = LLM__POOL(st);
-    int nth = llm_pool_size(pool);
-    if (nth > 256) { return llm__sumsq_ref(x, n); }
-    llm_pool_run(pool, llm__t_sumsq, &o);
-    double s = 0;
-    for (int i = 0; i < nth; i++) s += o.partial[i];
-    return s;
-}
-
-static void llm__t_adamw(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi;
-    llm__split(o->n, ith, nth, &lo, &hi);
-    llm__adamw_fast(o->out + lo, o->in + lo, o->out2 + lo, o->out3 + lo, hi - lo, o->f[0], o->f[1], o->f[2],
-                   o->f[3], o->f[4], o->f[5], o->t);
-}
-static void llm__cpu_adamw(void *st, float *param, const float *grad, float *m, float *v, size_t n,
-                           float lr, float beta1, float beta2, float eps, float weight_decay,
-                           float grad_scale, int t) {
-    llm__op o; memset(&o, 0, sizeof o);
-    o.out = param; o.in = grad; o.out2 = m; o.out3 = v; o.n = n; o.t = t;
-    o.f[0] = lr; o.f[1] = beta1; o.f[2] = beta2; o.f[3] = eps; o.f[4] = weight_decay; o.f[5] = grad_scale;
-    llm_pool_run(LLM__POOL(st), llm__t_adamw, &o);
-}
-
-/* rmsnorm: like layernorm, dinp by rows and dw by channel slices. */
-static void llm__t_rmsnorm_fwd(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi, C = LLM__CAST(size_t, o->C);
-    llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
-    llm__rmsnorm_fwd_fast(o->out + lo * C, o->out2 + lo, o->in + lo * C, o->in2, LLM__CAST(int, hi - lo), o->C, o->f[0]);
-}
-static void llm__cpu_rmsnorm_fwd(void *st, float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps) {
-    llm__op o; memset(&o, 0, sizeof o);
-    o.out = out; o.out2 = rstd; o.in = inp; o.in2 = w; o.N = N; o.C = C; o.f[0] = eps;
-    llm_pool_run(LLM__POOL(st), llm__t_rmsnorm_fwd, &o);
-}
-static void llm__t_rmsnorm_bwd_dx(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi, C = LLM__CAST(size_t, o->C);
-    llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
-    llm__rmsnorm_bwd_dx_fast(o->out + lo * C, o->in + lo * C, o->in2 + lo * C, o->in3, o->in4 + lo, LLM__CAST(int, hi - lo), o->C);
-}
-static void llm__t_rmsnorm_bwd_dw(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi;
-    llm__split(LLM__CAST(size_t, o->C), ith, nth, &lo, &hi);
-    llm__rmsnorm_bwd_dw_fast(o->out2, o->in, o->in2, o->in4, o->N, o->C, LLM__CAST(int, lo), LLM__CAST(int, hi));
-}
-static void llm__cpu_rmsnorm_bwd(void *st, float *dinp, float *dw, const float *dout, const float *inp,
-                                 const float *w, const float *rstd, int N, int C) {
-    llm__op o; memset(&o, 0, sizeof o);
-    o.out = dinp; o.out2 = dw; o.in = dout; o.in2 = inp; o.in3 = w; o.in4 = rstd; o.N = N; o.C = C;
-    llm_pool_run(LLM__POOL(st), llm__t_rmsnorm_bwd_dx, &o);
-    llm_pool_run(LLM__POOL(st), llm__t_rmsnorm_bwd_dw, &o);
+static void llm__cpu_attention_kv(void *st, float *out, const float *qkv, float *kcache, float *vcache, const int *seq,
+                                  const int *pos, int N, int NH, int NKV, int HS, int maxT) {
+    llm__att_kv_args a = {out, kcache, vcache, qkv, seq, pos, N, NH, NKV, HS, maxT};
+    if (N <= 64) llm__t_kv_store(&a, 0, 1);
+    else llm_pool_run(LLM__POOL(st), llm__t_kv_store, &a);
+    llm_pool_run(LLM__POOL(st), llm__t_attention_kv, &a);
 }
 
 /* rope: rows are independent. The frequencies are computed once per call (not per row),
  * the cos/sin once per row and position, the rotation vectorised (llm__rope_row_fast:
- * bit-identical to llm__rope_rotate). Odd head sizes, or past LLM__ROPE_HSMAX, use the
- * reference. */
-static void llm__t_rope(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi, row = LLM__CAST(size_t, o->NH + 2 * o->OC) * o->C;
+ * bit-identical to the reference). Odd head sizes, or past LLM__ROPE_HSMAX, use the
+ * reference row by row. */
+typedef struct { float *qkv; const int *pos; const float *freq; int B, T, NH, NKV, HS; float theta, sign; } llm__rope_args;
+static void llm__t_rope(void *arg, int ith, int nth) {
+    const llm__rope_args *a = LLM__CAST(const llm__rope_args *, arg);
+    const size_t row = LLM__CAST(size_t, a->NH + 2 * a->NKV) * a->HS;
     float cs[2 * LLM__ROPE_HSMAX];
-    llm__split(LLM__CAST(size_t, o->B) * o->T, ith, nth, &lo, &hi);
-    for (size_t r = lo; r < hi; r++) {
-        int p = o->idx ? o->idx[r] : LLM__CAST(int, r % LLM__CAST(size_t, o->T));
-        if (o->in) llm__rope_row_fast(o->out + r * row, p, o->NH, o->OC, o->C, o->in, o->f[1], cs);
-        else llm__rope_rotate(o->out + r * row, &p, 1, 1, o->NH, o->OC, o->C, o->f[0], o->f[1]);
+    int lo, hi;
+    llm__share(LLM__CAST(size_t, a->B) * a->T, ith, nth, &lo, &hi);
+    for (int r = lo; r < hi; r++) {
+        const int p = a->pos ? a->pos[r] : r % a->T;
+        if (a->freq) llm__rope_row_fast(a->qkv + r * row, p, a->NH, a->NKV, a->HS, a->freq, a->sign, cs);
+        else llm__rope_row_ref(a->qkv + r * row, p, a->NH, a->NKV, a->HS, a->theta, NULL, a->sign);
     }
 }
 static void llm__cpu_rope(void *st, float *qkv, const int *pos, int B, int T, int NH, int NKV, int HS, float theta, float sign) {
-    llm__op o; memset(&o, 0, sizeof o);
     float freq[LLM__ROPE_HSMAX / 2];
-    o.out = qkv; o.idx = pos; o.B = B; o.T = T; o.NH = NH; o.OC = NKV; o.C = HS; o.f[0] = theta; o.f[1] = sign;
-    if (HS >= 2 && HS <= LLM__ROPE_HSMAX && HS % 2 == 0) { llm__rope_freqs(freq, HS, theta); o.in = freq; }
-    llm_pool_run(LLM__POOL(st), llm__t_rope, &o);
+    llm__rope_args a = {qkv, pos, NULL, B, T, NH, NKV, HS, theta, sign};
+    if (HS >= 2 && HS <= LLM__ROPE_HSMAX && HS % 2 == 0) { llm__rope_freqs(freq, HS, theta); a.freq = freq; }
+    llm_pool_run(LLM__POOL(st), llm__t_rope, &a);
 }
 static void llm__cpu_rope_fwd(void *st, float *qkv, const int *pos, int B, int T, int NH, int NKV, int HS, float theta) {
     llm__cpu_rope(st, qkv, pos, B, T, NH, NKV, HS, theta, 1.0f);
@@ -6887,81 +6346,137 @@ static void llm__cpu_rope_bwd(void *st, float *dqkv, const int *pos, int B, int 
     llm__cpu_rope(st, dqkv, pos, B, T, NH, NKV, HS, theta, -1.0f);
 }
 
-/* swiglu: rows are independent. */
-static void llm__t_swiglu(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    size_t lo, hi, H = LLM__CAST(size_t, o->C);
-    llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
-    if (o->t == 0) llm__swiglu_fwd_fast(o->out + lo * H, o->in + lo * 2 * H, LLM__CAST(int, hi - lo), o->C);
-    else llm__swiglu_bwd_fast(o->out + lo * 2 * H, o->in + lo * 2 * H, o->in2 + lo * H, LLM__CAST(int, hi - lo), o->C);
+/* element-wise ops: contiguous slices; SwiGLU: rows. */
+enum { LLM__EW_GELU_FWD, LLM__EW_GELU_BWD, LLM__EW_RES_FWD, LLM__EW_RES_BWD, LLM__EW_SWIGLU_FWD, LLM__EW_SWIGLU_BWD };
+typedef struct { int kind; float *out, *out2; const float *in, *in2; size_t n; int H; } llm__ew_args;
+static void llm__t_elementwise(void *arg, int ith, int nth) {
+    const llm__ew_args *a = LLM__CAST(const llm__ew_args *, arg);
+    size_t lo, hi, H = LLM__CAST(size_t, a->H);
+    llm__split(a->n, ith, nth, &lo, &hi);
+    switch (a->kind) {
+    case LLM__EW_GELU_FWD: llm__gelu_fwd_fast(a->out + lo, a->in + lo, hi - lo); break;
+    case LLM__EW_GELU_BWD: llm__gelu_bwd_fast(a->out + lo, a->in + lo, a->in2 + lo, hi - lo); break;
+    case LLM__EW_RES_FWD: llm__residual_fwd_fast(a->out + lo, a->in + lo, a->in2 + lo, hi - lo); break;
+    case LLM__EW_RES_BWD: llm__residual_bwd_fast(a->out + lo, a->out2 + lo, a->in + lo, hi - lo); break;
+    case LLM__EW_SWIGLU_FWD: llm__swiglu_fwd_fast(a->out + lo * H, a->in + lo * 2 * H, LLM__CAST(int, hi - lo), a->H); break;
+    case LLM__EW_SWIGLU_BWD:
+        llm__swiglu_bwd_fast(a->out + lo * 2 * H, a->in + lo * 2 * H, a->in2 + lo * H, LLM__CAST(int, hi - lo), a->H);
+        break;
+    }
 }
+static void llm__cpu_ew(void *st, int kind, float *out, float *out2, const float *in, const float *in2, size_t n, int H) {
+    llm__ew_args a = {kind, out, out2, in, in2, n, H};
+    llm_pool_run(LLM__POOL(st), llm__t_elementwise, &a);
+}
+static void llm__cpu_gelu_fwd(void *st, float *out, const float *inp, size_t n) { llm__cpu_ew(st, LLM__EW_GELU_FWD, out, NULL, inp, NULL, n, 0); }
+static void llm__cpu_gelu_bwd(void *st, float *dinp, const float *inp, const float *dout, size_t n) { llm__cpu_ew(st, LLM__EW_GELU_BWD, dinp, NULL, inp, dout, n, 0); }
+static void llm__cpu_residual_fwd(void *st, float *out, const float *a, const float *b, size_t n) { llm__cpu_ew(st, LLM__EW_RES_FWD, out, NULL, a, b, n, 0); }
+static void llm__cpu_residual_bwd(void *st, float *da, float *db, const float *dout, size_t n) { llm__cpu_ew(st, LLM__EW_RES_BWD, da, db, dout, NULL, n, 0); }
 static void llm__cpu_swiglu_fwd(void *st, float *out, const float *inp, int N, int H) {
-    llm__op o; memset(&o, 0, sizeof o);
-    o.out = out; o.in = inp; o.N = N; o.C = H; o.t = 0;
-    llm_pool_run(LLM__POOL(st), llm__t_swiglu, &o);
+    llm__cpu_ew(st, LLM__EW_SWIGLU_FWD, out, NULL, inp, NULL, LLM__CAST(size_t, N), H);
 }
 static void llm__cpu_swiglu_bwd(void *st, float *dinp, const float *inp, const float *dout, int N, int H) {
-    llm__op o; memset(&o, 0, sizeof o);
-    o.out = dinp; o.in = inp; o.in2 = dout; o.N = N; o.C = H; o.t = 1;
-    llm_pool_run(LLM__POOL(st), llm__t_swiglu, &o);
+    llm__cpu_ew(st, LLM__EW_SWIGLU_BWD, dinp, NULL, inp, dout, LLM__CAST(size_t, N), H);
 }
 
-/* KV-cache attention: every row's k, v is stored first (by the caller for a few rows: a
- * copy of 2·NKV·HS floats each is cheaper than a round trip through the pool), then the
- * (head, row) attentions run in parallel. The cost of one is about pos + 1 keys (plus a fixed overhead), so in a
- * prefill the late rows weigh far more than the early ones: the items, in the order
- * (head, row), are cut into nth runs of equal total cost (each item goes to the run its
- * start falls in). A decode row splits over heads. Every (row, head) is computed alone,
- * so the result does not depend on the thread count. */
-#define LLM__KV_ITEM_COST 16
-static void llm__t_kv_store(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
+/* cross-entropy: rows are independent. */
+typedef struct { float *losses, *lse, *logits; const float *clogits, *clse; const int *targets; float dloss; int N, V; } llm__ce_args;
+static void llm__t_ce_fwd(void *arg, int ith, int nth) {
+    const llm__ce_args *a = LLM__CAST(const llm__ce_args *, arg);
+    int lo, hi;
+    const size_t V = LLM__CAST(size_t, a->V);
+    llm__share(LLM__CAST(size_t, a->N), ith, nth, &lo, &hi);
+    llm__crossentropy_fwd_fast(a->losses + lo, a->lse + lo, a->clogits + lo * V, a->targets + lo, hi - lo, a->V);
+}
+static void llm__cpu_crossentropy_fwd(void *st, float *losses, float *lse, const float *logits,
+                                      const int *targets, int N, int V) {
+    llm__ce_args a = {losses, lse, NULL, logits, NULL, targets, 0.0f, N, V};
+    llm_pool_run(LLM__POOL(st), llm__t_ce_fwd, &a);
+}
+static void llm__t_ce_bwd(void *arg, int ith, int nth) {
+    const llm__ce_args *a = LLM__CAST(const llm__ce_args *, arg);
+    int lo, hi;
+    const size_t V = LLM__CAST(size_t, a->V);
+    llm__share(LLM__CAST(size_t, a->N), ith, nth, &lo, &hi);
+    llm__crossentropy_bwd_fast(a->logits + lo * V, a->clse + lo, a->targets + lo, a->dloss, hi - lo, a->V);
+}
+static void llm__cpu_crossentropy_bwd(void *st, float *logits, const float *lse, const int *targets,
+                                      float dloss, int N, int V) {
+    llm__ce_args a = {NULL, NULL, logits, NULL, lse, targets, dloss, N, V};
+    llm_pool_run(LLM__POOL(st), llm__t_ce_bwd, &a);
+}
+
+/* sum of squares: one partial per thread, added in thread order (deterministic). */
+typedef struct { const float *x; size_t n; double partial[256]; } llm__sumsq_args;
+static void llm__t_sumsq(void *arg, int ith, int nth) {
+    llm__sumsq_args *a = LLM__CAST(llm__sumsq_args *, arg);
     size_t lo, hi;
-    llm__split(LLM__CAST(size_t, o->N), ith, nth, &lo, &hi);
-    for (size_t i = lo; i < hi; i++)
-        llm__kv_store(o->out2, o->out3, o->in, o->idx, o->idx2, LLM__CAST(int, i), o->NH, o->OC, o->C, o->T);
+    llm__split(a->n, ith, nth, &lo, &hi);
+    a->partial[ith] = llm__sumsq_fast(a->x + lo, hi - lo);
 }
-static void llm__t_attention_kv(void *a, int ith, int nth) {
-    llm__op *o = LLM__CAST(llm__op *, a);
-    const int N = o->N, NH = o->NH;
-    const int *pos = o->idx2;
-    size_t total = 0, at = 0;
-    for (int i = 0; i < N; i++) total += LLM__CAST(size_t, pos[i]) + 1 + LLM__KV_ITEM_COST;
-    total *= LLM__CAST(size_t, NH);
-    const size_t lo = total * LLM__CAST(size_t, ith) / LLM__CAST(size_t, nth);
-    const size_t hi = total * LLM__CAST(size_t, ith + 1) / LLM__CAST(size_t, nth);
-    for (int h = 0; h < NH && at < hi; h++)
-        for (int i = 0; i < N && at < hi; i++) {
-            if (at >= lo) llm__attention_kv_head_fast(o->out, o->in, o->out2, o->out3, o->idx, pos, i, h, NH, o->OC, o->C, o->T);
-            at += LLM__CAST(size_t, pos[i]) + 1 + LLM__KV_ITEM_COST;
-        }
-}
-static void llm__cpu_attention_kv(void *st, float *out, const float *qkv, float *kcache, float *vcache, const int *seq,
-                                  const int *pos, int N, int NH, int NKV, int HS, int maxT) {
-    llm__op o; memset(&o, 0, sizeof o);
-    o.out = out; o.in = qkv; o.out2 = kcache; o.out3 = vcache; o.idx = seq; o.idx2 = pos;
-    o.N = N; o.NH = NH; o.OC = NKV; o.C = HS; o.T = maxT;
-    if (N <= 64) llm__t_kv_store(&o, 0, 1);
-    else llm_pool_run(LLM__POOL(st), llm__t_kv_store, &o);
-    llm_pool_run(LLM__POOL(st), llm__t_attention_kv, &o);
+static double llm__cpu_sumsq(void *st, const float *x, size_t n) {
+    llm__sumsq_args a;
+    llm_pool *pool = LLM__POOL(st);
+    int nth = llm_pool_size(pool);
+    if (nth > 256) return llm__sumsq_ref(x, n);
+    a.x = x; a.n = n;
+    llm_pool_run(pool, llm__t_sumsq, &a);
+    double s = 0;
+    for (int i = 0; i < nth; i++) s += a.partial[i];
+    return s;
 }
 
-static void llm__cpu_copy_dev(void *st, void *dst, const void *src, size_t bytes) { (void)st; if (bytes) memmove(dst, src, bytes); }
-static llm_status llm__cpu_sync(void *st) { (void)st; return LLM_OK; }
+typedef struct { float *p, *m, *v; const float *g; size_t n; float lr, beta1, beta2, eps, wd, grad_scale; int t; } llm__adamw_args;
+static void llm__t_adamw(void *arg, int ith, int nth) {
+    const llm__adamw_args *a = LLM__CAST(const llm__adamw_args *, arg);
+    size_t lo, hi;
+    llm__split(a->n, ith, nth, &lo, &hi);
+    llm__adamw_fast(a->p + lo, a->g + lo, a->m + lo, a->v + lo, hi - lo, a->lr, a->beta1, a->beta2, a->eps, a->wd,
+                    a->grad_scale, a->t);
+}
+static void llm__cpu_adamw(void *st, float *param, const float *grad, float *m, float *v, size_t n,
+                           float lr, float beta1, float beta2, float eps, float weight_decay,
+                           float grad_scale, int t) {
+    llm__adamw_args a = {param, m, v, grad, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t};
+    llm_pool_run(LLM__POOL(st), llm__t_adamw, &a);
+}
 
-static const llm_backend llm__cpu_backend_table = {
-    "cpu", llm__cpu_create, llm__cpu_destroy, llm__cpu_alloc, llm__cpu_release, llm__cpu_copy,
-    llm__cpu_copy, llm__cpu_zero, llm__cpu_copy_dev, llm__cpu_sync,
-    llm__cpu_encoder_fwd, llm__cpu_encoder_bwd,
-    llm__cpu_layernorm_fwd, llm__cpu_layernorm_bwd, llm__cpu_rmsnorm_fwd, llm__cpu_rmsnorm_bwd,
-    llm__cpu_matmul_fwd, llm__cpu_matmul_bwd,
-    llm__cpu_rope_fwd, llm__cpu_rope_bwd, llm__cpu_attention_fwd, llm__cpu_attention_bwd, llm__cpu_attention_kv,
-    llm__cpu_gelu_fwd, llm__cpu_gelu_bwd, llm__cpu_swiglu_fwd, llm__cpu_swiglu_bwd,
-    llm__cpu_residual_fwd, llm__cpu_residual_bwd,
-    llm__cpu_crossentropy_fwd, llm__cpu_crossentropy_bwd, llm__cpu_sumsq, llm__cpu_adamw,
-    NULL, NULL  /* allreduce_mean: one process; matmul_gelu_fwd: not fused on the CPU */
-};
-LLMDEF const llm_backend *llm_cpu_backend(void) { return &llm__cpu_backend_table; }
+/* The table, filled by field name (C++11 has no designated initializers, so in a
+ * function): a member added to llm_backend stays NULL here instead of shifting the
+ * others. Filled once (pthread_once), so two threads asking at once are safe. */
+static llm_backend llm__cpu_backend_table;
+static void llm__cpu_fill(void) {
+    llm_backend *b = &llm__cpu_backend_table;
+    b->name = "cpu";
+    b->create = llm__cpu_create; b->destroy = llm__cpu_destroy;
+    b->alloc = llm__cpu_alloc; b->release = llm__cpu_release;
+    b->upload = llm__cpu_copy; b->download = llm__cpu_copy;
+    b->zero = llm__cpu_zero; b->copy = llm__cpu_copy_dev; b->sync = llm__cpu_sync;
+    b->encoder_fwd = llm__cpu_encoder_fwd; b->encoder_bwd = llm__cpu_encoder_bwd;
+    b->layernorm_fwd = llm__cpu_layernorm_fwd; b->layernorm_bwd = llm__cpu_layernorm_bwd;
+    b->rmsnorm_fwd = llm__cpu_rmsnorm_fwd; b->rmsnorm_bwd = llm__cpu_rmsnorm_bwd;
+    b->matmul_fwd = llm__cpu_matmul_fwd; b->matmul_bwd = llm__cpu_matmul_bwd;
+    b->rope_fwd = llm__cpu_rope_fwd; b->rope_bwd = llm__cpu_rope_bwd;
+    b->attention_fwd = llm__cpu_attention_fwd; b->attention_bwd = llm__cpu_attention_bwd;
+    b->attention_kv = llm__cpu_attention_kv;
+    b->gelu_fwd = llm__cpu_gelu_fwd; b->gelu_bwd = llm__cpu_gelu_bwd;
+    b->swiglu_fwd = llm__cpu_swiglu_fwd; b->swiglu_bwd = llm__cpu_swiglu_bwd;
+    b->residual_fwd = llm__cpu_residual_fwd; b->residual_bwd = llm__cpu_residual_bwd;
+    b->crossentropy_fwd = llm__cpu_crossentropy_fwd; b->crossentropy_bwd = llm__cpu_crossentropy_bwd;
+    b->sumsq = llm__cpu_sumsq; b->adamw = llm__cpu_adamw;
+    /* allreduce_mean (one process) and matmul_gelu_fwd (not fused on the CPU) stay NULL */
+}
+#ifndef LLM_NO_THREADS
+static pthread_once_t llm__cpu_once = PTHREAD_ONCE_INIT;
+#endif
+LLMDEF const llm_backend *llm_cpu_backend(void) {
+#ifndef LLM_NO_THREADS
+    pthread_once(&llm__cpu_once, llm__cpu_fill);
+#else
+    if (!llm__cpu_backend_table.name) llm__cpu_fill();   /* one thread, by the user's choice */
+#endif
+    return &llm__cpu_backend_table;
+}
 //==== MODEL ============================================================================
 /* Activations of one forward pass, all views into one buffer sized for (B, T). Only
  * what backward reads is kept per layer; the projections before each residual add go
@@ -7247,19 +6762,145 @@ static void llm__norm_bwd(const llm_model *m, float *dinp, float *dw, float *db,
 }
 /* A view of layer l inside a stacked (L, ...) tensor; NULL stays NULL (absent biases). */
 static float *llm__at(float *base, int l, size_t per_layer) { return base ? base + LLM__CAST(size_t, l) * per_layer : NULL; }
-/* Layer l's MLP up-projection and activation on N rows: pre = x fcw^T + fcb, then act =
- * gelu(pre) (GPT-2, in one call where the backend fuses them) or swiglu(pre) (Llama). */
-static void llm__mlp_up(const llm_model *m, float *pre, float *act, const float *x, int l, int N) {
-    const llm_backend *be = m->be;
-    size_t uC = LLM__CAST(size_t, m->cfg.n_embd), F = LLM__CAST(size_t, m->F);
-    const float *w = llm__at(m->p.fcw, l, F * uC), *b = llm__at(m->p.fcb, l, F);
-    if (m->cfg.arch == LLM_ARCH_GPT2 && be->matmul_gelu_fwd) {
-        be->matmul_gelu_fwd(m->st, pre, act, x, w, b, N, m->cfg.n_embd, m->F);
-        return;
+
+/* ---- the weight matrices: every matmul with a weight goes through llm__linear_* -------
+ * out (N, OC) = inp (N, IC) @ W^T + b for W, b = the kind's tensors in layer l (the
+ * classifier: the one wcls or the tied wte, no bias; l ignored). One place for all of
+ * them, so that what changes how a weight is applied (adapters, other storage) changes
+ * here and nowhere else. */
+typedef enum { LLM__W_QKV, LLM__W_ATTPROJ, LLM__W_FC, LLM__W_FCPROJ, LLM__W_CLS } llm__wkind;
+typedef struct { float *w, *b; int IC, OC; } llm__wview;   /* w (OC, IC), b (OC) or NULL */
+/* The weight and bias of kind k in layer l within p (the parameters or their gradients). */
+static llm__wview llm__weight(const llm_model *m, const llm_params *p, int l, llm__wkind k) {
+    const size_t C = LLM__CAST(size_t, m->cfg.n_embd), QKV = LLM__CAST(size_t, m->QKV);
+    const size_t F = LLM__CAST(size_t, m->F), H = LLM__CAST(size_t, m->H);
+    llm__wview v;
+    v.IC = m->cfg.n_embd;
+    switch (k) {
+    case LLM__W_QKV: v.w = llm__at(p->qkvw, l, QKV * C); v.b = llm__at(p->qkvb, l, QKV); v.OC = m->QKV; break;
+    case LLM__W_ATTPROJ: v.w = llm__at(p->attprojw, l, C * C); v.b = llm__at(p->attprojb, l, C); v.OC = m->cfg.n_embd; break;
+    case LLM__W_FC: v.w = llm__at(p->fcw, l, F * C); v.b = llm__at(p->fcb, l, F); v.OC = m->F; break;
+    case LLM__W_FCPROJ:
+        v.w = llm__at(p->fcprojw, l, C * H); v.b = llm__at(p->fcprojb, l, C); v.IC = m->H; v.OC = m->cfg.n_embd;
+        break;
+    default: v.w = p->wcls ? p->wcls : p->wte; v.b = NULL; v.OC = m->cfg.vocab_size; break;
     }
-    be->matmul_fwd(m->st, pre, x, w, b, N, m->cfg.n_embd, m->F);
-    if (m->cfg.arch == LLM_ARCH_LLAMA) be->swiglu_fwd(m->st, act, pre, N, m->H);
-    else be->gelu_fwd(m->st, act, pre, LLM__CAST(size_t, N) * LLM__CAST(size_t, m->H));
+    return v;
+}
+/* out = inp @ W^T + b on N rows; act (may be NULL): also act = gelu(out), in one call
+ * where the backend fuses the two (the GPT-2 MLP up-projection). */
+static void llm__linear_fwd(const llm_model *m, int l, llm__wkind k, float *out, const float *inp, int N, float *act) {
+    const llm_backend *be = m->be;
+    const llm__wview W = llm__weight(m, &m->p, l, k);
+    if (act && be->matmul_gelu_fwd) { be->matmul_gelu_fwd(m->st, out, act, inp, W.w, W.b, N, W.IC, W.OC); return; }
+    be->matmul_fwd(m->st, out, inp, W.w, W.b, N, W.IC, W.OC);
+    if (act) be->gelu_fwd(m->st, act, out, LLM__CAST(size_t, N) * LLM__CAST(size_t, W.OC));
+}
+/* dinp += dout @ W, dW += dout^T @ inp, db += Σ_rows dout (dW, db in the gradients m->g). */
+static void llm__linear_bwd(const llm_model *m, int l, llm__wkind k, float *dinp, const float *dout, const float *inp, int N) {
+    const llm__wview W = llm__weight(m, &m->p, l, k), G = llm__weight(m, &m->g, l, k);
+    m->be->matmul_bwd(m->st, dinp, G.w, G.b, dout, inp, W.w, N, W.IC, W.OC);
+}
+
+/* ---- one transformer block, shared by training and KV-cache inference -----------------
+ *   res2 = res + attproj(attention(rope(qkv(norm1(res)))))
+ *   res3 = res2 + fcproj(act(fc(norm2(res2))))      act: GELU (GPT-2) or SwiGLU (Llama)
+ * llm__layer_io says where layer l's tensors live. Training keeps them per layer (for
+ * backward) and attends within (B, T) blocks; inference reuses one set of rows for every
+ * layer and attends against the KV cache (row i at sequence seq[i], position pos[i]).
+ * llm__block_fwd reads only io->res and the weights, so calling it again with the same io
+ * recomputes the same activations (backward may do that instead of keeping them). */
+typedef struct llm__layer_io {
+    const float *res;                   /* (N, C) the residual stream coming in */
+    float *ln1, *ln1_mean, *ln1_rstd;   /* (N, C), (N), (N); mean: LayerNorm only */
+    float *qkv;                         /* (N, QKV), after RoPE for Llama */
+    float *att, *att_lse;               /* (N, C); lse (B, NH, T): training only */
+    float *res2;                        /* (N, C) after the attention block */
+    float *ln2, *ln2_mean, *ln2_rstd;   /* (N, C), (N), (N) */
+    float *fch, *fcha;                  /* (N, F), (N, H): before / after the activation */
+    float *proj;                        /* (N, C) scratch: a branch's output */
+    float *res3;                        /* (N, C) the residual stream going out (may be res) */
+    int B, T;                           /* N = B·T rows */
+    const int *seq, *pos;               /* inference: (N) device arrays; training: NULL */
+    float *kcache, *vcache;             /* inference: this layer's caches (S, maxT, NKV·HS) */
+    int maxT;
+} llm__layer_io;
+
+static void llm__block_fwd(const llm_model *m, int l, const llm__layer_io *io) {
+    const llm_config *c = &m->cfg;
+    const llm_backend *be = m->be;
+    void *st = m->st;
+    const llm_params *p = &m->p;
+    const int N = io->B * io->T, NH = c->n_head, NKV = c->n_kv_head, HS = c->n_embd / NH;
+    const size_t uC = LLM__CAST(size_t, c->n_embd), nC = LLM__CAST(size_t, N) * uC;
+    llm__norm_fwd(m, io->ln1, io->ln1_mean, io->ln1_rstd, io->res, llm__at(p->ln1w, l, uC), llm__at(p->ln1b, l, uC), N);
+    llm__linear_fwd(m, l, LLM__W_QKV, io->qkv, io->ln1, N, NULL);
+    if (c->arch == LLM_ARCH_LLAMA) be->rope_fwd(st, io->qkv, io->pos, io->B, io->T, NH, NKV, HS, c->rope_theta);
+    if (io->kcache) be->attention_kv(st, io->att, io->qkv, io->kcache, io->vcache, io->seq, io->pos, N, NH, NKV, HS, io->maxT);
+    else be->attention_fwd(st, io->att, io->att_lse, io->qkv, io->B, io->T, NH, NKV, HS);
+    llm__linear_fwd(m, l, LLM__W_ATTPROJ, io->proj, io->att, N, NULL);
+    be->residual_fwd(st, io->res2, io->res, io->proj, nC);
+    llm__norm_fwd(m, io->ln2, io->ln2_mean, io->ln2_rstd, io->res2, llm__at(p->ln2w, l, uC), llm__at(p->ln2b, l, uC), N);
+    if (c->arch == LLM_ARCH_LLAMA) {   /* fch = [gate | up], fcha = silu(gate)·up */
+        llm__linear_fwd(m, l, LLM__W_FC, io->fch, io->ln2, N, NULL);
+        be->swiglu_fwd(st, io->fcha, io->fch, N, m->H);
+    } else {
+        llm__linear_fwd(m, l, LLM__W_FC, io->fch, io->ln2, N, io->fcha);   /* fcha = gelu(fch) */
+    }
+    llm__linear_fwd(m, l, LLM__W_FCPROJ, io->proj, io->fcha, N, NULL);
+    be->residual_fwd(st, io->res3, io->res2, io->proj, nC);
+}
+/* Its backward (training). dres (N, C) comes in as the gradient at res3 and leaves as
+ * the gradient at res: a residual add passes its gradient to both inputs unchanged, so
+ * each branch adds into dres in place instead of copying it. Scratch: the model's dC,
+ * dqkv, dH, dF. */
+static void llm__block_bwd(const llm_model *m, int l, const llm__layer_io *io, float *dres) {
+    const llm_config *c = &m->cfg;
+    const llm_backend *be = m->be;
+    void *st = m->st;
+    const llm_params *p = &m->p, *g = &m->g;
+    const llm__acts *a = &m->a;
+    const int N = io->B * io->T, NH = c->n_head, NKV = c->n_kv_head, HS = c->n_embd / NH, llama = c->arch == LLM_ARCH_LLAMA;
+    const size_t uC = LLM__CAST(size_t, c->n_embd), nC = LLM__CAST(size_t, N) * uC;
+    const size_t nH = LLM__CAST(size_t, N) * LLM__CAST(size_t, m->H), nF = LLM__CAST(size_t, N) * LLM__CAST(size_t, m->F);
+    /* MLP block */
+    be->zero(st, a->dH, nH * sizeof(float));
+    be->zero(st, a->dF, nF * sizeof(float));
+    be->zero(st, a->dC, nC * sizeof(float));
+    llm__linear_bwd(m, l, LLM__W_FCPROJ, a->dH, dres, io->fcha, N);
+    if (llama) be->swiglu_bwd(st, a->dF, io->fch, a->dH, N, m->H);
+    else be->gelu_bwd(st, a->dF, io->fch, a->dH, nH);
+    llm__linear_bwd(m, l, LLM__W_FC, a->dC, a->dF, io->ln2, N);
+    llm__norm_bwd(m, dres, llm__at(g->ln2w, l, uC), llm__at(g->ln2b, l, uC), a->dC, io->res2, llm__at(p->ln2w, l, uC),
+                  io->ln2_mean, io->ln2_rstd, N);
+    /* attention block */
+    be->zero(st, a->dC, nC * sizeof(float));
+    be->zero(st, a->dqkv, LLM__CAST(size_t, N) * LLM__CAST(size_t, m->QKV) * sizeof(float));
+    llm__linear_bwd(m, l, LLM__W_ATTPROJ, a->dC, dres, io->att, N);
+    be->attention_bwd(st, a->dqkv, a->dC, io->qkv, io->att, io->att_lse, io->B, io->T, NH, NKV, HS);
+    if (llama) be->rope_bwd(st, a->dqkv, NULL, io->B, io->T, NH, NKV, HS, c->rope_theta);
+    be->zero(st, a->dC, nC * sizeof(float));
+    llm__linear_bwd(m, l, LLM__W_QKV, a->dC, a->dqkv, io->ln1, N);
+    llm__norm_bwd(m, dres, llm__at(g->ln1w, l, uC), llm__at(g->ln1b, l, uC), a->dC, io->res, llm__at(p->ln1w, l, uC),
+                  io->ln1_mean, io->ln1_rstd, N);
+}
+/* Layer l's tensors among the training activations, for the last forward's (B, T). */
+static llm__layer_io llm__layer_acts(const llm_model *m, int l) {
+    const llm__acts *a = &m->a;
+    const size_t bt = LLM__CAST(size_t, m->B) * LLM__CAST(size_t, m->T), btc = bt * LLM__CAST(size_t, m->cfg.n_embd);
+    const size_t L = LLM__CAST(size_t, l);
+    llm__layer_io io;
+    memset(&io, 0, sizeof io);
+    io.res = l == 0 ? a->encoded : a->residual3 + (L - 1) * btc;
+    io.ln1 = a->ln1 + L * btc; io.ln1_mean = a->ln1_mean + L * bt; io.ln1_rstd = a->ln1_rstd + L * bt;
+    io.qkv = a->qkv + L * bt * LLM__CAST(size_t, m->QKV);
+    io.att = a->atty + L * btc; io.att_lse = a->att_lse + L * bt * LLM__CAST(size_t, m->cfg.n_head);
+    io.res2 = a->residual2 + L * btc;
+    io.ln2 = a->ln2 + L * btc; io.ln2_mean = a->ln2_mean + L * bt; io.ln2_rstd = a->ln2_rstd + L * bt;
+    io.fch = a->fch + L * bt * LLM__CAST(size_t, m->F); io.fcha = a->fch_act + L * bt * LLM__CAST(size_t, m->H);
+    io.proj = a->proj; io.res3 = a->residual3 + L * btc;
+    io.B = m->B; io.T = m->T;
+    return io;
 }
 
 LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *targets, int B, int T, float *loss) {
@@ -7267,9 +6908,8 @@ LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *
     llm_status s = llm_model_reserve(m, B, T);
     if (s != LLM_OK) return s;
     const llm_config *c = &m->cfg;
-    int L = c->n_layer, C = c->n_embd, NH = c->n_head, NKV = c->n_kv_head, HS = C / NH, V = c->vocab_size, BT = B * T;
-    int llama = c->arch == LLM_ARCH_LLAMA;
-    size_t QKV = LLM__CAST(size_t, m->QKV), F = LLM__CAST(size_t, m->F), H = LLM__CAST(size_t, m->H), uC = LLM__CAST(size_t, C);
+    int L = c->n_layer, C = c->n_embd, V = c->vocab_size, BT = B * T;
+    size_t uC = LLM__CAST(size_t, C), bt = LLM__CAST(size_t, BT);
     if ((s = llm__check_tokens(tokens, LLM__CAST(size_t, BT), V, "tokens")) != LLM_OK) return s;
     if (targets)
         for (int i = 0; i < BT; i++)
@@ -7283,28 +6923,12 @@ LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *
     m->B = B; m->T = T; m->have_targets = 0; m->logits_state = 0;
 
     be->encoder_fwd(st, a->encoded, m->tokens, p->wte, p->wpe, B, T, C);
-    size_t btc = LLM__CAST(size_t, BT) * uC, bt = LLM__CAST(size_t, BT);
     for (int l = 0; l < L; l++) {
-        const float *res = l == 0 ? a->encoded : a->residual3 + (l - 1) * btc;
-        float *ln1 = a->ln1 + l * btc, *qkv = a->qkv + l * bt * QKV, *atty = a->atty + l * btc;
-        float *res2 = a->residual2 + l * btc, *ln2 = a->ln2 + l * btc, *res3 = a->residual3 + l * btc;
-        float *fch = a->fch + l * bt * F, *fcha = a->fch_act + l * bt * H;
-        float *lse = a->att_lse + LLM__CAST(size_t, l) * B * NH * T;
-        /* attention block: res2 = res + attproj(attention(rope(qkv(norm1(res))))) */
-        llm__norm_fwd(m, ln1, a->ln1_mean + l * bt, a->ln1_rstd + l * bt, res, llm__at(p->ln1w, l, uC), llm__at(p->ln1b, l, uC), BT);
-        be->matmul_fwd(st, qkv, ln1, llm__at(p->qkvw, l, QKV * uC), llm__at(p->qkvb, l, QKV), BT, C, m->QKV);
-        if (llama) be->rope_fwd(st, qkv, NULL, B, T, NH, NKV, HS, c->rope_theta);
-        be->attention_fwd(st, atty, lse, qkv, B, T, NH, NKV, HS);
-        be->matmul_fwd(st, a->proj, atty, llm__at(p->attprojw, l, uC * uC), llm__at(p->attprojb, l, uC), BT, C, C);
-        be->residual_fwd(st, res2, res, a->proj, btc);
-        /* MLP block: res3 = res2 + fcproj(act(fc(norm2(res2)))) */
-        llm__norm_fwd(m, ln2, a->ln2_mean + l * bt, a->ln2_rstd + l * bt, res2, llm__at(p->ln2w, l, uC), llm__at(p->ln2b, l, uC), BT);
-        llm__mlp_up(m, fch, fcha, ln2, l, BT);
-        be->matmul_fwd(st, a->proj, fcha, llm__at(p->fcprojw, l, uC * H), llm__at(p->fcprojb, l, uC), BT, m->H, C);
-        be->residual_fwd(st, res3, res2, a->proj, btc);
+        llm__layer_io io = llm__layer_acts(m, l);
+        llm__block_fwd(m, l, &io);
     }
-    llm__norm_fwd(m, a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (L - 1) * btc, p->lnfw, p->lnfb, BT);
-    be->matmul_fwd(st, a->logits, a->lnf, p->wcls ? p->wcls : p->wte, NULL, BT, C, V);
+    llm__norm_fwd(m, a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + LLM__CAST(size_t, L - 1) * bt * uC, p->lnfw, p->lnfb, BT);
+    llm__linear_fwd(m, 0, LLM__W_CLS, a->logits, a->lnf, BT, NULL);
     m->logits_state = 1;
 
     if (targets) {
@@ -7349,60 +6973,31 @@ LLMDEF llm_status llm_model_zero_grad(llm_model *m) {
     return LLM_OK;
 }
 
-/* Backward, the forward in reverse. `dres` carries the gradient of the residual
- * stream: a residual add passes its gradient to both inputs unchanged, so instead of
- * copying it (residual_bwd) each block's branch simply adds into dres in place. */
+/* Backward, the forward in reverse. `dres` carries the gradient of the residual stream
+ * from the final norm down through every block (llm__block_bwd) to the embeddings. */
 LLMDEF llm_status llm_model_backward(llm_model *m, float loss_scale) {
     if (!m->have_targets || m->logits_state != 1)
         return llm__err(LLM_ERR_STATE, "backward: needs a forward with targets first (and one backward per forward)");
     llm_status s = llm__alloc_grads(m);
     if (s != LLM_OK) return s;
     const llm_config *c = &m->cfg;
-    int B = m->B, T = m->T, L = c->n_layer, C = c->n_embd, NH = c->n_head, NKV = c->n_kv_head, HS = C / NH;
-    int V = c->vocab_size, BT = B * T, llama = c->arch == LLM_ARCH_LLAMA;
-    size_t QKV = LLM__CAST(size_t, m->QKV), F = LLM__CAST(size_t, m->F), H = LLM__CAST(size_t, m->H), uC = LLM__CAST(size_t, C);
+    int B = m->B, T = m->T, L = c->n_layer, C = c->n_embd, V = c->vocab_size, BT = B * T;
     const llm_backend *be = m->be;
     void *st = m->st;
     llm__acts *a = &m->a;
     llm_params *p = &m->p, *g = &m->g;
-    size_t btc = LLM__CAST(size_t, BT) * uC, bt = LLM__CAST(size_t, BT);
+    size_t btc = LLM__CAST(size_t, BT) * LLM__CAST(size_t, C);
     float dloss = m->n_valid ? loss_scale / LLM__CAST(float, m->n_valid) : 0.0f;
 
     be->crossentropy_bwd(st, a->logits, a->lse, m->targets, dloss, BT, V);
     m->logits_state = 2;
     be->zero(st, a->dC, btc * sizeof(float));
     be->zero(st, a->dres, btc * sizeof(float));
-    be->matmul_bwd(st, a->dC, g->wcls ? g->wcls : g->wte, NULL, a->logits, a->lnf, p->wcls ? p->wcls : p->wte, BT, C, V);
+    llm__linear_bwd(m, 0, LLM__W_CLS, a->dC, a->logits, a->lnf, BT);
     llm__norm_bwd(m, a->dres, g->lnfw, g->lnfb, a->dC, a->residual3 + (L - 1) * btc, p->lnfw, a->lnf_mean, a->lnf_rstd, BT);
     for (int l = L - 1; l >= 0; l--) {
-        const float *res = l == 0 ? a->encoded : a->residual3 + (l - 1) * btc;
-        const float *ln1 = a->ln1 + l * btc, *qkv = a->qkv + l * bt * QKV, *atty = a->atty + l * btc;
-        const float *res2 = a->residual2 + l * btc, *ln2 = a->ln2 + l * btc;
-        const float *fch = a->fch + l * bt * F, *fcha = a->fch_act + l * bt * H;
-        const float *lse = a->att_lse + LLM__CAST(size_t, l) * B * NH * T;
-        /* MLP block */
-        be->zero(st, a->dH, bt * H * sizeof(float));
-        be->zero(st, a->dF, bt * F * sizeof(float));
-        be->zero(st, a->dC, btc * sizeof(float));
-        be->matmul_bwd(st, a->dH, llm__at(g->fcprojw, l, uC * H), llm__at(g->fcprojb, l, uC), a->dres, fcha,
-                       llm__at(p->fcprojw, l, uC * H), BT, m->H, C);
-        if (llama) be->swiglu_bwd(st, a->dF, fch, a->dH, BT, m->H);
-        else be->gelu_bwd(st, a->dF, fch, a->dH, bt * H);
-        be->matmul_bwd(st, a->dC, llm__at(g->fcw, l, F * uC), llm__at(g->fcb, l, F), a->dF, ln2, llm__at(p->fcw, l, F * uC), BT, C, m->F);
-        llm__norm_bwd(m, a->dres, llm__at(g->ln2w, l, uC), llm__at(g->ln2b, l, uC), a->dC, res2, llm__at(p->ln2w, l, uC),
-                      a->ln2_mean + l * bt, a->ln2_rstd + l * bt, BT);
-        /* attention block */
-        be->zero(st, a->dC, btc * sizeof(float));
-        be->zero(st, a->dqkv, bt * QKV * sizeof(float));
-        be->matmul_bwd(st, a->dC, llm__at(g->attprojw, l, uC * uC), llm__at(g->attprojb, l, uC), a->dres, atty,
-                       llm__at(p->attprojw, l, uC * uC), BT, C, C);
-        be->attention_bwd(st, a->dqkv, a->dC, qkv, atty, lse, B, T, NH, NKV, HS);
-        if (llama) be->rope_bwd(st, a->dqkv, NULL, B, T, NH, NKV, HS, c->rope_theta);
-        be->zero(st, a->dC, btc * sizeof(float));
-        be->matmul_bwd(st, a->dC, llm__at(g->qkvw, l, QKV * uC), llm__at(g->qkvb, l, QKV), a->dqkv, ln1,
-                       llm__at(p->qkvw, l, QKV * uC), BT, C, m->QKV);
-        llm__norm_bwd(m, a->dres, llm__at(g->ln1w, l, uC), llm__at(g->ln1b, l, uC), a->dC, res, llm__at(p->ln1w, l, uC),
-                      a->ln1_mean + l * bt, a->ln1_rstd + l * bt, BT);
+        llm__layer_io io = llm__layer_acts(m, l);
+        llm__block_bwd(m, l, &io, a->dres);
     }
     be->encoder_bwd(st, g->wte, g->wpe, a->dres, m->tokens, B, T, C);
     return be->sync(st);
@@ -9859,9 +9454,8 @@ static llm_status llm__kv_chunk(llm_kv *kv, int n) {
     void *st = m->st;
     const llm_config *c = &m->cfg;
     const llm_params *p = &m->p;
-    int C = c->n_embd, NH = c->n_head, NKV = c->n_kv_head, HS = C / NH;
-    size_t uC = LLM__CAST(size_t, C), QKV = LLM__CAST(size_t, m->QKV);
-    size_t H = LLM__CAST(size_t, m->H), nC = LLM__CAST(size_t, n) * uC;
+    int C = c->n_embd;
+    size_t nC = LLM__CAST(size_t, n) * LLM__CAST(size_t, C);
     size_t layer_cache = LLM__CAST(size_t, kv->S) * kv->maxT * kv->KVW;
     llm_status s;
     if ((s = be->upload(st, kv->d_tok, kv->h_tok, LLM__CAST(size_t, n) * sizeof(int))) != LLM_OK) return s;
@@ -9876,18 +9470,19 @@ static llm_status llm__kv_chunk(llm_kv *kv, int n) {
     } else {
         be->encoder_fwd(st, kv->res, kv->d_tok, p->wte, NULL, 1, n, C);
     }
+    /* every layer through the training forward's block, on this chunk's rows, with one set
+     * of scratch rows for all layers and the layer's KV cache */
+    llm__layer_io io;
+    memset(&io, 0, sizeof io);
+    io.res = kv->res; io.res3 = kv->res; io.res2 = kv->res2;
+    io.ln1 = io.ln2 = kv->ln; io.ln1_rstd = io.ln2_rstd = kv->rstd;
+    io.ln1_mean = io.ln2_mean = kv->mean;   /* written by LayerNorm, unused here */
+    io.qkv = kv->qkv; io.att = kv->att; io.fch = kv->fch; io.fcha = kv->fcha; io.proj = kv->proj;
+    io.B = 1; io.T = n; io.seq = kv->d_seq; io.pos = kv->d_pos; io.maxT = kv->maxT;
     for (int l = 0; l < c->n_layer; l++) {
-        float *kc = kv->kcache + LLM__CAST(size_t, l) * layer_cache, *vc = kv->vcache + LLM__CAST(size_t, l) * layer_cache;
-        llm__norm_fwd(m, kv->ln, kv->mean, kv->rstd, kv->res, llm__at(p->ln1w, l, uC), llm__at(p->ln1b, l, uC), n);
-        be->matmul_fwd(st, kv->qkv, kv->ln, llm__at(p->qkvw, l, QKV * uC), llm__at(p->qkvb, l, QKV), n, C, m->QKV);
-        if (c->arch == LLM_ARCH_LLAMA) be->rope_fwd(st, kv->qkv, kv->d_pos, 1, n, NH, NKV, HS, c->rope_theta);
-        be->attention_kv(st, kv->att, kv->qkv, kc, vc, kv->d_seq, kv->d_pos, n, NH, NKV, HS, kv->maxT);
-        be->matmul_fwd(st, kv->proj, kv->att, llm__at(p->attprojw, l, uC * uC), llm__at(p->attprojb, l, uC), n, C, C);
-        be->residual_fwd(st, kv->res2, kv->res, kv->proj, nC);
-        llm__norm_fwd(m, kv->ln, kv->mean, kv->rstd, kv->res2, llm__at(p->ln2w, l, uC), llm__at(p->ln2b, l, uC), n);
-        llm__mlp_up(m, kv->fch, kv->fcha, kv->ln, l, n);
-        be->matmul_fwd(st, kv->proj, kv->fcha, llm__at(p->fcprojw, l, uC * H), llm__at(p->fcprojb, l, uC), n, m->H, C);
-        be->residual_fwd(st, kv->res, kv->res2, kv->proj, nC);
+        io.kcache = kv->kcache + LLM__CAST(size_t, l) * layer_cache;
+        io.vcache = kv->vcache + LLM__CAST(size_t, l) * layer_cache;
+        llm__block_fwd(m, l, &io);
     }
     llm__norm_fwd(m, kv->ln, kv->mean, kv->rstd, kv->res, p->lnfw, p->lnfb, n);
     return LLM_OK;
@@ -9906,7 +9501,7 @@ static llm_status llm__kv_logits(llm_kv *kv, const int *rows, int k, float *dst)
             m->be->copy(m->st, kv->lrows + LLM__CAST(size_t, j) * C, kv->ln + LLM__CAST(size_t, rows[j]) * C, C * sizeof(float));
         x = kv->lrows;
     }
-    m->be->matmul_fwd(m->st, kv->logits, x, m->p.wcls ? m->p.wcls : m->p.wte, NULL, k, m->cfg.n_embd, m->cfg.vocab_size);
+    llm__linear_fwd(m, 0, LLM__W_CLS, kv->logits, x, k, NULL);
     return m->be->download(m->st, dst, kv->logits, LLM__CAST(size_t, k) * V * sizeof(float));
 }
 

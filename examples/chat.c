@@ -15,6 +15,10 @@
  * text it learned works best (e.g. "Q: ...", or the start of a story for stories260K). */
 #define LLM_IMPLEMENTATION
 #include "llm.h"
+#include "common.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static int on_token(void *ud, int item, int id, const char *text, size_t len, float logprob) {
@@ -26,7 +30,6 @@ static int on_token(void *ud, int item, int id, const char *text, size_t len, fl
     return 0;
 }
 
-static int file_exists(const char *p) { FILE *f = fopen(p, "rb"); if (f) fclose(f); return f != NULL; }
 
 int main(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *device = "cpu", *precision = "fp32";
@@ -38,12 +41,12 @@ int main(int argc, char **argv) {
         const char *a = argv[i], *v = argv[i + 1];
         if (!strcmp(a, "-m")) model_path = v;
         else if (!strcmp(a, "-z")) tok_path = v;
-        else if (!strcmp(a, "-n")) n_new = atoi(v);
-        else if (!strcmp(a, "--temp")) temp = (float)atof(v);
-        else if (!strcmp(a, "--top-k")) top_k = atoi(v);
-        else if (!strcmp(a, "--top-p")) top_p = (float)atof(v);
-        else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "-n")) { if (!ex_int(a, v, &n_new)) return 2; }
+        else if (!strcmp(a, "--temp")) { if (!ex_float(a, v, &temp)) return 2; }
+        else if (!strcmp(a, "--top-k")) { if (!ex_int(a, v, &top_k)) return 2; }
+        else if (!strcmp(a, "--top-p")) { if (!ex_float(a, v, &top_p)) return 2; }
+        else if (!strcmp(a, "--seed")) { if (!ex_u64(a, v, &seed)) return 2; }
+        else if (!strcmp(a, "--threads")) { if (!ex_int(a, v, &threads)) return 2; }
         else if (!strcmp(a, "--stop") && n_stops < 8) stops[n_stops++] = v;
         else if (!strcmp(a, "--device")) device = v;
         else if (!strcmp(a, "--precision")) precision = v;
@@ -98,22 +101,13 @@ int main(int argc, char **argv) {
             const char *slash = strrchr(model_path, '/');
             int dl = slash ? (int)(slash - model_path + 1) : 0;
             snprintf(def, sizeof def, "%.*stok%d.bin", dl, model_path, V);
-            if (!file_exists(def)) snprintf(def, sizeof def, "%.*stokenizer.bin", dl, model_path);
+            if (!ex_file_exists(def)) snprintf(def, sizeof def, "%.*stokenizer.bin", dl, model_path);
             tok_path = def;
         }
         if (llm_llama_tokenizer_load(&ltok, tok_path, V) != LLM_OK) { fprintf(stderr, "chat: %s\n", llm_last_error()); goto done; }
         gc.piece = llm_piece_llama; gc.piece_ud = ltok; gc.stop_token = LLM_LLAMA_BOS;
     } else {
-        llm_status s = LLM_ERR_IO;
-        if (tok_path) s = llm_tokenizer_load(&gtok, tok_path);
-        else {
-            char p[4096];
-            const char *env = getenv("LLM_DATA");
-            if (env && *env) { snprintf(p, sizeof p, "%s/gpt2", env); s = llm_tokenizer_load(&gtok, p); }
-            if (s != LLM_OK) s = llm_tokenizer_load(&gtok, "data/gpt2");
-            if (s != LLM_OK) s = llm_tokenizer_load(&gtok, "../shared/data/gpt2");
-        }
-        if (s != LLM_OK) { fprintf(stderr, "chat: %s\n", llm_last_error()); goto done; }
+        if (ex_load_gpt2_tokenizer(&gtok, tok_path) != LLM_OK) { fprintf(stderr, "chat: %s\n", llm_last_error()); goto done; }
         if (llm_tokenizer_vocab_size(gtok) != V) {
             fprintf(stderr, "chat: the tokenizer has %d tokens but the model's vocabulary is %d\n", llm_tokenizer_vocab_size(gtok), V);
             goto done;

@@ -31,7 +31,11 @@
  * characters. Prefill and decode speeds are printed to stderr at the end. */
 #define LLM_IMPLEMENTATION
 #include "llm.h"
+#include "common.h"
 #include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 typedef struct {
@@ -65,11 +69,6 @@ static int on_token(void *ud, int item, int id, const char *text, size_t len, fl
     return 0;
 }
 
-static int file_exists(const char *p) {
-    FILE *f = fopen(p, "rb");
-    if (f) fclose(f);
-    return f != NULL;
-}
 
 /* Llama tokenizer beside the model: tok<V>.bin, then tokenizer.bin. */
 static void llama_default_tok(const char *model, int V, char *out, size_t cap) {
@@ -78,20 +77,10 @@ static void llama_default_tok(const char *model, int V, char *out, size_t cap) {
     char *slash = strrchr(dir, '/');
     if (slash) slash[1] = 0; else dir[0] = 0;
     snprintf(out, cap, "%stok%d.bin", dir, V);
-    if (file_exists(out)) return;
+    if (ex_file_exists(out)) return;
     snprintf(out, cap, "%stokenizer.bin", dir);
 }
 
-static llm_status gpt2_default_tok(llm_tokenizer **tok) {
-    char path[4096];
-    const char *env = getenv("LLM_DATA");
-    if (env && *env) {
-        snprintf(path, sizeof path, "%s/gpt2", env);
-        if (llm_tokenizer_load(tok, path) == LLM_OK) return LLM_OK;
-    }
-    if (llm_tokenizer_load(tok, "data/gpt2") == LLM_OK) return LLM_OK;
-    return llm_tokenizer_load(tok, "../shared/data/gpt2");
-}
 
 static void usage(const char *argv0) {
     fprintf(stderr, "usage: %s -m MODEL [-z TOKENIZER] [-p PROMPT] [-n N] [--temp T] [--top-k K] "
@@ -111,12 +100,12 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "-m")) model_path = v;
         else if (!strcmp(a, "-z")) tok_path = v;
         else if (!strcmp(a, "-p") || !strcmp(a, "-i")) prompt = v;
-        else if (!strcmp(a, "-n")) steps = atoi(v);
-        else if (!strcmp(a, "--temp") || !strcmp(a, "-t")) temp = (float)atof(v);
-        else if (!strcmp(a, "--top-k")) top_k = atoi(v);
-        else if (!strcmp(a, "--top-p")) top_p = (float)atof(v);
-        else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "-n")) { if (!ex_int(a, v, &steps)) return 2; }
+        else if (!strcmp(a, "--temp") || !strcmp(a, "-t")) { if (!ex_float(a, v, &temp)) return 2; }
+        else if (!strcmp(a, "--top-k")) { if (!ex_int(a, v, &top_k)) return 2; }
+        else if (!strcmp(a, "--top-p")) { if (!ex_float(a, v, &top_p)) return 2; }
+        else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) { if (!ex_u64(a, v, &seed)) return 2; }
+        else if (!strcmp(a, "--threads")) { if (!ex_int(a, v, &threads)) return 2; }
         else if (!strcmp(a, "--device")) device = v;
         else if (!strcmp(a, "--precision")) precision = v;
         else { usage(argv[0]); return 2; }
@@ -186,7 +175,7 @@ int main(int argc, char **argv) {
         gc.piece = llm_piece_llama; gc.piece_ud = ltok;
         gc.stop_token = LLM_LLAMA_BOS;    /* run.c: BOS delimits sequences */
     } else {
-        if ((tok_path ? llm_tokenizer_load(&gtok, tok_path) : gpt2_default_tok(&gtok)) != LLM_OK) {
+        if ((tok_path ? llm_tokenizer_load(&gtok, tok_path) : ex_load_gpt2_tokenizer(&gtok, NULL)) != LLM_OK) {
             fprintf(stderr, "generate: %s\n", llm_last_error()); goto done;
         }
         if (llm_tokenizer_vocab_size(gtok) != V) {

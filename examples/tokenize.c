@@ -13,6 +13,10 @@
  * become id 50256 (otherwise it is ordinary text). */
 #define LLM_IMPLEMENTATION
 #include "llm.h"
+#include "common.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static int read_all(FILE *f, char **out, size_t *len) {
     size_t cap = 1 << 16, n = 0;
@@ -32,18 +36,6 @@ static int read_all(FILE *f, char **out, size_t *len) {
     return 1;
 }
 
-/* The first candidate directory that loads (errors from the last one are reported). */
-static llm_status load_default(llm_tokenizer **tok) {
-    char path[4096];
-    const char *env = getenv("LLM_DATA");
-    llm_status s = LLM_ERR_IO;
-    if (env && *env) {
-        snprintf(path, sizeof path, "%s/gpt2", env);
-        if ((s = llm_tokenizer_load(tok, path)) == LLM_OK) return s;
-    }
-    if ((s = llm_tokenizer_load(tok, "data/gpt2")) == LLM_OK) return s;
-    return llm_tokenizer_load(tok, "../shared/data/gpt2");
-}
 
 int main(int argc, char **argv) {
     const char *vocab = NULL, *bin = NULL;
@@ -59,7 +51,7 @@ int main(int argc, char **argv) {
         }
     }
     llm_tokenizer *tok = NULL;
-    llm_status s = vocab ? llm_tokenizer_load(&tok, vocab) : load_default(&tok);
+    llm_status s = vocab ? llm_tokenizer_load(&tok, vocab) : ex_load_gpt2_tokenizer(&tok, NULL);
     if (s != LLM_OK) { fprintf(stderr, "tokenize: %s\n", llm_last_error()); return 1; }
 
     char *text; size_t len;

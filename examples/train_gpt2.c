@@ -27,6 +27,11 @@
 #define _POSIX_C_SOURCE 200809L   /* clock_gettime, getenv */
 #define LLM_IMPLEMENTATION
 #include "llm.h"
+#include "common.h"
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static void usage(const char *argv0) {
@@ -102,17 +107,7 @@ static int env_int(const char *name, int def) {
 }
 
 /* The GPT-2 tokenizer from --vocab or the default places (as build/tokenize). */
-static llm_status load_tokenizer(llm_tokenizer **tok, const char *vocab) {
-    char path[4096];
-    const char *env = getenv("LLM_DATA");
-    if (vocab) return llm_tokenizer_load(tok, vocab);
-    if (env && *env) {
-        snprintf(path, sizeof path, "%s/gpt2", env);
-        if (llm_tokenizer_load(tok, path) == LLM_OK) return LLM_OK;
-    }
-    if (llm_tokenizer_load(tok, "data/gpt2") == LLM_OK) return LLM_OK;
-    return llm_tokenizer_load(tok, "../shared/data/gpt2");
-}
+static llm_status load_tokenizer(llm_tokenizer **tok, const char *vocab) { return ex_load_gpt2_tokenizer(tok, vocab); }
 
 /* Generate n tokens after <|endoftext|> with a full forward over the last maxT tokens
  * each step (simple, not fast: build/generate uses a KV cache) and print them. */

@@ -1,5 +1,5 @@
 /* tests/test_simd_kernels.c: every llm__<op>_fast dispatcher against its reference
- * kernel, at every SIMD level this CPU has (scalar, AVX2, AVX-512), on odd shapes
+ * kernel, at every SIMD level this CPU has (scalar, AVX2, AVX-512, NEON), on odd shapes
  * (lengths not multiples of 8 or 16; HS 16, 40, 64, 128; fewer key/value heads than
  * query heads), plus special values: very negative logits, ignored targets (-100),
  * large |x| for GELU, and the vector exp against exp() in double over its whole range.
@@ -31,9 +31,9 @@ static float *dupf(const float *a, size_t n) { return test_dup_floats(a, n); }
 
 static const char *lvl_name;
 
-#ifdef LLM__X86
 /* The vector exp over arrays, from functions compiled for the level (the test itself
- * is built for plain x86-64). n a multiple of 16. */
+ * is built for plain x86-64 or ARMv8). n a multiple of 16. */
+#ifdef LLM__X86
 LLM__T_AVX512 static void exp_array_avx512(float *y, const float *x, int n) {
     for (int i = 0; i < n; i += 16) _mm512_storeu_ps(y + i, llm__exp_avx512(_mm512_loadu_ps(x + i)));
 }
@@ -41,16 +41,32 @@ LLM__T_AVX2 static void exp_array_avx2(float *y, const float *x, int n) {
     for (int i = 0; i < n; i += 8) _mm256_storeu_ps(y + i, llm__exp_avx2(_mm256_loadu_ps(x + i)));
 }
 #endif
+#ifdef LLM__NEON
+static void exp_array_neon(float *y, const float *x, int n) {
+    for (int i = 0; i < n; i += 4) vst1q_f32(y + i, llm__exp_neon(vld1q_f32(x + i)));
+}
+#endif
+static int exp_array(llm_simd lvl, float *y, const float *x, int n) {
+#ifdef LLM__X86
+    if (lvl == LLM_SIMD_AVX512) { exp_array_avx512(y, x, n); return 1; }
+    if (lvl == LLM_SIMD_AVX2) { exp_array_avx2(y, x, n); return 1; }
+#endif
+#ifdef LLM__NEON
+    if (lvl == LLM_SIMD_NEON) { exp_array_neon(y, x, n); return 1; }
+#endif
+    (void)lvl; (void)y; (void)x; (void)n;
+    return 0;
+}
 
 static void test_exp(llm_simd lvl) {
-#ifdef LLM__X86
+    {
     /* Sweep [-104, 89] plus the special values; compare with exp() in double. */
     enum { M = 16 * 4096 };
     static float x[M], y[M];
     for (int i = 0; i < M; i++) x[i] = -104.0f + 193.0f * (float)i / (float)M;
     x[0] = -INFINITY; x[1] = INFINITY; x[2] = -1e30f; x[3] = 1e30f; x[4] = 0.0f; x[5] = -0.0f;
     x[6] = 88.72f; x[7] = 88.73f; x[8] = -87.0f; x[9] = -103.0f; x[10] = NAN; x[11] = 1e-10f;
-    if (lvl == LLM_SIMD_AVX512) exp_array_avx512(y, x, M); else exp_array_avx2(y, x, M);
+    if (!exp_array(lvl, y, x, M)) return;
     double worst = 0; int bad = 0;
     for (int i = 0; i < M; i++) {
         if (i == 10) { CHECK(y[i] != y[i], "%s exp(NaN) is NaN", lvl_name); continue; }
@@ -67,9 +83,7 @@ static void test_exp(llm_simd lvl) {
     CHECK(y[0] == 0.0f && y[2] == 0.0f && y[1] == INFINITY && y[3] == INFINITY && y[4] == 1.0f && y[5] == 1.0f,
           "%s exp special: %g %g %g %g %g", lvl_name, y[0], y[2], y[1], y[3], y[4]);
     printf("  %s exp: max %.2f ulp over [-104, 89]\n", lvl_name, worst);
-#else
-    (void)lvl;
-#endif
+    }
 }
 
 /* Error of a float result against a double truth: max |a-t| / max(|t|, floor). */
@@ -427,7 +441,7 @@ static void test_rope(int B, int T, int NH, int NKV, int HS, int with_pos) {
 }
 
 int main(void) {
-    llm_simd levels[3] = {LLM_SIMD_SCALAR, LLM_SIMD_AVX2, LLM_SIMD_AVX512};
+    llm_simd levels[4] = {LLM_SIMD_SCALAR, LLM_SIMD_AVX2, LLM_SIMD_AVX512, LLM_SIMD_NEON};
     for (int k = 0; k < 3; k++) {   /* CPU backends with 1, 2 and 3 threads */
         llm_options opt;
         memset(&opt, 0, sizeof opt);
@@ -435,7 +449,7 @@ int main(void) {
         CHECK(llm_cpu_backend()->create(&kv_st[k], &opt) == LLM_OK, "cpu backend with %d threads", k + 1);
         kv_pools[k] = ((llm__cpu *)kv_st[k])->pool;
     }
-    for (int li = 0; li < 3; li++) {
+    for (int li = 0; li < 4; li++) {
         if (!llm_simd_supported(levels[li])) {
             TEST_SKIP("SIMD level %s: not on this CPU", llm_simd_name(levels[li]));
             continue;
