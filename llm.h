@@ -360,7 +360,8 @@ LLMDEF void llm_model_free(llm_model *m);
 LLMDEF llm_config llm_model_config(const llm_model *m);   /* defaults filled in */
 LLMDEF size_t llm_model_num_params(const llm_model *m);
 /* Host copies of the parameters / gradients (llm_model_num_params floats, in the order
- * of llm_params), and the reverse for parameters. */
+ * of llm_params), and the reverse for parameters. (A quantized model's parameters are
+ * its dequantized weights; it has no gradients, and set_params is refused.) */
 LLMDEF llm_status llm_model_get_params(const llm_model *m, float *dst);
 LLMDEF llm_status llm_model_set_params(llm_model *m, const float *src);
 LLMDEF llm_status llm_model_get_grads(const llm_model *m, float *dst);
@@ -368,6 +369,32 @@ LLMDEF llm_status llm_model_get_grads(const llm_model *m, float *dst);
 LLMDEF void llm_tensor_layout(const llm_config *cfg, size_t offset[LLM_NTENSORS],
                               size_t size[LLM_NTENSORS]);
 LLMDEF const char *llm_tensor_name(int i);  /* "wte", "wpe", "ln1w", ... */
+
+/* ---- weights in fewer bytes, for inference ------------------------------------------------
+ * LLM_DTYPE_Q8_0 is llama.cpp's Q8_0: each run of 32 weights of a row as 32 int8 values
+ * and one fp16 scale (8.5 bits a weight; every weight within half a step of its value),
+ * multiplied by activations quantized to 8 bits on the fly, with exact integer sums.
+ * LLM_DTYPE_BF16 keeps each weight's top 16 bits (round to nearest), multiplied in fp32
+ * (by vdpbf16ps with the activations rounded to bf16 too, where the CPU has AVX512-BF16).
+ * Decoding reads every weight once per token, so it runs about 2x (bf16) and 3.5x (Q8_0)
+ * faster than fp32 where memory bandwidth is the limit. */
+typedef enum llm_dtype { LLM_DTYPE_F32 = 0, LLM_DTYPE_BF16 = 1, LLM_DTYPE_Q8_0 = 2 } llm_dtype;
+LLMDEF const char *llm_dtype_name(llm_dtype t);   /* "f32", "bf16", "q8_0"; "?" otherwise */
+/* Store every weight matrix (each layer's qkv, attention output, MLP up/gate and down
+ * projections) and the token embedding / classifier in dtype, in place, for inference:
+ * the fp32 copies, gradients and optimizer state are freed; norms, biases and GPT-2's
+ * position embedding stay fp32. Then forward, the KV cache and generation run on the
+ * quantized weights; backward, zero_grad, step and set_params give LLM_ERR_UNSUPPORTED
+ * (quantized models are for inference; train in fp32). get_params returns the
+ * dequantized values; llm_model_save writes a quantized checkpoint that llm_model_load
+ * reads back. Quantizing to the dtype the model has is a no-op; from one quantized dtype
+ * to another is LLM_ERR_STATE. Errors: LLM_ERR_UNSUPPORTED on a backend other than the
+ * CPU's, LLM_ERR_ARG for a weight that is not finite (or, for Q8_0, beyond 127 x 65504),
+ * LLM_ERR_NOMEM (the model is then unchanged). Not thread-safe with other calls on m. */
+LLMDEF llm_status llm_model_quantize(llm_model *m, llm_dtype dtype);
+LLMDEF llm_dtype llm_model_dtype(const llm_model *m);      /* LLM_DTYPE_F32 unless quantized */
+/* Bytes the parameters occupy in memory (fp32 tensors plus quantized matrices). */
+LLMDEF size_t llm_model_weight_bytes(const llm_model *m);
 
 /* Reserve activations for up to B x T tokens (forward calls it when needed; calling
  * it up front keeps every later call free of allocation). */
@@ -5373,19 +5400,23 @@ static LLM__UNUSED void llm__q8t_get_row(llm__q8_0 *row, const unsigned char *W,
         for (int g = 0; g < LLM__QK / 4; g++) memcpy(row[b].qs + 4 * g, B + 2 * LLM__QT + 64 * g + 4 * i, 4);
     }
 }
-/* Quantize w (N, K) into tiles W (llm__q8t_bytes(N, K) bytes, padding zeroed). */
-static LLM__UNUSED void llm__q8t_quantize(unsigned char *W, const float *w, int N, int K) {
-    memset(W, 0, llm__q8t_bytes(N, K));
+/* Rows r0 .. r0+n-1 of tiles W (rows of K) from n rows of K floats, quantized. The tiles'
+ * padding must already be zero (the allocation is zeroed). */
+static void llm__q8t_rows(unsigned char *W, int K, int r0, int n, const float *rows) {
     llm__q8_0 blk;
-    for (int r = 0; r < N; r++)
+    for (int r = r0; r < r0 + n; r++)
         for (int b = 0; b < llm__q8_nb(K); b++) {
-            int n = K - b * LLM__QK < LLM__QK ? K - b * LLM__QK : LLM__QK;
-            llm__q8_0_block(&blk, w + LLM__CAST(size_t, r) * K + b * LLM__QK, n);
+            int m = K - b * LLM__QK < LLM__QK ? K - b * LLM__QK : LLM__QK, i = r % LLM__QT;
+            llm__q8_0_block(&blk, rows + LLM__CAST(size_t, r - r0) * K + b * LLM__QK, m);
             unsigned char *B = llm__q8t_block(W, K, r, b);
-            int i = r % LLM__QT;
             memcpy(B + 2 * i, &blk.d, 2);
             for (int g = 0; g < LLM__QK / 4; g++) memcpy(B + 2 * LLM__QT + 64 * g + 4 * i, blk.qs + 4 * g, 4);
         }
+}
+/* Quantize w (N, K) into tiles W (llm__q8t_bytes(N, K) bytes, padding zeroed). */
+static LLM__UNUSED void llm__q8t_quantize(unsigned char *W, const float *w, int N, int K) {
+    memset(W, 0, llm__q8t_bytes(N, K));
+    llm__q8t_rows(W, K, 0, N, w);
 }
 /* Row r of tiles W as K floats (the embedding lookup of a quantized table). */
 static LLM__UNUSED void llm__q8t_row(float *x, const unsigned char *W, int K, int r) {
@@ -5701,13 +5732,16 @@ static LLM__UNUSED void llm__bf16t_put_row(uint32_t *W, int K, int r, const uint
     for (int p = 0; p < llm__bf16_kp(K); p++)
         *llm__bf16t_word(W, K, r, p) = row[2 * p] | (2 * p + 1 < K ? LLM__CAST(uint32_t, row[2 * p + 1]) << 16 : 0u);
 }
-static LLM__UNUSED void llm__bf16t_quantize(uint32_t *W, const float *w, int N, int K) {
-    memset(W, 0, llm__bf16t_bytes(N, K));
-    for (int r = 0; r < N; r++)
+static void llm__bf16t_rows(uint32_t *W, int K, int r0, int n, const float *rows) {
+    for (int r = r0; r < r0 + n; r++)
         for (int p = 0; p < llm__bf16_kp(K); p++) {
-            const float *x = w + LLM__CAST(size_t, r) * K + 2 * p;
+            const float *x = rows + LLM__CAST(size_t, r - r0) * K + 2 * p;
             *llm__bf16t_word(W, K, r, p) = llm__bf16_round(x[0]) | (2 * p + 1 < K ? LLM__CAST(uint32_t, llm__bf16_round(x[1])) << 16 : 0u);
         }
+}
+static LLM__UNUSED void llm__bf16t_quantize(uint32_t *W, const float *w, int N, int K) {
+    memset(W, 0, llm__bf16t_bytes(N, K));
+    llm__bf16t_rows(W, K, 0, N, w);
 }
 static LLM__UNUSED void llm__bf16t_row(float *x, const uint32_t *W, int K, int r) {
     for (int k = 0; k < K; k++) {
@@ -6532,6 +6566,11 @@ struct llm_model {
     float *host_losses;                /* (B, T) host */
     int B, T;                          /* of the last forward */
     int have_targets, n_valid, logits_state;   /* logits_state: 0 none, 1 logits, 2 dlogits */
+    /* quantized matrices (llm_model_quantize; see the MODEL subsection on them):
+     * qdtype F32 means none; else params_mem holds only the other tensors */
+    llm_dtype qdtype;
+    unsigned char *qmem;               /* host: every matrix's tiles */
+    size_t qoff[6], qper[6];           /* by kind (llm__wkind, then the embedding): start, bytes a layer */
 };
 
 static const char *const llm__tensor_names[LLM_NTENSORS] = {
@@ -6609,7 +6648,11 @@ static void llm__param_views(llm_params *v, float *mem, const size_t off[LLM_NTE
 }
 
 /* A model with zeroed parameters and no activations: the common part of create/load. */
-static llm_status llm__model_new(llm_model **out, const llm_config *cfg, const llm_options *opt) {
+static llm_status llm__qalloc(llm_model *m, llm_dtype dtype, float **small, unsigned char **q);
+static void llm__qadopt(llm_model *m, llm_dtype dtype, float *small, unsigned char *q);
+/* A model with zeroed parameters: fp32, or (dtype Q8_0 / BF16) with its matrices as
+ * zeroed tiles for a loader to fill. */
+static llm_status llm__model_make(llm_model **out, const llm_config *cfg, const llm_options *opt, llm_dtype dtype) {
     *out = NULL;
     llm_config c = *cfg;
     llm_status s = llm__config_resolve(&c);
@@ -6625,12 +6668,23 @@ static llm_status llm__model_new(llm_model **out, const llm_config *cfg, const l
     if ((s = m->be->create(&m->st, opt)) != LLM_OK) { LLM_FREE(m); return s; }
     llm_tensor_layout(&c, m->off, m->size);
     m->n_params = m->off[LLM_NTENSORS - 1] + m->size[LLM_NTENSORS - 1];
+    if (dtype != LLM_DTYPE_F32) {
+        float *small;
+        unsigned char *q;
+        if ((s = llm__qalloc(m, dtype, &small, &q)) != LLM_OK) { llm_model_free(m); return s; }
+        llm__qadopt(m, dtype, small, q);
+        *out = m;
+        return LLM_OK;
+    }
     m->params_mem = LLM__CAST(float *, m->be->alloc(m->st, m->n_params * sizeof(float)));
     if (!m->params_mem) { llm_model_free(m); return LLM_ERR_NOMEM; }
     m->be->zero(m->st, m->params_mem, m->n_params * sizeof(float));
     llm__param_views(&m->p, m->params_mem, m->off, m->size);
     *out = m;
     return LLM_OK;
+}
+static llm_status llm__model_new(llm_model **out, const llm_config *cfg, const llm_options *opt) {
+    return llm__model_make(out, cfg, opt, LLM_DTYPE_F32);
 }
 
 /* Which tensors are matmul weights or embeddings (initialised N(0, 0.02), decayed by
@@ -6672,6 +6726,7 @@ LLMDEF void llm_model_free(llm_model *m) {
         for (int i = 0; i < 7; i++) if (bufs[i]) m->be->release(m->st, bufs[i]);
         m->be->destroy(m->st);
     }
+    llm__free_aligned(m->qmem);
     LLM_FREE(m->host_losses);
     LLM_FREE(m);
 }
@@ -6680,10 +6735,15 @@ LLMDEF llm_config llm_model_config(const llm_model *m) { return m->cfg; }
 LLMDEF size_t llm_model_num_params(const llm_model *m) { return m->n_params; }
 LLMDEF int llm_model_step_count(const llm_model *m) { return m->t; }
 
+static void llm__qget_params(const llm_model *m, float *dst);
 LLMDEF llm_status llm_model_get_params(const llm_model *m, float *dst) {
+    if (m->qdtype != LLM_DTYPE_F32) { llm__qget_params(m, dst); return LLM_OK; }
     return m->be->download(m->st, dst, m->params_mem, m->n_params * sizeof(float));
 }
 LLMDEF llm_status llm_model_set_params(llm_model *m, const float *src) {
+    if (m->qdtype != LLM_DTYPE_F32)
+        return llm__err(LLM_ERR_UNSUPPORTED, "set_params: the model's weights are %s (set them on an fp32 model, then quantize)",
+                        llm_dtype_name(m->qdtype));
     return m->be->upload(m->st, m->params_mem, src, m->n_params * sizeof(float));
 }
 LLMDEF llm_status llm_model_get_grads(const llm_model *m, float *dst) {
@@ -6789,9 +6849,15 @@ static llm__wview llm__weight(const llm_model *m, const llm_params *p, int l, ll
 }
 /* out = inp @ W^T + b on N rows; act (may be NULL): also act = gelu(out), in one call
  * where the backend fuses the two (the GPT-2 MLP up-projection). */
+static unsigned char *llm__qmat(const llm_model *m, int k, int l);
 static void llm__linear_fwd(const llm_model *m, int l, llm__wkind k, float *out, const float *inp, int N, float *act) {
     const llm_backend *be = m->be;
     const llm__wview W = llm__weight(m, &m->p, l, k);
+    if (m->qdtype != LLM_DTYPE_F32) {   /* quantized matrices (below): the QUANT kernels */
+        llm__qmm(LLM__POOL(m->st), m->qdtype == LLM_DTYPE_Q8_0, out, inp, llm__qmat(m, k, l), W.b, N, W.IC, W.OC);
+        if (act) be->gelu_fwd(m->st, act, out, LLM__CAST(size_t, N) * LLM__CAST(size_t, W.OC));
+        return;
+    }
     if (act && be->matmul_gelu_fwd) { be->matmul_gelu_fwd(m->st, out, act, inp, W.w, W.b, N, W.IC, W.OC); return; }
     be->matmul_fwd(m->st, out, inp, W.w, W.b, N, W.IC, W.OC);
     if (act) be->gelu_fwd(m->st, act, out, LLM__CAST(size_t, N) * LLM__CAST(size_t, W.OC));
@@ -6800,6 +6866,222 @@ static void llm__linear_fwd(const llm_model *m, int l, llm__wkind k, float *out,
 static void llm__linear_bwd(const llm_model *m, int l, llm__wkind k, float *dinp, const float *dout, const float *inp, int N) {
     const llm__wview W = llm__weight(m, &m->p, l, k), G = llm__weight(m, &m->g, l, k);
     m->be->matmul_bwd(m->st, dinp, G.w, G.b, dout, inp, W.w, N, W.IC, W.OC);
+}
+
+/* ---- quantized matrices (inference) ---------------------------------------------------
+ * After llm_model_quantize (or loading a quantized checkpoint, or a GGUF file with Q8_0 or
+ * BF16 matrices) every matrix lives as tiles (see QUANT) in one host block, qmem: for each
+ * kind k (llm__wkind, then LLM__Q_EMB for the token embedding) layer l's matrix is at
+ * qoff[k] + l qper[k]; a tied classifier is the embedding's matrix. params_mem keeps the
+ * other tensors (norms, biases, GPT-2's position embedding) back to back in llm_params
+ * order, and the views of the matrices are NULL. llm__linear_fwd multiplies with the
+ * QUANT kernels and llm__encoder_fwd dequantizes the embedding rows it gathers. Only the
+ * CPU backend runs this: its device memory is host memory, and the kernels are its own. */
+#define LLM__Q_EMB 5
+static int llm__is_qmat(int ti) { return ti == 0 || ti == 4 || ti == 6 || ti == 10 || ti == 12 || ti == 16; }
+/* The kind of matrix tensor ti (llm_params order). */
+static int llm__qkind(int ti) {
+    return ti == 4 ? LLM__W_QKV : ti == 6 ? LLM__W_ATTPROJ : ti == 10 ? LLM__W_FC : ti == 12 ? LLM__W_FCPROJ
+         : ti == 16 ? LLM__W_CLS : LLM__Q_EMB;
+}
+/* Kind k's matrices: N rows of K, nl of them (one a layer, or one in all). */
+static void llm__qshape(const llm_model *m, int k, int *N, int *K, int *nl) {
+    const int C = m->cfg.n_embd;
+    *K = k == LLM__W_FCPROJ ? m->H : C;
+    *N = k == LLM__W_QKV ? m->QKV : k == LLM__W_FC ? m->F : k >= LLM__W_CLS ? m->cfg.vocab_size : C;
+    *nl = k < LLM__W_CLS ? m->cfg.n_layer : 1;
+}
+static size_t llm__qtile_bytes(llm_dtype t, int N, int K) {
+    return t == LLM_DTYPE_Q8_0 ? llm__q8t_bytes(N, K) : llm__bf16t_bytes(N, K);
+}
+static unsigned char *llm__qmat(const llm_model *m, int k, int l) {
+    return m->qmem + m->qoff[k] + LLM__CAST(size_t, l) * m->qper[k];
+}
+/* Tensor i of p (llm_params order). */
+static float *llm__view(const llm_params *p, int i) {
+    float *const v[LLM_NTENSORS] = {p->wte, p->wpe, p->ln1w, p->ln1b, p->qkvw, p->qkvb, p->attprojw, p->attprojb,
+                                    p->ln2w, p->ln2b, p->fcw, p->fcb, p->fcprojw, p->fcprojb, p->lnfw, p->lnfb, p->wcls};
+    return v[i];
+}
+LLMDEF const char *llm_dtype_name(llm_dtype t) {
+    return t == LLM_DTYPE_F32 ? "f32" : t == LLM_DTYPE_BF16 ? "bf16" : t == LLM_DTYPE_Q8_0 ? "q8_0" : "?";
+}
+LLMDEF llm_dtype llm_model_dtype(const llm_model *m) { return m ? m->qdtype : LLM_DTYPE_F32; }
+
+/* The storage of a model quantized to dtype: zeroed small params (fp32, on the backend)
+ * and zeroed tiles; fills m->qoff / qper. Nothing of m's weights changes. */
+static llm_status llm__qalloc(llm_model *m, llm_dtype dtype, float **small, unsigned char **q) {
+    *small = NULL; *q = NULL;
+    if (m->be != llm_cpu_backend())
+        return llm__err(LLM_ERR_UNSUPPORTED, "%s weights: only the CPU backend runs quantized models (this one is '%s'); "
+                        "load an fp32 model for it", llm_dtype_name(dtype), m->be->name);
+    size_t ns = 0, total = 0;
+    for (int i = 0; i < LLM_NTENSORS; i++) if (!llm__is_qmat(i)) ns += m->size[i];
+    for (int k = 0; k <= LLM__Q_EMB; k++) {
+        int N, K, nl;
+        llm__qshape(m, k, &N, &K, &nl);
+        m->qper[k] = llm__qtile_bytes(dtype, N, K);
+        m->qoff[k] = total;
+        if (k == LLM__W_CLS && !m->cfg.untied_head) continue;   /* it is the embedding's */
+        total += m->qper[k] * LLM__CAST(size_t, nl);
+    }
+    if (!m->cfg.untied_head) m->qoff[LLM__W_CLS] = m->qoff[LLM__Q_EMB];
+    *small = LLM__CAST(float *, m->be->alloc(m->st, (ns ? ns : 1) * sizeof(float)));
+    *q = LLM__CAST(unsigned char *, llm__alloc_aligned(total));
+    if (!*small || !*q) {
+        if (*small) m->be->release(m->st, *small);
+        llm__free_aligned(*q);
+        *small = NULL; *q = NULL;
+        return llm__err(LLM_ERR_NOMEM, "out of memory for %zu MB of %s weights", total >> 20, llm_dtype_name(dtype));
+    }
+    memset(*small, 0, ns * sizeof(float));
+    memset(*q, 0, total);
+    return LLM_OK;
+}
+/* Make the storage from llm__qalloc the model's, dropping its fp32 weights, gradients and
+ * optimizer state. */
+static void llm__qadopt(llm_model *m, llm_dtype dtype, float *small, unsigned char *q) {
+    float *old[4] = {m->params_mem, m->grads_mem, m->m_mem, m->v_mem};
+    for (int i = 0; i < 4; i++) if (old[i]) m->be->release(m->st, old[i]);
+    m->grads_mem = m->m_mem = m->v_mem = NULL;
+    memset(&m->g, 0, sizeof m->g);
+    m->t = 0;
+    llm__free_aligned(m->qmem);
+    m->params_mem = small;
+    m->qmem = q;
+    m->qdtype = dtype;
+    size_t off[LLM_NTENSORS], size[LLM_NTENSORS], o = 0;   /* the small tensors back to back */
+    for (int i = 0; i < LLM_NTENSORS; i++) {
+        off[i] = o;
+        size[i] = llm__is_qmat(i) ? 0 : m->size[i];
+        o += size[i];
+    }
+    llm__param_views(&m->p, small, off, size);
+}
+/* Rows [R, R + n) of matrix tensor ti (its rows stacked over the layers) from floats,
+ * quantized; and row R back, dequantized. */
+static void llm__qput_rows(llm_model *m, int ti, size_t R, size_t n, const float *rows) {
+    int k = llm__qkind(ti), N, K, nl;
+    llm__qshape(m, k, &N, &K, &nl);
+    while (n > 0) {
+        int l = LLM__CAST(int, R / LLM__CAST(size_t, N)), j = LLM__CAST(int, R % LLM__CAST(size_t, N));
+        int cnt = LLM__CAST(size_t, N - j) < n ? N - j : LLM__CAST(int, n);
+        if (m->qdtype == LLM_DTYPE_Q8_0) llm__q8t_rows(llm__qmat(m, k, l), K, j, cnt, rows);
+        else llm__bf16t_rows(LLM__CAST(uint32_t *, LLM__CAST(void *, llm__qmat(m, k, l))), K, j, cnt, rows);
+        rows += LLM__CAST(size_t, cnt) * K;
+        R += LLM__CAST(size_t, cnt);
+        n -= LLM__CAST(size_t, cnt);
+    }
+}
+static void llm__qget_row(const llm_model *m, int ti, size_t R, float *x) {
+    int k = llm__qkind(ti), N, K, nl;
+    llm__qshape(m, k, &N, &K, &nl);
+    const unsigned char *W = llm__qmat(m, k, LLM__CAST(int, R / LLM__CAST(size_t, N)));
+    int j = LLM__CAST(int, R % LLM__CAST(size_t, N));
+    if (m->qdtype == LLM_DTYPE_Q8_0) llm__q8t_row(x, W, K, j);
+    else llm__bf16t_row(x, LLM__CAST(const uint32_t *, LLM__CAST(const void *, W)), K, j);
+}
+/* Row R of matrix tensor ti exactly as a file holds it in the model's dtype: Q8_0 blocks
+ * (ceil(K/32) of them) or K bf16 values. */
+static void llm__qput_row_exact(llm_model *m, int ti, size_t R, const llm__q8_0 *blocks, const uint16_t *bf16) {
+    int k = llm__qkind(ti), N, K, nl;
+    llm__qshape(m, k, &N, &K, &nl);
+    unsigned char *W = llm__qmat(m, k, LLM__CAST(int, R / LLM__CAST(size_t, N)));
+    int j = LLM__CAST(int, R % LLM__CAST(size_t, N));
+    if (m->qdtype == LLM_DTYPE_Q8_0) llm__q8t_put_row(W, K, j, blocks);
+    else llm__bf16t_put_row(LLM__CAST(uint32_t *, LLM__CAST(void *, W)), K, j, bf16);
+}
+/* Every parameter in llm_params order: the matrices dequantized. */
+static void llm__qget_params(const llm_model *m, float *dst) {
+    for (int i = 0; i < LLM_NTENSORS; i++) {
+        if (!m->size[i]) continue;
+        if (!llm__is_qmat(i)) { memcpy(dst + m->off[i], llm__view(&m->p, i), m->size[i] * sizeof(float)); continue; }
+        int N, K, nl;
+        llm__qshape(m, llm__qkind(i), &N, &K, &nl);
+        for (size_t R = 0; R < m->size[i] / LLM__CAST(size_t, K); R++) llm__qget_row(m, i, R, dst + m->off[i] + R * LLM__CAST(size_t, K));
+    }
+}
+
+/* llm_model_quantize's work, split over the pool: every matrix, its tiles (16 rows) shared
+ * out among the threads. */
+typedef struct { llm_model *m; const float *const *src; } llm__qjob;
+static void llm__qtask(void *arg, int ith, int nth) {
+    const llm__qjob *J = LLM__CAST(const llm__qjob *, arg);
+    for (int i = 0; i < LLM_NTENSORS; i++) {
+        if (!llm__is_qmat(i) || !J->m->size[i]) continue;
+        int N, K, nl;
+        llm__qshape(J->m, llm__qkind(i), &N, &K, &nl);
+        size_t lo, hi;
+        llm__split(LLM__CAST(size_t, (N + LLM__QT - 1) / LLM__QT), ith, nth, &lo, &hi);
+        for (int l = 0; l < nl; l++)
+            for (size_t r = lo * LLM__QT; r < hi * LLM__QT && r < LLM__CAST(size_t, N); r += LLM__QT) {
+                size_t R = LLM__CAST(size_t, l) * N + r, n = N - r < LLM__QT ? N - r : LLM__QT;
+                llm__qput_rows(J->m, i, R, n, J->src[i] + R * LLM__CAST(size_t, K));
+            }
+    }
+}
+
+LLMDEF llm_status llm_model_quantize(llm_model *m, llm_dtype dtype) {
+    if (!m) return llm__err(LLM_ERR_ARG, "quantize: model is NULL");
+    if (dtype != LLM_DTYPE_BF16 && dtype != LLM_DTYPE_Q8_0)
+        return llm__err(LLM_ERR_ARG, "quantize: dtype %d is not LLM_DTYPE_BF16 or LLM_DTYPE_Q8_0", LLM__CAST(int, dtype));
+    if (m->qdtype == dtype) return LLM_OK;
+    if (m->qdtype != LLM_DTYPE_F32)
+        return llm__err(LLM_ERR_STATE, "quantize: the weights are already %s (quantize the fp32 model instead)", llm_dtype_name(m->qdtype));
+    float *small;
+    unsigned char *q;
+    llm_status s = llm__qalloc(m, dtype, &small, &q);   /* refuses other backends before values are read */
+    if (s != LLM_OK) return s;
+    const float limit = dtype == LLM_DTYPE_Q8_0 ? 127.0f * 65504.0f : FLT_MAX;
+    const float *v[LLM_NTENSORS];
+    for (int i = 0; i < LLM_NTENSORS; i++) v[i] = llm__view(&m->p, i);
+    for (int i = 0; i < LLM_NTENSORS; i++)
+        for (size_t j = 0; llm__is_qmat(i) && j < m->size[i]; j++)
+            if (!(fabsf(v[i][j]) <= limit)) {
+                m->be->release(m->st, small);
+                llm__free_aligned(q);
+                return llm__err(LLM_ERR_ARG, "quantize: %s[%zu] = %g cannot be stored in %s", llm_tensor_name(i), j,
+                                LLM__CAST(double, v[i][j]), llm_dtype_name(dtype));
+            }
+    /* quantize into the new tiles (m->qmem is swapped in only at the end) */
+    unsigned char *keep = m->qmem;
+    llm_dtype kd = m->qdtype;
+    m->qmem = q; m->qdtype = dtype;
+    llm__qjob J;
+    J.m = m; J.src = v;
+    llm_pool_run(LLM__POOL(m->st), llm__qtask, &J);
+    m->qmem = keep; m->qdtype = kd;
+    size_t o = 0;
+    for (int i = 0; i < LLM_NTENSORS; i++)
+        if (!llm__is_qmat(i) && m->size[i]) { memcpy(small + o, v[i], m->size[i] * sizeof(float)); o += m->size[i]; }
+    llm__qadopt(m, dtype, small, q);
+    return LLM_OK;
+}
+
+LLMDEF size_t llm_model_weight_bytes(const llm_model *m) {
+    if (!m) return 0;
+    if (m->qdtype == LLM_DTYPE_F32) return m->n_params * sizeof(float);
+    size_t b = 0;
+    for (int i = 0; i < LLM_NTENSORS; i++) if (!llm__is_qmat(i)) b += m->size[i] * sizeof(float);
+    for (int k = 0; k <= LLM__Q_EMB; k++) {
+        int N, K, nl;
+        llm__qshape(m, k, &N, &K, &nl);
+        if (k != LLM__W_CLS || m->cfg.untied_head) b += m->qper[k] * LLM__CAST(size_t, nl);
+    }
+    return b;
+}
+
+/* out (B·T, C) = wte[tok] (+ wpe[t] at row (b, t) when wpe is given): the backend's
+ * encoder, or for a quantized embedding its rows dequantized here (tok is host memory on
+ * the CPU backend). */
+static void llm__encoder_fwd(const llm_model *m, float *out, const int *tok, const float *wpe, int B, int T) {
+    const int C = m->cfg.n_embd;
+    if (m->qdtype == LLM_DTYPE_F32) { m->be->encoder_fwd(m->st, out, tok, m->p.wte, wpe, B, T, C); return; }
+    for (int r = 0; r < B * T; r++) {
+        float *o = out + LLM__CAST(size_t, r) * C;
+        llm__qget_row(m, 0, LLM__CAST(size_t, tok[r]), o);
+        if (wpe) for (int c = 0; c < C; c++) o[c] += wpe[LLM__CAST(size_t, r % T) * C + c];
+    }
 }
 
 /* ---- one transformer block, shared by training and KV-cache inference -----------------
@@ -6922,7 +7204,7 @@ LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *
     if ((s = be->upload(st, m->tokens, tokens, LLM__CAST(size_t, BT) * sizeof(int))) != LLM_OK) return s;
     m->B = B; m->T = T; m->have_targets = 0; m->logits_state = 0;
 
-    be->encoder_fwd(st, a->encoded, m->tokens, p->wte, p->wpe, B, T, C);
+    llm__encoder_fwd(m, a->encoded, m->tokens, p->wpe, B, T);
     for (int l = 0; l < L; l++) {
         llm__layer_io io = llm__layer_acts(m, l);
         llm__block_fwd(m, l, &io);
@@ -6966,7 +7248,15 @@ static llm_status llm__alloc_grads(llm_model *m) {
     return LLM_OK;
 }
 
+/* A quantized model has no gradients. */
+static llm_status llm__trainable(const llm_model *m, const char *what) {
+    if (m->qdtype == LLM_DTYPE_F32) return LLM_OK;
+    return llm__err(LLM_ERR_UNSUPPORTED, "%s: the model's weights are %s, for inference only (train an fp32 model)", what,
+                    llm_dtype_name(m->qdtype));
+}
+
 LLMDEF llm_status llm_model_zero_grad(llm_model *m) {
+    if (llm__trainable(m, "zero_grad") != LLM_OK) return LLM_ERR_UNSUPPORTED;
     llm_status s = llm__alloc_grads(m);
     if (s != LLM_OK) return s;
     m->be->zero(m->st, m->grads_mem, m->n_params * sizeof(float));
@@ -6976,6 +7266,7 @@ LLMDEF llm_status llm_model_zero_grad(llm_model *m) {
 /* Backward, the forward in reverse. `dres` carries the gradient of the residual stream
  * from the final norm down through every block (llm__block_bwd) to the embeddings. */
 LLMDEF llm_status llm_model_backward(llm_model *m, float loss_scale) {
+    if (llm__trainable(m, "backward") != LLM_OK) return LLM_ERR_UNSUPPORTED;
     if (!m->have_targets || m->logits_state != 1)
         return llm__err(LLM_ERR_STATE, "backward: needs a forward with targets first (and one backward per forward)");
     llm_status s = llm__alloc_grads(m);
@@ -7029,6 +7320,7 @@ static llm_status llm__moments(llm_model *m) {
 }
 
 LLMDEF llm_status llm_model_step(llm_model *m, const llm_adamw_config *cfg, float lr, float *grad_norm) {
+    if (llm__trainable(m, "step") != LLM_OK) return LLM_ERR_UNSUPPORTED;
     if (!m->grads_mem) return llm__err(LLM_ERR_STATE, "step: no gradients (run backward first)");
     llm_adamw_config def = llm_adamw_config_default();
     if (!cfg) cfg = &def;
@@ -8081,21 +8373,26 @@ static llm_status llm__gguf_shape(const llm__gguf *g, const llm__gguf_tensor *t,
                         "or F16 with llama.cpp's llama-quantize)", g->path, name, llm__ggml_type_name(t->type));
     return LLM_OK;
 }
+/* Row r of tensor t (rows of ne[0] values, of a type we read) as floats. */
+static void llm__gguf_row(const llm__gguf_tensor *t, uint64_t r, float *dst) {
+    const size_t K = LLM__CAST(size_t, t->ne[0]);
+    if (t->type == LLM__GGML_Q8_0) {
+        const unsigned char *B = t->data + LLM__CAST(size_t, r) * (K / LLM__QK) * sizeof(llm__q8_0);
+        for (size_t b = 0; b < K / LLM__QK; b++, B += sizeof(llm__q8_0)) {
+            float d = llm__f16_to_f32(LLM__CAST(uint16_t, B[0] | B[1] << 8));
+            for (int k = 0; k < LLM__QK; k++) dst[b * LLM__QK + LLM__CAST(size_t, k)] = d * LLM__CAST(float, LLM__CAST(int8_t, B[2 + k]));
+        }
+        return;
+    }
+    int dt = t->type == LLM__GGML_F32 ? LLM__DT_F32 : t->type == LLM__GGML_F16 ? LLM__DT_F16 : LLM__DT_BF16;
+    llm__convert(dst, t->data + LLM__CAST(size_t, r) * K * (dt == LLM__DT_F32 ? 4 : 2), dt, 1, K, 0);
+}
+
 static llm_status llm__gguf_floats(const llm__gguf *g, const char *name, uint64_t cols, uint64_t rows, float *dst) {
     const llm__gguf_tensor *t = llm__gguf_tensor_find(g, name);
     llm_status s = llm__gguf_shape(g, t, name, cols, rows);
     if (s != LLM_OK || !dst) return s;   /* dst NULL: only check */
-    size_t n = LLM__CAST(size_t, cols * (rows ? rows : 1));
-    if (t->type == LLM__GGML_F32) llm__convert(dst, t->data, LLM__DT_F32, 1, n, 0);
-    else if (t->type == LLM__GGML_F16) llm__convert(dst, t->data, LLM__DT_F16, 1, n, 0);
-    else if (t->type == LLM__GGML_BF16) llm__convert(dst, t->data, LLM__DT_BF16, 1, n, 0);
-    else {   /* Q8_0: 34-byte blocks (a u16 scale, 32 int8), little-endian, unaligned */
-        for (size_t b = 0; b < n / LLM__QK; b++) {
-            const unsigned char *B = t->data + b * sizeof(llm__q8_0);
-            float d = llm__f16_to_f32(LLM__CAST(uint16_t, B[0] | B[1] << 8));
-            for (int k = 0; k < LLM__QK; k++) dst[b * LLM__QK + k] = d * LLM__CAST(float, LLM__CAST(int8_t, B[2 + k]));
-        }
-    }
+    for (uint64_t r = 0; r < (rows ? rows : 1); r++) llm__gguf_row(t, r, dst + LLM__CAST(size_t, r * cols));
     return LLM_OK;
 }
 
@@ -8181,16 +8478,54 @@ static llm_status llm__gguf_config(const llm__gguf *g, llm_config *c) {
     return llm__file_config(path, c);
 }
 
-/* Read every tensor into the model's order (host floats h, laid out by llm_tensor_layout
- * for the resolved config c), or with h NULL only check that every tensor is there with
- * its shape and a type we read: done before the model is allocated, so that a header
- * claiming a huge shape costs nothing (the tensors must then fit in the file). */
-static llm_status llm__gguf_weights(const llm__gguf *g, const llm_config *c, float *h) {
+/* Tensor `name` (cols x rows) into the model: an fp32 model's host copy h (at element
+ * `at` of tensor ti), a quantized model's small tensors, or its tiles: Q8_0 blocks into a
+ * Q8_0 model and BF16 values into a bf16 one are copied as they are, anything else is
+ * converted to floats and quantized, row by row. m NULL: only check the tensor. */
+static llm_status llm__gguf_put(const llm__gguf *g, llm_model *m, float *h, int ti, uint64_t at, const char *name,
+                                uint64_t cols, uint64_t rows) {
+    if (!m) return llm__gguf_floats(g, name, cols, rows, NULL);
+    if (m->qdtype == LLM_DTYPE_F32) return llm__gguf_floats(g, name, cols, rows, h + m->off[ti] + at);
+    if (!llm__is_qmat(ti)) return llm__gguf_floats(g, name, cols, rows, llm__view(&m->p, ti) + at);
+    const llm__gguf_tensor *t = llm__gguf_tensor_find(g, name);
+    llm_status s = llm__gguf_shape(g, t, name, cols, rows);
+    if (s != LLM_OK) return s;
+    const size_t K = LLM__CAST(size_t, cols), nb = K / LLM__QK;
+    const int q8 = t->type == LLM__GGML_Q8_0 && m->qdtype == LLM_DTYPE_Q8_0, b16 = t->type == LLM__GGML_BF16 && m->qdtype == LLM_DTYPE_BF16;
+    void *tmp = LLM_MALLOC(q8 ? nb * sizeof(llm__q8_0) : K * sizeof(float));
+    if (!tmp) return llm__err(LLM_ERR_NOMEM, "%s: out of memory", g->path);
+    for (uint64_t r = 0; r < rows; r++) {
+        const size_t R = LLM__CAST(size_t, at / cols + r);
+        if (q8) {   /* 34-byte blocks: a little-endian fp16 scale, 32 int8 */
+            llm__q8_0 *bl = LLM__CAST(llm__q8_0 *, tmp);
+            const unsigned char *B = t->data + LLM__CAST(size_t, r) * nb * sizeof(llm__q8_0);
+            for (size_t b = 0; b < nb; b++, B += sizeof(llm__q8_0)) {
+                bl[b].d = LLM__CAST(uint16_t, B[0] | B[1] << 8);
+                memcpy(bl[b].qs, B + 2, LLM__QK);
+            }
+            llm__qput_row_exact(m, ti, R, bl, NULL);
+        } else if (b16) {
+            uint16_t *v = LLM__CAST(uint16_t *, tmp);
+            const unsigned char *B = t->data + LLM__CAST(size_t, r) * K * 2;
+            for (size_t k = 0; k < K; k++) v[k] = LLM__CAST(uint16_t, B[2 * k] | B[2 * k + 1] << 8);
+            llm__qput_row_exact(m, ti, R, NULL, v);
+        } else {
+            llm__gguf_row(t, r, LLM__CAST(float *, tmp));
+            llm__qput_rows(m, ti, R, 1, LLM__CAST(float *, tmp));
+        }
+    }
+    LLM_FREE(tmp);
+    return LLM_OK;
+}
+
+/* Read every tensor into model m (its host fp32 copy h, or its quantized storage), or
+ * with m NULL only check that every tensor is there with its shape and a type we read:
+ * done before the model is allocated, so that a header claiming a huge shape costs
+ * nothing (the tensors must then fit in the file). c is the resolved config. */
+static llm_status llm__gguf_weights(const llm__gguf *g, const llm_config *c, llm_model *m, float *h) {
     const uint64_t C = LLM__CAST(uint64_t, c->n_embd), V = LLM__CAST(uint64_t, c->vocab_size), H = LLM__CAST(uint64_t, c->hidden_dim);
     const uint64_t KV = LLM__CAST(uint64_t, c->n_kv_head) * (C / LLM__CAST(uint64_t, c->n_head)), QKV = C + 2 * KV;
     const int gpt2 = c->arch == LLM_ARCH_GPT2;
-    size_t off[LLM_NTENSORS], size[LLM_NTENSORS];
-    llm_tensor_layout(c, off, size);
     /* (tensor index in llm_params, element offset in it, file name, cols, rows: 0 = a vector) */
     struct { int ti; uint64_t at; const char *name; uint64_t cols, rows; } t[16];
     char name[16][64];
@@ -8234,38 +8569,53 @@ static llm_status llm__gguf_weights(const llm__gguf *g, const llm_config *c, flo
             }
         }
         for (int i = 0; i < nt; i++)
-            if ((s = llm__gguf_floats(g, t[i].name, t[i].cols, t[i].rows, h ? h + off[t[i].ti] + t[i].at : NULL)) != LLM_OK) return s;
+            if ((s = llm__gguf_put(g, m, h, t[i].ti, t[i].at, t[i].name, t[i].cols, t[i].rows == 0 ? 1 : t[i].rows)) != LLM_OK)
+                return s;
     }
 #undef LLM__GG
     /* GPT-2's head is tied; llama.cpp's converter writes it again as output.weight, which
-     * must then hold the same values (as in the safetensors loader) */
-    if (gpt2 && llm__gguf_tensor_find(g, "output.weight")) {
-        size_t n = LLM__CAST(size_t, V * C);
-        float *tmp = h ? LLM__CAST(float *, LLM_MALLOC(n * sizeof(float))) : NULL;
-        if (h && !tmp) return llm__err(LLM_ERR_NOMEM, "%s: out of memory", g->path);
-        s = llm__gguf_floats(g, "output.weight", C, V, tmp);
-        if (s == LLM_OK && h && memcmp(tmp, h + off[0], n * sizeof(float)) != 0)
-            s = llm__err(LLM_ERR_UNSUPPORTED, "%s: output.weight differs from token_embd.weight; GPT-2's head is tied", g->path);
-        LLM_FREE(tmp);
+     * must then hold the same values (as in the safetensors loader), row by row */
+    const llm__gguf_tensor *o = llm__gguf_tensor_find(g, "output.weight"), *e = llm__gguf_tensor_find(g, "token_embd.weight");
+    if (gpt2 && o) {
+        if ((s = llm__gguf_shape(g, o, "output.weight", C, V)) != LLM_OK) return s;
+        float *a = m ? LLM__CAST(float *, LLM_MALLOC(2 * LLM__CAST(size_t, C) * sizeof(float))) : NULL;
+        if (m && !a) return llm__err(LLM_ERR_NOMEM, "%s: out of memory", g->path);
+        for (uint64_t r = 0; m && r < V && s == LLM_OK; r++) {
+            llm__gguf_row(o, r, a);
+            llm__gguf_row(e, r, a + C);
+            if (memcmp(a, a + C, LLM__CAST(size_t, C) * sizeof(float)) != 0)
+                s = llm__err(LLM_ERR_UNSUPPORTED, "%s: output.weight differs from token_embd.weight; GPT-2's head is tied", g->path);
+        }
+        LLM_FREE(a);
         if (s != LLM_OK) return s;
     }
     return LLM_OK;
 }
 
-/* The model in an opened GGUF file (closed by the caller). */
+/* The model in an opened GGUF file (closed by the caller). Its matrices stay quantized:
+ * a file with Q8_0 matrices gives a Q8_0 model (its blocks copied as they are; a matrix
+ * of another type in it is quantized to Q8_0, as llama-quantize leaves some), else one
+ * with BF16 matrices a bf16 model; F32 and F16 give fp32. */
 static llm_status llm__gguf_model(const llm__gguf *g, llm_model **out, const llm_options *opt) {
     llm_config c;
     llm_model *m = NULL;
     float *h = NULL;
     llm_status s;
+    llm_dtype dt = LLM_DTYPE_F32;
     *out = NULL;
+    for (size_t i = 0; i < g->n_t; i++) {
+        if (g->t[i].type == LLM__GGML_Q8_0) dt = LLM_DTYPE_Q8_0;
+        else if (g->t[i].type == LLM__GGML_BF16 && g->t[i].ne[1] > 1 && dt == LLM_DTYPE_F32) dt = LLM_DTYPE_BF16;
+    }
     if ((s = llm__gguf_config(g, &c)) != LLM_OK || (s = llm__config_resolve(&c)) != LLM_OK ||
-        (s = llm__gguf_weights(g, &c, NULL)) != LLM_OK || (s = llm__model_new(&m, &c, opt)) != LLM_OK)
+        (s = llm__gguf_weights(g, &c, NULL, NULL)) != LLM_OK || (s = llm__model_make(&m, &c, opt, dt)) != LLM_OK)
         return s;
-    h = LLM__CAST(float *, llm__calloc(m->n_params, sizeof(float)));
-    if (!h) s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", g->path);
-    if (s == LLM_OK) s = llm__gguf_weights(g, &m->cfg, h);
-    if (s == LLM_OK) s = m->be->upload(m->st, m->params_mem, h, m->n_params * sizeof(float));
+    if (dt == LLM_DTYPE_F32) {
+        h = LLM__CAST(float *, llm__calloc(m->n_params, sizeof(float)));
+        if (!h) s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", g->path);
+    }
+    if (s == LLM_OK) s = llm__gguf_weights(g, &m->cfg, m, h);
+    if (s == LLM_OK && h) s = m->be->upload(m->st, m->params_mem, h, m->n_params * sizeof(float));
     LLM_FREE(h);
     if (s != LLM_OK) { llm_model_free(m); m = NULL; }
     *out = m;
@@ -9464,11 +9814,11 @@ static llm_status llm__kv_chunk(llm_kv *kv, int n) {
     /* embedding: the rows as a (1, n) batch; GPT-2's position rows are gathered with
      * the positions as token ids into the wpe table, then added */
     if (p->wpe) {
-        be->encoder_fwd(st, kv->ln, kv->d_tok, p->wte, NULL, 1, n, C);
+        llm__encoder_fwd(m, kv->ln, kv->d_tok, NULL, 1, n);
         be->encoder_fwd(st, kv->proj, kv->d_pos, p->wpe, NULL, 1, n, C);
         be->residual_fwd(st, kv->res, kv->ln, kv->proj, nC);
     } else {
-        be->encoder_fwd(st, kv->res, kv->d_tok, p->wte, NULL, 1, n, C);
+        llm__encoder_fwd(m, kv->res, kv->d_tok, NULL, 1, n);
     }
     /* every layer through the training forward's block, on this chunk's rows, with one set
      * of scratch rows for all layers and the layer's KV cache */

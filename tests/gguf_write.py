@@ -11,9 +11,9 @@ checks llm.h's.
         an llm.h checkpoint (fp32, llm_model_save) as a "llama" or "gpt2" GGUF; --vocab
         adds GPT-2's tokenizer (encoder.json + vocab.bpe), --tok a llama2.c tokenizer.bin
 
---type f32 | f16 | bf16 | q8_0 (default f32) is the type of the matrices (embeddings
-included, as llama.cpp's converter and llama-quantize do); norm weights and biases stay
-F32. A Q8_0 matrix whose rows are not a multiple of 32 is written F32 instead (ggml's
+--type f32 | f16 | bf16 | q8_0 (default f32) is the type of the matrices (the token
+embedding included, as llama.cpp's converter and llama-quantize do; GPT-2's position
+embedding is not made Q8_0); norm weights and biases stay F32. A Q8_0 matrix whose rows are not a multiple of 32 is written F32 instead (ggml's
 Q8_0 needs whole blocks; llama-quantize also falls back to another type there).
 Q8_0 here is llm.h's rule: d = fp16(max|x| / 127), moved one fp16 step up while
 d * 127.5 <= max|x| (only subnormal d), q = rint(x / d) (ties to even).
@@ -278,7 +278,9 @@ def main(argv):
             if "vocab" in opts:
                 gpt2_tokenizer(w, opts["vocab"])
             w.tensor("token_embd.weight", p["wte"].reshape(V, C), kind)
-            w.tensor("position_embd.weight", p["wpe"].reshape(c["maxT"], C), kind)
+            # llama.cpp's quantizer leaves position embeddings alone; f16 / bf16 files
+            # still store them in that type
+            w.tensor("position_embd.weight", p["wpe"].reshape(c["maxT"], C), "f32" if kind == "q8_0" else kind)
             w.tensor("output_norm.weight", p["lnfw"], "f32")
             w.tensor("output_norm.bias", p["lnfb"], "f32")
             w.tensor("output.weight", p["wte"].reshape(V, C), kind)  # as llama.cpp's converter

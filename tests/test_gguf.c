@@ -4,10 +4,11 @@
  * description) writes GGUF files of models whose weights we also have in another
  * format: llama2.c's stories260K with its tokenizer, and random GPT-2 / Llama models
  * saved with llm_model_save. Loaded from GGUF they must give the same logits as the
- * original (F32: bit for bit; F16 / BF16: as the original with its weights rounded the
- * same way; Q8_0: as the original with its weights quantized by llm.h's own Q8_0, which
- * also shows that the two quantizers agree bit for bit), and the tokenizers read from the
- * metadata must encode and decode as tok512.bin / GPT-2's encoder.json + vocab.bpe do.
+ * original, bit for bit: F32 as it is, F16 with its weights rounded to fp16; BF16 and
+ * Q8_0 files load as bf16 / Q8_0 models (the matrices copied as they are) and must equal
+ * the original quantized by llm_model_quantize, which also shows that the script's Q8_0
+ * quantizer and llm.h's agree bit for bit. The tokenizers read from the metadata must
+ * encode and decode as tok512.bin / GPT-2's encoder.json + vocab.bpe do.
  *
  * Then hostile files, built here byte by byte: every field that a count, length, offset
  * or type comes from is made to lie, and the file is cut at every length; each must fail
@@ -110,7 +111,10 @@ static void test_stories(void) {
         float *lg = logits_of(g, tok, 12);
         llm_model *ref = NULL;
         llm_model_load(&ref, model, NULL);
-        round_like(ref, types[ti]);
+        llm_dtype want_dt = ti == 2 ? LLM_DTYPE_BF16 : ti == 3 ? LLM_DTYPE_Q8_0 : LLM_DTYPE_F32;
+        CHECK(llm_model_dtype(g) == want_dt, "stories260K GGUF %s loads as %s", types[ti], llm_dtype_name(llm_model_dtype(g)));
+        if (want_dt != LLM_DTYPE_F32) CHECK(llm_model_quantize(ref, want_dt) == LLM_OK, "quantize: %s", llm_last_error());
+        else round_like(ref, types[ti]);
         float *want = logits_of(ref, tok, 12);
         CHECK(max_logit_diff_is_zero(lg, want, (size_t)12 * a.vocab_size),
               "stories260K GGUF %s: logits differ from the original with %s-rounded weights (max rel %.3g)", types[ti],
@@ -176,7 +180,11 @@ static void test_ckpt_model(int gpt2, const char *type, const char *extra) {
             CHECK(memcmp(&a, &b, sizeof a) == 0, "%s GGUF: config differs (theta %g/%g eps %g/%g)", gpt2 ? "GPT-2" : "Llama",
                   a.rope_theta, b.rope_theta, a.norm_eps, b.norm_eps);
             int tok[10] = {0, 5, 299, 17, 3, 100, 250, 7, 8, 9};
-            round_like(m, type);
+            llm_dtype want_dt = !strcmp(type, "bf16") ? LLM_DTYPE_BF16 : !strcmp(type, "q8_0") ? LLM_DTYPE_Q8_0 : LLM_DTYPE_F32;
+            CHECK(llm_model_dtype(g) == want_dt, "%s GGUF loads as %s", type, llm_dtype_name(llm_model_dtype(g)));
+            /* (a bf16 file also holds GPT-2's position embedding in bf16: round it too) */
+            if (want_dt != LLM_DTYPE_Q8_0) round_like(m, type);
+            if (want_dt != LLM_DTYPE_F32) CHECK(llm_model_quantize(m, want_dt) == LLM_OK, "quantize: %s", llm_last_error());
             float *x = logits_of(m, tok, 10), *y = logits_of(g, tok, 10);
             CHECK(max_logit_diff_is_zero(x, y, (size_t)10 * c.vocab_size), "%s GGUF %s %s: logits differ from the checkpoint's",
                   gpt2 ? "GPT-2" : "Llama", type, extra);
