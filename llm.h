@@ -450,7 +450,10 @@ typedef struct llm_train_state {
     uint64_t epoch;
 } llm_train_state;
 /* Save weights (and, when with_optimizer, the AdamW moments and step count, plus ts
- * if not NULL). Written to path.tmp, then renamed: a crash never leaves a half file. */
+ * if not NULL). Written to path.tmp, then renamed: a crash never leaves a half file.
+ * A quantized model (llm_model_quantize) is saved with its Q8_0 / bf16 matrices as they
+ * are (a version-2 checkpoint, about a quarter / half the size; with_optimizer and ts
+ * do not apply), and llm_model_load gives it back quantized. */
 LLMDEF llm_status llm_model_save(const llm_model *m, const char *path, int with_optimizer,
                                  const llm_train_state *ts);
 /* Restore the optimizer and train state saved by llm_model_save into a model loaded
@@ -7870,8 +7873,10 @@ static llm_status llm__write_dev(llm__wfile *w, const llm_model *m, const float 
     return s;
 }
 
+static llm_status llm__save_quantized(const llm_model *m, const char *path);
 LLMDEF llm_status llm_model_save(const llm_model *m, const char *path, int with_optimizer, const llm_train_state *ts) {
     if (!m || !path) return llm__err(LLM_ERR_ARG, "save: NULL argument");
+    if (m->qdtype != LLM_DTYPE_F32) return llm__save_quantized(m, path);   /* version 2, below */
     unsigned char hdr[256];
     memset(hdr, 0, sizeof hdr);
     int opt = with_optimizer && m->m_mem;
@@ -7932,10 +7937,148 @@ static llm_status llm__ckpt_header(const llm__map *mp, const char *path, llm_con
     return LLM_OK;
 }
 
+/* ---- our checkpoint with quantized weights (version 2) --------------------------------
+ * The version-1 header with version 2, flags 0 (quantized models do not train: no
+ * optimizer or train state) and at 60 the u32 dtype (1 bf16, 2 q8_0); then every tensor
+ * in llm_params order: a matrix (wte, qkvw, attprojw, fcw, fcprojw, wcls) row by row, a
+ * row of K values as ceil(K/32) of ggml's Q8_0 blocks (u16 fp16 scale, 32 int8: 34 bytes;
+ * when K is not a multiple of 32 the last block is zero-padded) or as K bf16 values; the
+ * other tensors f32. Little-endian. */
+#define LLM__CKPT_QVERSION 2
+static size_t llm__qrow_bytes(llm_dtype t, int K) {
+    return t == LLM_DTYPE_Q8_0 ? LLM__CAST(size_t, llm__q8_nb(K)) * sizeof(llm__q8_0) : 2 * LLM__CAST(size_t, K);
+}
+/* The bytes after the header, for a model of config c (resolved) in dtype t. */
+static uint64_t llm__qckpt_bytes(const llm_config *c, const size_t size[LLM_NTENSORS], llm_dtype t) {
+    uint64_t n = 0;
+    for (int i = 0; i < LLM_NTENSORS; i++) {
+        int K = i == 12 ? c->hidden_dim : c->n_embd;
+        n += llm__is_qmat(i) ? size[i] / LLM__CAST(size_t, K) * llm__qrow_bytes(t, K) : 4 * LLM__CAST(uint64_t, size[i]);
+    }
+    return n;
+}
+
+static llm_status llm__save_quantized(const llm_model *m, const char *path) {
+    unsigned char hdr[256];
+    memset(hdr, 0, sizeof hdr);
+    memcpy(hdr, LLM__CKPT_MAGIC, 8);
+    llm__wr32(hdr + 8, LLM__CKPT_QVERSION);
+    const llm_config *c = &m->cfg;
+    const int cf[LLM__CKPT_NCFG] = {LLM__CAST(int, c->arch), c->max_seq_len, c->vocab_size, c->n_layer, c->n_head,
+                                    c->n_embd, c->n_kv_head, c->hidden_dim, c->untied_head};
+    for (int i = 0; i < LLM__CKPT_NCFG; i++) llm__wr32(hdr + 16 + 4 * i, LLM__CAST(uint32_t, cf[i]));
+    memcpy(hdr + 52, &c->norm_eps, 4);
+    memcpy(hdr + 56, &c->rope_theta, 4);
+    llm__wr32(hdr + 60, LLM__CAST(uint32_t, m->qdtype));
+    llm__wr64(hdr + 64, m->n_params);
+    size_t maxK = LLM__CAST(size_t, c->hidden_dim > c->n_embd ? c->hidden_dim : c->n_embd);
+    llm__q8_0 *blk = LLM__CAST(llm__q8_0 *, LLM_MALLOC((maxK / LLM__QK + 1) * sizeof(llm__q8_0)));
+    unsigned char *row = LLM__CAST(unsigned char *, LLM_MALLOC(llm__qrow_bytes(LLM_DTYPE_Q8_0, LLM__CAST(int, maxK)) + 2 * maxK));
+    if (!blk || !row) { LLM_FREE(blk); LLM_FREE(row); return llm__err(LLM_ERR_NOMEM, "save: out of memory"); }
+    llm__wfile w;
+    llm_status s = llm__wopen(&w, path);
+    if (s != LLM_OK) { LLM_FREE(blk); LLM_FREE(row); return s; }
+    llm__wbytes(&w, hdr, sizeof hdr);
+    for (int i = 0; i < LLM_NTENSORS; i++) {
+        if (!llm__is_qmat(i)) {   /* f32, host memory on the CPU backend */
+            llm__wbytes(&w, llm__view(&m->p, i), m->size[i] * sizeof(float));
+            continue;
+        }
+        int k = llm__qkind(i), N, K, nl;
+        llm__qshape(m, k, &N, &K, &nl);
+        for (size_t R = 0; R < m->size[i] / LLM__CAST(size_t, K); R++) {
+            const unsigned char *W = llm__qmat(m, k, LLM__CAST(int, R / LLM__CAST(size_t, N)));
+            int j = LLM__CAST(int, R % LLM__CAST(size_t, N));
+            size_t n = llm__qrow_bytes(m->qdtype, K);
+            if (m->qdtype == LLM_DTYPE_Q8_0) {
+                llm__q8t_get_row(blk, W, K, j);
+                for (int b = 0; b < llm__q8_nb(K); b++) {
+                    row[34 * b] = LLM__CAST(unsigned char, blk[b].d & 0xff);
+                    row[34 * b + 1] = LLM__CAST(unsigned char, blk[b].d >> 8);
+                    memcpy(row + 34 * b + 2, blk[b].qs, LLM__QK);
+                }
+            } else {
+                for (int x = 0; x < K; x++) {
+                    uint32_t v = *llm__bf16t_word(LLM__CAST(const uint32_t *, LLM__CAST(const void *, W)), K, j, x / 2);
+                    uint16_t h = LLM__CAST(uint16_t, x % 2 ? v >> 16 : v & 0xffff);
+                    row[2 * x] = LLM__CAST(unsigned char, h & 0xff);
+                    row[2 * x + 1] = LLM__CAST(unsigned char, h >> 8);
+                }
+            }
+            llm__wbytes(&w, row, n);
+        }
+    }
+    LLM_FREE(blk);
+    LLM_FREE(row);
+    return llm__wclose(&w);
+}
+
+static llm_status llm__load_quantized(llm_model **out, const llm__map *mp, const char *path, const llm_options *opt) {
+    const unsigned char *d = mp->data;
+    llm_config c;
+    *out = NULL;
+    if (llm__rd32(d + 12) != 0) return llm__err(LLM_ERR_FORMAT, "%s: a quantized checkpoint with optimizer state", path);
+    uint32_t dt = llm__rd32(d + 60);
+    if (dt != LLM_DTYPE_BF16 && dt != LLM_DTYPE_Q8_0) return llm__err(LLM_ERR_FORMAT, "%s: unknown weight type %u", path, dt);
+    memset(&c, 0, sizeof c);
+    int arch = LLM__CAST(int32_t, llm__rd32(d + 16));
+    int *cf[LLM__CKPT_NCFG] = {&arch, &c.max_seq_len, &c.vocab_size, &c.n_layer, &c.n_head, &c.n_embd,
+                               &c.n_kv_head, &c.hidden_dim, &c.untied_head};
+    for (int i = 0; i < LLM__CKPT_NCFG; i++) *cf[i] = LLM__CAST(int32_t, llm__rd32(d + 16 + 4 * i));
+    if (arch != 0 && arch != 1) return llm__err(LLM_ERR_FORMAT, "%s: unknown architecture %d", path, arch);
+    c.arch = arch == 1 ? LLM_ARCH_LLAMA : LLM_ARCH_GPT2;
+    memcpy(&c.norm_eps, d + 52, 4);
+    memcpy(&c.rope_theta, d + 56, 4);
+    llm_status s = llm__file_config(path, &c);
+    if (s == LLM_OK) s = llm__config_resolve(&c);
+    if (s != LLM_OK) return s;
+    size_t off[LLM_NTENSORS], size[LLM_NTENSORS];
+    llm_tensor_layout(&c, off, size);
+    if (llm__rd64(d + 64) != off[LLM_NTENSORS - 1] + size[LLM_NTENSORS - 1])
+        return llm__err(LLM_ERR_FORMAT, "%s: parameter count disagrees with the shape", path);
+    uint64_t want = 256 + llm__qckpt_bytes(&c, size, LLM__CAST(llm_dtype, dt));
+    if (mp->len != want)
+        return llm__err(LLM_ERR_FORMAT, "%s: %zu bytes, expected %llu (truncated?)", path, mp->len, LLM__CAST(unsigned long long, want));
+    llm_model *m = NULL;
+    if ((s = llm__model_make(&m, &c, opt, LLM__CAST(llm_dtype, dt))) != LLM_OK) return s;
+    size_t maxK = LLM__CAST(size_t, c.hidden_dim > c.n_embd ? c.hidden_dim : c.n_embd);
+    llm__q8_0 *blk = LLM__CAST(llm__q8_0 *, LLM_MALLOC((maxK / LLM__QK + 1) * sizeof(llm__q8_0)));
+    uint16_t *vals = LLM__CAST(uint16_t *, LLM_MALLOC(maxK * sizeof(uint16_t)));
+    if (!blk || !vals) { LLM_FREE(blk); LLM_FREE(vals); llm_model_free(m); return llm__err(LLM_ERR_NOMEM, "%s: out of memory", path); }
+    const unsigned char *p = d + 256;
+    for (int i = 0; i < LLM_NTENSORS; i++) {
+        if (!llm__is_qmat(i)) {
+            if (m->size[i]) llm__convert(llm__view(&m->p, i), p, LLM__DT_F32, 1, m->size[i], 0);
+            p += 4 * m->size[i];
+            continue;
+        }
+        int K = i == 12 ? c.hidden_dim : c.n_embd;
+        for (size_t R = 0; R < m->size[i] / LLM__CAST(size_t, K); R++, p += llm__qrow_bytes(m->qdtype, K)) {
+            if (m->qdtype == LLM_DTYPE_Q8_0)
+                for (int b = 0; b < llm__q8_nb(K); b++) {
+                    blk[b].d = LLM__CAST(uint16_t, p[34 * b] | p[34 * b + 1] << 8);
+                    memcpy(blk[b].qs, p + 34 * b + 2, LLM__QK);
+                }
+            else
+                for (int x = 0; x < K; x++) vals[x] = LLM__CAST(uint16_t, p[2 * x] | p[2 * x + 1] << 8);
+            llm__qput_row_exact(m, i, R, blk, vals);
+        }
+    }
+    LLM_FREE(blk);
+    LLM_FREE(vals);
+    *out = m;
+    return LLM_OK;
+}
+
 static llm_status llm__load_ckpt(llm_model **out, const char *path, const llm_options *opt) {
     llm__map mp;
     llm_status s = llm__map_open(&mp, path);
     if (s != LLM_OK) return s;
+    if (mp.len >= 256 && llm__rd32(mp.data + 8) == LLM__CKPT_QVERSION) {   /* quantized weights: above */
+        s = llm__load_quantized(out, &mp, path, opt);
+        llm__map_close(&mp);
+        return s;
+    }
     llm_config c;
     int has_opt;
     llm_model *m = NULL;
