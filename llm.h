@@ -2,9 +2,10 @@
  *
  * WHAT
  *   GPT-2 and the Llama family on the CPU: a byte-level BPE tokenizer (and llama2.c's),
- *   every tensor op with its forward and backward, AdamW, checkpoints in four formats
- *   (HuggingFace safetensors, llm.c .bin, llama2.c .bin, our own), token datasets,
- *   KV-cache generation with sampling, and a persistent pthreads thread pool. Nothing
+ *   every tensor op with its forward and backward, AdamW, checkpoints in five formats
+ *   (HuggingFace safetensors, llm.c .bin, llama2.c .bin, llama.cpp's GGUF, our own),
+ *   token datasets, KV-cache generation with sampling, Q8_0 and bf16 weights for
+ *   inference, and a persistent pthreads thread pool. Nothing
  *   beyond libc and pthreads. Compiles as C99/C11 and as C++. An optional companion,
  *   llm_cuda.cu, fills the same backend table with GPU kernels.
  *
@@ -38,8 +39,9 @@
  *   The public API comes first and is documented where it is declared. Then the
  *   implementation, in the order data flows: errors and memory, the thread pool,
  *   JSON, the GPT-2 tokenizer, the reference kernels (each forward beside its
- *   backward), their SIMD versions, the CPU backend that puts them in the backend
- *   table, the model (which only ever calls that table), the optimizer, file formats
+ *   backward), their SIMD versions, the quantized (Q8_0, bf16) matmul kernels, the CPU
+ *   backend that puts them in the backend table, the model (which only ever calls that
+ *   table, except for quantized weights, which only the CPU runs), the optimizer, file formats
  *   and datasets, then inference: llama2.c's tokenizer, sampling, the KV cache and
  *   generation. The generated Unicode table closes the file.
  *
@@ -5853,41 +5855,46 @@ LLM__T_AVX2 static void llm__bf16_tile_avx2(const uint32_t *T, int K, const floa
             _mm256_storeu_ps(out + i * LLM__QT + 8 * h, _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
         }
 }
-/* AVX512-BF16: x's pairs rounded to bf16 (xp: kp words per row), two accumulators over
- * alternate pairs, added at the end. Not bit-equal to the reference (x is rounded and
- * the instruction adds two products per step). */
+/* AVX512-BF16: x's pairs rounded to bf16 (xp: kp words per row); two tiles (32 outputs)
+ * against up to 6 rows of x at a time, one accumulator per row and tile (12 chains of
+ * vdpbf16ps, each pair of k read once from L1 for 6 rows). Not bit-equal to the
+ * reference: x is rounded, and the instruction adds two products per step. A row gets
+ * the same operations whatever the batch, so M does not change its bits. */
+#define LLM__BF16DP_MR 6
 __attribute__((always_inline)) LLM__T_BF16 static inline void
-llm__bf16_tile_dp_mr(const int MR, const uint32_t *T, int kp, const uint32_t *xp, size_t ldp, float *out) {
-    __m512 a0[LLM__BF16T_MR], a1[LLM__BF16T_MR];
+llm__bf16_tile_dp_mr(const int MR, const uint32_t *T0, const uint32_t *T1, int kp, const uint32_t *xp, size_t ldp, float *out) {
+    __m512 a0[LLM__BF16DP_MR], a1[LLM__BF16DP_MR];
 LLM__UNROLL
     for (int i = 0; i < MR; i++) a0[i] = a1[i] = _mm512_setzero_ps();
-    int p = 0;
-    for (; p + 2 <= kp; p += 2) {
-        const uint32_t *P = T + LLM__CAST(size_t, p) * LLM__QT;
-        LLM__PREFETCH(P, 4096);
-        __m512bh w0 = LLM__CAST(__m512bh, _mm512_loadu_si512(LLM__CAST(const void *, P)));
-        __m512bh w1 = LLM__CAST(__m512bh, _mm512_loadu_si512(LLM__CAST(const void *, P + LLM__QT)));
+    for (int p = 0; p < kp; p++) {
+        const uint32_t *P0 = T0 + LLM__CAST(size_t, p) * LLM__QT, *P1 = T1 + LLM__CAST(size_t, p) * LLM__QT;
+        LLM__PREFETCH(P0, 4096);
+        LLM__PREFETCH(P1, 4096);
+        __m512bh w0 = LLM__CAST(__m512bh, _mm512_loadu_si512(LLM__CAST(const void *, P0)));
+        __m512bh w1 = LLM__CAST(__m512bh, _mm512_loadu_si512(LLM__CAST(const void *, P1)));
 LLM__UNROLL
         for (int i = 0; i < MR; i++) {
-            a0[i] = _mm512_dpbf16_ps(a0[i], w0, LLM__CAST(__m512bh, _mm512_set1_epi32(LLM__CAST(int, xp[i * ldp + p]))));
-            a1[i] = _mm512_dpbf16_ps(a1[i], w1, LLM__CAST(__m512bh, _mm512_set1_epi32(LLM__CAST(int, xp[i * ldp + p + 1]))));
+            __m512bh x = LLM__CAST(__m512bh, _mm512_set1_epi32(LLM__CAST(int, xp[i * ldp + LLM__CAST(size_t, p)])));
+            a0[i] = _mm512_dpbf16_ps(a0[i], w0, x);
+            a1[i] = _mm512_dpbf16_ps(a1[i], w1, x);
         }
     }
-    if (p < kp) {
-        __m512bh w0 = LLM__CAST(__m512bh, _mm512_loadu_si512(LLM__CAST(const void *, T + LLM__CAST(size_t, p) * LLM__QT)));
 LLM__UNROLL
-        for (int i = 0; i < MR; i++)
-            a0[i] = _mm512_dpbf16_ps(a0[i], w0, LLM__CAST(__m512bh, _mm512_set1_epi32(LLM__CAST(int, xp[i * ldp + p]))));
+    for (int i = 0; i < MR; i++) {
+        _mm512_storeu_ps(out + i * 2 * LLM__QT, a0[i]);
+        _mm512_storeu_ps(out + i * 2 * LLM__QT + LLM__QT, a1[i]);
     }
-LLM__UNROLL
-    for (int i = 0; i < MR; i++) _mm512_storeu_ps(out + i * LLM__QT, _mm512_add_ps(a0[i], a1[i]));
 }
-LLM__T_BF16 static void llm__bf16_tile_dp(const uint32_t *T, int kp, const uint32_t *xp, size_t ldp, int mr, float *out) {
+/* outputs (mr, 32): tile T0's 16 then T1's (T1 may be T0 again, for an odd tile) */
+LLM__T_BF16 static void llm__bf16_tile_dp(const uint32_t *T0, const uint32_t *T1, int kp, const uint32_t *xp, size_t ldp, int mr,
+                                          float *out) {
     switch (mr) {
-    case 1: llm__bf16_tile_dp_mr(1, T, kp, xp, ldp, out); break;
-    case 2: llm__bf16_tile_dp_mr(2, T, kp, xp, ldp, out); break;
-    case 3: llm__bf16_tile_dp_mr(3, T, kp, xp, ldp, out); break;
-    default: llm__bf16_tile_dp_mr(4, T, kp, xp, ldp, out); break;
+    case 1: llm__bf16_tile_dp_mr(1, T0, T1, kp, xp, ldp, out); break;
+    case 2: llm__bf16_tile_dp_mr(2, T0, T1, kp, xp, ldp, out); break;
+    case 3: llm__bf16_tile_dp_mr(3, T0, T1, kp, xp, ldp, out); break;
+    case 4: llm__bf16_tile_dp_mr(4, T0, T1, kp, xp, ldp, out); break;
+    case 5: llm__bf16_tile_dp_mr(5, T0, T1, kp, xp, ldp, out); break;
+    default: llm__bf16_tile_dp_mr(6, T0, T1, kp, xp, ldp, out); break;
     }
 }
 #endif /* LLM__X86 */
@@ -5952,7 +5959,6 @@ static void llm__qmm_tile(const llm__qmm_job *J, size_t t, int i0, int mr, float
         const uint32_t *T = LLM__CAST(const uint32_t *, J->W) + t * kp * LLM__QT;
         const float *X = J->X + LLM__CAST(size_t, i0) * K;
 #ifdef LLM__X86
-        if (J->bf16dp) { llm__bf16_tile_dp(T, LLM__CAST(int, kp), J->xp + LLM__CAST(size_t, i0) * kp, kp, mr, out); return; }
         if (J->level == LLM_SIMD_AVX512) { llm__bf16_tile_avx512(T, K, X, LLM__CAST(size_t, K), mr, out); return; }
         if (J->level == LLM_SIMD_AVX2) { llm__bf16_tile_avx2(T, K, X, LLM__CAST(size_t, K), mr, out); return; }
 #elif defined(LLM__NEON)
@@ -5962,20 +5968,42 @@ static void llm__qmm_tile(const llm__qmm_job *J, size_t t, int i0, int mr, float
     }
 }
 
+/* Y rows i0 .. i0+mr-1, columns of tile t, from out (mr rows, ldo apart), plus the bias. */
+static void llm__qmm_put(const llm__qmm_job *J, size_t t, int i0, int mr, const float *out, int ldo) {
+    const int j0 = LLM__CAST(int, t) * LLM__QT, jn = J->N - j0 < LLM__QT ? J->N - j0 : LLM__QT;
+    for (int i = 0; i < mr; i++) {
+        float *y = J->Y + LLM__CAST(size_t, i0 + i) * J->N + j0;
+        for (int r = 0; r < jn; r++) y[r] = J->bias ? out[i * ldo + r] + J->bias[j0 + r] : out[i * ldo + r];
+    }
+}
+
 static void llm__qmm_task(void *arg, int ith, int nth) {
     const llm__qmm_job *J = LLM__CAST(const llm__qmm_job *, arg);
     size_t lo, hi;
     llm__split(LLM__CAST(size_t, (J->N + LLM__QT - 1) / LLM__QT), ith, nth, &lo, &hi);
+#ifdef LLM__X86
+    if (J->bf16dp) {   /* two tiles at a time */
+        float o2[LLM__BF16DP_MR * 2 * LLM__QT];
+        const size_t kp = LLM__CAST(size_t, llm__bf16_kp(J->K));
+        for (size_t t = lo; t < hi; t += 2) {
+            const uint32_t *T0 = LLM__CAST(const uint32_t *, J->W) + t * kp * LLM__QT;
+            const uint32_t *T1 = t + 1 < hi ? T0 + kp * LLM__QT : T0;
+            for (int i0 = 0; i0 < J->M; i0 += LLM__BF16DP_MR) {
+                const int mr = J->M - i0 < LLM__BF16DP_MR ? J->M - i0 : LLM__BF16DP_MR;
+                llm__bf16_tile_dp(T0, T1, LLM__CAST(int, kp), J->xp + LLM__CAST(size_t, i0) * kp, kp, mr, o2);
+                llm__qmm_put(J, t, i0, mr, o2, 2 * LLM__QT);
+                if (t + 1 < hi) llm__qmm_put(J, t + 1, i0, mr, o2 + LLM__QT, 2 * LLM__QT);
+            }
+        }
+        return;
+    }
+#endif
     float out[LLM__Q8_MR * LLM__QT];
     for (size_t t = lo; t < hi; t++) {
-        const int j0 = LLM__CAST(int, t) * LLM__QT, jn = J->N - j0 < LLM__QT ? J->N - j0 : LLM__QT;
         for (int i0 = 0; i0 < J->M; i0 += LLM__Q8_MR) {
             const int mr = J->M - i0 < LLM__Q8_MR ? J->M - i0 : LLM__Q8_MR;
             llm__qmm_tile(J, t, i0, mr, out);
-            for (int i = 0; i < mr; i++) {
-                float *y = J->Y + LLM__CAST(size_t, i0 + i) * J->N + j0;
-                for (int r = 0; r < jn; r++) y[r] = J->bias ? out[i * LLM__QT + r] + J->bias[j0 + r] : out[i * LLM__QT + r];
-            }
+            llm__qmm_put(J, t, i0, mr, out, LLM__QT);
         }
     }
 }

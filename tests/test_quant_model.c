@@ -169,6 +169,7 @@ static int *shakespeare(int *n) {
 }
 
 static void test_gpt2(void) {
+    if (TEST_SAN) { TEST_SKIP("GPT-2 quality: training and a 50257-token classifier are too slow under the sanitizers (the plain build runs it)"); return; }
     int n = 0;
     int *tok = shakespeare(&n);
     if (!tok) { TEST_SKIP("GPT-2: tinyshakespeare/input.gpt2.tokens.txt not found"); return; }
@@ -180,7 +181,7 @@ static void test_gpt2(void) {
         what = "GPT-2 (the demo's checkpoint)";
         for (int i = 0; i < 3; i++) CHECK(llm_model_load(&ms[i], demo, NULL) == LLM_OK, "load %s: %s", demo, llm_last_error());
     } else {
-        /* a small GPT-2 trained here: 2 layers, C 64, T 64, B 8 */
+        /* a small GPT-2 trained here: 2 layers, C 64, T 64, B 4 (a few seconds) */
         what = "GPT-2 (trained here; `make demo` writes the demo's)";
         llm_config c = llm_config_gpt2();
         c.n_layer = 2; c.n_head = 4; c.n_embd = 64; c.max_seq_len = 64;
@@ -188,7 +189,7 @@ static void test_gpt2(void) {
         if (!ms[0]) { free(tok); return; }
         llm_adamw_config ac = llm_adamw_config_default();
         ac.weight_decay = 0.0f;
-        const int B = 8, T = 64, steps = TEST_SAN ? 20 : 300;
+        const int B = 4, T = 64, steps = 200;
         float loss = 0, first = 0;
         /* (B, T) windows in order through the training split */
         for (int s = 0; s < steps; s++) {
@@ -213,7 +214,7 @@ static void test_gpt2(void) {
     CHECK(llm_model_quantize(ms[1], LLM_DTYPE_BF16) == LLM_OK && llm_model_quantize(ms[2], LLM_DTYPE_Q8_0) == LLM_OK,
           "quantize: %s", llm_last_error());
     llm_config c = llm_model_config(ms[0]);
-    int held = TEST_SAN ? 2048 : 16384;
+    int held = 8192;
     if (held > n - split) held = n - split;
     const int *prompts[2] = {tok + split, tok + split + 1000};
     const int np[2] = {16, 16};
