@@ -42,7 +42,8 @@
  *     memory. Forward keeps a running max and sum per query row (online softmax) and saves
  *     lse = log(sum_j exp(s_ij)); backward recomputes P_ij = exp(s_ij - lse_i). Grouped-query
  *     heads (NKV < NH) read their group's K/V directly, nothing is copied. Head size <= 128.
- *     fp32 kernels on CUDA cores; in bf16 mode, tensor-core (WMMA) versions of the same.
+ *     fp32 kernels on CUDA cores; in the bf16 and fp16 modes, tensor-core (WMMA) versions
+ *     of the same, one template for both types.
  *
  * STATUS: written without a GPU at hand. It compiles and links warning-free, and the
  *   kernels and host logic run in CI through tests/cuda_emu.h, which compiles this file
@@ -65,12 +66,18 @@
  *   moments, norms, softmax and cross-entropy stay fp32, and so do the activations
  *   between ops (the backend table passes fp32 tensors): storing activations in bf16
  *   would halve the memory traffic of the elementwise ops and is the next step for speed.
+ *   llm_options.fp16 = 1 (or llm_cuda_backend_fp16()), for GPUs without bf16 (sm_70+: V100,
+ *   T4): the same with fp16 operands (unit roundoff 2^-11 against bf16's 2^-8, but only 5
+ *   exponent bits: 6e-8 .. 65504). Activations and weights fit that range; gradients need
+ *   loss scaling (llm_loss_scaler in llm.h): a gradient that overflows fp16 when rounded
+ *   becomes inf, the step's gradient norm with it, and the step is skipped.
  */
 #ifndef LLM_CUDA_EMU
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
 #include <cublasLt.h>
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <mma.h>
 #if LLM_CUDA_NCCL
 #include <nccl.h>
@@ -88,6 +95,7 @@
 #include <errno.h>
 #include <time.h>
 #include <pthread.h>
+#include <type_traits>
 #include "llm.h"
 
 /* Messages go to llm.h's llm_set_error(), so llm_last_error() reports them. */
@@ -105,12 +113,15 @@
 #define LLM__CU_LT_CACHE 64                 /* cuBLASLt algorithm choices remembered */
 #define LLM__CU_PROF_EVENTS 512             /* profile: events between two flushes */
 
-/* bf16 mode: one device allocation, and the bf16 copy of its floats once a matmul has
- * used memory in it as a weight (see MATMUL). */
+/* Precision modes (see PRECISION): the type of the matmul and attention operands. */
+enum { LLM__CU_FP32 = 0, LLM__CU_BF16 = 1, LLM__CU_FP16 = 2 };
+
+/* 16-bit modes: one device allocation, and the 16-bit copy of its floats once a matmul
+ * has used memory in it as a weight (see MATMUL). */
 typedef struct llm__cu_block {
     char *base;               /* what cudaMalloc returned */
     size_t bytes;
-    __nv_bfloat16 *shadow;    /* bytes/4 bf16 values, or NULL */
+    void *shadow;             /* bytes/4 values of the mode's 16-bit type, or NULL */
     int fresh;                /* shadow equals the floats (else the next matmul refreshes it) */
 } llm__cu_block;
 
@@ -123,15 +134,15 @@ typedef struct llm__cu {
     int *flags;               /* (1) device: LLM__CU_FLAG_* bits set by kernels */
     int flags_armed;          /* a kernel that may set flags ran since the last sync */
     int sync_each;            /* LLM_CUDA_SYNC=1: synchronise after every kernel */
-    int bf16;                 /* matmuls in bf16 (llm_cuda_backend_bf16) */
-    __nv_bfloat16 *half[3];   /* bf16 mode: operand copies (activation, weight, gradient) */
+    int prec;                 /* LLM__CU_FP32, LLM__CU_BF16 or LLM__CU_FP16 */
+    void *half[3];            /* 16-bit modes: operand copies (activation, weight, gradient) */
     size_t half_cap[3];       /* their capacities, in elements */
-    llm__cu_block *blocks;    /* bf16 mode: every live allocation, for the weight copies */
+    llm__cu_block *blocks;    /* 16-bit modes: every live allocation, for the weight copies */
     int nblocks, blocks_cap;
-    cublasLtHandle_t lt;      /* bf16 mode: cuBLASLt for matmuls with fused epilogues */
+    cublasLtHandle_t lt;      /* cuBLASLt, for matmuls with fused epilogues */
     void *lt_ws;              /* its workspace */
     size_t lt_ws_bytes;
-    int lt_off;               /* bit (gelu + 2 bf16): cuBLASLt refused that kind of fused
+    int lt_off;               /* bit (gelu + 2 prec): cuBLASLt refused that kind of fused
                                * product, so it takes the plain path from then on */
     struct {                  /* cuBLASLt's heuristic choices, by problem (see llm__cu_lt) */
         int64_t key[12];
@@ -507,9 +518,13 @@ static void llm__cu_destroy(void *p) {
 static llm_status llm__cu_dist_check(const llm_options *opt);
 static bool llm__cu_dist_init(llm__cu *st, const llm_options *opt);
 
-/* opt->device picks the GPU (opt NULL: device 0); opt->n_threads is not used. bf16 asks
- * for the bf16 matmul mode, which needs bf16 tensor cores (compute capability 8.0+). */
-static llm_status llm__cu_create_mode(void **out, const llm_options *opt, int bf16) {
+/* opt->device picks the GPU (opt NULL: device 0); opt->n_threads is not used. prec asks
+ * for a precision mode: bf16 needs bf16 tensor cores (compute capability 8.0+), fp16
+ * fp16 ones (7.0+). */
+static const char *llm__cu_prec_name(int prec) {
+    return prec == LLM__CU_BF16 ? "bf16" : prec == LLM__CU_FP16 ? "fp16" : "fp32";
+}
+static llm_status llm__cu_create_mode(void **out, const llm_options *opt, int prec) {
     *out = NULL;
     llm_status ds = llm__cu_dist_check(opt);
     if (ds != LLM_OK) return ds;
@@ -523,21 +538,23 @@ static llm_status llm__cu_create_mode(void **out, const llm_options *opt, int bf
     if (dev < 0 || dev >= count)
         return llm_set_error(LLM_ERR_ARG, "CUDA backend: device %d requested, devices 0..%d present",
                              dev, count - 1);
-    if (bf16) {
+    if (prec != LLM__CU_FP32) {
         cudaDeviceProp prop;
         if (cudaGetDeviceProperties(&prop, dev) != cudaSuccess) {
             (void)cudaGetLastError();
             return llm_set_error(LLM_ERR_BACKEND, "CUDA backend: cannot read the properties of device %d", dev);
         }
-        if (prop.major < 8)
-            return llm_set_error(LLM_ERR_UNSUPPORTED, "CUDA bf16 backend: device %d (%s) is sm_%d%d; bf16 "
-                                 "matmuls need sm_80 or newer (use llm_cuda_backend, fp32)",
-                                 dev, prop.name, prop.major, prop.minor);
+        int need = prec == LLM__CU_BF16 ? 8 : 7;
+        if (prop.major < need)
+            return llm_set_error(LLM_ERR_UNSUPPORTED, "CUDA %s backend: device %d (%s) is sm_%d%d; %s tensor-core "
+                                 "matmuls need sm_%d0 or newer (use %s)", llm__cu_prec_name(prec), dev, prop.name,
+                                 prop.major, prop.minor, llm__cu_prec_name(prec), need,
+                                 prec == LLM__CU_BF16 && prop.major >= 7 ? "fp16 (sm_70+) or fp32" : "fp32");
     }
     llm__cu *st = (llm__cu *)calloc(1, sizeof *st);
     if (!st) return llm_set_error(LLM_ERR_NOMEM, "CUDA backend: out of host memory");
     st->dev = dev;
-    st->bf16 = bf16;
+    st->prec = prec;
     const char *sync = getenv("LLM_CUDA_SYNC");
     st->sync_each = sync && sync[0] == '1';
     size_t nsum = (LLM__CU_SUMSQ_BLOCKS + 1) * sizeof(double), nscr = LLM__CU_SCRATCH_FLOATS * sizeof(float);
@@ -586,15 +603,27 @@ static llm_status llm__cu_create_mode(void **out, const llm_options *opt, int bf
     *out = st;
     return LLM_OK;
 }
-static llm_status llm__cu_create(void **out, const llm_options *opt) { return llm__cu_create_mode(out, opt, opt && opt->bf16); }
-static llm_status llm__cu_create_bf16(void **out, const llm_options *opt) { return llm__cu_create_mode(out, opt, 1); }
+static llm_status llm__cu_create(void **out, const llm_options *opt) {
+    if (opt && opt->bf16 && opt->fp16) {
+        *out = NULL;
+        return llm_set_error(LLM_ERR_ARG, "CUDA backend: llm_options asks for both bf16 and fp16; pick one");
+    }
+    return llm__cu_create_mode(out, opt, !opt ? LLM__CU_FP32 : opt->bf16 ? LLM__CU_BF16
+                                         : opt->fp16 ? LLM__CU_FP16 : LLM__CU_FP32);
+}
+static llm_status llm__cu_create_bf16(void **out, const llm_options *opt) {
+    return llm__cu_create_mode(out, opt, LLM__CU_BF16);
+}
+static llm_status llm__cu_create_fp16(void **out, const llm_options *opt) {
+    return llm__cu_create_mode(out, opt, LLM__CU_FP16);
+}
 
 /* A failure recorded by an earlier (void) op, reported by a call with a status. */
 static llm_status llm__cu_pending(llm__cu *st) {
     return llm_set_error(st->status, "%s (an earlier GPU op failed)", st->msg);
 }
 
-/* bf16 mode keeps a list of the live allocations (a model has about fifteen, so a
+/* The 16-bit modes keep a list of the live allocations (a model has about fifteen, so a
  * linear search is cheap next to any launch). */
 static llm__cu_block *llm__cu_block_of(llm__cu *st, const void *p) {
     const char *c = (const char *)p;
@@ -602,9 +631,9 @@ static llm__cu_block *llm__cu_block_of(llm__cu *st, const void *p) {
         if (c >= st->blocks[i].base && c < st->blocks[i].base + st->blocks[i].bytes) return &st->blocks[i];
     return NULL;
 }
-/* Memory at p was written by something other than AdamW: its bf16 copy, if any, is stale. */
+/* Memory at p was written by something other than AdamW: its 16-bit copy, if any, is stale. */
 static void llm__cu_touch(llm__cu *st, const void *p) {
-    if (!st->bf16 || !p) return;
+    if (!st->prec || !p) return;
     llm__cu_block *b = llm__cu_block_of(st, p);
     if (b) b->fresh = 0;
 }
@@ -628,7 +657,7 @@ static void *llm__cu_alloc(void *p, size_t bytes) {
                       cudaGetErrorString(e), st->dev, free_b / 1048576.0, total_b / 1048576.0);
         return NULL;
     }
-    if (st->bf16) {
+    if (st->prec) {
         if (st->nblocks == st->blocks_cap) {
             int cap = st->blocks_cap ? 2 * st->blocks_cap : 16;
             llm__cu_block *nb = (llm__cu_block *)realloc(st->blocks, (size_t)cap * sizeof *nb);
@@ -1011,72 +1040,113 @@ static void llm__cu_rmsnorm_bwd(void *p, float *dinp, float *dw, const float *do
  *   dw += dout^T @ inp     (OC,C)   <=>  dw^T   = inp^T . dout : gemm(N, T, C, OC, N)
  * where a column-major operand named by its row-major name means that buffer as is.
  *
- * bf16 mode (llm_options.bf16 or llm_cuda_backend_bf16), the fast mode: both operands of
- * every product are bf16 (fp32 rounded to nearest even: 8 significant bits, fp32's
- * exponent range), tensor cores multiply them and accumulate in fp32, the output is fp32.
- * The fp32 weights stay the master copy that AdamW updates; gradients, moments and every
- * other op stay fp32.
+ * 16-bit modes, the fast ones: both operands of every product are 16-bit floats, tensor
+ * cores multiply them and accumulate in fp32, the output is fp32.
+ *   bf16 (llm_options.bf16, llm_cuda_backend_bf16; sm_80+): 8 significant bits (unit
+ *        roundoff u = 2^-8) and fp32's exponent range;
+ *   fp16 (llm_options.fp16, llm_cuda_backend_fp16; sm_70+): 11 significant bits (u = 2^-11),
+ *        normal from 2^-14 ~ 6.1e-5 to 65504, subnormal down to 2^-24 ~ 6e-8. Output
+ *        gradients are that small or smaller: training scales the loss (llm_loss_scaler).
+ * Both round fp32 to nearest even. The fp32 weights stay the master copy that AdamW
+ * updates; gradients, moments and every other op stay fp32.
  *  - Weights: rounding a weight on every call would cost more than the product itself
  *    when decoding one token (read 4 + write 2 + read 2 bytes per weight, against 4 for
  *    the fp32 product). So an allocation that a matmul has used as a weight gets a
- *    persistent bf16 copy: AdamW writes the master and the copy in one pass; upload, zero,
- *    copy or an op writing into the allocation mark the copy stale, and the next matmul
- *    rounds the whole allocation again (one pass).
+ *    persistent 16-bit copy: AdamW writes the master and the copy in one pass; upload,
+ *    zero, copy or an op writing into the allocation mark the copy stale, and the next
+ *    matmul rounds the whole allocation again (one pass).
  *  - Activations and output gradients are rounded per call into operand buffers (tensors
  *    are fp32 between ops).
- * In both modes, forward products with a bias go through cuBLASLt, whose epilogue adds the
- * bias (and in bf16 mode, for the MLP's up-projection, applies GELU: see GELU) while the
- * tile is still in registers, instead of another pass over the output. If cuBLASLt
+ * In every mode, forward products with a bias go through cuBLASLt, whose epilogue adds the
+ * bias (and in the 16-bit modes, for the MLP's up-projection, applies GELU: see GELU) while
+ * the tile is still in registers, instead of another pass over the output. If cuBLASLt
  * declines a kind of product, the backend falls back, for good, to cublasSgemm/GemmEx and
  * the kernels. */
-static __global__ void llm__cu_to_bf16_k(__nv_bfloat16 *dst, const float *src, size_t n) {
-    LLM__CU_FOR(i, n) dst[i] = __float2bfloat16(src[i]);
+
+/* The two 16-bit types, for the templates that serve both (the rounding kernel, AdamW's
+ * weight copy, the tensor-core attention): rounding to nearest even, widening (exact),
+ * and whether this compilation pass has tensor-core (wmma) tiles of the type: fp16 from
+ * sm_70, bf16 from sm_80; the host pass (and the emulator) has both. A kernel for a type
+ * its device lacks compiles without its products and is never launched (create refuses
+ * the mode there). */
+template <class H> struct llm__cu_f16;
+template <> struct llm__cu_f16<__nv_bfloat16> {
+    enum { sm = 80 };   /* tensor-core tiles from sm_80 */
+    static __device__ __nv_bfloat16 round(float x) { return __float2bfloat16(x); }
+    static __device__ float widen(__nv_bfloat16 h) { return __bfloat162float(h); }
+};
+template <> struct llm__cu_f16<__half> {
+    enum { sm = 70 };
+    static __device__ __half round(float x) { return __float2half(x); }
+    static __device__ float widen(__half h) { return __half2float(h); }
+};
+template <class H> static __device__ constexpr bool llm__cu_has_wmma(void) {
+#ifdef __CUDA_ARCH__
+    return __CUDA_ARCH__ >= 10 * llm__cu_f16<H>::sm;
+#else
+    return true;
+#endif
+}
+/* The mode's type for cuBLAS / cuBLASLt. */
+static cudaDataType_t llm__cu_dtype(const llm__cu *st) {
+    return st->prec == LLM__CU_FP16 ? CUDA_R_16F : st->prec == LLM__CU_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+template <class H> static __global__ void llm__cu_round_k(H *dst, const float *src, size_t n) {
+    LLM__CU_FOR(i, n) dst[i] = llm__cu_f16<H>::round(src[i]);
+}
+/* dst (n values of the mode's 16-bit type) = src (n floats) rounded; `what` names it in
+ * the profile (a string literal per mode). */
+static void llm__cu_round16(llm__cu *st, void *dst, const float *src, size_t n, const char *what_bf16,
+                            const char *what_fp16) {
+    if (st->prec == LLM__CU_FP16)
+        LLM__CU_LAUNCH(llm__cu_round_k<__half>, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
+            (__half *)dst, src, n);
+    else
+        LLM__CU_LAUNCH(llm__cu_round_k<__nv_bfloat16>, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
+            (__nv_bfloat16 *)dst, src, n);
+    llm__cu_launched(st, st->prec == LLM__CU_FP16 ? what_fp16 : what_bf16, "n=%zu", n);
 }
 enum { LLM__CU_ACT = 0, LLM__CU_WEIGHT = 1, LLM__CU_GRAD = 2 };   /* operand buffers */
-/* The bf16 copy of n floats of src, in operand buffer `slot`. A buffer grows on first
+/* The 16-bit copy of n floats of src, in operand buffer `slot`. A buffer grows on first
  * need; cudaFree of the old one waits for queued work that may still read it. */
-static const __nv_bfloat16 *llm__cu_bf16(llm__cu *st, int slot, const float *src, size_t n) {
+static const void *llm__cu_half(llm__cu *st, int slot, const float *src, size_t n) {
     if (n > st->half_cap[slot]) {
         (void)cudaFree(st->half[slot]);
         st->half[slot] = NULL;
         st->half_cap[slot] = 0;
-        if (!LLM__CUDA(st, cudaMalloc((void **)&st->half[slot], n * sizeof(__nv_bfloat16)),
-                       "bf16 operand buffer of %zu bytes", n * sizeof(__nv_bfloat16)))
+        if (!LLM__CUDA(st, cudaMalloc(&st->half[slot], n * 2), "%s operand buffer of %zu bytes",
+                       llm__cu_prec_name(st->prec), n * 2))
             return NULL;
         st->half_cap[slot] = n;
     }
-    LLM__CU_LAUNCH(llm__cu_to_bf16_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
-        st->half[slot], src, n);
-    llm__cu_launched(st, "to_bf16", "n=%zu", n);
+    llm__cu_round16(st, st->half[slot], src, n, "to_bf16", "to_fp16");
     return st->status == LLM_OK ? st->half[slot] : NULL;
 }
-/* The bf16 copy of the weight w (n floats): its allocation's persistent copy, made or
+/* The 16-bit copy of the weight w (n floats): its allocation's persistent copy, made or
  * refreshed here when missing or stale. */
-static const __nv_bfloat16 *llm__cu_weight16(llm__cu *st, const float *w, size_t n) {
+static const void *llm__cu_weight16(llm__cu *st, const float *w, size_t n) {
     llm__cu_block *b = llm__cu_block_of(st, w);
     size_t nf = b ? b->bytes / sizeof(float) : 0;
-    if (nf == 0) return llm__cu_bf16(st, LLM__CU_WEIGHT, w, n);  /* not from our alloc */
+    if (nf == 0) return llm__cu_half(st, LLM__CU_WEIGHT, w, n);  /* not from our alloc */
     if (!b->shadow) {
-        if (!LLM__CUDA(st, cudaMalloc((void **)&b->shadow, nf * sizeof(__nv_bfloat16)),
-                       "bf16 copy (%zu bytes) of a %zu-byte weight allocation",
-                       nf * sizeof(__nv_bfloat16), b->bytes)) {
+        if (!LLM__CUDA(st, cudaMalloc(&b->shadow, nf * 2), "%s copy (%zu bytes) of a %zu-byte weight allocation",
+                       llm__cu_prec_name(st->prec), nf * 2, b->bytes)) {
             b->shadow = NULL;
             return NULL;
         }
         b->fresh = 0;
     }
     if (!b->fresh) {
-        LLM__CU_LAUNCH(llm__cu_to_bf16_k, llm__cu_blocks(nf), LLM__CU_THREADS, 0, st->stream)(
-            b->shadow, (const float *)b->base, nf);
-        llm__cu_launched(st, "to_bf16 (weights)", "n=%zu", nf);
+        llm__cu_round16(st, b->shadow, (const float *)b->base, nf, "to_bf16 (weights)", "to_fp16 (weights)");
         if (st->status != LLM_OK) return NULL;
         b->fresh = 1;
     }
-    return b->shadow + ((const char *)w - b->base) / sizeof(float);
+    return (const char *)b->shadow + ((const char *)w - b->base) / 2;
 }
 
-/* Column-major C(m,n) = op(A) op(B) + beta C (alpha 1): fp32 (TF32 off), or bf16 A and B
- * with fp32 accumulation and output. Both return false after recording a failure, whose
+/* Column-major C(m,n) = op(A) op(B) + beta C (alpha 1): fp32 (TF32 off), or A and B of
+ * the mode's 16-bit type with fp32 accumulation and output. Both return false after recording a failure, whose
  * message names `op` (e.g. "matmul_bwd dw") and the column-major shape. */
 #define LLM__CU_GEMM_WHAT "%s: column-major C(%d,%d) = op(A) op(B), k=%d"
 static bool llm__cu_sgemm(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
@@ -1089,14 +1159,15 @@ static bool llm__cu_sgemm(llm__cu *st, cublasOperation_t ta, cublasOperation_t t
     return ok;
 }
 static bool llm__cu_gemm16(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                           const __nv_bfloat16 *A, int lda, const __nv_bfloat16 *B, int ldb, float beta,
-                           float *Cm, int ldc, const char *op) {
+                           const void *A, int lda, const void *B, int ldb, float beta, float *Cm, int ldc,
+                           const char *op) {
     const float one = 1.0f;
-    if (!A || !B) return false;  /* the bf16 copy failed (recorded) */
-    bool ok = LLM__BLAS(st, cublasGemmEx(st->blas, ta, tb, m, n, k, &one, A, CUDA_R_16BF, lda, B, CUDA_R_16BF,
-                                         ldb, &beta, Cm, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                        LLM__CU_GEMM_WHAT " (bf16)", op, m, n, k);
-    llm__cu_mark(st, "matmul: cublasGemmEx bf16");
+    if (!A || !B) return false;  /* the 16-bit copy failed (recorded) */
+    cudaDataType_t t = llm__cu_dtype(st);
+    bool ok = LLM__BLAS(st, cublasGemmEx(st->blas, ta, tb, m, n, k, &one, A, t, lda, B, t, ldb, &beta, Cm,
+                                         CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                        LLM__CU_GEMM_WHAT " (%s)", op, m, n, k, llm__cu_prec_name(st->prec));
+    llm__cu_mark(st, st->prec == LLM__CU_FP16 ? "matmul: cublasGemmEx fp16" : "matmul: cublasGemmEx bf16");
     return ok;
 }
 
@@ -1108,7 +1179,7 @@ static uint32_t llm__cu_align(const void *p) {
     return a;
 }
 /* Forward product with a fused epilogue through cuBLASLt, column-major, alpha 1, A and B
- * both ab_type (bf16, or fp32 with fp32 math: no TF32), D fp32:
+ * both ab_type (bf16, fp16, or fp32 with fp32 math: no TF32), D fp32:
  *   D(m,n) = op(A) op(B) + bias[row]                         (aux NULL)
  *   aux = op(A) op(B) + bias[row],   D = gelu(aux)           (aux (m,n), leading dim ldd)
  * Returns 1 when queued, 0 when cuBLASLt declined (nothing written or recorded; the
@@ -1116,7 +1187,7 @@ static uint32_t llm__cu_align(const void *p) {
 static int llm__cu_lt(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                       cudaDataType_t ab_type, const void *A, int lda, const void *B, int ldb, float *D, int ldd,
                       const float *bias, float *aux) {
-    int kind = 1 << ((aux ? 1 : 0) + (ab_type == CUDA_R_16BF ? 2 : 0));
+    int kind = 1 << ((aux ? 1 : 0) + (ab_type == CUDA_R_16BF ? 2 : ab_type == CUDA_R_16F ? 4 : 0));
     if (!st->lt || (st->lt_off & kind) || !bias) return 0;
     cublasLtMatmulDesc_t desc = NULL;
     cublasLtMatrixLayout_t la = NULL, lb = NULL, ldl = NULL;
@@ -1212,17 +1283,17 @@ static int llm__cu_product(llm__cu *st, float *out, float *gelu_out, const float
         if (!LLM__CUDA(st, cudaMemsetAsync(out, 0, (size_t)N * OC * sizeof(float), st->stream), "%s: out(%d,%d)",
                        op, N, OC))
             return -1;
-    } else if (!st->bf16) {
+    } else if (!st->prec) {
         /* bias only: cuBLASLt's GELU may evaluate tanh approximately, and this is the exact mode */
         if (llm__cu_lt(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, CUDA_R_32F, w, C, inp, C, out, OC, bias, NULL))
             return 0;
         if (!llm__cu_sgemm(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w, C, inp, C, 0.0f, out, OC, op)) return -1;
     } else {
-        const __nv_bfloat16 *w16 = llm__cu_weight16(st, w, (size_t)OC * C);
-        const __nv_bfloat16 *x16 = w16 ? llm__cu_bf16(st, LLM__CU_ACT, inp, (size_t)N * C) : NULL;
+        const void *w16 = llm__cu_weight16(st, w, (size_t)OC * C);
+        const void *x16 = w16 ? llm__cu_half(st, LLM__CU_ACT, inp, (size_t)N * C) : NULL;
         if (!x16) return -1;
         /* with GELU, the epilogue writes the activation to D and the pre-activation to aux */
-        if (llm__cu_lt(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, CUDA_R_16BF, w16, C, x16, C,
+        if (llm__cu_lt(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, llm__cu_dtype(st), w16, C, x16, C,
                        gelu_out ? gelu_out : out, OC, bias, gelu_out ? out : NULL))
             return gelu_out ? 1 : 0;
         if (!llm__cu_gemm16(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w16, C, x16, C, 0.0f, out, OC, op))
@@ -1251,19 +1322,19 @@ static void llm__cu_matmul_bwd(void *p, float *dinp, float *dw, float *dbias, co
     LLM__CU_TOUCH3(st, dinp, dw, dbias);
     const char *what_in = "matmul_bwd dinp += dout @ w", *what_w = "matmul_bwd dw += dout^T @ inp";
     size_t nd = (size_t)N * OC;
-    if (!st->bf16) {
+    if (!st->prec) {
         if (dinp && !llm__cu_sgemm(st, CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, w, C, dout, OC, 1.0f, dinp, C, what_in))
             return;
         if (dw && !llm__cu_sgemm(st, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, dout, OC, 1.0f, dw, C, what_w))
             return;
     } else if (dinp || dw) {
-        const __nv_bfloat16 *g16 = llm__cu_bf16(st, LLM__CU_GRAD, dout, nd);  /* rounded once, used twice */
+        const void *g16 = llm__cu_half(st, LLM__CU_GRAD, dout, nd);  /* rounded once, used twice */
         if (!g16) return;
         if (dinp && !llm__cu_gemm16(st, CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, llm__cu_weight16(st, w, (size_t)OC * C),
                                     C, g16, OC, 1.0f, dinp, C, what_in))
             return;
         if (dw && !llm__cu_gemm16(st, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N,
-                                  llm__cu_bf16(st, LLM__CU_ACT, inp, (size_t)N * C), C, g16, OC, 1.0f, dw, C,
+                                  llm__cu_half(st, LLM__CU_ACT, inp, (size_t)N * C), C, g16, OC, 1.0f, dw, C,
                                   what_w))
             return;
     }
@@ -1566,64 +1637,67 @@ static __global__ void llm__cu_attention_bwd_dkv_k(float *dqkv, const float *dou
     }
 }
 
-/* ---- bf16 tensor-core attention ---- */
-/* bf16 mode runs the same math as above on tensor cores (wmma: 16x16x16 tiles, bf16
- * operands, fp32 accumulation), flash-attention-2 style. The fp32 kernels above do every
- * product on CUDA cores and would take about 3x the time of all of GPT-2's matmuls.
- * Precision: q, k, v and dO are rounded to bf16 (unit roundoff u = 2^-8) when a tile is
- * staged in shared memory, and so are P and dS before they multiply; every product
- * accumulates in fp32, and everything that feeds an exponential or a division stays fp32:
- * the scores S, the running max m and sum l, lse, D and the accumulators O, dQ, dK, dV.
- * So each output element is a sum of products with relative errors ~2u, i.e. about 1e-2
- * of the typical term, never an error that grows with T (the sums are fp32).
- * Shapes: a block owns LLM__CU_FA_ROWS (64) query rows (forward, dq) or key rows (dk, dv);
- * each of its 4 warps owns 16 of them, so a warp's rows are one wmma tile high. Inside a
+/* ---- 16-bit tensor-core attention (bf16 or fp16) ---- */
+/* The 16-bit modes run the same math as above on tensor cores (wmma: 16x16x16 tiles,
+ * operands of the mode's type H, fp32 accumulation), flash-attention-2 style; one set of
+ * kernels, templated on H. The fp32 kernels above do every product on CUDA cores and
+ * would take about 3x the time of all of GPT-2's matmuls.
+ * Precision: q, k, v and dO are rounded to H (unit roundoff u = 2^-8 for bf16, 2^-11 for
+ * fp16) when a tile is staged in shared memory, and so are P and dS before they multiply;
+ * every product accumulates in fp32, and everything that feeds an exponential or a
+ * division stays fp32: the scores S, the running max m and sum l, lse, D and the
+ * accumulators O, dQ, dK, dV. So each output element is a sum of products with relative
+ * errors ~2u (about 1e-2 of the typical term in bf16, 1e-3 in fp16), never an error that
+ * grows with T (the sums are fp32). fp16's range: P is in [0, 1] (values below 6e-8 flush
+ * toward 0, negligible beside the row's largest, 1); q, k, v are activations, far below
+ * 65504; dO and dS are gradients, scaled by the loss scale, and one that overflows is inf
+ * in the result, which the step's gradient norm sees (the step is skipped).
+ * Shapes: a block of W warps (blockDim.x = 32 W) owns 16 W query rows (forward, dq) or
+ * key rows (dk, dv), and the forward and dq walk the keys in tiles of BC = 16 W; each warp
+ * owns 16 of the rows, so a warp's rows are one wmma tile high. Inside a
  * warp, the lane pair (2r, 2r+1) owns row r for the elementwise work (softmax, scaling),
  * lane parity taking alternate columns; a row's max and sum combine with one shuffle.
- * Shared memory holds the staged bf16 tiles (row length HS + 8: 16-byte padding spreads the
+ * Shared memory holds the staged 16-bit tiles (row length HS + 8: 16-byte padding spreads the
  * rows over the banks and keeps every 16-row, 16-column tile 32-byte aligned, as wmma
  * needs), and per warp its fp32 score tiles and its fp32 accumulator (O, dQ, or dK and
  * dV). Accumulators live in shared memory, not in fragments, because the online softmax
  * rescales them per row and a fragment's element-to-row map is unspecified. All sizes
  * are multiples of 32 bytes, so every piece carved below stays aligned (the kernels have
  * no static shared memory, so the dynamic array starts at the aligned base). Dynamic
- * shared memory per block (forward, dq, dk/dv): HS 64: 70, 96, 89 KiB; HS 128: 110, 144,
- * 145 KiB; above 48 KiB a kernel must opt in (cudaFuncSetAttribute), and a device whose
- * opt-in limit is smaller (99 KiB on sm_86/sm_89/sm_120, 163 KiB on sm_80, 227 KiB on
- * sm_90) runs the fp32 kernels for that head size instead. */
-#define LLM__CU_FA_WARPS 4
-#define LLM__CU_FA_ROWS (16 * LLM__CU_FA_WARPS)  /* query (or key) rows per block */
-#define LLM__CU_FA_BC 64                         /* keys per tile (forward, dq) */
+ * shared memory per block (forward, dq, dk/dv), W = 4: HS 64: 70, 96, 89 KiB; HS 128:
+ * 110, 144, 145 KiB; W = 2: HS 64: 29, 38, 49 KiB; HS 128: 49, 62, 81 KiB. Above 48 KiB a
+ * kernel must opt in (cudaFuncSetAttribute), up to the device's limit (64 KiB on sm_75,
+ * 96 KiB on sm_70, 99 KiB on sm_86/sm_89/sm_120, 163 KiB on sm_80, 227 KiB on sm_90).
+ * W = 4 (64-row tiles: K and V are read half as often) where it fits, else W = 2 (the
+ * T4's 64 KiB at HS 64), else the fp32 kernels for that head size. W = 4 shares a tile of
+ * K and V among 4 warps: twice the reuse of W = 2, half the global reads. */
 #define LLM__CU_FA_BQ 32                         /* queries per tile (dk, dv) */
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-#define LLM__CU_WMMA 1                           /* bf16 wmma exists (sm_80+, or the host pass) */
-#else
-#define LLM__CU_WMMA 0                           /* sm_75: the kernels compile empty, never launched */
-#endif
-/* Every key tile of a query block then starts at or before the block's first row, so each
- * row has an unmasked key in each tile and its running max stays finite. */
-static_assert(LLM__CU_FA_ROWS % LLM__CU_FA_BC == 0, "key tiles must divide query blocks");
+/* BC = 16 W = the rows of a query block: every key tile of a query block then starts at or
+ * before the block's first row, so each row has an unmasked key in each tile and its
+ * running max stays finite. */
 
-/* Shared bytes of each kernel (the carving order in the kernels). */
-static size_t llm__cu_fa_shmem(int kernel, int HS) {
-    size_t h = 2 * (size_t)(HS + 8), o = 4 * (size_t)(HS + 4), W16 = 16 * LLM__CU_FA_WARPS;
-    size_t sc = 4 * (LLM__CU_FA_BC + 4), pc = 2 * (LLM__CU_FA_BC + 8);
+/* Shared bytes of each kernel (the carving order in the kernels) with W warps. */
+static size_t llm__cu_fa_shmem(int kernel, int HS, int W) {
+    size_t h = 2 * (size_t)(HS + 8), o = 4 * (size_t)(HS + 4), ROWS = 16 * (size_t)W, BC = ROWS;
+    size_t sc = 4 * (BC + 4), pc = 2 * (BC + 8);
     size_t sq = 4 * (LLM__CU_FA_BQ + 4), pq = 2 * (LLM__CU_FA_BQ + 8);
     switch (kernel) {
     case 0:  /* forward: Q; K, V; per warp S, P, O */
-        return (LLM__CU_FA_ROWS + 2 * LLM__CU_FA_BC) * h + W16 * (sc + pc + o);
+        return (ROWS + 2 * BC) * h + ROWS * (sc + pc + o);
     case 1:  /* dq: Q, dO; K, V; per warp S, dP, dS, dQ */
-        return (2 * LLM__CU_FA_ROWS + 2 * LLM__CU_FA_BC) * h + W16 * (2 * sc + pc + o);
+        return (2 * ROWS + 2 * BC) * h + ROWS * (2 * sc + pc + o);
     default: /* dk, dv: K, V; Q, dO; per warp S^T, dP^T, P^T, dS^T, dK, dV; lse, D */
-        return (2 * LLM__CU_FA_ROWS + 2 * LLM__CU_FA_BQ) * h + W16 * (2 * sq + 2 * pq + 2 * o) +
+        return (2 * ROWS + 2 * LLM__CU_FA_BQ) * h + ROWS * (2 * sq + 2 * pq + 2 * o) +
                2 * LLM__CU_FA_BQ * sizeof(float);
     }
 }
 
-#if LLM__CU_WMMA
-typedef nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::row_major> llm__cu_fa_a;
-typedef nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::row_major> llm__cu_fa_b;
-typedef nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::col_major> llm__cu_fa_bt;
+template <class H>
+using llm__cu_fa_a = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, H, nvcuda::wmma::row_major>;
+template <class H>
+using llm__cu_fa_b = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, H, nvcuda::wmma::row_major>;
+template <class H>
+using llm__cu_fa_bt = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, H, nvcuda::wmma::col_major>;
 typedef nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> llm__cu_fa_acc;
 
 /* The next n elements of type T from the shared-memory cursor. */
@@ -1633,82 +1707,81 @@ template <class T> static __device__ T *llm__cu_fa_carve(char *&cur, size_t n) {
     return p;
 }
 /* The whole block: rows [0, n) of an fp32 (rows, HS) slab with row stride `stride` into
- * bf16 shared rows of length ld, rounded to nearest even; rows n.. become zero. */
-static __device__ void llm__cu_fa_stage(__nv_bfloat16 *dst, int ld, const float *src, size_t stride,
-                                        int rows, int n, int HS) {
+ * 16-bit shared rows of length ld, rounded to nearest even; rows n.. become zero. */
+template <class H>
+static __device__ void llm__cu_fa_stage(H *dst, int ld, const float *src, size_t stride, int rows, int n, int HS) {
     for (int e = threadIdx.x; e < rows * HS; e += blockDim.x) {
         int r = e / HS, d = e % HS;
-        dst[r * ld + d] = __float2bfloat16(r < n ? src[(size_t)r * stride + d] : 0.0f);
+        dst[r * ld + d] = llm__cu_f16<H>::round(r < n ? src[(size_t)r * stride + d] : 0.0f);
     }
 }
-/* A block-wide (LLM__CU_FA_ROWS, ld) array from the cursor, of which warp w's 16 rows are
- * returned: each warp works on its own slice of scores and accumulators. */
-template <class T> static __device__ T *llm__cu_fa_warp_rows(char *&cur, int ld, int warp) {
-    return llm__cu_fa_carve<T>(cur, (size_t)LLM__CU_FA_ROWS * ld) + (size_t)warp * 16 * ld;
+/* A block-wide (rows, ld) array from the cursor, of which warp w's 16 rows are returned:
+ * each warp works on its own slice of scores and accumulators. */
+template <class T> static __device__ T *llm__cu_fa_warp_rows(char *&cur, int rows, int ld, int warp) {
+    return llm__cu_fa_carve<T>(cur, (size_t)rows * ld) + (size_t)warp * 16 * ld;
 }
-/* One warp: C (16, N) = A (16, K) B^T, with A and B (N, K) row-major bf16, C fp32. B^T
- * is B read column-major, so no transpose is ever stored. */
-static __device__ void llm__cu_fa_mm_nt(float *C, int ldc, const __nv_bfloat16 *A, int lda,
-                                        const __nv_bfloat16 *B, int ldb, int N, int K) {
-    for (int n0 = 0; n0 < N; n0 += 16) {
-        llm__cu_fa_acc c;
-        nvcuda::wmma::fill_fragment(c, 0.0f);
-        for (int k0 = 0; k0 < K; k0 += 16) {
-            llm__cu_fa_a a;
-            llm__cu_fa_bt bt;
-            nvcuda::wmma::load_matrix_sync(a, A + k0, lda);
-            nvcuda::wmma::load_matrix_sync(bt, B + (size_t)n0 * ldb + k0, ldb);
-            nvcuda::wmma::mma_sync(c, a, bt, c);
+/* One warp's product of tiles: C (16, N) = A (16, K) op(B), or C += it (ADD), with A
+ * row-major 16-bit and C fp32: op(B) = B^T for B (N, K) row-major (BT: B read column-major,
+ * so no transpose is ever stored), else B (K, N) row-major. Empty where the pass has no
+ * tiles of type H (see llm__cu_has_wmma). */
+template <class H, bool BT, bool ADD>
+static __device__ void llm__cu_fa_mm(float *C, int ldc, const H *A, int lda, const H *B, int ldb, int N, int K) {
+    if constexpr (llm__cu_has_wmma<H>()) {
+        typedef typename std::conditional<BT, llm__cu_fa_bt<H>, llm__cu_fa_b<H>>::type frag_b;
+        for (int n0 = 0; n0 < N; n0 += 16) {
+            llm__cu_fa_acc c;
+            if (ADD) nvcuda::wmma::load_matrix_sync(c, C + n0, ldc, nvcuda::wmma::mem_row_major);
+            else nvcuda::wmma::fill_fragment(c, 0.0f);
+            for (int k0 = 0; k0 < K; k0 += 16) {
+                llm__cu_fa_a<H> a;
+                frag_b b;
+                nvcuda::wmma::load_matrix_sync(a, A + k0, lda);
+                nvcuda::wmma::load_matrix_sync(b, BT ? B + (size_t)n0 * ldb + k0 : B + (size_t)k0 * ldb + n0, ldb);
+                nvcuda::wmma::mma_sync(c, a, b, c);
+            }
+            nvcuda::wmma::store_matrix_sync(C + n0, c, ldc, nvcuda::wmma::mem_row_major);
         }
-        nvcuda::wmma::store_matrix_sync(C + n0, c, ldc, nvcuda::wmma::mem_row_major);
     }
 }
-/* One warp: C (16, N) += A (16, K) B, with A and B (K, N) row-major bf16, C fp32. */
-static __device__ void llm__cu_fa_mm_nn_add(float *C, int ldc, const __nv_bfloat16 *A, int lda,
-                                            const __nv_bfloat16 *B, int ldb, int N, int K) {
-    for (int n0 = 0; n0 < N; n0 += 16) {
-        llm__cu_fa_acc c;
-        nvcuda::wmma::load_matrix_sync(c, C + n0, ldc, nvcuda::wmma::mem_row_major);
-        for (int k0 = 0; k0 < K; k0 += 16) {
-            llm__cu_fa_a a;
-            llm__cu_fa_b b;
-            nvcuda::wmma::load_matrix_sync(a, A + k0, lda);
-            nvcuda::wmma::load_matrix_sync(b, B + (size_t)k0 * ldb + n0, ldb);
-            nvcuda::wmma::mma_sync(c, a, b, c);
-        }
-        nvcuda::wmma::store_matrix_sync(C + n0, c, ldc, nvcuda::wmma::mem_row_major);
-    }
+/* C (16, N) = A (16, K) B^T, B (N, K); and C (16, N) += A (16, K) B, B (K, N). */
+template <class H>
+static __device__ void llm__cu_fa_mm_nt(float *C, int ldc, const H *A, int lda, const H *B, int ldb, int N, int K) {
+    llm__cu_fa_mm<H, true, false>(C, ldc, A, lda, B, ldb, N, K);
 }
-#endif
+template <class H>
+static __device__ void llm__cu_fa_mm_nn_add(float *C, int ldc, const H *A, int lda, const H *B, int ldb, int N,
+                                            int K) {
+    llm__cu_fa_mm<H, false, true>(C, ldc, A, lda, B, ldb, N, K);
+}
 
 /* Forward. Block (query block, b*NH + h); warp w owns rows i of q0 + 16w .. +15. For each
  * key tile j0 .. j0+BC-1 (up to the block's last row; later tiles are all masked):
  *   S = scale Q_w K^T               (tensor cores, fp32; stored unscaled, scaled when read)
- *   m' = max(m, max_j S_ij),  P_ij = exp(S_ij - m') for j <= i, else 0   (rounded to bf16)
+ *   m' = max(m, max_j S_ij),  P_ij = exp(S_ij - m') for j <= i, else 0   (rounded to H)
  *   l  = l exp(m - m') + sum_j P_ij,   O = O exp(m - m') + P V   (tensor cores)
  * (the FA2 recurrences: O / l is the softmax-weighted sum of the v rows seen so far, and
  * exp(m - m') moves the old terms to the new max). l sums the rounded P that multiply V,
  * so O / l is exactly a weighted mean of those rows. At the end out = O / l and
  * lse = m + log(l), as the fp32 kernel defines them. */
-static __global__ void llm__cu_attention_fwd16_k(float *out, float *lse, const float *qkv,
-                                                 llm__cu_att A, float scale) {
-#if LLM__CU_WMMA
+template <class H>
+static __global__ void llm__cu_attention_fwd16_k(float *out, float *lse, const float *qkv, llm__cu_att A,
+                                                 float scale) {
     extern __shared__ float sm[];
-    const int BC = LLM__CU_FA_BC, lds = BC + 4, ldp = BC + 8;
+    const int ROWS = (int)blockDim.x / 32 * 16, BC = ROWS, lds = BC + 4, ldp = BC + 8;   /* 16 W */
     int HS = A.HS, T = A.T, ldh = HS + 8, ldo = HS + 4;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
     int b = blockIdx.y / A.NH, h = blockIdx.y % A.NH, g = h / (A.NH / A.NKV);
-    int q0 = blockIdx.x * LLM__CU_FA_ROWS, nq = min(LLM__CU_FA_ROWS, T - q0);
+    int q0 = blockIdx.x * ROWS, nq = min(ROWS, T - q0);
     int i = q0 + 16 * warp + r;   /* this lane pair's query row */
     char *cur = (char *)sm;
-    __nv_bfloat16 *Qs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldh);
-    __nv_bfloat16 *Ks = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)BC * ldh);
-    __nv_bfloat16 *Vs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)BC * ldh);
-    float *S = llm__cu_fa_warp_rows<float>(cur, lds, warp);
-    __nv_bfloat16 *P = llm__cu_fa_warp_rows<__nv_bfloat16>(cur, ldp, warp);
-    float *O = llm__cu_fa_warp_rows<float>(cur, ldo, warp);
+    H *Qs = llm__cu_fa_carve<H>(cur, (size_t)ROWS * ldh);
+    H *Ks = llm__cu_fa_carve<H>(cur, (size_t)BC * ldh);
+    H *Vs = llm__cu_fa_carve<H>(cur, (size_t)BC * ldh);
+    float *S = llm__cu_fa_warp_rows<float>(cur, ROWS, lds, warp);
+    H *P = llm__cu_fa_warp_rows<H>(cur, ROWS, ldp, warp);
+    float *O = llm__cu_fa_warp_rows<float>(cur, ROWS, ldo, warp);
     const float *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
-    llm__cu_fa_stage(Qs, ldh, A.q(qkv, b, h) + (size_t)q0 * A.row, A.row, LLM__CU_FA_ROWS, nq, HS);
+    llm__cu_fa_stage(Qs, ldh, A.q(qkv, b, h) + (size_t)q0 * A.row, A.row, ROWS, nq, HS);
     for (int d = half; d < HS; d += 2) O[r * ldo + d] = 0.0f;
     float m = -INFINITY, l = 0.0f;   /* row i's running max and sum (both lanes of the pair) */
     int last = q0 + nq - 1;          /* keys 0..last serve this block */
@@ -1728,9 +1801,9 @@ static __global__ void llm__cu_attention_fwd16_k(float *out, float *lse, const f
         float corr = expf(m - mnew);         /* 0 on the first tile (m = -inf) */
         float sum = 0.0f;
         for (int c = half; c < BC; c += 2) {
-            __nv_bfloat16 p = __float2bfloat16(j0 + c <= i ? expf(S[r * lds + c] * scale - mnew) : 0.0f);
+            H p = llm__cu_f16<H>::round(j0 + c <= i ? expf(S[r * lds + c] * scale - mnew) : 0.0f);
             P[r * ldp + c] = p;
-            sum += __bfloat162float(p);
+            sum += llm__cu_f16<H>::widen(p);
         }
         l = l * corr + sum + __shfl_xor_sync(LLM__CU_FULL, sum, 1);
         m = mnew;
@@ -1743,7 +1816,6 @@ static __global__ void llm__cu_attention_fwd16_k(float *out, float *lse, const f
     float *y = out + A.o(b, h) + (size_t)i * A.Cq, inv = 1.0f / l;
     for (int d = half; d < HS; d += 2) y[d] = O[r * ldo + d] * inv;
     if (half == 0) lse[((size_t)b * A.NH + h) * T + i] = m + logf(l);
-#endif
 }
 
 /* dq. Block and warp rows as in the forward; for each key tile:
@@ -1751,29 +1823,29 @@ static __global__ void llm__cu_attention_fwd16_k(float *out, float *lse, const f
  *   P_ij = exp(S_ij - lse_i) (j <= i),  dS_ij = P_ij (dP_ij - D_i)   (fp32, dS rounded)
  *   dQ += dS K                                         (tensor cores)
  * with D_i = dO_i . out_i from the fp32 tensors; finally dq_i += scale dQ_i. */
+template <class H>
 static __global__ void llm__cu_attention_bwd_dq16_k(float *dqkv, const float *dout, const float *qkv,
                                                     const float *out, const float *lse,
                                                     llm__cu_att A, float scale) {
-#if LLM__CU_WMMA
     extern __shared__ float sm[];
-    const int BC = LLM__CU_FA_BC, lds = BC + 4, ldp = BC + 8;
+    const int ROWS = (int)blockDim.x / 32 * 16, BC = ROWS, lds = BC + 4, ldp = BC + 8;   /* 16 W */
     int HS = A.HS, T = A.T, ldh = HS + 8, ldo = HS + 4;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
     int b = blockIdx.y / A.NH, h = blockIdx.y % A.NH, g = h / (A.NH / A.NKV);
-    int q0 = blockIdx.x * LLM__CU_FA_ROWS, nq = min(LLM__CU_FA_ROWS, T - q0);
+    int q0 = blockIdx.x * ROWS, nq = min(ROWS, T - q0);
     int i = q0 + 16 * warp + r;
     char *cur = (char *)sm;
-    __nv_bfloat16 *Qs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldh);
-    __nv_bfloat16 *dOs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldh);
-    __nv_bfloat16 *Ks = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)BC * ldh);
-    __nv_bfloat16 *Vs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)BC * ldh);
-    float *S = llm__cu_fa_warp_rows<float>(cur, lds, warp);
-    float *dP = llm__cu_fa_warp_rows<float>(cur, lds, warp);
-    __nv_bfloat16 *dS = llm__cu_fa_warp_rows<__nv_bfloat16>(cur, ldp, warp);
-    float *dQ = llm__cu_fa_warp_rows<float>(cur, ldo, warp);
+    H *Qs = llm__cu_fa_carve<H>(cur, (size_t)ROWS * ldh);
+    H *dOs = llm__cu_fa_carve<H>(cur, (size_t)ROWS * ldh);
+    H *Ks = llm__cu_fa_carve<H>(cur, (size_t)BC * ldh);
+    H *Vs = llm__cu_fa_carve<H>(cur, (size_t)BC * ldh);
+    float *S = llm__cu_fa_warp_rows<float>(cur, ROWS, lds, warp);
+    float *dP = llm__cu_fa_warp_rows<float>(cur, ROWS, lds, warp);
+    H *dS = llm__cu_fa_warp_rows<H>(cur, ROWS, ldp, warp);
+    float *dQ = llm__cu_fa_warp_rows<float>(cur, ROWS, ldo, warp);
     const float *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
-    llm__cu_fa_stage(Qs, ldh, A.q(qkv, b, h) + (size_t)q0 * A.row, A.row, LLM__CU_FA_ROWS, nq, HS);
-    llm__cu_fa_stage(dOs, ldh, dout + A.o(b, h) + (size_t)q0 * A.Cq, A.Cq, LLM__CU_FA_ROWS, nq, HS);
+    llm__cu_fa_stage(Qs, ldh, A.q(qkv, b, h) + (size_t)q0 * A.row, A.row, ROWS, nq, HS);
+    llm__cu_fa_stage(dOs, ldh, dout + A.o(b, h) + (size_t)q0 * A.Cq, A.Cq, ROWS, nq, HS);
     float D = 0.0f, L = 0.0f;   /* D_i and lse_i of row i (padding rows: 0) */
     if (i < T) {
         const float *dOi = dout + A.o(b, h) + (size_t)i * A.Cq, *Oi = out + A.o(b, h) + (size_t)i * A.Cq;
@@ -1793,7 +1865,7 @@ static __global__ void llm__cu_attention_bwd_dq16_k(float *dqkv, const float *do
         __syncwarp();
         for (int c = half; c < BC; c += 2) {
             float p = j0 + c <= i ? expf(S[r * lds + c] * scale - L) : 0.0f;
-            dS[r * ldp + c] = __float2bfloat16(p * (dP[r * lds + c] - D));
+            dS[r * ldp + c] = llm__cu_f16<H>::round(p * (dP[r * lds + c] - D));
         }
         __syncwarp();
         llm__cu_fa_mm_nn_add(dQ, ldo, dS, ldp, Ks, ldh, HS, BC);
@@ -1802,7 +1874,6 @@ static __global__ void llm__cu_attention_bwd_dq16_k(float *dqkv, const float *do
     if (i >= T) return;
     float *gq = dqkv + ((size_t)b * T + i) * A.row + (size_t)h * HS;
     for (int d = half; d < HS; d += 2) gq[d] += scale * dQ[r * ldo + d];
-#endif
 }
 
 /* dk, dv. Block (key block, b*NKV + g); warp w owns keys j of k0 + 16w .. +15. For each
@@ -1813,31 +1884,31 @@ static __global__ void llm__cu_attention_bwd_dq16_k(float *dqkv, const float *do
  *   dV += P^T dO,  dK += dS^T Q                         (tensor cores)
  * and finally dk_j += scale dK_j, dv_j += dV_j: the group's heads sum in the accumulators,
  * so every element has one owner. lse_i and D_i of the tile are staged in shared memory. */
+template <class H>
 static __global__ void llm__cu_attention_bwd_dkv16_k(float *dqkv, const float *dout, const float *qkv,
                                                      const float *out, const float *lse,
                                                      llm__cu_att A, float scale) {
-#if LLM__CU_WMMA
     extern __shared__ float sm[];
-    const int BQ = LLM__CU_FA_BQ, lds = BQ + 4, ldp = BQ + 8;
+    const int ROWS = (int)blockDim.x / 32 * 16, BQ = LLM__CU_FA_BQ, lds = BQ + 4, ldp = BQ + 8;
     int HS = A.HS, T = A.T, ldh = HS + 8, ldo = HS + 4, G = A.NH / A.NKV;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
     int b = blockIdx.y / A.NKV, g = blockIdx.y % A.NKV;
-    int k0 = blockIdx.x * LLM__CU_FA_ROWS, nk = min(LLM__CU_FA_ROWS, T - k0);
+    int k0 = blockIdx.x * ROWS, nk = min(ROWS, T - k0);
     int w0 = k0 + 16 * warp, j = w0 + r;   /* the warp's first key; this lane pair's key */
     char *cur = (char *)sm;
-    __nv_bfloat16 *Ks = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldh);
-    __nv_bfloat16 *Vs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)LLM__CU_FA_ROWS * ldh);
-    __nv_bfloat16 *Qs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)BQ * ldh);
-    __nv_bfloat16 *dOs = llm__cu_fa_carve<__nv_bfloat16>(cur, (size_t)BQ * ldh);
-    float *St = llm__cu_fa_warp_rows<float>(cur, lds, warp);
-    float *dPt = llm__cu_fa_warp_rows<float>(cur, lds, warp);
-    __nv_bfloat16 *Pt = llm__cu_fa_warp_rows<__nv_bfloat16>(cur, ldp, warp);
-    __nv_bfloat16 *dSt = llm__cu_fa_warp_rows<__nv_bfloat16>(cur, ldp, warp);
-    float *dK = llm__cu_fa_warp_rows<float>(cur, ldo, warp);
-    float *dV = llm__cu_fa_warp_rows<float>(cur, ldo, warp);
+    H *Ks = llm__cu_fa_carve<H>(cur, (size_t)ROWS * ldh);
+    H *Vs = llm__cu_fa_carve<H>(cur, (size_t)ROWS * ldh);
+    H *Qs = llm__cu_fa_carve<H>(cur, (size_t)BQ * ldh);
+    H *dOs = llm__cu_fa_carve<H>(cur, (size_t)BQ * ldh);
+    float *St = llm__cu_fa_warp_rows<float>(cur, ROWS, lds, warp);
+    float *dPt = llm__cu_fa_warp_rows<float>(cur, ROWS, lds, warp);
+    H *Pt = llm__cu_fa_warp_rows<H>(cur, ROWS, ldp, warp);
+    H *dSt = llm__cu_fa_warp_rows<H>(cur, ROWS, ldp, warp);
+    float *dK = llm__cu_fa_warp_rows<float>(cur, ROWS, ldo, warp);
+    float *dV = llm__cu_fa_warp_rows<float>(cur, ROWS, ldo, warp);
     float *Ls = llm__cu_fa_carve<float>(cur, BQ), *Ds = llm__cu_fa_carve<float>(cur, BQ);
-    llm__cu_fa_stage(Ks, ldh, A.k(qkv, b, g) + (size_t)k0 * A.row, A.row, LLM__CU_FA_ROWS, nk, HS);
-    llm__cu_fa_stage(Vs, ldh, A.v(qkv, b, g) + (size_t)k0 * A.row, A.row, LLM__CU_FA_ROWS, nk, HS);
+    llm__cu_fa_stage(Ks, ldh, A.k(qkv, b, g) + (size_t)k0 * A.row, A.row, ROWS, nk, HS);
+    llm__cu_fa_stage(Vs, ldh, A.v(qkv, b, g) + (size_t)k0 * A.row, A.row, ROWS, nk, HS);
     for (int d = half; d < HS; d += 2) dK[r * ldo + d] = dV[r * ldo + d] = 0.0f;
     for (int h = g * G; h < (g + 1) * G; h++) {
         const float *qb = A.q(qkv, b, h), *dob = dout + A.o(b, h), *ob = out + A.o(b, h);
@@ -1846,7 +1917,7 @@ static __global__ void llm__cu_attention_bwd_dkv16_k(float *dqkv, const float *d
             __syncthreads();  /* the previous tile is consumed; K, V are staged */
             llm__cu_fa_stage(Qs, ldh, qb + (size_t)i0 * A.row, A.row, BQ, T - i0, HS);
             llm__cu_fa_stage(dOs, ldh, dob + (size_t)i0 * A.Cq, A.Cq, BQ, T - i0, HS);
-            for (int c = warp; c < BQ; c += LLM__CU_FA_WARPS) {  /* D_i = dO_i . out_i, fp32 */
+            for (int c = warp; c < BQ; c += ROWS / 16) {  /* D_i = dO_i . out_i, fp32 */
                 int i = i0 + c;
                 float D = 0.0f;
                 if (i < T)
@@ -1865,8 +1936,8 @@ static __global__ void llm__cu_attention_bwd_dkv16_k(float *dqkv, const float *d
             for (int c = half; c < BQ; c += 2) {
                 int i = i0 + c;
                 float p = i >= j && i < T ? expf(St[r * lds + c] * scale - Ls[c]) : 0.0f;
-                Pt[r * ldp + c] = __float2bfloat16(p);
-                dSt[r * ldp + c] = __float2bfloat16(p * (dPt[r * lds + c] - Ds[c]));
+                Pt[r * ldp + c] = llm__cu_f16<H>::round(p);
+                dSt[r * ldp + c] = llm__cu_f16<H>::round(p * (dPt[r * lds + c] - Ds[c]));
             }
             __syncwarp();
             llm__cu_fa_mm_nn_add(dV, ldo, Pt, ldp, dOs, ldh, HS, BQ);
@@ -1881,35 +1952,66 @@ static __global__ void llm__cu_attention_bwd_dkv16_k(float *dqkv, const float *d
         gk[d] += scale * dK[r * ldo + d];
         gv[d] += dV[r * ldo + d];
     }
-#endif
 }
 
-/* Whether this call runs on tensor cores: bf16 mode, a head size that 16-wide tiles
- * divide, and enough shared memory on this device for the kernels (`kernels`: 0 the
- * forward, 1 the two backward ones); raises their dynamic shared-memory limits. Else the
- * fp32 kernels run (e.g. HS = 128 backward on a 99 KiB sm_86). False also after a
- * recorded failure, which the caller sees in st->status. */
-static bool llm__cu_fa_use(llm__cu *st, int HS, int kernels) {
-    if (!st->bf16 || HS % 16 != 0 || HS > LLM__CU_HS_MAX) return false;
+/* Raise the dynamic shared-memory limits of the type-H kernels (`kernels`: 0 the forward,
+ * 1 the two backward ones) to what they carve for head size HS with W warps. */
+template <class H> static bool llm__cu_fa_optin(llm__cu *st, int HS, int W, int kernels) {
+    const cudaFuncAttribute a = cudaFuncAttributeMaxDynamicSharedMemorySize;
+    size_t n0 = llm__cu_fa_shmem(0, HS, W), n1 = llm__cu_fa_shmem(1, HS, W), n2 = llm__cu_fa_shmem(2, HS, W);
+    if (kernels == 0)
+        return LLM__CUDA(st, cudaFuncSetAttribute(llm__cu_attention_fwd16_k<H>, a, (int)n0),
+                         "attention_fwd: %zu bytes of shared memory", n0);
+    return LLM__CUDA(st, cudaFuncSetAttribute(llm__cu_attention_bwd_dq16_k<H>, a, (int)n1),
+                     "attention_bwd: %zu bytes of shared memory", n1) &&
+           LLM__CUDA(st, cudaFuncSetAttribute(llm__cu_attention_bwd_dkv16_k<H>, a, (int)n2),
+                     "attention_bwd: %zu bytes of shared memory", n2);
+}
+/* How this call runs: on tensor cores with W warps per block (4 or 2, returned) in a
+ * 16-bit mode, for a head size that 16-wide tiles divide, when the kernels (`kernels`: 0
+ * the forward, 1 the two backward ones) fit this device's shared memory with that W
+ * (their limits are raised here); else 0: the fp32 kernels run (e.g. HS = 128 backward
+ * on a 64 KiB sm_75). 0 also after a recorded failure, which the caller sees in
+ * st->status. */
+static int llm__cu_fa_warps(llm__cu *st, int HS, int kernels) {
+    if (!st->prec || HS % 16 != 0 || HS > LLM__CU_HS_MAX) return 0;
     int optin = 0;
     if (!LLM__CUDA(st, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, st->dev),
                    "device %d", st->dev))
-        return false;
-    if (kernels == 0) {
-        size_t n = llm__cu_fa_shmem(0, HS);
-        return n <= (size_t)optin &&
-               LLM__CUDA(st, cudaFuncSetAttribute(llm__cu_attention_fwd16_k,
-                                                  cudaFuncAttributeMaxDynamicSharedMemorySize, (int)n),
-                         "attention_fwd: %zu bytes of shared memory", n);
+        return 0;
+    for (int W = 4; W >= 2; W /= 2) {
+        size_t need = llm__cu_fa_shmem(kernels == 0 ? 0 : 1, HS, W);
+        if (kernels != 0 && llm__cu_fa_shmem(2, HS, W) > need) need = llm__cu_fa_shmem(2, HS, W);
+        if (need > (size_t)optin) continue;
+        bool ok = st->prec == LLM__CU_FP16 ? llm__cu_fa_optin<__half>(st, HS, W, kernels)
+                                           : llm__cu_fa_optin<__nv_bfloat16>(st, HS, W, kernels);
+        return ok ? W : 0;
     }
-    size_t n1 = llm__cu_fa_shmem(1, HS), n2 = llm__cu_fa_shmem(2, HS);
-    return n1 <= (size_t)optin && n2 <= (size_t)optin &&
-           LLM__CUDA(st, cudaFuncSetAttribute(llm__cu_attention_bwd_dq16_k,
-                                              cudaFuncAttributeMaxDynamicSharedMemorySize, (int)n1),
-                     "attention_bwd: %zu bytes of shared memory", n1) &&
-           LLM__CUDA(st, cudaFuncSetAttribute(llm__cu_attention_bwd_dkv16_k,
-                                              cudaFuncAttributeMaxDynamicSharedMemorySize, (int)n2),
-                     "attention_bwd: %zu bytes of shared memory", n2);
+    return 0;
+}
+/* Queue the type-H forward with W warps per block; `name` (a literal) is the profile's. */
+template <class H>
+static void llm__cu_fa_fwd(llm__cu *st, float *out, float *lse, const float *qkv, llm__cu_att A, int B, int W,
+                           const char *name) {
+    unsigned rows = 16 * (unsigned)W;
+    dim3 grid(((unsigned)A.T + rows - 1) / rows, (unsigned)(B * A.NH));
+    LLM__CU_LAUNCH(llm__cu_attention_fwd16_k<H>, grid, 32 * W, llm__cu_fa_shmem(0, A.HS, W), st->stream)(
+        out, lse, qkv, A, 1.0f / sqrtf((float)A.HS));
+    llm__cu_launched(st, name, "B=%d T=%d NH=%d NKV=%d HS=%d W=%d", B, A.T, A.NH, A.NKV, A.HS, W);
+}
+/* Queue the type-H backward: dq, then dk and dv. */
+template <class H>
+static void llm__cu_fa_bwd(llm__cu *st, float *dqkv, const float *dout, const float *qkv, const float *out,
+                           const float *lse, llm__cu_att A, int B, int W, const char *name_dq,
+                           const char *name_dkv) {
+    float scale = 1.0f / sqrtf((float)A.HS);
+    unsigned rows = 16 * (unsigned)W, blocks = ((unsigned)A.T + rows - 1) / rows;
+    LLM__CU_LAUNCH(llm__cu_attention_bwd_dq16_k<H>, dim3(blocks, (unsigned)(B * A.NH)), 32 * W,
+                   llm__cu_fa_shmem(1, A.HS, W), st->stream)(dqkv, dout, qkv, out, lse, A, scale);
+    llm__cu_launched(st, name_dq, "B=%d T=%d NH=%d NKV=%d HS=%d W=%d", B, A.T, A.NH, A.NKV, A.HS, W);
+    LLM__CU_LAUNCH(llm__cu_attention_bwd_dkv16_k<H>, dim3(blocks, (unsigned)(B * A.NKV)), 32 * W,
+                   llm__cu_fa_shmem(2, A.HS, W), st->stream)(dqkv, dout, qkv, out, lse, A, scale);
+    llm__cu_launched(st, name_dkv, "B=%d T=%d NH=%d NKV=%d HS=%d W=%d", B, A.T, A.NH, A.NKV, A.HS, W);
 }
 
 /* Shapes the attention kernels accept; records an error otherwise. */
@@ -1930,11 +2032,11 @@ static void llm__cu_attention_fwd(void *p, float *out, float *lse, const float *
     if (!llm__cu_enter(st) || B <= 0 || T <= 0) return;
     LLM__CU_TOUCH3(st, out, lse, NULL);
     if (!llm__cu_att_shape(st, "attention_fwd", B, NH, NKV, HS)) return;
-    if (llm__cu_fa_use(st, HS, 0)) {  /* bf16 mode: tensor cores */
-        dim3 grid16((unsigned)((T + LLM__CU_FA_ROWS - 1) / LLM__CU_FA_ROWS), (unsigned)(B * NH));
-        LLM__CU_LAUNCH(llm__cu_attention_fwd16_k, grid16, 32 * LLM__CU_FA_WARPS, llm__cu_fa_shmem(0, HS),
-                       st->stream)(out, lse, qkv, llm__cu_att_make(T, NH, NKV, HS), 1.0f / sqrtf((float)HS));
-        llm__cu_launched(st, "attention_fwd (bf16)", "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
+    int W = llm__cu_fa_warps(st, HS, 0);
+    if (W) {  /* 16-bit modes: tensor cores */
+        llm__cu_att A = llm__cu_att_make(T, NH, NKV, HS);
+        if (st->prec == LLM__CU_FP16) llm__cu_fa_fwd<__half>(st, out, lse, qkv, A, B, W, "attention_fwd (fp16)");
+        else llm__cu_fa_fwd<__nv_bfloat16>(st, out, lse, qkv, A, B, W, "attention_fwd (bf16)");
         return;
     }
     if (st->status != LLM_OK) return;
@@ -1954,14 +2056,14 @@ static void llm__cu_attention_bwd(void *p, float *dqkv, const float *dout, const
     if (!llm__cu_att_shape(st, "attention_bwd", B, NH, NKV, HS)) return;
     float scale = 1.0f / sqrtf((float)HS);
     llm__cu_att A = llm__cu_att_make(T, NH, NKV, HS);
-    if (llm__cu_fa_use(st, HS, 1)) {  /* bf16 mode: tensor cores */
-        unsigned blocks = (unsigned)((T + LLM__CU_FA_ROWS - 1) / LLM__CU_FA_ROWS);
-        LLM__CU_LAUNCH(llm__cu_attention_bwd_dq16_k, dim3(blocks, (unsigned)(B * NH)), 32 * LLM__CU_FA_WARPS,
-                       llm__cu_fa_shmem(1, HS), st->stream)(dqkv, dout, qkv, out, lse, A, scale);
-        llm__cu_launched(st, "attention_bwd (dq, bf16)", "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
-        LLM__CU_LAUNCH(llm__cu_attention_bwd_dkv16_k, dim3(blocks, (unsigned)(B * NKV)), 32 * LLM__CU_FA_WARPS,
-                       llm__cu_fa_shmem(2, HS), st->stream)(dqkv, dout, qkv, out, lse, A, scale);
-        llm__cu_launched(st, "attention_bwd (dk, dv, bf16)", "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
+    int W = llm__cu_fa_warps(st, HS, 1);
+    if (W) {  /* 16-bit modes: tensor cores */
+        if (st->prec == LLM__CU_FP16)
+            llm__cu_fa_bwd<__half>(st, dqkv, dout, qkv, out, lse, A, B, W, "attention_bwd (dq, fp16)",
+                                   "attention_bwd (dk, dv, fp16)");
+        else
+            llm__cu_fa_bwd<__nv_bfloat16>(st, dqkv, dout, qkv, out, lse, A, B, W, "attention_bwd (dq, bf16)",
+                                          "attention_bwd (dk, dv, bf16)");
         return;
     }
     if (st->status != LLM_OK) return;
@@ -2114,7 +2216,7 @@ static void llm__cu_gelu_bwd(void *p, float *dinp, const float *inp, const float
     llm__cu_launched(st, "gelu_bwd", "n=%zu", n);
 }
 /* The MLP's up-projection and its GELU in one call: pre = inp @ w^T + bias, out = gelu(pre).
- * In bf16 mode cuBLASLt's GELU_AUX_BIAS epilogue writes both from the accumulator tile
+ * In the 16-bit modes cuBLASLt's GELU_AUX_BIAS epilogue writes both from the accumulator tile
  * (out to D, pre to the aux matrix), saving a read and a write of the (N,OC) output; in the
  * exact fp32 mode (cuBLASLt's GELU may use an approximate tanh) and wherever cuBLASLt
  * declines, it is matmul_fwd then gelu_fwd. Backward needs nothing new: gelu_bwd reads pre. */
@@ -2299,13 +2401,16 @@ static double llm__cu_sumsq(void *p, const float *x, size_t n) {
     return NAN;
 }
 
-/* AdamW (torch.optim.AdamW), step t >= 1, with g = grad * grad_scale:
+/* AdamW (torch.optim.AdamW), step t >= 1, with g = grad * grad_scale (the clip factor,
+ * divided by the loss scale when the gradients were scaled: see llm_loss_scaler):
  *   m = b1 m + (1-b1) g,   v = b2 v + (1-b2) g^2,   mhat = m / (1-b1^t),  vhat = v / (1-b2^t)
  *   param -= lr wd param;   param -= lr mhat / (sqrt(vhat) + eps)     (torch's order)
- * The bias corrections 1-b^t are computed once on the host, in float as the CPU does. */
-static __global__ void llm__cu_adamw_k(float *param, __nv_bfloat16 *param16, const float *grad, float *m,
-                                       float *v, size_t n, float lr, float b1, float b2, float eps, float wd,
-                                       float gscale, float bc1, float bc2) {
+ * The bias corrections 1-b^t are computed once on the host, in float as the CPU does.
+ * param16: in a 16-bit mode, the weight copy of param (or NULL), written in the same pass. */
+template <class H>
+static __global__ void llm__cu_adamw_k(float *param, H *param16, const float *grad, float *m, float *v, size_t n,
+                                       float lr, float b1, float b2, float eps, float wd, float gscale, float bc1,
+                                       float bc2) {
     LLM__CU_FOR(i, n) {
         float g = grad[i] * gscale;
         float mi = b1 * m[i] + (1.0f - b1) * g;
@@ -2316,7 +2421,7 @@ static __global__ void llm__cu_adamw_k(float *param, __nv_bfloat16 *param16, con
         p -= lr * wd * p;                                   /* decoupled decay first */
         p -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
         param[i] = p;
-        if (param16) param16[i] = __float2bfloat16(p);     /* bf16 mode: the weight copy */
+        if (param16) param16[i] = llm__cu_f16<H>::round(p);
     }
 }
 static void llm__cu_adamw(void *p, float *param, const float *grad, float *m, float *v, size_t n,
@@ -2325,14 +2430,18 @@ static void llm__cu_adamw(void *p, float *param, const float *grad, float *m, fl
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || n == 0) return;
     float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
-    /* bf16 mode: keep a fresh weight copy fresh by writing it in the same pass (a stale
+    /* 16-bit modes: keep a fresh weight copy fresh by writing it in the same pass (a stale
      * one stays stale and is rounded again whole at the next matmul) */
-    __nv_bfloat16 *p16 = NULL;
-    llm__cu_block *b = st->bf16 ? llm__cu_block_of(st, param) : NULL;
-    if (b && b->shadow && b->fresh) p16 = b->shadow + ((char *)param - b->base) / sizeof(float);
+    void *p16 = NULL;
+    llm__cu_block *b = st->prec ? llm__cu_block_of(st, param) : NULL;
+    if (b && b->shadow && b->fresh) p16 = (char *)b->shadow + ((char *)param - b->base) / 2;
     LLM__CU_TOUCH3(st, m, v, NULL);
-    LLM__CU_LAUNCH(llm__cu_adamw_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
-        param, p16, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, bc1, bc2);
+    if (st->prec == LLM__CU_FP16)
+        LLM__CU_LAUNCH(llm__cu_adamw_k<__half>, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
+            param, (__half *)p16, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, bc1, bc2);
+    else
+        LLM__CU_LAUNCH(llm__cu_adamw_k<__nv_bfloat16>, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
+            param, (__nv_bfloat16 *)p16, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, bc1, bc2);
     llm__cu_launched(st, "adamw", "n=%zu t=%d", n, t);
 }
 
@@ -2542,14 +2651,20 @@ extern "C" const llm_backend *llm_cuda_backend(void) {
     return &table;
 }
 
-/* The same backend with bf16 tensor-core matmuls (see MATMUL): the fast mode. */
-static llm_backend llm__cu_table_bf16(void) {
+/* The same backend in a fixed 16-bit mode (see MATMUL): its own name and create. */
+static llm_backend llm__cu_table_mode(const char *name, llm_status (*create)(void **, const llm_options *)) {
     llm_backend b = llm__cu_table();
-    b.name = "cuda-bf16";
-    b.create = llm__cu_create_bf16;
+    b.name = name;
+    b.create = create;
     return b;
 }
+/* bf16 tensor-core matmuls and attention: the fast mode (sm_80+). */
 extern "C" const llm_backend *llm_cuda_backend_bf16(void) {
-    static const llm_backend table = llm__cu_table_bf16();
+    static const llm_backend table = llm__cu_table_mode("cuda-bf16", llm__cu_create_bf16);
+    return &table;
+}
+/* fp16 ones, for GPUs without bf16 (sm_70+); train with llm_loss_scaler. */
+extern "C" const llm_backend *llm_cuda_backend_fp16(void) {
+    static const llm_backend table = llm__cu_table_mode("cuda-fp16", llm__cu_create_fp16);
     return &table;
 }

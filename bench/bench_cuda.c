@@ -1,12 +1,15 @@
 /* bench/bench_cuda.c: GPT-2 124M training and KV-cache inference on the GPU (llm_cuda.cu).
  *
- *   build/cuda/bench_cuda [results.jsonl] [--B 16,32,64] [--mode fp32|bf16|both]
+ *   build/cuda/bench_cuda [results.jsonl] [--B 16,32,64] [--mode fp32|bf16|fp16|both|all]
  *                         [--steps N] [--warmup N] [--no-train] [--no-decode]
  *                         [--device D] [--probe] [--cpu] [--tiny]
  *
  * Training: GPT-2 124M (L 12, NH 12, C 768, V 50257), T = 1024, for each B of --B and
  * each matmul mode (fp32: exact; bf16: llm_options.bf16, bf16 operands with fp32
- * accumulation): --warmup steps (default 2: they allocate the gradients and AdamW
+ * accumulation; fp16: llm_options.fp16, the same in fp16, with llm_loss_scaler as a
+ * training run uses it; --mode all, the default, runs the three, both fp32 and bf16; a
+ * mode the GPU lacks, bf16 before sm_80, is reported and skipped): --warmup steps
+ * (default 2: they allocate the gradients and AdamW
  * moments and warm cuBLAS), then the median of --steps timed steps (default 5) of
  *   forward (with targets) + zero_grad + backward + AdamW step (clipping at 1.0)
  * each ended by a device sync, so a step's time is all its GPU work. Printed: ms per
@@ -16,7 +19,7 @@
  *
  * Inference, batch 1, through the KV cache (llm_kv_forward), with random weights:
  * GPT-2 124M and a Llama 110M shape (dim 768, hidden 2048, 12 layers, 12 heads, vocab
- * 32000, tied classifier: llama2.c's stories110M), fp32 and bf16:
+ * 32000, tied classifier: llama2.c's stories110M), in each mode:
  *   prefill: one call forwarding a 512-token prompt (logits of the last row only)
  *   decode:  128 calls of one row each after an 8-token prompt (every logit row)
  * median of 5 runs after a warm-up. Decode at batch 1 reads every weight once per
@@ -41,8 +44,9 @@
 /* Dense bf16 tensor-core peak with fp32 accumulation, TFLOP/s, from NVIDIA's data sheets
  * (their "with sparsity" figures halved). A name matches as a whole word of the device
  * name ("A10" is not "A100" or "A10G", "L4" is not "L40S", "H200" is not "GH200") and
- * only with the listed compute capability. The T4 has no bf16: its figure is fp16, for
- * the fp32 mode's MFU (the bf16 mode is refused there by the backend). */
+ * only with the listed compute capability; dense fp16 peaks are the same figures on these
+ * GPUs, so the fp16 mode's MFU uses them too. The T4 has no bf16: its figure is fp16 (the
+ * bf16 mode is refused there by the backend). */
 typedef struct { const char *name; int major, minor; double tflops; const char *type; } peak_entry;
 static const peak_entry peaks[] = {
     {"H100 PCIe", 9, 0, 756, "bf16"}, {"H100", 9, 0, 989, "bf16"}, {"H200", 9, 0, 989, "bf16"},
@@ -89,23 +93,26 @@ typedef struct {
  * (GPT-2 init draws 124M normals on the host: seconds, too slow to repeat per figure). */
 typedef struct { const char *name; llm_config cfg; float *params; } shape;
 
-static const char *mode_name(int bf16) { return bf16 ? "bf16" : "fp32"; }
+enum { MODE_FP32 = 0, MODE_BF16 = 1, MODE_FP16 = 2 };
+static const char *mode_name(int mode) { return mode == MODE_BF16 ? "bf16" : mode == MODE_FP16 ? "fp16" : "fp32"; }
 
 /* Report a failed call: out of memory is an outcome (the figure is skipped), anything
  * else an error. */
 static void report_fail(bench_ctx *b, const char *what, llm_status s) {
     if (s == LLM_ERR_NOMEM) printf("%s: out of memory, skipped (%s)\n", what, llm_last_error());
+    else if (s == LLM_ERR_UNSUPPORTED) printf("%s: not on this GPU, skipped (%s)\n", what, llm_last_error());
     else { printf("%s: FAILED: %s: %s\n", what, llm_status_string(s), llm_last_error()); b->failed = 1; }
     fflush(stdout);
 }
 
 /* A model of shape sh on the bench's backend in the given mode, with sh's weights. */
-static llm_status make_model(bench_ctx *b, shape *sh, int bf16, llm_model **out) {
+static llm_status make_model(bench_ctx *b, shape *sh, int mode, llm_model **out) {
     llm_options opt;
     memset(&opt, 0, sizeof opt);
     opt.backend = b->backend;
     opt.device = b->device;
-    opt.bf16 = bf16;
+    opt.bf16 = mode == MODE_BF16;
+    opt.fp16 = mode == MODE_FP16;
     llm_status s;
     if (!sh->params) {
         if ((s = llm_model_create(out, &sh->cfg, &opt, 1)) != LLM_OK) return s;
@@ -160,16 +167,16 @@ static void profile_print(const char *what, int steps) {
 #endif
 }
 
-static void bench_train(bench_ctx *b, shape *sh, int B, int bf16) {
+static void bench_train(bench_ctx *b, shape *sh, int B, int mode) {
     char what[96];
     int T = b->T, n = b->steps;
-    snprintf(what, sizeof what, "train %s B=%d T=%d %s", sh->name, B, T, mode_name(bf16));
+    snprintf(what, sizeof what, "train %s B=%d T=%d %s", sh->name, B, T, mode_name(mode));
     size_t BT = (size_t)B * (size_t)T;
     int *in = (int *)malloc(2 * BT * sizeof(int)), *tg = in ? in + BT : NULL;
     double *t = (double *)calloc(4 * (size_t)n, sizeof(double));   /* step, fwd, bwd, adamw */
     llm_model *m = NULL;
     llm_status s = in && t ? LLM_OK : llm_set_error(LLM_ERR_NOMEM, "bench: no host memory for the batch");
-    if (s == LLM_OK) s = make_model(b, sh, bf16, &m);
+    if (s == LLM_OK) s = make_model(b, sh, mode, &m);
     if (s == LLM_OK) s = llm_model_reserve(m, B, T);
     if (s == LLM_OK) {
         llm_rng r;
@@ -177,14 +184,16 @@ static void bench_train(bench_ctx *b, shape *sh, int B, int bf16) {
         for (size_t i = 0; i < 2 * BT; i++) in[i] = (int)(llm_rng_u64(&r) % (uint64_t)sh->cfg.vocab_size);
     }
     llm_adamw_config ac = llm_adamw_config_default();
+    llm_loss_scaler scaler = llm_loss_scaler_default(), *sc = mode == MODE_FP16 ? &scaler : NULL;
+    long long skipped_before = 0;
     for (int i = -b->warmup; i < n && s == LLM_OK; i++) {
         float loss, norm;
-        if (i == 0) profile_reset();
+        if (i == 0) { profile_reset(); skipped_before = scaler.skipped; }
         double t0 = bench_now(), t1 = t0, t2 = t0, t3;
         s = llm_model_forward(m, in, tg, B, T, &loss);
         if (s == LLM_OK) { t1 = bench_now(); s = llm_model_zero_grad(m); }
-        if (s == LLM_OK) s = llm_model_backward(m, 1.0f);
-        if (s == LLM_OK) { t2 = bench_now(); s = llm_model_step(m, &ac, 3e-4f, &norm); }
+        if (s == LLM_OK) s = llm_model_backward(m, sc ? sc->scale : 1.0f);
+        if (s == LLM_OK) { t2 = bench_now(); s = llm_model_step_scaled(m, &ac, 3e-4f, sc, &norm, NULL); }
         if (s == LLM_OK) s = model_sync(m);
         t3 = bench_now();
         if (i >= 0) { t[i] = t3 - t0; t[n + i] = t1 - t0; t[2 * n + i] = t2 - t1; t[3 * n + i] = t3 - t2; }
@@ -197,14 +206,18 @@ static void bench_train(bench_ctx *b, shape *sh, int B, int bf16) {
         double tflops = tok_s * fpt * 1e-12, mfu = b->peak > 0 ? tflops / b->peak : 0;
         printf("%-34s %8.1f ms (fwd %.1f bwd %.1f step %.1f) %9.0f tok/s %7.2f TFLOP/s  MFU ",
                what, sec * 1e3, fwd * 1e3, bwd * 1e3, adam * 1e3, tok_s, tflops);
-        if (b->peak > 0) printf("%5.1f%%\n", 100 * mfu); else printf("n/a\n");
+        if (b->peak > 0) printf("%5.1f%%", 100 * mfu); else printf("n/a");
+        /* a skipped step (fp16 overflow) has no AdamW pass: say so beside the figure */
+        if (sc && scaler.skipped > skipped_before)
+            printf("  (%lld of %d timed steps skipped by the loss scaler)", scaler.skipped - skipped_before, n);
+        printf("\n");
         profile_print(what, n);
         fflush(stdout);
         if (b->out) {
             fprintf(b->out, "{\"bench\":\"cuda_train\",\"time\":%ld,\"device\":\"%s\",\"model\":\"%s\",\"mode\":\"%s\","
                     "\"B\":%d,\"T\":%d,\"steps\":%d,\"ms\":%.3f,\"fwd_ms\":%.3f,\"bwd_ms\":%.3f,\"step_ms\":%.3f,"
                     "\"tok_s\":%.1f,\"flops_per_token\":%.0f,\"tflops\":%.3f,\"peak_tflops\":%.1f",
-                    b->stamp, b->device_name, sh->name, mode_name(bf16), B, T, n, sec * 1e3, fwd * 1e3, bwd * 1e3,
+                    b->stamp, b->device_name, sh->name, mode_name(mode), B, T, n, sec * 1e3, fwd * 1e3, bwd * 1e3,
                     adam * 1e3, tok_s, fpt, tflops, b->peak);
             if (b->peak > 0) fprintf(b->out, ",\"mfu\":%.4f", mfu);
             fprintf(b->out, "}\n");
@@ -217,9 +230,9 @@ static void bench_train(bench_ctx *b, shape *sh, int B, int bf16) {
 }
 
 /* One inference figure: prefill and decode tokens/s of sh in the given mode. */
-static void bench_infer(bench_ctx *b, shape *sh, int bf16) {
+static void bench_infer(bench_ctx *b, shape *sh, int mode) {
     char what[96];
-    snprintf(what, sizeof what, "infer %s %s", sh->name, mode_name(bf16));
+    snprintf(what, sizeof what, "infer %s %s", sh->name, mode_name(mode));
     int P = b->prefill, D = b->decode, R = b->runs, V = sh->cfg.vocab_size;
     enum { PROMPT = 8 };   /* decode starts after this many tokens */
     llm_model *m = NULL;
@@ -229,7 +242,7 @@ static void bench_infer(bench_ctx *b, shape *sh, int bf16) {
     unsigned char *want = (unsigned char *)calloc((size_t)P, 1);
     double *tp = (double *)calloc(2 * (size_t)R, sizeof(double)), *td = tp ? tp + R : NULL;
     llm_status s = logits && toks && want && tp ? LLM_OK : llm_set_error(LLM_ERR_NOMEM, "bench: no host memory");
-    if (s == LLM_OK) s = make_model(b, sh, bf16, &m);
+    if (s == LLM_OK) s = make_model(b, sh, mode, &m);
     /* one forward chunk holds the whole prompt: prefill is a single pass */
     if (s == LLM_OK) s = llm_kv_create(&kv, m, 1, P + PROMPT + D + 8, P);
     if (s == LLM_OK) {
@@ -264,7 +277,7 @@ static void bench_infer(bench_ctx *b, shape *sh, int bf16) {
             fprintf(b->out, "{\"bench\":\"cuda_infer\",\"time\":%ld,\"device\":\"%s\",\"model\":\"%s\",\"mode\":\"%s\","
                     "\"params\":%zu,\"runs\":%d,\"prefill_tokens\":%d,\"prefill_tok_s\":%.1f,\"decode_tokens\":%d,"
                     "\"decode_tok_s\":%.2f,\"decode_weight_gb_s\":%.2f}\n",
-                    b->stamp, b->device_name, sh->name, mode_name(bf16), llm_model_num_params(m), R, P, pt, D, dt, gb);
+                    b->stamp, b->device_name, sh->name, mode_name(mode), llm_model_num_params(m), R, P, pt, D, dt, gb);
             fflush(b->out);
         }
     }
@@ -287,13 +300,13 @@ static int parse_list(const char *s, int *bs, int max) {
 }
 
 static int usage(const char *argv0) {
-    fprintf(stderr, "usage: %s [results.jsonl] [--B 16,32,64] [--mode fp32|bf16|both] [--steps N] [--warmup N]\n"
+    fprintf(stderr, "usage: %s [results.jsonl] [--B 16,32,64] [--mode fp32|bf16|fp16|both|all] [--steps N] [--warmup N]\n"
                     "       [--no-train] [--no-decode] [--device D] [--probe] [--cpu] [--tiny]\n", argv0);
     return 2;
 }
 
 int main(int argc, char **argv) {
-    const char *out_path = NULL, *mode = "both";
+    const char *out_path = NULL, *mode = "all";
     int Bs[16] = {16, 32, 64}, nB = 3, B_given = 0, steps = 5, warmup = 2, train = 1, infer = 1, probe = 0, cpu = 0,
         tiny = 0, dev = 0;
     for (int i = 1; i < argc; i++) {
@@ -312,7 +325,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--device")) { dev = atoi(v); i++; }
         else return usage(argv[0]);
     }
-    if (steps < 1 || warmup < 0 || (strcmp(mode, "fp32") && strcmp(mode, "bf16") && strcmp(mode, "both")))
+    if (steps < 1 || warmup < 0 || (strcmp(mode, "fp32") && strcmp(mode, "bf16") && strcmp(mode, "fp16") &&
+                                    strcmp(mode, "both") && strcmp(mode, "all")))
         return usage(argv[0]);
 
     bench_ctx b;
@@ -380,9 +394,11 @@ int main(int argc, char **argv) {
         b.out = bench_open_results(out_path ? out_path : BENCH_RESULTS);
         if (!b.out) return 1;
     }
-    int modes[2] = {0, 1}, nm = 2;
+    int modes[3] = {MODE_FP32, MODE_BF16, MODE_FP16}, nm = 3;   /* all */
+    if (!strcmp(mode, "both")) nm = 2;
     if (!strcmp(mode, "fp32")) nm = 1;
-    if (!strcmp(mode, "bf16")) { modes[0] = 1; nm = 1; }
+    if (!strcmp(mode, "bf16")) { modes[0] = MODE_BF16; nm = 1; }
+    if (!strcmp(mode, "fp16")) { modes[0] = MODE_FP16; nm = 1; }
     if (train) {
         printf("training step: forward + backward + AdamW, median of %d after %d warm-up; model FLOPs/token "
                "6N + 12LTC (N: non-embedding weights + LM head) = %.1f M for %s at T=%d\n", steps, warmup,

@@ -3,7 +3,7 @@
  * a turn costs only its new tokens. Ends at EOF (Ctrl-D).
  *
  *   build/chat -m MODEL [-z TOKENIZER] [-n N] [--temp T] [--top-k K] [--top-p P]
- *              [--seed S] [--threads N] [--stop STR] [--device cpu|cuda] [--precision fp32|bf16]
+ *              [--seed S] [--threads N] [--stop STR] [--device cpu|cuda] [--precision fp32|bf16|fp16]
  *
  *   -n N        new tokens per turn at most (default 128)
  *   --stop STR  end a reply at STR (default: a blank line, "\n\n"); may be repeated
@@ -54,7 +54,7 @@ int main(int argc, char **argv) {
     }
     if (!model_path || argc % 2 == 0) {
         fprintf(stderr, "usage: %s -m MODEL [-z TOKENIZER] [-n N] [--temp T] [--top-k K] [--top-p P] "
-                        "[--seed S] [--threads N] [--stop STR] [--device cpu|cuda] [--precision fp32|bf16]\n",
+                        "[--seed S] [--threads N] [--stop STR] [--device cpu|cuda] [--precision fp32|bf16|fp16]\n",
                 argv[0]);
         return 2;
     }
@@ -63,8 +63,14 @@ int main(int argc, char **argv) {
     memset(&opt, 0, sizeof opt);
     opt.n_threads = threads;
     if (!strcmp(precision, "bf16")) opt.bf16 = 1;
+    else if (!strcmp(precision, "fp16")) opt.fp16 = 1;
     else if (strcmp(precision, "fp32") != 0) {
-        fprintf(stderr, "chat: unknown precision '%s' (fp32 or bf16)\n", precision);
+        fprintf(stderr, "chat: unknown precision '%s' (fp32, bf16 or fp16)\n", precision);
+        return 2;
+    }
+    if (opt.fp16 && strcmp(device, "cuda") != 0) {
+        fprintf(stderr, "chat: --precision fp16 runs on a GPU (--device cuda, sm_70+); the CPU has no fp16 "
+                        "kernels: use fp32, or bf16 on a CPU with AVX512-BF16\n");
         return 2;
     }
     if (!strcmp(device, "cuda")) {

@@ -2,7 +2,7 @@
  *
  *   build/generate -m MODEL [-z TOKENIZER] [-p PROMPT] [-n N] [--temp T] [--top-k K]
  *                  [--top-p P] [--seed S] [--ids] [--threads N] [--device cpu|cuda]
- *                  [--precision fp32|bf16] [--quant q8_0|bf16]
+ *                  [--precision fp32|bf16|fp16] [--quant q8_0|bf16]
  *
  *   -m MODEL     HF GPT-2 model.safetensors (or its folder), llm.c gpt2_*.bin, llama2.c
  *                model .bin, llama.cpp's GGUF, or an llm.h checkpoint (quantized ones
@@ -10,7 +10,8 @@
  *   -z TOK       Llama: llama2.c tokenizer.bin (default: the GGUF file's own tokenizer,
  *                else tok<V>.bin, then tokenizer.bin, beside the model); GPT-2: a
  *                vocabulary folder or file (default: the GGUF file's own, else
- *                $LLM_DATA/gpt2, data/gpt2, ../shared/data/gpt2)
+ *                $LLM_DATA/gpt2, data/gpt2, ../shared/data/gpt2). A Llama model may
+ *                use a byte-level BPE folder or file too (as make demo's does)
  *   -p PROMPT    the text to continue (default: none)
  *   -n N         positions in all, the prompt included, as llama2.c's -n (default 256;
  *                0 or more than the context: the model's context length)
@@ -21,8 +22,10 @@
  *   --ids        print the generated ids one per line instead of text
  *   --threads N  CPU threads (default: all cores)
  *   --device D   cpu or, when built with llm_cuda.cu (make cuda), cuda
- *   --precision P  fp32 (default) or bf16: matmuls with bf16 operands and fp32
- *                accumulation (CPU: needs AVX512-BF16, else fp32; CUDA: sm_80+)
+ *   --precision P  fp32 (default), bf16: matmuls with bf16 operands and fp32
+ *                accumulation (CPU: needs AVX512-BF16 or ARM BF16, else fp32; CUDA:
+ *                sm_80+), or fp16: the same with fp16 on the GPU only (--device cuda,
+ *                sm_70+, e.g. the T4); the CPU has no fp16 kernels, so fp16 there is refused
  *   --quant Q    store the weights as q8_0 (8.5 bits a weight) or bf16 once loaded
  *                (llm_model_quantize; CPU only): decoding reads fewer bytes. A
  *                quantized checkpoint (build/quantize) or a Q8_0 GGUF needs no flag.
@@ -100,7 +103,7 @@ static int is_gguf(const char *path) {
 static void usage(const char *argv0) {
     fprintf(stderr, "usage: %s -m MODEL [-z TOKENIZER] [-p PROMPT] [-n N] [--temp T] [--top-k K] "
                     "[--top-p P] [--seed S] [--ids] [--threads N] [--device cpu|cuda] "
-                    "[--precision fp32|bf16] [--quant q8_0|bf16]\n", argv0);
+                    "[--precision fp32|bf16|fp16] [--quant q8_0|bf16]\n", argv0);
 }
 
 int main(int argc, char **argv) {
@@ -135,8 +138,14 @@ int main(int argc, char **argv) {
     memset(&opt, 0, sizeof opt);
     opt.n_threads = threads;
     if (!strcmp(precision, "bf16")) opt.bf16 = 1;
+    else if (!strcmp(precision, "fp16")) opt.fp16 = 1;
     else if (strcmp(precision, "fp32") != 0) {
-        fprintf(stderr, "generate: unknown precision '%s' (fp32 or bf16)\n", precision);
+        fprintf(stderr, "generate: unknown precision '%s' (fp32, bf16 or fp16)\n", precision);
+        return 2;
+    }
+    if (opt.fp16 && strcmp(device, "cuda") != 0) {
+        fprintf(stderr, "generate: --precision fp16 runs on a GPU (--device cuda, sm_70+); the CPU has no fp16 "
+                        "kernels: use fp32, or bf16 on a CPU with AVX512-BF16\n");
         return 2;
     }
     if (!strcmp(device, "cuda")) {
@@ -171,6 +180,8 @@ int main(int argc, char **argv) {
     llm_llama_tokenizer *ltok = NULL;
     llm_tokenizer *gtok = NULL;
     int rc = 1, np = 0, n_out = 0;
+    /* a Llama model with a byte-level BPE vocabulary (make demo): GPT-2's text handling */
+    if (llama && tok_path && llm_tokenizer_load(&gtok, tok_path) == LLM_OK) pr.llama = llama = 0;
     llm_generate_stats stats;
     llm_finish why;
     llm_generate_config gc = llm_generate_config_default();
@@ -192,11 +203,11 @@ int main(int argc, char **argv) {
             fprintf(stderr, "generate: %s\n(pass a tokenizer with -z)\n", llm_last_error());
             goto done;
         }
-        if (llama != (ltok != NULL)) {
-            fprintf(stderr, "generate: the file's tokenizer (%s) does not fit a %s model; pass one with -z\n",
-                    ltok ? "SentencePiece" : "byte-level BPE", llama ? "Llama" : "GPT-2");
+        if (!llama && ltok) {
+            fprintf(stderr, "generate: the file's tokenizer (SentencePiece) does not fit a GPT-2 model; pass one with -z\n");
             goto done;
         }
+        if (llama && gtok) pr.llama = llama = 0;   /* a Llama with a byte-level BPE vocabulary, as above */
     }
     if (llama) {
         char def[4096];
@@ -268,13 +279,13 @@ int main(int argc, char **argv) {
     }
     if (!ids) printf("\n");
     fflush(stdout);
-    /* the precision in effect: the CPU's bf16 needs AVX512-BF16 (llm.h's own check) */
-    const char *prec = !opt.bf16 ? "fp32" : opt.backend || llm_bf16_supported() ? "bf16 matmuls"
-                     : "fp32, no AVX512-BF16";
+    /* the precision in effect: the CPU's bf16 needs AVX512-BF16 or ARM BF16 (llm.h's own check) */
+    const char *prec = opt.fp16 ? "fp16 matmuls" : !opt.bf16 ? "fp32"
+                     : opt.backend || llm_bf16_supported() ? "bf16 matmuls" : "fp32, no AVX512-BF16 or ARM BF16";
     fprintf(stderr, "prefill: %d tokens, %.1f tok/s; decode: %d tokens, %.1f tok/s (%s, %s, %s, %s weights)\n",
             stats.prefill_tokens, stats.prefill_seconds > 0 ? stats.prefill_tokens / stats.prefill_seconds : 0.0,
             stats.decode_tokens, stats.decode_seconds > 0 ? stats.decode_tokens / stats.decode_seconds : 0.0,
-            llama ? "llama" : "gpt2", device, prec, llm_dtype_name(llm_model_dtype(m)));
+            cfg.arch == LLM_ARCH_LLAMA ? "llama" : "gpt2", device, prec, llm_dtype_name(llm_model_dtype(m)));
     rc = 0;
 done:
     llm_kv_free(kv);

@@ -5,10 +5,10 @@
 #   scripts/gpu_check.sh          logs in $OUT when set (the device machine's output
 #                                 folder), else build/gpu_check/
 #
-# Data the tests read: data/ (stories260K: `make data`) and, for test_cuda's 10 steps
-# against PyTorch, build/fixtures/gpt2_small (`make fixtures`). On a machine that gets a
-# copy of the working tree, bring both along (the device tool's `carry`: "data",
-# "build/fixtures/gpt2_small"); without them those cases print SKIP.
+# Data the tests read: data/ (stories260K: `make data`; on a machine that gets a copy of
+# the working tree, bring it along: the device tool's `carry`: "data"; without it those
+# cases print SKIP). test_cuda's 10 steps against PyTorch read tests/fixtures/gpt2_small,
+# which is committed.
 #
 # Steps, each under its own timeout, none stopping the ones after it:
 #   env         nvidia-smi, nvcc, compilers, git revision (information only)
@@ -18,15 +18,19 @@
 #   probe       bench_cuda --probe: devices, name, peak FLOP/s. 0 devices: the GPU steps
 #               below run what they can without one and report SKIP, never PASS
 #   test_sync   LLM_CUDA_SYNC=1 tests/test_cuda: every kernel synchronised, so a fault
-#               names its kernel
+#               names its kernel (fp32, and the bf16 and fp16 modes the GPU has)
 #   test_async  tests/test_cuda as users run it (one stream, no syncs between kernels)
-#   test_attn16 tests/test_cuda_attn16: the bf16 tensor-core (WMMA) attention against the CPU
+#   test_attn16 tests/test_cuda_attn16: the bf16 and fp16 tensor-core (WMMA) attention
+#               against the CPU
+#   test_scaler tests/test_cuda_scaler: fp16 loss scaling (overflow, skip, backoff, growth)
 #   test_dist   tests/test_dist (NCCL data parallel: one rank; two ranks as two threads on 2+ GPUs)
 #   generate    greedy stories260K (llama2.c's 260K model), 200 positions, on the CPU and
 #               on the GPU: the texts must be equal, and equal run.c's greedy200.txt;
 #               the GPU's ids must equal greedy200.ids.txt
-#   bench_short bench_cuda --B 16: training step fp32 and bf16, inference (decode, prefill)
-#   profile     bench_cuda --B 16 bf16 with LLM_CUDA_PROFILE=1: GPU time by kind of work
+#   bench_short bench_cuda --B 16 (--B 8 below sm_80: a T4 has 15 GiB): training step in
+#               fp32, bf16 (sm_80+) and fp16 (sm_70+), inference (decode, prefill)
+#   profile     bench_cuda at that B in the GPU's fast mode (bf16 on sm_80+, fp16 below)
+#               with LLM_CUDA_PROFILE=1: GPU time by kind of work
 #   bench_long  bench_cuda --B 32,64 --no-decode, if the time budget has room left
 # Then summary.txt: one line per step, PASS / FAIL / SKIP with the reason, also printed
 # last, after the benchmark tables and the first failing test lines.
@@ -109,10 +113,12 @@ fi
 TEST=$BDIR/cuda/tests/test_cuda GEN=$BDIR/cuda/generate BENCH=$BDIR/cuda/bench_cuda
 DIST=""; [ -f tests/test_dist.c ] && DIST=$BDIR/cuda/tests/test_dist
 ATT16=""; [ -f tests/test_cuda_attn16.c ] && ATT16=$BDIR/cuda/tests/test_cuda_attn16
+SCALER=""; [ -f tests/test_cuda_scaler.c ] && SCALER=$BDIR/cuda/tests/test_cuda_scaler
 if [ -z "$NVCC_BIN" ]; then
   record build FAIL "nvcc not found (PATH, /usr/local/cuda*/bin)"
 else
-  run build 300 make -j"$JOBS" "${MAKEVARS[@]}" "$BDIR/cuda/llm_cuda.o" "$TEST" "$GEN" "$BENCH" ${DIST:+"$DIST"} ${ATT16:+"$ATT16"}
+  run build 300 make -j"$JOBS" "${MAKEVARS[@]}" "$BDIR/cuda/llm_cuda.o" "$TEST" "$GEN" "$BENCH" ${DIST:+"$DIST"} \
+    ${ATT16:+"$ATT16"} ${SCALER:+"$SCALER"}
   WARN=$(grep -ci 'warning' "$LOG/build.log")
   if [ "$RC" -eq 0 ]; then record build PASS "${SECS}s, $WARN warning lines (${MAKEVARS[*]:1})"
   elif timed_out; then record build FAIL "timed out after ${SECS}s"
@@ -138,10 +144,11 @@ fi
 ok_status() { if [ "$NDEV" -gt 0 ]; then echo PASS; else echo SKIP; fi; }
 NOGPU=""; [ "$NDEV" -gt 0 ] || NOGPU="no CUDA device; "
 
-# ---- test_cuda, synchronised then not; test_attn16; test_dist ---------------------------
-for name in test_sync test_async ${ATT16:+test_attn16} ${DIST:+test_dist}; do
+# ---- test_cuda, synchronised then not; test_attn16; test_scaler; test_dist -------------
+for name in test_sync test_async ${ATT16:+test_attn16} ${SCALER:+test_scaler} ${DIST:+test_dist}; do
   say "$name"
   bin=$TEST; [ "$name" = test_dist ] && bin=$DIST; [ "$name" = test_attn16 ] && bin=$ATT16
+  [ "$name" = test_scaler ] && bin=$SCALER
   if [ ! -x "$bin" ]; then record "$name" FAIL "no $bin (build failed)"; continue; fi
   if ! room 30; then record "$name" SKIP "no time left"; continue; fi
   case $name in
@@ -213,10 +220,13 @@ bench() {
   elif grep -q "^SKIP" "$LOG/$name.log"; then record "$name" SKIP "$(grep -m1 "^SKIP" "$LOG/$name.log" | sed "s/^SKIP: //")"
   else record "$name" PASS "${SECS}s, $(grep -cE '^(train|infer).*tok/s' "$LOG/$name.log") figures, $oom out of memory"; fi
 }
-bench bench_short 180 45 --B 16
-# where the time goes: GPU time per kind of work (LLM_CUDA_PROFILE=1), bf16, B=16
+# a T4-shaped run below sm_80 (15 GiB, no bf16): B 8, and fp16 as the fast mode
+BSHORT=16 FAST=bf16
+if [[ "$CC_CAP" =~ ^[0-9]+$ ]] && [ "$CC_CAP" -lt 80 ]; then BSHORT=8 FAST=fp16; fi
+bench bench_short 210 45 --B "$BSHORT"
+# where the time goes: GPU time per kind of work (LLM_CUDA_PROFILE=1), the fast mode
 export LLM_CUDA_PROFILE=1
-bench profile 90 30 --B 16 --mode bf16 --steps 2 --warmup 1 --no-decode
+bench profile 90 30 --B "$BSHORT" --mode "$FAST" --steps 2 --warmup 1 --no-decode
 unset LLM_CUDA_PROFILE
 grep -A40 '^GPU time by kind' "$LOG/profile.log" | head -n 40
 bench bench_long 240 75 --B 32,64 --no-decode

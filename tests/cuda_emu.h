@@ -40,6 +40,11 @@
  *   Launch checks as on sm_90: block <= 1024 threads (x, y <= 1024, z <= 64), grid y, z <= 65535,
  *   no empty grid or block, dynamic shared memory <= 48 KiB unless raised with
  *   cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, n), n <= 227 KiB.
+ * ARCHITECTURE: sm_90 unless LLM_CUDA_EMU_SM says 70, 75, 80, 86 or 89 (read at each call):
+ *   the device then reports that compute capability, and the opt-in shared-memory limit
+ *   (n above) is that architecture's: 96 KiB (70), 64 KiB (75, the T4), 163 KiB (80), 99 KiB
+ *   (86, 89), 227 KiB (90); wmma tiles of a type the architecture lacks (bf16 below sm_80)
+ *   fail the launch. Everything else (memory, speed) stays the same.
  *
  * RUNTIME: device memory is host memory (posix_memalign, tracked: cudaFree of a pointer that
  *   cudaMalloc did not return fails), one device of 16 GiB named "llm.h CUDA emulator", sm_90.
@@ -49,8 +54,8 @@
  *   LLM_CUDA_EMU_FAIL_MALLOC_AFTER=n makes the n-th cudaMalloc of the process (counted from 1)
  *   fail with cudaErrorMemoryAllocation, to test out-of-memory paths. Overlapping
  *   cudaMemcpy ranges (undefined on a GPU) fail with cudaErrorInvalidValue.
- * cuBLAS / cuBLASLt: column-major products with fp32 accumulation in k order, beta == 0 never
- *   reads C, arguments validated as the libraries document; anything not emulated returns
+ * cuBLAS / cuBLASLt: column-major products of fp32, bf16 or fp16 operands with fp32
+ *   accumulation in k order and fp32 output, beta == 0 never reads C, arguments validated as the libraries document; anything not emulated returns
  *   CUBLAS_STATUS_NOT_SUPPORTED. NCCL: a communicator of W ranks is W host threads of this
  *   process (see NCCL below), all-reduce only.
  * Everything is per host thread (thread_local) except memory accounting and NCCL's
@@ -153,6 +158,29 @@ static inline __nv_bfloat16 __float2bfloat16(float f) {
 }
 static inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __float2bfloat16(f); }
 static inline float __bfloat162float(__nv_bfloat16 h) { return __uint_as_float((unsigned)h.x << 16); }
+
+/* fp16, IEEE binary16 (1 sign, 5 exponent, 10 fraction bits), rounded as __float2half_rn:
+ * to nearest, ties to even. Normal halves (>= 2^-14) keep the float's top 10 fraction bits
+ * with the exponent rebased by 127 - 15 = 112; below 2^-14 the subnormals, multiples of
+ * 2^-24 (x * 2^24 is exact in float, rintf rounds it to even); from 65520 up (the midpoint
+ * of the largest finite half, 65504, and 2^16, which is odd below) inf; NaN stays a quiet NaN. */
+struct __half { unsigned short x; };
+static inline __half __float2half(float f) {
+    unsigned u = __float_as_uint(f), a = u & 0x7fffffffu, sign = (u >> 16) & 0x8000u;
+    __half h;
+    if (a > 0x7f800000u) h.x = (unsigned short)(sign | 0x7e00u);
+    else if (a >= 0x477ff000u) h.x = (unsigned short)(sign | 0x7c00u);
+    else if (a >= 0x38800000u) h.x = (unsigned short)(sign | ((a - 0x38000000u + 0x0fffu + ((a >> 13) & 1u)) >> 13));
+    else h.x = (unsigned short)(sign | (unsigned)rintf(__uint_as_float(a) * 16777216.0f));
+    return h;
+}
+static inline __half __float2half_rn(float f) { return __float2half(f); }
+static inline float __half2float(__half h) {
+    unsigned s = (unsigned)(h.x & 0x8000u) << 16, e = (h.x >> 10) & 0x1fu, m = h.x & 0x3ffu;
+    if (e == 0) return __uint_as_float(s | __float_as_uint((float)m * 5.9604644775390625e-8f));  /* m 2^-24 */
+    if (e == 31) return __uint_as_float(s | 0x7f800000u | (m << 13));
+    return __uint_as_float(s | ((e + 112) << 23) | (m << 13));
+}
 
 /* Atomics: one OS thread runs a launch, but launches from other host threads may touch the
  * same memory, so these are real atomics. */
@@ -519,7 +547,23 @@ inline thread_local const void *attr_fn[64];   /* cudaFuncSetAttribute: kernel -
 inline thread_local int attr_val[64];
 inline thread_local int attr_n;
 inline thread_local unsigned long long launches;
-static const size_t SMEM_DEFAULT = 48 * 1024, SMEM_OPTIN = 227 * 1024;
+static const size_t SMEM_DEFAULT = 48 * 1024, SMEM_MAX = 227 * 1024;
+/* LLM_CUDA_EMU_SM (see ARCHITECTURE): the emulated architecture, as 10 major + minor. */
+static inline int arch(void) {
+    const char *s = getenv("LLM_CUDA_EMU_SM");
+    int a = s ? atoi(s) : 90;
+    return a == 70 || a == 75 || a == 80 || a == 86 || a == 89 ? a : 90;
+}
+/* Its largest dynamic shared memory per block (cudaDevAttrMaxSharedMemoryPerBlockOptin). */
+static inline size_t smem_optin(void) {
+    switch (arch()) {
+    case 70: return 96 * 1024;
+    case 75: return 64 * 1024;
+    case 80: return 163 * 1024;
+    case 86: case 89: return 99 * 1024;
+    default: return SMEM_MAX;
+    }
+}
 
 static inline int smem_limit(const void *k) {
     for (int i = 0; i < attr_n; i++)
@@ -554,7 +598,8 @@ static inline void run_grid(const char *name, const void *kfn, dim3 g, dim3 bd, 
     }
     if (shmem > (size_t)smem_limit(kfn)) {
         fail(cudaErrorInvalidValue, "kernel %s: %zu bytes of dynamic shared memory > the limit %d "
-             "(48 KiB unless raised with cudaFuncSetAttribute, at most 227 KiB)", name, shmem, smem_limit(kfn));
+             "(48 KiB unless raised with cudaFuncSetAttribute, at most %zu KiB on sm_%d)", name, shmem,
+             smem_limit(kfn), smem_optin() / 1024, arch());
         return;
     }
     if (!ensure_pool((int)nt)) {
@@ -784,7 +829,7 @@ static inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
     snprintf(p->name, sizeof p->name, "llm.h CUDA emulator");
     p->totalGlobalMem = llm_emu::DEVICE_BYTES;
     p->sharedMemPerBlock = llm_emu::SMEM_DEFAULT;
-    p->sharedMemPerBlockOptin = llm_emu::SMEM_OPTIN;
+    p->sharedMemPerBlockOptin = llm_emu::smem_optin();
     p->sharedMemPerMultiprocessor = 228 * 1024;
     p->totalConstMem = 64 * 1024;
     p->regsPerBlock = 65536;
@@ -792,7 +837,7 @@ static inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
     p->maxThreadsPerBlock = 1024;
     p->maxThreadsDim[0] = 1024; p->maxThreadsDim[1] = 1024; p->maxThreadsDim[2] = 64;
     p->maxGridSize[0] = 0x7fffffff; p->maxGridSize[1] = 65535; p->maxGridSize[2] = 65535;
-    p->major = 9; p->minor = 0;
+    p->major = llm_emu::arch() / 10; p->minor = llm_emu::arch() % 10;
     p->multiProcessorCount = 132;
     p->maxThreadsPerMultiProcessor = 2048;
     p->l2CacheSize = 50 << 20;
@@ -804,8 +849,9 @@ static inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
 static inline cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 template <class F> static inline cudaError_t cudaFuncSetAttribute(F *k, cudaFuncAttribute a, int v) {
     using namespace llm_emu;
-    if (a != cudaFuncAttributeMaxDynamicSharedMemorySize || v < 0 || (size_t)v > SMEM_OPTIN)
-        return fail(cudaErrorInvalidValue, "cudaFuncSetAttribute(%d, %d): not emulated or over 227 KiB", (int)a, v);
+    if (a != cudaFuncAttributeMaxDynamicSharedMemorySize || v < 0 || (size_t)v > smem_optin())
+        return fail(cudaErrorInvalidValue, "cudaFuncSetAttribute(%d, %d): not emulated or over %zu KiB (sm_%d)",
+                    (int)a, v, smem_optin() / 1024, arch());
     for (int i = 0; i < attr_n; i++)
         if (attr_fn[i] == (const void *)k) { attr_val[i] = v; return cudaSuccess; }
     if (attr_n == 64) return fail(cudaErrorNotSupported, "cudaFuncSetAttribute: too many kernels");
@@ -947,6 +993,7 @@ static inline cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m)
 namespace llm_emu {
 static inline float ld(const float *p, size_t i) { return p[i]; }
 static inline float ld(const __nv_bfloat16 *p, size_t i) { return __bfloat162float(p[i]); }
+static inline float ld(const __half *p, size_t i) { return __half2float(p[i]); }
 static inline float gelu(float x) {
     return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
 }
@@ -1023,7 +1070,7 @@ static inline cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta
     if (s != CUBLAS_STATUS_SUCCESS) return s;
     (void)algo;
     if (ct != CUDA_R_32F || (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_PEDANTIC) ||
-        at != bt || (at != CUDA_R_32F && at != CUDA_R_16BF))
+        at != bt || (at != CUDA_R_32F && at != CUDA_R_16BF && at != CUDA_R_16F))
         return CUBLAS_STATUS_NOT_SUPPORTED;
     if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
     float al = *(const float *)alpha, be = *(const float *)beta;
@@ -1031,8 +1078,11 @@ static inline cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta
     if (at == CUDA_R_32F)
         llm_emu::gemm(oa, ob, m, n, k, al, (const float *)A, lda, (const float *)B, ldb, be, (float *)C, ldc,
                       (float *)C, ldc, (const llm_emu::epilogue *)NULL);
-    else
+    else if (at == CUDA_R_16BF)
         llm_emu::gemm(oa, ob, m, n, k, al, (const __nv_bfloat16 *)A, lda, (const __nv_bfloat16 *)B, ldb, be,
+                      (float *)C, ldc, (float *)C, ldc, (const llm_emu::epilogue *)NULL);
+    else
+        llm_emu::gemm(oa, ob, m, n, k, al, (const __half *)A, lda, (const __half *)B, ldb, be,
                       (float *)C, ldc, (float *)C, ldc, (const llm_emu::epilogue *)NULL);
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -1155,7 +1205,8 @@ static inline cublasStatus_t lt_check(const llm_emu_lt_desc *d, const llm_emu_lt
     for (int i = 0; i < 4; i++)
         if (all[i]->ld < 1 || (uint64_t)all[i]->ld < all[i]->rows) return CUBLAS_STATUS_INVALID_VALUE;
     if (d->compute != CUBLAS_COMPUTE_32F || d->scale != CUDA_R_32F || a->type != b->type ||
-        (a->type != CUDA_R_32F && a->type != CUDA_R_16BF) || c->type != CUDA_R_32F || dd->type != CUDA_R_32F)
+        (a->type != CUDA_R_32F && a->type != CUDA_R_16BF && a->type != CUDA_R_16F) || c->type != CUDA_R_32F ||
+        dd->type != CUDA_R_32F)
         return CUBLAS_STATUS_NOT_SUPPORTED;
     uint32_t e = d->epi;
     if (e != CUBLASLT_EPILOGUE_DEFAULT && e != CUBLASLT_EPILOGUE_BIAS && e != CUBLASLT_EPILOGUE_GELU &&
@@ -1215,8 +1266,11 @@ static inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDe
     if (a->type == CUDA_R_32F)
         llm_emu::gemm(oa, ob, m, n, k, al, (const float *)A, a->ld, (const float *)B, b->ld, be, (const float *)C,
                       c->ld, (float *)D, dd->ld, &ep);
-    else
+    else if (a->type == CUDA_R_16BF)
         llm_emu::gemm(oa, ob, m, n, k, al, (const __nv_bfloat16 *)A, a->ld, (const __nv_bfloat16 *)B, b->ld, be,
+                      (const float *)C, c->ld, (float *)D, dd->ld, &ep);
+    else
+        llm_emu::gemm(oa, ob, m, n, k, al, (const __half *)A, a->ld, (const __half *)B, b->ld, be,
                       (const float *)C, c->ld, (float *)D, dd->ld, &ep);
     return CUBLAS_STATUS_SUCCESS;
 }

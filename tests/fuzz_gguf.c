@@ -1,9 +1,6 @@
 /* fuzz_gguf: libFuzzer target for the GGUF reader (header, metadata, tensor placement),
- * the model it builds and the tokenizers in its metadata.
- *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. tests/fuzz_gguf.c \
- *         -o build/fuzz_gguf -lm -pthread
- *   build/fuzz_gguf -max_total_time=600 -max_len=65536 -rss_limit_mb=2048
+ * the model it builds and the tokenizers in its metadata (tests/fuzz.h: `make fuzz`
+ * runs it from the seeds in tests/fuzz/gguf/, `make test` replays them).
  *
  * The first input byte picks the mode:
  *   0: the rest is a GGUF file as it is;
@@ -16,13 +13,10 @@
  * has to fit its tensors in the file first, which the reader checks before allocating)
  * and runs one forward of 3 tokens; the tokenizer is loaded and encodes and decodes a
  * short text. Any failure must be a named error; crashes, leaks and undefined behaviour
- * are the sanitizers' to find. Not part of `make test` (the name is not test_*). */
+ * are the sanitizers' to find. */
 #define LLM_IMPLEMENTATION
 #include "llm.h"
-
-static void fuzz_check(int ok) {
-    if (!ok) __builtin_trap();
-}
+#include "fuzz.h"
 
 typedef struct { unsigned char *b; size_t n, cap; } fbuf;
 static void put(fbuf *o, const void *p, size_t n) {
@@ -214,7 +208,8 @@ static void exercise(const unsigned char *data, size_t n) {
     llm__gguf_close(&g);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+static int fuzz_one(int unused, const uint8_t *data, size_t size) {
+    (void)unused;   /* the mode is the first byte */
     if (size < 1) return 0;
     if (!tmpl[0].b) { build_llama(&tmpl[0]); build_gpt2(&tmpl[1]); }
     int mode = data[0] % 3;
@@ -232,3 +227,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     free(f);
     return 0;
 }
+
+static const fuzz_corpus fuzz_corpora[] = {{"gguf", 0}, {NULL, 0}};
+FUZZ_MAIN("fuzz_gguf")

@@ -29,19 +29,24 @@
  *   - parameters after AdamW steps: at step 1 Adam moves each weight by ~lr*sign(g),
  *     whatever |g| is, so a gradient that is rounding noise around 0 may move the
  *     weight either way: compared absolutely, within 2*lr per step.
- * bf16 matmul mode (llm_cuda_backend_bf16, sm_80+), against the fp32 CPU: rounding an
- * operand to bf16 (8 significant bits, unit roundoff u = 2^-8) errs by up to u relative,
- * standard deviation ~u/sqrt(3); a product of two rounded operands by ~sqrt(2) u/sqrt(3)
- * ~ 3.2e-3, and a sum of K such terms of random signs by ~3.2e-3 of its RMS, the largest
- * of ~1e4 outputs by ~4 sigma ~ 1.3e-2 RMS: matmul outputs are compared with the floor at
- * 1 x RMS and tolerance 3e-2. Through a whole model the errors
- * of ~6 matmuls per layer add up: logits and every gradient tensor 0.1 (floor 1 x RMS),
- * the loss 1e-2 relative. These catch a wrong operand or transpose (errors O(1)), not a
- * subtle rounding bug; the exact mode is what pins the kernels down. */
+ * 16-bit modes against the fp32 CPU: bf16 (llm_cuda_backend_bf16, sm_80+; 8 significant
+ * bits, unit roundoff u = 2^-8) and fp16 (llm_cuda_backend_fp16, sm_70+; 11 bits, u = 2^-11).
+ * Rounding an operand errs by up to u relative, standard deviation ~u/sqrt(3); a product of
+ * two rounded operands by ~sqrt(2) u/sqrt(3) ~ 0.8u, and a sum of K such terms of random
+ * signs by ~0.8u of its RMS, the largest of ~1e4 outputs by ~4 sigma ~ 3.3u RMS: matmul
+ * outputs are compared with the floor at 1 x RMS and tolerance 8u (bf16 3.1e-2, fp16
+ * 3.9e-3). Through a whole model the errors of ~6 matmuls per layer add up: logits and every
+ * gradient tensor 25u (floor 1 x RMS), the loss 2.5u relative, the gradient norm 12.5u. fp16's
+ * range (6e-5 .. 65504) holds the activations and weights; its gradients go through the loss
+ * scaler, as in training: backward on 65536 x the loss (llm_loss_scaler's default), which
+ * lifts them into that range (the comparisons are relative, so the scale cancels). These
+ * catch a wrong operand or transpose (errors O(1)), not a subtle rounding bug; the exact mode
+ * is what pins the kernels down. */
 #define _POSIX_C_SOURCE 200809L   /* setenv, unsetenv */
 #include "tests/test.h"
 #define LLM_IMPLEMENTATION
 #include "llm.h"
+#include "tests/ref.h"
 
 #ifdef LLM_CUDA
 
@@ -430,6 +435,10 @@ static void t_errors(const llm_backend *cu, int ndev) {
     opt.device = ndev;
     CHECK(cu->create(&st, &opt) == LLM_ERR_ARG && st == NULL, "device %d does not exist: %s", ndev, llm_last_error());
     opt.device = 0;
+    opt.bf16 = opt.fp16 = 1;
+    CHECK(cu->create(&st, &opt) == LLM_ERR_ARG && st == NULL && strstr(llm_last_error(), "fp16"),
+          "bf16 and fp16 at once: %s", llm_last_error());
+    opt.bf16 = opt.fp16 = 0;
     CHECK(cu->create(&st, &opt) == LLM_OK, "create: %s", llm_last_error());
     if (!st) return;
     void *p = cu->alloc(st, (size_t)1 << 50);
@@ -469,13 +478,30 @@ static void t_errors(const llm_backend *cu, int ndev) {
     cu->destroy(st);
 }
 
+/* The unit roundoff of a CUDA table's 16-bit mode; 0 for fp32. */
+static double unit_roundoff(const llm_backend *be) {
+    return !strcmp(be->name, "cuda-bf16") ? 0x1p-8 : !strcmp(be->name, "cuda-fp16") ? 0x1p-11 : 0.0;
+}
+static int is_fp16(const llm_backend *be) { return !strcmp(be->name, "cuda-fp16"); }
+/* Tolerances of the 16-bit modes in units of u (see the top). */
+#define TOL_MM_U 8.0
+#define TOL_MODEL_U 25.0
+#define TOL_LOSS_U 2.5
+#define TOL_NORM_U 12.5
+
 /* ---- whole models ------------------------------------------------------------------- */
 /* Forward (loss, logits), backward (every tensor's gradient), 3 AdamW steps, on the CPU
- * and the GPU from the same seed. */
+ * and the GPU from the same seed. fp16: backward on S x the loss and the steps through a
+ * loss scaler (S = 65536), on both backends alike; no step may be skipped. */
 static void t_model(const llm_backend *cu, const llm_config *cfg, int B, int T, const char *label) {
-    int bf16 = strcmp(cu->name, "cuda") != 0;
-    double logit_tol = bf16 ? 0.1 : TOL, grad_tol = bf16 ? 0.1 : 1e-3, frac = bf16 ? 1.0 : 0.1;
-    float loss_tol = bf16 ? 1e-2f : 1e-5f, loss3_tol = bf16 ? 1e-2f : 1e-4f, norm_tol = bf16 ? 5e-2f : 1e-4f;
+    double u = unit_roundoff(cu);
+    int half = u > 0;
+    double logit_tol = half ? TOL_MODEL_U * u : TOL, grad_tol = half ? TOL_MODEL_U * u : 1e-3, frac = half ? 1.0 : 0.1;
+    float loss_tol = half ? (float)(TOL_LOSS_U * u) : 1e-5f, loss3_tol = half ? (float)(TOL_LOSS_U * u) : 1e-4f;
+    float norm_tol = half ? (float)(TOL_NORM_U * u) : 1e-4f;
+    llm_loss_scaler sc[2] = {llm_loss_scaler_default(), llm_loss_scaler_default()};
+    int scaled = is_fp16(cu);
+    float S = scaled ? sc[0].scale : 1.0f;
     int BT = B * T;
     int *tok = (int *)hnew((size_t)BT), *tgt = (int *)hnew((size_t)BT);
     for (int i = 0; i < BT; i++) {
@@ -501,15 +527,19 @@ static void t_model(const llm_backend *cu, const llm_config *cfg, int B, int T, 
         CHECK(llm_model_forward(m[k], tok, tgt, B, T, &loss[k]) == LLM_OK, "forward: %s", llm_last_error());
         CHECK(llm_model_get_logits(m[k], logit[k]) == LLM_OK, "get_logits: %s", llm_last_error());
         CHECK(llm_model_zero_grad(m[k]) == LLM_OK, "zero_grad");
-        CHECK(llm_model_backward(m[k], 1.0f) == LLM_OK, "backward: %s", llm_last_error());
+        CHECK(llm_model_backward(m[k], S) == LLM_OK, "backward: %s", llm_last_error());
         CHECK(llm_model_get_grads(m[k], grad[k]) == LLM_OK, "get_grads: %s", llm_last_error());
         for (int s = 0; s < 3; s++) {
             if (s > 0) {
                 CHECK(llm_model_forward(m[k], tok, tgt, B, T, NULL) == LLM_OK, "forward: %s", llm_last_error());
                 CHECK(llm_model_zero_grad(m[k]) == LLM_OK, "zero_grad");
-                CHECK(llm_model_backward(m[k], 1.0f) == LLM_OK, "backward: %s", llm_last_error());
+                CHECK(llm_model_backward(m[k], S) == LLM_OK, "backward: %s", llm_last_error());
             }
-            CHECK(llm_model_step(m[k], &ac, lr, &norm[k]) == LLM_OK, "step: %s", llm_last_error());
+            int skipped = 0;
+            CHECK(llm_model_step_scaled(m[k], &ac, lr, scaled ? &sc[k] : NULL, &norm[k], &skipped) == LLM_OK,
+                  "step: %s", llm_last_error());
+            CHECK(!skipped, "%s step %d on %s skipped (gradient norm %g at loss scale %g)", label, s,
+                  opt[k].backend->name, norm[k], S);
         }
         CHECK(llm_model_forward(m[k], tok, tgt, B, T, &loss3[k]) == LLM_OK, "forward after steps");
     }
@@ -545,8 +575,8 @@ static void t_model(const llm_backend *cu, const llm_config *cfg, int B, int T, 
 
 /* ---- the fused MLP up-projection ----------------------------------------------------- */
 /* matmul_gelu_fwd (pre = inp @ w^T + bias, out = gelu(pre)) against the CPU's matmul_fwd
- * then gelu_fwd. In bf16 mode cuBLASLt's GELU epilogue may evaluate tanh its own way: the
- * bf16 tolerance covers it (its error is far below the operand rounding's). */
+ * then gelu_fwd. In the 16-bit modes cuBLASLt's GELU epilogue may evaluate tanh its own way:
+ * their tolerance covers it (its error is far below the operand rounding's). */
 static void t_matmul_gelu(bk *ks, int N, int C, int OC, int with_bias, double tol, double frac) {
     size_t ni = (size_t)N * C, no = (size_t)N * OC, nw = (size_t)OC * C;
     float *x = hrand(ni, 1), *w = hrand(nw, 0.3f), *bias = hrand(OC, 0.5f);
@@ -571,11 +601,11 @@ static void t_matmul_gelu(bk *ks, int N, int C, int OC, int with_bias, double to
     cmp_floor("  gelu(pre)", out[1], out[0], no, tol, frac);
 }
 
-/* bf16 mode's weight copies follow every way the weight memory can change: upload, an
+/* The 16-bit modes' weight copies follow every way the weight memory can change: upload, an
  * AdamW step (which writes the copy itself), an op writing into it, copy, zero. Each case
  * changes the weights completely, so a stale copy shows as an O(1) error; the weight sits
  * at an odd offset inside its allocation (not 16-byte aligned, which cuBLASLt must be told). */
-static void t_bf16_weights(bk *ks, int N, int C, int OC) {
+static void t_weights16(bk *ks, int N, int C, int OC, double tol) {
     size_t ni = (size_t)N * C, no = (size_t)N * OC, nw = (size_t)OC * C, off = 3, na = nw + 2 * off;
     float *x = hrand(ni, 1), *bias = hrand(OC, 1), *w1 = hrand(na, 1), *w2 = hrand(na, 1), *g = hrand(na, 1);
     const char *stage[6] = {"first use", "after upload", "after adamw", "after an op wrote it",
@@ -595,12 +625,12 @@ static void t_bf16_weights(bk *ks, int N, int C, int OC) {
             K->be->matmul_fwd(K->st, O, X, W, Bi, N, C, OC);
             out[s][k] = get(K, O, no);
         }
-        finish(K, "bf16 weights");
+        finish(K, "16-bit weights");
     }
     for (int s = 0; s < 6; s++) {
         char name[96];
         snprintf(name, sizeof name, "%s weight copy %s", ks[1].be->name, stage[s]);
-        cmp_floor(name, out[s][1], out[s][0], no, 3e-2, 1.0);
+        cmp_floor(name, out[s][1], out[s][0], no, tol, 1.0);
     }
 }
 
@@ -641,11 +671,13 @@ static void t_repeat(const llm_backend *cu, const llm_config *cfg, int B, int T,
 
 /* tests/ref_gpt2.py's gpt2_small fixture: 10 AdamW steps (clipping active in some) on the
  * GPU, each loss and grad norm against PyTorch's. fp32: as tests/test_gpt2_torch.c (1e-4).
- * bf16: the loss moves by the operand rounding, ~3e-3 relative per matmul, a few of them
- * in a chain: 2e-2 absolute on a loss of ~6, and the norm 5e-2 relative. */
-static void t_torch_steps(const llm_backend *cu, int bf16) {
+ * 16-bit: the loss moves by the operand rounding, ~0.8u relative per matmul, a few of them
+ * in a chain: 5u absolute on a loss of ~6 (bf16 2e-2, fp16 2.4e-3), and the norm 12.5u
+ * relative. fp16 trains as a user would, through llm_loss_scaler with its defaults; a
+ * skipped step would leave the losses off PyTorch's, so none may be. */
+static void t_torch_steps(const llm_backend *cu) {
     if (!test_has_fixture("gpt2_small")) {
-        TEST_SKIP("test_cuda: no PyTorch fixture gpt2_small in %s (make fixtures)", test_fixtures_dir());
+        CHECK(0, "test_cuda: no PyTorch fixture gpt2_small in %s (committed in tests/fixtures)", test_fixtures_dir());
         return;
     }
     int B = (int)test_meta_num("gpt2_small", "B", 0), T = (int)test_meta_num("gpt2_small", "T", 0);
@@ -654,14 +686,17 @@ static void t_torch_steps(const llm_backend *cu, int bf16) {
     float *ref_l = (float *)test_fixture_array("gpt2_small", "adamw_losses.f32", 10);
     float *ref_n = (float *)test_fixture_array("gpt2_small", "adamw_norms.f32", 10);
     char path[1024];
-    test_fixture_path(path, sizeof path, "gpt2_small", "model.safetensors");
+    const char *mf = ref_model_file("gpt2_small", REF_F32);   /* tests/ref.h writes it */
+    snprintf(path, sizeof path, "%s", mf ? mf : "(not written)");
     llm_options opt;
     memset(&opt, 0, sizeof opt);
     opt.backend = cu;
-    opt.bf16 = bf16;
     llm_model *m = NULL;
     CHECK(llm_model_load(&m, path, &opt) == LLM_OK, "load %s on %s: %s", path, cu->name, llm_last_error());
-    double ltol = bf16 ? 2e-2 : 1e-4, ntol = bf16 ? 5e-2 : 1e-4, worst_l = 0, worst_n = 0;
+    double u = unit_roundoff(cu), ltol = u > 0 ? 5 * u : 1e-4, ntol = u > 0 ? TOL_NORM_U * u : 1e-4;
+    double worst_l = 0, worst_n = 0;
+    llm_loss_scaler sc = llm_loss_scaler_default();
+    llm_loss_scaler *scp = is_fp16(cu) ? &sc : NULL;
     if (m && tok && tgt && ref_l && ref_n) {
         llm_adamw_config oc = llm_adamw_config_default();
         oc.weight_decay = 0.1f; oc.decay_all = 0;
@@ -669,17 +704,21 @@ static void t_torch_steps(const llm_backend *cu, int bf16) {
         for (int k = 0; k < 10; k++) {
             float loss = -1, norm = -1;
             CHECK(llm_model_forward(m, tok, tgt, B, T, &loss) == LLM_OK, "forward: %s", llm_last_error());
-            CHECK(llm_model_zero_grad(m) == LLM_OK && llm_model_backward(m, 1.0f) == LLM_OK, "backward: %s",
-                  llm_last_error());
-            CHECK(llm_model_step(m, &oc, 1e-3f, &norm) == LLM_OK, "step: %s", llm_last_error());
+            CHECK(llm_model_zero_grad(m) == LLM_OK && llm_model_backward(m, scp ? sc.scale : 1.0f) == LLM_OK,
+                  "backward: %s", llm_last_error());
+            int skipped = 0;
+            CHECK(llm_model_step_scaled(m, &oc, 1e-3f, scp, &norm, &skipped) == LLM_OK, "step: %s", llm_last_error());
+            CHECK(!skipped, "%s step %d skipped at loss scale %g", cu->name, k, scp ? sc.scale : 1.0f);
             CHECK(fabs(loss - ref_l[k]) <= ltol, "%s step %d: loss %.7f, PyTorch %.7f", cu->name, k, loss, ref_l[k]);
             CHECK(fabs(norm - ref_n[k]) <= ntol * ref_n[k], "%s step %d: grad norm %.7f, PyTorch %.7f", cu->name,
                   k, norm, ref_n[k]);
             if (fabs(loss - ref_l[k]) > worst_l) worst_l = fabs(loss - ref_l[k]);
             if (fabs(norm - ref_n[k]) / ref_n[k] > worst_n) worst_n = fabs(norm - ref_n[k]) / ref_n[k];
         }
-        printf("  %-48s max |loss diff| %.2e, max rel norm diff %.2e\n",
-               bf16 ? "10 AdamW steps vs PyTorch (bf16)" : "10 AdamW steps vs PyTorch (fp32)", worst_l, worst_n);
+        char what[64];
+        snprintf(what, sizeof what, "10 AdamW steps vs PyTorch (%s)", cu->name);
+        printf("  %-48s max |loss diff| %.2e, max rel norm diff %.2e (tol %.1e, %.1e)\n", what, worst_l, worst_n,
+               ltol, ntol);
     }
     llm_model_free(m);
     free(tok); free(tgt); free(ref_l); free(ref_n);
@@ -687,7 +726,8 @@ static void t_torch_steps(const llm_backend *cu, int bf16) {
 
 /* Greedy generation (temperature 0) on the GPU gives the CPU's tokens: stories260K, 200
  * tokens from BOS through the KV cache (prefill, then one row per step). */
-static void t_generate(const llm_backend *cu, int bf16) {
+static void t_generate(const llm_backend *cu) {
+    int half = unit_roundoff(cu) > 0;
     char path[1024];
     snprintf(path, sizeof path, "%s/stories260K/stories260K.bin", test_data_dir());
     if (!test_file_exists(path)) { TEST_SKIP("test_cuda: no %s", path); return; }
@@ -697,7 +737,6 @@ static void t_generate(const llm_backend *cu, int bf16) {
         memset(&opt, 0, sizeof opt);
         opt.backend = k ? cu : llm_cpu_backend();
         opt.n_threads = 2;
-        opt.bf16 = k ? bf16 : 0;
         llm_model *m = NULL;
         llm_kv *kv = NULL;
         CHECK(llm_model_load(&m, path, &opt) == LLM_OK, "load stories260K: %s", llm_last_error());
@@ -714,16 +753,18 @@ static void t_generate(const llm_backend *cu, int bf16) {
     }
     int same = 0;
     while (same < n[0] && same < n[1] && ids[0][same] == ids[1][same]) same++;
-    if (!bf16) {
+    if (!half) {
         CHECK(n[0] == 200 && n[1] == n[0] && same == n[0], "greedy stories260K: %d of %d tokens equal (cpu %d, %s %d)",
               same, n[0], n[0], cu->name, n[1]);
     } else {
-        /* bf16 rounding may flip a near-tie between two tokens, after which the texts part:
-         * require a long common start, not equality */
-        CHECK(n[1] == 200 && same >= 20, "greedy stories260K in bf16: only the first %d tokens equal", same);
+        /* 16-bit rounding may flip a near-tie between two tokens, after which the texts
+         * part: require a long common start, not equality */
+        CHECK(n[1] == 200 && same >= 20, "greedy stories260K on %s: only the first %d tokens equal", cu->name, same);
     }
-    printf("  %-48s %d of %d tokens equal\n", bf16 ? "greedy generation, bf16 vs fp32 CPU" : "greedy generation vs CPU",
-           same, n[0]);
+    char what[64];
+    snprintf(what, sizeof what, half ? "greedy generation, %s vs fp32 CPU" : "greedy generation vs CPU (%s)",
+             cu->name);
+    printf("  %-48s %d of %d tokens equal\n", what, same, n[0]);
 }
 
 /* LLM_CUDA_PROFILE=1: one training step's GPU work, by kind, adds up. Every call is
@@ -757,6 +798,43 @@ static void t_profile(const llm_backend *cu, const llm_config *cfg) {
     llm_model_free(m);
 }
 
+/* Every check of a 16-bit mode (table h) against the fp32 CPU (cpu), where the GPU has it. */
+static void t_mode16(const llm_backend *h, bk *cpu, const llm_options *o, const llm_config *g, const llm_config *l) {
+    double u = unit_roundoff(h), tol = TOL_MM_U * u;
+    bk kh[2];
+    memset(kh, 0, sizeof kh);
+    kh[0] = *cpu;
+    kh[1].be = h;
+    llm_status s = h->create(&kh[1].st, o);
+    if (s == LLM_ERR_UNSUPPORTED) {
+        TEST_SKIP("test_cuda: %s mode: %s", h->name, llm_last_error());
+        return;
+    }
+    CHECK(s == LLM_OK, "%s create: %s", h->name, llm_last_error());
+    if (!kh[1].st) return;
+    printf("test_cuda: %s: 16-bit matmuls vs the fp32 CPU (u = 2^%d, matmul tolerance %.2g)\n", h->name,
+           (int)round(log2(u)), tol);
+    t_matmul_tol(kh, 37, 72, 101, 1, tol, 1.0);
+    t_matmul_tol(kh, 700, 768, 300, 0, tol, 1.0);
+    t_matmul_gelu(kh, 37, 72, 101, 1, tol, 1.0);   /* cuBLASLt's GELU_AUX_BIAS epilogue */
+    t_matmul_gelu(kh, 29, 33, 64, 0, tol, 1.0);    /* no bias: GemmEx, then the kernel */
+    t_weights16(kh, 33, 40, 24, tol);
+    host_free_all();
+    h->destroy(kh[1].st);
+    char label[64];
+    snprintf(label, sizeof label, "gpt2/%s", h->name + 5);
+    t_model(h, g, 3, 37, label);
+    host_free_all();
+    snprintf(label, sizeof label, "llama/%s", h->name + 5);
+    t_model(h, l, 2, 41, label);
+    host_free_all();
+    snprintf(label, sizeof label, "gpt2 %s, same seed twice", h->name + 5);
+    t_repeat(h, g, 3, 37, label);
+    host_free_all();
+    t_torch_steps(h);
+    t_generate(h);
+}
+
 /* What can be checked without a GPU. */
 static void t_host_side(const llm_backend *cu) {
     int missing = !cu->create + !cu->destroy + !cu->alloc + !cu->release + !cu->upload +
@@ -774,6 +852,10 @@ static void t_host_side(const llm_backend *cu) {
     CHECK(h && h->create != cu->create && strcmp(h->name, "cuda-bf16") == 0, "bf16 table");
     CHECK(h && h->matmul_fwd == cu->matmul_fwd && h->attention_bwd == cu->attention_bwd &&
           h->sync == cu->sync && h->adamw == cu->adamw, "bf16 table shares the ops");
+    const llm_backend *f = llm_cuda_backend_fp16();
+    CHECK(f && f->create != cu->create && f->create != h->create && strcmp(f->name, "cuda-fp16") == 0, "fp16 table");
+    CHECK(f && f->matmul_fwd == cu->matmul_fwd && f->attention_fwd == cu->attention_fwd && f->adamw == cu->adamw,
+          "fp16 table shares the ops");
 }
 static void t_no_device(const llm_backend *cu) {
     void *st = (void *)1;
@@ -787,6 +869,8 @@ static void t_no_device(const llm_backend *cu) {
     CHECK(cu->create(&st, &opt) == LLM_ERR_UNSUPPORTED && st == NULL, "with options too");
     st = (void *)1;
     CHECK(llm_cuda_backend_bf16()->create(&st, NULL) == LLM_ERR_UNSUPPORTED && st == NULL, "bf16 too");
+    st = (void *)1;
+    CHECK(llm_cuda_backend_fp16()->create(&st, NULL) == LLM_ERR_UNSUPPORTED && st == NULL, "fp16 too");
     llm_model *m = (llm_model *)1;
     llm_config cfg = llm_config_llama(64, 1, 2, 1, 16, 32);
     CHECK(llm_model_create(&m, &cfg, &opt, 1) == LLM_ERR_UNSUPPORTED && m == NULL,
@@ -870,40 +954,13 @@ int main(void) {
     host_free_all();
     t_repeat(cu, &g, 3, 37, "gpt2 fp32, same seed twice");
     host_free_all();
-    t_torch_steps(cu, 0);
-    t_generate(cu, 0);
+    t_torch_steps(cu);
+    t_generate(cu);
     t_profile(cu, &g);
 
-    /* bf16 matmul mode, where the GPU has bf16 tensor cores */
-    const llm_backend *h = llm_cuda_backend_bf16();
-    bk kh[2];
-    memset(kh, 0, sizeof kh);
-    kh[0] = ks[0];
-    kh[1].be = h;
-    llm_status s = h->create(&kh[1].st, &o[1]);
-    if (s == LLM_ERR_UNSUPPORTED) {
-        TEST_SKIP("test_cuda: bf16 mode: %s", llm_last_error());
-    } else {
-        CHECK(s == LLM_OK, "cuda-bf16 create: %s", llm_last_error());
-        if (kh[1].st) {
-            printf("test_cuda: bf16 matmuls vs the fp32 CPU\n");
-            t_matmul_tol(kh, 37, 72, 101, 1, 3e-2, 1.0);
-            t_matmul_tol(kh, 700, 768, 300, 0, 3e-2, 1.0);
-            t_matmul_gelu(kh, 37, 72, 101, 1, 3e-2, 1.0);   /* cuBLASLt's GELU_AUX_BIAS epilogue */
-            t_matmul_gelu(kh, 29, 33, 64, 0, 3e-2, 1.0);    /* no bias: GemmEx, then the kernel */
-            t_bf16_weights(kh, 33, 40, 24);
-            host_free_all();
-            h->destroy(kh[1].st);
-            t_model(h, &g, 3, 37, "gpt2/bf16");
-            host_free_all();
-            t_model(h, &l, 2, 41, "llama/bf16");
-            host_free_all();
-            t_repeat(h, &g, 3, 37, "gpt2 bf16, same seed twice");
-            host_free_all();
-            t_torch_steps(h, 1);
-            t_generate(h, 1);
-        }
-    }
+    /* the 16-bit modes, where the GPU has their tensor cores: bf16 (sm_80+), fp16 (sm_70+) */
+    t_mode16(llm_cuda_backend_bf16(), &ks[0], &o[1], &g, &l);
+    t_mode16(llm_cuda_backend_fp16(), &ks[0], &o[1], &g, &l);
     ks[0].be->destroy(ks[0].st);
     ks[1].be->destroy(ks[1].st);
 #endif

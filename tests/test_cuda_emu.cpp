@@ -209,6 +209,99 @@ static void t_bf16(void) {
     CHECK(isnan(bf16_value(NAN)) && (bf16_bits(0x7f800001u) & 0x7f) != 0, "NaN stays NaN (even a tiny payload)");
 }
 
+/* fp16 (IEEE binary16), checked exhaustively against its definition: every finite half
+ * widens to a float that rounds back to the same bits; the midpoint of two neighbours
+ * rounds to the even one, and the floats just below and above it to the lower and the
+ * upper; the midpoint of 65504 and 65536 rounds to inf; a few values by their bits. */
+static float fp16_value(unsigned short bits) { __half h; h.x = bits; return __half2float(h); }
+static void t_fp16(void) {
+    long bad_trip = 0, bad_mid = 0, checked = 0;
+    for (unsigned b = 0; b < 0x7c00u; b++) {   /* +0 up to 65504, and the negatives */
+        for (unsigned sign = 0; sign <= 0x8000u; sign += 0x8000u) {
+            float f = fp16_value((unsigned short)(b | sign));
+            if (__float2half(f).x != (b | sign)) bad_trip++;
+            float g = fp16_value((unsigned short)((b + 1) | sign));   /* the next away from 0 (0x7c00: inf) */
+            float mid = b + 1 == 0x7c00u ? (sign ? -65520.0f : 65520.0f) : (float)(((double)f + g) / 2);
+            unsigned even = (b & 1u) ? b + 1 : b;
+            if (__float2half(mid).x != (even | sign) ||
+                __float2half(nextafterf(mid, 0.0f)).x != (b | sign) ||
+                __float2half(nextafterf(mid, sign ? -INFINITY : INFINITY)).x != ((b + 1) | sign))
+                bad_mid++;
+            checked++;
+        }
+    }
+    CHECK(bad_trip == 0, "fp16: %ld halves do not survive half -> float -> half", bad_trip);
+    CHECK(bad_mid == 0, "fp16: %ld of %ld midpoints round wrongly", bad_mid, checked);
+    CHECK(fp16_value(0x3c00) == 1.0f && fp16_value(0x7bff) == 65504.0f && fp16_value(0xc000) == -2.0f &&
+          fp16_value(0x0400) == ldexpf(1.0f, -14) && fp16_value(0x0001) == ldexpf(1.0f, -24), "fp16 values by bits");
+    CHECK(__float2half(65519.0f).x == 0x7bff && __float2half(65520.0f).x == 0x7c00 &&
+          __float2half(-1e6f).x == 0xfc00 && __float2half(ldexpf(1.0f, -26)).x == 0, "fp16 overflow and underflow");
+    CHECK(isinf(fp16_value(0x7c00)) && isnan(fp16_value(__float2half(NAN).x)), "inf, NaN");
+    printf("  fp16: %ld midpoints and every finite half checked\n", checked);
+}
+
+/* One 16x16x16 tile product through wmma, A row-major, B column-major. */
+template <class T> static __global__ void k_mma(float *D, const T *A, const T *B) {
+    nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, T, nvcuda::wmma::row_major> a;
+    nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, T, nvcuda::wmma::col_major> b;
+    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> c;
+    nvcuda::wmma::fill_fragment(c, 0.0f);
+    nvcuda::wmma::load_matrix_sync(a, A, 16);
+    nvcuda::wmma::load_matrix_sync(b, B, 16);
+    nvcuda::wmma::mma_sync(c, a, b, c);
+    nvcuda::wmma::store_matrix_sync(D, c, 16, nvcuda::wmma::mem_row_major);
+}
+/* The tile product in bf16 and fp16 against double sums of the rounded operands; then the
+ * architecture switch: LLM_CUDA_EMU_SM=75 reports sm_75 with the T4's 64 KiB of opt-in
+ * shared memory, and a bf16 tile fails the launch there while an fp16 one runs. */
+static void t_wmma_arch(void) {
+    float *D, *Af, *Bf;
+    __half *Ah, *Bh;
+    __nv_bfloat16 *Ab, *Bb;
+    cudaMalloc(&D, 256 * sizeof(float)); cudaMalloc(&Af, 256 * sizeof(float)); cudaMalloc(&Bf, 256 * sizeof(float));
+    cudaMalloc(&Ah, 256 * sizeof(__half)); cudaMalloc(&Bh, 256 * sizeof(__half));
+    cudaMalloc(&Ab, 256 * sizeof(__nv_bfloat16)); cudaMalloc(&Bb, 256 * sizeof(__nv_bfloat16));
+    for (int i = 0; i < 256; i++) {
+        float a = frand(), b = frand();
+        Ah[i] = __float2half(a); Bh[i] = __float2half(b);
+        Ab[i] = __float2bfloat16(a); Bb[i] = __float2bfloat16(b);
+    }
+    for (int t = 0; t < 2; t++) {
+        if (t == 0) LLM__CU_LAUNCH(k_mma<__half>, 1, 32, 0, 0)(D, Ah, Bh);
+        else LLM__CU_LAUNCH(k_mma<__nv_bfloat16>, 1, 32, 0, 0)(D, Ab, Bb);
+        cudaError_t e = cudaGetLastError();
+        CHECK(e == cudaSuccess, "wmma %s: %s", t ? "bf16" : "fp16", cudaGetErrorString(e));
+        double worst = 0;
+        for (int i = 0; i < 16; i++)
+            for (int j = 0; j < 16; j++) {
+                double s = 0;
+                for (int k = 0; k < 16; k++)
+                    s += t ? (double)__bfloat162float(Ab[i * 16 + k]) * __bfloat162float(Bb[j * 16 + k])
+                           : (double)__half2float(Ah[i * 16 + k]) * __half2float(Bh[j * 16 + k]);
+                if (fabs(D[i * 16 + j] - s) > worst) worst = fabs(D[i * 16 + j] - s);
+            }
+        CHECK(worst < 1e-5, "wmma %s tile product: max err %.3g", t ? "bf16" : "fp16", worst);
+    }
+    setenv("LLM_CUDA_EMU_SM", "75", 1);
+    cudaDeviceProp prop;
+    int optin = 0;
+    CHECK(cudaGetDeviceProperties(&prop, 0) == cudaSuccess && prop.major == 7 && prop.minor == 5 &&
+          cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0) == cudaSuccess &&
+          optin == 64 * 1024, "LLM_CUDA_EMU_SM=75: sm_%d%d, %d bytes of opt-in shared memory", prop.major,
+          prop.minor, optin);
+    CHECK(cudaFuncSetAttribute(k_empty, cudaFuncAttributeMaxDynamicSharedMemorySize, 65 * 1024) != cudaSuccess,
+          "sm_75: no more than 64 KiB");
+    (void)cudaGetLastError();
+    LLM__CU_LAUNCH(k_mma<__half>, 1, 32, 0, 0)(D, Ah, Bh);
+    CHECK(cudaGetLastError() == cudaSuccess, "sm_75: fp16 wmma runs");
+    LLM__CU_LAUNCH(k_mma<__nv_bfloat16>, 1, 32, 0, 0)(D, Ab, Bb);
+    CHECK(cudaGetLastError() == cudaErrorLaunchFailure && strstr(llm_emu::msg, "sm_80"),
+          "sm_75: a bf16 tile fails the launch: %s", llm_emu::msg);
+    unsetenv("LLM_CUDA_EMU_SM");
+    CHECK(cudaGetDeviceProperties(&prop, 0) == cudaSuccess && prop.major == 9, "back to sm_90");
+    cudaFree(D); cudaFree(Af); cudaFree(Bf); cudaFree(Ah); cudaFree(Bh); cudaFree(Ab); cudaFree(Bb);
+}
+
 static void t_cublas(void) {
     enum { M = 13, N = 7, K = 19, LD = 24 };
     float A[LD * LD], B[LD * LD], C0[LD * N], C[LD * N];
@@ -248,6 +341,16 @@ static void t_cublas(void) {
     CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, M, N, K, &one, a16, CUDA_R_16BF, LD, B, CUDA_R_32F, LD, &zero,
                        C, CUDA_R_32F, LD, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_NOT_SUPPORTED,
           "mixed operand types: not supported");
+    /* and with fp16 operands */
+    __half h16a[LD * LD], h16b[LD * LD];
+    for (int i = 0; i < LD * LD; i++) {
+        h16a[i] = __float2half(A[i]); h16b[i] = __float2half(B[i]);
+        ar[i] = __half2float(h16a[i]); br[i] = __half2float(h16b[i]);
+    }
+    CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, M, N, K, &one, h16a, CUDA_R_16F, LD, h16b, CUDA_R_16F, LD, &zero,
+                       C, CUDA_R_32F, LD, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS, "GemmEx fp16");
+    ref_gemm(0, 1, M, N, K, 1.0f, ar, LD, br, LD, 0.0f, C0, LD, want);
+    CHECK(rel_err(C, want, N, LD, M) < 1e-5, "GemmEx fp16: err %.3g", rel_err(C, want, N, LD, M));
     cublasDestroy(h);
 }
 
@@ -594,6 +697,8 @@ int main(void) {
     t_failures();
     t_shuffles();
     t_bf16();
+    t_fp16();
+    t_wmma_arch();
     t_cublas();
     t_cublaslt();
     t_nccl();

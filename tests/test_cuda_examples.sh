@@ -4,13 +4,16 @@
 # `make test`), so that the `--device cuda` paths of the programs users run are exercised
 # where CI has no GPU. The kernels run on the CPU (EMULATED: no GPU runs here).
 #   - generate --device cuda --temp 0 on llama2.c's stories260K prints run.c's greedy
-#     text byte for byte (the same as --device cpu), in fp32; in bf16 it runs and prints
-#     a story of the same length; chat --device cuda, two greedy turns, equals the CPU's;
+#     text byte for byte (the same as --device cpu), in fp32; in bf16 and fp16 it runs and
+#     prints a story; chat --device cuda, two greedy turns, equals the CPU's; the CPU build
+#     refuses --precision fp16 (a GPU mode) with a message and exit status 2;
 #   - train_gpt2 --device cuda (tiny GPT-2 on Tiny Shakespeare tokens): 6 steps; a 3-step
 #     run saved and resumed to 6 gives steps 4-6 with the same losses, bit for bit
 #     (weights, AdamW state, data order and the GPU's fixed reduction orders); the
-#     loss falls; the bf16 mode and a data-parallel world of one rank (NCCL emulated) run.
-#   - bench_cuda --tiny (LLM_CUDA_PROFILE=1) runs every figure and prints the profile.
+#     loss falls; the bf16 mode, the fp16 mode (loss scaling: it reports its skipped steps)
+#     and a data-parallel world of one rank (NCCL emulated) run.
+#   - bench_cuda --tiny (LLM_CUDA_PROFILE=1) runs every figure (fp32, bf16, fp16) and
+#     prints the profile.
 # Prints "test_cuda_examples: N passed, N failed, N skipped" last, as the C tests do.
 set -u
 B=${1:-${LLM_BUILD:-build}}
@@ -55,9 +58,19 @@ else
   else
     skip "no $B/chat to compare the CUDA chat with"
   fi
-  "${G[@]}" --device cuda --precision bf16 > "$TMP/gen_bf16.txt" 2> "$TMP/gen_bf16.log"; rc=$?
-  check "generate --device cuda --precision bf16 exits 0 (rc $rc)" [ "$rc" -eq 0 ]
-  check "bf16 generation prints a story" [ "$(wc -c < "$TMP/gen_bf16.txt")" -gt 200 ]
+  for prec in bf16 fp16; do
+    "${G[@]}" --device cuda --precision $prec > "$TMP/gen_$prec.txt" 2> "$TMP/gen_$prec.log"; rc=$?
+    check "generate --device cuda --precision $prec exits 0 (rc $rc)" [ "$rc" -eq 0 ]
+    check "$prec generation prints a story" [ "$(wc -c < "$TMP/gen_$prec.txt")" -gt 200 ]
+    check "$prec generation says its precision" grep -q "$prec matmuls" "$TMP/gen_$prec.log"
+  done
+  if [ -x "$B/generate" ]; then
+    "$B/generate" -m "$ST/stories260K.bin" -z "$ST/tok512.bin" -n 20 --precision fp16 > "$TMP/gen_cpu16.txt" 2>&1; rc=$?
+    check "the CPU generate refuses --precision fp16 (rc $rc)" [ "$rc" -eq 2 ]
+    check "... saying it is a GPU mode" grep -q 'fp16 runs on a GPU' "$TMP/gen_cpu16.txt"
+  else
+    skip "no $B/generate to check its fp16 refusal"
+  fi
 fi
 
 # ---- bench_cuda --tiny (the benchmark's code paths on the CUDA backend) -----------------
@@ -65,12 +78,12 @@ BENCH=$B/emu/bench_cuda
 LLM_CUDA_PROFILE=1 "$BENCH" --tiny --steps 1 --warmup 1 > "$TMP/bench.log" 2>&1; rc=$?
 check "bench_cuda --tiny exits 0 (rc $rc)" [ "$rc" -eq 0 ]
 check "bench_cuda names the device" grep -q '^bench_cuda: device 0: ' "$TMP/bench.log"
-check "bench_cuda: fp32 and bf16 training figures" \
-  [ "$(grep -cE '^train gpt2-tiny B=2 T=64 (fp32|bf16) .* tok/s' "$TMP/bench.log")" -eq 2 ]
-check "bench_cuda: 4 inference figures" [ "$(grep -cE '^infer .* decode: .* tok/s' "$TMP/bench.log")" -eq 4 ]
+check "bench_cuda: fp32, bf16 and fp16 training figures" \
+  [ "$(grep -cE '^train gpt2-tiny B=2 T=64 (fp32|bf16|fp16) .* tok/s' "$TMP/bench.log")" -eq 3 ]
+check "bench_cuda: 6 inference figures" [ "$(grep -cE '^infer .* decode: .* tok/s' "$TMP/bench.log")" -eq 6 ]
 check "bench_cuda: the LLM_CUDA_PROFILE tables, attention and matmuls in them" \
-  [ "$(grep -c '^GPU time by kind of work' "$TMP/bench.log")" -eq 2 ] && grep -q '^attention_fwd (bf16) ' "$TMP/bench.log" \
-  && grep -q '^matmul: cublasLt +bias +gelu ' "$TMP/bench.log"
+  [ "$(grep -c '^GPU time by kind of work' "$TMP/bench.log")" -eq 3 ] && grep -q '^attention_fwd (bf16) ' "$TMP/bench.log" \
+  && grep -q '^attention_fwd (fp16) ' "$TMP/bench.log" && grep -q '^matmul: cublasLt +bias +gelu ' "$TMP/bench.log"
 
 # ---- train_gpt2 --------------------------------------------------------------------
 TEXT=$DATA/tinyshakespeare/input.txt VOCAB=$DATA/gpt2
@@ -106,6 +119,21 @@ check "resumed steps 4-6 repeat the uninterrupted run's losses" cmp -s "$TMP/res
 "$TRAIN" "${SHAPE[@]}" -s 3 --precision bf16 > "$TMP/bf16.log" 2>&1; rc=$?
 check "train_gpt2 --device cuda --precision bf16 exits 0 (rc $rc)" [ "$rc" -eq 0 ]
 check "bf16 run prints 3 step lines" [ "$(losses "$TMP/bf16.log" | wc -l)" -eq 3 ]
+
+"$TRAIN" "${SHAPE[@]}" -s 6 --precision fp16 > "$TMP/fp16.log" 2>&1; rc=$?
+check "train_gpt2 --device cuda --precision fp16 exits 0 (rc $rc)" [ "$rc" -eq 0 ]
+losses "$TMP/fp16.log" > "$TMP/fp16.loss"
+check "fp16 run prints 6 step lines" [ "$(wc -l < "$TMP/fp16.loss")" -eq 6 ]
+check "fp16 run says how it scales the loss" grep -q '^precision: fp16 .*loss scaling from 65536' "$TMP/fp16.log"
+check "fp16 run reports its skipped steps" grep -qE '^fp16 loss scaling: [0-9]+ of 6 steps skipped' "$TMP/fp16.log"
+first=$(head -n 1 "$TMP/fp16.loss" | cut -d' ' -f2) last=$(tail -n 1 "$TMP/fp16.loss" | cut -d' ' -f2)
+check "fp16: the loss falls ($first -> $last)" awk -v a="${first:-0}" -v b="${last:-0}" 'BEGIN { exit !(b < a) }'
+if [ -x "$B/train_gpt2" ]; then
+  "$B/train_gpt2" --layers 2 --heads 4 --embd 64 --ctx 64 -s 1 -d "$TMP/tok.bin" --precision fp16 > "$TMP/cpu16.log" 2>&1; rc=$?
+  check "the CPU train_gpt2 refuses --precision fp16 (rc $rc)" [ "$rc" -eq 2 ] && grep -q 'fp16 runs on a GPU' "$TMP/cpu16.log"
+else
+  skip "no $B/train_gpt2 to check its fp16 refusal"
+fi
 
 "$TRAIN" "${SHAPE[@]}" -s 3 --dist-rank 0 --dist-world 1 > "$TMP/dist.log" 2>&1; rc=$?
 if grep -q 'built without NCCL' "$TMP/dist.log"; then

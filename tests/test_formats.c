@@ -15,9 +15,7 @@
  *   - token files (llm_dataset_open): valid, truncated, wrong magic/version, a count
  *     larger than the file;
  *   - llm_model_forward: token ids >= V or < 0, targets >= V, T > maxT, B or T <= 0. */
-#define _POSIX_C_SOURCE 200809L  /* mkdtemp */
 #include "test.h"
-#define LLM_IMPLEMENTATION
 #include "llm.h"
 #include <sys/stat.h>
 #include <unistd.h>
@@ -421,7 +419,7 @@ static void test_safetensors(void) {
     /* config.json that cannot be: n_head does not divide n_embd, or is not JSON. */
     char sub[300];
     snprintf(sub, sizeof sub, "%s/cfg", tmpdir);
-    CHECK(mkdir(sub, 0700) == 0, "mkdir %s", sub);
+    CHECK(test_mkdir(sub) == 0, "mkdir %s", sub);
     write_config(tpath("cfg/config.json"), 4);  /* 6 % 4 != 0 */
     st_write(&f, tpath("cfg/model.safetensors"), NULL, 0);
     expect_load_fails("config.json n_head 4, n_embd 6", tpath("cfg/model.safetensors"), 0);
@@ -754,9 +752,8 @@ static void test_forward_args(void) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/llm_test_formats_XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        CHECK(0, "mkdtemp failed");
+    if (!test_make_tmpdir(tmpdir, sizeof tmpdir, "llm_test_formats")) {
+        CHECK(0, "cannot make a temporary directory");
         return TEST_END("test_formats");
     }
     (void)test_data_dir;
@@ -784,7 +781,7 @@ int main(void) {
     }
     char sub[300];
     snprintf(sub, sizeof sub, "%s/cfg", tmpdir);
-    rmdir(sub);
-    CHECK(rmdir(tmpdir) == 0, "temp dir %s not empty at the end", tmpdir);
+    test_rmdir(sub);
+    CHECK(test_rmdir(tmpdir) == 0, "temp dir %s not empty at the end", tmpdir);
     return TEST_END("test_formats");
 }

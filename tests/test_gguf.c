@@ -14,7 +14,6 @@
  * or type comes from is made to lie, and the file is cut at every length; each must fail
  * with a named error (LLM_ERR_FORMAT or LLM_ERR_UNSUPPORTED and a message), never crash
  * (the ASan+UBSan copy of this test runs the same). */
-#define _DEFAULT_SOURCE 1   /* mkdtemp */
 #define LLM_IMPLEMENTATION
 #include "llm.h"
 #include "tests/test.h"
@@ -443,8 +442,7 @@ static void test_hostile_tokenizer(void) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/llm_test_gguf_XXXXXX");
-    if (!mkdtemp(tmpdir)) { printf("cannot make a temporary directory\n"); return 1; }
+    if (!test_make_tmpdir(tmpdir, sizeof tmpdir, "llm_test_gguf")) { printf("cannot make a temporary directory\n"); return 1; }
     test_hostile();
     test_hostile_tokenizer();
     if (!have_numpy()) {

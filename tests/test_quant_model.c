@@ -5,8 +5,8 @@
  *     test: perplexity within 1% of fp32 for Q8_0 and 0.5% for bf16, and greedy text
  *     identical to fp32's for at least the first 64 tokens, with no prompt and with
  *     llama2.c's "Once upon a time" prompt;
- *   - a GPT-2 trained on Tiny Shakespeare (the demo's checkpoint, build/demo/
- *     shakespeare.ckpt, when `make demo` has written it; else a small one trained here
+ *   - a GPT-2 trained on Tiny Shakespeare (the demo's checkpoint, build/demo-gpt2/
+ *     shakespeare.ckpt, when `make demo-gpt2` has written it; else a small one trained here
  *     for a few seconds), on the held-out last 10% of Tiny Shakespeare: the same bounds.
  * Behaviour: the dequantized parameters are each row's Q8_0 / bf16 rounding (every
  * tensor, rows not a multiple of 32 included); the KV cache gives the full forward's
@@ -16,6 +16,9 @@
 #define LLM_IMPLEMENTATION
 #include "llm.h"
 #include "tests/test.h"
+
+/* checkpoints written by the tests, in a temporary directory of their own (main) */
+static char g_tmp[512], g_ckpt[600], g_ckpt_gpt2[600];
 
 static const char *story =
     "Once upon a time, in a small house near the woods, there lived a girl named Mia. Mia had a red hat "
@@ -174,7 +177,8 @@ static void test_gpt2(void) {
     int *tok = shakespeare(&n);
     if (!tok) { TEST_SKIP("GPT-2: tinyshakespeare/input.gpt2.tokens.txt not found"); return; }
     const int split = n - n / 10;   /* the last 10% is held out, as the demo's validation split */
-    const char *demo = getenv("LLM_DEMO_CKPT") ? getenv("LLM_DEMO_CKPT") : "build/demo/shakespeare.ckpt";
+    /* make demo-gpt2's checkpoint (GPT-2's vocabulary, the tokens above) when it is there */
+    const char *demo = getenv("LLM_DEMO_CKPT") ? getenv("LLM_DEMO_CKPT") : "build/demo-gpt2/shakespeare.ckpt";
     llm_model *ms[3] = {NULL, NULL, NULL};
     const char *what;
     if (test_file_exists(demo)) {
@@ -182,7 +186,7 @@ static void test_gpt2(void) {
         for (int i = 0; i < 3; i++) CHECK(llm_model_load(&ms[i], demo, NULL) == LLM_OK, "load %s: %s", demo, llm_last_error());
     } else {
         /* a small GPT-2 trained here: 2 layers, C 64, T 64, B 4 (a few seconds) */
-        what = "GPT-2 (trained here; `make demo` writes the demo's)";
+        what = "GPT-2 (trained here; `make demo-gpt2` writes the demo's)";
         llm_config c = llm_config_gpt2();
         c.n_layer = 2; c.n_head = 4; c.n_embd = 64; c.max_seq_len = 64;
         CHECK(llm_model_create(&ms[0], &c, NULL, 1) == LLM_OK, "create: %s", llm_last_error());
@@ -206,9 +210,9 @@ static void test_gpt2(void) {
             llm_model_step(ms[0], &ac, 3e-3f, NULL);
         }
         printf("GPT-2 trained here: loss %.3f -> %.3f in %d steps\n", first, loss, steps);
-        CHECK(llm_model_save(ms[0], "build/test_quant_gpt2.ckpt", 0, NULL) == LLM_OK, "save: %s", llm_last_error());
-        for (int i = 1; i < 3; i++) CHECK(llm_model_load(&ms[i], "build/test_quant_gpt2.ckpt", NULL) == LLM_OK, "load: %s", llm_last_error());
-        remove("build/test_quant_gpt2.ckpt");
+        CHECK(llm_model_save(ms[0], g_ckpt_gpt2, 0, NULL) == LLM_OK, "save: %s", llm_last_error());
+        for (int i = 1; i < 3; i++) CHECK(llm_model_load(&ms[i], g_ckpt_gpt2, NULL) == LLM_OK, "load: %s", llm_last_error());
+        remove(g_ckpt_gpt2);
     }
     if (!ms[0] || !ms[1] || !ms[2]) { for (int i = 0; i < 3; i++) llm_model_free(ms[i]); free(tok); return; }
     CHECK(llm_model_quantize(ms[1], LLM_DTYPE_BF16) == LLM_OK && llm_model_quantize(ms[2], LLM_DTYPE_Q8_0) == LLM_OK,
@@ -271,7 +275,7 @@ static void test_params_and_files(void) {
         float *l1 = (float *)malloc(8 * 77 * sizeof(float)), *l2 = (float *)malloc(8 * 77 * sizeof(float));
         llm_model_forward(m, tok, NULL, 1, 8, NULL);
         llm_model_get_logits(m, l1);
-        const char *path = "build/test_quant_model.ckpt";
+        const char *path = g_ckpt;
         CHECK(llm_model_save(m, path, 1, NULL) == LLM_OK, "save: %s", llm_last_error());
         CHECK(llm_model_load(&back, path, NULL) == LLM_OK, "load: %s", llm_last_error());
         if (back) {
@@ -353,19 +357,23 @@ static void test_params_and_files(void) {
         llm_model *q = NULL;
         llm_model_create(&q, &c, NULL, 3);
         llm_model_quantize(q, LLM_DTYPE_Q8_0);
-        llm_model_save(q, "build/test_quant_model.ckpt", 0, NULL);
+        llm_model_save(q, g_ckpt, 0, NULL);
         llm_model *x = NULL;
-        CHECK(llm_model_load(&x, "build/test_quant_model.ckpt", &opt) == LLM_ERR_UNSUPPORTED && !x,
+        CHECK(llm_model_load(&x, g_ckpt, &opt) == LLM_ERR_UNSUPPORTED && !x,
               "a quantized checkpoint on another backend: %s", llm_last_error());
-        remove("build/test_quant_model.ckpt");
+        remove(g_ckpt);
         llm_model_free(q);
         llm_model_free(m);
     }
 }
 
 int main(void) {
+    if (!test_make_tmpdir(g_tmp, sizeof g_tmp, "llm_test_quant_model")) { printf("cannot make a temporary directory\n"); return 1; }
+    snprintf(g_ckpt, sizeof g_ckpt, "%s/q.ckpt", g_tmp);
+    snprintf(g_ckpt_gpt2, sizeof g_ckpt_gpt2, "%s/gpt2.ckpt", g_tmp);
     test_params_and_files();
     test_stories();
     test_gpt2();
+    test_rmdir(g_tmp);
     return TEST_END("test_quant_model");
 }

@@ -11,9 +11,7 @@
  * Also gradient accumulation: one batch of B=4 against two micro-batches of B=2 with
  * loss_scale 0.5 gives the same gradients (to float32 rounding: the sums differ in order).
  */
-#define _POSIX_C_SOURCE 200809L  /* mkdtemp */
 #include "test.h"
-#define LLM_IMPLEMENTATION
 #include "llm.h"
 #include <unistd.h>
 
@@ -213,8 +211,7 @@ int main(void) {
     (void)test_data_dir;
     memset(&opts, 0, sizeof opts);
     opts.n_threads = 2;  /* fixed: bit-identity is promised for the same thread count */
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/llm_test_resume_XXXXXX");
-    if (!mkdtemp(tmpdir)) { CHECK(0, "mkdtemp failed"); return TEST_END("test_resume"); }
+    if (!test_make_tmpdir(tmpdir, sizeof tmpdir, "llm_test_resume")) { CHECK(0, "cannot make a temporary directory"); return TEST_END("test_resume"); }
     snprintf(data_path, sizeof data_path, "%s/tokens.bin", tmpdir);
     snprintf(ckpt_path, sizeof ckpt_path, "%s/model.ckpt", tmpdir);
 
@@ -273,6 +270,6 @@ int main(void) {
 
     remove(data_path);
     remove(ckpt_path);
-    CHECK(rmdir(tmpdir) == 0, "temp dir %s not empty at the end", tmpdir);
+    CHECK(test_rmdir(tmpdir) == 0, "temp dir %s not empty at the end", tmpdir);
     return TEST_END("test_resume");
 }
