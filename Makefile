@@ -129,7 +129,7 @@ FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover
 FUZZERS := safetensors:fuzz_model:0:safetensors:16384 llmc:fuzz_model:1:llmc:16384 \
            llama2c:fuzz_model:2:llama2c:16384 ckpt:fuzz_model:3:ckpt:65536 \
            llama_tokenizer:fuzz_llama_tokenizer:0:llama_tokenizer:8192 gpt2_tokenizer:fuzz_tokenizer:0:tokenizer:4096 \
-           dataset:fuzz_dataset:0:dataset:4096 json:fuzz_json:0:json:4096
+           dataset:fuzz_dataset:0:dataset:4096 json:fuzz_json:0:json:4096 gguf:fuzz_gguf:0:gguf:65536
 fz = $(word $(2),$(subst :, ,$(1)))
 FUZZ_BINS := $(foreach f,$(FUZZERS),$(B)/fuzz/fuzz_$(call fz,$(f),1))
 define FUZZ_RULE

@@ -2,9 +2,10 @@
  *
  * WHAT
  *   GPT-2 and the Llama family on the CPU: a byte-level BPE tokenizer (and llama2.c's),
- *   every tensor op with its forward and backward, AdamW, checkpoints in four formats
- *   (HuggingFace safetensors, llm.c .bin, llama2.c .bin, our own), token datasets,
- *   KV-cache generation with sampling, and a persistent thread pool. Nothing beyond
+ *   every tensor op with its forward and backward, AdamW, checkpoints in five formats
+ *   (HuggingFace safetensors, llm.c .bin, llama2.c .bin, llama.cpp's GGUF, our own),
+ *   token datasets, KV-cache generation with sampling, Q8_0 and bf16 weights for
+ *   inference, and a persistent thread pool. Nothing beyond
  *   libc and threads (pthreads; Win32 on Windows). Compiles as C99/C11 and as C++, on
  *   Linux, macOS and Windows (MinGW-w64, MSVC). An optional companion,
  *   llm_cuda.cu, fills the same backend table with GPU kernels.
@@ -39,8 +40,9 @@
  *   The public API comes first and is documented where it is declared. Then the
  *   implementation, in the order data flows: errors and memory, the thread pool,
  *   JSON, the GPT-2 tokenizer, the reference kernels (each forward beside its
- *   backward), their SIMD versions, the CPU backend that puts them in the backend
- *   table, the model (which only ever calls that table), the optimizer, file formats
+ *   backward), their SIMD versions, the quantized (Q8_0, bf16) matmul kernels, the CPU
+ *   backend that puts them in the backend table, the model (which only ever calls that
+ *   table, except for quantized weights, which only the CPU runs), the optimizer, file formats
  *   and datasets, then inference: llama2.c's tokenizer, sampling, the KV cache and
  *   generation. The generated Unicode table closes the file.
  *
@@ -66,10 +68,12 @@
  *                 vector layer (AVX2, AVX-512, NEON) and the GEMV written on it
  *   SIMD KERNELS  the other kernels, each written once on the vector layer, compiled
  *                 per ISA and tested against its reference
+ *   QUANT         Q8_0 and bf16 weights for inference: fp16, blocks, tiles, the
+ *                 matmul kernels (scalar, AVX2, AVX-512 VNNI, AVX512-BF16, NEON)
  *   CPU           the CPU backend: the kernels split over the pool, in the table
  *   MODEL         GPT-2 and Llama: parameters, activations, forward, backward
  *   ADAMW         optimizer, gradient clipping, learning-rate schedule, RNG
- *   FORMATS       HF safetensors, llm.c .bin, llama2.c .bin, our checkpoint
+ *   FORMATS       HF safetensors, llm.c .bin, llama2.c .bin, our checkpoint, GGUF
  *   DATA          token files and batch loaders
  *   LLAMATOK      llama2.c's SentencePiece-style tokenizer
  *   SAMPLE        temperature, top-k, top-p, repetition penalty, seeded RNG
@@ -384,10 +388,13 @@ LLMDEF llm_status llm_model_create(llm_model **out, const llm_config *cfg,
 /* Load weights, detecting the format from the file's content: HuggingFace GPT-2
  * model.safetensors (or a folder holding it; config.json beside it is read when
  * present), llm.c's gpt2_*.bin (versions 3 fp32 and 5 bf16), llama2.c's model .bin,
- * or our checkpoint (llm_model_save). Every size in the file is checked against the
- * file's length before anything is allocated: a malformed or truncated file gives
- * LLM_ERR_FORMAT (or LLM_ERR_UNSUPPORTED), never a crash or a huge allocation. The file
- * is memory-mapped during the call only. *out is NULL on failure. */
+ * llama.cpp's GGUF (versions 2 and 3; architectures "llama" and "gpt2"; F32, F16, BF16
+ * and Q8_0 tensors, any other type is LLM_ERR_UNSUPPORTED naming it; the shape, RoPE
+ * theta and RMSNorm eps from its metadata), or our checkpoint (llm_model_save). Every
+ * size in the file is checked against the file's length before anything is allocated:
+ * a malformed or truncated file gives LLM_ERR_FORMAT (or LLM_ERR_UNSUPPORTED), never a
+ * crash or a huge allocation. The file is memory-mapped during the call only. *out is
+ * NULL on failure. */
 LLMDEF llm_status llm_model_load(llm_model **out, const char *path, const llm_options *opt);
 /* The same from a file's bytes in memory, data[0..len) (only read during the call; the
  * model keeps its own copy). No config.json is consulted: a safetensors GPT-2 takes its
@@ -399,7 +406,8 @@ LLMDEF void llm_model_free(llm_model *m);
 LLMDEF llm_config llm_model_config(const llm_model *m);   /* defaults filled in */
 LLMDEF size_t llm_model_num_params(const llm_model *m);
 /* Host copies of the parameters / gradients (llm_model_num_params floats, in the order
- * of llm_params), and the reverse for parameters. */
+ * of llm_params), and the reverse for parameters. (A quantized model's parameters are
+ * its dequantized weights; it has no gradients, and set_params is refused.) */
 LLMDEF llm_status llm_model_get_params(const llm_model *m, float *dst);
 LLMDEF llm_status llm_model_set_params(llm_model *m, const float *src);
 LLMDEF llm_status llm_model_get_grads(const llm_model *m, float *dst);
@@ -407,6 +415,32 @@ LLMDEF llm_status llm_model_get_grads(const llm_model *m, float *dst);
 LLMDEF void llm_tensor_layout(const llm_config *cfg, size_t offset[LLM_NTENSORS],
                               size_t size[LLM_NTENSORS]);
 LLMDEF const char *llm_tensor_name(int i);  /* "wte", "wpe", "ln1w", ... */
+
+/* ---- weights in fewer bytes, for inference ------------------------------------------------
+ * LLM_DTYPE_Q8_0 is llama.cpp's Q8_0: each run of 32 weights of a row as 32 int8 values
+ * and one fp16 scale (8.5 bits a weight; every weight within half a step of its value),
+ * multiplied by activations quantized to 8 bits on the fly, with exact integer sums.
+ * LLM_DTYPE_BF16 keeps each weight's top 16 bits (round to nearest), multiplied in fp32
+ * (by vdpbf16ps with the activations rounded to bf16 too, where the CPU has AVX512-BF16).
+ * Decoding reads every weight once per token, so it runs about 2x (bf16) and 3.5x (Q8_0)
+ * faster than fp32 where memory bandwidth is the limit. */
+typedef enum llm_dtype { LLM_DTYPE_F32 = 0, LLM_DTYPE_BF16 = 1, LLM_DTYPE_Q8_0 = 2 } llm_dtype;
+LLMDEF const char *llm_dtype_name(llm_dtype t);   /* "f32", "bf16", "q8_0"; "?" otherwise */
+/* Store every weight matrix (each layer's qkv, attention output, MLP up/gate and down
+ * projections) and the token embedding / classifier in dtype, in place, for inference:
+ * the fp32 copies, gradients and optimizer state are freed; norms, biases and GPT-2's
+ * position embedding stay fp32. Then forward, the KV cache and generation run on the
+ * quantized weights; backward, zero_grad, step and set_params give LLM_ERR_UNSUPPORTED
+ * (quantized models are for inference; train in fp32). get_params returns the
+ * dequantized values; llm_model_save writes a quantized checkpoint that llm_model_load
+ * reads back. Quantizing to the dtype the model has is a no-op; from one quantized dtype
+ * to another is LLM_ERR_STATE. Errors: LLM_ERR_UNSUPPORTED on a backend other than the
+ * CPU's, LLM_ERR_ARG for a weight that is not finite (or, for Q8_0, beyond 127 x 65504),
+ * LLM_ERR_NOMEM (the model is then unchanged). Not thread-safe with other calls on m. */
+LLMDEF llm_status llm_model_quantize(llm_model *m, llm_dtype dtype);
+LLMDEF llm_dtype llm_model_dtype(const llm_model *m);      /* LLM_DTYPE_F32 unless quantized */
+/* Bytes the parameters occupy in memory (fp32 tensors plus quantized matrices). */
+LLMDEF size_t llm_model_weight_bytes(const llm_model *m);
 
 /* Reserve activations for up to B x T tokens (forward calls it when needed; calling
  * it up front keeps every later call free of allocation). */
@@ -529,7 +563,10 @@ typedef struct llm_train_state {
  * .tmp is never taken for a checkpoint), fsync'ed, renamed over path, and the directory
  * fsync'ed (POSIX): a process killed at any point, or a power cut, leaves the previous
  * file or the new one, whole. A failed write (a full disk) gives LLM_ERR_IO, removes
- * path.tmp and leaves path as it was. */
+ * path.tmp and leaves path as it was. A quantized model (llm_model_quantize) is saved
+ * with its Q8_0 / bf16 matrices as they are (a version-2 checkpoint, about a quarter /
+ * half the size; with_optimizer and ts do not apply), and llm_model_load gives it back
+ * quantized. */
 LLMDEF llm_status llm_model_save(const llm_model *m, const char *path, int with_optimizer,
                                  const llm_train_state *ts);
 /* Restore the optimizer and train state saved by llm_model_save into a model loaded
@@ -834,6 +871,17 @@ LLMDEF llm_status llm_llama_tokenizer_encode(const llm_llama_tokenizer *t, const
  * this function returns them (a UTF-8 character split into byte tokens needs them). */
 LLMDEF const char *llm_llama_tokenizer_decode(const llm_llama_tokenizer *t, int prev_id, int id,
                                               size_t *len);
+
+/* ---- the tokenizer of a GGUF file ------------------------------------------------------- */
+/* A GGUF model file carries its tokenizer in its metadata (tokenizer.ggml.*). For
+ * tokenizer.ggml.model "llama" (SentencePiece pieces with scores: Llama 2, TinyLlama,
+ * stories*) *llama receives llama2.c's tokenizer built from it (BOS 1, EOS 2 and the byte
+ * pieces at ids 3..258 are required, as llm_llama_tokenizer has them); for "gpt2"
+ * (byte-level BPE tokens and merges, GPT-2's pre-tokenizer) *gpt2 receives the GPT-2
+ * tokenizer. The other pointer is set to NULL. Errors: LLM_ERR_FORMAT for a file without
+ * a tokenizer or a malformed one, LLM_ERR_UNSUPPORTED for other tokenizer models or
+ * pre-tokenizers (named). Both out pointers must be given. */
+LLMDEF llm_status llm_gguf_load_tokenizer(const char *path, llm_tokenizer **gpt2, llm_llama_tokenizer **llama);
 
 /* ---- sampling ------------------------------------------------------------------------ */
 /* How the next token is chosen from the logits. Zero-initialised (or
@@ -6532,6 +6580,876 @@ static LLM__UNUSED void llm__rope_rotate_fast(float *qkv, const int *pos, int B,
 #if defined(__cplusplus) && defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
+//==== QUANT ============================================================================
+/* Weights in fewer bytes, for inference: Q8_0 (8.5 bits a weight) and bfloat16 (16 bits).
+ * Decoding a token reads every weight once (see the matrix-vector notes in SIMD), so its
+ * speed is the weights' bytes over the memory bandwidth: 4 bytes a weight in fp32, 2 in
+ * bf16, 34/32 in Q8_0.
+ *
+ * Q8_0 is ggml's format (llama.cpp's "Q8_0"): each run of 32 consecutive weights of a row
+ * is one block of 32 int8 values q and an fp16 scale d, w ~= d q, with d = max|w| / 127
+ * rounded to fp16 and q = round(w / d), so every weight is within d/2 of its value.
+ * A matmul quantizes its activation rows the same way on the fly (blocks of 32, an fp32
+ * scale), which turns the inner product of two blocks into a sum of 32 int8 x int8
+ * products, exact in int32 on every machine:
+ *     y[i][j] = sum over blocks b of  s(i,j,b) * (dw[j][b] * dx[i][b])
+ *     s(i,j,b) = sum over k in block b of  qw[j][k] * qx[i][k]        (int32, exact)
+ * The float sum over b runs in b order, one fused multiply-add per block:
+ *     acc = fmaf((float)s, dw * dx, acc)          (|s| < 2^24 converts exactly)
+ * so every SIMD level gives the scalar reference's bits (tests/test_quant.c checks it).
+ *
+ * Files hold Q8_0 as ggml does: row-major blocks of 34 bytes (llm__q8_0). In memory the
+ * kernels keep the same bytes in another order, tiles of 16 rows. Block b of tile t
+ * (rows 16t .. 16t+15) is 544 bytes: the 16 rows' fp16 scales, then for each group g of
+ * 4 k (k = 32b + 4g .. 32b + 4g + 3) the 16 rows' four int8 values side by side:
+ *     [ d(r0) .. d(r15) ] [ q(r0, 4 k) q(r1, 4 k) .. q(r15, 4 k) ] x 8 groups
+ * One 64-byte load then holds 4 k of 16 rows: 16 lanes, each with the 4 products of one
+ * output to add up, which is exactly what AVX-512 VNNI's vpdpbusd and ARM's sdot compute
+ * (the activation's 4 values broadcast to every lane). Each lane accumulates one output,
+ * so no horizontal sums are needed, and the rows of a batch reuse a tile from L1. A
+ * tile's blocks follow each other in k order, so a thread streams its tiles in address
+ * order. Rows past N are zero (scale 0); K is zero-padded to a multiple of 32 (the
+ * activation's padding is zero too). (llama.cpp's CPU backend also repacks weights for
+ * its kernels; this layout is our own.)
+ *
+ * bf16 weights (the top half of a float32, see the bf16 GEMM in SIMD) are tiled the same
+ * way: pair p (k = 2p, 2p+1) of a tile is 64 bytes, one 32-bit word per row holding
+ * (bf16 w[r][2p], bf16 w[r][2p+1]), the operand layout of AVX512-BF16's vdpbf16ps (lane r
+ * gains w[r][2p] x[2p] + w[r][2p+1] x[2p+1]) with x's pair broadcast. Where there is no
+ * AVX512-BF16 the words are widened to fp32 (a shift, a mask) and multiplied by fp32 x
+ * in four chains of fused multiply-adds (the pair's parity times k's parity; four, so
+ * that the adds of one output are not one long chain of dependent instructions):
+ *     a[2 (p & 1) + (k & 1)] = fmaf(w[j][k], x[k], ...),   y = (a0 + a1) + (a2 + a3)
+ * which every level computes bit for bit. With AVX512-BF16 x is rounded to bf16 too and
+ * the instruction adds in its own order: that path is checked against the reference
+ * within a tolerance, not bit for bit. */
+
+/* ---- fp16 (IEEE binary16) ------------------------------------------------------------ */
+/* half -> float: rebias the exponent (15 -> 127); subnormal halves are normalised by
+ * shifting the mantissa up; inf/NaN keep their payload. Exact. */
+static float llm__f16_to_f32(uint16_t h) {
+    uint32_t sign = LLM__CAST(uint32_t, h & 0x8000) << 16, e = (h >> 10) & 0x1f, man = h & 0x3ff, u;
+    float f;
+    if (e == 0) {
+        if (man == 0) { u = sign; memcpy(&f, &u, 4); return f; }
+        e = 127 - 14;
+        while (!(man & 0x400)) { man <<= 1; e--; }
+        u = sign | e << 23 | (man & 0x3ff) << 13;
+    } else if (e == 31) {
+        u = sign | 0x7f800000u | man << 13;
+    } else {
+        u = sign | (e + 127 - 15) << 23 | man << 13;
+    }
+    memcpy(&f, &u, 4);
+    return f;
+}
+/* float -> half, rounded to nearest, ties to even (as numpy's astype(float16) and the
+ * F16C instruction vcvtps2ph): 65520 and above become inf, values below 2^-14 become
+ * subnormal halves (multiples of 2^-24), NaN stays NaN (quiet, sign and top of the
+ * payload kept). */
+static uint16_t llm__f32_to_f16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t sign = (u >> 16) & 0x8000, a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return LLM__CAST(uint16_t, sign | 0x7e00 | ((a >> 13) & 0x3ff));
+    if (a >= 0x477ff000u) return LLM__CAST(uint16_t, sign | 0x7c00);   /* >= 65520: inf */
+    if (a < 0x38800000u) {                     /* below 2^-14: a multiple of 2^-24 */
+        if (a <= 0x33000000u) return LLM__CAST(uint16_t, sign);         /* <= 2^-25: 0 */
+        uint32_t e = a >> 23, m = (a & 0x7fffff) | 0x800000, sh = 126 - e;   /* 14..24 */
+        uint32_t q = m >> sh, rem = m & ((1u << sh) - 1), half = 1u << (sh - 1);
+        if (rem > half || (rem == half && (q & 1))) q++;   /* may carry into 2^-14: right */
+        return LLM__CAST(uint16_t, sign | q);
+    }
+    uint32_t h = (a - 0x38000000u) >> 13, rem = a & 0x1fff;   /* exponent 127 -> 15 */
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+    return LLM__CAST(uint16_t, sign | h);
+}
+
+/* ---- Q8_0 blocks: ggml's block_q8_0 ------------------------------------------------- */
+#define LLM__QK 32
+typedef struct llm__q8_0 {
+    uint16_t d;              /* fp16 scale */
+    int8_t qs[LLM__QK];      /* w[k] ~= d * qs[k] */
+} llm__q8_0;                 /* 34 bytes, no padding */
+
+/* One block from 32 values (n < 32: the rest are zero). The scale is d = max|x| / 127
+ * rounded to fp16, and q = round(x / d) uses that rounded d, so |x - d q| <= d/2 (up to
+ * the float rounding of x / d). (ggml divides by the unrounded d, which can err by up to
+ * 0.56 d.) A normal fp16 d is within 2^-11 of max|x| / 127, so |x / d| < 127.5 and
+ * |q| <= 127; a subnormal one (max|x| < 127 * 2^-14) can be coarser, and is then moved
+ * one fp16 step up until max|x| / d < 127.5, which also keeps d > 0 for any non-zero
+ * block. Ties round to even, as numpy's rint. Values must be finite with
+ * |x| <= 127 * 65504 (fp16's largest d); llm_model_quantize checks that. */
+static void llm__q8_0_block(llm__q8_0 *y, const float *x, int n) {
+    float amax = 0.0f;
+    for (int i = 0; i < n; i++) { float a = fabsf(x[i]); amax = a > amax ? a : amax; }
+    y->d = llm__f32_to_f16(amax / 127.0f);
+    while (amax > 0.0f && llm__f16_to_f32(y->d) * 127.5f <= amax) y->d++;   /* exact product */
+    float d = llm__f16_to_f32(y->d);
+    for (int i = 0; i < LLM__QK; i++) {
+        float v = i < n && d > 0.0f ? rintf(x[i] / d) : 0.0f;
+        if (!(v >= -127.0f)) v = -127.0f;   /* NaN too: never reached with checked input */
+        if (v > 127.0f) v = 127.0f;
+        y->qs[i] = LLM__CAST(int8_t, LLM__CAST(int, v));
+    }
+}
+/* n values -> ceil(n/32) blocks (the last zero-padded), and back. */
+static LLM__UNUSED void llm__q8_0_quantize(llm__q8_0 *y, const float *x, size_t n) {
+    for (size_t b = 0; b * LLM__QK < n; b++)
+        llm__q8_0_block(y + b, x + b * LLM__QK, n - b * LLM__QK < LLM__QK ? LLM__CAST(int, n - b * LLM__QK) : LLM__QK);
+}
+static LLM__UNUSED void llm__q8_0_dequantize(float *x, const llm__q8_0 *y, size_t n) {
+    for (size_t k = 0; k < n; k++) x[k] = llm__f16_to_f32(y[k / LLM__QK].d) * LLM__CAST(float, y[k / LLM__QK].qs[k % LLM__QK]);
+}
+
+/* ---- Q8_0 tiles: the kernels' layout (see the top of this section) ------------------- */
+#define LLM__QT 16                                   /* rows per tile */
+#define LLM__Q8_TB (2 * LLM__QT + LLM__QT * LLM__QK)  /* 544 bytes: one block of a tile */
+static int llm__q8_nb(int K) { return (K + LLM__QK - 1) / LLM__QK; }
+static size_t llm__q8t_bytes(int N, int K) {
+    return LLM__CAST(size_t, (N + LLM__QT - 1) / LLM__QT) * LLM__CAST(size_t, llm__q8_nb(K)) * LLM__Q8_TB;
+}
+/* Where block b of row r starts in tiles W: its scale at +2 (r % 16), its group g at
+ * +32 + 64 g + 4 (r % 16). */
+static unsigned char *llm__q8t_block(const unsigned char *W, int K, int r, int b) {
+    size_t nb = LLM__CAST(size_t, llm__q8_nb(K));
+    return LLM__CAST(unsigned char *, LLM__CAST(uintptr_t, W)) +
+           (LLM__CAST(size_t, r / LLM__QT) * nb + LLM__CAST(size_t, b)) * LLM__Q8_TB;
+}
+/* Row r's ggml blocks (nb of them) into / out of the tiles. */
+static LLM__UNUSED void llm__q8t_put_row(unsigned char *W, int K, int r, const llm__q8_0 *row) {
+    int i = r % LLM__QT;
+    for (int b = 0; b < llm__q8_nb(K); b++) {
+        unsigned char *B = llm__q8t_block(W, K, r, b);
+        memcpy(B + 2 * i, &row[b].d, 2);
+        for (int g = 0; g < LLM__QK / 4; g++) memcpy(B + 2 * LLM__QT + 64 * g + 4 * i, row[b].qs + 4 * g, 4);
+    }
+}
+static LLM__UNUSED void llm__q8t_get_row(llm__q8_0 *row, const unsigned char *W, int K, int r) {
+    int i = r % LLM__QT;
+    for (int b = 0; b < llm__q8_nb(K); b++) {
+        const unsigned char *B = llm__q8t_block(W, K, r, b);
+        memcpy(&row[b].d, B + 2 * i, 2);
+        for (int g = 0; g < LLM__QK / 4; g++) memcpy(row[b].qs + 4 * g, B + 2 * LLM__QT + 64 * g + 4 * i, 4);
+    }
+}
+/* Rows r0 .. r0+n-1 of tiles W (rows of K) from n rows of K floats, quantized. The tiles'
+ * padding must already be zero (the allocation is zeroed). */
+static void llm__q8t_rows(unsigned char *W, int K, int r0, int n, const float *rows) {
+    llm__q8_0 blk;
+    for (int r = r0; r < r0 + n; r++)
+        for (int b = 0; b < llm__q8_nb(K); b++) {
+            int m = K - b * LLM__QK < LLM__QK ? K - b * LLM__QK : LLM__QK, i = r % LLM__QT;
+            llm__q8_0_block(&blk, rows + LLM__CAST(size_t, r - r0) * K + b * LLM__QK, m);
+            unsigned char *B = llm__q8t_block(W, K, r, b);
+            memcpy(B + 2 * i, &blk.d, 2);
+            for (int g = 0; g < LLM__QK / 4; g++) memcpy(B + 2 * LLM__QT + 64 * g + 4 * i, blk.qs + 4 * g, 4);
+        }
+}
+/* Quantize w (N, K) into tiles W (llm__q8t_bytes(N, K) bytes, padding zeroed). */
+static LLM__UNUSED void llm__q8t_quantize(unsigned char *W, const float *w, int N, int K) {
+    memset(W, 0, llm__q8t_bytes(N, K));
+    llm__q8t_rows(W, K, 0, N, w);
+}
+/* Row r of tiles W as K floats (the embedding lookup of a quantized table). */
+static LLM__UNUSED void llm__q8t_row(float *x, const unsigned char *W, int K, int r) {
+    int i = r % LLM__QT;
+    for (int b = 0; b < llm__q8_nb(K); b++) {
+        const unsigned char *B = llm__q8t_block(W, K, r, b);
+        uint16_t h;
+        memcpy(&h, B + 2 * i, 2);
+        float d = llm__f16_to_f32(h);
+        for (int k = 0; k < LLM__QK && b * LLM__QK + k < K; k++)
+            x[b * LLM__QK + k] = d * LLM__CAST(float, LLM__CAST(int8_t, B[2 * LLM__QT + 64 * (k / 4) + 4 * i + k % 4]));
+    }
+}
+
+/* ---- activations, quantized on the fly ------------------------------------------------ */
+/* Rows of X quantized for the Q8_0 kernels: row i's int8 values (nb*32, zero past K), its
+ * block scales (fp32: the activations' scale need not be stored, so it is not rounded to
+ * fp16 as ggml does), and each block's sum of q (which the VNNI kernel needs, see it). */
+typedef struct llm__q8x {
+    int8_t *q;      /* (M, nb*32) */
+    float *d;       /* (M, nb) */
+    int32_t *s;     /* (M, nb) */
+    int nb;
+} llm__q8x;
+
+/* One row: per block d = max|x| / 127, q = round(x / d) as x * (1/d), ties to even, so
+ * |q| <= 127 (a NaN becomes -127: garbage in, but no undefined behaviour). */
+static void llm__q8x_row_ref(int8_t *q, float *d, int32_t *s, const float *x, int K) {
+    for (int b = 0; b < llm__q8_nb(K); b++) {
+        int k0 = b * LLM__QK, n = K - k0 < LLM__QK ? K - k0 : LLM__QK, sum = 0;
+        float amax = 0.0f;
+        for (int i = 0; i < n; i++) { float a = fabsf(x[k0 + i]); amax = a > amax ? a : amax; }
+        float db = amax / 127.0f, id = db > 0.0f ? 1.0f / db : 0.0f;
+        for (int i = 0; i < LLM__QK; i++) {
+            float v = i < n ? x[k0 + i] * id : 0.0f;
+            if (!(v >= -127.0f)) v = -127.0f;
+            if (v > 127.0f) v = 127.0f;
+            int qi = LLM__CAST(int, rintf(v));
+            q[k0 + i] = LLM__CAST(int8_t, qi);
+            sum += qi;
+        }
+        d[b] = db; s[b] = sum;
+    }
+}
+
+/* ---- the tile kernels: outputs (mr, 16) of rows i < mr of X against one tile ---------- */
+/* Scalar: s(i,j,b) in int32, then the fmaf chain over b (the reference of the top of
+ * this section, llm__qmm_ref below, computes the same with each block of x quantized as
+ * it goes). */
+static void llm__q8_tile_ref(const unsigned char *T, int nb, const int8_t *xq, size_t ldq, const float *xd,
+                             size_t ldd, int mr, float *out) {
+    for (int i = 0; i < mr; i++)
+        for (int r = 0; r < LLM__QT; r++) {
+            float acc = 0.0f;
+            for (int b = 0; b < nb; b++) {
+                const unsigned char *B = T + LLM__CAST(size_t, b) * LLM__Q8_TB;
+                const int8_t *x = xq + i * ldq + LLM__CAST(size_t, b) * LLM__QK;
+                int32_t s = 0;
+                for (int g = 0; g < LLM__QK / 4; g++)
+                    for (int c = 0; c < 4; c++)
+                        s += LLM__CAST(int32_t, LLM__CAST(int8_t, B[2 * LLM__QT + 64 * g + 4 * r + c])) * x[4 * g + c];
+                uint16_t h;
+                memcpy(&h, B + 2 * r, 2);
+                acc = fmaf(LLM__CAST(float, s), llm__f16_to_f32(h) * xd[i * ldd + b], acc);
+            }
+            out[i * LLM__QT + r] = acc;
+        }
+}
+
+#define LLM__Q8_MR 4       /* rows of X per pass over a tile */
+
+#ifdef LLM__X86
+#define LLM__T_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma")))
+
+/* AVX2: the tile in two halves of 8 rows (8 int32 lanes). vpmaddubsw
+ * multiplies unsigned by signed bytes, so the weight's sign moves onto x: |w| * sign(x, w)
+ * = w x, and a pair of products, at most 2 * 128 * 127, never saturates its int16 (x is
+ * never -128: our quantizer clamps to 127). vpmaddwd with ones then sums pairs of pairs:
+ * lane r holds the 4 products of row r, as in the layout. */
+LLM__T_AVX2 static __m256 llm__f16x8_avx2(const unsigned char *p) {
+    /* 8 halves -> floats without F16C: |h| << 13 is a float 2^-112 times the half's value
+     * (subnormal halves land on float subnormals, also exact); multiplying by 2^112 is
+     * exact; exponent 31 (inf, NaN) is mapped to 255; then the sign. */
+    __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(LLM__CAST(const __m128i *, LLM__CAST(const void *, p))));
+    __m256i mag = _mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x7fff)), 13);
+    __m256 f = _mm256_mul_ps(_mm256_castsi256_ps(mag), _mm256_castsi256_ps(_mm256_set1_epi32(0x77800000)));
+    __m256i infnan = _mm256_cmpeq_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x7c00)), _mm256_set1_epi32(0x7c00));
+    f = _mm256_blendv_ps(f, _mm256_castsi256_ps(_mm256_or_si256(mag, _mm256_set1_epi32(0x7f800000))), _mm256_castsi256_ps(infnan));
+    return _mm256_or_ps(f, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x8000)), 16)));
+}
+__attribute__((always_inline)) LLM__T_AVX2 static inline void
+llm__q8_tile_avx2_mr(const int MR, const unsigned char *T, int nb, const int8_t *xq, size_t ldq, const float *xd,
+                     size_t ldd, float *out) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int h = 0; h < 2; h++) {
+        __m256 acc[LLM__Q8_MR];
+LLM__UNROLL
+        for (int i = 0; i < MR; i++) acc[i] = _mm256_setzero_ps();
+        const unsigned char *B = T;
+        for (int b = 0; b < nb; b++, B += LLM__Q8_TB) {
+            __m256 dw = llm__f16x8_avx2(B + 16 * h);
+            __m256i s[LLM__Q8_MR];
+LLM__UNROLL
+            for (int i = 0; i < MR; i++) s[i] = _mm256_setzero_si256();
+            for (int g = 0; g < LLM__QK / 4; g++) {
+                __m256i w = _mm256_loadu_si256(LLM__CAST(const __m256i *, LLM__CAST(const void *, B + 2 * LLM__QT + 64 * g + 32 * h)));
+                __m256i aw = _mm256_abs_epi8(w);
+LLM__UNROLL
+                for (int i = 0; i < MR; i++) {
+                    int32_t x4;
+                    memcpy(&x4, xq + i * ldq + LLM__CAST(size_t, b) * LLM__QK + 4 * g, 4);
+                    __m256i sx = _mm256_sign_epi8(_mm256_set1_epi32(x4), w);
+                    s[i] = _mm256_add_epi32(s[i], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones));
+                }
+            }
+LLM__UNROLL
+            for (int i = 0; i < MR; i++)
+                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[i]), _mm256_mul_ps(dw, _mm256_set1_ps(xd[i * ldd + b])), acc[i]);
+        }
+LLM__UNROLL
+        for (int i = 0; i < MR; i++) _mm256_storeu_ps(out + i * LLM__QT + 8 * h, acc[i]);
+    }
+}
+LLM__T_AVX2 static void llm__q8_tile_avx2(const unsigned char *T, int nb, const int8_t *xq, size_t ldq, const float *xd,
+                                          size_t ldd, int mr, float *out) {
+    switch (mr) {
+    case 1: llm__q8_tile_avx2_mr(1, T, nb, xq, ldq, xd, ldd, out); break;
+    case 2: llm__q8_tile_avx2_mr(2, T, nb, xq, ldq, xd, ldd, out); break;
+    case 3: llm__q8_tile_avx2_mr(3, T, nb, xq, ldq, xd, ldd, out); break;
+    default: llm__q8_tile_avx2_mr(4, T, nb, xq, ldq, xd, ldd, out); break;
+    }
+}
+
+/* AVX-512 VNNI: vpdpbusd adds to each of 16 int32 lanes the 4 products of unsigned bytes
+ * (its first operand) and signed bytes (its second). The weights are made unsigned by
+ * flipping their top bit, which adds 128: sum (w + 128) x = s + 128 sum x, and the block
+ * sum of x is subtracted again (exact in int32: |sum| <= 32 * 255 * 127). Two int32
+ * accumulators over alternate groups, so that consecutive vpdpbusd do not wait for each
+ * other; their int32 sum is exact in any order. */
+__attribute__((always_inline)) LLM__T_VNNI static inline void
+llm__q8_tile_vnni_mr(const int MR, const unsigned char *T, int nb, const int8_t *xq, size_t ldq, const float *xd,
+                     const int32_t *xs, size_t ldd, float *out) {
+    const __m512i flip = _mm512_set1_epi8(LLM__CAST(char, 0x80));
+    __m512 acc[LLM__Q8_MR];
+LLM__UNROLL
+    for (int i = 0; i < MR; i++) acc[i] = _mm512_setzero_ps();
+    const unsigned char *B = T;
+    for (int b = 0; b < nb; b++, B += LLM__Q8_TB) {
+        LLM__PREFETCH(B, 2048);
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(LLM__CAST(const __m256i *, LLM__CAST(const void *, B))));
+        __m512i s0[LLM__Q8_MR], s1[LLM__Q8_MR];
+LLM__UNROLL
+        for (int i = 0; i < MR; i++) s0[i] = s1[i] = _mm512_setzero_si512();
+        for (int g = 0; g < LLM__QK / 4; g += 2) {
+            const unsigned char *G = B + 2 * LLM__QT + 64 * g;
+            __m512i w0 = _mm512_xor_si512(_mm512_loadu_si512(LLM__CAST(const void *, G)), flip);
+            __m512i w1 = _mm512_xor_si512(_mm512_loadu_si512(LLM__CAST(const void *, G + 64)), flip);
+LLM__UNROLL
+            for (int i = 0; i < MR; i++) {
+                int32_t x0, x1;
+                const int8_t *x = xq + i * ldq + LLM__CAST(size_t, b) * LLM__QK + 4 * g;
+                memcpy(&x0, x, 4);
+                memcpy(&x1, x + 4, 4);
+                s0[i] = _mm512_dpbusd_epi32(s0[i], w0, _mm512_set1_epi32(x0));
+                s1[i] = _mm512_dpbusd_epi32(s1[i], w1, _mm512_set1_epi32(x1));
+            }
+        }
+LLM__UNROLL
+        for (int i = 0; i < MR; i++) {
+            __m512i s = _mm512_sub_epi32(_mm512_add_epi32(s0[i], s1[i]), _mm512_set1_epi32(128 * xs[i * ldd + b]));
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(xd[i * ldd + b])), acc[i]);
+        }
+    }
+LLM__UNROLL
+    for (int i = 0; i < MR; i++) _mm512_storeu_ps(out + i * LLM__QT, acc[i]);
+}
+LLM__T_VNNI static void llm__q8_tile_vnni(const unsigned char *T, int nb, const int8_t *xq, size_t ldq, const float *xd,
+                                          const int32_t *xs, size_t ldd, int mr, float *out) {
+    switch (mr) {
+    case 1: llm__q8_tile_vnni_mr(1, T, nb, xq, ldq, xd, xs, ldd, out); break;
+    case 2: llm__q8_tile_vnni_mr(2, T, nb, xq, ldq, xd, xs, ldd, out); break;
+    case 3: llm__q8_tile_vnni_mr(3, T, nb, xq, ldq, xd, xs, ldd, out); break;
+    default: llm__q8_tile_vnni_mr(4, T, nb, xq, ldq, xd, xs, ldd, out); break;
+    }
+}
+
+/* Activation rows, vectorised: the reference's operations lane by lane (max of |x|
+ * exactly, then the same division, product and rounding). vmaxps returns its second
+ * operand when the first is NaN, which ignores NaN in the max and clamps a NaN to -127,
+ * as the reference does. */
+LLM__T_AVX2 static void llm__q8x_row_avx2(int8_t *q, float *d, int32_t *s, const float *x, int K) {
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int b = 0; b < llm__q8_nb(K); b++) {
+        int k0 = b * LLM__QK, n = K - k0 < LLM__QK ? K - k0 : LLM__QK;
+        __m256 v[4], mx = _mm256_setzero_ps();
+        for (int c = 0; c < 4; c++) {
+            int m = n - 8 * c;
+            v[c] = m >= 8 ? _mm256_loadu_ps(x + k0 + 8 * c) : m > 0 ? _mm256_maskload_ps(x + k0 + 8 * c, llm__vmask_avx2(m)) : _mm256_setzero_ps();
+            mx = _mm256_max_ps(_mm256_and_ps(v[c], absm), mx);
+        }
+        float l[8], amax = 0.0f;
+        _mm256_storeu_ps(l, mx);
+        for (int i = 0; i < 8; i++) amax = l[i] > amax ? l[i] : amax;
+        float db = amax / 127.0f, id = db > 0.0f ? 1.0f / db : 0.0f;
+        __m256 vid = _mm256_set1_ps(id), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+        __m256i qi[4];
+        for (int c = 0; c < 4; c++)
+            qi[c] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v[c], vid), lo), hi));
+        /* sum: 32 int32 -> one; pack: int32 -> int16 -> int8 (saturation never bites),
+         * then undo the packs' lane interleave */
+        __m256i t = _mm256_add_epi32(_mm256_add_epi32(qi[0], qi[1]), _mm256_add_epi32(qi[2], qi[3]));
+        __m128i t4 = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0x4e));
+        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0xb1));
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(LLM__CAST(__m256i *, LLM__CAST(void *, q + k0)), p);
+        d[b] = db; s[b] = _mm_cvtsi128_si32(t4);
+    }
+}
+LLM__T_AVX512 static void llm__q8x_row_avx512(int8_t *q, float *d, int32_t *s, const float *x, int K) {
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    for (int b = 0; b < llm__q8_nb(K); b++) {
+        int k0 = b * LLM__QK, n = K - k0 < LLM__QK ? K - k0 : LLM__QK;
+        __mmask16 m0 = LLM__CAST(__mmask16, n >= 16 ? 0xffff : (1u << n) - 1);
+        __mmask16 m1 = LLM__CAST(__mmask16, n <= 16 ? 0 : n >= 32 ? 0xffff : (1u << (n - 16)) - 1);
+        __m512 v0 = _mm512_maskz_loadu_ps(m0, x + k0), v1 = _mm512_maskz_loadu_ps(m1, x + k0 + 16);
+        __m512 mx = _mm512_max_ps(_mm512_abs_ps(v1), _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps()));
+        float l[16], amax = 0.0f;
+        _mm512_storeu_ps(l, mx);
+        for (int i = 0; i < 16; i++) amax = l[i] > amax ? l[i] : amax;
+        float db = amax / 127.0f, id = db > 0.0f ? 1.0f / db : 0.0f;
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i q0 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v0, vid), lo), hi));
+        __m512i q1 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v1, vid), lo), hi));
+        _mm_storeu_si128(LLM__CAST(__m128i *, LLM__CAST(void *, q + k0)), _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128(LLM__CAST(__m128i *, LLM__CAST(void *, q + k0 + 16)), _mm512_cvtepi32_epi8(q1));
+        d[b] = db; s[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
+}
+#endif /* LLM__X86 */
+
+#ifdef LLM__NEON
+/* NEON: 16 rows in four quarters of 4 int32 lanes. With the dot-product extension
+ * (-march=armv8.2-a+dotprod) sdot adds the 4 products of each lane at once; base NEON
+ * multiplies into int16 (vmull_s8) and adds pairs twice. */
+static void llm__q8_tile_neon(const unsigned char *T, int nb, const int8_t *xq, size_t ldq, const float *xd,
+                              size_t ldd, int mr, float *out) {
+    for (int i = 0; i < mr; i++)
+        for (int h = 0; h < 4; h++) {
+            float32x4_t acc = vdupq_n_f32(0.0f);
+            const unsigned char *B = T;
+            for (int b = 0; b < nb; b++, B += LLM__Q8_TB) {
+                uint16_t hd[4];
+                memcpy(hd, B + 8 * h, 8);
+                float32x4_t dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(hd)));
+                int32x4_t s = vdupq_n_s32(0);
+                const int8_t *x = xq + i * ldq + LLM__CAST(size_t, b) * LLM__QK;
+                for (int g = 0; g < LLM__QK / 4; g++) {
+                    int32_t x4;
+                    memcpy(&x4, x + 4 * g, 4);
+                    int8x16_t w = vld1q_s8(LLM__CAST(const int8_t *, LLM__CAST(const void *, B + 2 * LLM__QT + 64 * g + 16 * h)));
+                    int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(x4));
+#if defined(__ARM_FEATURE_DOTPROD)
+                    s = vdotq_s32(s, w, xv);
+#else
+                    int16x8_t p0 = vmull_s8(vget_low_s8(w), vget_low_s8(xv)), p1 = vmull_high_s8(w, xv);
+                    s = vaddq_s32(s, vpaddq_s32(vpaddlq_s16(p0), vpaddlq_s16(p1)));
+#endif
+                }
+                acc = vfmaq_f32(acc, vcvtq_f32_s32(s), vmulq_n_f32(dw, xd[i * ldd + b]));
+            }
+            vst1q_f32(out + i * LLM__QT + 4 * h, acc);
+        }
+}
+static void llm__q8x_row_neon(int8_t *q, float *d, int32_t *s, const float *x, int K) {
+    for (int b = 0; b < llm__q8_nb(K); b++) {
+        int k0 = b * LLM__QK, n = K - k0 < LLM__QK ? K - k0 : LLM__QK;
+        float buf[LLM__QK];
+        memset(buf, 0, sizeof buf);
+        memcpy(buf, x + k0, LLM__CAST(size_t, n) * sizeof(float));
+        float32x4_t v[8], mx = vdupq_n_f32(0.0f);
+        for (int c = 0; c < 8; c++) { v[c] = vld1q_f32(buf + 4 * c); mx = vmaxnmq_f32(mx, vabsq_f32(v[c])); }
+        float amax = vmaxnmvq_f32(mx);
+        float db = amax / 127.0f, id = db > 0.0f ? 1.0f / db : 0.0f;
+        int32x4_t t = vdupq_n_s32(0);
+        for (int c = 0; c < 8; c++) {
+            float32x4_t y = vminnmq_f32(vmaxnmq_f32(vmulq_n_f32(v[c], id), vdupq_n_f32(-127.0f)), vdupq_n_f32(127.0f));
+            int32x4_t qi = vcvtnq_s32_f32(y);
+            t = vaddq_s32(t, qi);
+            int8x8_t q8 = vqmovn_s16(vcombine_s16(vqmovn_s32(qi), vdup_n_s16(0)));
+            int8_t tmp[8];
+            vst1_s8(tmp, q8);
+            memcpy(q + k0 + 4 * c, tmp, 4);
+        }
+        d[b] = db; s[b] = vaddvq_s32(t);
+    }
+}
+#endif /* LLM__NEON */
+
+/* ---- bf16 tiles ----------------------------------------------------------------------- */
+static int llm__bf16_kp(int K) { return (K + 1) / 2; }
+static size_t llm__bf16t_bytes(int N, int K) {
+    return LLM__CAST(size_t, (N + LLM__QT - 1) / LLM__QT) * LLM__CAST(size_t, llm__bf16_kp(K)) * LLM__QT * 4;
+}
+/* The word of row r, pair p, in tiles W. */
+static uint32_t *llm__bf16t_word(const uint32_t *W, int K, int r, int p) {
+    return LLM__CAST(uint32_t *, LLM__CAST(uintptr_t, W)) +
+           (LLM__CAST(size_t, r / LLM__QT) * LLM__CAST(size_t, llm__bf16_kp(K)) + LLM__CAST(size_t, p)) * LLM__QT + r % LLM__QT;
+}
+/* Row r from K bf16 values (a file's) / K floats (rounded to nearest even), and back. */
+static LLM__UNUSED void llm__bf16t_put_row(uint32_t *W, int K, int r, const uint16_t *row) {
+    for (int p = 0; p < llm__bf16_kp(K); p++)
+        *llm__bf16t_word(W, K, r, p) = row[2 * p] | (2 * p + 1 < K ? LLM__CAST(uint32_t, row[2 * p + 1]) << 16 : 0u);
+}
+static void llm__bf16t_rows(uint32_t *W, int K, int r0, int n, const float *rows) {
+    for (int r = r0; r < r0 + n; r++)
+        for (int p = 0; p < llm__bf16_kp(K); p++) {
+            const float *x = rows + LLM__CAST(size_t, r - r0) * K + 2 * p;
+            *llm__bf16t_word(W, K, r, p) = llm__bf16_round(x[0]) | (2 * p + 1 < K ? LLM__CAST(uint32_t, llm__bf16_round(x[1])) << 16 : 0u);
+        }
+}
+static LLM__UNUSED void llm__bf16t_quantize(uint32_t *W, const float *w, int N, int K) {
+    memset(W, 0, llm__bf16t_bytes(N, K));
+    llm__bf16t_rows(W, K, 0, N, w);
+}
+static LLM__UNUSED void llm__bf16t_row(float *x, const uint32_t *W, int K, int r) {
+    for (int k = 0; k < K; k++) {
+        uint32_t w = *llm__bf16t_word(W, K, r, k / 2);
+        x[k] = llm__bf16_widen(LLM__CAST(uint16_t, k % 2 ? w >> 16 : w & 0xffff));
+    }
+}
+
+/* The reference, one output: four chains of fmaf over k, as described at the top. */
+static float llm__bf16_dot_ref(const uint32_t *W, int K, int j, const float *x) {
+    float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int p = 0; p < llm__bf16_kp(K); p++) {
+        uint32_t w = *llm__bf16t_word(W, K, j, p);
+        int c = 2 * (p & 1);
+        a[c] = fmaf(llm__bf16_widen(LLM__CAST(uint16_t, w & 0xffff)), x[2 * p], a[c]);
+        if (2 * p + 1 < K) a[c + 1] = fmaf(llm__bf16_widen(LLM__CAST(uint16_t, w >> 16)), x[2 * p + 1], a[c + 1]);
+    }
+    return (a[0] + a[1]) + (a[2] + a[3]);
+}
+/* Tile kernels: outputs (mr, 16) of rows i < mr of X (ldx apart) against one tile. */
+static void llm__bf16_tile_ref(const uint32_t *T, int K, const float *X, size_t ldx, int mr, float *out) {
+    for (int i = 0; i < mr; i++)
+        for (int r = 0; r < LLM__QT; r++) {
+            const float *x = X + i * ldx;
+            float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            for (int p = 0; p < llm__bf16_kp(K); p++) {
+                uint32_t w = T[LLM__CAST(size_t, p) * LLM__QT + r];
+                int c = 2 * (p & 1);
+                a[c] = fmaf(llm__bf16_widen(LLM__CAST(uint16_t, w & 0xffff)), x[2 * p], a[c]);
+                if (2 * p + 1 < K) a[c + 1] = fmaf(llm__bf16_widen(LLM__CAST(uint16_t, w >> 16)), x[2 * p + 1], a[c + 1]);
+            }
+            out[i * LLM__QT + r] = (a[0] + a[1]) + (a[2] + a[3]);
+        }
+}
+
+#ifdef LLM__X86
+/* AVX-512F / AVX2: a word's low half shifted up is the even k's float, the word with
+ * its low half cleared the odd k's. */
+#define LLM__BF16T_MR 4
+__attribute__((always_inline)) LLM__T_AVX512 static inline void
+llm__bf16_tile_avx512_mr(const int MR, const uint32_t *T, int K, const float *X, size_t ldx, float *out) {
+    __m512 a0[LLM__BF16T_MR], a1[LLM__BF16T_MR], a2[LLM__BF16T_MR], a3[LLM__BF16T_MR];
+    const __m512i hi = _mm512_set1_epi32(LLM__CAST(int, 0xffff0000u));
+LLM__UNROLL
+    for (int i = 0; i < MR; i++) a0[i] = a1[i] = a2[i] = a3[i] = _mm512_setzero_ps();
+    const int kp = llm__bf16_kp(K), kfull = K / 4;   /* pairs of pairs with every k < K */
+    int q = 0;
+    for (; q < kfull; q++) {
+        const uint32_t *P = T + LLM__CAST(size_t, 2 * q) * LLM__QT;
+        LLM__PREFETCH(P, 4096);
+        __m512i w0 = _mm512_loadu_si512(LLM__CAST(const void *, P)), w1 = _mm512_loadu_si512(LLM__CAST(const void *, P + LLM__QT));
+        __m512 e0 = _mm512_castsi512_ps(_mm512_slli_epi32(w0, 16)), o0 = _mm512_castsi512_ps(_mm512_and_si512(w0, hi));
+        __m512 e1 = _mm512_castsi512_ps(_mm512_slli_epi32(w1, 16)), o1 = _mm512_castsi512_ps(_mm512_and_si512(w1, hi));
+LLM__UNROLL
+        for (int i = 0; i < MR; i++) {
+            const float *x = X + i * ldx + 4 * q;
+            a0[i] = _mm512_fmadd_ps(e0, _mm512_set1_ps(x[0]), a0[i]);
+            a1[i] = _mm512_fmadd_ps(o0, _mm512_set1_ps(x[1]), a1[i]);
+            a2[i] = _mm512_fmadd_ps(e1, _mm512_set1_ps(x[2]), a2[i]);
+            a3[i] = _mm512_fmadd_ps(o1, _mm512_set1_ps(x[3]), a3[i]);
+        }
+    }
+    for (int p = 2 * q; p < kp; p++) {   /* the last 1..3 k */
+        __m512i w = _mm512_loadu_si512(LLM__CAST(const void *, T + LLM__CAST(size_t, p) * LLM__QT));
+        __m512 e = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)), o = _mm512_castsi512_ps(_mm512_and_si512(w, hi));
+LLM__UNROLL
+        for (int i = 0; i < MR; i++) {
+            const float *x = X + i * ldx + 2 * p;
+            if (p & 1) {
+                a2[i] = _mm512_fmadd_ps(e, _mm512_set1_ps(x[0]), a2[i]);
+                if (2 * p + 1 < K) a3[i] = _mm512_fmadd_ps(o, _mm512_set1_ps(x[1]), a3[i]);
+            } else {
+                a0[i] = _mm512_fmadd_ps(e, _mm512_set1_ps(x[0]), a0[i]);
+                if (2 * p + 1 < K) a1[i] = _mm512_fmadd_ps(o, _mm512_set1_ps(x[1]), a1[i]);
+            }
+        }
+    }
+LLM__UNROLL
+    for (int i = 0; i < MR; i++)
+        _mm512_storeu_ps(out + i * LLM__QT, _mm512_add_ps(_mm512_add_ps(a0[i], a1[i]), _mm512_add_ps(a2[i], a3[i])));
+}
+LLM__T_AVX512 static void llm__bf16_tile_avx512(const uint32_t *T, int K, const float *X, size_t ldx, int mr, float *out) {
+    switch (mr) {
+    case 1: llm__bf16_tile_avx512_mr(1, T, K, X, ldx, out); break;
+    case 2: llm__bf16_tile_avx512_mr(2, T, K, X, ldx, out); break;
+    case 3: llm__bf16_tile_avx512_mr(3, T, K, X, ldx, out); break;
+    default: llm__bf16_tile_avx512_mr(4, T, K, X, ldx, out); break;
+    }
+}
+/* AVX2: the two halves of the tile's rows, one row of X at a time (4 accumulators, two
+ * weight vectors, their conversions: well inside 16 registers). */
+LLM__T_AVX2 static void llm__bf16_tile_avx2(const uint32_t *T, int K, const float *X, size_t ldx, int mr, float *out) {
+    const __m256i hi = _mm256_set1_epi32(LLM__CAST(int, 0xffff0000u));
+    const int kp = llm__bf16_kp(K);
+    for (int i = 0; i < mr; i++)
+        for (int h = 0; h < 2; h++) {
+            const float *x = X + i * ldx;
+            __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+            for (int p = 0; p < kp; p++) {
+                __m256i w = _mm256_loadu_si256(LLM__CAST(const __m256i *, LLM__CAST(const void *, T + LLM__CAST(size_t, p) * LLM__QT + 8 * h)));
+                int c = 2 * (p & 1);
+                a[c] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(w, 16)), _mm256_set1_ps(x[2 * p]), a[c]);
+                if (2 * p + 1 < K)
+                    a[c + 1] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(w, hi)), _mm256_set1_ps(x[2 * p + 1]), a[c + 1]);
+            }
+            _mm256_storeu_ps(out + i * LLM__QT + 8 * h, _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
+        }
+}
+/* AVX512-BF16: x's pairs rounded to bf16 (xp: kp words per row); two tiles (32 outputs)
+ * against up to 6 rows of x at a time, one accumulator per row and tile (12 chains of
+ * vdpbf16ps, each pair of k read once from L1 for 6 rows). Not bit-equal to the
+ * reference: x is rounded, and the instruction adds two products per step. A row gets
+ * the same operations whatever the batch, so M does not change its bits. */
+#define LLM__BF16DP_MR 6
+__attribute__((always_inline)) LLM__T_BF16 static inline void
+llm__bf16_tile_dp_mr(const int MR, const uint32_t *T0, const uint32_t *T1, int kp, const uint32_t *xp, size_t ldp, float *out) {
+    __m512 a0[LLM__BF16DP_MR], a1[LLM__BF16DP_MR];
+LLM__UNROLL
+    for (int i = 0; i < MR; i++) a0[i] = a1[i] = _mm512_setzero_ps();
+    for (int p = 0; p < kp; p++) {
+        const uint32_t *P0 = T0 + LLM__CAST(size_t, p) * LLM__QT, *P1 = T1 + LLM__CAST(size_t, p) * LLM__QT;
+        LLM__PREFETCH(P0, 4096);
+        LLM__PREFETCH(P1, 4096);
+        __m512bh w0 = LLM__CAST(__m512bh, _mm512_loadu_si512(LLM__CAST(const void *, P0)));
+        __m512bh w1 = LLM__CAST(__m512bh, _mm512_loadu_si512(LLM__CAST(const void *, P1)));
+LLM__UNROLL
+        for (int i = 0; i < MR; i++) {
+            __m512bh x = LLM__CAST(__m512bh, _mm512_set1_epi32(LLM__CAST(int, xp[i * ldp + LLM__CAST(size_t, p)])));
+            a0[i] = _mm512_dpbf16_ps(a0[i], w0, x);
+            a1[i] = _mm512_dpbf16_ps(a1[i], w1, x);
+        }
+    }
+LLM__UNROLL
+    for (int i = 0; i < MR; i++) {
+        _mm512_storeu_ps(out + i * 2 * LLM__QT, a0[i]);
+        _mm512_storeu_ps(out + i * 2 * LLM__QT + LLM__QT, a1[i]);
+    }
+}
+/* outputs (mr, 32): tile T0's 16 then T1's (T1 may be T0 again, for an odd tile) */
+LLM__T_BF16 static void llm__bf16_tile_dp(const uint32_t *T0, const uint32_t *T1, int kp, const uint32_t *xp, size_t ldp, int mr,
+                                          float *out) {
+    switch (mr) {
+    case 1: llm__bf16_tile_dp_mr(1, T0, T1, kp, xp, ldp, out); break;
+    case 2: llm__bf16_tile_dp_mr(2, T0, T1, kp, xp, ldp, out); break;
+    case 3: llm__bf16_tile_dp_mr(3, T0, T1, kp, xp, ldp, out); break;
+    case 4: llm__bf16_tile_dp_mr(4, T0, T1, kp, xp, ldp, out); break;
+    case 5: llm__bf16_tile_dp_mr(5, T0, T1, kp, xp, ldp, out); break;
+    default: llm__bf16_tile_dp_mr(6, T0, T1, kp, xp, ldp, out); break;
+    }
+}
+#endif /* LLM__X86 */
+
+#ifdef LLM__NEON
+static void llm__bf16_tile_neon(const uint32_t *T, int K, const float *X, size_t ldx, int mr, float *out) {
+    const int kp = llm__bf16_kp(K);
+    const uint32x4_t hi = vdupq_n_u32(0xffff0000u);
+    for (int i = 0; i < mr; i++)
+        for (int h = 0; h < 4; h++) {
+            const float *x = X + i * ldx;
+            float32x4_t a[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+            for (int p = 0; p < kp; p++) {
+                uint32x4_t w = vld1q_u32(T + LLM__CAST(size_t, p) * LLM__QT + 4 * h);
+                int c = 2 * (p & 1);
+                a[c] = vfmaq_n_f32(a[c], vreinterpretq_f32_u32(vshlq_n_u32(w, 16)), x[2 * p]);
+                if (2 * p + 1 < K) a[c + 1] = vfmaq_n_f32(a[c + 1], vreinterpretq_f32_u32(vandq_u32(w, hi)), x[2 * p + 1]);
+            }
+            vst1q_f32(out + i * LLM__QT + 4 * h, vaddq_f32(vaddq_f32(a[0], a[1]), vaddq_f32(a[2], a[3])));
+        }
+}
+#endif
+
+/* ---- the drivers: Y (M, N) = X (M, K) . W^T + bias ------------------------------------
+ * Threads own runs of tiles (16 outputs each, so no two write the same float, and every
+ * output gets the same operations whichever thread computes it: the result does not
+ * depend on the thread count). Each thread takes its tiles one at a time and passes over
+ * the rows of X in groups of up to 4 against it (the tile stays in L1 between groups).
+ * The activations are quantized (Q8_0) or paired (bf16 with AVX512-BF16) once per call
+ * into scratch memory; without memory for it the reference runs instead. */
+typedef struct llm__qmm_job {
+    int M, N, K, level, bf16dp;
+    const float *X, *bias;
+    const void *W;
+    float *Y;
+    llm__q8x x;              /* Q8_0: the quantized rows */
+    uint32_t *xp;            /* bf16 with AVX512-BF16: (M, kp) pair words */
+    int q8;                  /* 1: W is Q8_0 tiles, 0: bf16 tiles */
+} llm__qmm_job;
+
+/* Outputs (mr, 16) of tile t for rows i0.. of X. */
+static void llm__qmm_tile(const llm__qmm_job *J, size_t t, int i0, int mr, float *out) {
+    const int K = J->K;
+    if (J->q8) {
+        const int nb = J->x.nb;
+        const size_t ldq = LLM__CAST(size_t, nb) * LLM__QK, ldd = LLM__CAST(size_t, nb);
+        const unsigned char *T = LLM__CAST(const unsigned char *, J->W) + t * LLM__CAST(size_t, nb) * LLM__Q8_TB;
+        const int8_t *xq = J->x.q + LLM__CAST(size_t, i0) * ldq;
+        const float *xd = J->x.d + LLM__CAST(size_t, i0) * ldd;
+#ifdef LLM__X86
+        if (J->level == LLM_SIMD_AVX512 && (llm__cpu_get() & LLM__CPU_AVX512VNNI)) {
+            llm__q8_tile_vnni(T, nb, xq, ldq, xd, J->x.s + LLM__CAST(size_t, i0) * ldd, ldd, mr, out);
+            return;
+        }
+        if (J->level >= LLM_SIMD_AVX2) { llm__q8_tile_avx2(T, nb, xq, ldq, xd, ldd, mr, out); return; }
+#elif defined(LLM__NEON)
+        if (J->level == LLM_SIMD_NEON) { llm__q8_tile_neon(T, nb, xq, ldq, xd, ldd, mr, out); return; }
+#endif
+        llm__q8_tile_ref(T, nb, xq, ldq, xd, ldd, mr, out);
+    } else {
+        const size_t kp = LLM__CAST(size_t, llm__bf16_kp(K));
+        const uint32_t *T = LLM__CAST(const uint32_t *, J->W) + t * kp * LLM__QT;
+        const float *X = J->X + LLM__CAST(size_t, i0) * K;
+#ifdef LLM__X86
+        if (J->level == LLM_SIMD_AVX512) { llm__bf16_tile_avx512(T, K, X, LLM__CAST(size_t, K), mr, out); return; }
+        if (J->level == LLM_SIMD_AVX2) { llm__bf16_tile_avx2(T, K, X, LLM__CAST(size_t, K), mr, out); return; }
+#elif defined(LLM__NEON)
+        if (J->level == LLM_SIMD_NEON) { llm__bf16_tile_neon(T, K, X, LLM__CAST(size_t, K), mr, out); return; }
+#endif
+        llm__bf16_tile_ref(T, K, X, LLM__CAST(size_t, K), mr, out);
+    }
+}
+
+/* Y rows i0 .. i0+mr-1, columns of tile t, from out (mr rows, ldo apart), plus the bias. */
+static void llm__qmm_put(const llm__qmm_job *J, size_t t, int i0, int mr, const float *out, int ldo) {
+    const int j0 = LLM__CAST(int, t) * LLM__QT, jn = J->N - j0 < LLM__QT ? J->N - j0 : LLM__QT;
+    for (int i = 0; i < mr; i++) {
+        float *y = J->Y + LLM__CAST(size_t, i0 + i) * J->N + j0;
+        for (int r = 0; r < jn; r++) y[r] = J->bias ? out[i * ldo + r] + J->bias[j0 + r] : out[i * ldo + r];
+    }
+}
+
+static void llm__qmm_task(void *arg, int ith, int nth) {
+    const llm__qmm_job *J = LLM__CAST(const llm__qmm_job *, arg);
+    size_t lo, hi;
+    llm__split(LLM__CAST(size_t, (J->N + LLM__QT - 1) / LLM__QT), ith, nth, &lo, &hi);
+#ifdef LLM__X86
+    if (J->bf16dp) {   /* two tiles at a time */
+        float o2[LLM__BF16DP_MR * 2 * LLM__QT];
+        const size_t kp = LLM__CAST(size_t, llm__bf16_kp(J->K));
+        for (size_t t = lo; t < hi; t += 2) {
+            const uint32_t *T0 = LLM__CAST(const uint32_t *, J->W) + t * kp * LLM__QT;
+            const uint32_t *T1 = t + 1 < hi ? T0 + kp * LLM__QT : T0;
+            for (int i0 = 0; i0 < J->M; i0 += LLM__BF16DP_MR) {
+                const int mr = J->M - i0 < LLM__BF16DP_MR ? J->M - i0 : LLM__BF16DP_MR;
+                llm__bf16_tile_dp(T0, T1, LLM__CAST(int, kp), J->xp + LLM__CAST(size_t, i0) * kp, kp, mr, o2);
+                llm__qmm_put(J, t, i0, mr, o2, 2 * LLM__QT);
+                if (t + 1 < hi) llm__qmm_put(J, t + 1, i0, mr, o2 + LLM__QT, 2 * LLM__QT);
+            }
+        }
+        return;
+    }
+#endif
+    float out[LLM__Q8_MR * LLM__QT];
+    for (size_t t = lo; t < hi; t++) {
+        for (int i0 = 0; i0 < J->M; i0 += LLM__Q8_MR) {
+            const int mr = J->M - i0 < LLM__Q8_MR ? J->M - i0 : LLM__Q8_MR;
+            llm__qmm_tile(J, t, i0, mr, out);
+            llm__qmm_put(J, t, i0, mr, out, LLM__QT);
+        }
+    }
+}
+
+/* Quantize rows [lo, hi) of X into J->x. */
+static void llm__q8x_rows(llm__qmm_job *J, size_t lo, size_t hi) {
+    const size_t ldq = LLM__CAST(size_t, J->x.nb) * LLM__QK, ldd = LLM__CAST(size_t, J->x.nb);
+    for (size_t i = lo; i < hi; i++) {
+        int8_t *q = J->x.q + i * ldq;
+        float *d = J->x.d + i * ldd;
+        int32_t *s = J->x.s + i * ldd;
+        const float *x = J->X + i * LLM__CAST(size_t, J->K);
+#ifdef LLM__X86
+        if (J->level == LLM_SIMD_AVX512) { llm__q8x_row_avx512(q, d, s, x, J->K); continue; }
+        if (J->level == LLM_SIMD_AVX2) { llm__q8x_row_avx2(q, d, s, x, J->K); continue; }
+#elif defined(LLM__NEON)
+        if (J->level == LLM_SIMD_NEON) { llm__q8x_row_neon(q, d, s, x, J->K); continue; }
+#endif
+        llm__q8x_row_ref(q, d, s, x, J->K);
+    }
+}
+static void llm__q8x_task(void *arg, int ith, int nth) {
+    llm__qmm_job *J = LLM__CAST(llm__qmm_job *, arg);
+    size_t lo, hi;
+    llm__split(LLM__CAST(size_t, J->M), ith, nth, &lo, &hi);
+    llm__q8x_rows(J, lo, hi);
+}
+
+/* The reference matmul, for the tests and for when scratch memory is short: quantizes
+ * each row of X into 32-value pieces on the stack as it goes. */
+static void llm__qmm_ref(int q8, float *Y, const float *X, const void *W, const float *bias, int M, int K, int N) {
+    for (int i = 0; i < M; i++) {
+        const float *x = X + LLM__CAST(size_t, i) * K;
+        for (int j = 0; j < N; j++) {
+            float v;
+            if (q8) {
+                float acc = 0.0f;
+                const unsigned char *Wb = LLM__CAST(const unsigned char *, W);
+                for (int b = 0; b < llm__q8_nb(K); b++) {   /* llm__q8_dot_ref, one block at a time */
+                    int8_t q[LLM__QK];
+                    float d;
+                    int32_t s;
+                    int n = K - b * LLM__QK < LLM__QK ? K - b * LLM__QK : LLM__QK;
+                    llm__q8x_row_ref(q, &d, &s, x + b * LLM__QK, n);
+                    const unsigned char *B = llm__q8t_block(Wb, K, j, b);
+                    int32_t sum = 0;
+                    for (int k = 0; k < LLM__QK; k++)
+                        sum += LLM__CAST(int32_t, LLM__CAST(int8_t, B[2 * LLM__QT + 64 * (k / 4) + 4 * (j % LLM__QT) + k % 4])) * q[k];
+                    uint16_t h;
+                    memcpy(&h, B + 2 * (j % LLM__QT), 2);
+                    acc = fmaf(LLM__CAST(float, sum), llm__f16_to_f32(h) * d, acc);
+                }
+                v = acc;
+            } else {
+                v = llm__bf16_dot_ref(LLM__CAST(const uint32_t *, W), K, j, x);
+            }
+            Y[LLM__CAST(size_t, i) * N + j] = bias ? v + bias[j] : v;
+        }
+    }
+}
+
+/* Whether the bf16 kernels use vdpbf16ps here (AVX512-BF16 at the AVX-512 level). */
+static int llm__bf16_dp(void) {
+#ifdef LLM__X86
+    return llm__has_bf16();
+#else
+    return 0;
+#endif
+}
+
+/* Y (M, N) = X (M, K) . W^T + bias (bias (N) may be NULL); W is Q8_0 tiles (q8 = 1,
+ * llm__q8t_bytes(N, K) bytes) or bf16 tiles (q8 = 0). Y and X do not overlap. */
+static LLM__UNUSED void llm__qmm(llm_pool *pool, int q8, float *Y, const float *X, const void *W, const float *bias, int M, int K,
+                     int N) {
+    if (M <= 0 || N <= 0) return;
+    llm__qmm_job J;
+    memset(&J, 0, sizeof J);
+    J.M = M; J.N = N; J.K = K; J.level = llm_simd_active(); J.q8 = q8;
+    J.X = X; J.W = W; J.bias = bias; J.Y = Y;
+    const size_t Mz = LLM__CAST(size_t, M);
+    void *scratch = NULL;
+    int ok = 1;
+    if (q8) {
+        J.x.nb = llm__q8_nb(K);
+        const size_t nb = LLM__CAST(size_t, J.x.nb), qbytes = (Mz * nb * LLM__QK + 63) / 64 * 64;
+        scratch = llm__alloc_aligned(qbytes + 2 * Mz * nb * 4);
+        if (scratch) {
+            J.x.q = LLM__CAST(int8_t *, scratch);
+            J.x.d = LLM__CAST(float *, LLM__CAST(void *, J.x.q + qbytes));
+            J.x.s = LLM__CAST(int32_t *, LLM__CAST(void *, J.x.d + Mz * nb));
+        }
+        ok = scratch != NULL;
+    } else if ((J.bf16dp = llm__bf16_dp()) != 0) {
+        const size_t kp = LLM__CAST(size_t, llm__bf16_kp(K));
+        scratch = llm__alloc_aligned(Mz * kp * 4);
+        J.xp = LLM__CAST(uint32_t *, scratch);
+        ok = scratch != NULL;
+        if (ok)
+            for (size_t i = 0; i < Mz; i++)
+                for (size_t p = 0; p < kp; p++) {
+                    const float *x = X + i * LLM__CAST(size_t, K) + 2 * p;
+                    J.xp[i * kp + p] = llm__bf16_pair(x[0], 2 * p + 1 < LLM__CAST(size_t, K) ? x[1] : 0.0f);
+                }
+    }   /* (bf16 without the BF16 instructions reads X as it is) */
+    if (!ok) { llm__qmm_ref(q8, Y, X, W, bias, M, K, N); return; }
+    /* threads only when there is enough to share: 256 KB of weights (as the GEMV), or
+     * as much work in a batch */
+    const double bytes = (q8 ? 34.0 / 32.0 : 2.0) * N * K;
+    const int one = llm_pool_size(pool) == 1 || bytes * M < LLM__GEMV_MIN_BYTES;
+    if (q8) {
+        if (one || M == 1) llm__q8x_rows(&J, 0, Mz);
+        else llm_pool_run(pool, llm__q8x_task, &J);
+    }
+    if (one) llm__qmm_task(&J, 0, 1);
+    else llm_pool_run(pool, llm__qmm_task, &J);
+    llm__free_aligned(scratch);
+}
+
 //==== CPU ==============================================================================
 /* The CPU backend: each op splits its work over the pool's threads so that no two
  * threads write the same float (rows for row-wise ops, columns for the parameter
@@ -7055,6 +7973,11 @@ struct llm_model {
     llm__lora *lora;                   /* NULL: no adapters */
     int cls_rows;                      /* rows per classifier chunk (LLM__CLS_FLOATS / V) */
     size_t kv_bytes;                   /* held by the live KV sessions */
+    /* quantized matrices (llm_model_quantize; see the MODEL subsection on them):
+     * qdtype F32 means none; else params_mem holds only the other tensors */
+    llm_dtype qdtype;
+    unsigned char *qmem;               /* host: every matrix's tiles */
+    size_t qoff[6], qper[6];           /* by kind (llm__wkind, then the embedding): start, bytes a layer */
 };
 
 static const char *const llm__tensor_names[LLM_NTENSORS] = {
@@ -7132,7 +8055,11 @@ static void llm__param_views(llm_params *v, float *mem, const size_t off[LLM_NTE
 }
 
 /* A model with zeroed parameters and no activations: the common part of create/load. */
-static llm_status llm__model_new(llm_model **out, const llm_config *cfg, const llm_options *opt) {
+static llm_status llm__qalloc(llm_model *m, llm_dtype dtype, float **small, unsigned char **q);
+static void llm__qadopt(llm_model *m, llm_dtype dtype, float *small, unsigned char *q);
+/* A model with zeroed parameters: fp32, or (dtype Q8_0 / BF16) with its matrices as
+ * zeroed tiles for a loader to fill. */
+static llm_status llm__model_make(llm_model **out, const llm_config *cfg, const llm_options *opt, llm_dtype dtype) {
     *out = NULL;
     llm_config c = *cfg;
     llm_status s = llm__config_resolve(&c);
@@ -7157,12 +8084,23 @@ static llm_status llm__model_new(llm_model **out, const llm_config *cfg, const l
     if (s != LLM_OK || (s = m->be->create(&m->st, opt)) != LLM_OK) { LLM_FREE(m); return s; }
     llm_tensor_layout(&c, m->off, m->size);
     m->n_params = m->off[LLM_NTENSORS - 1] + m->size[LLM_NTENSORS - 1];
+    if (dtype != LLM_DTYPE_F32) {
+        float *small;
+        unsigned char *q;
+        if ((s = llm__qalloc(m, dtype, &small, &q)) != LLM_OK) { llm_model_free(m); return s; }
+        llm__qadopt(m, dtype, small, q);
+        *out = m;
+        return LLM_OK;
+    }
     m->params_mem = LLM__CAST(float *, m->be->alloc(m->st, m->n_params * sizeof(float)));
     if (!m->params_mem) { llm_model_free(m); return LLM_ERR_NOMEM; }
     m->be->zero(m->st, m->params_mem, m->n_params * sizeof(float));
     llm__param_views(&m->p, m->params_mem, m->off, m->size);
     *out = m;
     return LLM_OK;
+}
+static llm_status llm__model_new(llm_model **out, const llm_config *cfg, const llm_options *opt) {
+    return llm__model_make(out, cfg, opt, LLM_DTYPE_F32);
 }
 
 /* Which tensors are matmul weights or embeddings (initialised N(0, 0.02), decayed by
@@ -7205,6 +8143,7 @@ LLMDEF void llm_model_free(llm_model *m) {
         for (int i = 0; i < 7; i++) if (bufs[i]) m->be->release(m->st, bufs[i]);
         m->be->destroy(m->st);
     }
+    llm__free_aligned(m->qmem);
     LLM_FREE(m->host_losses);
     LLM_FREE(m);
 }
@@ -7213,10 +8152,15 @@ LLMDEF llm_config llm_model_config(const llm_model *m) { return m->cfg; }
 LLMDEF size_t llm_model_num_params(const llm_model *m) { return m->n_params; }
 LLMDEF int llm_model_step_count(const llm_model *m) { return m->t; }
 
+static void llm__qget_params(const llm_model *m, float *dst);
 LLMDEF llm_status llm_model_get_params(const llm_model *m, float *dst) {
+    if (m->qdtype != LLM_DTYPE_F32) { llm__qget_params(m, dst); return LLM_OK; }
     return m->be->download(m->st, dst, m->params_mem, m->n_params * sizeof(float));
 }
 LLMDEF llm_status llm_model_set_params(llm_model *m, const float *src) {
+    if (m->qdtype != LLM_DTYPE_F32)
+        return llm__err(LLM_ERR_UNSUPPORTED, "set_params: the model's weights are %s (set them on an fp32 model, then quantize)",
+                        llm_dtype_name(m->qdtype));
     return m->be->upload(m->st, m->params_mem, src, m->n_params * sizeof(float));
 }
 LLMDEF llm_status llm_model_get_grads(const llm_model *m, float *dst) {
@@ -7597,14 +8541,18 @@ static float *llm__lora_hs(const llm__lora_io *lo, llm__wkind k, int N, int r) {
 
 /* out = inp @ W^T + b (+ the adapter's update, LoRA) on N rows; act (may be NULL): also
  * act = gelu(out), in one call where the backend fuses the two (the GPT-2 MLP
- * up-projection) and no adapter comes between. lo: the LoRA buffers (NULL: none). */
+ * up-projection) and no adapter comes between. lo: the LoRA buffers (NULL: none).
+ * Quantized matrices (llm_model_quantize, below) run the QUANT kernels. */
+static unsigned char *llm__qmat(const llm_model *m, int k, int l);
 static void llm__linear_fwd(const llm_model *m, int l, llm__wkind k, float *out, const float *inp, int N, float *act,
                             const llm__lora_io *lo) {
     const llm_backend *be = m->be;
     const llm__wview W = llm__weight(m, &m->p, l, k);
     int lora = lo && llm__lora_on(m, k);
-    if (act && be->matmul_gelu_fwd && !lora) { be->matmul_gelu_fwd(m->st, out, act, inp, W.w, W.b, N, W.IC, W.OC); return; }
-    be->matmul_fwd(m->st, out, inp, W.w, W.b, N, W.IC, W.OC);
+    if (m->qdtype != LLM_DTYPE_F32)
+        llm__qmm(LLM__POOL(m->st), m->qdtype == LLM_DTYPE_Q8_0, out, inp, llm__qmat(m, k, l), W.b, N, W.IC, W.OC);
+    else if (act && be->matmul_gelu_fwd && !lora) { be->matmul_gelu_fwd(m->st, out, act, inp, W.w, W.b, N, W.IC, W.OC); return; }
+    else be->matmul_fwd(m->st, out, inp, W.w, W.b, N, W.IC, W.OC);
     if (lora) llm__lora_fwd(m, LLM__CAST(int, k), l, out, inp, llm__lora_hs(lo, k, N, m->lora->cfg.rank), lo->h, N);
     if (act) be->gelu_fwd(m->st, act, out, LLM__CAST(size_t, N) * LLM__CAST(size_t, W.OC));
 }
@@ -7617,6 +8565,222 @@ static void llm__linear_bwd(const llm_model *m, int l, llm__wkind k, float *dinp
     if (lo && llm__lora_on(m, k))
         llm__lora_bwd(m, LLM__CAST(int, k), l, dinp, dout, inp, llm__lora_hs(lo, k, N, m->lora->cfg.rank), m->a.lora_dhs,
                       m->a.lora_dh, N);
+}
+
+/* ---- quantized matrices (inference) ---------------------------------------------------
+ * After llm_model_quantize (or loading a quantized checkpoint, or a GGUF file with Q8_0 or
+ * BF16 matrices) every matrix lives as tiles (see QUANT) in one host block, qmem: for each
+ * kind k (llm__wkind, then LLM__Q_EMB for the token embedding) layer l's matrix is at
+ * qoff[k] + l qper[k]; a tied classifier is the embedding's matrix. params_mem keeps the
+ * other tensors (norms, biases, GPT-2's position embedding) back to back in llm_params
+ * order, and the views of the matrices are NULL. llm__linear_fwd multiplies with the
+ * QUANT kernels and llm__encoder_fwd dequantizes the embedding rows it gathers. Only the
+ * CPU backend runs this: its device memory is host memory, and the kernels are its own. */
+#define LLM__Q_EMB 5
+static int llm__is_qmat(int ti) { return ti == 0 || ti == 4 || ti == 6 || ti == 10 || ti == 12 || ti == 16; }
+/* The kind of matrix tensor ti (llm_params order). */
+static int llm__qkind(int ti) {
+    return ti == 4 ? LLM__W_QKV : ti == 6 ? LLM__W_ATTPROJ : ti == 10 ? LLM__W_FC : ti == 12 ? LLM__W_FCPROJ
+         : ti == 16 ? LLM__W_CLS : LLM__Q_EMB;
+}
+/* Kind k's matrices: N rows of K, nl of them (one a layer, or one in all). */
+static void llm__qshape(const llm_model *m, int k, int *N, int *K, int *nl) {
+    const int C = m->cfg.n_embd;
+    *K = k == LLM__W_FCPROJ ? m->H : C;
+    *N = k == LLM__W_QKV ? m->QKV : k == LLM__W_FC ? m->F : k >= LLM__W_CLS ? m->cfg.vocab_size : C;
+    *nl = k < LLM__W_CLS ? m->cfg.n_layer : 1;
+}
+static size_t llm__qtile_bytes(llm_dtype t, int N, int K) {
+    return t == LLM_DTYPE_Q8_0 ? llm__q8t_bytes(N, K) : llm__bf16t_bytes(N, K);
+}
+static unsigned char *llm__qmat(const llm_model *m, int k, int l) {
+    return m->qmem + m->qoff[k] + LLM__CAST(size_t, l) * m->qper[k];
+}
+/* Tensor i of p (llm_params order). */
+static float *llm__view(const llm_params *p, int i) {
+    float *const v[LLM_NTENSORS] = {p->wte, p->wpe, p->ln1w, p->ln1b, p->qkvw, p->qkvb, p->attprojw, p->attprojb,
+                                    p->ln2w, p->ln2b, p->fcw, p->fcb, p->fcprojw, p->fcprojb, p->lnfw, p->lnfb, p->wcls};
+    return v[i];
+}
+LLMDEF const char *llm_dtype_name(llm_dtype t) {
+    return t == LLM_DTYPE_F32 ? "f32" : t == LLM_DTYPE_BF16 ? "bf16" : t == LLM_DTYPE_Q8_0 ? "q8_0" : "?";
+}
+LLMDEF llm_dtype llm_model_dtype(const llm_model *m) { return m ? m->qdtype : LLM_DTYPE_F32; }
+
+/* The storage of a model quantized to dtype: zeroed small params (fp32, on the backend)
+ * and zeroed tiles; fills m->qoff / qper. Nothing of m's weights changes. */
+static llm_status llm__qalloc(llm_model *m, llm_dtype dtype, float **small, unsigned char **q) {
+    *small = NULL; *q = NULL;
+    if (m->be != llm_cpu_backend())
+        return llm__err(LLM_ERR_UNSUPPORTED, "%s weights: only the CPU backend runs quantized models (this one is '%s'); "
+                        "load an fp32 model for it", llm_dtype_name(dtype), m->be->name);
+    size_t ns = 0, total = 0;
+    for (int i = 0; i < LLM_NTENSORS; i++) if (!llm__is_qmat(i)) ns += m->size[i];
+    for (int k = 0; k <= LLM__Q_EMB; k++) {
+        int N, K, nl;
+        llm__qshape(m, k, &N, &K, &nl);
+        m->qper[k] = llm__qtile_bytes(dtype, N, K);
+        m->qoff[k] = total;
+        if (k == LLM__W_CLS && !m->cfg.untied_head) continue;   /* it is the embedding's */
+        total += m->qper[k] * LLM__CAST(size_t, nl);
+    }
+    if (!m->cfg.untied_head) m->qoff[LLM__W_CLS] = m->qoff[LLM__Q_EMB];
+    *small = LLM__CAST(float *, m->be->alloc(m->st, (ns ? ns : 1) * sizeof(float)));
+    *q = LLM__CAST(unsigned char *, llm__alloc_aligned(total));
+    if (!*small || !*q) {
+        if (*small) m->be->release(m->st, *small);
+        llm__free_aligned(*q);
+        *small = NULL; *q = NULL;
+        return llm__err(LLM_ERR_NOMEM, "out of memory for %zu MB of %s weights", total >> 20, llm_dtype_name(dtype));
+    }
+    memset(*small, 0, ns * sizeof(float));
+    memset(*q, 0, total);
+    return LLM_OK;
+}
+/* Make the storage from llm__qalloc the model's, dropping its fp32 weights, gradients and
+ * optimizer state. */
+static void llm__qadopt(llm_model *m, llm_dtype dtype, float *small, unsigned char *q) {
+    float *old[4] = {m->params_mem, m->grads_mem, m->m_mem, m->v_mem};
+    for (int i = 0; i < 4; i++) if (old[i]) m->be->release(m->st, old[i]);
+    m->grads_mem = m->m_mem = m->v_mem = NULL;
+    memset(&m->g, 0, sizeof m->g);
+    m->t = 0;
+    llm__free_aligned(m->qmem);
+    m->params_mem = small;
+    m->qmem = q;
+    m->qdtype = dtype;
+    size_t off[LLM_NTENSORS], size[LLM_NTENSORS], o = 0;   /* the small tensors back to back */
+    for (int i = 0; i < LLM_NTENSORS; i++) {
+        off[i] = o;
+        size[i] = llm__is_qmat(i) ? 0 : m->size[i];
+        o += size[i];
+    }
+    llm__param_views(&m->p, small, off, size);
+}
+/* Rows [R, R + n) of matrix tensor ti (its rows stacked over the layers) from floats,
+ * quantized; and row R back, dequantized. */
+static void llm__qput_rows(llm_model *m, int ti, size_t R, size_t n, const float *rows) {
+    int k = llm__qkind(ti), N, K, nl;
+    llm__qshape(m, k, &N, &K, &nl);
+    while (n > 0) {
+        int l = LLM__CAST(int, R / LLM__CAST(size_t, N)), j = LLM__CAST(int, R % LLM__CAST(size_t, N));
+        int cnt = LLM__CAST(size_t, N - j) < n ? N - j : LLM__CAST(int, n);
+        if (m->qdtype == LLM_DTYPE_Q8_0) llm__q8t_rows(llm__qmat(m, k, l), K, j, cnt, rows);
+        else llm__bf16t_rows(LLM__CAST(uint32_t *, LLM__CAST(void *, llm__qmat(m, k, l))), K, j, cnt, rows);
+        rows += LLM__CAST(size_t, cnt) * K;
+        R += LLM__CAST(size_t, cnt);
+        n -= LLM__CAST(size_t, cnt);
+    }
+}
+static void llm__qget_row(const llm_model *m, int ti, size_t R, float *x) {
+    int k = llm__qkind(ti), N, K, nl;
+    llm__qshape(m, k, &N, &K, &nl);
+    const unsigned char *W = llm__qmat(m, k, LLM__CAST(int, R / LLM__CAST(size_t, N)));
+    int j = LLM__CAST(int, R % LLM__CAST(size_t, N));
+    if (m->qdtype == LLM_DTYPE_Q8_0) llm__q8t_row(x, W, K, j);
+    else llm__bf16t_row(x, LLM__CAST(const uint32_t *, LLM__CAST(const void *, W)), K, j);
+}
+/* Row R of matrix tensor ti exactly as a file holds it in the model's dtype: Q8_0 blocks
+ * (ceil(K/32) of them) or K bf16 values. */
+static void llm__qput_row_exact(llm_model *m, int ti, size_t R, const llm__q8_0 *blocks, const uint16_t *bf16) {
+    int k = llm__qkind(ti), N, K, nl;
+    llm__qshape(m, k, &N, &K, &nl);
+    unsigned char *W = llm__qmat(m, k, LLM__CAST(int, R / LLM__CAST(size_t, N)));
+    int j = LLM__CAST(int, R % LLM__CAST(size_t, N));
+    if (m->qdtype == LLM_DTYPE_Q8_0) llm__q8t_put_row(W, K, j, blocks);
+    else llm__bf16t_put_row(LLM__CAST(uint32_t *, LLM__CAST(void *, W)), K, j, bf16);
+}
+/* Every parameter in llm_params order: the matrices dequantized. */
+static void llm__qget_params(const llm_model *m, float *dst) {
+    for (int i = 0; i < LLM_NTENSORS; i++) {
+        if (!m->size[i]) continue;
+        if (!llm__is_qmat(i)) { memcpy(dst + m->off[i], llm__view(&m->p, i), m->size[i] * sizeof(float)); continue; }
+        int N, K, nl;
+        llm__qshape(m, llm__qkind(i), &N, &K, &nl);
+        for (size_t R = 0; R < m->size[i] / LLM__CAST(size_t, K); R++) llm__qget_row(m, i, R, dst + m->off[i] + R * LLM__CAST(size_t, K));
+    }
+}
+
+/* llm_model_quantize's work, split over the pool: every matrix, its tiles (16 rows) shared
+ * out among the threads. */
+typedef struct { llm_model *m; const float *const *src; } llm__qjob;
+static void llm__qtask(void *arg, int ith, int nth) {
+    const llm__qjob *J = LLM__CAST(const llm__qjob *, arg);
+    for (int i = 0; i < LLM_NTENSORS; i++) {
+        if (!llm__is_qmat(i) || !J->m->size[i]) continue;
+        int N, K, nl;
+        llm__qshape(J->m, llm__qkind(i), &N, &K, &nl);
+        size_t lo, hi;
+        llm__split(LLM__CAST(size_t, (N + LLM__QT - 1) / LLM__QT), ith, nth, &lo, &hi);
+        for (int l = 0; l < nl; l++)
+            for (size_t r = lo * LLM__QT; r < hi * LLM__QT && r < LLM__CAST(size_t, N); r += LLM__QT) {
+                size_t R = LLM__CAST(size_t, l) * N + r, n = N - r < LLM__QT ? N - r : LLM__QT;
+                llm__qput_rows(J->m, i, R, n, J->src[i] + R * LLM__CAST(size_t, K));
+            }
+    }
+}
+
+LLMDEF llm_status llm_model_quantize(llm_model *m, llm_dtype dtype) {
+    if (!m) return llm__err(LLM_ERR_ARG, "quantize: model is NULL");
+    if (dtype != LLM_DTYPE_BF16 && dtype != LLM_DTYPE_Q8_0)
+        return llm__err(LLM_ERR_ARG, "quantize: dtype %d is not LLM_DTYPE_BF16 or LLM_DTYPE_Q8_0", LLM__CAST(int, dtype));
+    if (m->qdtype == dtype) return LLM_OK;
+    if (m->qdtype != LLM_DTYPE_F32)
+        return llm__err(LLM_ERR_STATE, "quantize: the weights are already %s (quantize the fp32 model instead)", llm_dtype_name(m->qdtype));
+    float *small;
+    unsigned char *q;
+    llm_status s = llm__qalloc(m, dtype, &small, &q);   /* refuses other backends before values are read */
+    if (s != LLM_OK) return s;
+    const float limit = dtype == LLM_DTYPE_Q8_0 ? 127.0f * 65504.0f : FLT_MAX;
+    const float *v[LLM_NTENSORS];
+    for (int i = 0; i < LLM_NTENSORS; i++) v[i] = llm__view(&m->p, i);
+    for (int i = 0; i < LLM_NTENSORS; i++)
+        for (size_t j = 0; llm__is_qmat(i) && j < m->size[i]; j++)
+            if (!(fabsf(v[i][j]) <= limit)) {
+                m->be->release(m->st, small);
+                llm__free_aligned(q);
+                return llm__err(LLM_ERR_ARG, "quantize: %s[%zu] = %g cannot be stored in %s", llm_tensor_name(i), j,
+                                LLM__CAST(double, v[i][j]), llm_dtype_name(dtype));
+            }
+    /* quantize into the new tiles (m->qmem is swapped in only at the end) */
+    unsigned char *keep = m->qmem;
+    llm_dtype kd = m->qdtype;
+    m->qmem = q; m->qdtype = dtype;
+    llm__qjob J;
+    J.m = m; J.src = v;
+    llm_pool_run(LLM__POOL(m->st), llm__qtask, &J);
+    m->qmem = keep; m->qdtype = kd;
+    size_t o = 0;
+    for (int i = 0; i < LLM_NTENSORS; i++)
+        if (!llm__is_qmat(i) && m->size[i]) { memcpy(small + o, v[i], m->size[i] * sizeof(float)); o += m->size[i]; }
+    llm__qadopt(m, dtype, small, q);
+    return LLM_OK;
+}
+
+LLMDEF size_t llm_model_weight_bytes(const llm_model *m) {
+    if (!m) return 0;
+    if (m->qdtype == LLM_DTYPE_F32) return m->n_params * sizeof(float);
+    size_t b = 0;
+    for (int i = 0; i < LLM_NTENSORS; i++) if (!llm__is_qmat(i)) b += m->size[i] * sizeof(float);
+    for (int k = 0; k <= LLM__Q_EMB; k++) {
+        int N, K, nl;
+        llm__qshape(m, k, &N, &K, &nl);
+        if (k != LLM__W_CLS || m->cfg.untied_head) b += m->qper[k] * LLM__CAST(size_t, nl);
+    }
+    return b;
+}
+
+/* out (B·T, C) = wte[tok] (+ wpe[t] at row (b, t) when wpe is given): the backend's
+ * encoder, or for a quantized embedding its rows dequantized here (tok is host memory on
+ * the CPU backend). */
+static void llm__encoder_fwd(const llm_model *m, float *out, const int *tok, const float *wpe, int B, int T) {
+    const int C = m->cfg.n_embd;
+    if (m->qdtype == LLM_DTYPE_F32) { m->be->encoder_fwd(m->st, out, tok, m->p.wte, wpe, B, T, C); return; }
+    for (int r = 0; r < B * T; r++) {
+        float *o = out + LLM__CAST(size_t, r) * C;
+        llm__qget_row(m, 0, LLM__CAST(size_t, tok[r]), o);
+        if (wpe) for (int c = 0; c < C; c++) o[c] += wpe[LLM__CAST(size_t, r % T) * C + c];
+    }
 }
 
 /* ---- one transformer block, shared by training and KV-cache inference -----------------
@@ -7775,7 +8939,7 @@ LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *
     if (drop) m->micro++;
     size_t btc = bt * uC;
 
-    be->encoder_fwd(st, a->encoded, m->tokens, p->wte, p->wpe, B, T, C);
+    llm__encoder_fwd(m, a->encoded, m->tokens, p->wpe, B, T);
     if (drop) be->dropout(st, a->encoded, a->encoded, btc, m->dropout, llm__dropout_key(m->dropout_seed, m->drop_step, m->drop_micro, 0, 0));
     for (int l = 0; l < L; l++) {
         llm__layer_io io = llm__layer_acts(m, l);
@@ -7845,7 +9009,15 @@ static llm_status llm__alloc_grads(llm_model *m) {
     return LLM_OK;
 }
 
+/* A quantized model has no gradients. */
+static llm_status llm__trainable(const llm_model *m, const char *what) {
+    if (m->qdtype == LLM_DTYPE_F32) return LLM_OK;
+    return llm__err(LLM_ERR_UNSUPPORTED, "%s: the model's weights are %s, for inference only (train an fp32 model)", what,
+                    llm_dtype_name(m->qdtype));
+}
+
 LLMDEF llm_status llm_model_zero_grad(llm_model *m) {
+    if (llm__trainable(m, "zero_grad") != LLM_OK) return LLM_ERR_UNSUPPORTED;
     llm_status s = llm__alloc_grads(m);
     if (s != LLM_OK) return s;
     if (m->lora) m->be->zero(m->st, m->lora->grad, m->lora->n * sizeof(float));
@@ -7856,6 +9028,7 @@ LLMDEF llm_status llm_model_zero_grad(llm_model *m) {
 /* Backward, the forward in reverse. `dres` carries the gradient of the residual stream
  * from the final norm down through every block (llm__block_bwd) to the embeddings. */
 LLMDEF llm_status llm_model_backward(llm_model *m, float loss_scale) {
+    if (llm__trainable(m, "backward") != LLM_OK) return LLM_ERR_UNSUPPORTED;
     if (!m->have_targets || m->logits_state != 1)
         return llm__err(LLM_ERR_STATE, "backward: needs a forward with targets first (and one backward per forward)");
     llm_status s = llm__alloc_grads(m);
@@ -7939,6 +9112,7 @@ static llm_status llm__moments(llm_model *m) {
 static llm_status llm__step(llm_model *m, const llm_adamw_config *cfg, float lr, float S, float *grad_norm,
                             int *finite) {
     *finite = 1;
+    if (llm__trainable(m, "step") != LLM_OK) return LLM_ERR_UNSUPPORTED;
     float *grads = m->lora ? m->lora->grad : m->grads_mem;
     size_t n = m->lora ? m->lora->n : m->n_params;
     if (!grads) return llm__err(LLM_ERR_STATE, "step: no gradients (run backward first)");
@@ -8087,19 +9261,7 @@ static uint32_t llm__rd32(const unsigned char *p) {
 static uint64_t llm__rd64(const unsigned char *p) { return llm__rd32(p) | LLM__CAST(uint64_t, llm__rd32(p + 4)) << 32; }
 static float llm__bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
-/* IEEE half -> float: rebias the exponent (15 -> 127); subnormal halves are
- * normalised by shifting the mantissa up; inf/NaN keep their payload. */
-static float llm__f16_to_f32(uint16_t h) {
-    uint32_t sign = LLM__CAST(uint32_t, h & 0x8000) << 16, e = (h >> 10) & 0x1f, man = h & 0x3ff;
-    if (e == 0) {
-        if (man == 0) return llm__bits_f32(sign);
-        e = 127 - 14;
-        while (!(man & 0x400)) { man <<= 1; e--; }
-        return llm__bits_f32(sign | e << 23 | (man & 0x3ff) << 13);
-    }
-    if (e == 31) return llm__bits_f32(sign | 0x7f800000u | man << 13);
-    return llm__bits_f32(sign | (e + 127 - 15) << 23 | man << 13);
-}
+/* IEEE half -> float: llm__f16_to_f32, in QUANT. */
 /* bfloat16 is the top half of a float32. */
 static float llm__bf16_to_f32(uint16_t h) { return llm__bits_f32(LLM__CAST(uint32_t, h) << 16); }
 
@@ -8531,8 +9693,10 @@ static llm_status llm__write_dev(llm__wfile *w, const llm_model *m, const float 
     return s;
 }
 
+static llm_status llm__save_quantized(const llm_model *m, const char *path);
 LLMDEF llm_status llm_model_save(const llm_model *m, const char *path, int with_optimizer, const llm_train_state *ts) {
     if (!m || !path) return llm__err(LLM_ERR_ARG, "save: NULL argument");
+    if (m->qdtype != LLM_DTYPE_F32) return llm__save_quantized(m, path);   /* version 2, below */
     unsigned char hdr[256];
     memset(hdr, 0, sizeof hdr);
     int opt = with_optimizer && m->m_mem;   /* the magic (bytes 0-7) is written last: see llm__wfile */
@@ -8594,7 +9758,141 @@ static llm_status llm__ckpt_header(const llm__map *mp, const char *path, llm_con
     return LLM_OK;
 }
 
+/* ---- our checkpoint with quantized weights (version 2) --------------------------------
+ * The version-1 header with version 2, flags 0 (quantized models do not train: no
+ * optimizer or train state) and at 60 the u32 dtype (1 bf16, 2 q8_0); then every tensor
+ * in llm_params order: a matrix (wte, qkvw, attprojw, fcw, fcprojw, wcls) row by row, a
+ * row of K values as ceil(K/32) of ggml's Q8_0 blocks (u16 fp16 scale, 32 int8: 34 bytes;
+ * when K is not a multiple of 32 the last block is zero-padded) or as K bf16 values; the
+ * other tensors f32. Little-endian. */
+#define LLM__CKPT_QVERSION 2
+static size_t llm__qrow_bytes(llm_dtype t, int K) {
+    return t == LLM_DTYPE_Q8_0 ? LLM__CAST(size_t, llm__q8_nb(K)) * sizeof(llm__q8_0) : 2 * LLM__CAST(size_t, K);
+}
+/* The bytes after the header, for a model of config c (resolved) in dtype t. */
+static uint64_t llm__qckpt_bytes(const llm_config *c, const size_t size[LLM_NTENSORS], llm_dtype t) {
+    uint64_t n = 0;
+    for (int i = 0; i < LLM_NTENSORS; i++) {
+        int K = i == 12 ? c->hidden_dim : c->n_embd;
+        n += llm__is_qmat(i) ? size[i] / LLM__CAST(size_t, K) * llm__qrow_bytes(t, K) : 4 * LLM__CAST(uint64_t, size[i]);
+    }
+    return n;
+}
+
+static llm_status llm__save_quantized(const llm_model *m, const char *path) {
+    unsigned char hdr[256];
+    memset(hdr, 0, sizeof hdr);
+    memcpy(hdr, LLM__CKPT_MAGIC, 8);
+    llm__wr32(hdr + 8, LLM__CKPT_QVERSION);
+    const llm_config *c = &m->cfg;
+    const int cf[LLM__CKPT_NCFG] = {LLM__CAST(int, c->arch), c->max_seq_len, c->vocab_size, c->n_layer, c->n_head,
+                                    c->n_embd, c->n_kv_head, c->hidden_dim, c->untied_head};
+    for (int i = 0; i < LLM__CKPT_NCFG; i++) llm__wr32(hdr + 16 + 4 * i, LLM__CAST(uint32_t, cf[i]));
+    memcpy(hdr + 52, &c->norm_eps, 4);
+    memcpy(hdr + 56, &c->rope_theta, 4);
+    llm__wr32(hdr + 60, LLM__CAST(uint32_t, m->qdtype));
+    llm__wr64(hdr + 64, m->n_params);
+    size_t maxK = LLM__CAST(size_t, c->hidden_dim > c->n_embd ? c->hidden_dim : c->n_embd);
+    llm__q8_0 *blk = LLM__CAST(llm__q8_0 *, LLM_MALLOC((maxK / LLM__QK + 1) * sizeof(llm__q8_0)));
+    unsigned char *row = LLM__CAST(unsigned char *, LLM_MALLOC(llm__qrow_bytes(LLM_DTYPE_Q8_0, LLM__CAST(int, maxK)) + 2 * maxK));
+    if (!blk || !row) { LLM_FREE(blk); LLM_FREE(row); return llm__err(LLM_ERR_NOMEM, "save: out of memory"); }
+    llm__wfile w;
+    llm_status s = llm__wopen(&w, path);
+    if (s != LLM_OK) { LLM_FREE(blk); LLM_FREE(row); return s; }
+    llm__wbytes(&w, hdr, sizeof hdr);
+    for (int i = 0; i < LLM_NTENSORS; i++) {
+        if (!llm__is_qmat(i)) {   /* f32, host memory on the CPU backend */
+            llm__wbytes(&w, llm__view(&m->p, i), m->size[i] * sizeof(float));
+            continue;
+        }
+        int k = llm__qkind(i), N, K, nl;
+        llm__qshape(m, k, &N, &K, &nl);
+        for (size_t R = 0; R < m->size[i] / LLM__CAST(size_t, K); R++) {
+            const unsigned char *W = llm__qmat(m, k, LLM__CAST(int, R / LLM__CAST(size_t, N)));
+            int j = LLM__CAST(int, R % LLM__CAST(size_t, N));
+            size_t n = llm__qrow_bytes(m->qdtype, K);
+            if (m->qdtype == LLM_DTYPE_Q8_0) {
+                llm__q8t_get_row(blk, W, K, j);
+                for (int b = 0; b < llm__q8_nb(K); b++) {
+                    row[34 * b] = LLM__CAST(unsigned char, blk[b].d & 0xff);
+                    row[34 * b + 1] = LLM__CAST(unsigned char, blk[b].d >> 8);
+                    memcpy(row + 34 * b + 2, blk[b].qs, LLM__QK);
+                }
+            } else {
+                for (int x = 0; x < K; x++) {
+                    uint32_t v = *llm__bf16t_word(LLM__CAST(const uint32_t *, LLM__CAST(const void *, W)), K, j, x / 2);
+                    uint16_t h = LLM__CAST(uint16_t, x % 2 ? v >> 16 : v & 0xffff);
+                    row[2 * x] = LLM__CAST(unsigned char, h & 0xff);
+                    row[2 * x + 1] = LLM__CAST(unsigned char, h >> 8);
+                }
+            }
+            llm__wbytes(&w, row, n);
+        }
+    }
+    LLM_FREE(blk);
+    LLM_FREE(row);
+    return llm__wclose(&w);
+}
+
+static llm_status llm__load_quantized(llm_model **out, const llm__map *mp, const char *path, const llm_options *opt) {
+    const unsigned char *d = mp->data;
+    llm_config c;
+    *out = NULL;
+    if (llm__rd32(d + 12) != 0) return llm__err(LLM_ERR_FORMAT, "%s: a quantized checkpoint with optimizer state", path);
+    uint32_t dt = llm__rd32(d + 60);
+    if (dt != LLM_DTYPE_BF16 && dt != LLM_DTYPE_Q8_0) return llm__err(LLM_ERR_FORMAT, "%s: unknown weight type %u", path, dt);
+    memset(&c, 0, sizeof c);
+    int arch = LLM__CAST(int32_t, llm__rd32(d + 16));
+    int *cf[LLM__CKPT_NCFG] = {&arch, &c.max_seq_len, &c.vocab_size, &c.n_layer, &c.n_head, &c.n_embd,
+                               &c.n_kv_head, &c.hidden_dim, &c.untied_head};
+    for (int i = 0; i < LLM__CKPT_NCFG; i++) *cf[i] = LLM__CAST(int32_t, llm__rd32(d + 16 + 4 * i));
+    if (arch != 0 && arch != 1) return llm__err(LLM_ERR_FORMAT, "%s: unknown architecture %d", path, arch);
+    c.arch = arch == 1 ? LLM_ARCH_LLAMA : LLM_ARCH_GPT2;
+    memcpy(&c.norm_eps, d + 52, 4);
+    memcpy(&c.rope_theta, d + 56, 4);
+    llm_status s = llm__file_config(path, &c);
+    if (s == LLM_OK) s = llm__config_resolve(&c);
+    if (s != LLM_OK) return s;
+    size_t off[LLM_NTENSORS], size[LLM_NTENSORS];
+    llm_tensor_layout(&c, off, size);
+    if (llm__rd64(d + 64) != off[LLM_NTENSORS - 1] + size[LLM_NTENSORS - 1])
+        return llm__err(LLM_ERR_FORMAT, "%s: parameter count disagrees with the shape", path);
+    uint64_t want = 256 + llm__qckpt_bytes(&c, size, LLM__CAST(llm_dtype, dt));
+    if (mp->len != want)
+        return llm__err(LLM_ERR_FORMAT, "%s: %zu bytes, expected %llu (truncated?)", path, mp->len, LLM__CAST(unsigned long long, want));
+    llm_model *m = NULL;
+    if ((s = llm__model_make(&m, &c, opt, LLM__CAST(llm_dtype, dt))) != LLM_OK) return s;
+    size_t maxK = LLM__CAST(size_t, c.hidden_dim > c.n_embd ? c.hidden_dim : c.n_embd);
+    llm__q8_0 *blk = LLM__CAST(llm__q8_0 *, LLM_MALLOC((maxK / LLM__QK + 1) * sizeof(llm__q8_0)));
+    uint16_t *vals = LLM__CAST(uint16_t *, LLM_MALLOC(maxK * sizeof(uint16_t)));
+    if (!blk || !vals) { LLM_FREE(blk); LLM_FREE(vals); llm_model_free(m); return llm__err(LLM_ERR_NOMEM, "%s: out of memory", path); }
+    const unsigned char *p = d + 256;
+    for (int i = 0; i < LLM_NTENSORS; i++) {
+        if (!llm__is_qmat(i)) {
+            if (m->size[i]) llm__convert(llm__view(&m->p, i), p, LLM__DT_F32, 1, m->size[i], 0);
+            p += 4 * m->size[i];
+            continue;
+        }
+        int K = i == 12 ? c.hidden_dim : c.n_embd;
+        for (size_t R = 0; R < m->size[i] / LLM__CAST(size_t, K); R++, p += llm__qrow_bytes(m->qdtype, K)) {
+            if (m->qdtype == LLM_DTYPE_Q8_0)
+                for (int b = 0; b < llm__q8_nb(K); b++) {
+                    blk[b].d = LLM__CAST(uint16_t, p[34 * b] | p[34 * b + 1] << 8);
+                    memcpy(blk[b].qs, p + 34 * b + 2, LLM__QK);
+                }
+            else
+                for (int x = 0; x < K; x++) vals[x] = LLM__CAST(uint16_t, p[2 * x] | p[2 * x + 1] << 8);
+            llm__qput_row_exact(m, i, R, blk, vals);
+        }
+    }
+    LLM_FREE(blk);
+    LLM_FREE(vals);
+    *out = m;
+    return LLM_OK;
+}
+
 static llm_status llm__load_ckpt(llm_model **out, const llm__map *mp, const char *path, const llm_options *opt) {
+    if (mp->len >= 256 && llm__rd32(mp->data + 8) == LLM__CKPT_QVERSION) return llm__load_quantized(out, mp, path, opt);   /* above */
     llm_config c;
     int has_opt;
     llm_model *m = NULL;
@@ -8780,6 +10078,7 @@ done:
     llm__map_close(&mp);
     return s;
 }
+static llm_status llm__load_gguf(llm_model **out, const llm__map *mp, const char *path, const llm_options *opt);   /* below */
 
 /* The format from the content's first bytes, then its loader. */
 static llm_status llm__load_map(llm_model **out, const llm__map *mp, const char *path, int read_config,
@@ -8790,6 +10089,7 @@ static llm_status llm__load_map(llm_model **out, const llm__map *mp, const char 
     size_t want = 0;
     if (n >= 8 && memcmp(head, LLM__CKPT_MAGIC, 8) == 0) return llm__load_ckpt(out, mp, path, opt);
     if (n >= 4 && llm__rd32(head) == LLM__LLMC_MAGIC) return llm__load_llmc(out, mp, path, opt);
+    if (n >= 4 && memcmp(head, "GGUF", 4) == 0) return llm__load_gguf(out, mp, path, opt);
     if (n >= 9 && head[8] == '{') {
         int found = 0;
         llm_status s = read_config ? llm__hf_config(path, &c, &found) : LLM_OK;
@@ -8798,7 +10098,7 @@ static llm_status llm__load_map(llm_model **out, const llm__map *mp, const char 
     /* llama2.c has no magic: a plausible header is taken as one (and must then predict
      * the file size exactly; its loader says what is wrong with the file) */
     if (llm__llama2c_config(head, n, &c, &want) != 0) return llm__load_llama2c(out, mp, path, opt);
-    return llm__err(LLM_ERR_FORMAT, "%s: unknown model format (expected HF safetensors, llm.c .bin, llama2.c .bin or an llm.h checkpoint)", path);
+    return llm__err(LLM_ERR_FORMAT, "%s: unknown model format (expected HF safetensors, llm.c .bin, llama2.c .bin, GGUF or an llm.h checkpoint)", path);
 }
 
 LLMDEF llm_status llm_model_load(llm_model **out, const char *path, const llm_options *opt) {
@@ -8823,6 +10123,807 @@ LLMDEF llm_status llm_model_load_memory(llm_model **out, const void *data, size_
     llm__map mp;
     llm__map_memory(&mp, data, len);
     return llm__load_map(out, &mp, "(memory)", 0, opt);
+}
+
+/* ---- GGUF: llama.cpp's model files, versions 2 and 3 ----------------------------------
+ * Little-endian throughout:
+ *   "GGUF", u32 version, u64 n_tensors, u64 n_kv
+ *   n_kv x      { str key, u32 value type, value }
+ *   n_tensors x { str name, u32 n_dims (1..4), u64 ne[n_dims], u32 ggml type, u64 offset }
+ *   zero padding up to a multiple of general.alignment (32 when absent), then the data:
+ *   each tensor `offset` bytes past that point, every offset a multiple of the alignment.
+ * str = u64 length, then the bytes (no NUL). Value types: 0 u8, 1 i8, 2 u16, 3 i16,
+ * 4 u32, 5 i32, 6 f32, 7 bool (1 byte), 8 str, 9 array (u32 element type, u64 count, the
+ * elements; arrays of arrays are refused, as ggml refuses them), 10 u64, 11 i64, 12 f64.
+ * Version 1 had u32 counts; version 3 only allowed big-endian files, which carry the
+ * same magic and a byte-swapped version (refused). ne[0] varies fastest: a matrix with
+ * ne = [K, N] is N rows of K values, our (out, in) layout.
+ * A file is untrusted input. Every count, length and offset is checked against what is
+ * left of the file before it is used; counts are bounded by the bytes they need before
+ * anything is allocated; keys and tensor names must be unique; a tensor of a type we
+ * read must lie inside the data without overlapping another. Tensors of other types
+ * are only named in an LLM_ERR_UNSUPPORTED when a model needs them. */
+enum { LLM__GGUF_U8, LLM__GGUF_I8, LLM__GGUF_U16, LLM__GGUF_I16, LLM__GGUF_U32, LLM__GGUF_I32, LLM__GGUF_F32,
+       LLM__GGUF_BOOL, LLM__GGUF_STR, LLM__GGUF_ARR, LLM__GGUF_U64, LLM__GGUF_I64, LLM__GGUF_F64 };
+enum { LLM__GGML_F32 = 0, LLM__GGML_F16 = 1, LLM__GGML_Q8_0 = 8, LLM__GGML_BF16 = 30 };
+#define LLM__GGUF_MAX_DIMS 4
+
+typedef struct llm__gguf_kv {
+    const char *key;             /* klen bytes in the mapped file, no NUL */
+    size_t klen;
+    uint32_t type;               /* value type */
+    uint32_t atype;              /* arrays: the elements' type */
+    uint64_t n;                  /* arrays: the count */
+    const unsigned char *val;    /* the value (arrays: the first element) */
+} llm__gguf_kv;
+typedef struct llm__gguf_tensor {
+    const char *name;
+    size_t nlen;
+    uint64_t ne[LLM__GGUF_MAX_DIMS];   /* 1 past n_dims */
+    int n_dims;
+    uint32_t type;               /* ggml type */
+    uint64_t offset;
+    const unsigned char *data;   /* the bytes, for the types we read (else NULL) */
+} llm__gguf_tensor;
+typedef struct llm__gguf {
+    llm__map map;
+    const char *path;
+    uint32_t version;
+    size_t n_kv, n_t, align;
+    llm__gguf_kv *kv;            /* (n_kv) */
+    llm__gguf_tensor *t;         /* (n_t) */
+    const unsigned char *data;   /* the data section, data_len bytes */
+    size_t data_len;
+} llm__gguf;
+
+static const char *llm__ggml_type_name(uint32_t t) {
+    static const char *const names[40] = {
+        "F32", "F16", "Q4_0", "Q4_1", "type 4", "type 5", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K",
+        "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S",
+        "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16", "Q4_0_4_4", "Q4_0_4_8", "Q4_0_8_8",
+        "TQ1_0", "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8", "IQ4_NL_8_8", "MXFP4"};
+    return t < 40 ? names[t] : "an unknown type";
+}
+/* Bytes per block and values per block of the types we read; 0 for the others. */
+static size_t llm__ggml_block(uint32_t t, size_t *per) {
+    *per = t == LLM__GGML_Q8_0 ? LLM__QK : 1;
+    return t == LLM__GGML_F32 ? 4 : t == LLM__GGML_F16 || t == LLM__GGML_BF16 ? 2 : t == LLM__GGML_Q8_0 ? sizeof(llm__q8_0) : 0;
+}
+/* Bytes of one value of a scalar value type; 0 for str, array and unknown types. */
+static size_t llm__gguf_vsize(uint32_t type) {
+    switch (type) {
+    case LLM__GGUF_U8: case LLM__GGUF_I8: case LLM__GGUF_BOOL: return 1;
+    case LLM__GGUF_U16: case LLM__GGUF_I16: return 2;
+    case LLM__GGUF_U32: case LLM__GGUF_I32: case LLM__GGUF_F32: return 4;
+    case LLM__GGUF_U64: case LLM__GGUF_I64: case LLM__GGUF_F64: return 8;
+    }
+    return 0;
+}
+
+/* A bounded reader over the file: every read first checks that the bytes are there. */
+typedef struct llm__gguf_rd { const unsigned char *p; size_t n, at; } llm__gguf_rd;
+static int llm__gguf_has(const llm__gguf_rd *r, uint64_t k) { return k <= LLM__CAST(uint64_t, r->n - r->at); }
+static int llm__gguf_u32(llm__gguf_rd *r, uint32_t *v) {
+    if (!llm__gguf_has(r, 4)) return 0;
+    *v = llm__rd32(r->p + r->at); r->at += 4;
+    return 1;
+}
+static int llm__gguf_u64(llm__gguf_rd *r, uint64_t *v) {
+    if (!llm__gguf_has(r, 8)) return 0;
+    *v = llm__rd64(r->p + r->at); r->at += 8;
+    return 1;
+}
+/* A string: its bytes stay in the file. */
+static int llm__gguf_str(llm__gguf_rd *r, const char **s, size_t *n) {
+    uint64_t len;
+    if (!llm__gguf_u64(r, &len) || !llm__gguf_has(r, len)) return 0;
+    *s = LLM__CAST(const char *, LLM__CAST(const void *, r->p + r->at));
+    *n = LLM__CAST(size_t, len);
+    r->at += LLM__CAST(size_t, len);
+    return 1;
+}
+
+static void llm__gguf_close(llm__gguf *g) {
+    LLM_FREE(g->kv);
+    LLM_FREE(g->t);
+    llm__map_close(&g->map);
+    memset(g, 0, sizeof *g);
+}
+
+/* Names (keys or tensor names) sorted to find duplicates in n log n. */
+typedef struct llm__gguf_name { const char *s; size_t n; } llm__gguf_name;
+static int llm__gguf_name_cmp(const void *x, const void *y) {
+    const llm__gguf_name *a = LLM__CAST(const llm__gguf_name *, x), *b = LLM__CAST(const llm__gguf_name *, y);
+    int c = memcmp(a->s, b->s, a->n < b->n ? a->n : b->n);
+    return c ? c : a->n < b->n ? -1 : a->n > b->n ? 1 : 0;
+}
+/* The first name that appears twice among n (sorted in place), or NULL. */
+static const llm__gguf_name *llm__gguf_dup(llm__gguf_name *v, size_t n) {
+    if (n < 2) return NULL;
+    qsort(v, n, sizeof *v, llm__gguf_name_cmp);
+    for (size_t i = 1; i < n; i++)
+        if (llm__gguf_name_cmp(v + i - 1, v + i) == 0) return v + i;
+    return NULL;
+}
+
+/* Step over one value of `type` (strings walked, arrays of scalars jumped over). */
+static int llm__gguf_skip(llm__gguf_rd *r, uint32_t type, uint32_t *atype, uint64_t *count) {
+    size_t vs = llm__gguf_vsize(type);
+    if (vs) { if (!llm__gguf_has(r, vs)) return 0; r->at += vs; return 1; }
+    if (type == LLM__GGUF_STR) { const char *s; size_t n; return llm__gguf_str(r, &s, &n); }
+    if (type != LLM__GGUF_ARR) return 0;
+    uint32_t at;
+    uint64_t n;
+    if (!llm__gguf_u32(r, &at) || !llm__gguf_u64(r, &n)) return 0;
+    *atype = at; *count = n;
+    if (at == LLM__GGUF_STR) {
+        if (n > (r->n - r->at) / 8) return 0;   /* each string needs its 8-byte length */
+        for (uint64_t i = 0; i < n; i++) { const char *s; size_t l; if (!llm__gguf_str(r, &s, &l)) return 0; }
+        return 1;
+    }
+    vs = llm__gguf_vsize(at);
+    if (!vs || n > (r->n - r->at) / vs) return 0;   /* arrays of arrays, unknown types, too long */
+    r->at += LLM__CAST(size_t, n) * vs;
+    return 1;
+}
+
+typedef struct { size_t b, e; const char *name; size_t nlen; } llm__gguf_range;
+static int llm__gguf_range_cmp(const void *x, const void *y) {
+    const llm__gguf_range *a = LLM__CAST(const llm__gguf_range *, x), *b = LLM__CAST(const llm__gguf_range *, y);
+    return a->b < b->b ? -1 : a->b > b->b ? 1 : 0;
+}
+
+/* Validate the whole header of the file in g->map and the placement of every tensor we
+ * could read; on failure g is closed (the map too). */
+static llm_status llm__gguf_parse(llm__gguf *g, const char *path) {
+    llm_status s;
+    g->path = path;
+    g->align = 32;
+    const unsigned char *d = g->map.data;
+    const size_t len = g->map.len;
+    llm__gguf_rd r;
+    r.p = d; r.n = len; r.at = 24;
+    llm__gguf_name *names = NULL;
+    llm__gguf_range *rg = NULL;
+    uint64_t n_t, n_kv;
+#define LLM__GGUF_FAIL(st, ...) do { s = llm__err(st, __VA_ARGS__); goto fail; } while (0)
+    if (len < 24 || memcmp(d, "GGUF", 4) != 0)
+        LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: not a GGUF file (no \"GGUF\" magic, or shorter than its 24-byte header)", path);
+    g->version = llm__rd32(d + 4);
+    if (g->version != 2 && g->version != 3) {
+        uint32_t v = g->version, sw = (v >> 24) | ((v >> 8) & 0xff00) | ((v << 8) & 0xff0000) | (v << 24);
+        if (sw == 2 || sw == 3) LLM__GGUF_FAIL(LLM_ERR_UNSUPPORTED, "%s: a big-endian GGUF file (llm.h reads little-endian ones)", path);
+        LLM__GGUF_FAIL(LLM_ERR_UNSUPPORTED, "%s: GGUF version %u (llm.h reads versions 2 and 3)", path, v);
+    }
+    n_t = llm__rd64(d + 8);
+    n_kv = llm__rd64(d + 16);
+    /* a key/value takes at least 13 bytes (length, type, a one-byte value), a tensor 32 */
+    if (n_kv > (len - 24) / 13 || n_t > (len - 24) / 32)
+        LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: claims %llu keys and %llu tensors, more than its %zu bytes can hold", path,
+                       LLM__CAST(unsigned long long, n_kv), LLM__CAST(unsigned long long, n_t), len);
+    g->n_kv = LLM__CAST(size_t, n_kv);
+    g->n_t = LLM__CAST(size_t, n_t);
+    g->kv = LLM__CAST(llm__gguf_kv *, llm__calloc(g->n_kv + 1, sizeof *g->kv));
+    g->t = LLM__CAST(llm__gguf_tensor *, llm__calloc(g->n_t + 1, sizeof *g->t));
+    names = LLM__CAST(llm__gguf_name *, llm__calloc((g->n_kv > g->n_t ? g->n_kv : g->n_t) + 1, sizeof *names));
+    rg = LLM__CAST(llm__gguf_range *, llm__calloc(g->n_t + 1, sizeof *rg));
+    if (!g->kv || !g->t || !names || !rg) LLM__GGUF_FAIL(LLM_ERR_NOMEM, "%s: out of memory for the GGUF header", path);
+    for (size_t i = 0; i < g->n_kv; i++) {
+        llm__gguf_kv *kv = &g->kv[i];
+        size_t at = r.at;
+        if (!llm__gguf_str(&r, &kv->key, &kv->klen) || !llm__gguf_u32(&r, &kv->type))
+            LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: key %zu (at byte %zu) is cut off", path, i, at);
+        kv->val = d + r.at;
+        if (!llm__gguf_skip(&r, kv->type, &kv->atype, &kv->n)) {
+            if (kv->type > LLM__GGUF_F64)
+                LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: key '%.*s' has unknown value type %u", path, LLM__CAST(int, kv->klen < 80 ? kv->klen : 80), kv->key, kv->type);
+            LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: the value of key '%.*s' is cut off or malformed (an array too long for the "
+                           "file, of arrays, or of an unknown type)", path, LLM__CAST(int, kv->klen < 80 ? kv->klen : 80), kv->key);
+        }
+        if (kv->type == LLM__GGUF_ARR) kv->val += 12;   /* past the element type and count */
+        names[i].s = kv->key; names[i].n = kv->klen;
+    }
+    {
+        const llm__gguf_name *dup = llm__gguf_dup(names, g->n_kv);
+        if (dup) LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: key '%.*s' appears twice", path, LLM__CAST(int, dup->n < 80 ? dup->n : 80), dup->s);
+    }
+    for (size_t i = 0; i < g->n_t; i++) {
+        llm__gguf_tensor *t = &g->t[i];
+        size_t at = r.at;
+        uint32_t nd;
+        if (!llm__gguf_str(&r, &t->name, &t->nlen) || !llm__gguf_u32(&r, &nd))
+            LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensor %zu (at byte %zu) is cut off", path, i, at);
+        const int nn = LLM__CAST(int, t->nlen < 80 ? t->nlen : 80);
+        if (nd < 1 || nd > LLM__GGUF_MAX_DIMS)
+            LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensor '%.*s' has %u dimensions (1 to 4 allowed)", path, nn, t->name, nd);
+        t->n_dims = LLM__CAST(int, nd);
+        uint64_t numel = 1;
+        for (int k = 0; k < LLM__GGUF_MAX_DIMS; k++) {
+            uint64_t e = 1;
+            if (k < t->n_dims && !llm__gguf_u64(&r, &e)) LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensor '%.*s' is cut off", path, nn, t->name);
+            if (e < 1 || e > (UINT64_C(1) << 50) / numel)
+                LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensor '%.*s' has a bad shape (dimension %d is %llu)", path, nn, t->name, k,
+                               LLM__CAST(unsigned long long, e));
+            t->ne[k] = e;
+            numel *= e;
+        }
+        if (!llm__gguf_u32(&r, &t->type) || !llm__gguf_u64(&r, &t->offset))
+            LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensor '%.*s' is cut off", path, nn, t->name);
+        names[i].s = t->name; names[i].n = t->nlen;
+    }
+    {
+        const llm__gguf_name *dup = llm__gguf_dup(names, g->n_t);
+        if (dup) LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensor '%.*s' appears twice", path, LLM__CAST(int, dup->n < 80 ? dup->n : 80), dup->s);
+    }
+    for (size_t i = 0; i < g->n_kv; i++)   /* general.alignment: a u32 power of two */
+        if (g->kv[i].klen == 17 && memcmp(g->kv[i].key, "general.alignment", 17) == 0) {
+            uint32_t a = g->kv[i].type == LLM__GGUF_U32 ? llm__rd32(g->kv[i].val) : 0;
+            if (a == 0 || (a & (a - 1)) || a > (1u << 30))
+                LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: general.alignment must be a u32 power of two", path);
+            g->align = a;
+        }
+    {
+        size_t start = (r.at + g->align - 1) / g->align * g->align;   /* r.at <= len: no overflow */
+        if (start > len) {
+            if (g->n_t) LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: the file ends before its tensor data", path);
+            start = len;
+        }
+        g->data = d + start;
+        g->data_len = len - start;
+    }
+    {
+        size_t nr = 0;
+        for (size_t i = 0; i < g->n_t; i++) {
+            llm__gguf_tensor *t = &g->t[i];
+            const int nn = LLM__CAST(int, t->nlen < 80 ? t->nlen : 80);
+            if (t->offset % g->align)
+                LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensor '%.*s' at offset %llu, not a multiple of the alignment %zu", path, nn, t->name,
+                               LLM__CAST(unsigned long long, t->offset), g->align);
+            size_t per, bs = llm__ggml_block(t->type, &per);
+            if (!bs) continue;   /* a type we never read: its bytes are never touched */
+            if (t->ne[0] % per)
+                LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensor '%.*s' (%s) has rows of %llu values, not a multiple of %zu", path, nn,
+                               t->name, llm__ggml_type_name(t->type), LLM__CAST(unsigned long long, t->ne[0]), per);
+            uint64_t bytes = t->ne[0] / per * t->ne[1] * t->ne[2] * t->ne[3] * bs;   /* < 2^50 * 34 */
+            if (t->offset > g->data_len || bytes > g->data_len - t->offset)
+                LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensor '%.*s' (%llu bytes at offset %llu) runs past the end of the data (%zu bytes)",
+                               path, nn, t->name, LLM__CAST(unsigned long long, bytes), LLM__CAST(unsigned long long, t->offset), g->data_len);
+            t->data = g->data + t->offset;
+            rg[nr].b = LLM__CAST(size_t, t->offset); rg[nr].e = LLM__CAST(size_t, t->offset + bytes);
+            rg[nr].name = t->name; rg[nr].nlen = t->nlen;
+            nr++;
+        }
+        qsort(rg, nr, sizeof *rg, llm__gguf_range_cmp);
+        for (size_t i = 1; i < nr; i++)
+            if (rg[i].b < rg[i - 1].e)
+                LLM__GGUF_FAIL(LLM_ERR_FORMAT, "%s: tensors '%.*s' and '%.*s' overlap", path, LLM__CAST(int, rg[i - 1].nlen < 80 ? rg[i - 1].nlen : 80),
+                               rg[i - 1].name, LLM__CAST(int, rg[i].nlen < 80 ? rg[i].nlen : 80), rg[i].name);
+    }
+#undef LLM__GGUF_FAIL
+    LLM_FREE(names);
+    LLM_FREE(rg);
+    return LLM_OK;
+fail:
+    LLM_FREE(names);
+    LLM_FREE(rg);
+    llm__gguf_close(g);
+    return s;
+}
+
+static llm_status llm__gguf_open(llm__gguf *g, const char *path) {
+    memset(g, 0, sizeof *g);
+    llm_status s = llm__map_open(&g->map, path);
+    return s != LLM_OK ? s : llm__gguf_parse(g, path);
+}
+
+/* ---- looking things up ---------------------------------------------------------------- */
+static const llm__gguf_kv *llm__gguf_find(const llm__gguf *g, const char *key) {
+    size_t n = strlen(key);
+    for (size_t i = 0; i < g->n_kv; i++)
+        if (g->kv[i].klen == n && memcmp(g->kv[i].key, key, n) == 0) return &g->kv[i];
+    return NULL;
+}
+static const llm__gguf_tensor *llm__gguf_tensor_find(const llm__gguf *g, const char *name) {
+    size_t n = strlen(name);
+    for (size_t i = 0; i < g->n_t; i++)
+        if (g->t[i].nlen == n && memcmp(g->t[i].name, name, n) == 0) return &g->t[i];
+    return NULL;
+}
+/* The integer at p of scalar type t (bool too); 0 if t is not an integer type or the
+ * value does not fit an int64. */
+static int llm__gguf_int_at(const unsigned char *p, uint32_t t, int64_t *v) {
+    switch (t) {
+    case LLM__GGUF_U8: case LLM__GGUF_BOOL: *v = p[0]; return 1;
+    case LLM__GGUF_I8: *v = LLM__CAST(int8_t, p[0]); return 1;
+    case LLM__GGUF_U16: *v = p[0] | p[1] << 8; return 1;
+    case LLM__GGUF_I16: *v = LLM__CAST(int16_t, LLM__CAST(uint16_t, p[0] | p[1] << 8)); return 1;
+    case LLM__GGUF_U32: *v = llm__rd32(p); return 1;
+    case LLM__GGUF_I32: *v = LLM__CAST(int32_t, llm__rd32(p)); return 1;
+    case LLM__GGUF_U64: if (llm__rd64(p) > INT64_MAX) return 0; *v = LLM__CAST(int64_t, llm__rd64(p)); return 1;
+    case LLM__GGUF_I64: *v = LLM__CAST(int64_t, llm__rd64(p)); return 1;
+    }
+    return 0;
+}
+/* Metadata getters: 1 found (and valid), 0 absent, LLM error status (< 0) when present
+ * but of the wrong type or out of [lo, hi]. */
+static int llm__gguf_get_int(const llm__gguf *g, const char *key, int64_t lo, int64_t hi, int64_t *v) {
+    const llm__gguf_kv *kv = llm__gguf_find(g, key);
+    if (!kv) return 0;
+    if (kv->type == LLM__GGUF_ARR)
+        return llm__err(LLM_ERR_UNSUPPORTED, "%s: %s is an array (values that vary by layer are not supported)", g->path, key);
+    if (!llm__gguf_int_at(kv->val, kv->type, v) || *v < lo || *v > hi)
+        return llm__err(LLM_ERR_FORMAT, "%s: %s must be an integer in [%lld, %lld]", g->path, key, LLM__CAST(long long, lo),
+                        LLM__CAST(long long, hi));
+    return 1;
+}
+static int llm__gguf_get_float(const llm__gguf *g, const char *key, double *v) {
+    const llm__gguf_kv *kv = llm__gguf_find(g, key);
+    if (!kv) return 0;
+    if (kv->type == LLM__GGUF_F32) *v = llm__bits_f32(llm__rd32(kv->val));
+    else if (kv->type == LLM__GGUF_F64) { uint64_t u = llm__rd64(kv->val); memcpy(v, &u, 8); }
+    else return llm__err(LLM_ERR_FORMAT, "%s: %s must be a float", g->path, key);
+    return 1;
+}
+static int llm__gguf_get_str(const llm__gguf *g, const char *key, const char **s, size_t *n) {
+    const llm__gguf_kv *kv = llm__gguf_find(g, key);
+    if (!kv) return 0;
+    if (kv->type != LLM__GGUF_STR) return llm__err(LLM_ERR_FORMAT, "%s: %s must be a string", g->path, key);
+    *n = LLM__CAST(size_t, llm__rd64(kv->val));
+    *s = LLM__CAST(const char *, LLM__CAST(const void *, kv->val + 8));
+    return 1;
+}
+static int llm__gguf_streq(const char *s, size_t n, const char *lit) { return n == strlen(lit) && memcmp(s, lit, n) == 0; }
+
+/* Tensor `name` as rows x cols floats (ne = [cols, rows]; rows 0: a vector ne = [cols])
+ * into dst: F32, F16 and BF16 converted, Q8_0 dequantized. Trailing dimensions of 1 are
+ * allowed. LLM_ERR_FORMAT for a missing tensor or another shape, LLM_ERR_UNSUPPORTED
+ * naming the type for any other type. */
+static llm_status llm__gguf_shape(const llm__gguf *g, const llm__gguf_tensor *t, const char *name, uint64_t cols,
+                                  uint64_t rows) {
+    uint64_t want[LLM__GGUF_MAX_DIMS] = {cols, rows ? rows : 1, 1, 1};
+    if (!t) return llm__err(LLM_ERR_FORMAT, "%s: missing tensor '%s'", g->path, name);
+    for (int k = 0; k < LLM__GGUF_MAX_DIMS; k++)
+        if (t->ne[k] != want[k])
+            return llm__err(LLM_ERR_FORMAT, "%s: tensor '%s' has shape [%llu, %llu, %llu, %llu], expected [%llu, %llu]", g->path, name,
+                            LLM__CAST(unsigned long long, t->ne[0]), LLM__CAST(unsigned long long, t->ne[1]),
+                            LLM__CAST(unsigned long long, t->ne[2]), LLM__CAST(unsigned long long, t->ne[3]),
+                            LLM__CAST(unsigned long long, cols), LLM__CAST(unsigned long long, rows ? rows : 1));
+    if (!t->data)
+        return llm__err(LLM_ERR_UNSUPPORTED, "%s: tensor '%s' is %s (llm.h reads F32, F16, BF16 and Q8_0; requantize to Q8_0 "
+                        "or F16 with llama.cpp's llama-quantize)", g->path, name, llm__ggml_type_name(t->type));
+    return LLM_OK;
+}
+/* Row r of tensor t (rows of ne[0] values, of a type we read) as floats. */
+static void llm__gguf_row(const llm__gguf_tensor *t, uint64_t r, float *dst) {
+    const size_t K = LLM__CAST(size_t, t->ne[0]);
+    if (t->type == LLM__GGML_Q8_0) {
+        const unsigned char *B = t->data + LLM__CAST(size_t, r) * (K / LLM__QK) * sizeof(llm__q8_0);
+        for (size_t b = 0; b < K / LLM__QK; b++, B += sizeof(llm__q8_0)) {
+            float d = llm__f16_to_f32(LLM__CAST(uint16_t, B[0] | B[1] << 8));
+            for (int k = 0; k < LLM__QK; k++) dst[b * LLM__QK + LLM__CAST(size_t, k)] = d * LLM__CAST(float, LLM__CAST(int8_t, B[2 + k]));
+        }
+        return;
+    }
+    int dt = t->type == LLM__GGML_F32 ? LLM__DT_F32 : t->type == LLM__GGML_F16 ? LLM__DT_F16 : LLM__DT_BF16;
+    llm__convert(dst, t->data + LLM__CAST(size_t, r) * K * (dt == LLM__DT_F32 ? 4 : 2), dt, 1, K, 0);
+}
+
+static llm_status llm__gguf_floats(const llm__gguf *g, const char *name, uint64_t cols, uint64_t rows, float *dst) {
+    const llm__gguf_tensor *t = llm__gguf_tensor_find(g, name);
+    llm_status s = llm__gguf_shape(g, t, name, cols, rows);
+    if (s != LLM_OK || !dst) return s;   /* dst NULL: only check */
+    for (uint64_t r = 0; r < (rows ? rows : 1); r++) llm__gguf_row(t, r, dst + LLM__CAST(size_t, r * cols));
+    return LLM_OK;
+}
+
+/* ---- GGUF models ---------------------------------------------------------------------
+ * llama.cpp's tensor names, per architecture (ne = [in, out]):
+ *   both:  token_embd.weight [C, V], output_norm.weight [C], output.weight [C, V] (optional:
+ *          tied to token_embd when absent), blk.N.attn_norm.weight, blk.N.ffn_norm.weight,
+ *          blk.N.attn_output.weight [C, C], blk.N.ffn_down.weight [H, C]
+ *   llama: blk.N.attn_q.weight [C, C], attn_k / attn_v [C, NKV*HS], ffn_gate, ffn_up [C, H]
+ *          (its converter stores q and k in the interleaved RoPE order that llama2.c and
+ *          llm.h use, so nothing is permuted)
+ *   gpt2:  position_embd.weight [C, maxT], blk.N.attn_qkv.weight [C, 3C] (rows q, k, v),
+ *          blk.N.ffn_up.weight [C, H], and a .bias beside every norm and matmul weight.
+ * Hyper-parameters come from "<arch>.*" keys (context_length, embedding_length,
+ * block_count, feed_forward_length, attention.head_count[_kv], rope.freq_base,
+ * attention.layer_norm_rms_epsilon). What llm.h's Transformer cannot express is refused
+ * by name: other architectures, partial rotary dimensions, RoPE scaling, experts,
+ * attention biases in a Llama. */
+static llm_status llm__gguf_config(const llm__gguf *g, llm_config *c) {
+    const char *arch, *path = g->path;
+    size_t alen;
+    int r = llm__gguf_get_str(g, "general.architecture", &arch, &alen);
+    if (r < 0) return LLM__CAST(llm_status, r);
+    if (r == 0) return llm__err(LLM_ERR_FORMAT, "%s: no general.architecture key", path);
+    memset(c, 0, sizeof *c);
+    if (llm__gguf_streq(arch, alen, "llama")) c->arch = LLM_ARCH_LLAMA;
+    else if (llm__gguf_streq(arch, alen, "gpt2")) c->arch = LLM_ARCH_GPT2;
+    else return llm__err(LLM_ERR_UNSUPPORTED, "%s: architecture '%.*s' (llm.h runs 'llama' and 'gpt2')", path,
+                         LLM__CAST(int, alen < 40 ? alen : 40), arch);
+    const char *a = c->arch == LLM_ARCH_LLAMA ? "llama" : "gpt2";
+    char key[96];
+    struct { const char *suffix; int *dst; int required; } ints[6] = {
+        {"context_length", &c->max_seq_len, 1}, {"embedding_length", &c->n_embd, 1}, {"block_count", &c->n_layer, 1},
+        {"feed_forward_length", &c->hidden_dim, 1}, {"attention.head_count", &c->n_head, 1},
+        {"attention.head_count_kv", &c->n_kv_head, 0}};
+    for (int i = 0; i < 6; i++) {
+        int64_t v = 0;
+        snprintf(key, sizeof key, "%s.%s", a, ints[i].suffix);
+        if ((r = llm__gguf_get_int(g, key, 1, INT_MAX, &v)) < 0) return LLM__CAST(llm_status, r);
+        if (r == 0 && ints[i].required) return llm__err(LLM_ERR_FORMAT, "%s: no %s key", path, key);
+        *ints[i].dst = LLM__CAST(int, v);
+    }
+    double f;
+    snprintf(key, sizeof key, "%s.rope.freq_base", a);
+    if ((r = llm__gguf_get_float(g, key, &f)) < 0) return LLM__CAST(llm_status, r);
+    if (r) c->rope_theta = LLM__CAST(float, f);
+    if (c->arch == LLM_ARCH_LLAMA) {
+        snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", a);
+        if ((r = llm__gguf_get_float(g, key, &f)) < 0) return LLM__CAST(llm_status, r);
+        if (r) c->norm_eps = LLM__CAST(float, f);
+        if (!(c->norm_eps >= 0.0f) || !(c->rope_theta >= 0.0f))   /* resolve checks > 0; catch NaN here */
+            return llm__err(LLM_ERR_FORMAT, "%s: rope.freq_base and layer_norm_rms_epsilon must be positive", path);
+    } else {
+        snprintf(key, sizeof key, "%s.attention.layer_norm_epsilon", a);
+        if ((r = llm__gguf_get_float(g, key, &f)) < 0) return LLM__CAST(llm_status, r);
+        if (r && !(fabs(f - 1e-5) <= 1e-9))
+            return llm__err(LLM_ERR_UNSUPPORTED, "%s: GPT-2 layer-norm epsilon %g (llm.h's LayerNorm uses 1e-5)", path, f);
+    }
+    int64_t v;
+    snprintf(key, sizeof key, "%s.rope.dimension_count", a);
+    if ((r = llm__gguf_get_int(g, key, 0, INT_MAX, &v)) < 0) return LLM__CAST(llm_status, r);
+    if (r && c->arch == LLM_ARCH_LLAMA && c->n_head > 0 && v != c->n_embd / c->n_head)
+        return llm__err(LLM_ERR_UNSUPPORTED, "%s: RoPE on %lld of each head's %d dimensions (llm.h rotates all of them)", path,
+                        LLM__CAST(long long, v), c->n_embd / c->n_head);
+    snprintf(key, sizeof key, "%s.expert_count", a);
+    if ((r = llm__gguf_get_int(g, key, 0, INT_MAX, &v)) < 0) return LLM__CAST(llm_status, r);
+    if (r && v > 0) return llm__err(LLM_ERR_UNSUPPORTED, "%s: a mixture of %lld experts", path, LLM__CAST(long long, v));
+    const char *st;
+    size_t sl;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+    if ((r = llm__gguf_get_str(g, key, &st, &sl)) < 0) return LLM__CAST(llm_status, r);
+    if (r && !llm__gguf_streq(st, sl, "none"))
+        return llm__err(LLM_ERR_UNSUPPORTED, "%s: RoPE scaling '%.*s'", path, LLM__CAST(int, sl < 40 ? sl : 40), st);
+    if (llm__gguf_tensor_find(g, "rope_freqs.weight"))
+        return llm__err(LLM_ERR_UNSUPPORTED, "%s: per-frequency RoPE factors (rope_freqs.weight, Llama 3.1 style)", path);
+    if (c->arch == LLM_ARCH_LLAMA && llm__gguf_tensor_find(g, "blk.0.attn_q.bias"))
+        return llm__err(LLM_ERR_UNSUPPORTED, "%s: attention biases in a Llama", path);
+    const llm__gguf_tensor *emb = llm__gguf_tensor_find(g, "token_embd.weight");
+    if (!emb) return llm__err(LLM_ERR_FORMAT, "%s: missing tensor 'token_embd.weight'", path);
+    if (emb->ne[1] > INT_MAX) return llm__err(LLM_ERR_FORMAT, "%s: vocabulary of %llu tokens", path, LLM__CAST(unsigned long long, emb->ne[1]));
+    c->vocab_size = LLM__CAST(int, emb->ne[1]);
+    c->untied_head = c->arch == LLM_ARCH_LLAMA && llm__gguf_tensor_find(g, "output.weight") != NULL;
+    return llm__file_config(path, c);
+}
+
+/* Tensor `name` (cols x rows) into the model: an fp32 model's host copy h (at element
+ * `at` of tensor ti), a quantized model's small tensors, or its tiles: Q8_0 blocks into a
+ * Q8_0 model and BF16 values into a bf16 one are copied as they are, anything else is
+ * converted to floats and quantized, row by row. m NULL: only check the tensor. */
+static llm_status llm__gguf_put(const llm__gguf *g, llm_model *m, float *h, int ti, uint64_t at, const char *name,
+                                uint64_t cols, uint64_t rows) {
+    if (!m) return llm__gguf_floats(g, name, cols, rows, NULL);
+    if (m->qdtype == LLM_DTYPE_F32) return llm__gguf_floats(g, name, cols, rows, h + m->off[ti] + at);
+    if (!llm__is_qmat(ti)) return llm__gguf_floats(g, name, cols, rows, llm__view(&m->p, ti) + at);
+    const llm__gguf_tensor *t = llm__gguf_tensor_find(g, name);
+    llm_status s = llm__gguf_shape(g, t, name, cols, rows);
+    if (s != LLM_OK) return s;
+    const size_t K = LLM__CAST(size_t, cols), nb = K / LLM__QK;
+    const int q8 = t->type == LLM__GGML_Q8_0 && m->qdtype == LLM_DTYPE_Q8_0, b16 = t->type == LLM__GGML_BF16 && m->qdtype == LLM_DTYPE_BF16;
+    void *tmp = LLM_MALLOC(q8 ? nb * sizeof(llm__q8_0) : K * sizeof(float));
+    if (!tmp) return llm__err(LLM_ERR_NOMEM, "%s: out of memory", g->path);
+    for (uint64_t r = 0; r < rows; r++) {
+        const size_t R = LLM__CAST(size_t, at / cols + r);
+        if (q8) {   /* 34-byte blocks: a little-endian fp16 scale, 32 int8 */
+            llm__q8_0 *bl = LLM__CAST(llm__q8_0 *, tmp);
+            const unsigned char *B = t->data + LLM__CAST(size_t, r) * nb * sizeof(llm__q8_0);
+            for (size_t b = 0; b < nb; b++, B += sizeof(llm__q8_0)) {
+                bl[b].d = LLM__CAST(uint16_t, B[0] | B[1] << 8);
+                memcpy(bl[b].qs, B + 2, LLM__QK);
+            }
+            llm__qput_row_exact(m, ti, R, bl, NULL);
+        } else if (b16) {
+            uint16_t *v = LLM__CAST(uint16_t *, tmp);
+            const unsigned char *B = t->data + LLM__CAST(size_t, r) * K * 2;
+            for (size_t k = 0; k < K; k++) v[k] = LLM__CAST(uint16_t, B[2 * k] | B[2 * k + 1] << 8);
+            llm__qput_row_exact(m, ti, R, NULL, v);
+        } else {
+            llm__gguf_row(t, r, LLM__CAST(float *, tmp));
+            llm__qput_rows(m, ti, R, 1, LLM__CAST(float *, tmp));
+        }
+    }
+    LLM_FREE(tmp);
+    return LLM_OK;
+}
+
+/* Read every tensor into model m (its host fp32 copy h, or its quantized storage), or
+ * with m NULL only check that every tensor is there with its shape and a type we read:
+ * done before the model is allocated, so that a header claiming a huge shape costs
+ * nothing (the tensors must then fit in the file). c is the resolved config. */
+static llm_status llm__gguf_weights(const llm__gguf *g, const llm_config *c, llm_model *m, float *h) {
+    const uint64_t C = LLM__CAST(uint64_t, c->n_embd), V = LLM__CAST(uint64_t, c->vocab_size), H = LLM__CAST(uint64_t, c->hidden_dim);
+    const uint64_t KV = LLM__CAST(uint64_t, c->n_kv_head) * (C / LLM__CAST(uint64_t, c->n_head)), QKV = C + 2 * KV;
+    const int gpt2 = c->arch == LLM_ARCH_GPT2;
+    /* (tensor index in llm_params, element offset in it, file name, cols, rows: 0 = a vector) */
+    struct { int ti; uint64_t at; const char *name; uint64_t cols, rows; } t[16];
+    char name[16][64];
+    int nt = 0;
+    llm_status s;
+#define LLM__GG(i, a, nm, cl, rw) do { t[nt].ti = i; t[nt].at = a; t[nt].name = nm; t[nt].cols = cl; t[nt].rows = rw; nt++; } while (0)
+    LLM__GG(0, 0, "token_embd.weight", C, V);
+    LLM__GG(14, 0, "output_norm.weight", C, 0);
+    if (gpt2) {
+        LLM__GG(15, 0, "output_norm.bias", C, 0);
+        LLM__GG(1, 0, "position_embd.weight", C, LLM__CAST(uint64_t, c->max_seq_len));
+    }
+    if (c->untied_head) LLM__GG(16, 0, "output.weight", C, V);
+    for (int l = -1; l < c->n_layer; l++) {
+        const uint64_t L = LLM__CAST(uint64_t, l);
+        if (l >= 0) {
+            nt = 0;
+            LLM__GG(2, L * C, "attn_norm.weight", C, 0);
+            LLM__GG(8, L * C, "ffn_norm.weight", C, 0);
+            LLM__GG(6, L * C * C, "attn_output.weight", C, C);
+            LLM__GG(12, L * C * H, "ffn_down.weight", H, C);
+            if (gpt2) {
+                LLM__GG(3, L * C, "attn_norm.bias", C, 0);
+                LLM__GG(9, L * C, "ffn_norm.bias", C, 0);
+                LLM__GG(4, L * QKV * C, "attn_qkv.weight", C, QKV);
+                LLM__GG(5, L * QKV, "attn_qkv.bias", QKV, 0);
+                LLM__GG(7, L * C, "attn_output.bias", C, 0);
+                LLM__GG(10, L * H * C, "ffn_up.weight", C, H);
+                LLM__GG(11, L * H, "ffn_up.bias", H, 0);
+                LLM__GG(13, L * C, "ffn_down.bias", C, 0);
+            } else {   /* q, k, v stacked into qkvw; gate then up into fcw */
+                LLM__GG(4, L * QKV * C, "attn_q.weight", C, C);
+                LLM__GG(4, (L * QKV + C) * C, "attn_k.weight", C, KV);
+                LLM__GG(4, (L * QKV + C + KV) * C, "attn_v.weight", C, KV);
+                LLM__GG(10, L * 2 * H * C, "ffn_gate.weight", C, H);
+                LLM__GG(10, (L * 2 * H + H) * C, "ffn_up.weight", C, H);
+            }
+            for (int i = 0; i < nt; i++) {
+                snprintf(name[i], sizeof name[i], "blk.%d.%s", l, t[i].name);
+                t[i].name = name[i];
+            }
+        }
+        for (int i = 0; i < nt; i++)
+            if ((s = llm__gguf_put(g, m, h, t[i].ti, t[i].at, t[i].name, t[i].cols, t[i].rows == 0 ? 1 : t[i].rows)) != LLM_OK)
+                return s;
+    }
+#undef LLM__GG
+    /* GPT-2's head is tied; llama.cpp's converter writes it again as output.weight, which
+     * must then hold the same values (as in the safetensors loader), row by row */
+    const llm__gguf_tensor *o = llm__gguf_tensor_find(g, "output.weight"), *e = llm__gguf_tensor_find(g, "token_embd.weight");
+    if (gpt2 && o) {
+        if ((s = llm__gguf_shape(g, o, "output.weight", C, V)) != LLM_OK) return s;
+        float *a = m ? LLM__CAST(float *, LLM_MALLOC(2 * LLM__CAST(size_t, C) * sizeof(float))) : NULL;
+        if (m && !a) return llm__err(LLM_ERR_NOMEM, "%s: out of memory", g->path);
+        for (uint64_t r = 0; m && r < V && s == LLM_OK; r++) {
+            llm__gguf_row(o, r, a);
+            llm__gguf_row(e, r, a + C);
+            if (memcmp(a, a + C, LLM__CAST(size_t, C) * sizeof(float)) != 0)
+                s = llm__err(LLM_ERR_UNSUPPORTED, "%s: output.weight differs from token_embd.weight; GPT-2's head is tied", g->path);
+        }
+        LLM_FREE(a);
+        if (s != LLM_OK) return s;
+    }
+    return LLM_OK;
+}
+
+/* The model in an opened GGUF file (closed by the caller). Its matrices stay quantized:
+ * a file with Q8_0 matrices gives a Q8_0 model (its blocks copied as they are; a matrix
+ * of another type in it is quantized to Q8_0, as llama-quantize leaves some), else one
+ * with BF16 matrices a bf16 model; F32 and F16 give fp32. */
+static llm_status llm__gguf_model(const llm__gguf *g, llm_model **out, const llm_options *opt) {
+    llm_config c;
+    llm_model *m = NULL;
+    float *h = NULL;
+    llm_status s;
+    llm_dtype dt = LLM_DTYPE_F32;
+    *out = NULL;
+    for (size_t i = 0; i < g->n_t; i++) {
+        if (g->t[i].type == LLM__GGML_Q8_0) dt = LLM_DTYPE_Q8_0;
+        else if (g->t[i].type == LLM__GGML_BF16 && g->t[i].ne[1] > 1 && dt == LLM_DTYPE_F32) dt = LLM_DTYPE_BF16;
+    }
+    if ((s = llm__gguf_config(g, &c)) != LLM_OK || (s = llm__config_resolve(&c)) != LLM_OK ||
+        (s = llm__gguf_weights(g, &c, NULL, NULL)) != LLM_OK || (s = llm__model_make(&m, &c, opt, dt)) != LLM_OK)
+        return s;
+    if (dt == LLM_DTYPE_F32) {
+        h = LLM__CAST(float *, llm__calloc(m->n_params, sizeof(float)));
+        if (!h) s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", g->path);
+    }
+    if (s == LLM_OK) s = llm__gguf_weights(g, &m->cfg, m, h);
+    if (s == LLM_OK && h) s = m->be->upload(m->st, m->params_mem, h, m->n_params * sizeof(float));
+    LLM_FREE(h);
+    if (s != LLM_OK) { llm_model_free(m); m = NULL; }
+    *out = m;
+    return s;
+}
+
+static llm_status llm__load_gguf(llm_model **out, const llm__map *mp, const char *path, const llm_options *opt) {
+    llm__gguf g;
+    *out = NULL;
+    memset(&g, 0, sizeof g);
+    llm__map_memory(&g.map, mp->data, mp->len);   /* borrowed: the caller closes mp */
+    llm_status s = llm__gguf_parse(&g, path);
+    if (s != LLM_OK) return s;
+    s = llm__gguf_model(&g, out, opt);
+    llm__gguf_close(&g);
+    return s;
+}
+
+/* ---- the tokenizer in a GGUF file ------------------------------------------------------
+ * tokenizer.ggml.model says which: "llama" (SentencePiece: tokenizer.ggml.tokens with
+ * tokenizer.ggml.scores; pieces spell a space as U+2581, the byte pieces are <0x00> ..
+ * <0xFF> at ids 3 .. 258) becomes llama2.c's tokenizer (a tokenizer.bin image built in
+ * memory, spaces restored, as llama2.c's export does); "gpt2" (byte-level BPE: tokens in
+ * GPT-2's byte alphabet, tokenizer.ggml.merges "a b") becomes the GPT-2 tokenizer, with
+ * control tokens (token_type 3, like <|endoftext|>) as special raw text. */
+static llm_status llm__ltok_parse(llm_llama_tokenizer **out, const unsigned char *d, size_t n, int vocab_size,
+                                  const char *path);
+
+/* The string array under key (n strings at *first, walked with llm__gguf_str). */
+static llm_status llm__gguf_strings(const llm__gguf *g, const char *key, llm__gguf_rd *rd, size_t *n) {
+    const llm__gguf_kv *kv = llm__gguf_find(g, key);
+    if (!kv) return llm__err(LLM_ERR_FORMAT, "%s: no %s", g->path, key);
+    if (kv->type != LLM__GGUF_ARR || kv->atype != LLM__GGUF_STR || kv->n < 1 || kv->n > (1u << 24))
+        return llm__err(LLM_ERR_FORMAT, "%s: %s must be an array of 1 to 2^24 strings", g->path, key);
+    rd->p = g->map.data; rd->n = g->map.len; rd->at = LLM__CAST(size_t, kv->val - g->map.data);
+    *n = LLM__CAST(size_t, kv->n);
+    return LLM_OK;
+}
+/* An optional array of n numbers under key (element type one of those allowed); NULL
+ * when absent. */
+static llm_status llm__gguf_numbers(const llm__gguf *g, const char *key, size_t n, uint32_t t1, uint32_t t2,
+                                    const llm__gguf_kv **out) {
+    const llm__gguf_kv *kv = llm__gguf_find(g, key);
+    *out = NULL;
+    if (!kv) return LLM_OK;
+    if (kv->type != LLM__GGUF_ARR || (kv->atype != t1 && kv->atype != t2) || kv->n != n)
+        return llm__err(LLM_ERR_FORMAT, "%s: %s must be an array of %zu numbers, one per token", g->path, key, n);
+    *out = kv;
+    return LLM_OK;
+}
+
+static llm_status llm__gguf_llama_tok(const llm__gguf *g, llm_llama_tokenizer **out) {
+    llm__gguf_rd rd;
+    size_t n, bytes = 4, maxlen = 1;
+    const llm__gguf_kv *scores, *types;
+    llm_status s;
+    if ((s = llm__gguf_strings(g, "tokenizer.ggml.tokens", &rd, &n)) != LLM_OK) return s;
+    if ((s = llm__gguf_numbers(g, "tokenizer.ggml.scores", n, LLM__GGUF_F32, LLM__GGUF_F32, &scores)) != LLM_OK) return s;
+    if ((s = llm__gguf_numbers(g, "tokenizer.ggml.token_type", n, LLM__GGUF_I32, LLM__GGUF_U32, &types)) != LLM_OK) return s;
+    (void)types;
+    if (!scores) return llm__err(LLM_ERR_FORMAT, "%s: a SentencePiece vocabulary without tokenizer.ggml.scores", g->path);
+    const char *ids[2] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"};
+    for (int i = 0; i < 2; i++) {
+        int64_t v;
+        int r = llm__gguf_get_int(g, ids[i], 0, INT_MAX, &v);
+        if (r < 0) return LLM__CAST(llm_status, r);
+        if (r && v != i + 1)
+            return llm__err(LLM_ERR_UNSUPPORTED, "%s: %s is %lld; llm.h's Llama tokenizer has BOS 1 and EOS 2", g->path, ids[i],
+                            LLM__CAST(long long, v));
+    }
+    /* pass 1: sizes (each U+2581 "\xe2\x96\x81" becomes one space), and the byte pieces */
+    llm__gguf_rd r1 = rd;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = NULL;
+        size_t l = 0, k, out_l = 0;
+        if (!llm__gguf_str(&r1, &p, &l)) return llm__err(LLM_ERR_FORMAT, "%s: token %zu is cut off", g->path, i);
+        for (k = 0; k < l; k++, out_l++) if (l - k >= 3 && memcmp(p + k, "\xe2\x96\x81", 3) == 0) k += 2;
+        if (out_l > (1u << 20)) return llm__err(LLM_ERR_FORMAT, "%s: token %zu is %zu bytes long", g->path, i, out_l);
+        if (out_l > maxlen) maxlen = out_l;
+        bytes += 8 + out_l;
+        if (i >= 3 && i < 259) {
+            char want[8];
+            snprintf(want, sizeof want, "<0x%02X>", LLM__CAST(unsigned, i - 3));
+            if (l != 6 || memcmp(p, want, 6) != 0)
+                return llm__err(LLM_ERR_UNSUPPORTED, "%s: token %zu is not the byte piece %s (llm.h's Llama tokenizer expects "
+                                "<0x00>..<0xFF> at ids 3..258)", g->path, i, want);
+        }
+    }
+    if (n < 259) return llm__err(LLM_ERR_UNSUPPORTED, "%s: %zu tokens: no byte pieces <0x00>..<0xFF> at ids 3..258", g->path, n);
+    unsigned char *img = LLM__CAST(unsigned char *, LLM_MALLOC(bytes));
+    if (!img) return llm__err(LLM_ERR_NOMEM, "%s: out of memory for the vocabulary", g->path);
+    llm__wr32(img, LLM__CAST(uint32_t, maxlen));
+    size_t w = 4;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = NULL;
+        size_t l = 0, o = 0;
+        llm__gguf_str(&rd, &p, &l);
+        memcpy(img + w, scores->val + 4 * i, 4);
+        for (size_t k = 0; k < l; k++, o++) {
+            int sp = l - k >= 3 && memcmp(p + k, "\xe2\x96\x81", 3) == 0;
+            img[w + 8 + o] = sp ? ' ' : LLM__CAST(unsigned char, p[k]);
+            if (sp) k += 2;
+        }
+        llm__wr32(img + w + 4, LLM__CAST(uint32_t, o));
+        w += 8 + o;
+    }
+    s = llm__ltok_parse(out, img, bytes, LLM__CAST(int, n), g->path);
+    LLM_FREE(img);
+    return s;
+}
+
+static llm_status llm__gguf_gpt2_tok(const llm__gguf *g, llm_tokenizer **out) {
+    llm__gguf_rd rd, mr;
+    size_t n, nm;
+    const llm__gguf_kv *types;
+    const char *pre;
+    size_t pl;
+    llm_status s;
+    int r = llm__gguf_get_str(g, "tokenizer.ggml.pre", &pre, &pl);
+    if (r < 0) return LLM__CAST(llm_status, r);
+    if (r && !llm__gguf_streq(pre, pl, "gpt2") && !llm__gguf_streq(pre, pl, "gpt-2") && !llm__gguf_streq(pre, pl, "default"))
+        return llm__err(LLM_ERR_UNSUPPORTED, "%s: BPE pre-tokenizer '%.*s' (llm.h has GPT-2's)", g->path,
+                        LLM__CAST(int, pl < 40 ? pl : 40), pre);
+    if ((s = llm__gguf_strings(g, "tokenizer.ggml.tokens", &rd, &n)) != LLM_OK) return s;
+    if ((s = llm__gguf_strings(g, "tokenizer.ggml.merges", &mr, &nm)) != LLM_OK) return s;
+    if ((s = llm__gguf_numbers(g, "tokenizer.ggml.token_type", n, LLM__GGUF_I32, LLM__GGUF_U32, &types)) != LLM_OK) return s;
+    llm__vbuild vb;
+    llm__mlist ml;
+    signed short u2b[324];
+    char *buf = NULL;
+    size_t cap = 0;
+    memset(&vb, 0, sizeof vb);
+    memset(&ml, 0, sizeof ml);
+    vb.what = g->path;
+    llm__u2b_init(u2b);
+    for (size_t i = 0; i < n && s == LLM_OK; i++) {
+        const char *p = NULL;
+        size_t l = 0;
+        llm__gguf_str(&rd, &p, &l);
+        int32_t type = types ? LLM__CAST(int32_t, llm__rd32(types->val + 4 * i)) : 1;
+        if (type == 3 || type == 4) { s = llm__vb_add(&vb, p, l, LLM__CAST(int64_t, i), type == 3); continue; }   /* raw */
+        if (l > cap) {
+            char *nb2 = LLM__CAST(char *, LLM_REALLOC(buf, l + 1));
+            if (!nb2) { s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", g->path); break; }
+            buf = nb2; cap = l;
+        }
+        long bl = llm__unalpha(p, l, u2b, buf);
+        if (bl < 0) s = llm__err(LLM_ERR_FORMAT, "%s: token %zu \"%.*s\" has a character outside GPT-2's byte alphabet", g->path, i,
+                                 LLM__CAST(int, l < 40 ? l : 40), p);
+        else s = llm__vb_add(&vb, buf, LLM__CAST(size_t, bl), LLM__CAST(int64_t, i), 0);
+    }
+    for (size_t i = 0; i < nm && s == LLM_OK; i++) {
+        const char *p = NULL, *sp;
+        size_t l = 0;
+        llm__gguf_str(&mr, &p, &l);
+        sp = LLM__CAST(const char *, l ? memchr(p, ' ', l) : NULL);
+        if (!sp || sp == p || sp == p + l - 1 || memchr(sp + 1, ' ', LLM__CAST(size_t, p + l - sp - 1)))
+            s = llm__err(LLM_ERR_FORMAT, "%s: merge %zu: expected \"a b\"", g->path, i);
+        else s = llm__ml_add(&ml, p, LLM__CAST(size_t, sp - p), sp + 1, LLM__CAST(size_t, p + l - sp - 1), g->path);
+    }
+    if (s == LLM_OK) s = llm__tok_build(out, &vb, &ml, u2b);
+    LLM_FREE(buf);
+    llm__vbuild_free(&vb);
+    LLM_FREE(ml.m);
+    return s;
+}
+
+static llm_status llm__gguf_tokenizer(const llm__gguf *g, llm_tokenizer **gpt2, llm_llama_tokenizer **llama) {
+    const char *model;
+    size_t ml;
+    int r = llm__gguf_get_str(g, "tokenizer.ggml.model", &model, &ml);
+    if (r < 0) return LLM__CAST(llm_status, r);
+    if (r == 0) return llm__err(LLM_ERR_FORMAT, "%s: the file holds no tokenizer (no tokenizer.ggml.model)", g->path);
+    if (llm__gguf_streq(model, ml, "llama")) return llm__gguf_llama_tok(g, llama);
+    if (llm__gguf_streq(model, ml, "gpt2")) return llm__gguf_gpt2_tok(g, gpt2);
+    return llm__err(LLM_ERR_UNSUPPORTED, "%s: tokenizer '%.*s' (llm.h reads 'llama' and 'gpt2')", g->path,
+                    LLM__CAST(int, ml < 40 ? ml : 40), model);
+}
+LLMDEF llm_status llm_gguf_load_tokenizer(const char *path, llm_tokenizer **gpt2, llm_llama_tokenizer **llama) {
+    if (gpt2) *gpt2 = NULL;
+    if (llama) *llama = NULL;
+    if (!path || !gpt2 || !llama) return llm__err(LLM_ERR_ARG, "llm_gguf_load_tokenizer: NULL argument");
+    llm__gguf g;
+    llm_status s = llm__gguf_open(&g, path);
+    if (s != LLM_OK) return s;
+    s = llm__gguf_tokenizer(&g, gpt2, llama);
+    llm__gguf_close(&g);
+    return s;
 }
 
 //==== DATA =============================================================================
@@ -9092,45 +11193,17 @@ LLMDEF void llm_llama_tokenizer_free(llm_llama_tokenizer *t) {
     LLM_FREE(t);
 }
 
-/* Walk the records once to count tokens and bytes, checking every length against
- * what is left of the file; then copy them out and build the hash table. */
-static llm_status llm__llama_tokenizer_parse(llm_llama_tokenizer **out, const char *path, char *data, size_t n,
-                                             int vocab_size);
-LLMDEF llm_status llm_llama_tokenizer_load(llm_llama_tokenizer **out, const char *path,
-                                           int vocab_size) {
-    if (!out) return llm__err(LLM_ERR_ARG, "llama tokenizer: out is NULL");
-    *out = NULL;
-    if (!path) return llm__err(LLM_ERR_ARG, "llama tokenizer: path is NULL");
-    if (vocab_size < 0) return llm__err(LLM_ERR_ARG, "%s: vocab_size %d < 0", path, vocab_size);
-    char *data;
-    size_t n;
-    llm_status s = llm__read_file(path, &data, &n);
-    if (s != LLM_OK) return s;
-    return llm__llama_tokenizer_parse(out, path, data, n, vocab_size);
-}
-LLMDEF llm_status llm_llama_tokenizer_load_memory(llm_llama_tokenizer **out, const void *data, size_t len,
-                                                  int vocab_size) {
-    if (!out) return llm__err(LLM_ERR_ARG, "llama tokenizer: out is NULL");
-    *out = NULL;
-    if (!data && len) return llm__err(LLM_ERR_ARG, "llama tokenizer: data is NULL");
-    if (vocab_size < 0) return llm__err(LLM_ERR_ARG, "(memory): vocab_size %d < 0", vocab_size);
-    char *copy = LLM__CAST(char *, LLM_MALLOC(len + 1));
-    if (!copy) return llm__err(LLM_ERR_NOMEM, "llama tokenizer: out of memory for %zu bytes", len);
-    if (len) memcpy(copy, data, len);
-    return llm__llama_tokenizer_parse(out, "(memory)", copy, len, vocab_size);
-}
-/* Parse the n bytes of data (malloc'd; freed here). */
-static llm_status llm__llama_tokenizer_parse(llm_llama_tokenizer **out, const char *path, char *data, size_t n,
-                                             int vocab_size) {
-    const unsigned char *d = LLM__CAST(const unsigned char *, LLM__CAST(const void *, data));
+/* Walk the records of a tokenizer.bin image d[0, n) once to count tokens and bytes,
+ * checking every length against what is left; then copy them out and build the hash
+ * table. path names the source in messages (a GGUF file builds its image in memory). */
+static llm_status llm__ltok_parse(llm_llama_tokenizer **out, const unsigned char *d, size_t n, int vocab_size,
+                                  const char *path) {
     if (n < 4) {
-        LLM_FREE(data);
         return llm__err(LLM_ERR_FORMAT, "%s: %lu bytes, too short for the int32 max_token_length",
                         path, LLM__CAST(unsigned long, n));
     }
     int32_t mtl = llm__ltok_i32(d);
     if (mtl < 1) {
-        LLM_FREE(data);
         return llm__err(LLM_ERR_FORMAT, "%s: max_token_length %d < 1 (not a llama2.c tokenizer.bin?)",
                         path, mtl);
     }
@@ -9139,42 +11212,35 @@ static llm_status llm__llama_tokenizer_parse(llm_llama_tokenizer **out, const ch
     int count = 0;
     while (pos < n && (vocab_size == 0 || count < vocab_size)) {
         if (n - pos < 8) {
-            LLM_FREE(data);
             return llm__err(LLM_ERR_FORMAT, "%s: truncated: token %d has %lu of its 8 header bytes",
                             path, count, LLM__CAST(unsigned long, n - pos));
         }
         int32_t len = llm__ltok_i32(d + pos + 4);
         if (len < 0 || len > mtl) {
-            LLM_FREE(data);
             return llm__err(LLM_ERR_FORMAT, "%s: token %d has length %d, outside [0, max_token_length %d]",
                             path, count, len, mtl);
         }
         if (LLM__CAST(size_t, len) > n - pos - 8) {
-            LLM_FREE(data);
             return llm__err(LLM_ERR_FORMAT, "%s: truncated: token %d needs %d bytes, %lu left",
                             path, count, len, LLM__CAST(unsigned long, n - pos - 8));
         }
         pos += 8 + LLM__CAST(size_t, len);
         text_bytes += LLM__CAST(size_t, len) + 1;
         if (count == INT_MAX / 4) {
-            LLM_FREE(data);
             return llm__err(LLM_ERR_FORMAT, "%s: too many tokens", path);
         }
         count++;
     }
     if (vocab_size > 0 && count < vocab_size) {
-        LLM_FREE(data);
         return llm__err(LLM_ERR_FORMAT, "%s: holds %d tokens, expected vocab_size %d (truncated, or "
                         "a tokenizer for another model)", path, count, vocab_size);
     }
     if (pos < n) {
-        LLM_FREE(data);
         return llm__err(LLM_ERR_FORMAT, "%s: %lu bytes follow token %d: more tokens than vocab_size "
                         "%d (a tokenizer for another model?)", path, LLM__CAST(unsigned long, n - pos),
                         count - 1, vocab_size);
     }
     if (count < 3) {
-        LLM_FREE(data);
         return llm__err(LLM_ERR_FORMAT, "%s: %d tokens; a Llama vocabulary has at least <unk>, BOS, EOS",
                         path, count);
     }
@@ -9193,7 +11259,6 @@ static llm_status llm__llama_tokenizer_parse(llm_llama_tokenizer **out, const ch
     }
     if (!t || !t->scores || !t->off || !t->text || !t->slots) {
         llm_llama_tokenizer_free(t);
-        LLM_FREE(data);
         return llm__err(LLM_ERR_NOMEM, "%s: out of memory for %d tokens", path, count);
     }
     pos = 4;
@@ -9208,7 +11273,6 @@ static llm_status llm__llama_tokenizer_parse(llm_llama_tokenizer **out, const ch
         pos += 8 + len;
     }
     t->off[count] = w;
-    LLM_FREE(data);
     for (size_t i = 0; i < nslots; i++) t->slots[i] = -1;
     for (int i = 0; i < count; i++) {
         const char *p = t->text + t->off[i];
@@ -9221,6 +11285,29 @@ static llm_status llm__llama_tokenizer_parse(llm_llama_tokenizer **out, const ch
     for (int b = 0; b < 256; b++) { t->bytes[2 * b] = LLM__CAST(char, b); t->bytes[2 * b + 1] = 0; }
     *out = t;
     return LLM_OK;
+}
+
+LLMDEF llm_status llm_llama_tokenizer_load(llm_llama_tokenizer **out, const char *path,
+                                           int vocab_size) {
+    if (!out) return llm__err(LLM_ERR_ARG, "llama tokenizer: out is NULL");
+    *out = NULL;
+    if (!path) return llm__err(LLM_ERR_ARG, "llama tokenizer: path is NULL");
+    if (vocab_size < 0) return llm__err(LLM_ERR_ARG, "%s: vocab_size %d < 0", path, vocab_size);
+    char *data;
+    size_t n;
+    llm_status s = llm__read_file(path, &data, &n);
+    if (s != LLM_OK) return s;
+    s = llm__ltok_parse(out, LLM__CAST(const unsigned char *, LLM__CAST(const void *, data)), n, vocab_size, path);
+    LLM_FREE(data);
+    return s;
+}
+LLMDEF llm_status llm_llama_tokenizer_load_memory(llm_llama_tokenizer **out, const void *data, size_t len,
+                                                  int vocab_size) {
+    if (!out) return llm__err(LLM_ERR_ARG, "llama tokenizer: out is NULL");
+    *out = NULL;
+    if (!data && len) return llm__err(LLM_ERR_ARG, "llama tokenizer: data is NULL");
+    if (vocab_size < 0) return llm__err(LLM_ERR_ARG, "(memory): vocab_size %d < 0", vocab_size);
+    return llm__ltok_parse(out, LLM__CAST(const unsigned char *, data), len, vocab_size, "(memory)");
 }
 
 LLMDEF int llm_llama_tokenizer_vocab_size(const llm_llama_tokenizer *t) { return t ? t->V : 0; }
@@ -9913,11 +12000,11 @@ static llm_status llm__kv_chunk(llm_kv *kv, int n) {
     /* embedding: the rows as a (1, n) batch; GPT-2's position rows are gathered with
      * the positions as token ids into the wpe table, then added */
     if (p->wpe) {
-        be->encoder_fwd(st, kv->ln, kv->d_tok, p->wte, NULL, 1, n, C);
+        llm__encoder_fwd(m, kv->ln, kv->d_tok, NULL, 1, n);
         be->encoder_fwd(st, kv->proj, kv->d_pos, p->wpe, NULL, 1, n, C);
         be->residual_fwd(st, kv->res, kv->ln, kv->proj, nC);
     } else {
-        be->encoder_fwd(st, kv->res, kv->d_tok, p->wte, NULL, 1, n, C);
+        llm__encoder_fwd(m, kv->res, kv->d_tok, NULL, 1, n);
     }
     /* every layer through the training forward's block, on this chunk's rows, with one set
      * of scratch rows for all layers and the layer's KV cache */

@@ -2,12 +2,14 @@
  *
  *   build/generate -m MODEL [-z TOKENIZER] [-p PROMPT] [-n N] [--temp T] [--top-k K]
  *                  [--top-p P] [--seed S] [--ids] [--threads N] [--device cpu|cuda]
- *                  [--precision fp32|bf16|fp16] [--adapters FILE]
+ *                  [--precision fp32|bf16|fp16] [--adapters FILE] [--quant q8_0|bf16]
  *
  *   -m MODEL     HF GPT-2 model.safetensors (or its folder), llm.c gpt2_*.bin, llama2.c
- *                model .bin, or an llm.h checkpoint: the format is read from the file
- *   -z TOK       Llama: llama2.c tokenizer.bin (default: tok<V>.bin, then tokenizer.bin,
- *                beside the model); GPT-2: a vocabulary folder or file (default: beside
+ *                model .bin, llama.cpp's GGUF, or an llm.h checkpoint (quantized ones
+ *                too): the format is read from the file
+ *   -z TOK       Llama: llama2.c tokenizer.bin (default: the GGUF file's own tokenizer,
+ *                else tok<V>.bin, then tokenizer.bin, beside the model); GPT-2: a
+ *                vocabulary folder or file (default: the GGUF file's own, else beside
  *                the model, then $LLM_DATA/gpt2, data/gpt2, ../shared/data/gpt2). A Llama
  *                model may use a byte-level BPE folder or file too (as make demo's does)
  *   -p PROMPT    the text to continue (default: none)
@@ -25,6 +27,10 @@
  *                sm_80+), or fp16: the same with fp16 on the GPU only (--device cuda,
  *                sm_70+, e.g. the T4); the CPU has no fp16 kernels, so fp16 there is refused
  *   --adapters F LoRA adapters (build/finetune --lora R -o F) attached to the model
+ *   --quant Q    store the weights as q8_0 (8.5 bits a weight) or bf16 once loaded
+ *                (llm_model_quantize; CPU only): decoding reads fewer bytes. A
+ *                quantized checkpoint (build/quantize) or a Q8_0 GGUF needs no flag.
+ *                Not with --adapters: merge them first (build/finetune --merge).
  *
  * Llama models behave exactly as llama2.c's run.c: the prompt is encoded with BOS and
  * echoed, generation stops at BOS or after N positions, single bytes that are neither
@@ -86,14 +92,25 @@ static void llama_default_tok(const char *model, int V, char *out, size_t cap) {
 }
 
 
+/* A GGUF file starts with "GGUF". */
+static int is_gguf(const char *path) {
+    char head[4] = {0, 0, 0, 0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    size_t n = fread(head, 1, 4, f);
+    fclose(f);
+    return n == 4 && memcmp(head, "GGUF", 4) == 0;
+}
+
 static void usage(const char *argv0) {
     fprintf(stderr, "usage: %s -m MODEL [-z TOKENIZER] [-p PROMPT] [-n N] [--temp T] [--top-k K] "
                     "[--top-p P] [--seed S] [--ids] [--threads N] [--device cpu|cuda] "
-                    "[--precision fp32|bf16|fp16] [--adapters FILE]\n", argv0);
+                    "[--precision fp32|bf16|fp16] [--adapters FILE] [--quant q8_0|bf16]\n", argv0);
 }
 
 int main(int argc, char **argv) {
-    const char *model_path = NULL, *tok_path = NULL, *adapters = NULL, *prompt = NULL, *device = "cpu", *precision = "fp32";
+    const char *model_path = NULL, *tok_path = NULL, *adapters = NULL, *prompt = NULL, *device = "cpu",
+               *precision = "fp32", *quant = NULL;
     int steps = 256, top_k = 0, threads = 0, ids = 0;
     float temp = 1.0f, top_p = 0.9f;
     unsigned long long seed = (unsigned long long)time(NULL);
@@ -113,6 +130,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--device")) device = v;
         else if (!strcmp(a, "--precision")) precision = v;
         else if (!strcmp(a, "--adapters")) adapters = v;
+        else if (!strcmp(a, "--quant")) quant = v;
         else { usage(argv[0]); return 2; }
         i++;
     }
@@ -145,9 +163,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "generate: unknown device '%s' (cpu or cuda)\n", device);
         return 2;
     }
+    llm_dtype qt = LLM_DTYPE_F32;
+    if (quant && !strcmp(quant, "q8_0")) qt = LLM_DTYPE_Q8_0;
+    else if (quant && !strcmp(quant, "bf16")) qt = LLM_DTYPE_BF16;
+    else if (quant) { fprintf(stderr, "generate: unknown --quant '%s' (q8_0 or bf16)\n", quant); return 2; }
+    if (quant && adapters) {
+        fprintf(stderr, "generate: --quant with --adapters: merge the adapters first (build/finetune --merge), then quantize\n");
+        return 2;
+    }
     llm_model *m = NULL;
     if (llm_model_load(&m, model_path, &opt) != LLM_OK) { fprintf(stderr, "generate: %s\n", llm_last_error()); return 1; }
-    if (adapters && llm_model_lora_load(m, adapters, NULL) != LLM_OK) {
+    if ((adapters && llm_model_lora_load(m, adapters, NULL) != LLM_OK) ||
+        (qt != LLM_DTYPE_F32 && llm_model_quantize(m, qt) != LLM_OK)) {
         fprintf(stderr, "generate: %s\n", llm_last_error());
         llm_model_free(m);
         return 1;
@@ -180,11 +207,28 @@ int main(int argc, char **argv) {
     gc.sampler.seed = seed;
     gc.on_token = on_token;
     gc.on_token_ud = &pr;
+    if (!tok_path && is_gguf(model_path)) {   /* a GGUF file carries its tokenizer */
+        if (llm_gguf_load_tokenizer(model_path, &gtok, &ltok) != LLM_OK) {
+            fprintf(stderr, "generate: %s\n(pass a tokenizer with -z)\n", llm_last_error());
+            goto done;
+        }
+        if (!llama && ltok) {
+            fprintf(stderr, "generate: the file's tokenizer (SentencePiece) does not fit a GPT-2 model; pass one with -z\n");
+            goto done;
+        }
+        if (llama && gtok) pr.llama = llama = 0;   /* a Llama with a byte-level BPE vocabulary, as above */
+    }
     if (llama) {
         char def[4096];
-        if (!tok_path) { llama_default_tok(model_path, V, def, sizeof def); tok_path = def; }
-        if (llm_llama_tokenizer_load(&ltok, tok_path, V) != LLM_OK) {
-            fprintf(stderr, "generate: %s\n(the tokenizer must have the model's %d tokens; pass it with -z)\n", llm_last_error(), V);
+        if (!ltok) {
+            if (!tok_path) { llama_default_tok(model_path, V, def, sizeof def); tok_path = def; }
+            if (llm_llama_tokenizer_load(&ltok, tok_path, V) != LLM_OK) {
+                fprintf(stderr, "generate: %s\n(the tokenizer must have the model's %d tokens; pass it with -z)\n", llm_last_error(), V);
+                goto done;
+            }
+        } else if (llm_llama_tokenizer_vocab_size(ltok) != V) {
+            fprintf(stderr, "generate: the file's tokenizer has %d tokens but the model's vocabulary is %d\n",
+                    llm_llama_tokenizer_vocab_size(ltok), V);
             goto done;
         }
         if (llm_llama_tokenizer_encode(ltok, prompt ? prompt : "", plen, 1, 0, ptoks, (int)plen + 3, &np) != LLM_OK) {
@@ -247,10 +291,10 @@ int main(int argc, char **argv) {
     /* the precision in effect: the CPU's bf16 needs AVX512-BF16 or ARM BF16 (llm.h's own check) */
     const char *prec = opt.fp16 ? "fp16 matmuls" : !opt.bf16 ? "fp32"
                      : opt.backend || llm_bf16_supported() ? "bf16 matmuls" : "fp32, no AVX512-BF16 or ARM BF16";
-    fprintf(stderr, "prefill: %d tokens, %.1f tok/s; decode: %d tokens, %.1f tok/s (%s, %s, %s)\n",
+    fprintf(stderr, "prefill: %d tokens, %.1f tok/s; decode: %d tokens, %.1f tok/s (%s, %s, %s, %s weights)\n",
             stats.prefill_tokens, stats.prefill_seconds > 0 ? stats.prefill_tokens / stats.prefill_seconds : 0.0,
             stats.decode_tokens, stats.decode_seconds > 0 ? stats.decode_tokens / stats.decode_seconds : 0.0,
-            cfg.arch == LLM_ARCH_LLAMA ? "llama" : "gpt2", device, prec);
+            cfg.arch == LLM_ARCH_LLAMA ? "llama" : "gpt2", device, prec, llm_dtype_name(llm_model_dtype(m)));
     rc = 0;
 done:
     llm_kv_free(kv);

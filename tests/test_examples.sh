@@ -7,7 +7,9 @@
 #     changing any one of them changes the losses; out-of-range values are refused (exit
 #     2); a run saved after 2 steps and resumed to 4 repeats the uninterrupted losses;
 #   - generate and chat on the checkpoint: they run, print text, exit 0; on llama2.c's
-#     stories260K, generate --temp 0 prints run.c's text byte for byte.
+#     stories260K, generate --temp 0 prints run.c's text byte for byte;
+#   - quantize and generate --quant (Q8_0, bf16) and a Q8_0 GGUF on stories260K: the
+#     same greedy text as fp32 for 64 positions.
 # LLM_EXAMPLE_WRAPPER runs every example under a command (`make valgrind`: memcheck, where
 # any error or leak makes the example exit 99); LLM_EXAMPLE_SMALL=1 trims the runs.
 # Prints "test_examples: N passed, N failed, N skipped" last, as the C tests do.
@@ -28,7 +30,7 @@ for d in "${LLM_DATA:-}" ../shared/data data; do
 done
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/llm_test_examples_XXXXXX") || { fail "mktemp"; finish; }
 trap 'rm -rf "$TMP"' EXIT
-for x in tokenize train_gpt2 generate chat; do
+for x in tokenize train_gpt2 generate chat quantize; do
   [ -x "$B/$x" ] || { fail "$B/$x is not built (make)"; finish; }
 done
 if [ -z "$DATA" ]; then skip "no GPT-2 vocabulary + Tiny Shakespeare (\$LLM_DATA, ../shared/data, data: make data)"; finish; fi
@@ -92,6 +94,28 @@ if [ -f "$ST/stories260K.bin" ] && [ -f "$ST/tok512.bin" ] && [ -f "$ST/greedy20
   run "$B/generate" -m "$ST/stories260K.bin" -z "$ST/tok512.bin" --temp 0 -n 200 --threads 2 > "$TMP/story.txt" 2>/dev/null; rc=$?
   check "generate --temp 0 on stories260K prints llama2.c's run.c text byte for byte (rc $rc)" \
     cmp -s "$TMP/story.txt" "$ST/greedy200.txt"
+  # Q8_0 / bf16 weights: build/quantize, generate --quant, and a Q8_0 GGUF written by
+  # tests/gguf_write.py (its tokenizer from the file): greedy text equal to fp32's for the
+  # first 64 positions (tests/test_quant_model.c measures how far it stays equal)
+  G=(--temp 0 -n 64 --threads 2)
+  same() { [ "$1" -eq 0 ] && [ -s "$2" ] && cmp -s "$2" "$TMP/s32.txt"; }   # exit 0, and fp32's text
+  run "$B/generate" -m "$ST/stories260K.bin" -z "$ST/tok512.bin" "${G[@]}" > "$TMP/s32.txt" 2>/dev/null
+  run "$B/quantize" "$ST/stories260K.bin" "$TMP/s.q8" --type q8_0 > /dev/null; rc=$?
+  check "quantize --type q8_0 exits 0 and writes under a third of the fp32 bytes (rc $rc)" \
+    [ "$rc" -eq 0 -a -s "$TMP/s.q8" -a "$(wc -c < "$TMP/s.q8")" -lt $(( $(wc -c < "$ST/stories260K.bin") / 3 )) ]
+  run "$B/generate" -m "$TMP/s.q8" -z "$ST/tok512.bin" "${G[@]}" > "$TMP/sq8.txt" 2>/dev/null; rc=$?
+  check "generate on the Q8_0 checkpoint: fp32's greedy text (rc $rc)" same "$rc" "$TMP/sq8.txt"
+  run "$B/generate" -m "$ST/stories260K.bin" -z "$ST/tok512.bin" --quant bf16 "${G[@]}" > "$TMP/sbf.txt" 2>/dev/null; rc=$?
+  check "generate --quant bf16: fp32's greedy text (rc $rc)" same "$rc" "$TMP/sbf.txt"
+  run "$B/quantize" "$TMP/s.q8" "$TMP/s.bf16" --type bf16 > "$TMP/q.log" 2>&1; rc=$?
+  check "quantize refuses a Q8_0 model to bf16 with a message (rc $rc)" [ "$rc" -ne 0 -a -s "$TMP/q.log" -a ! -e "$TMP/s.bf16" ]
+  if "${PY:-/usr/bin/python3}" -c 'import numpy' 2>/dev/null; then
+    "${PY:-/usr/bin/python3}" tests/gguf_write.py llama2c "$ST/stories260K.bin" "$ST/tok512.bin" "$TMP/s.gguf" --type q8_0 > /dev/null
+    run "$B/generate" -m "$TMP/s.gguf" "${G[@]}" > "$TMP/sgguf.txt" 2>/dev/null; rc=$?
+    check "generate -m a Q8_0 GGUF, its tokenizer from the file: fp32's greedy text (rc $rc)" same "$rc" "$TMP/sgguf.txt"
+  else
+    skip "GGUF through generate: ${PY:-/usr/bin/python3} has no numpy (tests/gguf_write.py needs it)"
+  fi
 else
   skip "no stories260K (\$LLM_DATA, ../shared/data, data: make data)"
 fi
