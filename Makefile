@@ -24,9 +24,9 @@ SANTESTS := $(patsubst tests/%.c,$(B)/san/%,$(wildcard tests/test_*.c))
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_*.c))
 # The CUDA tests on the CPU, through tests/cuda_emu.h (see the CUDA block below).
 EMUTESTS    := $(B)/emu/tests/test_cuda $(B)/emu/tests/test_dist $(B)/emu/tests/test_cuda_emu $(B)/emu/tests/test_cuda_attn16 \
-               $(B)/emu/tests/test_cuda_scaler
+               $(B)/emu/tests/test_cuda_scaler $(B)/emu/tests/test_cuda_act16
 EMUSANTESTS := $(B)/emu/san/test_cuda $(B)/emu/san/test_dist $(B)/emu/san/test_cuda_emu $(B)/emu/san/test_cuda_attn16 \
-               $(B)/emu/san/test_cuda_scaler
+               $(B)/emu/san/test_cuda_scaler $(B)/emu/san/test_cuda_act16
 
 .PHONY: all test test-plain test-san bench demo data clean cuda fixtures
 all: $(EXAMPLES)
@@ -131,6 +131,10 @@ $(B)/cuda/tests/test_cuda_scaler: tests/test_cuda_scaler.c $(B)/cuda/llm_cuda.o 
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
 
+$(B)/cuda/tests/test_cuda_act16: tests/test_cuda_act16.c $(B)/cuda/llm_cuda.o llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
+
 $(B)/cuda/%: examples/%.c $(B)/cuda/llm_cuda.o llm.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
@@ -148,9 +152,9 @@ bench-cuda: $(B)/cuda/bench_cuda
 	$(B)/cuda/bench_cuda
 
 cuda: $(B)/cuda/llm_cuda.o $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(B)/cuda/tests/test_cuda_attn16 \
-      $(B)/cuda/tests/test_cuda_scaler $(CUDA_EXAMPLES)
+      $(B)/cuda/tests/test_cuda_scaler $(B)/cuda/tests/test_cuda_act16 $(CUDA_EXAMPLES)
 	@tests/run.sh $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(B)/cuda/tests/test_cuda_attn16 \
-	  $(B)/cuda/tests/test_cuda_scaler
+	  $(B)/cuda/tests/test_cuda_scaler $(B)/cuda/tests/test_cuda_act16
 
 # ---- CUDA without a GPU: llm_cuda.cu compiled by the host C++ compiler against
 # tests/cuda_emu.h, which runs its kernels on the CPU (each CUDA thread a fiber) and

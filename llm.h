@@ -187,6 +187,9 @@ typedef struct llm_options {
 } llm_options;
 
 /* ---- backend interface -------------------------------------------------------------- */
+/* Element types of tensors in backend memory (see the table's activation storage). */
+typedef enum llm_dtype { LLM_DTYPE_F32 = 0, LLM_DTYPE_BF16 = 1, LLM_DTYPE_F16 = 2 } llm_dtype;
+
 /* The seam between the model and the hardware. The model code never touches tensor
  * memory directly: it calls these functions with pointers that the backend allocated.
  * The CPU backend (llm_cpu_backend) fills the table with the kernels in this file; the
@@ -276,6 +279,22 @@ typedef struct llm_backend {
      * same as matmul_fwd then gelu_fwd; NULL: the model makes those two calls */
     void (*matmul_gelu_fwd)(void *st, float *pre, float *out, const float *inp, const float *w,
                             const float *bias, int N, int C, int OC);
+    /* activation storage: act_dtype says how the tensors between ops are stored
+     * (LLM_DTYPE_BF16 or _F16: 2-byte elements), and alloc_act gives memory (bytes) for
+     * them. A float * into that memory is a handle to such elements, at an offset counted
+     * in them; the ops read and write it in that type. Memory from alloc stays fp32. These
+     * arguments are always fp32: parameters, gradients of parameters (dw, db), moments,
+     * norm statistics (mean, rstd), lse, losses, logits, KV caches, the residual stream's
+     * gradient (dinp of the norms' bwd, dout of encoder_bwd); an op's other tensors share
+     * one storage, except matmul's, which may mix (fp32 logits from 16-bit inputs). NULL:
+     * activations are fp32 (the CPU backend). */
+    llm_dtype (*act_dtype)(void *st);
+    void *(*alloc_act)(void *st, size_t bytes);
+    /* fused: res = a + b, then out = layernorm(res) with mean, rstd saved (N rows of C):
+     * the same as residual_fwd then layernorm_fwd; NULL: the model makes those two calls */
+    void (*residual_layernorm_fwd)(void *st, float *res, float *out, float *mean, float *rstd,
+                                   const float *a, const float *b, const float *w,
+                                   const float *bias, int N, int C);
 } llm_backend;
 
 LLMDEF const llm_backend *llm_cpu_backend(void);
