@@ -6,6 +6,7 @@
 #   make bench     benchmarks (speed is measured here, never in tests)
 #   make demo      train a small GPT-2 on Tiny Shakespeare, then generate
 #   make data      fetch the data files into data/ (or copy them from ../shared/data)
+#   make gpt2      the pretrained GPT-2 124M into data/gpt2-124M/ (MODEL=gpt2-medium: 355M)
 #   make cuda      the CUDA companion, examples and tests built with nvcc
 
 CC      ?= cc
@@ -24,11 +25,11 @@ SANTESTS := $(patsubst tests/%.c,$(B)/san/%,$(wildcard tests/test_*.c))
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_*.c))
 # The CUDA tests on the CPU, through tests/cuda_emu.h (see the CUDA block below).
 EMUTESTS    := $(B)/emu/tests/test_cuda $(B)/emu/tests/test_dist $(B)/emu/tests/test_cuda_emu $(B)/emu/tests/test_cuda_attn16 \
-               $(B)/emu/tests/test_cuda_scaler $(B)/emu/tests/test_cuda_act16
+               $(B)/emu/tests/test_lora $(B)/emu/tests/test_cuda_scaler $(B)/emu/tests/test_cuda_act16
 EMUSANTESTS := $(B)/emu/san/test_cuda $(B)/emu/san/test_dist $(B)/emu/san/test_cuda_emu $(B)/emu/san/test_cuda_attn16 \
                $(B)/emu/san/test_cuda_scaler $(B)/emu/san/test_cuda_act16
 
-.PHONY: all test test-plain test-san bench demo data clean cuda fixtures
+.PHONY: all test test-plain test-san bench demo data gpt2 clean cuda fixtures
 all: $(EXAMPLES)
 
 $(B)/%: examples/%.c llm.h
@@ -71,7 +72,7 @@ EMUEXAMPLES := $(B)/emu/generate $(B)/emu/train_gpt2 $(B)/emu/chat $(B)/emu/benc
 
 test: all fixtures $(TESTS) $(B)/tests/test_cpp $(C11TEST) $(EMUTESTS) $(EMUEXAMPLES) $(SANTESTS) $(EMUSANTESTS)
 	@LLM_FIXTURES=$(B)/fixtures LLM_BUILD=$(B) tests/run.sh $(TESTS) $(B)/tests/test_cpp $(C11TEST) \
-	  $(EMUTESTS) tests/test_cuda_examples.sh tests/test_colab.py $(foreach t,$(SANTESTS),$(t)) $(EMUSANTESTS)
+	  $(EMUTESTS) tests/test_cuda_examples.sh tests/test_colab.py tests/test_data_sh.sh tests/test_finetune.sh $(foreach t,$(SANTESTS),$(t)) $(EMUSANTESTS)
 
 # OpenBLAS is used by the SGEMM benchmark only, as the yardstick (never by llm.h).
 OPENBLAS_INC := $(wildcard /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h)
@@ -89,6 +90,12 @@ demo: all
 # Data files into data/ (downloaded and checked, or copied from ../shared/data offline).
 data:
 	@scripts/data.sh
+
+# HuggingFace's GPT-2 (model.safetensors, config.json and its tokenizer), SHA-256 checked:
+# `make gpt2` -> data/gpt2-124M/, `make gpt2 MODEL=gpt2-medium` -> data/gpt2-355M/.
+MODEL ?= gpt2
+gpt2:
+	@scripts/data.sh gpt2 $(MODEL)
 
 clean:
 	rm -rf $(B)

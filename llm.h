@@ -184,6 +184,20 @@ typedef struct llm_options {
      * ranks wait for that file. dist_world 1 needs no file. 0: one process, no NCCL. */
     int dist_rank, dist_world;
     const char *dist_id_file;
+    /* Memory levers for training (see llm_model_memory):
+     * recompute 1: the forward pass keeps only each layer's input and backward recomputes
+     * the layer before going back through it: the layers' activations shrink to one
+     * layer's (plus L inputs), for one more forward pass per step; the gradients are
+     * bit-identical to those without it. */
+    int recompute;
+    /* dropout in [0, 1): during training (llm_model_set_training), zero each activation
+     * with probability dropout and scale the rest by 1/(1-dropout), at GPT-2's places:
+     * the embedding output, the attention output projection and the MLP output (not the
+     * attention probabilities). The masks come from a counter-based hash of
+     * (dropout_seed, optimizer step, micro-batch, layer, place, element): nothing is
+     * stored, and a resumed run draws the same masks. 0: none. */
+    float dropout;
+    uint64_t dropout_seed;
 } llm_options;
 
 /* ---- backend interface -------------------------------------------------------------- */
@@ -216,7 +230,8 @@ typedef struct llm_backend {
                         const float *wpe, int B, int T, int C);
     void (*encoder_bwd)(void *st, float *dwte, float *dwpe, const float *dout,
                         const int *tok, int B, int T, int C);
-    /* layernorm over C for N rows (eps 1e-5); mean, rstd (N) saved for backward */
+    /* layernorm over C for N rows (eps 1e-5); mean, rstd (N) saved for backward. The
+     * norms' bwd take dw (and db) NULL for a frozen gain (LoRA trains adapters only) */
     void (*layernorm_fwd)(void *st, float *out, float *mean, float *rstd, const float *inp,
                           const float *w, const float *b, int N, int C);
     void (*layernorm_bwd)(void *st, float *dinp, float *dw, float *db, const float *dout,
@@ -227,7 +242,8 @@ typedef struct llm_backend {
                         int N, int C, float eps);
     void (*rmsnorm_bwd)(void *st, float *dinp, float *dw, const float *dout, const float *inp,
                         const float *w, const float *rstd, int N, int C);
-    /* out (N,OC) = inp (N,C) @ w(OC,C)^T + bias(OC); bias may be NULL */
+    /* out (N,OC) = inp (N,C) @ w(OC,C)^T + bias(OC); bias may be NULL. In bwd any of
+     * dinp, dw, dbias may be NULL: that gradient is not wanted (a frozen weight) */
     void (*matmul_fwd)(void *st, float *out, const float *inp, const float *w,
                        const float *bias, int N, int C, int OC);
     void (*matmul_bwd)(void *st, float *dinp, float *dw, float *dbias, const float *dout,
@@ -295,6 +311,10 @@ typedef struct llm_backend {
     void (*residual_layernorm_fwd)(void *st, float *res, float *out, float *mean, float *rstd,
                                    const float *a, const float *b, const float *w,
                                    const float *bias, int N, int C);
+    /* dropout of n values: out[i] = inp[i] * keep(key, i) / (1 - p), the mask a pure
+     * function of (key, i) (see llm__dropout_ref), so backward -- the same call on the
+     * gradient -- regenerates it; out may be inp. NULL: the model refuses dropout > 0 */
+    void (*dropout)(void *st, float *out, const float *inp, size_t n, float p, uint64_t key);
 } llm_backend;
 
 LLMDEF const llm_backend *llm_cpu_backend(void);
@@ -406,7 +426,8 @@ LLMDEF llm_status llm_model_reserve(llm_model *m, int B, int T);
 LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *targets,
                                     int B, int T, float *loss);
 /* Copy the logits (B,T,V) of the last forward to dst. Call before backward, which
- * reuses their memory for the gradient. */
+ * reuses their memory for the gradient. (With llm_options.recompute the logits are not
+ * kept: this makes them again from the final norm's output, the same bits.) */
 LLMDEF llm_status llm_model_get_logits(llm_model *m, float *dst);
 /* Per-token losses (B,T) of the last forward with targets (0 where ignored). */
 LLMDEF llm_status llm_model_get_losses(llm_model *m, float *dst);
@@ -414,6 +435,27 @@ LLMDEF llm_status llm_model_zero_grad(llm_model *m);
 /* Backward of (loss_scale * mean loss) of the last forward; ADDS into the gradients.
  * For gradient accumulation over k micro-batches pass loss_scale = 1/k. */
 LLMDEF llm_status llm_model_backward(llm_model *m, float loss_scale);
+/* Training mode (the default, 1) lets llm_model_forward with targets apply dropout;
+ * 0 turns it off (evaluation, sampling), as PyTorch's model.train() / model.eval().
+ * Forwards without targets and the KV cache never drop out. */
+LLMDEF void llm_model_set_training(llm_model *m, int training);
+
+/* Memory in bytes, by what it holds. The fields are what training at (B, T) needs with
+ * the model's current settings (LoRA, recompute), allocated or not yet: parameters
+ * when loaded, activations at the first forward (or llm_model_reserve), gradients at the
+ * first backward, optimizer moments at the first step. B = T = 0: the activations
+ * reserved now. `allocated` is what the model (and its KV sessions) holds right now. */
+typedef struct llm_memory {
+    size_t params;       /* the weights (with LoRA: the frozen base) */
+    size_t adapters;     /* LoRA's A and B */
+    size_t grads;        /* gradients of what trains (LoRA: the adapters only) */
+    size_t optimizer;    /* AdamW's m and v of what trains */
+    size_t activations;  /* forward and backward activations for B x T tokens */
+    size_t kv_cache;     /* the live KV-cache sessions (llm_kv_create) */
+    size_t total;        /* the sum of the above */
+    size_t allocated;    /* held now */
+} llm_memory;
+LLMDEF llm_status llm_model_memory(const llm_model *m, int B, int T, llm_memory *out);
 
 /* ---- AdamW ---------------------------------------------------------------------------- */
 typedef struct llm_adamw_config {
@@ -499,6 +541,55 @@ LLMDEF llm_status llm_model_save(const llm_model *m, const char *path, int with_
 LLMDEF llm_status llm_model_load_train_state(llm_model *m, const char *path,
                                              llm_train_state *ts);
 
+/* ---- LoRA: low-rank adapters (Hu et al. 2021, as HuggingFace PEFT) ---------------------
+ * Each chosen weight W (out, in) of every layer gains a trainable low-rank update:
+ *     y = x W^T + b + (alpha / r) * (x A^T) B^T,    A (r, in), B (out, r)
+ * A is drawn from U(-1/sqrt(in), 1/sqrt(in)) (PEFT's kaiming_uniform(a=sqrt(5))) and B is
+ * zero, so the model starts exactly as the base. While adapters are attached the base is
+ * frozen: no gradients and no AdamW moments exist for it (they are freed if they did),
+ * backward computes only what the adapters need, and llm_model_step updates the adapters
+ * alone (2-D tensors: weight decay applies). For Llama the fused matrices take one
+ * adapter each: qkv = [wq; wk; wv], up = [w1 (gate); w3 (up)] (as PEFT on GPT-2's fused
+ * c_attn). The adapters live beside the model; llm_model_save writes the base only. */
+#define LLM_LORA_QKV  1   /* attention q, k, v: qkvw */
+#define LLM_LORA_PROJ 2   /* attention output projection: attprojw */
+#define LLM_LORA_UP   4   /* MLP up projection: fcw */
+#define LLM_LORA_DOWN 8   /* MLP down projection: fcprojw */
+#define LLM_LORA_ALL  15
+typedef struct llm_lora_config {
+    int rank;          /* r: 1 <= r <= C (and <= every adapted matrix's sides) */
+    float alpha;       /* the update is scaled by alpha / r; 0: alpha = 2r (PEFT's 16 at r 8) */
+    int targets;       /* LLM_LORA_* bits; 0: LLM_LORA_ALL */
+    uint64_t seed;     /* for A */
+} llm_lora_config;
+/* Attach fresh adapters (replacing any). LLM_ERR_ARG for a rank outside [1, C] (named) or
+ * bad targets/alpha. */
+LLMDEF llm_status llm_model_lora_create(llm_model *m, const llm_lora_config *cfg);
+/* Detach the adapters (the base is unchanged, and trainable again). Accepts no LoRA. */
+LLMDEF void llm_model_lora_free(llm_model *m);
+/* W += (alpha/r) B A for every adapted matrix (computed in double, rounded once), then
+ * detach: the model is a plain one that computes what it computed with the adapters. */
+LLMDEF llm_status llm_model_lora_merge(llm_model *m);
+/* The attached config (rank 0 when none) and the number of adapter floats. */
+LLMDEF llm_lora_config llm_model_lora_config(const llm_model *m);
+LLMDEF size_t llm_model_lora_num_params(const llm_model *m);
+/* Host copies of the adapters / their gradients / the reverse: for each target in the
+ * order qkv, proj, up, down (those attached), A (L, r, in) then B^T (L, r, out): B is
+ * kept transposed (PEFT's lora_B.weight is B), so that adding its product to a layer's
+ * output is one accumulating matmul. */
+LLMDEF llm_status llm_model_lora_get(const llm_model *m, float *dst);
+LLMDEF llm_status llm_model_lora_set(llm_model *m, const float *src);
+LLMDEF llm_status llm_model_lora_get_grads(const llm_model *m, float *dst);
+/* The adapters alone, in their own small file (path.tmp, then renamed): the base's
+ * shape, rank, alpha, targets, then the floats; with_optimizer adds their AdamW moments
+ * and step (and ts, when not NULL), so a run can resume. */
+LLMDEF llm_status llm_model_lora_save(const llm_model *m, const char *path, int with_optimizer,
+                                      const llm_train_state *ts);
+/* Attach the adapters of a file (replacing any) to a model of the same shape (any copy
+ * of the base): LLM_ERR_ARG naming both shapes when they differ. The moments, step and
+ * ts are restored when the file has them (ts may be NULL). */
+LLMDEF llm_status llm_model_lora_load(llm_model *m, const char *path, llm_train_state *ts);
+
 /* ---- token datasets ---------------------------------------------------------------------- */
 /* llm.c's token file: 256 int32 header (magic 20240520, version 1, count), then count
  * uint16 tokens. Memory-mapped where the platform allows. */
@@ -509,6 +600,9 @@ LLMDEF size_t llm_dataset_len(const llm_dataset *d);
 LLMDEF const uint16_t *llm_dataset_tokens(const llm_dataset *d);
 /* Write tokens in that layout (to path.tmp, then renamed). Ids must be < 65536. */
 LLMDEF llm_status llm_dataset_write(const char *path, const int *tokens, size_t n);
+/* A dataset held in memory: a copy of tokens[0, n) (ids in [0, 65536)), for text that
+ * was tokenized in the program (build/finetune). Close it as any other. */
+LLMDEF llm_status llm_dataset_from_tokens(llm_dataset **out, const int *tokens, size_t n);
 
 /* Serves (B, T+1) windows of tokens [begin, end) of a dataset: window j covers tokens
  * [begin + j*T, begin + j*T + T + 1). Batch k holds windows k*B .. k*B+B-1, in order,
@@ -533,8 +627,11 @@ LLMDEF llm_status llm_loader_next(llm_loader *l, int *inputs, int *targets);
 LLMDEF void llm_loader_reset(llm_loader *l);
 LLMDEF void llm_loader_get_state(const llm_loader *l, llm_train_state *ts);
 LLMDEF llm_status llm_loader_set_state(llm_loader *l, const llm_train_state *ts);
-/* Mean loss over n_batches batches of the loader (from its current position). */
-LLMDEF llm_status llm_model_eval(llm_model *m, llm_loader *l, int n_batches, float *loss);
+/* Evaluation over n_batches batches of the loader (from its current position), with
+ * dropout off: *loss (may be NULL) the mean cross-entropy per predicted token (every
+ * target counts the same, ignored targets none), *ppl (may be NULL) the perplexity
+ * exp(loss). */
+LLMDEF llm_status llm_model_eval(llm_model *m, llm_loader *l, int n_batches, float *loss, float *ppl);
 
 /* ---- random numbers --------------------------------------------------------------------- */
 /* xoshiro128-style generator used for init and shuffling; same seed, same stream. */
@@ -3140,6 +3237,32 @@ static LLM__UNUSED void llm__residual_bwd_ref(float *da, float *db, const float 
     for (size_t i = 0; i < n; i++) { da[i] += dout[i]; db[i] += dout[i]; }
 }
 
+/* Dropout with a counter-based mask (the idea of Philox in cuRAND and JAX, with
+ * splitmix64's output function h as the mixer): element i of the stream `key` is
+ *   u_i = h(key + (i+1)·φ)            (φ = 0x9E3779B97F4A7C15: splitmix64's stream)
+ *   kept when (u_i >> 40) >= floor(p·2^24), then scaled by 1/(1-p):
+ *   out[i] = kept ? inp[i] · (1/(1-p)) : 0.
+ * The mask is a pure function of (key, i): it takes no memory and no state, any thread
+ * can do any slice (i0: the index of inp[0] in the stream), backward regenerates it,
+ * and a resumed run draws the same masks. Backward is the same op on the gradient:
+ * dinp = dout · kept / (1-p) (overwritten, not accumulated: the mask is a function, not
+ * a parameter). out may be inp. PyTorch: x * mask with the mask of tests/ref_lora.py. */
+#define LLM__PHI64 0x9E3779B97F4A7C15ull
+static uint64_t llm__mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static uint32_t llm__dropout_threshold(float p) { return LLM__CAST(uint32_t, p * 16777216.0f); }
+static LLM__UNUSED void llm__dropout_ref(float *out, const float *inp, size_t n, float p, uint64_t key, size_t i0) {
+    uint32_t thr = llm__dropout_threshold(p);
+    float scale = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t u = llm__mix64(key + LLM__CAST(uint64_t, i0 + i + 1) * LLM__PHI64);
+        out[i] = LLM__CAST(uint32_t, u >> 40) >= thr ? inp[i] * scale : 0.0f;
+    }
+}
+
 /* Fused softmax + cross-entropy over V logits per row, without materialising the
  * probabilities: lse = m + log Σ exp(x - m) (m = max x), loss = lse - x[target].
  * Rows whose target is negative (PyTorch's ignore_index) get loss 0.
@@ -5724,7 +5847,7 @@ static void llm__cpu_layernorm_bwd(void *st, float *dinp, float *dw, float *db, 
     a.dinp = dinp; a.dw = dw; a.db = db; a.dout = dout; a.inp = inp; a.w = w; a.cmean = mean; a.crstd = rstd;
     a.N = N; a.C = C;
     llm_pool_run(LLM__POOL(st), llm__t_norm_bwd_dx, &a);
-    llm_pool_run(LLM__POOL(st), llm__t_norm_bwd_dw, &a);
+    if (dw) llm_pool_run(LLM__POOL(st), llm__t_norm_bwd_dw, &a);   /* NULL: a frozen norm */
 }
 static void llm__cpu_rmsnorm_fwd(void *st, float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps) {
     llm__norm_args a;
@@ -5738,7 +5861,7 @@ static void llm__cpu_rmsnorm_bwd(void *st, float *dinp, float *dw, const float *
     memset(&a, 0, sizeof a);
     a.dinp = dinp; a.dw = dw; a.dout = dout; a.inp = inp; a.w = w; a.crstd = rstd; a.N = N; a.C = C;
     llm_pool_run(LLM__POOL(st), llm__t_norm_bwd_dx, &a);
-    llm_pool_run(LLM__POOL(st), llm__t_norm_bwd_dw, &a);
+    if (dw) llm_pool_run(LLM__POOL(st), llm__t_norm_bwd_dw, &a);   /* NULL: a frozen norm */
 }
 
 /* matmul: all three products go through the GEMM. out = bias, then out += inp·w^T;
@@ -5778,8 +5901,8 @@ static void llm__cpu_matmul_bwd(void *st, float *dinp, float *dw, float *dbias, 
                                 const float *inp, const float *w, int N, int C, int OC) {
     llm_pool *pool = LLM__POOL(st);
     llm__gemm_fn gemm = llm__cpu_gemm(st);
-    gemm(pool, 0, 0, N, C, OC, dout, OC, w, C, 1.0f, dinp, C);   /* dinp += dout·w */
-    gemm(pool, 1, 0, OC, C, N, dout, OC, inp, C, 1.0f, dw, C);   /* dw += doutᵀ·inp */
+    if (dinp) gemm(pool, 0, 0, N, C, OC, dout, OC, w, C, 1.0f, dinp, C);   /* dinp += dout·w */
+    if (dw) gemm(pool, 1, 0, OC, C, N, dout, OC, inp, C, 1.0f, dw, C);     /* dw += doutᵀ·inp */
     if (dbias) {
         llm__bias_args a = {dbias, dout, N, OC};
         llm_pool_run(pool, llm__t_bias_grad, &a);
@@ -5914,6 +6037,20 @@ static void llm__cpu_gelu_fwd(void *st, float *out, const float *inp, size_t n) 
 static void llm__cpu_gelu_bwd(void *st, float *dinp, const float *inp, const float *dout, size_t n) { llm__cpu_ew(st, LLM__EW_GELU_BWD, dinp, NULL, inp, dout, n, 0); }
 static void llm__cpu_residual_fwd(void *st, float *out, const float *a, const float *b, size_t n) { llm__cpu_ew(st, LLM__EW_RES_FWD, out, NULL, a, b, n, 0); }
 static void llm__cpu_residual_bwd(void *st, float *da, float *db, const float *dout, size_t n) { llm__cpu_ew(st, LLM__EW_RES_BWD, da, db, dout, NULL, n, 0); }
+
+/* dropout: contiguous slices; each element's mask depends on its index alone, so the
+ * split does not change the result. */
+typedef struct { float *out; const float *inp; size_t n; float p; uint64_t key; } llm__dropout_args;
+static void llm__t_dropout(void *arg, int ith, int nth) {
+    const llm__dropout_args *a = LLM__CAST(const llm__dropout_args *, arg);
+    size_t lo, hi;
+    llm__split(a->n, ith, nth, &lo, &hi);
+    llm__dropout_ref(a->out + lo, a->inp + lo, hi - lo, a->p, a->key, lo);
+}
+static void llm__cpu_dropout(void *st, float *out, const float *inp, size_t n, float p, uint64_t key) {
+    llm__dropout_args a = {out, inp, n, p, key};
+    llm_pool_run(LLM__POOL(st), llm__t_dropout, &a);
+}
 static void llm__cpu_swiglu_fwd(void *st, float *out, const float *inp, int N, int H) {
     llm__cpu_ew(st, LLM__EW_SWIGLU_FWD, out, NULL, inp, NULL, LLM__CAST(size_t, N), H);
 }
@@ -6006,6 +6143,7 @@ static void llm__cpu_fill(void) {
     b->residual_fwd = llm__cpu_residual_fwd; b->residual_bwd = llm__cpu_residual_bwd;
     b->crossentropy_fwd = llm__cpu_crossentropy_fwd; b->crossentropy_bwd = llm__cpu_crossentropy_bwd;
     b->sumsq = llm__cpu_sumsq; b->adamw = llm__cpu_adamw;
+    b->dropout = llm__cpu_dropout;
     /* allreduce_mean (one process) and matmul_gelu_fwd (not fused on the CPU) stay NULL */
 }
 static llm__once llm__cpu_once = LLM__ONCE_INIT;
@@ -6014,9 +6152,17 @@ LLMDEF const llm_backend *llm_cpu_backend(void) {
     return &llm__cpu_backend_table;
 }
 //==== MODEL ============================================================================
+#define LLM__LORA_NT 4   /* LoRA targets: qkv, proj, up, down */
+/* The classifier runs on chunks of rows of about this many logits (128 MB): with
+ * recompute only one chunk of logits is kept, and both ways compute the same chunks, so
+ * that the two give the same bits. */
+#ifndef LLM__CLS_FLOATS   /* (tests/test_recompute.c makes it small, to have many chunks) */
+#define LLM__CLS_FLOATS (32u << 20)
+#endif
 /* Activations of one forward pass, all views into one buffer sized for (B, T). Only
- * what backward reads is kept per layer; the projections before each residual add go
- * through one scratch tensor. QKV = (NH+2NKV)*HS, F = fc width (4C or 2H), H = MLP
+ * what backward reads is kept per layer (with llm_options.recompute the (L, ...) tensors
+ * but residual3 hold one layer: backward recomputes each layer from its input); the
+ * projections before each residual add go through one scratch tensor. QKV = (NH+2NKV)*HS, F = fc width (4C or 2H), H = MLP
  * hidden (4C or H). */
 typedef struct llm__acts {
     float *encoded;    /* (B, T, C) */
@@ -6036,7 +6182,8 @@ typedef struct llm__acts {
     float *lnf;        /* (B, T, C) */
     float *lnf_mean;   /* (B, T) */
     float *lnf_rstd;   /* (B, T) */
-    float *logits;     /* (B, T, V); holds dlogits after backward */
+    float *logits;     /* (B, T, V); holds dlogits after backward (recompute: one chunk of
+                        * cls_rows rows, made again in backward) */
     float *lse;        /* (B, T) */
     float *losses;     /* (B, T) */
     float *proj;       /* (B, T, C) scratch: attention / MLP output before the residual add */
@@ -6046,8 +6193,27 @@ typedef struct llm__acts {
     float *dqkv;       /* (B, T, QKV) */
     float *dH;         /* (B, T, H) */
     float *dF;         /* (B, T, F) */
+    /* LoRA (only with adapters attached): hs = scale * x A^T of each adapted matmul,
+     * kept for backward; h, dhs, dh: scratch */
+    float *lora_hs;    /* (L, 4, B, T, r) */
+    float *lora_h, *lora_dhs, *lora_dh;   /* (B, T, r) */
+    float *dproj;      /* (B, T, C) dropout: a block output's gradient through the mask */
 } llm__acts;
-#define LLM__NACTS 26
+#define LLM__NACTS 31
+
+/* LoRA adapters (see the API): for each adapted matrix W (L, out, in) of the model,
+ * A (L, r, in) and Bt = B^T (L, r, out), all in one buffer, targets in the order qkv,
+ * proj, up, down. */
+typedef struct llm__lora {
+    llm_lora_config cfg;               /* resolved: rank, alpha, targets, seed */
+    float scale;                       /* alpha / r */
+    int tensor[LLM__LORA_NT];          /* the adapted tensor of each target (qkvw, ...) */
+    int in[LLM__LORA_NT], out[LLM__LORA_NT];
+    size_t offA[LLM__LORA_NT], offBt[LLM__LORA_NT];  /* (0 for a target not attached) */
+    size_t n;                          /* adapter floats */
+    float *mem, *grad, *m, *v;         /* (n) device: adapters, gradients, AdamW moments */
+    float *eye;                        /* (r, r) device: scale * I, the scaling as a matmul */
+} llm__lora;
 
 struct llm_model {
     llm_config cfg;                    /* defaults filled in */
@@ -6068,6 +6234,17 @@ struct llm_model {
     float *host_losses;                /* (B, T) host */
     int B, T;                          /* of the last forward */
     int have_targets, n_valid, logits_state;   /* logits_state: 0 none, 1 logits, 2 dlogits */
+    /* memory levers and regularisation (llm_options) */
+    int recompute;                     /* keep only each layer's input; recompute in backward */
+    float dropout;                     /* p, in [0, 1) */
+    uint64_t dropout_seed;
+    int training;                      /* llm_model_set_training (1 by default) */
+    int micro;                         /* forwards that dropped out since the last step */
+    int drop_on;                       /* the last forward dropped out, with ... */
+    uint64_t drop_step, drop_micro;    /* ... these counters (backward regenerates its masks) */
+    llm__lora *lora;                   /* NULL: no adapters */
+    int cls_rows;                      /* rows per classifier chunk (LLM__CLS_FLOATS / V) */
+    size_t kv_bytes;                   /* held by the live KV sessions */
 };
 
 static const char *const llm__tensor_names[LLM_NTENSORS] = {
@@ -6158,7 +6335,16 @@ static llm_status llm__model_new(llm_model **out, const llm_config *cfg, const l
     m->H = c.hidden_dim;
     m->F = c.arch == LLM_ARCH_GPT2 ? m->H : 2 * m->H;
     m->be = opt && opt->backend ? opt->backend : llm_cpu_backend();
-    if ((s = m->be->create(&m->st, opt)) != LLM_OK) { LLM_FREE(m); return s; }
+    m->training = 1;
+    m->cls_rows = LLM__CLS_FLOATS / c.vocab_size > 16 ? LLM__CAST(int, LLM__CLS_FLOATS / c.vocab_size) : 16;
+    if (opt) {
+        m->recompute = opt->recompute != 0;
+        m->dropout = opt->dropout;
+        m->dropout_seed = opt->dropout_seed;
+    }
+    if (!(m->dropout >= 0.0f && m->dropout < 1.0f)) s = llm__err(LLM_ERR_ARG, "model: dropout p = %g must be in [0, 1)", LLM__CAST(double, m->dropout));
+    else if (m->dropout > 0.0f && !m->be->dropout) s = llm__err(LLM_ERR_UNSUPPORTED, "model: the %s backend has no dropout op (use dropout 0)", m->be->name);
+    if (s != LLM_OK || (s = m->be->create(&m->st, opt)) != LLM_OK) { LLM_FREE(m); return s; }
     llm_tensor_layout(&c, m->off, m->size);
     m->n_params = m->off[LLM_NTENSORS - 1] + m->size[LLM_NTENSORS - 1];
     m->params_mem = LLM__CAST(float *, m->be->alloc(m->st, m->n_params * sizeof(float)));
@@ -6203,6 +6389,7 @@ LLMDEF llm_status llm_model_create(llm_model **out, const llm_config *cfg, const
 
 LLMDEF void llm_model_free(llm_model *m) {
     if (!m) return;
+    llm_model_lora_free(m);
     if (m->st) {
         void *bufs[7] = {m->params_mem, m->grads_mem, m->m_mem, m->v_mem, m->acts_mem, m->tokens, m->targets};
         for (int i = 0; i < 7; i++) if (bufs[i]) m->be->release(m->st, bufs[i]);
@@ -6223,25 +6410,214 @@ LLMDEF llm_status llm_model_set_params(llm_model *m, const float *src) {
     return m->be->upload(m->st, m->params_mem, src, m->n_params * sizeof(float));
 }
 LLMDEF llm_status llm_model_get_grads(const llm_model *m, float *dst) {
+    if (m->lora) return llm__err(LLM_ERR_STATE, "get_grads: the base is frozen while LoRA adapters are attached (llm_model_lora_get_grads)");
     if (!m->grads_mem) return llm__err(LLM_ERR_STATE, "get_grads: no gradients yet (run backward)");
     return m->be->download(m->st, dst, m->grads_mem, m->n_params * sizeof(float));
+}
+LLMDEF void llm_model_set_training(llm_model *m, int training) { if (m) m->training = training != 0; }
+
+/* The key of one dropout mask (llm__dropout_ref draws the elements from it): each
+ * counter is absorbed in turn, h = mix((h ^ v) + φ), so that every (seed, optimizer
+ * step, micro-batch, layer, place) has its own stream. place: 0 the embedding (layer 0),
+ * 1 the attention output projection, 2 the MLP output. tests/ref_lora.py computes the
+ * same in numpy. */
+static uint64_t llm__dropout_key(uint64_t seed, uint64_t step, uint64_t micro, int layer, int place) {
+    const uint64_t v[4] = {step, micro, LLM__CAST(uint64_t, layer), LLM__CAST(uint64_t, place)};
+    uint64_t h = llm__mix64(seed + LLM__PHI64);
+    for (int i = 0; i < 4; i++) h = llm__mix64((h ^ v[i]) + LLM__PHI64);
+    return h;
+}
+
+/* ---- LoRA ---------------------------------------------------------------------------- */
+/* The adapters are parameters of their own: one device buffer with its gradient and
+ * moments, views per target. The forward and backward use them in the linear layers
+ * (llm__linear_fwd/bwd); this part makes, merges and frees them. */
+static void llm__free_dev(llm_model *m, float **p) {
+    if (*p) m->be->release(m->st, *p);
+    *p = NULL;
+}
+/* The activations' layout depends on the adapters: the next forward reserves anew. */
+static void llm__acts_release(llm_model *m) {
+    llm__free_dev(m, &m->acts_mem);
+    if (m->tokens) m->be->release(m->st, m->tokens);
+    if (m->targets) m->be->release(m->st, m->targets);
+    LLM_FREE(m->host_losses);
+    m->tokens = m->targets = NULL; m->host_losses = NULL;
+    m->cap_BT = 0; m->cap_T = 0; m->logits_state = 0; m->have_targets = 0;
+}
+
+LLMDEF void llm_model_lora_free(llm_model *m) {
+    if (!m || !m->lora) return;
+    llm__lora *a = m->lora;
+    llm__free_dev(m, &a->mem); llm__free_dev(m, &a->grad); llm__free_dev(m, &a->m); llm__free_dev(m, &a->v);
+    llm__free_dev(m, &a->eye);
+    LLM_FREE(a);
+    m->lora = NULL;
+    llm__acts_release(m);
+}
+LLMDEF llm_lora_config llm_model_lora_config(const llm_model *m) {
+    llm_lora_config c;
+    memset(&c, 0, sizeof c);
+    return m && m->lora ? m->lora->cfg : c;
+}
+LLMDEF size_t llm_model_lora_num_params(const llm_model *m) { return m && m->lora ? m->lora->n : 0; }
+
+/* Fill the defaults in and lay the adapters out for model m (no memory yet). */
+static llm_status llm__lora_layout(llm__lora *a, const llm_model *m, const llm_lora_config *cfg) {
+    memset(a, 0, sizeof *a);
+    a->cfg = *cfg;
+    llm_lora_config *c = &a->cfg;
+    int C = m->cfg.n_embd;
+    if (c->targets == 0) c->targets = LLM_LORA_ALL;
+    if (c->targets & ~LLM_LORA_ALL) return llm__err(LLM_ERR_ARG, "lora: unknown target bits 0x%x", LLM__CAST(unsigned, c->targets));
+    if (c->rank < 1 || c->rank > C)
+        return llm__err(LLM_ERR_ARG, "lora: rank %d must be in [1, C = %d]", c->rank, C);
+    if (c->alpha == 0.0f) c->alpha = 2.0f * LLM__CAST(float, c->rank);
+    if (!(c->alpha > 0.0f) || c->alpha > 1e6f) return llm__err(LLM_ERR_ARG, "lora: alpha %g must be positive", LLM__CAST(double, c->alpha));
+    a->scale = c->alpha / LLM__CAST(float, c->rank);
+    const int tensor[LLM__LORA_NT] = {4, 6, 10, 12};               /* qkvw, attprojw, fcw, fcprojw */
+    const int in[LLM__LORA_NT] = {C, C, C, m->H}, out[LLM__LORA_NT] = {m->QKV, C, m->F, C};
+    size_t L = LLM__CAST(size_t, m->cfg.n_layer), r = LLM__CAST(size_t, c->rank), o = 0;
+    for (int k = 0; k < LLM__LORA_NT; k++) {
+        a->tensor[k] = tensor[k]; a->in[k] = in[k]; a->out[k] = out[k];
+        if (!(c->targets & (1 << k))) continue;
+        if (c->rank > in[k] || c->rank > out[k])
+            return llm__err(LLM_ERR_ARG, "lora: rank %d exceeds a side of %s (%d x %d)", c->rank, llm_tensor_name(tensor[k]), out[k], in[k]);
+        a->offA[k] = o; o += L * r * LLM__CAST(size_t, in[k]);
+        a->offBt[k] = o; o += L * r * LLM__CAST(size_t, out[k]);
+    }
+    a->n = o;
+    return LLM_OK;
+}
+
+/* The frozen base needs neither gradients nor moments. */
+static void llm__freeze_base(llm_model *m) {
+    llm__free_dev(m, &m->grads_mem);
+    llm__free_dev(m, &m->m_mem);
+    llm__free_dev(m, &m->v_mem);
+    llm__param_views(&m->g, NULL, m->off, m->size);
+}
+
+/* Attach adapters laid out as a, with values src (host, n floats), freezing the base. */
+static llm_status llm__lora_attach(llm_model *m, const llm__lora *layout, const float *src) {
+    llm__lora *a = LLM__CAST(llm__lora *, llm__calloc(1, sizeof *a));
+    if (!a) return llm__err(LLM_ERR_NOMEM, "lora: out of memory");
+    *a = *layout;
+    size_t r = LLM__CAST(size_t, a->cfg.rank), bytes = a->n * sizeof(float);
+    float *eye = LLM__CAST(float *, llm__calloc(r * r, sizeof(float)));
+    a->mem = LLM__CAST(float *, m->be->alloc(m->st, bytes));
+    a->eye = LLM__CAST(float *, m->be->alloc(m->st, r * r * sizeof(float)));
+    llm_status s = !eye || !a->mem || !a->eye ? llm__err(LLM_ERR_NOMEM, "lora: out of memory for %zu adapter floats", a->n) : LLM_OK;
+    if (s == LLM_OK) {
+        for (size_t i = 0; i < r; i++) eye[i * r + i] = a->scale;
+        s = m->be->upload(m->st, a->eye, eye, r * r * sizeof(float));
+    }
+    if (s == LLM_OK) s = m->be->upload(m->st, a->mem, src, bytes);
+    LLM_FREE(eye);
+    if (s != LLM_OK) {
+        llm__free_dev(m, &a->mem); llm__free_dev(m, &a->eye);
+        LLM_FREE(a);
+        return s;
+    }
+    llm_model_lora_free(m);
+    llm__freeze_base(m);
+    llm__acts_release(m);
+    m->lora = a;
+    return LLM_OK;
+}
+
+LLMDEF llm_status llm_model_lora_create(llm_model *m, const llm_lora_config *cfg) {
+    if (!m || !cfg) return llm__err(LLM_ERR_ARG, "lora_create: NULL argument");
+    llm__lora a;
+    llm_status s = llm__lora_layout(&a, m, cfg);
+    if (s != LLM_OK) return s;
+    float *h = LLM__CAST(float *, llm__calloc(a.n, sizeof(float)));   /* B = 0 */
+    if (!h) return llm__err(LLM_ERR_NOMEM, "lora: out of memory");
+    /* A ~ U(-1/sqrt(in), 1/sqrt(in)): target by target, layer by layer, row-major */
+    llm_rng rng;
+    llm_rng_seed(&rng, a.cfg.seed);
+    size_t L = LLM__CAST(size_t, m->cfg.n_layer), r = LLM__CAST(size_t, a.cfg.rank);
+    for (int k = 0; k < LLM__LORA_NT; k++) {
+        if (!(a.cfg.targets & (1 << k))) continue;
+        float bound = 1.0f / sqrtf(LLM__CAST(float, a.in[k]));
+        for (size_t i = 0; i < L * r * LLM__CAST(size_t, a.in[k]); i++) {
+            float u = LLM__CAST(float, llm_rng_u64(&rng) >> 40) * (1.0f / 16777216.0f);   /* [0, 1) */
+            h[a.offA[k] + i] = (2.0f * u - 1.0f) * bound;
+        }
+    }
+    s = llm__lora_attach(m, &a, h);
+    LLM_FREE(h);
+    return s;
+}
+
+static llm_status llm__lora_copy(const llm_model *m, float *dst, const float *dev, const char *what) {
+    if (!m || !m->lora) return llm__err(LLM_ERR_STATE, "%s: no LoRA adapters attached", what);
+    if (!dev) return llm__err(LLM_ERR_STATE, "%s: no adapter gradients yet (run backward)", what);
+    return m->be->download(m->st, dst, dev, m->lora->n * sizeof(float));
+}
+LLMDEF llm_status llm_model_lora_get(const llm_model *m, float *dst) { return llm__lora_copy(m, dst, m ? (m->lora ? m->lora->mem : NULL) : NULL, "lora_get"); }
+LLMDEF llm_status llm_model_lora_get_grads(const llm_model *m, float *dst) { return llm__lora_copy(m, dst, m && m->lora ? m->lora->grad : NULL, "lora_get_grads"); }
+LLMDEF llm_status llm_model_lora_set(llm_model *m, const float *src) {
+    if (!m || !m->lora) return llm__err(LLM_ERR_STATE, "lora_set: no LoRA adapters attached");
+    return m->be->upload(m->st, m->lora->mem, src, m->lora->n * sizeof(float));
+}
+
+/* W[l] += scale * B[l] A[l] = scale * Bt[l]^T A[l], on the host in double: (out, r) x (r, in). */
+LLMDEF llm_status llm_model_lora_merge(llm_model *m) {
+    if (!m || !m->lora) return llm__err(LLM_ERR_STATE, "lora_merge: no LoRA adapters attached");
+    llm__lora *a = m->lora;
+    float *w = LLM__CAST(float *, LLM_MALLOC(m->n_params * sizeof(float)));
+    float *ad = LLM__CAST(float *, LLM_MALLOC((a->n ? a->n : 1) * sizeof(float)));
+    double *row = LLM__CAST(double *, LLM_MALLOC((m->H > m->cfg.n_embd ? LLM__CAST(size_t, m->H) : LLM__CAST(size_t, m->cfg.n_embd)) * sizeof(double)));
+    llm_status s = !w || !ad || !row ? llm__err(LLM_ERR_NOMEM, "lora_merge: out of memory") : LLM_OK;
+    if (s == LLM_OK) s = llm_model_get_params(m, w);
+    if (s == LLM_OK) s = llm_model_lora_get(m, ad);
+    size_t L = LLM__CAST(size_t, m->cfg.n_layer), r = LLM__CAST(size_t, a->cfg.rank);
+    for (int k = 0; k < LLM__LORA_NT && s == LLM_OK; k++) {
+        if (!(a->cfg.targets & (1 << k))) continue;
+        size_t in = LLM__CAST(size_t, a->in[k]), out = LLM__CAST(size_t, a->out[k]);
+        for (size_t l = 0; l < L; l++) {
+            const float *A = ad + a->offA[k] + l * r * in, *Bt = ad + a->offBt[k] + l * r * out;
+            float *W = w + m->off[a->tensor[k]] + l * out * in;
+            for (size_t o = 0; o < out; o++) {
+                for (size_t i = 0; i < in; i++) row[i] = 0.0;
+                for (size_t j = 0; j < r; j++) {
+                    double b = LLM__CAST(double, Bt[j * out + o]) * a->scale;
+                    for (size_t i = 0; i < in; i++) row[i] += b * A[j * in + i];
+                }
+                for (size_t i = 0; i < in; i++) W[o * in + i] = LLM__CAST(float, W[o * in + i] + row[i]);
+            }
+        }
+    }
+    if (s == LLM_OK) s = llm_model_set_params(m, w);
+    LLM_FREE(w); LLM_FREE(ad); LLM_FREE(row);
+    if (s == LLM_OK) llm_model_lora_free(m);
+    return s;
 }
 
 /* Lay the activation views out for (B, T) inside acts_mem; returns the floats needed
  * (mem may be NULL to only count). Each tensor starts on a 16-float boundary. */
+static llm_status llm__oom(const llm_model *m, const char *what, int B, int T);
 static size_t llm__act_views(llm__acts *a, float *mem, const llm_model *m, size_t B, size_t T) {
     const llm_config *c = &m->cfg;
     size_t L = LLM__CAST(size_t, c->n_layer), C = LLM__CAST(size_t, c->n_embd), NH = LLM__CAST(size_t, c->n_head);
     size_t V = LLM__CAST(size_t, c->vocab_size), BT = B * T;
     size_t QKV = LLM__CAST(size_t, m->QKV), F = LLM__CAST(size_t, m->F), H = LLM__CAST(size_t, m->H);
+    size_t r = m->lora ? LLM__CAST(size_t, m->lora->cfg.rank) : 0, drop = m->dropout > 0.0f;
+    /* recompute: one layer's activations (backward makes them again, layer by layer);
+     * only the layers' inputs (encoded, residual3) are kept for all L */
+    size_t Lk = m->recompute ? 1 : L;
     size_t n[LLM__NACTS] = {
-        BT * C, L * BT * C, L * BT, L * BT, L * BT * QKV, L * BT * C, L * B * NH * T, L * BT * C,
-        L * BT * C, L * BT, L * BT, L * BT * F, L * BT * H, L * BT * C, BT * C, BT, BT,
-        BT * V, BT, BT, BT * C, BT * C, BT * C, BT * QKV, BT * H, BT * F};
+        BT * C, Lk * BT * C, Lk * BT, Lk * BT, Lk * BT * QKV, Lk * BT * C, Lk * B * NH * T, Lk * BT * C,
+        Lk * BT * C, Lk * BT, Lk * BT, Lk * BT * F, Lk * BT * H, L * BT * C, BT * C, BT, BT,
+        (m->recompute && BT > LLM__CAST(size_t, m->cls_rows) + 15 ? LLM__CAST(size_t, m->cls_rows) + 15 : BT) * V, BT, BT,
+        BT * C, BT * C, BT * C, BT * QKV, BT * H, BT * F,
+        Lk * LLM__LORA_NT * BT * r, BT * r, BT * r, BT * r, drop * BT * C};
     float **views[LLM__NACTS] = {&a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv,
         &a->atty, &a->att_lse, &a->residual2, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch,
         &a->fch_act, &a->residual3, &a->lnf, &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->lse,
-        &a->losses, &a->proj, &a->dres, &a->dC, &a->dqkv, &a->dH, &a->dF};
+        &a->losses, &a->proj, &a->dres, &a->dC, &a->dqkv, &a->dH, &a->dF,
+        &a->lora_hs, &a->lora_h, &a->lora_dhs, &a->lora_dh, &a->dproj};
     size_t o = 0;
     for (int i = 0; i < LLM__NACTS; i++) {
         *views[i] = mem ? mem + o : NULL;
@@ -6272,10 +6648,53 @@ LLMDEF llm_status llm_model_reserve(llm_model *m, int B, int T) {
     m->targets = LLM__CAST(int *, m->be->alloc(m->st, BT * sizeof(int)));
     m->host_losses = LLM__CAST(float *, LLM_MALLOC(BT * sizeof(float)));
     if (!m->acts_mem || !m->tokens || !m->targets || !m->host_losses)
-        return llm__err(LLM_ERR_NOMEM, "reserve: out of memory for activations of B=%d T=%d (%zu MB)",
-                        B, T, need * sizeof(float) >> 20);
+        return llm__oom(m, "the activations", B, T);
     m->cap_BT = BT; m->cap_T = T;
     return LLM_OK;
+}
+
+/* Bytes of the activations for (B, T) (the views, the token and target ids, the host
+ * copy of the losses). */
+static size_t llm__act_bytes(const llm_model *m, size_t B, size_t T) {
+    llm__acts a;
+    return llm__act_views(&a, NULL, m, B, T) * sizeof(float) + B * T * (2 * sizeof(int) + sizeof(float));
+}
+
+LLMDEF llm_status llm_model_memory(const llm_model *m, int B, int T, llm_memory *out) {
+    if (!m || !out) return llm__err(LLM_ERR_ARG, "memory: NULL argument");
+    if (B < 0 || T < 0 || T > m->cfg.max_seq_len || (B > 0) != (T > 0))
+        return llm__err(LLM_ERR_ARG, "memory: B=%d T=%d (both positive and T <= %d, or both 0)", B, T, m->cfg.max_seq_len);
+    memset(out, 0, sizeof *out);
+    size_t f = sizeof(float), trains = m->lora ? m->lora->n : m->n_params;
+    out->params = m->n_params * f;
+    out->adapters = m->lora ? (m->lora->n + LLM__CAST(size_t, m->lora->cfg.rank) * LLM__CAST(size_t, m->lora->cfg.rank)) * f : 0;
+    out->grads = trains * f;
+    out->optimizer = 2 * trains * f;
+    out->activations = B > 0 ? llm__act_bytes(m, LLM__CAST(size_t, B), LLM__CAST(size_t, T))
+                             : m->cap_BT ? llm__act_bytes(m, m->cap_BT / LLM__CAST(size_t, m->cap_T), LLM__CAST(size_t, m->cap_T)) : 0;
+    out->kv_cache = m->kv_bytes;
+    out->total = out->params + out->adapters + out->grads + out->optimizer + out->activations + out->kv_cache;
+    int have_grads = m->lora ? m->lora->grad != NULL : m->grads_mem != NULL;
+    int have_moments = m->lora ? m->lora->m != NULL : m->m_mem != NULL;
+    out->allocated = out->params + out->adapters + (have_grads ? out->grads : 0) + (have_moments ? out->optimizer : 0) +
+                     (m->cap_BT ? llm__act_bytes(m, m->cap_BT / LLM__CAST(size_t, m->cap_T), LLM__CAST(size_t, m->cap_T)) : 0) +
+                     m->kv_bytes;
+    return LLM_OK;
+}
+
+/* An allocation for training failed: say what did not fit, what the model holds, and
+ * which levers need less. */
+static llm_status llm__oom(const llm_model *m, const char *what, int B, int T) {
+    char fail[sizeof llm__errmsg];
+    snprintf(fail, sizeof fail, "%s", llm_last_error());
+    llm_memory u;
+    if (llm_model_memory(m, B, T, &u) != LLM_OK) memset(&u, 0, sizeof u);
+    return llm__err(LLM_ERR_NOMEM,
+                    "out of memory for %s (training at B=%d T=%d needs %.1f MB: parameters %.1f, gradients %.1f, "
+                    "AdamW moments %.1f, activations %.1f); what needs less: a smaller batch with gradient "
+                    "accumulation, recompute (llm_options.recompute), LoRA adapters instead of full training [%s]",
+                    what, B, T, u.total / 1e6, (u.params + u.adapters) / 1e6, u.grads / 1e6, u.optimizer / 1e6,
+                    u.activations / 1e6, fail);
 }
 
 static llm_status llm__check_tokens(const int *tok, size_t n, int V, const char *what) {
@@ -6323,19 +6742,71 @@ static llm__wview llm__weight(const llm_model *m, const llm_params *p, int l, ll
     }
     return v;
 }
-/* out = inp @ W^T + b on N rows; act (may be NULL): also act = gelu(out), in one call
- * where the backend fuses the two (the GPT-2 MLP up-projection). */
-static void llm__linear_fwd(const llm_model *m, int l, llm__wkind k, float *out, const float *inp, int N, float *act) {
+
+/* ---- LoRA: the adapters' part of a linear layer ---------------------------------------
+ * Kind k (QKV, ATTPROJ, FC, FCPROJ: LoRA's targets 0-3, in order) of layer l on N rows
+ * x (N, in):      out (N, out) += scale * (x A^T) Bt
+ * as three small products of ops every backend has: h = x A^T (N, r); hs = h (scale I)^T,
+ * the scaling as an r x r matmul; out += hs Bt, the accumulating product that matmul_bwd
+ * computes for an input gradient (its weight gradient NULL). hs is kept for backward, h
+ * is scratch. */
+static int llm__lora_on(const llm_model *m, llm__wkind k) {
+    return m->lora && k != LLM__W_CLS && (m->lora->cfg.targets & (1 << LLM__CAST(int, k)));
+}
+static void llm__lora_fwd(const llm_model *m, int k, int l, float *out, const float *x, float *hs, float *h, int N) {
+    const llm__lora *a = m->lora;
+    const llm_backend *be = m->be;
+    int r = a->cfg.rank, in = a->in[k], o = a->out[k];
+    size_t ur = LLM__CAST(size_t, r), ul = LLM__CAST(size_t, l);
+    const float *A = a->mem + a->offA[k] + ul * ur * LLM__CAST(size_t, in), *Bt = a->mem + a->offBt[k] + ul * ur * LLM__CAST(size_t, o);
+    be->matmul_fwd(m->st, h, x, A, NULL, N, in, r);
+    be->matmul_fwd(m->st, hs, h, a->eye, NULL, N, r, r);
+    be->matmul_bwd(m->st, out, NULL, NULL, hs, NULL, Bt, N, o, r);
+}
+/* Its backward, given dout (N, out) and the forward's x and hs:
+ *     dhs = dout Bt^T;  dBt += hs^T dout;  dh = scale dhs;  dA += dh^T x;  dx += dh A
+ * (dx accumulates beside the base weight's own dx += dout W). dhs, dh (N, r) scratch. */
+static void llm__lora_bwd(const llm_model *m, int k, int l, float *dx, const float *dout, const float *x, const float *hs,
+                          float *dhs, float *dh, int N) {
+    const llm__lora *a = m->lora;
+    const llm_backend *be = m->be;
+    int r = a->cfg.rank, in = a->in[k], o = a->out[k];
+    size_t ur = LLM__CAST(size_t, r), ul = LLM__CAST(size_t, l);
+    size_t oA = a->offA[k] + ul * ur * LLM__CAST(size_t, in), oB = a->offBt[k] + ul * ur * LLM__CAST(size_t, o);
+    be->matmul_fwd(m->st, dhs, dout, a->mem + oB, NULL, N, o, r);
+    be->matmul_bwd(m->st, NULL, a->grad + oB, NULL, hs, dout, NULL, N, o, r);
+    be->matmul_fwd(m->st, dh, dhs, a->eye, NULL, N, r, r);
+    be->matmul_bwd(m->st, dx, a->grad + oA, NULL, dh, x, a->mem + oA, N, in, r);
+}
+/* Where a linear layer's adapter keeps hs: training keeps one (N, r) per kind (for
+ * backward); inference shares one. h: scratch. Given by the block's llm__layer_io. */
+typedef struct { float *hs, *h; int keep; } llm__lora_io;
+static float *llm__lora_hs(const llm__lora_io *lo, llm__wkind k, int N, int r) {
+    return lo->hs + (lo->keep ? LLM__CAST(size_t, k) * LLM__CAST(size_t, N) * LLM__CAST(size_t, r) : 0);
+}
+
+/* out = inp @ W^T + b (+ the adapter's update, LoRA) on N rows; act (may be NULL): also
+ * act = gelu(out), in one call where the backend fuses the two (the GPT-2 MLP
+ * up-projection) and no adapter comes between. lo: the LoRA buffers (NULL: none). */
+static void llm__linear_fwd(const llm_model *m, int l, llm__wkind k, float *out, const float *inp, int N, float *act,
+                            const llm__lora_io *lo) {
     const llm_backend *be = m->be;
     const llm__wview W = llm__weight(m, &m->p, l, k);
-    if (act && be->matmul_gelu_fwd) { be->matmul_gelu_fwd(m->st, out, act, inp, W.w, W.b, N, W.IC, W.OC); return; }
+    int lora = lo && llm__lora_on(m, k);
+    if (act && be->matmul_gelu_fwd && !lora) { be->matmul_gelu_fwd(m->st, out, act, inp, W.w, W.b, N, W.IC, W.OC); return; }
     be->matmul_fwd(m->st, out, inp, W.w, W.b, N, W.IC, W.OC);
+    if (lora) llm__lora_fwd(m, LLM__CAST(int, k), l, out, inp, llm__lora_hs(lo, k, N, m->lora->cfg.rank), lo->h, N);
     if (act) be->gelu_fwd(m->st, act, out, LLM__CAST(size_t, N) * LLM__CAST(size_t, W.OC));
 }
-/* dinp += dout @ W, dW += dout^T @ inp, db += Σ_rows dout (dW, db in the gradients m->g). */
-static void llm__linear_bwd(const llm_model *m, int l, llm__wkind k, float *dinp, const float *dout, const float *inp, int N) {
+/* dinp += dout @ W, dW += dout^T @ inp, db += Σ_rows dout (dW, db in the gradients m->g;
+ * NULL views there, a frozen base, are skipped), then the adapter's part. */
+static void llm__linear_bwd(const llm_model *m, int l, llm__wkind k, float *dinp, const float *dout, const float *inp, int N,
+                            const llm__lora_io *lo) {
     const llm__wview W = llm__weight(m, &m->p, l, k), G = llm__weight(m, &m->g, l, k);
     m->be->matmul_bwd(m->st, dinp, G.w, G.b, dout, inp, W.w, N, W.IC, W.OC);
+    if (lo && llm__lora_on(m, k))
+        llm__lora_bwd(m, LLM__CAST(int, k), l, dinp, dout, inp, llm__lora_hs(lo, k, N, m->lora->cfg.rank), m->a.lora_dhs,
+                      m->a.lora_dh, N);
 }
 
 /* ---- one transformer block, shared by training and KV-cache inference -----------------
@@ -6360,6 +6831,8 @@ typedef struct llm__layer_io {
     const int *seq, *pos;               /* inference: (N) device arrays; training: NULL */
     float *kcache, *vcache;             /* inference: this layer's caches (S, maxT, NKV·HS) */
     int maxT;
+    llm__lora_io lora;                  /* the adapters' hs and scratch (unused without LoRA) */
+    int drop;                           /* training with dropout: mask both branch outputs */
 } llm__layer_io;
 
 static void llm__block_fwd(const llm_model *m, int l, const llm__layer_io *io) {
@@ -6369,27 +6842,31 @@ static void llm__block_fwd(const llm_model *m, int l, const llm__layer_io *io) {
     const llm_params *p = &m->p;
     const int N = io->B * io->T, NH = c->n_head, NKV = c->n_kv_head, HS = c->n_embd / NH;
     const size_t uC = LLM__CAST(size_t, c->n_embd), nC = LLM__CAST(size_t, N) * uC;
+    const llm__lora_io *lo = &io->lora;
     llm__norm_fwd(m, io->ln1, io->ln1_mean, io->ln1_rstd, io->res, llm__at(p->ln1w, l, uC), llm__at(p->ln1b, l, uC), N);
-    llm__linear_fwd(m, l, LLM__W_QKV, io->qkv, io->ln1, N, NULL);
+    llm__linear_fwd(m, l, LLM__W_QKV, io->qkv, io->ln1, N, NULL, lo);
     if (c->arch == LLM_ARCH_LLAMA) be->rope_fwd(st, io->qkv, io->pos, io->B, io->T, NH, NKV, HS, c->rope_theta);
     if (io->kcache) be->attention_kv(st, io->att, io->qkv, io->kcache, io->vcache, io->seq, io->pos, N, NH, NKV, HS, io->maxT);
     else be->attention_fwd(st, io->att, io->att_lse, io->qkv, io->B, io->T, NH, NKV, HS);
-    llm__linear_fwd(m, l, LLM__W_ATTPROJ, io->proj, io->att, N, NULL);
+    llm__linear_fwd(m, l, LLM__W_ATTPROJ, io->proj, io->att, N, NULL, lo);
+    if (io->drop) be->dropout(st, io->proj, io->proj, nC, m->dropout, llm__dropout_key(m->dropout_seed, m->drop_step, m->drop_micro, l, 1));
     be->residual_fwd(st, io->res2, io->res, io->proj, nC);
     llm__norm_fwd(m, io->ln2, io->ln2_mean, io->ln2_rstd, io->res2, llm__at(p->ln2w, l, uC), llm__at(p->ln2b, l, uC), N);
     if (c->arch == LLM_ARCH_LLAMA) {   /* fch = [gate | up], fcha = silu(gate)·up */
-        llm__linear_fwd(m, l, LLM__W_FC, io->fch, io->ln2, N, NULL);
+        llm__linear_fwd(m, l, LLM__W_FC, io->fch, io->ln2, N, NULL, lo);
         be->swiglu_fwd(st, io->fcha, io->fch, N, m->H);
     } else {
-        llm__linear_fwd(m, l, LLM__W_FC, io->fch, io->ln2, N, io->fcha);   /* fcha = gelu(fch) */
+        llm__linear_fwd(m, l, LLM__W_FC, io->fch, io->ln2, N, io->fcha, lo);   /* fcha = gelu(fch) */
     }
-    llm__linear_fwd(m, l, LLM__W_FCPROJ, io->proj, io->fcha, N, NULL);
+    llm__linear_fwd(m, l, LLM__W_FCPROJ, io->proj, io->fcha, N, NULL, lo);
+    if (io->drop) be->dropout(st, io->proj, io->proj, nC, m->dropout, llm__dropout_key(m->dropout_seed, m->drop_step, m->drop_micro, l, 2));
     be->residual_fwd(st, io->res3, io->res2, io->proj, nC);
 }
 /* Its backward (training). dres (N, C) comes in as the gradient at res3 and leaves as
  * the gradient at res: a residual add passes its gradient to both inputs unchanged, so
- * each branch adds into dres in place instead of copying it. Scratch: the model's dC,
- * dqkv, dH, dF. */
+ * each branch adds into dres in place instead of copying it (through the branch's
+ * dropout mask first, regenerated from its key, into dproj). Scratch: the model's dC,
+ * dqkv, dH, dF, dproj. */
 static void llm__block_bwd(const llm_model *m, int l, const llm__layer_io *io, float *dres) {
     const llm_config *c = &m->cfg;
     const llm_backend *be = m->be;
@@ -6399,43 +6876,68 @@ static void llm__block_bwd(const llm_model *m, int l, const llm__layer_io *io, f
     const int N = io->B * io->T, NH = c->n_head, NKV = c->n_kv_head, HS = c->n_embd / NH, llama = c->arch == LLM_ARCH_LLAMA;
     const size_t uC = LLM__CAST(size_t, c->n_embd), nC = LLM__CAST(size_t, N) * uC;
     const size_t nH = LLM__CAST(size_t, N) * LLM__CAST(size_t, m->H), nF = LLM__CAST(size_t, N) * LLM__CAST(size_t, m->F);
+    const llm__lora_io *lo = &io->lora;
+    const float *dout = dres;   /* a branch's output gradient */
     /* MLP block */
+    if (io->drop) {
+        be->dropout(st, a->dproj, dres, nC, m->dropout, llm__dropout_key(m->dropout_seed, m->drop_step, m->drop_micro, l, 2));
+        dout = a->dproj;
+    }
     be->zero(st, a->dH, nH * sizeof(float));
     be->zero(st, a->dF, nF * sizeof(float));
     be->zero(st, a->dC, nC * sizeof(float));
-    llm__linear_bwd(m, l, LLM__W_FCPROJ, a->dH, dres, io->fcha, N);
+    llm__linear_bwd(m, l, LLM__W_FCPROJ, a->dH, dout, io->fcha, N, lo);
     if (llama) be->swiglu_bwd(st, a->dF, io->fch, a->dH, N, m->H);
     else be->gelu_bwd(st, a->dF, io->fch, a->dH, nH);
-    llm__linear_bwd(m, l, LLM__W_FC, a->dC, a->dF, io->ln2, N);
+    llm__linear_bwd(m, l, LLM__W_FC, a->dC, a->dF, io->ln2, N, lo);
     llm__norm_bwd(m, dres, llm__at(g->ln2w, l, uC), llm__at(g->ln2b, l, uC), a->dC, io->res2, llm__at(p->ln2w, l, uC),
                   io->ln2_mean, io->ln2_rstd, N);
     /* attention block */
+    dout = dres;
+    if (io->drop) {
+        be->dropout(st, a->dproj, dres, nC, m->dropout, llm__dropout_key(m->dropout_seed, m->drop_step, m->drop_micro, l, 1));
+        dout = a->dproj;
+    }
     be->zero(st, a->dC, nC * sizeof(float));
     be->zero(st, a->dqkv, LLM__CAST(size_t, N) * LLM__CAST(size_t, m->QKV) * sizeof(float));
-    llm__linear_bwd(m, l, LLM__W_ATTPROJ, a->dC, dres, io->att, N);
+    llm__linear_bwd(m, l, LLM__W_ATTPROJ, a->dC, dout, io->att, N, lo);
     be->attention_bwd(st, a->dqkv, a->dC, io->qkv, io->att, io->att_lse, io->B, io->T, NH, NKV, HS);
     if (llama) be->rope_bwd(st, a->dqkv, NULL, io->B, io->T, NH, NKV, HS, c->rope_theta);
     be->zero(st, a->dC, nC * sizeof(float));
-    llm__linear_bwd(m, l, LLM__W_QKV, a->dC, a->dqkv, io->ln1, N);
+    llm__linear_bwd(m, l, LLM__W_QKV, a->dC, a->dqkv, io->ln1, N, lo);
     llm__norm_bwd(m, dres, llm__at(g->ln1w, l, uC), llm__at(g->ln1b, l, uC), a->dC, io->res, llm__at(p->ln1w, l, uC),
                   io->ln1_mean, io->ln1_rstd, N);
 }
-/* Layer l's tensors among the training activations, for the last forward's (B, T). */
+/* Rows in the classifier's chunk at row r0 of N: cls_rows, and the last chunk takes a
+ * remainder under 16 rows (a tiny last chunk would go down another matmul path). */
+static int llm__cls_chunk(const llm_model *m, int r0, int N) {
+    int n = N - r0 < m->cls_rows ? N - r0 : m->cls_rows;
+    return N - r0 - n > 0 && N - r0 - n < 16 ? N - r0 : n;
+}
+/* Layer l's tensors among the training activations, for the last forward's (B, T).
+ * With recompute every layer shares one set (L = 0 below), but for its input and output
+ * in residual3. */
 static llm__layer_io llm__layer_acts(const llm_model *m, int l) {
     const llm__acts *a = &m->a;
     const size_t bt = LLM__CAST(size_t, m->B) * LLM__CAST(size_t, m->T), btc = bt * LLM__CAST(size_t, m->cfg.n_embd);
-    const size_t L = LLM__CAST(size_t, l);
+    const size_t L = m->recompute ? 0 : LLM__CAST(size_t, l), l_io = LLM__CAST(size_t, l);
     llm__layer_io io;
     memset(&io, 0, sizeof io);
-    io.res = l == 0 ? a->encoded : a->residual3 + (L - 1) * btc;
+    io.res = l == 0 ? a->encoded : a->residual3 + (l_io - 1) * btc;
     io.ln1 = a->ln1 + L * btc; io.ln1_mean = a->ln1_mean + L * bt; io.ln1_rstd = a->ln1_rstd + L * bt;
     io.qkv = a->qkv + L * bt * LLM__CAST(size_t, m->QKV);
     io.att = a->atty + L * btc; io.att_lse = a->att_lse + L * bt * LLM__CAST(size_t, m->cfg.n_head);
     io.res2 = a->residual2 + L * btc;
     io.ln2 = a->ln2 + L * btc; io.ln2_mean = a->ln2_mean + L * bt; io.ln2_rstd = a->ln2_rstd + L * bt;
     io.fch = a->fch + L * bt * LLM__CAST(size_t, m->F); io.fcha = a->fch_act + L * bt * LLM__CAST(size_t, m->H);
-    io.proj = a->proj; io.res3 = a->residual3 + L * btc;
+    io.proj = a->proj; io.res3 = a->residual3 + l_io * btc;
     io.B = m->B; io.T = m->T;
+    io.drop = m->drop_on;
+    if (m->lora) {
+        io.lora.hs = a->lora_hs + L * LLM__LORA_NT * bt * LLM__CAST(size_t, m->lora->cfg.rank);
+        io.lora.h = a->lora_h;
+        io.lora.keep = 1;
+    }
     return io;
 }
 
@@ -6457,19 +6959,32 @@ LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *
     llm__act_views(a, m->acts_mem, m, LLM__CAST(size_t, B), LLM__CAST(size_t, T));
     if ((s = be->upload(st, m->tokens, tokens, LLM__CAST(size_t, BT) * sizeof(int))) != LLM_OK) return s;
     m->B = B; m->T = T; m->have_targets = 0; m->logits_state = 0;
+    /* dropout: in training, with targets; its masks are keyed by (step, micro-batch) */
+    int drop = m->dropout > 0.0f && m->training && targets;
+    m->drop_on = drop; m->drop_step = LLM__CAST(uint64_t, m->t); m->drop_micro = LLM__CAST(uint64_t, m->micro);
+    if (drop) m->micro++;
+    size_t btc = bt * uC;
 
     be->encoder_fwd(st, a->encoded, m->tokens, p->wte, p->wpe, B, T, C);
+    if (drop) be->dropout(st, a->encoded, a->encoded, btc, m->dropout, llm__dropout_key(m->dropout_seed, m->drop_step, m->drop_micro, 0, 0));
     for (int l = 0; l < L; l++) {
         llm__layer_io io = llm__layer_acts(m, l);
         llm__block_fwd(m, l, &io);
     }
     llm__norm_fwd(m, a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + LLM__CAST(size_t, L - 1) * bt * uC, p->lnfw, p->lnfb, BT);
-    llm__linear_fwd(m, 0, LLM__W_CLS, a->logits, a->lnf, BT, NULL);
+    /* the classifier and the loss, chunk by chunk of rows; with recompute the logits of a
+     * chunk are dropped once its loss is known (llm_model_get_logits and backward make
+     * them again), and without targets none are made here */
+    if (targets && (s = be->upload(st, m->targets, targets, bt * sizeof(int))) != LLM_OK) return s;
+    for (int r0 = 0, n; r0 < BT && (targets || !m->recompute); r0 += n) {
+        n = llm__cls_chunk(m, r0, BT);
+        float *lg = a->logits + (m->recompute ? 0 : LLM__CAST(size_t, r0) * LLM__CAST(size_t, V));
+        llm__linear_fwd(m, 0, LLM__W_CLS, lg, a->lnf + LLM__CAST(size_t, r0) * uC, n, NULL, NULL);
+        if (targets) be->crossentropy_fwd(st, a->losses + r0, a->lse + r0, lg, m->targets + r0, n, V);
+    }
     m->logits_state = 1;
 
     if (targets) {
-        if ((s = be->upload(st, m->targets, targets, bt * sizeof(int))) != LLM_OK) return s;
-        be->crossentropy_fwd(st, a->losses, a->lse, a->logits, m->targets, BT, V);
         if ((s = be->download(st, m->host_losses, a->losses, bt * sizeof(float))) != LLM_OK) return s;
         double sum = 0;
         int n = 0;
@@ -6485,7 +7000,15 @@ LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *
 
 LLMDEF llm_status llm_model_get_logits(llm_model *m, float *dst) {
     if (m->logits_state != 1) return llm__err(LLM_ERR_STATE, "get_logits: no logits (run forward; backward overwrites them)");
-    return m->be->download(m->st, dst, m->a.logits, LLM__CAST(size_t, m->B) * m->T * m->cfg.vocab_size * sizeof(float));
+    size_t V = LLM__CAST(size_t, m->cfg.vocab_size), BT = LLM__CAST(size_t, m->B) * LLM__CAST(size_t, m->T);
+    if (!m->recompute) return m->be->download(m->st, dst, m->a.logits, BT * V * sizeof(float));
+    llm_status s = LLM_OK;   /* recompute keeps none: made again, chunk by chunk */
+    for (int r0 = 0, n; r0 < LLM__CAST(int, BT) && s == LLM_OK; r0 += n) {
+        n = llm__cls_chunk(m, r0, LLM__CAST(int, BT));
+        llm__linear_fwd(m, 0, LLM__W_CLS, m->a.logits, m->a.lnf + LLM__CAST(size_t, r0) * LLM__CAST(size_t, m->cfg.n_embd), n, NULL, NULL);
+        s = m->be->download(m->st, dst + LLM__CAST(size_t, r0) * V, m->a.logits, LLM__CAST(size_t, n) * V * sizeof(float));
+    }
+    return s;
 }
 LLMDEF llm_status llm_model_get_losses(llm_model *m, float *dst) {
     if (!m->have_targets) return llm__err(LLM_ERR_STATE, "get_losses: the last forward had no targets");
@@ -6493,10 +7016,20 @@ LLMDEF llm_status llm_model_get_losses(llm_model *m, float *dst) {
     return LLM_OK;
 }
 
+/* The gradients of what trains: every parameter, or with LoRA the adapters alone (the
+ * base's views in m->g stay NULL, which the ops read as "frozen"). */
 static llm_status llm__alloc_grads(llm_model *m) {
+    if (m->lora) {
+        llm__lora *a = m->lora;
+        if (a->grad) return LLM_OK;
+        a->grad = LLM__CAST(float *, m->be->alloc(m->st, a->n * sizeof(float)));
+        if (!a->grad) return llm__oom(m, "the adapters' gradients", m->B, m->T);
+        m->be->zero(m->st, a->grad, a->n * sizeof(float));
+        return LLM_OK;
+    }
     if (m->grads_mem) return LLM_OK;
     m->grads_mem = LLM__CAST(float *, m->be->alloc(m->st, m->n_params * sizeof(float)));
-    if (!m->grads_mem) return LLM_ERR_NOMEM;
+    if (!m->grads_mem) return llm__oom(m, "the gradients", m->B, m->T);
     m->be->zero(m->st, m->grads_mem, m->n_params * sizeof(float));
     llm__param_views(&m->g, m->grads_mem, m->off, m->size);
     return LLM_OK;
@@ -6505,7 +7038,8 @@ static llm_status llm__alloc_grads(llm_model *m) {
 LLMDEF llm_status llm_model_zero_grad(llm_model *m) {
     llm_status s = llm__alloc_grads(m);
     if (s != LLM_OK) return s;
-    m->be->zero(m->st, m->grads_mem, m->n_params * sizeof(float));
+    if (m->lora) m->be->zero(m->st, m->lora->grad, m->lora->n * sizeof(float));
+    else m->be->zero(m->st, m->grads_mem, m->n_params * sizeof(float));
     return LLM_OK;
 }
 
@@ -6524,18 +7058,34 @@ LLMDEF llm_status llm_model_backward(llm_model *m, float loss_scale) {
     llm_params *p = &m->p, *g = &m->g;
     size_t btc = LLM__CAST(size_t, BT) * LLM__CAST(size_t, C);
     float dloss = m->n_valid ? loss_scale / LLM__CAST(float, m->n_valid) : 0.0f;
+    int drop = m->drop_on;   /* the masks of the forward, regenerated */
 
-    be->crossentropy_bwd(st, a->logits, a->lse, m->targets, dloss, BT, V);
-    m->logits_state = 2;
     be->zero(st, a->dC, btc * sizeof(float));
     be->zero(st, a->dres, btc * sizeof(float));
-    llm__linear_bwd(m, 0, LLM__W_CLS, a->dC, a->logits, a->lnf, BT);
+    /* the classifier, by the forward's chunks: dlogits over the logits, then its products
+     * (recompute: the chunk's logits made again first, by the forward's call) */
+    for (int r0 = 0, n; r0 < BT; r0 += n) {
+        n = llm__cls_chunk(m, r0, BT);
+        float *lg = a->logits + (m->recompute ? 0 : LLM__CAST(size_t, r0) * LLM__CAST(size_t, V));
+        if (m->recompute) llm__linear_fwd(m, 0, LLM__W_CLS, lg, a->lnf + LLM__CAST(size_t, r0) * LLM__CAST(size_t, C), n, NULL, NULL);
+        be->crossentropy_bwd(st, lg, a->lse + r0, m->targets + r0, dloss, n, V);
+        llm__linear_bwd(m, 0, LLM__W_CLS, a->dC + LLM__CAST(size_t, r0) * LLM__CAST(size_t, C), lg,
+                        a->lnf + LLM__CAST(size_t, r0) * LLM__CAST(size_t, C), n, NULL);
+    }
+    m->logits_state = 2;
     llm__norm_bwd(m, a->dres, g->lnfw, g->lnfb, a->dC, a->residual3 + (L - 1) * btc, p->lnfw, a->lnf_mean, a->lnf_rstd, BT);
     for (int l = L - 1; l >= 0; l--) {
         llm__layer_io io = llm__layer_acts(m, l);
+        /* recompute: the forward left the last layer's activations in place; each other
+         * layer is made again from its kept input by the same ops in the same order (its
+         * dropout masks from the same keys), so to the bit */
+        if (m->recompute && l < L - 1) llm__block_fwd(m, l, &io);
         llm__block_bwd(m, l, &io, a->dres);
     }
-    be->encoder_bwd(st, g->wte, g->wpe, a->dres, m->tokens, B, T, C);
+    if (g->wte) {   /* NULL: frozen (LoRA) */
+        if (drop) be->dropout(st, a->dres, a->dres, btc, m->dropout, llm__dropout_key(m->dropout_seed, m->drop_step, m->drop_micro, 0, 0));
+        be->encoder_bwd(st, g->wte, g->wpe, a->dres, m->tokens, B, T, C);
+    }
     return be->sync(st);
 }
 
@@ -6549,19 +7099,24 @@ LLMDEF llm_adamw_config llm_adamw_config_default(void) {
 
 /* AdamW's moments m and v, zeroed, made on the first step: both or neither, so that a
  * failed allocation leaves no half-made state for the next call to trip on. */
-static llm_status llm__moments(llm_model *m) {
-    if (m->m_mem) return LLM_OK;
-    size_t bytes = m->n_params * sizeof(float);
-    m->m_mem = LLM__CAST(float *, m->be->alloc(m->st, bytes));
-    m->v_mem = m->m_mem ? LLM__CAST(float *, m->be->alloc(m->st, bytes)) : NULL;
-    if (!m->v_mem) {  /* the failing alloc set the message */
-        if (m->m_mem) m->be->release(m->st, m->m_mem);
-        m->m_mem = NULL;
-        return LLM_ERR_NOMEM;
+static llm_status llm__moments_of(llm_model *m, float **mm, float **vv, size_t n) {
+    if (*mm) return LLM_OK;
+    size_t bytes = n * sizeof(float);
+    *mm = LLM__CAST(float *, m->be->alloc(m->st, bytes));
+    *vv = *mm ? LLM__CAST(float *, m->be->alloc(m->st, bytes)) : NULL;
+    if (!*vv) {
+        if (*mm) m->be->release(m->st, *mm);
+        *mm = NULL;
+        return llm__oom(m, "the AdamW moments", m->B, m->T);
     }
-    m->be->zero(m->st, m->m_mem, bytes);
-    m->be->zero(m->st, m->v_mem, bytes);
+    m->be->zero(m->st, *mm, bytes);
+    m->be->zero(m->st, *vv, bytes);
     return LLM_OK;
+}
+/* ... of what trains: with LoRA the adapters alone (the frozen base has none). */
+static llm_status llm__moments(llm_model *m) {
+    if (m->lora) return llm__moments_of(m, &m->lora->m, &m->lora->v, m->lora->n);
+    return llm__moments_of(m, &m->m_mem, &m->v_mem, m->n_params);
 }
 
 /* The step behind llm_model_step and llm_model_step_scaled. The gradients in memory are
@@ -6569,21 +7124,24 @@ static llm_status llm__moments(llm_model *m) {
  * Their global norm is computed as it is, then divided by S: the true norm for clipping
  * and *grad_norm; AdamW multiplies each gradient by clip / S, so unscaling costs nothing.
  * A non-finite norm (some gradient is inf or NaN) leaves everything unchanged and sets
- * *finite = 0; a backend failure that made it so is returned instead. */
+ * *finite = 0; a backend failure that made it so is returned instead. What trains is
+ * every parameter, or with LoRA the adapters (one buffer either way). */
 static llm_status llm__step(llm_model *m, const llm_adamw_config *cfg, float lr, float S, float *grad_norm,
                             int *finite) {
     *finite = 1;
-    if (!m->grads_mem) return llm__err(LLM_ERR_STATE, "step: no gradients (run backward first)");
+    float *grads = m->lora ? m->lora->grad : m->grads_mem;
+    size_t n = m->lora ? m->lora->n : m->n_params;
+    if (!grads) return llm__err(LLM_ERR_STATE, "step: no gradients (run backward first)");
     llm_adamw_config def = llm_adamw_config_default();
     if (!cfg) cfg = &def;
     llm_status s = llm__moments(m);
     if (s != LLM_OK) return s;
     /* data parallel: every rank steps with the mean gradient over the ranks, so the
      * replicas stay identical (LLM_OK at once for one process) */
-    if (m->be->allreduce_mean && (s = m->be->allreduce_mean(m->st, m->grads_mem, m->n_params)) != LLM_OK)
+    if (m->be->allreduce_mean && (s = m->be->allreduce_mean(m->st, grads, n)) != LLM_OK)
         return s;
     /* global L2 norm, then the clip factor as torch.nn.utils.clip_grad_norm_ */
-    double norm = sqrt(m->be->sumsq(m->st, m->grads_mem, m->n_params)) / S;
+    double norm = sqrt(m->be->sumsq(m->st, grads, n)) / S;
     if (grad_norm) *grad_norm = LLM__CAST(float, norm);
     if (!(norm == norm) || norm > DBL_MAX) {
         *finite = 0;
@@ -6596,6 +7154,13 @@ static llm_status llm__step(llm_model *m, const llm_adamw_config *cfg, float lr,
     }
     scale /= S;
     m->t++;
+    m->micro = 0;   /* dropout masks: a new step, a new stream */
+    if (m->lora) {  /* the adapters: every one a 2-D weight */
+        llm__lora *a = m->lora;
+        m->be->adamw(m->st, a->mem, a->grad, a->m, a->v, a->n, lr, cfg->beta1, cfg->beta2, cfg->eps,
+                     cfg->weight_decay, scale, m->t);
+        return m->be->sync(m->st);
+    }
     for (int i = 0; i < LLM_NTENSORS; i++) {
         if (!m->size[i]) continue;
         float wd = (cfg->decay_all || llm__is_2d(i)) ? cfg->weight_decay : 0.0f;
@@ -7236,6 +7801,7 @@ LLMDEF llm_status llm_model_load_train_state(llm_model *m, const char *path, llm
     int has_opt;
     if ((s = llm__ckpt_header(&mp, path, &c, &has_opt)) != LLM_OK) goto done;
     if (!has_opt) { s = llm__err(LLM_ERR_FORMAT, "%s: saved without optimizer state", path); goto done; }
+    if (m->lora) { s = llm__err(LLM_ERR_STATE, "%s: the model has LoRA adapters: their state is in their own file (llm_model_lora_load)", path); goto done; }
     if (memcmp(&c, &m->cfg, sizeof c) != 0) { s = llm__err(LLM_ERR_ARG, "%s: the checkpoint's shape differs from the model's", path); goto done; }
     if ((s = llm__moments(m)) != LLM_OK) goto done;
     if ((s = m->be->upload(m->st, m->m_mem, mp.data + 256 + m->n_params * 4, m->n_params * 4)) != LLM_OK) goto done;
@@ -7244,6 +7810,148 @@ LLMDEF llm_status llm_model_load_train_state(llm_model *m, const char *path, llm
     if (ts) {
         uint64_t *v[5] = {&ts->step, &ts->rng[0], &ts->rng[1], &ts->cursor, &ts->epoch};
         for (int i = 0; i < 5; i++) *v[i] = llm__rd64(mp.data + 80 + 8 * i);
+    }
+done:
+    llm__map_close(&mp);
+    return s;
+}
+
+/* ---- LoRA adapters: their own small file, a 128-byte header, then the floats --------
+ *   0 "LLMHLORA" | 8 u32 version 1 | 12 u32 flags (1: AdamW state follows)
+ *   16 i32 arch, maxT, V, L, NH, C, NKV, hidden, untied: the base's shape (our checkpoint's)
+ *   52 u32 rank | 56 f32 alpha | 60 u32 targets (LLM_LORA_* bits) | 64 u64 seed
+ *   72 u64 n (adapter floats) | 80 u64 adam step
+ *   88 u64 train step, rng[0], rng[1], cursor, epoch (llm_train_state) | 128: f32 adapters[n]
+ *   (+ f32 m[n], f32 v[n])                                               little-endian
+ * The adapters fit any model whose layers have the same shapes (arch, L, C, NH, NKV, hidden):
+ * the vocabulary and the context do not enter them. */
+#define LLM__LORA_MAGIC "LLMHLORA"
+#define LLM__LORA_HDR 128
+
+static llm_status llm__lora_write(llm__wfile *w, const llm_model *m, const float *dev, float *host) {
+    llm_status s = m->be->download(m->st, host, dev, m->lora->n * sizeof(float));
+    if (s == LLM_OK) llm__wbytes(w, host, m->lora->n * sizeof(float));
+    return s;
+}
+
+LLMDEF llm_status llm_model_lora_save(const llm_model *m, const char *path, int with_optimizer, const llm_train_state *ts) {
+    if (!m || !path) return llm__err(LLM_ERR_ARG, "lora_save: NULL argument");
+    if (!m->lora) return llm__err(LLM_ERR_STATE, "lora_save: no LoRA adapters attached");
+    const llm__lora *a = m->lora;
+    unsigned char hdr[LLM__LORA_HDR];
+    memset(hdr, 0, sizeof hdr);
+    int opt = with_optimizer && a->m;
+    memcpy(hdr, LLM__LORA_MAGIC, 8);
+    llm__wr32(hdr + 8, 1);
+    llm__wr32(hdr + 12, opt ? 1u : 0u);
+    const llm_config *c = &m->cfg;
+    const int cf[LLM__CKPT_NCFG] = {LLM__CAST(int, c->arch), c->max_seq_len, c->vocab_size, c->n_layer, c->n_head,
+                                    c->n_embd, c->n_kv_head, c->hidden_dim, c->untied_head};
+    for (int i = 0; i < LLM__CKPT_NCFG; i++) llm__wr32(hdr + 16 + 4 * i, LLM__CAST(uint32_t, cf[i]));
+    llm__wr32(hdr + 52, LLM__CAST(uint32_t, a->cfg.rank));
+    memcpy(hdr + 56, &a->cfg.alpha, 4);
+    llm__wr32(hdr + 60, LLM__CAST(uint32_t, a->cfg.targets));
+    llm__wr64(hdr + 64, a->cfg.seed);
+    llm__wr64(hdr + 72, a->n);
+    llm__wr64(hdr + 80, LLM__CAST(uint64_t, m->t));
+    if (ts) {
+        const uint64_t v[5] = {ts->step, ts->rng[0], ts->rng[1], ts->cursor, ts->epoch};
+        for (int i = 0; i < 5; i++) llm__wr64(hdr + 88 + 8 * i, v[i]);
+    }
+    float *host = LLM__CAST(float *, LLM_MALLOC((a->n ? a->n : 1) * sizeof(float)));
+    if (!host) return llm__err(LLM_ERR_NOMEM, "lora_save: out of memory");
+    llm__wfile w;
+    llm_status s = llm__wopen(&w, path);
+    if (s != LLM_OK) { LLM_FREE(host); return s; }
+    llm__wbytes(&w, hdr, sizeof hdr);
+    s = llm__lora_write(&w, m, a->mem, host);
+    if (s == LLM_OK && opt) s = llm__lora_write(&w, m, a->m, host);
+    if (s == LLM_OK && opt) s = llm__lora_write(&w, m, a->v, host);
+    LLM_FREE(host);
+    if (s != LLM_OK) { w.failed = 1; llm__wclose(&w); return s; }
+    return llm__wclose(&w);
+}
+
+LLMDEF llm_status llm_model_lora_load(llm_model *m, const char *path, llm_train_state *ts) {
+    if (!m || !path) return llm__err(LLM_ERR_ARG, "lora_load: NULL argument");
+    llm__map mp;
+    llm_status s = llm__map_open(&mp, path);
+    if (s != LLM_OK) return s;
+    const unsigned char *d = mp.data;
+    llm__lora a;
+    llm_lora_config lc;
+    llm_config c;
+    int has_opt = 0;
+    memset(&c, 0, sizeof c);
+    if (mp.len < LLM__LORA_HDR || memcmp(d, LLM__LORA_MAGIC, 8) != 0) {
+        s = llm__err(LLM_ERR_FORMAT, "%s: not an llm.h adapters file (bad magic or too short)", path); goto done;
+    }
+    if (llm__rd32(d + 8) != 1) { s = llm__err(LLM_ERR_UNSUPPORTED, "%s: adapters file version %u", path, llm__rd32(d + 8)); goto done; }
+    has_opt = llm__rd32(d + 12) & 1;
+    {
+        int32_t cf[LLM__CKPT_NCFG];
+        for (int i = 0; i < LLM__CKPT_NCFG; i++) cf[i] = LLM__CAST(int32_t, llm__rd32(d + 16 + 4 * i));
+        c.arch = cf[0] == 1 ? LLM_ARCH_LLAMA : LLM_ARCH_GPT2;
+        c.n_layer = cf[3]; c.n_head = cf[4]; c.n_embd = cf[5]; c.n_kv_head = cf[6]; c.hidden_dim = cf[7];
+        const llm_config *mc = &m->cfg;
+        if (cf[0] != LLM__CAST(int32_t, mc->arch) || c.n_layer != mc->n_layer || c.n_head != mc->n_head ||
+            c.n_embd != mc->n_embd || c.n_kv_head != mc->n_kv_head || c.hidden_dim != mc->hidden_dim) {
+            s = llm__err(LLM_ERR_ARG, "%s: adapters for another model shape: they were made for %s L=%d C=%d NH=%d NKV=%d "
+                         "hidden=%d, this model is %s L=%d C=%d NH=%d NKV=%d hidden=%d", path,
+                         cf[0] == 1 ? "llama" : cf[0] == 0 ? "gpt2" : "?", c.n_layer, c.n_embd, c.n_head, c.n_kv_head,
+                         c.hidden_dim, mc->arch == LLM_ARCH_LLAMA ? "llama" : "gpt2", mc->n_layer, mc->n_embd,
+                         mc->n_head, mc->n_kv_head, mc->hidden_dim);
+            goto done;
+        }
+    }
+    memset(&lc, 0, sizeof lc);
+    lc.rank = LLM__CAST(int32_t, llm__rd32(d + 52));
+    memcpy(&lc.alpha, d + 56, 4);
+    lc.targets = LLM__CAST(int32_t, llm__rd32(d + 60));
+    lc.seed = llm__rd64(d + 64);
+    if (lc.targets == 0 || lc.alpha == 0.0f) { s = llm__err(LLM_ERR_FORMAT, "%s: no targets or a zero alpha", path); goto done; }
+    if ((s = llm__lora_layout(&a, m, &lc)) != LLM_OK) {
+        char msg[sizeof llm__errmsg];
+        snprintf(msg, sizeof msg, "%s", llm_last_error());
+        s = llm__err(LLM_ERR_FORMAT, "%.200s: %s", path, msg);
+        goto done;
+    }
+    if (llm__rd64(d + 72) != a.n) { s = llm__err(LLM_ERR_FORMAT, "%s: adapter count disagrees with the rank and targets", path); goto done; }
+    {
+        uint64_t want = LLM__LORA_HDR + LLM__CAST(uint64_t, a.n) * 4 * (has_opt ? 3 : 1);
+        if (mp.len != want) {
+            s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes, expected %llu (truncated?)", path, mp.len, LLM__CAST(unsigned long long, want));
+            goto done;
+        }
+    }
+    {   /* the floats may sit at any alignment in a map: copy them out */
+        float *h = LLM__CAST(float *, LLM_MALLOC((a.n ? a.n : 1) * sizeof(float)));
+        if (!h) { s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", path); goto done; }
+        memcpy(h, d + LLM__LORA_HDR, a.n * sizeof(float));
+        for (size_t i = 0; i < a.n; i++)
+            if (!(h[i] == h[i]) || h[i] > FLT_MAX || h[i] < -FLT_MAX) {
+                LLM_FREE(h);
+                s = llm__err(LLM_ERR_FORMAT, "%s: adapter value %zu is not finite", path, i);
+                goto done;
+            }
+        s = llm__lora_attach(m, &a, h);
+        LLM_FREE(h);
+    }
+    if (s == LLM_OK && has_opt) {
+        llm__lora *la = m->lora;
+        size_t bytes = la->n * sizeof(float);
+        if ((s = llm__moments(m)) == LLM_OK && (s = m->be->upload(m->st, la->m, d + LLM__LORA_HDR + bytes, bytes)) == LLM_OK)
+            s = m->be->upload(m->st, la->v, d + LLM__LORA_HDR + 2 * bytes, bytes);
+        if (s == LLM_OK) {
+            m->t = LLM__CAST(int, llm__rd64(d + 80));
+            m->micro = 0;
+            if (ts) {
+                uint64_t *v[5] = {&ts->step, &ts->rng[0], &ts->rng[1], &ts->cursor, &ts->epoch};
+                for (int i = 0; i < 5; i++) *v[i] = llm__rd64(d + 88 + 8 * i);
+            }
+        } else {
+            llm_model_lora_free(m);
+        }
     }
 done:
     llm__map_close(&mp);
@@ -7338,6 +8046,24 @@ LLMDEF llm_status llm_dataset_write(const char *path, const int *tokens, size_t 
     return llm__wclose(&w);
 }
 
+LLMDEF llm_status llm_dataset_from_tokens(llm_dataset **out, const int *tokens, size_t n) {
+    if (!out || (!tokens && n)) return llm__err(LLM_ERR_ARG, "dataset_from_tokens: NULL argument");
+    *out = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] > 65535) return llm__err(LLM_ERR_ARG, "dataset_from_tokens: token %zu = %d does not fit uint16", i, tokens[i]);
+    llm_dataset *d = LLM__CAST(llm_dataset *, llm__calloc(1, sizeof *d));
+    uint16_t *t = LLM__CAST(uint16_t *, LLM_MALLOC((n ? n : 1) * sizeof(uint16_t)));
+    if (!d || !t) { LLM_FREE(d); LLM_FREE(t); return llm__err(LLM_ERR_NOMEM, "dataset_from_tokens: out of memory for %zu tokens", n); }
+    for (size_t i = 0; i < n; i++) t[i] = LLM__CAST(uint16_t, tokens[i]);
+    d->map.heap = t;   /* freed by llm__map_close, as a file read into memory */
+    d->map.data = LLM__CAST(const unsigned char *, LLM__CAST(void *, t));
+    d->map.len = n * sizeof(uint16_t);
+    d->tokens = t;
+    d->n = n;
+    *out = d;
+    return LLM_OK;
+}
+
 /* Fisher-Yates over the windows, from the loader's RNG. */
 static void llm__loader_shuffle(llm_loader *l) {
     llm_rng r;
@@ -7410,19 +8136,32 @@ LLMDEF llm_status llm_loader_set_state(llm_loader *l, const llm_train_state *ts)
     return LLM_OK;
 }
 
-LLMDEF llm_status llm_model_eval(llm_model *m, llm_loader *l, int n_batches, float *loss) {
+/* Perplexity exp(mean loss): the number of equally likely tokens the model is, on
+ * average, as unsure between as it is about the next token of this text. The mean is
+ * over tokens (each batch's mean weighted by its valid targets), in double. Dropout is
+ * off for the evaluation and the training mode restored after. */
+LLMDEF llm_status llm_model_eval(llm_model *m, llm_loader *l, int n_batches, float *loss, float *ppl) {
+    if (!m || !l) return llm__err(LLM_ERR_ARG, "eval: NULL argument");
     size_t BT = LLM__CAST(size_t, l->B) * LLM__CAST(size_t, l->T);
     int *buf = LLM__CAST(int *, LLM_MALLOC(2 * BT * sizeof(int)));
     if (!buf) return llm__err(LLM_ERR_NOMEM, "eval: out of memory");
     double sum = 0;
+    size_t count = 0;
+    int training = m->training;
+    m->training = 0;
     llm_status s = LLM_OK;
     for (int i = 0; i < n_batches && s == LLM_OK; i++) {
         float li = 0;
-        if ((s = llm_loader_next(l, buf, buf + BT)) == LLM_OK && (s = llm_model_forward(m, buf, buf + BT, l->B, l->T, &li)) == LLM_OK)
-            sum += li;
+        if ((s = llm_loader_next(l, buf, buf + BT)) == LLM_OK && (s = llm_model_forward(m, buf, buf + BT, l->B, l->T, &li)) == LLM_OK) {
+            sum += LLM__CAST(double, li) * m->n_valid;
+            count += LLM__CAST(size_t, m->n_valid);
+        }
     }
+    m->training = training;
     LLM_FREE(buf);
-    if (loss) *loss = n_batches > 0 ? LLM__CAST(float, sum / n_batches) : 0.0f;
+    double mean = count ? sum / LLM__CAST(double, count) : 0.0;
+    if (loss) *loss = LLM__CAST(float, mean);
+    if (ppl) *ppl = LLM__CAST(float, exp(mean));
     return s;
 }
 
@@ -8172,6 +8911,7 @@ LLMDEF size_t llm_stop_partial(const char *text, size_t len, const char *const *
 
 struct llm_kv {
     llm_model *m;
+    size_t bytes;              /* device memory held (counted in the model's kv_bytes) */
     int S, maxT, R, W;         /* sequences, positions each, rows per chunk, logits rows */
     size_t KVW;                /* NKV*HS: one cached k (or v) row */
     int *len;                  /* (S) host: tokens held */
@@ -8190,6 +8930,7 @@ struct llm_kv {
     float *mean, *rstd;        /* (R) norm statistics (unused by inference, the ops write them) */
     float *lrows;              /* (W, C) gathered final-norm rows */
     float *logits;             /* (W, V) */
+    float *lh, *lhs;           /* (R, C) LoRA scratch (llm__lora_fwd; rank <= C) */
     int *d_tok, *d_seq, *d_pos;   /* (R) device */
 };
 
@@ -8197,6 +8938,7 @@ LLMDEF void llm_kv_free(llm_kv *kv) {
     if (!kv) return;
     if (kv->m) {
         const llm_backend *be = kv->m->be;
+        kv->m->kv_bytes -= kv->bytes;
         void *bufs[6] = {kv->kcache, kv->vcache, kv->mem, kv->d_tok, kv->d_seq, kv->d_pos};
         for (int i = 0; i < 6; i++) if (bufs[i]) be->release(kv->m->st, bufs[i]);
     }
@@ -8239,12 +8981,12 @@ LLMDEF llm_status llm_kv_create(llm_kv **out, llm_model *m, int n_seq, int max_l
     }
     /* device scratch: each view rounded up to 16 floats (64 bytes) */
     size_t Wn = LLM__CAST(size_t, kv->W);
-    size_t n[12] = {R * C, R * C, R * C, R * LLM__CAST(size_t, m->QKV), R * C, R * LLM__CAST(size_t, m->F),
-                    R * LLM__CAST(size_t, m->H), R * C, R, R, Wn * C, Wn * V};
-    float **views[12] = {&kv->res, &kv->res2, &kv->ln, &kv->qkv, &kv->att, &kv->fch, &kv->fcha, &kv->proj,
-                         &kv->mean, &kv->rstd, &kv->lrows, &kv->logits};
+    size_t n[14] = {R * C, R * C, R * C, R * LLM__CAST(size_t, m->QKV), R * C, R * LLM__CAST(size_t, m->F),
+                    R * LLM__CAST(size_t, m->H), R * C, R, R, Wn * C, Wn * V, R * C, R * C};
+    float **views[14] = {&kv->res, &kv->res2, &kv->ln, &kv->qkv, &kv->att, &kv->fch, &kv->fcha, &kv->proj,
+                         &kv->mean, &kv->rstd, &kv->lrows, &kv->logits, &kv->lh, &kv->lhs};
     size_t total = 0;
-    for (int i = 0; i < 12; i++) total += (n[i] + 15) & ~LLM__CAST(size_t, 15);
+    for (int i = 0; i < 14; i++) total += (n[i] + 15) & ~LLM__CAST(size_t, 15);
     const llm_backend *be = m->be;
     kv->kcache = LLM__CAST(float *, be->alloc(m->st, cache * sizeof(float)));
     kv->vcache = LLM__CAST(float *, be->alloc(m->st, cache * sizeof(float)));
@@ -8258,7 +9000,9 @@ LLMDEF llm_status llm_kv_create(llm_kv **out, llm_model *m, int n_seq, int max_l
                         n_seq, kv->maxT, 2 * cache * sizeof(float) >> 20);
     }
     size_t o = 0;
-    for (int i = 0; i < 12; i++) { *views[i] = kv->mem + o; o += (n[i] + 15) & ~LLM__CAST(size_t, 15); }
+    for (int i = 0; i < 14; i++) { *views[i] = kv->mem + o; o += (n[i] + 15) & ~LLM__CAST(size_t, 15); }
+    kv->bytes = (2 * cache + total) * sizeof(float) + 3 * R * sizeof(int);
+    m->kv_bytes += kv->bytes;
     *out = kv;
     return LLM_OK;
 }
@@ -8311,6 +9055,7 @@ static llm_status llm__kv_chunk(llm_kv *kv, int n) {
     io.ln1_mean = io.ln2_mean = kv->mean;   /* written by LayerNorm, unused here */
     io.qkv = kv->qkv; io.att = kv->att; io.fch = kv->fch; io.fcha = kv->fcha; io.proj = kv->proj;
     io.B = 1; io.T = n; io.seq = kv->d_seq; io.pos = kv->d_pos; io.maxT = kv->maxT;
+    io.lora.hs = kv->lhs; io.lora.h = kv->lh; io.lora.keep = 0;   /* LoRA: scratch only */
     for (int l = 0; l < c->n_layer; l++) {
         io.kcache = kv->kcache + LLM__CAST(size_t, l) * layer_cache;
         io.vcache = kv->vcache + LLM__CAST(size_t, l) * layer_cache;
@@ -8333,7 +9078,7 @@ static llm_status llm__kv_logits(llm_kv *kv, const int *rows, int k, float *dst)
             m->be->copy(m->st, kv->lrows + LLM__CAST(size_t, j) * C, kv->ln + LLM__CAST(size_t, rows[j]) * C, C * sizeof(float));
         x = kv->lrows;
     }
-    llm__linear_fwd(m, 0, LLM__W_CLS, kv->logits, x, k, NULL);
+    llm__linear_fwd(m, 0, LLM__W_CLS, kv->logits, x, k, NULL, NULL);
     return m->be->download(m->st, dst, kv->logits, LLM__CAST(size_t, k) * V * sizeof(float));
 }
 

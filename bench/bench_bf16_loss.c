@@ -73,7 +73,7 @@ static int train(const llm_dataset *d, int bf16, int steps, int B, int T, run_re
         r->loss[step] = loss;
     }
     r->ms_per_step = (bench_now() - t0) * 1e3 / steps;
-    if (!rc && llm_model_eval(m, &vl, 20, &r->val) != LLM_OK) { fprintf(stderr, "eval: %s\n", llm_last_error()); rc = 1; }
+    if (!rc && llm_model_eval(m, &vl, 20, &r->val, NULL) != LLM_OK) { fprintf(stderr, "eval: %s\n", llm_last_error()); rc = 1; }
     free(in); free(tg);
     llm_loader_free(&tl); llm_loader_free(&vl);
     llm_model_free(m);

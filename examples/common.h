@@ -3,13 +3,19 @@
  *   - where the data files are: $LLM_DATA, then data/, then ../shared/data (ex_data_path,
  *     ex_load_gpt2_tokenizer);
  *   - numbers from the command line, refused with a message when they are not numbers
- *     (ex_int, ex_float, ex_u64) instead of silently read as 0. */
+ *     (ex_int, ex_float, ex_u64) instead of silently read as 0;
+ *   - memory: the one-line summary of what training needs (ex_print_memory), what to
+ *     do when it does not fit (ex_memory_levers), the process's peak (ex_peak_rss_mb). */
 #ifndef LLM_EXAMPLES_COMMON_H
 #define LLM_EXAMPLES_COMMON_H
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "llm.h"
+#if !defined(_WIN32)
+#include <sys/resource.h>
+#include <sys/stat.h>
+#endif
 
 /* each program uses some of these */
 #if defined(__GNUC__) || defined(__clang__)
@@ -51,6 +57,28 @@ EX_FN llm_status ex_load_gpt2_tokenizer(llm_tokenizer **tok, const char *path) {
     return s;
 }
 
+/* The GPT-2 tokenizer of a model: path when given; else beside the model (the folder
+ * `make gpt2` fills holds vocab.json and merges.txt, as HuggingFace's does); else as
+ * ex_load_gpt2_tokenizer. */
+EX_FN llm_status ex_load_model_gpt2_tokenizer(llm_tokenizer **tok, const char *path, const char *model) {
+    char dir[4096], p[4200];
+    if (path) return llm_tokenizer_load(tok, path);
+    snprintf(dir, sizeof dir, "%s", model);
+#if !defined(_WIN32)
+    struct stat sb;
+    int is_dir = stat(model, &sb) == 0 && S_ISDIR(sb.st_mode);
+#else
+    int is_dir = 0;
+#endif
+    if (!is_dir) { char *slash = strrchr(dir, '/'); if (slash) *slash = 0; else snprintf(dir, sizeof dir, "."); }
+    const char *names[3] = {"tokenizer.json", "vocab.json", "encoder.json"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        if (ex_file_exists(p) && llm_tokenizer_load(tok, dir) == LLM_OK) return LLM_OK;
+    }
+    return ex_load_gpt2_tokenizer(tok, NULL);
+}
+
 /* The value of option `opt`, or a message on stderr and 0. */
 EX_FN int ex_int(const char *opt, const char *s, int *out) {
     char *e;
@@ -75,5 +103,30 @@ EX_FN int ex_u64(const char *opt, const char *s, unsigned long long *out) {
     if (e == s || *e || *s == '-') { fprintf(stderr, "%s: '%s' is not a non-negative integer\n", opt, s); return 0; }
     *out = v;
     return 1;
+}
+
+/* "memory: parameters X MB | ... | total X MB": what training at (B, T) needs. */
+EX_FN void ex_print_memory(const llm_model *m, int B, int T) {
+    llm_memory u;
+    if (llm_model_memory(m, B, T, &u) != LLM_OK) return;
+    printf("memory: parameters %.1f MB", u.params / 1e6);
+    if (u.adapters) printf(" | adapters %.2f MB", u.adapters / 1e6);
+    printf(" | gradients %.1f MB | AdamW %.1f MB | activations %.1f MB (B=%d T=%d) | total %.1f MB\n",
+           u.grads / 1e6, u.optimizer / 1e6, u.activations / 1e6, B, T, u.total / 1e6);
+}
+/* After an out-of-memory failure (the library's message names what did not fit): the
+ * flags that make training need less. */
+EX_FN void ex_memory_levers(const char *prog, int has_lora) {
+    fprintf(stderr, "%s: to need less memory: a smaller -b with --accum K (the same tokens per step), --recompute "
+                    "(keep one layer's activations), %sa smaller -t; --precision bf16 does not help here (weights, "
+                    "gradients and activations stay fp32)\n", prog, has_lora ? "--lora R (train adapters, not the weights), " : "");
+}
+/* The most resident memory the process has held, in MB (0 where unknown). */
+EX_FN double ex_peak_rss_mb(void) {
+#if !defined(_WIN32)
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) return ru.ru_maxrss / 1024.0;   /* KiB on Linux */
+#endif
+    return 0;
 }
 #endif

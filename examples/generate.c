@@ -2,13 +2,13 @@
  *
  *   build/generate -m MODEL [-z TOKENIZER] [-p PROMPT] [-n N] [--temp T] [--top-k K]
  *                  [--top-p P] [--seed S] [--ids] [--threads N] [--device cpu|cuda]
- *                  [--precision fp32|bf16|fp16]
+ *                  [--precision fp32|bf16|fp16] [--adapters FILE]
  *
  *   -m MODEL     HF GPT-2 model.safetensors (or its folder), llm.c gpt2_*.bin, llama2.c
  *                model .bin, or an llm.h checkpoint: the format is read from the file
  *   -z TOK       Llama: llama2.c tokenizer.bin (default: tok<V>.bin, then tokenizer.bin,
- *                beside the model); GPT-2: a vocabulary folder or file (default:
- *                $LLM_DATA/gpt2, data/gpt2, ../shared/data/gpt2)
+ *                beside the model); GPT-2: a vocabulary folder or file (default: beside
+ *                the model, then $LLM_DATA/gpt2, data/gpt2, ../shared/data/gpt2)
  *   -p PROMPT    the text to continue (default: none)
  *   -n N         positions in all, the prompt included, as llama2.c's -n (default 256;
  *                0 or more than the context: the model's context length)
@@ -23,6 +23,7 @@
  *                accumulation (CPU: needs AVX512-BF16, else fp32; CUDA: sm_80+), or
  *                fp16: the same with fp16 on the GPU only (--device cuda, sm_70+, e.g.
  *                the T4); the CPU has no fp16 kernels, so fp16 there is refused
+ *   --adapters F LoRA adapters (build/finetune --lora R -o F) attached to the model
  *
  * Llama models behave exactly as llama2.c's run.c: the prompt is encoded with BOS and
  * echoed, generation stops at BOS or after N positions, single bytes that are neither
@@ -87,11 +88,11 @@ static void llama_default_tok(const char *model, int V, char *out, size_t cap) {
 static void usage(const char *argv0) {
     fprintf(stderr, "usage: %s -m MODEL [-z TOKENIZER] [-p PROMPT] [-n N] [--temp T] [--top-k K] "
                     "[--top-p P] [--seed S] [--ids] [--threads N] [--device cpu|cuda] "
-                    "[--precision fp32|bf16|fp16]\n", argv0);
+                    "[--precision fp32|bf16|fp16] [--adapters FILE]\n", argv0);
 }
 
 int main(int argc, char **argv) {
-    const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *device = "cpu", *precision = "fp32";
+    const char *model_path = NULL, *tok_path = NULL, *adapters = NULL, *prompt = NULL, *device = "cpu", *precision = "fp32";
     int steps = 256, top_k = 0, threads = 0, ids = 0;
     float temp = 1.0f, top_p = 0.9f;
     unsigned long long seed = (unsigned long long)time(NULL);
@@ -110,6 +111,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--threads")) { if (!ex_int(a, v, &threads)) return 2; }
         else if (!strcmp(a, "--device")) device = v;
         else if (!strcmp(a, "--precision")) precision = v;
+        else if (!strcmp(a, "--adapters")) adapters = v;
         else { usage(argv[0]); return 2; }
         i++;
     }
@@ -144,6 +146,11 @@ int main(int argc, char **argv) {
     }
     llm_model *m = NULL;
     if (llm_model_load(&m, model_path, &opt) != LLM_OK) { fprintf(stderr, "generate: %s\n", llm_last_error()); return 1; }
+    if (adapters && llm_model_lora_load(m, adapters, NULL) != LLM_OK) {
+        fprintf(stderr, "generate: %s\n", llm_last_error());
+        llm_model_free(m);
+        return 1;
+    }
     llm_config cfg = llm_model_config(m);
     int V = cfg.vocab_size, llama = cfg.arch == LLM_ARCH_LLAMA;
     if (steps <= 0 || steps > cfg.max_seq_len) steps = cfg.max_seq_len;
@@ -183,7 +190,7 @@ int main(int argc, char **argv) {
         gc.piece = llm_piece_llama; gc.piece_ud = ltok;
         gc.stop_token = LLM_LLAMA_BOS;    /* run.c: BOS delimits sequences */
     } else {
-        if ((tok_path ? llm_tokenizer_load(&gtok, tok_path) : ex_load_gpt2_tokenizer(&gtok, NULL)) != LLM_OK) {
+        if (ex_load_model_gpt2_tokenizer(&gtok, tok_path, model_path) != LLM_OK) {
             fprintf(stderr, "generate: %s\n", llm_last_error()); goto done;
         }
         if (llm_tokenizer_vocab_size(gtok) != V) {

@@ -60,6 +60,10 @@ static void usage(const char *argv0) {
         "  --wd X             AdamW weight decay on 2-D weights (0.1)\n"
         "  --clip X           clip the global gradient norm (1.0; 0 = off)\n"
         "  --accum K          micro-batches per step (1)\n"
+        "  --dropout P        dropout in [0, 1) at GPT-2's places: embeddings, attention output\n"
+        "                     projection, MLP output (0: none)\n"
+        "  --recompute        keep one layer's activations, recompute the others in backward\n"
+        "                     (the same gradients, bit for bit; about a third more compute)\n"
         "  --seed S           init and shuffle seed (1337)\n"
         "  --threads N        CPU threads (all cores)\n"
         "  --device cpu|cuda  cuda needs a build with -DLLM_CUDA=1 (make cuda)\n"
@@ -172,7 +176,7 @@ static int evaluate(llm_model *m, llm_loader *val, int k, int step, int total, f
     double t0 = now_ms();
     float loss = 0;
     llm_loader_reset(val);
-    if (llm_model_eval(m, val, k, &loss) != LLM_OK) return fail("validation");
+    if (llm_model_eval(m, val, k, &loss, NULL) != LLM_OK) return fail("validation");
     printf("val step %d/%d | val loss %.6f | %.1f ms\n", step, total, loss, now_ms() - t0);
     fflush(stdout);
     if (out) *out = loss;
@@ -203,7 +207,8 @@ int main(int argc, char **argv) {
     int B = 4, T = 64, steps = 20, warmup = 0, accum = 1, threads = 0, shuffle = 1, seed = 1337;
     int save_every = 0, eval_every = 0, eval_batches = 20, print_every = 1, n_sample = 0, top_k = 0;
     int layers = 0, heads = 0, embd = 0, vocab_size = 0, ctx = 0, kv_heads = 0, hidden = 0;
-    float lr = 3e-4f, min_lr = -1.0f, wd = 0.1f, clip = 1.0f, val_frac = -1.0f, temp = 0.0f;
+    float lr = 3e-4f, min_lr = -1.0f, wd = 0.1f, clip = 1.0f, val_frac = -1.0f, temp = 0.0f, dropout = 0.0f;
+    int recompute = 0;
 
     /* flags: each takes one value unless listed as a switch */
     for (int i = 1; i < argc; i++) {
@@ -212,6 +217,7 @@ int main(int argc, char **argv) {
         float *fp = NULL;
         const char **sp = NULL;
         if (!strcmp(a, "--no-shuffle")) { shuffle = 0; continue; }
+        if (!strcmp(a, "--recompute")) { recompute = 1; continue; }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(argv[0]); return 0; }
         if (!strcmp(a, "-m")) sp = &init;
         else if (!strcmp(a, "--resume")) sp = &resume;
@@ -252,6 +258,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--clip")) fp = &clip;
         else if (!strcmp(a, "--val-frac")) fp = &val_frac;
         else if (!strcmp(a, "--temp")) fp = &temp;
+        else if (!strcmp(a, "--dropout")) fp = &dropout;
         else { fprintf(stderr, "train_gpt2: unknown flag %s (run with -h)\n", a); return 2; }
         if (!v) { fprintf(stderr, "train_gpt2: %s needs a value\n", a); return 2; }
         if (sp) *sp = v;
@@ -304,6 +311,8 @@ int main(int argc, char **argv) {
     memset(&opt, 0, sizeof opt);
     opt.n_threads = threads;
     opt.dist_rank = g_rank; opt.dist_world = dist_world; opt.dist_id_file = dist_id;
+    if (!(dropout >= 0.0f && dropout < 1.0f)) { fprintf(stderr, "train_gpt2: --dropout %g must be in [0, 1)\n", dropout); return 2; }
+    opt.dropout = dropout; opt.dropout_seed = (uint64_t)seed; opt.recompute = recompute;
     if (!strcmp(precision, "bf16")) opt.bf16 = 1;
     else if (!strcmp(precision, "fp16")) opt.fp16 = 1;
     else if (strcmp(precision, "fp32")) { fprintf(stderr, "train_gpt2: --precision is fp32, bf16 or fp16, not %s\n", precision); return 2; }
@@ -411,6 +420,8 @@ int main(int argc, char **argv) {
                                        dist_world, opt.device, W);
             printf("batch: %d ranks x %d x %d x accum %d = %zu tokens per step\n", W, B, T, accum,
                    (size_t)W * (size_t)B * (size_t)T * (size_t)accum);
+            if (dropout > 0 || recompute) printf("dropout %g%s\n", dropout, recompute ? ", recompute" : "");
+            ex_print_memory(m, B, T);
         }
     }
     if (resume) {
@@ -433,7 +444,7 @@ int main(int argc, char **argv) {
         double total_ms = 0;
         int timed = 0;
         if (!in) { fprintf(stderr, "train_gpt2: out of memory\n"); rc = 1; goto done; }
-        if (llm_model_reserve(m, B, T) != LLM_OK) { free(in); rc = fail("reserve"); goto done; }
+        if (llm_model_reserve(m, B, T) != LLM_OK) { free(in); rc = fail("reserve"); ex_memory_levers("train_gpt2", 0); goto done; }
         if (lead && vl.perm && (rc = evaluate(m, &vl, eval_batches, first, steps, NULL)) != 0) { free(in); goto done; }
         for (int step = first; step < steps; step++) {
             double t0 = now_ms();
@@ -457,7 +468,12 @@ int main(int argc, char **argv) {
                 float lf = (float)loss;
                 if ((s = llm_model_allreduce_mean(m, &lf, 1)) == LLM_OK) loss = lf;
             }
-            if (s != LLM_OK) { free(in); rc = fail("training step"); goto done; }
+            if (s != LLM_OK) {
+                free(in);
+                rc = fail("training step");
+                if (s == LLM_ERR_NOMEM) ex_memory_levers("train_gpt2", 0);
+                goto done;
+            }
             double ms = now_ms() - t0;
             /* the first step warms caches and pages in memory: leave it out of the ETA */
             if (step > first) { total_ms += ms; timed++; }
@@ -486,6 +502,7 @@ int main(int argc, char **argv) {
                                   (double)(BT * (size_t)accum * (size_t)W) * timed / (total_ms / 1e3));
         if (lead && sc) printf("fp16 loss scaling: %lld of %d steps skipped, loss scale %g at the end\n", sc->skipped,
                                steps - first, (double)sc->scale);
+        if (lead) printf("peak memory (resident): %.1f MB\n", ex_peak_rss_mb());
     }
     if (lead && n_sample > 0) rc = sample_text(m, n_sample, temp, top_k, (uint64_t)seed, vocab);
 done:
