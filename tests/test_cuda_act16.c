@@ -538,6 +538,144 @@ static void t_repeat(void) {
     printf("  %-50s bit-identical\n", "layernorm, matmul, attention, fused norm twice");
 }
 
+/* ---- the model on activation storage ------------------------------------------------ */
+/* llm.h keeps the tensors between ops in the backend's activation storage (alloc_act):
+ *   - memory: llm_model_memory's activations in this mode are smaller than in the fp32
+ *     mode at the same (B, T) by at least 2 bytes for each element of the per-layer
+ *     tensors (ln1, qkv, att, res2, ln2, fch, fch_act, res3: (5C + QKV + F + H) per row
+ *     and layer); the fp32 ones (logits, statistics, the residual gradient) stay;
+ *   - the block adds the residual and normalizes in one op (GPT-2): once per layer in
+ *     the profile of a training step (backward makes no forward without recompute);
+ *   - recompute makes the layers' activations again with the same ops, the fused one
+ *     included: logits and gradients bit for bit those of the kept activations;
+ *   - LoRA on 16-bit activations (its rank-r tensors fp32) against the CPU's, from the
+ *     same seed: loss 2.5u, adapter gradients 25u of RMS and the loss after 2 AdamW
+ *     steps 2.5u, tests/test_cuda.c's whole-model tolerances (fp16: through the loss
+ *     scaler at its default scale, as a user trains). */
+static llm_config small_gpt2(void) {
+    llm_config c = llm_config_gpt2();
+    c.vocab_size = 97; c.max_seq_len = 64; c.n_layer = 2; c.n_head = 2; c.n_embd = 32;
+    return c;
+}
+static void t_model_memory(const llm_backend *h) {
+    llm_config c = small_gpt2();
+    const int B = 2, T = 40;
+    llm_options o;
+    memset(&o, 0, sizeof o);
+    llm_model *m[2] = {NULL, NULL};
+    llm_memory mem[2];
+    for (int k = 0; k < 2; k++) {
+        o.backend = k ? h : llm_cuda_backend();
+        CHECK(llm_model_create(&m[k], &c, &o, 3) == LLM_OK, "create on %s: %s", o.backend->name, llm_last_error());
+        CHECK(m[k] && llm_model_memory(m[k], B, T, &mem[k]) == LLM_OK, "memory: %s", llm_last_error());
+    }
+    if (m[0] && m[1]) {
+        size_t C = (size_t)c.n_embd, per_row = 5 * C + 3 * C + 4 * C + 4 * C;
+        size_t least = 2 * (size_t)B * T * (size_t)c.n_layer * per_row;
+        CHECK(mem[1].activations + least <= mem[0].activations, "%s activations %zu bytes, fp32 mode %zu: saves < %zu",
+              h->name, mem[1].activations, mem[0].activations, least);
+        printf("  %-50s %zu bytes (fp32 mode %zu; at least %zu fewer)\n", "model activations, B=2 T=40", mem[1].activations,
+               mem[0].activations, least);
+    }
+    llm_model_free(m[0]);
+    llm_model_free(m[1]);
+}
+static void t_model_fused(const llm_backend *h) {
+    static char buf[8192];
+    llm_config c = small_gpt2();
+    int tok[32], tgt[32];
+    for (int i = 0; i < 32; i++) { tok[i] = irand(c.vocab_size); tgt[i] = irand(c.vocab_size); }
+    llm_options o;
+    memset(&o, 0, sizeof o);
+    o.backend = h;
+    setenv("LLM_CUDA_PROFILE", "1", 1);
+    llm_model *m = NULL;
+    CHECK(llm_model_create(&m, &c, &o, 5) == LLM_OK, "profile: create: %s", llm_last_error());
+    unsetenv("LLM_CUDA_PROFILE");
+    if (!m) return;
+    llm_cuda_profile(NULL, 0, 1);
+    CHECK(llm_model_forward(m, tok, tgt, 2, 16, NULL) == LLM_OK && llm_model_zero_grad(m) == LLM_OK &&
+          llm_model_backward(m, 1.0f) == LLM_OK, "profile: step: %s", llm_last_error());
+    llm_cuda_profile(buf, sizeof buf, 1);
+    const char *f = strstr(buf, "residual_layernorm_fwd ");
+    long n = f ? strtol(f + strlen("residual_layernorm_fwd "), NULL, 10) : -1;
+    CHECK(n == c.n_layer, "the block's fused residual + layernorm: %ld calls in a step, want %d", n, c.n_layer);
+    printf("  %-50s %ld calls (L = %d)\n", "fused residual + layernorm in a step", n, c.n_layer);
+    llm_model_free(m);
+}
+static void t_model_recompute(const llm_backend *h) {
+    llm_config c = small_gpt2();
+    const int B = 2, T = 33, BT = B * T;
+    int *tok = (int *)hnew(BT), *tgt = (int *)hnew(BT);
+    for (int i = 0; i < BT; i++) { tok[i] = irand(c.vocab_size); tgt[i] = irand(c.vocab_size); }
+    size_t nl = (size_t)BT * c.vocab_size, np = 0;
+    float *lg[2], *gr[2], loss[2];
+    for (int k = 0; k < 2; k++) {
+        llm_options o;
+        memset(&o, 0, sizeof o);
+        o.backend = h; o.recompute = k;
+        llm_model *m = NULL;
+        CHECK(llm_model_create(&m, &c, &o, 9) == LLM_OK, "create: %s", llm_last_error());
+        if (!m) return;
+        np = llm_model_num_params(m);
+        lg[k] = hnew(nl); gr[k] = hnew(np);
+        CHECK(llm_model_forward(m, tok, tgt, B, T, &loss[k]) == LLM_OK && llm_model_get_logits(m, lg[k]) == LLM_OK &&
+              llm_model_zero_grad(m) == LLM_OK && llm_model_backward(m, 1.0f) == LLM_OK &&
+              llm_model_get_grads(m, gr[k]) == LLM_OK, "recompute %d: %s", k, llm_last_error());
+        llm_model_free(m);
+    }
+    CHECK(loss[0] == loss[1] && isfinite(loss[0]), "loss %.9g vs recompute %.9g", loss[0], loss[1]);
+    cmp_bits("recompute: logits", lg[0], lg[1], nl);
+    cmp_bits("recompute: gradients", gr[0], gr[1], np);
+    printf("  %-50s bit-identical (loss %.6f)\n", "recompute vs kept activations", loss[0]);
+}
+static void t_model_lora(const llm_backend *h) {
+    llm_config c = small_gpt2();
+    const int B = 2, T = 29, BT = B * T;
+    int *tok = (int *)hnew(BT), *tgt = (int *)hnew(BT);
+    for (int i = 0; i < BT; i++) { tok[i] = irand(c.vocab_size); tgt[i] = irand(c.vocab_size); }
+    int fp16 = mode == (int)LLM_DTYPE_F16;
+    llm_loss_scaler sc[2] = {llm_loss_scaler_default(), llm_loss_scaler_default()};
+    float S = fp16 ? sc[0].scale : 1.0f;
+    llm_lora_config lc;
+    memset(&lc, 0, sizeof lc);
+    lc.rank = 4; lc.seed = 11;
+    llm_adamw_config ac = llm_adamw_config_default();
+    float loss[2], loss2[2], *g[2] = {NULL, NULL};
+    size_t n = 0;
+    llm_model *m[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        llm_options o;
+        memset(&o, 0, sizeof o);
+        o.backend = k ? h : llm_cpu_backend(); o.n_threads = 2;
+        CHECK(llm_model_create(&m[k], &c, &o, 21) == LLM_OK && llm_model_lora_create(m[k], &lc) == LLM_OK,
+              "lora on %s: %s", o.backend->name, llm_last_error());
+        if (!m[k]) break;
+        n = llm_model_lora_num_params(m[k]);
+        g[k] = hnew(n);
+        for (int s = 0; s < 3; s++) {   /* gradients of step 2 (B != 0 by then), loss after 2 steps */
+            CHECK(llm_model_forward(m[k], tok, tgt, B, T, s == 0 ? &loss[k] : s == 2 ? &loss2[k] : NULL) == LLM_OK &&
+                  llm_model_zero_grad(m[k]) == LLM_OK && llm_model_backward(m[k], S) == LLM_OK,
+                  "lora fwd/bwd on %s: %s", o.backend->name, llm_last_error());
+            if (s == 2) break;
+            if (s == 1) CHECK(llm_model_lora_get_grads(m[k], g[k]) == LLM_OK, "lora grads: %s", llm_last_error());
+            int skipped = 0;
+            CHECK(llm_model_step_scaled(m[k], &ac, 1e-2f, fp16 ? &sc[k] : NULL, NULL, &skipped) == LLM_OK && !skipped,
+                  "lora step %d on %s: %s", s, o.backend->name, llm_last_error());
+        }
+    }
+    if (m[0] && m[1]) {
+        double lt = 2.5 * u;
+        CHECK(fabsf(loss[1] - loss[0]) <= lt * fabsf(loss[0]), "lora loss %.7f vs cpu %.7f", loss[1], loss[0]);
+        CHECK(fabsf(loss2[1] - loss2[0]) <= lt * fabsf(loss2[0]), "lora loss after 2 steps %.7f vs cpu %.7f", loss2[1],
+              loss2[0]);
+        printf("  %-50s %.6f vs cpu %.6f; after 2 steps %.6f vs %.6f\n", "lora: loss", loss[1], loss[0], loss2[1], loss2[0]);
+        cmp("lora: adapter gradients (step 2)", g[1], g[0], n, 25 * u, 1.0);
+    }
+    llm_model_free(m[0]);
+    llm_model_free(m[1]);
+}
+
 static void run_mode(const llm_backend *h, llm_dtype want) {
     mode = (int)want;
     u = want == LLM_DTYPE_F16 ? 0x1p-11 : 0x1p-8;
@@ -581,6 +719,11 @@ static void run_mode(const llm_backend *h, llm_dtype want) {
     host_free_all();
     h->destroy(ks[1].st);
     ks[1].st = NULL;
+    t_model_memory(h);
+    t_model_fused(h);
+    t_model_recompute(h);
+    t_model_lora(h);
+    host_free_all();
 }
 #endif /* LLM_CUDA */
 
