@@ -18,6 +18,9 @@
  *   val step 12/200 | val loss 3.234567 | ppl 25.39 | 420.0 ms
  * At the start a memory line says what training needs (parameters, adapters, gradients,
  * AdamW moments, activations), at the end the process's peak resident memory.
+ * --log FILE.jsonl writes the same numbers as JSON lines; --plot FILE.svg draws the
+ * training and validation loss against the step (examples/plot.h), redrawn at each
+ * evaluation, so it can be watched in a browser while the run goes on.
  *
  *   build/finetune -m MODEL --text FILE --eval-only      val loss X | ppl X (all the text)
  *   build/finetune -m BASE --adapters A --merge MERGED   a plain checkpoint with A merged
@@ -28,6 +31,7 @@
 #define LLM_IMPLEMENTATION
 #include "llm.h"
 #include "common.h"
+#include "plot.h"
 #include <time.h>
 
 #define MAX_TEXTS 256
@@ -81,7 +85,7 @@ static void usage(const char *argv0) {
         "                     --prompt TEXT (default: a new document) at --temp X (0.8)\n"
         "  --print-every N    print every Nth step line (1)\n"
         "  --log FILE.jsonl   one JSON line per step and evaluation (train_gpt2's, with ppl)\n"
-        "  --plot FILE.svg    the loss curves (needs examples/plot.h)\n"
+        "  --plot FILE.svg    the training and validation loss curves, redrawn at each evaluation\n"
         "other modes:\n"
         "  --eval-only        print 'val loss X | ppl X' over all the text, train nothing\n"
         "  --merge OUT        with --adapters: write the base with the adapters merged in\n",
@@ -248,6 +252,40 @@ static int *tokenize_texts(const args *a, const tokenizer *tk, int threads, size
 /* ---- pieces of the run ------------------------------------------------------------------ */
 static FILE *g_log;
 
+/* --plot: the curves so far. The run's length is known, so the arrays are sized once:
+ * a point per step, a validation at most every step plus the one at step 0. */
+static struct {
+    const char *path;
+    double *x[2], *y[2];   /* [0] training (step, loss), [1] validation (step, val loss) */
+    int n[2];
+} g_plot;
+
+static int plot_open(const char *path, int steps) {
+    g_plot.path = path;
+    for (int c = 0; c < 2; c++) {
+        g_plot.x[c] = (double *)malloc(((size_t)steps + 1) * sizeof(double));
+        g_plot.y[c] = (double *)malloc(((size_t)steps + 1) * sizeof(double));
+        if (!g_plot.x[c] || !g_plot.y[c]) { fprintf(stderr, "finetune: out of memory\n"); return 1; }
+    }
+    return 0;
+}
+static void plot_point(int c, int step, double loss) {
+    if (!g_plot.path) return;
+    g_plot.x[c][g_plot.n[c]] = step;
+    g_plot.y[c][g_plot.n[c]++] = loss;
+}
+/* Returns 0, or 1 when the file cannot be written (said on stderr). */
+static int plot_draw(void) {
+    if (!g_plot.path) return 0;
+    plot_chart c;
+    plot_init(&c, "fine-tuning", "step", "cross-entropy loss");
+    plot_add(&c, "train", g_plot.x[0], g_plot.y[0], g_plot.n[0], 0);
+    plot_add(&c, "val", g_plot.x[1], g_plot.y[1], g_plot.n[1], 1);
+    if (plot_write(&c, g_plot.path) == 0) return 0;
+    fprintf(stderr, "finetune: --plot: cannot write %s\n", g_plot.path);
+    return 1;
+}
+
 static int evaluate(llm_model *m, llm_loader *val, int k, int step, int total) {
     double t0 = now_ms();
     float loss = 0, ppl = 0;
@@ -257,7 +295,8 @@ static int evaluate(llm_model *m, llm_loader *val, int k, int step, int total) {
     printf("val step %d/%d | val loss %.6f | ppl %.4f | %.1f ms\n", step, total, loss, ppl, ms);
     fflush(stdout);
     if (g_log) { fprintf(g_log, "{\"step\":%d,\"val_loss\":%.6f,\"ppl\":%.4f,\"ms\":%.1f}\n", step, loss, ppl, ms); fflush(g_log); }
-    return 0;
+    plot_point(1, step, loss);
+    return plot_draw();
 }
 
 /* Write n tokens after the prompt with the KV cache (dropout off), print them. */
@@ -385,10 +424,6 @@ static int parse_args(int argc, char **argv, args *a) {
         i++;
     }
     if (!a->model) { fprintf(stderr, "finetune: -m MODEL is required (run with -h)\n"); return 2; }
-    if (a->plot_path) {   /* drawn by examples/plot.h, which is not in this tree yet */
-        fprintf(stderr, "finetune: --plot is not available in this build (examples/plot.h); --log FILE.jsonl writes the same numbers\n");
-        return 2;
-    }
     if (a->merge) {
         if (!a->adapters) { fprintf(stderr, "finetune: --merge needs --adapters FILE\n"); return 2; }
         return 0;
@@ -525,6 +560,7 @@ int main(int argc, char **argv) {
     ex_print_memory(m, a.B, a.T);
     fflush(stdout);
     if (a.log_path && !(g_log = fopen(a.log_path, "w"))) { fprintf(stderr, "finetune: %s: cannot create\n", a.log_path); rc = 1; goto done; }
+    if (a.plot_path && (rc = plot_open(a.plot_path, a.steps)) != 0) goto done;
 
     /* ---- the loop ---- */
     {
@@ -562,6 +598,7 @@ int main(int argc, char **argv) {
             }
             if (g_log) fprintf(g_log, "{\"step\":%d,\"loss\":%.6f,\"lr\":%.4e,\"norm\":%.4f,\"ms\":%.1f,\"tok_s\":%.1f}\n",
                                step + 1, loss, lr, norm, ms, tps);
+            plot_point(0, step + 1, loss);
             int last = step + 1 == a.steps;
             if (vl.perm && ((a.eval_every > 0 && (step + 1) % a.eval_every == 0) || last) &&
                 (rc = evaluate(m, &vl, a.eval_batches, step + 1, a.steps)) != 0) goto done;
@@ -569,6 +606,7 @@ int main(int argc, char **argv) {
             if (a.sample > 0 && ((step + 1) % a.sample == 0 || last) &&
                 (rc = sample(m, &tk, a.prompt, a.sample_len, a.temp, (uint64_t)a.seed, step + 1)) != 0) goto done;
         }
+        if (!vl.perm && (rc = plot_draw()) != 0) goto done;   /* no validation: drawn once, here */
         if (timed) printf("mean %.1f ms/step, %.0f tok/s (after the first step)\n", total_ms / timed,
                           (double)(BT * (size_t)a.accum) * timed / (total_ms / 1e3));
     }
@@ -583,6 +621,7 @@ int main(int argc, char **argv) {
 done:
     free(in);
     if (g_log) fclose(g_log);
+    for (int c = 0; c < 2; c++) { free(g_plot.x[c]); free(g_plot.y[c]); }
     llm_loader_free(&tl);
     llm_loader_free(&vl);
     llm_dataset_close(data);

@@ -13,7 +13,7 @@
 #     train_gpt2 with --dropout and --recompute, run and learn;
 #   - bad input is refused by name and leaves no output file: an empty text, a text that
 #     is not UTF-8, adapters for another model shape, a rank above C, dropout outside
-#     [0, 1).
+#     [0, 1), a --plot file that cannot be written (before training).
 # Prints "test_finetune: N passed, N failed, N skipped" last, as the C tests do.
 set -u
 B=${1:-${LLM_BUILD:-build}}
@@ -42,7 +42,7 @@ field() { sed -n "s/.*$1 \([0-9.e+-]*\).*/\1/p"; }
 
 # ---- LoRA on the Llama ----------------------------------------------------------------
 "$FT" -m "$M" -z "$Z" --text "$TMP/notes.txt" --lora 4 -s 40 -b 4 -t 64 --lr 3e-3 --eval-every 20 \
-  --eval-batches 8 --threads 2 --log "$TMP/run.jsonl" -o "$TMP/a.lora" > "$TMP/ft.txt" 2>&1; rc=$?
+  --eval-batches 8 --threads 2 --log "$TMP/run.jsonl" --plot "$TMP/run.svg" -o "$TMP/a.lora" > "$TMP/ft.txt" 2>&1; rc=$?
 check "finetune --lora 4 on stories260K exits 0 (rc $rc)" [ "$rc" -eq 0 ]
 check "  a memory line" grep -q '^memory: parameters .* | adapters .* | total .* MB$' "$TMP/ft.txt"
 check "  40 step lines in train_gpt2's format" \
@@ -54,6 +54,8 @@ check "  the validation loss falls ($v0 -> $v1)" awk -v a="$v0" -v b="$v1" 'BEGI
 check "  ppl = exp(val loss) ($ppl1)" awk -v l="$v1" -v q="$ppl1" 'BEGIN { exit !(q > 0 && (q - exp(l)) / exp(l) < 1e-3 && (exp(l) - q) / exp(l) < 1e-3) }'
 check "  the peak memory is printed" grep -q '^peak memory (resident): [0-9.]* MB$' "$TMP/ft.txt"
 check "  --log: a JSON line per step and validation" [ "$(grep -c '"loss":' "$TMP/run.jsonl")" -eq 40 ] && [ "$(grep -c '"val_loss":' "$TMP/run.jsonl")" -eq 3 ]
+check "  --plot: an SVG with the train and val curves" sh -c "grep -q '^<svg' '$TMP/run.svg' && grep -q '</svg>' '$TMP/run.svg' \
+  && [ \$(grep -c '<polyline' '$TMP/run.svg') -eq 2 ] && grep -q '>train<' '$TMP/run.svg' && grep -q '>val<' '$TMP/run.svg'"
 if [ -f "$TMP/a.lora" ]; then
   na=$(wc -c < "$TMP/a.lora") nm=$(wc -c < "$M")
   check "  the adapters file is small ($na bytes against the model's $nm)" [ "$na" -lt $((nm / 10)) ]
@@ -119,6 +121,9 @@ check "an empty text: refused by name (rc $rc)" sh -c "[ $rc -ne 0 ] && grep -q 
 "$FT" -m "$M" -z "$Z" --text "$TMP/latin1.txt" -o "$TMP/bad4" > "$TMP/e.txt" 2>&1; rc=$?
 check "a text that is not UTF-8: refused by name and place (rc $rc)" \
   sh -c "[ $rc -ne 0 ] && grep -q 'latin1.txt: not UTF-8 text: byte 0xe9 at offset 3 (line 1)' '$TMP/e.txt' && [ ! -e '$TMP/bad4' ]"
+"$FT" -m "$M" -z "$Z" --text "$TMP/notes.txt" -s 2 -b 2 -t 32 --plot "$TMP/nodir/x.svg" -o "$TMP/bad0" > "$TMP/e.txt" 2>&1; rc=$?
+check "--plot into a folder that does not exist: refused by name before training (rc $rc)" \
+  sh -c "[ $rc -eq 1 ] && grep -q 'cannot write .*nodir/x.svg' '$TMP/e.txt' && ! grep -q '^step ' '$TMP/e.txt' && [ ! -e '$TMP/bad0' ]"
 for pdrop in 1 -0.5 1.5; do
   "$FT" -m "$M" -z "$Z" --text "$TMP/notes.txt" --dropout "$pdrop" -o "$TMP/bad5" > "$TMP/e.txt" 2>&1; rc=$?
   check "--dropout $pdrop: refused (rc $rc)" sh -c "[ $rc -eq 2 ] && grep -q 'dropout' '$TMP/e.txt' && [ ! -e '$TMP/bad5' ]"
