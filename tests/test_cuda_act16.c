@@ -549,9 +549,12 @@ static void t_repeat(void) {
  *   - recompute makes the layers' activations again with the same ops, the fused one
  *     included: logits and gradients bit for bit those of the kept activations;
  *   - LoRA on 16-bit activations (its rank-r tensors fp32) against the CPU's, from the
- *     same weights and random adapters (B != 0): loss 2.5u, adapter gradients 25u of RMS
- *     and the loss after 2 AdamW steps 2.5u, tests/test_cuda.c's whole-model tolerances
- *     (fp16: through the loss scaler at its default scale, as a user trains). */
+ *     same weights and random adapters (B != 0): loss and the loss after 2 AdamW steps
+ *     2.5u, tests/test_cuda.c's whole-model tolerance; adapter gradients 32u of RMS: the
+ *     whole model's 25u for the gradient coming in, plus the adapter's own chain of three
+ *     products of rounded operands (Bt, dhs, dh: ~0.8u of RMS each, their sum's 4 sigma
+ *     ~5.5u); measured 17u (bf16) and 24u (fp16). fp16 goes through the loss scaler at its
+ *     default scale, as a user trains. */
 static llm_config small_gpt2(void) {
     llm_config c = llm_config_gpt2();
     c.vocab_size = 97; c.max_seq_len = 64; c.n_layer = 2; c.n_head = 2; c.n_embd = 32;
@@ -676,7 +679,7 @@ static void t_model_lora(const llm_backend *h) {
         CHECK(fabsf(loss2[1] - loss2[0]) <= lt * fabsf(loss2[0]), "lora loss after 2 steps %.7f vs cpu %.7f", loss2[1],
               loss2[0]);
         printf("  %-50s %.6f vs cpu %.6f; after 2 steps %.6f vs %.6f\n", "lora: loss", loss[1], loss[0], loss2[1], loss2[0]);
-        cmp("lora: adapter gradients", g[1], g[0], n, 25 * u, 1.0);
+        cmp("lora: adapter gradients", g[1], g[0], n, 32 * u, 1.0);
     }
     llm_model_free(m[0]);
     llm_model_free(m[1]);
