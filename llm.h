@@ -59,7 +59,8 @@
  *   MEMORY        aligned allocation, files (UTF-8 paths, mapped, 64-bit sizes)
  *   POOL          the thread pool (pthreads or Win32)
  *   JSON          a strict, bounded JSON reader (safetensors headers, vocabularies)
- *   TOKENIZER     GPT-2 byte-level BPE: loaders, pre-tokenizer, merges, decoding
+ *   TOKENIZER     GPT-2 byte-level BPE: loaders, pre-tokenizer, merges, decoding,
+ *                 training a vocabulary, saving
  *   KERNELS       scalar reference kernels: forward beside backward, in model order
  *   SIMD          CPU feature detection, run-time dispatch, SGEMM (fp32 and bf16), the
  *                 vector layer (AVX2, AVX-512, NEON) and the GEMV written on it
@@ -159,7 +160,8 @@ LLMDEF llm_simd llm_simd_active(void);
 LLMDEF const char *llm_simd_name(llm_simd level);
 LLMDEF int llm_simd_supported(llm_simd level);
 /* 1 when the CPU backend's bf16 matmuls (llm_options.bf16) run in bf16 here: AVX512-BF16
- * present and allowed by the SIMD cap; 0 means they fall back to fp32. */
+ * (x86) or the BF16 extension (ARM64) present and allowed by the SIMD cap; 0 means they
+ * fall back to fp32. */
 LLMDEF int llm_bf16_supported(void);
 
 /* How to run a model; zero-initialised means the defaults. */
@@ -170,7 +172,7 @@ typedef struct llm_options {
     int bf16;                           /* 1: matmuls with bfloat16 operands and fp32
                                          * accumulation (master weights, optimizer and
                                          * every other op stay fp32). CPU: needs
-                                         * AVX512-BF16, else fp32 is used. */
+                                         * AVX512-BF16 or ARM BF16, else fp32 is used. */
     int fp16;                           /* 1: fp16 mixed precision (the CUDA backend,
                                          * sm_70+): matmuls and attention with fp16
                                          * operands on tensor cores, fp32 accumulation,
@@ -401,8 +403,17 @@ LLMDEF llm_status llm_model_create(llm_model **out, const llm_config *cfg,
 /* Load weights, detecting the format from the file's content: HuggingFace GPT-2
  * model.safetensors (or a folder holding it; config.json beside it is read when
  * present), llm.c's gpt2_*.bin (versions 3 fp32 and 5 bf16), llama2.c's model .bin,
- * or our checkpoint (llm_model_save). */
+ * or our checkpoint (llm_model_save). Every size in the file is checked against the
+ * file's length before anything is allocated: a malformed or truncated file gives
+ * LLM_ERR_FORMAT (or LLM_ERR_UNSUPPORTED), never a crash or a huge allocation. The file
+ * is memory-mapped during the call only. *out is NULL on failure. */
 LLMDEF llm_status llm_model_load(llm_model **out, const char *path, const llm_options *opt);
+/* The same from a file's bytes in memory, data[0..len) (only read during the call; the
+ * model keeps its own copy). No config.json is consulted: a safetensors GPT-2 takes its
+ * shape from its tensors, with n_head = n_embd / 64 (GPT-2's head size). Errors name
+ * the file "(memory)". */
+LLMDEF llm_status llm_model_load_memory(llm_model **out, const void *data, size_t len,
+                                        const llm_options *opt);
 LLMDEF void llm_model_free(llm_model *m);
 LLMDEF llm_config llm_model_config(const llm_model *m);   /* defaults filled in */
 LLMDEF size_t llm_model_num_params(const llm_model *m);
@@ -533,7 +544,11 @@ typedef struct llm_train_state {
     uint64_t epoch;
 } llm_train_state;
 /* Save weights (and, when with_optimizer, the AdamW moments and step count, plus ts
- * if not NULL). Written to path.tmp, then renamed: a crash never leaves a half file. */
+ * if not NULL). Crash-safe: written to path.tmp (its magic bytes last, so that a torn
+ * .tmp is never taken for a checkpoint), fsync'ed, renamed over path, and the directory
+ * fsync'ed (POSIX): a process killed at any point, or a power cut, leaves the previous
+ * file or the new one, whole. A failed write (a full disk) gives LLM_ERR_IO, removes
+ * path.tmp and leaves path as it was. */
 LLMDEF llm_status llm_model_save(const llm_model *m, const char *path, int with_optimizer,
                                  const llm_train_state *ts);
 /* Restore the optimizer and train state saved by llm_model_save into a model loaded
@@ -595,10 +610,15 @@ LLMDEF llm_status llm_model_lora_load(llm_model *m, const char *path, llm_train_
  * uint16 tokens. Memory-mapped where the platform allows. */
 typedef struct llm_dataset llm_dataset;
 LLMDEF llm_status llm_dataset_open(llm_dataset **out, const char *path);
+/* The same over a token file's bytes in memory, data[0..len): borrowed, so they must
+ * stay valid (and unchanged) until llm_dataset_close, and data must be 2-byte aligned
+ * (LLM_ERR_ARG otherwise; malloc'd memory is). */
+LLMDEF llm_status llm_dataset_open_memory(llm_dataset **out, const void *data, size_t len);
 LLMDEF void llm_dataset_close(llm_dataset *d);
 LLMDEF size_t llm_dataset_len(const llm_dataset *d);
 LLMDEF const uint16_t *llm_dataset_tokens(const llm_dataset *d);
-/* Write tokens in that layout (to path.tmp, then renamed). Ids must be < 65536. */
+/* Write tokens in that layout, crash-safe as llm_model_save. Ids must be < 65536, and
+ * at most 2^31 - 1 of them (the header's int32 count). */
 LLMDEF llm_status llm_dataset_write(const char *path, const int *tokens, size_t n);
 /* A dataset held in memory: a copy of tokens[0, n) (ids in [0, 65536)), for text that
  * was tokenized in the program (build/finetune). Close it as any other. */
@@ -656,7 +676,9 @@ typedef struct llm_tokenizer llm_tokenizer;
 /* Load a vocabulary. path is a file or a directory:
  *   directory: tokenizer.json, else encoder.json + vocab.bpe, else vocab.json + merges.txt;
  *   tokenizer.json (HF single file: model.vocab, model.merges as "a b" or ["a","b"],
- *     added_tokens);
+ *     added_tokens; a pre_tokenizer that splits after "\n" and then applies ByteLevel
+ *     without its regex, as llm_tokenizer_save writes for LLM_PRETOK_LINES, selects
+ *     that mode; any other pre_tokenizer is taken for GPT-2's);
  *   encoder.json or vocab.json (any *.json that is not a tokenizer.json): the merges
  *     are read from vocab.bpe or merges.txt in the same directory.
  * `<|endoftext|>` (and added_tokens marked special) become special tokens.
@@ -693,9 +715,10 @@ LLMDEF int llm_tokenizer_find(const llm_tokenizer *tok, const char *s, size_t le
 LLMDEF llm_status llm_tokenizer_encode(const llm_tokenizer *tok, const char *text, size_t len,
                                        int flags, int *ids, size_t cap, size_t *n_ids);
 /* The same, spreading a long text over the threads of pool (NULL: single thread). The
- * text is cut only between an ASCII non-space byte and a space, where the pre-tokenizer
- * provably starts a new piece, so the ids equal llm_tokenizer_encode's exactly. The
- * pool must not be in use by another thread during the call. */
+ * text is cut only between an ASCII non-space byte and a space (LLM_PRETOK_LINES: at
+ * line starts), where the pre-tokenizer provably starts a new piece, so the ids equal
+ * llm_tokenizer_encode's exactly. The pool must not be in use by another thread during
+ * the call. */
 LLMDEF llm_status llm_tokenizer_encode_pool(const llm_tokenizer *tok, llm_pool *pool,
                                             const char *text, size_t len, int flags, int *ids,
                                             size_t cap, size_t *n_ids);
@@ -727,6 +750,65 @@ LLMDEF size_t llm_tokenizer_stream_flush(llm_tokenizer_stream *s, char out[4]);
 /* The length in bytes of the longest token. */
 LLMDEF size_t llm_tokenizer_max_token_len(const llm_tokenizer *tok);
 
+/* How text is cut into words before BPE, in training and encoding alike. */
+#define LLM_PRETOK_GPT2  0  /* GPT-2's pattern above (the default) */
+#define LLM_PRETOK_LINES 1  /* no pattern: each line, its '\n' included, is one word */
+/* The tokenizer's pre-tokenizer (LLM_PRETOK_*); a loaded tokenizer.json records it. */
+LLMDEF int llm_tokenizer_pretokenize(const llm_tokenizer *tok);
+/* The number of merges, and merge r (0 is applied first): *left and *right (either may
+ * be NULL) receive its parts' ids; returns the id it makes, or -1 when r is out of range. */
+LLMDEF int llm_tokenizer_n_merges(const llm_tokenizer *tok);
+LLMDEF int llm_tokenizer_merge(const llm_tokenizer *tok, int r, int *left, int *right);
+
+/* ---- training a byte-level BPE ----------------------------------------------------------- */
+typedef struct llm_tokenizer_train_config {
+    int pretokenize;              /* LLM_PRETOK_GPT2 (default) or LLM_PRETOK_LINES */
+    const char *const *special;   /* (n_special) special tokens, NUL-ended UTF-8 of 2+ bytes */
+    int n_special;                /* (0 by default) */
+    llm_pool *pool;               /* count words on its threads (NULL: the calling thread) */
+} llm_tokenizer_train_config;
+LLMDEF llm_tokenizer_train_config llm_tokenizer_train_config_default(void);
+
+/* Learn a byte-level BPE of vocab_size tokens (the special tokens included) from
+ * texts[0..n_texts), lens[k] bytes each (any bytes: invalid UTF-8 is learned like the
+ * rest). cfg NULL means the defaults. The rule, exact so that any implementation can
+ * reproduce it (tests/bpe_train_ref.py is one, in plain Python):
+ *   1. words: each text is cut at the special tokens (they are not learned), then by
+ *      the pre-tokenizer; a word's count is the number of times it occurs;
+ *   2. ids 0..255 are the 256 byte values; every word starts as its bytes;
+ *   3. merge k = 0, 1, ...: count each adjacent pair of symbols over all words, a word
+ *      weighted by its count (every position counts: "aaa" holds (a, a) twice). Take
+ *      the pair (a, b) with the highest count, ties to the smallest a, then the smallest
+ *      b. It becomes id 256 + k, and every word replaces its occurrences left to right
+ *      ("aaa" -> [aa, a]);
+ *   4. stop after vocab_size - 256 - n_special merges, or when no pair left occurs at
+ *      least twice;
+ *   5. the special tokens follow, in the order given: ids 256 + n_merges, ...
+ * Encoding replays the merges in order on each word, so a training word encodes to its
+ * final symbols. Pair counts are kept up to date as merges happen (each merge visits
+ * only the words that hold its pair) and the best pair comes from a heap: not a recount
+ * per merge. The same inputs give the same tokenizer at any thread count.
+ * A merge never makes the bytes of an existing token (a stretch of a word that stays
+ * whole evolves as that stretch alone would, and alone it was merged into the older
+ * token), so ids and strings stay one to one, as vocab.json needs.
+ * HuggingFace tokenizers' BpeTrainer differs in: ids (its special tokens come first,
+ * then the bytes in the order of GPT-2's printable characters), so ties, which it
+ * breaks by the smallest pair of *its* ids, can go another way; it also merges pairs
+ * seen once (min_frequency 0); and trained from files it reads them line by line, so
+ * no word spans a line end. minbpe follows this rule but breaks ties by first occurrence.
+ * Errors (LLM_ERR_ARG): an empty corpus; vocab_size below 256 + n_special or above
+ * 2^24; a special token that is empty, one byte long, repeated or not valid UTF-8.
+ * On success *out owns the tokenizer; on failure *out is NULL. */
+LLMDEF llm_status llm_tokenizer_train(llm_tokenizer **out, const char *const *texts, const size_t *lens,
+                                      int n_texts, int vocab_size, const llm_tokenizer_train_config *cfg);
+
+/* Write tok into the existing directory dir: vocab.json + merges.txt (the GPT-2 /
+ * HuggingFace pair, which knows neither special tokens other than <|endoftext|> nor the
+ * pre-tokenizer) and tokenizer.json (HuggingFace's single file, which records both);
+ * llm_tokenizer_load(dir) reads tokenizer.json. Each file goes to a temporary and is
+ * renamed into place. LLM_ERR_IO when a file cannot be written. */
+LLMDEF llm_status llm_tokenizer_save(const llm_tokenizer *tok, const char *dir);
+
 /* ---- Llama tokenizer (llama2.c's tokenizer.bin) ------------------------------------- */
 /* SentencePiece-style vocabulary in llama2.c's layout: int32 max_token_length, then per
  * token: float32 score, int32 length, `length` bytes (the piece, no NUL). Id 0 is <unk>,
@@ -743,6 +825,10 @@ typedef struct llm_llama_tokenizer llm_llama_tokenizer;
  * inconsistent files give LLM_ERR_FORMAT naming the token. *out is NULL on failure. */
 LLMDEF llm_status llm_llama_tokenizer_load(llm_llama_tokenizer **out, const char *path,
                                            int vocab_size);
+/* The same from the file's bytes in memory, data[0..len) (only read during the call).
+ * Errors name the file "(memory)". */
+LLMDEF llm_status llm_llama_tokenizer_load_memory(llm_llama_tokenizer **out, const void *data,
+                                                  size_t len, int vocab_size);
 LLMDEF void llm_llama_tokenizer_free(llm_llama_tokenizer *t);       /* accepts NULL */
 LLMDEF int llm_llama_tokenizer_vocab_size(const llm_llama_tokenizer *t);
 /* The raw piece of token id (NUL-terminated; *len its length, may be NULL) and its
@@ -1209,7 +1295,7 @@ static int llm__is_dir(const char *path) {
 
 /* A read-only view of a whole file: memory-mapped where the platform can (weights and
  * token files are then paged in on demand and shared), else read into memory. */
-typedef struct llm__map { const unsigned char *data; size_t len; void *heap; } llm__map;
+typedef struct llm__map { const unsigned char *data; size_t len; void *heap; int borrowed; } llm__map;
 
 static llm_status llm__map_open(llm__map *mp, const char *path) {
     memset(mp, 0, sizeof *mp);
@@ -1261,8 +1347,16 @@ static llm_status llm__map_open(llm__map *mp, const char *path) {
     return LLM_OK;
 #endif
 }
+/* A caller's buffer (borrowed: the *_memory loaders), which closing leaves alone. */
+static void llm__map_memory(llm__map *mp, const void *data, size_t len) {
+    memset(mp, 0, sizeof *mp);
+    mp->data = len ? LLM__CAST(const unsigned char *, data) : LLM__CAST(const unsigned char *, "");
+    mp->len = len;
+    mp->borrowed = 1;
+}
 static void llm__map_close(llm__map *mp) {
-    if (mp->heap) LLM_FREE(mp->heap);
+    if (mp->borrowed) {}
+    else if (mp->heap) LLM_FREE(mp->heap);
 #if defined(LLM__HAVE_MMAP)
     else if (mp->data && mp->len) munmap(LLM__CAST(void *, LLM__CAST(uintptr_t, mp->data)), mp->len);
 #elif defined(_WIN32)
@@ -1287,8 +1381,13 @@ static llm_status llm__read_file(const char *path, char **data, size_t *len) {
 }
 
 /* Writers go to "<path>.tmp" and rename over the target when complete, so an
- * interrupted save never destroys the previous checkpoint. */
-typedef struct { FILE *f; char tmp[1024]; const char *path; int failed; } llm__wfile;
+ * interrupted save never destroys the previous file. Crash-safe on POSIX: the data is
+ * fsync'ed before the rename and the directory after it, so after a power cut the path
+ * holds the old file or the new one, whole. A caller may set head[0..nhead) (its magic
+ * number): those bytes are written at offset 0 last, just before the fsync, so a torn
+ * "<path>.tmp" left by a killed process never carries the magic that would make a
+ * loader take it for a complete file. */
+typedef struct { FILE *f; char tmp[1024]; const char *path; int failed; unsigned char head[8]; size_t nhead; } llm__wfile;
 static llm_status llm__wopen(llm__wfile *w, const char *path) {
     memset(w, 0, sizeof *w);
     if (strlen(path) + 5 > sizeof w->tmp) return llm__err(LLM_ERR_ARG, "%s: path too long", path);
@@ -1301,15 +1400,39 @@ static llm_status llm__wopen(llm__wfile *w, const char *path) {
 static void llm__wbytes(llm__wfile *w, const void *p, size_t n) {
     if (!w->failed && n && fwrite(p, 1, n, w->f) != n) w->failed = 1;
 }
+#ifdef LLM__HAVE_MMAP
+/* fsync the directory holding path, so that a rename in it is durable; 0 on success. */
+static int llm__fsync_dir(const char *path) {
+    char dir[1024];
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? LLM__CAST(size_t, slash - path) : 0;
+    if (n >= sizeof dir) return -1;
+    if (slash && n == 0) n = 1;   /* "/file": the root */
+    memcpy(dir, slash ? path : ".", slash ? n : 1);
+    dir[slash ? n : 1] = 0;
+    int fd = open(dir, O_RDONLY);
+    if (fd < 0) return -1;
+    int r = fsync(fd);
+    close(fd);
+    return r;
+}
+#endif
 static llm_status llm__wclose(llm__wfile *w) {
     int bad = w->failed;
+    if (!bad && w->nhead && (fflush(w->f) != 0 || fseek(w->f, 0, SEEK_SET) != 0 || fwrite(w->head, 1, w->nhead, w->f) != w->nhead)) bad = 1;
     if (fflush(w->f) != 0) bad = 1;
+#ifdef LLM__HAVE_MMAP
+    if (!bad && fsync(fileno(w->f)) != 0) bad = 1;
+#endif
     if (fclose(w->f) != 0) bad = 1;
     if (bad) { llm__remove(w->tmp); return llm__err(LLM_ERR_IO, "%s: write failed (disk full?)", w->tmp); }
     if (llm__rename(w->tmp, w->path) != 0) {
         llm__remove(w->tmp);
         return llm__err(LLM_ERR_IO, "%s: cannot rename to %s", w->tmp, w->path);
     }
+#ifdef LLM__HAVE_MMAP
+    (void)llm__fsync_dir(w->path);   /* best effort: some file systems refuse fsync on a directory */
+#endif
     return LLM_OK;
 }
 
@@ -1836,7 +1959,7 @@ static int llm__json_int(const llm__json *d, int node, int64_t *out) {
 /* GPT-2 byte-level BPE, in three steps:
  *   1. pre-tokenize: cut the text into pieces with GPT-2's pattern (hand-written below;
  *      no regex engine), Unicode classes from the generated table at the end of this
- *      section;
+ *      section (or, with LLM_PRETOK_LINES, after each newline);
  *   2. BPE each piece: start from one symbol per byte and repeatedly merge the adjacent
  *      pair with the lowest merge rank (vocab.bpe line number) until none is left;
  *   3. the final symbols are the ids.
@@ -1962,6 +2085,16 @@ static size_t llm__pretok_next(const unsigned char *s, size_t i, size_t n) {
     return last;                                /* \s+(?!\S): leave the last one */
 }
 
+/* The end of the word that starts at s[i] (i < n) under pre-tokenizer pretok
+ * (LLM_PRETOK_*): GPT-2's pattern, or the line with its '\n'. */
+static size_t llm__word_end(int pretok, const unsigned char *s, size_t i, size_t n) {
+    if (pretok == LLM_PRETOK_LINES) {
+        const unsigned char *nl = LLM__CAST(const unsigned char *, memchr(s + i, '\n', n - i));
+        return nl ? LLM__CAST(size_t, nl - s) + 1 : n;
+    }
+    return llm__pretok_next(s, i, n);
+}
+
 /* ---- the tokenizer object --------------------------------------------------------------- */
 #define LLM__TOK_MAX_ID (1 << 24)
 #define LLM__TOK_MAX_SPECIAL 64
@@ -1979,6 +2112,7 @@ struct llm_tokenizer {
     int32_t *mrank;          /* (mmask+1) */
     uint32_t mmask;
     int32_t *merge_res;      /* (n_merges) */
+    int32_t *merge_pair;     /* (2*n_merges) the parts (a, b) of merge r */
     int n_merges;
     int byte_id[256];        /* id of each single-byte token */
     int monotone;            /* every merge ranks after the merges that make its parts */
@@ -1986,6 +2120,8 @@ struct llm_tokenizer {
     int n_special;
     int special[LLM__TOK_MAX_SPECIAL];
     int special_has_space;   /* a special token contains ' ': no parallel cuts */
+    int special_has_newline; /* ... '\n' (the cut byte of LLM_PRETOK_LINES) */
+    int pretok;              /* LLM_PRETOK_GPT2 or LLM_PRETOK_LINES */
 };
 
 static uint64_t llm__hash_bytes(const unsigned char *p, size_t n) {
@@ -2028,12 +2164,22 @@ static int llm__merge_rank(const llm_tokenizer *t, int a, int b) {
 LLMDEF void llm_tokenizer_free(llm_tokenizer *t) {
     if (!t) return;
     LLM_FREE(t->tok_off); LLM_FREE(t->tok_len); LLM_FREE(t->bytes); LLM_FREE(t->vhash);
-    LLM_FREE(t->mkey); LLM_FREE(t->mrank); LLM_FREE(t->merge_res);
+    LLM_FREE(t->mkey); LLM_FREE(t->mrank); LLM_FREE(t->merge_res); LLM_FREE(t->merge_pair);
     LLM_FREE(t);
 }
 LLMDEF int llm_tokenizer_vocab_size(const llm_tokenizer *t) { return t ? t->V : 0; }
 LLMDEF int llm_tokenizer_eot(const llm_tokenizer *t) { return t ? t->eot : -1; }
 LLMDEF size_t llm_tokenizer_max_token_len(const llm_tokenizer *t) { return t ? t->max_len : 0; }
+LLMDEF int llm_tokenizer_pretokenize(const llm_tokenizer *t) { return t ? t->pretok : LLM_PRETOK_GPT2; }
+LLMDEF int llm_tokenizer_n_merges(const llm_tokenizer *t) { return t ? t->n_merges : 0; }
+LLMDEF int llm_tokenizer_merge(const llm_tokenizer *t, int r, int *left, int *right) {
+    if (left) *left = -1;
+    if (right) *right = -1;
+    if (!t || r < 0 || r >= t->n_merges) return -1;
+    if (left) *left = t->merge_pair[2 * r];
+    if (right) *right = t->merge_pair[2 * r + 1];
+    return t->merge_res[r];
+}
 LLMDEF const char *llm_tokenizer_token(const llm_tokenizer *t, int id, size_t *len) {
     if (len) *len = 0;
     if (!t || id < 0 || id >= t->V || t->tok_len[id] < 0) return NULL;
@@ -2215,7 +2361,8 @@ static uint32_t llm__pow2_at_least(size_t n) {
 }
 
 /* Build the tokenizer from the collected entries and merges; checks ids unique, token
- * strings unique, every byte present, every merge's parts and result in the vocabulary. */
+ * strings unique, every byte present, every merge's parts and result in the vocabulary.
+ * The merges' strings are in the byte alphabet, or raw bytes when u2b is NULL (training). */
 static llm_status llm__tok_build(llm_tokenizer **out, llm__vbuild *vb, const llm__mlist *ml, const signed short *u2b) {
     const char *what = vb->what;
     llm_tokenizer *t = LLM__CAST(llm_tokenizer *, llm__calloc(1, sizeof *t));
@@ -2271,8 +2418,12 @@ static llm_status llm__tok_build(llm_tokenizer **out, llm__vbuild *vb, const llm
         for (int k = 0; k < t->n_special; k++) seen |= t->special[k] == t->eot;
         if (!seen && t->n_special < LLM__TOK_MAX_SPECIAL) t->special[t->n_special++] = t->eot;
     }
-    for (int k = 0; k < t->n_special; k++)
-        if (memchr(t->bytes + t->tok_off[t->special[k]], ' ', LLM__CAST(size_t, t->tok_len[t->special[k]]))) t->special_has_space = 1;
+    for (int k = 0; k < t->n_special; k++) {
+        const char *sp = t->bytes + t->tok_off[t->special[k]];
+        size_t sl = LLM__CAST(size_t, t->tok_len[t->special[k]]);
+        if (memchr(sp, ' ', sl)) t->special_has_space = 1;
+        if (memchr(sp, '\n', sl)) t->special_has_newline = 1;
+    }
 
     /* merges */
     if (ml->n > LLM__TOK_MAX_ID) { s = llm__err(LLM_ERR_FORMAT, "%s: too many merges", what); goto fail; }
@@ -2281,12 +2432,13 @@ static llm_status llm__tok_build(llm_tokenizer **out, llm__vbuild *vb, const llm
     t->mkey = LLM__CAST(uint64_t *, LLM_MALLOC((LLM__CAST(size_t, t->mmask) + 1) * sizeof *t->mkey));
     t->mrank = LLM__CAST(int32_t *, LLM_MALLOC((LLM__CAST(size_t, t->mmask) + 1) * sizeof *t->mrank));
     t->merge_res = LLM__CAST(int32_t *, LLM_MALLOC((ml->n ? ml->n : 1) * sizeof *t->merge_res));
+    t->merge_pair = LLM__CAST(int32_t *, LLM_MALLOC((ml->n ? ml->n : 1) * 2 * sizeof *t->merge_pair));
     {
         /* made_by[id]: the highest rank of a merge that produces id (-1: none), to check
          * that the heap BPE's order equals encoder.py's (see llm__bpe_heap) */
         int32_t *made_by = LLM__CAST(int32_t *, LLM_MALLOC(LLM__CAST(size_t, t->V) * sizeof(int32_t)));
         char *buf = LLM__CAST(char *, LLM_MALLOC(t->max_len * 2 + 2));
-        if (!t->mkey || !t->mrank || !t->merge_res || !made_by || !buf) {
+        if (!t->mkey || !t->mrank || !t->merge_res || !t->merge_pair || !made_by || !buf) {
             LLM_FREE(made_by); LLM_FREE(buf);
             s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", what); goto fail;
         }
@@ -2297,8 +2449,13 @@ static llm_status llm__tok_build(llm_tokenizer **out, llm__vbuild *vb, const llm
             const llm__mline *m = &ml->m[r];
             long na = -1, nb = -1;
             if (m->alen <= t->max_len && m->blen <= t->max_len) {
-                na = llm__unalpha(m->a, m->alen, u2b, buf);
-                if (na >= 0) nb = llm__unalpha(m->b, m->blen, u2b, buf + na);
+                if (!u2b) {
+                    memcpy(buf, m->a, m->alen); memcpy(buf + m->alen, m->b, m->blen);
+                    na = LLM__CAST(long, m->alen); nb = LLM__CAST(long, m->blen);
+                } else {
+                    na = llm__unalpha(m->a, m->alen, u2b, buf);
+                    if (na >= 0) nb = llm__unalpha(m->b, m->blen, u2b, buf + na);
+                }
             }
             int a = na < 0 ? -1 : llm_tokenizer_find(t, buf, LLM__CAST(size_t, na));
             int b = nb < 0 ? -1 : llm_tokenizer_find(t, buf + na, LLM__CAST(size_t, nb));
@@ -2311,6 +2468,7 @@ static llm_status llm__tok_build(llm_tokenizer **out, llm__vbuild *vb, const llm
                 break;
             }
             t->merge_res[r] = c;
+            t->merge_pair[2 * r] = a; t->merge_pair[2 * r + 1] = b;
             if (made_by[c] < LLM__CAST(int32_t, r)) made_by[c] = LLM__CAST(int32_t, r);
             uint64_t key = (LLM__CAST(uint64_t, LLM__CAST(uint32_t, a)) << 32) | LLM__CAST(uint32_t, b);
             for (uint32_t k = llm__hash_pair(key) & t->mmask;; k = (k + 1) & t->mmask) {
@@ -2351,6 +2509,32 @@ static llm_status llm__vb_added(llm__vbuild *b, const llm__json *d, int arr) {
     return LLM_OK;
 }
 
+/* Is node n the string str? */
+static int llm__json_is(const llm__json *d, int n, const char *str) {
+    return n >= 0 && d->nodes[n].type == LLM__J_STR && d->nodes[n].str_len == strlen(str) &&
+           memcmp(llm__jstr(d, d->nodes[n].str), str, d->nodes[n].str_len) == 0;
+}
+/* The pre-tokenizer a tokenizer.json describes: LLM_PRETOK_LINES for the one
+ * llm_tokenizer_save writes for it,
+ *   {"type": "Sequence", "pretokenizers": [
+ *     {"type": "Split", "pattern": {"String": "\n"}, "behavior": "MergedWithPrevious", ...},
+ *     {"type": "ByteLevel", "use_regex": false, ...}]}
+ * (what HuggingFace tokenizers runs as: cut after each newline, no regex), else GPT-2's. */
+static int llm__pretok_of_doc(const llm__json *d) {
+    int pt = llm__json_get(d, 0, "pre_tokenizer");
+    int list = llm__json_get(d, pt, "pretokenizers");
+    if (!llm__json_is(d, llm__json_get(d, pt, "type"), "Sequence") || list < 0 ||
+        d->nodes[list].type != LLM__J_ARR || d->nodes[list].count != 2) return LLM_PRETOK_GPT2;
+    int split = d->nodes[list].child, bl = d->nodes[split].next;
+    int ure = llm__json_get(d, bl, "use_regex");
+    if (llm__json_is(d, llm__json_get(d, split, "type"), "Split") &&
+        llm__json_is(d, llm__json_get(d, llm__json_get(d, split, "pattern"), "String"), "\n") &&
+        llm__json_is(d, llm__json_get(d, split, "behavior"), "MergedWithPrevious") &&
+        llm__json_is(d, llm__json_get(d, bl, "type"), "ByteLevel") && ure >= 0 && d->nodes[ure].type == LLM__J_FALSE)
+        return LLM_PRETOK_LINES;
+    return LLM_PRETOK_GPT2;
+}
+
 /* From a parsed vocabulary document: with merges, d is encoder.json/vocab.json;
  * without, d is a tokenizer.json. */
 static llm_status llm__tok_from_doc(llm_tokenizer **out, const llm__json *d, const char *merges, size_t mlen,
@@ -2376,6 +2560,7 @@ static llm_status llm__tok_from_doc(llm_tokenizer **out, const llm__json *d, con
         if (s == LLM_OK) s = llm__ml_from_json(&ml, d, llm__json_get(d, model, "merges"), vname);
     }
     if (s == LLM_OK) s = llm__tok_build(out, &vb, &ml, u2b);
+    if (s == LLM_OK && !merges) (*out)->pretok = llm__pretok_of_doc(d);
     llm__vbuild_free(&vb);
     LLM_FREE(ml.m);
     return s;
@@ -2453,8 +2638,9 @@ static llm_status llm__tok_load_files(llm_tokenizer **out, const char *vpath, co
 }
 
 LLMDEF llm_status llm_tokenizer_load(llm_tokenizer **out, const char *path) {
+    /* tokenizer.json first: it alone records special tokens and the pre-tokenizer */
     static const char *const pairs[3][2] = {
-        {"encoder.json", "vocab.bpe"}, {"vocab.json", "merges.txt"}, {"tokenizer.json", NULL}};
+        {"tokenizer.json", NULL}, {"encoder.json", "vocab.bpe"}, {"vocab.json", "merges.txt"}};
     if (!out) return llm__err(LLM_ERR_ARG, "llm_tokenizer_load: out is NULL");
     *out = NULL;
     if (!path) return llm__err(LLM_ERR_ARG, "llm_tokenizer_load: path is NULL");
@@ -2650,7 +2836,7 @@ static llm_status llm__encode_piece(llm__enc *e, const unsigned char *p, size_t 
 static llm_status llm__encode_ordinary(llm__enc *e, const unsigned char *s, size_t n) {
     size_t i = 0;
     while (i < n) {
-        size_t j = llm__pretok_next(s, i, n);
+        size_t j = llm__word_end(e->tok->pretok, s, i, n);
         llm_status st = llm__encode_piece(e, s + i, j - i);
         if (st != LLM_OK) return st;
         i = j;
@@ -2658,27 +2844,42 @@ static llm_status llm__encode_ordinary(llm__enc *e, const unsigned char *s, size
     return LLM_OK;
 }
 
-/* Where the next allowed special token starts in s[i..n), and which one (leftmost
- * match; the longest one when several start at the same byte). */
-static size_t llm__next_special(const llm_tokenizer *t, const unsigned char *s, size_t i, size_t n, int *which) {
+/* Where the first of the strings sp[k] (sl[k] bytes, k < ns) starts in s[i..n), and
+ * which k (-1: none, and n is returned): the leftmost match, the longest one when
+ * several start at the same byte. */
+static size_t llm__find_first(const unsigned char *s, size_t i, size_t n, const char *const *sp, const size_t *sl,
+                              int ns, int *which) {
     size_t best = n;
     *which = -1;
-    for (int k = 0; k < t->n_special; k++) {
-        int id = t->special[k];
-        const unsigned char *sp = LLM__CAST(const unsigned char *, t->bytes + t->tok_off[id]);
-        size_t len = LLM__CAST(size_t, t->tok_len[id]);
+    for (int k = 0; k < ns; k++) {
+        const unsigned char *p = LLM__CAST(const unsigned char *, sp[k]);
+        size_t len = sl[k];
         for (size_t j = i; j + len <= n && j <= best; j++) {
-            const unsigned char *q = LLM__CAST(const unsigned char *, memchr(s + j, sp[0], n - j));
+            const unsigned char *q = LLM__CAST(const unsigned char *, memchr(s + j, p[0], n - j));
             if (!q) break;
             j = LLM__CAST(size_t, q - s);
             if (j + len > n || j > best) break;
-            if (memcmp(q, sp, len) == 0) {
-                if (j < best || (j == best && len > LLM__CAST(size_t, t->tok_len[*which]))) { best = j; *which = id; }
+            if (memcmp(q, p, len) == 0) {
+                if (j < best || (j == best && len > sl[*which])) { best = j; *which = k; }
                 break;
             }
         }
     }
     return best;
+}
+
+/* Where the next allowed special token starts in s[i..n), and which id (or -1). */
+static size_t llm__next_special(const llm_tokenizer *t, const unsigned char *s, size_t i, size_t n, int *which) {
+    const char *sp[LLM__TOK_MAX_SPECIAL];
+    size_t sl[LLM__TOK_MAX_SPECIAL];
+    for (int k = 0; k < t->n_special; k++) {
+        sp[k] = t->bytes + t->tok_off[t->special[k]];
+        sl[k] = LLM__CAST(size_t, t->tok_len[t->special[k]]);
+    }
+    int k;
+    size_t at = llm__find_first(s, i, n, sp, sl, t->n_special, &k);
+    *which = k < 0 ? -1 : t->special[k];
+    return at;
 }
 
 static llm_status llm__encode_text(llm__enc *e, const unsigned char *s, size_t n, int flags) {
@@ -2730,7 +2931,24 @@ LLMDEF llm_status llm_tokenizer_encode(const llm_tokenizer *t, const char *text,
  * the space; a whitespace run cannot end at p-1), no rule looks behind, and the only
  * lookahead, (?!\S), belongs to whitespace runs, none of which crosses p. So encoding
  * [0,p) and [p,n) separately gives the same pieces. ASCII bytes never sit inside a
- * multi-byte character, and special tokens without a space cannot straddle p. */
+ * multi-byte character, and special tokens without a space cannot straddle p.
+ * With LLM_PRETOK_LINES the cuts are simply the line starts (s[p-1] == '\n'). */
+static int llm__is_cut(int pretok, const unsigned char *s, size_t p) {
+    if (pretok == LLM_PRETOK_LINES) return s[p - 1] == '\n';
+    return s[p] == ' ' && s[p - 1] < 0x80 && llm__ascii_class[s[p - 1]] != LLM__U_SPACE;
+}
+/* nth pieces of s[0..len): cut[0] = 0, cut[nth] = len, cut[k] the first cut at or after
+ * an even share (and past cut[k-1]), or len when there is none. */
+static void llm__even_cuts(int pretok, const unsigned char *s, size_t len, int nth, size_t *cut) {
+    cut[0] = 0;
+    for (int k = 1; k < nth; k++) {
+        size_t p = len / LLM__CAST(size_t, nth) * LLM__CAST(size_t, k);
+        if (p < cut[k - 1] + 1) p = cut[k - 1] + 1;
+        while (p < len && !llm__is_cut(pretok, s, p)) p++;
+        cut[k] = p < len ? p : len;
+    }
+    cut[nth] = len;
+}
 typedef struct {
     const llm_tokenizer *tok;
     const unsigned char *s;
@@ -2755,7 +2973,8 @@ static void llm__encode_task(void *arg, int ith, int nth) {
 LLMDEF llm_status llm_tokenizer_encode_pool(const llm_tokenizer *t, llm_pool *pool, const char *text, size_t len,
                                             int flags, int *ids, size_t cap, size_t *n_ids) {
     int nth = llm_pool_size(pool);
-    if (!pool || nth <= 1 || len < (1u << 16) || (t && (flags & LLM_TOKENIZE_SPECIAL) && t->special_has_space))
+    if (!pool || nth <= 1 || len < (1u << 16) ||
+        (t && (flags & LLM_TOKENIZE_SPECIAL) && (t->pretok == LLM_PRETOK_LINES ? t->special_has_newline : t->special_has_space)))
         return llm_tokenizer_encode(t, text, len, flags, ids, cap, n_ids);
     if (n_ids) *n_ids = 0;
     if (!t || !text || (!ids && cap) || !n_ids) return llm__err(LLM_ERR_ARG, "llm_tokenizer_encode_pool: NULL argument");
@@ -2768,14 +2987,7 @@ LLMDEF llm_status llm_tokenizer_encode_pool(const llm_tokenizer *t, llm_pool *po
         return llm__err(LLM_ERR_NOMEM, "llm_tokenizer_encode_pool: out of memory");
     }
     size_t *count = cut + nth + 1;
-    cut[0] = 0;
-    for (int k = 1; k < nth; k++) {   /* search forward from an even share for a cut */
-        size_t p = len / LLM__CAST(size_t, nth) * LLM__CAST(size_t, k);
-        if (p < cut[k - 1] + 1) p = cut[k - 1] + 1;
-        while (p < len && !(s[p] == ' ' && s[p - 1] < 0x80 && llm__ascii_class[s[p - 1]] != LLM__U_SPACE)) p++;
-        cut[k] = p < len ? p : len;
-    }
-    cut[nth] = len;
+    llm__even_cuts(t->pretok, s, len, nth, cut);
     llm__par P;
     P.tok = t; P.s = s; P.cut = cut; P.flags = flags; P.tmp = tmp; P.count = count; P.status = status;
     llm_pool_run(pool, llm__encode_task, &P);
@@ -2864,6 +3076,559 @@ LLMDEF size_t llm_tokenizer_stream_flush(llm_tokenizer_stream *s, char out[4]) {
     s->n_pending = 0;
     return n;
 }
+
+/* ---- training ------------------------------------------------------------------------- */
+/* llm_tokenizer_train in three steps (its rule is written where it is declared):
+ *   1. words: cut the texts into words and count them in a hash table (one table per
+ *      thread over its share of the text, added together, then sorted by bytes);
+ *   2. pairs: count every adjacent pair of every word, weighted by the word's count,
+ *      and list for each pair the words that hold it;
+ *   3. merges: pop the best pair from a heap ordered by (count, then smallest a, b);
+ *      replace it in the words on its list, changing only the counts of the pairs
+ *      around each occurrence; push the pairs whose counts changed. A heap entry whose
+ *      count is no longer its pair's is stale and skipped when popped.
+ * Each merge costs the length of the words that hold its pair, not a recount of the
+ * corpus. (A word that is very long, e.g. a text without newlines in LLM_PRETOK_LINES,
+ * is rescanned whole by every merge that touches it.) */
+
+LLMDEF llm_tokenizer_train_config llm_tokenizer_train_config_default(void) {
+    llm_tokenizer_train_config c;
+    memset(&c, 0, sizeof c);
+    return c;
+}
+
+/* Word counts: open addressing over (pointer into the text, length). */
+typedef struct { const unsigned char *p; size_t n; int64_t count; uint64_t h; } llm__word;
+typedef struct { llm__word *slot; size_t mask, used; int nomem; } llm__wtab;
+
+static void llm__wtab_add(llm__wtab *w, const unsigned char *p, size_t n, int64_t count, uint64_t h) {
+    if (w->nomem) return;
+    if (2 * (w->used + 1) > w->mask + 1) {                /* keep it at most half full */
+        size_t cap = w->mask ? 2 * (w->mask + 1) : 4096;
+        llm__word *s = LLM__CAST(llm__word *, llm__calloc(cap, sizeof *s));
+        if (!s) { w->nomem = 1; return; }
+        for (size_t i = 0; w->mask && i <= w->mask; i++) {
+            if (!w->slot[i].p) continue;
+            size_t k = LLM__CAST(size_t, w->slot[i].h) & (cap - 1);
+            while (s[k].p) k = (k + 1) & (cap - 1);
+            s[k] = w->slot[i];
+        }
+        LLM_FREE(w->slot);
+        w->slot = s; w->mask = cap - 1;
+    }
+    for (size_t k = LLM__CAST(size_t, h) & w->mask;; k = (k + 1) & w->mask) {
+        llm__word *e = &w->slot[k];
+        if (!e->p) { e->p = p; e->n = n; e->count = count; e->h = h; w->used++; return; }
+        if (e->h == h && e->n == n && memcmp(e->p, p, n) == 0) { e->count += count; return; }
+    }
+}
+
+/* Count the words of s[lo..hi): cut at the special tokens, then by the pre-tokenizer. */
+typedef struct {
+    llm__wtab *tab;                       /* (nth) one table per thread */
+    const unsigned char *s;
+    const size_t *cut;                    /* (nth+1) */
+    const char *const *sp; const size_t *sl; int ns;
+    int pretok;
+} llm__count_job;
+
+static void llm__count_words(llm__wtab *w, const llm__count_job *J, size_t lo, size_t hi) {
+    const unsigned char *s = J->s;
+    size_t i = lo;
+    while (i < hi) {
+        int k = -1;
+        size_t j = J->ns ? llm__find_first(s, i, hi, J->sp, J->sl, J->ns, &k) : hi;
+        while (i < j) {
+            size_t e = llm__word_end(J->pretok, s, i, j);
+            llm__wtab_add(w, s + i, e - i, 1, llm__hash_bytes(s + i, e - i));
+            i = e;
+        }
+        if (k < 0) break;
+        i = j + J->sl[k];
+    }
+}
+static void llm__count_task(void *arg, int ith, int nth) {
+    llm__count_job *J = LLM__CAST(llm__count_job *, arg);
+    (void)nth;
+    llm__count_words(&J->tab[ith], J, J->cut[ith], J->cut[ith + 1]);
+}
+
+static int llm__word_cmp(const void *x, const void *y) {
+    const llm__word *a = LLM__CAST(const llm__word *, x), *b = LLM__CAST(const llm__word *, y);
+    int c = memcmp(a->p, b->p, a->n < b->n ? a->n : b->n);
+    return c ? c : (a->n > b->n) - (a->n < b->n);
+}
+
+/* A pair of symbols: its count, and the words that hold it (or held it: the list is only
+ * appended to, so it may name words that lost the pair; they are checked when used). */
+typedef struct {
+    int32_t a, b;
+    int64_t count;
+    int32_t *w; size_t nw, cw;            /* (nw) word indices */
+    int32_t stamp;                        /* the last merge that changed the count */
+} llm__pair;
+typedef struct { int64_t count; int32_t a, b; } llm__hent;   /* heap entry */
+
+typedef struct {
+    /* words: the symbols of word i are sym[off[i] .. off[i] + len[i]) */
+    int32_t *sym; size_t *off; size_t *len; int64_t *count; int32_t *seen; size_t nw;
+    /* pairs, and a hash (a, b) -> index into pair */
+    llm__pair *pair; size_t np, pcap;
+    int32_t *ptab; size_t pmask;
+    int32_t *touched; size_t nt, tcap;    /* pairs whose count the current merge changed */
+    llm__hent *heap; size_t nh, hcap;
+    /* tokens: the bytes of id are tb[toff[id] .. toff[id] + tlen[id]) */
+    unsigned char *tb; size_t tblen, tbcap;
+    size_t *toff, *tlen;
+    int nomem;
+} llm__bt;
+
+static void llm__bt_free(llm__bt *T) {
+    for (size_t i = 0; i < T->np; i++) LLM_FREE(T->pair[i].w);
+    LLM_FREE(T->sym); LLM_FREE(T->off); LLM_FREE(T->len); LLM_FREE(T->count); LLM_FREE(T->seen);
+    LLM_FREE(T->pair); LLM_FREE(T->ptab); LLM_FREE(T->touched); LLM_FREE(T->heap);
+    LLM_FREE(T->tb); LLM_FREE(T->toff); LLM_FREE(T->tlen);
+}
+
+/* Room for `need` elements of `elem` bytes in the array p (capacity *cap, doubled as
+ * needed): the array, perhaps moved, or NULL when out of memory (p is then unchanged). */
+static void *llm__grow(void *p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap && p) return p;
+    size_t c = *cap ? *cap : 16;
+    while (c < need) c *= 2;
+    void *q = LLM_REALLOC(p, c * elem);
+    if (q) *cap = c;
+    return q;
+}
+
+
+static uint64_t llm__pair_key(int32_t a, int32_t b) {
+    return (LLM__CAST(uint64_t, LLM__CAST(uint32_t, a)) << 32) | LLM__CAST(uint32_t, b);
+}
+
+/* The index of pair (a, b), made with count 0 when new; -1 when out of memory. */
+static int32_t llm__pair_get(llm__bt *T, int32_t a, int32_t b) {
+    if (2 * (T->np + 1) > T->pmask + 1) {                 /* rehash at half full */
+        size_t cap = T->pmask ? 2 * (T->pmask + 1) : LLM__CAST(size_t, 1) << 16;
+        int32_t *t = LLM__CAST(int32_t *, LLM_MALLOC(cap * sizeof *t));
+        if (!t) { T->nomem = 1; return -1; }
+        memset(t, 0xFF, cap * sizeof *t);
+        for (size_t i = 0; i < T->np; i++) {
+            size_t k = llm__hash_pair(llm__pair_key(T->pair[i].a, T->pair[i].b)) & (cap - 1);
+            while (t[k] >= 0) k = (k + 1) & (cap - 1);
+            t[k] = LLM__CAST(int32_t, i);
+        }
+        LLM_FREE(T->ptab);
+        T->ptab = t; T->pmask = cap - 1;
+    }
+    size_t k = llm__hash_pair(llm__pair_key(a, b)) & T->pmask;
+    for (; T->ptab[k] >= 0; k = (k + 1) & T->pmask) {
+        const llm__pair *p = &T->pair[T->ptab[k]];
+        if (p->a == a && p->b == b) return T->ptab[k];
+    }
+    void *grown = T->np < 0x7FFFFFFF ? llm__grow(T->pair, &T->pcap, T->np + 1, sizeof *T->pair) : NULL;
+    if (!grown) { T->nomem = 1; return -1; }
+    T->pair = LLM__CAST(llm__pair *, grown);
+    llm__pair *p = &T->pair[T->np];
+    memset(p, 0, sizeof *p);
+    p->a = a; p->b = b; p->stamp = -1;
+    T->ptab[k] = LLM__CAST(int32_t, T->np);
+    return LLM__CAST(int32_t, T->np++);
+}
+
+/* count(a, b) += d for an occurrence in word w (listing w when d > 0). The pair is
+ * noted as touched by merge `stamp`, once, so that its new count is pushed once. */
+static void llm__pair_add(llm__bt *T, int32_t a, int32_t b, int64_t d, int32_t w, int32_t stamp) {
+    int32_t i = llm__pair_get(T, a, b);
+    if (i < 0) return;
+    llm__pair *p = &T->pair[i];
+    p->count += d;
+    if (d > 0 && (p->nw == 0 || p->w[p->nw - 1] != w)) {
+        int32_t *wl = LLM__CAST(int32_t *, llm__grow(p->w, &p->cw, p->nw + 1, sizeof *p->w));
+        if (!wl) { T->nomem = 1; return; }
+        p->w = wl;
+        p->w[p->nw++] = w;
+    }
+    if (p->stamp != stamp) {
+        p->stamp = stamp;
+        int32_t *tl = LLM__CAST(int32_t *, llm__grow(T->touched, &T->tcap, T->nt + 1, sizeof *T->touched));
+        if (!tl) { T->nomem = 1; return; }
+        T->touched = tl;
+        T->touched[T->nt++] = i;
+    }
+}
+
+/* Max-heap: the highest count first, then the smallest a, then the smallest b. */
+static int llm__hent_first(const llm__hent *x, const llm__hent *y) {
+    if (x->count != y->count) return x->count > y->count;
+    return x->a != y->a ? x->a < y->a : x->b < y->b;
+}
+static void llm__hpush(llm__bt *T, const llm__pair *p) {
+    llm__hent *h = LLM__CAST(llm__hent *, llm__grow(T->heap, &T->hcap, T->nh + 1, sizeof *T->heap)), e;
+    if (!h) { T->nomem = 1; return; }
+    T->heap = h;
+    e.count = p->count; e.a = p->a; e.b = p->b;
+    size_t i = T->nh++;
+    while (i > 0 && llm__hent_first(&e, &h[(i - 1) / 2])) { h[i] = h[(i - 1) / 2]; i = (i - 1) / 2; }
+    h[i] = e;
+}
+static llm__hent llm__hpop(llm__bt *T) {
+    llm__hent *h = T->heap, top = h[0], last = h[--T->nh];
+    size_t i = 0, n = T->nh;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && llm__hent_first(&h[c + 1], &h[c])) c++;
+        if (!llm__hent_first(&h[c], &last)) break;
+        h[i] = h[c]; i = c;
+    }
+    if (n) h[i] = last;
+    return top;
+}
+
+/* Replace every (a, b) in word w by z, left to right, and update the counts of the pairs
+ * around each occurrence at old position i (p = the symbol before, q = the one after):
+ *   removed: (p, a) unless the previous occurrence ended at i-1 (it removed (b, a) as
+ *            its right pair), (a, b), and (b, q);
+ *   added:   (left, z) where left is the new symbol before (z itself after an adjacent
+ *            occurrence), and (z, q) unless q starts the next occurrence (which adds
+ *            (z, z) as its left pair).
+ * So "a b a b" loses (a,b) twice and (b,a) once and gains (z,z): its pairs exactly. */
+static void llm__merge_word(llm__bt *T, int32_t w, int32_t a, int32_t b, int32_t z, int32_t stamp) {
+    int32_t *s = T->sym + T->off[w];
+    size_t n = T->len[w], i = 0, j = 0, prev_end = LLM__CAST(size_t, -1);
+    int64_t c = T->count[w];
+    while (i < n) {
+        if (i + 1 < n && s[i] == a && s[i + 1] == b) {
+            if (i > 0 && prev_end != i - 1) llm__pair_add(T, s[i - 1], a, -c, w, stamp);
+            llm__pair_add(T, a, b, -c, w, stamp);
+            if (i + 2 < n) llm__pair_add(T, b, s[i + 2], -c, w, stamp);
+            if (j > 0) llm__pair_add(T, s[j - 1], z, c, w, stamp);   /* s[j-1]: already the new symbol */
+            if (i + 2 < n && !(i + 3 < n && s[i + 2] == a && s[i + 3] == b)) llm__pair_add(T, z, s[i + 2], c, w, stamp);
+            s[j++] = z;
+            i += 2;
+            prev_end = i - 1;
+        } else {
+            s[j++] = s[i++];
+        }
+    }
+    T->len[w] = j;
+}
+
+/* Validate the arguments; the special tokens' lengths into sl. */
+static llm_status llm__train_check(const char *const *texts, const size_t *lens, int n_texts, int vocab_size,
+                                   const llm_tokenizer_train_config *c, size_t *sl) {
+    const char *fn = "llm_tokenizer_train";
+    if (n_texts < 0 || (n_texts > 0 && (!texts || !lens))) return llm__err(LLM_ERR_ARG, "%s: NULL texts or lens", fn);
+    if (c->pretokenize != LLM_PRETOK_GPT2 && c->pretokenize != LLM_PRETOK_LINES)
+        return llm__err(LLM_ERR_ARG, "%s: pretokenize %d is not LLM_PRETOK_GPT2 or LLM_PRETOK_LINES", fn, c->pretokenize);
+    if (c->n_special < 0 || c->n_special > LLM__TOK_MAX_SPECIAL || (c->n_special > 0 && !c->special))
+        return llm__err(LLM_ERR_ARG, "%s: n_special %d is not in [0, %d] (or special is NULL)", fn, c->n_special, LLM__TOK_MAX_SPECIAL);
+    for (int k = 0; k < c->n_special; k++) {
+        const char *sp = c->special[k];
+        if (!sp) return llm__err(LLM_ERR_ARG, "%s: special token %d is NULL", fn, k);
+        sl[k] = strlen(sp);
+        if (sl[k] < 2)
+            return llm__err(LLM_ERR_ARG, "%s: special token %d \"%s\" is %s (each of the 256 bytes is a token already)", fn, k, sp,
+                            sl[k] ? "one byte" : "empty");
+        if (sl[k] > 0xFFFF) return llm__err(LLM_ERR_ARG, "%s: special token %d is longer than 65535 bytes", fn, k);
+        for (size_t i = 0; i < sl[k];) {
+            uint32_t cp;
+            i += LLM__CAST(size_t, llm__utf8_get(LLM__CAST(const unsigned char *, sp), i, sl[k], &cp));
+            if (cp == 0xFFFFFFFFu) return llm__err(LLM_ERR_ARG, "%s: special token %d is not valid UTF-8", fn, k);
+        }
+        for (int q = 0; q < k; q++)
+            if (strcmp(c->special[q], sp) == 0) return llm__err(LLM_ERR_ARG, "%s: special token \"%s\" is given twice", fn, sp);
+    }
+    if (vocab_size < 256 + c->n_special || vocab_size > LLM__TOK_MAX_ID)
+        return llm__err(LLM_ERR_ARG, "%s: vocab_size %d is not in [256 + %d special tokens, %d]", fn, vocab_size, c->n_special,
+                        LLM__TOK_MAX_ID);
+    size_t total = 0;
+    for (int k = 0; k < n_texts; k++) {
+        if (!texts[k] && lens[k]) return llm__err(LLM_ERR_ARG, "%s: text %d is NULL", fn, k);
+        total += lens[k];
+    }
+    if (total == 0) return llm__err(LLM_ERR_ARG, "%s: the corpus is empty (nothing to learn from)", fn);
+    return LLM_OK;
+}
+
+/* Step 1: the words of all texts with their counts, sorted by bytes, into *words. */
+static llm_status llm__train_words(const char *const *texts, const size_t *lens, int n_texts,
+                                   const llm_tokenizer_train_config *c, const size_t *sl, llm__word **words, size_t *nw) {
+    int nth = c->pool ? llm_pool_size(c->pool) : 1;
+    int cut_in_special = 0;    /* a special token holding the cut byte could straddle a cut */
+    for (int k = 0; k < c->n_special; k++)
+        if (memchr(c->special[k], c->pretokenize == LLM_PRETOK_LINES ? '\n' : ' ', sl[k])) cut_in_special = 1;
+    llm__wtab *tab = LLM__CAST(llm__wtab *, llm__calloc(LLM__CAST(size_t, nth), sizeof *tab));
+    size_t *cut = LLM__CAST(size_t *, llm__calloc(LLM__CAST(size_t, nth) + 1, sizeof *cut));
+    llm_status s = LLM_OK;
+    *words = NULL; *nw = 0;
+    if (!tab || !cut) { s = llm__err(LLM_ERR_NOMEM, "llm_tokenizer_train: out of memory"); goto done; }
+    for (int k = 0; k < n_texts; k++) {
+        llm__count_job J;
+        J.tab = tab; J.s = LLM__CAST(const unsigned char *, texts[k]); J.cut = cut;
+        J.sp = c->special; J.sl = sl; J.ns = c->n_special; J.pretok = c->pretokenize;
+        if (nth > 1 && lens[k] >= (1u << 16) && !cut_in_special) {   /* shares of a long text */
+            llm__even_cuts(c->pretokenize, J.s, lens[k], nth, cut);
+            llm_pool_run(c->pool, llm__count_task, &J);
+        } else if (lens[k]) {
+            llm__count_words(&tab[0], &J, 0, lens[k]);
+        }
+    }
+    for (int t = 1; t < nth; t++)      /* add the other tables into the first */
+        for (size_t i = 0; tab[t].mask && i <= tab[t].mask; i++)
+            if (tab[t].slot[i].p) llm__wtab_add(&tab[0], tab[t].slot[i].p, tab[t].slot[i].n, tab[t].slot[i].count, tab[t].slot[i].h);
+    for (int t = 0; t < nth; t++)
+        if (tab[t].nomem) { s = llm__err(LLM_ERR_NOMEM, "llm_tokenizer_train: out of memory counting words"); goto done; }
+    {   /* compact the table into a sorted list: the same order at any thread count */
+        size_t n = 0;
+        for (size_t i = 0; tab[0].mask && i <= tab[0].mask; i++)
+            if (tab[0].slot[i].p) tab[0].slot[n++] = tab[0].slot[i];
+        if (n) qsort(tab[0].slot, n, sizeof *tab[0].slot, llm__word_cmp);
+        *words = tab[0].slot; *nw = n;
+        tab[0].slot = NULL;
+    }
+done:
+    for (int t = 0; tab && t < nth; t++) LLM_FREE(tab[t].slot);
+    LLM_FREE(tab); LLM_FREE(cut);
+    return s;
+}
+
+/* Steps 2 and 3: the merges. T gets the words; on return T->toff/tlen/tb hold the
+ * 256 + *n_merges tokens and merge k is (ma[k], mb[k]). */
+static llm_status llm__train_merges(llm__bt *T, const llm__word *words, size_t nw, int max_merges,
+                                    int32_t *ma, int32_t *mb, int *n_merges) {
+    const char *fn = "llm_tokenizer_train";
+    size_t nsym = 0, nv = 256 + LLM__CAST(size_t, max_merges);
+    *n_merges = 0;
+    for (size_t i = 0; i < nw; i++) if (words[i].n >= 2) nsym += words[i].n;
+    T->sym = LLM__CAST(int32_t *, LLM_MALLOC((nsym ? nsym : 1) * sizeof *T->sym));
+    T->off = LLM__CAST(size_t *, LLM_MALLOC((nw ? nw : 1) * sizeof *T->off));
+    T->len = LLM__CAST(size_t *, LLM_MALLOC((nw ? nw : 1) * sizeof *T->len));
+    T->count = LLM__CAST(int64_t *, LLM_MALLOC((nw ? nw : 1) * sizeof *T->count));
+    T->seen = LLM__CAST(int32_t *, LLM_MALLOC((nw ? nw : 1) * sizeof *T->seen));
+    T->toff = LLM__CAST(size_t *, LLM_MALLOC(nv * sizeof *T->toff));
+    T->tlen = LLM__CAST(size_t *, LLM_MALLOC(nv * sizeof *T->tlen));
+    T->tb = LLM__CAST(unsigned char *, llm__grow(NULL, &T->tbcap, 4096, 1));
+    if (!T->sym || !T->off || !T->len || !T->count || !T->seen || !T->toff || !T->tlen || !T->tb)
+        return llm__err(LLM_ERR_NOMEM, "%s: out of memory", fn);
+    for (int32_t id = 0; id < 256; id++) {                /* the 256 byte tokens */
+        T->tb[id] = LLM__CAST(unsigned char, id);
+        T->toff[id] = LLM__CAST(size_t, id); T->tlen[id] = 1;
+    }
+    T->tblen = 256;
+    /* words of one byte hold no pair: leave them out */
+    for (size_t i = 0; i < nw; i++) {
+        if (words[i].n < 2) continue;
+        if (words[i].n > 0x7FFFFFFF) return llm__err(LLM_ERR_ARG, "%s: a word of %lu bytes is too long", fn, LLM__CAST(unsigned long, words[i].n));
+        size_t o = T->nw ? T->off[T->nw - 1] + T->len[T->nw - 1] : 0;
+        T->off[T->nw] = o; T->len[T->nw] = words[i].n; T->count[T->nw] = words[i].count; T->seen[T->nw] = -1;
+        for (size_t q = 0; q < words[i].n; q++) T->sym[o + q] = words[i].p[q];
+        T->nw++;
+    }
+    /* step 2: every pair of every word; then the heap of those that occur twice or more */
+    for (size_t w = 0; w < T->nw; w++) {
+        const int32_t *s = T->sym + T->off[w];
+        for (size_t q = 0; q + 1 < T->len[w]; q++) llm__pair_add(T, s[q], s[q + 1], T->count[w], LLM__CAST(int32_t, w), -2);
+    }
+    for (size_t i = 0; i < T->np; i++) if (T->pair[i].count >= 2) llm__hpush(T, &T->pair[i]);
+    if (T->nomem) return llm__err(LLM_ERR_NOMEM, "%s: out of memory counting pairs", fn);
+
+    /* step 3 */
+    for (int k = 0; k < max_merges; k++) {
+        int32_t pi = -1, z = 256 + k;
+        while (T->nh > 0 && pi < 0) {                     /* the best pair, skipping stale entries */
+            llm__hent e = llm__hpop(T);
+            pi = llm__pair_get(T, e.a, e.b);
+            if (pi < 0) return llm__err(LLM_ERR_NOMEM, "%s: out of memory", fn);
+            if (T->pair[pi].count != e.count) pi = -1;
+        }
+        if (pi < 0) break;                                /* no pair occurs twice */
+        int32_t a = T->pair[pi].a, b = T->pair[pi].b;
+        size_t la = T->tlen[a], lb = T->tlen[b];          /* z's bytes: a's, then b's */
+        unsigned char *tb = LLM__CAST(unsigned char *, llm__grow(T->tb, &T->tbcap, T->tblen + la + lb, 1));
+        if (!tb) return llm__err(LLM_ERR_NOMEM, "%s: out of memory", fn);
+        T->tb = tb;
+        memcpy(T->tb + T->tblen, T->tb + T->toff[a], la);
+        memcpy(T->tb + T->tblen + la, T->tb + T->toff[b], lb);
+        T->toff[z] = T->tblen; T->tlen[z] = la + lb; T->tblen += la + lb;
+        ma[k] = a; mb[k] = b;
+        /* the words that hold (a, b); the list does not change during the merge (no new
+         * pair is (a, b)), but T->pair may move, so keep the list's own pointer */
+        int32_t *wl = T->pair[pi].w;
+        size_t nwl = T->pair[pi].nw;
+        T->nt = 0;
+        for (size_t q = 0; q < nwl; q++) {
+            int32_t w = wl[q];
+            if (T->seen[w] == k) continue;
+            T->seen[w] = k;
+            llm__merge_word(T, w, a, b, z, k);
+        }
+        if (T->nomem) return llm__err(LLM_ERR_NOMEM, "%s: out of memory", fn);
+        LLM_ASSERT(T->pair[pi].count == 0);               /* every occurrence was replaced */
+        LLM_FREE(T->pair[pi].w);
+        T->pair[pi].w = NULL; T->pair[pi].nw = T->pair[pi].cw = 0;
+        for (size_t q = 0; q < T->nt; q++) {
+            const llm__pair *p = &T->pair[T->touched[q]];
+            if (p->count >= 2) llm__hpush(T, p);
+        }
+        if (T->nomem) return llm__err(LLM_ERR_NOMEM, "%s: out of memory", fn);
+        *n_merges = k + 1;
+    }
+    return LLM_OK;
+}
+
+LLMDEF llm_status llm_tokenizer_train(llm_tokenizer **out, const char *const *texts, const size_t *lens, int n_texts,
+                                      int vocab_size, const llm_tokenizer_train_config *cfg) {
+    if (!out) return llm__err(LLM_ERR_ARG, "llm_tokenizer_train: out is NULL");
+    *out = NULL;
+    llm_tokenizer_train_config c = cfg ? *cfg : llm_tokenizer_train_config_default();
+    size_t sl[LLM__TOK_MAX_SPECIAL];
+    llm_status s = llm__train_check(texts, lens, n_texts, vocab_size, &c, sl);
+    if (s != LLM_OK) return s;
+    int max_merges = vocab_size - 256 - c.n_special, nm = 0;
+    llm__word *words = NULL;
+    size_t nw = 0;
+    llm__bt T;
+    llm__vbuild vb;
+    llm__mlist ml;
+    memset(&T, 0, sizeof T); memset(&vb, 0, sizeof vb); memset(&ml, 0, sizeof ml);
+    vb.what = "llm_tokenizer_train";
+    int32_t *ma = LLM__CAST(int32_t *, LLM_MALLOC((LLM__CAST(size_t, max_merges) + 1) * 2 * sizeof(int32_t)));
+    int32_t *mb = ma ? ma + max_merges + 1 : NULL;
+    if (!ma) { s = llm__err(LLM_ERR_NOMEM, "llm_tokenizer_train: out of memory"); goto done; }
+    s = llm__train_words(texts, lens, n_texts, &c, sl, &words, &nw);
+    if (s == LLM_OK) s = llm__train_merges(&T, words, nw, max_merges, ma, mb, &nm);
+    /* the tokenizer, built as the loaders build one: tokens, special tokens, merges */
+    for (int id = 0; s == LLM_OK && id < 256 + nm; id++)
+        s = llm__vb_add(&vb, LLM__CAST(const char *, T.tb + T.toff[id]), T.tlen[id], id, 0);
+    for (int k = 0; s == LLM_OK && k < c.n_special; k++)
+        s = llm__vb_add(&vb, c.special[k], sl[k], 256 + nm + k, 1);
+    for (int k = 0; s == LLM_OK && k < nm; k++)
+        s = llm__ml_add(&ml, LLM__CAST(const char *, T.tb + T.toff[ma[k]]), T.tlen[ma[k]],
+                        LLM__CAST(const char *, T.tb + T.toff[mb[k]]), T.tlen[mb[k]], vb.what);
+    if (s == LLM_OK) s = llm__tok_build(out, &vb, &ml, NULL);
+    if (s == LLM_OK) (*out)->pretok = c.pretokenize;
+done:
+    llm__vbuild_free(&vb);
+    LLM_FREE(ml.m);
+    llm__bt_free(&T);
+    LLM_FREE(words); LLM_FREE(ma);
+    return s;
+}
+/* ---- saving --------------------------------------------------------------------------- */
+/* Token bytes as a JSON string in GPT-2's byte alphabet (the inverse of llm__unalpha):
+ * byte b is code point b2u[b], UTF-8 encoded; '"' and '\\' are escaped. */
+static void llm__w_alpha(llm__wfile *w, const unsigned short *b2u, const char *p, size_t n, int quoted) {
+    if (quoted) llm__wbytes(w, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned cp = b2u[LLM__CAST(unsigned char, p[i])];
+        char u[3];
+        if (cp == '"' || cp == '\\') { u[0] = '\\'; u[1] = LLM__CAST(char, cp); llm__wbytes(w, u, 2); }
+        else if (cp < 0x80) { u[0] = LLM__CAST(char, cp); llm__wbytes(w, u, 1); }
+        else { u[0] = LLM__CAST(char, 0xC0 | (cp >> 6)); u[1] = LLM__CAST(char, 0x80 | (cp & 0x3F)); llm__wbytes(w, u, 2); }
+    }
+    if (quoted) llm__wbytes(w, "\"", 1);
+}
+/* Raw UTF-8 text as a JSON string (special tokens' content). */
+static void llm__w_json_raw(llm__wfile *w, const char *p, size_t n) {
+    llm__wbytes(w, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = LLM__CAST(unsigned char, p[i]);
+        char e[8];
+        if (c == '"' || c == '\\') { e[0] = '\\'; e[1] = LLM__CAST(char, c); llm__wbytes(w, e, 2); }
+        else if (c < 0x20) { snprintf(e, sizeof e, "\\u%04x", c); llm__wbytes(w, e, 6); }
+        else llm__wbytes(w, p + i, 1);
+    }
+    llm__wbytes(w, "\"", 1);
+}
+static void llm__wstr(llm__wfile *w, const char *s) { llm__wbytes(w, s, strlen(s)); }
+static void llm__wint(llm__wfile *w, long v) { char b[24]; llm__wbytes(w, b, LLM__CAST(size_t, snprintf(b, sizeof b, "%ld", v))); }
+
+/* {"token": id, ...} for every id in order (vocab.json, and model.vocab of tokenizer.json). */
+static void llm__w_vocab(llm__wfile *w, const llm_tokenizer *t, const unsigned short *b2u, const char *sep) {
+    int first = 1;
+    llm__wstr(w, "{");
+    for (int id = 0; id < t->V; id++) {
+        if (t->tok_len[id] < 0) continue;
+        if (!first) llm__wstr(w, ",");
+        llm__wstr(w, sep);
+        first = 0;
+        llm__w_alpha(w, b2u, t->bytes + t->tok_off[id], LLM__CAST(size_t, t->tok_len[id]), 1);
+        llm__wstr(w, ": ");
+        llm__wint(w, id);
+    }
+    llm__wstr(w, "}");
+}
+
+static llm_status llm__save_file(const llm_tokenizer *t, const char *dir, const char *name, const unsigned short *b2u) {
+    char *path = llm__path_join(dir, name);
+    if (!path) return llm__err(LLM_ERR_NOMEM, "llm_tokenizer_save: out of memory");
+    llm__wfile w;
+    llm_status s = llm__wopen(&w, path);
+    if (s != LLM_OK) { LLM_FREE(path); return s; }
+    if (!strcmp(name, "vocab.json")) {
+        llm__w_vocab(&w, t, b2u, "\n");
+        llm__wstr(&w, "\n");
+    } else if (!strcmp(name, "merges.txt")) {
+        llm__wstr(&w, "#version: 0.2\n");
+        for (int r = 0; r < t->n_merges; r++) {
+            int a = t->merge_pair[2 * r], b = t->merge_pair[2 * r + 1];
+            llm__w_alpha(&w, b2u, t->bytes + t->tok_off[a], LLM__CAST(size_t, t->tok_len[a]), 0);
+            llm__wstr(&w, " ");
+            llm__w_alpha(&w, b2u, t->bytes + t->tok_off[b], LLM__CAST(size_t, t->tok_len[b]), 0);
+            llm__wstr(&w, "\n");
+        }
+    } else {   /* tokenizer.json, in the layout HuggingFace tokenizers writes */
+        llm__wstr(&w, "{\n\"version\": \"1.0\",\n\"truncation\": null,\n\"padding\": null,\n\"added_tokens\": [");
+        for (int k = 0; k < t->n_special; k++) {
+            int id = t->special[k];
+            llm__wstr(&w, k ? ",\n  {\"id\": " : "\n  {\"id\": ");
+            llm__wint(&w, id);
+            llm__wstr(&w, ", \"content\": ");
+            llm__w_json_raw(&w, t->bytes + t->tok_off[id], LLM__CAST(size_t, t->tok_len[id]));
+            llm__wstr(&w, ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true}");
+        }
+        llm__wstr(&w, "],\n\"normalizer\": null,\n\"pre_tokenizer\": ");
+        if (t->pretok == LLM_PRETOK_LINES)
+            llm__wstr(&w, "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"String\": \"\\n\"}, "
+                          "\"behavior\": \"MergedWithPrevious\", \"invert\": false}, {\"type\": \"ByteLevel\", "
+                          "\"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": false}]}");
+        else
+            llm__wstr(&w, "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": true}");
+        llm__wstr(&w, ",\n\"post_processor\": null,\n\"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, "
+                      "\"trim_offsets\": true, \"use_regex\": true},\n\"model\": {\"type\": \"BPE\", \"dropout\": null, "
+                      "\"unk_token\": null, \"continuing_subword_prefix\": null, \"end_of_word_suffix\": null, "
+                      "\"fuse_unk\": false, \"byte_fallback\": false, \"ignore_merges\": false,\n\"vocab\": ");
+        llm__w_vocab(&w, t, b2u, "\n  ");
+        llm__wstr(&w, ",\n\"merges\": [");
+        for (int r = 0; r < t->n_merges; r++) {
+            int a = t->merge_pair[2 * r], b = t->merge_pair[2 * r + 1];
+            llm__wstr(&w, r ? ",\n  [" : "\n  [");
+            llm__w_alpha(&w, b2u, t->bytes + t->tok_off[a], LLM__CAST(size_t, t->tok_len[a]), 1);
+            llm__wstr(&w, ", ");
+            llm__w_alpha(&w, b2u, t->bytes + t->tok_off[b], LLM__CAST(size_t, t->tok_len[b]), 1);
+            llm__wstr(&w, "]");
+        }
+        llm__wstr(&w, "]}\n}\n");
+    }
+    s = llm__wclose(&w);
+    LLM_FREE(path);
+    return s;
+}
+
+LLMDEF llm_status llm_tokenizer_save(const llm_tokenizer *t, const char *dir) {
+    static const char *const files[3] = {"vocab.json", "merges.txt", "tokenizer.json"};
+    if (!t || !dir) return llm__err(LLM_ERR_ARG, "llm_tokenizer_save: NULL argument");
+    unsigned short b2u[256];
+    for (int b = 0, k = 0; b < 256; b++) b2u[b] = LLM__CAST(unsigned short, llm__byte_is_nice(b) ? b : 256 + k++);
+    for (int f = 0; f < 3; f++) {
+        llm_status s = llm__save_file(t, dir, files[f], b2u);
+        if (s != LLM_OK) return s;
+    }
+    return LLM_OK;
+}
+
 //==== KERNELS ==========================================================================
 /* Reference kernels: plain loops, one op each, forward beside backward, in the order
  * the model calls them. They are the executable definition of each op; the CPU
@@ -3323,7 +4088,8 @@ static LLM__UNUSED void llm__adamw_ref(float *p, const float *grad, float *m, fl
  * One binary runs on any x86-64: nothing here is compiled with -march. Each SIMD
  * function carries its own __attribute__((target(...))) and is called only after
  * CPUID (and XGETBV: the OS must save the YMM/ZMM registers) said the CPU has it.
- * On ARM64, NEON is part of the base ISA and is always on.
+ * On ARM64, NEON is part of the base ISA and is always on; the BF16 extension is asked
+ * of the OS (getauxval on Linux, sysctl on macOS).
  *
  * The level is one int, detected lazily on first use. Two threads racing on the
  * first use both compute the same value, so the race is harmless in practice;
@@ -3343,13 +4109,18 @@ static LLM__UNUSED void llm__adamw_ref(float *p, const float *grad, float *m, fl
 #if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
 #define LLM__NEON 1
 #include <arm_neon.h>
+#if defined(__linux__)
+#include <sys/auxv.h>      /* getauxval: the CPU's features beyond the base ISA */
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 #endif
 
 /* ---- feature detection ------------------------------------------------------------ */
 enum {
     LLM__CPU_AVX2 = 1, LLM__CPU_FMA = 2, LLM__CPU_AVX512F = 4, LLM__CPU_AVX512BW = 8,
     LLM__CPU_AVX512VL = 16, LLM__CPU_AVX512DQ = 32, LLM__CPU_AVX512BF16 = 64,
-    LLM__CPU_AVX512VNNI = 128, LLM__CPU_NEON = 256
+    LLM__CPU_AVX512VNNI = 128, LLM__CPU_NEON = 256, LLM__CPU_BF16 = 512   /* ARMv8.6 BF16 */
 };
 static int llm__cpu_flags = -1;     /* LLM__CPU_* bits; -1 until detected */
 static int llm__simd_level = 0;     /* active llm_simd; 0 until first use */
@@ -3418,22 +4189,30 @@ static int llm__cpu_detect(void) {
     }
 #elif defined(LLM__NEON)
     f |= LLM__CPU_NEON;
+#if defined(__linux__)
+    if (getauxval(AT_HWCAP2) & (1ul << 14)) f |= LLM__CPU_BF16;   /* HWCAP2_BF16 */
+#elif defined(__APPLE__)
+    int v = 0;
+    size_t len = sizeof v;
+    if (sysctlbyname("hw.optional.arm.FEAT_BF16", &v, &len, NULL, 0) == 0 && v) f |= LLM__CPU_BF16;
+#endif
 #endif
     return f;
 }
-static int llm__cpu_get(void) {
-    if (llm__cpu_flags < 0) llm__cpu_flags = llm__cpu_detect();
-    return llm__cpu_flags;
+static int llm__cpu_get(void) {   /* atomic: models in several threads detect at once */
+    int f = LLM__ATOMIC_LOAD(&llm__cpu_flags);
+    if (f < 0) LLM__ATOMIC_STORE(&llm__cpu_flags, f = llm__cpu_detect());
+    return f;
 }
 
 /* Space-separated names of the features found, for logs and benchmarks. */
 static LLM__UNUSED const char *llm__cpu_features(void) {
     static const char *names[] = { "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq",
-                                   "avx512_bf16", "avx512_vnni", "neon" };
+                                   "avx512_bf16", "avx512_vnni", "neon", "bf16" };
     static char buf[128];
     int f = llm__cpu_get();
     buf[0] = 0;
-    for (int i = 0; i < 9; i++)
+    for (int i = 0; i < 10; i++)
         if (f & (1 << i)) { if (buf[0]) strcat(buf, " "); strcat(buf, names[i]); }
     if (!buf[0]) strcpy(buf, "none");
     return buf;
@@ -3468,18 +4247,19 @@ static llm_simd llm__simd_best(void) {
 }
 
 LLMDEF llm_simd llm_simd_active(void) {
-    if (llm__simd_level == 0) llm__simd_level = llm__simd_best();
-    return LLM__CAST(llm_simd, llm__simd_level);
+    int l = LLM__ATOMIC_LOAD(&llm__simd_level);
+    if (l == 0) LLM__ATOMIC_STORE(&llm__simd_level, l = LLM__CAST(int, llm__simd_best()));
+    return LLM__CAST(llm_simd, l);
 }
 
 LLMDEF llm_status llm_simd_force(llm_simd level) {
-    if (level == LLM_SIMD_AUTO) { llm__simd_level = llm__simd_best(); return LLM_OK; }
+    if (level == LLM_SIMD_AUTO) { LLM__ATOMIC_STORE(&llm__simd_level, LLM__CAST(int, llm__simd_best())); return LLM_OK; }
     if (level < LLM_SIMD_SCALAR || level > LLM_SIMD_NEON)
         return llm__err(LLM_ERR_ARG, "llm_simd_force: unknown level %d", LLM__CAST(int, level));
     if (!llm_simd_supported(level))
         return llm__err(LLM_ERR_UNSUPPORTED, "llm_simd_force: this CPU has no %s (it has: %s)",
                         llm_simd_name(level), llm__cpu_features());
-    llm__simd_level = level;
+    LLM__ATOMIC_STORE(&llm__simd_level, LLM__CAST(int, level));
     return LLM_OK;
 }
 
@@ -3731,33 +4511,33 @@ LLM__T_AVX512 static void llm__gemm_kern_avx512(int kc, const float *A, const fl
 #ifdef LLM__NEON
 /* NEON micro-kernel, 8 x 12, for 32 128-bit registers: 24 accumulators (8 rows x 3
  * vectors of 4), 3 for B, 2 holding the 8 values of A; each k, 5 loads feed 24 FMAs by
- * lane (fmla v.4s, v.4s, v.s[l]), which needs no broadcast. */
+ * lane (fmla v.4s, v.4s, v.s[l]), which needs no broadcast. Written once for fp32 and
+ * for bf16 pairs (SIMD's bf16 GEMM): the element and vector types, the load and the
+ * multiply-add by lane are the parameters. */
 #define LLM__NEON_MR 8
 #define LLM__NEON_NR 12
-static void llm__gemm_kern_neon(int kc, const float *A, const float *B, float *C, size_t ldc,
-                                float beta) {
-    /* named accumulators, not an array: gcc 12 kept an array in registers but also
-     * stored all of it back to the stack on every k */
-#define LLM__ACC(i) float32x4_t c##i##0 = vdupq_n_f32(0.0f), c##i##1 = c##i##0, c##i##2 = c##i##0;
-    LLM__REP8(LLM__ACC)
-#undef LLM__ACC
-    for (int k = 0; k < kc; k++) {
-        const float32x4_t b0 = vld1q_f32(B), b1 = vld1q_f32(B + 4), b2 = vld1q_f32(B + 8);
-        const float32x4_t a0 = vld1q_f32(A), a1 = vld1q_f32(A + 4);
-#define LLM__ROW(i, a, l) c##i##0 = vfmaq_laneq_f32(c##i##0, b0, a, l); \
-        c##i##1 = vfmaq_laneq_f32(c##i##1, b1, a, l); c##i##2 = vfmaq_laneq_f32(c##i##2, b2, a, l);
-        LLM__ROW(0, a0, 0) LLM__ROW(1, a0, 1) LLM__ROW(2, a0, 2) LLM__ROW(3, a0, 3)
-        LLM__ROW(4, a1, 0) LLM__ROW(5, a1, 1) LLM__ROW(6, a1, 2) LLM__ROW(7, a1, 3)
-#undef LLM__ROW
-        A += LLM__NEON_MR; B += LLM__NEON_NR;
-    }
-#define LLM__ST(i, j) { float *p = C + i * ldc + 4 * j; \
-        vst1q_f32(p, beta == 0.0f ? c##i##j : vfmaq_n_f32(c##i##j, vld1q_f32(p), beta)); }
-#define LLM__ROW(i) LLM__ST(i, 0) LLM__ST(i, 1) LLM__ST(i, 2)
-    LLM__REP8(LLM__ROW)
-#undef LLM__ROW
-#undef LLM__ST
+#define LLM__NEON_GEMM_KERN(name, target, elem, vec, load, mac_lane)                                \
+target static void name(int kc, const elem *A, const elem *B, float *C, size_t ldc, float beta) {   \
+    /* named accumulators, not an array: gcc 12 kept an array in registers but also                 \
+     * stored all of it back to the stack on every k */                                             \
+    LLM__REP8(LLM__NEON_ACC)                                                                        \
+    for (int k = 0; k < kc; k++) {                                                                  \
+        const vec b0 = load(B), b1 = load(B + 4), b2 = load(B + 8), a0 = load(A), a1 = load(A + 4); \
+        LLM__NEON_ROW(mac_lane, 0, a0, 0) LLM__NEON_ROW(mac_lane, 1, a0, 1)                         \
+        LLM__NEON_ROW(mac_lane, 2, a0, 2) LLM__NEON_ROW(mac_lane, 3, a0, 3)                         \
+        LLM__NEON_ROW(mac_lane, 4, a1, 0) LLM__NEON_ROW(mac_lane, 5, a1, 1)                         \
+        LLM__NEON_ROW(mac_lane, 6, a1, 2) LLM__NEON_ROW(mac_lane, 7, a1, 3)                         \
+        A += LLM__NEON_MR; B += LLM__NEON_NR;                                                       \
+    }                                                                                               \
+    LLM__REP8(LLM__NEON_STROW)                                                                      \
 }
+#define LLM__NEON_ACC(i) float32x4_t c##i##0 = vdupq_n_f32(0.0f), c##i##1 = c##i##0, c##i##2 = c##i##0;
+#define LLM__NEON_ROW(mac, i, a, l) c##i##0 = mac(c##i##0, b0, a, l); \
+    c##i##1 = mac(c##i##1, b1, a, l); c##i##2 = mac(c##i##2, b2, a, l);
+#define LLM__NEON_ST(i, j) { float *p = C + i * ldc + 4 * j; \
+    vst1q_f32(p, beta == 0.0f ? c##i##j : vfmaq_n_f32(c##i##j, vld1q_f32(p), beta)); }
+#define LLM__NEON_STROW(i) LLM__NEON_ST(i, 0) LLM__NEON_ST(i, 1) LLM__NEON_ST(i, 2)
+LLM__NEON_GEMM_KERN(llm__gemm_kern_neon, , float, float32x4_t, vld1q_f32, vfmaq_laneq_f32)
 #endif
 
 static llm__gemm_impl llm__gemm_pick(llm_simd level) {
@@ -3944,7 +4724,9 @@ static void llm__gemv_n_cols_ref(const llm__gemv_job *J, size_t c0, size_t c1) {
  *   vldexp(p, n)          p·2^n for integral n in [-150, 128] (the last step of vexp)
  *   vkeep(v)              an empty asm: v is a value here (not fused, not re-loaded)
  *   vprefetch(p, bytes)   fetch the line `bytes` past p into L1
- *   vd_zero vd_lo(v) vd_hi(v) (a half of v, widened) vd_fma vd_add vd_hsum
+ *   LLM__VALL             the mask of every lane: a constant, with which a masked load or
+ *                         store compiles to the plain one
+ *   vd_zero vd_load(p) (VW/2 floats, widened) vd_fma vd_add vd_hsum
  * NEON has no masked loads: a tail goes through 4 floats on the stack. */
 #define LLM__CAT3(a, b, c) a##b##c
 #define LLM__XCAT3(a, b, c) LLM__CAT3(a, b, c)
@@ -3986,11 +4768,26 @@ static void llm__gemv_n_cols_ref(const llm__gemv_job *J, size_t c0, size_t c1) {
 #define llm__vkeep LLM__ISA(llm__vkeep)
 #define llm__vprefetch LLM__ISA(llm__vprefetch)
 #define llm__vd_zero LLM__ISA(llm__vd_zero)
-#define llm__vd_lo LLM__ISA(llm__vd_lo)
-#define llm__vd_hi LLM__ISA(llm__vd_hi)
+#define llm__vd_load LLM__ISA(llm__vd_load)
 #define llm__vd_fma LLM__ISA(llm__vd_fma)
 #define llm__vd_add LLM__ISA(llm__vd_add)
 #define llm__vd_hsum LLM__ISA(llm__vd_hsum)
+#define LLM__VALL LLM__ISA(LLM__VALL)
+
+/* for (i = 0; i < n; i += VW) { ... } with k the mask of the lanes below n. The body is
+ * expanded twice: over the whole vectors with k = LLM__VALL, where each masked load and
+ * store compiles to the plain one (no test of the mask per access), then once for the
+ * ragged tail.
+ * LLM__VFOR4 does the same for blocks of 4 vectors, [i, i + 4VW) from i0, masks k0..k3. */
+#define LLM__VFOR(type, i, n, k, ...) { type i = 0; \
+    for (; i + LLM__VW <= (n); i += LLM__VW) { const llm__vm k = LLM__VALL; __VA_ARGS__ } \
+    if (i < (n)) { const llm__vm k = llm__vmask(LLM__CAST(int, (n) - i)); __VA_ARGS__ } }
+#define LLM__MASK4(k, n) const llm__vm k##0 = llm__vmask(n), k##1 = llm__vmask((n) - LLM__VW), \
+    k##2 = llm__vmask((n) - 2 * LLM__VW), k##3 = llm__vmask((n) - 3 * LLM__VW)
+#define LLM__VFOR4(i, i0, n, k, ...) { int i = i0; \
+    for (; i + 4 * LLM__VW <= (n); i += 4 * LLM__VW) { \
+        const llm__vm k##0 = LLM__VALL, k##1 = LLM__VALL, k##2 = LLM__VALL, k##3 = LLM__VALL; __VA_ARGS__ } \
+    if (i < (n)) { LLM__MASK4(k, (n) - i); __VA_ARGS__ } }
 
 /* Unroll the loop that follows completely (its trip count, at most 4, is a constant
  * after inlining), so that arrays of accumulators become registers. clang ignores an
@@ -4039,10 +4836,10 @@ typedef __m256d llm__vd_avx2;
 #define llm__vkeep_avx2(v) __asm__("" : "+x"(v))
 #define llm__vprefetch_avx2 LLM__PREFETCH
 #define llm__vd_zero_avx2 _mm256_setzero_pd
-#define llm__vd_lo_avx2(v) _mm256_cvtps_pd(_mm256_castps256_ps128(v))
-#define llm__vd_hi_avx2(v) _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))
+#define llm__vd_load_avx2(p) _mm256_cvtps_pd(_mm_loadu_ps(p))
 #define llm__vd_fma_avx2 _mm256_fmadd_pd
 #define llm__vd_add_avx2 _mm256_add_pd
+#define LLM__VALL_avx2 _mm256_set1_epi32(-1)
 LLM__T_AVX2 static inline __m256i llm__vmask_avx2(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
@@ -4051,7 +4848,8 @@ LLM__T_AVX2 static inline __m256 llm__vload_m_avx2(const float *p, __m256i k) {
     return _mm256_movemask_ps(_mm256_castsi256_ps(k)) == 0xFF ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, k);
 }
 LLM__T_AVX2 static inline __m256 llm__vload_mor_avx2(const float *p, __m256i k, __m256 f) {
-    return _mm256_blendv_ps(f, llm__vload_m_avx2(p, k), _mm256_castsi256_ps(k));
+    return _mm256_movemask_ps(_mm256_castsi256_ps(k)) == 0xFF ? _mm256_loadu_ps(p)
+         : _mm256_blendv_ps(f, _mm256_maskload_ps(p, k), _mm256_castsi256_ps(k));
 }
 LLM__T_AVX2 static inline void llm__vstore_m_avx2(float *p, __m256i k, __m256 v) {
     if (_mm256_movemask_ps(_mm256_castsi256_ps(k)) == 0xFF) _mm256_storeu_ps(p, v);
@@ -4124,11 +4922,11 @@ typedef __m512d llm__vd_avx512;
 #define llm__vkeep_avx512(v) __asm__("" : "+v"(v))
 #define llm__vprefetch_avx512 LLM__PREFETCH
 #define llm__vd_zero_avx512 _mm512_setzero_pd
-#define llm__vd_lo_avx512(v) _mm512_maskz_cvtps_pd(0xFF, _mm512_castps512_ps256(v))
-#define llm__vd_hi_avx512(v) _mm512_maskz_cvtps_pd(0xFF, _mm512_extractf32x8_ps(v, 1))
+#define llm__vd_load_avx512(p) _mm512_maskz_cvtps_pd(0xFF, _mm256_loadu_ps(p))
 #define llm__vd_fma_avx512 _mm512_fmadd_pd
 #define llm__vd_add_avx512 _mm512_add_pd
 #define llm__vd_hsum_avx512 _mm512_reduce_add_pd
+#define LLM__VALL_avx512 LLM__CAST(__mmask16, 0xFFFF)
 LLM__T_AVX512 static inline __mmask16 llm__vmask_avx512(int n) {
     return LLM__CAST(__mmask16, n >= 16 ? 0xFFFFu : n <= 0 ? 0u : (1u << n) - 1u);
 }
@@ -4171,11 +4969,11 @@ typedef float64x2_t llm__vd_neon;
 #define llm__vkeep_neon(v) __asm__("" : "+w"(v))
 #define llm__vprefetch_neon(p, bytes) __builtin_prefetch(LLM__CAST(const char *, LLM__CAST(uintptr_t, (p)) + (bytes)))
 #define llm__vd_zero_neon() vdupq_n_f64(0.0)
-#define llm__vd_lo_neon(v) vcvt_f64_f32(vget_low_f32(v))
-#define llm__vd_hi_neon(v) vcvt_high_f64_f32(v)
+#define llm__vd_load_neon(p) vcvt_f64_f32(vld1_f32(p))
 #define llm__vd_fma_neon(a, b, c) vfmaq_f64(c, a, b)
 #define llm__vd_add_neon vaddq_f64
 #define llm__vd_hsum_neon vaddvq_f64
+#define LLM__VALL_neon 4
 static inline float32x4_t llm__viota_neon(void) {
     static const float iota[4] = {0, 1, 2, 3};
     return vld1q_f32(iota);
@@ -4460,20 +5258,42 @@ static void llm__sgemm_packed(llm_pool *pool, int transA, int transB, int M, int
  * values has at most 16 significant bits and is exact in fp32, so the only other error
  * is the fp32 summation's, as in llm__sgemm. AVX512-BF16's vdpbf16ps does 16 lanes x 2
  * such products per instruction, accumulated in fp32: twice the multiply-adds of an
- * fp32 FMA at the same issue rate. The opt-in bf16 mode of training uses it for the matmuls only (master
- * weights, gradients, the optimizer and every other op stay fp32).
+ * fp32 FMA at the same issue rate. ARMv8.6's BF16 extension (Apple M2 and later,
+ * Graviton 3, Neoverse V1/N2) has the same dot product on 4 lanes, BFDOT; it adds the
+ * pair of products in round-to-odd and flushes denormals (no FPCR applies), which the
+ * test's bound allows for. The opt-in bf16 mode of training uses it for the matmuls
+ * only (master weights, gradients, the optimizer and every other op stay fp32).
  *
  * llm__sgemm_bf16 has llm__sgemm's contract, except that A and B are rounded to bf16
- * as they are packed. Without AVX512-BF16 (or with the level forced below AVX-512) it
- * is plain llm__sgemm: fp32, no rounding. */
+ * as they are packed. Without AVX512-BF16 or ARM BF16 (or with the level forced below
+ * AVX-512, or to scalar) it is plain llm__sgemm: fp32, no rounding.
+ *
+ * Like the x86 levels, ARM BF16 is found at run time (getauxval on Linux, sysctl on
+ * macOS) and its functions carry their own target attribute, so one binary runs on
+ * any ARM64. clang's arm_neon.h (up to 15 at least) declares the bf16 intrinsics only
+ * when the whole build targets BF16 (e.g. -march=armv8.6-a): other clang builds use fp32. */
 #ifdef LLM__X86
 #define LLM__T_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma")))
 #endif
+#if defined(LLM__NEON) && defined(__clang__) && defined(__ARM_FEATURE_BF16_VECTOR_ARITHMETIC)
+#define LLM__NEON_BF16 1
+#define LLM__T_NEON_BF16
+#elif defined(LLM__NEON) && !defined(__clang__) && __GNUC__ >= 10
+#define LLM__NEON_BF16 1
+#define LLM__T_NEON_BF16 __attribute__((target("arch=armv8.2-a+bf16")))
+#endif
 
 /* 1 when llm__sgemm_bf16 really computes in bf16: the CPU has AVX512-BF16 and the
- * active level (LLM_SIMD, llm_simd_force) is AVX-512. */
+ * active level (LLM_SIMD, llm_simd_force) is AVX-512, or it has ARM BF16 and the level
+ * is NEON (and this build can emit BF16). */
 static LLM__UNUSED int llm__has_bf16(void) {
+#if defined(LLM__X86)
     return (llm__cpu_get() & LLM__CPU_AVX512BF16) && llm_simd_active() == LLM_SIMD_AVX512;
+#elif defined(LLM__NEON_BF16)
+    return (llm__cpu_get() & LLM__CPU_BF16) && llm_simd_active() == LLM_SIMD_NEON;
+#else
+    return 0;
+#endif
 }
 LLMDEF int llm_bf16_supported(void) { return llm__has_bf16(); }
 
@@ -4554,6 +5374,29 @@ static LLM__UNUSED void llm__bf16_pack_t_ref(uint32_t *dst, int w, const float *
                 r >= nrows ? 0 : llm__bf16_pair(s[2 * p], 2 * p + 1 < kc ? s[2 * p + 1] : 0.0f);
     }
 }
+
+/* One instruction set's bf16 GEMM: the micro-kernel (an mr x nr tile of C from kp pair
+ * words of an A and a B sliver), its packs, and the matrix-vector rows (below). */
+struct llm__gemv_bf16_job;
+typedef struct llm__gemm_bf16_impl {
+    int mr, nr;
+    void (*kern)(int kp, const uint32_t *A, const uint32_t *B, float *C, size_t ldc, float beta);
+    void (*pack_n)(uint32_t *dst, int w, const float *src, size_t ld, int n, int kc);
+    void (*pack_t)(uint32_t *dst, int w, const float *src, size_t ld, int nrows, int kc);
+    void (*gemv_rows)(const struct llm__gemv_bf16_job *J, size_t j, int n);   /* rows j..j+n-1, n <= 4 */
+} llm__gemm_bf16_impl;
+
+/* ---- bf16 matrix-vector, M == 1 with B transposed: the decode shape y = x . W^T.
+ * Bound by reading B, so B's rows are rounded as they stream by, never packed; x is
+ * rounded once into pair words. Rows go in groups of up to 4 (x loaded once for 4),
+ * each row by the same operations in any group, so any thread count gives the same y. */
+typedef struct llm__gemv_bf16_job {
+    int N, K, ldb;
+    const uint32_t *xb;       /* ceil(K/32)*16 pair words of x, zero padded */
+    const float *B;           /* (N, ldb) */
+    float *y, beta;
+    llm__gemm_bf16_impl g;
+} llm__gemv_bf16_job;
 
 #ifdef LLM__X86
 /* Mask of the first n (clamped to 0..16) lanes. */
@@ -4671,8 +5514,8 @@ LLM__T_BF16 static void llm__bf16_pack_t_avx512(uint32_t *dst, int w, const floa
 #define LLM__BF16_NR 32
 /* noinline: inlined into the task at -O3, gcc 12 spilled b0/b1 to the stack and
  * reloaded them for each use, halving the speed. */
-__attribute__((noinline)) LLM__T_BF16 static void llm__gemm_kern_bf16(int kp, const uint32_t *A, const uint32_t *B, float *C,
-                                            size_t ldc, float beta) {
+__attribute__((noinline)) LLM__T_BF16 static void llm__gemm_kern_bf16_avx512(int kp, const uint32_t *A, const uint32_t *B,
+                                                                           float *C, size_t ldc, float beta) {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;
@@ -4700,79 +5543,7 @@ __attribute__((noinline)) LLM__T_BF16 static void llm__gemm_kern_bf16(int kp, co
 #undef LLM__ROW
 }
 
-/* One call's shared state: the fp32 job for the shape, grid and blocking (g.kc counts
- * k, even, so pairs never straddle blocks), and the packing buffers in pair words. */
-typedef struct llm__gemm_bf16_job {
-    llm__gemm_job J;          /* J.buf unused */
-    uint32_t *buf;            /* per thread: A block (mc*kc/2 words), then B panel */
-    size_t a_words, per_thread;
-} llm__gemm_bf16_job;
-
-/* llm__gemm_task's loops, on pair words. Every element of C gets the same operations in
- * the same order wherever it lies, so the result does not depend on the thread count. */
-LLM__T_BF16 static void llm__gemm_bf16_task(void *arg, int ith, int nth) {
-    const llm__gemm_bf16_job *X = LLM__CAST(const llm__gemm_bf16_job *, arg);
-    const llm__gemm_job *J = &X->J;
-    const llm__gemm_impl *g = &J->g;
-    const int MR = LLM__BF16_MR, NR = LLM__BF16_NR;
-    int m0, m1, n0, n1;
-    (void)nth;
-    if (ith >= J->tm * J->tn) return;
-    llm__gemm_rect(J, ith, &m0, &m1, &n0, &n1);
-    if (m0 >= m1 || n0 >= n1) return;
-    uint32_t *Ap = X->buf + LLM__CAST(size_t, ith) * X->per_thread;
-    uint32_t *Bp = Ap + X->a_words;
-    float edge[LLM__BF16_MR * LLM__BF16_NR];
-    const size_t lda = LLM__CAST(size_t, J->lda), ldb = LLM__CAST(size_t, J->ldb), ldc = LLM__CAST(size_t, J->ldc);
-    for (int jc = n0; jc < n1; jc += g->nc) {
-        int nc = n1 - jc < g->nc ? n1 - jc : g->nc;
-        for (int pc = 0; pc < J->K; pc += g->kc) {
-            int kc = J->K - pc < g->kc ? J->K - pc : g->kc, kp = (kc + 1) / 2;
-            float beta = pc == 0 ? J->beta : 1.0f;
-            if (!J->transB) llm__bf16_pack_n_avx512(Bp, NR, J->B + LLM__CAST(size_t, pc) * ldb + jc, ldb, nc, kc);
-            else for (int jr = 0; jr < nc; jr += NR) {
-                int w = nc - jr < NR ? nc - jr : NR;
-                llm__bf16_pack_t_avx512(Bp + LLM__CAST(size_t, jr) * kp, NR, J->B + LLM__CAST(size_t, jc + jr) * ldb + pc, ldb, w, kc);
-            }
-            for (int ic = m0; ic < m1; ic += g->mc) {
-                int mc = m1 - ic < g->mc ? m1 - ic : g->mc;
-                if (J->transA) llm__bf16_pack_n_avx512(Ap, MR, J->A + LLM__CAST(size_t, pc) * lda + ic, lda, mc, kc);
-                else for (int ir = 0; ir < mc; ir += MR) {
-                    int h = mc - ir < MR ? mc - ir : MR;
-                    llm__bf16_pack_t_avx512(Ap + LLM__CAST(size_t, ir) * kp, MR, J->A + LLM__CAST(size_t, ic + ir) * lda + pc, lda, h, kc);
-                }
-                for (int jr = 0; jr < nc; jr += NR) {
-                    int w = nc - jr < NR ? nc - jr : NR;
-                    const uint32_t *bs = Bp + LLM__CAST(size_t, jr) * kp;
-                    for (int ir = 0; ir < mc; ir += MR) {
-                        int h = mc - ir < MR ? mc - ir : MR;
-                        const uint32_t *as = Ap + LLM__CAST(size_t, ir) * kp;
-                        float *c = J->C + LLM__CAST(size_t, ic + ir) * ldc + jc + jr;
-                        if (h == MR && w == NR) {
-                            llm__gemm_kern_bf16(kp, as, bs, c, ldc, beta);
-                        } else {
-                            llm__gemm_kern_bf16(kp, as, bs, edge, LLM__CAST(size_t, NR), 0.0f);
-                            llm__gemm_store_tile(edge, NR, c, ldc, h, w, beta);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/* ---- bf16 matrix-vector, M == 1 with B transposed: the decode shape y = x . W^T.
- * Bound by reading B, so B's rows are rounded as they stream by, never packed; x is
- * rounded once into pair words. Rows go in groups of up to 4 (x loaded once for 4),
- * each row by the same operations in any group, so any thread count gives the same y. */
-typedef struct llm__gemv_bf16_job {
-    int N, K, ldb;
-    const uint32_t *xb;       /* ceil(K/32)*16 pair words of x, zero padded */
-    const float *B;           /* (N, ldb) */
-    float *y, beta;
-} llm__gemv_bf16_job;
-
-LLM__T_BF16 static void llm__gemv_bf16_rows(const llm__gemv_bf16_job *J, size_t j, int n) {
+LLM__T_BF16 static void llm__gemv_bf16_rows_avx512(const llm__gemv_bf16_job *J, size_t j, int n) {
     __m512 acc[4];
     const float *b[4];
     for (int r = 0; r < n; r++) { acc[r] = _mm512_setzero_ps(); b[r] = J->B + (j + LLM__CAST(size_t, r)) * LLM__CAST(size_t, J->ldb); }
@@ -4792,52 +5563,168 @@ LLM__T_BF16 static void llm__gemv_bf16_rows(const llm__gemv_bf16_job *J, size_t 
         *y = J->beta == 0.0f ? l[0] : l[0] + J->beta * *y;
     }
 }
+#endif /* LLM__X86 */
 
-LLM__T_BF16 static void llm__gemv_bf16_task(void *arg, int ith, int nth) {
+#ifdef LLM__NEON_BF16
+/* NEON: the fp32 8 x 12 micro-kernel's loop with BFDOT by lane (a pair of bf16 from A
+ * broadcast against 4 pairs of B, 2 products per lane), so each k step of the loop
+ * advances two of the sum; the packs are the reference ones (packing is a small part). */
+#define LLM__NEON_BF16_LOADB(p) vreinterpretq_bf16_u32(vld1q_u32(p))
+LLM__NEON_GEMM_KERN(llm__gemm_kern_bf16_neon, LLM__T_NEON_BF16, uint32_t, bfloat16x8_t, LLM__NEON_BF16_LOADB,
+                    vbfdotq_laneq_f32)
+#undef LLM__NEON_BF16_LOADB
+
+/* 8 k at a time: 8 floats of a row of B rounded by BFCVTN (to nearest even, as
+ * llm__bf16_round; a denormal is kept where llm__bf16_round flushes it, but BFDOT flushes
+ * its inputs, so the products are the same), one BFDOT against x's pair words. */
+LLM__T_NEON_BF16 static void llm__gemv_bf16_rows_neon(const llm__gemv_bf16_job *J, size_t j, int n) {
+    float32x4_t acc[4];
+    const float *b[4];
+    const int K8 = J->K / 8 * 8;
+    for (int r = 0; r < n; r++) { acc[r] = vdupq_n_f32(0.0f); b[r] = J->B + (j + LLM__CAST(size_t, r)) * LLM__CAST(size_t, J->ldb); }
+    for (int k = 0; k < J->K; k += 8) {
+        const bfloat16x8_t xv = vreinterpretq_bf16_u32(vld1q_u32(J->xb + k / 2));
+        for (int r = 0; r < n; r++) {
+            float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            const float *p = b[r] + k;
+            if (k >= K8) { memcpy(t, p, LLM__CAST(size_t, J->K - k) * sizeof(float)); p = t; }   /* the tail */
+            const bfloat16x8_t bv = vcvtq_high_bf16_f32(vcvtq_low_bf16_f32(vld1q_f32(p)), vld1q_f32(p + 4));
+            acc[r] = vbfdotq_f32(acc[r], bv, xv);
+        }
+    }
+    for (int r = 0; r < n; r++) {
+        float *y = J->y + j + LLM__CAST(size_t, r), v = vaddvq_f32(acc[r]);
+        *y = J->beta == 0.0f ? v : v + J->beta * *y;
+    }
+}
+#endif /* LLM__NEON_BF16 */
+
+/* The bf16 GEMM of the active level; g.kern is NULL where there is none. */
+static llm__gemm_bf16_impl llm__gemm_bf16_pick(void) {
+    llm__gemm_bf16_impl g;
+    memset(&g, 0, sizeof g);
+    if (!llm__has_bf16()) return g;
+#if defined(LLM__X86)
+    g.mr = LLM__BF16_MR; g.nr = LLM__BF16_NR; g.kern = llm__gemm_kern_bf16_avx512;
+    g.pack_n = llm__bf16_pack_n_avx512; g.pack_t = llm__bf16_pack_t_avx512; g.gemv_rows = llm__gemv_bf16_rows_avx512;
+#elif defined(LLM__NEON_BF16)
+    g.mr = LLM__NEON_MR; g.nr = LLM__NEON_NR; g.kern = llm__gemm_kern_bf16_neon;
+    g.pack_n = llm__bf16_pack_n_ref; g.pack_t = llm__bf16_pack_t_ref; g.gemv_rows = llm__gemv_bf16_rows_neon;
+#endif
+    return g;
+}
+
+/* One call's shared state: the fp32 job for the shape, grid and blocking (g.kc counts
+ * k, even, so pairs never straddle blocks), the bf16 kernels, and the packing buffers
+ * in pair words. */
+typedef struct llm__gemm_bf16_job {
+    llm__gemm_job J;          /* J.buf unused */
+    llm__gemm_bf16_impl b;
+    uint32_t *buf;            /* per thread: A block (mc*kc/2 words), then B panel */
+    size_t a_words, per_thread;
+} llm__gemm_bf16_job;
+
+/* llm__gemm_task's loops, on pair words. Every element of C gets the same operations in
+ * the same order wherever it lies, so the result does not depend on the thread count. */
+static void llm__gemm_bf16_task(void *arg, int ith, int nth) {
+    const llm__gemm_bf16_job *X = LLM__CAST(const llm__gemm_bf16_job *, arg);
+    const llm__gemm_job *J = &X->J;
+    const llm__gemm_impl *g = &J->g;
+    const llm__gemm_bf16_impl *b = &X->b;
+    const int MR = b->mr, NR = b->nr;
+    int m0, m1, n0, n1;
+    (void)nth;
+    if (ith >= J->tm * J->tn) return;
+    llm__gemm_rect(J, ith, &m0, &m1, &n0, &n1);
+    if (m0 >= m1 || n0 >= n1) return;
+    uint32_t *Ap = X->buf + LLM__CAST(size_t, ith) * X->per_thread;
+    uint32_t *Bp = Ap + X->a_words;
+    float edge[16 * 64];   /* one tile, for ragged edges: mr*nr <= 16*64 */
+    const size_t lda = LLM__CAST(size_t, J->lda), ldb = LLM__CAST(size_t, J->ldb), ldc = LLM__CAST(size_t, J->ldc);
+    for (int jc = n0; jc < n1; jc += g->nc) {
+        int nc = n1 - jc < g->nc ? n1 - jc : g->nc;
+        for (int pc = 0; pc < J->K; pc += g->kc) {
+            int kc = J->K - pc < g->kc ? J->K - pc : g->kc, kp = (kc + 1) / 2;
+            float beta = pc == 0 ? J->beta : 1.0f;
+            if (!J->transB) b->pack_n(Bp, NR, J->B + LLM__CAST(size_t, pc) * ldb + jc, ldb, nc, kc);
+            else for (int jr = 0; jr < nc; jr += NR) {
+                int w = nc - jr < NR ? nc - jr : NR;
+                b->pack_t(Bp + LLM__CAST(size_t, jr) * kp, NR, J->B + LLM__CAST(size_t, jc + jr) * ldb + pc, ldb, w, kc);
+            }
+            for (int ic = m0; ic < m1; ic += g->mc) {
+                int mc = m1 - ic < g->mc ? m1 - ic : g->mc;
+                if (J->transA) b->pack_n(Ap, MR, J->A + LLM__CAST(size_t, pc) * lda + ic, lda, mc, kc);
+                else for (int ir = 0; ir < mc; ir += MR) {
+                    int h = mc - ir < MR ? mc - ir : MR;
+                    b->pack_t(Ap + LLM__CAST(size_t, ir) * kp, MR, J->A + LLM__CAST(size_t, ic + ir) * lda + pc, lda, h, kc);
+                }
+                for (int jr = 0; jr < nc; jr += NR) {
+                    int w = nc - jr < NR ? nc - jr : NR;
+                    const uint32_t *bs = Bp + LLM__CAST(size_t, jr) * kp;
+                    for (int ir = 0; ir < mc; ir += MR) {
+                        int h = mc - ir < MR ? mc - ir : MR;
+                        const uint32_t *as = Ap + LLM__CAST(size_t, ir) * kp;
+                        float *c = J->C + LLM__CAST(size_t, ic + ir) * ldc + jc + jr;
+                        if (h == MR && w == NR) {
+                            b->kern(kp, as, bs, c, ldc, beta);
+                        } else {
+                            b->kern(kp, as, bs, edge, LLM__CAST(size_t, NR), 0.0f);
+                            llm__gemm_store_tile(edge, NR, c, ldc, h, w, beta);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void llm__gemv_bf16_task(void *arg, int ith, int nth) {
     const llm__gemv_bf16_job *J = LLM__CAST(const llm__gemv_bf16_job *, arg);
     size_t lo, hi, N = LLM__CAST(size_t, J->N);
     llm__split((N + 3) / 4, ith, nth, &lo, &hi);
-    for (size_t j = lo * 4; j < hi * 4 && j < N; j += 4) llm__gemv_bf16_rows(J, j, N - j < 4 ? LLM__CAST(int, N - j) : 4);
+    for (size_t j = lo * 4; j < hi * 4 && j < N; j += 4) J->g.gemv_rows(J, j, N - j < 4 ? LLM__CAST(int, N - j) : 4);
 }
 
 /* y (N) = x (K) . B^T (B: N rows of K) + beta y, with x and B rounded to bf16. */
-static void llm__gemv_bf16(llm_pool *pool, int N, int K, const float *x, const float *B, int ldb,
-                           float beta, float *y) {
+static void llm__gemv_bf16(llm_pool *pool, const llm__gemm_bf16_impl *g, int N, int K, const float *x,
+                           const float *B, int ldb, float beta, float *y) {
     size_t words = LLM__CAST(size_t, (K + 31) / 32) * 16;
     uint32_t *xb = LLM__CAST(uint32_t *, llm__alloc_aligned(words * sizeof(uint32_t)));
     if (!xb) { llm__sgemm_bf16_ref(0, 1, 1, N, K, x, K, B, ldb, beta, y, N); return; }
     memset(xb, 0, words * sizeof(uint32_t));
-    llm__bf16_pack_t_avx512(xb, 1, x, 0, 1, K);   /* one row: xb[p] = pair(x[2p], x[2p+1]) */
+    g->pack_t(xb, 1, x, 0, 1, K);   /* one row: xb[p] = pair(x[2p], x[2p+1]) */
     llm__gemv_bf16_job J;
-    J.N = N; J.K = K; J.ldb = ldb; J.xb = xb; J.B = B; J.y = y; J.beta = beta;
+    J.N = N; J.K = K; J.ldb = ldb; J.xb = xb; J.B = B; J.y = y; J.beta = beta; J.g = *g;
     if (2.0 * N * K < 2e5 || llm_pool_size(pool) == 1) llm__gemv_bf16_task(&J, 0, 1);
     else llm_pool_run(pool, llm__gemv_bf16_task, &J);
     llm__free_aligned(xb);
 }
-#endif /* LLM__X86 */
 
 static LLM__UNUSED void llm__sgemm_bf16(llm_pool *pool, int transA, int transB, int M, int N, int K,
                                         const float *A, int lda, const float *B, int ldb, float beta,
                                         float *C, int ldc) {
-#ifdef LLM__X86
     if (M <= 0 || N <= 0) return;
-    if (K <= 0 || !llm__has_bf16()) {   /* an empty sum, or no bf16 here: fp32 */
+    const llm__gemm_bf16_impl b = llm__gemm_bf16_pick();
+    if (K <= 0 || !b.kern) {   /* an empty sum, or no bf16 here: fp32 */
         llm__sgemm(pool, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     if (M == 1 && transB && (!transA || lda == 1)) {   /* decode: stream B, no packing */
-        llm__gemv_bf16(pool, N, K, A, B, ldb, beta, C);
+        llm__gemv_bf16(pool, &b, N, K, A, B, ldb, beta, C);
         return;
     }
     llm__gemm_bf16_job X;
     llm__gemm_job *J = &X.J;
     int nth = llm_pool_size(pool);
     memset(&X, 0, sizeof X);
+    X.b = b;
     /* kc counts k (even). Per thread: the B panel (nc x kc/2 words, 1 MB) and the A block
      * (mc x kc/2 words, 270 KB) share the 2 MB L2; mc covers the 256 rows of the
      * training shapes, so the B panel is streamed once; the B sliver (32 x kc/2 words,
-     * 32 KB) stays in the 48 KB L1. (Measured within noise of kc 256-1024, mc 144-516.) */
-    J->g.mr = LLM__BF16_MR; J->g.nr = LLM__BF16_NR; J->g.kc = 512; J->g.mc = 264; J->g.nc = 1024;
+     * 32 KB) stays in the 48 KB L1. (Measured within noise of kc 256-1024, mc 144-516,
+     * on x86; NEON's tile is 8 x 12, the same blocking untuned, nc rounded down to whole
+     * slivers: the panel's buffer holds nc columns.) */
+    J->g.mr = b.mr; J->g.nr = b.nr; J->g.kc = 512; J->g.mc = 264 / b.mr * b.mr; J->g.nc = 1024 / b.nr * b.nr;
     J->transA = transA; J->transB = transB; J->M = M; J->N = N; J->K = K;
     J->lda = lda; J->ldb = ldb; J->ldc = ldc; J->A = A; J->B = B; J->C = C; J->beta = beta;
     if (2.0 * M * N * K < 1e6) nth = 1;
@@ -4854,9 +5741,6 @@ static LLM__UNUSED void llm__sgemm_bf16(llm_pool *pool, int transA, int transB, 
     if (J->tm * J->tn == 1) llm__gemm_bf16_task(&X, 0, 1);
     else llm_pool_run(pool, llm__gemm_bf16_task, &X);
     llm__free_aligned(X.buf);
-#else
-    llm__sgemm(pool, transA, transB, M, N, K, A, lda, B, ldb, beta, C, ldc);
-#endif
 }
 //==== SIMD KERNELS =====================================================================
 /* Vector versions of every kernel that is not a GEMM, each written once on the vector
@@ -4874,8 +5758,9 @@ static LLM__UNUSED void llm__sgemm_bf16(llm_pool *pool, int transA, int transB, 
  * contract the reference's expressions (gcc -std=c99 does not); RoPE likewise.
  * Every kernel is deterministic: one thread, a fixed order of operations.
  *
- * Tails (lengths not a multiple of the vector width) use masked loads and stores, so
- * no kernel reads or writes past its arrays. */
+ * Loops over a row run whole vectors with plain loads and stores, then the ragged tail
+ * (a length not a multiple of the vector width) once, with masked ones (LLM__VFOR), so no
+ * kernel reads or writes past its arrays. */
 
 /* ---- vector exp ------------------------------------------------------------------------
  * exp(x) = 2^n · exp(r), n = round(x·log2 e), r = x - n·ln 2, |r| <= ln2/2 ≈ 0.347.
@@ -4914,8 +5799,6 @@ LLM__VT static inline llm__vf LLM__ISA(llm__exp)(llm__vf x) {                   
  * Backward as the reference splits it: dx by rows; dw, db by channels, a block of 4
  * vectors of channels in registers while all N rows stream past (each row adds in row
  * order, as the reference does), then back to memory once. */
-#define LLM__MASK4(m, n) const llm__vm m##0 = llm__vmask(n), m##1 = llm__vmask((n) - W), \
-    m##2 = llm__vmask((n) - 2 * W), m##3 = llm__vmask((n) - 3 * W)
 #define LLM__LN_DWDB(i) { const llm__vf dd = llm__vload_m(d + W * i, k##i); \
     const llm__vf xh = llm__vmul(llm__vsub(llm__vload_m(x + W * i, k##i), mv), sv); \
     b##i = llm__vadd(b##i, dd); w##i = llm__vfma(dd, xh, w##i); }
@@ -4946,45 +5829,37 @@ LLM__VT static void LLM__ISA(llm__layernorm_fwd)(float *out, float *mean, float 
         }                                                                                                             \
         const float s = 1.0f / sqrtf(llm__vhsum(llm__vadd(a0, a1)) / LLM__CAST(float, C) + LLM__LN_EPS);              \
         const llm__vf sv = llm__vset1(s);                                                                             \
-        for (c = 0; c < C; c += W) {                                                                                  \
-            const llm__vm k = llm__vmask(C - c);                                                                      \
+        LLM__VFOR(int, c, C, k,                                                                                       \
             const llm__vf xh = llm__vmul(llm__vsub(llm__vload_m(x + c, k), mv), sv);                                  \
-            llm__vstore_m(o + c, k, llm__vfma(xh, llm__vload_m(w + c, k), llm__vload_m(b + c, k)));                   \
-        }                                                                                                             \
+            llm__vstore_m(o + c, k, llm__vfma(xh, llm__vload_m(w + c, k), llm__vload_m(b + c, k)));)                  \
         mean[n] = m; rstd[n] = s;                                                                                     \
     }                                                                                                                 \
 }                                                                                                                     \
 LLM__VT static void LLM__ISA(llm__layernorm_bwd_dx)(float *dinp, const float *dout, const float *inp, const float *w, \
                                                     const float *mean, const float *rstd, int N, int C) {             \
-    const int W = LLM__VW;                                                                                            \
     for (int n = 0; n < N; n++) {                                                                                     \
         const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;                        \
         float *dx = dinp + LLM__CAST(size_t, n) * C;                                                                  \
         const llm__vf mv = llm__vset1(mean[n]), sv = llm__vset1(rstd[n]);                                             \
         llm__vf g0 = llm__vzero(), gx0 = llm__vzero();                                                                \
-        for (int c = 0; c < C; c += W) {   /* masked lanes load 0: g = 0 adds nothing */                              \
-            const llm__vm k = llm__vmask(C - c);                                                                      \
+        LLM__VFOR(int, c, C, k,   /* masked lanes load 0: g = 0 adds nothing */                                       \
             const llm__vf xh = llm__vmul(llm__vsub(llm__vload_m(x + c, k), mv), sv);                                  \
             const llm__vf g = llm__vmul(llm__vload_m(d + c, k), llm__vload_m(w + c, k));                              \
-            g0 = llm__vadd(g0, g); gx0 = llm__vfma(g, xh, gx0);                                                       \
-        }                                                                                                             \
+            g0 = llm__vadd(g0, g); gx0 = llm__vfma(g, xh, gx0);)                                                      \
         const llm__vf gm = llm__vset1(llm__vhsum(g0) / LLM__CAST(float, C));                                          \
         const llm__vf gxm = llm__vset1(llm__vhsum(gx0) / LLM__CAST(float, C));                                        \
-        for (int c = 0; c < C; c += W) {                                                                              \
-            const llm__vm k = llm__vmask(C - c);                                                                      \
+        LLM__VFOR(int, c, C, k,                                                                                       \
             const llm__vf xh = llm__vmul(llm__vsub(llm__vload_m(x + c, k), mv), sv);                                  \
             const llm__vf g = llm__vmul(llm__vload_m(d + c, k), llm__vload_m(w + c, k));                              \
             const llm__vf t = llm__vfnma(xh, gxm, llm__vsub(g, gm));                                                  \
-            llm__vstore_m(dx + c, k, llm__vfma(sv, t, llm__vload_m(dx + c, k)));                                      \
-        }                                                                                                             \
+            llm__vstore_m(dx + c, k, llm__vfma(sv, t, llm__vload_m(dx + c, k)));)                                     \
     }                                                                                                                 \
 }                                                                                                                     \
 LLM__VT static void LLM__ISA(llm__layernorm_bwd_dwdb)(float *dw, float *db, const float *dout, const float *inp,      \
                                                       const float *mean, const float *rstd, int N, int C,             \
                                                       int c0, int c1) {                                               \
     const int W = LLM__VW;                                                                                            \
-    for (int cb = c0; cb < c1; cb += 4 * W) {                                                                         \
-        LLM__MASK4(k, c1 - cb);                                                                                       \
+    LLM__VFOR4(cb, c0, c1, k,                                                                                         \
         llm__vf w0 = llm__vload_m(dw + cb, k0), w1 = llm__vload_m(dw + cb + W, k1);                                   \
         llm__vf w2 = llm__vload_m(dw + cb + 2 * W, k2), w3 = llm__vload_m(dw + cb + 3 * W, k3);                       \
         llm__vf b0 = llm__vload_m(db + cb, k0), b1 = llm__vload_m(db + cb + W, k1);                                   \
@@ -4997,8 +5872,7 @@ LLM__VT static void LLM__ISA(llm__layernorm_bwd_dwdb)(float *dw, float *db, cons
         llm__vstore_m(dw + cb, k0, w0); llm__vstore_m(dw + cb + W, k1, w1);                                           \
         llm__vstore_m(dw + cb + 2 * W, k2, w2); llm__vstore_m(dw + cb + 3 * W, k3, w3);                               \
         llm__vstore_m(db + cb, k0, b0); llm__vstore_m(db + cb + W, k1, b1);                                           \
-        llm__vstore_m(db + cb + 2 * W, k2, b2); llm__vstore_m(db + cb + 3 * W, k3, b3);                               \
-    }                                                                                                                 \
+        llm__vstore_m(db + cb + 2 * W, k2, b2); llm__vstore_m(db + cb + 3 * W, k3, b3);)                              \
 }
 
 /* ---- RMSNorm (Llama) ------------------------------------------------------------------------
@@ -5008,49 +5882,37 @@ LLM__VT static void LLM__ISA(llm__layernorm_bwd_dwdb)(float *dw, float *db, cons
 #define LLM__K_RMSNORM                                                                                               \
 LLM__VT static void LLM__ISA(llm__rmsnorm_fwd)(float *out, float *rstd, const float *inp, const float *w,            \
                                                int N, int C, float eps) {                                            \
-    const int W = LLM__VW;                                                                                           \
     for (int n = 0; n < N; n++) {                                                                                    \
         const float *x = inp + LLM__CAST(size_t, n) * C;                                                             \
         float *o = out + LLM__CAST(size_t, n) * C;                                                                   \
         llm__vf a = llm__vzero();                                                                                    \
-        for (int c = 0; c < C; c += W) {                                                                             \
-            const llm__vf v = llm__vload_m(x + c, llm__vmask(C - c));                                                \
-            a = llm__vfma(v, v, a);                                                                                  \
-        }                                                                                                            \
+        LLM__VFOR(int, c, C, k, const llm__vf v = llm__vload_m(x + c, k); a = llm__vfma(v, v, a);)                   \
         const float r = 1.0f / sqrtf(llm__vhsum(a) / LLM__CAST(float, C) + eps);                                     \
         const llm__vf rv = llm__vset1(r);                                                                            \
-        for (int c = 0; c < C; c += W) {                                                                             \
-            const llm__vm k = llm__vmask(C - c);                                                                     \
-            llm__vstore_m(o + c, k, llm__vmul(llm__vload_m(w + c, k), llm__vmul(rv, llm__vload_m(x + c, k))));       \
-        }                                                                                                            \
+        LLM__VFOR(int, c, C, k,                                                                                      \
+            llm__vstore_m(o + c, k, llm__vmul(llm__vload_m(w + c, k), llm__vmul(rv, llm__vload_m(x + c, k))));)      \
         rstd[n] = r;                                                                                                 \
     }                                                                                                                \
 }                                                                                                                    \
 LLM__VT static void LLM__ISA(llm__rmsnorm_bwd_dx)(float *dinp, const float *dout, const float *inp, const float *w,  \
                                                   const float *rstd, int N, int C) {                                 \
-    const int W = LLM__VW;                                                                                           \
     for (int n = 0; n < N; n++) {                                                                                    \
         const float *x = inp + LLM__CAST(size_t, n) * C, *d = dout + LLM__CAST(size_t, n) * C;                       \
         float *dx = dinp + LLM__CAST(size_t, n) * C, r = rstd[n];                                                    \
         llm__vf a = llm__vzero();                                                                                    \
-        for (int c = 0; c < C; c += W) {                                                                             \
-            const llm__vm k = llm__vmask(C - c);                                                                     \
-            a = llm__vfma(llm__vmul(llm__vload_m(d + c, k), llm__vload_m(w + c, k)), llm__vload_m(x + c, k), a);     \
-        }                                                                                                            \
+        LLM__VFOR(int, c, C, k,                                                                                      \
+            a = llm__vfma(llm__vmul(llm__vload_m(d + c, k), llm__vload_m(w + c, k)), llm__vload_m(x + c, k), a);)    \
         const llm__vf rv = llm__vset1(r), cx = llm__vset1(r * r * (llm__vhsum(a) / LLM__CAST(float, C)));            \
-        for (int c = 0; c < C; c += W) {                                                                             \
-            const llm__vm k = llm__vmask(C - c);                                                                     \
+        LLM__VFOR(int, c, C, k,                                                                                      \
             const llm__vf g = llm__vmul(llm__vload_m(d + c, k), llm__vload_m(w + c, k));                             \
             const llm__vf t = llm__vfnma(llm__vload_m(x + c, k), cx, g);                                             \
-            llm__vstore_m(dx + c, k, llm__vfma(rv, t, llm__vload_m(dx + c, k)));                                     \
-        }                                                                                                            \
+            llm__vstore_m(dx + c, k, llm__vfma(rv, t, llm__vload_m(dx + c, k)));)                                    \
     }                                                                                                                \
 }                                                                                                                    \
 LLM__VT static void LLM__ISA(llm__rmsnorm_bwd_dw)(float *dw, const float *dout, const float *inp, const float *rstd, \
                                                   int N, int C, int c0, int c1) {                                    \
     const int W = LLM__VW;                                                                                           \
-    for (int cb = c0; cb < c1; cb += 4 * W) {                                                                        \
-        LLM__MASK4(k, c1 - cb);                                                                                      \
+    LLM__VFOR4(cb, c0, c1, k,                                                                                        \
         llm__vf w0 = llm__vload_m(dw + cb, k0), w1 = llm__vload_m(dw + cb + W, k1);                                  \
         llm__vf w2 = llm__vload_m(dw + cb + 2 * W, k2), w3 = llm__vload_m(dw + cb + 3 * W, k3);                      \
         for (int n = 0; n < N; n++) {                                                                                \
@@ -5059,8 +5921,7 @@ LLM__VT static void LLM__ISA(llm__rmsnorm_bwd_dw)(float *dw, const float *dout, 
             LLM__REP4(LLM__RMS_DW)                                                                                   \
         }                                                                                                            \
         llm__vstore_m(dw + cb, k0, w0); llm__vstore_m(dw + cb + W, k1, w1);                                          \
-        llm__vstore_m(dw + cb + 2 * W, k2, w2); llm__vstore_m(dw + cb + 3 * W, k3, w3);                              \
-    }                                                                                                                \
+        llm__vstore_m(dw + cb + 2 * W, k2, w2); llm__vstore_m(dw + cb + 3 * W, k3, w3);)                             \
 }
 
 /* ---- GELU ---------------------------------------------------------------------------------
@@ -5075,7 +5936,6 @@ LLM__VT static void LLM__ISA(llm__rmsnorm_bwd_dw)(float *dw, const float *dout, 
  * SwiGLU: σ(g) = 1/(1 + exp(-g)) with the vector exp (exp(-g) = inf for g < -89 gives
  * σ = 0). Residual: bandwidth-bound adds, exact (the reference's operations). */
 #define LLM__GELU_ZMAX 88.0f
-#define LLM__TAIL(n, i) llm__vmask((n) - (i) < LLM__CAST(size_t, W) ? LLM__CAST(int, (n) - (i)) : W)
 #define LLM__K_ELEMENTWISE                                                                                      \
 LLM__VT static inline void LLM__ISA(llm__gelu_core)(llm__vf x, llm__vf *s, llm__vf *e) {                        \
     const llm__vf x3 = llm__vmul(llm__vmul(x, x), x);                                                           \
@@ -5085,73 +5945,55 @@ LLM__VT static inline void LLM__ISA(llm__gelu_core)(llm__vf x, llm__vf *s, llm__
     *s = llm__vdiv(llm__vset1(1.0f), llm__vadd(llm__vset1(1.0f), *e));                                          \
 }                                                                                                               \
 LLM__VT static void LLM__ISA(llm__gelu_fwd)(float *out, const float *inp, size_t n) {                           \
-    const int W = LLM__VW;                                                                                      \
-    for (size_t i = 0; i < n; i += W) {                                                                         \
-        const llm__vm k = LLM__TAIL(n, i);                                                                      \
+    LLM__VFOR(size_t, i, n, k,                                                                                  \
         llm__vf x = llm__vload_m(inp + i, k), s, e;                                                             \
         LLM__ISA(llm__gelu_core)(x, &s, &e);                                                                    \
-        llm__vstore_m(out + i, k, llm__vmul(x, s));                                                             \
-    }                                                                                                           \
+        llm__vstore_m(out + i, k, llm__vmul(x, s));)                                                            \
 }                                                                                                               \
 LLM__VT static void LLM__ISA(llm__gelu_bwd)(float *dinp, const float *inp, const float *dout, size_t n) {       \
-    const int W = LLM__VW;                                                                                      \
     const llm__vf c3 = llm__vset1(3.0f * 0.044715f), one = llm__vset1(1.0f), kk = llm__vset1(LLM__GELU_K);      \
-    for (size_t i = 0; i < n; i += W) {                                                                         \
-        const llm__vm k = LLM__TAIL(n, i);                                                                      \
+    LLM__VFOR(size_t, i, n, k,                                                                                  \
         llm__vf x = llm__vload_m(inp + i, k), s, e;                                                             \
         LLM__ISA(llm__gelu_core)(x, &s, &e);                                                                    \
         const llm__vf du = llm__vmul(kk, llm__vfma(llm__vmul(c3, x), x, one));                                  \
         const llm__vf t = llm__vmul(llm__vmul(llm__vadd(x, x), s), llm__vmul(e, s));                            \
         const llm__vf g = llm__vfma(t, du, s);                                                                  \
-        llm__vstore_m(dinp + i, k, llm__vfma(llm__vload_m(dout + i, k), g, llm__vload_m(dinp + i, k)));         \
-    }                                                                                                           \
+        llm__vstore_m(dinp + i, k, llm__vfma(llm__vload_m(dout + i, k), g, llm__vload_m(dinp + i, k)));)        \
 }                                                                                                               \
 LLM__VT static void LLM__ISA(llm__swiglu_fwd)(float *out, const float *inp, int N, int H) {                     \
-    const int W = LLM__VW;                                                                                      \
     const llm__vf one = llm__vset1(1.0f);                                                                       \
     for (int n = 0; n < N; n++) {                                                                               \
         const float *g = inp + LLM__CAST(size_t, n) * 2 * H, *u = g + H;                                        \
         float *o = out + LLM__CAST(size_t, n) * H;                                                              \
-        for (int i = 0; i < H; i += W) {                                                                        \
-            const llm__vm k = llm__vmask(H - i);                                                                \
+        LLM__VFOR(int, i, H, k,                                                                                 \
             const llm__vf gv = llm__vload_m(g + i, k);                                                          \
             const llm__vf sg = llm__vdiv(one, llm__vadd(one, llm__vexp(llm__vsub(llm__vzero(), gv))));          \
-            llm__vstore_m(o + i, k, llm__vmul(llm__vmul(gv, sg), llm__vload_m(u + i, k)));                      \
-        }                                                                                                       \
+            llm__vstore_m(o + i, k, llm__vmul(llm__vmul(gv, sg), llm__vload_m(u + i, k)));)                     \
     }                                                                                                           \
 }                                                                                                               \
 LLM__VT static void LLM__ISA(llm__swiglu_bwd)(float *dinp, const float *inp, const float *dout, int N, int H) { \
-    const int W = LLM__VW;                                                                                      \
     const llm__vf one = llm__vset1(1.0f);                                                                       \
     for (int n = 0; n < N; n++) {                                                                               \
         const float *g = inp + LLM__CAST(size_t, n) * 2 * H, *u = g + H, *d = dout + LLM__CAST(size_t, n) * H;  \
         float *dg = dinp + LLM__CAST(size_t, n) * 2 * H, *du = dg + H;                                          \
-        for (int i = 0; i < H; i += W) {                                                                        \
-            const llm__vm k = llm__vmask(H - i);                                                                \
+        LLM__VFOR(int, i, H, k,                                                                                 \
             const llm__vf gv = llm__vload_m(g + i, k), dv = llm__vload_m(d + i, k);                             \
             const llm__vf sg = llm__vdiv(one, llm__vadd(one, llm__vexp(llm__vsub(llm__vzero(), gv))));          \
             llm__vstore_m(du + i, k, llm__vfma(llm__vmul(dv, gv), sg, llm__vload_m(du + i, k)));                \
             const llm__vf t = llm__vfma(gv, llm__vsub(one, sg), one);   /* 1 + g(1 - σ) */                      \
             const llm__vf a = llm__vmul(llm__vmul(llm__vmul(dv, llm__vload_m(u + i, k)), sg), t);               \
-            llm__vstore_m(dg + i, k, llm__vadd(llm__vload_m(dg + i, k), a));                                    \
-        }                                                                                                       \
+            llm__vstore_m(dg + i, k, llm__vadd(llm__vload_m(dg + i, k), a));)                                   \
     }                                                                                                           \
 }                                                                                                               \
 LLM__VT static void LLM__ISA(llm__residual_fwd)(float *out, const float *a, const float *b, size_t n) {         \
-    const int W = LLM__VW;                                                                                      \
-    for (size_t i = 0; i < n; i += W) {                                                                         \
-        const llm__vm k = LLM__TAIL(n, i);                                                                      \
-        llm__vstore_m(out + i, k, llm__vadd(llm__vload_m(a + i, k), llm__vload_m(b + i, k)));                   \
-    }                                                                                                           \
+    LLM__VFOR(size_t, i, n, k,                                                                                  \
+        llm__vstore_m(out + i, k, llm__vadd(llm__vload_m(a + i, k), llm__vload_m(b + i, k)));)                  \
 }                                                                                                               \
 LLM__VT static void LLM__ISA(llm__residual_bwd)(float *da, float *db, const float *dout, size_t n) {            \
-    const int W = LLM__VW;                                                                                      \
-    for (size_t i = 0; i < n; i += W) {                                                                         \
-        const llm__vm k = LLM__TAIL(n, i);                                                                      \
+    LLM__VFOR(size_t, i, n, k,                                                                                  \
         const llm__vf d = llm__vload_m(dout + i, k);                                                            \
         llm__vstore_m(da + i, k, llm__vadd(llm__vload_m(da + i, k), d));                                        \
-        llm__vstore_m(db + i, k, llm__vadd(llm__vload_m(db + i, k), d));                                        \
-    }                                                                                                           \
+        llm__vstore_m(db + i, k, llm__vadd(llm__vload_m(db + i, k), d));)                                       \
 }
 
 /* ---- cross-entropy, Σx², AdamW ------------------------------------------------------------
@@ -5159,7 +6001,7 @@ LLM__VT static void LLM__ISA(llm__residual_bwd)(float *da, float *db, const floa
  * V = 50257, is read back from L2). Masked tail lanes load -inf, whose exp is exactly 0.
  * Backward: x = exp(x - lse)·dloss over the row, then the target's element is redone
  * with the reference's formula (expf(x_y - lse) - 1)·dloss.
- * Σx² in double: a vector of floats widened to two of doubles, four accumulators.
+ * Σx² in double: half vectors of floats loaded widened to doubles, four accumulators.
  * AdamW: the reference's operations in its order (no FMA). */
 #define LLM__K_LOSS_OPT                                                                                                \
 LLM__VT static void LLM__ISA(llm__crossentropy_fwd)(float *losses, float *lse, const float *logits,                    \
@@ -5188,7 +6030,6 @@ LLM__VT static void LLM__ISA(llm__crossentropy_fwd)(float *losses, float *lse, c
 }                                                                                                                      \
 LLM__VT static void LLM__ISA(llm__crossentropy_bwd)(float *logits, const float *lse, const int *targets,               \
                                                     float dloss, int N, int V) {                                       \
-    const int W = LLM__VW;                                                                                             \
     const llm__vf dl = llm__vset1(dloss);                                                                              \
     for (int n = 0; n < N; n++) {                                                                                      \
         float *x = logits + LLM__CAST(size_t, n) * V;                                                                  \
@@ -5196,10 +6037,8 @@ LLM__VT static void LLM__ISA(llm__crossentropy_bwd)(float *logits, const float *
         if (y < 0) { memset(x, 0, LLM__CAST(size_t, V) * sizeof(float)); continue; }                                   \
         const float xy = x[y];                                                                                         \
         const llm__vf l = llm__vset1(lse[n]);                                                                          \
-        for (int i = 0; i < V; i += W) {                                                                               \
-            const llm__vm k = llm__vmask(V - i);                                                                       \
-            llm__vstore_m(x + i, k, llm__vmul(llm__vexp(llm__vsub(llm__vload_m(x + i, k), l)), dl));                   \
-        }                                                                                                              \
+        LLM__VFOR(int, i, V, k,                                                                                        \
+            llm__vstore_m(x + i, k, llm__vmul(llm__vexp(llm__vsub(llm__vload_m(x + i, k), l)), dl));)                  \
         x[y] = (expf(xy - lse[n]) - 1.0f) * dloss;                                                                     \
     }                                                                                                                  \
 }                                                                                                                      \
@@ -5208,8 +6047,8 @@ LLM__VT static double LLM__ISA(llm__sumsq)(const float *x, size_t n) {          
     llm__vd a0 = llm__vd_zero(), a1 = llm__vd_zero(), a2 = llm__vd_zero(), a3 = llm__vd_zero();                        \
     size_t i = 0;                                                                                                      \
     for (; i + 2 * W <= n; i += 2 * W) {                                                                               \
-        const llm__vf u = llm__vload(x + i), v = llm__vload(x + i + W);                                                \
-        const llm__vd u0 = llm__vd_lo(u), u1 = llm__vd_hi(u), v0 = llm__vd_lo(v), v1 = llm__vd_hi(v);                  \
+        const llm__vd u0 = llm__vd_load(x + i), u1 = llm__vd_load(x + i + W / 2);                                      \
+        const llm__vd v0 = llm__vd_load(x + i + W), v1 = llm__vd_load(x + i + 3 * W / 2);                              \
         a0 = llm__vd_fma(u0, u0, a0); a1 = llm__vd_fma(u1, u1, a1);                                                    \
         a2 = llm__vd_fma(v0, v0, a2); a3 = llm__vd_fma(v1, v1, a3);                                                    \
     }                                                                                                                  \
@@ -5219,13 +6058,11 @@ LLM__VT static double LLM__ISA(llm__sumsq)(const float *x, size_t n) {          
 }                                                                                                                      \
 LLM__VT static void LLM__ISA(llm__adamw)(float *p, const float *grad, float *m, float *v, size_t n, float lr,          \
                                          float beta1, float beta2, float eps, float wd, float grad_scale, int t) {     \
-    const int W = LLM__VW;                                                                                             \
     const float bc1 = 1.0f - powf(beta1, LLM__CAST(float, t)), bc2 = 1.0f - powf(beta2, LLM__CAST(float, t));          \
     const llm__vf b1 = llm__vset1(beta1), b2 = llm__vset1(beta2), ob1 = llm__vset1(1.0f - beta1);                      \
     const llm__vf ob2 = llm__vset1(1.0f - beta2), lrwd = llm__vset1(lr * wd), vlr = llm__vset1(lr);                    \
     const llm__vf vbc1 = llm__vset1(bc1), vbc2 = llm__vset1(bc2), veps = llm__vset1(eps), gs = llm__vset1(grad_scale); \
-    for (size_t i = 0; i < n; i += W) {                                                                                \
-        const llm__vm k = LLM__TAIL(n, i);                                                                             \
+    LLM__VFOR(size_t, i, n, k,                                                                                         \
         const llm__vf g = llm__vmul(llm__vload_m(grad + i, k), gs);                                                    \
         const llm__vf mi = llm__vadd(llm__vmul(b1, llm__vload_m(m + i, k)), llm__vmul(ob1, g));                        \
         const llm__vf vi = llm__vadd(llm__vmul(b2, llm__vload_m(v + i, k)), llm__vmul(llm__vmul(ob2, g), g));          \
@@ -5233,8 +6070,7 @@ LLM__VT static void LLM__ISA(llm__adamw)(float *p, const float *grad, float *m, 
         pi = llm__vsub(pi, llm__vmul(lrwd, pi));                                                                       \
         const llm__vf den = llm__vadd(llm__vsqrt(llm__vdiv(vi, vbc2)), veps);                                          \
         pi = llm__vsub(pi, llm__vdiv(llm__vmul(vlr, llm__vdiv(mi, vbc1)), den));                                       \
-        llm__vstore_m(m + i, k, mi); llm__vstore_m(v + i, k, vi); llm__vstore_m(p + i, k, pi);                         \
-    }                                                                                                                  \
+        llm__vstore_m(m + i, k, mi); llm__vstore_m(v + i, k, vi); llm__vstore_m(p + i, k, pi);)                        \
 }
 
 /* ---- attention ----------------------------------------------------------------------------
@@ -5361,16 +6197,14 @@ LLM__VT static void LLM__ISA(llm__attention_fwd)(float *out, float *lse, const f
 LLM__VT static void LLM__ISA(llm__att_kv_rows)(float *dk, float *dv, const float *p, const float *ds,                          \
                                                const float *dO, size_t ldo, const float *q, size_t ldq, int n, int HS) {       \
     const int W = LLM__VW;                                                                                                     \
-    for (int c = 0; c < HS; c += 4 * W) {                                                                                      \
-        LLM__MASK4(m, HS - c);                                                                                                 \
+    LLM__VFOR4(c, 0, HS, m,                                                                                                    \
         LLM__REP4(LLM__ATT_RLD)                                                                                                \
         for (int i = 0; i < n; i++) {                                                                                          \
             const llm__vf pi = llm__vset1(p[i]), si = llm__vset1(ds[i]);                                                       \
             const float *o = dO + LLM__CAST(size_t, i) * ldo + c, *qq = q + LLM__CAST(size_t, i) * ldq + c;                    \
             LLM__REP4(LLM__ATT_RACC)                                                                                           \
         }                                                                                                                      \
-        LLM__REP4(LLM__ATT_RST)                                                                                                \
-    }                                                                                                                          \
+        LLM__REP4(LLM__ATT_RST))                                                                                               \
 }                                                                                                                              \
 LLM__VT static void LLM__ISA(llm__attention_bwd_group)(float *dqkv, const float *dout, const float *qkv,                       \
                                                        const float *out, const float *lse, int b, int g,                       \
@@ -5460,8 +6294,7 @@ LLM__VT static void LLM__ISA(llm__attention_kv_head)(float *out, const float *qk
     float *o = out + LLM__CAST(size_t, i) * NH * HS + LLM__CAST(size_t, h) * HS;                                          \
     float sc[LLM__KV_CHUNK] __attribute__((aligned(64)));                                                                 \
     float acc[LLM__ATT_HSMAX] __attribute__((aligned(64)));                                                               \
-    const int n = pos[i] + 1, nv = (HS + W - 1) / W;                                                                      \
-    const llm__vm kt = llm__vmask(HS - W * (nv - 1)), all = llm__vmask(W);   /* the last vector of a head; a whole one */ \
+    const int n = pos[i] + 1;                                                                                             \
     const float scale = 1.0f / sqrtf(LLM__CAST(float, HS));                                                               \
     const llm__vf ninf = llm__vset1(-INFINITY);                                                                           \
     float m = -INFINITY, l = 0.0f;                                                                                        \
@@ -5474,32 +6307,28 @@ LLM__VT static void LLM__ISA(llm__attention_kv_head)(float *out, const float *qk
             const float *k1 = j + 1 < nc ? k0 + kvw : k0, *k2 = j + 2 < nc ? k0 + 2 * kvw : k0;                           \
             const float *k3 = j + 3 < nc ? k0 + 3 * kvw : k0;                                                             \
             llm__vf a0 = llm__vzero(), a1 = a0, a2 = a0, a3 = a0;                                                         \
-            for (int v = 0; v < nv; v++) {                                                                                \
-                const llm__vm mk = v == nv - 1 ? kt : all;                                                                \
-                const llm__vf qv = llm__vload_m(q + W * v, mk);                                                           \
-                a0 = llm__vfma(qv, llm__vload_m(k0 + W * v, mk), a0);                                                     \
-                a1 = llm__vfma(qv, llm__vload_m(k1 + W * v, mk), a1);                                                     \
-                a2 = llm__vfma(qv, llm__vload_m(k2 + W * v, mk), a2);                                                     \
-                a3 = llm__vfma(qv, llm__vload_m(k3 + W * v, mk), a3);                                                     \
-            }                                                                                                             \
+            LLM__VFOR(int, d, HS, mk,                                                                                     \
+                const llm__vf qv = llm__vload_m(q + d, mk);                                                               \
+                a0 = llm__vfma(qv, llm__vload_m(k0 + d, mk), a0);                                                         \
+                a1 = llm__vfma(qv, llm__vload_m(k1 + d, mk), a1);                                                         \
+                a2 = llm__vfma(qv, llm__vload_m(k2 + d, mk), a2);                                                         \
+                a3 = llm__vfma(qv, llm__vload_m(k3 + d, mk), a3);)                                                        \
             llm__vhsum4(sc + j, a0, a1, a2, a3, scale);   /* sc has room: j + 4 <= LLM__KV_CHUNK */                       \
         }                                                                                                                 \
         llm__vf mx = ninf;                                                                                                \
-        for (int j = 0; j < nc; j += W) mx = llm__vmax(mx, llm__vload_mor(sc + j, llm__vmask(nc - j), ninf));             \
+        LLM__VFOR(int, j, nc, mk, mx = llm__vmax(mx, llm__vload_mor(sc + j, mk, ninf));)                                  \
         const float mc = llm__vhmax(mx), mn = m > mc ? m : mc;                                                            \
         const float alpha = expf(m - mn);   /* first chunk: exp(-inf) = 0, acc and l are 0 */                             \
         m = mn;                                                                                                           \
         llm__vf ls = llm__vzero();                                                                                        \
         const llm__vf mv = llm__vset1(m);                                                                                 \
-        for (int j = 0; j < nc; j += W) {   /* p = exp(s - m); lanes past nc load -inf: p = 0 */                          \
-            const llm__vf p = llm__vexp(llm__vsub(llm__vload_mor(sc + j, llm__vmask(nc - j), ninf), mv));                 \
+        LLM__VFOR(int, j, nc, mk,   /* p = exp(s - m); lanes past nc load -inf: p = 0 */                                  \
+            const llm__vf p = llm__vexp(llm__vsub(llm__vload_mor(sc + j, mk, ninf), mv));                                 \
             llm__vstorea(sc + j, p);                                                                                      \
-            ls = llm__vadd(ls, p);                                                                                        \
-        }                                                                                                                 \
+            ls = llm__vadd(ls, p);)                                                                                       \
         l = l * alpha + llm__vhsum(ls);                                                                                   \
         const llm__vf va = llm__vset1(alpha);                                                                             \
-        for (int c = 0; c < HS; c += 4 * W) {   /* acc[c, c + 4W) = acc·α + Σ_t p_t v_t */                                \
-            LLM__MASK4(m, HS - c);                                                                                        \
+        LLM__VFOR4(c, 0, HS, m,   /* acc[c, c + 4W) = acc·α + Σ_t p_t v_t */                                              \
             LLM__REP4(LLM__KV_LD)                                                                                         \
             const float *v0 = Vc + c;                                                                                     \
             int j = 0;                                                                                                    \
@@ -5512,14 +6341,11 @@ LLM__VT static void LLM__ISA(llm__attention_kv_head)(float *out, const float *qk
                 const llm__vf p0 = llm__vset1(sc[j]);                                                                     \
                 LLM__REP4(LLM__KV_PV1)                                                                                    \
             }                                                                                                             \
-            LLM__REP4(LLM__KV_ST)                                                                                         \
-        }                                                                                                                 \
+            LLM__REP4(LLM__KV_ST))                                                                                        \
     }                                                                                                                     \
     const llm__vf vl = llm__vset1(l);                                                                                     \
-    for (int d = 0; d < HS; d += W) {                                                                                     \
-        const llm__vm mk = llm__vmask(HS - d);                                                                            \
-        llm__vstore_m(o + d, mk, llm__vdiv(llm__vload_m(acc + d, mk), vl));                                               \
-    }                                                                                                                     \
+    LLM__VFOR(int, d, HS, mk,                                                                                             \
+        llm__vstore_m(o + d, mk, llm__vdiv(llm__vload_m(acc + d, mk), vl));)                                              \
 }
 
 /* ---- RoPE -----------------------------------------------------------------------------------
@@ -5543,10 +6369,8 @@ static void llm__rope_table(float *cs, int p, int HS, const float *freq, float s
 #define LLM__K_ROPE                                                                                                  \
 LLM__VT static void LLM__ISA(llm__rope_row)(float *x, int p, int NH, int NKV, int HS, const float *freq, float sign, \
                                             float *cs) {                                                             \
-    const int W = LLM__VW;                                                                                           \
     llm__rope_table(cs, p, HS, freq, sign);                                                                          \
-    for (int i = 0; i < HS; i += W) {                                                                                \
-        const llm__vm k = llm__vmask(HS - i);                                                                        \
+    LLM__VFOR(int, i, HS, k,                                                                                         \
         const llm__vf cv = llm__vload_m(cs + i, k), sv = llm__vload_m(cs + HS + i, k);                               \
         for (int h = 0; h < NH + NKV; h++) {                                                                         \
             float *v = x + LLM__CAST(size_t, h) * HS + i;                                                            \
@@ -5554,8 +6378,7 @@ LLM__VT static void LLM__ISA(llm__rope_row)(float *x, int p, int NH, int NKV, in
             llm__vf pc = llm__vmul(a, cv), ps = llm__vmul(sw, sv);                                                   \
             llm__vkeep(pc); llm__vkeep(ps);                                                                          \
             llm__vstore_m(v, k, llm__vadd(pc, ps));                                                                  \
-        }                                                                                                            \
-    }                                                                                                                \
+        })                                                                                                           \
 }
 
 /* ---- every body, compiled for each instruction set this build can run -------------------- */
@@ -5706,6 +6529,7 @@ static LLM__UNUSED void llm__attention_kv_fast(float *out, const float *qkv, flo
 /* One row (HS even; the frequencies given, cs scratch of 2·HS floats). */
 static LLM__UNUSED void llm__rope_row_fast(float *x, int p, int NH, int NKV, int HS, const float *freq, float sign,
                                            float *cs) {
+    (void)cs; /* used only by the SIMD kernels */
     LLM__DISPATCH(llm__rope_row, (x, p, NH, NKV, HS, freq, sign, cs));
     llm__rope_row_ref(x, p, NH, NKV, HS, 0.0f, freq, sign);
 }
@@ -5883,7 +6707,7 @@ static void llm__t_bias_grad(void *arg, int ith, int nth) {
         for (int j = lo; j < hi; j++) a->out[j] += a->in[n * OC + j];
 }
 /* The GEMM of the backend's precision: fp32, or bf16 operands with fp32 accumulation
- * (llm_options.bf16, on CPUs with AVX512-BF16; otherwise it falls back to fp32). */
+ * (llm_options.bf16, on CPUs with AVX512-BF16 or ARM BF16; otherwise it falls back to fp32). */
 typedef void (*llm__gemm_fn)(llm_pool *, int, int, int, int, int, const float *, int, const float *, int,
                              float, float *, int);
 static llm__gemm_fn llm__cpu_gemm(void *st) { return LLM__CAST(llm__cpu *, st)->bf16 ? llm__sgemm_bf16 : llm__sgemm; }
@@ -7359,7 +8183,7 @@ static llm_status llm__file_config(const char *path, const llm_config *cfg) {
 }
 
 /* ---- safetensors: u64 header length N, N bytes of JSON, then the data ---------------- */
-typedef struct llm__st { llm__map map; llm__json j; const unsigned char *data; size_t data_len; } llm__st;
+typedef struct llm__st { llm__json j; const unsigned char *data; size_t data_len; } llm__st;
 typedef struct llm__st_tensor { int dtype, ndim; int64_t shape[8]; const unsigned char *data; } llm__st_tensor;
 
 typedef struct { size_t b, e; } llm__range;
@@ -7368,25 +8192,22 @@ static int llm__range_cmp(const void *x, const void *y) {
     return a->b < b->b ? -1 : a->b > b->b ? 1 : 0;
 }
 
-/* Open and validate the whole header: every tensor's dtype, shape and offsets must be
- * consistent with each other and with the file, and no two tensors may overlap. */
-static llm_status llm__st_open(llm__st *f, const char *path) {
+/* Validate the whole header of the file in mp (which must outlive f): every tensor's
+ * dtype, shape and offsets must be consistent with each other and with the file, and
+ * no two tensors may overlap. */
+static llm_status llm__st_open(llm__st *f, const llm__map *mp, const char *path) {
     memset(f, 0, sizeof *f);
-    llm_status s = llm__map_open(&f->map, path);
-    if (s != LLM_OK) return s;
-    const unsigned char *d = f->map.data;
-    size_t len = f->map.len;
-    if (len < 8) { llm__map_close(&f->map); return llm__err(LLM_ERR_FORMAT, "%s: %zu bytes is too short for safetensors", path, len); }
+    llm_status s;
+    const unsigned char *d = mp->data;
+    size_t len = mp->len;
+    if (len < 8) return llm__err(LLM_ERR_FORMAT, "%s: %zu bytes is too short for safetensors", path, len);
     uint64_t n = llm__rd64(d);
-    if (n < 2 || n > len - 8 || n > (100u << 20)) {
-        llm__map_close(&f->map);
+    if (n < 2 || n > len - 8 || n > (100u << 20))
         return llm__err(LLM_ERR_FORMAT, "%s: safetensors header length %llu does not fit the file (%zu bytes)", path,
                         LLM__CAST(unsigned long long, n), len);
-    }
     if ((s = llm__json_parse(&f->j, LLM__CAST(const char *, d + 8), LLM__CAST(size_t, n))) != LLM_OK) {
         char msg[sizeof llm__errmsg];
         snprintf(msg, sizeof msg, "%s", llm_last_error());
-        llm__map_close(&f->map);
         return llm__err(s, "%s: safetensors header: %s", path, msg);
     }
     f->data = d + 8 + n;
@@ -7440,10 +8261,9 @@ static llm_status llm__st_open(llm__st *f, const char *path) {
     return LLM_OK;
 fail:
     llm__json_free(&f->j);
-    llm__map_close(&f->map);
     return s;
 }
-static void llm__st_close(llm__st *f) { llm__json_free(&f->j); llm__map_close(&f->map); }
+static void llm__st_close(llm__st *f) { llm__json_free(&f->j); }
 
 /* Find tensor `name` (already validated by llm__st_open); 0 if absent. */
 static int llm__st_get(const llm__st *f, const char *name, llm__st_tensor *t) {
@@ -7480,26 +8300,13 @@ static llm_status llm__st_need(const llm__st *f, const char *path, const char *n
     return LLM_OK;
 }
 
-/* config.json next to the weights: n_layer, n_head, n_embd, vocab_size, n_positions. */
-static llm_status llm__hf_config(const char *path, llm_config *c, int *found) {
-    char cfgpath[1024];
-    const char *slash = strrchr(path, '/');
-    size_t dirlen = slash ? LLM__CAST(size_t, slash - path + 1) : 0;
-    *found = 0;
-    if (dirlen + 12 >= sizeof cfgpath) return LLM_OK;
-    memcpy(cfgpath, path, dirlen);
-    strcpy(cfgpath + dirlen, "config.json");
-    char *text; size_t len;
+/* A GPT-2 config.json's text (cfgpath names it in messages): n_layer, n_head, n_embd,
+ * vocab_size, n_positions (or n_ctx). */
+static llm_status llm__hf_config_parse(const char *text, size_t len, const char *cfgpath, llm_config *c) {
     memset(c, 0, sizeof *c);
     c->arch = LLM_ARCH_GPT2;
-    FILE *probe = llm__fopen(cfgpath, "rb");
-    if (!probe) return LLM_OK;
-    fclose(probe);
-    llm_status s = llm__read_file(cfgpath, &text, &len);
-    if (s != LLM_OK) return s;
     llm__json j;
-    s = llm__json_parse(&j, text, len);
-    LLM_FREE(text);
+    llm_status s = llm__json_parse(&j, text, len);
     if (s != LLM_OK) { char msg[sizeof llm__errmsg]; snprintf(msg, sizeof msg, "%s", llm_last_error()); return llm__err(s, "%s: %s", cfgpath, msg); }
     const char *keys[5] = {"n_layer", "n_head", "n_embd", "vocab_size", "n_positions"};
     int *dst[5] = {&c->n_layer, &c->n_head, &c->n_embd, &c->vocab_size, &c->max_seq_len};
@@ -7514,24 +8321,87 @@ static llm_status llm__hf_config(const char *path, llm_config *c, int *found) {
         *dst[i] = LLM__CAST(int, v);
     }
     llm__json_free(&j);
-    *found = 1;
+    return LLM_OK;
+}
+/* config.json next to the weights at path, when there is one (*found). */
+static llm_status llm__hf_config(const char *path, llm_config *c, int *found) {
+    char cfgpath[1024];
+    const char *slash = strrchr(path, '/');
+    size_t dirlen = slash ? LLM__CAST(size_t, slash - path + 1) : 0;
+    *found = 0;
+    if (dirlen + 12 >= sizeof cfgpath) return LLM_OK;
+    memcpy(cfgpath, path, dirlen);
+    strcpy(cfgpath + dirlen, "config.json");
+    char *text; size_t len;
+    FILE *probe = llm__fopen(cfgpath, "rb");
+    if (!probe) return LLM_OK;
+    fclose(probe);
+    llm_status s = llm__read_file(cfgpath, &text, &len);
+    if (s != LLM_OK) return s;
+    s = llm__hf_config_parse(text, len, cfgpath, c);
+    LLM_FREE(text);
+    *found = s == LLM_OK;
+    return s;
+}
+
+/* GPT-2's tensors in a safetensors file, by HF's names after the prefix `pre`, each
+ * checked against the shape in c; with h, also converted into the parameter buffer h
+ * (library layout off/size; HF's Conv1D weights transposed to (out, in)). The loader
+ * calls it first with h == NULL, so that a file cannot make it allocate a model its
+ * tensors do not hold. */
+static llm_status llm__st_gpt2(const llm__st *f, const char *path, const char *pre, const llm_config *c,
+                               const size_t off[LLM_NTENSORS], const size_t size[LLM_NTENSORS], float *h) {
+    int64_t C = c->n_embd, V = c->vocab_size, T = c->max_seq_len;
+    llm_params v;
+    llm__param_views(&v, h, off, size);
+    /* name (per layer: after "h.<l>."), destination, HF shape (rows, cols; cols 0: 1-D), transposed */
+    const struct { const char *name; int layered; float *dst; int64_t rows, cols; int transpose; } ts[16] = {
+        {"wte.weight", 0, v.wte, V, C, 0}, {"wpe.weight", 0, v.wpe, T, C, 0},
+        {"ln_1.weight", 1, v.ln1w, C, 0, 0}, {"ln_1.bias", 1, v.ln1b, C, 0, 0},
+        {"attn.c_attn.weight", 1, v.qkvw, C, 3 * C, 1}, {"attn.c_attn.bias", 1, v.qkvb, 3 * C, 0, 0},
+        {"attn.c_proj.weight", 1, v.attprojw, C, C, 1}, {"attn.c_proj.bias", 1, v.attprojb, C, 0, 0},
+        {"ln_2.weight", 1, v.ln2w, C, 0, 0}, {"ln_2.bias", 1, v.ln2b, C, 0, 0},
+        {"mlp.c_fc.weight", 1, v.fcw, C, 4 * C, 1}, {"mlp.c_fc.bias", 1, v.fcb, 4 * C, 0, 0},
+        {"mlp.c_proj.weight", 1, v.fcprojw, 4 * C, C, 1}, {"mlp.c_proj.bias", 1, v.fcprojb, C, 0, 0},
+        {"ln_f.weight", 0, v.lnfw, C, 0, 0}, {"ln_f.bias", 0, v.lnfb, C, 0, 0}};
+    llm__st_tensor t;
+    llm_status s;
+    char name[256];
+    for (int i = 0; i < 16; i++)
+        for (int l = 0; l < (ts[i].layered ? c->n_layer : 1); l++) {
+            if (ts[i].layered) snprintf(name, sizeof name, "%sh.%d.%s", pre, l, ts[i].name);
+            else snprintf(name, sizeof name, "%s%s", pre, ts[i].name);
+            if ((s = llm__st_need(f, path, name, ts[i].rows, ts[i].cols, &t)) != LLM_OK) return s;
+            size_t rows = LLM__CAST(size_t, ts[i].rows), cols = ts[i].cols ? LLM__CAST(size_t, ts[i].cols) : 1;
+            if (h) llm__convert(ts[i].dst + LLM__CAST(size_t, l) * rows * cols, t.data, t.dtype, rows, cols, ts[i].transpose);
+        }
+    /* The LM head is tied to wte; a file may repeat it, but it must be the same. */
+    if (llm__st_get(f, "lm_head.weight", &t)) {
+        if ((s = llm__st_need(f, path, "lm_head.weight", V, C, &t)) != LLM_OK) return s;
+        for (size_t i = 0; h && i < LLM__CAST(size_t, V * C); i++)
+            if (llm__load_elem(t.data, t.dtype, i) != v.wte[i])
+                return llm__err(LLM_ERR_UNSUPPORTED, "%s: lm_head.weight differs from wte.weight; untied heads are not supported", path);
+    }
     return LLM_OK;
 }
 
-static llm_status llm__load_safetensors(llm_model **out, const char *path, const llm_options *opt) {
+/* A GPT-2 in HF's safetensors, of shape *given (a config.json's) or, when NULL, the
+ * shape its tensors show. */
+static llm_status llm__load_safetensors(llm_model **out, const llm__map *mp, const char *path, const llm_config *given,
+                                        const llm_options *opt) {
     llm__st f;
-    llm_status s = llm__st_open(&f, path);
+    llm_status s = llm__st_open(&f, mp, path);
     if (s != LLM_OK) return s;
     llm__st_tensor t;
     const char *pre = llm__st_get(&f, "wte.weight", &t) ? "" : llm__st_get(&f, "transformer.wte.weight", &t) ? "transformer." : NULL;
     char name[256];
     llm_config c;
-    int found;
+    size_t off[LLM_NTENSORS], size[LLM_NTENSORS];
     float *h = NULL;
     llm_model *m = NULL;
     if (!pre) { s = llm__err(LLM_ERR_FORMAT, "%s: no 'wte.weight' tensor: not a GPT-2 checkpoint", path); goto done; }
-    if ((s = llm__hf_config(path, &c, &found)) != LLM_OK) goto done;
-    if (!found) {   /* infer the shape from the tensors */
+    if (given) c = *given;
+    else {   /* infer the shape from the tensors */
         memset(&c, 0, sizeof c);
         c.arch = LLM_ARCH_GPT2;
         llm__st_tensor wpe;
@@ -7551,54 +8421,13 @@ static llm_status llm__load_safetensors(llm_model **out, const char *path, const
         if (c.n_embd % 64) { s = llm__err(LLM_ERR_FORMAT, "%s: no config.json and n_embd %d is not a multiple of 64: cannot infer n_head", path, c.n_embd); goto done; }
         c.n_head = c.n_embd / 64;
     }
-    if ((s = llm__file_config(path, &c)) != LLM_OK || (s = llm__model_new(&m, &c, opt)) != LLM_OK) goto done;
+    if ((s = llm__file_config(path, &c)) != LLM_OK) goto done;
+    llm_tensor_layout(&c, off, size);
+    if ((s = llm__st_gpt2(&f, path, pre, &c, off, size, NULL)) != LLM_OK || (s = llm__model_new(&m, &c, opt)) != LLM_OK) goto done;
     h = LLM__CAST(float *, LLM_MALLOC(m->n_params * sizeof(float)));
     if (!h) { s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", path); goto done; }
-    {
-        int64_t C = c.n_embd, V = c.vocab_size, T = c.max_seq_len;
-        llm_params v;
-        llm__param_views(&v, h, m->off, m->size);
-        struct { const char *suffix; float *dst; int64_t rows, cols; int transpose; size_t stride; } per[12] = {
-            {"ln_1.weight", v.ln1w, C, 0, 0, LLM__CAST(size_t, C)}, {"ln_1.bias", v.ln1b, C, 0, 0, LLM__CAST(size_t, C)},
-            {"attn.c_attn.weight", v.qkvw, C, 3 * C, 1, LLM__CAST(size_t, 3 * C * C)},
-            {"attn.c_attn.bias", v.qkvb, 3 * C, 0, 0, LLM__CAST(size_t, 3 * C)},
-            {"attn.c_proj.weight", v.attprojw, C, C, 1, LLM__CAST(size_t, C * C)},
-            {"attn.c_proj.bias", v.attprojb, C, 0, 0, LLM__CAST(size_t, C)},
-            {"ln_2.weight", v.ln2w, C, 0, 0, LLM__CAST(size_t, C)}, {"ln_2.bias", v.ln2b, C, 0, 0, LLM__CAST(size_t, C)},
-            {"mlp.c_fc.weight", v.fcw, C, 4 * C, 1, LLM__CAST(size_t, 4 * C * C)},
-            {"mlp.c_fc.bias", v.fcb, 4 * C, 0, 0, LLM__CAST(size_t, 4 * C)},
-            {"mlp.c_proj.weight", v.fcprojw, 4 * C, C, 1, LLM__CAST(size_t, 4 * C * C)},
-            {"mlp.c_proj.bias", v.fcprojb, C, 0, 0, LLM__CAST(size_t, C)}};
-        snprintf(name, sizeof name, "%swte.weight", pre);
-        if ((s = llm__st_need(&f, path, name, V, C, &t)) != LLM_OK) goto done;
-        llm__convert(v.wte, t.data, t.dtype, LLM__CAST(size_t, V), LLM__CAST(size_t, C), 0);
-        snprintf(name, sizeof name, "%swpe.weight", pre);
-        if ((s = llm__st_need(&f, path, name, T, C, &t)) != LLM_OK) goto done;
-        llm__convert(v.wpe, t.data, t.dtype, LLM__CAST(size_t, T), LLM__CAST(size_t, C), 0);
-        for (int l = 0; l < c.n_layer; l++)
-            for (int i = 0; i < 12; i++) {
-                snprintf(name, sizeof name, "%sh.%d.%s", pre, l, per[i].suffix);
-                if ((s = llm__st_need(&f, path, name, per[i].rows, per[i].cols, &t)) != LLM_OK) goto done;
-                llm__convert(per[i].dst + LLM__CAST(size_t, l) * per[i].stride, t.data, t.dtype, LLM__CAST(size_t, per[i].rows),
-                             per[i].cols ? LLM__CAST(size_t, per[i].cols) : 1, per[i].transpose);
-            }
-        snprintf(name, sizeof name, "%sln_f.weight", pre);
-        if ((s = llm__st_need(&f, path, name, C, 0, &t)) != LLM_OK) goto done;
-        llm__convert(v.lnfw, t.data, t.dtype, LLM__CAST(size_t, C), 1, 0);
-        snprintf(name, sizeof name, "%sln_f.bias", pre);
-        if ((s = llm__st_need(&f, path, name, C, 0, &t)) != LLM_OK) goto done;
-        llm__convert(v.lnfb, t.data, t.dtype, LLM__CAST(size_t, C), 1, 0);
-        /* The LM head is tied to wte; a file may repeat it, but it must be the same. */
-        if (llm__st_get(&f, "lm_head.weight", &t)) {
-            if ((s = llm__st_need(&f, path, "lm_head.weight", V, C, &t)) != LLM_OK) goto done;
-            for (size_t i = 0; i < LLM__CAST(size_t, V * C); i++)
-                if (llm__load_elem(t.data, t.dtype, i) != v.wte[i]) {
-                    s = llm__err(LLM_ERR_UNSUPPORTED, "%s: lm_head.weight differs from wte.weight; untied heads are not supported", path);
-                    goto done;
-                }
-        }
-    }
-    s = m->be->upload(m->st, m->params_mem, h, m->n_params * sizeof(float));
+    if ((s = llm__st_gpt2(&f, path, pre, &m->cfg, m->off, m->size, h)) == LLM_OK)
+        s = m->be->upload(m->st, m->params_mem, h, m->n_params * sizeof(float));
 done:
     LLM_FREE(h);
     llm__st_close(&f);
@@ -7610,15 +8439,13 @@ done:
 /* ---- llm.c's gpt2_124M.bin: 256 int32 header, then every tensor in our order, wte
  * padded to Vp rows (fp32 for version 3, bf16 for version 5) ------------------------- */
 #define LLM__LLMC_MAGIC 20240326
-static llm_status llm__load_llmc(llm_model **out, const char *path, const llm_options *opt) {
-    llm__map mp;
-    llm_status s = llm__map_open(&mp, path);
-    if (s != LLM_OK) return s;
+static llm_status llm__load_llmc(llm_model **out, const llm__map *mp, const char *path, const llm_options *opt) {
+    llm_status s = LLM_OK;
     llm_model *m = NULL;
     float *h = NULL;
     int32_t hd[8];
-    if (mp.len < 1024) { s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes is too short for an llm.c checkpoint header", path, mp.len); goto done; }
-    for (int i = 0; i < 8; i++) hd[i] = LLM__CAST(int32_t, llm__rd32(mp.data + 4 * i));
+    if (mp->len < 1024) { s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes is too short for an llm.c checkpoint header", path, mp->len); goto done; }
+    for (int i = 0; i < 8; i++) hd[i] = LLM__CAST(int32_t, llm__rd32(mp->data + 4 * i));
     if (hd[0] != LLM__LLMC_MAGIC) { s = llm__err(LLM_ERR_FORMAT, "%s: bad magic %d (llm.c checkpoints have %d)", path, hd[0], LLM__LLMC_MAGIC); goto done; }
     if (hd[1] != 3 && hd[1] != 5) { s = llm__err(LLM_ERR_UNSUPPORTED, "%s: llm.c checkpoint version %d (3 = fp32 and 5 = bf16 are supported)", path, hd[1]); goto done; }
     {
@@ -7629,22 +8456,27 @@ static llm_status llm__load_llmc(llm_model **out, const char *path, const llm_op
         int Vp = hd[7];
         if ((s = llm__file_config(path, &c)) != LLM_OK) goto done;
         if (Vp < c.vocab_size) { s = llm__err(LLM_ERR_FORMAT, "%s: padded vocab %d < vocab %d", path, Vp, c.vocab_size); goto done; }
-        if ((s = llm__model_new(&m, &c, opt)) != LLM_OK) goto done;
         int dtype = hd[1] == 3 ? LLM__DT_F32 : LLM__DT_BF16;
         size_t esz = dtype == LLM__DT_F32 ? 4 : 2, C = LLM__CAST(size_t, c.n_embd);
-        size_t pad = (LLM__CAST(size_t, Vp) - LLM__CAST(size_t, c.vocab_size)) * C;
-        size_t want = 1024 + (m->n_params + pad) * esz;
-        if (mp.len != want) { s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes, expected %zu for this shape (truncated?)", path, mp.len, want); goto done; }
+        size_t pad = (LLM__CAST(size_t, Vp) - LLM__CAST(size_t, c.vocab_size)) * C, off[LLM_NTENSORS], size[LLM_NTENSORS];
+        llm_tensor_layout(&c, off, size);
+        /* the file must hold the shape it claims before anything is allocated for it */
+        uint64_t np = off[LLM_NTENSORS - 1] + size[LLM_NTENSORS - 1], want = 1024 + (np + pad) * esz;
+        if (mp->len != want) {
+            s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes, expected %llu for this shape (truncated?)", path, mp->len,
+                         LLM__CAST(unsigned long long, want));
+            goto done;
+        }
+        if ((s = llm__model_new(&m, &c, opt)) != LLM_OK) goto done;
         h = LLM__CAST(float *, LLM_MALLOC(m->n_params * sizeof(float)));
         if (!h) { s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", path); goto done; }
         size_t vc = LLM__CAST(size_t, c.vocab_size) * C;
-        llm__convert(h, mp.data + 1024, dtype, 1, vc, 0);                    /* wte, real rows */
-        llm__convert(h + vc, mp.data + 1024 + (vc + pad) * esz, dtype, 1, m->n_params - vc, 0);
+        llm__convert(h, mp->data + 1024, dtype, 1, vc, 0);                    /* wte, real rows */
+        llm__convert(h + vc, mp->data + 1024 + (vc + pad) * esz, dtype, 1, m->n_params - vc, 0);
         s = m->be->upload(m->st, m->params_mem, h, m->n_params * sizeof(float));
     }
 done:
     LLM_FREE(h);
-    llm__map_close(&mp);
     if (s != LLM_OK) { llm_model_free(m); m = NULL; }
     *out = m;
     return s;
@@ -7679,15 +8511,13 @@ static int llm__llama2c_config(const unsigned char *d, size_t len, llm_config *c
     return 1;
 }
 
-static llm_status llm__load_llama2c(llm_model **out, const char *path, const llm_options *opt) {
-    llm__map mp;
-    llm_status s = llm__map_open(&mp, path);
-    if (s != LLM_OK) return s;
+static llm_status llm__load_llama2c(llm_model **out, const llm__map *mp, const char *path, const llm_options *opt) {
+    llm_status s = LLM_OK;
     llm_config c;
     size_t want = 0;
     llm_model *m = NULL;
     float *h = NULL;
-    int kind = llm__llama2c_config(mp.data, mp.len, &c, &want);
+    int kind = llm__llama2c_config(mp->data, mp->len, &c, &want);
     if (kind <= 0) {
         char msg[sizeof llm__errmsg];
         memcpy(msg, llm__errmsg, sizeof msg);
@@ -7696,7 +8526,7 @@ static llm_status llm__load_llama2c(llm_model **out, const char *path, const llm
                       : llm__err(LLM_ERR_FORMAT, "%.120s: impossible llama2.c header: %s", path, msg);
         goto done;
     }
-    if (mp.len != want) { s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes, but its llama2.c header implies %zu (truncated?)", path, mp.len, want); goto done; }
+    if (mp->len != want) { s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes, but its llama2.c header implies %zu (truncated?)", path, mp->len, want); goto done; }
     if ((s = llm__model_new(&m, &c, opt)) != LLM_OK) goto done;
     h = LLM__CAST(float *, LLM_MALLOC(m->n_params * sizeof(float)));
     if (!h) { s = llm__err(LLM_ERR_NOMEM, "%s: out of memory", path); goto done; }
@@ -7705,7 +8535,7 @@ static llm_status llm__load_llama2c(llm_model **out, const char *path, const llm
         size_t C = LLM__CAST(size_t, r->n_embd), L = LLM__CAST(size_t, r->n_layer), H = LLM__CAST(size_t, r->hidden_dim);
         size_t V = LLM__CAST(size_t, r->vocab_size), KV = LLM__CAST(size_t, r->n_kv_head) * (C / LLM__CAST(size_t, r->n_head));
         size_t QKV = C + 2 * KV;
-        const unsigned char *src = mp.data + 28;
+        const unsigned char *src = mp->data + 28;
         llm_params v;
         llm__param_views(&v, h, m->off, m->size);
         /* read `rows` rows of C' floats of every layer into rows [row0, row0+rows) of a
@@ -7732,7 +8562,6 @@ static llm_status llm__load_llama2c(llm_model **out, const char *path, const llm
     s = m->be->upload(m->st, m->params_mem, h, m->n_params * sizeof(float));
 done:
     LLM_FREE(h);
-    llm__map_close(&mp);
     if (s != LLM_OK) { llm_model_free(m); m = NULL; }
     *out = m;
     return s;
@@ -7759,8 +8588,7 @@ LLMDEF llm_status llm_model_save(const llm_model *m, const char *path, int with_
     if (!m || !path) return llm__err(LLM_ERR_ARG, "save: NULL argument");
     unsigned char hdr[256];
     memset(hdr, 0, sizeof hdr);
-    int opt = with_optimizer && m->m_mem;
-    memcpy(hdr, LLM__CKPT_MAGIC, 8);
+    int opt = with_optimizer && m->m_mem;   /* the magic (bytes 0-7) is written last: see llm__wfile */
     llm__wr32(hdr + 8, 1);
     llm__wr32(hdr + 12, opt ? 1u : 0u);
     const llm_config *c = &m->cfg;
@@ -7780,6 +8608,8 @@ LLMDEF llm_status llm_model_save(const llm_model *m, const char *path, int with_
     llm__wfile w;
     llm_status s = llm__wopen(&w, path);
     if (s != LLM_OK) { LLM_FREE(host); return s; }
+    memcpy(w.head, LLM__CKPT_MAGIC, 8);
+    w.nhead = 8;
     llm__wbytes(&w, hdr, sizeof hdr);
     s = llm__write_dev(&w, m, m->params_mem, host);
     if (s == LLM_OK && opt) s = llm__write_dev(&w, m, m->m_mem, host);
@@ -7817,40 +8647,46 @@ static llm_status llm__ckpt_header(const llm__map *mp, const char *path, llm_con
     return LLM_OK;
 }
 
-static llm_status llm__load_ckpt(llm_model **out, const char *path, const llm_options *opt) {
-    llm__map mp;
-    llm_status s = llm__map_open(&mp, path);
-    if (s != LLM_OK) return s;
+static llm_status llm__load_ckpt(llm_model **out, const llm__map *mp, const char *path, const llm_options *opt) {
     llm_config c;
     int has_opt;
     llm_model *m = NULL;
-    if ((s = llm__ckpt_header(&mp, path, &c, &has_opt)) == LLM_OK && (s = llm__model_new(&m, &c, opt)) == LLM_OK)
-        s = m->be->upload(m->st, m->params_mem, mp.data + 256, m->n_params * sizeof(float));
-    llm__map_close(&mp);
+    llm_status s;
+    if ((s = llm__ckpt_header(mp, path, &c, &has_opt)) == LLM_OK && (s = llm__model_new(&m, &c, opt)) == LLM_OK)
+        s = m->be->upload(m->st, m->params_mem, mp->data + 256, m->n_params * sizeof(float));
     if (s != LLM_OK) { llm_model_free(m); m = NULL; }
     *out = m;
     return s;
 }
 
+/* The optimizer and training state of the checkpoint in mp into m. */
+static llm_status llm__load_train_state(llm_model *m, const llm__map *mp, const char *path, llm_train_state *ts) {
+    llm_config c;
+    int has_opt;
+    llm_status s;
+    if ((s = llm__ckpt_header(mp, path, &c, &has_opt)) != LLM_OK) return s;
+    if (!has_opt) return llm__err(LLM_ERR_FORMAT, "%s: saved without optimizer state", path);
+    if (m->lora) return llm__err(LLM_ERR_STATE, "%s: the model has LoRA adapters: their state is in their own file (llm_model_lora_load)", path);
+    if (memcmp(&c, &m->cfg, sizeof c) != 0) return llm__err(LLM_ERR_ARG, "%s: the checkpoint's shape differs from the model's", path);
+    uint64_t t = llm__rd64(mp->data + 72);
+    if (t > INT_MAX) return llm__err(LLM_ERR_FORMAT, "%s: AdamW step count %llu is out of range", path, LLM__CAST(unsigned long long, t));
+    if ((s = llm__moments(m)) != LLM_OK) return s;
+    if ((s = m->be->upload(m->st, m->m_mem, mp->data + 256 + m->n_params * 4, m->n_params * 4)) != LLM_OK) return s;
+    if ((s = m->be->upload(m->st, m->v_mem, mp->data + 256 + m->n_params * 8, m->n_params * 4)) != LLM_OK) return s;
+    m->t = LLM__CAST(int, t);
+    if (ts) {
+        uint64_t *v[5] = {&ts->step, &ts->rng[0], &ts->rng[1], &ts->cursor, &ts->epoch};
+        for (int i = 0; i < 5; i++) *v[i] = llm__rd64(mp->data + 80 + 8 * i);
+    }
+    return LLM_OK;
+}
+
 LLMDEF llm_status llm_model_load_train_state(llm_model *m, const char *path, llm_train_state *ts) {
+    if (!m || !path) return llm__err(LLM_ERR_ARG, "llm_model_load_train_state: NULL argument");
     llm__map mp;
     llm_status s = llm__map_open(&mp, path);
     if (s != LLM_OK) return s;
-    llm_config c;
-    int has_opt;
-    if ((s = llm__ckpt_header(&mp, path, &c, &has_opt)) != LLM_OK) goto done;
-    if (!has_opt) { s = llm__err(LLM_ERR_FORMAT, "%s: saved without optimizer state", path); goto done; }
-    if (m->lora) { s = llm__err(LLM_ERR_STATE, "%s: the model has LoRA adapters: their state is in their own file (llm_model_lora_load)", path); goto done; }
-    if (memcmp(&c, &m->cfg, sizeof c) != 0) { s = llm__err(LLM_ERR_ARG, "%s: the checkpoint's shape differs from the model's", path); goto done; }
-    if ((s = llm__moments(m)) != LLM_OK) goto done;
-    if ((s = m->be->upload(m->st, m->m_mem, mp.data + 256 + m->n_params * 4, m->n_params * 4)) != LLM_OK) goto done;
-    if ((s = m->be->upload(m->st, m->v_mem, mp.data + 256 + m->n_params * 8, m->n_params * 4)) != LLM_OK) goto done;
-    m->t = LLM__CAST(int, llm__rd64(mp.data + 72));
-    if (ts) {
-        uint64_t *v[5] = {&ts->step, &ts->rng[0], &ts->rng[1], &ts->cursor, &ts->epoch};
-        for (int i = 0; i < 5; i++) *v[i] = llm__rd64(mp.data + 80 + 8 * i);
-    }
-done:
+    s = llm__load_train_state(m, &mp, path, ts);
     llm__map_close(&mp);
     return s;
 }
@@ -7879,8 +8715,7 @@ LLMDEF llm_status llm_model_lora_save(const llm_model *m, const char *path, int 
     const llm__lora *a = m->lora;
     unsigned char hdr[LLM__LORA_HDR];
     memset(hdr, 0, sizeof hdr);
-    int opt = with_optimizer && a->m;
-    memcpy(hdr, LLM__LORA_MAGIC, 8);
+    int opt = with_optimizer && a->m;   /* the magic (bytes 0-7) is written last: see llm__wfile */
     llm__wr32(hdr + 8, 1);
     llm__wr32(hdr + 12, opt ? 1u : 0u);
     const llm_config *c = &m->cfg;
@@ -7902,6 +8737,8 @@ LLMDEF llm_status llm_model_lora_save(const llm_model *m, const char *path, int 
     llm__wfile w;
     llm_status s = llm__wopen(&w, path);
     if (s != LLM_OK) { LLM_FREE(host); return s; }
+    memcpy(w.head, LLM__LORA_MAGIC, 8);
+    w.nhead = 8;
     llm__wbytes(&w, hdr, sizeof hdr);
     s = llm__lora_write(&w, m, a->mem, host);
     if (s == LLM_OK && opt) s = llm__lora_write(&w, m, a->m, host);
@@ -7997,6 +8834,26 @@ done:
     return s;
 }
 
+/* The format from the content's first bytes, then its loader. */
+static llm_status llm__load_map(llm_model **out, const llm__map *mp, const char *path, int read_config,
+                                const llm_options *opt) {
+    const unsigned char *head = mp->data;
+    size_t n = mp->len;
+    llm_config c;
+    size_t want = 0;
+    if (n >= 8 && memcmp(head, LLM__CKPT_MAGIC, 8) == 0) return llm__load_ckpt(out, mp, path, opt);
+    if (n >= 4 && llm__rd32(head) == LLM__LLMC_MAGIC) return llm__load_llmc(out, mp, path, opt);
+    if (n >= 9 && head[8] == '{') {
+        int found = 0;
+        llm_status s = read_config ? llm__hf_config(path, &c, &found) : LLM_OK;
+        return s != LLM_OK ? s : llm__load_safetensors(out, mp, path, found ? &c : NULL, opt);
+    }
+    /* llama2.c has no magic: a plausible header is taken as one (and must then predict
+     * the file size exactly; its loader says what is wrong with the file) */
+    if (llm__llama2c_config(head, n, &c, &want) != 0) return llm__load_llama2c(out, mp, path, opt);
+    return llm__err(LLM_ERR_FORMAT, "%s: unknown model format (expected HF safetensors, llm.c .bin, llama2.c .bin or an llm.h checkpoint)", path);
+}
+
 LLMDEF llm_status llm_model_load(llm_model **out, const char *path, const llm_options *opt) {
     if (!out || !path) return llm__err(LLM_ERR_ARG, "llm_model_load: NULL argument");
     *out = NULL;
@@ -8005,40 +8862,29 @@ LLMDEF llm_status llm_model_load(llm_model **out, const char *path, const llm_op
         snprintf(buf, sizeof buf, "%s/model.safetensors", path);
         path = buf;
     }
-    unsigned char head[9];
-    FILE *f = llm__fopen(path, "rb");
-    if (!f) return llm__err(LLM_ERR_IO, "%s: cannot open", path);
-    size_t n = fread(head, 1, sizeof head, f);
-    fclose(f);
-    if (n >= 8 && memcmp(head, LLM__CKPT_MAGIC, 8) == 0) return llm__load_ckpt(out, path, opt);
-    if (n >= 4 && llm__rd32(head) == LLM__LLMC_MAGIC) return llm__load_llmc(out, path, opt);
-    if (n >= 9 && head[8] == '{') return llm__load_safetensors(out, path, opt);
-    {   /* llama2.c has no magic: a plausible header is taken as one (and must then
-         * predict the file size exactly) */
-        llm__map mp;
-        llm_config c;
-        size_t want = 0;
-        int is_l2c = 0;
-        if (llm__map_open(&mp, path) == LLM_OK) {
-            /* a possible llama2.c header: its loader says what is wrong with the file */
-            is_l2c = llm__llama2c_config(mp.data, mp.len, &c, &want) != 0;
-            llm__map_close(&mp);
-        }
-        if (is_l2c) return llm__load_llama2c(out, path, opt);
-    }
-    return llm__err(LLM_ERR_FORMAT, "%s: unknown model format (expected HF safetensors, llm.c .bin, llama2.c .bin or an llm.h checkpoint)", path);
+    llm__map mp;
+    llm_status s = llm__map_open(&mp, path);
+    if (s != LLM_OK) return s;
+    s = llm__load_map(out, &mp, path, 1, opt);
+    llm__map_close(&mp);
+    return s;
+}
+
+LLMDEF llm_status llm_model_load_memory(llm_model **out, const void *data, size_t len, const llm_options *opt) {
+    if (!out || (!data && len)) return llm__err(LLM_ERR_ARG, "llm_model_load_memory: NULL argument");
+    *out = NULL;
+    llm__map mp;
+    llm__map_memory(&mp, data, len);
+    return llm__load_map(out, &mp, "(memory)", 0, opt);
 }
 
 //==== DATA =============================================================================
 #define LLM__DATA_MAGIC 20240520
 struct llm_dataset { llm__map map; const uint16_t *tokens; size_t n; };
 
-LLMDEF llm_status llm_dataset_open(llm_dataset **out, const char *path) {
-    *out = NULL;
-    llm_dataset *d = LLM__CAST(llm_dataset *, llm__calloc(1, sizeof *d));
-    if (!d) return llm__err(LLM_ERR_NOMEM, "dataset: out of memory");
-    llm_status s = llm__map_open(&d->map, path);
-    if (s != LLM_OK) { LLM_FREE(d); return s; }
+/* Check the header of the token file in d->map and point d at its tokens. */
+static llm_status llm__dataset_init(llm_dataset *d, const char *path) {
+    llm_status s = LLM_OK;
     const unsigned char *p = d->map.data;
     if (d->map.len < 1024) s = llm__err(LLM_ERR_FORMAT, "%s: %zu bytes is too short for a token file header", path, d->map.len);
     else if (llm__rd32(p) != LLM__DATA_MAGIC) s = llm__err(LLM_ERR_FORMAT, "%s: bad magic %u (token files have %d)", path, llm__rd32(p), LLM__DATA_MAGIC);
@@ -8053,6 +8899,27 @@ LLMDEF llm_status llm_dataset_open(llm_dataset **out, const char *path) {
         d->n = LLM__CAST(size_t, n);
         d->tokens = LLM__CAST(const uint16_t *, LLM__CAST(const void *, p + 1024));   /* 1024 keeps it aligned */
     }
+    return s;
+}
+LLMDEF llm_status llm_dataset_open(llm_dataset **out, const char *path) {
+    if (!out || !path) return llm__err(LLM_ERR_ARG, "llm_dataset_open: NULL argument");
+    *out = NULL;
+    llm_dataset *d = LLM__CAST(llm_dataset *, llm__calloc(1, sizeof *d));
+    if (!d) return llm__err(LLM_ERR_NOMEM, "dataset: out of memory");
+    llm_status s = llm__map_open(&d->map, path);
+    if (s != LLM_OK) { LLM_FREE(d); return s; }
+    if ((s = llm__dataset_init(d, path)) != LLM_OK) { llm_dataset_close(d); return s; }
+    *out = d;
+    return LLM_OK;
+}
+LLMDEF llm_status llm_dataset_open_memory(llm_dataset **out, const void *data, size_t len) {
+    if (!out || (!data && len)) return llm__err(LLM_ERR_ARG, "llm_dataset_open_memory: NULL argument");
+    *out = NULL;
+    if (LLM__CAST(uintptr_t, data) % 2) return llm__err(LLM_ERR_ARG, "llm_dataset_open_memory: data must be 2-byte aligned");
+    llm_dataset *d = LLM__CAST(llm_dataset *, llm__calloc(1, sizeof *d));
+    if (!d) return llm__err(LLM_ERR_NOMEM, "dataset: out of memory");
+    llm__map_memory(&d->map, data, len);
+    llm_status s = llm__dataset_init(d, "(memory)");
     if (s != LLM_OK) { llm_dataset_close(d); return s; }
     *out = d;
     return LLM_OK;
@@ -8066,15 +8933,17 @@ LLMDEF size_t llm_dataset_len(const llm_dataset *d) { return d->n; }
 LLMDEF const uint16_t *llm_dataset_tokens(const llm_dataset *d) { return d->tokens; }
 
 LLMDEF llm_status llm_dataset_write(const char *path, const int *tokens, size_t n) {
-    if (n > 0xFFFFFFFFu) return llm__err(LLM_ERR_ARG, "dataset_write: %zu tokens do not fit the header's 32-bit count", n);
+    if (n > 0x7FFFFFFFu) return llm__err(LLM_ERR_ARG, "dataset_write: %zu tokens do not fit the header's int32 count", n);
     for (size_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] > 65535) return llm__err(LLM_ERR_ARG, "dataset_write: token %zu = %d does not fit uint16", i, tokens[i]);
     unsigned char hdr[1024];
     memset(hdr, 0, sizeof hdr);
-    llm__wr32(hdr, LLM__DATA_MAGIC); llm__wr32(hdr + 4, 1); llm__wr32(hdr + 8, LLM__CAST(uint32_t, n));
+    llm__wr32(hdr + 4, 1); llm__wr32(hdr + 8, LLM__CAST(uint32_t, n));
     llm__wfile w;
     llm_status s = llm__wopen(&w, path);
     if (s != LLM_OK) return s;
+    llm__wr32(w.head, LLM__DATA_MAGIC);   /* written last: see llm__wfile */
+    w.nhead = 4;
     llm__wbytes(&w, hdr, sizeof hdr);
     unsigned char buf[8192];
     for (size_t i = 0; i < n;) {
@@ -8278,6 +9147,8 @@ LLMDEF void llm_llama_tokenizer_free(llm_llama_tokenizer *t) {
 
 /* Walk the records once to count tokens and bytes, checking every length against
  * what is left of the file; then copy them out and build the hash table. */
+static llm_status llm__llama_tokenizer_parse(llm_llama_tokenizer **out, const char *path, char *data, size_t n,
+                                             int vocab_size);
 LLMDEF llm_status llm_llama_tokenizer_load(llm_llama_tokenizer **out, const char *path,
                                            int vocab_size) {
     if (!out) return llm__err(LLM_ERR_ARG, "llama tokenizer: out is NULL");
@@ -8288,6 +9159,22 @@ LLMDEF llm_status llm_llama_tokenizer_load(llm_llama_tokenizer **out, const char
     size_t n;
     llm_status s = llm__read_file(path, &data, &n);
     if (s != LLM_OK) return s;
+    return llm__llama_tokenizer_parse(out, path, data, n, vocab_size);
+}
+LLMDEF llm_status llm_llama_tokenizer_load_memory(llm_llama_tokenizer **out, const void *data, size_t len,
+                                                  int vocab_size) {
+    if (!out) return llm__err(LLM_ERR_ARG, "llama tokenizer: out is NULL");
+    *out = NULL;
+    if (!data && len) return llm__err(LLM_ERR_ARG, "llama tokenizer: data is NULL");
+    if (vocab_size < 0) return llm__err(LLM_ERR_ARG, "(memory): vocab_size %d < 0", vocab_size);
+    char *copy = LLM__CAST(char *, LLM_MALLOC(len + 1));
+    if (!copy) return llm__err(LLM_ERR_NOMEM, "llama tokenizer: out of memory for %zu bytes", len);
+    if (len) memcpy(copy, data, len);
+    return llm__llama_tokenizer_parse(out, "(memory)", copy, len, vocab_size);
+}
+/* Parse the n bytes of data (malloc'd; freed here). */
+static llm_status llm__llama_tokenizer_parse(llm_llama_tokenizer **out, const char *path, char *data, size_t n,
+                                             int vocab_size) {
     const unsigned char *d = LLM__CAST(const unsigned char *, LLM__CAST(const void *, data));
     if (n < 4) {
         LLM_FREE(data);

@@ -8,7 +8,8 @@
  *                model .bin, or an llm.h checkpoint: the format is read from the file
  *   -z TOK       Llama: llama2.c tokenizer.bin (default: tok<V>.bin, then tokenizer.bin,
  *                beside the model); GPT-2: a vocabulary folder or file (default: beside
- *                the model, then $LLM_DATA/gpt2, data/gpt2, ../shared/data/gpt2)
+ *                the model, then $LLM_DATA/gpt2, data/gpt2, ../shared/data/gpt2). A Llama
+ *                model may use a byte-level BPE folder or file too (as make demo's does)
  *   -p PROMPT    the text to continue (default: none)
  *   -n N         positions in all, the prompt included, as llama2.c's -n (default 256;
  *                0 or more than the context: the model's context length)
@@ -20,9 +21,9 @@
  *   --threads N  CPU threads (default: all cores)
  *   --device D   cpu or, when built with llm_cuda.cu (make cuda), cuda
  *   --precision P  fp32 (default), bf16: matmuls with bf16 operands and fp32
- *                accumulation (CPU: needs AVX512-BF16, else fp32; CUDA: sm_80+), or
- *                fp16: the same with fp16 on the GPU only (--device cuda, sm_70+, e.g.
- *                the T4); the CPU has no fp16 kernels, so fp16 there is refused
+ *                accumulation (CPU: needs AVX512-BF16 or ARM BF16, else fp32; CUDA:
+ *                sm_80+), or fp16: the same with fp16 on the GPU only (--device cuda,
+ *                sm_70+, e.g. the T4); the CPU has no fp16 kernels, so fp16 there is refused
  *   --adapters F LoRA adapters (build/finetune --lora R -o F) attached to the model
  *
  * Llama models behave exactly as llama2.c's run.c: the prompt is encoded with BOS and
@@ -161,6 +162,8 @@ int main(int argc, char **argv) {
     llm_llama_tokenizer *ltok = NULL;
     llm_tokenizer *gtok = NULL;
     int rc = 1, np = 0, n_out = 0;
+    /* a Llama model with a byte-level BPE vocabulary (make demo): GPT-2's text handling */
+    if (llama && tok_path && llm_tokenizer_load(&gtok, tok_path) == LLM_OK) pr.llama = llama = 0;
     llm_generate_stats stats;
     llm_finish why;
     llm_generate_config gc = llm_generate_config_default();
@@ -190,7 +193,7 @@ int main(int argc, char **argv) {
         gc.piece = llm_piece_llama; gc.piece_ud = ltok;
         gc.stop_token = LLM_LLAMA_BOS;    /* run.c: BOS delimits sequences */
     } else {
-        if (ex_load_model_gpt2_tokenizer(&gtok, tok_path, model_path) != LLM_OK) {
+        if (!gtok && ex_load_model_gpt2_tokenizer(&gtok, tok_path, model_path) != LLM_OK) {
             fprintf(stderr, "generate: %s\n", llm_last_error()); goto done;
         }
         if (llm_tokenizer_vocab_size(gtok) != V) {
@@ -241,13 +244,13 @@ int main(int argc, char **argv) {
     }
     if (!ids) printf("\n");
     fflush(stdout);
-    /* the precision in effect: the CPU's bf16 needs AVX512-BF16 (llm.h's own check) */
+    /* the precision in effect: the CPU's bf16 needs AVX512-BF16 or ARM BF16 (llm.h's own check) */
     const char *prec = opt.fp16 ? "fp16 matmuls" : !opt.bf16 ? "fp32"
-                     : opt.backend || llm_bf16_supported() ? "bf16 matmuls" : "fp32, no AVX512-BF16";
+                     : opt.backend || llm_bf16_supported() ? "bf16 matmuls" : "fp32, no AVX512-BF16 or ARM BF16";
     fprintf(stderr, "prefill: %d tokens, %.1f tok/s; decode: %d tokens, %.1f tok/s (%s, %s, %s)\n",
             stats.prefill_tokens, stats.prefill_seconds > 0 ? stats.prefill_tokens / stats.prefill_seconds : 0.0,
             stats.decode_tokens, stats.decode_seconds > 0 ? stats.decode_tokens / stats.decode_seconds : 0.0,
-            llama ? "llama" : "gpt2", device, prec);
+            cfg.arch == LLM_ARCH_LLAMA ? "llama" : "gpt2", device, prec);
     rc = 0;
 done:
     llm_kv_free(kv);

@@ -16,6 +16,14 @@
  * With --precision fp16 (CUDA) the gradients are loss-scaled; a step whose gradient
  * overflowed fp16 is skipped, and its line ends "| skipped: ..., loss scale now S".
  *
+ * --log FILE.jsonl writes the same as JSON, one line per step and per validation:
+ *
+ *   {"step":12,"loss":6.123456,"lr":3.0000e-04,"norm":1.2345,"ms":812.3,"tok_s":315.2}
+ *   {"step":12,"val_loss":6.234567,"ms":420.0}
+ *
+ * and --plot FILE.svg draws the training and validation loss against the step
+ * (examples/plot.h), rewritten at every validation and at the end.
+ *
  * Data parallel over W GPUs, one process each, as torchrun runs PyTorch's DDP:
  *
  *   torchrun --nproc_per_node=8 --no-python build/cuda/train_gpt2 --device cuda --dist-id /tmp/id ...
@@ -35,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "plot.h"
 #include <time.h>
 
 static void usage(const char *argv0) {
@@ -59,6 +68,7 @@ static void usage(const char *argv0) {
         "  --schedule S       cosine (default) or const, after --warmup N steps (0)\n"
         "  --wd X             AdamW weight decay on 2-D weights (0.1)\n"
         "  --clip X           clip the global gradient norm (1.0; 0 = off)\n"
+        "  --beta1 X --beta2 X --eps X   AdamW moment decays and epsilon (0.9, 0.95, 1e-8)\n"
         "  --accum K          micro-batches per step (1)\n"
         "  --dropout P        dropout in [0, 1) at GPT-2's places: embeddings, attention output\n"
         "                     projection, MLP output (0: none)\n"
@@ -68,8 +78,8 @@ static void usage(const char *argv0) {
         "  --threads N        CPU threads (all cores)\n"
         "  --device cpu|cuda  cuda needs a build with -DLLM_CUDA=1 (make cuda)\n"
         "  --precision P      fp32 (default) or bf16: matmuls with bf16 operands, fp32 accumulation\n"
-        "                     (CPU: needs AVX512-BF16, else fp32; CUDA: tensor cores, sm_80+), or\n"
-        "                     fp16: the same in fp16, CUDA only (sm_70+, e.g. the T4), with dynamic\n"
+        "                     (CPU: needs AVX512-BF16 or ARM BF16, else fp32; CUDA: tensor cores, sm_80+),\n"
+        "                     or fp16: the same in fp16, CUDA only (sm_70+, e.g. the T4), with dynamic\n"
         "                     loss scaling (from 65536, x2 after 2000 good steps, x0.5 and the step\n"
         "                     skipped when a gradient overflows)\n"
         "data parallel (CUDA, one process per GPU; torchrun's RANK, WORLD_SIZE, LOCAL_RANK are read\n"
@@ -83,6 +93,8 @@ static void usage(const char *argv0) {
         "  --eval-every N     validation loss every N steps (0: only at start and end)\n"
         "  --eval-batches K   batches per validation (20)\n"
         "  --print-every N    print every Nth step line (1)\n"
+        "  --log FILE.jsonl   every step and validation as a JSON line (appended to with --resume)\n"
+        "  --plot FILE.svg    the training and validation loss curves, redrawn at each validation\n"
         "  --sample N         after training, generate N tokens (GPT-2 tokenizer needed)\n"
         "  --temp X --top-k K sampling for --sample (0 = greedy, the default)\n"
         "  --vocab DIR        GPT-2 tokenizer for --sample ($LLM_DATA/gpt2, data/gpt2, ../shared/data/gpt2)\n",
@@ -169,6 +181,49 @@ done:
     return rc;
 }
 
+/* ---- --log and --plot ---- */
+static FILE *g_log;                        /* --log: one JSON line per step and validation */
+static const char *g_plot;                 /* --plot: the SVG, redrawn at each validation */
+static double *g_curve[4];                 /* train step, train loss, val step, val loss */
+static int g_n[2], g_cap[2];               /* points in the train / val curves */
+
+static void add_point(int c, double x, double y) {
+    if (g_n[c] == g_cap[c]) {
+        int cap = g_cap[c] ? 2 * g_cap[c] : 256;
+        double *a = (double *)realloc(g_curve[2 * c], (size_t)cap * sizeof(double));
+        if (a) g_curve[2 * c] = a;
+        double *b = (double *)realloc(g_curve[2 * c + 1], (size_t)cap * sizeof(double));
+        if (b) g_curve[2 * c + 1] = b;
+        if (!a || !b) return;              /* out of memory: the plot misses the point */
+        g_cap[c] = cap;
+    }
+    g_curve[2 * c][g_n[c]] = x;
+    g_curve[2 * c + 1][g_n[c]++] = y;
+}
+static void log_step(int step, double loss, float lr, float norm, double ms, double tok_s) {
+    if (g_log) {
+        fprintf(g_log, "{\"step\":%d,\"loss\":%.6f,\"lr\":%.4e,\"norm\":%.4f,\"ms\":%.1f,\"tok_s\":%.1f}\n",
+                step, loss, lr, norm, ms, tok_s);
+        fflush(g_log);
+    }
+    if (g_plot) add_point(0, step, loss);
+}
+static void write_plot(void) {
+    if (!g_plot) return;
+    plot_chart c;
+    plot_init(&c, "loss", "step", "cross-entropy loss");
+    plot_add(&c, "train", g_curve[0], g_curve[1], g_n[0], 0);
+    plot_add(&c, "val", g_curve[2], g_curve[3], g_n[1], 1);
+    if (plot_write(&c, g_plot) != 0) fprintf(stderr, "train_gpt2: --plot: cannot write %s\n", g_plot);
+}
+static void log_val(int step, float loss, double ms) {
+    if (g_log) {
+        fprintf(g_log, "{\"step\":%d,\"val_loss\":%.6f,\"ms\":%.1f}\n", step, loss, ms);
+        fflush(g_log);
+    }
+    if (g_plot) { add_point(1, step, loss); write_plot(); }
+}
+
 /* Mean loss over the first k batches of the validation loader (always the same ones,
  * so the numbers are comparable between evaluations and across resumed runs). */
 static int evaluate(llm_model *m, llm_loader *val, int k, int step, int total, float *out) {
@@ -177,38 +232,26 @@ static int evaluate(llm_model *m, llm_loader *val, int k, int step, int total, f
     float loss = 0;
     llm_loader_reset(val);
     if (llm_model_eval(m, val, k, &loss, NULL) != LLM_OK) return fail("validation");
-    printf("val step %d/%d | val loss %.6f | %.1f ms\n", step, total, loss, now_ms() - t0);
+    double ms = now_ms() - t0;
+    printf("val step %d/%d | val loss %.6f | %.1f ms\n", step, total, loss, ms);
     fflush(stdout);
+    log_val(step, loss, ms);
     if (out) *out = loss;
     return 0;
-}
-
-static int parse_int(const char *s, int *out) {
-    char *e;
-    long v = strtol(s, &e, 10);
-    if (e == s || *e || v < -2147483647L || v > 2147483647L) return 0;
-    *out = (int)v;
-    return 1;
-}
-static int parse_float(const char *s, float *out) {
-    char *e;
-    double v = strtod(s, &e);
-    if (e == s || *e) return 0;
-    *out = (float)v;
-    return 1;
 }
 
 int main(int argc, char **argv) {
     const char *init = NULL, *resume = NULL, *train_path = NULL, *val_path = NULL, *out_path = NULL;
     const char *vocab = NULL, *arch = "gpt2", *device = "cpu", *schedule = "cosine";
-    const char *precision = "fp32", *dist_id = NULL;
-    const int unset = -2147483647 - 1;   /* below anything parse_int returns */
+    const char *precision = "fp32", *dist_id = NULL, *log_path = NULL;
+    const int unset = -2147483647 - 1;   /* below anything ex_int returns */
     int dist_rank = unset, dist_world = unset;
     int B = 4, T = 64, steps = 20, warmup = 0, accum = 1, threads = 0, shuffle = 1, seed = 1337;
     int save_every = 0, eval_every = 0, eval_batches = 20, print_every = 1, n_sample = 0, top_k = 0;
     int layers = 0, heads = 0, embd = 0, vocab_size = 0, ctx = 0, kv_heads = 0, hidden = 0;
     float lr = 3e-4f, min_lr = -1.0f, wd = 0.1f, clip = 1.0f, val_frac = -1.0f, temp = 0.0f, dropout = 0.0f;
     int recompute = 0;
+    llm_adamw_config adam = llm_adamw_config_default();   /* --beta1, --beta2, --eps */
 
     /* flags: each takes one value unless listed as a switch */
     for (int i = 1; i < argc; i++) {
@@ -230,6 +273,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--schedule")) sp = &schedule;
         else if (!strcmp(a, "--precision")) sp = &precision;
         else if (!strcmp(a, "--dist-id")) sp = &dist_id;
+        else if (!strcmp(a, "--log")) sp = &log_path;
+        else if (!strcmp(a, "--plot")) sp = &g_plot;
         else if (!strcmp(a, "--dist-rank")) ip = &dist_rank;
         else if (!strcmp(a, "--dist-world")) ip = &dist_world;
         else if (!strcmp(a, "-b")) ip = &B;
@@ -256,20 +301,27 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--min-lr")) fp = &min_lr;
         else if (!strcmp(a, "--wd")) fp = &wd;
         else if (!strcmp(a, "--clip")) fp = &clip;
+        else if (!strcmp(a, "--beta1")) fp = &adam.beta1;
+        else if (!strcmp(a, "--beta2")) fp = &adam.beta2;
+        else if (!strcmp(a, "--eps")) fp = &adam.eps;
         else if (!strcmp(a, "--val-frac")) fp = &val_frac;
         else if (!strcmp(a, "--temp")) fp = &temp;
         else if (!strcmp(a, "--dropout")) fp = &dropout;
         else { fprintf(stderr, "train_gpt2: unknown flag %s (run with -h)\n", a); return 2; }
         if (!v) { fprintf(stderr, "train_gpt2: %s needs a value\n", a); return 2; }
         if (sp) *sp = v;
-        else if (ip) ok = parse_int(v, ip);
-        else ok = parse_float(v, fp);
-        if (!ok) { fprintf(stderr, "train_gpt2: bad value for %s: %s\n", a, v); return 2; }
+        else if (ip) ok = ex_int(a, v, ip);
+        else ok = ex_float(a, v, fp);
+        if (!ok) return 2;   /* ex_int, ex_float said why */
         i++;
     }
     /* --vocab V (a number) sets the vocabulary size; --vocab DIR names the tokenizer */
-    if (vocab && parse_int(vocab, &vocab_size)) vocab = NULL;
+    if (vocab && *vocab && strspn(vocab, "0123456789") == strlen(vocab) && ex_int("--vocab", vocab, &vocab_size)) vocab = NULL;
     if (!train_path) { usage(argv[0]); return 2; }
+    if (!(adam.beta1 >= 0 && adam.beta1 < 1) || !(adam.beta2 >= 0 && adam.beta2 < 1) || !(adam.eps > 0)) {
+        fprintf(stderr, "train_gpt2: --beta1 and --beta2 must be in [0, 1), --eps above 0\n");
+        return 2;
+    }
     if (B <= 0 || T <= 0 || steps < 0 || accum <= 0 || warmup < 0 || print_every <= 0 || eval_batches <= 0) {
         fprintf(stderr, "train_gpt2: -b, -t, --accum, --print-every, --eval-batches must be positive; -s, --warmup >= 0\n");
         return 2;
@@ -398,13 +450,13 @@ int main(int argc, char **argv) {
             }
         }
         if (vl.perm && (size_t)eval_batches > vl.n_batches) eval_batches = (int)vl.n_batches;
-        /* what the matmuls really run in: the CPU's bf16 needs AVX512-BF16 */
+        /* what the matmuls really run in: the CPU's bf16 needs AVX512-BF16 or ARM BF16 */
         const char *prec = opt.fp16 ? "fp16 matmuls and attention (tensor cores), fp32 elsewhere; dynamic loss "
                                       "scaling from 65536 (x2 after 2000 good steps, x0.5 on overflow)"
                          : !opt.bf16 ? "fp32"
                          : opt.backend ? "bf16 matmuls (tensor cores), fp32 elsewhere"
-                         : llm_bf16_supported() ? "bf16 matmuls (AVX512-BF16), fp32 elsewhere"
-                         : "fp32 (bf16 needs AVX512-BF16 and the avx512 SIMD level)";
+                         : llm_bf16_supported() ? "bf16 matmuls (AVX512-BF16 or ARM BF16), fp32 elsewhere"
+                         : "fp32 (bf16 needs AVX512-BF16 at the avx512 SIMD level, or ARM BF16 at neon)";
         if (lead) {
             printf("model: %s L=%d NH=%d NKV=%d C=%d V=%d maxT=%d, %.2fM parameters\n",
                    cfg.arch == LLM_ARCH_LLAMA ? "llama" : "gpt2", cfg.n_layer, cfg.n_head, cfg.n_kv_head,
@@ -412,8 +464,8 @@ int main(int argc, char **argv) {
             printf("data: %zu training tokens (%zu batches of %dx%d per epoch%s), %zu validation tokens\n",
                    split, tl.n_batches, B, T, shuffle ? ", shuffled" : ", in order",
                    valdata ? llm_dataset_len(valdata) : n - split);
-            printf("run: %d steps, accum %d, lr %g -> %g (%s, warmup %d), wd %g, clip %g, %s, %d threads, simd %s\n",
-                   steps, accum, sched.lr, sched.min_lr, schedule, warmup, wd, clip, device,
+            printf("run: %d steps, accum %d, lr %g -> %g (%s, warmup %d), AdamW betas %g %g eps %g, wd %g, clip %g, %s, %d threads, simd %s\n",
+                   steps, accum, sched.lr, sched.min_lr, schedule, warmup, adam.beta1, adam.beta2, adam.eps, wd, clip, device,
                    threads > 0 ? threads : llm_cpu_count(), llm_simd_name(llm_simd_active()));
             printf("precision: %s\n", prec);
             if (dist_world > 0) printf("data parallel: %d ranks (rank 0 on cuda:%d), rank r takes batches r, r+%d, ...\n",
@@ -424,6 +476,11 @@ int main(int argc, char **argv) {
             ex_print_memory(m, B, T);
         }
     }
+    if (lead && log_path && !(g_log = fopen(log_path, resume ? "a" : "w"))) {
+        fprintf(stderr, "train_gpt2: --log: cannot open %s\n", log_path);
+        rc = 1;
+        goto done;
+    }
     if (resume) {
         if (llm_loader_set_state(&tl, &ts) != LLM_OK) { rc = fail("--resume: data position"); goto done; }
         first = (int)ts.step;
@@ -433,7 +490,7 @@ int main(int argc, char **argv) {
 
     /* ---- the loop ---- */
     {
-        llm_adamw_config ac = llm_adamw_config_default();
+        llm_adamw_config ac = adam;
         ac.weight_decay = wd; ac.grad_clip = clip;
         /* fp16: backward on S x the loss, so that small gradients do not underflow fp16;
          * the step divides by S, or skips when a gradient overflowed (see llm_loss_scaler) */
@@ -478,6 +535,7 @@ int main(int argc, char **argv) {
             /* the first step warms caches and pages in memory: leave it out of the ETA */
             if (step > first) { total_ms += ms; timed++; }
             double avg = timed ? total_ms / timed : ms;
+            if (lead) log_step(step + 1, loss, lr_now, norm, ms, (double)(BT * (size_t)accum * (size_t)W) / (ms / 1e3));
             if (lead && ((step + 1) % print_every == 0 || step == first || step + 1 == steps || skipped)) {
                 printf("step %d/%d | loss %.6f | lr %.4e | norm %.4f | %.1f ms | %.0f tok/s | eta %.0fs",
                        step + 1, steps, loss, lr_now, norm, ms, (double)(BT * (size_t)accum * (size_t)W) / (ms / 1e3),
@@ -504,8 +562,11 @@ int main(int argc, char **argv) {
                                steps - first, (double)sc->scale);
         if (lead) printf("peak memory (resident): %.1f MB\n", ex_peak_rss_mb());
     }
+    if (lead) write_plot();
     if (lead && n_sample > 0) rc = sample_text(m, n_sample, temp, top_k, (uint64_t)seed, vocab);
 done:
+    if (g_log) fclose(g_log);
+    for (int k = 0; k < 4; k++) free(g_curve[k]);
     llm_loader_free(&tl);
     llm_loader_free(&vl);
     llm_dataset_close(train);

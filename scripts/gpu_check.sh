@@ -5,10 +5,10 @@
 #   scripts/gpu_check.sh          logs in $OUT when set (the device machine's output
 #                                 folder), else build/gpu_check/
 #
-# Data the tests read: data/ (stories260K: `make data`) and, for test_cuda's 10 steps
-# against PyTorch, build/fixtures/gpt2_small (`make fixtures`). On a machine that gets a
-# copy of the working tree, bring both along (the device tool's `carry`: "data",
-# "build/fixtures/gpt2_small"); without them those cases print SKIP.
+# Data the tests read: data/ (stories260K: `make data`; on a machine that gets a copy of
+# the working tree, bring it along: the device tool's `carry`: "data"; without it those
+# cases print SKIP). test_cuda's 10 steps against PyTorch read tests/fixtures/gpt2_small,
+# which is committed.
 #
 # Steps, each under its own timeout, none stopping the ones after it:
 #   env         nvidia-smi, nvcc, compilers, git revision (information only)

@@ -1,27 +1,22 @@
-/* fuzz_tokenizer: libFuzzer target for the vocabulary loaders and the encoder.
- *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. tests/fuzz_tokenizer.c \
- *         -o build/fuzz_tokenizer -lm -pthread
- *   build/fuzz_tokenizer -max_total_time=120 -max_len=4096
+/* fuzz_tokenizer: the GPT-2 vocabulary loaders and the encoder on untrusted bytes (see
+ * tests/fuzz.h for how it is built: `make fuzz`, and the replay of tests/fuzz/tokenizer
+ * in `make test`).
  *
  * The first input byte picks the mode:
  *   0: the rest is a tokenizer.json;
  *   1: the rest is "vocab.json \0 merges.txt";
- *   2: the rest is text for the GPT-2 tokenizer ($LLM_DATA/gpt2 or ../shared/data/gpt2,
- *      loaded once): encode (plain and special, single and 2-thread pool), decode must
+ *   2: the rest is text for the GPT-2 tokenizer (gpt2/ under test_data_dir(): $LLM_DATA,
+ *      ../shared/data or data; without it the input is ignored), loaded once: encode (plain and special, single and 2-thread pool), decode must
  *      give the bytes back, the streaming decoder must agree, and heap BPE == reference;
  *   3: a small fixed vocabulary, with the rest as merges then text, so merge orders that
- *      no trained BPE has (not monotone) and odd byte tokens reach the encoder.
- * Not part of `make test` (the name is not test_*). */
+ *      no trained BPE has (not monotone) and odd byte tokens reach the encoder. */
+#include "fuzz.h"
 #define LLM_IMPLEMENTATION
 #include "llm.h"
 
+static const fuzz_corpus fuzz_corpora[] = {{"tokenizer", 0}, {NULL, 0}};
 static llm_tokenizer *gpt2;
 static llm_pool *pool;
-
-static void fuzz_check(int ok) {
-    if (!ok) __builtin_trap();
-}
 
 /* Encode/decode invariants on any tokenizer. */
 static void exercise(const llm_tokenizer *tok, const char *text, size_t n, int pooled) {
@@ -65,7 +60,8 @@ static void exercise(const llm_tokenizer *tok, const char *text, size_t n, int p
     free(ids); free(ids2); free(back);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+static int fuzz_one(int mode, const uint8_t *data, size_t size) {
+    (void)mode;
     if (size < 1) return 0;
     const char *p = (const char *)data + 1;
     size_t n = size - 1;
@@ -86,8 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 2:
         if (!gpt2) {
             char dir[1024];
-            const char *e = getenv("LLM_DATA");
-            snprintf(dir, sizeof dir, "%s/gpt2", e && *e ? e : "../shared/data");
+            snprintf(dir, sizeof dir, "%s/gpt2", test_data_dir());
             if (llm_tokenizer_load(&gpt2, dir) != LLM_OK) return 0;
             pool = llm_pool_create(2);
         }
@@ -140,3 +135,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     llm_tokenizer_free(tok);
     return 0;
 }
+
+FUZZ_MAIN("fuzz_tokenizer")

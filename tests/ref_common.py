@@ -1,18 +1,19 @@
 """tests/ref_common.py: what the PyTorch reference scripts (tests/ref_*.py) share.
 
-  - files: raw little-endian arrays (.f32 float32, .i32 int32), JSON, safetensors
-    (8-byte little-endian header length N, N bytes of JSON, then the raw data), each
-    written to a temporary name and renamed, so that a killed run leaves no half file;
-  - stamps: a fixture directory is regenerated only when the scripts that wrote it
-    (and this file) changed: its .stamp holds their hash and is written last;
+  - the weights: every model's tensors come from a counter-based generator that
+    tests/ref.h implements too, so that the repository stores only a recipe
+    (model.txt: name, seed, scale, shift and shape of each tensor) and PyTorch's answers,
+    never the weights; the C tests rebuild the same float32 weights bit for bit and
+    write them in the format under test (safetensors F32/F16/BF16, llama2.c .bin);
+  - files: raw little-endian arrays (.f32 float32, .i32 int32) and JSON, each written
+    to a temporary name and renamed, so that a killed run leaves no half file;
   - the references: float64 logits, loss and gradients from float32 weights with
     torch's own float32 errors beside them, AdamW steps with clipping, a greedy loop,
     and the C tests' error measure.
 
 Imported by the scripts from their own directory (they run as
-`/usr/bin/python3 tests/ref_X.py OUT_DIR` from the repository root).
+`/usr/bin/python3 tests/ref_X.py OUT_DIR` from the repository root; `make fixtures`).
 """
-import hashlib
 import json
 import os
 
@@ -41,83 +42,81 @@ def write_json(path, obj):
     write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
 
 
-def tensor_bytes(t, dtype):
-    """Raw little-endian bytes of float tensor t stored as dtype F32, F16 or BF16."""
-    t = t.detach().to(torch.float32).contiguous()
-    if dtype == "F32":
-        return t.numpy().astype("<f4").tobytes()
-    if dtype == "F16":
-        return t.numpy().astype("<f2").tobytes()
-    if dtype == "BF16":
-        # torch rounds to nearest even; the bf16 value is the top half of its float32.
-        bits = t.to(torch.bfloat16).to(torch.float32).numpy().view(np.uint32)
-        return (bits >> 16).astype("<u2").tobytes()
-    raise ValueError(dtype)
+def fixture_dir(out, name):
+    """out/name, created, emptied of the files an earlier run wrote."""
+    d = os.path.join(out, name)
+    os.makedirs(d, exist_ok=True)
+    for f in os.listdir(d):
+        os.remove(os.path.join(d, f))
+    return d
 
 
-def write_safetensors(path, tensors, metadata=None):
-    """tensors: list of (name, torch tensor, dtype); data in list order."""
-    header, chunks, off = {}, [], 0
-    for name, t, dtype in tensors:
-        b = tensor_bytes(t, dtype)
-        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        chunks.append(b)
-        off += len(b)
-    if metadata is not None:
-        header["__metadata__"] = metadata
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)  # pad so the data starts 8-aligned, as the safetensors library does
-    write_bytes(path, len(h).to_bytes(8, "little") + h + b"".join(chunks))
+# ---- the weights: a generator both sides implement -------------------------------------
+# u(seed, i) = (splitmix64 output for the state seed * 2^32 + i, top 24 bits) * 2^-23 - 1:
+# a float32 in [-1, 1) that is exact (a multiple of 2^-23). A tensor is
+# value[i] = float32(float32(u(seed, i) * scale) + shift), rounded after each operation,
+# as tests/ref.h computes it. Row-major, in the shape the file format stores.
+_GAMMA, _M1, _M2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
-def read_safetensors(path):
-    """Read back (a check of the writer): name -> float32 numpy array."""
-    raw = open(path, "rb").read()
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + n])
-    data = raw[8 + n:]
-    out = {}
-    for name, d in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = d["data_offsets"]
-        buf = data[b:e]
-        if d["dtype"] == "F32":
-            a = np.frombuffer(buf, "<f4")
-        elif d["dtype"] == "F16":
-            a = np.frombuffer(buf, "<f2").astype(np.float32)
-        else:
-            a = (np.frombuffer(buf, "<u2").astype(np.uint32) << 16).view(np.float32)
-        out[name] = a.reshape(d["shape"])
+def uniform(seed, n):
+    out = np.empty(n, dtype=np.float32)
+    for b in range(0, n, 1 << 22):   # in chunks: GPT-2 124M's wte has 38.6M values
+        z = (np.uint64(seed) << np.uint64(32)) + np.arange(b, min(n, b + (1 << 22)), dtype=np.uint64) + _GAMMA
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        z = z ^ (z >> np.uint64(31))
+        out[b:b + len(z)] = ((z >> np.uint64(40)).astype(np.float64) * 2.0 ** -23 - 1.0).astype(np.float32)
     return out
 
 
-# ---- stamps -----------------------------------------------------------------------------
-class Stamp:
-    """The .stamp of the fixture directories a script writes: the SHA-256 of the given
-    source files (the script and every script it takes code from) and of this file."""
+class Recipe:
+    """The tensors of one model, drawn from the generator (seeds base, base+1, ...), and
+    the model.txt that lets tests/ref.h draw them again."""
 
-    def __init__(self, *sources):
-        h = hashlib.sha256()
-        for path in list(sources) + [__file__]:
-            with open(path, "rb") as f:
-                h.update(f.read())
-        self.hash = h.hexdigest()
+    def __init__(self, base_seed):
+        self.seed = base_seed
+        self.lines = []
 
-    def fresh(self, d):
-        """True when directory d must be (re)generated; creates it."""
-        os.makedirs(d, exist_ok=True)
-        st = os.path.join(d, ".stamp")
-        if os.path.exists(st) and open(st).read().strip() == self.hash:
-            print("  %s: up to date" % d)
-            return False
-        if os.path.exists(st):
-            os.remove(st)
-        return True
+    def tensor(self, name, shape, scale, shift=0.0):
+        """A float32 torch tensor: shift + scale * u over [-1, 1), i.e. uniform with
+        standard deviation scale / sqrt(3) around shift."""
+        scale, shift = np.float32(scale), np.float32(shift)
+        n = int(np.prod(shape))
+        u = uniform(self.seed, n)
+        v = (u * scale).astype(np.float32) + shift
+        self.lines.append("%s %d %.9g %.9g %s" % (name, self.seed, scale, shift, " ".join(str(d) for d in shape)))
+        self.seed += 1
+        return torch.from_numpy(v.astype(np.float32).reshape(shape))
 
-    def stamp(self, d):
-        """Marks d complete: call after its last file is written."""
-        write_bytes(os.path.join(d, ".stamp"), (self.hash + "\n").encode())
+    def write(self, d, what):
+        text = ("# %s: the weights, drawn again by tests/ref.h (ref_model_read). One tensor a line:\n"
+                "#   name seed scale shift shape...   value[i] = shift + scale * u(seed, i)\n" % what)
+        write_bytes(os.path.join(d, "model.txt"), (text + "\n".join(self.lines) + "\n").encode())
+
+
+def std_scale(std):
+    """The scale that gives a uniform draw standard deviation std."""
+    return std * 3.0 ** 0.5
+
+
+def fnv1a64(data):
+    """FNV-1a (64-bit) of bytes, as tests/ref.h's ref_fnv1a: the parameters' fingerprint."""
+    h = 0xcbf29ce484222325
+    for b in np.frombuffer(data, dtype=np.uint8):   # small models only (a few MB)
+        h = ((h ^ int(b)) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return "%016x" % h
+
+
+def params_hash(x):
+    return fnv1a64(np.ascontiguousarray(np.asarray(x, dtype="<f4")).tobytes())
+
+
+def rounded(t, dtype):
+    """t as a file of dtype F16 or BF16 holds it (round to nearest even), back in float32."""
+    if dtype == "F16":
+        return torch.from_numpy(t.numpy().astype("<f2").astype(np.float32))
+    return t.to(torch.bfloat16).to(torch.float32)
 
 
 # ---- references -------------------------------------------------------------------------

@@ -1,11 +1,12 @@
 #!/usr/bin/python3
-"""tests/ref_gpt2.py OUT_DIR: PyTorch reference files for tests/test_gpt2_torch.c.
+"""tests/ref_gpt2.py OUT_DIR: PyTorch reference files for tests/test_gpt2_torch.c (and
+tests/big_gpt2.c, test_cuda.c).
 
 GPT-2 is written here directly in torch (no `transformers`), in HuggingFace's layout:
 Conv1D weights stored (in, out), GELU with the tanh approximation, layernorm eps 1e-5,
-causal attention, LM head tied to wte. safetensors files are written by hand (in
-tests/ref_common.py: 8-byte little-endian header length N, N bytes of JSON, then the
-raw little-endian data).
+causal attention, LM head tied to wte. The weights come from the generator in
+tests/ref_common.py, so only their recipe (model.txt) is stored; the C test draws them
+again (tests/ref.h) and writes the model.safetensors files itself.
 
 The references are computed in float64 from the float32 weights (the "truth"); the
 float32 torch result is also computed, and its error against float64 is stored in
@@ -14,41 +15,37 @@ meta.json so that the C test's tolerance can be compared with torch's own noise.
 Files (all arrays raw little-endian, .f32 = float32, .i32 = int32, row-major):
 
   gpt2_small/              L=2 NH=4 C=64 V=503 maxT=64, random weights and biases
-    model.safetensors      HF names (wte.weight, h.{i}.attn.c_attn.weight [C,3C], ...,
-                           h.{i}.attn.bias causal-mask buffer [1,1,maxT,maxT]), F32
-    config.json            n_layer, n_head, n_embd, vocab_size, n_positions
+    model.txt              the recipe: HF names (wte.weight, h.{i}.attn.c_attn.weight
+                           [C,3C], ...), seeds, scales, shapes
     tokens.i32             (B,T) = (4,32)
     targets.i32            (B,T) next tokens; a few are -100 (ignored)
     logits.f32             (B,T,V)
     loss.f32               (1) mean cross-entropy over the non-ignored targets
-    params.f32             every parameter in the library's layout (see below)
-    grads.f32              d loss / d params, same layout
+    grads.f32              d loss / d params, in the library's layout (see below)
     adamw_losses.f32       (10) loss before each of 10 AdamW steps on the same batch
     adamw_norms.f32        (10) global gradient L2 norm before clipping, each step
     params_after.f32       parameters after the 10 steps, library layout
-    meta.json              shapes, optimizer settings, torch float32-vs-float64 errors
-  gpt2_small_prefix/       same weights, names "transformer.*", an lm_head.weight equal
-                           to wte, attn.masked_bias scalars, tensors in another order;
-                           config.json. References: those of gpt2_small.
-  gpt2_small_f16/          weights rounded to F16: model.safetensors (F16), config.json,
-                           logits.f32, loss.f32 (computed from the rounded weights)
+    meta.json              shapes, optimizer settings, params_fnv (FNV-1a of the float32
+                           parameters in the library layout: the loaders' layout check),
+                           torch float32-vs-float64 errors
+  gpt2_small_f16/          the same weights rounded to F16 (the file's dtype): logits.f32,
+                           loss.f32, meta.json (params_fnv of the rounded weights)
   gpt2_small_bf16/         the same for BF16
-  gpt2_small_noconfig/     same weights, F32, no config.json: the loader must infer the
+  gpt2_small_noconfig/     the file without config.json: the loader must infer the
                            shape; n_head cannot be seen in the tensors, and every GPT-2
                            size has head size 64, so the reference uses n_head = C/64 = 1:
-                           logits.f32, loss.f32
-  gpt2_124m/               L=12 NH=12 C=768 V=50257 maxT=1024, GPT-2 init, F32
-    model.safetensors, config.json, tokens.i32, targets.i32 (B,T) = (1,64),
-    logits.f32, loss.f32, meta.json
+                           logits.f32, loss.f32, meta.json
+  (the "transformer."-prefixed file with lm_head.weight and masked_bias buffers has the
+   references of gpt2_small; tests/ref.h writes it from the same recipe)
+  gpt2_124m/               L=12 NH=12 C=768 V=50257 maxT=1024, GPT-2 init (`make test-big`)
+    model.txt, tokens.i32, targets.i32 (B,T) = (1,64), loss.f32, losses.f32 (B*T, per
+    token), logits_rows.f32 (the logits at positions 0 and T-1: 2 x V), meta.json
 
 The library layout (llm_gpt2_params in llm.h) is 16 tensors, concatenated in this order,
 each stacked over layers, matmul weights as (out, in) = the transpose of HF Conv1D:
   wte (V,C) wpe (maxT,C) ln1w (L,C) ln1b (L,C) qkvw (L,3C,C) qkvb (L,3C)
   attprojw (L,C,C) attprojb (L,C) ln2w (L,C) ln2b (L,C) fcw (L,4C,C) fcb (L,4C)
   fcprojw (L,C,4C) fcprojb (L,C) lnfw (C) lnfb (C)
-
-A fixture whose directory holds a .stamp with the hash of this script and of
-tests/ref_common.py (the file writers and the reference loops) is not regenerated.
 """
 import math
 import os
@@ -59,55 +56,52 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ref_common import (Stamp, adamw_steps, make_batch, mean_loss, read_safetensors,  # noqa: E402
-                        reference as common_reference, write_f32, write_i32, write_json, write_safetensors)
+from ref_common import (Recipe, adamw_steps, fixture_dir, make_batch, mean_loss, params_hash,  # noqa: E402
+                        reference as common_reference, rounded, std_scale, write_f32, write_i32, write_json)
 
 torch.set_num_threads(2)
 
-STAMP = Stamp(__file__)
-
 # The 10-step AdamW reference (llm_adamw_config with decay_all = 0).
 ADAM = dict(lr=1e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, grad_clip=0.7, steps=10)
-# grad_clip 0.7: the global norm starts near 1.5 and falls below 0.7 by step 6, so both
-# the clipped and the unclipped paths are compared.
+# grad_clip 0.7: the global norm starts above it and falls below it within the 10 steps,
+# so both the clipped and the unclipped paths are compared (the script checks).
 
 
 # ---- the model ----------------------------------------------------------------------------
-def init_params(cfg, gen, random_affine):
-    """HF-layout parameters. GPT-2 init: N(0, 0.02), residual projections N(0, 0.02/sqrt(2L)).
-    With random_affine, biases and layernorm weights/biases are random too, so that a
+def init_params(cfg, rec, random_affine):
+    """HF-layout parameters from recipe rec. GPT-2 init's spread: std 0.02, residual
+    projections 0.02/sqrt(2L) (uniform draws of that standard deviation). With
+    random_affine, biases and layernorm weights/biases are random too, so that a
     loader that drops or transposes any tensor changes the result; the c_fc and c_attn
     biases are large enough that an erf GELU (instead of tanh) or a wrong attention scale
     moves the logits by 20x the test's tolerance."""
     L, C, V, P = cfg["n_layer"], cfg["n_embd"], cfg["vocab_size"], cfg["n_positions"]
 
-    def normal(shape, std):
-        return torch.randn(*shape, generator=gen, dtype=torch.float32) * std
+    def bias(name, n, std):
+        return rec.tensor(name, [n], std_scale(std) if random_affine else 0.0)
 
-    def bias(n, std):
-        return normal([n], std) if random_affine else torch.zeros(n)
-
-    def lnw(n):
-        return 1.0 + normal([n], 0.1) if random_affine else torch.ones(n)
+    def lnw(name, n):
+        return rec.tensor(name, [n], std_scale(0.1) if random_affine else 0.0, 1.0)
 
     proj_std = 0.02 / math.sqrt(2 * L)
-    p = {"wte.weight": normal([V, C], 0.02), "wpe.weight": normal([P, C], 0.02)}
+    p = {"wte.weight": rec.tensor("wte.weight", [V, C], std_scale(0.02)),
+         "wpe.weight": rec.tensor("wpe.weight", [P, C], std_scale(0.02))}
     for i in range(L):
         h = "h.%d." % i
-        p[h + "ln_1.weight"] = lnw(C)
-        p[h + "ln_1.bias"] = bias(C, 0.1)
-        p[h + "attn.c_attn.weight"] = normal([C, 3 * C], 0.02)
-        p[h + "attn.c_attn.bias"] = bias(3 * C, 0.5)   # sharper attention than uniform
-        p[h + "attn.c_proj.weight"] = normal([C, C], proj_std)
-        p[h + "attn.c_proj.bias"] = bias(C, 0.05)
-        p[h + "ln_2.weight"] = lnw(C)
-        p[h + "ln_2.bias"] = bias(C, 0.1)
-        p[h + "mlp.c_fc.weight"] = normal([C, 4 * C], 0.02)
-        p[h + "mlp.c_fc.bias"] = bias(4 * C, 1.0)      # GELU inputs of size 1, where tanh and erf GELU differ
-        p[h + "mlp.c_proj.weight"] = normal([4 * C, C], proj_std)
-        p[h + "mlp.c_proj.bias"] = bias(C, 0.05)
-    p["ln_f.weight"] = lnw(C)
-    p["ln_f.bias"] = bias(C, 0.1)
+        p[h + "ln_1.weight"] = lnw(h + "ln_1.weight", C)
+        p[h + "ln_1.bias"] = bias(h + "ln_1.bias", C, 0.1)
+        p[h + "attn.c_attn.weight"] = rec.tensor(h + "attn.c_attn.weight", [C, 3 * C], std_scale(0.02))
+        p[h + "attn.c_attn.bias"] = bias(h + "attn.c_attn.bias", 3 * C, 0.5)   # sharper attention than uniform
+        p[h + "attn.c_proj.weight"] = rec.tensor(h + "attn.c_proj.weight", [C, C], std_scale(proj_std))
+        p[h + "attn.c_proj.bias"] = bias(h + "attn.c_proj.bias", C, 0.05)
+        p[h + "ln_2.weight"] = lnw(h + "ln_2.weight", C)
+        p[h + "ln_2.bias"] = bias(h + "ln_2.bias", C, 0.1)
+        p[h + "mlp.c_fc.weight"] = rec.tensor(h + "mlp.c_fc.weight", [C, 4 * C], std_scale(0.02))
+        p[h + "mlp.c_fc.bias"] = bias(h + "mlp.c_fc.bias", 4 * C, 1.0)   # GELU inputs of size 1: tanh != erf GELU
+        p[h + "mlp.c_proj.weight"] = rec.tensor(h + "mlp.c_proj.weight", [4 * C, C], std_scale(proj_std))
+        p[h + "mlp.c_proj.bias"] = bias(h + "mlp.c_proj.bias", C, 0.05)
+    p["ln_f.weight"] = lnw("ln_f.weight", C)
+    p["ln_f.bias"] = bias("ln_f.bias", C, 0.1)
     return p
 
 
@@ -170,28 +164,6 @@ def is_decayed(name):
     return name.endswith(".weight") and ("wte" in name or "wpe" in name or "attn.c_" in name or "mlp.c_" in name)
 
 
-def hf_tensor_list(p, cfg, dtype, prefix="", with_mask=True, masked_bias=False):
-    """(name, tensor, dtype) in the alphabetical order HF files use, plus the mask buffers."""
-    items = [(prefix + n, t, dtype) for n, t in p.items()]
-    if with_mask:
-        P = cfg["n_positions"]
-        mask = torch.ones(P, P).tril().view(1, 1, P, P)
-        for i in range(cfg["n_layer"]):
-            items.append((prefix + "h.%d.attn.bias" % i, mask, dtype))
-            if masked_bias:
-                items.append((prefix + "h.%d.attn.masked_bias" % i, torch.tensor(-1e4), dtype))
-    items.sort(key=lambda x: x[0])
-    return items
-
-
-# ---- fixtures -----------------------------------------------------------------------------
-def config_json(cfg):
-    return {"model_type": "gpt2", "n_layer": cfg["n_layer"], "n_head": cfg["n_head"],
-            "n_embd": cfg["n_embd"], "vocab_size": cfg["vocab_size"],
-            "n_positions": cfg["n_positions"], "n_ctx": cfg["n_positions"],
-            "layer_norm_epsilon": 1e-5, "activation_function": "gelu_new"}
-
-
 # ---- references ---------------------------------------------------------------------------
 def reference(p32, cfg, n_head, tokens, targets, with_grads):
     """float64 logits, loss (and grads) from float32 weights; plus the float32 errors."""
@@ -215,34 +187,36 @@ def adamw_reference(p32, cfg, tokens, targets):
     return losses, norms, to_library_layout(p64, cfg)
 
 
+# ---- fixtures -----------------------------------------------------------------------------
+def base_meta(cfg, B, T, fmt="gpt2-safetensors"):
+    """What the C side needs to rebuild and check the model (tests/ref.h reads it)."""
+    return dict(cfg, format=fmt, B=B, T=T, n_params=int(sum(n for _, n in tensor_sizes(cfg))))
+
+
 def gen_small(out):
     cfg = {"n_layer": 2, "n_head": 4, "n_embd": 64, "vocab_size": 503, "n_positions": 64}
     B, T = 4, 32
-    dirs = {k: os.path.join(out, "gpt2_small" + k) for k in ("", "_prefix", "_f16", "_bf16", "_noconfig")}
-    if not any([STAMP.fresh(d) for d in dirs.values()]):  # a list: every directory is made
-        return
+    rec = Recipe(1000)
+    p = init_params(cfg, rec, random_affine=True)
     gen = torch.Generator().manual_seed(1234)
-    p = init_params(cfg, gen, random_affine=True)
     tokens, targets = make_batch(gen, cfg["vocab_size"], B, T, n_ignored=5, zero_at=(0, 5))
 
     # gpt2_small: the full reference.
-    d = dirs[""]
-    write_safetensors(os.path.join(d, "model.safetensors"), hf_tensor_list(p, cfg, "F32"), {"format": "pt"})
-    back = read_safetensors(os.path.join(d, "model.safetensors"))
-    assert all(np.array_equal(back[n], t.numpy()) for n, t in p.items())
-    write_json(os.path.join(d, "config.json"), config_json(cfg))
+    d = fixture_dir(out, "gpt2_small")
+    rec.write(d, "tests/ref_gpt2.py gpt2_small")
     write_i32(os.path.join(d, "tokens.i32"), tokens)
     write_i32(os.path.join(d, "targets.i32"), targets)
     ref = reference(p, cfg, cfg["n_head"], tokens, targets, with_grads=True)
     write_f32(os.path.join(d, "logits.f32"), ref["logits"])
     write_f32(os.path.join(d, "loss.f32"), [ref["loss"]])
-    write_f32(os.path.join(d, "params.f32"), to_library_layout(p, cfg))
     write_f32(os.path.join(d, "grads.f32"), ref["grads"])
     losses, norms, after = adamw_reference(p, cfg, tokens, targets)
+    k = sum(1 for n in norms if n > ADAM["grad_clip"])
+    assert 0 < k < ADAM["steps"], "grad_clip %.2f clips %d of %d steps: %s" % (ADAM["grad_clip"], k, ADAM["steps"], norms)
     write_f32(os.path.join(d, "adamw_losses.f32"), losses)
     write_f32(os.path.join(d, "adamw_norms.f32"), norms)
     write_f32(os.path.join(d, "params_after.f32"), after)
-    meta = dict(cfg, B=B, T=T, loss=ref["loss"], n_params=int(sum(n for _, n in tensor_sizes(cfg))),
+    meta = dict(base_meta(cfg, B, T), loss=ref["loss"], params_fnv=params_hash(to_library_layout(p, cfg)),
                 n_ignored=int((targets < 0).sum()), adamw=ADAM, adamw_losses=losses, adamw_norms=norms,
                 torch_f32_logits_err=ref["torch_f32_logits_err"], torch_f32_loss_err=ref["torch_f32_loss_err"],
                 torch_f32_grads_err=ref["torch_f32_grads_err"])
@@ -251,65 +225,50 @@ def gen_small(out):
     print("  grad norms (clip %.2f): %s" % (ADAM["grad_clip"], " ".join("%.3f" % x for x in norms)))
     print("  torch float32 vs float64: logits %.2e, loss %.2e, grads (worst tensor) %.2e" % (
         ref["torch_f32_logits_err"], ref["torch_f32_loss_err"], max(ref["torch_f32_grads_err"].values())))
-    STAMP.stamp(d)
-
-    # gpt2_small_prefix: "transformer." names, lm_head.weight, masked_bias, reverse order.
-    d = dirs["_prefix"]
-    items = hf_tensor_list(p, cfg, "F32", prefix="transformer.", masked_bias=True)
-    items.append(("lm_head.weight", p["wte.weight"], "F32"))
-    items.reverse()
-    write_safetensors(os.path.join(d, "model.safetensors"), items, {"format": "pt"})
-    write_json(os.path.join(d, "config.json"), config_json(cfg))
-    STAMP.stamp(d)
 
     # gpt2_small_f16 / _bf16: references from the rounded weights.
-    for key, dtype, tdt in (("_f16", "F16", torch.float16), ("_bf16", "BF16", torch.bfloat16)):
-        d = dirs[key]
-        pr = {n: t.to(tdt).to(torch.float32) for n, t in p.items()}
-        write_safetensors(os.path.join(d, "model.safetensors"), hf_tensor_list(p, cfg, dtype), {"format": "pt"})
-        back = read_safetensors(os.path.join(d, "model.safetensors"))
-        assert all(np.array_equal(back[n], t.numpy()) for n, t in pr.items())
-        write_json(os.path.join(d, "config.json"), config_json(cfg))
+    for key, dtype in (("_f16", "F16"), ("_bf16", "BF16")):
+        d = fixture_dir(out, "gpt2_small" + key)
+        pr = {n: rounded(t, dtype) for n, t in p.items()}
         r = reference(pr, cfg, cfg["n_head"], tokens, targets, with_grads=False)
         write_f32(os.path.join(d, "logits.f32"), r["logits"])
         write_f32(os.path.join(d, "loss.f32"), [r["loss"]])
+        write_json(os.path.join(d, "meta.json"), dict(base_meta(cfg, B, T), weights="gpt2_small", dtype=dtype,
+                   loss=r["loss"], params_fnv=params_hash(to_library_layout(pr, cfg))))
         print("  gpt2_small%s: loss %.6f" % (key, r["loss"]))
-        STAMP.stamp(d)
 
     # gpt2_small_noconfig: no config.json; n_head = C/64 (GPT-2's head size).
-    d = dirs["_noconfig"]
-    write_safetensors(os.path.join(d, "model.safetensors"), hf_tensor_list(p, cfg, "F32"))
-    cj = os.path.join(d, "config.json")
-    if os.path.exists(cj):
-        os.remove(cj)
+    d = fixture_dir(out, "gpt2_small_noconfig")
     r = reference(p, cfg, cfg["n_embd"] // 64, tokens, targets, with_grads=False)
     write_f32(os.path.join(d, "logits.f32"), r["logits"])
     write_f32(os.path.join(d, "loss.f32"), [r["loss"]])
+    write_json(os.path.join(d, "meta.json"), dict(base_meta(dict(cfg, n_head=cfg["n_embd"] // 64), B, T),
+               weights="gpt2_small", loss=r["loss"]))
     print("  gpt2_small_noconfig (n_head %d): loss %.6f" % (cfg["n_embd"] // 64, r["loss"]))
-    STAMP.stamp(d)
 
 
 def gen_124m(out):
     cfg = {"n_layer": 12, "n_head": 12, "n_embd": 768, "vocab_size": 50257, "n_positions": 1024}
     B, T = 1, 64  # one row: the 124M forward is the slow part of the C test
-    d = os.path.join(out, "gpt2_124m")
-    if not STAMP.fresh(d):
-        return
+    rec = Recipe(124000)
+    p = init_params(cfg, rec, random_affine=False)
     gen = torch.Generator().manual_seed(124)
-    p = init_params(cfg, gen, random_affine=False)
     tokens, targets = make_batch(gen, cfg["vocab_size"], B, T, n_ignored=3, zero_at=(0, 5))
-    write_safetensors(os.path.join(d, "model.safetensors"), hf_tensor_list(p, cfg, "F32"), {"format": "pt"})
-    write_json(os.path.join(d, "config.json"), config_json(cfg))
+    d = fixture_dir(out, "gpt2_124m")
+    rec.write(d, "tests/ref_gpt2.py gpt2_124m")
     write_i32(os.path.join(d, "tokens.i32"), tokens)
     write_i32(os.path.join(d, "targets.i32"), targets)
     with torch.no_grad():
         r = reference(p, cfg, cfg["n_head"], tokens, targets, with_grads=False)
-    write_f32(os.path.join(d, "logits.f32"), r["logits"])
+        p64 = {n: t.double() for n, t in p.items()}
+        per_token = F.cross_entropy(forward(p64, cfg, cfg["n_head"], tokens).reshape(-1, cfg["vocab_size"]),
+                                    targets.reshape(-1), ignore_index=-100, reduction="none")
     write_f32(os.path.join(d, "loss.f32"), [r["loss"]])
-    write_json(os.path.join(d, "meta.json"), dict(cfg, B=B, T=T, loss=r["loss"],
+    write_f32(os.path.join(d, "losses.f32"), per_token.float().numpy())
+    write_f32(os.path.join(d, "logits_rows.f32"), np.stack([r["logits"][0, 0], r["logits"][0, T - 1]]))
+    write_json(os.path.join(d, "meta.json"), dict(base_meta(cfg, B, T), loss=r["loss"], logits_rows=[0, T - 1],
                torch_f32_logits_err=r["torch_f32_logits_err"], torch_f32_loss_err=r["torch_f32_loss_err"]))
     print("  gpt2_124m: loss %.6f; torch float32 vs float64: logits %.2e" % (r["loss"], r["torch_f32_logits_err"]))
-    STAMP.stamp(d)
 
 
 def main():

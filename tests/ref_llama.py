@@ -16,12 +16,16 @@ choices of parts:
   - SwiGLU MLP: w2(silu(w1 x) * w3 x); no biases anywhere;
   - final RMSNorm, then the classifier: wcls (untied) or the token embedding (tied).
 
-Each model is written as a llama2.c "version 0" .bin, the format of run.c:
+The weights come from the generator in tests/ref_common.py: only their recipe
+(model.txt) is stored, and the C test draws them again (tests/ref.h) and writes each
+model as a llama2.c "version 0" .bin, the format of run.c:
   7 x int32: dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size (negative when
-  a separate classifier follows), seq_len; then float32: token_embedding (V,C),
-  rms_att (L,C), wq (L,C,C), wk (L,KV,C), wv (L,KV,C), wo (L,C,C), rms_ffn (L,C),
-  w1 (L,H,C), w2 (L,C,H), w3 (L,H,C), rms_final (C), freq_cis_real (maxT,HS/2),
-  freq_cis_imag (maxT,HS/2), [wcls (V,C)].   (KV = n_kv_heads * HS; weights (out, in).)
+  a separate classifier follows), seq_len (meta.json: llama2c_header); then float32:
+  token_embedding (V,C), rms_att (L,C), wq (L,C,C), wk (L,KV,C), wv (L,KV,C), wo (L,C,C),
+  rms_ffn (L,C), w1 (L,H,C), w2 (L,C,H), w3 (L,H,C), rms_final (C), freq_cis_real
+  (maxT,HS/2), freq_cis_imag (maxT,HS/2), [wcls (V,C)]. (KV = n_kv_heads * HS; weights
+  (out, in); the recipe lists the tensors in this order, without the RoPE tables, which
+  run.c and the library ignore: ref.h writes zeros there.)
 
 The references are computed in float64 from the float32 weights (the "truth"); torch's
 own float32 result is computed too and its error against float64 is stored in
@@ -31,28 +35,26 @@ Files (raw little-endian, .f32 = float32, .i32 = int32, row-major), per fixture:
 
   llama_untied/   V=257 L=2 NH=4 NKV=2 C=64 H=172 maxT=64, separate classifier
   llama_tied/     V=131 L=3 NH=6 NKV=3 C=48 H=128 maxT=32, classifier = embedding
-    model.bin            the llama2.c checkpoint
+    model.txt            the recipe of the weights (llama2.c names and shapes)
     tokens.i32           (B,T) = (3,29)
     targets.i32          (B,T) next tokens; a few are -100 (ignored)
     logits.f32           (B,T,V)
     loss.f32             (1) mean cross-entropy over the non-ignored targets
-    params.f32           every parameter in the library's layout (below)
-    grads.f32            d loss / d params, same layout
+    grads.f32            d loss / d params, in the library's layout (below)
     adamw_losses.f32     (8) loss before each of 8 AdamW steps on the same batch
     adamw_norms.f32      (8) global gradient L2 norm before clipping, each step
     params_after.f32     the parameters after the 8 steps, library layout
     greedy.i32           (G) a greedy continuation of tokens[0, :P] (P, G in meta.json):
                          argmax of a full forward over the sequence so far, each step
-    meta.json            shapes, optimizer settings, torch float32-vs-float64 errors
+    meta.json            shapes, optimizer settings, params_fnv (FNV-1a of the float32
+                         parameters in the library layout: the loader's layout check),
+                         torch float32-vs-float64 errors
 
 The library layout (llm_params / llm_tensor_layout in llm.h) keeps, for a Llama, the
 non-empty tensors in this order, each stacked over layers, weights (out, in):
   wte (V,C)  ln1w (L,C) = rms_att  qkvw (L,C+2KV,C) = rows [wq; wk; wv]
   attprojw (L,C,C) = wo  ln2w (L,C) = rms_ffn  fcw (L,2H,C) = rows [w1; w3]
   fcprojw (L,C,H) = w2  lnfw (C) = rms_final  [wcls (V,C) when untied]
-
-A fixture whose directory holds a .stamp with the hash of this script and of
-tests/ref_common.py (the file writers and the reference loops) is not regenerated.
 """
 import math
 import os
@@ -63,12 +65,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ref_common import (Stamp, adamw_steps, greedy as common_greedy, make_batch, mean_loss,  # noqa: E402
-                        reference as common_reference, write_bytes, write_f32, write_i32, write_json)
+from ref_common import (Recipe, adamw_steps, fixture_dir, greedy as common_greedy, make_batch,  # noqa: E402
+                        mean_loss, params_hash, reference as common_reference, write_f32, write_i32, write_json)
 
 torch.set_num_threads(2)
-
-STAMP = Stamp(__file__)
 
 EPS = 1e-5
 THETA = 10000.0
@@ -79,46 +79,33 @@ B, T = 3, 29
 ADAM = dict(lr=1e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, steps=8)
 
 CONFIGS = [
-    dict(name="llama_untied", V=257, L=2, NH=4, NKV=2, C=64, H=172, maxT=64, tied=False, seed=4242,
-         grad_clip=None),
-    dict(name="llama_tied", V=131, L=3, NH=6, NKV=3, C=48, H=128, maxT=32, tied=True, seed=777,
-         grad_clip=None),
+    dict(name="llama_untied", V=257, L=2, NH=4, NKV=2, C=64, H=172, maxT=64, tied=False, seed=4242),
+    dict(name="llama_tied", V=131, L=3, NH=6, NKV=3, C=48, H=128, maxT=32, tied=True, seed=777),
 ]
 PROMPT, GREEDY = 5, 16   # greedy.i32: 16 tokens after the first 5 of tokens[0]
 
 
 # ---- the model ----------------------------------------------------------------------------
-def init_params(cfg, gen):
-    """llama2.c-layout float32 parameters, scaled so that every part of the model does
-    something the test can see: attention logits of order 1-2 (a sharp but not one-hot
-    softmax, so the scale and RoPE matter), SwiGLU gates of order 1 (where silu is far
-    from linear), norm gains drawn from [0.6, 1.4] (a dropped or misplaced gain shows),
-    and logits of order 1-2."""
+def init_params(cfg, rec):
+    """llama2.c-layout float32 parameters from recipe rec (in the file's order), scaled
+    so that every part of the model does something the test can see: attention logits
+    of order 1-2 (a sharp but not one-hot softmax, so the scale and RoPE matter), SwiGLU
+    gates of order 1 (where silu is far from linear), norm gains drawn from [0.6, 1.4]
+    (a dropped or misplaced gain shows), and logits of order 1-2. (Uniform draws: a
+    scale s spans [-s, s), a standard deviation of s/sqrt(3).)"""
     V, L, C, H, NH, NKV = cfg["V"], cfg["L"], cfg["C"], cfg["H"], cfg["NH"], cfg["NKV"]
     KV = NKV * (C // NH)
-
-    def normal(shape, std):
-        return torch.randn(*shape, generator=gen, dtype=torch.float32) * std
-
-    def gain(shape):
-        return 0.6 + 0.8 * torch.rand(*shape, generator=gen, dtype=torch.float32)
-
     s = 1.0 / math.sqrt(C)
-    p = {
-        "tok_embeddings": normal([V, C], 0.15),
-        "rms_att": gain([L, C]),
-        "wq": normal([L, C, C], 1.1 * s),
-        "wk": normal([L, KV, C], 1.1 * s),
-        "wv": normal([L, KV, C], s),
-        "wo": normal([L, C, C], 0.7 * s),
-        "rms_ffn": gain([L, C]),
-        "w1": normal([L, H, C], s),
-        "w2": normal([L, C, H], 0.7 / math.sqrt(H)),
-        "w3": normal([L, H, C], s),
-        "rms_final": gain([C]),
-    }
-    if not cfg["tied"]:
-        p["wcls"] = normal([V, C], 0.15)
+    r3 = math.sqrt(3.0)
+    p = {}
+    for name, shape, scale, shift in [
+            ("tok_embeddings", [V, C], 0.15 * r3, 0.0), ("rms_att", [L, C], 0.4, 1.0),
+            ("wq", [L, C, C], 1.1 * s * r3, 0.0), ("wk", [L, KV, C], 1.1 * s * r3, 0.0),
+            ("wv", [L, KV, C], s * r3, 0.0), ("wo", [L, C, C], 0.7 * s * r3, 0.0),
+            ("rms_ffn", [L, C], 0.4, 1.0), ("w1", [L, H, C], s * r3, 0.0),
+            ("w2", [L, C, H], 0.7 / math.sqrt(H) * r3, 0.0), ("w3", [L, H, C], s * r3, 0.0),
+            ("rms_final", [C], 0.4, 1.0)] + ([] if cfg["tied"] else [("wcls", [V, C], 0.15 * r3, 0.0)]):
+        p[name] = rec.tensor(name, shape, scale, shift)
     return p
 
 
@@ -200,41 +187,12 @@ def to_library_layout(d, cfg):
 
 
 def library_sizes(cfg):
-    return [(n, x.numel()) for n, x in library_tensors(init_params(cfg, torch.Generator().manual_seed(0)), cfg)]
+    return [(n, x.numel()) for n, x in library_tensors(init_params(cfg, Recipe(0)), cfg)]
 
 
-def llama2c_bytes(p, cfg):
-    """The llama2.c version-0 checkpoint of float32 parameters p."""
-    C, H, L, NH, NKV, V, maxT = cfg["C"], cfg["H"], cfg["L"], cfg["NH"], cfg["NKV"], cfg["V"], cfg["maxT"]
-    HS = C // NH
-    hdr = np.array([C, H, L, NH, NKV, V if cfg["tied"] else -V, maxT], dtype="<i4").tobytes()
-    order = ["tok_embeddings", "rms_att", "wq", "wk", "wv", "wo", "rms_ffn", "w1", "w2", "w3", "rms_final"]
-    parts = [p[n].numpy().astype("<f4").tobytes() for n in order]
-    cos, sin = rope_tables(HS, maxT)   # the tables run.c ignores; written as its export did
-    parts += [cos.astype("<f4").tobytes(), sin.astype("<f4").tobytes()]
-    if not cfg["tied"]:
-        parts.append(p["wcls"].numpy().astype("<f4").tobytes())
-    return hdr + b"".join(parts)
-
-
-def read_llama2c(raw, cfg):
-    """Parse the .bin back (a check of the writer): name -> float32 array."""
-    h = np.frombuffer(raw[:28], "<i4")
-    C, H, L, NH, NKV, V, maxT = [int(x) for x in h]
-    tied = V > 0
-    V = abs(V)
-    HS, KV = C // NH, NKV * (C // NH)
-    shapes = [("tok_embeddings", [V, C]), ("rms_att", [L, C]), ("wq", [L, C, C]), ("wk", [L, KV, C]),
-              ("wv", [L, KV, C]), ("wo", [L, C, C]), ("rms_ffn", [L, C]), ("w1", [L, H, C]),
-              ("w2", [L, C, H]), ("w3", [L, H, C]), ("rms_final", [C]), ("freq_cis_real", [maxT, HS // 2]),
-              ("freq_cis_imag", [maxT, HS // 2])] + ([] if tied else [("wcls", [V, C])])
-    out, off = {}, 28
-    for n, s in shapes:
-        k = int(np.prod(s))
-        out[n] = np.frombuffer(raw[off:off + 4 * k], "<f4").reshape(s)
-        off += 4 * k
-    assert off == len(raw), "llama2.c writer: size mismatch"
-    return out
+def llama2c_header(cfg):
+    """The .bin's 7 int32: vocab_size is negative when a separate classifier follows."""
+    return [cfg["C"], cfg["H"], cfg["L"], cfg["NH"], cfg["NKV"], cfg["V"] if cfg["tied"] else -cfg["V"], cfg["maxT"]]
 
 
 def is_decayed(name):
@@ -279,22 +237,17 @@ def greedy(p32, cfg, prompt, n):
 
 
 def gen(out, cfg):
-    d = os.path.join(out, cfg["name"])
-    if not STAMP.fresh(d):
-        return
+    d = fixture_dir(out, cfg["name"])
+    rec = Recipe(cfg["seed"])
+    p = init_params(cfg, rec)
+    rec.write(d, "tests/ref_llama.py " + cfg["name"])
     g = torch.Generator().manual_seed(cfg["seed"])
-    p = init_params(cfg, g)
     tokens, targets = make_batch(g, cfg["V"], B, T, n_ignored=6, zero_at=(1, 7))
-    raw = llama2c_bytes(p, cfg)
-    back = read_llama2c(raw, cfg)
-    assert all(np.array_equal(back[n], t.numpy()) for n, t in p.items())
-    write_bytes(os.path.join(d, "model.bin"), raw)
     write_i32(os.path.join(d, "tokens.i32"), tokens)
     write_i32(os.path.join(d, "targets.i32"), targets)
     ref = reference(p, cfg, tokens, targets)
     write_f32(os.path.join(d, "logits.f32"), ref["logits"])
     write_f32(os.path.join(d, "loss.f32"), [ref["loss"]])
-    write_f32(os.path.join(d, "params.f32"), to_library_layout(p, cfg))
     write_f32(os.path.join(d, "grads.f32"), ref["grads"])
     clip = pick_clip(p, cfg, tokens, targets)
     losses, norms, after = adamw_reference(p, cfg, tokens, targets, clip, torch.float64)
@@ -305,7 +258,8 @@ def gen(out, cfg):
     gr = greedy(p, cfg, tokens[0, :PROMPT].tolist(), GREEDY)
     write_i32(os.path.join(d, "greedy.i32"), gr)
     n_params = int(sum(n for _, n in library_sizes(cfg)))
-    meta = dict(V=cfg["V"], L=cfg["L"], NH=cfg["NH"], NKV=cfg["NKV"], C=cfg["C"], H=cfg["H"],
+    meta = dict(format="llama2c", llama2c_header=llama2c_header(cfg), params_fnv=params_hash(to_library_layout(p, cfg)),
+                V=cfg["V"], L=cfg["L"], NH=cfg["NH"], NKV=cfg["NKV"], C=cfg["C"], H=cfg["H"],
                 maxT=cfg["maxT"], untied=0 if cfg["tied"] else 1, B=B, T=T, norm_eps=EPS, rope_theta=THETA,
                 loss=ref["loss"], n_params=n_params, n_ignored=int((targets < 0).sum()),
                 tensors=[[n, k] for n, k in library_sizes(cfg)],
@@ -322,7 +276,6 @@ def gen(out, cfg):
     print("  torch float32 vs float64: logits %.2e, loss %.2e, grads (worst tensor) %.2e, params after %.2e" % (
         ref["torch_f32_logits_err"], ref["torch_f32_loss_err"], max(ref["torch_f32_grads_err"].values()),
         meta["torch_f32_params_after_err"]))
-    STAMP.stamp(d)
 
 
 def main():

@@ -31,11 +31,15 @@ written again here with two hooks, each added by hand as llm.h defines it:
   embedding (layer 0), 1 the attention projection, 2 the MLP output (layer l).
 
 References in float64 from float32 values, as the other scripts (tests/ref_common.py).
+The base weights come from the generator of tests/ref_common.py: only their recipe
+(model.txt) is stored, and the C tests draw them again (tests/ref.h) and write the model
+file themselves; meta.json's params_fnv proves both sides hold the same floats. The
+adapters and the masks are stored (small).
 Files (raw little-endian .f32 / .i32, row-major):
 
   lora_gpt2/    GPT-2 L=2 NH=4 C=64 V=503 maxT=64 (random affine parts, as ref_gpt2.py),
                 LoRA r=4 alpha=8 on qkv, proj, up, down
-    model.safetensors, config.json     the base (HF layout)
+    model.txt                          the base's recipe (HF names and shapes)
     tokens.i32, targets.i32            (B,T) = (4,32); a few targets -100
     adapters.f32                       A random, B random (a trained state): for each
                                        target in the order qkv, proj, up, down:
@@ -48,16 +52,14 @@ Files (raw little-endian .f32 / .i32, row-major):
     adapters_after.f32                 the adapters after the 10 steps
     meta.json                          shapes, rank, alpha, targets, AdamW settings
   lora_llama/   Llama V=257 L=2 NH=4 NKV=2 C=64 H=172 maxT=64, untied, LoRA r=3 alpha=5 on
-                qkv and down only; model.bin (llama2.c), the same files as lora_gpt2
+                qkv and down only (ref_llama.py's llama_untied shape, its own weights);
+                model.txt (llama2.c names), the same files as lora_gpt2
   dropout_gpt2/ GPT-2 as lora_gpt2 (no adapters), dropout p=0.1, seed 1234, step 0,
                 micro 0:
-    model.safetensors, config.json, tokens.i32, targets.i32
+    model.txt, tokens.i32, targets.i32
     masks.f32       (1+2L, B,T,C): the embedding's, then per layer attention's and MLP's,
                     as multipliers (0 or 1/(1-p))
     logits.f32, loss.f32, grads.f32 (every parameter, library layout), meta.json
-
-A fixture whose directory holds a .stamp with the hash of this script and of the scripts
-it takes code from is not regenerated.
 """
 import math
 import os
@@ -70,12 +72,11 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ref_gpt2  # noqa: E402
 import ref_llama  # noqa: E402
-from ref_common import (Stamp, adamw_steps, make_batch, mean_loss, rel_err, write_bytes,  # noqa: E402
-                        write_f32, write_i32, write_json, write_safetensors)
+from ref_common import (Recipe, adamw_steps, fixture_dir, make_batch, mean_loss, params_hash, rel_err,  # noqa: E402
+                        write_f32, write_i32, write_json)
 
 torch.set_num_threads(2)
 
-STAMP = Stamp(__file__, ref_gpt2.__file__, ref_llama.__file__)
 ADAM = dict(lr=5e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, steps=10)
 TARGETS = ["qkv", "proj", "up", "down"]   # llm.h's LLM_LORA_QKV, _PROJ, _UP, _DOWN: bits 1, 2, 4, 8
 GPT2_CFG = {"n_layer": 2, "n_head": 4, "n_embd": 64, "vocab_size": 503, "n_positions": 64}
@@ -258,23 +259,23 @@ def pick_clip(run):
 
 
 def gen_lora(out, name, kind, r, alpha, targets_list, seed):
-    d = os.path.join(out, name)
-    if not STAMP.fresh(d):
-        return
+    d = fixture_dir(out, name)
+    rec = Recipe(seed)
     g = torch.Generator().manual_seed(seed)
     if kind == "gpt2":
         cfg = GPT2_CFG
-        p = ref_gpt2.init_params(cfg, g, random_affine=True)
-        write_safetensors(os.path.join(d, "model.safetensors"), ref_gpt2.hf_tensor_list(p, cfg, "F32"), {"format": "pt"})
-        write_json(os.path.join(d, "config.json"), ref_gpt2.config_json(cfg))
+        p = ref_gpt2.init_params(cfg, rec, random_affine=True)
+        base = dict(ref_gpt2.base_meta(cfg, B, T), params_fnv=params_hash(ref_gpt2.to_library_layout(p, cfg)))
         L, V = cfg["n_layer"], cfg["vocab_size"]
         fwd = lambda pp, aa: gpt2_forward(pp, cfg, tokens, aa, alpha / r)  # noqa: E731
     else:
         cfg = ref_llama.CONFIGS[0]
-        p = ref_llama.init_params(cfg, g)
-        write_bytes(os.path.join(d, "model.bin"), ref_llama.llama2c_bytes(p, cfg))
+        p = ref_llama.init_params(cfg, rec)
+        base = dict(format="llama2c", llama2c_header=ref_llama.llama2c_header(cfg),
+                    params_fnv=params_hash(ref_llama.to_library_layout(p, cfg)))
         L, V = cfg["L"], cfg["V"]
         fwd = lambda pp, aa: llama_forward(pp, cfg, tokens, aa, alpha / r)  # noqa: E731
+    rec.write(d, "tests/ref_lora.py " + name)
     tokens, targets = make_batch(g, V, B, T, n_ignored=5, zero_at=(0, 5))
     write_i32(os.path.join(d, "tokens.i32"), tokens)
     write_i32(os.path.join(d, "targets.i32"), targets)
@@ -294,24 +295,21 @@ def gen_lora(out, name, kind, r, alpha, targets_list, seed):
     write_f32(os.path.join(d, "adamw_norms.f32"), norms)
     write_f32(os.path.join(d, "adapters_after.f32"), after)
     bits = sum(1 << TARGETS.index(t) for t in targets_list)
-    meta = dict(kind=kind, B=B, T=T, rank=r, alpha=alpha, targets=bits, n_adapters=int(after.size), lr=ADAM["lr"],
+    meta = dict(base, kind=kind, B=B, T=T, rank=r, alpha=alpha, targets=bits, n_adapters=int(after.size), lr=ADAM["lr"],
                 loss=loss, grad_clip=clip, adamw=ADAM, adamw_losses=losses, adamw_norms=norms,
                 torch_f32_lora_grads_err=g32err)
     write_json(os.path.join(d, "meta.json"), meta)
     print("  %s: %d adapter floats, loss %.6f; AdamW (clip %g) losses %s" % (
         name, after.size, loss, clip, " ".join("%.4f" % x for x in losses)))
-    STAMP.stamp(d)
 
 
 def gen_dropout(out, p_drop=0.1, seed=1234):
-    d = os.path.join(out, "dropout_gpt2")
-    if not STAMP.fresh(d):
-        return
+    d = fixture_dir(out, "dropout_gpt2")
     cfg = GPT2_CFG
+    rec = Recipe(9900)
     g = torch.Generator().manual_seed(99)
-    p = ref_gpt2.init_params(cfg, g, random_affine=True)
-    write_safetensors(os.path.join(d, "model.safetensors"), ref_gpt2.hf_tensor_list(p, cfg, "F32"), {"format": "pt"})
-    write_json(os.path.join(d, "config.json"), ref_gpt2.config_json(cfg))
+    p = ref_gpt2.init_params(cfg, rec, random_affine=True)
+    rec.write(d, "tests/ref_lora.py dropout_gpt2")
     tokens, targets = make_batch(g, cfg["vocab_size"], B, T, n_ignored=5, zero_at=(0, 5))
     write_i32(os.path.join(d, "tokens.i32"), tokens)
     write_i32(os.path.join(d, "targets.i32"), targets)
@@ -329,10 +327,10 @@ def gen_dropout(out, p_drop=0.1, seed=1234):
     write_f32(os.path.join(d, "loss.f32"), [float(loss)])
     write_f32(os.path.join(d, "grads.f32"), ref_gpt2.to_library_layout({k: t.grad for k, t in p64.items()}, cfg))
     kept = float((masks > 0).mean())
-    write_json(os.path.join(d, "meta.json"), dict(cfg, B=B, T=T, p=p_drop, seed=seed, step=0, micro=0,
-                                                  loss=float(loss), kept=kept))
+    write_json(os.path.join(d, "meta.json"), dict(ref_gpt2.base_meta(cfg, B, T), p=p_drop, seed=seed, step=0, micro=0,
+                                                  loss=float(loss), kept=kept,
+                                                  params_fnv=params_hash(ref_gpt2.to_library_layout(p, cfg))))
     print("  dropout_gpt2: p %.2f, kept %.4f, loss %.6f" % (p_drop, kept, float(loss)))
-    STAMP.stamp(d)
 
 
 def main():

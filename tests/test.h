@@ -9,11 +9,15 @@
  * reproducible random generator and buffers (test_seed, test_frand, test_rand_floats),
  * the finite-difference gradient check (test_fd_check), whole-file reads
  * (test_read_file, test_read_data under test_data_dir()), and the PyTorch fixtures that
- * tests/ref_*.py write (test_fixtures_dir, test_has_fixture, test_fixture_array,
- * test_meta_num). Everything is static inline: a test pays only for what it uses, and
+ * tests/ref_*.py wrote into tests/fixtures (test_fixtures_dir, test_has_fixture,
+ * test_fixture_array, test_meta_num; tests/ref.h rebuilds their models). Everything is
+ * static inline: a test pays only for what it uses, and
  * bench/bench.h includes this file for test_data_dir() without warnings. */
 #ifndef LLM_TEST_H
 #define LLM_TEST_H
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L   /* mkdtemp, fileno, fork: before the first system header */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,11 +206,12 @@ static inline int test_make_tmpdir(char *buf, size_t cap, const char *name) {
     return 0;
 }
 
-/* ---- PyTorch fixtures (tests/ref_*.py, `make fixtures`) ------------------------------ */
-/* Where they are: $LLM_FIXTURES, else build/fixtures. */
+/* ---- PyTorch fixtures (tests/ref_*.py; committed in tests/fixtures) ---------------- */
+/* Where they are: $LLM_FIXTURES (the Makefile sets it, so that a test runs from any
+ * directory), else tests/fixtures (from the repository root). */
 static inline const char *test_fixtures_dir(void) {
     const char *e = getenv("LLM_FIXTURES");
-    return e && *e ? e : "build/fixtures";
+    return e && *e ? e : "tests/fixtures";
 }
 /* The path of fixture file dir/name (name NULL: the directory) in buf. */
 static inline const char *test_fixture_path(char *buf, size_t cap, const char *dir, const char *name) {
@@ -214,10 +219,10 @@ static inline const char *test_fixture_path(char *buf, size_t cap, const char *d
     else snprintf(buf, cap, "%s/%s", test_fixtures_dir(), dir);
     return buf;
 }
-/* Whether fixture dir was written completely: the scripts write its .stamp last. */
+/* Whether fixture dir is there (its meta.json). */
 static inline int test_has_fixture(const char *dir) {
     char path[1024];
-    return test_file_exists(test_fixture_path(path, sizeof path, dir, ".stamp"));
+    return test_file_exists(test_fixture_path(path, sizeof path, dir, "meta.json"));
 }
 /* Fixture file dir/name, as test_read_file. */
 static inline char *test_read_fixture(const char *dir, const char *name, size_t *len) {

@@ -46,6 +46,7 @@
 #include "tests/test.h"
 #define LLM_IMPLEMENTATION
 #include "llm.h"
+#include "tests/ref.h"
 
 #ifdef LLM_CUDA
 
@@ -676,7 +677,7 @@ static void t_repeat(const llm_backend *cu, const llm_config *cfg, int B, int T,
  * skipped step would leave the losses off PyTorch's, so none may be. */
 static void t_torch_steps(const llm_backend *cu) {
     if (!test_has_fixture("gpt2_small")) {
-        TEST_SKIP("test_cuda: no PyTorch fixture gpt2_small in %s (make fixtures)", test_fixtures_dir());
+        CHECK(0, "test_cuda: no PyTorch fixture gpt2_small in %s (committed in tests/fixtures)", test_fixtures_dir());
         return;
     }
     int B = (int)test_meta_num("gpt2_small", "B", 0), T = (int)test_meta_num("gpt2_small", "T", 0);
@@ -685,7 +686,8 @@ static void t_torch_steps(const llm_backend *cu) {
     float *ref_l = (float *)test_fixture_array("gpt2_small", "adamw_losses.f32", 10);
     float *ref_n = (float *)test_fixture_array("gpt2_small", "adamw_norms.f32", 10);
     char path[1024];
-    test_fixture_path(path, sizeof path, "gpt2_small", "model.safetensors");
+    const char *mf = ref_model_file("gpt2_small", REF_F32);   /* tests/ref.h writes it */
+    snprintf(path, sizeof path, "%s", mf ? mf : "(not written)");
     llm_options opt;
     memset(&opt, 0, sizeof opt);
     opt.backend = cu;

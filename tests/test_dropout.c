@@ -10,7 +10,8 @@
  *   - backward is the same op: d(sum g*drop(x))/dx = drop(g);
  *   - llm_options.dropout outside [0, 1) (and NaN) is refused with a named error;
  *   - a GPT-2 with dropout p = 0.1 against PyTorch given the same masks (fixture
- *     dropout_gpt2): logits, loss and every gradient within 1e-4 relative;
+ *     dropout_gpt2, committed; the weights drawn again from its recipe by tests/ref.h and
+ *     checked bit for bit): logits, loss and every gradient within 1e-4 relative;
  *   - p = 0 trains bit for bit as the model without dropout;
  *   - dropout acts only in training: evaluation mode, forwards without targets and
  *     llm_model_eval give exactly the logits and loss of the same model without dropout
@@ -23,6 +24,7 @@
 #include "test.h"
 #define LLM_IMPLEMENTATION
 #include "llm.h"
+#include "ref.h"
 #include <unistd.h>
 
 static float *drop_ones(uint64_t key, size_t n, float p) {
@@ -34,7 +36,7 @@ static float *drop_ones(uint64_t key, size_t n, float p) {
 
 static void test_fixture_masks(void) {
     const char *dir = "dropout_gpt2";
-    if (!test_has_fixture(dir)) { TEST_SKIP("no fixture %s (make fixtures needs /usr/bin/python3 with torch)", dir); return; }
+    if (!test_has_fixture(dir)) { TEST_SKIP("no fixture %s in %s", dir, test_fixtures_dir()); return; }
     int L = (int)test_meta_num(dir, "n_layer", 0), B = (int)test_meta_num(dir, "B", 0), T = (int)test_meta_num(dir, "T", 0);
     int C = (int)test_meta_num(dir, "n_embd", 0);
     float p = (float)test_meta_num(dir, "p", 0);
@@ -156,19 +158,20 @@ static void test_bad_p(void) {
 /* ---- in the model ---------------------------------------------------------------------- */
 #define REL_TOL 1e-4
 static llm_model *load_gpt2(const char *dir, float p, uint64_t seed) {
-    char path[1024];
+    const char *path = ref_model_file(dir, 0);   /* tests/ref.h: the weights from the recipe */
     llm_options o;
     memset(&o, 0, sizeof o);
     o.n_threads = 2; o.dropout = p; o.dropout_seed = seed;
     llm_model *m = NULL;
-    test_fixture_path(path, sizeof path, dir, "model.safetensors");
+    if (!path) return NULL;
     CHECK(llm_model_load(&m, path, &o) == LLM_OK, "%s: %s", path, llm_last_error());
+    if (m) ref_check_params(m, dir, dir);
     return m;
 }
 
 static void test_torch(void) {
     const char *dir = "dropout_gpt2";
-    if (!test_has_fixture(dir)) { TEST_SKIP("no fixture %s", dir); return; }
+    if (!test_has_fixture(dir)) { TEST_SKIP("no fixture %s in %s", dir, test_fixtures_dir()); return; }
     int B = (int)test_meta_num(dir, "B", 0), T = (int)test_meta_num(dir, "T", 0);
     float p = (float)test_meta_num(dir, "p", 0);
     llm_model *m = load_gpt2(dir, p, (uint64_t)test_meta_num(dir, "seed", 0)), *m0 = load_gpt2(dir, 0, 0);

@@ -16,7 +16,6 @@
  *     larger than the file;
  *   - llm_model_forward: token ids >= V or < 0, targets >= V, T > maxT, B or T <= 0. */
 #include "test.h"
-#define LLM_IMPLEMENTATION
 #include "llm.h"
 #include <sys/stat.h>
 #include <unistd.h>

@@ -14,6 +14,9 @@
  *    two per pair of k (vdpbf16ps adds two products), one per K block and one for beta.
  *    So |fast - ref| <= (2K + 8) 2^-24 S per element (the rigorous bound; random data
  *    is ~sqrt(K) times better), plus 1e-30 for vdpbf16ps's flushing of denormal sums.
+ *    ARM's BFDOT rounds both of its additions to odd, with an error up to 2^-23 (twice
+ *    that of rounding to nearest): its K roundings count as 2K, and the bound is
+ *    (3K + 8) 2^-24 S there (qemu emulates BFDOT as the architecture defines it).
  *    The result must also be bit-identical across thread counts and leave everything
  *    outside C untouched.
  * 4. llm__sgemm_bf16 against fp32 llm__sgemm: the bf16 rounding error. Rigorously
@@ -26,8 +29,10 @@
  *    sqrt(sum_k (a b)^2) has rms 2^-7/sqrt(14) = 2.09e-3 (checked within 10%). In units
  *    of a typical product that is 2^-7 sqrt(K/14), about 2^-8 sqrt(K); relative to
  *    rms(C) (sqrt(K) products for zero-mean data) about 2e-3 whatever K is.
- * 5. NaN in A reaches its row of C; forcing AVX2 turns the bf16 path into fp32 sgemm.
- * Cases that need AVX512-BF16 print SKIP on CPUs without it. */
+ * 5. NaN in A reaches its row of C; without bf16 (AVX2 or scalar forced, or a CPU without
+ *    it) the bf16 path is the fp32 sgemm.
+ * On x86 the bf16 cases need AVX512-BF16, on ARM64 the BF16 extension (ARMv8.6: BFDOT,
+ * found through getauxval/sysctl); they print SKIP on CPUs without. */
 #include "tests/test.h"
 #define LLM_IMPLEMENTATION
 #include "llm.h"
@@ -126,6 +131,11 @@ static void test_packs(void) {
 #endif
 
 typedef struct { int M, N, K; } shape;
+#ifdef LLM__NEON
+#define BFDOT_ROUNDINGS 3.0   /* per k, in units of 2^-24: the reference's 1 and BFDOT's 2 */
+#else
+#define BFDOT_ROUNDINGS 2.0   /* the reference's 1 and vdpbf16ps's 1 */
+#endif
 
 /* sum_k |a~ b~| (or |a b| with raw = 1) for C[i][j], in double */
 static double abs_sum(int ta, int tb, int i, int j, int K, const float *A, int lda, const float *B,
@@ -183,7 +193,7 @@ static void test_vs_ref(llm_pool **pools) {
                             if (j >= N) { if (bitsf(C[x]) != bitsf(12345.0f)) pad_ok = 0; continue; }
                             double S = abs_sum(ta, tb, i, j, K, A, lda, B, ldb, 0) +
                                        (beta != 0.0f ? fabs((double)beta * C0[x]) : 0.0);
-                            double tol = (2.0 * K + 8) * ldexp(1.0, -24) * S + 1e-30;
+                            double tol = (BFDOT_ROUNDINGS * K + 8) * ldexp(1.0, -24) * S + 1e-30;
                             double d = fabs((double)C[x] - R[x]);
                             if (!(d <= tol)) {
                                 bad = 1;
@@ -272,18 +282,33 @@ static void test_special(llm_pool *pool) {
     free(A); free(B); free(C);
 }
 
+/* Without bf16 the bf16 GEMM is the fp32 one, bit for bit: at a level below the bf16 one
+ * (x86: AVX2; ARM64: scalar), and at the best level on a CPU without bf16 (qemu's
+ * cortex-a72 in make test-arm: the binary must run there, and in fp32). */
 static void test_fallback(llm_pool *pool) {
-    if (!llm_simd_supported(LLM_SIMD_AVX2)) { TEST_SKIP("fallback: no AVX2 to force"); return; }
     const int M = 30, N = 50, K = 70;
     float *A = (float *)malloc(M * K * 4), *B = (float *)malloc(K * N * 4);
     float *C = (float *)malloc(M * N * 4), *F = (float *)malloc(M * N * 4);
     for (int i = 0; i < M * K; i++) A[i] = test_frand();
     for (int i = 0; i < K * N; i++) B[i] = test_frand();
-    llm_simd_force(LLM_SIMD_AVX2);
-    CHECK(!llm__has_bf16(), "no bf16 at the AVX2 level");
-    llm__sgemm_bf16(pool, 0, 1, M, N, K, A, K, B, K, 0.0f, C, N);
-    llm__sgemm(pool, 0, 1, M, N, K, A, K, B, K, 0.0f, F, N);
-    CHECK(memcmp(C, F, (size_t)M * N * 4) == 0, "forced AVX2: bf16 GEMM must be the fp32 one");
+#ifdef LLM__X86
+    const llm_simd below = LLM_SIMD_AVX2;
+#else
+    const llm_simd below = LLM_SIMD_SCALAR;
+#endif
+    for (int pass = 0; pass < 2; pass++) {
+        const llm_simd level = pass == 0 ? below : LLM_SIMD_AUTO;
+        if (!llm_simd_supported(level)) { TEST_SKIP("fallback: no %s to force", llm_simd_name(level)); continue; }
+        llm_simd_force(level);
+        if (pass == 1 && llm__has_bf16()) continue;   /* this CPU has bf16: tested below */
+        CHECK(!llm__has_bf16(), "no bf16 at the %s level", llm_simd_name(llm_simd_active()));
+        for (int m = 1; m <= M; m += M - 1) {   /* the matrix-vector path and the packed GEMM */
+            llm__sgemm_bf16(pool, 0, 1, m, N, K, A, K, B, K, 0.0f, C, N);
+            llm__sgemm(pool, 0, 1, m, N, K, A, K, B, K, 0.0f, F, N);
+            CHECK(memcmp(C, F, (size_t)m * N * 4) == 0, "%s, M=%d: bf16 GEMM must be the fp32 one",
+                  llm_simd_name(llm_simd_active()), m);
+        }
+    }
     llm_simd_force(LLM_SIMD_AUTO);
     free(A); free(B); free(C); free(F);
 }
@@ -297,7 +322,7 @@ int main(void) {
     test_fallback(pools[1]);
     printf("CPU features: %s; bf16 GEMM active: %d\n", llm__cpu_features(), llm__has_bf16());
     if (!llm__has_bf16()) {
-        TEST_SKIP("bf16 GEMM: this CPU (or the forced SIMD level) has no AVX512-BF16");
+        TEST_SKIP("bf16 GEMM: this CPU (or the forced SIMD level) has no AVX512-BF16 or ARM BF16");
     } else {
 #ifdef LLM__X86
         test_packs();

@@ -10,11 +10,11 @@
  *   - stop token, stop strings, callback stop, seeded reproducibility
  *   - errors: a prompt longer than the context, a full sequence, a tokenizer whose
  *     vocabulary does not match, an unknown model file
- *   - PyTorch greedy loops (tests/ref_generate.py, `make fixtures`): same ids, same
- *     logits at every position; SKIP without the fixtures */
+ *   - PyTorch greedy loops (tests/ref_generate.py, committed in tests/fixtures; the
+ *     models written by tests/ref.h): same ids, same logits at every position */
 #include "test.h"
-#define LLM_IMPLEMENTATION
 #include "llm.h"
+#include "ref.h"
 #include <ctype.h>
 
 /* build/generate runs through a POSIX shell; the Windows build of this test leaves it out
@@ -421,20 +421,21 @@ static int read_i32(const char *path, int *dst, int cap) {
     free(b);
     return k;
 }
-static void test_torch(const char *dir, const char *model_file) {
+static void test_torch(const char *dir) {
     char path[1024];
     if (!test_has_fixture(dir)) {
-        TEST_SKIP("%s: no PyTorch fixture in %s (`make fixtures`)", dir, test_fixtures_dir());
+        CHECK(0, "%s: no PyTorch fixture in %s (committed in tests/fixtures)", dir, test_fixtures_dir());
         return;
     }
     int prompt[64], ref[64];
     int np = read_i32(test_fixture_path(path, sizeof path, dir, "prompt.i32"), prompt, 64);
     int nr = read_i32(test_fixture_path(path, sizeof path, dir, "greedy.i32"), ref, 64);
-    test_fixture_path(path, sizeof path, dir, model_file);
+    const char *model = ref_model_file(dir, 0);
     llm_options opt; memset(&opt, 0, sizeof opt); opt.n_threads = 2;
     llm_model *m = NULL;
-    CHECK(np > 0 && nr > 0 && llm_model_load(&m, path, &opt) == LLM_OK, "%s: load: %s", dir, llm_last_error());
+    CHECK(np > 0 && nr > 0 && model && llm_model_load(&m, model, &opt) == LLM_OK, "%s: load: %s", dir, llm_last_error());
     if (!m) return;
+    ref_check_params(m, dir, dir);
     int V = llm_model_config(m).vocab_size;
     llm_kv *kv = NULL;
     llm_kv_create(&kv, m, 1, 0, 0);
@@ -465,7 +466,7 @@ static void test_torch(const char *dir, const char *model_file) {
 
 static void test_bad_files(void) {
     llm_model *m = NULL;
-    const char *p = "build/test_generate_not_a_model.txt";
+    const char *p = ref_tmp_path("not_a_model.txt");
     FILE *f = fopen(p, "wb");
     if (f) { fputs("this is not a model file, just some text of no particular length\n", f); fclose(f); }
     CHECK(llm_model_load(&m, p, NULL) == LLM_ERR_FORMAT && m == NULL && strstr(llm_last_error(), p),
@@ -474,7 +475,8 @@ static void test_bad_files(void) {
     CHECK(llm_model_load(&m, "build/does/not/exist.bin", NULL) == LLM_ERR_IO, "missing model file");
     /* GPT-2: a model whose vocabulary is not the tokenizer's is refused by the example */
     char model[1024], cmd[2048];
-    test_fixture_path(model, sizeof model, "gen_gpt2", "model.safetensors");
+    const char *mf = ref_model_file("gen_gpt2", 0);
+    snprintf(model, sizeof model, "%s", mf ? mf : "");
     if (example_built() && test_file_exists(model)) {
         snprintf(cmd, sizeof cmd, "build/generate -m %s -n 4 2>&1", model);
         char msg[1024];
@@ -489,8 +491,8 @@ int main(void) {
     test_kv_vs_full(1);
     test_generation(0);
     test_generation(1);
-    test_torch("gen_gpt2", "model.safetensors");
-    test_torch("gen_llama", "model.bin");
+    test_torch("gen_gpt2");
+    test_torch("gen_llama");
     test_bad_files();
     return TEST_END("test_generate");
 }

@@ -1,20 +1,20 @@
 /* tests/test_gpt2_torch.c: GPT-2 end to end against PyTorch.
  *
- * tests/ref_gpt2.py (run by `make fixtures`) writes GPT-2 models as HuggingFace
- * model.safetensors files and PyTorch's answers for them; see the file list at the top
- * of that script. Here every model goes through the public loader (llm_model_load on the
- * model.safetensors path) and must agree with PyTorch:
- *   - parameters: bit-exact after the (transposing) load of F32 tensors;
+ * tests/ref_gpt2.py (`make fixtures`) computed PyTorch's answers for small GPT-2s and
+ * committed them in tests/fixtures (see the file list at the top of that script), with
+ * each model's recipe: tests/ref.h draws the same weights and writes them as HuggingFace
+ * model.safetensors files (+ config.json). Every model goes through the public loader
+ * (llm_model_load on that path) and must agree with PyTorch:
+ *   - parameters: bit-exact after the (transposing) load (FNV-1a against PyTorch's);
  *   - logits and every gradient within 1e-4 relative (absolute floor, see CLOSE below);
  *   - the loss, and each of 10 AdamW steps' losses, within 1e-4; grad norms within 1e-4
  *     relative;
- *   - the variants: "transformer." names + lm_head.weight, F16, BF16, no config.json;
- *   - GPT-2 124M's shape: forward logits and loss (not in the sanitizer build: too slow).
- * The fixture directory is $LLM_FIXTURES, default build/fixtures. Without it (no torch)
- * every case is skipped with the reason. */
+ *   - the variants: "transformer." names + lm_head.weight + masked_bias, F16, BF16 (the
+ *     rounding checked bit for bit), no config.json.
+ * GPT-2 124M's shape is tests/big_gpt2.c (`make test-big`). */
 #include "test.h"
-#define LLM_IMPLEMENTATION
 #include "llm.h"
+#include "ref.h"
 
 /* The PyTorch references are computed in float64 and the library computes in float32.
  * A float32 sum of n terms errs by about n*eps*(largest term), whatever its own size, so a
@@ -32,15 +32,17 @@ static double close_err(const float *a, const float *ref, size_t n) {
     return test_close_err(a, ref, n, FLOOR_FRAC);
 }
 
-static llm_model *load_model(const char *dir) {
-    char path[1024];
-    test_fixture_path(path, sizeof path, dir, "model.safetensors");
+/* The model file of fixture dir (tests/ref.h writes it) as llm_model_load reads it. */
+static char g_small[1024];
+static llm_model *load_path(const char *path) {
     llm_model *m = NULL;
+    if (!path) return NULL;
     llm_status s = llm_model_load(&m, path, NULL);
     CHECK(s == LLM_OK && m, "load %s: %s (%s)", path, llm_status_string(s), llm_last_error());
     if (s != LLM_OK) { llm_model_free(m); return NULL; }
     return m;
 }
+static llm_model *load_model(const char *dir, int variant) { return load_path(ref_model_file(dir, variant)); }
 
 /* Loss and logits of model m on tokens/targets against the references in refdir. */
 static void check_forward(llm_model *m, const char *name, const char *refdir, const int *tok,
@@ -65,7 +67,7 @@ static void check_forward(llm_model *m, const char *name, const char *refdir, co
 
 /* gpt2_small: shape, parameters, logits, loss, per-token losses, every gradient. */
 static void test_small(const int *tok, const int *tgt, int B, int T) {
-    llm_model *m = load_model("gpt2_small");
+    llm_model *m = load_path(g_small);
     if (!m) return;
     llm_config c = llm_model_config(m);
     CHECK(c.n_layer == 2 && c.n_head == 4 && c.n_embd == 64 && c.vocab_size == 503 && c.max_seq_len == 64,
@@ -73,18 +75,14 @@ static void test_small(const int *tok, const int *tgt, int B, int T) {
           c.n_layer, c.n_head, c.n_embd, c.vocab_size, c.max_seq_len);
     size_t np = llm_model_num_params(m);
     CHECK(np == 136384, "gpt2_small: %zu parameters, want 136384", np);
-    float *ref_p = (float *)test_fixture_array("gpt2_small", "params.f32", 136384);
     float *ref_g = (float *)test_fixture_array("gpt2_small", "grads.f32", 136384);
     float *buf = (float *)malloc(136384 * sizeof(float));
-    if (np != 136384 || !ref_p || !ref_g || !buf) goto done;
+    if (np != 136384 || !ref_g || !buf) goto done;
 
     /* F32 tensors, only transposed and stacked: the load must be exact. */
-    CHECK(llm_model_get_params(m, buf) == LLM_OK, "get_params: %s", llm_last_error());
+    ref_check_params(m, "gpt2_small", "gpt2_small");
     size_t off[LLM_NTENSORS], size[LLM_NTENSORS];
     llm_tensor_layout(&c, off, size);
-    for (int i = 0; i < LLM_NTENSORS; i++)
-        CHECK(memcmp(buf + off[i], ref_p + off[i], size[i] * sizeof(float)) == 0,
-              "gpt2_small: parameter %s differs from the safetensors file", llm_tensor_name(i));
 
     check_forward(m, "gpt2_small", "gpt2_small", tok, tgt, B, T);
 
@@ -126,13 +124,13 @@ static void test_small(const int *tok, const int *tgt, int B, int T) {
     double e2 = close_err(buf, ref_g, np);
     CHECK(e2 <= REL_TOL, "gpt2_small: two backward calls do not accumulate: err %.3g", e2);
 done:
-    free(ref_p); free(ref_g); free(buf);
+    free(ref_g); free(buf);
     llm_model_free(m);
 }
 
 /* 10 AdamW steps on the same batch, as torch.optim.AdamW + clip_grad_norm_. */
 static void test_adamw(const int *tok, const int *tgt, int B, int T) {
-    llm_model *m = load_model("gpt2_small");
+    llm_model *m = load_path(g_small);
     float *ref_l = (float *)test_fixture_array("gpt2_small", "adamw_losses.f32", 10);
     float *ref_n = (float *)test_fixture_array("gpt2_small", "adamw_norms.f32", 10);
     float *ref_p = (float *)test_fixture_array("gpt2_small", "params_after.f32", 136384);
@@ -185,26 +183,20 @@ done:
     llm_model_free(m);
 }
 
-/* "transformer." names, lm_head.weight and masked_bias: the same model as gpt2_small. */
+/* "transformer." names, lm_head.weight and masked_bias, in reverse order: the same
+ * model as gpt2_small. */
 static void test_prefix(const int *tok, const int *tgt, int B, int T) {
-    llm_model *m = load_model("gpt2_small_prefix");
+    llm_model *m = load_model("gpt2_small", REF_PREFIX | REF_MASKS);
     if (!m) return;
-    float *ref_p = (float *)test_fixture_array("gpt2_small", "params.f32", 136384);
-    float *buf = (float *)malloc(136384 * sizeof(float));
-    if (ref_p && buf && llm_model_num_params(m) == 136384) {
-        CHECK(llm_model_get_params(m, buf) == LLM_OK, "get_params: %s", llm_last_error());
-        CHECK(memcmp(buf, ref_p, 136384 * sizeof(float)) == 0, "gpt2_small_prefix: parameters differ");
-    } else {
-        CHECK(0, "gpt2_small_prefix: %zu parameters, want 136384", llm_model_num_params(m));
-    }
+    ref_check_params(m, "gpt2_small", "gpt2_small, prefixed names");
     check_forward(m, "gpt2_small_prefix", "gpt2_small", tok, tgt, B, T);
-    free(ref_p); free(buf);
     llm_model_free(m);
 }
 
-static void test_variant(const char *dir, const int *tok, const int *tgt, int B, int T) {
-    llm_model *m = load_model(dir);
+static void test_variant(const char *dir, int variant, const int *tok, const int *tgt, int B, int T) {
+    llm_model *m = load_model(dir, variant);
     if (!m) return;
+    if (!(variant & REF_NOCONFIG)) ref_check_params(m, dir, dir);   /* F16/BF16: the rounding, exactly */
     llm_config c = llm_model_config(m);
     CHECK(c.n_layer == 2 && c.n_embd == 64 && c.vocab_size == 503 && c.max_seq_len == 64,
           "%s: config L%d C%d V%d maxT%d, want L2 C64 V503 maxT64", dir, c.n_layer, c.n_embd,
@@ -217,34 +209,14 @@ static void test_variant(const char *dir, const int *tok, const int *tgt, int B,
     llm_model_free(m);
 }
 
-static void test_124m(void) {
-#if TEST_SAN
-    TEST_SKIP("gpt2_124m: too slow for the sanitizer build");
-#else
-    int B = 1, T = 64;
-    int *tok = (int *)test_fixture_array("gpt2_124m", "tokens.i32", (size_t)B * T);
-    int *tgt = (int *)test_fixture_array("gpt2_124m", "targets.i32", (size_t)B * T);
-    llm_model *m = tok && tgt ? load_model("gpt2_124m") : NULL;
-    if (m) {
-        llm_config c = llm_model_config(m);
-        CHECK(c.n_layer == 12 && c.n_head == 12 && c.n_embd == 768 && c.vocab_size == 50257 &&
-              c.max_seq_len == 1024, "gpt2_124m: config L%d NH%d C%d V%d maxT%d", c.n_layer, c.n_head,
-              c.n_embd, c.vocab_size, c.max_seq_len);
-        CHECK(llm_model_num_params(m) == 124439808, "gpt2_124m: %zu parameters, want 124439808",
-              llm_model_num_params(m));
-        check_forward(m, "gpt2_124m", "gpt2_124m", tok, tgt, B, T);
-    }
-    llm_model_free(m);
-    free(tok); free(tgt);
-#endif
-}
-
 int main(void) {
     if (!test_has_fixture("gpt2_small")) {
-        TEST_SKIP("PyTorch comparison: no fixtures in %s (is python3-torch installed? `make fixtures`)",
-                  test_fixtures_dir());
+        CHECK(0, "no PyTorch fixture gpt2_small in %s (committed in tests/fixtures; LLM_FIXTURES moves it)",
+              test_fixtures_dir());
         return TEST_END("test_gpt2_torch");
     }
+    const char *small = ref_model_file("gpt2_small", REF_F32 | REF_MASKS);
+    snprintf(g_small, sizeof g_small, "%s", small ? small : "");
 
     int B = 4, T = 32;
     int *tok = (int *)test_fixture_array("gpt2_small", "tokens.i32", (size_t)B * T);
@@ -263,11 +235,10 @@ int main(void) {
         printf("-- kernels: %s\n", llm_simd_name(llm_simd_active()));
         test_adamw(tok, tgt, B, T);
         test_prefix(tok, tgt, B, T);
-        test_variant("gpt2_small_f16", tok, tgt, B, T);
-        test_variant("gpt2_small_bf16", tok, tgt, B, T);
-        test_variant("gpt2_small_noconfig", tok, tgt, B, T);
+        test_variant("gpt2_small_f16", REF_F16 | REF_MASKS, tok, tgt, B, T);
+        test_variant("gpt2_small_bf16", REF_BF16 | REF_MASKS, tok, tgt, B, T);
+        test_variant("gpt2_small_noconfig", REF_NOCONFIG, tok, tgt, B, T);
     }
     free(tok); free(tgt);
-    test_124m();
     return TEST_END("test_gpt2_torch");
 }

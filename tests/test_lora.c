@@ -13,7 +13,9 @@
  *     attached adapters as they were; with_optimizer keeps the moments and the step;
  *   - merge: W += (alpha/r) B A, compared with the product in double;
  *   - against PyTorch (tests/ref_lora.py: the adapters added by hand, the same A, B and
- *     scaling), a GPT-2 with adapters on all four matrices and a Llama with adapters on
+ *     scaling; its answers committed in tests/fixtures, the base weights drawn again from
+ *     their recipe and written as model files by tests/ref.h, checked bit for bit against
+ *     PyTorch's by their FNV-1a), a GPT-2 with adapters on all four matrices and a Llama with adapters on
  *     qkv and down: logits and every adapter gradient within 1e-4 relative (floor 5% of
  *     each tensor's largest); 10 AdamW steps of the adapters alone from the real start
  *     (B = 0): losses and gradient norms within 1e-4, the adapters after them close;
@@ -29,6 +31,7 @@
 #include "test.h"
 #define LLM_IMPLEMENTATION
 #include "llm.h"
+#include "ref.h"
 #include <unistd.h>
 
 static char tmpdir[256];
@@ -281,11 +284,14 @@ static void test_merge(void) {
 
 /* ---- against PyTorch ------------------------------------------------------------------ */
 #define REL_TOL 1e-4
-static llm_model *load_fixture(const char *dir, int llama) {
-    char path[1024];
+/* The base of fixture dir (tests/ref.h writes its file from the recipe), loaded with o:
+ * its parameters are PyTorch's, bit for bit. */
+static llm_model *load_fixture(const char *dir, const llm_options *o) {
+    const char *path = ref_model_file(dir, 0);
     llm_model *m = NULL;
-    test_fixture_path(path, sizeof path, dir, llama ? "model.bin" : "model.safetensors");
-    CHECK(llm_model_load(&m, path, &opts) == LLM_OK, "%s: %s", path, llm_last_error());
+    if (!path) return NULL;
+    CHECK(llm_model_load(&m, path, o) == LLM_OK, "%s: %s", path, llm_last_error());
+    if (m && o->backend == NULL) ref_check_params(m, dir, dir);
     return m;
 }
 static int attach(llm_model *m, const char *dir, const char *file, size_t n) {
@@ -317,15 +323,15 @@ static double lora_err(const llm_model *m, const float *got, const float *ref) {
     return worst;
 }
 
-static void test_torch(const char *dir, int llama) {
-    if (!test_has_fixture(dir)) { TEST_SKIP("no fixture %s (make fixtures needs /usr/bin/python3 with torch)", dir); return; }
+static void test_torch(const char *dir) {
+    if (!test_has_fixture(dir)) { TEST_SKIP("no fixture %s in %s", dir, test_fixtures_dir()); return; }
     int B = (int)test_meta_num(dir, "B", 0), T = (int)test_meta_num(dir, "T", 0);
     size_t n = (size_t)test_meta_num(dir, "n_adapters", 0);
     int *tok = (int *)test_fixture_array(dir, "tokens.i32", (size_t)B * T);
     int *tgt = (int *)test_fixture_array(dir, "targets.i32", (size_t)B * T);
     float *ref_g = (float *)test_fixture_array(dir, "lora_grads.f32", n);
     float *ref_loss = (float *)test_fixture_array(dir, "loss.f32", 1);
-    llm_model *m = load_fixture(dir, llama);
+    llm_model *m = load_fixture(dir, &opts);
     float *g = (float *)calloc(n, sizeof(float)), *logits = NULL, *ref_logits = NULL, *w0 = NULL, *w1 = NULL;
     if (!tok || !tgt || !ref_g || !ref_loss || !m || !g || !attach(m, dir, "adapters.f32", n)) goto done;
     llm_config c = llm_model_config(m);
@@ -440,17 +446,14 @@ static void test_attached_merged(void) {
 /* LoRA on the CUDA backend, against the CPU backend. */
 static void test_cuda(void) {
     const char *dir = "lora_gpt2";
-    if (!test_has_fixture(dir)) { TEST_SKIP("no fixture %s", dir); return; }
+    if (!test_has_fixture(dir)) { TEST_SKIP("no fixture %s in %s", dir, test_fixtures_dir()); return; }
     int B = (int)test_meta_num(dir, "B", 0), T = (int)test_meta_num(dir, "T", 0);
     size_t n = (size_t)test_meta_num(dir, "n_adapters", 0);
     int *tok = (int *)test_fixture_array(dir, "tokens.i32", (size_t)B * T);
     int *tgt = (int *)test_fixture_array(dir, "targets.i32", (size_t)B * T);
     llm_options oc = opts;
     oc.backend = llm_cuda_backend();
-    llm_model *m[2] = {load_fixture(dir, 0), NULL};
-    char path[1024];
-    test_fixture_path(path, sizeof path, dir, "model.safetensors");
-    CHECK(llm_model_load(&m[1], path, &oc) == LLM_OK, "cuda load: %s", llm_last_error());
+    llm_model *m[2] = {load_fixture(dir, &opts), load_fixture(dir, &oc)};
     if (!tok || !tgt || !m[0] || !m[1] || !attach(m[0], dir, "adapters.f32", n) || !attach(m[1], dir, "adapters.f32", n)) goto done;
     {
         size_t nl = (size_t)B * T * llm_model_config(m[0]).vocab_size;
@@ -507,8 +510,8 @@ int main(void) {
     test_frozen_memory();
     test_file();
     test_merge();
-    test_torch("lora_gpt2", 0);
-    test_torch("lora_llama", 1);
+    test_torch("lora_gpt2");
+    test_torch("lora_llama");
     test_attached_merged();
     const char *names[] = {"a.lora", "cut.lora", "short.lora", "magic.lora", "nan.lora"};
     for (int i = 0; i < 5; i++) remove(tpath(names[i]));

@@ -12,7 +12,6 @@
  * loss_scale 0.5 gives the same gradients (to float32 rounding: the sums differ in order).
  */
 #include "test.h"
-#define LLM_IMPLEMENTATION
 #include "llm.h"
 #include <unistd.h>
 

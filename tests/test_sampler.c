@@ -2,7 +2,6 @@
  * helpers. (The golden run.c sample, stories260K at -t 1.0 -p 0.9 -s 133742, needs the
  * Llama model and is checked with it.) */
 #include "test.h"
-#define LLM_IMPLEMENTATION
 #include "llm.h"
 
 /* ---- run.c's sampler, restated from its description: the library must agree id for id */
