@@ -1401,6 +1401,15 @@ static void llm__wbytes(llm__wfile *w, const void *p, size_t n) {
     if (!w->failed && n && fwrite(p, 1, n, w->f) != n) w->failed = 1;
 }
 #ifdef LLM__HAVE_MMAP
+/* fsync a file or directory by name (fsync acts on the file, whichever descriptor names it;
+ * opening by name needs no fileno, which strict C99 headers hide); 0 on success. */
+static int llm__fsync_path(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    int r = fsync(fd);
+    close(fd);
+    return r;
+}
 /* fsync the directory holding path, so that a rename in it is durable; 0 on success. */
 static int llm__fsync_dir(const char *path) {
     char dir[1024];
@@ -1410,21 +1419,17 @@ static int llm__fsync_dir(const char *path) {
     if (slash && n == 0) n = 1;   /* "/file": the root */
     memcpy(dir, slash ? path : ".", slash ? n : 1);
     dir[slash ? n : 1] = 0;
-    int fd = open(dir, O_RDONLY);
-    if (fd < 0) return -1;
-    int r = fsync(fd);
-    close(fd);
-    return r;
+    return llm__fsync_path(dir);
 }
 #endif
 static llm_status llm__wclose(llm__wfile *w) {
     int bad = w->failed;
     if (!bad && w->nhead && (fflush(w->f) != 0 || fseek(w->f, 0, SEEK_SET) != 0 || fwrite(w->head, 1, w->nhead, w->f) != w->nhead)) bad = 1;
     if (fflush(w->f) != 0) bad = 1;
-#ifdef LLM__HAVE_MMAP
-    if (!bad && fsync(fileno(w->f)) != 0) bad = 1;
-#endif
     if (fclose(w->f) != 0) bad = 1;
+#ifdef LLM__HAVE_MMAP
+    if (!bad && llm__fsync_path(w->tmp) != 0) bad = 1;   /* on disk before it replaces the old file */
+#endif
     if (bad) { llm__remove(w->tmp); return llm__err(LLM_ERR_IO, "%s: write failed (disk full?)", w->tmp); }
     if (llm__rename(w->tmp, w->path) != 0) {
         llm__remove(w->tmp);
