@@ -480,7 +480,8 @@ static void test_cuda(void) {
     {   /* no dropout op on the CUDA backend: refused by name */
         llm_model *d = NULL;
         oc.dropout = 0.1f;
-        CHECK(llm_model_load(&d, path, &oc) == LLM_ERR_UNSUPPORTED && d == NULL && strstr(llm_last_error(), "dropout"),
+        const char *path = ref_model_file(dir, 0);
+        CHECK(path && llm_model_load(&d, path, &oc) == LLM_ERR_UNSUPPORTED && d == NULL && strstr(llm_last_error(), "dropout"),
               "dropout on the CUDA backend: %s", llm_last_error());
     }
 done:
