@@ -43,9 +43,9 @@ EXAMPLES := $(patsubst examples/%.c,$(B)/%,$(wildcard examples/*.c))
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_*.c))
 # The CUDA tests on the CPU, through tests/cuda_emu.h (see the CUDA block below).
 EMUTESTS    := $(B)/emu/tests/test_cuda $(B)/emu/tests/test_dist $(B)/emu/tests/test_cuda_emu $(B)/emu/tests/test_cuda_attn16 \
-               $(B)/emu/tests/test_lora $(B)/emu/tests/test_cuda_scaler
+               $(B)/emu/tests/test_lora $(B)/emu/tests/test_cuda_scaler $(B)/emu/tests/test_cuda_act16
 EMUSANTESTS := $(B)/emu/san/test_cuda $(B)/emu/san/test_dist $(B)/emu/san/test_cuda_emu $(B)/emu/san/test_cuda_attn16 \
-               $(B)/emu/san/test_cuda_scaler
+               $(B)/emu/san/test_cuda_scaler $(B)/emu/san/test_cuda_act16
 
 EMUEXAMPLES := $(B)/emu/generate $(B)/emu/train_gpt2 $(B)/emu/chat $(B)/emu/bench_cuda
 
@@ -265,6 +265,10 @@ $(B)/cuda/tests/test_cuda_scaler: tests/test_cuda_scaler.c $(B)/cuda/llm_cuda.o 
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
 
+$(B)/cuda/tests/test_cuda_act16: tests/test_cuda_act16.c $(B)/cuda/llm_cuda.o llm.h tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
+
 $(B)/cuda/%: examples/%.c $(B)/cuda/llm_cuda.o llm.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DLLM_CUDA=1 -I. $< $(B)/cuda/llm_cuda.o -o $@ $(NCCL_LIBS) $(CUDA_LIBS) $(LDLIBS)
@@ -282,9 +286,9 @@ bench-cuda: $(B)/cuda/bench_cuda
 	$(B)/cuda/bench_cuda
 
 cuda: $(B)/cuda/llm_cuda.o $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(B)/cuda/tests/test_cuda_attn16 \
-      $(B)/cuda/tests/test_cuda_scaler $(CUDA_EXAMPLES)
+      $(B)/cuda/tests/test_cuda_scaler $(B)/cuda/tests/test_cuda_act16 $(CUDA_EXAMPLES)
 	@tests/run.sh $(B)/cuda/tests/test_cuda $(B)/cuda/tests/test_dist $(B)/cuda/tests/test_cuda_attn16 \
-	  $(B)/cuda/tests/test_cuda_scaler
+	  $(B)/cuda/tests/test_cuda_scaler $(B)/cuda/tests/test_cuda_act16
 
 # ---- CUDA without a GPU: llm_cuda.cu compiled by the host C++ compiler against
 # tests/cuda_emu.h, which runs its kernels on the CPU (each CUDA thread a fiber) and

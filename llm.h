@@ -207,6 +207,9 @@ typedef struct llm_options {
 } llm_options;
 
 /* ---- backend interface -------------------------------------------------------------- */
+/* Element types of tensors in backend memory (see the table's activation storage). */
+typedef enum llm_dtype { LLM_DTYPE_F32 = 0, LLM_DTYPE_BF16 = 1, LLM_DTYPE_F16 = 2 } llm_dtype;
+
 /* The seam between the model and the hardware. The model code never touches tensor
  * memory directly: it calls these functions with pointers that the backend allocated.
  * The CPU backend (llm_cpu_backend) fills the table with the kernels in this file; the
@@ -298,6 +301,22 @@ typedef struct llm_backend {
      * same as matmul_fwd then gelu_fwd; NULL: the model makes those two calls */
     void (*matmul_gelu_fwd)(void *st, float *pre, float *out, const float *inp, const float *w,
                             const float *bias, int N, int C, int OC);
+    /* activation storage: act_dtype says how the tensors between ops are stored
+     * (LLM_DTYPE_BF16 or _F16: 2-byte elements), and alloc_act gives memory (bytes) for
+     * them. A float * into that memory is a handle to such elements, at an offset counted
+     * in them; the ops read and write it in that type. Memory from alloc stays fp32. These
+     * arguments are always fp32: parameters, gradients of parameters (dw, db), moments,
+     * norm statistics (mean, rstd), lse, losses, logits, KV caches, the residual stream's
+     * gradient (dinp of the norms' bwd, dout of encoder_bwd); an op's other tensors share
+     * one storage, except matmul's, which may mix (fp32 logits from 16-bit inputs). NULL:
+     * activations are fp32 (the CPU backend). */
+    llm_dtype (*act_dtype)(void *st);
+    void *(*alloc_act)(void *st, size_t bytes);
+    /* fused: res = a + b, then out = layernorm(res) with mean, rstd saved (N rows of C):
+     * the same as residual_fwd then layernorm_fwd; NULL: the model makes those two calls */
+    void (*residual_layernorm_fwd)(void *st, float *res, float *out, float *mean, float *rstd,
+                                   const float *a, const float *b, const float *w,
+                                   const float *bias, int N, int C);
     /* dropout of n values: out[i] = inp[i] * keep(key, i) / (1 - p), the mask a pure
      * function of (key, i) (see llm__dropout_ref), so backward -- the same call on the
      * gradient -- regenerates it; out may be inp. NULL: the model refuses dropout > 0 */
@@ -7887,7 +7906,9 @@ LLMDEF const llm_backend *llm_cpu_backend(void) {
 #ifndef LLM__CLS_FLOATS   /* (tests/test_recompute.c makes it small, to have many chunks) */
 #define LLM__CLS_FLOATS (32u << 20)
 #endif
-/* Activations of one forward pass, all views into one buffer sized for (B, T). Only
+/* Activations of one forward pass, views into two buffers sized for (B, T): the tensors
+ * between ops in the backend's activation storage (2-byte elements in a 16-bit mode of
+ * the GPU), the rest fp32 (llm__act_views says which). Only
  * what backward reads is kept per layer (with llm_options.recompute the (L, ...) tensors
  * but residual3 hold one layer: backward recomputes each layer from its input); the
  * projections before each residual add go through one scratch tensor. QKV = (NH+2NKV)*HS, F = fc width (4C or 2H), H = MLP
@@ -7956,7 +7977,10 @@ struct llm_model {
     /* activations */
     size_t cap_BT;                     /* reserved B*T */
     int cap_T;
-    float *acts_mem;
+    float *acts_mem;                   /* the fp32 activations (statistics, logits, dres, ...) */
+    float *store_mem;                  /* the tensors between ops, in the backend's activation
+                                        * storage (alloc_act): act_size bytes an element */
+    size_t act_size;                   /* 4, or 2 where the backend stores them in 16 bits */
     llm__acts a;
     int *tokens, *targets;             /* (B, T) device */
     float *host_losses;                /* (B, T) host */
@@ -8082,6 +8106,7 @@ static llm_status llm__model_make(llm_model **out, const llm_config *cfg, const 
     if (!(m->dropout >= 0.0f && m->dropout < 1.0f)) s = llm__err(LLM_ERR_ARG, "model: dropout p = %g must be in [0, 1)", LLM__CAST(double, m->dropout));
     else if (m->dropout > 0.0f && !m->be->dropout) s = llm__err(LLM_ERR_UNSUPPORTED, "model: the %s backend has no dropout op (use dropout 0)", m->be->name);
     if (s != LLM_OK || (s = m->be->create(&m->st, opt)) != LLM_OK) { LLM_FREE(m); return s; }
+    m->act_size = m->be->act_dtype && m->be->act_dtype(m->st) != LLM_DTYPE_F32 ? 2 : sizeof(float);
     llm_tensor_layout(&c, m->off, m->size);
     m->n_params = m->off[LLM_NTENSORS - 1] + m->size[LLM_NTENSORS - 1];
     if (dtype != LLM_DTYPE_F32) {
@@ -8139,8 +8164,8 @@ LLMDEF void llm_model_free(llm_model *m) {
     if (!m) return;
     llm_model_lora_free(m);
     if (m->st) {
-        void *bufs[7] = {m->params_mem, m->grads_mem, m->m_mem, m->v_mem, m->acts_mem, m->tokens, m->targets};
-        for (int i = 0; i < 7; i++) if (bufs[i]) m->be->release(m->st, bufs[i]);
+        void *bufs[8] = {m->params_mem, m->grads_mem, m->m_mem, m->v_mem, m->acts_mem, m->store_mem, m->tokens, m->targets};
+        for (int i = 0; i < 8; i++) if (bufs[i]) m->be->release(m->st, bufs[i]);
         m->be->destroy(m->st);
     }
     llm__free_aligned(m->qmem);
@@ -8193,6 +8218,7 @@ static void llm__free_dev(llm_model *m, float **p) {
 /* The activations' layout depends on the adapters: the next forward reserves anew. */
 static void llm__acts_release(llm_model *m) {
     llm__free_dev(m, &m->acts_mem);
+    llm__free_dev(m, &m->store_mem);
     if (m->tokens) m->be->release(m->st, m->tokens);
     if (m->targets) m->be->release(m->st, m->targets);
     LLM_FREE(m->host_losses);
@@ -8349,10 +8375,20 @@ LLMDEF llm_status llm_model_lora_merge(llm_model *m) {
     return s;
 }
 
-/* Lay the activation views out for (B, T) inside acts_mem; returns the floats needed
- * (mem may be NULL to only count). Each tensor starts on a 16-float boundary. */
+/* Element i of an activation tensor in store_mem. Its elements are m->act_size bytes (4,
+ * or 2 in a backend's 16-bit activation storage), so such a float * is a handle that the
+ * model offsets but never reads; on the CPU this is p + i. */
+static float *llm__act(const llm_model *m, float *p, size_t i) {
+    return LLM__CAST(float *, LLM__CAST(char *, p) + i * m->act_size);
+}
+/* Lay the activation views out for (B, T): the tensors between ops in store_mem (the
+ * backend's activation storage), the fp32 ones (norm statistics, lse, losses, logits,
+ * the residual stream's gradient, LoRA's rank-r tensors, dproj) in acts_mem. Returns the
+ * floats of acts_mem and sets *n_store to the elements of store_mem (mem, store NULL:
+ * only count). Each tensor starts on a 16-element boundary. */
 static llm_status llm__oom(const llm_model *m, const char *what, int B, int T);
-static size_t llm__act_views(llm__acts *a, float *mem, const llm_model *m, size_t B, size_t T) {
+static size_t llm__act_views(llm__acts *a, float *mem, float *store, const llm_model *m, size_t B, size_t T,
+                             size_t *n_store) {
     const llm_config *c = &m->cfg;
     size_t L = LLM__CAST(size_t, c->n_layer), C = LLM__CAST(size_t, c->n_embd), NH = LLM__CAST(size_t, c->n_head);
     size_t V = LLM__CAST(size_t, c->vocab_size), BT = B * T;
@@ -8372,11 +8408,18 @@ static size_t llm__act_views(llm__acts *a, float *mem, const llm_model *m, size_
         &a->fch_act, &a->residual3, &a->lnf, &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->lse,
         &a->losses, &a->proj, &a->dres, &a->dC, &a->dqkv, &a->dH, &a->dF,
         &a->lora_hs, &a->lora_h, &a->lora_dhs, &a->lora_dh, &a->dproj};
-    size_t o = 0;
+    static const char in_store[LLM__NACTS] = {1, 1, 0, 0, 1,   /* 1: in store_mem, 0: fp32 */
+        1, 0, 1, 1, 0, 0, 1,
+        1, 1, 1, 0, 0, 0, 0,
+        0, 1, 0, 1, 1, 1, 1,
+        0, 0, 0, 0, 0};
+    size_t o = 0, os = 0;
     for (int i = 0; i < LLM__NACTS; i++) {
-        *views[i] = mem ? mem + o : NULL;
-        o += (n[i] + 15) & ~LLM__CAST(size_t, 15);
+        size_t *at = in_store[i] ? &os : &o;
+        *views[i] = !mem ? NULL : in_store[i] ? llm__act(m, store, *at) : mem + *at;
+        *at += (n[i] + 15) & ~LLM__CAST(size_t, 15);
     }
+    *n_store = os;
     return o;
 }
 
@@ -8390,18 +8433,16 @@ LLMDEF llm_status llm_model_reserve(llm_model *m, int B, int T) {
                        (8 * LLM__CAST(size_t, m->cfg.n_embd) + LLM__CAST(size_t, m->QKV + m->F + m->H)) + 64;
     if (BT > (SIZE_MAX / 64) / per_token) return llm__err(LLM_ERR_NOMEM, "reserve: B=%d T=%d is too large", B, T);
     llm__acts a;
-    size_t need = llm__act_views(&a, NULL, m, LLM__CAST(size_t, B), LLM__CAST(size_t, T));
-    if (m->acts_mem) m->be->release(m->st, m->acts_mem);
-    if (m->tokens) m->be->release(m->st, m->tokens);
-    if (m->targets) m->be->release(m->st, m->targets);
-    LLM_FREE(m->host_losses);
-    m->acts_mem = NULL; m->tokens = m->targets = NULL; m->host_losses = NULL;
-    m->cap_BT = 0; m->cap_T = 0; m->logits_state = 0; m->have_targets = 0;
-    m->acts_mem = LLM__CAST(float *, m->be->alloc(m->st, need * sizeof(float)));
-    m->tokens = LLM__CAST(int *, m->be->alloc(m->st, BT * sizeof(int)));
-    m->targets = LLM__CAST(int *, m->be->alloc(m->st, BT * sizeof(int)));
+    size_t n_store, need = llm__act_views(&a, NULL, NULL, m, LLM__CAST(size_t, B), LLM__CAST(size_t, T), &n_store);
+    const llm_backend *be = m->be;
+    llm__acts_release(m);
+    m->acts_mem = LLM__CAST(float *, be->alloc(m->st, need * sizeof(float)));
+    /* the tensors between ops where the backend keeps them (2 bytes each in its 16-bit modes) */
+    m->store_mem = LLM__CAST(float *, (be->alloc_act ? be->alloc_act : be->alloc)(m->st, n_store * m->act_size));
+    m->tokens = LLM__CAST(int *, be->alloc(m->st, BT * sizeof(int)));
+    m->targets = LLM__CAST(int *, be->alloc(m->st, BT * sizeof(int)));
     m->host_losses = LLM__CAST(float *, LLM_MALLOC(BT * sizeof(float)));
-    if (!m->acts_mem || !m->tokens || !m->targets || !m->host_losses)
+    if (!m->acts_mem || !m->store_mem || !m->tokens || !m->targets || !m->host_losses)
         return llm__oom(m, "the activations", B, T);
     m->cap_BT = BT; m->cap_T = T;
     return LLM_OK;
@@ -8411,7 +8452,8 @@ LLMDEF llm_status llm_model_reserve(llm_model *m, int B, int T) {
  * copy of the losses). */
 static size_t llm__act_bytes(const llm_model *m, size_t B, size_t T) {
     llm__acts a;
-    return llm__act_views(&a, NULL, m, B, T) * sizeof(float) + B * T * (2 * sizeof(int) + sizeof(float));
+    size_t n_store, n = llm__act_views(&a, NULL, NULL, m, B, T, &n_store);
+    return n * sizeof(float) + n_store * m->act_size + B * T * (2 * sizeof(int) + sizeof(float));
 }
 
 LLMDEF llm_status llm_model_memory(const llm_model *m, int B, int T, llm_memory *out) {
@@ -8463,6 +8505,17 @@ static void llm__norm_fwd(const llm_model *m, float *out, float *mean, float *rs
                           const float *w, const float *b, int N) {
     if (m->cfg.arch == LLM_ARCH_GPT2) m->be->layernorm_fwd(m->st, out, mean, rstd, inp, w, b, N, m->cfg.n_embd);
     else m->be->rmsnorm_fwd(m->st, out, rstd, inp, w, N, m->cfg.n_embd, m->cfg.norm_eps);
+}
+/* res = a + b, then out = norm(res): one pass over the rows where the backend fuses the
+ * two (LayerNorm), else the two ops. */
+static void llm__residual_norm_fwd(const llm_model *m, float *res, float *out, float *mean, float *rstd, const float *a,
+                                   const float *b, const float *w, const float *bias, int N) {
+    if (m->cfg.arch == LLM_ARCH_GPT2 && m->be->residual_layernorm_fwd) {
+        m->be->residual_layernorm_fwd(m->st, res, out, mean, rstd, a, b, w, bias, N, m->cfg.n_embd);
+        return;
+    }
+    m->be->residual_fwd(m->st, res, a, b, LLM__CAST(size_t, N) * LLM__CAST(size_t, m->cfg.n_embd));
+    llm__norm_fwd(m, out, mean, rstd, res, w, bias, N);
 }
 static void llm__norm_bwd(const llm_model *m, float *dinp, float *dw, float *db, const float *dout, const float *inp,
                           const float *w, const float *mean, const float *rstd, int N) {
@@ -8824,8 +8877,8 @@ static void llm__block_fwd(const llm_model *m, int l, const llm__layer_io *io) {
     else be->attention_fwd(st, io->att, io->att_lse, io->qkv, io->B, io->T, NH, NKV, HS);
     llm__linear_fwd(m, l, LLM__W_ATTPROJ, io->proj, io->att, N, NULL, lo);
     if (io->drop) be->dropout(st, io->proj, io->proj, nC, m->dropout, llm__dropout_key(m->dropout_seed, m->drop_step, m->drop_micro, l, 1));
-    be->residual_fwd(st, io->res2, io->res, io->proj, nC);
-    llm__norm_fwd(m, io->ln2, io->ln2_mean, io->ln2_rstd, io->res2, llm__at(p->ln2w, l, uC), llm__at(p->ln2b, l, uC), N);
+    llm__residual_norm_fwd(m, io->res2, io->ln2, io->ln2_mean, io->ln2_rstd, io->res, io->proj, llm__at(p->ln2w, l, uC),
+                           llm__at(p->ln2b, l, uC), N);
     if (c->arch == LLM_ARCH_LLAMA) {   /* fch = [gate | up], fcha = silu(gate)·up */
         llm__linear_fwd(m, l, LLM__W_FC, io->fch, io->ln2, N, NULL, lo);
         be->swiglu_fwd(st, io->fcha, io->fch, N, m->H);
@@ -8857,9 +8910,9 @@ static void llm__block_bwd(const llm_model *m, int l, const llm__layer_io *io, f
         be->dropout(st, a->dproj, dres, nC, m->dropout, llm__dropout_key(m->dropout_seed, m->drop_step, m->drop_micro, l, 2));
         dout = a->dproj;
     }
-    be->zero(st, a->dH, nH * sizeof(float));
-    be->zero(st, a->dF, nF * sizeof(float));
-    be->zero(st, a->dC, nC * sizeof(float));
+    be->zero(st, a->dH, nH * m->act_size);
+    be->zero(st, a->dF, nF * m->act_size);
+    be->zero(st, a->dC, nC * m->act_size);
     llm__linear_bwd(m, l, LLM__W_FCPROJ, a->dH, dout, io->fcha, N, lo);
     if (llama) be->swiglu_bwd(st, a->dF, io->fch, a->dH, N, m->H);
     else be->gelu_bwd(st, a->dF, io->fch, a->dH, nH);
@@ -8872,12 +8925,12 @@ static void llm__block_bwd(const llm_model *m, int l, const llm__layer_io *io, f
         be->dropout(st, a->dproj, dres, nC, m->dropout, llm__dropout_key(m->dropout_seed, m->drop_step, m->drop_micro, l, 1));
         dout = a->dproj;
     }
-    be->zero(st, a->dC, nC * sizeof(float));
-    be->zero(st, a->dqkv, LLM__CAST(size_t, N) * LLM__CAST(size_t, m->QKV) * sizeof(float));
+    be->zero(st, a->dC, nC * m->act_size);
+    be->zero(st, a->dqkv, LLM__CAST(size_t, N) * LLM__CAST(size_t, m->QKV) * m->act_size);
     llm__linear_bwd(m, l, LLM__W_ATTPROJ, a->dC, dout, io->att, N, lo);
     be->attention_bwd(st, a->dqkv, a->dC, io->qkv, io->att, io->att_lse, io->B, io->T, NH, NKV, HS);
     if (llama) be->rope_bwd(st, a->dqkv, NULL, io->B, io->T, NH, NKV, HS, c->rope_theta);
-    be->zero(st, a->dC, nC * sizeof(float));
+    be->zero(st, a->dC, nC * m->act_size);
     llm__linear_bwd(m, l, LLM__W_QKV, a->dC, a->dqkv, io->ln1, N, lo);
     llm__norm_bwd(m, dres, llm__at(g->ln1w, l, uC), llm__at(g->ln1b, l, uC), a->dC, io->res, llm__at(p->ln1w, l, uC),
                   io->ln1_mean, io->ln1_rstd, N);
@@ -8897,14 +8950,15 @@ static llm__layer_io llm__layer_acts(const llm_model *m, int l) {
     const size_t L = m->recompute ? 0 : LLM__CAST(size_t, l), l_io = LLM__CAST(size_t, l);
     llm__layer_io io;
     memset(&io, 0, sizeof io);
-    io.res = l == 0 ? a->encoded : a->residual3 + (l_io - 1) * btc;
-    io.ln1 = a->ln1 + L * btc; io.ln1_mean = a->ln1_mean + L * bt; io.ln1_rstd = a->ln1_rstd + L * bt;
-    io.qkv = a->qkv + L * bt * LLM__CAST(size_t, m->QKV);
-    io.att = a->atty + L * btc; io.att_lse = a->att_lse + L * bt * LLM__CAST(size_t, m->cfg.n_head);
-    io.res2 = a->residual2 + L * btc;
-    io.ln2 = a->ln2 + L * btc; io.ln2_mean = a->ln2_mean + L * bt; io.ln2_rstd = a->ln2_rstd + L * bt;
-    io.fch = a->fch + L * bt * LLM__CAST(size_t, m->F); io.fcha = a->fch_act + L * bt * LLM__CAST(size_t, m->H);
-    io.proj = a->proj; io.res3 = a->residual3 + l_io * btc;
+    io.res = l == 0 ? a->encoded : llm__act(m, a->residual3, (l_io - 1) * btc);
+    io.ln1 = llm__act(m, a->ln1, L * btc); io.ln1_mean = a->ln1_mean + L * bt; io.ln1_rstd = a->ln1_rstd + L * bt;
+    io.qkv = llm__act(m, a->qkv, L * bt * LLM__CAST(size_t, m->QKV));
+    io.att = llm__act(m, a->atty, L * btc); io.att_lse = a->att_lse + L * bt * LLM__CAST(size_t, m->cfg.n_head);
+    io.res2 = llm__act(m, a->residual2, L * btc);
+    io.ln2 = llm__act(m, a->ln2, L * btc); io.ln2_mean = a->ln2_mean + L * bt; io.ln2_rstd = a->ln2_rstd + L * bt;
+    io.fch = llm__act(m, a->fch, L * bt * LLM__CAST(size_t, m->F));
+    io.fcha = llm__act(m, a->fch_act, L * bt * LLM__CAST(size_t, m->H));
+    io.proj = a->proj; io.res3 = llm__act(m, a->residual3, l_io * btc);
     io.B = m->B; io.T = m->T;
     io.drop = m->drop_on;
     if (m->lora) {
@@ -8930,7 +8984,8 @@ LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *
     void *st = m->st;
     llm__acts *a = &m->a;
     llm_params *p = &m->p;
-    llm__act_views(a, m->acts_mem, m, LLM__CAST(size_t, B), LLM__CAST(size_t, T));
+    size_t n_store;
+    llm__act_views(a, m->acts_mem, m->store_mem, m, LLM__CAST(size_t, B), LLM__CAST(size_t, T), &n_store);
     if ((s = be->upload(st, m->tokens, tokens, LLM__CAST(size_t, BT) * sizeof(int))) != LLM_OK) return s;
     m->B = B; m->T = T; m->have_targets = 0; m->logits_state = 0;
     /* dropout: in training, with targets; its masks are keyed by (step, micro-batch) */
@@ -8945,7 +9000,8 @@ LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *
         llm__layer_io io = llm__layer_acts(m, l);
         llm__block_fwd(m, l, &io);
     }
-    llm__norm_fwd(m, a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + LLM__CAST(size_t, L - 1) * bt * uC, p->lnfw, p->lnfb, BT);
+    llm__norm_fwd(m, a->lnf, a->lnf_mean, a->lnf_rstd, llm__act(m, a->residual3, LLM__CAST(size_t, L - 1) * bt * uC), p->lnfw,
+                  p->lnfb, BT);
     /* the classifier and the loss, chunk by chunk of rows; with recompute the logits of a
      * chunk are dropped once its loss is known (llm_model_get_logits and backward make
      * them again), and without targets none are made here */
@@ -8953,7 +9009,7 @@ LLMDEF llm_status llm_model_forward(llm_model *m, const int *tokens, const int *
     for (int r0 = 0, n; r0 < BT && (targets || !m->recompute); r0 += n) {
         n = llm__cls_chunk(m, r0, BT);
         float *lg = a->logits + (m->recompute ? 0 : LLM__CAST(size_t, r0) * LLM__CAST(size_t, V));
-        llm__linear_fwd(m, 0, LLM__W_CLS, lg, a->lnf + LLM__CAST(size_t, r0) * uC, n, NULL, NULL);
+        llm__linear_fwd(m, 0, LLM__W_CLS, lg, llm__act(m, a->lnf, LLM__CAST(size_t, r0) * uC), n, NULL, NULL);
         if (targets) be->crossentropy_fwd(st, a->losses + r0, a->lse + r0, lg, m->targets + r0, n, V);
     }
     m->logits_state = 1;
@@ -8979,7 +9035,8 @@ LLMDEF llm_status llm_model_get_logits(llm_model *m, float *dst) {
     llm_status s = LLM_OK;   /* recompute keeps none: made again, chunk by chunk */
     for (int r0 = 0, n; r0 < LLM__CAST(int, BT) && s == LLM_OK; r0 += n) {
         n = llm__cls_chunk(m, r0, LLM__CAST(int, BT));
-        llm__linear_fwd(m, 0, LLM__W_CLS, m->a.logits, m->a.lnf + LLM__CAST(size_t, r0) * LLM__CAST(size_t, m->cfg.n_embd), n, NULL, NULL);
+        llm__linear_fwd(m, 0, LLM__W_CLS, m->a.logits, llm__act(m, m->a.lnf, LLM__CAST(size_t, r0) * LLM__CAST(size_t, m->cfg.n_embd)), n,
+                        NULL, NULL);
         s = m->be->download(m->st, dst + LLM__CAST(size_t, r0) * V, m->a.logits, LLM__CAST(size_t, n) * V * sizeof(float));
     }
     return s;
@@ -9043,20 +9100,21 @@ LLMDEF llm_status llm_model_backward(llm_model *m, float loss_scale) {
     float dloss = m->n_valid ? loss_scale / LLM__CAST(float, m->n_valid) : 0.0f;
     int drop = m->drop_on;   /* the masks of the forward, regenerated */
 
-    be->zero(st, a->dC, btc * sizeof(float));
+    be->zero(st, a->dC, btc * m->act_size);
     be->zero(st, a->dres, btc * sizeof(float));
     /* the classifier, by the forward's chunks: dlogits over the logits, then its products
      * (recompute: the chunk's logits made again first, by the forward's call) */
     for (int r0 = 0, n; r0 < BT; r0 += n) {
         n = llm__cls_chunk(m, r0, BT);
         float *lg = a->logits + (m->recompute ? 0 : LLM__CAST(size_t, r0) * LLM__CAST(size_t, V));
-        if (m->recompute) llm__linear_fwd(m, 0, LLM__W_CLS, lg, a->lnf + LLM__CAST(size_t, r0) * LLM__CAST(size_t, C), n, NULL, NULL);
+        float *lnf = llm__act(m, a->lnf, LLM__CAST(size_t, r0) * LLM__CAST(size_t, C));
+        if (m->recompute) llm__linear_fwd(m, 0, LLM__W_CLS, lg, lnf, n, NULL, NULL);
         be->crossentropy_bwd(st, lg, a->lse + r0, m->targets + r0, dloss, n, V);
-        llm__linear_bwd(m, 0, LLM__W_CLS, a->dC + LLM__CAST(size_t, r0) * LLM__CAST(size_t, C), lg,
-                        a->lnf + LLM__CAST(size_t, r0) * LLM__CAST(size_t, C), n, NULL);
+        llm__linear_bwd(m, 0, LLM__W_CLS, llm__act(m, a->dC, LLM__CAST(size_t, r0) * LLM__CAST(size_t, C)), lg, lnf, n, NULL);
     }
     m->logits_state = 2;
-    llm__norm_bwd(m, a->dres, g->lnfw, g->lnfb, a->dC, a->residual3 + (L - 1) * btc, p->lnfw, a->lnf_mean, a->lnf_rstd, BT);
+    llm__norm_bwd(m, a->dres, g->lnfw, g->lnfb, a->dC, llm__act(m, a->residual3, LLM__CAST(size_t, L - 1) * btc), p->lnfw,
+                  a->lnf_mean, a->lnf_rstd, BT);
     for (int l = L - 1; l >= 0; l--) {
         llm__layer_io io = llm__layer_acts(m, l);
         /* recompute: the forward left the last layer's activations in place; each other

@@ -95,6 +95,7 @@
 #include <errno.h>
 #include <time.h>
 #include <pthread.h>
+#include <initializer_list>
 #include <type_traits>
 #include "llm.h"
 
@@ -116,13 +117,14 @@
 /* Precision modes (see PRECISION): the type of the matmul and attention operands. */
 enum { LLM__CU_FP32 = 0, LLM__CU_BF16 = 1, LLM__CU_FP16 = 2 };
 
-/* 16-bit modes: one device allocation, and the 16-bit copy of its floats once a matmul
- * has used memory in it as a weight (see MATMUL). */
+/* 16-bit modes: one device allocation; for fp32 memory, the 16-bit copy of its floats once
+ * a matmul has used memory in it as a weight (see MATMUL). */
 typedef struct llm__cu_block {
     char *base;               /* what cudaMalloc returned */
     size_t bytes;
     void *shadow;             /* bytes/4 values of the mode's 16-bit type, or NULL */
     int fresh;                /* shadow equals the floats (else the next matmul refreshes it) */
+    int act;                  /* from alloc_act: activations in the mode's 16-bit type */
 } llm__cu_block;
 
 typedef struct llm__cu {
@@ -135,8 +137,9 @@ typedef struct llm__cu {
     int flags_armed;          /* a kernel that may set flags ran since the last sync */
     int sync_each;            /* LLM_CUDA_SYNC=1: synchronise after every kernel */
     int prec;                 /* LLM__CU_FP32, LLM__CU_BF16 or LLM__CU_FP16 */
-    void *half[3];            /* 16-bit modes: operand copies (activation, weight, gradient) */
-    size_t half_cap[3];       /* their capacities, in elements */
+    void *half[4];            /* 16-bit modes: copies of fp32 operands (activation, weight,
+                               * gradient, bias), for products whose inputs are not 16-bit */
+    size_t half_cap[4];       /* their capacities, in elements */
     llm__cu_block *blocks;    /* 16-bit modes: every live allocation, for the weight copies */
     int nblocks, blocks_cap;
     cublasLtHandle_t lt;      /* cuBLASLt, for matmuls with fused epilogues */
@@ -340,6 +343,56 @@ static unsigned llm__cu_blocks(size_t n) {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (size_t)gridDim.x * blockDim.x)
 
+//==== STORAGE TYPES ====================================================================
+/* The element types of device tensors. Everything is fp32 except, in the 16-bit modes,
+ * the activations in memory from alloc_act, stored in the mode's 16-bit type (see
+ * ACTIVATION STORAGE). Kernels that stream tensors are templates on their storage type S;
+ * their arithmetic is fp32 whatever S is: llm__cu_ld widens an element (exact), llm__cu_st
+ * rounds a result to nearest even (for float both are the identity, so the fp32
+ * instantiation is the plain kernel). The 16-bit types also say from which architecture
+ * the tensor cores multiply them (wmma tiles: fp16 from sm_70, bf16 from sm_80); the host
+ * pass (and the emulator) has both. A kernel for a type its device lacks compiles without
+ * its products and is never launched (create refuses the mode there). */
+template <class T> struct llm__cu_type;
+template <> struct llm__cu_type<float> {
+    static __device__ float round(float x) { return x; }
+    static __device__ float widen(float x) { return x; }
+};
+template <> struct llm__cu_type<__nv_bfloat16> {
+    enum { sm = 80 };   /* tensor-core tiles from sm_80 */
+    static __device__ __nv_bfloat16 round(float x) { return __float2bfloat16(x); }
+    static __device__ float widen(__nv_bfloat16 h) { return __bfloat162float(h); }
+};
+template <> struct llm__cu_type<__half> {
+    enum { sm = 70 };
+    static __device__ __half round(float x) { return __float2half(x); }
+    static __device__ float widen(__half h) { return __half2float(h); }
+};
+template <class T> static __device__ float llm__cu_ld(const T *p, size_t i) { return llm__cu_type<T>::widen(p[i]); }
+template <class T> static __device__ void llm__cu_st(T *p, size_t i, float v) { p[i] = llm__cu_type<T>::round(v); }
+template <class H> static __device__ constexpr bool llm__cu_has_wmma(void) {
+#ifdef __CUDA_ARCH__
+    return __CUDA_ARCH__ >= 10 * llm__cu_type<H>::sm;
+#else
+    return true;
+#endif
+}
+/* The block's dynamic shared memory (the launch's shmem bytes). Kernels that are templates
+ * get it from here, a plain function: g++ (for tests/cuda_emu.h) mishandles a block-scope
+ * extern thread_local inside a function template. */
+static __device__ float *llm__cu_shmem(void) {
+    extern __shared__ float sm[];
+    return sm;
+}
+/* Host side: `body` with S the C++ type of storage type s (LLM__CU_FP32, _BF16, _FP16),
+ * so that one line launches the right instantiation of a kernel template. */
+#define LLM__CU_TYPED(s, ...)                                                                 \
+    do {                                                                                      \
+        if ((s) == LLM__CU_BF16) { typedef __nv_bfloat16 S; __VA_ARGS__; }                    \
+        else if ((s) == LLM__CU_FP16) { typedef __half S; __VA_ARGS__; }                      \
+        else { typedef float S; __VA_ARGS__; }                                                \
+    } while (0)
+
 //==== REDUCTIONS =======================================================================
 /* Butterfly sums: every lane ends with the same, bit-identical result (each step adds
  * the same two numbers on both lanes of a pair). */
@@ -385,21 +438,21 @@ static __device__ float llm__cu_block_max(float v, float *sh) {
  * its sums into dst directly; otherwise it writes partials part[s][c] (sum0) and
  * part[S+s][c] (sum1) that llm__cu_colsum_finish adds up in split order: deterministic. */
 enum { LLM__CU_COL_BIAS = 0, LLM__CU_COL_LN = 1, LLM__CU_COL_RMS = 2 };
-template <int MODE>
-static __global__ void llm__cu_colsum(float *dst0, float *dst1, float *part, const float *dout,
-                                      const float *inp, const float *mean, const float *rstd,
-                                      int N, int C) {
+/* dout and inp of storage type S; the mode is the same for every thread (no divergence). */
+template <class S>
+static __global__ void llm__cu_colsum(float *dst0, float *dst1, float *part, const S *dout, const S *inp,
+                                      const float *mean, const float *rstd, int N, int C, int mode) {
     __shared__ float sh0[8][33], sh1[8][33];
     int tx = threadIdx.x, ty = threadIdx.y;
-    int c = blockIdx.x * 32 + tx, S = gridDim.y, s = blockIdx.y;
-    int per = (N + S - 1) / S, n0 = s * per, n1 = min(N, n0 + per);
+    int c = blockIdx.x * 32 + tx, splits = gridDim.y, s = blockIdx.y;
+    int per = (N + splits - 1) / splits, n0 = s * per, n1 = min(N, n0 + per);
     float a0 = 0.0f, a1 = 0.0f;
     if (c < C) {
         for (int n = n0 + ty; n < n1; n += 8) {
-            float d = dout[(size_t)n * C + c];
-            if (MODE != LLM__CU_COL_RMS) a0 += d;
-            if (MODE == LLM__CU_COL_LN) a1 += d * (inp[(size_t)n * C + c] - mean[n]) * rstd[n];
-            if (MODE == LLM__CU_COL_RMS) a1 += d * inp[(size_t)n * C + c] * rstd[n];
+            float d = llm__cu_ld(dout, (size_t)n * C + c);
+            if (mode != LLM__CU_COL_RMS) a0 += d;
+            if (mode == LLM__CU_COL_LN) a1 += d * (llm__cu_ld(inp, (size_t)n * C + c) - mean[n]) * rstd[n];
+            if (mode == LLM__CU_COL_RMS) a1 += d * llm__cu_ld(inp, (size_t)n * C + c) * rstd[n];
         }
     }
     sh0[ty][tx] = a0;
@@ -408,12 +461,12 @@ static __global__ void llm__cu_colsum(float *dst0, float *dst1, float *part, con
     if (ty != 0 || c >= C) return;
     a0 = 0.0f; a1 = 0.0f;
     for (int y = 0; y < 8; y++) { a0 += sh0[y][tx]; a1 += sh1[y][tx]; }
-    if (S == 1) {
+    if (splits == 1) {
         if (dst0) dst0[c] += a0;
         if (dst1) dst1[c] += a1;
     } else {
         part[(size_t)s * C + c] = a0;
-        part[(size_t)(S + s) * C + c] = a1;
+        part[(size_t)(splits + s) * C + c] = a1;
     }
 }
 static __global__ void llm__cu_colsum_finish(float *dst0, float *dst1, const float *part, int S, int C) {
@@ -427,29 +480,25 @@ static __global__ void llm__cu_colsum_finish(float *dst0, float *dst1, const flo
         if (dst1) dst1[c] += a1;
     }
 }
-/* Launch a column sum: dst0 += sum0, dst1 += sum1 (either may be NULL: not wanted). */
-static void llm__cu_colsums(llm__cu *st, int mode, float *dst0, float *dst1, const float *dout,
+/* Launch a column sum: dst0 += sum0, dst1 += sum1 (either may be NULL: not wanted); dout
+ * and inp of storage type s. */
+static void llm__cu_colsums(llm__cu *st, int mode, float *dst0, float *dst1, int s, const float *dout,
                             const float *inp, const float *mean, const float *rstd, int N, int C) {
     if (N <= 0 || C <= 0 || (!dst0 && !dst1)) return;
-    int S = N / 256 + 1;                         /* >= 256 rows per split */
-    if (S > LLM__CU_COLSUM_SPLITS) S = LLM__CU_COLSUM_SPLITS;
-    if ((size_t)S * 2 * C > LLM__CU_SCRATCH_FLOATS) S = (int)(LLM__CU_SCRATCH_FLOATS / (2 * (size_t)C));
-    if (S < 1) S = 1;
-    dim3 grid((unsigned)((C + 31) / 32), (unsigned)S), block(32, 8);
-    if (mode == LLM__CU_COL_LN)
-        LLM__CU_LAUNCH(llm__cu_colsum<LLM__CU_COL_LN>, grid, block, 0, st->stream)(
-            dst0, dst1, st->scratch, dout, inp, mean, rstd, N, C);
-    else if (mode == LLM__CU_COL_RMS)
-        LLM__CU_LAUNCH(llm__cu_colsum<LLM__CU_COL_RMS>, grid, block, 0, st->stream)(
-            NULL, dst1, st->scratch, dout, inp, NULL, rstd, N, C);
-    else
-        LLM__CU_LAUNCH(llm__cu_colsum<LLM__CU_COL_BIAS>, grid, block, 0, st->stream)(
-            dst0, NULL, st->scratch, dout, NULL, NULL, NULL, N, C);
-    llm__cu_launched(st, "colsum", "N=%d C=%d splits=%d", N, C, S);
-    if (S > 1) {
+    int splits = N / 256 + 1;                    /* >= 256 rows per split */
+    if (splits > LLM__CU_COLSUM_SPLITS) splits = LLM__CU_COLSUM_SPLITS;
+    if ((size_t)splits * 2 * C > LLM__CU_SCRATCH_FLOATS) splits = (int)(LLM__CU_SCRATCH_FLOATS / (2 * (size_t)C));
+    if (splits < 1) splits = 1;
+    dim3 grid((unsigned)((C + 31) / 32), (unsigned)splits), block(32, 8);
+    if (mode == LLM__CU_COL_BIAS) dst1 = NULL;
+    if (mode == LLM__CU_COL_RMS) dst0 = NULL;
+    LLM__CU_TYPED(s, LLM__CU_LAUNCH(llm__cu_colsum<S>, grid, block, 0, st->stream)(
+        dst0, dst1, st->scratch, (const S *)dout, (const S *)inp, mean, rstd, N, C, mode));
+    llm__cu_launched(st, "colsum", "N=%d C=%d splits=%d", N, C, splits);
+    if (splits > 1) {
         LLM__CU_LAUNCH(llm__cu_colsum_finish, llm__cu_blocks((size_t)C), LLM__CU_THREADS, 0, st->stream)(
-            dst0, dst1, st->scratch, S, C);
-        llm__cu_launched(st, "colsum_finish", "C=%d splits=%d", C, S);
+            dst0, dst1, st->scratch, splits, C);
+        llm__cu_launched(st, "colsum_finish", "C=%d splits=%d", C, splits);
     }
 }
 
@@ -496,7 +545,7 @@ static void llm__cu_destroy(void *p) {
     cudaFree(st->sumsq_part);
     cudaFree(st->scratch);
     cudaFree(st->flags);
-    for (int i = 0; i < 3; i++) cudaFree(st->half[i]);
+    for (int i = 0; i < 4; i++) cudaFree(st->half[i]);
     for (int i = 0; i < st->nblocks; i++) cudaFree(st->blocks[i].shadow);
     free(st->blocks);
     if (st->lt) cublasLtDestroy(st->lt);
@@ -639,8 +688,8 @@ static void llm__cu_touch(llm__cu *st, const void *p) {
 }
 #define LLM__CU_TOUCH3(st, a, b, c) (llm__cu_touch(st, a), llm__cu_touch(st, b), llm__cu_touch(st, c))
 
-static void *llm__cu_alloc(void *p, size_t bytes) {
-    llm__cu *st = (llm__cu *)p;
+/* Device memory of `bytes`; act: for activations (alloc_act), see ACTIVATION STORAGE. */
+static void *llm__cu_alloc_kind(llm__cu *st, size_t bytes, int act) {
     if (st->status != LLM_OK) { llm__cu_pending(st); return NULL; }
     if (!llm__cu_enter(st)) return NULL;
     void *d = NULL;
@@ -669,10 +718,65 @@ static void *llm__cu_alloc(void *p, size_t bytes) {
             st->blocks = nb;
             st->blocks_cap = cap;
         }
-        llm__cu_block blk = {(char *)d, bytes, NULL, 0};
+        llm__cu_block blk = {(char *)d, bytes, NULL, 0, act};
         st->blocks[st->nblocks++] = blk;
     }
     return d;
+}
+static void *llm__cu_alloc(void *p, size_t bytes) { return llm__cu_alloc_kind((llm__cu *)p, bytes, 0); }
+
+/* ---- activation storage -----------------------------------------------------------------
+ * In a 16-bit mode the model's activations (the tensors between ops) live in memory from
+ * alloc_act, stored as the mode's 16-bit type: every op that streams them moves half the
+ * bytes of fp32, and they take half the memory. Memory from alloc stays fp32: parameters,
+ * gradients, moments, norm statistics, logits, the residual stream's gradient, a caller's
+ * own buffers. An op learns each tensor's type from the allocation it lies in, so one
+ * table serves 2-byte activations, fp32 tensors, and the mixes a matmul meets (a 16-bit
+ * input with fp32 logits out, an fp32 gradient in). A float * into activation storage is
+ * a handle to 2-byte elements, at an offset the caller counts in those elements; kernels
+ * cast it to the storage type and never read it as floats. In the fp32 mode alloc_act is
+ * alloc. */
+static void *llm__cu_alloc_act(void *p, size_t bytes) { return llm__cu_alloc_kind((llm__cu *)p, bytes, 1); }
+static llm_dtype llm__cu_act_dtype(void *p) {
+    int prec = ((llm__cu *)p)->prec;
+    return prec == LLM__CU_BF16 ? LLM_DTYPE_BF16 : prec == LLM__CU_FP16 ? LLM_DTYPE_F16 : LLM_DTYPE_F32;
+}
+/* The storage type of the tensor at p: the mode's 16-bit type in activation storage,
+ * else LLM__CU_FP32. */
+static int llm__cu_stype(llm__cu *st, const void *p) {
+    if (!st->prec || !p) return LLM__CU_FP32;
+    llm__cu_block *b = llm__cu_block_of(st, p);
+    return b && b->act ? st->prec : LLM__CU_FP32;
+}
+/* The storage type that an op's tensor arguments `act` share (NULLs skipped; fp32 if none),
+ * after checking that those in `f32`, which the table keeps fp32, are; -1 after recording
+ * LLM_ERR_ARG when either rule is broken (a caller's mix-up, which would otherwise read
+ * 2-byte elements as floats or the reverse). */
+static int llm__cu_io(llm__cu *st, const char *op, std::initializer_list<const void *> act,
+                      std::initializer_list<const void *> f32) {
+    if (!st->prec) return LLM__CU_FP32;
+    int s = -1, i = 0;
+    for (const void *p : act) {
+        i++;
+        if (!p) continue;
+        int t = llm__cu_stype(st, p);
+        if (s >= 0 && t != s) {
+            llm__cu_fail(st, LLM_ERR_ARG, "CUDA %s: its tensors mix %s and %s storage (tensor %d); they must all "
+                         "come from alloc_act or all from alloc", op, llm__cu_prec_name(s), llm__cu_prec_name(t), i);
+            return -1;
+        }
+        s = t;
+    }
+    i = 0;
+    for (const void *p : f32) {
+        i++;
+        if (p && llm__cu_stype(st, p) != LLM__CU_FP32) {
+            llm__cu_fail(st, LLM_ERR_ARG, "CUDA %s: fp32 argument %d (statistics, parameters, gradients, logits, "
+                         "caches) lies in %s activation storage (alloc_act)", op, i, llm__cu_prec_name(st->prec));
+            return -1;
+        }
+    }
+    return s < 0 ? LLM__CU_FP32 : s;
 }
 
 static void llm__cu_release(void *p, void *ptr) {
@@ -772,13 +876,14 @@ static llm_status llm__cu_sync(void *p) {
 //==== ENCODER ==========================================================================
 /* out[b,t,c] = wte[tok[b,t], c] + wpe[t, c]   (wpe NULL: the token embedding alone)
  * PyTorch: wte(tok) + wpe(arange(T)). */
-static __global__ void llm__cu_encoder_fwd_k(float *out, const int *tok, const float *wte,
-                                             const float *wpe, size_t BT, int T, int C) {
+template <class S>
+static __global__ void llm__cu_encoder_fwd_k(S *out, const int *tok, const float *wte, const float *wpe, size_t BT,
+                                             int T, int C) {
     LLM__CU_FOR(i, BT * C) {
         size_t bt = i / C;
         int c = (int)(i % C), t = (int)(bt % T);
         float x = wte[(size_t)tok[bt] * C + c];
-        out[i] = wpe ? x + wpe[(size_t)t * C + c] : x;
+        llm__cu_st(out, i, wpe ? x + wpe[(size_t)t * C + c] : x);
     }
 }
 /* dwpe[t,c] += sum_b dout[b,t,c]: one thread owns (t,c), so no races, fixed order. */
@@ -880,9 +985,11 @@ static void llm__cu_encoder_fwd(void *p, float *out, const int *tok, const float
     llm__cu *st = (llm__cu *)p;
     size_t n = (size_t)B * T * C;
     if (!llm__cu_enter(st) || B <= 0 || T <= 0 || C <= 0) return;
+    int s = llm__cu_io(st, "encoder_fwd", {out}, {wte, wpe});
+    if (s < 0) return;
     LLM__CU_TOUCH3(st, out, NULL, NULL);
-    LLM__CU_LAUNCH(llm__cu_encoder_fwd_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
-        out, tok, wte, wpe, (size_t)B * T, T, C);
+    LLM__CU_TYPED(s, LLM__CU_LAUNCH(llm__cu_encoder_fwd_k<S>, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
+        (S *)out, tok, wte, wpe, (size_t)B * T, T, C));
     llm__cu_launched(st, "encoder_fwd", "B=%d T=%d C=%d", B, T, C);
 }
 
@@ -890,6 +997,7 @@ static void llm__cu_encoder_bwd(void *p, float *dwte, float *dwpe, const float *
                                 const int *tok, int B, int T, int C) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || B <= 0 || T <= 0 || C <= 0) return;
+    if (llm__cu_io(st, "encoder_bwd", {}, {dwte, dwpe, dout}) < 0) return;   /* dout: the residual gradient */
     LLM__CU_TOUCH3(st, dwte, dwpe, NULL);
     if (dwpe) {
         LLM__CU_LAUNCH(llm__cu_encoder_bwd_wpe_k, llm__cu_blocks((size_t)T * C), LLM__CU_THREADS, 0,
@@ -902,48 +1010,69 @@ static void llm__cu_encoder_bwd(void *p, float *dwte, float *dwpe, const float *
 //==== LAYERNORM ========================================================================
 /* One warp per row x (C):  mean = sum(x)/C,  var = sum((x-mean)^2)/C  (biased, as torch),
  *   rstd = 1/sqrt(var + 1e-5),  out = (x - mean) * rstd * w + b.
- * The row is read three times; after the first it comes from L1/L2. */
-static __global__ void llm__cu_layernorm_fwd_k(float *out, float *mean, float *rstd, const float *inp,
-                                               const float *w, const float *b, int N, int C) {
-    int lane = threadIdx.x % 32;
-    int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (n >= N) return;
-    const float *x = inp + (size_t)n * C;
+ * The row is read three times; after the first it comes from L1/L2. The passes over a row
+ * are llm__cu_ln_row, shared with the fused residual + layernorm below. */
+template <class S>
+static __device__ void llm__cu_ln_row(S *o, float *mean, float *rstd, const S *x, const float *w, const float *b,
+                                      int n, int C, int lane) {
     float s = 0.0f;
-    for (int c = lane; c < C; c += 32) s += x[c];
+    for (int c = lane; c < C; c += 32) s += llm__cu_ld(x, c);
     float m = llm__cu_warp_sum(s) / C;
     float v = 0.0f;
-    for (int c = lane; c < C; c += 32) { float d = x[c] - m; v += d * d; }
+    for (int c = lane; c < C; c += 32) { float d = llm__cu_ld(x, c) - m; v += d * d; }
     float r = 1.0f / sqrtf(llm__cu_warp_sum(v) / C + 1e-5f);
-    float *o = out + (size_t)n * C;
-    for (int c = lane; c < C; c += 32) o[c] = (x[c] - m) * r * w[c] + b[c];
+    for (int c = lane; c < C; c += 32) llm__cu_st(o, c, (llm__cu_ld(x, c) - m) * r * w[c] + b[c]);
     if (lane == 0) {
         if (mean) mean[n] = m;
         if (rstd) rstd[n] = r;
     }
 }
-/* With xhat = (x - mean) * rstd and g = w * dout (the gradient w.r.t. xhat):
- *   dinp += rstd * (g - mean(g) - xhat * mean(g * xhat))          one warp per row
- *   dw += sum_n dout * xhat,   db += sum_n dout                    column sums */
-static __global__ void llm__cu_layernorm_bwd_k(float *dinp, const float *dout, const float *inp,
-                                               const float *w, const float *mean, const float *rstd,
-                                               int N, int C) {
+template <class S>
+static __global__ void llm__cu_layernorm_fwd_k(S *out, float *mean, float *rstd, const S *inp, const float *w,
+                                               const float *b, int N, int C) {
     int lane = threadIdx.x % 32;
     int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (n >= N) return;
-    const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+    llm__cu_ln_row(out + (size_t)n * C, mean, rstd, inp + (size_t)n * C, w, b, n, C, lane);
+}
+/* Residual add and layernorm in one pass (the GPT-2 block's res2 = res + attn, then ln2):
+ *   res = a + b,  out = layernorm(res)
+ * The sum is stored first, rounded to S, and the norm reads it back (each lane its own
+ * elements: no barrier), so the result is bit for bit the two separate ops': it only
+ * saves the separate kernel's reading res from memory, and a launch. */
+template <class S>
+static __global__ void llm__cu_residual_layernorm_fwd_k(S *res, S *out, float *mean, float *rstd, const S *a,
+                                                        const S *b, const float *w, const float *bias, int N, int C) {
+    int lane = threadIdx.x % 32;
+    int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (n >= N) return;
+    size_t row = (size_t)n * C;
+    for (int c = lane; c < C; c += 32) llm__cu_st(res, row + c, llm__cu_ld(a, row + c) + llm__cu_ld(b, row + c));
+    llm__cu_ln_row(out + row, mean, rstd, res + row, w, bias, n, C, lane);
+}
+/* With xhat = (x - mean) * rstd and g = w * dout (the gradient w.r.t. xhat):
+ *   dinp += rstd * (g - mean(g) - xhat * mean(g * xhat))          one warp per row
+ *   dw += sum_n dout * xhat,   db += sum_n dout                    column sums
+ * dout and x are activations (S); dinp, the residual stream's gradient, is fp32. */
+template <class S>
+static __global__ void llm__cu_layernorm_bwd_k(float *dinp, const S *dout, const S *inp, const float *w,
+                                               const float *mean, const float *rstd, int N, int C) {
+    int lane = threadIdx.x % 32;
+    int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (n >= N) return;
+    const S *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
     float m = mean[n], r = rstd[n];
     float sg = 0.0f, sgx = 0.0f;
     for (int c = lane; c < C; c += 32) {
-        float g = w[c] * dy[c];
+        float g = w[c] * llm__cu_ld(dy, c);
         sg += g;
-        sgx += g * (x[c] - m) * r;
+        sgx += g * (llm__cu_ld(x, c) - m) * r;
     }
     sg = llm__cu_warp_sum(sg) / C;
     sgx = llm__cu_warp_sum(sgx) / C;
     float *dx = dinp + (size_t)n * C;
     for (int c = lane; c < C; c += 32) {
-        float g = w[c] * dy[c], xhat = (x[c] - m) * r;
+        float g = w[c] * llm__cu_ld(dy, c), xhat = (llm__cu_ld(x, c) - m) * r;
         dx[c] += r * (g - sg - xhat * sgx);
     }
 }
@@ -956,10 +1085,27 @@ static void llm__cu_layernorm_fwd(void *p, float *out, float *mean, float *rstd,
                                   const float *w, const float *b, int N, int C) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || C <= 0) return;
+    int s = llm__cu_io(st, "layernorm_fwd", {out, inp}, {mean, rstd, w, b});
+    if (s < 0) return;
     LLM__CU_TOUCH3(st, out, mean, rstd);
-    LLM__CU_LAUNCH(llm__cu_layernorm_fwd_k, llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream)(
-        out, mean, rstd, inp, w, b, N, C);
+    LLM__CU_TYPED(s, LLM__CU_LAUNCH(llm__cu_layernorm_fwd_k<S>, llm__cu_row_blocks(N), LLM__CU_THREADS, 0,
+                                    st->stream)((S *)out, mean, rstd, (const S *)inp, w, b, N, C));
     llm__cu_launched(st, "layernorm_fwd", "N=%d C=%d", N, C);
+}
+
+static void llm__cu_residual_layernorm_fwd(void *p, float *res, float *out, float *mean, float *rstd,
+                                           const float *a, const float *b, const float *w, const float *bias,
+                                           int N, int C) {
+    llm__cu *st = (llm__cu *)p;
+    if (!llm__cu_enter(st) || N <= 0 || C <= 0) return;
+    int s = llm__cu_io(st, "residual_layernorm_fwd", {res, out, a, b}, {mean, rstd, w, bias});
+    if (s < 0) return;
+    LLM__CU_TOUCH3(st, res, out, mean);
+    llm__cu_touch(st, rstd);
+    LLM__CU_TYPED(s, LLM__CU_LAUNCH(llm__cu_residual_layernorm_fwd_k<S>, llm__cu_row_blocks(N), LLM__CU_THREADS,
+                                    0, st->stream)((S *)res, (S *)out, mean, rstd, (const S *)a, (const S *)b, w,
+                                                   bias, N, C));
+    llm__cu_launched(st, "residual_layernorm_fwd", "N=%d C=%d", N, C);
 }
 
 static void llm__cu_layernorm_bwd(void *p, float *dinp, float *dw, float *db, const float *dout,
@@ -967,55 +1113,62 @@ static void llm__cu_layernorm_bwd(void *p, float *dinp, float *dw, float *db, co
                                   const float *rstd, int N, int C) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || C <= 0) return;
+    int s = llm__cu_io(st, "layernorm_bwd", {dout, inp}, {dinp, dw, db, w, mean, rstd});
+    if (s < 0) return;
     LLM__CU_TOUCH3(st, dinp, dw, db);
     if (dinp) {
-        LLM__CU_LAUNCH(llm__cu_layernorm_bwd_k, llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream)(
-            dinp, dout, inp, w, mean, rstd, N, C);
+        LLM__CU_TYPED(s, LLM__CU_LAUNCH(llm__cu_layernorm_bwd_k<S>, llm__cu_row_blocks(N), LLM__CU_THREADS, 0,
+                                        st->stream)(dinp, (const S *)dout, (const S *)inp, w, mean, rstd, N, C));
         llm__cu_launched(st, "layernorm_bwd", "N=%d C=%d", N, C);
     }
-    llm__cu_colsums(st, LLM__CU_COL_LN, db, dw, dout, inp, mean, rstd, N, C);
+    llm__cu_colsums(st, LLM__CU_COL_LN, db, dw, s, dout, inp, mean, rstd, N, C);
 }
 
 //==== RMSNORM ==========================================================================
 /* RMSNorm (Llama), one warp per row x (C):
  *   r = 1/sqrt(mean(x^2) + eps),   out = w * (r * x);   rstd[n] = r saved for backward.
  * PyTorch: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w. */
-static __global__ void llm__cu_rmsnorm_fwd_k(float *out, float *rstd, const float *inp, const float *w,
-                                             int N, int C, float eps) {
+template <class S>
+static __global__ void llm__cu_rmsnorm_fwd_k(S *out, float *rstd, const S *inp, const float *w, int N, int C,
+                                             float eps) {
     int lane = threadIdx.x % 32;
     int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (n >= N) return;
-    const float *x = inp + (size_t)n * C;
+    const S *x = inp + (size_t)n * C;
     float ss = 0.0f;
-    for (int c = lane; c < C; c += 32) ss += x[c] * x[c];
+    for (int c = lane; c < C; c += 32) { float v = llm__cu_ld(x, c); ss += v * v; }
     float r = 1.0f / sqrtf(llm__cu_warp_sum(ss) / C + eps);
-    float *o = out + (size_t)n * C;
-    for (int c = lane; c < C; c += 32) o[c] = w[c] * (r * x[c]);
+    S *o = out + (size_t)n * C;
+    for (int c = lane; c < C; c += 32) llm__cu_st(o, c, w[c] * (r * llm__cu_ld(x, c)));
     if (lane == 0 && rstd) rstd[n] = r;
 }
 /* With g = dout * w (the gradient w.r.t. x*r):
- *   dinp += r * (g - x * r^2 * mean(g * x))      one warp per row
+ *   dinp += r * (g - x * r^2 * mean(g * x))      one warp per row (dinp fp32, as layernorm's)
  *   dw += sum_n dout * x * r                     column sums */
-static __global__ void llm__cu_rmsnorm_bwd_k(float *dinp, const float *dout, const float *inp,
-                                             const float *w, const float *rstd, int N, int C) {
+template <class S>
+static __global__ void llm__cu_rmsnorm_bwd_k(float *dinp, const S *dout, const S *inp, const float *w,
+                                             const float *rstd, int N, int C) {
     int lane = threadIdx.x % 32;
     int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (n >= N) return;
-    const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+    const S *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
     float r = rstd[n], gx = 0.0f;
-    for (int c = lane; c < C; c += 32) gx += dy[c] * w[c] * x[c];
+    for (int c = lane; c < C; c += 32) gx += llm__cu_ld(dy, c) * w[c] * llm__cu_ld(x, c);
     gx = llm__cu_warp_sum(gx) / C;
     float *dx = dinp + (size_t)n * C;
-    for (int c = lane; c < C; c += 32) dx[c] += r * (dy[c] * w[c] - x[c] * r * r * gx);
+    for (int c = lane; c < C; c += 32)
+        dx[c] += r * (llm__cu_ld(dy, c) * w[c] - llm__cu_ld(x, c) * r * r * gx);
 }
 
 static void llm__cu_rmsnorm_fwd(void *p, float *out, float *rstd, const float *inp, const float *w,
                                 int N, int C, float eps) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || C <= 0) return;
+    int s = llm__cu_io(st, "rmsnorm_fwd", {out, inp}, {rstd, w});
+    if (s < 0) return;
     LLM__CU_TOUCH3(st, out, rstd, NULL);
-    LLM__CU_LAUNCH(llm__cu_rmsnorm_fwd_k, llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream)(
-        out, rstd, inp, w, N, C, eps);
+    LLM__CU_TYPED(s, LLM__CU_LAUNCH(llm__cu_rmsnorm_fwd_k<S>, llm__cu_row_blocks(N), LLM__CU_THREADS, 0,
+                                    st->stream)((S *)out, rstd, (const S *)inp, w, N, C, eps));
     llm__cu_launched(st, "rmsnorm_fwd", "N=%d C=%d", N, C);
 }
 
@@ -1023,13 +1176,15 @@ static void llm__cu_rmsnorm_bwd(void *p, float *dinp, float *dw, const float *do
                                 const float *w, const float *rstd, int N, int C) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || C <= 0) return;
+    int s = llm__cu_io(st, "rmsnorm_bwd", {dout, inp}, {dinp, dw, w, rstd});
+    if (s < 0) return;
     LLM__CU_TOUCH3(st, dinp, dw, NULL);
     if (dinp) {
-        LLM__CU_LAUNCH(llm__cu_rmsnorm_bwd_k, llm__cu_row_blocks(N), LLM__CU_THREADS, 0, st->stream)(
-            dinp, dout, inp, w, rstd, N, C);
+        LLM__CU_TYPED(s, LLM__CU_LAUNCH(llm__cu_rmsnorm_bwd_k<S>, llm__cu_row_blocks(N), LLM__CU_THREADS, 0,
+                                        st->stream)(dinp, (const S *)dout, (const S *)inp, w, rstd, N, C));
         llm__cu_launched(st, "rmsnorm_bwd", "N=%d C=%d", N, C);
     }
-    llm__cu_colsums(st, LLM__CU_COL_RMS, NULL, dw, dout, inp, NULL, rstd, N, C);
+    llm__cu_colsums(st, LLM__CU_COL_RMS, NULL, dw, s, dout, inp, NULL, rstd, N, C);
 }
 
 //==== MATMUL ===========================================================================
@@ -1041,59 +1196,41 @@ static void llm__cu_rmsnorm_bwd(void *p, float *dinp, float *dw, const float *do
  * where a column-major operand named by its row-major name means that buffer as is.
  *
  * 16-bit modes, the fast ones: both operands of every product are 16-bit floats, tensor
- * cores multiply them and accumulate in fp32, the output is fp32.
+ * cores multiply them and accumulate in fp32; the output is stored in its tensor's type
+ * (16-bit activations, or fp32: logits, weight gradients, a caller's fp32 buffers).
  *   bf16 (llm_options.bf16, llm_cuda_backend_bf16; sm_80+): 8 significant bits (unit
  *        roundoff u = 2^-8) and fp32's exponent range;
  *   fp16 (llm_options.fp16, llm_cuda_backend_fp16; sm_70+): 11 significant bits (u = 2^-11),
  *        normal from 2^-14 ~ 6.1e-5 to 65504, subnormal down to 2^-24 ~ 6e-8. Output
  *        gradients are that small or smaller: training scales the loss (llm_loss_scaler).
  * Both round fp32 to nearest even. The fp32 weights stay the master copy that AdamW
- * updates; gradients, moments and every other op stay fp32.
+ * updates; weight gradients and moments stay fp32.
  *  - Weights: rounding a weight on every call would cost more than the product itself
  *    when decoding one token (read 4 + write 2 + read 2 bytes per weight, against 4 for
- *    the fp32 product). So an allocation that a matmul has used as a weight gets a
- *    persistent 16-bit copy: AdamW writes the master and the copy in one pass; upload,
+ *    the fp32 product). So an allocation that a matmul has used as a weight (or bias) gets
+ *    a persistent 16-bit copy: AdamW writes the master and the copy in one pass; upload,
  *    zero, copy or an op writing into the allocation mark the copy stale, and the next
  *    matmul rounds the whole allocation again (one pass).
- *  - Activations and output gradients are rounded per call into operand buffers (tensors
- *    are fp32 between ops).
+ *  - Activations in activation storage are operands as they are: the product reads and
+ *    writes them directly. An fp32 operand (the residual stream's gradient, dlogits, a
+ *    caller's fp32 buffer) is rounded per call into an operand buffer (once per
+ *    matmul_bwd for dout, which both products read).
  * In every mode, forward products with a bias go through cuBLASLt, whose epilogue adds the
  * bias (and in the 16-bit modes, for the MLP's up-projection, applies GELU: see GELU) while
- * the tile is still in registers, instead of another pass over the output. If cuBLASLt
- * declines a kind of product, the backend falls back, for good, to cublasSgemm/GemmEx and
- * the kernels. */
+ * the tile is still in registers, instead of another pass over the output; the bias has the
+ * output's type (cuBLASLt's default), so a 16-bit output takes the bias's 16-bit copy. If
+ * cuBLASLt declines a kind of product, the backend falls back, for good, to
+ * cublasSgemm/GemmEx and the kernels. */
 
-/* The two 16-bit types, for the templates that serve both (the rounding kernel, AdamW's
- * weight copy, the tensor-core attention): rounding to nearest even, widening (exact),
- * and whether this compilation pass has tensor-core (wmma) tiles of the type: fp16 from
- * sm_70, bf16 from sm_80; the host pass (and the emulator) has both. A kernel for a type
- * its device lacks compiles without its products and is never launched (create refuses
- * the mode there). */
-template <class H> struct llm__cu_f16;
-template <> struct llm__cu_f16<__nv_bfloat16> {
-    enum { sm = 80 };   /* tensor-core tiles from sm_80 */
-    static __device__ __nv_bfloat16 round(float x) { return __float2bfloat16(x); }
-    static __device__ float widen(__nv_bfloat16 h) { return __bfloat162float(h); }
-};
-template <> struct llm__cu_f16<__half> {
-    enum { sm = 70 };
-    static __device__ __half round(float x) { return __float2half(x); }
-    static __device__ float widen(__half h) { return __half2float(h); }
-};
-template <class H> static __device__ constexpr bool llm__cu_has_wmma(void) {
-#ifdef __CUDA_ARCH__
-    return __CUDA_ARCH__ >= 10 * llm__cu_f16<H>::sm;
-#else
-    return true;
-#endif
+/* The cuBLAS / cuBLASLt type of storage type s (LLM__CU_FP32, _BF16, _FP16). */
+static cudaDataType_t llm__cu_dtype_of(int s) {
+    return s == LLM__CU_FP16 ? CUDA_R_16F : s == LLM__CU_BF16 ? CUDA_R_16BF : CUDA_R_32F;
 }
-/* The mode's type for cuBLAS / cuBLASLt. */
-static cudaDataType_t llm__cu_dtype(const llm__cu *st) {
-    return st->prec == LLM__CU_FP16 ? CUDA_R_16F : st->prec == LLM__CU_BF16 ? CUDA_R_16BF : CUDA_R_32F;
-}
+/* The mode's operand type. */
+static cudaDataType_t llm__cu_dtype(const llm__cu *st) { return llm__cu_dtype_of(st->prec); }
 
 template <class H> static __global__ void llm__cu_round_k(H *dst, const float *src, size_t n) {
-    LLM__CU_FOR(i, n) dst[i] = llm__cu_f16<H>::round(src[i]);
+    LLM__CU_FOR(i, n) dst[i] = llm__cu_type<H>::round(src[i]);
 }
 /* dst (n values of the mode's 16-bit type) = src (n floats) rounded; `what` names it in
  * the profile (a string literal per mode). */
@@ -1107,7 +1244,7 @@ static void llm__cu_round16(llm__cu *st, void *dst, const float *src, size_t n, 
             (__nv_bfloat16 *)dst, src, n);
     llm__cu_launched(st, st->prec == LLM__CU_FP16 ? what_fp16 : what_bf16, "n=%zu", n);
 }
-enum { LLM__CU_ACT = 0, LLM__CU_WEIGHT = 1, LLM__CU_GRAD = 2 };   /* operand buffers */
+enum { LLM__CU_ACT = 0, LLM__CU_WEIGHT = 1, LLM__CU_GRAD = 2, LLM__CU_BIAS = 3 };   /* operand buffers */
 /* The 16-bit copy of n floats of src, in operand buffer `slot`. A buffer grows on first
  * need; cudaFree of the old one waits for queued work that may still read it. */
 static const void *llm__cu_half(llm__cu *st, int slot, const float *src, size_t n) {
@@ -1123,12 +1260,19 @@ static const void *llm__cu_half(llm__cu *st, int slot, const float *src, size_t 
     llm__cu_round16(st, st->half[slot], src, n, "to_bf16", "to_fp16");
     return st->status == LLM_OK ? st->half[slot] : NULL;
 }
+/* An activation operand x (n elements) as a 16-bit matrix: itself when it lies in
+ * activation storage, else its copy rounded into operand buffer `slot`. */
+static const void *llm__cu_operand(llm__cu *st, int slot, const float *x, size_t n) {
+    return llm__cu_stype(st, x) != LLM__CU_FP32 ? (const void *)x : llm__cu_half(st, slot, x, n);
+}
 /* The 16-bit copy of the weight w (n floats): its allocation's persistent copy, made or
- * refreshed here when missing or stale. */
-static const void *llm__cu_weight16(llm__cu *st, const float *w, size_t n) {
+ * refreshed here when missing or stale (`slot`: where a weight outside our allocations is
+ * rounded instead; a weight in activation storage is 16-bit already). */
+static const void *llm__cu_weight16(llm__cu *st, const float *w, size_t n, int slot = LLM__CU_WEIGHT) {
     llm__cu_block *b = llm__cu_block_of(st, w);
+    if (b && b->act) return w;
     size_t nf = b ? b->bytes / sizeof(float) : 0;
-    if (nf == 0) return llm__cu_half(st, LLM__CU_WEIGHT, w, n);  /* not from our alloc */
+    if (nf == 0) return llm__cu_half(st, slot, w, n);  /* not from our alloc */
     if (!b->shadow) {
         if (!LLM__CUDA(st, cudaMalloc(&b->shadow, nf * 2), "%s copy (%zu bytes) of a %zu-byte weight allocation",
                        llm__cu_prec_name(st->prec), nf * 2, b->bytes)) {
@@ -1146,8 +1290,9 @@ static const void *llm__cu_weight16(llm__cu *st, const float *w, size_t n) {
 }
 
 /* Column-major C(m,n) = op(A) op(B) + beta C (alpha 1): fp32 (TF32 off), or A and B of
- * the mode's 16-bit type with fp32 accumulation and output. Both return false after recording a failure, whose
- * message names `op` (e.g. "matmul_bwd dw") and the column-major shape. */
+ * the mode's 16-bit type with fp32 accumulation, C of type ct (fp32 or the mode's type).
+ * Both return false after recording a failure, whose message names `op` (e.g.
+ * "matmul_bwd dw") and the column-major shape. */
 #define LLM__CU_GEMM_WHAT "%s: column-major C(%d,%d) = op(A) op(B), k=%d"
 static bool llm__cu_sgemm(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                           const float *A, int lda, const float *B, int ldb, float beta, float *Cm,
@@ -1159,13 +1304,13 @@ static bool llm__cu_sgemm(llm__cu *st, cublasOperation_t ta, cublasOperation_t t
     return ok;
 }
 static bool llm__cu_gemm16(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                           const void *A, int lda, const void *B, int ldb, float beta, float *Cm, int ldc,
-                           const char *op) {
+                           const void *A, int lda, const void *B, int ldb, float beta, void *Cm,
+                           cudaDataType_t ct, int ldc, const char *op) {
     const float one = 1.0f;
     if (!A || !B) return false;  /* the 16-bit copy failed (recorded) */
     cudaDataType_t t = llm__cu_dtype(st);
     bool ok = LLM__BLAS(st, cublasGemmEx(st->blas, ta, tb, m, n, k, &one, A, t, lda, B, t, ldb, &beta, Cm,
-                                         CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                                         ct, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                         LLM__CU_GEMM_WHAT " (%s)", op, m, n, k, llm__cu_prec_name(st->prec));
     llm__cu_mark(st, st->prec == LLM__CU_FP16 ? "matmul: cublasGemmEx fp16" : "matmul: cublasGemmEx bf16");
     return ok;
@@ -1179,15 +1324,16 @@ static uint32_t llm__cu_align(const void *p) {
     return a;
 }
 /* Forward product with a fused epilogue through cuBLASLt, column-major, alpha 1, A and B
- * both ab_type (bf16, fp16, or fp32 with fp32 math: no TF32), D fp32:
+ * both ab_type (bf16, fp16, or fp32 with fp32 math: no TF32), D (and bias, aux) d_type:
  *   D(m,n) = op(A) op(B) + bias[row]                         (aux NULL)
  *   aux = op(A) op(B) + bias[row],   D = gelu(aux)           (aux (m,n), leading dim ldd)
  * Returns 1 when queued, 0 when cuBLASLt declined (nothing written or recorded; the
  * caller takes the plain path, and so does every later call). */
 static int llm__cu_lt(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                      cudaDataType_t ab_type, const void *A, int lda, const void *B, int ldb, float *D, int ldd,
-                      const float *bias, float *aux) {
-    int kind = 1 << ((aux ? 1 : 0) + (ab_type == CUDA_R_16BF ? 2 : ab_type == CUDA_R_16F ? 4 : 0));
+                      cudaDataType_t ab_type, const void *A, int lda, const void *B, int ldb, cudaDataType_t d_type,
+                      void *D, int ldd, const void *bias, void *aux) {
+    int kind = 1 << ((aux ? 1 : 0) + (ab_type == CUDA_R_16BF ? 2 : ab_type == CUDA_R_16F ? 4 : 0) +
+                     (d_type != CUDA_R_32F ? 6 : 0));
     if (!st->lt || (st->lt_off & kind) || !bias) return 0;
     cublasLtMatmulDesc_t desc = NULL;
     cublasLtMatrixLayout_t la = NULL, lb = NULL, ldl = NULL;
@@ -1218,7 +1364,7 @@ static int llm__cu_lt(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, i
                                               ta == CUBLAS_OP_N ? k : m, lda));
     LLM__CU_LT_SET(cublasLtMatrixLayoutCreate(&lb, ab_type, tb == CUBLAS_OP_N ? k : n,
                                               tb == CUBLAS_OP_N ? n : k, ldb));
-    LLM__CU_LT_SET(cublasLtMatrixLayoutCreate(&ldl, CUDA_R_32F, m, n, ldd));
+    LLM__CU_LT_SET(cublasLtMatrixLayoutCreate(&ldl, d_type, m, n, ldd));
     LLM__CU_LT_SET(cublasLtMatmulPreferenceCreate(&pref));
     LLM__CU_LT_SET(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
                                                         sizeof ws));
@@ -1232,7 +1378,7 @@ static int llm__cu_lt(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, i
                                                         sizeof al_d));
     /* The heuristic query costs tens of microseconds, as much as a small product: a model
      * asks about the same dozen problems every step, so the answers are remembered. */
-    int64_t key[12] = {ta, tb, m, n, k, lda, ldb, ldd, (int64_t)epi * 64 + ab_type, al_a, al_b, al_d};
+    int64_t key[12] = {ta, tb, m, n, k, lda, ldb, ldd, ((int64_t)epi * 64 + ab_type) * 64 + d_type, al_a, al_b, al_d};
     int hit = -1;
     int nc = st->lt_n < LLM__CU_LT_CACHE ? st->lt_n : LLM__CU_LT_CACHE;
     for (int i = 0; i < nc && hit < 0; i++)
@@ -1267,42 +1413,47 @@ static int llm__cu_lt(llm__cu *st, cublasOperation_t ta, cublasOperation_t tb, i
 }
 
 /* out[n, oc] += bias[oc] */
-static __global__ void llm__cu_add_bias_k(float *out, const float *bias, size_t N, int OC) {
-    LLM__CU_FOR(i, N * OC) out[i] += bias[i % OC];
+template <class S> static __global__ void llm__cu_add_bias_k(S *out, const float *bias, size_t N, int OC) {
+    LLM__CU_FOR(i, N * OC) llm__cu_st(out, i, llm__cu_ld(out, i) + bias[i % OC]);
 }
 
 /* The forward product behind matmul_fwd and matmul_gelu_fwd: out (N,OC) = inp (N,C) @
- * w(OC,C)^T + bias. With gelu_out, cuBLASLt may also write gelu_out = gelu(out) in its
- * epilogue: returns 1 if it did (the caller applies GELU otherwise), 0 if not, -1 after
- * a recorded failure. */
-static int llm__cu_product(llm__cu *st, float *out, float *gelu_out, const float *inp, const float *w,
+ * w(OC,C)^T + bias, out of storage type so (gelu_out, when given, too). With gelu_out,
+ * cuBLASLt may also write gelu_out = gelu(out) in its epilogue: returns 1 if it did (the
+ * caller applies GELU otherwise), 0 if not, -1 after a recorded failure. */
+static int llm__cu_product(llm__cu *st, float *out, float *gelu_out, int so, const float *inp, const float *w,
                            const float *bias, int N, int C, int OC, const char *op) {
     llm__cu_touch(st, out);
     llm__cu_touch(st, gelu_out);
+    size_t esize = so == LLM__CU_FP32 ? sizeof(float) : 2;
     if (C <= 0) {  /* empty sum: out = bias (or 0) */
-        if (!LLM__CUDA(st, cudaMemsetAsync(out, 0, (size_t)N * OC * sizeof(float), st->stream), "%s: out(%d,%d)",
+        if (!LLM__CUDA(st, cudaMemsetAsync(out, 0, (size_t)N * OC * esize, st->stream), "%s: out(%d,%d)",
                        op, N, OC))
             return -1;
     } else if (!st->prec) {
         /* bias only: cuBLASLt's GELU may evaluate tanh approximately, and this is the exact mode */
-        if (llm__cu_lt(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, CUDA_R_32F, w, C, inp, C, out, OC, bias, NULL))
+        if (llm__cu_lt(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, CUDA_R_32F, w, C, inp, C, CUDA_R_32F, out, OC, bias,
+                       NULL))
             return 0;
         if (!llm__cu_sgemm(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w, C, inp, C, 0.0f, out, OC, op)) return -1;
     } else {
         const void *w16 = llm__cu_weight16(st, w, (size_t)OC * C);
-        const void *x16 = w16 ? llm__cu_half(st, LLM__CU_ACT, inp, (size_t)N * C) : NULL;
-        if (!x16) return -1;
+        const void *x16 = w16 ? llm__cu_operand(st, LLM__CU_ACT, inp, (size_t)N * C) : NULL;
+        /* the bias in the output's type: the fp32 bias, or its 16-bit copy */
+        const void *b = so == LLM__CU_FP32 || !bias ? (const void *)bias : llm__cu_weight16(st, bias, OC, LLM__CU_BIAS);
+        if (!x16 || (bias && !b)) return -1;
         /* with GELU, the epilogue writes the activation to D and the pre-activation to aux */
         if (llm__cu_lt(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, llm__cu_dtype(st), w16, C, x16, C,
-                       gelu_out ? gelu_out : out, OC, bias, gelu_out ? out : NULL))
+                       llm__cu_dtype_of(so), gelu_out ? gelu_out : out, OC, b, gelu_out ? out : NULL))
             return gelu_out ? 1 : 0;
-        if (!llm__cu_gemm16(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w16, C, x16, C, 0.0f, out, OC, op))
+        if (!llm__cu_gemm16(st, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, w16, C, x16, C, 0.0f, out, llm__cu_dtype_of(so),
+                            OC, op))
             return -1;
     }
     if (bias) {
         size_t n = (size_t)N * OC;
-        LLM__CU_LAUNCH(llm__cu_add_bias_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
-            out, bias, (size_t)N, OC);
+        LLM__CU_TYPED(so, LLM__CU_LAUNCH(llm__cu_add_bias_k<S>, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
+            (S *)out, bias, (size_t)N, OC));
         llm__cu_launched(st, "matmul (bias)", "N=%d OC=%d", N, OC);
     }
     return st->status == LLM_OK ? 0 : -1;
@@ -1311,14 +1462,17 @@ static int llm__cu_product(llm__cu *st, float *out, float *gelu_out, const float
 static void llm__cu_matmul_fwd(void *p, float *out, const float *inp, const float *w,
                                const float *bias, int N, int C, int OC) {
     llm__cu *st = (llm__cu *)p;
-    if (!llm__cu_enter(st) || N <= 0 || OC <= 0) return;
-    llm__cu_product(st, out, NULL, inp, w, bias, N, C, OC, "matmul_fwd");
+    if (!llm__cu_enter(st) || N <= 0 || OC <= 0 || llm__cu_io(st, "matmul_fwd", {}, {bias}) < 0) return;
+    llm__cu_product(st, out, NULL, llm__cu_stype(st, out), inp, w, bias, N, C, OC, "matmul_fwd");
 }
 
+/* Gradients: dinp (any storage) += dout @ w, dw (fp32) += dout^T @ inp, dbias (fp32) +=
+ * column sums of dout, whatever the storage of dout and inp. */
 static void llm__cu_matmul_bwd(void *p, float *dinp, float *dw, float *dbias, const float *dout,
                                const float *inp, const float *w, int N, int C, int OC) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || C <= 0 || OC <= 0) return;
+    if (llm__cu_io(st, "matmul_bwd", {}, {dw, dbias}) < 0) return;
     LLM__CU_TOUCH3(st, dinp, dw, dbias);
     const char *what_in = "matmul_bwd dinp += dout @ w", *what_w = "matmul_bwd dw += dout^T @ inp";
     size_t nd = (size_t)N * OC;
@@ -1328,17 +1482,17 @@ static void llm__cu_matmul_bwd(void *p, float *dinp, float *dw, float *dbias, co
         if (dw && !llm__cu_sgemm(st, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, dout, OC, 1.0f, dw, C, what_w))
             return;
     } else if (dinp || dw) {
-        const void *g16 = llm__cu_half(st, LLM__CU_GRAD, dout, nd);  /* rounded once, used twice */
+        const void *g16 = llm__cu_operand(st, LLM__CU_GRAD, dout, nd);  /* rounded (if fp32) once, used twice */
         if (!g16) return;
         if (dinp && !llm__cu_gemm16(st, CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, llm__cu_weight16(st, w, (size_t)OC * C),
-                                    C, g16, OC, 1.0f, dinp, C, what_in))
+                                    C, g16, OC, 1.0f, dinp, llm__cu_dtype_of(llm__cu_stype(st, dinp)), C, what_in))
             return;
         if (dw && !llm__cu_gemm16(st, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N,
-                                  llm__cu_half(st, LLM__CU_ACT, inp, (size_t)N * C), C, g16, OC, 1.0f, dw, C,
-                                  what_w))
+                                  llm__cu_operand(st, LLM__CU_ACT, inp, (size_t)N * C), C, g16, OC, 1.0f, dw,
+                                  CUDA_R_32F, C, what_w))
             return;
     }
-    llm__cu_colsums(st, LLM__CU_COL_BIAS, dbias, NULL, dout, NULL, NULL, NULL, N, OC);
+    llm__cu_colsums(st, LLM__CU_COL_BIAS, dbias, NULL, llm__cu_stype(st, dout), dout, NULL, NULL, NULL, N, OC);
 }
 
 //==== ROPE =============================================================================
@@ -1352,8 +1506,9 @@ static void llm__cu_matmul_bwd(void *p, float *dinp, float *dw, float *dbias, co
  * floats; the angle p * freq_i is one float multiply on both sides. One thread per pair. */
 typedef struct { float f[LLM__CU_ROPE_PAIRS]; } llm__cu_freqs;
 
-static __global__ void llm__cu_rope_k(float *qkv, const int *pos, llm__cu_freqs fr, size_t BT,
-                                      int T, int NH, int NKV, int HS, float sign) {
+template <class S>
+static __global__ void llm__cu_rope_k(S *qkv, const int *pos, llm__cu_freqs fr, size_t BT, int T, int NH, int NKV,
+                                      int HS, float sign) {
     int half = HS / 2;
     size_t per_row = (size_t)(NH + NKV) * half, row = (size_t)(NH + 2 * NKV) * HS;
     LLM__CU_FOR(e, BT * per_row) {
@@ -1362,16 +1517,18 @@ static __global__ void llm__cu_rope_k(float *qkv, const int *pos, llm__cu_freqs 
         int p = pos ? pos[bt] : (int)(bt % T);
         float val = (float)p * fr.f[i];
         float c = cosf(val), s = sign * sinf(val);
-        float *v = qkv + bt * row + (size_t)head * HS + 2 * i;
-        float x0 = v[0], x1 = v[1];
-        v[0] = x0 * c - x1 * s;
-        v[1] = x0 * s + x1 * c;
+        S *v = qkv + bt * row + (size_t)head * HS + 2 * i;
+        float x0 = llm__cu_ld(v, 0), x1 = llm__cu_ld(v, 1);
+        llm__cu_st(v, 0, x0 * c - x1 * s);
+        llm__cu_st(v, 1, x0 * s + x1 * c);
     }
 }
 
 static void llm__cu_rope(llm__cu *st, const char *op, float *qkv, const int *pos, int B, int T,
                          int NH, int NKV, int HS, float theta, float sign) {
     if (!llm__cu_enter(st) || B <= 0 || T <= 0) return;
+    int s = llm__cu_io(st, op, {qkv}, {});
+    if (s < 0) return;
     LLM__CU_TOUCH3(st, qkv, NULL, NULL);
     if (HS <= 0 || HS % 2 != 0 || HS / 2 > LLM__CU_ROPE_PAIRS || NH <= 0 || NKV <= 0) {
         llm__cu_fail(st, LLM_ERR_UNSUPPORTED, "CUDA %s: head size %d must be even and <= %d (NH=%d NKV=%d)",
@@ -1382,8 +1539,8 @@ static void llm__cu_rope(llm__cu *st, const char *op, float *qkv, const int *pos
     memset(&fr, 0, sizeof fr);
     for (int i = 0; i < HS; i += 2) fr.f[i / 2] = 1.0f / powf(theta, (float)i / (float)HS);
     size_t n = (size_t)B * T * (NH + NKV) * (HS / 2);
-    LLM__CU_LAUNCH(llm__cu_rope_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
-        qkv, pos, fr, (size_t)B * T, T, NH, NKV, HS, sign);
+    LLM__CU_TYPED(s, LLM__CU_LAUNCH(llm__cu_rope_k<S>, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
+        (S *)qkv, pos, fr, (size_t)B * T, T, NH, NKV, HS, sign));
     llm__cu_launched(st, op, "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
 }
 static void llm__cu_rope_fwd(void *p, float *qkv, const int *pos, int B, int T, int NH, int NKV,
@@ -1416,9 +1573,9 @@ struct llm__cu_att {
     int T, NH, NKV, HS;
     size_t row;   /* (NH+2NKV)*HS: qkv row stride */
     size_t Cq;    /* NH*HS: out / dout row stride, and the offset of k in a qkv row */
-    __device__ const float *q(const float *qkv, int b, int h) const { return qkv + (size_t)b * T * row + (size_t)h * HS; }
-    __device__ const float *k(const float *qkv, int b, int g) const { return qkv + (size_t)b * T * row + Cq + (size_t)g * HS; }
-    __device__ const float *v(const float *qkv, int b, int g) const { return k(qkv, b, g) + (size_t)NKV * HS; }
+    template <class S> __device__ const S *q(const S *qkv, int b, int h) const { return qkv + (size_t)b * T * row + (size_t)h * HS; }
+    template <class S> __device__ const S *k(const S *qkv, int b, int g) const { return qkv + (size_t)b * T * row + Cq + (size_t)g * HS; }
+    template <class S> __device__ const S *v(const S *qkv, int b, int g) const { return k(qkv, b, g) + (size_t)NKV * HS; }
     __device__ size_t o(int b, int h) const { return (size_t)b * T * Cq + (size_t)h * HS; }  /* in out/dout */
 };
 static llm__cu_att llm__cu_att_make(int T, int NH, int NKV, int HS) {
@@ -1429,19 +1586,19 @@ static llm__cu_att llm__cu_att_make(int T, int NH, int NKV, int HS) {
     return a;
 }
 
-static __global__ void llm__cu_attention_fwd_k(float *out, float *lse, const float *qkv,
-                                               llm__cu_att A, float scale) {
-    extern __shared__ float sm[];
+template <class S>
+static __global__ void llm__cu_attention_fwd_k(S *out, float *lse, const S *qkv, llm__cu_att A, float scale) {
+    float *sm = llm__cu_shmem();
     int HS = A.HS, T = A.T, ld = HS + 1;
     float *Ks = sm, *Vs = Ks + 32 * ld, *Qs = Vs + 32 * ld;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int b = blockIdx.y / A.NH, h = blockIdx.y % A.NH, g = h / (A.NH / A.NKV);
     int q0 = blockIdx.x * LLM__CU_ATT_WARPS, i = q0 + warp;
-    const float *qb = A.q(qkv, b, h), *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
+    const S *qb = A.q(qkv, b, h), *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
     bool active = i < T;
     float *q = Qs + warp * HS;
     if (active)
-        for (int d = lane; d < HS; d += 32) q[d] = qb[i * A.row + d];
+        for (int d = lane; d < HS; d += 32) q[d] = llm__cu_ld(qb, i * A.row + d);
     float o[LLM__CU_R];
     for (int r = 0; r < LLM__CU_R; r++) o[r] = 0.0f;
     float m = -INFINITY, l = 0.0f;
@@ -1450,8 +1607,8 @@ static __global__ void llm__cu_attention_fwd_k(float *out, float *lse, const flo
         __syncthreads();  /* the previous tile is consumed; q is visible */
         for (int e = threadIdx.x; e < 32 * HS; e += blockDim.x) {
             int r = e / HS, d = e % HS, j = j0 + r;
-            Ks[r * ld + d] = j <= last ? kb[j * A.row + d] : 0.0f;
-            Vs[r * ld + d] = j <= last ? vb[j * A.row + d] : 0.0f;
+            Ks[r * ld + d] = j <= last ? llm__cu_ld(kb, j * A.row + d) : 0.0f;
+            Vs[r * ld + d] = j <= last ? llm__cu_ld(vb, j * A.row + d) : 0.0f;
         }
         __syncthreads();
         if (!active || j0 > i) continue;  /* this row sees none of these keys */
@@ -1477,10 +1634,10 @@ static __global__ void llm__cu_attention_fwd_k(float *out, float *lse, const flo
         m = mnew;
     }
     if (!active) return;
-    float *y = out + A.o(b, h) + (size_t)i * A.Cq;
+    S *y = out + A.o(b, h) + (size_t)i * A.Cq;
     for (int r = 0; r < LLM__CU_R; r++) {
         int d = lane + 32 * r;
-        if (d < HS) y[d] = o[r] / l;
+        if (d < HS) llm__cu_st(y, d, o[r] / l);
     }
     if (lane == 0) lse[((size_t)b * A.NH + h) * T + i] = m + logf(l);
 }
@@ -1492,25 +1649,25 @@ static __global__ void llm__cu_attention_fwd_k(float *out, float *lse, const flo
  * Two kernels, so that every gradient element has one owner (no atomics, deterministic):
  * dq walks keys for each query row (like the forward, one block per (b, h)), dk/dv walk
  * the queries of every head of the group for each key (one block per (b, g)). */
-static __global__ void llm__cu_attention_bwd_dq_k(float *dqkv, const float *dout, const float *qkv,
-                                                  const float *out, const float *lse,
-                                                  llm__cu_att A, float scale) {
-    extern __shared__ float sm[];
+template <class S>
+static __global__ void llm__cu_attention_bwd_dq_k(S *dqkv, const S *dout, const S *qkv, const S *out,
+                                                  const float *lse, llm__cu_att A, float scale) {
+    float *sm = llm__cu_shmem();
     int HS = A.HS, T = A.T, ld = HS + 1;
     float *Ks = sm, *Vs = Ks + 32 * ld, *Qs = Vs + 32 * ld, *dOs = Qs + LLM__CU_ATT_WARPS * HS;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int b = blockIdx.y / A.NH, h = blockIdx.y % A.NH, g = h / (A.NH / A.NKV);
     int q0 = blockIdx.x * LLM__CU_ATT_WARPS, i = q0 + warp;
-    const float *qb = A.q(qkv, b, h), *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
+    const S *qb = A.q(qkv, b, h), *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
     size_t orow = A.o(b, h) + (size_t)i * A.Cq;  /* row i of head h in out/dout */
     bool active = i < T;
     float *q = Qs + warp * HS, *dO = dOs + warp * HS;
     float D = 0.0f, L = 0.0f;
     if (active) {
         for (int d = lane; d < HS; d += 32) {
-            q[d] = qb[i * A.row + d];
-            dO[d] = dout[orow + d];
-            D += dO[d] * out[orow + d];
+            q[d] = llm__cu_ld(qb, i * A.row + d);
+            dO[d] = llm__cu_ld(dout, orow + d);
+            D += dO[d] * llm__cu_ld(out, orow + d);
         }
         D = llm__cu_warp_sum(D);
         L = lse[((size_t)b * A.NH + h) * T + i];
@@ -1522,8 +1679,8 @@ static __global__ void llm__cu_attention_bwd_dq_k(float *dqkv, const float *dout
         __syncthreads();
         for (int e = threadIdx.x; e < 32 * HS; e += blockDim.x) {
             int r = e / HS, d = e % HS, j = j0 + r;
-            Ks[r * ld + d] = j <= last ? kb[j * A.row + d] : 0.0f;
-            Vs[r * ld + d] = j <= last ? vb[j * A.row + d] : 0.0f;
+            Ks[r * ld + d] = j <= last ? llm__cu_ld(kb, j * A.row + d) : 0.0f;
+            Vs[r * ld + d] = j <= last ? llm__cu_ld(vb, j * A.row + d) : 0.0f;
         }
         __syncthreads();
         if (!active || j0 > i) continue;
@@ -1547,10 +1704,10 @@ static __global__ void llm__cu_attention_bwd_dq_k(float *dqkv, const float *dout
         }
     }
     if (!active) return;
-    float *gq = dqkv + ((size_t)b * T + i) * A.row + (size_t)h * HS;
+    S *gq = dqkv + ((size_t)b * T + i) * A.row + (size_t)h * HS;
     for (int r = 0; r < LLM__CU_R; r++) {
         int d = lane + 32 * r;
-        if (d < HS) gq[d] += scale * dq[r];
+        if (d < HS) llm__cu_st(gq, d, llm__cu_ld(gq, d) + scale * dq[r]);
     }
 }
 
@@ -1560,42 +1717,42 @@ static __global__ void llm__cu_attention_bwd_dq_k(float *dqkv, const float *dout
  * in shared memory; lane l takes query i0+l. The sums over the group's heads stay in
  * registers, so each dk, dv element is written once. Shared: Q and dO tiles (32, HS+1),
  * the warps' k and v rows (WARPS, HS), lse and D (32 each). */
-static __global__ void llm__cu_attention_bwd_dkv_k(float *dqkv, const float *dout, const float *qkv,
-                                                   const float *out, const float *lse,
-                                                   llm__cu_att A, float scale) {
-    extern __shared__ float sm[];
+template <class S>
+static __global__ void llm__cu_attention_bwd_dkv_k(S *dqkv, const S *dout, const S *qkv, const S *out,
+                                                   const float *lse, llm__cu_att A, float scale) {
+    float *sm = llm__cu_shmem();
     int HS = A.HS, T = A.T, ld = HS + 1, G = A.NH / A.NKV;
     float *Qs = sm, *dOs = Qs + 32 * ld, *Kw = dOs + 32 * ld, *Vw = Kw + LLM__CU_ATT_WARPS * HS;
     float *Ls = Vw + LLM__CU_ATT_WARPS * HS, *Ds = Ls + 32;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int b = blockIdx.y / A.NKV, g = blockIdx.y % A.NKV;
     int k0 = blockIdx.x * LLM__CU_ATT_WARPS, j = k0 + warp;
-    const float *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
+    const S *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
     bool active = j < T;
     float *k = Kw + warp * HS, *v = Vw + warp * HS;
     if (active)
         for (int d = lane; d < HS; d += 32) {
-            k[d] = kb[j * A.row + d];
-            v[d] = vb[j * A.row + d];
+            k[d] = llm__cu_ld(kb, j * A.row + d);
+            v[d] = llm__cu_ld(vb, j * A.row + d);
         }
     float dk[LLM__CU_R], dv[LLM__CU_R];
     for (int r = 0; r < LLM__CU_R; r++) { dk[r] = 0.0f; dv[r] = 0.0f; }
     for (int h = g * G; h < (g + 1) * G; h++) {
-        const float *qb = A.q(qkv, b, h), *dob = dout + A.o(b, h), *ob = out + A.o(b, h);
+        const S *qb = A.q(qkv, b, h), *dob = dout + A.o(b, h), *ob = out + A.o(b, h);
         const float *lseb = lse + ((size_t)b * A.NH + h) * T;
         for (int i0 = k0; i0 < T; i0 += 32) {
             __syncthreads();  /* the previous tile is consumed; k, v are visible */
             for (int e = threadIdx.x; e < 32 * HS; e += blockDim.x) {
                 int r = e / HS, d = e % HS, i = i0 + r;
-                Qs[r * ld + d] = i < T ? qb[i * A.row + d] : 0.0f;
-                dOs[r * ld + d] = i < T ? dob[(size_t)i * A.Cq + d] : 0.0f;
+                Qs[r * ld + d] = i < T ? llm__cu_ld(qb, i * A.row + d) : 0.0f;
+                dOs[r * ld + d] = i < T ? llm__cu_ld(dob, (size_t)i * A.Cq + d) : 0.0f;
             }
             __syncthreads();
             if (threadIdx.x < 32) {  /* D_i = dO_i . out_i for the tile's 32 queries */
                 int r = threadIdx.x, i = i0 + r;
                 float D = 0.0f;
                 if (i < T)
-                    for (int d = 0; d < HS; d++) D += dOs[r * ld + d] * ob[(size_t)i * A.Cq + d];
+                    for (int d = 0; d < HS; d++) D += dOs[r * ld + d] * llm__cu_ld(ob, (size_t)i * A.Cq + d);
                 Ds[r] = D;
                 Ls[r] = i < T ? lseb[i] : 0.0f;
             }
@@ -1626,13 +1783,13 @@ static __global__ void llm__cu_attention_bwd_dkv_k(float *dqkv, const float *dou
         }
     }
     if (!active) return;
-    float *gk = dqkv + ((size_t)b * T + j) * A.row + A.Cq + (size_t)g * HS;
-    float *gv = gk + (size_t)A.NKV * HS;
+    S *gk = dqkv + ((size_t)b * T + j) * A.row + A.Cq + (size_t)g * HS;
+    S *gv = gk + (size_t)A.NKV * HS;
     for (int r = 0; r < LLM__CU_R; r++) {
         int d = lane + 32 * r;
         if (d < HS) {
-            gk[d] += scale * dk[r];
-            gv[d] += dv[r];
+            llm__cu_st(gk, d, llm__cu_ld(gk, d) + scale * dk[r]);
+            llm__cu_st(gv, d, llm__cu_ld(gv, d) + dv[r]);
         }
     }
 }
@@ -1706,13 +1863,15 @@ template <class T> static __device__ T *llm__cu_fa_carve(char *&cur, size_t n) {
     cur += n * sizeof(T);
     return p;
 }
-/* The whole block: rows [0, n) of an fp32 (rows, HS) slab with row stride `stride` into
- * 16-bit shared rows of length ld, rounded to nearest even; rows n.. become zero. */
-template <class H>
-static __device__ void llm__cu_fa_stage(H *dst, int ld, const float *src, size_t stride, int rows, int n, int HS) {
+/* The whole block: rows [0, n) of a (rows, HS) slab of storage type S with row stride
+ * `stride` into 16-bit shared rows of length ld; rows n.. become zero. fp32 tensors are
+ * rounded to nearest even; 16-bit activations (S = H) are copied as they are. */
+template <class H, class S>
+static __device__ void llm__cu_fa_stage(H *dst, int ld, const S *src, size_t stride, int rows, int n, int HS) {
     for (int e = threadIdx.x; e < rows * HS; e += blockDim.x) {
         int r = e / HS, d = e % HS;
-        dst[r * ld + d] = llm__cu_f16<H>::round(r < n ? src[(size_t)r * stride + d] : 0.0f);
+        if constexpr (std::is_same<S, H>::value) dst[r * ld + d] = r < n ? src[(size_t)r * stride + d] : H();
+        else dst[r * ld + d] = llm__cu_type<H>::round(r < n ? src[(size_t)r * stride + d] : 0.0f);
     }
 }
 /* A block-wide (rows, ld) array from the cursor, of which warp w's 16 rows are returned:
@@ -1756,17 +1915,16 @@ static __device__ void llm__cu_fa_mm_nn_add(float *C, int ldc, const H *A, int l
 
 /* Forward. Block (query block, b*NH + h); warp w owns rows i of q0 + 16w .. +15. For each
  * key tile j0 .. j0+BC-1 (up to the block's last row; later tiles are all masked):
- *   S = scale Q_w K^T               (tensor cores, fp32; stored unscaled, scaled when read)
+ *   S = scale Q_w K^T               (tensor cores, fp32; stored unscaled in Sc, scaled when read)
  *   m' = max(m, max_j S_ij),  P_ij = exp(S_ij - m') for j <= i, else 0   (rounded to H)
  *   l  = l exp(m - m') + sum_j P_ij,   O = O exp(m - m') + P V   (tensor cores)
  * (the FA2 recurrences: O / l is the softmax-weighted sum of the v rows seen so far, and
  * exp(m - m') moves the old terms to the new max). l sums the rounded P that multiply V,
  * so O / l is exactly a weighted mean of those rows. At the end out = O / l and
  * lse = m + log(l), as the fp32 kernel defines them. */
-template <class H>
-static __global__ void llm__cu_attention_fwd16_k(float *out, float *lse, const float *qkv, llm__cu_att A,
-                                                 float scale) {
-    extern __shared__ float sm[];
+template <class H, class S>
+static __global__ void llm__cu_attention_fwd16_k(S *out, float *lse, const S *qkv, llm__cu_att A, float scale) {
+    float *sm = llm__cu_shmem();
     const int ROWS = (int)blockDim.x / 32 * 16, BC = ROWS, lds = BC + 4, ldp = BC + 8;   /* 16 W */
     int HS = A.HS, T = A.T, ldh = HS + 8, ldo = HS + 4;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
@@ -1777,10 +1935,10 @@ static __global__ void llm__cu_attention_fwd16_k(float *out, float *lse, const f
     H *Qs = llm__cu_fa_carve<H>(cur, (size_t)ROWS * ldh);
     H *Ks = llm__cu_fa_carve<H>(cur, (size_t)BC * ldh);
     H *Vs = llm__cu_fa_carve<H>(cur, (size_t)BC * ldh);
-    float *S = llm__cu_fa_warp_rows<float>(cur, ROWS, lds, warp);
+    float *Sc = llm__cu_fa_warp_rows<float>(cur, ROWS, lds, warp);
     H *P = llm__cu_fa_warp_rows<H>(cur, ROWS, ldp, warp);
     float *O = llm__cu_fa_warp_rows<float>(cur, ROWS, ldo, warp);
-    const float *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
+    const S *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
     llm__cu_fa_stage(Qs, ldh, A.q(qkv, b, h) + (size_t)q0 * A.row, A.row, ROWS, nq, HS);
     for (int d = half; d < HS; d += 2) O[r * ldo + d] = 0.0f;
     float m = -INFINITY, l = 0.0f;   /* row i's running max and sum (both lanes of the pair) */
@@ -1790,20 +1948,20 @@ static __global__ void llm__cu_attention_fwd16_k(float *out, float *lse, const f
         llm__cu_fa_stage(Ks, ldh, kb + (size_t)j0 * A.row, A.row, BC, last + 1 - j0, HS);
         llm__cu_fa_stage(Vs, ldh, vb + (size_t)j0 * A.row, A.row, BC, last + 1 - j0, HS);
         __syncthreads();
-        llm__cu_fa_mm_nt(S, lds, Qs + warp * 16 * ldh, ldh, Ks, ldh, BC, HS);
+        llm__cu_fa_mm_nt(Sc, lds, Qs + warp * 16 * ldh, ldh, Ks, ldh, BC, HS);
         __syncwarp();
         /* Rows past T (padding) see zero q, hence finite scores; they are never stored. */
         float mt = -INFINITY;
         for (int c = half; c < BC; c += 2)
-            if (j0 + c <= i) mt = fmaxf(mt, S[r * lds + c]);
+            if (j0 + c <= i) mt = fmaxf(mt, Sc[r * lds + c]);
         mt = fmaxf(mt, __shfl_xor_sync(LLM__CU_FULL, mt, 1));
         float mnew = fmaxf(m, mt * scale);  /* finite: key j0 <= q0 <= i is in the tile */
         float corr = expf(m - mnew);         /* 0 on the first tile (m = -inf) */
         float sum = 0.0f;
         for (int c = half; c < BC; c += 2) {
-            H p = llm__cu_f16<H>::round(j0 + c <= i ? expf(S[r * lds + c] * scale - mnew) : 0.0f);
+            H p = llm__cu_type<H>::round(j0 + c <= i ? expf(Sc[r * lds + c] * scale - mnew) : 0.0f);
             P[r * ldp + c] = p;
-            sum += llm__cu_f16<H>::widen(p);
+            sum += llm__cu_type<H>::widen(p);
         }
         l = l * corr + sum + __shfl_xor_sync(LLM__CU_FULL, sum, 1);
         m = mnew;
@@ -1813,8 +1971,9 @@ static __global__ void llm__cu_attention_fwd16_k(float *out, float *lse, const f
     }
     __syncwarp();
     if (i >= T) return;
-    float *y = out + A.o(b, h) + (size_t)i * A.Cq, inv = 1.0f / l;
-    for (int d = half; d < HS; d += 2) y[d] = O[r * ldo + d] * inv;
+    S *y = out + A.o(b, h) + (size_t)i * A.Cq;
+    float inv = 1.0f / l;
+    for (int d = half; d < HS; d += 2) llm__cu_st(y, d, O[r * ldo + d] * inv);
     if (half == 0) lse[((size_t)b * A.NH + h) * T + i] = m + logf(l);
 }
 
@@ -1823,11 +1982,10 @@ static __global__ void llm__cu_attention_fwd16_k(float *out, float *lse, const f
  *   P_ij = exp(S_ij - lse_i) (j <= i),  dS_ij = P_ij (dP_ij - D_i)   (fp32, dS rounded)
  *   dQ += dS K                                         (tensor cores)
  * with D_i = dO_i . out_i from the fp32 tensors; finally dq_i += scale dQ_i. */
-template <class H>
-static __global__ void llm__cu_attention_bwd_dq16_k(float *dqkv, const float *dout, const float *qkv,
-                                                    const float *out, const float *lse,
-                                                    llm__cu_att A, float scale) {
-    extern __shared__ float sm[];
+template <class H, class S>
+static __global__ void llm__cu_attention_bwd_dq16_k(S *dqkv, const S *dout, const S *qkv, const S *out,
+                                                    const float *lse, llm__cu_att A, float scale) {
+    float *sm = llm__cu_shmem();
     const int ROWS = (int)blockDim.x / 32 * 16, BC = ROWS, lds = BC + 4, ldp = BC + 8;   /* 16 W */
     int HS = A.HS, T = A.T, ldh = HS + 8, ldo = HS + 4;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
@@ -1839,17 +1997,17 @@ static __global__ void llm__cu_attention_bwd_dq16_k(float *dqkv, const float *do
     H *dOs = llm__cu_fa_carve<H>(cur, (size_t)ROWS * ldh);
     H *Ks = llm__cu_fa_carve<H>(cur, (size_t)BC * ldh);
     H *Vs = llm__cu_fa_carve<H>(cur, (size_t)BC * ldh);
-    float *S = llm__cu_fa_warp_rows<float>(cur, ROWS, lds, warp);
+    float *Sc = llm__cu_fa_warp_rows<float>(cur, ROWS, lds, warp);
     float *dP = llm__cu_fa_warp_rows<float>(cur, ROWS, lds, warp);
     H *dS = llm__cu_fa_warp_rows<H>(cur, ROWS, ldp, warp);
     float *dQ = llm__cu_fa_warp_rows<float>(cur, ROWS, ldo, warp);
-    const float *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
+    const S *kb = A.k(qkv, b, g), *vb = A.v(qkv, b, g);
     llm__cu_fa_stage(Qs, ldh, A.q(qkv, b, h) + (size_t)q0 * A.row, A.row, ROWS, nq, HS);
     llm__cu_fa_stage(dOs, ldh, dout + A.o(b, h) + (size_t)q0 * A.Cq, A.Cq, ROWS, nq, HS);
     float D = 0.0f, L = 0.0f;   /* D_i and lse_i of row i (padding rows: 0) */
     if (i < T) {
-        const float *dOi = dout + A.o(b, h) + (size_t)i * A.Cq, *Oi = out + A.o(b, h) + (size_t)i * A.Cq;
-        for (int d = half; d < HS; d += 2) D += dOi[d] * Oi[d];
+        const S *dOi = dout + A.o(b, h) + (size_t)i * A.Cq, *Oi = out + A.o(b, h) + (size_t)i * A.Cq;
+        for (int d = half; d < HS; d += 2) D += llm__cu_ld(dOi, d) * llm__cu_ld(Oi, d);
         L = lse[((size_t)b * A.NH + h) * T + i];
     }
     D += __shfl_xor_sync(LLM__CU_FULL, D, 1);
@@ -1860,20 +2018,20 @@ static __global__ void llm__cu_attention_bwd_dq16_k(float *dqkv, const float *do
         llm__cu_fa_stage(Ks, ldh, kb + (size_t)j0 * A.row, A.row, BC, last + 1 - j0, HS);
         llm__cu_fa_stage(Vs, ldh, vb + (size_t)j0 * A.row, A.row, BC, last + 1 - j0, HS);
         __syncthreads();
-        llm__cu_fa_mm_nt(S, lds, Qs + warp * 16 * ldh, ldh, Ks, ldh, BC, HS);
+        llm__cu_fa_mm_nt(Sc, lds, Qs + warp * 16 * ldh, ldh, Ks, ldh, BC, HS);
         llm__cu_fa_mm_nt(dP, lds, dOs + warp * 16 * ldh, ldh, Vs, ldh, BC, HS);
         __syncwarp();
         for (int c = half; c < BC; c += 2) {
-            float p = j0 + c <= i ? expf(S[r * lds + c] * scale - L) : 0.0f;
-            dS[r * ldp + c] = llm__cu_f16<H>::round(p * (dP[r * lds + c] - D));
+            float p = j0 + c <= i ? expf(Sc[r * lds + c] * scale - L) : 0.0f;
+            dS[r * ldp + c] = llm__cu_type<H>::round(p * (dP[r * lds + c] - D));
         }
         __syncwarp();
         llm__cu_fa_mm_nn_add(dQ, ldo, dS, ldp, Ks, ldh, HS, BC);
     }
     __syncwarp();
     if (i >= T) return;
-    float *gq = dqkv + ((size_t)b * T + i) * A.row + (size_t)h * HS;
-    for (int d = half; d < HS; d += 2) gq[d] += scale * dQ[r * ldo + d];
+    S *gq = dqkv + ((size_t)b * T + i) * A.row + (size_t)h * HS;
+    for (int d = half; d < HS; d += 2) llm__cu_st(gq, d, llm__cu_ld(gq, d) + scale * dQ[r * ldo + d]);
 }
 
 /* dk, dv. Block (key block, b*NKV + g); warp w owns keys j of k0 + 16w .. +15. For each
@@ -1884,11 +2042,10 @@ static __global__ void llm__cu_attention_bwd_dq16_k(float *dqkv, const float *do
  *   dV += P^T dO,  dK += dS^T Q                         (tensor cores)
  * and finally dk_j += scale dK_j, dv_j += dV_j: the group's heads sum in the accumulators,
  * so every element has one owner. lse_i and D_i of the tile are staged in shared memory. */
-template <class H>
-static __global__ void llm__cu_attention_bwd_dkv16_k(float *dqkv, const float *dout, const float *qkv,
-                                                     const float *out, const float *lse,
-                                                     llm__cu_att A, float scale) {
-    extern __shared__ float sm[];
+template <class H, class S>
+static __global__ void llm__cu_attention_bwd_dkv16_k(S *dqkv, const S *dout, const S *qkv, const S *out,
+                                                     const float *lse, llm__cu_att A, float scale) {
+    float *sm = llm__cu_shmem();
     const int ROWS = (int)blockDim.x / 32 * 16, BQ = LLM__CU_FA_BQ, lds = BQ + 4, ldp = BQ + 8;
     int HS = A.HS, T = A.T, ldh = HS + 8, ldo = HS + 4, G = A.NH / A.NKV;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = lane / 2, half = lane % 2;
@@ -1911,7 +2068,7 @@ static __global__ void llm__cu_attention_bwd_dkv16_k(float *dqkv, const float *d
     llm__cu_fa_stage(Vs, ldh, A.v(qkv, b, g) + (size_t)k0 * A.row, A.row, ROWS, nk, HS);
     for (int d = half; d < HS; d += 2) dK[r * ldo + d] = dV[r * ldo + d] = 0.0f;
     for (int h = g * G; h < (g + 1) * G; h++) {
-        const float *qb = A.q(qkv, b, h), *dob = dout + A.o(b, h), *ob = out + A.o(b, h);
+        const S *qb = A.q(qkv, b, h), *dob = dout + A.o(b, h), *ob = out + A.o(b, h);
         const float *lseb = lse + ((size_t)b * A.NH + h) * T;
         for (int i0 = k0; i0 < T; i0 += BQ) {
             __syncthreads();  /* the previous tile is consumed; K, V are staged */
@@ -1921,7 +2078,8 @@ static __global__ void llm__cu_attention_bwd_dkv16_k(float *dqkv, const float *d
                 int i = i0 + c;
                 float D = 0.0f;
                 if (i < T)
-                    for (int d = lane; d < HS; d += 32) D += dob[(size_t)i * A.Cq + d] * ob[(size_t)i * A.Cq + d];
+                    for (int d = lane; d < HS; d += 32)
+                        D += llm__cu_ld(dob, (size_t)i * A.Cq + d) * llm__cu_ld(ob, (size_t)i * A.Cq + d);
                 D = llm__cu_warp_sum(D);
                 if (lane == 0) {
                     Ds[c] = D;
@@ -1936,8 +2094,8 @@ static __global__ void llm__cu_attention_bwd_dkv16_k(float *dqkv, const float *d
             for (int c = half; c < BQ; c += 2) {
                 int i = i0 + c;
                 float p = i >= j && i < T ? expf(St[r * lds + c] * scale - Ls[c]) : 0.0f;
-                Pt[r * ldp + c] = llm__cu_f16<H>::round(p);
-                dSt[r * ldp + c] = llm__cu_f16<H>::round(p * (dPt[r * lds + c] - Ds[c]));
+                Pt[r * ldp + c] = llm__cu_type<H>::round(p);
+                dSt[r * ldp + c] = llm__cu_type<H>::round(p * (dPt[r * lds + c] - Ds[c]));
             }
             __syncwarp();
             llm__cu_fa_mm_nn_add(dV, ldo, Pt, ldp, dOs, ldh, HS, BQ);
@@ -1946,34 +2104,34 @@ static __global__ void llm__cu_attention_bwd_dkv16_k(float *dqkv, const float *d
     }
     __syncwarp();
     if (j >= T) return;
-    float *gk = dqkv + ((size_t)b * T + j) * A.row + A.Cq + (size_t)g * HS;
-    float *gv = gk + (size_t)A.NKV * HS;
+    S *gk = dqkv + ((size_t)b * T + j) * A.row + A.Cq + (size_t)g * HS;
+    S *gv = gk + (size_t)A.NKV * HS;
     for (int d = half; d < HS; d += 2) {
-        gk[d] += scale * dK[r * ldo + d];
-        gv[d] += dV[r * ldo + d];
+        llm__cu_st(gk, d, llm__cu_ld(gk, d) + scale * dK[r * ldo + d]);
+        llm__cu_st(gv, d, llm__cu_ld(gv, d) + dV[r * ldo + d]);
     }
 }
 
-/* Raise the dynamic shared-memory limits of the type-H kernels (`kernels`: 0 the forward,
- * 1 the two backward ones) to what they carve for head size HS with W warps. */
-template <class H> static bool llm__cu_fa_optin(llm__cu *st, int HS, int W, int kernels) {
+/* Raise the dynamic shared-memory limits of the type-H kernels for storage S (`kernels`: 0
+ * the forward, 1 the two backward ones) to what they carve for head size HS with W warps. */
+template <class H, class S> static bool llm__cu_fa_optin(llm__cu *st, int HS, int W, int kernels) {
     const cudaFuncAttribute a = cudaFuncAttributeMaxDynamicSharedMemorySize;
     size_t n0 = llm__cu_fa_shmem(0, HS, W), n1 = llm__cu_fa_shmem(1, HS, W), n2 = llm__cu_fa_shmem(2, HS, W);
     if (kernels == 0)
-        return LLM__CUDA(st, cudaFuncSetAttribute(llm__cu_attention_fwd16_k<H>, a, (int)n0),
+        return LLM__CUDA(st, cudaFuncSetAttribute((llm__cu_attention_fwd16_k<H, S>), a, (int)n0),
                          "attention_fwd: %zu bytes of shared memory", n0);
-    return LLM__CUDA(st, cudaFuncSetAttribute(llm__cu_attention_bwd_dq16_k<H>, a, (int)n1),
+    return LLM__CUDA(st, cudaFuncSetAttribute((llm__cu_attention_bwd_dq16_k<H, S>), a, (int)n1),
                      "attention_bwd: %zu bytes of shared memory", n1) &&
-           LLM__CUDA(st, cudaFuncSetAttribute(llm__cu_attention_bwd_dkv16_k<H>, a, (int)n2),
+           LLM__CUDA(st, cudaFuncSetAttribute((llm__cu_attention_bwd_dkv16_k<H, S>), a, (int)n2),
                      "attention_bwd: %zu bytes of shared memory", n2);
 }
 /* How this call runs: on tensor cores with W warps per block (4 or 2, returned) in a
  * 16-bit mode, for a head size that 16-wide tiles divide, when the kernels (`kernels`: 0
- * the forward, 1 the two backward ones) fit this device's shared memory with that W
- * (their limits are raised here); else 0: the fp32 kernels run (e.g. HS = 128 backward
- * on a 64 KiB sm_75). 0 also after a recorded failure, which the caller sees in
+ * the forward, 1 the two backward ones) for storage type s fit this device's shared memory
+ * with that W (their limits are raised here); else 0: the fp32 kernels run (e.g. HS = 128
+ * backward on a 64 KiB sm_75). 0 also after a recorded failure, which the caller sees in
  * st->status. */
-static int llm__cu_fa_warps(llm__cu *st, int HS, int kernels) {
+static int llm__cu_fa_warps(llm__cu *st, int HS, int kernels, int s) {
     if (!st->prec || HS % 16 != 0 || HS > LLM__CU_HS_MAX) return 0;
     int optin = 0;
     if (!LLM__CUDA(st, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, st->dev),
@@ -1983,34 +2141,42 @@ static int llm__cu_fa_warps(llm__cu *st, int HS, int kernels) {
         size_t need = llm__cu_fa_shmem(kernels == 0 ? 0 : 1, HS, W);
         if (kernels != 0 && llm__cu_fa_shmem(2, HS, W) > need) need = llm__cu_fa_shmem(2, HS, W);
         if (need > (size_t)optin) continue;
-        bool ok = st->prec == LLM__CU_FP16 ? llm__cu_fa_optin<__half>(st, HS, W, kernels)
-                                           : llm__cu_fa_optin<__nv_bfloat16>(st, HS, W, kernels);
+        bool ok;
+        if (st->prec == LLM__CU_FP16)
+            ok = s == LLM__CU_FP32 ? llm__cu_fa_optin<__half, float>(st, HS, W, kernels)
+                                   : llm__cu_fa_optin<__half, __half>(st, HS, W, kernels);
+        else
+            ok = s == LLM__CU_FP32 ? llm__cu_fa_optin<__nv_bfloat16, float>(st, HS, W, kernels)
+                                   : llm__cu_fa_optin<__nv_bfloat16, __nv_bfloat16>(st, HS, W, kernels);
         return ok ? W : 0;
     }
     return 0;
 }
-/* Queue the type-H forward with W warps per block; `name` (a literal) is the profile's. */
-template <class H>
+/* Queue the type-H forward on storage S with W warps per block; `name` (a literal) is the
+ * profile's. */
+template <class H, class S>
 static void llm__cu_fa_fwd(llm__cu *st, float *out, float *lse, const float *qkv, llm__cu_att A, int B, int W,
                            const char *name) {
     unsigned rows = 16 * (unsigned)W;
     dim3 grid(((unsigned)A.T + rows - 1) / rows, (unsigned)(B * A.NH));
-    LLM__CU_LAUNCH(llm__cu_attention_fwd16_k<H>, grid, 32 * W, llm__cu_fa_shmem(0, A.HS, W), st->stream)(
-        out, lse, qkv, A, 1.0f / sqrtf((float)A.HS));
+    LLM__CU_LAUNCH((llm__cu_attention_fwd16_k<H, S>), grid, 32 * W, llm__cu_fa_shmem(0, A.HS, W), st->stream)(
+        (S *)out, lse, (const S *)qkv, A, 1.0f / sqrtf((float)A.HS));
     llm__cu_launched(st, name, "B=%d T=%d NH=%d NKV=%d HS=%d W=%d", B, A.T, A.NH, A.NKV, A.HS, W);
 }
-/* Queue the type-H backward: dq, then dk and dv. */
-template <class H>
+/* Queue the type-H backward on storage S: dq, then dk and dv. */
+template <class H, class S>
 static void llm__cu_fa_bwd(llm__cu *st, float *dqkv, const float *dout, const float *qkv, const float *out,
                            const float *lse, llm__cu_att A, int B, int W, const char *name_dq,
                            const char *name_dkv) {
     float scale = 1.0f / sqrtf((float)A.HS);
     unsigned rows = 16 * (unsigned)W, blocks = ((unsigned)A.T + rows - 1) / rows;
-    LLM__CU_LAUNCH(llm__cu_attention_bwd_dq16_k<H>, dim3(blocks, (unsigned)(B * A.NH)), 32 * W,
-                   llm__cu_fa_shmem(1, A.HS, W), st->stream)(dqkv, dout, qkv, out, lse, A, scale);
+    LLM__CU_LAUNCH((llm__cu_attention_bwd_dq16_k<H, S>), dim3(blocks, (unsigned)(B * A.NH)), 32 * W,
+                   llm__cu_fa_shmem(1, A.HS, W), st->stream)((S *)dqkv, (const S *)dout, (const S *)qkv,
+                                                             (const S *)out, lse, A, scale);
     llm__cu_launched(st, name_dq, "B=%d T=%d NH=%d NKV=%d HS=%d W=%d", B, A.T, A.NH, A.NKV, A.HS, W);
-    LLM__CU_LAUNCH(llm__cu_attention_bwd_dkv16_k<H>, dim3(blocks, (unsigned)(B * A.NKV)), 32 * W,
-                   llm__cu_fa_shmem(2, A.HS, W), st->stream)(dqkv, dout, qkv, out, lse, A, scale);
+    LLM__CU_LAUNCH((llm__cu_attention_bwd_dkv16_k<H, S>), dim3(blocks, (unsigned)(B * A.NKV)), 32 * W,
+                   llm__cu_fa_shmem(2, A.HS, W), st->stream)((S *)dqkv, (const S *)dout, (const S *)qkv,
+                                                             (const S *)out, lse, A, scale);
     llm__cu_launched(st, name_dkv, "B=%d T=%d NH=%d NKV=%d HS=%d W=%d", B, A.T, A.NH, A.NKV, A.HS, W);
 }
 
@@ -2030,20 +2196,28 @@ static void llm__cu_attention_fwd(void *p, float *out, float *lse, const float *
                                   int NH, int NKV, int HS) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || B <= 0 || T <= 0) return;
+    int s = llm__cu_io(st, "attention_fwd", {out, qkv}, {lse});
+    if (s < 0) return;
     LLM__CU_TOUCH3(st, out, lse, NULL);
     if (!llm__cu_att_shape(st, "attention_fwd", B, NH, NKV, HS)) return;
-    int W = llm__cu_fa_warps(st, HS, 0);
-    if (W) {  /* 16-bit modes: tensor cores */
-        llm__cu_att A = llm__cu_att_make(T, NH, NKV, HS);
-        if (st->prec == LLM__CU_FP16) llm__cu_fa_fwd<__half>(st, out, lse, qkv, A, B, W, "attention_fwd (fp16)");
-        else llm__cu_fa_fwd<__nv_bfloat16>(st, out, lse, qkv, A, B, W, "attention_fwd (bf16)");
+    llm__cu_att A = llm__cu_att_make(T, NH, NKV, HS);
+    int W = llm__cu_fa_warps(st, HS, 0, s);
+    if (W) {  /* 16-bit modes: tensor cores, on fp32 tensors or 16-bit activations */
+        const char *name = st->prec == LLM__CU_FP16 ? "attention_fwd (fp16)" : "attention_fwd (bf16)";
+        if (st->prec == LLM__CU_FP16) {
+            if (s == LLM__CU_FP32) llm__cu_fa_fwd<__half, float>(st, out, lse, qkv, A, B, W, name);
+            else llm__cu_fa_fwd<__half, __half>(st, out, lse, qkv, A, B, W, name);
+        } else {
+            if (s == LLM__CU_FP32) llm__cu_fa_fwd<__nv_bfloat16, float>(st, out, lse, qkv, A, B, W, name);
+            else llm__cu_fa_fwd<__nv_bfloat16, __nv_bfloat16>(st, out, lse, qkv, A, B, W, name);
+        }
         return;
     }
     if (st->status != LLM_OK) return;
     size_t shmem = (2 * 32 * (size_t)(HS + 1) + LLM__CU_ATT_WARPS * (size_t)HS) * sizeof(float);
     dim3 grid((unsigned)((T + LLM__CU_ATT_WARPS - 1) / LLM__CU_ATT_WARPS), (unsigned)(B * NH));
-    LLM__CU_LAUNCH(llm__cu_attention_fwd_k, grid, 32 * LLM__CU_ATT_WARPS, shmem, st->stream)(
-        out, lse, qkv, llm__cu_att_make(T, NH, NKV, HS), 1.0f / sqrtf((float)HS));
+    LLM__CU_TYPED(s, LLM__CU_LAUNCH(llm__cu_attention_fwd_k<S>, grid, 32 * LLM__CU_ATT_WARPS, shmem, st->stream)(
+        (S *)out, lse, (const S *)qkv, A, 1.0f / sqrtf((float)HS)));
     llm__cu_launched(st, "attention_fwd", "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
 }
 
@@ -2052,29 +2226,36 @@ static void llm__cu_attention_bwd(void *p, float *dqkv, const float *dout, const
                                   int HS) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || B <= 0 || T <= 0) return;
+    int s = llm__cu_io(st, "attention_bwd", {dqkv, dout, qkv, out}, {lse});
+    if (s < 0) return;
     LLM__CU_TOUCH3(st, dqkv, NULL, NULL);
     if (!llm__cu_att_shape(st, "attention_bwd", B, NH, NKV, HS)) return;
     float scale = 1.0f / sqrtf((float)HS);
     llm__cu_att A = llm__cu_att_make(T, NH, NKV, HS);
-    int W = llm__cu_fa_warps(st, HS, 1);
+    int W = llm__cu_fa_warps(st, HS, 1, s);
     if (W) {  /* 16-bit modes: tensor cores */
-        if (st->prec == LLM__CU_FP16)
-            llm__cu_fa_bwd<__half>(st, dqkv, dout, qkv, out, lse, A, B, W, "attention_bwd (dq, fp16)",
-                                   "attention_bwd (dk, dv, fp16)");
-        else
-            llm__cu_fa_bwd<__nv_bfloat16>(st, dqkv, dout, qkv, out, lse, A, B, W, "attention_bwd (dq, bf16)",
-                                          "attention_bwd (dk, dv, bf16)");
+        if (st->prec == LLM__CU_FP16) {
+            const char *dq = "attention_bwd (dq, fp16)", *dkv = "attention_bwd (dk, dv, fp16)";
+            if (s == LLM__CU_FP32) llm__cu_fa_bwd<__half, float>(st, dqkv, dout, qkv, out, lse, A, B, W, dq, dkv);
+            else llm__cu_fa_bwd<__half, __half>(st, dqkv, dout, qkv, out, lse, A, B, W, dq, dkv);
+        } else {
+            const char *dq = "attention_bwd (dq, bf16)", *dkv = "attention_bwd (dk, dv, bf16)";
+            if (s == LLM__CU_FP32) llm__cu_fa_bwd<__nv_bfloat16, float>(st, dqkv, dout, qkv, out, lse, A, B, W, dq, dkv);
+            else llm__cu_fa_bwd<__nv_bfloat16, __nv_bfloat16>(st, dqkv, dout, qkv, out, lse, A, B, W, dq, dkv);
+        }
         return;
     }
     if (st->status != LLM_OK) return;
     unsigned tiles = (unsigned)((T + LLM__CU_ATT_WARPS - 1) / LLM__CU_ATT_WARPS);
     size_t shmem = (2 * 32 * (size_t)(HS + 1) + 2 * LLM__CU_ATT_WARPS * (size_t)HS) * sizeof(float);
-    LLM__CU_LAUNCH(llm__cu_attention_bwd_dq_k, dim3(tiles, (unsigned)(B * NH)), 32 * LLM__CU_ATT_WARPS, shmem,
-                   st->stream)(dqkv, dout, qkv, out, lse, A, scale);
+    LLM__CU_TYPED(s, LLM__CU_LAUNCH(llm__cu_attention_bwd_dq_k<S>, dim3(tiles, (unsigned)(B * NH)),
+                                    32 * LLM__CU_ATT_WARPS, shmem, st->stream)(
+        (S *)dqkv, (const S *)dout, (const S *)qkv, (const S *)out, lse, A, scale));
     llm__cu_launched(st, "attention_bwd (dq)", "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
     shmem += 64 * sizeof(float);
-    LLM__CU_LAUNCH(llm__cu_attention_bwd_dkv_k, dim3(tiles, (unsigned)(B * NKV)), 32 * LLM__CU_ATT_WARPS, shmem,
-                   st->stream)(dqkv, dout, qkv, out, lse, A, scale);
+    LLM__CU_TYPED(s, LLM__CU_LAUNCH(llm__cu_attention_bwd_dkv_k<S>, dim3(tiles, (unsigned)(B * NKV)),
+                                    32 * LLM__CU_ATT_WARPS, shmem, st->stream)(
+        (S *)dqkv, (const S *)dout, (const S *)qkv, (const S *)out, lse, A, scale));
     llm__cu_launched(st, "attention_bwd (dk, dv)", "B=%d T=%d NH=%d NKV=%d HS=%d", B, T, NH, NKV, HS);
 }
 
@@ -2087,9 +2268,9 @@ static void llm__cu_attention_bwd(void *p, float *dqkv, const float *dout, const
  * call can prefill a prompt (row t sees rows < t) or step many sequences by one token.
  * A row with seq < 0 or pos outside [0, maxT) is skipped (output 0) and raises a flag
  * that sync reports; S is not known here, so seq's upper bound is the caller's to keep. */
-static __global__ void llm__cu_kv_store_k(float *kcache, float *vcache, const float *qkv, const int *seq,
-                                          const int *pos, int N, int NH, int NKV, int HS, int maxT,
-                                          int *flags) {
+template <class S>
+static __global__ void llm__cu_kv_store_k(float *kcache, float *vcache, const S *qkv, const int *seq, const int *pos,
+                                          int N, int NH, int NKV, int HS, int maxT, int *flags) {
     size_t kvw = (size_t)NKV * HS, row = (size_t)(NH + 2 * NKV) * HS;
     LLM__CU_FOR(e, (size_t)N * kvw) {
         size_t i = e / kvw, c = e % kvw;
@@ -2098,32 +2279,33 @@ static __global__ void llm__cu_kv_store_k(float *kcache, float *vcache, const fl
             if (c == 0) atomicOr(flags, LLM__CU_FLAG_KV_INDEX);
             continue;
         }
-        const float *src = qkv + i * row + (size_t)NH * HS;   /* k, then v */
+        const S *src = qkv + i * row + (size_t)NH * HS;   /* k, then v */
         size_t dst = ((size_t)sq * maxT + p) * kvw + c;
-        kcache[dst] = src[c];
-        vcache[dst] = src[kvw + c];
+        kcache[dst] = llm__cu_ld(src, c);
+        vcache[dst] = llm__cu_ld(src, kvw + c);
     }
 }
 /* One warp per (row i, query head h), LLM__CU_ATT_WARPS per block: the online softmax of
  * the forward kernel over the keys 0..pos[i] in chunks of 32 (lane l scores key j0+l;
  * lane l owns output dims l, l+32, ...). The warp's q row sits in shared memory. */
-static __global__ void llm__cu_attention_kv_k(float *out, const float *qkv, const float *kcache,
-                                              const float *vcache, const int *seq, const int *pos,
-                                              int N, int NH, int NKV, int HS, int maxT, float scale) {
-    extern __shared__ float sm[];
+template <class S>
+static __global__ void llm__cu_attention_kv_k(S *out, const S *qkv, const float *kcache, const float *vcache,
+                                              const int *seq, const int *pos, int N, int NH, int NKV, int HS,
+                                              int maxT, float scale) {
+    float *sm = llm__cu_shmem();
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     size_t w = (size_t)blockIdx.x * LLM__CU_ATT_WARPS + warp;   /* (i, h) */
     if (w >= (size_t)N * NH) return;                             /* no block-wide sync below */
     int i = (int)(w / NH), h = (int)(w % NH), g = h / (NH / NKV);
     size_t kvw = (size_t)NKV * HS, row = (size_t)(NH + 2 * NKV) * HS;
-    float *o = out + (size_t)i * NH * HS + (size_t)h * HS;
+    S *o = out + (size_t)i * NH * HS + (size_t)h * HS;
     int sq = seq[i], P = pos[i];
     if (sq < 0 || P < 0 || P >= maxT) {                          /* flagged by the store */
-        for (int d = lane; d < HS; d += 32) o[d] = 0.0f;
+        for (int d = lane; d < HS; d += 32) llm__cu_st(o, d, 0.0f);
         return;
     }
     float *q = sm + warp * HS;
-    for (int d = lane; d < HS; d += 32) q[d] = qkv[(size_t)i * row + (size_t)h * HS + d];
+    for (int d = lane; d < HS; d += 32) q[d] = llm__cu_ld(qkv, (size_t)i * row + (size_t)h * HS + d);
     __syncwarp();
     const float *kb = kcache + (size_t)sq * maxT * kvw + (size_t)g * HS;
     const float *vb = vcache + (size_t)sq * maxT * kvw + (size_t)g * HS;
@@ -2156,7 +2338,7 @@ static __global__ void llm__cu_attention_kv_k(float *out, const float *qkv, cons
     }
     for (int r = 0; r < LLM__CU_R; r++) {
         int d = lane + 32 * r;
-        if (d < HS) o[d] = acc[r] / l;
+        if (d < HS) llm__cu_st(o, d, acc[r] / l);
     }
 }
 
@@ -2164,19 +2346,21 @@ static void llm__cu_attention_kv(void *p, float *out, const float *qkv, float *k
                                  const int *seq, const int *pos, int N, int NH, int NKV, int HS, int maxT) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0) return;
+    int s = llm__cu_io(st, "attention_kv", {out, qkv}, {kcache, vcache});   /* the caches stay fp32 */
+    if (s < 0) return;
     LLM__CU_TOUCH3(st, out, kcache, vcache);
     if (!llm__cu_att_shape(st, "attention_kv", 1, NH, NKV, HS)) return;
     if (maxT <= 0) { llm__cu_fail(st, LLM_ERR_ARG, "CUDA attention_kv: maxT=%d", maxT); return; }
     st->flags_armed = 1;
     size_t n = (size_t)N * NKV * HS;
-    LLM__CU_LAUNCH(llm__cu_kv_store_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
-        kcache, vcache, qkv, seq, pos, N, NH, NKV, HS, maxT, st->flags);
+    LLM__CU_TYPED(s, LLM__CU_LAUNCH(llm__cu_kv_store_k<S>, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
+        kcache, vcache, (const S *)qkv, seq, pos, N, NH, NKV, HS, maxT, st->flags));
     llm__cu_launched(st, "attention_kv (store)", "N=%d NKV=%d HS=%d maxT=%d", N, NKV, HS, maxT);
     size_t warps = (size_t)N * NH;
     unsigned blocks = (unsigned)((warps + LLM__CU_ATT_WARPS - 1) / LLM__CU_ATT_WARPS);
     size_t shmem = LLM__CU_ATT_WARPS * (size_t)HS * sizeof(float);
-    LLM__CU_LAUNCH(llm__cu_attention_kv_k, blocks, 32 * LLM__CU_ATT_WARPS, shmem, st->stream)(
-        out, qkv, kcache, vcache, seq, pos, N, NH, NKV, HS, maxT, 1.0f / sqrtf((float)HS));
+    LLM__CU_TYPED(s, LLM__CU_LAUNCH(llm__cu_attention_kv_k<S>, blocks, 32 * LLM__CU_ATT_WARPS, shmem, st->stream)(
+        (S *)out, (const S *)qkv, kcache, vcache, seq, pos, N, NH, NKV, HS, maxT, 1.0f / sqrtf((float)HS)));
     llm__cu_launched(st, "attention_kv", "N=%d NH=%d NKV=%d HS=%d maxT=%d", N, NH, NKV, HS, maxT);
 }
 
@@ -2185,46 +2369,56 @@ static void llm__cu_attention_kv(void *p, float *out, const float *qkv, float *k
  *   u = sqrt(2/pi) (x + 0.044715 x^3),  gelu(x) = 0.5 x (1 + tanh u)
  *   gelu'(x) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3*0.044715 x^2) */
 #define LLM__CU_GELU_K 0.7978845608028654f  /* sqrt(2/pi) */
-static __global__ void llm__cu_gelu_fwd_k(float *out, const float *inp, size_t n) {
+template <class S> static __global__ void llm__cu_gelu_fwd_k(S *out, const S *inp, size_t n) {
     LLM__CU_FOR(i, n) {
-        float x = inp[i];
+        float x = llm__cu_ld(inp, i);
         float u = LLM__CU_GELU_K * (x + 0.044715f * x * x * x);
-        out[i] = 0.5f * x * (1.0f + tanhf(u));
+        llm__cu_st(out, i, 0.5f * x * (1.0f + tanhf(u)));
     }
 }
-static __global__ void llm__cu_gelu_bwd_k(float *dinp, const float *inp, const float *dout, size_t n) {
+template <class S> static __global__ void llm__cu_gelu_bwd_k(S *dinp, const S *inp, const S *dout, size_t n) {
     LLM__CU_FOR(i, n) {
-        float x = inp[i];
+        float x = llm__cu_ld(inp, i);
         float u = LLM__CU_GELU_K * (x + 0.044715f * x * x * x);
         float th = tanhf(u);
         float du = LLM__CU_GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-        dinp[i] += dout[i] * (0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du);
+        llm__cu_st(dinp, i, llm__cu_ld(dinp, i) +
+                            llm__cu_ld(dout, i) * (0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du));
     }
 }
 static void llm__cu_gelu_fwd(void *p, float *out, const float *inp, size_t n) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || n == 0) return;
+    int s = llm__cu_io(st, "gelu_fwd", {out, inp}, {});
+    if (s < 0) return;
     LLM__CU_TOUCH3(st, out, NULL, NULL);
-    LLM__CU_LAUNCH(llm__cu_gelu_fwd_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(out, inp, n);
+    LLM__CU_TYPED(s, LLM__CU_LAUNCH(llm__cu_gelu_fwd_k<S>, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
+        (S *)out, (const S *)inp, n));
     llm__cu_launched(st, "gelu_fwd", "n=%zu", n);
 }
 static void llm__cu_gelu_bwd(void *p, float *dinp, const float *inp, const float *dout, size_t n) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || n == 0) return;
+    int s = llm__cu_io(st, "gelu_bwd", {dinp, inp, dout}, {});
+    if (s < 0) return;
     LLM__CU_TOUCH3(st, dinp, NULL, NULL);
-    LLM__CU_LAUNCH(llm__cu_gelu_bwd_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(dinp, inp, dout, n);
+    LLM__CU_TYPED(s, LLM__CU_LAUNCH(llm__cu_gelu_bwd_k<S>, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
+        (S *)dinp, (const S *)inp, (const S *)dout, n));
     llm__cu_launched(st, "gelu_bwd", "n=%zu", n);
 }
 /* The MLP's up-projection and its GELU in one call: pre = inp @ w^T + bias, out = gelu(pre).
  * In the 16-bit modes cuBLASLt's GELU_AUX_BIAS epilogue writes both from the accumulator tile
- * (out to D, pre to the aux matrix), saving a read and a write of the (N,OC) output; in the
- * exact fp32 mode (cuBLASLt's GELU may use an approximate tanh) and wherever cuBLASLt
- * declines, it is matmul_fwd then gelu_fwd. Backward needs nothing new: gelu_bwd reads pre. */
+ * (out to D, pre to the aux matrix, both in their storage type), saving a read and a write
+ * of the (N,OC) output; in the exact fp32 mode (cuBLASLt's GELU may use an approximate
+ * tanh) and wherever cuBLASLt declines, it is matmul_fwd then gelu_fwd. Backward needs
+ * nothing new: gelu_bwd reads pre. */
 static void llm__cu_matmul_gelu_fwd(void *p, float *pre, float *out, const float *inp, const float *w,
                                     const float *bias, int N, int C, int OC) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || OC <= 0) return;
-    if (llm__cu_product(st, pre, out, inp, w, bias, N, C, OC, "matmul_gelu_fwd") == 0)
+    int s = llm__cu_io(st, "matmul_gelu_fwd", {pre, out}, {bias});
+    if (s < 0) return;
+    if (llm__cu_product(st, pre, out, s, inp, w, bias, N, C, OC, "matmul_gelu_fwd") == 0)
         llm__cu_gelu_fwd(p, out, pre, (size_t)N * OC);
 }
 
@@ -2233,67 +2427,80 @@ static void llm__cu_matmul_gelu_fwd(void *p, float *pre, float *out, const float
  *   out = silu(g) * u = g sig(g) u,
  *   du += dout * g sig(g),   dg += dout * u * sig(g) (1 + g (1 - sig(g))).
  * PyTorch: F.silu(x @ w1.T) * (x @ w3.T). One thread per output element. */
-static __global__ void llm__cu_swiglu_fwd_k(float *out, const float *inp, size_t N, int H) {
+template <class S> static __global__ void llm__cu_swiglu_fwd_k(S *out, const S *inp, size_t N, int H) {
     LLM__CU_FOR(e, N * H) {
         size_t n = e / H;
         int i = (int)(e % H);
-        float g = inp[n * 2 * H + i], u = inp[n * 2 * H + H + i];
-        out[e] = g * (1.0f / (1.0f + expf(-g))) * u;
+        float g = llm__cu_ld(inp, n * 2 * H + i), u = llm__cu_ld(inp, n * 2 * H + H + i);
+        llm__cu_st(out, e, g * (1.0f / (1.0f + expf(-g))) * u);
     }
 }
-static __global__ void llm__cu_swiglu_bwd_k(float *dinp, const float *inp, const float *dout, size_t N, int H) {
+template <class S>
+static __global__ void llm__cu_swiglu_bwd_k(S *dinp, const S *inp, const S *dout, size_t N, int H) {
     LLM__CU_FOR(e, N * H) {
         size_t n = e / H;
         int i = (int)(e % H);
-        float g = inp[n * 2 * H + i], u = inp[n * 2 * H + H + i], d = dout[e];
+        float g = llm__cu_ld(inp, n * 2 * H + i), u = llm__cu_ld(inp, n * 2 * H + H + i), d = llm__cu_ld(dout, e);
         float sg = 1.0f / (1.0f + expf(-g));
-        dinp[n * 2 * H + H + i] += d * g * sg;
-        dinp[n * 2 * H + i] += d * u * sg * (1.0f + g * (1.0f - sg));
+        size_t ig = n * 2 * H + i, iu = ig + H;
+        llm__cu_st(dinp, iu, llm__cu_ld(dinp, iu) + d * g * sg);
+        llm__cu_st(dinp, ig, llm__cu_ld(dinp, ig) + d * u * sg * (1.0f + g * (1.0f - sg)));
     }
 }
 static void llm__cu_swiglu_fwd(void *p, float *out, const float *inp, int N, int H) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || H <= 0) return;
+    int s = llm__cu_io(st, "swiglu_fwd", {out, inp}, {});
+    if (s < 0) return;
     LLM__CU_TOUCH3(st, out, NULL, NULL);
-    LLM__CU_LAUNCH(llm__cu_swiglu_fwd_k, llm__cu_blocks((size_t)N * H), LLM__CU_THREADS, 0, st->stream)(
-        out, inp, (size_t)N, H);
+    LLM__CU_TYPED(s, LLM__CU_LAUNCH(llm__cu_swiglu_fwd_k<S>, llm__cu_blocks((size_t)N * H), LLM__CU_THREADS, 0,
+                                    st->stream)((S *)out, (const S *)inp, (size_t)N, H));
     llm__cu_launched(st, "swiglu_fwd", "N=%d H=%d", N, H);
 }
 static void llm__cu_swiglu_bwd(void *p, float *dinp, const float *inp, const float *dout, int N, int H) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || H <= 0) return;
+    int s = llm__cu_io(st, "swiglu_bwd", {dinp, inp, dout}, {});
+    if (s < 0) return;
     LLM__CU_TOUCH3(st, dinp, NULL, NULL);
-    LLM__CU_LAUNCH(llm__cu_swiglu_bwd_k, llm__cu_blocks((size_t)N * H), LLM__CU_THREADS, 0, st->stream)(
-        dinp, inp, dout, (size_t)N, H);
+    LLM__CU_TYPED(s, LLM__CU_LAUNCH(llm__cu_swiglu_bwd_k<S>, llm__cu_blocks((size_t)N * H), LLM__CU_THREADS, 0,
+                                    st->stream)((S *)dinp, (const S *)inp, (const S *)dout, (size_t)N, H));
     llm__cu_launched(st, "swiglu_bwd", "N=%d H=%d", N, H);
 }
 
 //==== RESIDUAL =========================================================================
 /* out = a + b;   da += dout, db += dout. dout is read once into a register first, so the
- * backward is also right when da or db is the same buffer as dout. */
-static __global__ void llm__cu_residual_fwd_k(float *out, const float *a, const float *b, size_t n) {
-    LLM__CU_FOR(i, n) out[i] = a[i] + b[i];
+ * backward is also right when da or db is the same buffer as dout. (The model's GPT-2
+ * block adds its attention branch and normalises in one pass: residual_layernorm_fwd,
+ * under LAYERNORM.) */
+template <class S> static __global__ void llm__cu_residual_fwd_k(S *out, const S *a, const S *b, size_t n) {
+    LLM__CU_FOR(i, n) llm__cu_st(out, i, llm__cu_ld(a, i) + llm__cu_ld(b, i));
 }
-static __global__ void llm__cu_residual_bwd_k(float *da, float *db, const float *dout, size_t n) {
+template <class S> static __global__ void llm__cu_residual_bwd_k(S *da, S *db, const S *dout, size_t n) {
     LLM__CU_FOR(i, n) {
-        float d = dout[i];
-        da[i] += d;
-        db[i] += d;
+        float d = llm__cu_ld(dout, i);
+        llm__cu_st(da, i, llm__cu_ld(da, i) + d);
+        llm__cu_st(db, i, llm__cu_ld(db, i) + d);
     }
 }
 static void llm__cu_residual_fwd(void *p, float *out, const float *a, const float *b, size_t n) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || n == 0) return;
+    int s = llm__cu_io(st, "residual_fwd", {out, a, b}, {});
+    if (s < 0) return;
     LLM__CU_TOUCH3(st, out, NULL, NULL);
-    LLM__CU_LAUNCH(llm__cu_residual_fwd_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(out, a, b, n);
+    LLM__CU_TYPED(s, LLM__CU_LAUNCH(llm__cu_residual_fwd_k<S>, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
+        (S *)out, (const S *)a, (const S *)b, n));
     llm__cu_launched(st, "residual_fwd", "n=%zu", n);
 }
 static void llm__cu_residual_bwd(void *p, float *da, float *db, const float *dout, size_t n) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || n == 0) return;
+    int s = llm__cu_io(st, "residual_bwd", {da, db, dout}, {});
+    if (s < 0) return;
     LLM__CU_TOUCH3(st, da, db, NULL);
-    LLM__CU_LAUNCH(llm__cu_residual_bwd_k, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
-        da, db, dout, n);
+    LLM__CU_TYPED(s, LLM__CU_LAUNCH(llm__cu_residual_bwd_k<S>, llm__cu_blocks(n), LLM__CU_THREADS, 0, st->stream)(
+        (S *)da, (S *)db, (const S *)dout, n));
     llm__cu_launched(st, "residual_bwd", "n=%zu", n);
 }
 
@@ -2333,6 +2540,7 @@ static void llm__cu_crossentropy_fwd(void *p, float *losses, float *lse, const f
                                      const int *targets, int N, int V) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || V <= 0) return;
+    if (llm__cu_io(st, "crossentropy_fwd", {}, {losses, lse, logits}) < 0) return;
     LLM__CU_TOUCH3(st, losses, lse, NULL);
     LLM__CU_LAUNCH(llm__cu_crossentropy_fwd_k, (unsigned)N, 512, 0, st->stream)(
         losses, lse, logits, targets, V);
@@ -2342,6 +2550,7 @@ static void llm__cu_crossentropy_bwd(void *p, float *logits, const float *lse, c
                                      float dloss, int N, int V) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || N <= 0 || V <= 0) return;
+    if (llm__cu_io(st, "crossentropy_bwd", {}, {logits, lse}) < 0) return;
     LLM__CU_TOUCH3(st, logits, NULL, NULL);
     LLM__CU_LAUNCH(llm__cu_crossentropy_bwd_k, (unsigned)N, 512, 0, st->stream)(
         logits, lse, targets, dloss, V);
@@ -2384,7 +2593,7 @@ static __global__ void llm__cu_sumsq_finish_k(double *part, int nblocks) {
 static double llm__cu_sumsq(void *p, const float *x, size_t n) {
     llm__cu *st = (llm__cu *)p;
     if (st->status != LLM_OK) { llm__cu_pending(st); return NAN; }
-    if (!llm__cu_enter(st)) return NAN;
+    if (!llm__cu_enter(st) || llm__cu_io(st, "sumsq", {}, {x}) < 0) return NAN;
     if (n == 0) return 0.0;
     unsigned nb = llm__cu_blocks(n);
     if (nb > LLM__CU_SUMSQ_BLOCKS) nb = LLM__CU_SUMSQ_BLOCKS;
@@ -2421,7 +2630,7 @@ static __global__ void llm__cu_adamw_k(float *param, H *param16, const float *gr
         p -= lr * wd * p;                                   /* decoupled decay first */
         p -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
         param[i] = p;
-        if (param16) param16[i] = llm__cu_f16<H>::round(p);
+        if (param16) param16[i] = llm__cu_type<H>::round(p);
     }
 }
 static void llm__cu_adamw(void *p, float *param, const float *grad, float *m, float *v, size_t n,
@@ -2429,6 +2638,7 @@ static void llm__cu_adamw(void *p, float *param, const float *grad, float *m, fl
                           float grad_scale, int t) {
     llm__cu *st = (llm__cu *)p;
     if (!llm__cu_enter(st) || n == 0) return;
+    if (llm__cu_io(st, "adamw", {}, {param, grad, m, v}) < 0) return;
     float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
     /* 16-bit modes: keep a fresh weight copy fresh by writing it in the same pass (a stale
      * one stays stale and is rounded again whole at the next matmul) */
@@ -2625,6 +2835,9 @@ static llm_backend llm__cu_table(void) {
     b.matmul_fwd = llm__cu_matmul_fwd;
     b.matmul_bwd = llm__cu_matmul_bwd;
     b.matmul_gelu_fwd = llm__cu_matmul_gelu_fwd;
+    b.act_dtype = llm__cu_act_dtype;
+    b.alloc_act = llm__cu_alloc_act;
+    b.residual_layernorm_fwd = llm__cu_residual_layernorm_fwd;
     b.rope_fwd = llm__cu_rope_fwd;
     b.rope_bwd = llm__cu_rope_bwd;
     b.attention_fwd = llm__cu_attention_fwd;

@@ -55,7 +55,9 @@
  *   fail with cudaErrorMemoryAllocation, to test out-of-memory paths. Overlapping
  *   cudaMemcpy ranges (undefined on a GPU) fail with cudaErrorInvalidValue.
  * cuBLAS / cuBLASLt: column-major products of fp32, bf16 or fp16 operands with fp32
- *   accumulation in k order and fp32 output, beta == 0 never reads C, arguments validated as the libraries document; anything not emulated returns
+ *   accumulation in k order, the output (C, D, and cuBLASLt's bias and GELU aux) fp32 or the
+ *   operands' 16-bit type (rounded once, to nearest even), beta == 0 never reads C,
+ *   arguments validated as the libraries document; anything not emulated returns
  *   CUBLAS_STATUS_NOT_SUPPORTED. NCCL: a communicator of W ranks is W host threads of this
  *   process (see NCCL below), all-reduce only.
  * Everything is per host thread (thread_local) except memory accounting and NCCL's
@@ -994,20 +996,26 @@ namespace llm_emu {
 static inline float ld(const float *p, size_t i) { return p[i]; }
 static inline float ld(const __nv_bfloat16 *p, size_t i) { return __bfloat162float(p[i]); }
 static inline float ld(const __half *p, size_t i) { return __half2float(p[i]); }
+/* Store v rounded to the element type (to nearest even), as a library writes its output. */
+static inline void st(float *p, size_t i, float v) { p[i] = v; }
+static inline void st(__nv_bfloat16 *p, size_t i, float v) { p[i] = __float2bfloat16(v); }
+static inline void st(__half *p, size_t i, float v) { p[i] = __float2half(v); }
 static inline float gelu(float x) {
     return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
 }
-/* What follows the product, per output element (cuBLASLt epilogues; plain gemm: none). */
-struct epilogue { const float *bias; float *aux; long long aux_ld; int gelu; };
+/* What follows the product, per output element (cuBLASLt epilogues; plain gemm: none).
+ * The bias and the aux matrix have the output's type TD (cuBLASLt's default). */
+template <class TD> struct epilogue { const TD *bias; TD *aux; long long aux_ld; int gelu; };
 
-/* Column-major D(m,n) = epi(alpha op(A) op(B) + beta C), op(X) = X or X^T. Every output is
- * one fp32 sum over p = 0..k-1 in that order, starting at 0: the transposed-A form is a dot
+/* Column-major D(m,n) = epi(alpha op(A) op(B) + beta C), op(X) = X or X^T, C and D of type
+ * TD (fp32, or a 16-bit type: read widened, written rounded once). Every output is one
+ * fp32 sum over p = 0..k-1 in that order, starting at 0: the transposed-A form is a dot
  * product along A's column, the plain form adds columns of A (same order per element).
  * beta == 0 does not read C (NaN there does not propagate), as cuBLAS documents. */
-template <class TA, class TB>
+template <class TA, class TB, class TD>
 static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha, const TA *A,
-                 long long lda, const TB *B, long long ldb, float beta, const float *C, long long ldc, float *D,
-                 long long ldd, const epilogue *ep) {
+                 long long lda, const TB *B, long long ldb, float beta, const TD *C, long long ldc, TD *D,
+                 long long ldd, const epilogue<TD> *ep) {
     float *bcol = (float *)malloc(((size_t)k + (size_t)m + 1) * sizeof(float)), *acc = bcol + k;
     if (!bcol) return;
     for (int j = 0; j < n; j++) {
@@ -1029,13 +1037,13 @@ static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k
         }
         for (int i = 0; i < m; i++) {
             float x = alpha * acc[i];
-            if (beta != 0.0f) x += beta * C[(size_t)j * ldc + i];
+            if (beta != 0.0f) x += beta * ld(C, (size_t)j * ldc + i);
             if (ep) {
-                if (ep->bias) x += ep->bias[i];
-                if (ep->aux) ep->aux[(size_t)j * ep->aux_ld + i] = x;
+                if (ep->bias) x += ld(ep->bias, i);
+                if (ep->aux) st(ep->aux, (size_t)j * ep->aux_ld + i, x);
                 if (ep->gelu) x = gelu(x);
             }
-            D[(size_t)j * ldd + i] = x;
+            st(D, (size_t)j * ldd + i, x);
         }
     }
     free(bcol);
@@ -1059,9 +1067,20 @@ static inline cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta,
     cublasStatus_t s = llm_emu::gemm_args(h, ta, tb, m, n, k, lda, ldb, ldc);
     if (s != CUBLAS_STATUS_SUCCESS || m == 0 || n == 0) return s;
     llm_emu::gemm(llm_emu::op_real(ta), llm_emu::op_real(tb), m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc, C, ldc,
-                  (const llm_emu::epilogue *)NULL);
+                  (const llm_emu::epilogue<float> *)NULL);
     return CUBLAS_STATUS_SUCCESS;
 }
+/* The products cuBLAS documents for compute type 32F, as emulated: A and B of one type,
+ * C fp32, or C of A's 16-bit type. */
+namespace llm_emu {
+template <class TA, class TD>
+static void gemm_as(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float al, const void *A,
+                    long long lda, const void *B, long long ldb, float be, void *C, long long ldc,
+                    const epilogue<TD> *ep) {
+    gemm(op_real(ta), op_real(tb), m, n, k, al, (const TA *)A, lda, (const TA *)B, ldb, be, (const TD *)C, ldc,
+         (TD *)C, ldc, ep);
+}
+} /* namespace llm_emu */
 static inline cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                                           int k, const void *alpha, const void *A, cudaDataType at, int lda,
                                           const void *B, cudaDataType bt, int ldb, const void *beta, void *C,
@@ -1069,21 +1088,23 @@ static inline cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta
     cublasStatus_t s = llm_emu::gemm_args(h, ta, tb, m, n, k, lda, ldb, ldc);
     if (s != CUBLAS_STATUS_SUCCESS) return s;
     (void)algo;
-    if (ct != CUDA_R_32F || (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_PEDANTIC) ||
+    if ((ct != CUDA_R_32F && ct != at) || (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_PEDANTIC) ||
         at != bt || (at != CUDA_R_32F && at != CUDA_R_16BF && at != CUDA_R_16F))
         return CUBLAS_STATUS_NOT_SUPPORTED;
     if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
     float al = *(const float *)alpha, be = *(const float *)beta;
-    cublasOperation_t oa = llm_emu::op_real(ta), ob = llm_emu::op_real(tb);
+    const llm_emu::epilogue<float> *none = NULL;
     if (at == CUDA_R_32F)
-        llm_emu::gemm(oa, ob, m, n, k, al, (const float *)A, lda, (const float *)B, ldb, be, (float *)C, ldc,
-                      (float *)C, ldc, (const llm_emu::epilogue *)NULL);
+        llm_emu::gemm_as<float>(ta, tb, m, n, k, al, A, lda, B, ldb, be, C, ldc, none);
+    else if (at == CUDA_R_16BF && ct == CUDA_R_32F)
+        llm_emu::gemm_as<__nv_bfloat16>(ta, tb, m, n, k, al, A, lda, B, ldb, be, C, ldc, none);
     else if (at == CUDA_R_16BF)
-        llm_emu::gemm(oa, ob, m, n, k, al, (const __nv_bfloat16 *)A, lda, (const __nv_bfloat16 *)B, ldb, be,
-                      (float *)C, ldc, (float *)C, ldc, (const llm_emu::epilogue *)NULL);
+        llm_emu::gemm_as<__nv_bfloat16>(ta, tb, m, n, k, al, A, lda, B, ldb, be, C, ldc,
+                                        (const llm_emu::epilogue<__nv_bfloat16> *)NULL);
+    else if (ct == CUDA_R_32F)
+        llm_emu::gemm_as<__half>(ta, tb, m, n, k, al, A, lda, B, ldb, be, C, ldc, none);
     else
-        llm_emu::gemm(oa, ob, m, n, k, al, (const __half *)A, lda, (const __half *)B, ldb, be,
-                      (float *)C, ldc, (float *)C, ldc, (const llm_emu::epilogue *)NULL);
+        llm_emu::gemm_as<__half>(ta, tb, m, n, k, al, A, lda, B, ldb, be, C, ldc, (const llm_emu::epilogue<__half> *)NULL);
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -1189,9 +1210,10 @@ static inline cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmul
 
 namespace llm_emu {
 /* The checks cuBLASLt documents for D = epi(alpha op(A) op(B) + beta C), op(A) (m,k),
- * op(B) (k,n), C and D (m,n): layouts agree, ld >= rows, the emulated types and epilogues
- * (else NOT_SUPPORTED), a bias pointer for the BIAS epilogues, an aux pointer with
- * ld >= m and ld % 8 == 0 for GELU_AUX. */
+ * op(B) (k,n), C and D (m,n): layouts agree, ld >= rows, the emulated types (A and B alike;
+ * C and D alike, fp32 or A's 16-bit type) and epilogues (else NOT_SUPPORTED); the bias and
+ * aux types left at their default, D's, or set to it; a bias pointer for the BIAS
+ * epilogues, an aux pointer with ld >= m and ld % 8 == 0 for GELU_AUX. */
 static inline cublasStatus_t lt_check(const llm_emu_lt_desc *d, const llm_emu_lt_layout *a,
                                       const llm_emu_lt_layout *b, const llm_emu_lt_layout *c,
                                       const llm_emu_lt_layout *dd) {
@@ -1205,18 +1227,34 @@ static inline cublasStatus_t lt_check(const llm_emu_lt_desc *d, const llm_emu_lt
     for (int i = 0; i < 4; i++)
         if (all[i]->ld < 1 || (uint64_t)all[i]->ld < all[i]->rows) return CUBLAS_STATUS_INVALID_VALUE;
     if (d->compute != CUBLAS_COMPUTE_32F || d->scale != CUDA_R_32F || a->type != b->type ||
-        (a->type != CUDA_R_32F && a->type != CUDA_R_16BF && a->type != CUDA_R_16F) || c->type != CUDA_R_32F ||
-        dd->type != CUDA_R_32F)
+        (a->type != CUDA_R_32F && a->type != CUDA_R_16BF && a->type != CUDA_R_16F) || c->type != dd->type ||
+        (dd->type != CUDA_R_32F && dd->type != a->type))
         return CUBLAS_STATUS_NOT_SUPPORTED;
     uint32_t e = d->epi;
     if (e != CUBLASLT_EPILOGUE_DEFAULT && e != CUBLASLT_EPILOGUE_BIAS && e != CUBLASLT_EPILOGUE_GELU &&
         e != CUBLASLT_EPILOGUE_GELU_BIAS && e != CUBLASLT_EPILOGUE_GELU_AUX && e != CUBLASLT_EPILOGUE_GELU_AUX_BIAS)
         return CUBLAS_STATUS_NOT_SUPPORTED;
-    if ((e & CUBLASLT_EPILOGUE_BIAS) && d->bias_type != -1 && d->bias_type != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
-    if ((e & 128) && d->aux_type != -1 && d->aux_type != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if ((e & CUBLASLT_EPILOGUE_BIAS) && d->bias_type != -1 && d->bias_type != (int32_t)dd->type)
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    if ((e & 128) && d->aux_type != -1 && d->aux_type != (int32_t)dd->type) return CUBLAS_STATUS_NOT_SUPPORTED;
     if ((e & CUBLASLT_EPILOGUE_BIAS) && !d->bias) return CUBLAS_STATUS_INVALID_VALUE;
     if ((e & 128) && (!d->aux || d->aux_ld < (int64_t)m || d->aux_ld % 8 != 0)) return CUBLAS_STATUS_INVALID_VALUE;
     return CUBLAS_STATUS_SUCCESS;
+}
+} /* namespace llm_emu */
+
+namespace llm_emu {
+/* The product with its epilogue, A and B of type TA, C, D, bias and aux of type TD. */
+template <class TA, class TD>
+static void lt_run(const llm_emu_lt_desc *d, int m, int n, int k, float al, const void *A, long long lda,
+                   const void *B, long long ldb, float be, const void *C, long long ldc, void *D, long long ldd) {
+    epilogue<TD> ep;
+    ep.bias = (d->epi & CUBLASLT_EPILOGUE_BIAS) ? (const TD *)d->bias : NULL;
+    ep.aux = (d->epi & 128) ? (TD *)d->aux : NULL;
+    ep.aux_ld = d->aux_ld;
+    ep.gelu = (d->epi & CUBLASLT_EPILOGUE_GELU) != 0;
+    gemm(op_real(d->ta), op_real(d->tb), m, n, k, al, (const TA *)A, lda, (const TA *)B, ldb, be, (const TD *)C, ldc,
+         (TD *)D, ldd, &ep);
 }
 } /* namespace llm_emu */
 
@@ -1256,22 +1294,17 @@ static inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDe
     }
     int m = (int)dd->rows, n = (int)dd->cols, k = (int)(d->ta == CUBLAS_OP_N ? a->cols : a->rows);
     if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
-    llm_emu::epilogue ep;
-    ep.bias = (d->epi & CUBLASLT_EPILOGUE_BIAS) ? (const float *)d->bias : NULL;
-    ep.aux = (d->epi & 128) ? (float *)d->aux : NULL;
-    ep.aux_ld = d->aux_ld;
-    ep.gelu = (d->epi & CUBLASLT_EPILOGUE_GELU) != 0;
     float al = *(const float *)alpha, be = *(const float *)beta;
-    cublasOperation_t oa = llm_emu::op_real(d->ta), ob = llm_emu::op_real(d->tb);
     if (a->type == CUDA_R_32F)
-        llm_emu::gemm(oa, ob, m, n, k, al, (const float *)A, a->ld, (const float *)B, b->ld, be, (const float *)C,
-                      c->ld, (float *)D, dd->ld, &ep);
+        llm_emu::lt_run<float, float>(d, m, n, k, al, A, a->ld, B, b->ld, be, C, c->ld, D, dd->ld);
+    else if (a->type == CUDA_R_16BF && dd->type == CUDA_R_32F)
+        llm_emu::lt_run<__nv_bfloat16, float>(d, m, n, k, al, A, a->ld, B, b->ld, be, C, c->ld, D, dd->ld);
     else if (a->type == CUDA_R_16BF)
-        llm_emu::gemm(oa, ob, m, n, k, al, (const __nv_bfloat16 *)A, a->ld, (const __nv_bfloat16 *)B, b->ld, be,
-                      (const float *)C, c->ld, (float *)D, dd->ld, &ep);
+        llm_emu::lt_run<__nv_bfloat16, __nv_bfloat16>(d, m, n, k, al, A, a->ld, B, b->ld, be, C, c->ld, D, dd->ld);
+    else if (dd->type == CUDA_R_32F)
+        llm_emu::lt_run<__half, float>(d, m, n, k, al, A, a->ld, B, b->ld, be, C, c->ld, D, dd->ld);
     else
-        llm_emu::gemm(oa, ob, m, n, k, al, (const __half *)A, a->ld, (const __half *)B, b->ld, be,
-                      (const float *)C, c->ld, (float *)D, dd->ld, &ep);
+        llm_emu::lt_run<__half, __half>(d, m, n, k, al, A, a->ld, B, b->ld, be, C, c->ld, D, dd->ld);
     return CUBLAS_STATUS_SUCCESS;
 }
 
