@@ -207,8 +207,10 @@ typedef struct llm_options {
 } llm_options;
 
 /* ---- backend interface -------------------------------------------------------------- */
-/* Element types of tensors in backend memory (see the table's activation storage). */
-typedef enum llm_dtype { LLM_DTYPE_F32 = 0, LLM_DTYPE_BF16 = 1, LLM_DTYPE_F16 = 2 } llm_dtype;
+/* Element types: of tensors in backend memory (F32, BF16, F16: see the table's activation
+ * storage) and of a model's weights (F32, BF16, Q8_0: see llm_model_quantize). The values
+ * are stored in quantized checkpoints. */
+typedef enum llm_dtype { LLM_DTYPE_F32 = 0, LLM_DTYPE_BF16 = 1, LLM_DTYPE_Q8_0 = 2, LLM_DTYPE_F16 = 3 } llm_dtype;
 
 /* The seam between the model and the hardware. The model code never touches tensor
  * memory directly: it calls these functions with pointers that the backend allocated.
@@ -443,8 +445,7 @@ LLMDEF const char *llm_tensor_name(int i);  /* "wte", "wpe", "ln1w", ... */
  * (by vdpbf16ps with the activations rounded to bf16 too, where the CPU has AVX512-BF16).
  * Decoding reads every weight once per token, so it runs about 2x (bf16) and 3.5x (Q8_0)
  * faster than fp32 where memory bandwidth is the limit. */
-typedef enum llm_dtype { LLM_DTYPE_F32 = 0, LLM_DTYPE_BF16 = 1, LLM_DTYPE_Q8_0 = 2 } llm_dtype;
-LLMDEF const char *llm_dtype_name(llm_dtype t);   /* "f32", "bf16", "q8_0"; "?" otherwise */
+LLMDEF const char *llm_dtype_name(llm_dtype t);   /* "f32", "bf16", "q8_0", "f16"; "?" otherwise */
 /* Store every weight matrix (each layer's qkv, attention output, MLP up/gate and down
  * projections) and the token embedding / classifier in dtype, in place, for inference:
  * the fp32 copies, gradients and optimizer state are freed; norms, biases and GPT-2's
@@ -8656,7 +8657,7 @@ static float *llm__view(const llm_params *p, int i) {
     return v[i];
 }
 LLMDEF const char *llm_dtype_name(llm_dtype t) {
-    return t == LLM_DTYPE_F32 ? "f32" : t == LLM_DTYPE_BF16 ? "bf16" : t == LLM_DTYPE_Q8_0 ? "q8_0" : "?";
+    return t == LLM_DTYPE_F32 ? "f32" : t == LLM_DTYPE_BF16 ? "bf16" : t == LLM_DTYPE_Q8_0 ? "q8_0" : t == LLM_DTYPE_F16 ? "f16" : "?";
 }
 LLMDEF llm_dtype llm_model_dtype(const llm_model *m) { return m ? m->qdtype : LLM_DTYPE_F32; }
 
