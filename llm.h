@@ -9746,10 +9746,41 @@ done:
 static void llm__wr32(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = LLM__CAST(unsigned char, v >> (8 * i)); }
 static void llm__wr64(unsigned char *p, uint64_t v) { llm__wr32(p, LLM__CAST(uint32_t, v)); llm__wr32(p + 4, LLM__CAST(uint32_t, v >> 32)); }
 
-static llm_status llm__write_dev(llm__wfile *w, const llm_model *m, const float *dev, float *host) {
-    llm_status s = m->be->download(m->st, host, dev, m->n_params * sizeof(float));
-    if (s == LLM_OK) llm__wbytes(w, host, m->n_params * sizeof(float));
-    return s;
+/* The start every header of ours shares (checkpoints, both versions, and LoRA adapters):
+ * bytes 8 u32 version, 12 u32 flags, 16-51 the model's shape (LLM__CKPT_NCFG i32). The
+ * magic (bytes 0-7) is written last: see llm__wfile. */
+static void llm__hdr_begin(unsigned char *hdr, uint32_t version, uint32_t flags, const llm_config *c) {
+    const int cf[LLM__CKPT_NCFG] = {LLM__CAST(int, c->arch), c->max_seq_len, c->vocab_size, c->n_layer, c->n_head,
+                                    c->n_embd, c->n_kv_head, c->hidden_dim, c->untied_head};
+    llm__wr32(hdr + 8, version);
+    llm__wr32(hdr + 12, flags);
+    for (int i = 0; i < LLM__CKPT_NCFG; i++) llm__wr32(hdr + 16 + 4 * i, LLM__CAST(uint32_t, cf[i]));
+}
+/* llm_train_state as five u64 at p: step, rng[0], rng[1], cursor, epoch (zeros when NULL). */
+static void llm__hdr_train_state(unsigned char *p, const llm_train_state *ts) {
+    if (!ts) return;
+    const uint64_t v[5] = {ts->step, ts->rng[0], ts->rng[1], ts->cursor, ts->epoch};
+    for (int i = 0; i < 5; i++) llm__wr64(p + 8 * i, v[i]);
+}
+/* Write magic + hdr, then narr arrays of n floats from backend memory (the values, then
+ * AdamW's m and v), through one host buffer; path is replaced only once all is on disk. */
+static llm_status llm__save_dev(const llm_model *m, const char *path, const char *magic, const unsigned char *hdr,
+                                size_t nhdr, const float *const *dev, int narr, size_t n) {
+    float *host = LLM__CAST(float *, LLM_MALLOC((n ? n : 1) * sizeof(float)));
+    if (!host) return llm__err(LLM_ERR_NOMEM, "save %s: out of memory", path);
+    llm__wfile w;
+    llm_status s = llm__wopen(&w, path);
+    if (s != LLM_OK) { LLM_FREE(host); return s; }
+    memcpy(w.head, magic, 8);
+    w.nhead = 8;
+    llm__wbytes(&w, hdr, nhdr);   /* zeros in bytes 0-7 until the close */
+    for (int i = 0; i < narr && s == LLM_OK; i++) {
+        s = m->be->download(m->st, host, dev[i], n * sizeof(float));
+        if (s == LLM_OK) llm__wbytes(&w, host, n * sizeof(float));
+    }
+    LLM_FREE(host);
+    if (s != LLM_OK) { w.failed = 1; llm__wclose(&w); return s; }
+    return llm__wclose(&w);
 }
 
 static llm_status llm__save_quantized(const llm_model *m, const char *path);
@@ -9758,35 +9789,15 @@ LLMDEF llm_status llm_model_save(const llm_model *m, const char *path, int with_
     if (m->qdtype != LLM_DTYPE_F32) return llm__save_quantized(m, path);   /* version 2, below */
     unsigned char hdr[256];
     memset(hdr, 0, sizeof hdr);
-    int opt = with_optimizer && m->m_mem;   /* the magic (bytes 0-7) is written last: see llm__wfile */
-    llm__wr32(hdr + 8, 1);
-    llm__wr32(hdr + 12, opt ? 1u : 0u);
-    const llm_config *c = &m->cfg;
-    const int cf[LLM__CKPT_NCFG] = {LLM__CAST(int, c->arch), c->max_seq_len, c->vocab_size, c->n_layer, c->n_head,
-                                    c->n_embd, c->n_kv_head, c->hidden_dim, c->untied_head};
-    for (int i = 0; i < LLM__CKPT_NCFG; i++) llm__wr32(hdr + 16 + 4 * i, LLM__CAST(uint32_t, cf[i]));
-    memcpy(hdr + 52, &c->norm_eps, 4);
-    memcpy(hdr + 56, &c->rope_theta, 4);
+    int opt = with_optimizer && m->m_mem;
+    llm__hdr_begin(hdr, 1, opt ? 1u : 0u, &m->cfg);
+    memcpy(hdr + 52, &m->cfg.norm_eps, 4);
+    memcpy(hdr + 56, &m->cfg.rope_theta, 4);
     llm__wr64(hdr + 64, m->n_params);
     llm__wr64(hdr + 72, LLM__CAST(uint64_t, m->t));
-    if (ts) {
-        const uint64_t v[5] = {ts->step, ts->rng[0], ts->rng[1], ts->cursor, ts->epoch};
-        for (int i = 0; i < 5; i++) llm__wr64(hdr + 80 + 8 * i, v[i]);
-    }
-    float *host = LLM__CAST(float *, LLM_MALLOC(m->n_params * sizeof(float)));
-    if (!host) return llm__err(LLM_ERR_NOMEM, "save: out of memory");
-    llm__wfile w;
-    llm_status s = llm__wopen(&w, path);
-    if (s != LLM_OK) { LLM_FREE(host); return s; }
-    memcpy(w.head, LLM__CKPT_MAGIC, 8);
-    w.nhead = 8;
-    llm__wbytes(&w, hdr, sizeof hdr);
-    s = llm__write_dev(&w, m, m->params_mem, host);
-    if (s == LLM_OK && opt) s = llm__write_dev(&w, m, m->m_mem, host);
-    if (s == LLM_OK && opt) s = llm__write_dev(&w, m, m->v_mem, host);
-    LLM_FREE(host);
-    if (s != LLM_OK) { w.failed = 1; llm__wclose(&w); return s; }
-    return llm__wclose(&w);
+    llm__hdr_train_state(hdr + 80, ts);
+    const float *arrays[3] = {m->params_mem, m->m_mem, m->v_mem};
+    return llm__save_dev(m, path, LLM__CKPT_MAGIC, hdr, sizeof hdr, arrays, opt ? 3 : 1, m->n_params);
 }
 
 /* Validate our header against the file; fills the config and says whether the
@@ -9841,12 +9852,8 @@ static uint64_t llm__qckpt_bytes(const llm_config *c, const size_t size[LLM_NTEN
 static llm_status llm__save_quantized(const llm_model *m, const char *path) {
     unsigned char hdr[256];
     memset(hdr, 0, sizeof hdr);
-    memcpy(hdr, LLM__CKPT_MAGIC, 8);
-    llm__wr32(hdr + 8, LLM__CKPT_QVERSION);
     const llm_config *c = &m->cfg;
-    const int cf[LLM__CKPT_NCFG] = {LLM__CAST(int, c->arch), c->max_seq_len, c->vocab_size, c->n_layer, c->n_head,
-                                    c->n_embd, c->n_kv_head, c->hidden_dim, c->untied_head};
-    for (int i = 0; i < LLM__CKPT_NCFG; i++) llm__wr32(hdr + 16 + 4 * i, LLM__CAST(uint32_t, cf[i]));
+    llm__hdr_begin(hdr, LLM__CKPT_QVERSION, 0, c);
     memcpy(hdr + 52, &c->norm_eps, 4);
     memcpy(hdr + 56, &c->rope_theta, 4);
     llm__wr32(hdr + 60, LLM__CAST(uint32_t, m->qdtype));
@@ -9858,6 +9865,8 @@ static llm_status llm__save_quantized(const llm_model *m, const char *path) {
     llm__wfile w;
     llm_status s = llm__wopen(&w, path);
     if (s != LLM_OK) { LLM_FREE(blk); LLM_FREE(row); return s; }
+    memcpy(w.head, LLM__CKPT_MAGIC, 8);   /* written last, as every save's */
+    w.nhead = 8;
     llm__wbytes(&w, hdr, sizeof hdr);
     for (int i = 0; i < LLM_NTENSORS; i++) {
         if (!llm__is_qmat(i)) {   /* f32, host memory on the CPU backend */
@@ -10007,49 +10016,23 @@ LLMDEF llm_status llm_model_load_train_state(llm_model *m, const char *path, llm
 #define LLM__LORA_MAGIC "LLMHLORA"
 #define LLM__LORA_HDR 128
 
-static llm_status llm__lora_write(llm__wfile *w, const llm_model *m, const float *dev, float *host) {
-    llm_status s = m->be->download(m->st, host, dev, m->lora->n * sizeof(float));
-    if (s == LLM_OK) llm__wbytes(w, host, m->lora->n * sizeof(float));
-    return s;
-}
-
 LLMDEF llm_status llm_model_lora_save(const llm_model *m, const char *path, int with_optimizer, const llm_train_state *ts) {
     if (!m || !path) return llm__err(LLM_ERR_ARG, "lora_save: NULL argument");
     if (!m->lora) return llm__err(LLM_ERR_STATE, "lora_save: no LoRA adapters attached");
     const llm__lora *a = m->lora;
     unsigned char hdr[LLM__LORA_HDR];
     memset(hdr, 0, sizeof hdr);
-    int opt = with_optimizer && a->m;   /* the magic (bytes 0-7) is written last: see llm__wfile */
-    llm__wr32(hdr + 8, 1);
-    llm__wr32(hdr + 12, opt ? 1u : 0u);
-    const llm_config *c = &m->cfg;
-    const int cf[LLM__CKPT_NCFG] = {LLM__CAST(int, c->arch), c->max_seq_len, c->vocab_size, c->n_layer, c->n_head,
-                                    c->n_embd, c->n_kv_head, c->hidden_dim, c->untied_head};
-    for (int i = 0; i < LLM__CKPT_NCFG; i++) llm__wr32(hdr + 16 + 4 * i, LLM__CAST(uint32_t, cf[i]));
+    int opt = with_optimizer && a->m;
+    llm__hdr_begin(hdr, 1, opt ? 1u : 0u, &m->cfg);
     llm__wr32(hdr + 52, LLM__CAST(uint32_t, a->cfg.rank));
     memcpy(hdr + 56, &a->cfg.alpha, 4);
     llm__wr32(hdr + 60, LLM__CAST(uint32_t, a->cfg.targets));
     llm__wr64(hdr + 64, a->cfg.seed);
     llm__wr64(hdr + 72, a->n);
     llm__wr64(hdr + 80, LLM__CAST(uint64_t, m->t));
-    if (ts) {
-        const uint64_t v[5] = {ts->step, ts->rng[0], ts->rng[1], ts->cursor, ts->epoch};
-        for (int i = 0; i < 5; i++) llm__wr64(hdr + 88 + 8 * i, v[i]);
-    }
-    float *host = LLM__CAST(float *, LLM_MALLOC((a->n ? a->n : 1) * sizeof(float)));
-    if (!host) return llm__err(LLM_ERR_NOMEM, "lora_save: out of memory");
-    llm__wfile w;
-    llm_status s = llm__wopen(&w, path);
-    if (s != LLM_OK) { LLM_FREE(host); return s; }
-    memcpy(w.head, LLM__LORA_MAGIC, 8);
-    w.nhead = 8;
-    llm__wbytes(&w, hdr, sizeof hdr);
-    s = llm__lora_write(&w, m, a->mem, host);
-    if (s == LLM_OK && opt) s = llm__lora_write(&w, m, a->m, host);
-    if (s == LLM_OK && opt) s = llm__lora_write(&w, m, a->v, host);
-    LLM_FREE(host);
-    if (s != LLM_OK) { w.failed = 1; llm__wclose(&w); return s; }
-    return llm__wclose(&w);
+    llm__hdr_train_state(hdr + 88, ts);
+    const float *arrays[3] = {a->mem, a->m, a->v};
+    return llm__save_dev(m, path, LLM__LORA_MAGIC, hdr, sizeof hdr, arrays, opt ? 3 : 1, a->n);
 }
 
 LLMDEF llm_status llm_model_lora_load(llm_model *m, const char *path, llm_train_state *ts) {
