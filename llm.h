@@ -6615,7 +6615,7 @@ static LLM__UNUSED void llm__rope_rotate_fast(float *qkv, const int *pos, int B,
  *     y[i][j] = sum over blocks b of  s(i,j,b) * (dw[j][b] * dx[i][b])
  *     s(i,j,b) = sum over k in block b of  qw[j][k] * qx[i][k]        (int32, exact)
  * The float sum over b runs in b order, one fused multiply-add per block:
- *     acc = fmaf((float)s, dw * dx, acc)          (|s| < 2^24 converts exactly)
+ *     acc = llm__fmaf((float)s, dw * dx, acc)          (|s| < 2^24 converts exactly)
  * so every SIMD level gives the scalar reference's bits (tests/test_quant.c checks it).
  *
  * Files hold Q8_0 as ggml does: row-major blocks of 34 bytes (llm__q8_0). In memory the
@@ -6639,10 +6639,32 @@ static LLM__UNUSED void llm__rope_rotate_fast(float *qkv, const int *pos, int B,
  * AVX512-BF16 the words are widened to fp32 (a shift, a mask) and multiplied by fp32 x
  * in four chains of fused multiply-adds (the pair's parity times k's parity; four, so
  * that the adds of one output are not one long chain of dependent instructions):
- *     a[2 (p & 1) + (k & 1)] = fmaf(w[j][k], x[k], ...),   y = (a0 + a1) + (a2 + a3)
+ *     a[2 (p & 1) + (k & 1)] = llm__fmaf(w[j][k], x[k], ...),   y = (a0 + a1) + (a2 + a3)
  * which every level computes bit for bit. With AVX512-BF16 x is rounded to bf16 too and
  * the instruction adds in its own order: that path is checked against the reference
  * within a tolerance, not bit for bit. */
+
+/* ---- the references' fused multiply-add ------------------------------------------------
+ * a * b + c rounded once, as the SIMD kernels' fma instructions compute it. libm's fmaf
+ * does that everywhere but on Windows, where MinGW-w64's runtime rounds twice; there the
+ * float operation is done in double: a * b is exact in double (24 + 24 bits of mantissa),
+ * the sum s = a b + c is rounded to double with its error e kept (TwoSum), and s is made
+ * odd when e != 0 ("round to odd": its last bit records the inexactness), after which one
+ * rounding to float is correct since double carries more than 24 + 2 bits. */
+#if defined(_WIN32)
+static float llm__fmaf(float a, float b, float c) {
+    double p = LLM__CAST(double, a) * b, s = p + c, bp = s - p, e = (p - (s - bp)) + (c - bp);
+    if (e != 0.0 && e == e) {   /* inexact and finite (e is NaN for inf or NaN) */
+        uint64_t u;
+        memcpy(&u, &s, 8);
+        if (!(u & 1)) u += ((e > 0.0) == (s > 0.0)) ? 1 : LLM__CAST(uint64_t, -1);   /* toward the exact sum */
+        memcpy(&s, &u, 8);
+    }
+    return LLM__CAST(float, s);
+}
+#else
+#define llm__fmaf fmaf
+#endif
 
 /* ---- fp16 (IEEE binary16) ------------------------------------------------------------ */
 /* half -> float: rebias the exponent (15 -> 127); subnormal halves are normalised by
@@ -6833,7 +6855,7 @@ static void llm__q8_tile_ref(const unsigned char *T, int nb, const int8_t *xq, s
                         s += LLM__CAST(int32_t, LLM__CAST(int8_t, B[2 * LLM__QT + 64 * g + 4 * r + c])) * x[4 * g + c];
                 uint16_t h;
                 memcpy(&h, B + 2 * r, 2);
-                acc = fmaf(LLM__CAST(float, s), llm__f16_to_f32(h) * xd[i * ldd + b], acc);
+                acc = llm__fmaf(LLM__CAST(float, s), llm__f16_to_f32(h) * xd[i * ldd + b], acc);
             }
             out[i * LLM__QT + r] = acc;
         }
@@ -7109,8 +7131,8 @@ static float llm__bf16_dot_ref(const uint32_t *W, int K, int j, const float *x) 
     for (int p = 0; p < llm__bf16_kp(K); p++) {
         uint32_t w = *llm__bf16t_word(W, K, j, p);
         int c = 2 * (p & 1);
-        a[c] = fmaf(llm__bf16_widen(LLM__CAST(uint16_t, w & 0xffff)), x[2 * p], a[c]);
-        if (2 * p + 1 < K) a[c + 1] = fmaf(llm__bf16_widen(LLM__CAST(uint16_t, w >> 16)), x[2 * p + 1], a[c + 1]);
+        a[c] = llm__fmaf(llm__bf16_widen(LLM__CAST(uint16_t, w & 0xffff)), x[2 * p], a[c]);
+        if (2 * p + 1 < K) a[c + 1] = llm__fmaf(llm__bf16_widen(LLM__CAST(uint16_t, w >> 16)), x[2 * p + 1], a[c + 1]);
     }
     return (a[0] + a[1]) + (a[2] + a[3]);
 }
@@ -7123,8 +7145,8 @@ static void llm__bf16_tile_ref(const uint32_t *T, int K, const float *X, size_t 
             for (int p = 0; p < llm__bf16_kp(K); p++) {
                 uint32_t w = T[LLM__CAST(size_t, p) * LLM__QT + r];
                 int c = 2 * (p & 1);
-                a[c] = fmaf(llm__bf16_widen(LLM__CAST(uint16_t, w & 0xffff)), x[2 * p], a[c]);
-                if (2 * p + 1 < K) a[c + 1] = fmaf(llm__bf16_widen(LLM__CAST(uint16_t, w >> 16)), x[2 * p + 1], a[c + 1]);
+                a[c] = llm__fmaf(llm__bf16_widen(LLM__CAST(uint16_t, w & 0xffff)), x[2 * p], a[c]);
+                if (2 * p + 1 < K) a[c + 1] = llm__fmaf(llm__bf16_widen(LLM__CAST(uint16_t, w >> 16)), x[2 * p + 1], a[c + 1]);
             }
             out[i * LLM__QT + r] = (a[0] + a[1]) + (a[2] + a[3]);
         }
@@ -7402,7 +7424,7 @@ static void llm__qmm_ref(int q8, float *Y, const float *X, const void *W, const 
                         sum += LLM__CAST(int32_t, LLM__CAST(int8_t, B[2 * LLM__QT + 64 * (k / 4) + 4 * (j % LLM__QT) + k % 4])) * q[k];
                     uint16_t h;
                     memcpy(&h, B + 2 * (j % LLM__QT), 2);
-                    acc = fmaf(LLM__CAST(float, sum), llm__f16_to_f32(h) * d, acc);
+                    acc = llm__fmaf(LLM__CAST(float, sum), llm__f16_to_f32(h) * d, acc);
                 }
                 v = acc;
             } else {

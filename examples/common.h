@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "llm.h"
+#include <sys/stat.h>
 #if !defined(_WIN32)
 #include <sys/resource.h>
-#include <sys/stat.h>
 #endif
 
 /* each program uses some of these */
@@ -25,6 +25,15 @@
 #endif
 
 EX_FN int ex_file_exists(const char *p) { FILE *f = fopen(p, "rb"); if (f) fclose(f); return f != NULL; }
+EX_FN int ex_is_dir(const char *p) {
+#if defined(_WIN32)
+    struct _stat sb;
+    return _stat(p, &sb) == 0 && (sb.st_mode & _S_IFDIR) != 0;
+#else
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+#endif
+}
 
 /* The data directories, in the order they are searched. */
 EX_FN int ex_data_dir(int i, char *buf, size_t cap) {
@@ -64,13 +73,7 @@ EX_FN llm_status ex_load_model_gpt2_tokenizer(llm_tokenizer **tok, const char *p
     char dir[4096], p[4200];
     if (path) return llm_tokenizer_load(tok, path);
     snprintf(dir, sizeof dir, "%s", model);
-#if !defined(_WIN32)
-    struct stat sb;
-    int is_dir = stat(model, &sb) == 0 && S_ISDIR(sb.st_mode);
-#else
-    int is_dir = 0;
-#endif
-    if (!is_dir) { char *slash = strrchr(dir, '/'); if (slash) *slash = 0; else snprintf(dir, sizeof dir, "."); }
+    if (!ex_is_dir(model)) { char *slash = strrchr(dir, '/'); if (slash) *slash = 0; else snprintf(dir, sizeof dir, "."); }
     const char *names[3] = {"tokenizer.json", "vocab.json", "encoder.json"};
     for (int i = 0; i < 3; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, names[i]);

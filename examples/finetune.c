@@ -176,8 +176,7 @@ static char *read_text(const char *path, size_t *len) {
 typedef struct { llm_tokenizer *gpt2; llm_llama_tokenizer *llama; } tokenizer;
 /* The folder a model lives in ("" for the current one), with a trailing slash. */
 static void model_dir(const char *model, char *out, size_t cap) {
-    struct stat sb;
-    if (stat(model, &sb) == 0 && S_ISDIR(sb.st_mode)) { snprintf(out, cap, "%s/", model); return; }
+    if (ex_is_dir(model)) { snprintf(out, cap, "%s/", model); return; }
     snprintf(out, cap, "%s", model);
     char *slash = strrchr(out, '/');
     if (slash) slash[1] = 0; else out[0] = 0;

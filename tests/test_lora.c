@@ -27,12 +27,10 @@
  * adapter gradients and 3 AdamW steps of the GPT-2 fixture; and dropout, which the CUDA
  * backend has no op for, is refused by name.
  */
-#define _POSIX_C_SOURCE 200809L  /* mkdtemp */
 #include "test.h"
 #define LLM_IMPLEMENTATION
 #include "llm.h"
 #include "ref.h"
-#include <unistd.h>
 
 static char tmpdir[256];
 static const char *tpath(const char *name) {
@@ -494,8 +492,7 @@ int main(void) {
     test_seed(777);
     memset(&opts, 0, sizeof opts);
     opts.n_threads = 2;
-    snprintf(tmpdir, sizeof tmpdir, "%s/llm_test_lora_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(tmpdir)) { printf("cannot make a temporary directory\n"); return 1; }
+    if (!test_make_tmpdir(tmpdir, sizeof tmpdir, "llm_test_lora")) { printf("cannot make a temporary directory\n"); return 1; }
 #ifdef LLM_CUDA
     if (llm_cuda_device_count() > 0) {
         if (strstr(llm_cuda_device_name(0), "emulator")) printf("test_lora: EMULATED: the CUDA backend's kernels ran on the CPU\n");
@@ -503,7 +500,7 @@ int main(void) {
     } else {
         TEST_SKIP("test_lora: no CUDA device");
     }
-    rmdir(tmpdir);
+    test_rmdir(tmpdir);
     return TEST_END("test_lora");
 #endif
     test_bad_config();
@@ -516,6 +513,6 @@ int main(void) {
     test_attached_merged();
     const char *names[] = {"a.lora", "cut.lora", "short.lora", "magic.lora", "nan.lora"};
     for (int i = 0; i < 5; i++) remove(tpath(names[i]));
-    rmdir(tmpdir);
+    test_rmdir(tmpdir);
     return TEST_END("test_lora");
 }
