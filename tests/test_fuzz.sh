@@ -6,10 +6,12 @@
 # to be kept as tests/fuzz/<corpus>/regress-<what> once fixed). Prints the executions of
 # each target and their total. Needs the binaries `make fuzz-build` makes (clang with
 # libFuzzer); without them it prints SKIP. FUZZERS lists name:source:mode:corpus:max_len
-# (from the Makefile).
+# (from the Makefile). FUZZ_SEED (default 1) fixes libFuzzer's random choices, so that a
+# run is repeatable: the same binary and corpus make the same inputs in the same order.
 set -u
 B=${LLM_BUILD:-build}
 SECS=${FUZZ_SECONDS:-60}
+SEED=${FUZZ_SEED:-1}
 p=0 f=0 s=0 total=0
 for spec in ${FUZZERS:?FUZZERS is set by the Makefile}; do
   IFS=: read -r name src mode corpus maxlen <<<"$spec"
@@ -17,7 +19,7 @@ for spec in ${FUZZERS:?FUZZERS is set by the Makefile}; do
   if [ ! -x "$bin" ]; then echo "SKIP: $bin not built (make fuzz-build needs clang with libFuzzer)"; s=$((s + 1)); continue; fi
   mkdir -p "$B/fuzz/corpus/$name"
   rm -f "$B/fuzz/fuzz_$name"-*
-  "$bin" -max_total_time="$SECS" -max_len="$maxlen" -rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=20 \
+  "$bin" -seed="$SEED" -max_total_time="$SECS" -max_len="$maxlen" -rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=20 \
     -print_final_stats=1 -artifact_prefix="$B/fuzz/fuzz_$name-" "$B/fuzz/corpus/$name" "tests/fuzz/$corpus" \
     > "$B/fuzz/fuzz_$name.log" 2>&1
   rc=$?
