@@ -2,7 +2,7 @@
 # includes llm.h; there is no library to build.
 #
 #   make            examples into build/
-#   make test       the test suite, built and run in parallel (the run: ~20 s on 2 cores):
+#   make test       the test suite, built and run in parallel (the run: about 1 min on 2 cores):
 #                   every feature, PyTorch's answers from tests/fixtures (no torch needed)
 #   make check      test, plus the ASan+UBSan builds of every test, the CUDA emulator
 #                   suites, ThreadSanitizer, GPT-2 124M (test-big) and, when
